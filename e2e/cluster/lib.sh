@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # variables are used by the scripts that source this file
 # Common settings for the local cluster scripts. Sourced, never executed.
 #
 # Environment knobs (all optional):

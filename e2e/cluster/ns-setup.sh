@@ -62,7 +62,7 @@ ip addr add "$NODE_IP/24" dev veth0
 ip addr add "$NODE_PEER_IP/32" dev veth1
 ip link set veth0 up
 ip link set veth1 up
-ip route add default via "$NODE_PEER_IP" dev veth0 onlink
+ip route add default dev veth0 src "$NODE_IP"
 echo 1 >/proc/sys/net/ipv4/ip_forward
 # Nothing arriving on the peer end is forwarded: traffic for any address
 # outside the namespace gets "unreachable" instead of looping.

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Tear the local cluster down: stop exactly what up.sh started (by recorded
+# process ids and by membership of the cluster's namespace and cgroups),
+# remove the cgroups it created, then remove the state directory.
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+require_root
+t0=$SECONDS
+CG_NAME=corral-e2e
+
+if [[ ! -d $STATE_DIR ]]; then
+  log "nothing to tear down ($STATE_DIR does not exist)"
+  exit 0
+fi
+
+# Processes whose network or mount namespace is the cluster's.
+ns_members() {
+  local holder=$1 netns mntns p
+  netns=$(readlink "/proc/$holder/ns/net") || return 0
+  mntns=$(readlink "/proc/$holder/ns/mnt") || return 0
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [[ $p == "$holder" || $p == "$$" ]] && continue
+    if [[ $(readlink "/proc/$p/ns/net" 2>/dev/null) == "$netns" ||
+          $(readlink "/proc/$p/ns/mnt" 2>/dev/null) == "$mntns" ]]; then
+      echo "$p"
+    fi
+  done
+}
+
+# Processes in the pods' cgroups (containers run in their own namespaces).
+cgroup_members() {
+  local hier
+  while read -r hier; do
+    [[ -d $hier/$CG_NAME ]] || continue
+    find "$hier/$CG_NAME" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done < <(findmnt -rn -t cgroup -o TARGET)
+}
+
+kill_all() { # SIGNAL PIDS...
+  local sig=$1
+  shift
+  (($# == 0)) || kill "-$sig" "$@" 2>/dev/null || true
+}
+
+holder=$(ns_pid || true)
+
+# 1. kubelet first, so nothing restarts the containers.
+stop_daemon kubelet 5
+# 2. the containers' processes.
+for _ in 1 2 3; do
+  mapfile -t pids < <(cgroup_members | sort -u)
+  ((${#pids[@]} == 0)) && break
+  kill_all KILL "${pids[@]}"
+  sleep 0.2
+done
+# 3. the components, then the forwards.
+for name in kube-proxy kube-scheduler kube-controller-manager containerd kube-apiserver etcd; do
+  stop_daemon "$name" 5
+done
+for pidfile in "$PID_DIR"/fwd-*.pid; do
+  [[ -e $pidfile ]] || continue
+  name=${pidfile##*/}
+  stop_daemon "${name%.pid}" 2
+done
+# 4. anything else left in the namespace (containerd shims, socat children),
+#    then the namespace holder itself.
+if [[ -n $holder ]]; then
+  for _ in 1 2 3 4 5; do
+    mapfile -t pids < <(ns_members "$holder")
+    ((${#pids[@]} == 0)) && break
+    kill_all KILL "${pids[@]}"
+    sleep 0.2
+  done
+  kill -KILL "$holder" 2>/dev/null || true
+  for _ in {1..50}; do pid_alive "$holder" || break; sleep 0.1; done
+fi
+rm -f "$NS_PIDFILE"
+
+# 5. the cgroups kubelet and containerd created (deepest first).
+while read -r hier; do
+  [[ -d $hier/$CG_NAME ]] || continue
+  find "$hier/$CG_NAME" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  [[ -d $hier/$CG_NAME ]] && log "warning: could not remove cgroup $hier/$CG_NAME"
+done < <(findmnt -rn -t cgroup -o TARGET)
+
+# 6. the state. With the namespace gone, its mounts are gone too; refuse to
+#    delete if anything under the state directory is still mounted here.
+if findmnt -rn -o TARGET | grep -qF "$STATE_DIR"; then
+  die "something is still mounted under $STATE_DIR; not removing it"
+fi
+rm -rf --one-file-system "$STATE_DIR"
+log "cluster down in $((SECONDS - t0)) s"

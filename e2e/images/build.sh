@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Build Corral's container images without a Docker engine or a registry, and
+# import them into the local cluster's containerd.
+#
+#   build.sh [all]                    sandbox-base, pause, and a component image
+#                                     for every Corral binary found in target/
+#   build.sh sandbox-base             corral/sandbox-base:dev (Debian bookworm:
+#                                     bash coreutils git python3 curl ca-certificates)
+#   build.sh pause                    registry.k8s.io/pause:3.10 (static C pause)
+#   build.sh component NAME BINARY    corral/NAME:dev = minimal Debian 12 + BINARY at
+#                                     /usr/local/bin/NAME (entrypoint), uid 65532
+#   build.sh import ARCHIVE...        import image archives into the cluster
+#
+# Root filesystems are made with debootstrap and cached in
+# $CORRAL_CACHE/rootfs; images are assembled with buildah (vfs storage in
+# $CORRAL_CACHE/buildah) and written as docker-archive tarballs to
+# $CORRAL_CACHE/images/*.tar. When the cluster is up (make cluster-up) every
+# image built is imported with `ctr -n k8s.io images import`; set
+# CORRAL_NO_IMPORT=1 to only build.
+#
+# CORRAL_COMPONENTS overrides which binaries `all` looks for: space-separated
+# NAME or NAME=BINARY-FILE-NAME entries (default below), searched in
+# ${CARGO_TARGET_DIR:-target}/release then /debug.
+set -euo pipefail
+# shellcheck source=../cluster/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
+
+IMAGES_DIR="$E2E_DIR/images"
+ROOTFS_DIR="$CACHE_DIR/rootfs"
+ARCHIVE_DIR="$CACHE_DIR/images"
+MIRROR="${CORRAL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+SUITE=bookworm
+BASE_PACKAGES=(ca-certificates)
+SANDBOX_PACKAGES=(bash coreutils git python3 curl ca-certificates)
+DEFAULT_COMPONENTS="operator harness gateway sandbox-daemon sandbox"
+PAUSE_IMAGE=registry.k8s.io/pause:3.10
+
+B=(buildah --root "$CACHE_DIR/buildah/root" --runroot "$CACHE_DIR/buildah/run" --storage-driver vfs)
+
+ensure_tools() {
+  local missing=() t
+  for t in buildah debootstrap gcc; do command -v "$t" >/dev/null || missing+=("$t"); done
+  ((${#missing[@]} == 0)) || "$E2E_CLUSTER_DIR/deps.sh"
+}
+
+# rootfs NAME PACKAGES...: a cached tarball of a debootstrap (minbase) tree.
+rootfs() {
+  local name=$1 key tar tmp
+  shift
+  key=$(printf '%s\n' "$SUITE" "$@" | sha256sum | cut -c1-12)
+  tar="$ROOTFS_DIR/$SUITE-$name-$key.tar"
+  if [[ -f $tar ]]; then
+    printf '%s\n' "$tar"
+    return 0
+  fi
+  mkdir -p "$ROOTFS_DIR/debs"
+  tmp=$(mktemp -d "$ROOTFS_DIR/.build-XXXXXX")
+  log "debootstrap $SUITE ($name: minbase + $*) -- about 2 minutes, once"
+  # In a private mount namespace: whatever debootstrap mounts in the target
+  # (proc, sys) disappears with it, and libmount's utab stays out of /run.
+  if ! LIBMOUNT_UTAB="$tmp/utab" unshare --mount --propagation private -- \
+    debootstrap --variant=minbase --include="$(IFS=,; echo "$*")" --cache-dir="$ROOTFS_DIR/debs" \
+    "$SUITE" "$tmp/root" "$MIRROR" >"$tmp/debootstrap.log" 2>&1; then
+    tail -n 20 "$tmp/debootstrap.log" >&2
+    rm -rf --one-file-system "$tmp"
+    die "debootstrap failed"
+  fi
+  # Slim it down: no package caches, no apt lists, no docs, no device nodes.
+  rm -rf "$tmp/root/var/cache/apt/archives/"*.deb "$tmp/root/var/lib/apt/lists/"* \
+    "$tmp/root/usr/share/doc/"* "$tmp/root/usr/share/man/"* "$tmp/root/usr/share/info/"* \
+    "$tmp/root/var/log/"*.log "$tmp/root/dev/"*
+  printf 'nameserver 127.0.0.1\n' >"$tmp/root/etc/resolv.conf"
+  tar --numeric-owner -C "$tmp/root" -cf "$tar.partial" .
+  mv "$tar.partial" "$tar"
+  rm -rf --one-file-system "$tmp"
+  printf '%s\n' "$tar"
+}
+
+image_exists() { "${B[@]}" inspect --type image "$1" >/dev/null 2>&1; }
+
+# image_from_rootfs IMAGE TARBALL CONFIG-ARGS...
+image_from_rootfs() {
+  local image=$1 tar=$2 ctr mnt
+  shift 2
+  ctr=$("${B[@]}" from scratch)
+  mnt=$("${B[@]}" mount "$ctr")
+  tar --numeric-owner -C "$mnt" -xf "$tar"
+  "${B[@]}" umount "$ctr" >/dev/null
+  "${B[@]}" config --os linux --arch amd64 "$@" "$ctr"
+  "${B[@]}" commit --quiet --rm "$ctr" "$image" >/dev/null
+}
+
+# archive IMAGE NAME: write $ARCHIVE_DIR/NAME.tar and import it.
+archive() {
+  local image=$1 out="$ARCHIVE_DIR/$2.tar"
+  mkdir -p "$ARCHIVE_DIR"
+  rm -f "$out"
+  "${B[@]}" push --quiet "$image" "docker-archive:$out:$image" >/dev/null
+  log "built $image -> $out ($(du -h "$out" | cut -f1))"
+  import_archives "$out"
+}
+
+import_archives() {
+  local sock="$STATE_DIR/containerd/containerd.sock" a
+  if [[ -n ${CORRAL_NO_IMPORT:-} ]]; then return 0; fi
+  if [[ ! -S $sock ]]; then
+    log "cluster not running: not importing (make cluster-up, then: $0 import $*)"
+    return 0
+  fi
+  for a in "$@"; do
+    ctr --address "$sock" -n k8s.io images import "$a" >/dev/null
+    log "imported $(basename "$a") into the cluster"
+  done
+}
+
+build_sandbox_base() {
+  local tar
+  tar=$(rootfs sandbox "${SANDBOX_PACKAGES[@]}")
+  image_from_rootfs corral/sandbox-base:dev "$tar" \
+    --cmd /bin/bash --workingdir / --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --label org.opencontainers.image.title=corral-sandbox-base
+  archive corral/sandbox-base:dev sandbox-base
+}
+
+# The base of every component image: Debian 12 minbase (glibc for our
+# dynamically linked binaries) + CA certificates, kept in buildah's storage so
+# all component images share one base layer.
+ensure_component_base() {
+  local tar
+  tar=$(rootfs base "${BASE_PACKAGES[@]}")
+  local id key
+  key=$(basename "$tar" .tar)
+  id="corral/base:${key##*-}"
+  if ! image_exists "$id"; then
+    image_from_rootfs "$id" "$tar" --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  fi
+  printf '%s\n' "$id"
+}
+
+build_component() {
+  local name=$1 bin=$2 base ctr
+  [[ $name =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "bad image name: $name"
+  [[ -f $bin && -x $bin ]] || die "not an executable file: $bin"
+  base=$(ensure_component_base)
+  ctr=$("${B[@]}" from --pull-never "$base")
+  "${B[@]}" copy --chown 0:0 --chmod 0755 "$ctr" "$bin" "/usr/local/bin/$name" >/dev/null
+  "${B[@]}" config --entrypoint "[\"/usr/local/bin/$name\"]" --cmd '' --user 65532:65532 \
+    --workingdir / --label "org.opencontainers.image.title=corral-$name" "$ctr"
+  "${B[@]}" commit --quiet --rm "$ctr" "corral/$name:dev" >/dev/null
+  archive "corral/$name:dev" "$name"
+}
+
+build_pause() {
+  local tmp ctr
+  tmp=$(mktemp -d)
+  gcc -static -Os -s -o "$tmp/pause" "$IMAGES_DIR/pause.c"
+  ctr=$("${B[@]}" from scratch)
+  "${B[@]}" copy --chmod 0755 "$ctr" "$tmp/pause" /pause >/dev/null
+  "${B[@]}" config --os linux --arch amd64 --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
+  "${B[@]}" commit --quiet --rm "$ctr" "$PAUSE_IMAGE" >/dev/null
+  rm -rf "$tmp"
+  archive "$PAUSE_IMAGE" pause
+}
+
+build_all() {
+  local target="${CARGO_TARGET_DIR:-$REPO_ROOT/target}" entry name file dir found=0
+  build_pause
+  build_sandbox_base
+  for entry in ${CORRAL_COMPONENTS:-$DEFAULT_COMPONENTS}; do
+    name=${entry%%=*}
+    for file in ${entry#*=} "corral-$name" "$name"; do
+      for dir in release debug; do
+        if [[ -f $target/$dir/$file && -x $target/$dir/$file ]]; then
+          build_component "$name" "$target/$dir/$file"
+          found=$((found + 1))
+          continue 3
+        fi
+      done
+    done
+  done
+  log "component images built: $found (from $target)"
+}
+
+require_root
+ensure_tools
+case "${1:-all}" in
+  all) build_all ;;
+  sandbox-base) build_sandbox_base ;;
+  pause) build_pause ;;
+  component)
+    (($# == 3)) || die "usage: $0 component NAME BINARY"
+    build_component "$2" "$3"
+    ;;
+  import)
+    shift
+    import_archives "$@"
+    ;;
+  *) die "unknown command: $1 (see the header of $0)" ;;
+esac
