@@ -15,19 +15,16 @@ if [[ ! -d $STATE_DIR ]]; then
   exit 0
 fi
 
-# Processes whose network or mount namespace is the cluster's.
+# Processes whose network or mount namespace is the cluster's (one find over
+# /proc: no process per pid).
 ns_members() {
-  local holder=$1 netns mntns p
+  local holder=$1 netns mntns
   netns=$(readlink "/proc/$holder/ns/net") || return 0
   mntns=$(readlink "/proc/$holder/ns/mnt") || return 0
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    [[ $p == "$holder" || $p == "$$" ]] && continue
-    if [[ $(readlink "/proc/$p/ns/net" 2>/dev/null) == "$netns" ||
-          $(readlink "/proc/$p/ns/mnt" 2>/dev/null) == "$mntns" ]]; then
-      echo "$p"
-    fi
-  done
+  netns=${netns//[/\\[}; netns=${netns//]/\\]}
+  mntns=${mntns//[/\\[}; mntns=${mntns//]/\\]}
+  find /proc/[0-9]*/ns/ -maxdepth 1 \( -name net -lname "$netns" -o -name mnt -lname "$mntns" \) \
+    -printf '%h\n' 2>/dev/null | cut -d/ -f3 | sort -u | grep -vxF -e "$holder" -e "$$" || true
 }
 
 # Processes in the pods' cgroups (containers run in their own namespaces).
@@ -36,7 +33,7 @@ cgroup_members() {
   while read -r hier; do
     [[ -d $hier/$CG_NAME ]] || continue
     find "$hier/$CG_NAME" -name cgroup.procs -exec cat {} + 2>/dev/null
-  done < <(findmnt -rn -t cgroup -o TARGET)
+  done < <(findmnt -rn -t cgroup,cgroup2 -o TARGET)
 }
 
 kill_all() { # SIGNAL PIDS...
@@ -46,9 +43,12 @@ kill_all() { # SIGNAL PIDS...
 }
 
 holder=$(ns_pid || true)
+t_ms() { echo $((${EPOCHREALTIME/./} / 1000 - t0_ms)); }
+t0_ms=$((${EPOCHREALTIME/./} / 1000))
 
 # 1. kubelet first, so nothing restarts the containers.
 stop_daemon kubelet 5
+log "  kubelet stopped ($(t_ms) ms)"
 # 2. the containers' processes.
 for _ in 1 2 3; do
   mapfile -t pids < <(cgroup_members | sort -u)
@@ -56,15 +56,16 @@ for _ in 1 2 3; do
   kill_all KILL "${pids[@]}"
   sleep 0.2
 done
-# 3. the components, then the forwards.
-for name in kube-proxy kube-scheduler kube-controller-manager containerd kube-apiserver etcd; do
-  stop_daemon "$name" 5
-done
+log "  containers' processes killed ($(t_ms) ms)"
+# 3. the components and the forwards, all at once.
+names=(kube-proxy kube-scheduler kube-controller-manager containerd kube-apiserver etcd)
 for pidfile in "$PID_DIR"/fwd-*.pid; do
   [[ -e $pidfile ]] || continue
   name=${pidfile##*/}
-  stop_daemon "${name%.pid}" 2
+  names+=("${name%.pid}")
 done
+stop_daemons 5 "${names[@]}"
+log "  components stopped ($(t_ms) ms)"
 # 4. anything else left in the namespace (containerd shims, socat children),
 #    then the namespace holder itself.
 if [[ -n $holder ]]; then
@@ -78,18 +79,21 @@ if [[ -n $holder ]]; then
   for _ in {1..50}; do pid_alive "$holder" || break; sleep 0.1; done
 fi
 rm -f "$NS_PIDFILE"
+log "  namespace released ($(t_ms) ms)"
 
 # 5. the cgroups kubelet and containerd created (deepest first).
 while read -r hier; do
   [[ -d $hier/$CG_NAME ]] || continue
   find "$hier/$CG_NAME" -depth -type d -exec rmdir {} + 2>/dev/null || true
   [[ -d $hier/$CG_NAME ]] && log "warning: could not remove cgroup $hier/$CG_NAME"
-done < <(findmnt -rn -t cgroup -o TARGET)
+done < <(findmnt -rn -t cgroup,cgroup2 -o TARGET)
 
 # 6. the state. With the namespace gone, its mounts are gone too; refuse to
 #    delete if anything under the state directory is still mounted here.
 if findmnt -rn -o TARGET | grep -qF "$STATE_DIR"; then
   die "something is still mounted under $STATE_DIR; not removing it"
 fi
+log "  cgroups removed ($(t_ms) ms)"
 rm -rf --one-file-system "$STATE_DIR"
+log "  state removed ($(t_ms) ms)"
 log "cluster down in $((SECONDS - t0)) s"

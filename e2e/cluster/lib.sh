@@ -112,28 +112,42 @@ start_daemon() {
   record_pid "$pidfile" "$!"
 }
 
-# stop_daemon NAME [SECONDS]: SIGTERM its process group, SIGKILL after SECONDS.
-stop_daemon() {
-  local name=$1 wait=${2:-5} pidfile="$PID_DIR/$1.pid" pid i
-  if pid=$(owned_pid "$pidfile"); then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < wait * 10; i++)); do
-      pid_alive "$pid" || break
-      sleep 0.1
-    done
+# stop_daemons SECONDS NAME...: SIGTERM the process groups of the named
+# daemons together, SIGKILL whatever is left after SECONDS.
+stop_daemons() {
+  local wait=$1 name pid left deadline
+  shift
+  local -a pids=()
+  for name in "$@"; do
+    if pid=$(owned_pid "$PID_DIR/$name.pid"); then
+      pids+=("$pid")
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  deadline=$((${EPOCHREALTIME/./} + wait * 1000000))
+  while ((${EPOCHREALTIME/./} < deadline)); do
+    left=0
+    for pid in "${pids[@]}"; do pid_alive "$pid" && left=1; done
+    ((left)) || break
+    sleep 0.05
+  done
+  for pid in "${pids[@]}"; do
     if pid_alive "$pid"; then
+      log "  $pid did not stop on SIGTERM within ${wait}s: SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
-  fi
-  rm -f "$pidfile"
+  done
+  for name in "$@"; do rm -f "$PID_DIR/$name.pid"; done
 }
+stop_daemon() { stop_daemons "${2:-5}" "$1"; }
 
-# A zombie counts as gone.
+# A zombie counts as gone. Builtins only: this is polled in tight loops.
 pid_alive() {
-  [[ -n ${1:-} && -e /proc/$1 ]] || return 1
-  local st
-  st=$(proc_starttime "$1" >/dev/null && sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)
-  [[ $st != Z ]]
+  local stat
+  [[ -n ${1:-} ]] || return 1
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
 }
 
 # wait_for SECONDS DESCRIPTION CMD...: poll CMD every 0.2 s.

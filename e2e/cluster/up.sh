@@ -273,7 +273,11 @@ YAML
     tail -n 30 "$LOG_DIR/kubelet.log" >&2
     die "node $NODE_NAME did not become Ready (logs: $LOG_DIR)"
   }
+
   log "node $NODE_NAME Ready ($((SECONDS - t_bin)) s after the binaries started)"
+  # No registry: the pause image and the default sandbox image are imported
+  # from the local cache (built on first use: about a minute).
+  "$E2E_DIR/images/build.sh" cluster-base
   wait_for 60 "default service account" "${KCTL[@]}" -n default get serviceaccount default ||
     die "the default service account did not appear"
 fi

@@ -10,6 +10,8 @@
 #   build.sh component NAME BINARY    corral/NAME:dev = minimal Debian 12 + BINARY at
 #                                     /usr/local/bin/NAME (entrypoint), uid 65532
 #   build.sh import ARCHIVE...        import image archives into the cluster
+#   build.sh cluster-base             pause + sandbox-base, reusing the cached
+#                                     sandbox-base archive (run by up.sh)
 #
 # Root filesystems are made with debootstrap and cached in
 # $CORRAL_CACHE/rootfs; images are assembled with buildah (vfs storage in
@@ -190,6 +192,14 @@ case "${1:-all}" in
   component)
     (($# == 3)) || die "usage: $0 component NAME BINARY"
     build_component "$2" "$3"
+    ;;
+  cluster-base)
+    build_pause
+    if [[ -f $ARCHIVE_DIR/sandbox-base.tar ]]; then
+      import_archives "$ARCHIVE_DIR/sandbox-base.tar"
+    else
+      build_sandbox_base
+    fi
     ;;
   import)
     shift
