@@ -1,0 +1,50 @@
+# Corral's one task runner. `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+CORRAL_CACHE ?= $(HOME)/.cache/corral
+export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: help tools build test lint fmt generate generate-check chart-lint demo e2e ci
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
+
+tools: ## Install what building and testing need (redis-server, helm), idempotently
+	hack/tools.sh
+
+build: ## Build every binary
+	$(CARGO) build --workspace --bins
+
+test: tools ## Unit and integration tests (starts its own Redis on loopback)
+	$(CARGO) test --workspace --no-fail-fast
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+generate: ## Regenerate the CRD YAML (crds/ and charts/corral-crds/templates/) from api/
+	$(CARGO) run -q --bin crdgen -- .
+
+generate-check: generate ## Fail when the committed generated files differ from what the types generate
+	@git diff --exit-code -- crds charts/corral-crds/templates || { echo "generated CRDs are stale: run make generate and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- crds charts/corral-crds/templates)" || { echo "untracked generated files: run make generate and commit" >&2; git status --porcelain -- crds charts/corral-crds/templates; exit 1; }
+
+chart-lint: tools ## helm lint both charts and render them with default and bundled-off values
+	hack/chart-lint.sh
+
+lint: tools ## fmt check, clippy -D warnings, CRD drift, chart lint
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) generate-check
+	$(MAKE) chart-lint
+
+demo: ## Run the demo (see README: lands with the gateway and brain issues)
+	@echo "make demo is not available yet: it arrives with the brain and gateway issues (see README)." >&2; exit 1
+
+e2e: ## End-to-end tests on the local cluster (see e2e/)
+	hack/e2e.sh
+
+ci: ## What CI runs: the tests, then lint, then e2e
+	hack/ci.sh
+
+-include mk/*.mk

@@ -1,0 +1,48 @@
+//! Command-line flags, each also settable by an environment variable.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use corral_runtime::LogArgs;
+
+/// The Corral operator.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "corral-operator", version, about)]
+pub struct Args {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` server.
+    #[arg(long, env = "CORRAL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// Redis URL of the session log (for example `redis://corral-redis:6379`). A deleted Session's log is
+    /// removed from it. Without it, logs of deleted sessions stay in Redis.
+    #[arg(long, env = "CORRAL_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Elect a leader through a `coordination.k8s.io` Lease, so that only one of several replicas reconciles.
+    #[arg(long, env = "CORRAL_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+
+    /// Namespace of the leader election Lease (normally the operator's own namespace).
+    #[arg(long, env = "CORRAL_LEASE_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "CORRAL_LEASE_NAME", default_value = "corral-operator")]
+    pub lease_name: String,
+
+    /// This replica's identity in the leader election (normally the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "corral-operator")]
+    pub identity: String,
+
+    /// Objects of one kind reconciled at the same time.
+    #[arg(long, env = "CORRAL_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+
+    /// Watch only this namespace instead of the whole cluster.
+    #[arg(long, env = "CORRAL_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}

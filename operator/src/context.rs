@@ -1,0 +1,97 @@
+//! What every reconcile shares.
+
+use std::time::Duration;
+
+use kube::{
+    Client,
+    runtime::{
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::ObjectRef,
+    },
+};
+use redis::aio::ConnectionManager;
+
+use crate::{Args, backoff::Backoff, metrics::Metrics};
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// Reconcile metrics.
+    pub metrics: Metrics,
+    /// Publishes Kubernetes Events about reconciled objects.
+    pub recorder: Recorder,
+    /// The session log, when configured.
+    pub session_log: Option<ConnectionManager>,
+    /// Backoff of transient failures, per object.
+    pub backoff: Backoff<String>,
+    /// The only namespace watched, if any.
+    pub watch_namespace: Option<String>,
+    /// Objects of one kind reconciled at the same time.
+    pub concurrency: u16,
+}
+
+impl Context {
+    /// Builds the context.
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        session_log: Option<ConnectionManager>,
+        args: &Args,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "corral-operator".into(),
+            instance: Some(args.identity.clone()),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            session_log,
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            watch_namespace: args.watch_namespace.clone(),
+            concurrency: args.concurrency,
+        }
+    }
+
+    /// Publishes an Event on `obj`. A failure to publish is logged, never fatal.
+    pub async fn publish<K>(&self, obj: &K, type_: EventType, reason: &str, note: String, action: &str)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1024)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+/// The backoff key of an object.
+pub fn backoff_key<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
+    ObjectRef::from_obj(obj).to_string()
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// Connects to the session log's Redis with automatic reconnection.
+pub async fn connect_session_log(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
+    ConnectionManager::new(client)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the session log Redis: {e}"))
+}

@@ -1,0 +1,121 @@
+//! The Environment controller: validates the spec and reports `Ready`. (Warm pools arrive with the hands issue.)
+
+use std::{sync::Arc, time::Duration};
+
+use corral_api::{
+    Environment, EnvironmentStatus,
+    conditions::{new_condition, reasons, set_condition, types},
+    validation::{SpecError, validate_environment},
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api,
+    runtime::{Controller, controller::Action, events::EventType, watcher},
+};
+
+use super::{agent::became_unready, error_policy, log_results, watched_api};
+use crate::{
+    context::{Context, backoff_key},
+    error::Result,
+    status::{apply_status, namespaced_api},
+};
+
+const CONTROLLER: &str = "environment";
+
+/// Runs the Environment controller until `stop` completes.
+pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
+    let envs = watched_api::<Environment>(&ctx.client, ctx.watch_namespace.as_deref());
+    let stream = Controller::new(envs, watcher::Config::default().any_semantic())
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy::<Environment>(CONTROLLER), ctx);
+    log_results(CONTROLLER, stream).await;
+}
+
+async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let api: Api<Environment> = namespaced_api(&ctx.client, env.as_ref())?;
+    let problem = validate_environment(&env.spec).err();
+    let status = compute_status(
+        env.status.as_ref(),
+        env.metadata.generation,
+        problem.as_ref(),
+        Timestamp::now(),
+    );
+    let old = env.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
+    let notify = became_unready(old, &status.conditions);
+    apply_status(&api, env.as_ref(), &status).await?;
+    if let (Some(p), true) = (&problem, notify) {
+        ctx.publish(
+            env.as_ref(),
+            EventType::Warning,
+            p.reason,
+            p.to_string(),
+            "Validate",
+        )
+        .await;
+    }
+    ctx.backoff.succeeded(&backoff_key(env.as_ref()));
+    Ok(match problem {
+        None => Action::requeue(Duration::from_secs(600)),
+        Some(_) => Action::await_change(),
+    })
+}
+
+/// The Environment's status from the outcome of this reconcile.
+pub fn compute_status(
+    previous: Option<&EnvironmentStatus>,
+    generation: Option<i64>,
+    problem: Option<&SpecError>,
+    now: Timestamp,
+) -> EnvironmentStatus {
+    let mut conditions = previous.map(|s| s.conditions.clone()).unwrap_or_default();
+    let condition = match problem {
+        None => new_condition(
+            types::READY,
+            true,
+            reasons::READY,
+            "the environment is ready",
+            generation,
+            now,
+        ),
+        Some(p) => new_condition(types::READY, false, p.reason, p.to_string(), generation, now),
+    };
+    set_condition(&mut conditions, condition);
+    EnvironmentStatus {
+        observed_generation: generation,
+        warm_pool: previous.and_then(|s| s.warm_pool.clone()),
+        conditions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use corral_api::{EnvironmentSpec, conditions};
+
+    use super::*;
+
+    #[test]
+    fn bad_idle_timeout_is_an_invalid_spec_naming_the_field() {
+        let mut spec = EnvironmentSpec::default();
+        spec.sandbox.idle_timeout = Some("5s".into());
+        let err = validate_environment(&spec).unwrap_err();
+        let status = compute_status(None, Some(1), Some(&err), Timestamp::from_second(1).unwrap());
+        let ready = conditions::find(&status.conditions, types::READY).unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason, reasons::INVALID_SPEC);
+        assert!(
+            ready.message.contains("spec.sandbox.idleTimeout"),
+            "{}",
+            ready.message
+        );
+    }
+
+    #[test]
+    fn default_spec_is_ready() {
+        let spec = EnvironmentSpec::default();
+        assert!(validate_environment(&spec).is_ok());
+        let status = compute_status(None, Some(1), None, Timestamp::from_second(1).unwrap());
+        assert!(conditions::is_true(&status.conditions, types::READY));
+    }
+}

@@ -1,0 +1,326 @@
+//! The Session controller: resolves the Agent (pinning its version) and the Environment, reports `Ready` with the
+//! reason when a reference does not resolve, sets the initial phase, and removes a deleted Session's event log
+//! from Redis through a finalizer. (Sandbox pods arrive with the hands issue.)
+
+use std::{sync::Arc, time::Duration};
+
+use corral_api::{
+    Agent, Environment, Session, SessionStatus,
+    conditions::{self, new_condition, reasons, set_condition, types},
+    labels,
+    session::SessionPhase,
+};
+use k8s_openapi::jiff::Timestamp;
+use kube::{
+    Api, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::EventType,
+        finalizer::{Event as Finalizer, finalizer},
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use serde_json::json;
+
+use super::{agent::became_unready, error_policy, log_results, watched_api};
+use crate::{
+    context::{Context, backoff_key},
+    error::{Error, Result},
+    revisions,
+    status::{apply_status, apply_status_as, namespaced_api},
+};
+
+const CONTROLLER: &str = "session";
+/// Field manager of the one-time write of the initial phase; the harness takes `phase` over from it.
+const PHASE_INIT_MANAGER: &str = "corral-operator-phase-init";
+
+/// Runs the Session controller until `stop` completes.
+pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
+    let ns = ctx.watch_namespace.clone();
+    let sessions = watched_api::<Session>(&ctx.client, ns.as_deref());
+    let controller = Controller::new(sessions, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let by_agent = store.clone();
+    let stream = controller
+        .watches(
+            watched_api::<Agent>(&ctx.client, ns.as_deref()),
+            watcher::Config::default(),
+            move |a: Agent| {
+                referencing(&by_agent, &a.namespace().unwrap_or_default(), |s| {
+                    s.spec.agent.name == a.name_any()
+                })
+            },
+        )
+        .watches(
+            watched_api::<Environment>(&ctx.client, ns.as_deref()),
+            watcher::Config::default(),
+            move |e: Environment| {
+                referencing(&store, &e.namespace().unwrap_or_default(), |s| {
+                    s.spec.environment_ref.name == e.name_any()
+                })
+            },
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
+        .graceful_shutdown_on(stop)
+        .run(reconcile, error_policy::<Session>(CONTROLLER), ctx);
+    log_results(CONTROLLER, stream).await;
+}
+
+fn referencing(store: &Store<Session>, ns: &str, pred: impl Fn(&Session) -> bool) -> Vec<ObjectRef<Session>> {
+    store
+        .state()
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(ns) && pred(s))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let api: Api<Session> = namespaced_api(&ctx.client, session.as_ref())?;
+    let action = finalizer(&api, labels::SESSION_LOG_FINALIZER, session, |event| async {
+        match event {
+            Finalizer::Apply(s) => apply(s, ctx.clone()).await,
+            Finalizer::Cleanup(s) => cleanup(s, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    Ok(action)
+}
+
+/// What resolving a Session's references found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// Both resolve; the session runs this agent version.
+    Ready {
+        /// The pinned agent version.
+        agent_version: i64,
+    },
+    /// A reference does not resolve.
+    Problem {
+        /// Condition reason.
+        reason: &'static str,
+        /// What is wrong.
+        message: String,
+        /// The pinned agent version, when known.
+        agent_version: Option<i64>,
+    },
+}
+
+async fn apply(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = session.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let api: Api<Session> = Api::namespaced(ctx.client.clone(), &ns);
+
+    if session.status.as_ref().and_then(|s| s.phase).is_none() {
+        let initial = json!({ "phase": SessionPhase::Idle });
+        apply_status_as(&api, session.as_ref(), &initial, PHASE_INIT_MANAGER).await?;
+    }
+
+    let resolution = resolve(&ctx, &ns, &session).await?;
+    let status = compute_status(
+        session.status.as_ref(),
+        session.metadata.generation,
+        &resolution,
+        Timestamp::now(),
+    );
+    let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
+    let notify = became_unready(old, &status.conditions);
+    apply_status(&api, session.as_ref(), &status).await?;
+    if let (Resolution::Problem { reason, message, .. }, true) = (&resolution, notify) {
+        ctx.publish(
+            session.as_ref(),
+            EventType::Warning,
+            reason,
+            message.clone(),
+            "Resolve",
+        )
+        .await;
+    }
+    ctx.backoff.succeeded(&backoff_key(session.as_ref()));
+    Ok(match resolution {
+        Resolution::Ready { .. } => Action::requeue(Duration::from_secs(600)),
+        // Changes to Agents and Environments re-trigger the sessions that reference them.
+        Resolution::Problem { .. } => Action::await_change(),
+    })
+}
+
+async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<Resolution> {
+    let problem = |reason, message: String, agent_version| Resolution::Problem {
+        reason,
+        message,
+        agent_version,
+    };
+    let agent_name = &session.spec.agent.name;
+    let agents: Api<Agent> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(agent) = agents.get_opt(agent_name).await? else {
+        return Ok(problem(
+            reasons::AGENT_NOT_FOUND,
+            format!("spec.agent.name: Agent {agent_name:?} does not exist in namespace {ns:?}"),
+            None,
+        ));
+    };
+    let pinned = session.effective_agent_version();
+    let Some(version) = pinned.or_else(|| agent.status.as_ref().and_then(|s| s.version)) else {
+        return Ok(problem(
+            reasons::AGENT_NOT_READY,
+            format!("Agent {agent_name:?} has no version yet"),
+            None,
+        ));
+    };
+    if pinned.is_some() && !revisions::version_exists(&ctx.client, ns, &agent, version).await? {
+        return Ok(problem(
+            reasons::AGENT_VERSION_NOT_FOUND,
+            format!("spec.agent.version: Agent {agent_name:?} has no version {version}"),
+            Some(version),
+        ));
+    }
+    let agent_conditions = agent.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
+    if !conditions::is_true(agent_conditions, types::READY) {
+        let why = conditions::find(agent_conditions, types::READY)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        return Ok(problem(
+            reasons::AGENT_NOT_READY,
+            format!("Agent {agent_name:?} is not ready: {why}"),
+            Some(version),
+        ));
+    }
+
+    let env_name = &session.spec.environment_ref.name;
+    let envs: Api<Environment> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(env) = envs.get_opt(env_name).await? else {
+        return Ok(problem(
+            reasons::ENVIRONMENT_NOT_FOUND,
+            format!("spec.environmentRef.name: Environment {env_name:?} does not exist in namespace {ns:?}"),
+            Some(version),
+        ));
+    };
+    let env_conditions = env.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
+    if !conditions::is_true(env_conditions, types::READY) {
+        let why = conditions::find(env_conditions, types::READY)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        return Ok(problem(
+            reasons::ENVIRONMENT_NOT_READY,
+            format!("Environment {env_name:?} is not ready: {why}"),
+            Some(version),
+        ));
+    }
+    Ok(Resolution::Ready {
+        agent_version: version,
+    })
+}
+
+/// The operator-owned part of a Session's status from the outcome of this reconcile. `phase`, `usage` and the
+/// other harness-owned fields are left out so that this apply never touches them.
+pub fn compute_status(
+    previous: Option<&SessionStatus>,
+    generation: Option<i64>,
+    resolution: &Resolution,
+    now: Timestamp,
+) -> SessionStatus {
+    let mut conditions = previous.map(|s| s.conditions.clone()).unwrap_or_default();
+    let (ready, agent_version) = match resolution {
+        Resolution::Ready { agent_version } => (
+            new_condition(
+                types::READY,
+                true,
+                reasons::READY,
+                "agent and environment resolve",
+                generation,
+                now,
+            ),
+            Some(*agent_version),
+        ),
+        Resolution::Problem {
+            reason,
+            message,
+            agent_version,
+        } => (
+            new_condition(types::READY, false, reason, message.clone(), generation, now),
+            *agent_version,
+        ),
+    };
+    set_condition(&mut conditions, ready);
+    // Once pinned, the version never moves, even if the Agent changes later.
+    let agent_version = previous.and_then(|s| s.agent_version).or(agent_version);
+    SessionStatus {
+        agent_version,
+        observed_generation: generation,
+        conditions: conditions
+            .into_iter()
+            .filter(|c| c.type_ == types::READY || c.type_ == types::SANDBOX_READY)
+            .collect(),
+        ..SessionStatus::default()
+    }
+}
+
+async fn cleanup(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = session.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    match ctx.session_log.clone() {
+        Some(mut conn) => {
+            corral_session::delete_session_log(&mut conn, &ns, &session.name_any()).await?;
+            tracing::info!(namespace = %ns, session = %session.name_any(), "deleted the session's event log");
+        }
+        None => {
+            tracing::warn!(session = %session.name_any(), "no session log configured; its events stay in Redis")
+        }
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn missing_agent_is_reported_with_its_reason() {
+        let r = Resolution::Problem {
+            reason: reasons::AGENT_NOT_FOUND,
+            message: "no".into(),
+            agent_version: None,
+        };
+        let s = compute_status(None, Some(1), &r, t(1));
+        let ready = conditions::find(&s.conditions, types::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reasons::AGENT_NOT_FOUND)
+        );
+        assert_eq!(s.agent_version, None);
+        assert_eq!(s.phase, None, "the operator never writes the harness's phase");
+    }
+
+    #[test]
+    fn pinned_version_never_moves() {
+        let first = compute_status(None, Some(1), &Resolution::Ready { agent_version: 2 }, t(1));
+        assert_eq!(first.agent_version, Some(2));
+        let later = compute_status(
+            Some(&first),
+            Some(1),
+            &Resolution::Ready { agent_version: 5 },
+            t(2),
+        );
+        assert_eq!(later.agent_version, Some(2));
+    }
+
+    #[test]
+    fn recovery_flips_ready_and_moves_transition_time() {
+        let r = Resolution::Problem {
+            reason: reasons::ENVIRONMENT_NOT_FOUND,
+            message: "no".into(),
+            agent_version: Some(1),
+        };
+        let bad = compute_status(None, Some(1), &r, t(1));
+        let good = compute_status(Some(&bad), Some(1), &Resolution::Ready { agent_version: 1 }, t(9));
+        let ready = conditions::find(&good.conditions, types::READY).unwrap();
+        assert_eq!(ready.status, "True");
+        assert_eq!(ready.last_transition_time.0, t(9));
+    }
+}

@@ -1,0 +1,38 @@
+//! Reconcile errors. Only transient failures are errors: an invalid spec or a missing reference is reported in
+//! the status and waits for a change, it is not retried in a loop.
+
+/// A transient reconcile failure, retried with per-object backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API refused or failed a request.
+    #[error("kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// The session log (Redis) could not be reached.
+    #[error("session log: {0}")]
+    SessionLog(#[from] corral_session::Error),
+    /// A finalizer step failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// An object could not be serialized.
+    #[error("serializing an object: {0}")]
+    Serialization(#[from] serde_json::Error),
+    /// The object lacks a namespace or name, which every Corral resource has.
+    #[error("object has no {0}")]
+    MissingObjectKey(&'static str),
+}
+
+impl Error {
+    /// A short label for metrics and Event reasons.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::SessionLog(_) => "session_log",
+            Self::Finalizer(_) => "finalizer",
+            Self::Serialization(_) => "serialization",
+            Self::MissingObjectKey(_) => "missing_object_key",
+        }
+    }
+}
+
+/// Reconcile result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,96 @@
+//! The Corral operator: controllers for `Agent`, `Environment` and `Session`.
+//!
+//! Each controller follows the same pipeline: fetch what the object references, validate, compute the desired
+//! children with pure builders, apply them with server-side apply under the `corral-operator` field manager, and
+//! write the status with conditions. Invalid specs wait for a change; transient errors back off per object.
+
+pub mod args;
+pub mod backoff;
+pub mod context;
+pub mod controllers;
+pub mod crds;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod revisions;
+pub mod status;
+
+use std::sync::{Arc, Mutex};
+
+pub use args::Args;
+use corral_runtime::{HealthServer, Readiness};
+use kube::Client;
+
+use crate::{context::Context, metrics::Metrics};
+
+/// Runs the operator until SIGTERM: the health server at once, the controllers once this replica leads (or at
+/// once without leader election) and the CRDs are established.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
+    let mut registry = prometheus_client::registry::Registry::with_prefix("corral");
+    let metrics = Metrics::register(&mut registry);
+    let registry = Arc::new(Mutex::new(registry));
+    let readiness = Readiness::default();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let server =
+        tokio::spawn(HealthServer::new(registry, readiness.clone()).serve(args.metrics_addr, shutdown));
+    tokio::spawn(async move {
+        corral_runtime::shutdown::signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    let log = match &args.redis_url {
+        Some(url) => Some(context::connect_session_log(url).await?),
+        None => {
+            tracing::warn!("no --redis-url: the logs of deleted sessions will not be removed from Redis");
+            None
+        }
+    };
+    let ctx = Arc::new(Context::new(client.clone(), metrics, log, &args));
+
+    let stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let leadership = if args.leader_election {
+        match leader::acquire(client.clone(), &args, stop_rx.clone()).await? {
+            Some(lost) => Some(lost),
+            None => {
+                server.await??;
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
+
+    crds::wait_established(client.clone(), stop_rx.clone()).await?;
+    readiness.set(true);
+    tracing::info!("CRDs established; starting controllers");
+
+    let controllers = controllers::run_all(ctx, stop);
+    match leadership {
+        Some(lost) => {
+            tokio::select! {
+                () = controllers => {}
+                () = lost => anyhow::bail!("lost the leader election lease; exiting so that a new leader takes over"),
+            }
+        }
+        None => controllers.await,
+    }
+    readiness.set(false);
+    server.await??;
+    tracing::info!("stopped");
+    Ok(())
+}
