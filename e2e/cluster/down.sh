@@ -8,7 +8,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_root
 t0=$SECONDS
-CG_NAME=corral-e2e
 
 if [[ ! -d $STATE_DIR ]]; then
   log "nothing to tear down ($STATE_DIR does not exist)"
@@ -31,8 +30,8 @@ ns_members() {
 cgroup_members() {
   local hier
   while read -r hier; do
-    [[ -d $hier/$CG_NAME ]] || continue
-    find "$hier/$CG_NAME" -name cgroup.procs -exec cat {} + 2>/dev/null
+    [[ -d $hier/$CGROUP_NAME ]] || continue
+    find "$hier/$CGROUP_NAME" -name cgroup.procs -exec cat {} + 2>/dev/null
   done < <(findmnt -rn -t cgroup,cgroup2 -o TARGET)
 }
 
@@ -83,9 +82,9 @@ log "  namespace released ($(t_ms) ms)"
 
 # 5. the cgroups kubelet and containerd created (deepest first).
 while read -r hier; do
-  [[ -d $hier/$CG_NAME ]] || continue
-  find "$hier/$CG_NAME" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  [[ -d $hier/$CG_NAME ]] && log "warning: could not remove cgroup $hier/$CG_NAME"
+  [[ -d $hier/$CGROUP_NAME ]] || continue
+  find "$hier/$CGROUP_NAME" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  [[ -d $hier/$CGROUP_NAME ]] && log "warning: could not remove cgroup $hier/$CGROUP_NAME"
 done < <(findmnt -rn -t cgroup,cgroup2 -o TARGET)
 
 # 6. the state. With the namespace gone, its mounts are gone too; refuse to

@@ -24,7 +24,10 @@ if have_all; then
   exit 0
 fi
 
-command -v go >/dev/null || die "go is required to build the Kubernetes binaries"
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+  PATH=/usr/local/go/bin:$PATH
+fi
+command -v go >/dev/null || die "go (1.24 or newer) is required to build the Kubernetes binaries"
 
 MOD_DIR="$E2E_CLUSTER_DIR/k8s-build"
 staging_version="v0.${K8S_VERSION#v1.}"      # v1.33.13 -> v0.33.13

@@ -28,6 +28,9 @@ POD_BRIDGE=cni0
 SERVICE_CIDR=10.203.0.0/16
 KUBERNETES_SVC_IP=10.203.0.1
 NODE_NAME=corral-node
+# Pods' cgroups go under /<this> in each cgroup hierarchy; one name per state
+# directory, so two checkouts never touch each other's cgroups.
+CGROUP_NAME="corral-e2e-$(printf '%s' "$STATE_DIR" | md5sum | cut -c1-8)"
 
 # Layout of the state directory.
 NS_PIDFILE="$STATE_DIR/ns.pid"        # the namespace holder
@@ -169,6 +172,10 @@ forward_to_cluster() {
   local name=$1 port=$2 target=$3 sock="$SOCK_DIR/$1.sock"
   mkdir -p "$SOCK_DIR"
   ((${#sock} < 100)) || die "socket path too long: $sock (set CORRAL_STATE to a shorter path)"
+  if ! owned_pid "$PID_DIR/fwd-$name-host.pid" >/dev/null &&
+    [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; then
+    die "127.0.0.1:$port is already in use on the host (another cluster? set CORRAL_API_PORT / pick another port)"
+  fi
   start_daemon "fwd-$name-ns" ns socat "UNIX-LISTEN:$sock,fork,unlink-early" "TCP4:$target"
   wait_for 5 "socket" test -S "$sock" || die "forward $name: socket $sock did not appear"
   start_daemon "fwd-$name-host" host socat "TCP4-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$sock"

@@ -195,14 +195,14 @@ JSON
     --bind-address=127.0.0.1 --leader-elect=false --v=1
 
   # --- kubelet -------------------------------------------------------------------
-  # Pods' cgroups live under /corral-e2e in every cgroup v1 hierarchy, created
-  # here and removed by down.sh. The cgroup mounts themselves are never touched.
+  # Pods' cgroups live under /$CGROUP_NAME in every cgroup v1 hierarchy,
+  # created here and removed by down.sh. The cgroup mounts are never touched.
   while read -r hier; do
-    [[ -d $hier/corral-e2e ]] && continue
-    mkdir "$hier/corral-e2e"
+    [[ -d $hier/$CGROUP_NAME ]] && continue
+    mkdir "$hier/$CGROUP_NAME"
     if [[ -f $hier/cpuset.cpus ]]; then
-      cat "$hier/cpuset.cpus" >"$hier/corral-e2e/cpuset.cpus"
-      cat "$hier/cpuset.mems" >"$hier/corral-e2e/cpuset.mems"
+      cat "$hier/cpuset.cpus" >"$hier/$CGROUP_NAME/cpuset.cpus"
+      cat "$hier/cpuset.mems" >"$hier/$CGROUP_NAME/cpuset.mems"
     fi
   done < <(findmnt -rn -t cgroup -o TARGET)
   cat >"$CFG_DIR/kubelet.yaml" <<YAML
@@ -210,7 +210,7 @@ apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
-cgroupRoot: /corral-e2e
+cgroupRoot: /$CGROUP_NAME
 cgroupsPerQOS: true
 containerRuntimeEndpoint: unix://$CTRD/containerd.sock
 address: $NODE_IP

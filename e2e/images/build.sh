@@ -87,9 +87,23 @@ image_from_rootfs() {
   ctr=$("${B[@]}" from scratch)
   mnt=$("${B[@]}" mount "$ctr")
   tar --numeric-owner -C "$mnt" -xf "$tar"
+  # A named non-root user 65532 ("nonroot"): with only a uid in the image's
+  # USER, the runtime takes the group from /etc/passwd (else gid 0).
+  grep -q '^nonroot:' "$mnt/etc/passwd" ||
+    echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/usr/sbin/nologin' >>"$mnt/etc/passwd"
+  grep -q '^nonroot:' "$mnt/etc/group" || echo 'nonroot:x:65532:' >>"$mnt/etc/group"
+  install -d -o 65532 -g 65532 -m 0755 "$mnt/home/nonroot"
   "${B[@]}" umount "$ctr" >/dev/null
   "${B[@]}" config --os linux --arch amd64 "$@" "$ctr"
-  "${B[@]}" commit --quiet --rm "$ctr" "$image" >/dev/null
+  "${B[@]}" commit --quiet --rm "$ctr" "$(qualified "$image")" >/dev/null
+}
+
+# The name containerd and kubelet use: "corral/x:dev" is docker.io/corral/x:dev.
+qualified() {
+  case "${1%%/*}" in
+    *.* | *:* | localhost) printf '%s\n' "$1" ;;
+    *) printf 'docker.io/%s\n' "$1" ;;
+  esac
 }
 
 # archive IMAGE NAME: write $ARCHIVE_DIR/NAME.tar and import it.
@@ -97,7 +111,9 @@ archive() {
   local image=$1 out="$ARCHIVE_DIR/$2.tar"
   mkdir -p "$ARCHIVE_DIR"
   rm -f "$out"
+  image=$(qualified "$image")
   "${B[@]}" push --quiet "$image" "docker-archive:$out:$image" >/dev/null
+  "${B[@]}" rmi --prune >/dev/null 2>&1 || true # images replaced by this build
   log "built $image -> $out ($(du -h "$out" | cut -f1))"
   import_archives "$out"
 }
@@ -113,6 +129,12 @@ import_archives() {
     ctr --address "$sock" -n k8s.io images import "$a" >/dev/null
     log "imported $(basename "$a") into the cluster"
   done
+}
+
+# in_cluster REF: the cluster's containerd has image REF.
+in_cluster() {
+  local sock="$STATE_DIR/containerd/containerd.sock"
+  [[ -S $sock ]] && [[ -n $(ctr --address "$sock" -n k8s.io images ls -q "name==$1" 2>/dev/null) ]]
 }
 
 build_sandbox_base() {
@@ -132,7 +154,7 @@ ensure_component_base() {
   tar=$(rootfs base "${BASE_PACKAGES[@]}")
   local id key
   key=$(basename "$tar" .tar)
-  id="corral/base:${key##*-}"
+  id="docker.io/corral/base:${key##*-}-1"
   if ! image_exists "$id"; then
     image_from_rootfs "$id" "$tar" --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
   fi
@@ -140,15 +162,21 @@ ensure_component_base() {
 }
 
 build_component() {
-  local name=$1 bin=$2 base ctr
+  local name=$1 bin=$2 base ctr tmp
   [[ $name =~ ^[a-z0-9][a-z0-9-]*$ ]] || die "bad image name: $name"
   [[ -f $bin && -x $bin ]] || die "not an executable file: $bin"
   base=$(ensure_component_base)
+  tmp=$(mktemp -d)
+  cp "$bin" "$tmp/$name"
+  # Debug builds carry hundreds of MB of DWARF: drop it (symbols stay, so
+  # backtraces still name functions). CORRAL_IMAGE_STRIP=0 keeps it.
+  if [[ ${CORRAL_IMAGE_STRIP:-1} != 0 ]]; then strip --strip-debug "$tmp/$name" 2>/dev/null || true; fi
   ctr=$("${B[@]}" from --pull-never "$base")
-  "${B[@]}" copy --chown 0:0 --chmod 0755 "$ctr" "$bin" "/usr/local/bin/$name" >/dev/null
+  "${B[@]}" copy --chown 0:0 --chmod 0755 "$ctr" "$tmp/$name" "/usr/local/bin/$name" >/dev/null
+  rm -rf "$tmp"
   "${B[@]}" config --entrypoint "[\"/usr/local/bin/$name\"]" --cmd '' --user 65532:65532 \
     --workingdir / --label "org.opencontainers.image.title=corral-$name" "$ctr"
-  "${B[@]}" commit --quiet --rm "$ctr" "corral/$name:dev" >/dev/null
+  "${B[@]}" commit --quiet --rm "$ctr" "$(qualified "corral/$name:dev")" >/dev/null
   archive "corral/$name:dev" "$name"
 }
 
@@ -159,7 +187,7 @@ build_pause() {
   ctr=$("${B[@]}" from scratch)
   "${B[@]}" copy --chmod 0755 "$ctr" "$tmp/pause" /pause >/dev/null
   "${B[@]}" config --os linux --arch amd64 --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
-  "${B[@]}" commit --quiet --rm "$ctr" "$PAUSE_IMAGE" >/dev/null
+  "${B[@]}" commit --quiet --rm "$ctr" "$(qualified "$PAUSE_IMAGE")" >/dev/null
   rm -rf "$tmp"
   archive "$PAUSE_IMAGE" pause
 }
@@ -194,8 +222,11 @@ case "${1:-all}" in
     build_component "$2" "$3"
     ;;
   cluster-base)
-    build_pause
-    if [[ -f $ARCHIVE_DIR/sandbox-base.tar ]]; then
+    # Skips what the cluster's containerd already has (idempotent up.sh).
+    in_cluster registry.k8s.io/pause:3.10 || build_pause
+    if in_cluster docker.io/corral/sandbox-base:dev; then
+      :
+    elif [[ -f $ARCHIVE_DIR/sandbox-base.tar ]]; then
       import_archives "$ARCHIVE_DIR/sandbox-base.tar"
     else
       build_sandbox_base
