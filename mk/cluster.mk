@@ -4,7 +4,7 @@
 E2E_CLUSTER := e2e/cluster
 E2E_IMAGES := e2e/images
 
-.PHONY: k8s-binaries cluster-up cluster-down apiserver-up apiserver-down images
+.PHONY: k8s-binaries cluster-up cluster-down apiserver-up apiserver-down images cluster-smoke
 
 k8s-binaries: ## Build Kubernetes v1.33 from Go modules, once (cached in $CORRAL_CACHE)
 	$(E2E_CLUSTER)/deps.sh
@@ -24,3 +24,6 @@ apiserver-down: ## Stop the light mode (same as cluster-down)
 
 images: ## Build sandbox-base, pause and our binaries' images; import them into the cluster
 	$(E2E_IMAGES)/build.sh all
+
+cluster-smoke: ## Smoke-test the running local cluster (pods, logs, exec, Services, forwards)
+	$(E2E_CLUSTER)/smoke.sh

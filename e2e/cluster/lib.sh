@@ -173,13 +173,17 @@ forward_to_cluster() {
   mkdir -p "$SOCK_DIR"
   ((${#sock} < 100)) || die "socket path too long: $sock (set CORRAL_STATE to a shorter path)"
   if ! owned_pid "$PID_DIR/fwd-$name-host.pid" >/dev/null &&
-    [[ -n $(ss -Hltn "sport = :$port" 2>/dev/null) ]]; then
+    port_listening "$port"; then
     die "127.0.0.1:$port is already in use on the host (another cluster? set CORRAL_API_PORT / pick another port)"
   fi
   start_daemon "fwd-$name-ns" ns socat "UNIX-LISTEN:$sock,fork,unlink-early" "TCP4:$target"
   wait_for 5 "socket" test -S "$sock" || die "forward $name: socket $sock did not appear"
   start_daemon "fwd-$name-host" host socat "TCP4-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" "UNIX-CONNECT:$sock"
+  wait_for 5 "listener" port_listening "$port" || die "forward $name: nothing listens on 127.0.0.1:$port"
 }
+
+port_listening() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
+ns_port_listening() { [[ -n $(in_ns ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
 
 # forward_from_host NAME NS_PORT HOST_PORT
 #   $NODE_PEER_IP:NS_PORT inside the namespace (reachable from pods) ->
@@ -191,4 +195,6 @@ forward_from_host() {
   start_daemon "fwd-$name-host" host socat "UNIX-LISTEN:$sock,fork,unlink-early" "TCP4:127.0.0.1:$hostport"
   wait_for 5 "socket" test -S "$sock" || die "forward $name: socket $sock did not appear"
   start_daemon "fwd-$name-ns" ns socat "TCP4-LISTEN:$nsport,bind=$NODE_PEER_IP,reuseaddr,fork" "UNIX-CONNECT:$sock"
+  wait_for 5 "listener" ns_port_listening "$nsport" ||
+    die "forward $name: nothing listens on $NODE_PEER_IP:$nsport"
 }

@@ -2,7 +2,8 @@
 # Smoke test of a running cluster (make cluster-up): a pod from
 # corral/sandbox-base:dev runs, logs and exec work, a ClusterIP Service reaches
 # a pod, pods reach the API server, and the host reaches a Service through a
-# forward. Cleans up after itself. Prints "N passed, N failed".
+# forward, a pod reaches a server on the host's loopback through a forward.
+# Cleans up after itself. Prints "N passed, N failed".
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,9 +21,20 @@ check() { # DESCRIPTION CMD...
     fail=$((fail + 1)); log "FAIL $what"
   fi
 }
+retry() { # CMD...: up to 15 tries a second apart (kube-proxy syncs Services asynchronously)
+  local i
+  for ((i = 0; i < 15; i++)); do
+    "$@" 2>/dev/null && return 0
+    sleep 1
+  done
+  "$@"
+}
+web_pid=
 cleanup() {
   "${K[@]}" delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
   "$E2E_CLUSTER_DIR/forward.sh" stop smoke >/dev/null 2>&1 || true
+  "$E2E_CLUSTER_DIR/forward.sh" stop smoke-host >/dev/null 2>&1 || true
+  if [[ -n $web_pid ]]; then kill "$web_pid" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
@@ -40,13 +52,21 @@ exec_ok() { [[ $("${K[@]}" -n "$NS" exec client -- cat /etc/debian_version) == 1
 check "kubectl logs" logs_ok
 check "kubectl exec" exec_ok
 svc=$("${K[@]}" -n "$NS" get service web -o jsonpath='{.spec.clusterIP}')
-check "pod -> ClusterIP Service" "${K[@]}" -n "$NS" exec client -- \
+check "pod -> ClusterIP Service" retry "${K[@]}" -n "$NS" exec client -- \
   curl -fsS -m 5 -o /dev/null "http://$svc/"
 # shellcheck disable=SC2016 # expanded in the pod
-check "pod -> API server by Service environment variables" "${K[@]}" -n "$NS" exec client -- \
+check "pod -> API server by Service environment variables" retry "${K[@]}" -n "$NS" exec client -- \
   bash -c 'curl -fsS -k -m 5 -o /dev/null "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version"'
 "$E2E_CLUSTER_DIR/forward.sh" to-cluster smoke 18099 "$svc:80" 2>/dev/null
-check "host -> Service through forward.sh" curl -fsS -m 5 -o /dev/null http://127.0.0.1:18099/
+check "host -> Service through forward.sh" retry curl -fsS -m 5 -o /dev/null http://127.0.0.1:18099/
+
+# A server on the host's loopback, reached from a pod at $NODE_PEER_IP.
+python3 -m http.server 18098 --bind 127.0.0.1 --directory /usr/share >/dev/null 2>&1 &
+web_pid=$!
+wait_for 10 "host web server" port_listening 18098
+"$E2E_CLUSTER_DIR/forward.sh" from-host smoke-host 18098 2>/dev/null
+check "pod -> host service through forward.sh" retry "${K[@]}" -n "$NS" exec client -- \
+  curl -fsS -m 5 -o /dev/null "http://$NODE_PEER_IP:18098/"
 
 echo "$pass passed, $fail failed"
 ((fail == 0))
