@@ -15,15 +15,16 @@ if [[ ! -d $STATE_DIR ]]; then
 fi
 
 # Processes whose network or mount namespace is the cluster's (one find over
-# /proc: no process per pid).
+# /proc: no process per pid). NETNS and MNTNS are read at the start from a
+# process of ours that lives in the namespace.
+NETNS='' MNTNS=''
 ns_members() {
-  local holder=$1 netns mntns
-  netns=$(readlink "/proc/$holder/ns/net") || return 0
-  mntns=$(readlink "/proc/$holder/ns/mnt") || return 0
-  netns=${netns//[/\\[}; netns=${netns//]/\\]}
-  mntns=${mntns//[/\\[}; mntns=${mntns//]/\\]}
+  [[ -n $NETNS && -n $MNTNS ]] || return 0
+  local netns=${NETNS//[/\\[} mntns=${MNTNS//[/\\[}
+  netns=${netns//]/\\]}
+  mntns=${mntns//]/\\]}
   find /proc/[0-9]*/ns/ -maxdepth 1 \( -name net -lname "$netns" -o -name mnt -lname "$mntns" \) \
-    -printf '%h\n' 2>/dev/null | cut -d/ -f3 | sort -u | grep -vxF -e "$holder" -e "$$" || true
+    -printf '%h\n' 2>/dev/null | cut -d/ -f3 | sort -u | grep -vxF -e "${holder:-0}" -e "$$" || true
 }
 
 # Processes in the pods' cgroups (containers run in their own namespaces).
@@ -42,6 +43,16 @@ kill_all() { # SIGNAL PIDS...
 }
 
 holder=$(ns_pid || true)
+# The namespace, from its holder or, if the holder died, from any component
+# of ours still running in it.
+for anchor in "$holder" $(cat "$PID_DIR"/*.pid 2>/dev/null | cut -d' ' -f1); do
+  [[ -n $anchor ]] || continue
+  if [[ $anchor == "$holder" ]] || { owned_by_record "$anchor" && [[ $(readlink "/proc/$anchor/ns/net") != "$(host_netns)" ]]; }; then
+    NETNS=$(readlink "/proc/$anchor/ns/net" 2>/dev/null) || continue
+    MNTNS=$(readlink "/proc/$anchor/ns/mnt" 2>/dev/null) || continue
+    break
+  fi
+done
 t_ms() { echo $((${EPOCHREALTIME/./} / 1000 - t0_ms)); }
 t0_ms=$((${EPOCHREALTIME/./} / 1000))
 
@@ -67,13 +78,13 @@ stop_daemons 5 "${names[@]}"
 log "  components stopped ($(t_ms) ms)"
 # 4. anything else left in the namespace (containerd shims, socat children),
 #    then the namespace holder itself.
+for _ in 1 2 3 4 5; do
+  mapfile -t pids < <(ns_members)
+  ((${#pids[@]} == 0)) && break
+  kill_all KILL "${pids[@]}"
+  sleep 0.2
+done
 if [[ -n $holder ]]; then
-  for _ in 1 2 3 4 5; do
-    mapfile -t pids < <(ns_members "$holder")
-    ((${#pids[@]} == 0)) && break
-    kill_all KILL "${pids[@]}"
-    sleep 0.2
-  done
   kill -KILL "$holder" 2>/dev/null || true
   for _ in {1..50}; do pid_alive "$holder" || break; sleep 0.1; done
 fi

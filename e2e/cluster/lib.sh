@@ -88,6 +88,17 @@ owned_pid() {
   printf '%s\n' "$pid"
 }
 
+# owned_by_record PID: PID is recorded in one of $PID_DIR/*.pid with its
+# current start time.
+owned_by_record() {
+  local f
+  for f in "$PID_DIR"/*.pid; do
+    [[ -e $f ]] || continue
+    [[ $(owned_pid "$f" 2>/dev/null) == "$1" ]] && return 0
+  done
+  return 1
+}
+
 # Run a command inside the cluster's network + mount namespace.
 in_ns() {
   local pid
