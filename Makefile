@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test lint fmt generate generate-check chart-lint demo e2e ci
+.PHONY: help tools build test lint fmt generate generate-check chart-lint demo e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -44,7 +44,7 @@ demo: ## Run the demo (see README: lands with the gateway and brain issues)
 e2e: ## End-to-end tests on the local cluster (see e2e/)
 	hack/e2e.sh
 
-ci: ## What CI runs: the tests, then lint, then e2e
-	hack/ci.sh
+check: ## Everything CI runs: tests, lint, then e2e on the local cluster (README's test command)
+	hack/check.sh
 
 -include mk/*.mk

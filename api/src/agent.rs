@@ -58,16 +58,13 @@ pub struct AgentSpec {
     /// Tools the agent may call: the built-in agent toolset, MCP toolsets and custom (client-side) tools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.size() <= 256").message("at most 256 tools"))]
-    #[x_kube(validation = Rule::new(
-        "self.filter(t, t.type == 'custom').all(a, self.filter(t, t.type == 'custom' && t.name == a.name).size() == 1)"
-    ).message("custom tool names must be unique"))]
     #[schemars(length(max = 256))]
     pub tools: Vec<ToolSpec>,
 
     /// Remote MCP servers the agent connects to. Each must be referenced by an `mcp_toolset` in `tools`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.size() <= 20").message("at most 20 MCP servers"))]
-    #[x_kube(validation = Rule::new("self.all(a, self.filter(s, s.name == a.name).size() == 1)").message("MCP server names must be unique"))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     #[schemars(length(max = 20))]
     pub mcp_servers: Vec<McpServer>,
 
@@ -189,7 +186,7 @@ pub struct ToolSpec {
     pub default_config: Option<ToolDefaults>,
     /// For toolsets: per-tool overrides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(a, self.filter(c, c.name == a.name).size() == 1)").message("each tool may be configured once"))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     #[schemars(length(max = 128))]
     pub configs: Vec<ToolConfig>,
     /// For `custom`: the tool's name (1 to 128 characters of `[A-Za-z0-9_-]`).

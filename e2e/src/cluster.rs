@@ -1,0 +1,102 @@
+//! Finding the cluster under test and running kubectl against it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use kube::{Client, Config, config::KubeConfigOptions};
+
+/// The cluster the suite runs against: `KUBECONFIG` when set, else the local cluster of `make cluster-up`.
+#[derive(Clone)]
+pub struct Cluster {
+    /// A client for the cluster.
+    pub client: Client,
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+    /// The namespace Corral is installed in (`CORRAL_NAMESPACE`, default `corral-system`).
+    pub corral_namespace: String,
+}
+
+impl Cluster {
+    /// Connects to the cluster under test.
+    pub async fn connect() -> anyhow::Result<Self> {
+        let root = repo_root();
+        let kubeconfig = std::env::var_os("KUBECONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("e2e/.state/kubeconfig"));
+        let kubectl = std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| {
+            let local = root.join("e2e/.state/bin/kubectl");
+            if local.exists() {
+                local
+            } else {
+                PathBuf::from("kubectl")
+            }
+        });
+        let raw = kube::config::Kubeconfig::read_from(&kubeconfig).with_context(|| {
+            format!(
+                "reading kubeconfig {} (is the cluster up? make cluster-up)",
+                kubeconfig.display()
+            )
+        })?;
+        let config = Config::from_custom_kubeconfig(raw, &KubeConfigOptions::default()).await?;
+        let client = Client::try_from(config)?;
+        let corral_namespace = std::env::var("CORRAL_NAMESPACE").unwrap_or_else(|_| "corral-system".into());
+        Ok(Self {
+            client,
+            kubeconfig,
+            kubectl,
+            corral_namespace,
+        })
+    }
+
+    /// Runs kubectl with `args`; returns stdout, or an error carrying stderr.
+    pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// Runs kubectl with `args` and `stdin`; returns stdout, or an error carrying stderr.
+    pub fn kubectl_with_input(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+        let output = run_with_input(
+            Command::new(&self.kubectl)
+                .env("KUBECONFIG", &self.kubeconfig)
+                .args(args),
+            stdin,
+        )?;
+        if !output.status.success() {
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+fn run_with_input(cmd: &mut Command, stdin: Option<&str>) -> anyhow::Result<std::process::Output> {
+    use std::{io::Write, process::Stdio};
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting kubectl")?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+/// The repository root (the parent of this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}

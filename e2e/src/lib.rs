@@ -1,0 +1,11 @@
+//! The harness of Corral's end-to-end suite: a client for the local cluster (or any cluster in `KUBECONFIG`), one
+//! temporary labelled namespace per test with its objects, events and pod logs dumped when the test fails, and
+//! waiting helpers. The tests themselves live in `tests/` behind the `e2e` feature; `make e2e` brings the cluster
+//! up, builds and imports the images, installs Corral with Helm and runs them.
+
+pub mod cluster;
+pub mod namespace;
+pub mod wait;
+
+pub use cluster::Cluster;
+pub use namespace::TestNamespace;

@@ -1,0 +1,130 @@
+//! One temporary, labelled namespace per test. On failure its objects, events and pod logs are printed, so a red
+//! CI run says why; `kubectl delete ns -l corral.dev/e2e` removes leftovers.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api,
+    api::{DeleteParams, PostParams},
+};
+
+use crate::Cluster;
+
+/// Label on every namespace the suite creates.
+pub const E2E_LABEL: &str = "corral.dev/e2e";
+
+/// A namespace that lives for one test.
+pub struct TestNamespace {
+    /// Its name.
+    pub name: String,
+    cluster: Cluster,
+}
+
+impl TestNamespace {
+    /// Creates `e2e-<test>-<suffix>`.
+    pub async fn create(cluster: &Cluster, test: &str) -> anyhow::Result<Self> {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
+        let name = format!("e2e-{test}-{:x}", nanos % 0xfffff);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "labels": { E2E_LABEL: test } }
+        }))?;
+        Api::<Namespace>::all(cluster.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        Ok(Self {
+            name,
+            cluster: cluster.clone(),
+        })
+    }
+
+    /// Applies YAML documents into the namespace with kubectl (server-side); returns kubectl's output or error.
+    pub fn apply(&self, yaml: &str) -> anyhow::Result<String> {
+        self.cluster.kubectl_with_input(
+            &["-n", &self.name, "apply", "--server-side", "-f", "-"],
+            Some(yaml),
+        )
+    }
+
+    /// The cluster the namespace lives in.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// A typed Api in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.cluster.client.clone(), &self.name)
+    }
+
+    /// Prints everything in the namespace: call on failure.
+    pub fn dump(&self) {
+        let ns = self.name.as_str();
+        eprintln!("===== e2e namespace {ns} =====");
+        let sections: [(&str, Vec<&str>); 4] = [
+            (
+                "objects",
+                vec!["-n", ns, "get", "corral,all,controllerrevisions", "-o", "yaml"],
+            ),
+            (
+                "events",
+                vec!["-n", ns, "get", "events", "--sort-by=.lastTimestamp"],
+            ),
+            (
+                "pod logs",
+                vec![
+                    "-n",
+                    ns,
+                    "logs",
+                    "--all-containers",
+                    "--prefix",
+                    "-l",
+                    "app.kubernetes.io/name=corral",
+                ],
+            ),
+            (
+                "operator logs",
+                vec![
+                    "-n",
+                    &self.cluster.corral_namespace,
+                    "logs",
+                    "--tail=200",
+                    "-l",
+                    "app.kubernetes.io/component=operator",
+                ],
+            ),
+        ];
+        for (title, args) in sections {
+            match self.cluster.kubectl(&args) {
+                Ok(out) => eprintln!("--- {title} ---\n{out}"),
+                Err(e) => eprintln!("--- {title}: {e:#}"),
+            }
+        }
+    }
+
+    /// Runs `test` in the namespace; dumps it if the test fails, deletes it either way (unless `E2E_KEEP=1`).
+    pub async fn run<F, Fut>(cluster: &Cluster, name: &str, test: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(TestNamespace) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        let ns = Self::create(cluster, name).await?;
+        let ns_name = ns.name.clone();
+        let probe = Self {
+            name: ns_name.clone(),
+            cluster: cluster.clone(),
+        };
+        let result = test(ns).await;
+        if result.is_err() {
+            probe.dump();
+        }
+        if std::env::var("E2E_KEEP").as_deref() != Ok("1") {
+            let _ = Api::<Namespace>::all(cluster.client.clone())
+                .delete(&ns_name, &DeleteParams::background())
+                .await;
+        }
+        result
+    }
+}

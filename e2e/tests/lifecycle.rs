@@ -1,0 +1,154 @@
+//! Lifecycle across components: a deleted Session's event log leaves Redis, GitOps-style re-applies see no drift,
+//! and losing the operator pod disturbs nothing.
+#![cfg(feature = "e2e")]
+
+use std::time::Duration;
+
+use corral_api::{
+    Agent, Session,
+    conditions::{self, types},
+};
+use corral_e2e::{Cluster, TestNamespace, wait};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams};
+use redis::AsyncCommands;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: script}
+data: {script.yaml: "turns: []"}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Agent
+metadata: {name: helper}
+spec:
+  model:
+    id: scripted
+    provider: {type: scripted, scriptRef: {name: script, key: script.yaml}}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Environment
+metadata: {name: sandbox}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Session
+metadata: {name: s1}
+spec:
+  agent: {name: helper}
+  environmentRef: {name: sandbox}
+"#;
+
+fn session_ready(s: &Session) -> bool {
+    s.status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, types::READY))
+}
+
+#[tokio::test]
+async fn deleting_a_session_removes_its_event_log() -> anyhow::Result<()> {
+    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
+        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh forwards it)")
+    })?;
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "delete", |ns| async move {
+        ns.apply(MANIFESTS)?;
+        let sessions = ns.api::<Session>();
+        let s = wait::object(
+            &sessions,
+            "s1",
+            TIMEOUT,
+            "session Ready with finalizer",
+            |s: &Session| {
+                session_ready(s)
+                    && s.metadata
+                        .finalizers
+                        .as_ref()
+                        .is_some_and(|f| f.iter().any(|f| f == "corral.dev/session-log"))
+            },
+        )
+        .await?;
+        assert!(s.metadata.finalizers.is_some());
+
+        let mut redis = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let key = corral_session::SessionKeys::new(&ns.name, "s1").events();
+        let _: String = redis.xadd(&key, "*", &[("event", "{}")]).await?;
+        assert!(redis.exists::<_, bool>(&key).await?);
+
+        sessions.delete("s1", &DeleteParams::default()).await?;
+        wait::until("session gone", TIMEOUT, || async {
+            Ok(sessions.get_opt("s1").await?.is_none().then_some(()))
+        })
+        .await?;
+        assert!(
+            !redis.exists::<_, bool>(&key).await?,
+            "the event stream {key} must be deleted with the session"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn reapplying_the_same_manifests_shows_no_drift() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "drift", |ns| async move {
+        ns.apply(MANIFESTS)?;
+        wait::object(
+            &ns.api::<Session>(),
+            "s1",
+            TIMEOUT,
+            "session Ready",
+            session_ready,
+        )
+        .await?;
+        // `kubectl diff` exits 0 when the live objects match the manifests: the operator wrote no spec field.
+        ns.cluster().kubectl_with_input(
+            &["-n", &ns.name, "diff", "--server-side", "-f", "-"],
+            Some(MANIFESTS),
+        )?;
+        let out = ns.apply(MANIFESTS)?;
+        assert!(!out.contains("conflict"), "{out}");
+        let agent = ns.api::<Agent>().get("helper").await?;
+        assert_eq!(
+            agent.status.and_then(|s| s.version),
+            Some(1),
+            "re-applying is not a new version"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn losing_the_operator_pod_disturbs_nothing() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let operator_ns = cluster.corral_namespace.clone();
+    TestNamespace::run(&cluster, "operator-loss", |ns| async move {
+        ns.apply(MANIFESTS)?;
+        let sessions = ns.api::<Session>();
+        let before = wait::object(&sessions, "s1", TIMEOUT, "session Ready", session_ready).await?;
+
+        let pods: kube::Api<Pod> = kube::Api::namespaced(ns.cluster().client.clone(), &operator_ns);
+        let selector = ListParams::default().labels("app.kubernetes.io/component=operator");
+        for pod in pods.list(&selector).await?.items {
+            pods.delete(&pod.metadata.name.unwrap_or_default(), &DeleteParams::default().grace_period(0)).await?;
+        }
+        let after = sessions.get("s1").await?;
+        assert_eq!(before.status, after.status, "nothing changes while the operator is gone");
+
+        // The replacement operator picks up new work.
+        ns.apply(
+            "apiVersion: corral.dev/v1alpha1\nkind: Session\nmetadata: {name: s2}\nspec:\n  agent: {name: helper}\n  environmentRef: {name: sandbox}\n",
+        )?;
+        wait::object(&sessions, "s2", TIMEOUT, "new session Ready after the operator restarted", session_ready).await?;
+        let s1 = sessions.get("s1").await?;
+        assert_eq!(s1.status.and_then(|s| s.agent_version), Some(1));
+        Ok(())
+    })
+    .await
+}

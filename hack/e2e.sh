@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The end-to-end suite: brings the local cluster up (unless KUBECONFIG names another cluster), builds Corral's
+# images from the workspace's binaries and imports them, installs Corral with Helm, and runs the e2e tests.
+# A cluster this script started is stopped again when it ends under CI (or with E2E_CLUSTER_DOWN=1).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+RELEASE=corral
+NAMESPACE=${CORRAL_NAMESPACE:-corral-system}
+export CORRAL_NAMESPACE=$NAMESPACE
+
+hack/tools.sh
+started_cluster=0
+if [[ -z ${KUBECONFIG:-} ]]; then
+  if ! KUBECONFIG=e2e/.state/kubeconfig e2e/.state/bin/kubectl get --raw /readyz >/dev/null 2>&1; then
+    log "starting the local cluster (the first run builds Kubernetes from source: about 10 minutes)"
+    make --no-print-directory cluster-up
+    started_cluster=1
+  fi
+  export KUBECONFIG=$PWD/e2e/.state/kubeconfig
+  export PATH="$PWD/e2e/.state/bin:$PATH"
+  local_cluster=1
+else
+  local_cluster=0
+fi
+cleanup() {
+  local rc=$?
+  if ((started_cluster)) && [[ ${CI:-} == true || ${E2E_CLUSTER_DOWN:-} == 1 ]]; then
+    make --no-print-directory cluster-down || true
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+
+log "building Corral's binaries"
+cargo build --workspace --bins
+if ((local_cluster)); then
+  log "building and importing images"
+  CORRAL_COMPONENTS="operator=corral-operator" e2e/images/build.sh all
+  e2e/images/build.sh redis
+fi
+
+log "installing Corral with Helm into $NAMESPACE"
+helm dependency build charts/corral >/dev/null
+helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --create-namespace \
+  --wait --timeout 5m \
+  --set image.pullPolicy=IfNotPresent \
+  --set redis.image.repository=corral/redis --set redis.image.tag=dev \
+  --set redis.persistence.ephemeral=true \
+  --set operator.logFormat=text --set operator.logLevel=info,corral_operator=debug
+kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-operator --timeout=120s
+
+if ((local_cluster)); then
+  redis_ip=$(kubectl -n "$NAMESPACE" get svc "$RELEASE"-redis -o jsonpath='{.spec.clusterIP}')
+  e2e/cluster/forward.sh to-cluster e2e-redis 16379 "$redis_ip:6379"
+  export CORRAL_E2E_REDIS_URL=redis://127.0.0.1:16379
+fi
+
+log "running the e2e tests"
+cargo test -p corral-e2e --features e2e -- --test-threads=4
