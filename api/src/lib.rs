@@ -11,6 +11,7 @@ pub mod agent;
 pub mod common;
 pub mod conditions;
 pub mod environment;
+pub mod events;
 pub mod labels;
 pub mod revision;
 pub mod session;

@@ -1,0 +1,354 @@
+//! What a client may send (`POST /v1/sessions/{id}/events`), with checks that name the offending field.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use super::{
+    body::{
+        EventBody, SystemMessage, UserCustomToolResult, UserInterrupt, UserMessage, UserToolConfirmation,
+        UserToolResult,
+    },
+    content::{ContentBlock, DocumentBlock, ImageBlock, SearchResultBlock, Source, TextBlock},
+    parts::ConfirmationResult,
+};
+
+/// The most events one request may carry.
+pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+
+/// One event a client may send. Its JSON is the API's request shape (`{"type":"user.message","content":[...]}`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type")]
+pub enum EventParam {
+    /// `user.message`.
+    #[serde(rename = "user.message")]
+    UserMessage(UserMessage),
+    /// `user.interrupt`.
+    #[serde(rename = "user.interrupt")]
+    UserInterrupt(UserInterrupt),
+    /// `user.tool_confirmation`.
+    #[serde(rename = "user.tool_confirmation")]
+    UserToolConfirmation(UserToolConfirmation),
+    /// `user.custom_tool_result`.
+    #[serde(rename = "user.custom_tool_result")]
+    UserCustomToolResult(UserCustomToolResult),
+    /// `user.tool_result`.
+    #[serde(rename = "user.tool_result")]
+    UserToolResult(UserToolResult),
+    /// `system.message`.
+    #[serde(rename = "system.message")]
+    SystemMessage(SystemMessage),
+}
+
+impl EventParam {
+    /// The event's `type` string.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::UserMessage(_) => "user.message",
+            Self::UserInterrupt(_) => "user.interrupt",
+            Self::UserToolConfirmation(_) => "user.tool_confirmation",
+            Self::UserCustomToolResult(_) => "user.custom_tool_result",
+            Self::UserToolResult(_) => "user.tool_result",
+            Self::SystemMessage(_) => "system.message",
+        }
+    }
+
+    /// The event body to store.
+    pub fn into_body(self) -> EventBody {
+        match self {
+            Self::UserMessage(e) => EventBody::UserMessage(e),
+            Self::UserInterrupt(e) => EventBody::UserInterrupt(e),
+            Self::UserToolConfirmation(e) => EventBody::UserToolConfirmation(e),
+            Self::UserCustomToolResult(e) => EventBody::UserCustomToolResult(e),
+            Self::UserToolResult(e) => EventBody::UserToolResult(e),
+            Self::SystemMessage(e) => EventBody::SystemMessage(e),
+        }
+    }
+}
+
+impl From<EventParam> for EventBody {
+    fn from(param: EventParam) -> Self {
+        param.into_body()
+    }
+}
+
+/// A request body that is not a valid list of client events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct EventParamError {
+    /// The offending field's path, for example `events[0].content[1].text`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl EventParamError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses and checks the body of `POST /v1/sessions/{id}/events`: `{"events": [EventParam, ...]}`.
+pub fn parse_send_events(body: &[u8]) -> Result<Vec<EventParam>, EventParamError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| EventParamError::new("body", format!("invalid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(EventParamError::new(
+            "body",
+            "must be a JSON object with an `events` array",
+        ));
+    };
+    let Some(events) = object.get("events") else {
+        return Err(EventParamError::new("events", "is required"));
+    };
+    let Some(events) = events.as_array() else {
+        return Err(EventParamError::new("events", "must be an array"));
+    };
+    let params = events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| parse_param(event, &format!("events[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    validate_params(&params, "events")?;
+    Ok(params)
+}
+
+/// Parses one client event at `path`.
+fn parse_param(value: &Value, path: &str) -> Result<EventParam, EventParamError> {
+    if !value.is_object() {
+        return Err(EventParamError::new(path, "must be an object"));
+    }
+    let Some(kind) = value.get("type") else {
+        return Err(EventParamError::new(format!("{path}.type"), "is required"));
+    };
+    let Some(kind) = kind.as_str() else {
+        return Err(EventParamError::new(format!("{path}.type"), "must be a string"));
+    };
+    Ok(match kind {
+        "user.message" => EventParam::UserMessage(typed(value, path)?),
+        "user.interrupt" => EventParam::UserInterrupt(typed(value, path)?),
+        "user.tool_confirmation" => EventParam::UserToolConfirmation(typed(value, path)?),
+        "user.custom_tool_result" => EventParam::UserCustomToolResult(typed(value, path)?),
+        "user.tool_result" => EventParam::UserToolResult(typed(value, path)?),
+        "system.message" => EventParam::SystemMessage(typed(value, path)?),
+        other => {
+            return Err(EventParamError::new(
+                format!("{path}.type"),
+                format!(
+                    "unsupported event type {other:?}; a client may send user.message, user.interrupt, \
+                     user.tool_confirmation, user.custom_tool_result, user.tool_result or system.message"
+                ),
+            ));
+        }
+    })
+}
+
+/// Deserializes `value` as `T`, reporting the deepest field serde can name under `path`.
+fn typed<T: DeserializeOwned>(value: &Value, path: &str) -> Result<T, EventParamError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let field = if inner == "." {
+            path.to_owned()
+        } else {
+            format!("{path}.{inner}")
+        };
+        EventParamError::new(field, e.into_inner().to_string())
+    })
+}
+
+/// Checks what a schema cannot: non-empty content of the kinds each event allows, `deny_message` only with `deny`,
+/// and at most one `system.message`, last and right after the event it accompanies. `path` names the list in
+/// errors (`events`, `initial_events`).
+pub fn validate_params(params: &[EventParam], path: &str) -> Result<(), EventParamError> {
+    if params.is_empty() {
+        return Err(EventParamError::new(path, "must hold at least one event"));
+    }
+    if params.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(EventParamError::new(
+            path,
+            format!(
+                "holds {} events; at most {MAX_EVENTS_PER_REQUEST} are allowed",
+                params.len()
+            ),
+        ));
+    }
+    for (i, param) in params.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        match param {
+            EventParam::UserMessage(e) => {
+                check_content(&e.content, &format!("{at}.content"), MESSAGE_BLOCKS)?
+            }
+            EventParam::UserInterrupt(e) => {
+                check_optional_id(e.session_thread_id.as_deref(), &at, "session_thread_id")?
+            }
+            EventParam::UserToolConfirmation(e) => {
+                check_id(&e.tool_use_id, &at, "tool_use_id")?;
+                if e.deny_message.is_some() && e.result != ConfirmationResult::Deny {
+                    return Err(EventParamError::new(
+                        format!("{at}.deny_message"),
+                        "is allowed only with result \"deny\"",
+                    ));
+                }
+            }
+            EventParam::UserCustomToolResult(e) => {
+                check_id(&e.custom_tool_use_id, &at, "custom_tool_use_id")?;
+                if let Some(content) = &e.content {
+                    check_blocks(content, &format!("{at}.content"), RESULT_BLOCKS)?;
+                }
+            }
+            EventParam::UserToolResult(e) => {
+                check_id(&e.tool_use_id, &at, "tool_use_id")?;
+                if let Some(content) = &e.content {
+                    check_blocks(content, &format!("{at}.content"), RESULT_BLOCKS)?;
+                }
+            }
+            EventParam::SystemMessage(e) => {
+                check_content(&e.content, &format!("{at}.content"), &["text"])?;
+                if i + 1 != params.len() {
+                    return Err(EventParamError::new(
+                        format!("{at}.type"),
+                        "a system.message must be the last event of the request (at most one per request)",
+                    ));
+                }
+                let follows = i
+                    .checked_sub(1)
+                    .and_then(|prev| params.get(prev))
+                    .is_some_and(|prev| {
+                        matches!(
+                            prev,
+                            EventParam::UserMessage(_)
+                                | EventParam::UserToolResult(_)
+                                | EventParam::UserCustomToolResult(_)
+                        )
+                    });
+                if !follows {
+                    return Err(EventParamError::new(
+                        format!("{at}.type"),
+                        "a system.message must directly follow the user.message, user.tool_result or \
+                         user.custom_tool_result it accompanies",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const MESSAGE_BLOCKS: &[&str] = &["text", "image", "document", "redacted"];
+const RESULT_BLOCKS: &[&str] = &["text", "image", "document", "search_result"];
+
+fn check_id(id: &str, at: &str, field: &str) -> Result<(), EventParamError> {
+    if id.trim().is_empty() {
+        return Err(EventParamError::new(format!("{at}.{field}"), "must not be empty"));
+    }
+    Ok(())
+}
+
+fn check_optional_id(id: Option<&str>, at: &str, field: &str) -> Result<(), EventParamError> {
+    id.map_or(Ok(()), |id| check_id(id, at, field))
+}
+
+fn check_content(content: &[ContentBlock], path: &str, allowed: &[&str]) -> Result<(), EventParamError> {
+    if content.is_empty() {
+        return Err(EventParamError::new(path, "must hold at least one content block"));
+    }
+    check_blocks(content, path, allowed)
+}
+
+fn check_blocks(content: &[ContentBlock], path: &str, allowed: &[&str]) -> Result<(), EventParamError> {
+    for (j, block) in content.iter().enumerate() {
+        let at = format!("{path}[{j}]");
+        let kind = block.type_name();
+        if let ContentBlock::Other(raw) = block {
+            return Err(explain_other_block(raw, &at, allowed));
+        }
+        if !allowed.contains(&kind) {
+            return Err(EventParamError::new(
+                format!("{at}.type"),
+                format!(
+                    "{kind:?} blocks are not allowed here; allowed: {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        match block {
+            ContentBlock::Text(TextBlock { text }) if text.is_empty() => {
+                return Err(EventParamError::new(format!("{at}.text"), "must not be empty"));
+            }
+            ContentBlock::Image(ImageBlock { source }) => {
+                check_source(source, &format!("{at}.source"), &["base64", "url", "file"])?;
+            }
+            ContentBlock::Document(DocumentBlock { source, .. }) => {
+                check_source(
+                    source,
+                    &format!("{at}.source"),
+                    &["base64", "url", "file", "text"],
+                )?;
+            }
+            ContentBlock::SearchResult(SearchResultBlock { source, .. }) if source.is_empty() => {
+                return Err(EventParamError::new(format!("{at}.source"), "must not be empty"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Explains why a block did not parse as any known block type: an unknown `type`, or a known one with bad fields.
+fn explain_other_block(raw: &Value, at: &str, allowed: &[&str]) -> EventParamError {
+    let kind = raw.get("type").and_then(Value::as_str);
+    let strict = match kind {
+        Some("text") => typed::<TextBlock>(raw, at).err(),
+        Some("image") => typed::<ImageBlock>(raw, at).err(),
+        Some("document") => typed::<DocumentBlock>(raw, at).err(),
+        Some("search_result") => typed::<SearchResultBlock>(raw, at).err(),
+        _ => None,
+    };
+    match (strict, kind) {
+        (Some(err), _) => err,
+        (None, Some(kind)) => EventParamError::new(
+            format!("{at}.type"),
+            format!(
+                "unsupported content block type {kind:?}; allowed: {}",
+                allowed.join(", ")
+            ),
+        ),
+        (None, None) => EventParamError::new(format!("{at}.type"), "is required (a string)"),
+    }
+}
+
+fn check_source(source: &Source, path: &str, allowed: &[&str]) -> Result<(), EventParamError> {
+    let kind = source.type_name();
+    if !allowed.contains(&kind) {
+        return Err(EventParamError::new(
+            format!("{path}.type"),
+            format!(
+                "unsupported source type {kind:?}; allowed: {}",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    let empty = match source {
+        Source::Base64 { media_type, data } | Source::Text { media_type, data } => {
+            if media_type.is_empty() {
+                Some("media_type")
+            } else if data.is_empty() {
+                Some("data")
+            } else {
+                None
+            }
+        }
+        Source::Url { url } if url.is_empty() => Some("url"),
+        Source::File { file_id } if file_id.is_empty() => Some("file_id"),
+        _ => None,
+    };
+    match empty {
+        Some(field) => Err(EventParamError::new(
+            format!("{path}.{field}"),
+            "must not be empty",
+        )),
+        None => Ok(()),
+    }
+}
