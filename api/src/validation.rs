@@ -77,6 +77,18 @@ pub fn validate_agent(spec: &AgentSpec) -> Result<(), SpecError> {
             ToolType::McpToolset => {}
         }
     }
+    let mut custom_names = std::collections::BTreeSet::new();
+    for (i, tool) in spec.tools.iter().enumerate() {
+        if tool.kind == ToolType::Custom
+            && let Some(name) = tool.name.as_deref()
+            && !custom_names.insert(name)
+        {
+            return Err(SpecError::invalid(
+                format!("spec.tools[{i}].name"),
+                format!("custom tool {name:?} is defined twice"),
+            ));
+        }
+    }
     if spec
         .tools
         .iter()
@@ -125,4 +137,88 @@ pub fn spec_hash<T: serde::Serialize>(spec: &T) -> String {
     let bytes = serde_json::to_vec(spec).unwrap_or_default();
     let digest = Sha256::digest(&bytes);
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn agent(tools: serde_json::Value) -> AgentSpec {
+        serde_json::from_value(json!({ "model": { "id": "m" }, "tools": tools })).unwrap()
+    }
+
+    #[test]
+    fn valid_agent_passes() {
+        let spec = agent(json!([
+            { "type": "agent_toolset_20260401", "configs": [{ "name": "bash", "permissionPolicy": "always_ask" }] },
+            { "type": "custom", "name": "t", "description": "d", "inputSchema": { "type": "object" } }
+        ]));
+        assert_eq!(validate_agent(&spec), Ok(()));
+    }
+
+    #[test]
+    fn unknown_builtin_tool_names_the_field() {
+        let spec = agent(
+            json!([{ "type": "agent_toolset_20260401", "configs": [{ "name": "bash" }, { "name": "rm" }] }]),
+        );
+        let err = validate_agent(&spec).unwrap_err();
+        assert_eq!(err.reason, reasons::INVALID_SPEC);
+        assert_eq!(err.field, "spec.tools[0].configs[1].name");
+        assert!(err.message.contains("\"rm\""), "{err}");
+    }
+
+    #[test]
+    fn custom_tool_input_schema_must_be_an_object_schema() {
+        let spec = agent(
+            json!([{ "type": "custom", "name": "t", "description": "d", "inputSchema": { "type": "string" } }]),
+        );
+        assert_eq!(
+            validate_agent(&spec).unwrap_err().field,
+            "spec.tools[0].inputSchema"
+        );
+    }
+
+    #[test]
+    fn custom_tool_names_are_unique() {
+        let t =
+            json!({ "type": "custom", "name": "t", "description": "d", "inputSchema": { "type": "object" } });
+        let err = validate_agent(&agent(json!([t, t]))).unwrap_err();
+        assert_eq!(err.field, "spec.tools[1].name");
+    }
+
+    #[test]
+    fn the_toolset_is_listed_once() {
+        let t = json!({ "type": "agent_toolset_20260401" });
+        assert_eq!(
+            validate_agent(&agent(json!([t, t]))).unwrap_err().field,
+            "spec.tools"
+        );
+    }
+
+    #[test]
+    fn idle_timeout_must_parse_and_be_long_enough() {
+        let mut spec = EnvironmentSpec::default();
+        assert_eq!(
+            idle_timeout(&spec),
+            Ok(Duration::from_secs(900)),
+            "15 minutes by default"
+        );
+        spec.sandbox.idle_timeout = Some("1h30m".into());
+        assert_eq!(idle_timeout(&spec), Ok(Duration::from_secs(5400)));
+        spec.sandbox.idle_timeout = Some("3s".into());
+        assert!(
+            validate_environment(&spec)
+                .unwrap_err()
+                .message
+                .contains("at least 10s")
+        );
+        spec.sandbox.idle_timeout = Some("soon".into());
+        let err = validate_environment(&spec).unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.reason),
+            ("spec.sandbox.idleTimeout", reasons::INVALID_SPEC)
+        );
+    }
 }
