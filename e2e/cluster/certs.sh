@@ -4,7 +4,7 @@
 # component and for the admin, and the service-account signing key.
 # ECDSA P-256 everywhere: fast to generate and accepted by every component.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ -f $CERT_DIR/.done ]] && exit 0

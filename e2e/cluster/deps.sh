@@ -2,7 +2,7 @@
 # Install the Debian packages the local cluster and the image pipeline need.
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PACKAGES=(

@@ -3,7 +3,7 @@
 # process ids and by membership of the cluster's namespace and cgroups),
 # remove the cgroups it created, then remove the state directory.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_root

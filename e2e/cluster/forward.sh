@@ -11,7 +11,7 @@
 #       10.201.0.1:PORT ("host.corral.internal"), e.g. a Redis started by a test.
 #   forward.sh stop NAME
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 require_root

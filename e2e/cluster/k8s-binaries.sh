@@ -9,7 +9,7 @@
 # published v0.Y.Z version instead; the list is derived from the release's own
 # go.mod (every `k8s.io/X => ./staging/src/k8s.io/X` line).
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -78,8 +78,21 @@ for b in "${BINARIES[@]}"; do
   if [[ -x $K8S_BIN_DIR.partial/$b ]]; then continue; fi
   log "  go build $b ..."
   t0=$SECONDS
-  (cd "$MOD_DIR" && CGO_ENABLED=0 go build -trimpath -tags selinux,notest,grpcnotrace \
-    -ldflags "$ldflags" -o "$K8S_BIN_DIR.partial/$b.tmp" "k8s.io/kubernetes/cmd/$b")
+  (cd "$MOD_DIR" && CGO_ENABLED=0 exec go build -trimpath -tags selinux,notest,grpcnotrace \
+    -ldflags "$ldflags" -o "$K8S_BIN_DIR.partial/$b.tmp" "k8s.io/kubernetes/cmd/$b") &
+  gopid=$!
+  trap 'kill "$gopid" 2>/dev/null || true' EXIT
+  # A heartbeat while the compiler is silent (kube-apiserver takes minutes).
+  next=60
+  while kill -0 "$gopid" 2>/dev/null; do
+    sleep 1
+    if ((SECONDS - t0 >= next)); then
+      log "  ... still building $b ($((SECONDS - t0)) s)"
+      next=$((next + 60))
+    fi
+  done
+  wait "$gopid" || die "go build $b failed"
+  trap - EXIT
   mv "$K8S_BIN_DIR.partial/$b.tmp" "$K8S_BIN_DIR.partial/$b"
   log "  built $b in $((SECONDS - t0)) s"
 done

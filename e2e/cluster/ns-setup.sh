@@ -4,7 +4,7 @@
 # changes only that namespace: the host's mounts, network and sysctls stay as
 # they are.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Refuse to run anywhere but in a namespace distinct from the host's (pid 1's).

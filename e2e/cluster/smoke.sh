@@ -5,7 +5,7 @@
 # forward, a pod reaches a server on the host's loopback through a forward.
 # Cleans up after itself. Prints "N passed, N failed".
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 K=("$STATE_DIR/bin/kubectl" --kubeconfig "$KUBECONFIG_HOST")

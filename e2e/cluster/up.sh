@@ -9,7 +9,7 @@
 # recorded process; see README.md. The API server is reachable from the host at
 # https://127.0.0.1:$CORRAL_API_PORT (default 6443) with $STATE/kubeconfig.
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 MODE=full

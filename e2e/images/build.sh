@@ -24,7 +24,7 @@
 # NAME or NAME=BINARY-FILE-NAME entries (default below), searched in
 # ${CARGO_TARGET_DIR:-target}/release then /debug.
 set -euo pipefail
-# shellcheck source=../cluster/lib.sh
+# shellcheck source=SCRIPTDIR/../cluster/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../cluster/lib.sh"
 
 IMAGES_DIR="$E2E_DIR/images"
