@@ -1,0 +1,195 @@
+//! The client the harness uses to run tools in a sandbox.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::protocol::{
+    DaemonInfo, EXECUTE_PATH, ErrorEnvelope, ExecuteRequest, HEALTH_PATH, INFO_PATH, ToolResult,
+};
+
+/// Why a call did not produce a tool result. The harness turns these into `is_error` tool results for the model
+/// (a sandbox that cannot be reached is a tool error, never a lost session).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No connection, or the connection broke (the pod is gone, restarting, or not there yet).
+    #[error("the sandbox at {url} is unreachable: {message}")]
+    Unreachable {
+        /// The daemon's base URL.
+        url: String,
+        /// What the transport said.
+        message: String,
+    },
+    /// No answer in time.
+    #[error("the sandbox did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The daemon answered with an HTTP error (bad token, malformed request, ...).
+    #[error("the sandbox refused the request ({status} {kind}): {message}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// The `error.type`.
+        kind: String,
+        /// The `error.message`.
+        message: String,
+    },
+    /// The answer was not what the protocol promises.
+    #[error("the sandbox sent an unreadable answer: {0}")]
+    Decode(String),
+}
+
+/// Calls one sandbox daemon. Cheap to clone (connections are pooled and shared).
+#[derive(Clone)]
+pub struct SandboxClient {
+    base_url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for SandboxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxClient")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxClient {
+    /// A client for the daemon at `base_url` (for example `http://10.0.0.7:7070`) with its bearer `token`.
+    pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Result<Self, ClientError> {
+        let base_url = base_url.into().trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ClientError::Unreachable {
+                url: base_url.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            base_url,
+            token: token.into(),
+            http,
+        })
+    }
+
+    /// The daemon's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Runs `tool` with `input`, waiting at most `timeout` for the answer. For `bash`, make `timeout` longer than
+    /// the command's `timeout_ms` so the daemon can report the timeout itself.
+    pub async fn execute(
+        &self,
+        tool: &str,
+        input: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<ToolResult, ClientError> {
+        let request = ExecuteRequest {
+            tool: tool.to_owned(),
+            input,
+            tool_use_id: None,
+        };
+        self.execute_request(&request, timeout).await
+    }
+
+    /// Sends a whole [`ExecuteRequest`] (with its `tool_use_id`).
+    pub async fn execute_request(
+        &self,
+        request: &ExecuteRequest,
+        timeout: Duration,
+    ) -> Result<ToolResult, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}{EXECUTE_PATH}", self.base_url))
+            .bearer_auth(&self.token)
+            .json(request)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        self.decode(response, timeout).await
+    }
+
+    /// `GET /v1/info`.
+    pub async fn info(&self) -> Result<DaemonInfo, ClientError> {
+        let timeout = Duration::from_secs(10);
+        let response = self
+            .http
+            .get(format!("{}{INFO_PATH}", self.base_url))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        self.decode(response, timeout).await
+    }
+
+    /// `GET /healthz`: whether the daemon serves.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        let timeout = Duration::from_secs(5);
+        let response = self
+            .http
+            .get(format!("{}{HEALTH_PATH}", self.base_url))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        if response.status() == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(ClientError::Rejected {
+                status: response.status().as_u16(),
+                kind: "health".to_owned(),
+                message: "the daemon is not healthy".to_owned(),
+            })
+        }
+    }
+
+    async fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()));
+        }
+        let (kind, message) = match serde_json::from_slice::<ErrorEnvelope>(&body) {
+            Ok(envelope) => (envelope.error.kind, envelope.error.message),
+            Err(_) => ("unknown".to_owned(), String::from_utf8_lossy(&body).into_owned()),
+        };
+        Err(ClientError::Rejected {
+            status: status.as_u16(),
+            kind,
+            message,
+        })
+    }
+
+    fn transport_error(&self, error: reqwest::Error, timeout: Duration) -> ClientError {
+        if error.is_timeout() {
+            ClientError::Timeout(timeout)
+        } else {
+            ClientError::Unreachable {
+                url: self.base_url.clone(),
+                message: error_chain(&error),
+            }
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

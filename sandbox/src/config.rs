@@ -1,0 +1,100 @@
+//! The daemon's command line and environment.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser};
+use corral_runtime::LogArgs;
+
+/// The sandbox daemon: runs the agent toolset for the harness over HTTP.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "corral-sandbox", version, about)]
+pub struct Config {
+    /// The address to serve on. Port 0 picks a free port (see --addr-file).
+    #[arg(long, env = "CORRAL_SANDBOX_ADDR", default_value = "0.0.0.0:7070")]
+    pub addr: SocketAddr,
+    /// A file holding the bearer token the harness must present (surrounding whitespace is ignored).
+    #[arg(long, env = "CORRAL_SANDBOX_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// The bearer token itself. Prefer --token-file: a flag is visible to other processes.
+    #[arg(long, env = "CORRAL_SANDBOX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The workspace: relative paths resolve against it and the shell starts in it. Created if missing.
+    #[arg(long, env = "CORRAL_SANDBOX_WORKSPACE", default_value = ".")]
+    pub workspace: PathBuf,
+    /// Once listening, write the bound address to this file (written whole, by rename).
+    #[arg(long, env = "CORRAL_SANDBOX_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+    /// Tool limits.
+    #[command(flatten)]
+    pub limits: Limits,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// The limits every tool call runs under.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The shell the `bash` tool runs (a bash-compatible shell).
+    #[arg(long, env = "CORRAL_SANDBOX_SHELL", default_value = "bash")]
+    pub shell: String,
+    /// How long a `bash` command may run when the call gives no `timeout_ms`.
+    #[arg(long, env = "CORRAL_SANDBOX_DEFAULT_TIMEOUT_MS", default_value_t = 120_000)]
+    pub default_timeout_ms: u64,
+    /// The largest `timeout_ms` a call may ask for; larger values are lowered to it.
+    #[arg(long, env = "CORRAL_SANDBOX_MAX_TIMEOUT_MS", default_value_t = 600_000)]
+    pub max_timeout_ms: u64,
+    /// The most bytes of text a tool returns; longer output keeps its head and tail around a truncation marker.
+    #[arg(long, env = "CORRAL_SANDBOX_MAX_OUTPUT_BYTES", default_value_t = 64 * 1024)]
+    pub max_output_bytes: usize,
+    /// The most lines `read` returns per call.
+    #[arg(long, env = "CORRAL_SANDBOX_MAX_READ_LINES", default_value_t = 2000)]
+    pub max_read_lines: usize,
+    /// Lines longer than this many characters are cut in `read` and `grep` output.
+    #[arg(long, env = "CORRAL_SANDBOX_MAX_LINE_CHARS", default_value_t = 2000)]
+    pub max_line_chars: usize,
+    /// The most paths `glob` and matches `grep` return.
+    #[arg(long, env = "CORRAL_SANDBOX_MAX_RESULTS", default_value_t = 1000)]
+    pub max_results: usize,
+    /// Files larger than this are skipped by `grep` and refused by `edit`.
+    #[arg(long, env = "CORRAL_SANDBOX_MAX_FILE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_file_bytes: u64,
+    /// The largest request body accepted (a `write` carries the whole file); larger requests get 413.
+    #[arg(long, env = "CORRAL_SANDBOX_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            shell: "bash".to_owned(),
+            default_timeout_ms: 120_000,
+            max_timeout_ms: 600_000,
+            max_output_bytes: 64 * 1024,
+            max_read_lines: 2000,
+            max_line_chars: 2000,
+            max_results: 1000,
+            max_file_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// The token, from `--token-file` or `--token`. A daemon without a token refuses to start.
+    pub fn load_token(&self) -> anyhow::Result<String> {
+        let token = match (&self.token_file, &self.token) {
+            (Some(path), _) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?,
+            (None, Some(token)) => token.clone(),
+            (None, None) => anyhow::bail!(
+                "no token: give --token-file (CORRAL_SANDBOX_TOKEN_FILE) or CORRAL_SANDBOX_TOKEN"
+            ),
+        };
+        let token = token.trim().to_owned();
+        if token.len() < 16 {
+            anyhow::bail!("the token is too short ({} bytes); use at least 16", token.len());
+        }
+        Ok(token)
+    }
+}

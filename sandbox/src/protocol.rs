@@ -1,0 +1,199 @@
+//! The wire format between the harness and the sandbox daemon: one request runs one tool and answers with the shape
+//! of an `agent.tool_result`. Failures of the request itself (bad token, malformed JSON, unknown tool) are HTTP
+//! errors with an [`ErrorEnvelope`]; failures of the tool (file not found, command timed out) are `200` results with
+//! `is_error: true`, because the model can read and fix them.
+
+use serde::{Deserialize, Serialize};
+
+/// The route that runs a tool.
+pub const EXECUTE_PATH: &str = "/v1/execute";
+/// The route that describes the daemon (version, workspace, tools).
+pub const INFO_PATH: &str = "/v1/info";
+/// The unauthenticated liveness route for probes.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// `POST /v1/execute`: run `tool` with `input`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteRequest {
+    /// The tool's name: `bash`, `read`, `write`, `edit`, `glob` or `grep`.
+    pub tool: String,
+    /// The tool's input, as the model wrote it in `agent.tool_use.input`. Missing means `{}`.
+    #[serde(default = "empty_object")]
+    pub input: serde_json::Value,
+    /// The id of the `agent.tool_use` this call answers; echoed back and logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_use_id: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// The result of one tool call: the `content` and `is_error` of an `agent.tool_result`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// What the model reads.
+    pub content: Vec<ContentBlock>,
+    /// Whether the tool failed (the model should see the text as an error).
+    pub is_error: bool,
+    /// The `tool_use_id` of the request, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_use_id: Option<String>,
+}
+
+impl ToolResult {
+    /// A successful result with one text block.
+    pub fn ok(text: impl Into<String>) -> Self {
+        Self {
+            content: vec![ContentBlock::Text { text: text.into() }],
+            is_error: false,
+            tool_use_id: None,
+        }
+    }
+
+    /// A failed result with one text block.
+    pub fn error(text: impl Into<String>) -> Self {
+        Self {
+            is_error: true,
+            ..Self::ok(text)
+        }
+    }
+
+    /// All text blocks joined, for logs and tests.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .map(|ContentBlock::Text { text }| text.as_str())
+            .collect()
+    }
+}
+
+/// One block of tool output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentBlock {
+    /// Plain text.
+    Text {
+        /// The text.
+        text: String,
+    },
+}
+
+/// The body of every HTTP error: `{"type":"error","error":{"type","message"}}`, as in the Managed Agents API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEnvelope {
+    /// Always `"error"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What went wrong.
+    pub error: ErrorBody,
+}
+
+/// The `error` object of an [`ErrorEnvelope`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// `authentication_error`, `invalid_request_error`, `not_found_error`, `request_too_large` or `api_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// `GET /v1/info`: what this daemon is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// The daemon's version.
+    pub version: String,
+    /// The directory relative paths resolve against.
+    pub workspace: String,
+    /// The tools it runs.
+    pub tools: Vec<String>,
+}
+
+/// The input of the `bash` tool.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct BashInput {
+    /// The command to run in the session's persistent shell.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Start a fresh shell (working directory back to the workspace, exported variables dropped) first.
+    #[serde(default)]
+    pub restart: Option<bool>,
+    /// How long the command may run, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The input of the `read` tool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ReadInput {
+    /// The file to read.
+    pub file_path: String,
+    /// `[start, end]`, 1-indexed and inclusive; `end <= 0` means the end of the file.
+    #[serde(default)]
+    pub view_range: Option<[i64; 2]>,
+}
+
+/// The input of the `write` tool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct WriteInput {
+    /// The file to create or overwrite.
+    pub file_path: String,
+    /// Its new content.
+    pub content: String,
+}
+
+/// The input of the `edit` tool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EditInput {
+    /// The file to edit.
+    pub file_path: String,
+    /// The exact text to replace.
+    pub old_string: String,
+    /// The replacement.
+    pub new_string: String,
+    /// Replace every occurrence instead of requiring exactly one.
+    #[serde(default)]
+    pub replace_all: Option<bool>,
+}
+
+/// The input of the `glob` tool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct GlobInput {
+    /// A glob such as `**/*.rs`, matched against paths relative to `path`.
+    pub pattern: String,
+    /// The directory to search; the workspace by default.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// The input of the `grep` tool.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct GrepInput {
+    /// A regular expression (Rust `regex` syntax).
+    pub pattern: String,
+    /// The file or directory to search; the workspace by default.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_has_the_shape_of_an_agent_tool_result() {
+        let json = serde_json::to_value(ToolResult::error("boom")).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"content":[{"type":"text","text":"boom"}],"is_error":true})
+        );
+    }
+
+    #[test]
+    fn a_request_without_input_means_an_empty_object() {
+        let req: ExecuteRequest = serde_json::from_str(r#"{"tool":"bash"}"#).unwrap();
+        assert_eq!(req.input, serde_json::json!({}));
+        assert_eq!(req.tool_use_id, None);
+    }
+}

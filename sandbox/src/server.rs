@@ -1,0 +1,141 @@
+//! The HTTP surface: `GET /healthz` (open), `GET /v1/info` and `POST /v1/execute` (bearer token).
+
+use std::{path::Path, sync::Arc, time::Instant};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
+    http::StatusCode,
+    middleware,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::{
+    auth::{TokenCheck, require_token},
+    config::Config,
+    error::ApiError,
+    protocol::{DaemonInfo, EXECUTE_PATH, ExecuteRequest, HEALTH_PATH, INFO_PATH},
+    tools::{ToolName, Toolbox},
+};
+
+/// The routes of a daemon running `toolbox`, accepting `token`, refusing bodies over `max_body_bytes`.
+pub fn router(toolbox: Arc<Toolbox>, token: &str, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route(EXECUTE_PATH, post(execute))
+        .route(INFO_PATH, get(info))
+        .route_layer(middleware::from_fn_with_state(
+            TokenCheck::new(token),
+            require_token,
+        ))
+        .with_state(toolbox);
+    Router::new()
+        .route(HEALTH_PATH, get(|| async { "ok" }))
+        .merge(api)
+        .fallback(|| async { ApiError::not_found("no such route; see the sandbox README for the protocol") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "the sandbox daemon failed while handling this request",
+            )
+            .into_response()
+        }))
+}
+
+async fn info(State(toolbox): State<Arc<Toolbox>>) -> Json<DaemonInfo> {
+    Json(DaemonInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        workspace: toolbox.workspace().display().to_string(),
+        tools: ToolName::ALL.iter().map(|t| t.as_str().to_owned()).collect(),
+    })
+}
+
+async fn execute(State(toolbox): State<Arc<Toolbox>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                "the request body is larger than this daemon accepts (see --max-body-bytes)",
+            )
+            .into_response();
+        }
+        Err(rejection) => {
+            return ApiError::invalid(format!("unreadable request body: {rejection}")).into_response();
+        }
+    };
+    let request: ExecuteRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return ApiError::invalid(format!(
+                "the body must be JSON {{\"tool\": string, \"input\": object, \"tool_use_id\"?: string}}: {e}"
+            ))
+            .into_response();
+        }
+    };
+    let tool: ToolName = match request.tool.parse() {
+        Ok(tool) => tool,
+        Err(e) => return ApiError::invalid(e).into_response(),
+    };
+    let started = Instant::now();
+    let mut result = toolbox.execute(tool, request.input).await;
+    tracing::info!(
+        tool = tool.as_str(),
+        tool_use_id = request.tool_use_id.as_deref().unwrap_or(""),
+        is_error = result.is_error,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "ran a tool"
+    );
+    result.tool_use_id = request.tool_use_id;
+    Json(result).into_response()
+}
+
+/// Runs the daemon until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let token = config.load_token()?;
+    std::fs::create_dir_all(&config.workspace)
+        .map_err(|e| anyhow::anyhow!("creating the workspace {}: {e}", config.workspace.display()))?;
+    let workspace = std::fs::canonicalize(&config.workspace)
+        .map_err(|e| anyhow::anyhow!("resolving the workspace {}: {e}", config.workspace.display()))?;
+    let toolbox = Arc::new(Toolbox::new(workspace.clone(), config.limits.clone()));
+    let app = router(toolbox.clone(), &token, config.limits.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.addr))?;
+    let addr = listener.local_addr()?;
+    if let Some(path) = &config.addr_file {
+        write_whole(path, &addr.to_string())?;
+    }
+    tracing::info!(%addr, workspace = %workspace.display(), "the sandbox daemon is serving");
+    let stopping = toolbox.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            corral_runtime::shutdown::signal().await;
+            // End a running command now rather than wait out its timeout.
+            stopping.shutdown();
+        })
+        .await?;
+    toolbox.shutdown();
+    tracing::info!("the sandbox daemon stopped");
+    Ok(())
+}
+
+/// Writes `text` to `path` through a temporary file and a rename, so readers never see half of it.
+fn write_whole(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("renaming to {}: {e}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The agent toolset (`agent_toolset_20260401`): `bash`, `read`, `write`, `edit`, `glob`, `grep`.
+
+mod bash;
+mod edit;
+mod glob;
+mod grep;
+mod paths;
+mod read;
+pub mod shell;
+mod walk;
+mod write;
+
+use std::{path::PathBuf, str::FromStr, sync::Arc};
+
+use serde::de::DeserializeOwned;
+
+use crate::{config::Limits, protocol::ToolResult, truncate::limit_text};
+use shell::{Shell, ShellOptions};
+
+/// The tools the daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolName {
+    /// A command in the persistent shell.
+    Bash,
+    /// A text file with line numbers.
+    Read,
+    /// Create or overwrite a file.
+    Write,
+    /// Exact string replacement in a file.
+    Edit,
+    /// Files matching a glob.
+    Glob,
+    /// Lines matching a regular expression.
+    Grep,
+}
+
+impl ToolName {
+    /// Every tool, in the order the API lists them.
+    pub const ALL: [ToolName; 6] = [
+        Self::Bash,
+        Self::Edit,
+        Self::Read,
+        Self::Write,
+        Self::Glob,
+        Self::Grep,
+    ];
+
+    /// The name the model uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bash => "bash",
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Edit => "edit",
+            Self::Glob => "glob",
+            Self::Grep => "grep",
+        }
+    }
+}
+
+impl FromStr for ToolName {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|tool| tool.as_str() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
+                format!("unknown tool {name:?}; this sandbox runs {}", known.join(", "))
+            })
+    }
+}
+
+/// The tools with their workspace, limits and the session's shell.
+pub struct Toolbox {
+    workspace: PathBuf,
+    limits: Limits,
+    shell: Arc<Shell>,
+}
+
+impl Toolbox {
+    /// A toolbox working in `workspace` (which should be absolute).
+    pub fn new(workspace: PathBuf, limits: Limits) -> Self {
+        let shell = Arc::new(Shell::new(ShellOptions {
+            program: limits.shell.clone(),
+            workspace: workspace.clone(),
+            max_output_bytes: limits.max_output_bytes,
+        }));
+        Self {
+            workspace,
+            limits,
+            shell,
+        }
+    }
+
+    /// The workspace directory.
+    pub fn workspace(&self) -> &std::path::Path {
+        &self.workspace
+    }
+
+    /// Runs `tool` with `input`. Bad input is a tool error the model can read, never a panic.
+    pub async fn execute(&self, tool: ToolName, input: serde_json::Value) -> ToolResult {
+        let result = match tool {
+            ToolName::Bash => match parse(tool, input) {
+                Ok(input) => bash::run(self.shell.clone(), &self.limits, input).await,
+                Err(e) => ToolResult::error(e),
+            },
+            ToolName::Read => self.blocking(tool, input, read::run).await,
+            ToolName::Write => self.blocking(tool, input, |ws, _, i| write::run(ws, i)).await,
+            ToolName::Edit => self.blocking(tool, input, edit::run).await,
+            ToolName::Glob => self.blocking(tool, input, glob::run).await,
+            ToolName::Grep => self.blocking(tool, input, grep::run).await,
+        };
+        let text = limit_text(result.text(), self.limits.max_output_bytes + 1024);
+        ToolResult {
+            is_error: result.is_error,
+            ..ToolResult::ok(text)
+        }
+    }
+
+    /// Kills the shell and what it started.
+    pub fn shutdown(&self) {
+        self.shell.shutdown();
+    }
+
+    async fn blocking<I, F>(&self, tool: ToolName, input: serde_json::Value, run: F) -> ToolResult
+    where
+        I: DeserializeOwned + Send + 'static,
+        F: FnOnce(&std::path::Path, &Limits, &I) -> Result<String, String> + Send + 'static,
+    {
+        let input: I = match parse(tool, input) {
+            Ok(input) => input,
+            Err(e) => return ToolResult::error(e),
+        };
+        let workspace = self.workspace.clone();
+        let limits = self.limits.clone();
+        match tokio::task::spawn_blocking(move || run(&workspace, &limits, &input)).await {
+            Ok(Ok(text)) => ToolResult::ok(text),
+            Ok(Err(e)) => ToolResult::error(e),
+            Err(e) => ToolResult::error(format!("{} failed inside the sandbox daemon: {e}", tool.as_str())),
+        }
+    }
+}
+
+fn parse<I: DeserializeOwned>(tool: ToolName, input: serde_json::Value) -> Result<I, String> {
+    if !input.is_object() {
+        return Err(format!(
+            "invalid input for {}: expected a JSON object, got {input}",
+            tool.as_str()
+        ));
+    }
+    serde_json::from_value(input).map_err(|e| format!("invalid input for {}: {e}", tool.as_str()))
+}
