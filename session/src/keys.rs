@@ -35,6 +35,14 @@ impl SessionKeys {
     }
 }
 
+/// The wake-up queue of a namespace's harness pool: a stream of session names read through a consumer group.
+pub fn wakeups(namespace: &str) -> String {
+    format!("corral:wakeups:{{{namespace}}}")
+}
+
+/// The consumer group of the harness pool on a wake-up queue.
+pub const WAKEUP_GROUP: &str = "harness";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,19 +1,42 @@
 //! The session log: every session's events in one Redis stream, outside any model's context window.
 //!
+//! - [`Store::connect`] opens the shared connection; [`Store::session`] gives one session's [`SessionLog`].
+//! - Appends are ordered and atomic. The harness appends as the session's single writer: it takes the lease
+//!   ([`SessionLog::acquire_lease`]), and every [`SessionLog::append`] carries the lease's fencing token, which a
+//!   Lua script checks inside Redis, so a paused or partitioned old writer can never write after a new one took over
+//!   ([`Error::Fenced`]). The gateway appends client events with [`SessionLog::append_user`], without a lease.
+//! - Each event gets its API id (`sevt_…`, chosen before the append) and its `processed_at` (the time Redis took
+//!   it) when appended. The stream entry id is the log's monotonic sequence: a [`Cursor`], used as SSE id and page
+//!   cursor; `processed_at` is its millisecond part, so time order and log order agree.
+//! - Reads: [`SessionLog::range`] pages either way from any cursor; [`SessionLog::follow`] blocks for what comes
+//!   next from any cursor, so a reconnecting reader misses nothing.
+//! - Wake-ups: [`Store::enqueue`] puts a session on its namespace's queue; a [`WakeConsumer`] takes, touches and
+//!   acknowledges entries and reclaims those a dead consumer held past the visibility timeout.
+//!
 //! All keys of one session share a hash tag (`{namespace/session}`), so Redis Cluster keeps them on one shard and
-//! multi-key scripts (the fenced append) stay legal.
+//! multi-key scripts (the fenced append) stay legal. Durability is Redis's: run it with `appendonly yes` and
+//! `appendfsync always` (or `everysec`, which can lose up to a second of acknowledged events if the machine dies).
 
+mod cursor;
+mod error;
+mod follow;
 pub mod keys;
+mod lease;
+mod log;
+mod scripts;
+mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod wakeup;
 
+pub use cursor::Cursor;
+pub use error::{Error, Result};
+pub use follow::Follower;
 pub use keys::SessionKeys;
-
-/// Errors talking to the session log.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Redis refused the command or could not be reached.
-    #[error("session log unavailable: {0}")]
-    Redis(#[from] redis::RedisError),
-}
+pub use lease::{FencingToken, Lease};
+pub use log::{NewEvent, Order, Page, SessionLog, StoredEvent};
+pub use store::{Config, Store};
+pub use wakeup::{WakeConsumer, Wakeup};
 
 /// Deletes every key of a session's log. Idempotent: deleting a log that is already gone succeeds.
 pub async fn delete_session_log(

@@ -1,0 +1,275 @@
+//! One session's log: ordered appends (fenced for the harness, unfenced for user-side events) and range reads.
+
+use corral_api::events::{Event, EventBody, EventId, EventParam};
+use redis::{Value, streams::StreamRangeReply};
+
+use crate::{Cursor, Error, Result, SessionKeys, Store, follow::Follower, lease::FencingToken, scripts};
+
+/// An event about to be appended: its id is chosen before the append, so it can be announced (for example in an
+/// SSE `event_start`) before the event itself is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    /// The id the event will have.
+    pub id: EventId,
+    /// What happened.
+    pub body: EventBody,
+}
+
+impl NewEvent {
+    /// An event with an id chosen earlier.
+    pub fn with_id(id: EventId, body: EventBody) -> Self {
+        Self { id, body }
+    }
+}
+
+impl From<EventBody> for NewEvent {
+    fn from(body: EventBody) -> Self {
+        Self {
+            id: EventId::generate(),
+            body,
+        }
+    }
+}
+
+impl From<EventParam> for NewEvent {
+    fn from(param: EventParam) -> Self {
+        param.into_body().into()
+    }
+}
+
+/// An event as stored: its position in the log and the event, with `processed_at` set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// The event's position: its SSE id and page cursor.
+    pub cursor: Cursor,
+    /// The event as the API shows it.
+    pub event: Event,
+}
+
+/// The order of a range read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// One page of a range read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// The events, in the order asked for.
+    pub events: Vec<StoredEvent>,
+    /// The cursor to pass as `after` for the next page (same order), or `None` when this page is the last.
+    pub next: Option<Cursor>,
+}
+
+/// The log of one session. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SessionLog {
+    pub(crate) store: Store,
+    pub(crate) keys: SessionKeys,
+}
+
+impl SessionLog {
+    pub(crate) fn new(store: Store, namespace: &str, session: &str) -> Self {
+        Self {
+            store,
+            keys: SessionKeys::new(namespace, session),
+        }
+    }
+
+    /// The session's Redis keys.
+    pub fn keys(&self) -> &SessionKeys {
+        &self.keys
+    }
+
+    /// Appends client-side events (the gateway's `user.*` and `system.message`) without a lease: atomically, in
+    /// order, after everything already in the log. Returns them as stored.
+    pub async fn append_user(
+        &self,
+        events: impl IntoIterator<Item = impl Into<NewEvent>>,
+    ) -> Result<Vec<StoredEvent>> {
+        self.append_inner(None, events.into_iter().map(Into::into).collect())
+            .await
+    }
+
+    /// Appends events as the session's writer. Refused atomically with [`Error::Fenced`], and nothing written,
+    /// when `token` is no longer the session's current fencing token (another writer took the session over).
+    pub async fn append(
+        &self,
+        token: FencingToken,
+        events: impl IntoIterator<Item = impl Into<NewEvent>>,
+    ) -> Result<Vec<StoredEvent>> {
+        self.append_inner(Some(token), events.into_iter().map(Into::into).collect())
+            .await
+    }
+
+    async fn append_inner(
+        &self,
+        token: Option<FencingToken>,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<StoredEvent>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = scripts::APPEND.key(self.keys.events());
+        invocation.key(self.keys.fence());
+        invocation.arg(token.map(|t| t.0.to_string()).unwrap_or_default());
+        for event in &events {
+            invocation
+                .arg(event.id.as_str())
+                .arg(event.body.type_name())
+                .arg(serde_json::to_string(&event.body)?);
+        }
+        let mut conn = self.store.connection();
+        let reply: Vec<String> = self
+            .store
+            .run("append", invocation.invoke_async(&mut conn))
+            .await?;
+        match reply.split_first() {
+            Some((status, rest)) if status == "ok" && rest.len() == events.len() => {
+                let mut stored = Vec::with_capacity(events.len());
+                for (event, entry) in events.into_iter().zip(rest) {
+                    let cursor: Cursor = entry.parse()?;
+                    stored.push(StoredEvent {
+                        cursor,
+                        event: Event {
+                            id: event.id,
+                            body: event.body,
+                            processed_at: Some(cursor.time()),
+                        },
+                    });
+                }
+                Ok(stored)
+            }
+            Some((status, [current])) if status == "fenced" => Err(Error::Fenced {
+                token: token.map(|t| t.0).unwrap_or_default(),
+                current: current.parse().unwrap_or_default(),
+            }),
+            _ => Err(Error::Corrupt {
+                cursor: String::new(),
+                reason: format!("unexpected append reply {reply:?}"),
+            }),
+        }
+    }
+
+    /// Reads up to `limit` events after `after` (exclusive; from the start, or from the end for
+    /// [`Order::Desc`], when `None`).
+    pub async fn range(&self, after: Option<Cursor>, limit: usize, order: Order) -> Result<Page> {
+        if limit == 0 {
+            return Err(Error::InvalidArgument("limit must be at least 1".into()));
+        }
+        let count = limit.saturating_add(1);
+        let mut conn = self.store.connection();
+        let key = self.keys.events();
+        let reply: StreamRangeReply = match order {
+            Order::Asc => {
+                let start = after.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
+                let cmd = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count)
+                    .to_owned();
+                self.store
+                    .run("range", async move { cmd.query_async(&mut conn).await })
+                    .await?
+            }
+            Order::Desc => {
+                let end = after.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+                let cmd = redis::cmd("XREVRANGE")
+                    .arg(&key)
+                    .arg(end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(count)
+                    .to_owned();
+                self.store
+                    .run("range", async move { cmd.query_async(&mut conn).await })
+                    .await?
+            }
+        };
+        let mut entries = reply.ids;
+        let next = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|e| e.id.parse()).transpose()?
+        } else {
+            None
+        };
+        let events = entries.iter().filter_map(decode_lossy).collect();
+        Ok(Page { events, next })
+    }
+
+    /// The cursor of the newest event, or `None` when the log is empty.
+    pub async fn last_cursor(&self) -> Result<Option<Cursor>> {
+        let page = self.range(None, 1, Order::Desc).await?;
+        Ok(page.events.first().map(|e| e.cursor))
+    }
+
+    /// Follows the log from `after` (exclusive), or from now when `None`: every event appended after that point,
+    /// in order, blocking while there is none. A reader that reconnects with the last cursor it saw misses nothing
+    /// and sees nothing twice.
+    pub async fn follow(&self, after: Option<Cursor>) -> Result<Follower> {
+        let after = match after {
+            Some(cursor) => cursor,
+            None => self.last_cursor().await?.unwrap_or(Cursor::START),
+        };
+        Ok(Follower::new(self.clone(), after))
+    }
+
+    /// Deletes every key of the session's log. Idempotent.
+    pub async fn delete(&self) -> Result<()> {
+        let mut conn = self.store.connection();
+        let keys = self.keys.all();
+        self.store
+            .run("delete", async move {
+                redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await
+            })
+            .await
+    }
+}
+
+/// Turns a stream entry into a stored event, skipping (with a warning) an entry this library did not write, so
+/// one damaged entry never stops a reader. Unknown event types are kept as raw JSON.
+pub(crate) fn decode_lossy(entry: &redis::streams::StreamId) -> Option<StoredEvent> {
+    match decode(entry) {
+        Ok(event) => Some(event),
+        Err(err) => {
+            tracing::warn!(entry = %entry.id, error = %err, "skipping an entry of the session log that is not an event");
+            None
+        }
+    }
+}
+
+/// Turns a stream entry into a stored event. Unknown event types are kept raw; only entries this library did not
+/// write are errors.
+pub(crate) fn decode(entry: &redis::streams::StreamId) -> Result<StoredEvent> {
+    let cursor: Cursor = entry.id.parse()?;
+    let corrupt = |reason: &str| Error::Corrupt {
+        cursor: entry.id.clone(),
+        reason: reason.to_owned(),
+    };
+    let field = |name: &str| match entry.map.get(name) {
+        Some(Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
+        Some(Value::SimpleString(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let id = field("id").ok_or_else(|| corrupt("no `id` field"))?;
+    let id: EventId = id
+        .parse()
+        .map_err(|e: corral_api::events::InvalidEventId| corrupt(&e.to_string()))?;
+    let data = field("data").ok_or_else(|| corrupt("no `data` field"))?;
+    let body: EventBody =
+        serde_json::from_str(&data).map_err(|e| corrupt(&format!("`data` is not JSON: {e}")))?;
+    Ok(StoredEvent {
+        cursor,
+        event: Event {
+            id,
+            body,
+            processed_at: Some(cursor.time()),
+        },
+    })
+}

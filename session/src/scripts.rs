@@ -1,0 +1,105 @@
+//! The Lua scripts that make appends and lease changes atomic inside Redis.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Appends events in order, refusing when a fencing token is given and is not the session's current one.
+///
+/// KEYS: events stream, fence counter. ARGV: token (`""` for an unfenced user-side append), then one
+/// `event id, type, JSON body` triple per event. Returns `{"ok", entry ids...}` or `{"fenced", current token}`.
+pub(crate) static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if ARGV[1] ~= '' then
+  local current = redis.call('GET', KEYS[2]) or '0'
+  if current ~= ARGV[1] then
+    return {'fenced', current}
+  end
+end
+local reply = {'ok'}
+for i = 2, #ARGV, 3 do
+  reply[#reply + 1] = redis.call('XADD', KEYS[1], '*', 'id', ARGV[i], 'type', ARGV[i + 1], 'data', ARGV[i + 2])
+end
+return reply
+",
+    )
+});
+
+/// Takes the lease for a holder: a free (or expired) lease is taken with a new fencing token (INCR); a lease the
+/// holder already has is extended with its token unchanged.
+///
+/// KEYS: lease hash, fence counter. ARGV: holder, ttl in milliseconds. Returns `{"ok", token}` or
+/// `{"held", holder, pttl}`.
+pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local holder = redis.call('HGET', KEYS[1], 'holder')
+if holder and holder ~= ARGV[1] then
+  return {'held', holder, tostring(redis.call('PTTL', KEYS[1]))}
+end
+local token
+if holder then
+  token = redis.call('HGET', KEYS[1], 'token')
+else
+  token = tostring(redis.call('INCR', KEYS[2]))
+  redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', token)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {'ok', token}
+",
+    )
+});
+
+/// Extends a lease if the token still holds it. A lease that expired without anyone taking over is taken back,
+/// since the fencing token is still the current one.
+///
+/// KEYS: lease hash, fence counter. ARGV: holder, token, ttl in milliseconds. Returns `"ok"` or `"lost"`.
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local token = redis.call('HGET', KEYS[1], 'token')
+if token == ARGV[2] and redis.call('HGET', KEYS[1], 'holder') == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 'ok'
+end
+if not token and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 'ok'
+end
+return 'lost'
+",
+    )
+});
+
+/// Gives a lease up if the token still holds it; a lease already gone or taken over is left alone.
+///
+/// KEYS: lease hash. ARGV: token. Returns 1 when released, 0 otherwise.
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// Restarts the visibility timeout of a wake-up entry if this consumer still holds it.
+///
+/// KEYS: queue stream. ARGV: group, consumer, entry id. Returns 1 when touched, 0 when the entry is no longer this
+/// consumer's.
+pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if #pending == 1 and pending[1][2] == ARGV[2] then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+  return 1
+end
+return 0
+",
+    )
+});

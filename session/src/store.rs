@@ -1,0 +1,142 @@
+//! The connection to Redis and the settings every session log shares.
+
+use std::{sync::Arc, time::Duration};
+
+use redis::{
+    AsyncConnectionConfig, Client, RedisResult,
+    aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
+};
+
+use crate::{Error, Result, SessionLog, wakeup::WakeConsumer};
+
+/// Timeouts and batch sizes of the session log.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long connecting to Redis may take before [`Store::connect`] fails.
+    pub connect_timeout: Duration,
+    /// How long one command may take before it fails with [`Error::Timeout`].
+    pub command_timeout: Duration,
+    /// How long one blocking read of a follow or a wake-up take waits before asking again.
+    pub block: Duration,
+    /// How many events a follow reads per round trip.
+    pub follow_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            block: Duration::from_secs(10),
+            follow_batch: 256,
+        }
+    }
+}
+
+/// A connection to the Redis holding the session logs. Cheap to clone; clones share one multiplexed connection
+/// that reconnects by itself.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    conn: ConnectionManager,
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to Redis at `url` (`redis://host:port/db`), failing with [`Error::Unavailable`] or
+    /// [`Error::Timeout`] when it cannot be reached within `config.connect_timeout`.
+    pub async fn connect(url: &str, config: Config) -> Result<Self> {
+        let client = Client::open(url)
+            .map_err(|e| Error::InvalidArgument(format!("invalid Redis URL {url:?}: {e}")))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = tokio::time::timeout(
+            config.connect_timeout,
+            ConnectionManager::new_with_config(client.clone(), manager_config),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            operation: "connect",
+            after: config.connect_timeout,
+        })?
+        .map_err(|e| Error::from_redis(e, "connect", config.connect_timeout))?;
+        Ok(Self {
+            client,
+            conn,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A handle on the shared connection, for commands this library does not wrap.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The log of session `session` in namespace `namespace`.
+    pub fn session(&self, namespace: &str, session: &str) -> SessionLog {
+        SessionLog::new(self.clone(), namespace, session)
+    }
+
+    /// Enqueues a wake-up of `session` for the harness pool of `namespace`; returns the queue entry's id.
+    pub async fn enqueue(&self, namespace: &str, session: &str) -> Result<String> {
+        crate::wakeup::enqueue(self, namespace, session).await
+    }
+
+    /// A consumer of `namespace`'s wake-up queue named `consumer` (unique per process), which reclaims entries
+    /// other consumers held for longer than `visibility` without acknowledging or touching them.
+    pub async fn wake_consumer(
+        &self,
+        namespace: &str,
+        consumer: &str,
+        visibility: Duration,
+    ) -> Result<WakeConsumer> {
+        WakeConsumer::new(self.clone(), namespace, consumer, visibility).await
+    }
+
+    /// Awaits one command (built on a clone of [`Store::connection`]) with the command timeout.
+    pub(crate) async fn run<T>(
+        &self,
+        operation: &'static str,
+        command: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T> {
+        let after = self.config.command_timeout;
+        match tokio::time::timeout(after, command).await {
+            Ok(result) => result.map_err(|e| Error::from_redis(e, operation, after)),
+            Err(_) => Err(Error::Timeout { operation, after }),
+        }
+    }
+
+    /// A connection of its own, for blocking reads that would stall the shared one.
+    pub(crate) async fn dedicated(&self) -> Result<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.config.connect_timeout))
+            .set_response_timeout(Some(self.config.block + self.config.command_timeout));
+        let after = self.config.connect_timeout;
+        tokio::time::timeout(
+            after,
+            self.client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            operation: "connect",
+            after,
+        })?
+        .map_err(|e| Error::from_redis(e, "connect", after))
+    }
+}

@@ -1,0 +1,120 @@
+//! The wake-up queue and its reclaim of entries a dead consumer held, against a real redis-server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::start;
+
+#[tokio::test]
+async fn wakeups_are_taken_once_and_acked() {
+    let (_server, store) = start().await;
+    let mut a = store
+        .wake_consumer("team-a", "harness-a", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut b = store
+        .wake_consumer("team-a", "harness-b", Duration::from_secs(30))
+        .await
+        .unwrap();
+    store.enqueue("team-a", "sesn_1").await.unwrap();
+    store.enqueue("team-a", "sesn_2").await.unwrap();
+    store.enqueue("team-b", "sesn_other").await.unwrap();
+
+    let taken = a.take(1).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].session, "sesn_1");
+    assert!(!taken[0].reclaimed);
+    let taken_b = b.take(10).await.unwrap();
+    assert_eq!(
+        taken_b.iter().map(|w| w.session.as_str()).collect::<Vec<_>>(),
+        ["sesn_2"]
+    );
+    a.ack(&taken[0]).await.unwrap();
+    b.ack(&taken_b[0]).await.unwrap();
+    assert!(
+        a.take(10).await.unwrap().is_empty(),
+        "another namespace's wake-ups are not ours"
+    );
+    assert!(b.take(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_consumers_wakeup_is_reclaimed_after_the_visibility_timeout() {
+    let (_server, store) = start().await;
+    let visibility = Duration::from_millis(500);
+    let mut dead = store
+        .wake_consumer("ns", "harness-dead", visibility)
+        .await
+        .unwrap();
+    let mut alive = store
+        .wake_consumer("ns", "harness-alive", visibility)
+        .await
+        .unwrap();
+    store.enqueue("ns", "sesn_1").await.unwrap();
+
+    let held = dead.take(1).await.unwrap();
+    assert_eq!(held[0].session, "sesn_1");
+    drop(dead); // crashes without acknowledging
+
+    assert!(
+        alive.take(1).await.unwrap().is_empty(),
+        "not reclaimed before the visibility timeout"
+    );
+    tokio::time::sleep(visibility + Duration::from_millis(200)).await;
+    let reclaimed = alive.take(1).await.unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].session, "sesn_1");
+    assert_eq!(reclaimed[0].entry, held[0].entry);
+    assert!(reclaimed[0].reclaimed);
+    alive.ack(&reclaimed[0]).await.unwrap();
+
+    tokio::time::sleep(visibility + Duration::from_millis(200)).await;
+    let mut third = store
+        .wake_consumer("ns", "harness-third", visibility)
+        .await
+        .unwrap();
+    assert!(
+        third.take(1).await.unwrap().is_empty(),
+        "an acknowledged wake-up is gone for good"
+    );
+}
+
+#[tokio::test]
+async fn touching_a_wakeup_keeps_it_from_being_reclaimed() {
+    let (_server, store) = start().await;
+    let visibility = Duration::from_millis(400);
+    let mut worker = store.wake_consumer("ns", "harness-1", visibility).await.unwrap();
+    let mut other = store.wake_consumer("ns", "harness-2", visibility).await.unwrap();
+    store.enqueue("ns", "sesn_long").await.unwrap();
+    let held = worker.take(1).await.unwrap().remove(0);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(worker.touch(&held).await.unwrap());
+        assert!(
+            other.take(1).await.unwrap().is_empty(),
+            "a touched wake-up stays with its consumer"
+        );
+    }
+    // Once the worker stops touching, the other takes it, and the worker learns it is no longer its own.
+    tokio::time::sleep(visibility + Duration::from_millis(200)).await;
+    let taken = other.take(1).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(!worker.touch(&held).await.unwrap());
+    assert!(other.touch(&taken[0]).await.unwrap());
+}
+
+#[tokio::test]
+async fn bad_queue_arguments_are_errors() {
+    let (_server, store) = start().await;
+    assert!(store.enqueue("ns", "").await.is_err());
+    assert!(
+        store
+            .wake_consumer("ns", "", Duration::from_secs(1))
+            .await
+            .is_err()
+    );
+    assert!(store.wake_consumer("ns", "c", Duration::ZERO).await.is_err());
+}
