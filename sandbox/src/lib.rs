@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod local;
 pub mod protocol;
+pub mod reaper;
 pub mod server;
 pub mod tools;
 pub mod truncate;

@@ -118,6 +118,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalSandbox
 pub struct LocalSandbox {
     child: Child,
     client: SandboxClient,
+    token: String,
     workspace: PathBuf,
     isolated: bool,
     _state_dir: tempfile::TempDir,
@@ -194,11 +195,12 @@ impl LocalSandbox {
                 return Err(e);
             }
         };
-        let client = SandboxClient::new(format!("http://{addr}"), token)?;
+        let client = SandboxClient::new(format!("http://{addr}"), token.clone())?;
         tracing::debug!(%addr, isolated, workspace = %workspace.display(), "started a local sandbox");
         Ok(Self {
             child,
             client,
+            token,
             workspace,
             isolated,
             _state_dir: state_dir,
@@ -209,6 +211,11 @@ impl LocalSandbox {
     /// The client for this sandbox.
     pub fn client(&self) -> &SandboxClient {
         &self.client
+    }
+
+    /// The bearer token the daemon accepts.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The workspace directory.
@@ -238,9 +245,23 @@ impl LocalSandbox {
         }
     }
 
+    /// Sends SIGTERM to the daemon. In namespaces the child is `unshare`, which ignores SIGTERM while it waits:
+    /// the daemon is its child then. If that cannot be found, killing `unshare` makes the kernel send the daemon
+    /// SIGTERM (`--kill-child`).
     fn terminate(&self) {
-        if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
+        let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) else {
+            return;
+        };
+        if !self.isolated {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            return;
+        }
+        let daemons = children_of(pid);
+        if daemons.is_empty() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        for daemon in daemons {
+            let _ = kill(Pid::from_raw(daemon), Signal::SIGTERM);
         }
     }
 }
@@ -248,8 +269,29 @@ impl LocalSandbox {
 impl Drop for LocalSandbox {
     fn drop(&mut self) {
         // SIGTERM lets the daemon kill its shell's process group; in namespaces, the kernel ends the rest.
-        self.terminate();
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
     }
+}
+
+/// The processes whose parent is `parent`, from `/proc`.
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid ...`; comm may hold spaces and parentheses, so split after the last ')'.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
 }
 
 async fn wait_for_addr(

@@ -110,6 +110,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let workspace = std::fs::canonicalize(&config.workspace)
         .map_err(|e| anyhow::anyhow!("resolving the workspace {}: {e}", config.workspace.display()))?;
     let toolbox = Arc::new(Toolbox::new(workspace.clone(), config.limits.clone()));
+    crate::reaper::start(toolbox.shell().clone());
     let app = router(toolbox.clone(), &token, config.limits.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

@@ -119,6 +119,11 @@ impl Toolbox {
         }
     }
 
+    /// The session's shell.
+    pub fn shell(&self) -> &Arc<Shell> {
+        &self.shell
+    }
+
     /// Kills the shell and what it started.
     pub fn shutdown(&self) {
         self.shell.shutdown();

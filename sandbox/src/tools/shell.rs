@@ -192,6 +192,14 @@ impl Shell {
         Ok(state.cwd.clone())
     }
 
+    /// The running shell's process id, if one runs.
+    pub fn pid(&self) -> Option<Pid> {
+        match self.pgid.load(Ordering::SeqCst) {
+            0 => None,
+            pid => Some(Pid::from_raw(pid)),
+        }
+    }
+
     /// Kills the shell and everything it started, without waiting for a running command, and starts no other.
     pub fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -271,16 +279,18 @@ impl Shell {
     /// Kills the shell's process group and reaps it; returns its exit status if it had one.
     async fn kill(&self, state: &mut State) -> Option<i32> {
         let mut process = state.process.take()?;
-        self.pgid.store(0, Ordering::SeqCst);
         if let Some(pgid) = process.pgid {
             // ESRCH means the group is already gone, which is what we want.
             let _ = killpg(pgid, Signal::SIGKILL);
         }
         let _ = process.child.start_kill();
-        match tokio::time::timeout(KILL_WAIT, process.child.wait()).await {
+        let status = match tokio::time::timeout(KILL_WAIT, process.child.wait()).await {
             Ok(Ok(status)) => status.code(),
             _ => None,
-        }
+        };
+        // Only now may the reaper wait for this pid: the status above was ours to read.
+        self.pgid.store(0, Ordering::SeqCst);
+        status
     }
 }
 
@@ -354,8 +364,14 @@ async fn read_until_marker(
             output.push(&pending[..cut]);
             pending.drain(..cut);
         }
-        let n = read_some(stdout, &mut buf, deadline).await?;
-        pending.extend_from_slice(&buf[..n]);
+        match read_some(stdout, &mut buf, deadline).await {
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(end) => {
+                // What was held back in case it began a marker is output after all.
+                output.push(&pending);
+                return Err(end);
+            }
+        }
     };
     loop {
         if let Some(i) = memchr::memmem::find(&trailer, &end) {

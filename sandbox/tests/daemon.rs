@@ -1,0 +1,118 @@
+//! Starting and stopping the daemon binary, and the local sandbox in namespaces.
+
+mod common;
+
+use std::{process::Stdio, time::Duration};
+
+use common::{BINARY, bash_ok};
+use corral_sandbox::{Isolation, LocalSandbox, LocalSandboxOptions, SandboxClient, local::namespaces_work};
+use serde_json::json;
+
+#[tokio::test]
+async fn the_daemon_refuses_to_start_without_a_usable_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short");
+    std::fs::write(&short, "abc\n").unwrap();
+    for (args, expected) in [
+        (vec![], "no token"),
+        (vec![format!("--token-file={}", short.display())], "too short"),
+        (
+            vec!["--token-file=/nonexistent/token".to_owned()],
+            "reading the token file",
+        ),
+    ] {
+        let output = tokio::process::Command::new(BINARY)
+            .args(&args)
+            .arg("--addr=127.0.0.1:0")
+            .arg(format!("--workspace={}", dir.path().display()))
+            .env_remove("CORRAL_SANDBOX_TOKEN")
+            .env_remove("CORRAL_SANDBOX_TOKEN_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn configuration_from_the_environment_works_and_sigterm_stops_a_busy_daemon_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr_file = dir.path().join("addr");
+    let token = "0123456789abcdef0123456789abcdef";
+    let mut child = tokio::process::Command::new(BINARY)
+        .env("CORRAL_SANDBOX_ADDR", "127.0.0.1:0")
+        .env("CORRAL_SANDBOX_TOKEN", token)
+        .env("CORRAL_SANDBOX_WORKSPACE", dir.path().join("ws"))
+        .env("CORRAL_SANDBOX_ADDR_FILE", &addr_file)
+        .env("CORRAL_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let addr = loop {
+        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+            break addr;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let client = SandboxClient::new(format!("http://{addr}"), token).unwrap();
+    assert_eq!(
+        bash_ok(&client, "pwd").await,
+        format!("{}\n", dir.path().join("ws").display())
+    );
+    // A long command is running when SIGTERM arrives: the daemon kills it and exits.
+    let busy = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .execute("bash", json!({"command": "sleep 120"}), Duration::from_secs(60))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the daemon exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let answered = busy.await.unwrap();
+    if let Ok(result) = answered {
+        assert!(result.text().contains("shell exited"), "{}", result.text());
+    }
+}
+
+#[tokio::test]
+async fn a_local_sandbox_runs_in_its_own_namespaces_where_the_machine_allows() {
+    if !namespaces_work().await {
+        eprintln!("unshare does not work here; the plain mode is covered by the other tests");
+        return;
+    }
+    let sandbox = LocalSandbox::start(LocalSandboxOptions {
+        binary: Some(BINARY.into()),
+        isolation: Isolation::Namespaces,
+        ..LocalSandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    assert!(sandbox.is_isolated());
+    let client = sandbox.client();
+    // In its own PID namespace the daemon is process 1 and sees only its own processes.
+    assert_eq!(bash_ok(client, "cat /proc/1/comm").await, "corral-sandbox\n");
+    let count = bash_ok(client, "ls /proc | grep -c '^[0-9]'").await;
+    assert!(count.trim().parse::<u32>().unwrap() < 10, "{count}");
+    // The workspace is shared with the host.
+    bash_ok(client, "echo from-inside > note.txt").await;
+    assert_eq!(
+        std::fs::read_to_string(sandbox.workspace().join("note.txt")).unwrap(),
+        "from-inside\n"
+    );
+    let workspace = sandbox.workspace().to_path_buf();
+    sandbox.stop(Duration::from_secs(10)).await.unwrap();
+    assert!(!workspace.exists(), "the temporary workspace is removed");
+}
