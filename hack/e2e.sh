@@ -37,7 +37,7 @@ log "building Corral's binaries"
 cargo build --workspace --bins
 if ((local_cluster)); then
   log "building and importing images"
-  CORRAL_COMPONENTS="operator=corral-operator" e2e/images/build.sh all
+  e2e/images/build.sh component operator target/debug/corral-operator
   e2e/images/build.sh redis
 fi
 
@@ -48,7 +48,7 @@ helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --creat
   --set image.pullPolicy=IfNotPresent \
   --set redis.image.repository=corral/redis --set redis.image.tag=dev \
   --set redis.persistence.ephemeral=true \
-  --set operator.logFormat=text --set operator.logLevel=info,corral_operator=debug
+  --set operator.logFormat=text --set-string "operator.logLevel=info\\,corral_operator=debug"
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-operator --timeout=120s
 
 if ((local_cluster)); then
@@ -58,4 +58,4 @@ if ((local_cluster)); then
 fi
 
 log "running the e2e tests"
-cargo test -p corral-e2e --features e2e -- --test-threads=4
+cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4

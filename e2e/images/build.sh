@@ -9,6 +9,8 @@
 #   build.sh pause                    registry.k8s.io/pause:3.10 (static C pause)
 #   build.sh component NAME BINARY    corral/NAME:dev = minimal Debian 12 + BINARY at
 #                                     /usr/local/bin/NAME (entrypoint), uid 65532
+#   build.sh redis                    corral/redis:dev = Debian 12 + redis-server (the
+#                                     session log's Redis for the local cluster)
 #   build.sh import ARCHIVE...        import image archives into the cluster
 #   build.sh cluster-base             pause + sandbox-base, reusing the cached
 #                                     sandbox-base archive (run by up.sh)
@@ -180,6 +182,18 @@ build_component() {
   archive "corral/$name:dev" "$name"
 }
 
+# The session log's Redis for clusters without a registry: Debian's redis-server
+# (the chart's default for real clusters is the upstream redis image).
+build_redis() {
+  local tar
+  tar=$(rootfs redis redis-server)
+  image_from_rootfs corral/redis:dev "$tar" \
+    --cmd '["redis-server"]' --user 999:999 --workingdir /data \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --label org.opencontainers.image.title=corral-redis
+  archive corral/redis:dev redis
+}
+
 build_pause() {
   local tmp ctr
   tmp=$(mktemp -d)
@@ -217,6 +231,7 @@ case "${1:-all}" in
   all) build_all ;;
   sandbox-base) build_sandbox_base ;;
   pause) build_pause ;;
+  redis) build_redis ;;
   component)
     (($# == 3)) || die "usage: $0 component NAME BINARY"
     build_component "$2" "$3"

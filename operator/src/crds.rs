@@ -6,7 +6,34 @@ use kube::CustomResourceExt;
 
 /// Every CRD, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![Agent::crd(), Environment::crd(), Session::crd()]
+    vec![
+        Agent::crd(),
+        with_optional_spec(Environment::crd()),
+        Session::crd(),
+    ]
+}
+
+/// Every field of an Environment has a default, so `spec` may be left out entirely: the API server fills in `{}`.
+fn with_optional_spec(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            if let Some(required) = schema.required.as_mut() {
+                required.retain(|r| r != "spec");
+            }
+            if let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+                spec.default = Some(
+                    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                        serde_json::json!({}),
+                    ),
+                );
+            }
+        }
+    }
+    crd
 }
 
 /// The names (`<plural>.<group>`) of every CRD.

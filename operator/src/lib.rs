@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod backoff;
+pub mod builders;
 pub mod context;
 pub mod controllers;
 pub mod crds;

@@ -29,7 +29,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "corral.redisUrlEnv" -}}
 - name: CORRAL_REDIS_URL
 {{- if .Values.redis.bundled }}
-  value: {{ printf "redis://%s-redis.%s.svc:6379" (include "corral.fullname" .) .Release.Namespace | quote }}
+  {{- /* Service environment variables rather than DNS: they work on clusters without cluster DNS too. */}}
+  {{- $svc := printf "%s-redis" (include "corral.fullname" .) | upper | replace "-" "_" }}
+  value: {{ printf "redis://$(%s_SERVICE_HOST):$(%s_SERVICE_PORT)" $svc $svc | quote }}
 {{- else }}
   valueFrom:
     secretKeyRef:

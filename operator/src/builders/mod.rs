@@ -1,0 +1,3 @@
+//! Pure builders: the desired child objects computed from specs and configuration, without any client.
+
+pub mod harness;
