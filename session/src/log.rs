@@ -203,6 +203,22 @@ impl SessionLog {
         Ok(Page { events, next })
     }
 
+    /// Finds the event with API id `id` after `after` (from the start when `None`), scanning forward. After a
+    /// [`Error::Timeout`] on an append, whose outcome is unknown, this tells whether it landed.
+    pub async fn find(&self, after: Option<Cursor>, id: &EventId) -> Result<Option<StoredEvent>> {
+        let mut after = after;
+        loop {
+            let page = self.range(after, 500, Order::Asc).await?;
+            if let Some(found) = page.events.into_iter().find(|e| &e.event.id == id) {
+                return Ok(Some(found));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(None),
+            }
+        }
+    }
+
     /// The cursor of the newest event, or `None` when the log is empty.
     pub async fn last_cursor(&self) -> Result<Option<Cursor>> {
         let page = self.range(None, 1, Order::Desc).await?;

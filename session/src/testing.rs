@@ -83,8 +83,31 @@ impl RedisServer {
     /// Kills the server with SIGKILL (no shutdown, no final save) and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            let _ = child.kill(); // SIGKILL ends a stopped process too
             let _ = child.wait();
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers nothing, like a stalled or partitioned
+    /// Redis. [`RedisServer::resume`] lets it go on.
+    pub fn pause(&self) -> io::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused server go on (SIGCONT); it then runs the commands that queued up meanwhile.
+    pub fn resume(&self) -> io::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> io::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| io::Error::other("redis-server is not running"))?;
+        let status = Command::new("kill").arg(signal).arg(pid.to_string()).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill {signal} {pid} failed: {status}")))
         }
     }
 

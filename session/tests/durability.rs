@@ -130,3 +130,56 @@ async fn everysec_servers_also_keep_acknowledged_events_across_a_process_crash()
     let page = until_back(|| log.range(None, 100, Order::Asc)).await;
     assert_eq!(page.events, appended);
 }
+
+#[tokio::test]
+async fn a_stalled_redis_times_out_clearly_and_nothing_is_applied_twice() {
+    let server = RedisServer::start().unwrap();
+    let store = Store::connect(
+        &server.url(),
+        corral_session::Config {
+            command_timeout: Duration::from_millis(300),
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let log = store.session("ns", "sesn_stall");
+    let before = log.append_user([user("before")]).await.unwrap();
+    let during = corral_session::NewEvent::from(user("during"));
+
+    server.pause().unwrap();
+    let started = Instant::now();
+    let err = log.append_user([during.clone()]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                operation: "append",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    server.resume().unwrap();
+
+    // A timed-out write may still land once Redis catches up (its outcome was unknown), but never twice, and the
+    // connection's later answers are not mixed up with it.
+    let page = until_back(|| log.range(None, 100, Order::Asc)).await;
+    let texts: Vec<_> = page
+        .events
+        .iter()
+        .map(|e| common::text_of(&e.event.body))
+        .collect();
+    assert!(texts == ["before"] || texts == ["before", "during"], "{texts:?}");
+    let found = log.find(Some(before[0].cursor), &during.id).await.unwrap();
+    assert_eq!(
+        found.is_some(),
+        texts.len() == 2,
+        "find tells whether the timed-out append landed"
+    );
+    let after = log.append_user([user("after")]).await.unwrap();
+    let last = log.last_cursor().await.unwrap();
+    assert_eq!(last, Some(after[0].cursor));
+}
