@@ -1,4 +1,5 @@
 //! The Anthropic Messages provider against recorded SSE responses served by a real HTTP server on loopback.
+#![allow(clippy::unwrap_used)] // a test crate: helpers outside #[test] fns unwrap too
 
 #[path = "providers_support.rs"]
 mod support;
@@ -20,7 +21,11 @@ fn provider(base_url: &str) -> AnthropicProvider {
 }
 
 fn request() -> ModelRequest {
-    let mut request = ModelRequest::new("claude-sonnet-4-6", 4096, vec![Message::user_text("Summarize README.md")]);
+    let mut request = ModelRequest::new(
+        "claude-sonnet-4-6",
+        4096,
+        vec![Message::user_text("Summarize README.md")],
+    );
     request.system = Some("You are a coding agent.".into());
     request.tools = vec![ToolDefinition {
         name: "read_file".into(),
@@ -34,7 +39,10 @@ fn request() -> ModelRequest {
 
 /// Builds an SSE body from `(event, data)` pairs.
 fn sse(events: &[(&str, serde_json::Value)]) -> String {
-    events.iter().map(|(name, data)| format!("event: {name}\ndata: {data}\n\n")).collect()
+    events
+        .iter()
+        .map(|(name, data)| format!("event: {name}\ndata: {data}\n\n"))
+        .collect()
 }
 
 fn message_start(input: u64, cache_read: u64) -> (&'static str, serde_json::Value) {
@@ -58,7 +66,10 @@ fn text_block(index: usize, pieces: &[&str]) -> Vec<(&'static str, serde_json::V
             json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}),
         ));
     }
-    events.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+    events.push((
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": index}),
+    ));
     events
 }
 
@@ -98,7 +109,10 @@ fn worked_example() -> String {
             json!({"type": "content_block_delta", "index": 0,
                    "delta": {"type": "signature_delta", "signature": "EqQBCkYIBxgCKkD..."}}),
         ),
-        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
     ]);
     let mut text = text_block(1, &["I'll open", " the file first (héllo ✓)."]);
     text.insert(2, ("ping", json!({"type": "ping"})));
@@ -134,24 +148,52 @@ fn worked_example() -> String {
 async fn thinking_text_and_a_tool_call_split_over_deltas_are_decoded() {
     // 7-byte pieces split event lines, JSON and the multi-byte characters across network chunks.
     let server = Server::start(vec![Recorded::sse(&worked_example(), 7)]).await;
-    let events: Vec<ProviderEvent> =
-        drain(provider(&server.url).stream(request())).await.into_iter().map(Result::unwrap).collect();
+    let events: Vec<ProviderEvent> = drain(provider(&server.url).stream(request()))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
 
     let expected = vec![
         ProviderEvent::ThinkingStart { index: 0 },
-        ProviderEvent::ThinkingDelta { index: 0, text: "The user wants a summary; ".into() },
-        ProviderEvent::ThinkingDelta { index: 0, text: "I need the file.".into() },
+        ProviderEvent::ThinkingDelta {
+            index: 0,
+            text: "The user wants a summary; ".into(),
+        },
+        ProviderEvent::ThinkingDelta {
+            index: 0,
+            text: "I need the file.".into(),
+        },
         ProviderEvent::ThinkingComplete {
             index: 0,
             thinking: "The user wants a summary; I need the file.".into(),
             signature: Some("EqQBCkYIBxgCKkD...".into()),
         },
-        ProviderEvent::TextDelta { index: 1, text: "I'll open".into() },
-        ProviderEvent::TextDelta { index: 1, text: " the file first (héllo ✓).".into() },
-        ProviderEvent::TextComplete { index: 1, text: "I'll open the file first (héllo ✓).".into() },
-        ProviderEvent::ToolCallStart { index: 2, id: "toolu_01QxR".into(), name: "read_file".into() },
-        ProviderEvent::ToolCallDelta { index: 2, json: "{\"path\": \"READ".into() },
-        ProviderEvent::ToolCallDelta { index: 2, json: "ME.md\"}".into() },
+        ProviderEvent::TextDelta {
+            index: 1,
+            text: "I'll open".into(),
+        },
+        ProviderEvent::TextDelta {
+            index: 1,
+            text: " the file first (héllo ✓).".into(),
+        },
+        ProviderEvent::TextComplete {
+            index: 1,
+            text: "I'll open the file first (héllo ✓).".into(),
+        },
+        ProviderEvent::ToolCallStart {
+            index: 2,
+            id: "toolu_01QxR".into(),
+            name: "read_file".into(),
+        },
+        ProviderEvent::ToolCallDelta {
+            index: 2,
+            json: "{\"path\": \"READ".into(),
+        },
+        ProviderEvent::ToolCallDelta {
+            index: 2,
+            json: "ME.md\"}".into(),
+        },
         ProviderEvent::ToolCallComplete {
             index: 2,
             call: ToolCall {
@@ -166,7 +208,10 @@ async fn thinking_text_and_a_tool_call_split_over_deltas_are_decoded() {
             cache_read_input_tokens: 1830,
             cache_creation_input_tokens: 0,
         }),
-        ProviderEvent::Stop { reason: StopReason::ToolUse, raw: Some("tool_use".into()) },
+        ProviderEvent::Stop {
+            reason: StopReason::ToolUse,
+            raw: Some("tool_use".into()),
+        },
     ];
     assert_eq!(events, expected);
 
@@ -180,9 +225,18 @@ async fn thinking_text_and_a_tool_call_split_over_deltas_are_decoded() {
     assert_eq!(sent.body["stream"], json!(true));
     assert_eq!(sent.body["model"], json!("claude-sonnet-4-6"));
     assert_eq!(sent.body["thinking"], json!({"type": "adaptive"}));
-    assert_eq!(sent.body["system"][0]["cache_control"], json!({"type": "ephemeral"}));
-    assert_eq!(sent.body["tools"][0]["cache_control"], json!({"type": "ephemeral"}));
-    assert_eq!(sent.body["messages"][0]["content"][0]["cache_control"], json!({"type": "ephemeral"}));
+    assert_eq!(
+        sent.body["system"][0]["cache_control"],
+        json!({"type": "ephemeral"})
+    );
+    assert_eq!(
+        sent.body["tools"][0]["cache_control"],
+        json!({"type": "ephemeral"})
+    );
+    assert_eq!(
+        sent.body["messages"][0]["content"][0]["cache_control"],
+        json!({"type": "ephemeral"})
+    );
     assert!(sent.body.get("temperature").is_none());
 }
 
@@ -226,7 +280,10 @@ async fn stop_reasons_map_to_neutral_ones() {
     let provider = provider(&server.url);
     for (raw, reason) in cases {
         let turn = collect(provider.stream(request())).await.unwrap();
-        assert_eq!((turn.stop_reason, turn.raw_stop_reason.as_deref()), (reason, Some(raw)));
+        assert_eq!(
+            (turn.stop_reason, turn.raw_stop_reason.as_deref()),
+            (reason, Some(raw))
+        );
         assert_eq!(turn.text(), "Hi");
         assert_eq!(turn.usage.unwrap().output_tokens, 5);
     }
@@ -242,7 +299,13 @@ async fn an_error_event_after_output_ends_the_stream_without_a_retry() {
     ));
     let server = Server::start(vec![Recorded::sse(&sse(&events), 50)]).await;
     let (seen, err) = events_then_error(provider(&server.url).stream(request())).await;
-    assert_eq!(seen.first(), Some(&ProviderEvent::TextDelta { index: 0, text: "Partial".into() }));
+    assert_eq!(
+        seen.first(),
+        Some(&ProviderEvent::TextDelta {
+            index: 0,
+            text: "Partial".into()
+        })
+    );
     let err = err.expect("an error");
     assert_eq!(err.kind, ErrorKind::Overloaded);
     assert_eq!(err.kind.session_error_type(), "model_overloaded_error");
@@ -256,12 +319,19 @@ async fn an_error_event_after_output_ends_the_stream_without_a_retry() {
 async fn an_error_event_before_any_output_is_retried() {
     let overloaded = sse(&[
         message_start(10, 0),
-        ("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
+        (
+            "error",
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        ),
     ]);
     let mut ok = vec![message_start(10, 0)];
     ok.extend(text_block(0, &["Hello"]));
     ok.extend(ending("end_turn", 3));
-    let server = Server::start(vec![Recorded::sse(&overloaded, 100), Recorded::sse(&sse(&ok), 100)]).await;
+    let server = Server::start(vec![
+        Recorded::sse(&overloaded, 100),
+        Recorded::sse(&sse(&ok), 100),
+    ])
+    .await;
     let turn = collect(provider(&server.url).stream(request())).await.unwrap();
     assert_eq!(turn.text(), "Hello");
     assert_eq!(server.requests().len(), 2);
@@ -273,9 +343,15 @@ async fn rate_limits_and_overload_are_retried_until_success() {
     ok.extend(text_block(0, &["Done"]));
     ok.extend(ending("end_turn", 3));
     let server = Server::start(vec![
-        Recorded::error(429, r#"{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}"#)
-            .with_header("retry-after", "0"),
-        Recorded::error(529, r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#),
+        Recorded::error(
+            429,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}"#,
+        )
+        .with_header("retry-after", "0"),
+        Recorded::error(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        ),
         Recorded::sse(&sse(&ok), 100),
     ])
     .await;
@@ -283,15 +359,23 @@ async fn rate_limits_and_overload_are_retried_until_success() {
     assert_eq!(turn.text(), "Done");
     let requests = server.requests();
     assert_eq!(requests.len(), 3);
-    assert_eq!(requests[0].body, requests[2].body, "a retry repeats the same request");
+    assert_eq!(
+        requests[0].body, requests[2].body,
+        "a retry repeats the same request"
+    );
 }
 
 #[tokio::test]
 async fn exhausted_retries_report_the_last_error_with_its_attempts() {
     let overloaded = r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
     let server = Server::start(vec![Recorded::error(529, overloaded); 3]).await;
-    let err = collect(provider(&server.url).stream(request())).await.unwrap_err();
-    assert_eq!((err.kind, err.status, err.attempts, err.retryable), (ErrorKind::Overloaded, Some(529), 3, true));
+    let err = collect(provider(&server.url).stream(request()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.status, err.attempts, err.retryable),
+        (ErrorKind::Overloaded, Some(529), 3, true)
+    );
     assert_eq!(server.requests().len(), 3);
 }
 
@@ -299,7 +383,9 @@ async fn exhausted_retries_report_the_last_error_with_its_attempts() {
 async fn a_bad_request_is_not_retried_and_keeps_the_api_message() {
     let body = r#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: text content blocks must be non-empty"},"request_id":"req_011"}"#;
     let server = Server::start(vec![Recorded::error(400, body)]).await;
-    let err = collect(provider(&server.url).stream(request())).await.unwrap_err();
+    let err = collect(provider(&server.url).stream(request()))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::RequestFailed);
     assert_eq!(err.kind.session_error_type(), "model_request_failed_error");
     assert!(!err.retryable);
@@ -332,23 +418,39 @@ async fn billing_and_spend_limits_are_billing_errors_and_not_retried() {
 #[tokio::test]
 async fn x_should_retry_false_overrides_a_server_error() {
     let server = Server::start(vec![
-        Recorded::error(500, r#"{"type":"error","error":{"type":"api_error","message":"Internal"}}"#)
-            .with_header("x-should-retry", "false"),
+        Recorded::error(
+            500,
+            r#"{"type":"error","error":{"type":"api_error","message":"Internal"}}"#,
+        )
+        .with_header("x-should-retry", "false"),
     ])
     .await;
-    let err = collect(provider(&server.url).stream(request())).await.unwrap_err();
-    assert_eq!((err.kind, err.retryable, err.attempts), (ErrorKind::RequestFailed, false, 1));
+    let err = collect(provider(&server.url).stream(request()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.retryable, err.attempts),
+        (ErrorKind::RequestFailed, false, 1)
+    );
     assert_eq!(server.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn a_malformed_event_is_a_clear_error_not_a_panic() {
     let mut events = sse(&[message_start(10, 0)]);
-    events.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\n\n");
+    events.push_str(
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\n\n",
+    );
     let server = Server::start(vec![Recorded::sse(&events, 13)]).await;
-    let err = collect(provider(&server.url).stream(request())).await.unwrap_err();
+    let err = collect(provider(&server.url).stream(request()))
+        .await
+        .unwrap_err();
     assert_eq!((err.kind, err.retryable), (ErrorKind::RequestFailed, false));
-    assert!(err.message.starts_with("malformed content_block_delta event"), "{}", err.message);
+    assert!(
+        err.message.starts_with("malformed content_block_delta event"),
+        "{}",
+        err.message
+    );
     assert_eq!(server.requests().len(), 1, "malformed replies are not retried");
 
     // A delta for a block that never started is refused too.
@@ -360,8 +462,14 @@ async fn a_malformed_event_is_a_clear_error_not_a_panic() {
         ),
     ]);
     let server = Server::start(vec![Recorded::sse(&orphan, 100)]).await;
-    let err = collect(provider(&server.url).stream(request())).await.unwrap_err();
-    assert!(err.message.contains("block 3, which never started"), "{}", err.message);
+    let err = collect(provider(&server.url).stream(request()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("block 3, which never started"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
@@ -370,7 +478,10 @@ async fn a_stream_cut_after_output_is_a_retryable_error_but_not_retried() {
     events.extend(text_block(0, &["Half a sent"]));
     let server = Server::start(vec![Recorded::sse(&sse(&events), 100)]).await;
     let (seen, err) = events_then_error(provider(&server.url).stream(request())).await;
-    assert!(seen.contains(&ProviderEvent::TextComplete { index: 0, text: "Half a sent".into() }));
+    assert!(seen.contains(&ProviderEvent::TextComplete {
+        index: 0,
+        text: "Half a sent".into()
+    }));
     let err = err.expect("an error");
     assert_eq!((err.kind, err.retryable), (ErrorKind::RequestFailed, true));
     assert!(err.message.contains("before message_stop"), "{}", err.message);
@@ -381,7 +492,10 @@ async fn a_stream_cut_after_output_is_a_retryable_error_but_not_retried() {
 async fn connection_errors_are_retried_then_reported() {
     let url = closed_port_url().await;
     let err = collect(provider(&url).stream(request())).await.unwrap_err();
-    assert_eq!((err.kind, err.retryable, err.attempts), (ErrorKind::RequestFailed, true, 3));
+    assert_eq!(
+        (err.kind, err.retryable, err.attempts),
+        (ErrorKind::RequestFailed, true, 3)
+    );
     assert!(err.message.starts_with("cannot connect"), "{}", err.message);
 }
 

@@ -1,7 +1,7 @@
 //! A loopback HTTP server that answers model requests with recorded responses, for the provider tests.
 //!
 //! Included by the provider test files with `#[path]`; compiled alone it holds no tests.
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,10 @@ impl Recorded {
     pub fn sse(body: &str, piece: usize) -> Self {
         Self {
             status: 200,
-            headers: vec![("content-type", "text/event-stream".into()), ("request-id", "req_test".into())],
+            headers: vec![
+                ("content-type", "text/event-stream".into()),
+                ("request-id", "req_test".into()),
+            ],
             chunks: body.as_bytes().chunks(piece.max(1)).map(<[u8]>::to_vec).collect(),
         }
     }
@@ -36,7 +39,10 @@ impl Recorded {
     pub fn error(status: u16, body: &str) -> Self {
         Self {
             status,
-            headers: vec![("content-type", "application/json".into()), ("request-id", "req_err".into())],
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("request-id", "req_err".into()),
+            ],
             chunks: vec![body.as_bytes().to_vec()],
         }
     }
@@ -81,7 +87,11 @@ impl Server {
             let seen = seen.clone();
             async move {
                 let body = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                seen.lock().unwrap().push(Captured { path: uri.path().to_owned(), headers, body });
+                seen.lock().unwrap().push(Captured {
+                    path: uri.path().to_owned(),
+                    headers,
+                    body,
+                });
                 let Some(recorded) = queue.lock().unwrap().pop_front() else {
                     return Response::builder()
                         .status(StatusCode::INTERNAL_SERVER_ERROR)

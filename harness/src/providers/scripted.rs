@@ -81,9 +81,9 @@ pub struct ScriptTurn {
     pub error: Option<InjectedError>,
 }
 
-/// One block of a scripted reply.
+/// One block of a scripted reply: a map with exactly one key, `text`, `thinking` or `tool_use`.
 #[derive(Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(try_from = "RawBlock")]
 pub enum ScriptBlock {
     /// Text, in chunks.
     Text(Chunks),
@@ -91,6 +91,32 @@ pub enum ScriptBlock {
     Thinking(Chunks),
     /// A tool call.
     ToolUse(ScriptToolUse),
+}
+
+/// A block as written: the one-key map form (YAML libraries disagree on externally tagged enums, so the key is
+/// checked here).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlock {
+    #[serde(default)]
+    text: Option<Chunks>,
+    #[serde(default)]
+    thinking: Option<Chunks>,
+    #[serde(default)]
+    tool_use: Option<ScriptToolUse>,
+}
+
+impl TryFrom<RawBlock> for ScriptBlock {
+    type Error = String;
+
+    fn try_from(raw: RawBlock) -> Result<Self, String> {
+        match (raw.text, raw.thinking, raw.tool_use) {
+            (Some(text), None, None) => Ok(Self::Text(text)),
+            (None, Some(thinking), None) => Ok(Self::Thinking(thinking)),
+            (None, None, Some(tool)) => Ok(Self::ToolUse(tool)),
+            _ => Err("a content block needs exactly one of `text`, `thinking` or `tool_use`".to_owned()),
+        }
+    }
 }
 
 /// A string, or a list of strings streamed as separate deltas.

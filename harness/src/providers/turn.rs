@@ -11,7 +11,8 @@ use super::request::{Block, Message, Role};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Turn {
     /// The reply's blocks in order (text, thinking, redacted thinking, tool uses), ready to append to the
-    /// conversation. Whitespace-only text blocks are dropped (providers refuse them when echoed back).
+    /// conversation. Whitespace-only text blocks are dropped (providers refuse them when echoed back); a tool call
+    /// whose input did not parse is recorded with input `{}` (its raw text is in `tool_calls`).
     pub content: Vec<Block>,
     /// The tool calls, in order, with their inputs as the model wrote them.
     pub tool_calls: Vec<ToolCall>,
