@@ -512,3 +512,64 @@ async fn the_key_never_shows_in_debug_output_or_errors() {
     assert!(!format!("{err} {err:?}").contains(KEY));
     assert!(!err.retryable);
 }
+
+#[tokio::test]
+async fn a_stalled_stream_is_broken_off_by_the_idle_timeout() {
+    // The server sends message_start, then nothing while keeping the connection open. No output was streamed,
+    // so each stall is retried; the last one is reported.
+    let stalled = || Recorded::sse(&sse(&[message_start(10, 0)]), 100).hanging();
+    let server = Server::start(vec![stalled(), stalled(), stalled()]).await;
+    let mut config = AnthropicConfig::new(ApiKey::new(KEY));
+    config.base_url = server.url.clone();
+    config.http = fast_http();
+    config.http.idle_timeout = std::time::Duration::from_millis(100);
+    let provider = AnthropicProvider::new(config).unwrap();
+    let err = collect(provider.stream(request())).await.unwrap_err();
+    assert_eq!(
+        (err.kind, err.retryable, err.attempts),
+        (ErrorKind::RequestFailed, true, 3)
+    );
+    assert!(err.message.contains("stalled"), "{}", err.message);
+    assert_eq!(server.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_retry_after_longer_than_the_cap_is_handed_back_instead_of_waited_for() {
+    let server = Server::start(vec![
+        Recorded::error(
+            429,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}"#,
+        )
+        .with_header("retry-after", "600"),
+    ])
+    .await;
+    let err = collect(provider(&server.url).stream(request()))
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.retryable), (ErrorKind::RateLimited, true));
+    assert_eq!(err.retry_after, Some(std::time::Duration::from_secs(600)));
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_thinking_budget_and_effort_are_sent_as_the_api_names_them() {
+    let mut ok = vec![message_start(10, 0)];
+    ok.extend(text_block(0, &["ok"]));
+    ok.extend(ending("end_turn", 1));
+    let server = Server::start(vec![Recorded::sse(&sse(&ok), 100)]).await;
+    let mut req = request();
+    req.thinking = Some(Thinking::Budget { budget_tokens: 2048 });
+    req.effort = Some(corral_harness::providers::Effort::Xhigh);
+    req.cache = CacheHints::default();
+    collect(provider(&server.url).stream(req)).await.unwrap();
+    let body = &server.requests()[0].body;
+    assert_eq!(
+        body["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048})
+    );
+    assert_eq!(body["output_config"], json!({"effort": "xhigh"}));
+    assert!(
+        body["system"][0].get("cache_control").is_none(),
+        "no hints, no breakpoints"
+    );
+}

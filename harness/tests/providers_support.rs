@@ -19,6 +19,8 @@ pub struct Recorded {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub chunks: Vec<Vec<u8>>,
+    /// Keep the connection open, sending nothing more, after the chunks.
+    pub hang: bool,
 }
 
 impl Recorded {
@@ -32,6 +34,7 @@ impl Recorded {
                 ("request-id", "req_test".into()),
             ],
             chunks: body.as_bytes().chunks(piece.max(1)).map(<[u8]>::to_vec).collect(),
+            hang: false,
         }
     }
 
@@ -44,7 +47,14 @@ impl Recorded {
                 ("request-id", "req_err".into()),
             ],
             chunks: vec![body.as_bytes().to_vec()],
+            hang: false,
         }
+    }
+
+    /// Keeps the connection open after the body, as a stalled server does.
+    pub fn hanging(mut self) -> Self {
+        self.hang = true;
+        self
     }
 
     /// Adds a header.
@@ -104,7 +114,12 @@ impl Server {
                     response = response.header(*name, value);
                 }
                 let chunks = futures::stream::iter(recorded.chunks.into_iter().map(Ok::<_, std::io::Error>));
-                response.body(Body::from_stream(chunks)).unwrap()
+                let body = if recorded.hang {
+                    Body::from_stream(chunks.chain(futures::stream::pending()))
+                } else {
+                    Body::from_stream(chunks)
+                };
+                response.body(body).unwrap()
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
