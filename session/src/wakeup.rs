@@ -111,6 +111,10 @@ impl WakeConsumer {
 
     /// Takes up to `max` wake-ups: first entries other consumers held past the visibility timeout, otherwise new
     /// ones, waiting up to the configured block time for them. An empty list means nothing came.
+    ///
+    /// Dropping the future (on shutdown) loses nothing: an entry Redis handed over meanwhile stays pending and is
+    /// reclaimed by another consumer after the visibility timeout. A wake-up means "look at this session";
+    /// duplicates are harmless, since the session's lease lets one replica at a time work on it.
     pub async fn take(&mut self, max: usize) -> Result<Vec<Wakeup>> {
         let max = max.max(1);
         let reclaimed = self.reclaim(max).await?;
