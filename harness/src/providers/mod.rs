@@ -15,6 +15,16 @@
 //! Keys are handed in by the caller (the harness reads them from the Agent's Secret) as [`ApiKey`]s, which never
 //! print and travel in headers marked sensitive.
 //!
+//! ```
+//! use corral_harness::providers::{Message, ModelRequest, Provider, ScriptedProvider, StopReason, collect};
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let provider = ScriptedProvider::parse("turns:\n  - content: [{text: [Hel, lo]}]\n")?;
+//! let request = ModelRequest::new("scripted", 1024, vec![Message::user_text("Hi")]);
+//! let turn = collect(provider.stream(request)).await?; // or read the events one by one
+//! assert_eq!((turn.text().as_str(), turn.stop_reason), ("Hello", StopReason::EndTurn));
+//! # Ok(()) }
+//! ```
+//!
 //! # Why a trait object
 //!
 //! [`Provider`] is object-safe: which provider serves a session is only known at run time (from the Agent's spec),
