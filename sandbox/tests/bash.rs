@@ -248,3 +248,21 @@ async fn a_harness_that_hangs_up_does_not_break_the_shell() {
     // The next call waits for the first to finish, then gets only its own output.
     assert_eq!(bash_ok(client, "echo mine").await, "mine\n");
 }
+
+#[tokio::test]
+async fn a_background_job_holding_the_output_pipe_does_not_hold_the_call() {
+    let sandbox = start().await;
+    let client = sandbox.client();
+    let result = call(
+        client,
+        "bash",
+        json!({"command": "(sleep 300 &); sleep 300 > /dev/null 2>&1 & echo quick", "timeout_ms": 20_000}),
+    )
+    .await;
+    assert!(!result.is_error, "{}", result.text());
+    assert_eq!(result.text(), "quick\n");
+    assert_eq!(
+        bash_ok(client, "printf 'bad \\xff byte'").await,
+        "bad \u{fffd} byte"
+    );
+}
