@@ -106,6 +106,24 @@ async fn a_local_sandbox_runs_in_its_own_namespaces_where_the_machine_allows() {
     assert_eq!(bash_ok(client, "cat /proc/1/comm").await, "corral-sandbox\n");
     let count = bash_ok(client, "ls /proc | grep -c '^[0-9]'").await;
     assert!(count.trim().parse::<u32>().unwrap() < 10, "{count}");
+    // As PID 1 the daemon reaps what a killed command leaves behind: no zombies remain.
+    let timed_out = common::call(
+        client,
+        "bash",
+        json!({"command": "sleep 300 & sleep 300 & sleep 300", "timeout_ms": 300}),
+    )
+    .await;
+    assert!(timed_out.is_error, "{}", timed_out.text());
+    let count_zombies = "cat /proc/[0-9]*/stat 2>/dev/null | grep -c '^[0-9]* ([^)]*) Z' || true";
+    let mut zombies = bash_ok(client, count_zombies).await;
+    for _ in 0..50 {
+        if zombies == "0\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        zombies = bash_ok(client, count_zombies).await;
+    }
+    assert_eq!(zombies, "0\n", "zombies left in the sandbox");
     // The workspace is shared with the host.
     bash_ok(client, "echo from-inside > note.txt").await;
     assert_eq!(

@@ -315,3 +315,44 @@ async fn grep_finds_lines_as_file_line_text() {
         missing.text()
     );
 }
+
+#[tokio::test]
+async fn inputs_of_the_wrong_type_are_tool_errors_for_every_file_tool() {
+    let sandbox = start().await;
+    let client = sandbox.client();
+    for (tool, input, expected) in [
+        (
+            "write",
+            json!({"file_path": 1, "content": "x"}),
+            "invalid type: integer `1`",
+        ),
+        ("write", json!({"file_path": "x"}), "missing field `content`"),
+        (
+            "edit",
+            json!({"file_path": "x", "old_string": "a", "new_string": "b", "replace_all": "yes"}),
+            "invalid type",
+        ),
+        ("glob", json!({"pattern": ["*"]}), "invalid type"),
+        ("grep", json!({"pattern": "a", "path": false}), "invalid type"),
+        ("read", json!(null), "expected a JSON object"),
+    ] {
+        let result = call(client, tool, input.clone()).await;
+        assert!(result.is_error, "{tool} {input}");
+        assert!(
+            result.text().contains(&format!("invalid input for {tool}")),
+            "{tool}: {}",
+            result.text()
+        );
+        assert!(
+            result.text().contains(expected),
+            "{tool} {input}: {}",
+            result.text()
+        );
+    }
+    let write_to_dir = call(client, "write", json!({"file_path": ".", "content": "x"})).await;
+    assert!(
+        write_to_dir.is_error && write_to_dir.text().contains("is a directory"),
+        "{}",
+        write_to_dir.text()
+    );
+}
