@@ -41,11 +41,14 @@ if ((local_cluster)); then
   e2e/images/build.sh redis
 fi
 
+# Images keep the tag `dev`: a digest of the binary in a pod annotation rolls the pods when the code changed.
+build_id=$(sha256sum target/debug/corral-operator | cut -c1-16)
 log "installing Corral with Helm into $NAMESPACE"
 helm dependency build charts/corral >/dev/null
 helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --create-namespace \
   --wait --timeout 5m \
-  --set image.pullPolicy=IfNotPresent \
+  --set image.pullPolicy=IfNotPresent --set operator.replicas=2 \
+  --set-string "operator.podAnnotations.corral\\.dev/build=$build_id" \
   --set redis.image.repository=corral/redis --set redis.image.tag=dev \
   --set redis.persistence.ephemeral=true \
   --set operator.logFormat=text --set-string "operator.logLevel=info\\,corral_operator=debug"

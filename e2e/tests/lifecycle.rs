@@ -9,7 +9,7 @@ use corral_api::{
     conditions::{self, types},
 };
 use corral_e2e::{Cluster, TestNamespace, wait};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod};
 use kube::api::{DeleteParams, ListParams};
 use redis::AsyncCommands;
 
@@ -125,7 +125,7 @@ async fn reapplying_the_same_manifests_shows_no_drift() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn losing_the_operator_pod_disturbs_nothing() -> anyhow::Result<()> {
+async fn losing_the_leading_operator_pod_disturbs_nothing() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     let operator_ns = cluster.corral_namespace.clone();
     TestNamespace::run(&cluster, "operator-loss", |ns| async move {
@@ -133,11 +133,19 @@ async fn losing_the_operator_pod_disturbs_nothing() -> anyhow::Result<()> {
         let sessions = ns.api::<Session>();
         let before = wait::object(&sessions, "s1", TIMEOUT, "session Ready", session_ready).await?;
 
+        // Two replicas run (hack/e2e.sh); the Lease names the leader. Delete it: the standby must take over.
+        let leases: kube::Api<Lease> = kube::Api::namespaced(ns.cluster().client.clone(), &operator_ns);
+        let leader = leases
+            .get("corral-operator")
+            .await?
+            .spec
+            .and_then(|s| s.holder_identity)
+            .ok_or_else(|| anyhow::anyhow!("the operator Lease has no holder"))?;
         let pods: kube::Api<Pod> = kube::Api::namespaced(ns.cluster().client.clone(), &operator_ns);
         let selector = ListParams::default().labels("app.kubernetes.io/component=operator");
-        for pod in pods.list(&selector).await?.items {
-            pods.delete(&pod.metadata.name.unwrap_or_default(), &DeleteParams::default().grace_period(0)).await?;
-        }
+        let names: Vec<String> = pods.list(&selector).await?.items.into_iter().filter_map(|p| p.metadata.name).collect();
+        assert!(names.contains(&leader), "the leader {leader} is one of the operator pods {names:?}");
+        pods.delete(&leader, &DeleteParams::default().grace_period(0)).await?;
         let after = sessions.get("s1").await?;
         assert_eq!(before.status, after.status, "nothing changes while the operator is gone");
 

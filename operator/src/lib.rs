@@ -64,6 +64,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
+    crds::wait_established(client.clone(), stop_rx.clone()).await?;
+    // A standby replica is ready too: it is healthy and takes over within a lease period.
+    readiness.set(true);
     let leadership = if args.leader_election {
         match leader::acquire(client.clone(), &args, stop_rx.clone()).await? {
             Some(lost) => Some(lost),
@@ -75,10 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-
-    crds::wait_established(client.clone(), stop_rx.clone()).await?;
-    readiness.set(true);
-    tracing::info!("CRDs established; starting controllers");
+    tracing::info!("starting controllers");
 
     let controllers = controllers::run_all(ctx, stop);
     match leadership {
