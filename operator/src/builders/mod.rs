@@ -1,3 +1,4 @@
 //! Pure builders: the desired child objects computed from specs and configuration, without any client.
 
 pub mod harness;
+pub mod sandbox;
