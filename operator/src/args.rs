@@ -42,6 +42,22 @@ pub struct Args {
     #[arg(long, env = "CORRAL_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
 
+    /// Image holding the static sandbox daemon (copied into every sandbox pod by an init container).
+    #[arg(
+        long,
+        env = "CORRAL_SANDBOX_DAEMON_IMAGE",
+        default_value = "corral/sandbox:dev"
+    )]
+    pub sandbox_daemon_image: String,
+
+    /// Sandbox image for Environments that name none.
+    #[arg(long, env = "CORRAL_DEFAULT_SANDBOX_IMAGE", default_value = corral_api::environment::DEFAULT_SANDBOX_IMAGE)]
+    pub default_sandbox_image: String,
+
+    /// Pull policy of Corral's own images (the daemon image).
+    #[arg(long, env = "CORRAL_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    pub image_pull_policy: String,
+
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,

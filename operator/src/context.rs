@@ -11,7 +11,7 @@ use kube::{
 };
 use redis::aio::ConnectionManager;
 
-use crate::{Args, backoff::Backoff, metrics::Metrics};
+use crate::{Args, backoff::Backoff, builders::sandbox::SandboxConfig, metrics::Metrics};
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -29,6 +29,8 @@ pub struct Context {
     pub watch_namespace: Option<String>,
     /// Objects of one kind reconciled at the same time.
     pub concurrency: u16,
+    /// How sandbox pods are built.
+    pub sandbox: SandboxConfig,
 }
 
 impl Context {
@@ -51,6 +53,11 @@ impl Context {
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(300)),
             watch_namespace: args.watch_namespace.clone(),
             concurrency: args.concurrency,
+            sandbox: SandboxConfig {
+                daemon_image: args.sandbox_daemon_image.clone(),
+                daemon_image_pull_policy: args.image_pull_policy.clone(),
+                default_image: args.default_sandbox_image.clone(),
+            },
         }
     }
 

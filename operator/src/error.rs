@@ -16,6 +16,9 @@ pub enum Error {
     /// An object could not be serialized.
     #[error("serializing an object: {0}")]
     Serialization(#[from] serde_json::Error),
+    /// The operating system could not provide random bytes for a token.
+    #[error("no randomness for a sandbox token: {0}")]
+    Randomness(String),
     /// The object lacks a namespace or name, which every Corral resource has.
     #[error("object has no {0}")]
     MissingObjectKey(&'static str),
@@ -30,6 +33,7 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
             Self::Serialization(_) => "serialization",
             Self::MissingObjectKey(_) => "missing_object_key",
+            Self::Randomness(_) => "randomness",
         }
     }
 }

@@ -58,6 +58,9 @@ impl SandboxClient {
     /// A client for the daemon at `base_url` (for example `http://10.0.0.7:7070`) with its bearer `token`.
     pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Result<Self, ClientError> {
         let base_url = base_url.into().trim_end_matches('/').to_owned();
+        // The daemon speaks plain HTTP, but when another crate of the same binary turns on reqwest's rustls
+        // (feature unification), building a client needs a process-wide crypto provider: install ring's, once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))

@@ -2,6 +2,8 @@
 
 pub mod agent;
 pub mod environment;
+pub mod sandbox;
+pub mod sandbox_state;
 pub mod session;
 
 use std::{fmt::Debug, future::Future, sync::Arc};

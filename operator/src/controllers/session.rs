@@ -8,9 +8,9 @@ use corral_api::{
     Agent, Environment, Session, SessionStatus,
     conditions::{self, new_condition, reasons, set_condition, types},
     labels,
-    session::SessionPhase,
+    session::{SandboxStatus, SessionPhase},
 };
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::{
     Api, ResourceExt,
     runtime::{
@@ -24,7 +24,9 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{agent::became_unready, error_policy, log_results, watched_api};
+use super::{
+    agent::became_unready, error_policy, log_results, sandbox, sandbox_state::Decision, watched_api,
+};
 use crate::{
     context::{Context, backoff_key},
     error::{Error, Result},
@@ -61,6 +63,10 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
                     s.spec.environment_ref.name == e.name_any()
                 })
             },
+        )
+        .owns(
+            watched_api::<Pod>(&ctx.client, ns.as_deref()),
+            watcher::Config::default().labels(&format!("{}=sandbox", labels::COMPONENT)),
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .graceful_shutdown_on(stop)
@@ -119,11 +125,16 @@ async fn apply(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         apply_status_as(&api, session.as_ref(), &initial, PHASE_INIT_MANAGER).await?;
     }
 
-    let resolution = resolve(&ctx, &ns, &session).await?;
+    let (resolution, env) = resolve(&ctx, &ns, &session).await?;
+    let sandbox = match (&resolution, &env) {
+        (Resolution::Ready { .. }, Some(env)) => Some(sandbox::reconcile(&ctx, &ns, &session, env).await?),
+        _ => None,
+    };
     let status = compute_status(
         session.status.as_ref(),
         session.metadata.generation,
         &resolution,
+        sandbox.as_ref(),
         Timestamp::now(),
     );
     let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
@@ -140,14 +151,19 @@ async fn apply(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         .await;
     }
     ctx.backoff.succeeded(&backoff_key(session.as_ref()));
+    let periodic = Duration::from_secs(600);
     Ok(match resolution {
-        Resolution::Ready { .. } => Action::requeue(Duration::from_secs(600)),
+        Resolution::Ready { .. } => Action::requeue(
+            sandbox
+                .and_then(|d| d.requeue)
+                .map_or(periodic, |r| r.min(periodic)),
+        ),
         // Changes to Agents and Environments re-trigger the sessions that reference them.
         Resolution::Problem { .. } => Action::await_change(),
     })
 }
 
-async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<Resolution> {
+async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<(Resolution, Option<Environment>)> {
     let problem = |reason, message: String, agent_version| Resolution::Problem {
         reason,
         message,
@@ -156,25 +172,34 @@ async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<Resolutio
     let agent_name = &session.spec.agent.name;
     let agents: Api<Agent> = Api::namespaced(ctx.client.clone(), ns);
     let Some(agent) = agents.get_opt(agent_name).await? else {
-        return Ok(problem(
-            reasons::AGENT_NOT_FOUND,
-            format!("spec.agent.name: Agent {agent_name:?} does not exist in namespace {ns:?}"),
+        return Ok((
+            problem(
+                reasons::AGENT_NOT_FOUND,
+                format!("spec.agent.name: Agent {agent_name:?} does not exist in namespace {ns:?}"),
+                None,
+            ),
             None,
         ));
     };
     let pinned = session.effective_agent_version();
     let Some(version) = pinned.or_else(|| agent.status.as_ref().and_then(|s| s.version)) else {
-        return Ok(problem(
-            reasons::AGENT_NOT_READY,
-            format!("Agent {agent_name:?} has no version yet"),
+        return Ok((
+            problem(
+                reasons::AGENT_NOT_READY,
+                format!("Agent {agent_name:?} has no version yet"),
+                None,
+            ),
             None,
         ));
     };
     if pinned.is_some() && !revisions::version_exists(&ctx.client, ns, &agent, version).await? {
-        return Ok(problem(
-            reasons::AGENT_VERSION_NOT_FOUND,
-            format!("spec.agent.version: Agent {agent_name:?} has no version {version}"),
-            Some(version),
+        return Ok((
+            problem(
+                reasons::AGENT_VERSION_NOT_FOUND,
+                format!("spec.agent.version: Agent {agent_name:?} has no version {version}"),
+                Some(version),
+            ),
+            None,
         ));
     }
     let agent_conditions = agent.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
@@ -182,20 +207,28 @@ async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<Resolutio
         let why = conditions::find(agent_conditions, types::READY)
             .map(|c| c.message.clone())
             .unwrap_or_default();
-        return Ok(problem(
-            reasons::AGENT_NOT_READY,
-            format!("Agent {agent_name:?} is not ready: {why}"),
-            Some(version),
+        return Ok((
+            problem(
+                reasons::AGENT_NOT_READY,
+                format!("Agent {agent_name:?} is not ready: {why}"),
+                Some(version),
+            ),
+            None,
         ));
     }
 
     let env_name = &session.spec.environment_ref.name;
     let envs: Api<Environment> = Api::namespaced(ctx.client.clone(), ns);
     let Some(env) = envs.get_opt(env_name).await? else {
-        return Ok(problem(
-            reasons::ENVIRONMENT_NOT_FOUND,
-            format!("spec.environmentRef.name: Environment {env_name:?} does not exist in namespace {ns:?}"),
-            Some(version),
+        return Ok((
+            problem(
+                reasons::ENVIRONMENT_NOT_FOUND,
+                format!(
+                    "spec.environmentRef.name: Environment {env_name:?} does not exist in namespace {ns:?}"
+                ),
+                Some(version),
+            ),
+            None,
         ));
     };
     let env_conditions = env.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
@@ -203,15 +236,21 @@ async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<Resolutio
         let why = conditions::find(env_conditions, types::READY)
             .map(|c| c.message.clone())
             .unwrap_or_default();
-        return Ok(problem(
-            reasons::ENVIRONMENT_NOT_READY,
-            format!("Environment {env_name:?} is not ready: {why}"),
-            Some(version),
+        return Ok((
+            problem(
+                reasons::ENVIRONMENT_NOT_READY,
+                format!("Environment {env_name:?} is not ready: {why}"),
+                Some(version),
+            ),
+            None,
         ));
     }
-    Ok(Resolution::Ready {
-        agent_version: version,
-    })
+    Ok((
+        Resolution::Ready {
+            agent_version: version,
+        },
+        Some(env),
+    ))
 }
 
 /// The operator-owned part of a Session's status from the outcome of this reconcile. `phase`, `usage` and the
@@ -220,6 +259,7 @@ pub fn compute_status(
     previous: Option<&SessionStatus>,
     generation: Option<i64>,
     resolution: &Resolution,
+    sandbox: Option<&Decision>,
     now: Timestamp,
 ) -> SessionStatus {
     let mut conditions = previous.map(|s| s.conditions.clone()).unwrap_or_default();
@@ -245,9 +285,33 @@ pub fn compute_status(
         ),
     };
     set_condition(&mut conditions, ready);
+    if let Some(d) = sandbox {
+        let (ok, reason, message) = &d.condition;
+        set_condition(
+            &mut conditions,
+            new_condition(
+                types::SANDBOX_READY,
+                *ok,
+                reason,
+                message.clone(),
+                generation,
+                now,
+            ),
+        );
+    }
+    // The operator owns every sandbox field but `requestedAt` (the harness's): carry them over when this reconcile
+    // did not look at the sandbox, so that the apply does not drop them.
+    let sandbox_status = match sandbox {
+        Some(d) => d.status.clone(),
+        None => previous.and_then(|s| s.sandbox.clone()).map(|s| SandboxStatus {
+            requested_at: None,
+            ..s
+        }),
+    };
     // Once pinned, the version never moves, even if the Agent changes later.
     let agent_version = previous.and_then(|s| s.agent_version).or(agent_version);
     SessionStatus {
+        sandbox: sandbox_status.filter(|s| s.phase.is_some()),
         agent_version,
         observed_generation: generation,
         conditions: conditions
@@ -287,7 +351,7 @@ mod tests {
             message: "no".into(),
             agent_version: None,
         };
-        let s = compute_status(None, Some(1), &r, t(1));
+        let s = compute_status(None, Some(1), &r, None, t(1));
         let ready = conditions::find(&s.conditions, types::READY).unwrap();
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
@@ -299,12 +363,13 @@ mod tests {
 
     #[test]
     fn pinned_version_never_moves() {
-        let first = compute_status(None, Some(1), &Resolution::Ready { agent_version: 2 }, t(1));
+        let first = compute_status(None, Some(1), &Resolution::Ready { agent_version: 2 }, None, t(1));
         assert_eq!(first.agent_version, Some(2));
         let later = compute_status(
             Some(&first),
             Some(1),
             &Resolution::Ready { agent_version: 5 },
+            None,
             t(2),
         );
         assert_eq!(later.agent_version, Some(2));
@@ -317,8 +382,14 @@ mod tests {
             message: "no".into(),
             agent_version: Some(1),
         };
-        let bad = compute_status(None, Some(1), &r, t(1));
-        let good = compute_status(Some(&bad), Some(1), &Resolution::Ready { agent_version: 1 }, t(9));
+        let bad = compute_status(None, Some(1), &r, None, t(1));
+        let good = compute_status(
+            Some(&bad),
+            Some(1),
+            &Resolution::Ready { agent_version: 1 },
+            None,
+            t(9),
+        );
         let ready = conditions::find(&good.conditions, types::READY).unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(ready.last_transition_time.0, t(9));
