@@ -35,19 +35,27 @@ trap cleanup EXIT
 
 log "building Corral's binaries"
 cargo build --workspace --bins
+# The sandbox daemon is copied into arbitrary images, so it is linked statically.
+RUSTFLAGS='-C target-feature=+crt-static' cargo build -p corral-sandbox --bin corral-sandbox \
+  --target x86_64-unknown-linux-gnu
+daemon=target/x86_64-unknown-linux-gnu/debug/corral-sandbox
+harness_enabled=false
+[[ -x target/debug/corral-harness ]] && harness_enabled=true
 if ((local_cluster)); then
   log "building and importing images"
   e2e/images/build.sh component operator target/debug/corral-operator
+  e2e/images/build.sh component sandbox "$daemon"
+  if $harness_enabled; then e2e/images/build.sh component harness target/debug/corral-harness; fi
   e2e/images/build.sh redis
 fi
 
 # Images keep the tag `dev`: a digest of the binary in a pod annotation rolls the pods when the code changed.
-build_id=$(sha256sum target/debug/corral-operator | cut -c1-16)
+build_id=$(cat target/debug/corral-operator "$daemon" | sha256sum | cut -c1-16)
 log "installing Corral with Helm into $NAMESPACE"
 helm dependency build charts/corral >/dev/null
 helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --create-namespace \
   --wait --timeout 5m \
-  --set image.pullPolicy=IfNotPresent --set operator.replicas=2 \
+  --set image.pullPolicy=IfNotPresent --set operator.replicas=2 --set harness.enabled=$harness_enabled \
   --set-string "operator.podAnnotations.corral\\.dev/build=$build_id" \
   --set redis.image.repository=corral/redis --set redis.image.tag=dev \
   --set redis.persistence.ephemeral=true \

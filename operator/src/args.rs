@@ -58,7 +58,31 @@ pub struct Args {
     #[arg(long, env = "CORRAL_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,
 
+    /// Run a harness Deployment in every namespace that has Agents.
+    #[arg(long, env = "CORRAL_HARNESS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub harness_enabled: bool,
+
+    /// Image of the harness.
+    #[arg(long, env = "CORRAL_HARNESS_IMAGE", default_value = "corral/harness:dev")]
+    pub harness_image: String,
+
+    /// Harness replicas per namespace.
+    #[arg(long, env = "CORRAL_HARNESS_REPLICAS", default_value_t = 2)]
+    pub harness_replicas: i32,
+
+    /// Harness container resources, as JSON (`{"requests":{"cpu":"100m"},"limits":{"memory":"512Mi"}}`).
+    #[arg(long, env = "CORRAL_HARNESS_RESOURCES", value_parser = parse_resources)]
+    pub harness_resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+
+    /// Log filter of the harness pods.
+    #[arg(long, env = "CORRAL_HARNESS_LOG", default_value = "info")]
+    pub harness_log: String,
+
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+fn parse_resources(s: &str) -> Result<k8s_openapi::api::core::v1::ResourceRequirements, String> {
+    serde_json::from_str(s).map_err(|e| format!("not a ResourceRequirements JSON object: {e}"))
 }

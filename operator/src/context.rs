@@ -11,7 +11,12 @@ use kube::{
 };
 use redis::aio::ConnectionManager;
 
-use crate::{Args, backoff::Backoff, builders::sandbox::SandboxConfig, metrics::Metrics};
+use crate::{
+    Args,
+    backoff::Backoff,
+    builders::{harness::HarnessConfig, sandbox::SandboxConfig},
+    metrics::Metrics,
+};
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -31,6 +36,8 @@ pub struct Context {
     pub concurrency: u16,
     /// How sandbox pods are built.
     pub sandbox: SandboxConfig,
+    /// How harness Deployments are built; `None` when the operator does not run harnesses.
+    pub harness: Option<HarnessConfig>,
 }
 
 impl Context {
@@ -58,6 +65,14 @@ impl Context {
                 daemon_image_pull_policy: args.image_pull_policy.clone(),
                 default_image: args.default_sandbox_image.clone(),
             },
+            harness: args.harness_enabled.then(|| HarnessConfig {
+                image: args.harness_image.clone(),
+                image_pull_policy: args.image_pull_policy.clone(),
+                replicas: args.harness_replicas,
+                resources: args.harness_resources.clone().unwrap_or_default(),
+                redis_url: args.redis_url.clone(),
+                log_filter: args.harness_log.clone(),
+            }),
         }
     }
 

@@ -39,11 +39,9 @@ pub struct HarnessConfig {
     pub replicas: i32,
     /// Container resources.
     pub resources: ResourceRequirements,
-    /// Redis URL of the session log, given to the harness as `CORRAL_REDIS_URL`: a literal value…
+    /// Redis URL of the session log, given to the harness as `CORRAL_REDIS_URL`.
     pub redis_url: Option<String>,
-    /// …or a Secret key (name, key) in the operator's namespace copied by reference is not possible across
-    /// namespaces, so the URL is passed as a value; credentials belong in the URL's Secret of the harness's own
-    /// namespace when Redis needs a password.
+    /// Log filter of the harness pods.
     pub log_filter: String,
 }
 

@@ -90,6 +90,11 @@ pub fn sandbox_name(session: &str) -> String {
     format!("sandbox-{session}")
 }
 
+/// The name of a warm pool pod (and of its token Secret).
+pub fn warm_pod_name(environment: &str, suffix: &str) -> String {
+    format!("warm-{environment}-{suffix}")
+}
+
 /// The name of a session's persistent workspace claim.
 pub fn workspace_claim_name(session: &str) -> String {
     format!("workspace-{session}")
@@ -260,7 +265,7 @@ pub fn build_sandbox_pod(
         }
         // Warm pods start with an ephemeral workspace; a persistent one is bound only to a session's own pod.
         SandboxOwner::WarmPool { suffix, owner } => {
-            (format!("warm-{env_name}-{suffix}"), owner, empty_dir("workspace"))
+            (warm_pod_name(&env_name, suffix), owner, empty_dir("workspace"))
         }
     };
     let sb = &env.spec.sandbox;

@@ -22,7 +22,7 @@ use kube::{
     runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
-use super::{error_policy, log_results, watched_api};
+use super::{error_policy, harness, log_results, watched_api};
 use crate::{
     context::{Context, backoff_key},
     error::{Error, Result},
@@ -70,6 +70,7 @@ async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
         ),
         Ok(()) => {
             let version = revisions::ensure_version(&ctx.client, &agent).await?;
+            harness::ensure(&ctx, &ns).await?;
             (check_references(&ctx, &ns, &agent).await?, Some(version))
         }
     };

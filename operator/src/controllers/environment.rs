@@ -7,16 +7,19 @@ use corral_api::{
     conditions::{new_condition, reasons, set_condition, types},
     validation::{SpecError, validate_environment},
 };
+use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
 use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api,
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
     runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
-use super::{agent::became_unready, error_policy, log_results, watched_api};
+use super::{agent::became_unready, error_policy, log_results, warm_pool, watched_api};
 use crate::{
+    builders::sandbox::build_network_policy,
     context::{Context, backoff_key},
-    error::Result,
+    error::{Error, Result},
     status::{apply_status, namespaced_api},
 };
 
@@ -25,7 +28,10 @@ const CONTROLLER: &str = "environment";
 /// Runs the Environment controller until `stop` completes.
 pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
     let envs = watched_api::<Environment>(&ctx.client, ctx.watch_namespace.as_deref());
+    let pods = watched_api::<Pod>(&ctx.client, ctx.watch_namespace.as_deref());
+    let warm = format!("{}=true", crate::builders::sandbox::WARM_LABEL);
     let stream = Controller::new(envs, watcher::Config::default().any_semantic())
+        .owns(pods, watcher::Config::default().labels(&warm))
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy::<Environment>(CONTROLLER), ctx);
@@ -36,12 +42,23 @@ async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let api: Api<Environment> = namespaced_api(&ctx.client, env.as_ref())?;
     let problem = validate_environment(&env.spec).err();
-    let status = compute_status(
+    let ns = env.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let warm = match problem {
+        Some(_) => None,
+        None => {
+            apply_network_policy(&ctx, &ns, &env).await?;
+            Some(warm_pool::reconcile(&ctx, &ns, &env).await?)
+        }
+    };
+    let mut status = compute_status(
         env.status.as_ref(),
         env.metadata.generation,
         problem.as_ref(),
         Timestamp::now(),
     );
+    if warm.is_some() {
+        status.warm_pool = warm.clone();
+    }
     let old = env.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
     let notify = became_unready(old, &status.conditions);
     apply_status(&api, env.as_ref(), &status).await?;
@@ -57,9 +74,27 @@ async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     }
     ctx.backoff.succeeded(&backoff_key(env.as_ref()));
     Ok(match problem {
+        // A claim takes a pod out of the pool without touching the Environment: look again soon to refill it.
+        None if warm.is_some_and(|w| w.desired > 0) => Action::requeue(Duration::from_secs(5)),
         None => Action::requeue(Duration::from_secs(600)),
         Some(_) => Action::await_change(),
     })
+}
+
+/// Applies the NetworkPolicy every sandbox pod of the Environment falls under.
+async fn apply_network_policy(ctx: &Context, ns: &str, env: &Environment) -> Result<()> {
+    let owner = env
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingObjectKey("uid"))?;
+    let policy = build_network_policy(ns, env, &owner);
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch(
+        &policy.name_any(),
+        &PatchParams::apply(corral_api::labels::OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(&policy),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The Environment's status from the outcome of this reconcile.

@@ -2,9 +2,11 @@
 
 pub mod agent;
 pub mod environment;
+pub mod harness;
 pub mod sandbox;
 pub mod sandbox_state;
 pub mod session;
+pub mod warm_pool;
 
 use std::{fmt::Debug, future::Future, sync::Arc};
 

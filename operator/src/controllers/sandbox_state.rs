@@ -211,47 +211,72 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         };
     let terminated = o.phase == Some(SessionPhase::Terminated);
     let Some(pod) = &o.pod else {
-        let wanted = requested.is_some_and(|r| match previous.phase {
-            Some(SandboxPhase::Reaped | SandboxPhase::Failed) => since.is_none_or(|s| r > s),
-            _ => true,
-        });
-        return if terminated {
-            Decision {
-                action: Action::Keep,
-                status: previous
-                    .phase
-                    .and_then(|_| status(SandboxPhase::Reaped, None, None, None)),
-                condition: (false, reasons::TERMINATED, "the session has terminated".into()),
-                requeue: None,
-            }
+        // A request newer than the sandbox's last phase change asks for a (new) pod.
+        let wanted = requested.is_some_and(|r| previous.phase.is_none() || since.is_none_or(|s| r > s));
+        let (action, status, condition) = if terminated {
+            let status = previous
+                .phase
+                .and_then(|_| status(SandboxPhase::Reaped, None, None, None));
+            (
+                Action::Keep,
+                status,
+                (
+                    false,
+                    reasons::TERMINATED,
+                    "the session has terminated".to_owned(),
+                ),
+            )
         } else if wanted {
-            Decision {
-                action: Action::Provision,
-                status: status(SandboxPhase::Provisioning, None, None, None),
-                condition: (false, reasons::PROVISIONING, "creating the sandbox pod".into()),
-                requeue: None,
-            }
+            let condition = (
+                false,
+                reasons::PROVISIONING,
+                "creating the sandbox pod".to_owned(),
+            );
+            (
+                Action::Provision,
+                status(SandboxPhase::Provisioning, None, None, None),
+                condition,
+            )
         } else {
-            let (reason, message) = match previous.phase {
-                Some(SandboxPhase::Reaped) => (
-                    reasons::REAPED,
-                    "deleted after the idle timeout; the next tool call provisions again",
-                ),
-                Some(SandboxPhase::Failed) => (
-                    reasons::POD_ENDED,
-                    "the sandbox pod ended; the next tool call gets a new one",
-                ),
-                _ => (reasons::NOT_REQUESTED, "no tool call has needed a sandbox yet"),
-            };
-            Decision {
-                action: Action::Keep,
-                status: o.sandbox.map(|s| SandboxStatus {
-                    requested_at: None,
-                    ..s.clone()
-                }),
-                condition: (false, reason, message.into()),
-                requeue: None,
+            match previous.phase {
+                Some(SandboxPhase::Ready | SandboxPhase::Provisioning) => {
+                    let message = format!(
+                        "sandbox pod {} disappeared; the next tool call gets a new one",
+                        previous.pod.as_deref().unwrap_or("?")
+                    );
+                    let status = status(SandboxPhase::Failed, None, None, Some(message.clone()));
+                    (Action::Keep, status, (false, reasons::POD_ENDED, message))
+                }
+                Some(SandboxPhase::Reaped) => {
+                    let message = "deleted after the idle timeout; the next tool call provisions again";
+                    let status = o.sandbox.map(|s| SandboxStatus {
+                        requested_at: None,
+                        ..s.clone()
+                    });
+                    (Action::Keep, status, (false, reasons::REAPED, message.to_owned()))
+                }
+                Some(SandboxPhase::Failed | SandboxPhase::Requested) => {
+                    let message = previous
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "the sandbox pod ended".into());
+                    let status = o.sandbox.map(|s| SandboxStatus {
+                        requested_at: None,
+                        ..s.clone()
+                    });
+                    (Action::Keep, status, (false, reasons::POD_ENDED, message))
+                }
+                None => {
+                    let message = "no tool call has needed a sandbox yet".to_owned();
+                    (Action::Keep, None, (false, reasons::NOT_REQUESTED, message))
+                }
             }
+        };
+        return Decision {
+            action,
+            status,
+            condition,
+            requeue: None,
         };
     };
     if terminated {
@@ -560,6 +585,32 @@ mod tests {
         failed.requested_at = Some(t(9).to_string());
         assert_eq!(
             decide(&observed(Some(&failed), None, 10)).action,
+            Action::Provision
+        );
+    }
+
+    #[test]
+    fn a_vanished_pod_is_reported_and_replaced_only_on_the_next_request() {
+        let s = requested(0);
+        let ready = decide(&observed(
+            Some(&s),
+            Some(pod(PodState::Ready { ip: "ip".into() }, 1)),
+            2,
+        ));
+        let mut status = ready.status.unwrap();
+        status.requested_at = s.requested_at.clone();
+        let gone = decide(&observed(Some(&status), None, 3));
+        assert_eq!(
+            gone.action,
+            Action::Keep,
+            "no pod is created without a tool call asking"
+        );
+        assert_eq!(gone.condition.1, reasons::POD_ENDED);
+        let mut failed = gone.status.unwrap();
+        assert_eq!(failed.phase, Some(SandboxPhase::Failed));
+        failed.requested_at = Some(t(4).to_string());
+        assert_eq!(
+            decide(&observed(Some(&failed), None, 5)).action,
             Action::Provision
         );
     }

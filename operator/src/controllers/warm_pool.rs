@@ -1,0 +1,88 @@
+//! An Environment's warm pool: keeps `spec.sandbox.warmPool` ready, unassigned sandbox pods (each with its own
+//! token Secret), deletes extras, and counts them for the status. Claims happen in the session controller.
+
+use corral_api::{Environment, environment::WarmPoolStatus, labels};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+};
+
+use super::{
+    sandbox::new_token,
+    sandbox_state::{PodState, PodView},
+};
+use crate::{
+    builders::sandbox::{SandboxOwner, WARM_LABEL, build_sandbox_pod, build_token_secret, warm_pod_name},
+    context::Context,
+    error::{Error, Result},
+};
+
+/// Brings the warm pool to its desired size and returns its counts.
+pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<WarmPoolStatus> {
+    let desired = env.spec.sandbox.warm_pool.unwrap_or(0).max(0);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{}={},{WARM_LABEL}=true", labels::ENVIRONMENT, env.name_any());
+    let (mut alive, dead): (Vec<(Pod, PodView)>, Vec<(Pod, PodView)>) = pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            let view = PodView::from_pod(&p);
+            (p, view)
+        })
+        .partition(|(_, v)| !matches!(v.state, PodState::Ended { .. }));
+    for (pod, _) in dead {
+        delete_pod_and_token(&pods, &secrets, &pod.name_any()).await?;
+    }
+    // Extras go first among those not yet ready, so ready capacity is kept.
+    alive.sort_by_key(|(_, v)| matches!(v.state, PodState::Ready { .. }));
+    while alive.len() > desired as usize {
+        let (pod, _) = alive.remove(0);
+        delete_pod_and_token(&pods, &secrets, &pod.name_any()).await?;
+    }
+    let owner = env
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingObjectKey("uid"))?;
+    let apply = PatchParams::apply(labels::OPERATOR_FIELD_MANAGER).force();
+    for _ in alive.len()..desired as usize {
+        let suffix: String = new_token()?.chars().take(8).collect();
+        let pod_name = warm_pod_name(&env.name_any(), &suffix);
+        let sandbox_owner = SandboxOwner::WarmPool {
+            suffix,
+            owner: owner.clone(),
+        };
+        let secret = build_token_secret(&pod_name, ns, &owner, &new_token()?);
+        secrets.patch(&pod_name, &apply, &Patch::Apply(&secret)).await?;
+        let pod = build_sandbox_pod(ns, env, &sandbox_owner, &pod_name, &ctx.sandbox);
+        pods.patch(&pod_name, &apply, &Patch::Apply(&pod)).await?;
+        tracing::info!(environment = %env.name_any(), pod = %pod_name, "created warm sandbox pod");
+    }
+    let ready = alive
+        .iter()
+        .filter(|(_, v)| matches!(v.state, PodState::Ready { .. }))
+        .count() as i32;
+    let existing = alive.len() as i32;
+    Ok(WarmPoolStatus {
+        desired,
+        ready,
+        pending: desired.max(existing) - ready,
+    })
+}
+
+async fn delete_pod_and_token(pods: &Api<Pod>, secrets: &Api<Secret>, name: &str) -> Result<()> {
+    for result in [
+        pods.delete(name, &DeleteParams::default()).await.map(|_| ()),
+        secrets.delete(name, &DeleteParams::default()).await.map(|_| ()),
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(ae)) if ae.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
