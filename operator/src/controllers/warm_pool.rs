@@ -18,13 +18,16 @@ use crate::{
     error::{Error, Result},
 };
 
+/// A pod of the pool with its summarised state.
+type Member = (Pod, PodView);
+
 /// Brings the warm pool to its desired size and returns its counts.
 pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<WarmPoolStatus> {
     let desired = env.spec.sandbox.warm_pool.unwrap_or(0).max(0);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("{}={},{WARM_LABEL}=true", labels::ENVIRONMENT, env.name_any());
-    let (mut alive, dead): (Vec<(Pod, PodView)>, Vec<(Pod, PodView)>) = pods
+    let (mut alive, dead): (Vec<Member>, Vec<Member>) = pods
         .list(&ListParams::default().labels(&selector))
         .await?
         .items
