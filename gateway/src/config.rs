@@ -1,0 +1,102 @@
+//! Command-line flags and environment variables of `corral-gateway`.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use corral_runtime::logging::LogArgs;
+
+/// Corral's HTTP API gateway.
+#[derive(Parser, Debug)]
+#[command(name = "corral-gateway", version, about)]
+pub struct Cli {
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the API.
+    Serve(ServeArgs),
+    /// Create an API key for a namespace: prints the key and stores its hash in a labelled Secret.
+    CreateKey(CreateKeyArgs),
+}
+
+/// `corral-gateway serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address the API listens on (also serves /metrics, /healthz, /readyz).
+    #[arg(long, env = "CORRAL_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Redis URL of the session logs.
+    #[arg(long, env = "CORRAL_REDIS_URL")]
+    pub redis_url: String,
+    /// Requests per second allowed per API key (0 disables the limit).
+    #[arg(long, env = "CORRAL_GATEWAY_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// Requests an API key may send in a burst above its rate.
+    #[arg(long, env = "CORRAL_GATEWAY_RATE_BURST", default_value_t = 100)]
+    pub rate_burst: u32,
+    /// Interval of keep-alive pings on idle SSE streams.
+    #[arg(long, env = "CORRAL_GATEWAY_KEEP_ALIVE", default_value = "15s", value_parser = humantime_duration)]
+    pub keep_alive: Duration,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "CORRAL_GATEWAY_MAX_BODY", default_value_t = 32 << 20)]
+    pub max_body_bytes: usize,
+}
+
+/// `corral-gateway create-key`.
+#[derive(Args, Debug, Clone)]
+pub struct CreateKeyArgs {
+    /// The tenant namespace the key gives access to (created if missing).
+    #[arg(long)]
+    pub namespace: String,
+    /// Name of the Secret holding the key's hash (generated when omitted).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    let d = s.trim();
+    let (num, unit) = d.split_at(d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 15s or 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?} is not a duration such as 15s or 1m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags() {
+        let cli = Cli::parse_from([
+            "corral-gateway",
+            "serve",
+            "--redis-url",
+            "redis://r/",
+            "--keep-alive",
+            "500ms",
+        ]);
+        let Command::Serve(args) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.keep_alive, Duration::from_millis(500));
+        assert_eq!(args.rate_limit, 50);
+        assert!(humantime_duration("soon").is_err());
+        let cli = Cli::parse_from(["corral-gateway", "create-key", "--namespace", "team-a"]);
+        assert!(
+            matches!(cli.command, Command::CreateKey(CreateKeyArgs { ref namespace, .. }) if namespace == "team-a")
+        );
+    }
+}

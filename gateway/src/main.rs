@@ -1,0 +1,70 @@
+//! `corral-gateway`: serves Corral's HTTP API, or creates an API key.
+
+use clap::Parser;
+use corral_gateway::{
+    admin,
+    auth::KeyIndex,
+    config::{Cli, Command, ServeArgs},
+    ratelimit::Limiter,
+    server,
+    state::Settings,
+};
+use corral_runtime::health::Readiness;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    cli.log.init()?;
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::CreateKey(args) => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
+            let (key, name) = admin::create_key(&client, &args.namespace, args.name.as_deref()).await?;
+            eprintln!(
+                "stored the key's hash in Secret {}/{name}; the key is shown only now:",
+                args.namespace
+            );
+            println!("{key}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
+    let store = corral_session::Store::connect(&args.redis_url, corral_session::Config::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
+    let (keys, watch) = KeyIndex::watch(client.clone());
+    tokio::spawn(watch);
+    let readiness = Readiness::default();
+    {
+        let keys = keys.clone();
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            if keys.ready().await {
+                readiness.set(true);
+                tracing::info!("API keys loaded; ready");
+            }
+        });
+    }
+    let settings = Settings {
+        keep_alive: args.keep_alive,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let state = server::state(
+        client,
+        store,
+        keys,
+        Limiter::new(args.rate_limit, args.rate_burst),
+        settings,
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", args.listen))?;
+    server::serve(listener, state, readiness, corral_runtime::shutdown::signal()).await
+}

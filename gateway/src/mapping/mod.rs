@@ -1,0 +1,7 @@
+//! Pure mappings between the API's JSON and the custom resources: request → spec, resource → API object.
+
+pub mod agent;
+pub mod agent_params;
+pub mod common;
+pub mod environment;
+pub mod session;

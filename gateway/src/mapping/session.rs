@@ -1,0 +1,600 @@
+//! Sessions: API request → `SessionSpec`, and `Session` → the API's Session object.
+
+use std::collections::BTreeMap;
+
+use corral_api::{
+    AgentSpec, Session, SessionSpec,
+    common::{LocalObjectRef, SecretKeyRef},
+    session::{Checkout, CheckoutType, SessionAgentRef, SessionResource, SessionResourceType},
+};
+use serde::{Deserialize, Deserializer, de::Error as _};
+use serde_json::{Map, Value, json};
+
+use super::{
+    agent::definition,
+    agent_params::KeyRefParam,
+    common::{archived_at, check_metadata, created_at, id, patch_metadata, time, updated_at},
+};
+use crate::{body::nullable, error::ApiError};
+
+/// The most `initial_events` a create may carry.
+pub const MAX_INITIAL_EVENTS: usize = 50;
+
+/// `POST /v1/sessions`.
+#[derive(Deserialize, Debug)]
+pub struct SessionCreate {
+    /// The agent: an id, `{type:"agent", id, version?}`.
+    pub agent: AgentRefParam,
+    /// The environment's id.
+    pub environment_id: String,
+    /// A title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Free-form pairs.
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Repositories and files to mount.
+    #[serde(default)]
+    pub resources: Option<Vec<ResourceParam>>,
+    /// Vaults the session may use.
+    #[serde(default)]
+    pub vault_ids: Option<Vec<String>>,
+    /// `user.message` events to start with (checked by `corral_api::events::parse_send_events`).
+    #[serde(default)]
+    pub initial_events: Option<Vec<Value>>,
+    /// Not supported: must be absent or null.
+    #[serde(default)]
+    pub budget: Option<Value>,
+}
+
+/// `POST /v1/sessions/{id}`.
+#[derive(Deserialize, Debug, Default)]
+pub struct SessionUpdate {
+    /// `null` clears.
+    #[serde(default, deserialize_with = "nullable")]
+    pub title: Option<Option<String>>,
+    /// A patch: a string sets, `null` deletes.
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, Option<String>>>,
+    /// Not supported.
+    #[serde(default)]
+    pub agent: Option<Value>,
+    /// Not supported.
+    #[serde(default)]
+    pub budget: Option<Value>,
+    /// Reserved; rejected.
+    #[serde(default)]
+    pub vault_ids: Option<Value>,
+}
+
+/// Which agent a new session runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRefParam {
+    /// The agent's id.
+    pub id: String,
+    /// A pinned version; the latest when `None`.
+    pub version: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for AgentRefParam {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Object {
+            #[serde(rename = "type", default)]
+            kind: Option<String>,
+            id: String,
+            #[serde(default)]
+            version: Option<i64>,
+        }
+        match Value::deserialize(deserializer)? {
+            Value::String(id) => Ok(Self { id, version: None }),
+            value @ Value::Object(_) => {
+                let o: Object = serde_json::from_value(value).map_err(D::Error::custom)?;
+                match o.kind.as_deref() {
+                    None | Some("agent") => Ok(Self {
+                        id: o.id,
+                        version: o.version,
+                    }),
+                    Some("agent_with_overrides") => Err(D::Error::custom(
+                        "agent_with_overrides is not supported by Corral yet; create an agent version instead",
+                    )),
+                    Some(other) => Err(D::Error::custom(format!("unknown agent type {other:?}"))),
+                }
+            }
+            _ => Err(D::Error::custom(
+                "must be an agent id or {\"type\": \"agent\", \"id\": ...}",
+            )),
+        }
+    }
+}
+
+/// A resource to mount.
+#[derive(Deserialize, Debug)]
+#[serde(tag = "type")]
+pub enum ResourceParam {
+    /// A git repository.
+    #[serde(rename = "github_repository")]
+    GithubRepository {
+        /// Clone URL.
+        url: String,
+        /// Not supported: tokens are never stored by the gateway (use `authorization_secret_ref`).
+        #[serde(default)]
+        authorization_token: Option<String>,
+        /// Corral's extension: the Secret key holding the token.
+        #[serde(default)]
+        authorization_secret_ref: Option<KeyRefParam>,
+        /// What to check out.
+        #[serde(default)]
+        checkout: Option<CheckoutParam>,
+        /// Where it appears.
+        #[serde(default)]
+        mount_path: Option<String>,
+    },
+    /// An uploaded file.
+    #[serde(rename = "file")]
+    File {
+        /// The file's id.
+        file_id: String,
+        /// Where it appears.
+        #[serde(default)]
+        mount_path: Option<String>,
+    },
+}
+
+/// `{type:"branch", name}` or `{type:"commit", sha}`.
+#[derive(Deserialize, Debug)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CheckoutParam {
+    /// A branch.
+    Branch {
+        /// Its name.
+        name: String,
+    },
+    /// A commit.
+    Commit {
+        /// Its SHA.
+        sha: String,
+    },
+}
+
+/// Builds the spec of a new session; `version` is the agent version resolved for it.
+pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec, ApiError> {
+    if req.budget.as_ref().is_some_and(|b| !b.is_null()) {
+        return Err(ApiError::field(
+            "budget",
+            "budgets are not supported by Corral yet",
+        ));
+    }
+    let metadata = req.metadata.clone().unwrap_or_default();
+    check_metadata(&metadata)?;
+    let vault_ids = req.vault_ids.clone().unwrap_or_default();
+    if vault_ids.len() > 16 {
+        return Err(ApiError::field("vault_ids", "at most 16 vaults"));
+    }
+    let resources = req
+        .resources
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, r)| resource(r, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    if resources.len() > 64 {
+        return Err(ApiError::field("resources", "at most 64 resources"));
+    }
+    Ok(SessionSpec {
+        agent: SessionAgentRef {
+            name: req.agent.id.clone(),
+            version: Some(version),
+        },
+        environment_ref: LocalObjectRef {
+            name: req.environment_id.clone(),
+        },
+        title: req.title.clone(),
+        metadata,
+        vault_refs: vault_ids
+            .into_iter()
+            .map(|name| LocalObjectRef { name })
+            .collect(),
+        resources,
+    })
+}
+
+fn resource(param: &ResourceParam, i: usize) -> Result<SessionResource, ApiError> {
+    let at = |f: &str| format!("resources[{i}].{f}");
+    let check_mount = |m: &Option<String>| match m {
+        Some(path) if !path.starts_with('/') => Err(ApiError::field(&at("mount_path"), "must be absolute")),
+        _ => Ok(()),
+    };
+    match param {
+        ResourceParam::GithubRepository {
+            url,
+            authorization_token,
+            authorization_secret_ref,
+            checkout,
+            mount_path,
+        } => {
+            if authorization_token.is_some() {
+                return Err(ApiError::field(
+                    &at("authorization_token"),
+                    "Corral does not take tokens in API bodies; store it in a Secret and pass authorization_secret_ref {name, key}",
+                ));
+            }
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ApiError::field(&at("url"), "must be an http(s) URL"));
+            }
+            check_mount(mount_path)?;
+            Ok(SessionResource {
+                kind: SessionResourceType::GithubRepository,
+                url: Some(url.clone()),
+                checkout: checkout.as_ref().map(|c| match c {
+                    CheckoutParam::Branch { name } => Checkout {
+                        kind: CheckoutType::Branch,
+                        name: Some(name.clone()),
+                        sha: None,
+                    },
+                    CheckoutParam::Commit { sha } => Checkout {
+                        kind: CheckoutType::Commit,
+                        name: None,
+                        sha: Some(sha.clone()),
+                    },
+                }),
+                authorization_secret_ref: authorization_secret_ref.as_ref().map(|r| SecretKeyRef {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                }),
+                file_id: None,
+                mount_path: mount_path.clone(),
+            })
+        }
+        ResourceParam::File { file_id, mount_path } => {
+            if file_id.is_empty() {
+                return Err(ApiError::field(&at("file_id"), "must not be empty"));
+            }
+            check_mount(mount_path)?;
+            Ok(SessionResource {
+                kind: SessionResourceType::File,
+                url: None,
+                checkout: None,
+                authorization_secret_ref: None,
+                file_id: Some(file_id.clone()),
+                mount_path: mount_path.clone(),
+            })
+        }
+    }
+}
+
+/// What an update changed, for the `session.updated` event.
+#[derive(Debug, Default, PartialEq)]
+pub struct SessionChanges {
+    /// The new title, when it changed (`Some(None)`: cleared).
+    pub title: Option<Option<String>>,
+    /// The full new metadata, when it changed.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+impl SessionChanges {
+    /// Whether anything changed.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.metadata.is_none()
+    }
+}
+
+/// Applies `POST /v1/sessions/{id}` to the current spec.
+pub fn apply_update(
+    current: &SessionSpec,
+    req: SessionUpdate,
+) -> Result<(SessionSpec, SessionChanges), ApiError> {
+    if req.agent.as_ref().is_some_and(|a| !a.is_null()) {
+        return Err(ApiError::field(
+            "agent",
+            "changing a session's agent is not supported by Corral yet",
+        ));
+    }
+    if req.budget.as_ref().is_some_and(|b| !b.is_null()) {
+        return Err(ApiError::field(
+            "budget",
+            "a budget cannot be added to a session created without one",
+        )
+        .with_code("budget_create_only"));
+    }
+    if req.vault_ids.is_some() {
+        return Err(ApiError::field("vault_ids", "cannot be changed after create"));
+    }
+    let mut spec = current.clone();
+    let mut changes = SessionChanges::default();
+    if let Some(title) = req.title
+        && title != spec.title
+    {
+        spec.title = title.clone();
+        changes.title = Some(title);
+    }
+    if let Some(patch) = &req.metadata {
+        let metadata = patch_metadata(&spec.metadata, patch, false);
+        check_metadata(&metadata)?;
+        if metadata != spec.metadata {
+            spec.metadata = metadata.clone();
+            changes.metadata = Some(metadata);
+        }
+    }
+    Ok((spec, changes))
+}
+
+/// The session's `agent` snapshot: the agent's definition at the version the session runs. `spec` is `None` when
+/// that version can no longer be read (the agent was deleted).
+pub fn session_agent(agent_id: &str, version: i64, spec: Option<&AgentSpec>) -> Value {
+    let mut out = Map::new();
+    out.insert("type".into(), json!("agent"));
+    out.insert("id".into(), json!(agent_id));
+    out.insert("version".into(), json!(version));
+    match spec {
+        Some(spec) => out.extend(definition(agent_id, spec)),
+        None => {
+            out.insert("name".into(), json!(agent_id));
+            out.insert("model".into(), json!({ "id": "unknown" }));
+            out.insert("tools".into(), json!([]));
+            out.insert("mcp_servers".into(), json!([]));
+            out.insert("skills".into(), json!([]));
+            out.insert("execution_identity".into(), json!({ "type": "service_account" }));
+        }
+    }
+    Value::Object(out)
+}
+
+/// The API's Session object. `agent` is the snapshot from [`session_agent`]; `now` computes `duration_seconds`.
+pub fn session_object(session: &Session, agent: Value, now: jiff::Timestamp) -> Value {
+    let spec = &session.spec;
+    let status = session.status.clone().unwrap_or_default();
+    let created = created_at(&session.metadata);
+    let updated = time(updated_at(&session.metadata));
+    let phase = status.phase.unwrap_or_default();
+    let end = match (phase, status.last_event_time.as_deref()) {
+        (corral_api::session::SessionPhase::Terminated, Some(t)) => t.parse().unwrap_or(now),
+        _ => now,
+    };
+    let duration = end.duration_since(created).as_secs_f64().max(0.0);
+    let mut stats = json!({ "duration_seconds": (duration * 1000.0).round() / 1000.0 });
+    if let Some(active) = status.active_seconds {
+        stats["active_seconds"] = json!(active);
+    }
+    let mut usage = json!({});
+    if let Some(u) = &status.usage {
+        usage = json!({
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            "cache_creation_input_tokens": u.cache_creation_input_tokens,
+            "cache_creation": { "ephemeral_5m_input_tokens": u.cache_creation_input_tokens },
+        });
+    }
+    if let Some(active) = status.active_seconds {
+        usage["active_seconds"] = json!(active);
+    }
+    let session_id = id(&session.metadata);
+    let resources: Vec<Value> = spec
+        .resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| resource_object(&session_id, i, r, &time(created), &updated))
+        .collect();
+    json!({
+        "id": session_id,
+        "type": "session",
+        "status": phase.as_str(),
+        "agent": agent,
+        "environment_id": spec.environment_ref.name,
+        "title": spec.title,
+        "metadata": spec.metadata,
+        "resources": resources,
+        "vault_ids": spec.vault_refs.iter().map(|v| v.name.clone()).collect::<Vec<_>>(),
+        "outcome_evaluations": [],
+        "stats": stats,
+        "usage": usage,
+        "budget": null,
+        "deployment_id": null,
+        "created_at": time(created),
+        "updated_at": updated,
+        "archived_at": archived_at(&session.metadata),
+    })
+}
+
+fn resource_object(session: &str, i: usize, r: &SessionResource, created: &str, updated: &str) -> Value {
+    let id = format!("{session}-r{i}");
+    match r.kind {
+        SessionResourceType::GithubRepository => {
+            let url = r.url.clone().unwrap_or_default();
+            let repo = url
+                .trim_end_matches('/')
+                .trim_end_matches(".git")
+                .rsplit('/')
+                .next()
+                .unwrap_or("repo")
+                .to_owned();
+            json!({
+                "id": id,
+                "type": "github_repository",
+                "url": url,
+                "mount_path": r.mount_path.clone().unwrap_or_else(|| format!("/workspace/{repo}")),
+                "checkout": r.checkout.as_ref().map(|c| match c.kind {
+                    CheckoutType::Branch => json!({ "type": "branch", "name": c.name }),
+                    CheckoutType::Commit => json!({ "type": "commit", "sha": c.sha }),
+                }),
+                "authorization_secret_ref": r.authorization_secret_ref.as_ref().map(|s| json!({ "name": s.name, "key": s.key })),
+                "created_at": created,
+                "updated_at": updated,
+            })
+        }
+        SessionResourceType::File => {
+            let file_id = r.file_id.clone().unwrap_or_default();
+            json!({
+                "id": id,
+                "type": "file",
+                "file_id": file_id,
+                "mount_path": r.mount_path.clone().unwrap_or_else(|| format!("/mnt/session/uploads/{file_id}")),
+                "created_at": created,
+                "updated_at": updated,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use corral_api::session::{SessionPhase, SessionStatus, Usage};
+
+    use super::*;
+    use crate::body::parse;
+
+    fn create(body: Value) -> Result<SessionSpec, ApiError> {
+        spec_from_create(&parse::<SessionCreate>(body.to_string().as_bytes())?, 2)
+    }
+
+    #[test]
+    fn agent_may_be_an_id_or_an_object() {
+        let a: AgentRefParam = serde_json::from_value(json!("agent-1")).unwrap();
+        assert_eq!(
+            a,
+            AgentRefParam {
+                id: "agent-1".into(),
+                version: None
+            }
+        );
+        let a: AgentRefParam =
+            serde_json::from_value(json!({ "type": "agent", "id": "agent-1", "version": 3 })).unwrap();
+        assert_eq!(a.version, Some(3));
+        let err = parse::<SessionCreate>(
+            br#"{"agent":{"type":"agent_with_overrides","id":"a"},"environment_id":"e"}"#,
+        )
+        .unwrap_err();
+        assert!(err.message.starts_with("agent:"), "{}", err.message);
+        let err = parse::<SessionCreate>(br#"{"agent":"a"}"#).unwrap_err();
+        assert!(err.message.contains("environment_id"), "{}", err.message);
+    }
+
+    #[test]
+    fn create_maps_every_field() {
+        let spec = create(json!({
+            "agent": "agent-1", "environment_id": "env-1", "title": "t", "metadata": { "k": "v" },
+            "vault_ids": ["v1"],
+            "resources": [
+                { "type": "github_repository", "url": "https://github.com/o/r.git", "checkout": { "type": "branch", "name": "main" } },
+                { "type": "file", "file_id": "file_1", "mount_path": "/data/x" }
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            spec.agent,
+            SessionAgentRef {
+                name: "agent-1".into(),
+                version: Some(2)
+            }
+        );
+        assert_eq!(spec.environment_ref.name, "env-1");
+        assert_eq!(spec.vault_refs[0].name, "v1");
+        assert_eq!(
+            spec.resources[0].checkout.as_ref().unwrap().name.as_deref(),
+            Some("main")
+        );
+        let mut s = Session::new("sesn-1", spec);
+        s.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-05-01T10:00:00Z".parse().unwrap(),
+        ));
+        let obj = session_object(
+            &s,
+            session_agent("agent-1", 2, None),
+            "2026-05-01T10:00:05Z".parse().unwrap(),
+        );
+        assert_eq!(obj["status"], "idle", "new sessions start idle");
+        assert_eq!(obj["stats"]["duration_seconds"], 5.0);
+        assert_eq!(obj["usage"], json!({}));
+        assert_eq!(obj["resources"][0]["mount_path"], "/workspace/r");
+        assert_eq!(
+            obj["resources"][0]["checkout"],
+            json!({ "type": "branch", "name": "main" })
+        );
+        assert_eq!(obj["resources"][1]["mount_path"], "/data/x");
+        assert_eq!(obj["vault_ids"], json!(["v1"]));
+        assert_eq!(obj["agent"]["version"], 2);
+        for f in [
+            "id",
+            "type",
+            "status",
+            "agent",
+            "environment_id",
+            "metadata",
+            "resources",
+            "vault_ids",
+            "outcome_evaluations",
+            "stats",
+            "usage",
+            "created_at",
+            "updated_at",
+        ] {
+            assert!(!obj[f].is_null(), "{f}");
+        }
+    }
+
+    #[test]
+    fn status_and_usage_come_from_the_session_status() {
+        let mut s = Session::new(
+            "sesn-1",
+            create(json!({ "agent": "a", "environment_id": "e" })).unwrap(),
+        );
+        s.status = Some(SessionStatus {
+            phase: Some(SessionPhase::Running),
+            usage: Some(Usage {
+                input_tokens: 10,
+                output_tokens: 5,
+                cache_read_input_tokens: 2,
+                cache_creation_input_tokens: 1,
+            }),
+            active_seconds: Some(1.5),
+            ..Default::default()
+        });
+        let obj = session_object(&s, json!({}), jiff::Timestamp::now());
+        assert_eq!(obj["status"], "running");
+        assert_eq!(obj["usage"]["input_tokens"], 10);
+        assert_eq!(obj["usage"]["cache_creation"]["ephemeral_5m_input_tokens"], 1);
+        assert_eq!(obj["stats"]["active_seconds"], 1.5);
+    }
+
+    #[test]
+    fn invalid_input_names_the_field() {
+        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "file", "file_id": "f", "mount_path": "rel" }] })).unwrap_err();
+        assert!(
+            err.message.starts_with("resources[0].mount_path:"),
+            "{}",
+            err.message
+        );
+        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y", "authorization_token": "t" }] })).unwrap_err();
+        assert!(
+            err.message.starts_with("resources[0].authorization_token:"),
+            "{}",
+            err.message
+        );
+        let err = create(json!({ "agent": "a", "environment_id": "e", "budget": { "type": "limit" } }))
+            .unwrap_err();
+        assert!(err.message.starts_with("budget:"), "{}", err.message);
+        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "memory_store", "memory_store_id": "m" }] })).unwrap_err();
+        assert!(err.message.starts_with("resources[0]"), "{}", err.message);
+    }
+
+    #[test]
+    fn update_reports_what_changed() {
+        let spec =
+            create(json!({ "agent": "a", "environment_id": "e", "title": "t", "metadata": { "k": "v" } }))
+                .unwrap();
+        let upd = |b: Value| apply_update(&spec, parse(b.to_string().as_bytes()).unwrap());
+        let (_, changes) = upd(json!({ "title": "t" })).unwrap();
+        assert!(changes.is_empty());
+        let (s, changes) = upd(json!({ "title": null, "metadata": { "k": null, "n": "1" } })).unwrap();
+        assert_eq!(s.title, None);
+        assert_eq!(changes.title, Some(None));
+        assert_eq!(changes.metadata, Some([("n".to_owned(), "1".to_owned())].into()));
+        assert!(
+            upd(json!({ "vault_ids": [] }))
+                .unwrap_err()
+                .message
+                .starts_with("vault_ids:")
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! `GET /v1/sessions/{id}/events/stream`: the session's events as Server-Sent Events.
+//!
+//! Each message is `event: <type>`, `id: <cursor>`, `data: <event JSON>`. Idle streams get `event: ping` every
+//! keep-alive interval. The stream stays open across turns and ends after `session.status_terminated` or
+//! `session.deleted`. A client that reconnects with `Last-Event-ID: <cursor>` (or `?after=<cursor>`) receives every
+//! event after that cursor exactly once, in log order; without one, the stream starts with the next event. On
+//! shutdown the stream ends with a `: shutting down` comment line.
+
+use std::time::Duration;
+
+use axum::{
+    Extension,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, HeaderValue},
+    response::{
+        IntoResponse, Response,
+        sse::{Event as SseEvent, KeepAlive, Sse},
+    },
+};
+use corral_api::Session;
+use corral_session::{Cursor, StoredEvent};
+use futures::Stream;
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::objects::{self, api};
+use crate::{
+    auth::Tenant,
+    error::{ApiError, ApiResult},
+    query::Query,
+    request_id,
+    state::AppState,
+};
+
+/// Event types after which a stream ends.
+pub const TERMINAL_TYPES: [&str; 2] = ["session.status_terminated", "session.deleted"];
+
+/// Decrements the SSE clients gauge when the stream is dropped (client gone or stream ended).
+struct ClientGuard(Gauge);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn sse_event(event: &StoredEvent) -> SseEvent {
+    let data = serde_json::to_string(&event.event).unwrap_or_else(|_| "{}".to_owned());
+    SseEvent::default()
+        .event(event.event.type_name())
+        .id(event.cursor.to_string())
+        .data(data)
+}
+
+/// The resume point: `Last-Event-ID`, else `?after=`.
+fn resume_cursor(headers: &HeaderMap, query: &Query) -> ApiResult<Option<Cursor>> {
+    let header = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    match (header, query.get("after").filter(|v| !v.is_empty())) {
+        (Some(v), _) => v.parse().map(Some).map_err(|_| {
+            ApiError::field(
+                "Last-Event-ID",
+                format!("{v:?} is not an event cursor from this stream"),
+            )
+        }),
+        (None, Some(v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::field("after", format!("{v:?} is not an event cursor"))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `GET /v1/sessions/{session_id}/events/stream`.
+pub async fn stream(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let query = Query::parse(query.as_deref());
+    let after = resume_cursor(&headers, &query)?;
+    objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
+    let follower = state.log.session(&tenant.namespace, &id).follow(after).await?;
+    state.metrics.sse_clients.inc();
+    let guard = ClientGuard(state.metrics.sse_clients.clone());
+    let events = events(state.clone(), follower, guard);
+    let keep_alive = KeepAlive::new()
+        .interval(state.settings.keep_alive)
+        .event(SseEvent::default().event("ping").data("{}"));
+    let mut response = Sse::new(events).keep_alive(keep_alive).into_response();
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+fn events(
+    state: AppState,
+    mut follower: corral_session::Follower,
+    guard: ClientGuard,
+) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> + Send + 'static {
+    async_stream::stream! {
+        let _guard = guard;
+        let shutdown = state.shutdown.clone();
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    yield Ok(SseEvent::default().comment("shutting down"));
+                    break;
+                }
+                next = follower.next() => match next {
+                    Ok(event) => {
+                        failures = 0;
+                        state.metrics.sse_events.inc();
+                        let terminal = TERMINAL_TYPES.contains(&event.event.type_name());
+                        yield Ok(sse_event(&event));
+                        if terminal {
+                            break;
+                        }
+                    }
+                    Err(err) if err.is_transient() && failures < 5 => {
+                        // The follower reconnects on its next call and resumes after the last event it returned.
+                        failures += 1;
+                        tracing::warn!(error = %err, attempt = failures, "session log follow failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(1u32 << failures))).await;
+                    }
+                    Err(err) => {
+                        let error = ApiError::from(err);
+                        let body = error.body(&request_id::new_id()).to_string();
+                        yield Ok(SseEvent::default().event("error").data(body));
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The application: routes, layers, and serving with graceful shutdown.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderValue, header},
+    middleware,
+    response::IntoResponse,
+    routing::get,
+};
+use corral_runtime::health::{HealthServer, Readiness};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::{self, KeyIndex},
+    error::ApiError,
+    metrics::{self, Metrics},
+    ratelimit::Limiter,
+    request_id, routes,
+    state::{AppState, Settings},
+};
+
+/// The OpenAPI description of what the gateway serves.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))],
+        OPENAPI_YAML,
+    )
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::for_status(axum::http::StatusCode::NOT_FOUND)
+}
+
+/// The whole application: `/v1/*` behind API keys and rate limits, `/v1/openapi.yaml`, `/metrics`, `/healthz`,
+/// `/readyz`; every response with a `request-id`, every error in the API's envelope.
+pub fn router(state: AppState, readiness: Readiness) -> Router {
+    let api = routes::v1()
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
+    let health = HealthServer::new(state.metrics.registry.clone(), readiness).router();
+    Router::new()
+        .merge(api)
+        .route("/v1/openapi.yaml", get(openapi))
+        .fallback(unknown_route)
+        .with_state(state.clone())
+        .merge(health)
+        .layer(middleware::from_fn_with_state(state, metrics::record))
+        .layer(middleware::from_fn(request_id::assign))
+}
+
+/// Builds the shared state.
+pub fn state(
+    kube: kube::Client,
+    log: corral_session::Store,
+    keys: KeyIndex,
+    limiter: Limiter,
+    settings: Settings,
+) -> AppState {
+    AppState {
+        kube,
+        log,
+        keys,
+        limiter,
+        metrics: Metrics::new(),
+        shutdown: CancellationToken::new(),
+        settings: Arc::new(settings),
+    }
+}
+
+/// Serves `app` on `listener` until `stop` completes; then ends the SSE streams (each gets a final comment line)
+/// and waits for in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    readiness: Readiness,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    let shutdown = state.shutdown.clone();
+    let limiter = state.limiter.clone();
+    let shrink = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limiter.shrink();
+        }
+    });
+    let app = router(state, readiness.clone());
+    tracing::info!(%addr, "serving the API");
+    let graceful = {
+        let shutdown = shutdown.clone();
+        async move {
+            stop.await;
+            readiness.set(false);
+            shutdown.cancel();
+        }
+    };
+    let result = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
+    shrink.abort();
+    result.map_err(Into::into)
+}

@@ -1,0 +1,44 @@
+//! What every handler shares.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{auth::KeyIndex, metrics::Metrics, ratelimit::Limiter};
+
+/// Settings of a running gateway.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often an idle SSE stream gets a keep-alive ping.
+    pub keep_alive: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            max_body_bytes: 32 << 20,
+        }
+    }
+}
+
+/// The state shared by every request. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The Kubernetes API.
+    pub kube: kube::Client,
+    /// The session logs.
+    pub log: corral_session::Store,
+    /// Valid API keys and their tenants.
+    pub keys: KeyIndex,
+    /// Per-key rate limits.
+    pub limiter: Limiter,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Cancelled when the gateway shuts down: SSE streams end cleanly.
+    pub shutdown: CancellationToken,
+    /// Settings.
+    pub settings: Arc<Settings>,
+}
