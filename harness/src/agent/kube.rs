@@ -1,0 +1,116 @@
+//! Agents from the Kubernetes API: the Session names its agent and pinned version; the version's spec is the
+//! Agent's ControllerRevision `<agent>-v<version>`; the provider's key and script come from the referenced Secret
+//! and ConfigMap. Built providers are cached per agent version for a minute, so keys rotate without a restart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use corral_api::{Agent, Session, revision};
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
+
+use super::manifest::secret_value;
+use super::source::{AgentFuture, AgentSource, LoadError};
+use super::ResolvedAgent;
+use crate::providers::{self, ApiKey, ProviderInputs};
+
+/// How long a built agent is reused.
+const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Loads agents through the Kubernetes API.
+#[derive(Clone)]
+pub struct KubeAgentSource {
+    client: Client,
+    cache: Arc<Mutex<HashMap<(String, String, i64), (Instant, Arc<ResolvedAgent>)>>>,
+}
+
+impl std::fmt::Debug for KubeAgentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeAgentSource").finish_non_exhaustive()
+    }
+}
+
+fn api_error(err: kube::Error) -> LoadError {
+    match &err {
+        kube::Error::Api(status) if status.code == 404 => LoadError::Invalid(err.to_string()),
+        _ => LoadError::Unavailable(err.to_string()),
+    }
+}
+
+impl KubeAgentSource {
+    /// A source using `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            cache: Arc::default(),
+        }
+    }
+
+    async fn load_inner(&self, namespace: &str, session: &str) -> Result<Arc<ResolvedAgent>, LoadError> {
+        let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
+        let session_obj = sessions
+            .get_opt(session)
+            .await
+            .map_err(api_error)?
+            .ok_or_else(|| LoadError::NoSession(session.to_owned()))?;
+        let agent_name = session_obj.spec.agent.name.clone();
+        let version = session_obj.effective_agent_version();
+        let key = (namespace.to_owned(), agent_name.clone(), version.unwrap_or(0));
+        if let Some((at, agent)) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(agent.clone());
+        }
+        let spec = match version {
+            Some(version) => {
+                let revisions: Api<ControllerRevision> = Api::namespaced(self.client.clone(), namespace);
+                let name = revision::revision_name(&agent_name, version);
+                let rev = revisions.get(&name).await.map_err(api_error)?;
+                revision::parse_revision(&rev)
+                    .ok_or_else(|| LoadError::Invalid(format!("agent revision {name} does not parse")))?
+                    .spec
+            }
+            None => {
+                let agents: Api<Agent> = Api::namespaced(self.client.clone(), namespace);
+                agents.get(&agent_name).await.map_err(api_error)?.spec
+            }
+        };
+        let provider_config = &spec.model.provider;
+        let mut inputs = ProviderInputs::default();
+        if let Some(reference) = &provider_config.api_key_secret_ref {
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            let secret = secrets.get(&reference.name).await.map_err(api_error)?;
+            let key = secret_value(&secret, &reference.key).ok_or_else(|| {
+                LoadError::Invalid(format!("Secret {} has no key {}", reference.name, reference.key))
+            })?;
+            inputs.api_key = Some(ApiKey::new(key));
+        }
+        if let Some(reference) = &provider_config.script_ref {
+            let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+            let map = maps.get(&reference.name).await.map_err(api_error)?;
+            let script = map
+                .data
+                .as_ref()
+                .and_then(|d| d.get(&reference.key))
+                .ok_or_else(|| {
+                    LoadError::Invalid(format!("ConfigMap {} has no key {}", reference.name, reference.key))
+                })?;
+            inputs.script = Some(script.clone());
+        }
+        let provider = providers::build(provider_config, inputs)?;
+        let agent = Arc::new(ResolvedAgent::new(agent_name, spec, provider));
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, (Instant::now(), agent.clone()));
+        Ok(agent)
+    }
+}
+
+impl AgentSource for KubeAgentSource {
+    fn load<'a>(&'a self, namespace: &'a str, session: &'a str) -> AgentFuture<'a> {
+        Box::pin(self.load_inner(namespace, session))
+    }
+}

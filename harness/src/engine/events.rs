@@ -1,0 +1,108 @@
+//! Constructors of the events the harness appends.
+
+use corral_api::events::{
+    AgentToolResult, ContentBlock, Empty, EventBody, EventId, ModelUsage, RetryStatus, SessionError,
+    SessionErrorInfo, SessionStatusIdle, SessionUsage, SpanModelRequestEnd, StopReason, Usage,
+};
+use corral_session::NewEvent;
+use serde_json::Value;
+
+use crate::log::hidden::{fields, with_hidden};
+
+/// What a model request is for (`corral.purpose` of its `span.model_request_start`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// The agent's reply.
+    Reply,
+    /// Summarising older turns.
+    Compaction,
+}
+
+impl Purpose {
+    /// The stored value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reply => "reply",
+            Self::Compaction => "compaction",
+        }
+    }
+}
+
+/// `session.status_running`.
+pub fn running() -> NewEvent {
+    EventBody::SessionStatusRunning(Empty {}).into()
+}
+
+/// `session.status_rescheduled`.
+pub fn rescheduled() -> NewEvent {
+    EventBody::SessionStatusRescheduled(Empty {}).into()
+}
+
+/// `session.status_idle` with `stop_reason`.
+pub fn idle(stop_reason: StopReason) -> NewEvent {
+    EventBody::SessionStatusIdle(SessionStatusIdle {
+        stop_reason,
+        stop_details: None,
+    })
+    .into()
+}
+
+/// `span.model_request_start` for `purpose`.
+pub fn span_start(purpose: Purpose) -> NewEvent {
+    let body = EventBody::SpanModelRequestStart(Empty {});
+    match purpose {
+        Purpose::Reply => body.into(),
+        Purpose::Compaction => with_hidden(body, fields([("purpose", purpose.as_str().into())])).into(),
+    }
+}
+
+/// `span.model_request_end` closing `start`, with the model's stop reason kept privately.
+pub fn span_end(start: &EventId, usage: ModelUsage, error: bool, stop: Option<&str>) -> NewEvent {
+    let body = EventBody::SpanModelRequestEnd(SpanModelRequestEnd {
+        model_request_start_id: start.to_string(),
+        model_usage: usage,
+        is_error: error.then_some(true),
+    });
+    with_hidden(body, fields([("stop_reason", stop.map_or(Value::Null, Value::from))])).into()
+}
+
+/// `session.usage` with the cumulative usage.
+pub fn usage(usage: Usage) -> NewEvent {
+    EventBody::SessionUsage(SessionUsage { usage, budget: None }).into()
+}
+
+/// `session.error`.
+pub fn error(kind: &str, message: impl Into<String>, retry: RetryStatus) -> NewEvent {
+    EventBody::SessionError(SessionError {
+        error: SessionErrorInfo::new(kind, message, retry),
+    })
+    .into()
+}
+
+/// `agent.tool_result` answering `tool_use_id`.
+pub fn tool_result(tool_use_id: &EventId, content: Vec<ContentBlock>, is_error: bool) -> NewEvent {
+    EventBody::AgentToolResult(AgentToolResult {
+        tool_use_id: tool_use_id.to_string(),
+        content: Some(content),
+        is_error: Some(is_error),
+        session_thread_id: None,
+    })
+    .into()
+}
+
+/// An error `agent.tool_result` with one text block.
+pub fn tool_error(tool_use_id: &EventId, text: impl Into<String>) -> NewEvent {
+    tool_result(tool_use_id, vec![ContentBlock::text(text)], true)
+}
+
+/// What the model reads for a built-in call that has no result because the harness stopped while it ran.
+pub const INTERRUPTED_BY_RESTART: &str = "This tool call was interrupted: the agent's runtime restarted while the \
+     call was in progress, so it may have run partly or not at all. It was NOT run again. Check its effects before \
+     relying on them, and call the tool again if needed.";
+
+/// What the model reads for a call that the user's interrupt stopped.
+pub const INTERRUPTED_BY_USER: &str =
+    "This tool call was interrupted by the user and may have run partly or not at all. It was not run again.";
+
+/// What the model reads for a call that the user's interrupt stopped before it started.
+pub const NOT_RUN_INTERRUPT: &str = "This tool call was not run: the user interrupted the turn first.";

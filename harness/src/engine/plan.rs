@@ -1,0 +1,150 @@
+//! Deciding the next step of a session from its [`Scan`]: pure, so every rule is unit-tested without Redis.
+
+use std::collections::HashSet;
+
+use corral_api::events::{EventId, Permission, RetryStatus, StopReason, error_types};
+use corral_session::NewEvent;
+
+use super::events;
+use super::scan::{OpenSpan, Scan, Status, ToolUse, UseKind};
+
+/// The next thing to do.
+#[derive(Debug)]
+pub enum Step {
+    /// Append these events (in one atomic batch); afterwards the tool uses in `arm` may run in this process.
+    Append {
+        /// The events.
+        events: Vec<NewEvent>,
+        /// Tool uses this append authorises (confirmed calls picked up now).
+        arm: Vec<EventId>,
+    },
+    /// Call the model: under the open span `span`, or under a new one.
+    Model {
+        /// The open span to finish, or `None` to start one.
+        span: Option<OpenSpan>,
+        /// Failed attempts so far in this turn (for the backoff before retrying).
+        failed_attempts: u32,
+    },
+    /// Run one built-in tool call.
+    RunTool(ToolUse),
+    /// Nothing to do until a client event comes.
+    Done,
+}
+
+/// Limits of a turn.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Model requests per turn before the turn ends with `tool_use_limit_reached_error`.
+    pub max_model_calls: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_model_calls: 200 }
+    }
+}
+
+fn append(events: Vec<NewEvent>) -> Step {
+    Step::Append {
+        events,
+        arm: Vec::new(),
+    }
+}
+
+/// Decides the next step. `armed` holds the tool uses this process authorised and has not run yet.
+pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
+    if scan.interrupt {
+        return append(interrupt(scan, armed));
+    }
+    if let Some(span) = &scan.open_span {
+        return Step::Model {
+            span: Some(span.clone()),
+            failed_attempts: scan.failed_attempts,
+        };
+    }
+    let mut blocking = Vec::new();
+    let mut arm = Vec::new();
+    for tool in scan.tool_uses.iter().filter(|t| !t.resolved) {
+        match (tool.kind, &tool.confirmation) {
+            (UseKind::Custom, _) | (UseKind::Builtin(Permission::Ask), None) => blocking.push(tool.id.to_string()),
+            (UseKind::Builtin(Permission::Ask), Some((false, message))) => {
+                let text = match message {
+                    Some(m) => format!("The user denied this tool call: {m}"),
+                    None => "The user denied this tool call.".to_owned(),
+                };
+                return append(vec![events::tool_error(&tool.id, text)]);
+            }
+            (UseKind::Builtin(Permission::Ask), Some((true, _))) if !armed.contains(&tool.id) && !tool.picked_up => {
+                arm.push(tool.id.clone());
+            }
+            (UseKind::Builtin(Permission::Deny), _) => {
+                return append(vec![events::tool_error(&tool.id, "This tool is not available to the agent.")]);
+            }
+            (UseKind::Builtin(_), _) => {
+                if armed.contains(&tool.id) {
+                    return Step::RunTool(tool.clone());
+                }
+                return append(vec![events::tool_error(&tool.id, events::INTERRUPTED_BY_RESTART)]);
+            }
+        }
+    }
+    if !arm.is_empty() {
+        return Step::Append {
+            events: vec![events::running()],
+            arm,
+        };
+    }
+    if !blocking.is_empty() {
+        if scan.status == (Status::Idle { requires: Some(blocking.clone()) }) {
+            return Step::Done;
+        }
+        return append(vec![events::idle(StopReason::RequiresAction { event_ids: blocking })]);
+    }
+    if scan.followup || scan.pending_input || scan.retry_pending {
+        if scan.status != Status::Running {
+            return append(vec![events::running()]);
+        }
+        if scan.model_calls >= limits.max_model_calls {
+            return append(vec![
+                events::error(
+                    error_types::TOOL_USE_LIMIT_REACHED,
+                    format!("the turn reached its limit of {} model requests", limits.max_model_calls),
+                    RetryStatus::Exhausted,
+                ),
+                events::idle(StopReason::RetriesExhausted),
+            ]);
+        }
+        return Step::Model {
+            span: None,
+            failed_attempts: scan.failed_attempts,
+        };
+    }
+    if matches!(scan.status, Status::Running | Status::Rescheduled) {
+        let stop = match scan.reply_stop.as_deref() {
+            Some("refusal") => StopReason::Refusal,
+            _ => StopReason::EndTurn,
+        };
+        return append(vec![events::idle(stop)]);
+    }
+    Step::Done
+}
+
+/// The events that end an interrupted turn: the open model request closed as failed, an error result for every
+/// built-in call without one, and an `end_turn` idle.
+fn interrupt(scan: &Scan, armed: &HashSet<EventId>) -> Vec<NewEvent> {
+    let mut out = Vec::new();
+    if let Some(span) = &scan.open_span {
+        out.push(events::span_end(&span.id, Default::default(), true, None));
+    }
+    for tool in scan.tool_uses.iter().filter(|t| !t.resolved) {
+        if let UseKind::Builtin(permission) = tool.kind {
+            let started = armed.contains(&tool.id)
+                || (permission == Permission::Allow)
+                || matches!(tool.confirmation, Some((true, _)) if tool.picked_up);
+            let text = if started { events::INTERRUPTED_BY_USER } else { events::NOT_RUN_INTERRUPT };
+            out.push(events::tool_error(&tool.id, text));
+        }
+    }
+    out.push(events::idle(StopReason::EndTurn));
+    out
+}

@@ -1,0 +1,475 @@
+//! The engine's I/O loop: refresh the log, plan, act, append; until the plan says there is nothing to do.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_api::events::{
+    AgentCustomToolUse, AgentMessage, AgentToolUse, ContentBlock, Empty, EventBody, EventId, ModelUsage,
+    Permission, RetryStatus, StopReason, Usage,
+};
+use corral_session::{Error as LogError, FencingToken, NewEvent, Store};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::events::{self, Purpose};
+use super::plan::{Limits, Step, plan};
+use super::scan::{OpenSpan, Scan, ToolUse, scan};
+use super::watch::InterruptWatch;
+use super::{compaction, context};
+use crate::agent::{ResolvedAgent, ToolKind};
+use crate::log::LogView;
+use crate::log::hidden::{fields, with_hidden};
+use crate::metrics::Metrics;
+use crate::providers::{self, Block, ProviderError, StopReason as ModelStop, ToolInput, Turn};
+use crate::status::{StatusSink, compute};
+use crate::tools::{ToolCall, ToolRunner};
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Turn limits.
+    pub limits: Limits,
+    /// Model requests tried per failing call (the provider's own HTTP retries come on top).
+    pub max_attempts: u32,
+    /// Wait before the first retry of a failed call; doubled each time.
+    pub retry_base: Duration,
+    /// Longest wait between retries.
+    pub retry_max: Duration,
+    /// Compact the context when it is estimated above this many tokens; never when `None`.
+    pub compaction_budget: Option<u64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_attempts: 3,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(30),
+            compaction_budget: Some(150_000),
+        }
+    }
+}
+
+/// How a session run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing left to do: the session is idle (or waits for the client).
+    Idle,
+    /// Another writer took the session over (fenced): this run wrote nothing more.
+    Lost,
+    /// Stopped because `cancel` fired (shutdown or lease loss); the log is consistent, the turn may be unfinished.
+    Cancelled,
+    /// The session log failed (Redis unreachable or slow); the turn may be unfinished. Retry later.
+    Failed(String),
+}
+
+/// The turn engine. One per process, shared by every session it works on.
+pub struct Engine {
+    store: Store,
+    tools: Arc<dyn ToolRunner>,
+    status: Arc<dyn StatusSink>,
+    config: EngineConfig,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Why a step stopped the run.
+enum Stop {
+    Outcome(Outcome),
+}
+
+impl From<LogError> for Stop {
+    fn from(err: LogError) -> Self {
+        match err {
+            LogError::Fenced { .. } | LogError::LeaseLost { .. } => Stop::Outcome(Outcome::Lost),
+            other => Stop::Outcome(Outcome::Failed(other.to_string())),
+        }
+    }
+}
+
+/// One session's run: what the steps share.
+struct Run<'a> {
+    engine: &'a Engine,
+    namespace: &'a str,
+    session: &'a str,
+    agent: &'a ResolvedAgent,
+    token: FencingToken,
+    cancel: &'a CancellationToken,
+    view: LogView,
+    armed: HashSet<EventId>,
+    interrupts: InterruptWatch,
+    report_status: bool,
+    skip_compaction: bool,
+}
+
+impl Engine {
+    /// An engine appending to `store`, running tools with `tools` and reporting status to `status`.
+    pub fn new(
+        store: Store,
+        tools: Arc<dyn ToolRunner>,
+        status: Arc<dyn StatusSink>,
+        config: EngineConfig,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            store,
+            tools,
+            status,
+            config,
+            metrics,
+        }
+    }
+
+    /// Works on `session` as the holder of fencing token `token` until nothing is left to do, the session is taken
+    /// over, the log fails, or `cancel` fires.
+    pub async fn run(
+        &self,
+        namespace: &str,
+        session: &str,
+        agent: &ResolvedAgent,
+        token: FencingToken,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let mut view = LogView::new(&self.store, namespace, session);
+        if let Err(err) = view.refresh().await {
+            return Outcome::Failed(err.to_string());
+        }
+        let interrupts = InterruptWatch::start(self.store.session(namespace, session), view.last_cursor());
+        let mut run = Run {
+            engine: self,
+            namespace,
+            session,
+            agent,
+            token,
+            cancel,
+            view,
+            armed: HashSet::new(),
+            interrupts,
+            report_status: false,
+            skip_compaction: false,
+        };
+        match run.run().await {
+            Ok(()) => Outcome::Idle,
+            Err(Stop::Outcome(outcome)) => outcome,
+        }
+    }
+}
+
+impl Run<'_> {
+    async fn run(&mut self) -> Result<(), Stop> {
+        loop {
+            if self.cancel.is_cancelled() {
+                return Err(Stop::Outcome(Outcome::Cancelled));
+            }
+            if self.report_status {
+                self.report_status = false;
+                let fields = compute(self.view.entries());
+                self.engine.status.report(self.namespace, self.session, fields).await;
+            }
+            let scan = scan(self.view.entries(), &self.agent.tools);
+            match plan(&scan, &self.armed, &self.engine.config.limits) {
+                Step::Done => return Ok(()),
+                Step::Append { events, arm } => {
+                    self.append(events).await?;
+                    self.armed.extend(arm);
+                }
+                Step::Model {
+                    span: Some(span),
+                    failed_attempts,
+                } => self.model_call(&scan, span, failed_attempts).await?,
+                Step::Model {
+                    span: None,
+                    failed_attempts,
+                } => self.start_model_call(&scan, failed_attempts).await?,
+                Step::RunTool(tool) => self.run_tool(tool).await?,
+            }
+            self.view.refresh().await?;
+        }
+    }
+
+    async fn append(&mut self, events: Vec<NewEvent>) -> Result<(), Stop> {
+        let status_change = events.iter().any(|e| {
+            matches!(
+                e.body.type_name(),
+                "session.status_running" | "session.status_idle" | "session.status_rescheduled"
+            )
+        });
+        let n = events.len() as u64;
+        self.engine
+            .store
+            .session(self.namespace, self.session)
+            .append(self.token, events)
+            .await?;
+        self.engine.metrics.events_appended.inc_by(n);
+        self.report_status |= status_change;
+        Ok(())
+    }
+
+    /// Waits for `duration` unless an interrupt comes or the run is cancelled. Returns whether it waited it out.
+    async fn pause(&mut self, duration: Duration) -> Result<bool, Stop> {
+        let seen = self.view.last_cursor();
+        tokio::select! {
+            () = tokio::time::sleep(duration) => Ok(true),
+            () = self.interrupts.wait_newer_than(seen) => Ok(false),
+            () = self.cancel.cancelled() => Err(Stop::Outcome(Outcome::Cancelled)),
+        }
+    }
+
+    /// Opens the span of the next model request: a compaction when the context is over budget, else the reply.
+    async fn start_model_call(&mut self, scan: &Scan, failed_attempts: u32) -> Result<(), Stop> {
+        if failed_attempts > 0 {
+            let config = &self.engine.config;
+            let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(16));
+            let wait = config.retry_base.saturating_mul(factor).min(config.retry_max);
+            if !self.pause(wait).await? {
+                return Ok(());
+            }
+        }
+        let purpose = if !self.skip_compaction
+            && compaction::cut(self.view.entries(), scan, self.agent, self.engine.config.compaction_budget)
+                .is_some()
+        {
+            Purpose::Compaction
+        } else {
+            Purpose::Reply
+        };
+        self.append(vec![events::span_start(purpose)]).await
+    }
+
+    /// Makes the model request of the open span `span` and appends its outcome.
+    async fn model_call(&mut self, scan: &Scan, span: OpenSpan, failed_attempts: u32) -> Result<(), Stop> {
+        let entries = self.view.entries();
+        let request = match span.purpose {
+            Purpose::Reply => context::build(entries, span.index, self.agent),
+            Purpose::Compaction => {
+                let cut = scan.turn_start.filter(|c| *c < span.index).unwrap_or(span.index);
+                compaction::request(entries, cut, self.agent)
+            }
+        };
+        let seen = self.view.last_cursor();
+        if self.interrupts.newer_than(seen) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let stream = self.agent.provider.stream(request);
+        let result = tokio::select! {
+            result = providers::collect(stream) => result,
+            () = self.interrupts.wait_newer_than(seen) => {
+                Metrics::count(&self.engine.metrics.model_requests, "interrupted");
+                return Ok(());
+            }
+            () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
+        };
+        self.engine.metrics.model_seconds.observe(started.elapsed().as_secs_f64());
+        match (span.purpose, result) {
+            (Purpose::Reply, Ok(turn)) => {
+                Metrics::count(&self.engine.metrics.model_requests, "ok");
+                let (batch, arm) = reply_events(&turn, self.agent, &span.id, &scan.usage);
+                self.append(batch).await?;
+                self.armed.extend(arm);
+            }
+            (Purpose::Compaction, Ok(turn)) => {
+                Metrics::count(&self.engine.metrics.model_requests, "ok");
+                let cut = scan.turn_start.filter(|c| *c < span.index).unwrap_or(span.index);
+                let first_kept = self.view.entries()[cut].id.clone();
+                let usage = model_usage(&turn);
+                self.append(vec![
+                    compaction::event(&turn.text(), &first_kept),
+                    events::span_end(&span.id, usage, false, Some(turn.stop_reason.as_str())),
+                ])
+                .await?;
+            }
+            (Purpose::Compaction, Err(err)) => {
+                Metrics::count(&self.engine.metrics.model_requests, "error");
+                tracing::warn!(session = self.session, error = %err, "compaction failed; continuing without it");
+                self.skip_compaction = true;
+                self.append(vec![events::span_end(&span.id, ModelUsage::default(), true, None)])
+                    .await?;
+            }
+            (Purpose::Reply, Err(err)) => {
+                Metrics::count(&self.engine.metrics.model_requests, "error");
+                let attempts = failed_attempts + 1;
+                let exhausted = !err.retryable || attempts >= self.engine.config.max_attempts;
+                self.append(failure_events(&span.id, &err, attempts, exhausted)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one armed built-in tool call and appends its result.
+    async fn run_tool(&mut self, tool: ToolUse) -> Result<(), Stop> {
+        let seen = self.view.last_cursor();
+        if self.interrupts.newer_than(seen) {
+            return Ok(());
+        }
+        let id = tool.id.to_string();
+        let call = ToolCall {
+            namespace: self.namespace,
+            session: self.session,
+            tool_use_id: &id,
+            name: &tool.name,
+            input: &tool.input,
+        };
+        let tools = self.engine.tools.clone();
+        let output = tokio::select! {
+            output = tools.execute(call) => output,
+            () = self.interrupts.wait_newer_than(seen) => {
+                Metrics::count(&self.engine.metrics.tool_calls, "interrupted");
+                return Ok(());
+            }
+            () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
+        };
+        Metrics::count(&self.engine.metrics.tool_calls, if output.is_error { "error" } else { "ok" });
+        self.append(vec![events::tool_result(&tool.id, output.content, output.is_error)])
+            .await?;
+        self.armed.remove(&tool.id);
+        Ok(())
+    }
+}
+
+fn model_usage(turn: &Turn) -> ModelUsage {
+    let usage = turn.usage.unwrap_or_default();
+    ModelUsage {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        cache_creation_input_tokens: usage.cache_creation_input_tokens,
+        cache_read_input_tokens: usage.cache_read_input_tokens,
+        speed: None,
+    }
+}
+
+/// The events recording a failed model request: the span closed as failed, the error, and either the turn's end
+/// (`retries_exhausted`) or `session.status_rescheduled`.
+fn failure_events(span: &EventId, err: &ProviderError, attempts: u32, exhausted: bool) -> Vec<NewEvent> {
+    let retry = if exhausted { RetryStatus::Exhausted } else { RetryStatus::Retrying };
+    let message = if exhausted {
+        format!("{} (after {attempts} attempts)", err.message)
+    } else {
+        format!("{} (attempt {attempts}; retrying)", err.message)
+    };
+    vec![
+        events::span_end(span, ModelUsage::default(), true, None),
+        events::error(err.kind.session_error_type(), message, retry),
+        if exhausted { events::idle(StopReason::RetriesExhausted) } else { events::rescheduled() },
+    ]
+}
+
+/// The batch recording a model reply, and the tool uses it authorises to run.
+pub fn reply_events(
+    turn: &Turn,
+    agent: &ResolvedAgent,
+    span: &EventId,
+    total_before: &ModelUsage,
+) -> (Vec<NewEvent>, Vec<EventId>) {
+    let mut batch: Vec<NewEvent> = Vec::new();
+    let mut arm = Vec::new();
+    let mut text: Vec<ContentBlock> = Vec::new();
+    let flush = |text: &mut Vec<ContentBlock>, batch: &mut Vec<NewEvent>| {
+        if !text.is_empty() {
+            batch.push(
+                EventBody::AgentMessage(AgentMessage {
+                    content: std::mem::take(text),
+                    session_thread_id: None,
+                })
+                .into(),
+            );
+        }
+    };
+    let cut_off = turn.stop_reason == ModelStop::MaxTokens;
+    for block in &turn.content {
+        match block {
+            Block::Text { text: t } => text.push(ContentBlock::text(t.clone())),
+            Block::Thinking { thinking, signature } => {
+                flush(&mut text, &mut batch);
+                let hidden = fields([
+                    ("thinking", thinking.clone().into()),
+                    ("signature", signature.clone().map_or(Value::Null, Value::from)),
+                ]);
+                batch.push(with_hidden(EventBody::AgentThinking(Empty {}), hidden).into());
+            }
+            Block::RedactedThinking { data } => {
+                flush(&mut text, &mut batch);
+                let hidden = fields([("redacted", data.clone().into())]);
+                batch.push(with_hidden(EventBody::AgentThinking(Empty {}), hidden).into());
+            }
+            Block::ToolUse { id, name, input } => {
+                flush(&mut text, &mut batch);
+                let invalid = turn.tool_calls.iter().find(|c| c.id == *id).and_then(|c| match &c.input {
+                    ToolInput::Invalid { error, .. } => Some(error.clone()),
+                    ToolInput::Valid(_) => None,
+                });
+                let event_id = EventId::generate();
+                let problem = match (&invalid, cut_off) {
+                    (Some(error), _) => Some(format!(
+                        "The tool input was not valid JSON ({error}); the call was not run. Send the call again \
+                         with valid JSON input."
+                    )),
+                    (None, true) => Some(
+                        "The reply was cut off at the output token limit, so this call may be incomplete; it was \
+                         not run."
+                            .to_owned(),
+                    ),
+                    (None, false) => None,
+                };
+                match agent.tools.kind(name) {
+                    ToolKind::Custom if problem.is_none() => {
+                        batch.push(NewEvent::with_id(
+                            event_id,
+                            EventBody::AgentCustomToolUse(AgentCustomToolUse {
+                                name: name.clone(),
+                                input: input.clone(),
+                                session_thread_id: None,
+                            }),
+                        ));
+                    }
+                    kind => {
+                        let (permission, evaluation) = match kind {
+                            ToolKind::Builtin { permission, evaluation } => (permission, Some(evaluation)),
+                            ToolKind::Custom => (Permission::Allow, None),
+                            ToolKind::Denied => (Permission::Deny, None),
+                        };
+                        batch.push(NewEvent::with_id(
+                            event_id.clone(),
+                            EventBody::AgentToolUse(AgentToolUse {
+                                name: name.clone(),
+                                input: input.clone(),
+                                evaluated_permission: Some(permission),
+                                evaluation,
+                                session_thread_id: None,
+                            }),
+                        ));
+                        if let Some(problem) = problem {
+                            batch.push(events::tool_error(&event_id, problem));
+                        } else if permission == Permission::Deny {
+                            batch.push(events::tool_error(
+                                &event_id,
+                                format!("The tool {name:?} is not available to this agent; the call was not run."),
+                            ));
+                        } else if permission == Permission::Allow {
+                            arm.push(event_id);
+                        }
+                    }
+                }
+            }
+            Block::Image { .. } | Block::ToolResult { .. } => {}
+        }
+    }
+    flush(&mut text, &mut batch);
+    let usage = model_usage(turn);
+    batch.push(events::span_end(span, usage.clone(), false, Some(turn.stop_reason.as_str())));
+    let total = Usage {
+        input_tokens: Some(total_before.input_tokens + usage.input_tokens),
+        output_tokens: Some(total_before.output_tokens + usage.output_tokens),
+        cache_read_input_tokens: Some(total_before.cache_read_input_tokens + usage.cache_read_input_tokens),
+        ..Usage::default()
+    };
+    batch.push(events::usage(total));
+    (batch, arm)
+}

@@ -1,0 +1,141 @@
+//! An incrementally refreshed copy of one session's log, with each entry's private fields.
+
+use corral_api::events::{EventBody, EventId};
+use corral_session::{Cursor, Error, SessionLog, Store};
+use redis::{Value as RedisValue, streams::StreamRangeReply};
+use serde_json::Value;
+
+use super::hidden;
+
+/// One entry of the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    /// The entry's position (its `processed_at` is the millisecond part).
+    pub cursor: Cursor,
+    /// The event's API id.
+    pub id: EventId,
+    /// The event as the API knows it.
+    pub body: EventBody,
+    /// The harness's private fields (`corral` key), or `Null`.
+    pub hidden: Value,
+}
+
+impl LogEntry {
+    /// An entry built in memory (tests, previews).
+    pub fn new(cursor: Cursor, id: EventId, body: EventBody) -> Self {
+        let hidden = match &body {
+            EventBody::Other(raw) => raw.get(hidden::KEY).cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        let body = match body {
+            EventBody::Other(raw) => serde_json::from_value(raw.clone()).unwrap_or(EventBody::Other(raw)),
+            body => body,
+        };
+        Self {
+            cursor,
+            id,
+            body,
+            hidden,
+        }
+    }
+
+    /// A private string field.
+    pub fn hidden_str(&self, key: &str) -> Option<&str> {
+        self.hidden.get(key).and_then(Value::as_str)
+    }
+
+    /// The event's `type`.
+    pub fn type_name(&self) -> &str {
+        self.body.type_name()
+    }
+}
+
+/// A session's log read so far; [`LogView::refresh`] reads what was appended since.
+#[derive(Debug)]
+pub struct LogView {
+    store: Store,
+    log: SessionLog,
+    entries: Vec<LogEntry>,
+}
+
+/// Entries read per round trip.
+const PAGE: usize = 1000;
+
+impl LogView {
+    /// An empty view of session `session` of `namespace`; call [`LogView::refresh`] to read it.
+    pub fn new(store: &Store, namespace: &str, session: &str) -> Self {
+        Self {
+            store: store.clone(),
+            log: store.session(namespace, session),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The log this view reads.
+    pub fn log(&self) -> &SessionLog {
+        &self.log
+    }
+
+    /// Everything read so far, oldest first.
+    pub fn entries(&self) -> &[LogEntry] {
+        &self.entries
+    }
+
+    /// The cursor of the newest entry read, if any.
+    pub fn last_cursor(&self) -> Option<Cursor> {
+        self.entries.last().map(|e| e.cursor)
+    }
+
+    /// Reads every entry appended after the newest one read so far. Returns how many were new.
+    pub async fn refresh(&mut self) -> Result<usize, Error> {
+        let before = self.entries.len();
+        loop {
+            let start = self
+                .last_cursor()
+                .map_or_else(|| "-".to_owned(), |c| format!("({c}"));
+            let mut conn = self.log_connection();
+            let reply: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(self.log.keys().events())
+                .arg(start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut conn)
+                .await
+                .map_err(Error::from)?;
+            let n = reply.ids.len();
+            for entry in &reply.ids {
+                match decode(entry) {
+                    Some(decoded) => self.entries.push(decoded),
+                    None => tracing::warn!(entry = %entry.id, "skipping a log entry that is not an event"),
+                }
+            }
+            if n < PAGE {
+                return Ok(self.entries.len() - before);
+            }
+        }
+    }
+
+    fn log_connection(&self) -> redis::aio::ConnectionManager {
+        self.store.connection()
+    }
+}
+
+fn decode(entry: &redis::streams::StreamId) -> Option<LogEntry> {
+    let field = |name: &str| match entry.map.get(name) {
+        Some(RedisValue::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
+        Some(RedisValue::SimpleString(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let cursor: Cursor = entry.id.parse().ok()?;
+    let id: EventId = field("id")?.parse().ok()?;
+    let raw: Value = serde_json::from_str(&field("data")?).ok()?;
+    let hidden = raw.get(hidden::KEY).cloned().unwrap_or(Value::Null);
+    let body: EventBody = serde_json::from_value(raw).ok()?;
+    Some(LogEntry {
+        cursor,
+        id,
+        body,
+        hidden,
+    })
+}

@@ -1,0 +1,93 @@
+//! Writing the harness's Session status fields with server-side apply.
+//!
+//! Server-side apply makes a field manager own exactly the fields of its last apply: a field left out is dropped.
+//! So every apply carries all the harness's fields, the ones not being changed read from the object first.
+
+use corral_api::Session;
+use corral_api::labels::HARNESS_FIELD_MANAGER;
+use corral_api::session::SessionStatus;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use super::{StatusFields, StatusFuture, StatusSink};
+
+/// Writes Session status fields through the Kubernetes API.
+#[derive(Clone)]
+pub struct StatusWriter {
+    client: Client,
+}
+
+impl std::fmt::Debug for StatusWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusWriter").finish_non_exhaustive()
+    }
+}
+
+/// The apply body: every field the harness owns.
+pub fn apply_body(fields: Option<&StatusFields>, current: Option<&SessionStatus>, requested_at: Option<&str>) -> Value {
+    let mut status = serde_json::Map::new();
+    let phase = fields.map(|f| f.phase).or(current.and_then(|c| c.phase));
+    if let Some(phase) = phase {
+        status.insert("phase".into(), json!(phase));
+    }
+    let usage = fields.map(|f| f.usage.clone()).or(current.and_then(|c| c.usage.clone()));
+    if let Some(usage) = usage {
+        status.insert("usage".into(), json!(usage));
+    }
+    let active = fields.map(|f| f.active_seconds).or(current.and_then(|c| c.active_seconds));
+    if let Some(active) = active {
+        status.insert("activeSeconds".into(), json!(active));
+    }
+    let last = fields
+        .and_then(|f| f.last_event_time.clone())
+        .or(current.and_then(|c| c.last_event_time.clone()));
+    if let Some(last) = last {
+        status.insert("lastEventTime".into(), json!(last));
+    }
+    let requested = requested_at
+        .map(str::to_owned)
+        .or(current.and_then(|c| c.sandbox.as_ref()?.requested_at.clone()));
+    if let Some(requested) = requested {
+        status.insert("sandbox".into(), json!({"requestedAt": requested}));
+    }
+    json!({"apiVersion": "corral.dev/v1alpha1", "kind": "Session", "status": status})
+}
+
+impl StatusWriter {
+    /// A writer using `client`.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    async fn apply(
+        &self,
+        namespace: &str,
+        session: &str,
+        fields: Option<&StatusFields>,
+        requested_at: Option<&str>,
+    ) -> Result<(), kube::Error> {
+        let api: Api<Session> = Api::namespaced(self.client.clone(), namespace);
+        let current = api.get_status(session).await?;
+        let body = apply_body(fields, current.status.as_ref(), requested_at);
+        let params = PatchParams::apply(HARNESS_FIELD_MANAGER).force();
+        api.patch_status(session, &params, &Patch::Apply(&body)).await?;
+        Ok(())
+    }
+
+    /// Asks the operator for a (new) sandbox: `status.sandbox.requestedAt` = now.
+    pub async fn request_sandbox(&self, namespace: &str, session: &str) -> Result<(), kube::Error> {
+        let now = corral_api::events::format_rfc3339_millis(&jiff::Timestamp::now());
+        self.apply(namespace, session, None, Some(&now)).await
+    }
+}
+
+impl StatusSink for StatusWriter {
+    fn report<'a>(&'a self, namespace: &'a str, session: &'a str, fields: StatusFields) -> StatusFuture<'a> {
+        Box::pin(async move {
+            if let Err(err) = self.apply(namespace, session, Some(&fields), None).await {
+                tracing::warn!(namespace, session, error = %err, "cannot write the session status");
+            }
+        })
+    }
+}

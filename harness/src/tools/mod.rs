@@ -1,0 +1,98 @@
+//! Running built-in tool calls: the [`ToolRunner`] interface and its two implementations, a local sandbox daemon per
+//! session ([`LocalToolRunner`]) and a sandbox pod per session asked for through the Session's status
+//! ([`ClusterToolRunner`]).
+//!
+//! A runner never fails a call: a sandbox that cannot be started, reached or trusted becomes an `is_error` result
+//! the model reads ("losing the pod is a tool error, never a lost session").
+
+mod cluster;
+mod local;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use corral_api::events::ContentBlock;
+use serde_json::Value;
+
+pub use cluster::{ClusterToolRunner, SANDBOX_SECRET_KEY, sandbox_secret_name};
+pub use local::LocalToolRunner;
+
+/// One built-in tool call.
+#[derive(Clone, Debug)]
+pub struct ToolCall<'a> {
+    /// The session's namespace.
+    pub namespace: &'a str,
+    /// The session.
+    pub session: &'a str,
+    /// The `agent.tool_use` event id.
+    pub tool_use_id: &'a str,
+    /// The tool's name.
+    pub name: &'a str,
+    /// The tool's input.
+    pub input: &'a Value,
+}
+
+/// The result of a call, as it goes into `agent.tool_result`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolOutput {
+    /// What the model reads.
+    pub content: Vec<ContentBlock>,
+    /// Whether the call failed.
+    pub is_error: bool,
+}
+
+impl ToolOutput {
+    /// A failed call with one text block.
+    pub fn error(text: impl Into<String>) -> Self {
+        Self {
+            content: vec![ContentBlock::text(text)],
+            is_error: true,
+        }
+    }
+
+    /// The daemon's result.
+    pub fn from_sandbox(result: corral_sandbox::ToolResult) -> Self {
+        Self {
+            content: result
+                .content
+                .into_iter()
+                .map(|corral_sandbox::ContentBlock::Text { text }| ContentBlock::text(text))
+                .collect(),
+            is_error: result.is_error,
+        }
+    }
+
+    /// All text joined (logs, tests).
+    pub fn text(&self) -> String {
+        self.content.iter().filter_map(ContentBlock::as_text).collect()
+    }
+}
+
+/// A boxed future of a tool's output.
+pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolOutput> + Send + 'a>>;
+
+/// Runs built-in tool calls for sessions. Dropping the future abandons the call.
+pub trait ToolRunner: Send + Sync {
+    /// Runs one call.
+    fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a>;
+}
+
+/// How long to wait for the daemon's answer: a `bash` call's own `timeout_ms` (or the daemon's default of two
+/// minutes) plus half a minute, so the daemon reports its timeout itself; a minute for the other tools.
+pub fn call_timeout(call: &ToolCall<'_>) -> Duration {
+    if call.name == "bash" {
+        let ms = call.input.get("timeout_ms").and_then(Value::as_u64).unwrap_or(120_000);
+        Duration::from_millis(ms.min(600_000)) + Duration::from_secs(30)
+    } else {
+        Duration::from_secs(60)
+    }
+}
+
+/// The text of a result for a sandbox that could not run the call.
+pub fn lost_sandbox(error: &dyn std::fmt::Display) -> ToolOutput {
+    ToolOutput::error(format!(
+        "The sandbox was lost before this tool call finished ({error}); it will be replaced on the next tool call. \
+         Files and shell state of the lost sandbox may be gone. The call may have run partly; it was not retried."
+    ))
+}
