@@ -1,0 +1,149 @@
+//! `corral-harness serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use corral_harness::agent::{AgentSource, FileAgentSource, kube::KubeAgentSource};
+use corral_harness::engine::{Engine, EngineConfig};
+use corral_harness::metrics::Metrics;
+use corral_harness::status::{NoStatus, StatusSink, StatusWriter};
+use corral_harness::tools::{ClusterToolRunner, LocalToolRunner, ToolRunner};
+use corral_harness::worker::{Worker, WorkerConfig};
+use corral_runtime::{HealthServer, LogArgs, Readiness};
+use corral_sandbox::LocalSandboxOptions;
+use corral_session::{Config, Store};
+use tokio_util::sync::CancellationToken;
+
+/// Options of `serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The session log's Redis.
+    #[arg(long, env = "CORRAL_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    redis_url: String,
+    /// The namespace whose sessions this harness serves.
+    #[arg(long, env = "CORRAL_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// This replica's name (the pod name); a random suffix is added.
+    #[arg(long, env = "POD_NAME", default_value = "harness")]
+    name: String,
+    /// Sessions worked on at once.
+    #[arg(long, env = "CORRAL_CONCURRENCY", default_value_t = 16)]
+    concurrency: usize,
+    /// How long a taken wake-up may go untouched before another replica reclaims it.
+    #[arg(long, env = "CORRAL_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    visibility_timeout: Duration,
+    /// How long a session lease lasts without renewal.
+    #[arg(long, env = "CORRAL_LEASE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_ttl: Duration,
+    /// How long running sessions may take to finish on SIGTERM before they are handed back.
+    #[arg(long, env = "CORRAL_SHUTDOWN_GRACE", default_value = "45s", value_parser = humantime::parse_duration)]
+    shutdown_grace: Duration,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "CORRAL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Compact a session's context above this many estimated tokens (0: never).
+    #[arg(long, env = "CORRAL_COMPACTION_BUDGET", default_value_t = 150_000)]
+    compaction_budget: u64,
+    /// Wait this long before retrying a failed model request (doubled each time).
+    #[arg(long, env = "CORRAL_RETRY_BASE", default_value = "2s", value_parser = humantime::parse_duration)]
+    retry_base: Duration,
+    /// Local mode: serve every session with the agent of this manifest file and run tools in local sandbox
+    /// daemons, without the Kubernetes API.
+    #[arg(long, env = "CORRAL_AGENT_FILE")]
+    agent_file: Option<PathBuf>,
+    /// Local mode: keep each session's sandbox workspace under this directory.
+    #[arg(long, env = "CORRAL_WORKSPACE_ROOT", requires = "agent_file")]
+    workspace_root: Option<PathBuf>,
+    /// Cluster mode: how long to wait for a sandbox pod to become ready.
+    #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
+    sandbox_ready_timeout: Duration,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Serves until SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    args.log.init()?;
+    let store = Store::connect(&args.redis_url, Config::default())
+        .await
+        .with_context(|| format!("connecting to the session log at {}", redact(&args.redis_url)))?;
+    let metrics = Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("corral_harness");
+    metrics.register(&mut registry);
+    let readiness = Readiness::default();
+    let shutdown = CancellationToken::new();
+    let health = HealthServer::new(Arc::new(Mutex::new(registry)), readiness.clone());
+    let health_task = tokio::spawn(health.serve(args.metrics_addr, shutdown.clone().cancelled_owned()));
+
+    let mut local_runner = None;
+    let (agents, tools, status): (Arc<dyn AgentSource>, Arc<dyn ToolRunner>, Arc<dyn StatusSink>) =
+        match &args.agent_file {
+            Some(path) => {
+                let runner = Arc::new(LocalToolRunner::new(LocalSandboxOptions::default(), args.workspace_root.clone()));
+                local_runner = Some(runner.clone());
+                (Arc::new(FileAgentSource::from_file(path)?), runner, Arc::new(NoStatus))
+            }
+            None => {
+                let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+                let writer = Arc::new(StatusWriter::new(client.clone()));
+                (
+                    Arc::new(KubeAgentSource::new(client.clone())),
+                    Arc::new(ClusterToolRunner::new(client, writer.clone(), args.sandbox_ready_timeout)),
+                    writer,
+                )
+            }
+        };
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        tools,
+        status,
+        EngineConfig {
+            compaction_budget: (args.compaction_budget > 0).then_some(args.compaction_budget),
+            retry_base: args.retry_base,
+            ..EngineConfig::default()
+        },
+        metrics.clone(),
+    ));
+    let name = format!("{}-{}", args.name, corral_sandbox::random_hex(4));
+    let worker = Arc::new(Worker::new(
+        store,
+        engine,
+        agents,
+        WorkerConfig {
+            namespace: args.namespace.clone(),
+            name,
+            concurrency: args.concurrency,
+            visibility: args.visibility_timeout,
+            lease_ttl: args.lease_ttl,
+            grace: args.shutdown_grace,
+        },
+        metrics,
+    ));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        corral_runtime::shutdown::signal().await;
+        stop.cancel();
+    });
+    readiness.set(true);
+    let result = worker.run(shutdown.clone()).await;
+    readiness.set(false);
+    shutdown.cancel();
+    if let Some(runner) = local_runner {
+        runner.stop_all().await;
+    }
+    let _ = health_task.await;
+    tracing::info!("stopped");
+    result
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
