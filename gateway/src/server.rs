@@ -104,3 +104,47 @@ pub async fn serve(
     shrink.abort();
     result.map_err(Into::into)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_description_parses_and_covers_every_route() {
+        let doc: serde_json::Value = serde_yaml::from_str(OPENAPI_YAML).expect("valid YAML");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, methods) in [
+            ("/v1/agents", &["post", "get"][..]),
+            ("/v1/agents/{agent_id}", &["get", "post"]),
+            ("/v1/agents/{agent_id}/archive", &["post"]),
+            ("/v1/agents/{agent_id}/versions", &["get"]),
+            ("/v1/environments", &["post", "get"]),
+            ("/v1/environments/{environment_id}", &["get", "post", "delete"]),
+            ("/v1/environments/{environment_id}/archive", &["post"]),
+            ("/v1/sessions", &["post", "get"]),
+            ("/v1/sessions/{session_id}", &["get", "post", "delete"]),
+            ("/v1/sessions/{session_id}/archive", &["post"]),
+            ("/v1/sessions/{session_id}/events", &["post", "get"]),
+            ("/v1/sessions/{session_id}/events/stream", &["get"]),
+            ("/v1/openapi.yaml", &["get"]),
+        ] {
+            for method in methods {
+                assert!(
+                    paths.get(path).and_then(|p| p.get(*method)).is_some(),
+                    "{method} {path}"
+                );
+            }
+        }
+        // Every $ref points at something that exists.
+        let text = serde_json::to_string(&doc).expect("json");
+        for part in text.split("\"$ref\":\"#/").skip(1) {
+            let target = &part[..part.find('"').expect("end of ref")];
+            let mut node = &doc;
+            for segment in target.split('/') {
+                node = &node[segment];
+            }
+            assert!(!node.is_null(), "dangling $ref #/{target}");
+        }
+    }
+}

@@ -96,8 +96,10 @@ fn unsupported(multiagent: Option<&Value>, identity: Option<&Value>) -> Result<(
 
 /// Checks what the CRD's rules check, with the API's field names, before the object reaches Kubernetes.
 pub fn check(spec: &AgentSpec) -> Result<(), ApiError> {
-    let name = spec.name.as_deref().unwrap_or_default();
-    if name.is_empty() || name.chars().count() > 256 {
+    // Unset, the name is the object's name (objects made with kubectl).
+    if let Some(name) = spec.name.as_deref()
+        && (name.is_empty() || name.chars().count() > 256)
+    {
         return Err(ApiError::field("name", "must be 1 to 256 characters"));
     }
     if spec.model.id.is_empty() || spec.model.id.chars().count() > 256 {

@@ -220,8 +220,10 @@ fn merge_config(config: &mut EnvironmentConfig, param: ConfigParam, update: bool
 
 /// Checks the CRD's rules with the API's field names.
 pub fn check(spec: &EnvironmentSpec) -> Result<(), ApiError> {
-    let name = spec.name.as_deref().unwrap_or_default();
-    if name.is_empty() || name.chars().count() > 256 {
+    // Unset, the name is the object's name (objects made with kubectl).
+    if let Some(name) = spec.name.as_deref()
+        && (name.is_empty() || name.chars().count() > 256)
+    {
         return Err(ApiError::field("name", "must be 1 to 256 characters"));
     }
     let net = &spec.config.networking;

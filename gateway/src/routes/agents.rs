@@ -75,8 +75,9 @@ pub async fn update(
     for _ in 0..4 {
         let req: AgentUpdate = parse(&body)?;
         let agent = objects::get(&api, WHAT, &id).await?;
-        let stored = stored_versions(&state.kube, &agent).await?;
-        let current = current_version(&agent, &stored);
+        // Store the version the client saw (an object made with kubectl may not have one yet), so that the
+        // change below becomes the next version.
+        let current = ensure_version(&state.kube, &agent).await?;
         if let Some(expected) = req.version
             && expected != current
         {

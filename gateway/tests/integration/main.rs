@@ -1,0 +1,13 @@
+//! Handler tests against a real kube-apiserver and a real redis-server. Run them with `hack/gateway-it.sh` (which
+//! brings the light API server up when needed), or `cargo test -p corral-gateway --features integration` when one
+//! is up already.
+#![cfg(feature = "integration")]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod agents;
+mod environments;
+mod events;
+mod harness;
+mod platform;
+mod sessions;
+mod stream;

@@ -1,0 +1,226 @@
+use std::time::Duration;
+
+use corral_gateway::ratelimit::Limiter;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::harness::{Gateway, Tenant};
+
+#[tokio::test]
+async fn requests_without_a_valid_key_get_401() {
+    let gw = Gateway::start().await;
+    let t = gw.tenant().await;
+    let msg = gw
+        .call(Method::GET, "/v1/agents", None, None)
+        .await
+        .error(401, "authentication_error");
+    assert!(msg.contains("API key"), "{msg}");
+    let wrong = Tenant {
+        ns: t.ns.clone(),
+        key: "sk-corral-wrong".into(),
+    };
+    gw.call(Method::GET, "/v1/agents", Some(&wrong), None)
+        .await
+        .error(401, "authentication_error");
+    gw.call(Method::GET, "/v1/sessions/sesn-x/events/stream", None, None)
+        .await
+        .error(401, "authentication_error");
+    // x-api-key works as well as Bearer.
+    let res = gw
+        .http
+        .get(format!("{}/v1/agents", gw.url))
+        .header("x-api-key", &t.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(Gateway::read(res).await.ok()["data"], json!([]));
+    // A revoked key stops working without a restart.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(gw.kube.clone(), &t.ns);
+    let list = secrets
+        .list(&kube::api::ListParams::default().labels("corral.dev/api-key=true"))
+        .await
+        .unwrap();
+    for s in list.items {
+        secrets
+            .delete(&s.metadata.name.unwrap(), &Default::default())
+            .await
+            .unwrap();
+    }
+    let mut status = 200;
+    for _ in 0..200 {
+        status = gw.get("/v1/agents", &t).await.status.as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn one_tenant_cannot_see_or_touch_another_tenants_objects_or_events() {
+    let gw = Gateway::start().await;
+    let a = gw.tenant().await;
+    let b = gw.tenant().await;
+    let (agent, env, session) = gw.session(&a).await;
+    gw.post(
+        &format!("/v1/sessions/{session}/events"),
+        &a,
+        json!({ "events": [{ "type": "user.message", "content": [{ "type": "text", "text": "secret" }] }] }),
+    )
+    .await
+    .ok();
+
+    for path in [
+        format!("/v1/agents/{agent}"),
+        format!("/v1/agents/{agent}/versions"),
+        format!("/v1/environments/{env}"),
+        format!("/v1/sessions/{session}"),
+        format!("/v1/sessions/{session}/events"),
+        format!("/v1/sessions/{session}/events/stream"),
+    ] {
+        gw.get(&path, &b).await.error(404, "not_found_error");
+    }
+    gw.post(
+        &format!("/v1/agents/{agent}"),
+        &b,
+        json!({ "system": "mine now" }),
+    )
+    .await
+    .error(404, "not_found_error");
+    gw.post(&format!("/v1/agents/{agent}/archive"), &b, json!(null))
+        .await
+        .error(404, "not_found_error");
+    gw.post(&format!("/v1/environments/{env}"), &b, json!({ "name": "x" }))
+        .await
+        .error(404, "not_found_error");
+    gw.delete(&format!("/v1/environments/{env}"), &b)
+        .await
+        .error(404, "not_found_error");
+    gw.post(&format!("/v1/sessions/{session}"), &b, json!({ "title": "x" }))
+        .await
+        .error(404, "not_found_error");
+    gw.post(&format!("/v1/sessions/{session}/archive"), &b, json!(null))
+        .await
+        .error(404, "not_found_error");
+    gw.post(
+        &format!("/v1/sessions/{session}/events"),
+        &b,
+        json!({ "events": [{ "type": "user.interrupt" }] }),
+    )
+    .await
+    .error(404, "not_found_error");
+    gw.delete(&format!("/v1/sessions/{session}"), &b)
+        .await
+        .error(404, "not_found_error");
+    gw.post(
+        "/v1/sessions",
+        &b,
+        json!({ "agent": agent, "environment_id": env }),
+    )
+    .await
+    .error(404, "not_found_error");
+    for list in ["/v1/agents", "/v1/environments", "/v1/sessions"] {
+        assert_eq!(gw.get(list, &b).await.ok()["data"], json!([]), "{list}");
+    }
+    // Tenant A still has everything, untouched.
+    let events = gw.get(&format!("/v1/sessions/{session}/events"), &a).await.ok();
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        gw.get(&format!("/v1/agents/{agent}"), &a).await.ok()["version"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn keys_over_their_rate_get_429_with_retry_after() {
+    let gw = Gateway::start_with(Limiter::new(1, 3), Duration::from_secs(15)).await;
+    let a = gw.tenant().await;
+    let b = gw.tenant().await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let res = gw.get("/v1/agents", &a).await;
+        if res.status == 429 {
+            limited = Some(res);
+            break;
+        }
+    }
+    let res = limited.expect("the burst runs out");
+    res.error(429, "rate_limit_error");
+    let retry: u64 = res.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    assert_ne!(
+        gw.get("/v1/agents", &b).await.status,
+        429,
+        "another key has its own bucket"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("corral_gateway_rate_limited_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn openapi_health_metrics_and_unknown_routes() {
+    let gw = Gateway::start().await;
+    let t = gw.tenant().await;
+    let res = gw
+        .http
+        .get(format!("{}/v1/openapi.yaml", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let yaml = res.text().await.unwrap();
+    assert!(
+        yaml.contains("/v1/sessions/{session_id}/events/stream"),
+        "the description covers the stream"
+    );
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            gw.http
+                .get(format!("{}{path}", gw.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{path}"
+        );
+    }
+    gw.get("/v1/agents", &t).await.ok();
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains(r#"corral_gateway_http_requests_total{route="/v1/agents",method="GET",status="200"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("corral_gateway_sse_clients"), "{metrics}");
+    gw.get("/v1/nothing-here", &t).await.error(404, "not_found_error");
+    gw.call(Method::PUT, "/v1/agents", Some(&t), Some(json!({})))
+        .await
+        .error(405, "invalid_request_error");
+    let big = "x".repeat(40 << 20);
+    let res = gw
+        .http
+        .post(format!("{}/v1/agents", gw.url))
+        .bearer_auth(&t.key)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    Gateway::read(res).await.error(413, "invalid_request_error");
+}
