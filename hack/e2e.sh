@@ -12,14 +12,15 @@ export CORRAL_NAMESPACE=$NAMESPACE
 
 hack/tools.sh
 started_cluster=0
+state=${CORRAL_STATE:-$PWD/e2e/.state}
 if [[ -z ${KUBECONFIG:-} ]]; then
-  if ! KUBECONFIG=e2e/.state/kubeconfig e2e/.state/bin/kubectl get --raw /readyz >/dev/null 2>&1; then
+  if ! KUBECONFIG=$state/kubeconfig "$state/bin/kubectl" get --raw /readyz >/dev/null 2>&1; then
     log "starting the local cluster (the first run builds Kubernetes from source: about 10 minutes)"
     make --no-print-directory cluster-up
     started_cluster=1
   fi
-  export KUBECONFIG=$PWD/e2e/.state/kubeconfig
-  export PATH="$PWD/e2e/.state/bin:$PATH"
+  export KUBECONFIG=$state/kubeconfig
+  export PATH="$state/bin:$PATH"
   local_cluster=1
 else
   local_cluster=0
@@ -34,13 +35,16 @@ cleanup() {
 trap cleanup EXIT
 
 log "building Corral's binaries"
-cargo build --workspace --bins
+cargo build -p corral-operator --bin corral-operator
+harness_enabled=false
+if [[ -f harness/src/main.rs ]]; then
+  cargo build -p corral-harness --bin corral-harness
+  harness_enabled=true
+fi
 # The sandbox daemon is copied into arbitrary images, so it is linked statically.
 RUSTFLAGS='-C target-feature=+crt-static' cargo build -p corral-sandbox --bin corral-sandbox \
   --target x86_64-unknown-linux-gnu
 daemon=target/x86_64-unknown-linux-gnu/debug/corral-sandbox
-harness_enabled=false
-[[ -x target/debug/corral-harness ]] && harness_enabled=true
 if ((local_cluster)); then
   log "building and importing images"
   e2e/images/build.sh component operator target/debug/corral-operator

@@ -93,6 +93,28 @@ fn run_with_input(cmd: &mut Command, stdin: Option<&str>) -> anyhow::Result<std:
     Ok(child.wait_with_output()?)
 }
 
+impl Cluster {
+    /// Makes `target` (an `IP:PORT` inside the local cluster, such as a pod's) reachable at a loopback port of
+    /// this host, and returns that port. Only for the local cluster of `make cluster-up`.
+    pub fn forward(&self, name: &str, target: &str) -> anyhow::Result<u16> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        drop(listener);
+        let script = repo_root().join("e2e/cluster/forward.sh");
+        let output = Command::new(&script)
+            .args(["to-cluster", name, &port.to_string(), target])
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !output.status.success() {
+            bail!(
+                "forward to {target} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(port)
+    }
+}
+
 /// The repository root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -116,13 +116,18 @@ pub enum Resolution {
     },
 }
 
-async fn apply(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
-    let ns = session.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let api: Api<Session> = Api::namespaced(ctx.client.clone(), &ns);
+    // NB: the sandbox decision compares the pod with the status this controller wrote last; a reconcile triggered
+    // by the pod's own deletion can run before the watch cache has that status, so read the Session fresh.
+    let Some(session) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
 
     if session.status.as_ref().and_then(|s| s.phase).is_none() {
         let initial = json!({ "phase": SessionPhase::Idle });
-        apply_status_as(&api, session.as_ref(), &initial, PHASE_INIT_MANAGER).await?;
+        apply_status_as(&api, &session, &initial, PHASE_INIT_MANAGER).await?;
     }
 
     let (resolution, env) = resolve(&ctx, &ns, &session).await?;
@@ -139,18 +144,12 @@ async fn apply(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
     );
     let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
     let notify = became_unready(old, &status.conditions);
-    apply_status(&api, session.as_ref(), &status).await?;
+    apply_status(&api, &session, &status).await?;
     if let (Resolution::Problem { reason, message, .. }, true) = (&resolution, notify) {
-        ctx.publish(
-            session.as_ref(),
-            EventType::Warning,
-            reason,
-            message.clone(),
-            "Resolve",
-        )
-        .await;
+        ctx.publish(&session, EventType::Warning, reason, message.clone(), "Resolve")
+            .await;
     }
-    ctx.backoff.succeeded(&backoff_key(session.as_ref()));
+    ctx.backoff.succeeded(&backoff_key(&session));
     let periodic = Duration::from_secs(600);
     Ok(match resolution {
         Resolution::Ready { .. } => Action::requeue(

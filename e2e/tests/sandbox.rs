@@ -1,0 +1,317 @@
+//! Sandboxes on the real cluster, with the test playing the harness's part of the contract: it asks for a sandbox
+//! through `status.sandbox.requestedAt`, waits for the endpoint, and runs tools through the real daemon.
+#![cfg(feature = "e2e")]
+
+use std::time::Duration;
+
+use corral_api::{
+    Environment, Session,
+    conditions::{self, types},
+    labels::HARNESS_FIELD_MANAGER,
+    session::SandboxPhase,
+};
+use corral_e2e::{Cluster, TestNamespace, wait};
+use corral_sandbox::client::SandboxClient;
+use k8s_openapi::{
+    api::core::v1::{Pod, Secret},
+    jiff::Timestamp,
+};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn manifests(env_spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: script}}
+data: {{script.yaml: "turns: []"}}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Agent
+metadata: {{name: helper}}
+spec:
+  model:
+    id: scripted
+    provider: {{type: scripted, scriptRef: {{name: script, key: script.yaml}}}}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Environment
+metadata: {{name: box}}
+spec: {env_spec}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Session
+metadata: {{name: s1}}
+spec:
+  agent: {{name: helper}}
+  environmentRef: {{name: box}}
+"#
+    )
+}
+
+/// Asks for a sandbox the way the harness does.
+async fn request_sandbox(ns: &TestNamespace, session: &str) -> anyhow::Result<()> {
+    let patch = json!({
+        "apiVersion": "corral.dev/v1alpha1",
+        "kind": "Session",
+        "status": { "sandbox": { "requestedAt": Timestamp::now().to_string() } }
+    });
+    ns.api::<Session>()
+        .patch_status(
+            session,
+            &PatchParams::apply(HARNESS_FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+fn sandbox_phase(s: &Session) -> Option<SandboxPhase> {
+    s.status
+        .as_ref()
+        .and_then(|s| s.sandbox.as_ref())
+        .and_then(|b| b.phase)
+}
+
+async fn wait_ready(ns: &TestNamespace, what: &str) -> anyhow::Result<Session> {
+    wait::object(&ns.api::<Session>(), "s1", TIMEOUT, what, |s: &Session| {
+        sandbox_phase(s) == Some(SandboxPhase::Ready)
+    })
+    .await
+}
+
+/// A client for the session's daemon, through a forward from this host into the cluster.
+async fn client(ns: &TestNamespace, session: &Session, forward: &str) -> anyhow::Result<SandboxClient> {
+    let endpoint = session
+        .status
+        .as_ref()
+        .and_then(|s| s.sandbox.as_ref())
+        .and_then(|b| b.endpoint.clone());
+    let endpoint = endpoint.ok_or_else(|| anyhow::anyhow!("a Ready sandbox publishes its endpoint"))?;
+    let secret = ns.api::<Secret>().get("sandbox-s1").await?;
+    let token = secret
+        .data
+        .and_then(|d| d.get("token").map(|b| String::from_utf8_lossy(&b.0).into_owned()));
+    let token = token.ok_or_else(|| anyhow::anyhow!("the sandbox Secret holds a token"))?;
+    let port = ns.cluster().forward(forward, &endpoint)?;
+    Ok(SandboxClient::new(format!("http://127.0.0.1:{port}"), token)?)
+}
+
+async fn bash(client: &SandboxClient, command: &str) -> anyhow::Result<String> {
+    let result = client
+        .execute("bash", json!({ "command": command }), Duration::from_secs(60))
+        .await?;
+    let text = result.text();
+    anyhow::ensure!(!result.is_error, "bash {command:?} failed: {text}");
+    Ok(text)
+}
+
+async fn session_pods(ns: &TestNamespace) -> anyhow::Result<Vec<Pod>> {
+    Ok(ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("corral.dev/session=s1"))
+        .await?
+        .items)
+}
+
+#[tokio::test]
+async fn sandbox_appears_on_request_runs_tools_locked_down_is_reaped_and_comes_back() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "sandbox", |ns| async move {
+        ns.apply(&manifests("{sandbox: {idleTimeout: 15s}}"))?;
+        let sessions = ns.api::<Session>();
+        wait::object(&sessions, "s1", TIMEOUT, "session Ready", |s: &Session| {
+            s.status
+                .as_ref()
+                .is_some_and(|s| conditions::is_true(&s.conditions, types::READY))
+        })
+        .await?;
+        assert!(
+            session_pods(&ns).await?.is_empty(),
+            "no sandbox pod before a tool call asks for one"
+        );
+
+        request_sandbox(&ns, "s1").await?;
+        let ready = wait_ready(&ns, "sandbox Ready").await?;
+        let c = client(&ns, &ready, &format!("{}-a", ns.name)).await?;
+        assert_eq!(
+            bash(&c, "id -u").await?.trim(),
+            "65532",
+            "the sandbox runs as non-root"
+        );
+        let token_files = bash(
+            &c,
+            "ls /var/run/secrets/kubernetes.io/serviceaccount 2>&1 || true",
+        )
+        .await?;
+        assert!(
+            token_files.contains("No such file"),
+            "no service account token: {token_files}"
+        );
+        let caps = bash(&c, "grep CapEff /proc/self/status").await?;
+        assert!(caps.contains("0000000000000000"), "no capabilities: {caps}");
+        let env = bash(&c, "env").await?;
+        assert!(
+            !env.contains("CORRAL_SANDBOX_TOKEN"),
+            "the daemon's settings stay out of the shell: {env}"
+        );
+        bash(&c, "cd /workspace && echo kept > note.txt && export GREETING=hi").await?;
+        assert_eq!(
+            bash(&c, "cat note.txt; echo $GREETING").await?.trim(),
+            "kept\nhi",
+            "shell state carries over"
+        );
+
+        let pod = session_pods(&ns)
+            .await?
+            .into_iter()
+            .next()
+            .expect("the session's pod");
+        let spec = pod.spec.expect("pod spec");
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.enable_service_links, Some(false));
+
+        // No tool call for the idle timeout: the pod goes, and the status says so.
+        wait::object(&sessions, "s1", TIMEOUT, "sandbox reaped", |s: &Session| {
+            sandbox_phase(s) == Some(SandboxPhase::Reaped)
+        })
+        .await?;
+        wait::until("sandbox pod deleted", TIMEOUT, || async {
+            Ok(session_pods(&ns).await?.is_empty().then_some(()))
+        })
+        .await?;
+
+        // The next tool call provisions again (with an ephemeral workspace, a fresh one).
+        request_sandbox(&ns, "s1").await?;
+        let again = wait_ready(&ns, "sandbox Ready again").await?;
+        let c = client(&ns, &again, &format!("{}-b", ns.name)).await?;
+        assert_eq!(bash(&c, "ls /workspace | wc -l").await?.trim(), "0");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_lost_sandbox_pod_is_reported_and_replaced_on_the_next_request() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "sandbox-loss", |ns| async move {
+        ns.apply(&manifests("{sandbox: {idleTimeout: 10m}}"))?;
+        request_sandbox(&ns, "s1").await?;
+        wait_ready(&ns, "sandbox Ready").await?;
+        let first = session_pods(&ns).await?.remove(0);
+        ns.api::<Pod>()
+            .delete(
+                &first.metadata.name.clone().unwrap_or_default(),
+                &DeleteParams::default().grace_period(0),
+            )
+            .await?;
+        let lost = wait::object(
+            &ns.api::<Session>(),
+            "s1",
+            TIMEOUT,
+            "sandbox Failed",
+            |s: &Session| sandbox_phase(s) == Some(SandboxPhase::Failed),
+        )
+        .await?;
+        let cond =
+            conditions::find(&lost.status.unwrap_or_default().conditions, types::SANDBOX_READY).cloned();
+        assert_eq!(cond.map(|c| c.reason), Some("PodEnded".to_owned()));
+
+        request_sandbox(&ns, "s1").await?;
+        let ready = wait_ready(&ns, "a new sandbox").await?;
+        let c = client(&ns, &ready, &format!("{}-c", ns.name)).await?;
+        assert_eq!(bash(&c, "echo back").await?.trim(), "back");
+        let second = session_pods(&ns).await?.remove(0);
+        assert_ne!(
+            first.metadata.uid, second.metadata.uid,
+            "a new pod replaced the lost one"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_warm_pool_is_kept_full_and_serves_claims() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "warm", |ns| async move {
+        ns.apply(&manifests("{sandbox: {warmPool: 1}}"))?;
+        let envs = ns.api::<Environment>();
+        let warm_ready = |n: i32| {
+            move |e: &Environment| {
+                e.status
+                    .as_ref()
+                    .and_then(|s| s.warm_pool.as_ref())
+                    .is_some_and(|w| w.ready == n)
+            }
+        };
+        wait::object(&envs, "box", TIMEOUT, "one warm pod ready", warm_ready(1)).await?;
+
+        request_sandbox(&ns, "s1").await?;
+        let ready = wait_ready(&ns, "sandbox Ready from the pool").await?;
+        let pod = ready
+            .status
+            .as_ref()
+            .and_then(|s| s.sandbox.as_ref())
+            .and_then(|b| b.pod.clone())
+            .unwrap();
+        assert!(
+            pod.starts_with("warm-box-"),
+            "the claim was served from the pool: {pod}"
+        );
+        let c = client(&ns, &ready, &format!("{}-w", ns.name)).await?;
+        assert_eq!(
+            bash(&c, "echo claimed").await?.trim(),
+            "claimed",
+            "the session's token works on the claimed pod"
+        );
+
+        // The pool refills, and the claimed pod is the session's alone.
+        wait::object(&envs, "box", TIMEOUT, "the pool refilled", warm_ready(1)).await?;
+        let warm = ns
+            .api::<Pod>()
+            .list(&ListParams::default().labels("corral.dev/warm=true"))
+            .await?
+            .items;
+        assert!(
+            warm.iter()
+                .all(|p| p.metadata.name.as_deref() != Some(pod.as_str()))
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_surfaces_as_a_condition() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "pull", |ns| async move {
+        ns.apply(&manifests(
+            "{sandbox: {image: corral/no-such-image:dev, imagePullPolicy: Never}}",
+        ))?;
+        request_sandbox(&ns, "s1").await?;
+        let s = wait::object(
+            &ns.api::<Session>(),
+            "s1",
+            TIMEOUT,
+            "ContainerError",
+            |s: &Session| {
+                s.status
+                    .as_ref()
+                    .and_then(|st| conditions::find(&st.conditions, types::SANDBOX_READY))
+                    .is_some_and(|c| c.reason == "ContainerError")
+            },
+        )
+        .await?;
+        let message = conditions::find(&s.status.unwrap_or_default().conditions, types::SANDBOX_READY)
+            .unwrap()
+            .message
+            .clone();
+        assert!(message.contains("ErrImageNeverPull"), "{message}");
+        Ok(())
+    })
+    .await
+}
