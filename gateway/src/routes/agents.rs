@@ -170,12 +170,12 @@ pub async fn versions(
     let agent = objects::get(&api::<Agent>(&state, &tenant), WHAT, &id).await?;
     let stored = stored_versions(&state.kube, &agent).await?;
     let current = current_version(&agent, &stored);
-    let mut items: Vec<(SortKey, (i64, corral_api::AgentSpec, Option<Timestamp>))> = stored
+    let mut items: Vec<(SortKey, VersionItem)> = stored
         .iter()
-        .map(|v| (v.version.version, v.version.spec.clone(), Some(v.created)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|item| (version_key(item.0), item))
+        .map(|v| {
+            let item = (v.version.version, v.version.spec.clone(), Some(v.created));
+            (version_key(v.version.version), item)
+        })
         .collect();
     if !stored.iter().any(|v| v.version.version == current) {
         items.push((version_key(current), (current, agent.spec.clone(), None)));
@@ -188,6 +188,9 @@ pub async fn versions(
         .collect();
     Ok(Json(json!({ "data": data, "next_page": page.next_page })))
 }
+
+/// A version number, its spec and when it was stored (`None`: not stored yet).
+type VersionItem = (i64, corral_api::AgentSpec, Option<Timestamp>);
 
 fn version_key(version: i64) -> SortKey {
     SortKey {

@@ -27,7 +27,7 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// Whether `id` can name a Kubernetes object at all (anything else cannot exist: 404 without asking).
-fn plausible(id: &str) -> bool {
+pub fn plausible(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 253
         && id

@@ -38,6 +38,7 @@ use crate::{
 const WHAT: &str = "session";
 
 /// The agents (and their versions) session snapshots are built from.
+#[derive(Default)]
 struct Agents {
     agents: BTreeMap<String, Agent>,
     versions: BTreeMap<String, Vec<(String, StoredVersion)>>,
@@ -296,7 +297,10 @@ pub async fn list(
         });
     }
     // Corral has no deployments or memory stores: nothing can match those filters.
-    let impossible = query.get("deployment_id").is_some() || query.get("memory_store_id").is_some();
+    // An agent id that cannot name an object matches nothing either.
+    let impossible = query.get("deployment_id").is_some()
+        || query.get("memory_store_id").is_some()
+        || agent_id.is_some_and(|a| !objects::plausible(a));
     let sessions = if impossible {
         Vec::new()
     } else {
@@ -305,7 +309,11 @@ pub async fn list(
             .await?
             .items
     };
-    let agents = Agents::load(&state, &tenant, agent_id).await?;
+    let agents = if impossible {
+        Agents::default()
+    } else {
+        Agents::load(&state, &tenant, agent_id).await?
+    };
     let items = sessions
         .into_iter()
         .filter(|s| include_archived || !objects::is_archived(s))
