@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use corral_api::{common::Metadata, labels};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -103,13 +102,6 @@ pub fn api_field_path(spec_path: &str) -> String {
     out
 }
 
-/// `value` with JSON nulls where Kubernetes-style fields are absent: drops nothing, used for extension fields.
-pub fn or_null<T: serde::Serialize>(value: Option<T>) -> Value {
-    value
-        .and_then(|v| serde_json::to_value(v).ok())
-        .unwrap_or(Value::Null)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +147,39 @@ mod tests {
             envs,
             Metadata::from([("a".into(), "9".into()), ("d".into(), "4".into())])
         );
+    }
+
+    #[test]
+    fn updated_at_is_the_latest_spec_or_metadata_write() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        let at = |s: &str| Time(s.parse().unwrap());
+        let entry = |time: &str, sub: Option<&str>| ManagedFieldsEntry {
+            time: Some(at(time)),
+            subresource: sub.map(str::to_owned),
+            ..ManagedFieldsEntry::default()
+        };
+        let mut meta = ObjectMeta {
+            creation_timestamp: Some(at("2026-01-01T00:00:00Z")),
+            ..ObjectMeta::default()
+        };
+        assert_eq!(time(updated_at(&meta)), "2026-01-01T00:00:00.000Z");
+        meta.managed_fields = Some(vec![
+            entry("2026-01-02T00:00:00Z", None),
+            entry("2026-01-05T00:00:00Z", Some("status")),
+        ]);
+        assert_eq!(
+            time(updated_at(&meta)),
+            "2026-01-02T00:00:00.000Z",
+            "status writes do not count"
+        );
+        meta.annotations = Some(
+            [(
+                labels::ARCHIVED_AT.to_owned(),
+                "2026-01-03T00:00:00.000Z".to_owned(),
+            )]
+            .into(),
+        );
+        assert_eq!(archived_at(&meta).as_deref(), Some("2026-01-03T00:00:00.000Z"));
     }
 
     #[test]
