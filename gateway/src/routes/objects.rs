@@ -60,8 +60,12 @@ where
 /// Writes `object` whole, failing with 409 when it changed since it was read (its `resourceVersion`).
 pub async fn replace<K>(api: &Api<K>, id: &str, object: &K) -> Result<K, ApiError>
 where
-    K: Clone + DeserializeOwned + Serialize + Debug,
+    K: Clone + DeserializeOwned + Serialize + Debug + Resource,
 {
+    // Without managedFields the API server keeps its own record and adds this write to it.
+    let mut object = object.clone();
+    object.meta_mut().managed_fields = None;
+    let object = &object;
     let params = PostParams {
         field_manager: Some(labels::GATEWAY_FIELD_MANAGER.to_owned()),
         ..PostParams::default()
