@@ -224,3 +224,44 @@ async fn openapi_health_metrics_and_unknown_routes() {
         .unwrap();
     Gateway::read(res).await.error(413, "invalid_request_error");
 }
+
+#[tokio::test]
+async fn the_create_key_command_prints_a_key_that_works() {
+    let gw = Gateway::start().await;
+    let ns = format!("gw-it-cli-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let kubeconfig = std::env::var("KUBECONFIG")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../e2e/.state/kubeconfig").to_owned());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_corral-gateway"))
+        .args([
+            "--log-format",
+            "text",
+            "create-key",
+            "--namespace",
+            &ns,
+            "--name",
+            "cli-key",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with("sk-corral-"), "{key}");
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(gw.kube.clone(), &ns);
+    let secret = secrets.get("cli-key").await.unwrap();
+    assert_eq!(secret.metadata.labels.unwrap()["corral.dev/api-key"], "true");
+    let t = Tenant { ns, key };
+    let mut status = 0;
+    for _ in 0..200 {
+        status = gw.get("/v1/agents", &t).await.status.as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        status, 200,
+        "a key added while the gateway runs works without a restart"
+    );
+}
