@@ -68,7 +68,13 @@ pub struct ServeArgs {
 /// Serves until SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.log.init()?;
-    let store = Store::connect(&args.redis_url, Config::default())
+    // A blocked take must come back in time to reclaim wake-ups that a dead replica held past the visibility
+    // timeout.
+    let config = Config {
+        block: (args.visibility_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10)),
+        ..Config::default()
+    };
+    let store = Store::connect(&args.redis_url, config)
         .await
         .with_context(|| format!("connecting to the session log at {}", redact(&args.redis_url)))?;
     let metrics = Metrics::default();
