@@ -17,7 +17,7 @@ use axum::{
         sse::{Event as SseEvent, KeepAlive, Sse},
     },
 };
-use corral_api::Session;
+use corral_api::{Session, session::SessionPhase};
 use corral_session::{Cursor, StoredEvent};
 use futures::Stream;
 use prometheus_client::metrics::gauge::Gauge;
@@ -83,11 +83,14 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     let query = Query::parse(query.as_deref());
     let after = resume_cursor(&headers, &query)?;
-    objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
+    let session = objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
+    let terminated = session.status.as_ref().and_then(|s| s.phase) == Some(SessionPhase::Terminated);
     let follower = state.log.session(&tenant.namespace, &id).follow(after).await?;
     state.metrics.sse_clients.inc();
     let guard = ClientGuard(state.metrics.sse_clients.clone());
-    let events = events(state.clone(), follower, guard);
+    // Nothing follows the end of a terminated session: without a cursor to replay from, the stream ends at once
+    // (with a cursor, it replays what came after it, through the terminal event).
+    let events = events(state.clone(), follower, guard, terminated && after.is_none());
     let keep_alive = KeepAlive::new()
         .interval(state.settings.keep_alive)
         .event(SseEvent::default().event("ping").data("{}"));
@@ -102,12 +105,13 @@ fn events(
     state: AppState,
     mut follower: corral_session::Follower,
     guard: ClientGuard,
+    finished: bool,
 ) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> + Send + 'static {
     async_stream::stream! {
         let _guard = guard;
         let shutdown = state.shutdown.clone();
         let mut failures = 0u32;
-        loop {
+        while !finished {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {

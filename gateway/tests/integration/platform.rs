@@ -208,6 +208,26 @@ async fn openapi_health_metrics_and_unknown_routes() {
         "{metrics}"
     );
     assert!(metrics.contains("corral_gateway_sse_clients"), "{metrics}");
+    // What the SDK sends: a JSON content type with an empty body on archive and delete, beta and version headers.
+    let (_, env, session) = gw.session(&t).await;
+    for (method, path) in [
+        (Method::POST, format!("/v1/sessions/{session}/archive")),
+        (Method::POST, format!("/v1/environments/{env}/archive")),
+        (Method::DELETE, format!("/v1/sessions/{session}")),
+    ] {
+        let res = gw
+            .http
+            .request(method, format!("{}{path}", gw.url))
+            .bearer_auth(&t.key)
+            .header("content-type", "application/json")
+            .header("content-length", "0")
+            .header("anthropic-version", "2026-10-21")
+            .header("anthropic-beta", "foo-2026,managed-agents-2026-04-01")
+            .send()
+            .await
+            .unwrap();
+        Gateway::read(res).await.ok();
+    }
     gw.get("/v1/nothing-here", &t).await.error(404, "not_found_error");
     gw.call(Method::PUT, "/v1/agents", Some(&t), Some(json!({})))
         .await

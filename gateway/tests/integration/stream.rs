@@ -222,3 +222,42 @@ async fn shutdown_ends_streams_with_a_comment_line() {
     let text = tokio::time::timeout(WAIT, body).await.unwrap().unwrap().unwrap();
     assert!(text.ends_with(": shutting down\n\n"), "{text:?}");
 }
+
+#[tokio::test]
+async fn a_terminated_session_streams_nothing_without_a_cursor() {
+    let gw = Gateway::start().await;
+    let t = gw.tenant().await;
+    let (_, _, id) = gw.session(&t).await;
+    let log = gw.store.session(&t.ns, &id);
+    let stored = log
+        .append_user([
+            agent_message("last words"),
+            EventBody::SessionStatusTerminated(Default::default()),
+        ])
+        .await
+        .unwrap();
+    // The harness records the phase in the Session's status.
+    let sessions: kube::Api<corral_api::Session> = kube::Api::namespaced(gw.kube.clone(), &t.ns);
+    let patch = json!({ "status": { "phase": "terminated" } });
+    sessions
+        .patch_status(
+            &id,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        gw.get(&format!("/v1/sessions/{id}"), &t).await.ok()["status"],
+        "terminated"
+    );
+    let mut stream = open(&gw, &t, &id, None, "").await;
+    assert!(next_event(&mut stream).await.is_none(), "ends at once");
+    // With a cursor it replays what followed, through the terminal event.
+    let mut replay = open(&gw, &t, &id, Some(&stored[0].cursor.to_string()), "").await;
+    assert_eq!(
+        next_event(&mut replay).await.unwrap().event,
+        "session.status_terminated"
+    );
+    assert!(next_event(&mut replay).await.is_none());
+}
