@@ -111,7 +111,10 @@ fn events(
         let _guard = guard;
         let shutdown = state.shutdown.clone();
         let mut failures = 0u32;
-        while !finished {
+        loop {
+            if finished {
+                break;
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
