@@ -66,7 +66,11 @@ pub async fn run(options: LocalRun, out: &mut (dyn Write + Send)) -> anyhow::Res
         .unwrap_or_else(|| format!("sesn_local_{}", corral_sandbox::random_hex(6)));
     let log = store.session(LOCAL_NAMESPACE, &session);
     let start = log.last_cursor().await?;
-    writeln!(out, "session {session} (agent {}, model {})", agent.name, agent.spec.model.id)?;
+    writeln!(
+        out,
+        "session {session} (agent {}, model {})",
+        agent.name, agent.spec.model.id
+    )?;
     log.append_user([EventBody::UserMessage(UserMessage {
         content: vec![ContentBlock::text(options.prompt.clone())],
     })])
@@ -78,11 +82,25 @@ pub async fn run(options: LocalRun, out: &mut (dyn Write + Send)) -> anyhow::Res
         },
         None,
     ));
-    let engine = Engine::new(store.clone(), runner.clone(), Arc::new(NoStatus), options.engine.clone(), Metrics::default());
-    let holder = format!("corral-run-{}-{}", std::process::id(), corral_sandbox::random_hex(4));
-    let lease = log.acquire_lease(&holder, std::time::Duration::from_secs(30)).await?;
+    let engine = Engine::new(
+        store.clone(),
+        runner.clone(),
+        Arc::new(NoStatus),
+        options.engine.clone(),
+        Metrics::default(),
+    );
+    let holder = format!(
+        "corral-run-{}-{}",
+        std::process::id(),
+        corral_sandbox::random_hex(4)
+    );
+    let lease = log
+        .acquire_lease(&holder, std::time::Duration::from_secs(30))
+        .await?;
     let cancel = CancellationToken::new();
-    let mut follower = log.follow(Some(start.unwrap_or(corral_session::Cursor::START))).await?;
+    let mut follower = log
+        .follow(Some(start.unwrap_or(corral_session::Cursor::START)))
+        .await?;
     let engine_task = {
         let agent = agent.clone();
         let session = session.clone();

@@ -47,12 +47,32 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every metric in `registry` (prefix it with `corral_harness`).
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("events_appended", "Events appended to session logs", self.events_appended.clone());
-        registry.register("model_requests", "Model requests by outcome", self.model_requests.clone());
-        registry.register("model_request_seconds", "Model request duration", self.model_seconds.clone());
-        registry.register("tool_calls", "Built-in tool calls by outcome", self.tool_calls.clone());
+        registry.register(
+            "events_appended",
+            "Events appended to session logs",
+            self.events_appended.clone(),
+        );
+        registry.register(
+            "model_requests",
+            "Model requests by outcome",
+            self.model_requests.clone(),
+        );
+        registry.register(
+            "model_request_seconds",
+            "Model request duration",
+            self.model_seconds.clone(),
+        );
+        registry.register(
+            "tool_calls",
+            "Built-in tool calls by outcome",
+            self.tool_calls.clone(),
+        );
         registry.register("wakeups", "Wake-ups taken, by outcome", self.wakeups.clone());
-        registry.register("active_sessions", "Sessions being worked on", self.active_sessions.clone());
+        registry.register(
+            "active_sessions",
+            "Sessions being worked on",
+            self.active_sessions.clone(),
+        );
     }
 
     /// Counts one `outcome` in `family`.

@@ -55,7 +55,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,7 +113,9 @@ impl Worker {
                 }
             };
             for wakeup in wakeups {
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
                 let this = self.clone();
                 let consumer = consumer_ref.clone();
                 let abort = abort.clone();
@@ -124,9 +128,14 @@ impl Worker {
             while tasks.try_join_next().is_some() {}
         }
         tracing::info!(running = tasks.len(), grace = ?self.config.grace, "shutting down: finishing running sessions");
-        let drained = tokio::time::timeout(self.config.grace, async { while tasks.join_next().await.is_some() {} });
+        let drained = tokio::time::timeout(self.config.grace, async {
+            while tasks.join_next().await.is_some() {}
+        });
         if drained.await.is_err() {
-            tracing::info!(running = tasks.len(), "grace period over: handing running sessions back");
+            tracing::info!(
+                running = tasks.len(),
+                "grace period over: handing running sessions back"
+            );
             abort.cancel();
             while tasks.join_next().await.is_some() {}
         }
@@ -134,10 +143,20 @@ impl Worker {
     }
 
     /// Works on one wake-up to its end.
-    async fn handle(&self, consumer: &Arc<ConsumerHandle>, wakeup: Wakeup, shutdown: &CancellationToken, abort: &CancellationToken) {
+    async fn handle(
+        &self,
+        consumer: &Arc<ConsumerHandle>,
+        wakeup: Wakeup,
+        shutdown: &CancellationToken,
+        abort: &CancellationToken,
+    ) {
         let session = wakeup.session.clone();
         let namespace = self.config.namespace.clone();
-        let holder = format!("{}-{}", self.config.name, self.seq.fetch_add(1, Ordering::Relaxed));
+        let holder = format!(
+            "{}-{}",
+            self.config.name,
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        );
         let log = self.store.session(&namespace, &session);
         self.metrics.active_sessions.inc();
         // Take the lease, waiting while another holder has it.
@@ -167,17 +186,27 @@ impl Worker {
             self.config.lease_ttl.min(self.config.visibility) / 3,
         ));
         let outcome = match self.agents.load(&namespace, &session).await {
-            Ok(agent) => self.engine.run(&namespace, &session, &agent, lease.token, &cancel).await,
+            Ok(agent) => {
+                self.engine
+                    .run(&namespace, &session, &agent, lease.token, &cancel)
+                    .await
+            }
             Err(LoadError::NoSession(_)) => {
                 tracing::info!(%session, "the session no longer exists; dropping its wake-up");
                 Outcome::Idle
             }
             Err(LoadError::Unavailable(message)) => Outcome::Failed(message),
-            Err(LoadError::Invalid(message)) => self.fail_session(&namespace, &session, &lease, &message).await,
+            Err(LoadError::Invalid(message)) => {
+                self.fail_session(&namespace, &session, &lease, &message).await
+            }
         };
         keeper.abort();
         let lost = cancel.is_cancelled() && !abort.is_cancelled() && !shutdown.is_cancelled();
-        let outcome = if lost && outcome == Outcome::Cancelled { Outcome::Lost } else { outcome };
+        let outcome = if lost && outcome == Outcome::Cancelled {
+            Outcome::Lost
+        } else {
+            outcome
+        };
         if outcome != Outcome::Lost
             && let Err(err) = log.release(&lease).await
         {
@@ -223,9 +252,18 @@ impl Worker {
         if let Some(span) = &scan.open_span {
             batch.push(events::span_end(&span.id, Default::default(), true, None));
         }
-        batch.push(events::error(error_types::UNKNOWN, format!("cannot load the agent: {message}"), RetryStatus::Exhausted));
+        batch.push(events::error(
+            error_types::UNKNOWN,
+            format!("cannot load the agent: {message}"),
+            RetryStatus::Exhausted,
+        ));
         batch.push(events::idle(StopReason::RetriesExhausted));
-        match self.store.session(namespace, session).append(lease.token, batch).await {
+        match self
+            .store
+            .session(namespace, session)
+            .append(lease.token, batch)
+            .await
+        {
             Ok(_) => Outcome::Idle,
             Err(LogError::Fenced { .. }) => Outcome::Lost,
             Err(err) => Outcome::Failed(err.to_string()),
@@ -246,7 +284,9 @@ impl ConsumerHandle {
         Ok(Self {
             store: store.clone(),
             namespace: config.namespace.clone(),
-            consumer: store.wake_consumer(&config.namespace, &config.name, config.visibility).await?,
+            consumer: store
+                .wake_consumer(&config.namespace, &config.name, config.visibility)
+                .await?,
         })
     }
 
@@ -293,7 +333,9 @@ async fn keep(
                 cancel.cancel();
                 return;
             }
-            Err(err) => tracing::warn!(session = %wakeup.session, error = %err, "cannot renew the session lease"),
+            Err(err) => {
+                tracing::warn!(session = %wakeup.session, error = %err, "cannot renew the session lease")
+            }
         }
         if let Err(err) = consumer.touch(&wakeup).await {
             tracing::debug!(session = %wakeup.session, error = %err, "cannot touch the wake-up");

@@ -30,7 +30,9 @@ fn script() -> String {
         s.push_str(&format!(
             "  - content:\n      - text: [\"Turn {k}\", \" starts\"]\n      - tool_use: {{name: bash, input: {{command: \"echo turn-{k}\"}}}}\n    delay_ms: 15\n"
         ));
-        s.push_str(&format!("  - content: [{{text: [\"done \", \"{k}\"]}}]\n    delay_ms: 15\n"));
+        s.push_str(&format!(
+            "  - content: [{{text: [\"done \", \"{k}\"]}}]\n    delay_ms: 15\n"
+        ));
     }
     s
 }
@@ -51,11 +53,37 @@ struct HarnessProcess {
 impl HarnessProcess {
     fn start(redis: &str, agent_file: &std::path::Path, log: &std::path::Path) -> Self {
         use std::os::unix::process::CommandExt;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_corral-harness"))
-            .args(["serve", "--namespace", NS, "--name", "chaos", "--concurrency", "2"])
-            .args(["--visibility-timeout", "1s", "--lease-ttl", "1s", "--retry-base", "10ms"])
-            .args(["--metrics-addr", "127.0.0.1:0", "--log", "warn,corral_harness=info", "--log-format", "text"])
+            .args([
+                "serve",
+                "--namespace",
+                NS,
+                "--name",
+                "chaos",
+                "--concurrency",
+                "2",
+            ])
+            .args([
+                "--visibility-timeout",
+                "1s",
+                "--lease-ttl",
+                "1s",
+                "--retry-base",
+                "10ms",
+            ])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log",
+                "warn,corral_harness=info",
+                "--log-format",
+                "text",
+            ])
             .arg("--redis-url")
             .arg(redis)
             .arg("--agent-file")
@@ -86,13 +114,18 @@ async fn entries(store: &Store) -> Vec<LogEntry> {
 fn ended_turns(entries: &[LogEntry]) -> usize {
     entries
         .iter()
-        .filter(|e| matches!(&e.body, EventBody::SessionStatusIdle(i) if i.stop_reason == StopReason::EndTurn))
+        .filter(
+            |e| matches!(&e.body, EventBody::SessionStatusIdle(i) if i.stop_reason == StopReason::EndTurn),
+        )
         .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await.unwrap().expect("redis-server");
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .expect("redis-server");
     let store = Store::connect(&redis.url(), Config::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let agent_file = dir.path().join("agent.yaml");
@@ -161,9 +194,12 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         assert_eq!(types, expected, "turn {k}");
         let text = |e: &LogEntry| match &e.body {
             EventBody::AgentMessage(m) => m.content.iter().filter_map(|b| b.as_text()).collect::<String>(),
-            EventBody::AgentToolResult(r) => {
-                r.content.iter().flatten().filter_map(|b| b.as_text()).collect::<String>()
-            }
+            EventBody::AgentToolResult(r) => r
+                .content
+                .iter()
+                .flatten()
+                .filter_map(|b| b.as_text())
+                .collect::<String>(),
             _ => String::new(),
         };
         assert_eq!(text(&turn[3]), format!("Turn {k} starts"));
@@ -174,9 +210,13 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         } else {
             assert_eq!(result, format!("turn-{k}\n"), "turn {k}");
         }
-        let EventBody::AgentToolResult(r) = &turn[7].body else { unreachable!() };
+        let EventBody::AgentToolResult(r) = &turn[7].body else {
+            unreachable!()
+        };
         assert_eq!(r.tool_use_id, turn[4].id.to_string());
-        let EventBody::SpanModelRequestEnd(end) = &turn[5].body else { unreachable!() };
+        let EventBody::SpanModelRequestEnd(end) = &turn[5].body else {
+            unreachable!()
+        };
         assert_eq!(end.model_request_start_id, turn[2].id.to_string());
     }
     eprintln!(

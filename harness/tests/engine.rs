@@ -55,7 +55,11 @@ async fn a_multi_turn_session_with_tool_calls_runs_end_to_end() {
 
     let entries = h.entries("s1").await;
     let types: Vec<String> = entries.iter().map(|e| e.type_name().to_owned()).collect();
-    let expected: Vec<String> = [TURN_WITH_TOOL, TURN_WITH_TOOL].concat().iter().map(|s| (*s).to_owned()).collect();
+    let expected: Vec<String> = [TURN_WITH_TOOL, TURN_WITH_TOOL]
+        .concat()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     assert_eq!(types, expected);
     let results = texts(&entries, "agent.tool_result");
     assert_eq!(results[0], "one\n");
@@ -65,14 +69,26 @@ async fn a_multi_turn_session_with_tool_calls_runs_end_to_end() {
         strs(&["Writing.", "Wrote it.", "Reading.", "It says one."])
     );
     // Tool uses carry their permission; results answer them; spans pair up; ids are unique.
-    let uses: Vec<&EventId> = entries.iter().filter(|e| e.type_name() == "agent.tool_use").map(|e| &e.id).collect();
-    for (entry, use_id) in entries.iter().filter(|e| e.type_name() == "agent.tool_result").zip(&uses) {
-        let EventBody::AgentToolResult(r) = &entry.body else { unreachable!() };
+    let uses: Vec<&EventId> = entries
+        .iter()
+        .filter(|e| e.type_name() == "agent.tool_use")
+        .map(|e| &e.id)
+        .collect();
+    for (entry, use_id) in entries
+        .iter()
+        .filter(|e| e.type_name() == "agent.tool_result")
+        .zip(&uses)
+    {
+        let EventBody::AgentToolResult(r) = &entry.body else {
+            unreachable!()
+        };
         assert_eq!(r.tool_use_id, use_id.to_string());
         assert_eq!(r.is_error, Some(false));
     }
     for entry in entries.iter().filter(|e| e.type_name() == "agent.tool_use") {
-        let EventBody::AgentToolUse(t) = &entry.body else { unreachable!() };
+        let EventBody::AgentToolUse(t) = &entry.body else {
+            unreachable!()
+        };
         assert_eq!(t.evaluated_permission, Some(Permission::Allow));
     }
     let mut ids: Vec<_> = entries.iter().map(|e| e.id.clone()).collect();
@@ -80,7 +96,10 @@ async fn a_multi_turn_session_with_tool_calls_runs_end_to_end() {
     ids.dedup();
     assert_eq!(ids.len(), entries.len());
     // The thinking text is kept privately for the next request, and the API form does not show it.
-    let thinking = entries.iter().find(|e| e.type_name() == "agent.thinking").unwrap();
+    let thinking = entries
+        .iter()
+        .find(|e| e.type_name() == "agent.thinking")
+        .unwrap();
     assert_eq!(thinking.hidden_str("thinking"), Some("plan"));
     assert_eq!(thinking.body, EventBody::AgentThinking(Empty {}));
 }
@@ -96,9 +115,21 @@ async fn a_custom_tool_pauses_the_session_until_its_result_comes() {
     h.say("s", "what is x?").await;
     assert_eq!(h.run("s").await, Outcome::Idle);
     let entries = h.entries("s").await;
-    let custom_use = entries.iter().find(|e| e.type_name() == "agent.custom_tool_use").unwrap().id.clone();
-    let EventBody::SessionStatusIdle(idle) = &entries.last().unwrap().body else { panic!("not idle") };
-    assert_eq!(idle.stop_reason, StopReason::RequiresAction { event_ids: vec![custom_use.to_string()] });
+    let custom_use = entries
+        .iter()
+        .find(|e| e.type_name() == "agent.custom_tool_use")
+        .unwrap()
+        .id
+        .clone();
+    let EventBody::SessionStatusIdle(idle) = &entries.last().unwrap().body else {
+        panic!("not idle")
+    };
+    assert_eq!(
+        idle.stop_reason,
+        StopReason::RequiresAction {
+            event_ids: vec![custom_use.to_string()]
+        }
+    );
 
     // A wake-up without the result changes nothing.
     let before = entries.len();
@@ -129,7 +160,10 @@ async fn a_custom_tool_pauses_the_session_until_its_result_comes() {
             "session.status_idle",
         ])
     );
-    assert_eq!(texts(&h.entries("s").await, "agent.message").last().unwrap(), "The answer is 42.");
+    assert_eq!(
+        texts(&h.entries("s").await, "agent.message").last().unwrap(),
+        "The answer is 42."
+    );
 }
 
 async fn interrupt(h: &support::Harness, session: &str) {
@@ -154,12 +188,16 @@ async fn an_interrupt_stops_a_streaming_reply() {
         let log = h.store.session(NS, "s");
         tokio::spawn(async move {
             let lease = log.acquire_lease("w", Duration::from_secs(30)).await.unwrap();
-            engine.run(NS, "s", &agent, lease.token, &Default::default()).await
+            engine
+                .run(NS, "s", &agent, lease.token, &Default::default())
+                .await
         })
     };
     h.wait_for("s", "span.model_request_start").await;
     interrupt(&h, "s").await;
-    let outcome = tokio::time::timeout(Duration::from_secs(2), run).await.expect("the interrupt stops the stream");
+    let outcome = tokio::time::timeout(Duration::from_secs(2), run)
+        .await
+        .expect("the interrupt stops the stream");
     assert_eq!(outcome.unwrap(), Outcome::Idle);
     let entries = h.entries("s").await;
     let types: Vec<_> = entries.iter().map(|e| e.type_name().to_owned()).collect();
@@ -174,7 +212,9 @@ async fn an_interrupt_stops_a_streaming_reply() {
             "session.status_idle",
         ])
     );
-    let EventBody::SpanModelRequestEnd(end) = &entries[4].body else { unreachable!() };
+    let EventBody::SpanModelRequestEnd(end) = &entries[4].body else {
+        unreachable!()
+    };
     assert_eq!(end.is_error, Some(true));
 }
 
@@ -192,19 +232,25 @@ async fn an_interrupt_stops_a_running_tool_call() {
         let log = h.store.session(NS, "s");
         tokio::spawn(async move {
             let lease = log.acquire_lease("w", Duration::from_secs(30)).await.unwrap();
-            engine.run(NS, "s", &agent, lease.token, &Default::default()).await
+            engine
+                .run(NS, "s", &agent, lease.token, &Default::default())
+                .await
         })
     };
     h.wait_for("s", "agent.tool_use").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     interrupt(&h, "s").await;
-    let outcome = tokio::time::timeout(Duration::from_secs(5), run).await.expect("the interrupt stops the tool");
+    let outcome = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the interrupt stops the tool");
     assert_eq!(outcome.unwrap(), Outcome::Idle);
     let entries = h.entries("s").await;
     let n = entries.len();
     assert_eq!(entries[n - 3].type_name(), "user.interrupt");
     assert_eq!(texts(&entries, "agent.tool_result"), strs(&[INTERRUPTED_BY_USER]));
-    let EventBody::SessionStatusIdle(idle) = &entries[n - 1].body else { panic!() };
+    let EventBody::SessionStatusIdle(idle) = &entries[n - 1].body else {
+        panic!()
+    };
     assert_eq!(idle.stop_reason, StopReason::EndTurn);
 }
 
@@ -219,32 +265,43 @@ async fn a_tool_use_left_without_result_by_a_crash_is_reported_interrupted_not_r
     h.say("s", "go").await;
     // A worker appended the reply (with the tool use) and died before the result.
     let log = h.store.session(NS, "s");
-    let dead = log.acquire_lease("dead", Duration::from_millis(200)).await.unwrap();
+    let dead = log
+        .acquire_lease("dead", Duration::from_millis(200))
+        .await
+        .unwrap();
     let span = EventId::generate();
     let tool = EventId::generate();
-    log.append(dead.token, [
-        NewEvent::from(EventBody::SessionStatusRunning(Empty {})),
-        NewEvent::with_id(span.clone(), EventBody::SpanModelRequestStart(Empty {})),
-    ])
+    log.append(
+        dead.token,
+        [
+            NewEvent::from(EventBody::SessionStatusRunning(Empty {})),
+            NewEvent::with_id(span.clone(), EventBody::SpanModelRequestStart(Empty {})),
+        ],
+    )
     .await
     .unwrap();
-    log.append(dead.token, [
-        NewEvent::with_id(
-            tool.clone(),
-            EventBody::AgentToolUse(corral_api::events::AgentToolUse {
-                name: "bash".into(),
-                input: serde_json::json!({"command": format!("touch {}", marker.display())}),
-                evaluated_permission: Some(Permission::Allow),
-                evaluation: None,
-                session_thread_id: None,
-            }),
-        ),
-        NewEvent::from(EventBody::SpanModelRequestEnd(corral_api::events::SpanModelRequestEnd {
-            model_request_start_id: span.to_string(),
-            model_usage: Default::default(),
-            is_error: None,
-        })),
-    ])
+    log.append(
+        dead.token,
+        [
+            NewEvent::with_id(
+                tool.clone(),
+                EventBody::AgentToolUse(corral_api::events::AgentToolUse {
+                    name: "bash".into(),
+                    input: serde_json::json!({"command": format!("touch {}", marker.display())}),
+                    evaluated_permission: Some(Permission::Allow),
+                    evaluation: None,
+                    session_thread_id: None,
+                }),
+            ),
+            NewEvent::from(EventBody::SpanModelRequestEnd(
+                corral_api::events::SpanModelRequestEnd {
+                    model_request_start_id: span.to_string(),
+                    model_usage: Default::default(),
+                    is_error: None,
+                },
+            )),
+        ],
+    )
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // the dead worker's lease expires
@@ -263,10 +320,15 @@ async fn a_tool_use_left_without_result_by_a_crash_is_reported_interrupted_not_r
             "session.status_idle",
         ])
     );
-    let EventBody::AgentToolResult(result) = &entries[5].body else { unreachable!() };
+    let EventBody::AgentToolResult(result) = &entries[5].body else {
+        unreachable!()
+    };
     assert_eq!(result.tool_use_id, tool.to_string());
     assert_eq!(result.is_error, Some(true));
-    assert_eq!(texts(&entries, "agent.tool_result"), strs(&[INTERRUPTED_BY_RESTART]));
+    assert_eq!(
+        texts(&entries, "agent.tool_result"),
+        strs(&[INTERRUPTED_BY_RESTART])
+    );
     assert!(!marker.exists(), "the interrupted call was run again");
     assert_eq!(texts(&entries, "agent.message"), strs(&["recovered"]));
 }
@@ -284,20 +346,35 @@ async fn a_stale_worker_is_fenced_and_writes_nothing_after_the_takeover() {
     let run = {
         let engine = h.engine.clone();
         let agent = h.agent.clone();
-        tokio::spawn(async move { engine.run(NS, "s", &agent, stale.token, &Default::default()).await })
+        tokio::spawn(async move {
+            engine
+                .run(NS, "s", &agent, stale.token, &Default::default())
+                .await
+        })
     };
     h.wait_for("s", "span.model_request_start").await;
     // The stale worker is partitioned away: its lease lapses and another worker takes the session.
     let mut conn = h.store.connection();
-    let _: () = redis::cmd("DEL").arg(log.keys().lease()).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(log.keys().lease())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let fresh = log.acquire_lease("fresh", Duration::from_secs(30)).await.unwrap();
     assert!(fresh.token > stale.token);
     let taken_over_at = h.entries("s").await.len();
 
     assert_eq!(run.await.unwrap(), Outcome::Lost);
-    assert_eq!(h.entries("s").await.len(), taken_over_at, "the stale worker wrote after the takeover");
+    assert_eq!(
+        h.entries("s").await.len(),
+        taken_over_at,
+        "the stale worker wrote after the takeover"
+    );
 
-    let outcome = h.engine.run(NS, "s", &h.agent, fresh.token, &Default::default()).await;
+    let outcome = h
+        .engine
+        .run(NS, "s", &h.agent, fresh.token, &Default::default())
+        .await;
     assert_eq!(outcome, Outcome::Idle);
     let types = h.types("s").await;
     assert_eq!(

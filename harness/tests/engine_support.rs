@@ -38,9 +38,13 @@ pub fn manifest(script: &str, extra_tools: &str) -> String {
 }
 
 pub async fn harness(script: &str, extra_tools: &str) -> Harness {
-    let redis = tokio::task::spawn_blocking(RedisServer::start).await.unwrap().expect("redis-server");
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .expect("redis-server");
     let store = Store::connect(&redis.url(), Config::default()).await.unwrap();
-    let source = FileAgentSource::from_manifest(&Manifest::parse(&manifest(script, extra_tools)).unwrap()).unwrap();
+    let source =
+        FileAgentSource::from_manifest(&Manifest::parse(&manifest(script, extra_tools)).unwrap()).unwrap();
     let runner = Arc::new(LocalToolRunner::new(
         LocalSandboxOptions {
             isolation: corral_sandbox::Isolation::Plain,
@@ -52,7 +56,13 @@ pub async fn harness(script: &str, extra_tools: &str) -> Harness {
         retry_base: Duration::from_millis(10),
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::new(store.clone(), runner, Arc::new(NoStatus), config, Metrics::default()));
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        runner,
+        Arc::new(NoStatus),
+        config,
+        Metrics::default(),
+    ));
     Harness {
         redis,
         store,
@@ -75,8 +85,17 @@ impl Harness {
     /// Takes the lease and runs the engine until it stops.
     pub async fn run(&self, session: &str) -> Outcome {
         let log = self.store.session(NS, session);
-        let lease = log.acquire_lease(&format!("test-{}", corral_sandbox::random_hex(4)), Duration::from_secs(30)).await.unwrap();
-        let outcome = self.engine.run(NS, session, &self.agent, lease.token, &CancellationToken::new()).await;
+        let lease = log
+            .acquire_lease(
+                &format!("test-{}", corral_sandbox::random_hex(4)),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+        let outcome = self
+            .engine
+            .run(NS, session, &self.agent, lease.token, &CancellationToken::new())
+            .await;
         log.release(&lease).await.unwrap();
         outcome
     }
@@ -88,7 +107,11 @@ impl Harness {
     }
 
     pub async fn types(&self, session: &str) -> Vec<String> {
-        self.entries(session).await.iter().map(|e| e.type_name().to_owned()).collect()
+        self.entries(session)
+            .await
+            .iter()
+            .map(|e| e.type_name().to_owned())
+            .collect()
     }
 
     /// Waits until the log holds an event of type `ty`.
@@ -114,7 +137,10 @@ pub fn texts(entries: &[LogEntry], ty: &str) -> Vec<String> {
                 EventBody::AgentToolResult(r) => r.content.clone().unwrap_or_default(),
                 _ => Vec::new(),
             };
-            content.iter().filter_map(|b| b.as_text().map(str::to_owned)).collect()
+            content
+                .iter()
+                .filter_map(|b| b.as_text().map(str::to_owned))
+                .collect()
         })
         .collect()
 }

@@ -11,19 +11,22 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
 
+use super::ResolvedAgent;
 use super::manifest::secret_value;
 use super::source::{AgentFuture, AgentSource, LoadError};
-use super::ResolvedAgent;
 use crate::providers::{self, ApiKey, ProviderInputs};
 
 /// How long a built agent is reused.
 const CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// Built agents by (namespace, agent, version), with when they were built.
+type Cache = HashMap<(String, String, i64), (Instant, Arc<ResolvedAgent>)>;
+
 /// Loads agents through the Kubernetes API.
 #[derive(Clone)]
 pub struct KubeAgentSource {
     client: Client,
-    cache: Arc<Mutex<HashMap<(String, String, i64), (Instant, Arc<ResolvedAgent>)>>>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl std::fmt::Debug for KubeAgentSource {
@@ -58,7 +61,11 @@ impl KubeAgentSource {
         let agent_name = session_obj.spec.agent.name.clone();
         let version = session_obj.effective_agent_version();
         let key = (namespace.to_owned(), agent_name.clone(), version.unwrap_or(0));
-        if let Some((at, agent)) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(&key)
+        if let Some((at, agent)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
             && at.elapsed() < CACHE_TTL
         {
             return Ok(agent.clone());
@@ -95,7 +102,10 @@ impl KubeAgentSource {
                 .as_ref()
                 .and_then(|d| d.get(&reference.key))
                 .ok_or_else(|| {
-                    LoadError::Invalid(format!("ConfigMap {} has no key {}", reference.name, reference.key))
+                    LoadError::Invalid(format!(
+                        "ConfigMap {} has no key {}",
+                        reference.name, reference.key
+                    ))
                 })?;
             inputs.script = Some(script.clone());
         }

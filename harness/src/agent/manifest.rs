@@ -134,7 +134,10 @@ impl Manifest {
             inputs.script = Some(text.clone());
         }
         if let Some(reference) = &provider.api_key_secret_ref {
-            let key = self.secrets.get(&reference.name).and_then(|s| secret_value(s, &reference.key));
+            let key = self
+                .secrets
+                .get(&reference.name)
+                .and_then(|s| secret_value(s, &reference.key));
             let key = match key {
                 Some(key) => key,
                 None => env_key(provider.kind).ok_or_else(|| {
@@ -156,7 +159,9 @@ impl Manifest {
 /// A Secret's value for `key`, from `data` (base64-decoded already) or `stringData`.
 pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
     if let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) {
-        return String::from_utf8(bytes.0.clone()).ok().map(|s| s.trim().to_owned());
+        return String::from_utf8(bytes.0.clone())
+            .ok()
+            .map(|s| s.trim().to_owned());
     }
     secret
         .string_data
@@ -191,7 +196,10 @@ mod tests {
 
     #[test]
     fn bad_manifests_give_clear_errors() {
-        assert!(matches!(Manifest::parse("kind: ConfigMap\nmetadata: {name: x}\n"), Err(ManifestError::AgentCount(0))));
+        assert!(matches!(
+            Manifest::parse("kind: ConfigMap\nmetadata: {name: x}\n"),
+            Err(ManifestError::AgentCount(0))
+        ));
         let err = Manifest::parse("kind: Agent\nspec: 3\n").unwrap_err();
         assert!(err.to_string().contains("document 1 (Agent)"), "{err}");
         let missing = Manifest::parse(

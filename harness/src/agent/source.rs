@@ -54,7 +54,12 @@ impl FileAgentSource {
     pub fn from_manifest(manifest: &Manifest) -> Result<Self, LoadError> {
         let inputs = manifest.provider_inputs()?;
         let provider = providers::build(&manifest.agent.spec.model.provider, inputs)?;
-        let name = manifest.agent.metadata.name.clone().unwrap_or_else(|| "agent".into());
+        let name = manifest
+            .agent
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| "agent".into());
         Ok(Self {
             agent: Arc::new(ResolvedAgent::new(name, manifest.agent.spec.clone(), provider)),
         })

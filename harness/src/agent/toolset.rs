@@ -75,7 +75,11 @@ impl ToolSet {
                     let definition = ToolDefinition {
                         name: name.clone(),
                         description: tool.description.clone().unwrap_or_default(),
-                        input_schema: if schema.is_object() { schema.clone() } else { json!({"type": "object"}) },
+                        input_schema: if schema.is_object() {
+                            schema.clone()
+                        } else {
+                            json!({"type": "object"})
+                        },
                     };
                     set.add(name, ToolKind::Custom, definition);
                 }
@@ -123,8 +127,20 @@ mod tests {
              "configs": [{"name": "read", "permissionPolicy": "always_allow"}, {"name": "grep", "enabled": false}]},
             {"type": "custom", "name": "lookup", "description": "d", "inputSchema": {"type": "object"}}
         ])));
-        assert!(matches!(set.kind("bash"), ToolKind::Builtin { permission: Permission::Ask, .. }));
-        assert!(matches!(set.kind("read"), ToolKind::Builtin { permission: Permission::Allow, .. }));
+        assert!(matches!(
+            set.kind("bash"),
+            ToolKind::Builtin {
+                permission: Permission::Ask,
+                ..
+            }
+        ));
+        assert!(matches!(
+            set.kind("read"),
+            ToolKind::Builtin {
+                permission: Permission::Allow,
+                ..
+            }
+        ));
         assert_eq!(set.kind("grep"), ToolKind::Denied);
         assert_eq!(set.kind("web_fetch"), ToolKind::Denied);
         assert_eq!(set.kind("lookup"), ToolKind::Custom);

@@ -9,7 +9,12 @@ use clap::{Parser, Subcommand};
 
 /// The Corral harness.
 #[derive(Parser, Debug)]
-#[command(name = "corral-harness", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "corral-harness",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

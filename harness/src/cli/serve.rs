@@ -89,16 +89,29 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (agents, tools, status): (Arc<dyn AgentSource>, Arc<dyn ToolRunner>, Arc<dyn StatusSink>) =
         match &args.agent_file {
             Some(path) => {
-                let runner = Arc::new(LocalToolRunner::new(LocalSandboxOptions::default(), args.workspace_root.clone()));
+                let runner = Arc::new(LocalToolRunner::new(
+                    LocalSandboxOptions::default(),
+                    args.workspace_root.clone(),
+                ));
                 local_runner = Some(runner.clone());
-                (Arc::new(FileAgentSource::from_file(path)?), runner, Arc::new(NoStatus))
+                (
+                    Arc::new(FileAgentSource::from_file(path)?),
+                    runner,
+                    Arc::new(NoStatus),
+                )
             }
             None => {
-                let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+                let client = kube::Client::try_default()
+                    .await
+                    .context("connecting to the Kubernetes API")?;
                 let writer = Arc::new(StatusWriter::new(client.clone()));
                 (
                     Arc::new(KubeAgentSource::new(client.clone())),
-                    Arc::new(ClusterToolRunner::new(client, writer.clone(), args.sandbox_ready_timeout)),
+                    Arc::new(ClusterToolRunner::new(
+                        client,
+                        writer.clone(),
+                        args.sandbox_ready_timeout,
+                    )),
                     writer,
                 )
             }

@@ -31,7 +31,12 @@ pub fn estimate_tokens(request: &ModelRequest) -> u64 {
         }
     }
     let total = request.system.as_deref().map_or(0, str::len)
-        + request.messages.iter().flat_map(|m| &m.content).map(chars).sum::<usize>()
+        + request
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .map(chars)
+            .sum::<usize>()
         + request
             .tools
             .iter()
@@ -52,7 +57,9 @@ pub fn cut(entries: &[LogEntry], scan: &Scan, agent: &ResolvedAgent, budget: Opt
     if previous >= start {
         return None;
     }
-    let has_older_turns = entries[previous..start].iter().any(|e| matches!(e.body, EventBody::AgentMessage(_)));
+    let has_older_turns = entries[previous..start]
+        .iter()
+        .any(|e| matches!(e.body, EventBody::AgentMessage(_)));
     has_older_turns.then_some(start)
 }
 
@@ -61,7 +68,9 @@ pub fn request(entries: &[LogEntry], cut: usize, agent: &ResolvedAgent) -> Model
     let mut request = context::build(entries, cut, agent);
     request.tools.clear();
     match request.messages.last_mut() {
-        Some(last) if last.role == crate::providers::Role::User => last.content.push(Block::Text { text: PROMPT.to_owned() }),
+        Some(last) if last.role == crate::providers::Role::User => last.content.push(Block::Text {
+            text: PROMPT.to_owned(),
+        }),
         _ => request.messages.push(Message::user_text(PROMPT)),
     }
     request
@@ -71,7 +80,10 @@ pub fn request(entries: &[LogEntry], cut: usize, agent: &ResolvedAgent) -> Model
 pub fn event(summary: &str, first_kept: &EventId) -> NewEvent {
     with_hidden(
         EventBody::AgentThreadContextCompacted(Empty {}),
-        fields([("summary", summary.into()), ("first_kept", first_kept.to_string().into())]),
+        fields([
+            ("summary", summary.into()),
+            ("first_kept", first_kept.to_string().into()),
+        ]),
     )
     .into()
 }

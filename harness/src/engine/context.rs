@@ -54,7 +54,11 @@ pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> Model
             }
             EventBody::UserMessage(message) => {
                 for block in message.content.iter().filter_map(user_block) {
-                    if in_span { deferred.push(block) } else { builder.user(block) }
+                    if in_span {
+                        deferred.push(block)
+                    } else {
+                        builder.user(block)
+                    }
                 }
             }
             EventBody::SystemMessage(message) => {
@@ -67,7 +71,9 @@ pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> Model
             }
             EventBody::AgentThinking(_) => {
                 if let Some(data) = entry.hidden_str("redacted") {
-                    builder.assistant(Block::RedactedThinking { data: data.to_owned() });
+                    builder.assistant(Block::RedactedThinking {
+                        data: data.to_owned(),
+                    });
                 } else if let Some(thinking) = entry.hidden_str("thinking") {
                     builder.assistant(Block::Thinking {
                         thinking: thinking.to_owned(),
@@ -78,7 +84,9 @@ pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> Model
             EventBody::AgentMessage(message) => {
                 for text in message.content.iter().filter_map(ContentBlock::as_text) {
                     if !text.trim().is_empty() {
-                        builder.assistant(Block::Text { text: text.to_owned() });
+                        builder.assistant(Block::Text {
+                            text: text.to_owned(),
+                        });
                     }
                 }
             }
@@ -128,7 +136,8 @@ fn results(entries: &[LogEntry]) -> HashMap<String, (Vec<Block>, bool)> {
             _ => continue,
         };
         let blocks = content.iter().flatten().filter_map(user_block).collect();
-        out.entry(id.clone()).or_insert((blocks, is_error.unwrap_or(false)));
+        out.entry(id.clone())
+            .or_insert((blocks, is_error.unwrap_or(false)));
     }
     out
 }
@@ -143,13 +152,19 @@ fn user_block(block: &ContentBlock) -> Option<Block> {
                 data: data.clone(),
             }),
             other => Some(Block::Text {
-                text: format!("[an image from a {} source, not available here]", other.type_name()),
+                text: format!(
+                    "[an image from a {} source, not available here]",
+                    other.type_name()
+                ),
             }),
         },
         ContentBlock::Document(doc) => match &doc.source {
             Source::Text { data, .. } => Some(Block::Text { text: data.clone() }),
             other => Some(Block::Text {
-                text: format!("[a document from a {} source, not available here]", other.type_name()),
+                text: format!(
+                    "[a document from a {} source, not available here]",
+                    other.type_name()
+                ),
             }),
         },
         ContentBlock::SearchResult(result) => Some(Block::Text {
@@ -157,7 +172,12 @@ fn user_block(block: &ContentBlock) -> Option<Block> {
                 "{} ({})\n{}",
                 result.title,
                 result.source,
-                result.content.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join("\n")
+                result
+                    .content
+                    .iter()
+                    .map(|c| c.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             ),
         }),
         ContentBlock::Redacted | ContentBlock::Other(_) => None,
@@ -190,7 +210,11 @@ impl Builder {
     }
 
     fn tool_use(&mut self, entry: &LogEntry, name: &str, input: &Value, builtin: bool) {
-        let input = if input.is_object() { input.clone() } else { Value::Object(Default::default()) };
+        let input = if input.is_object() {
+            input.clone()
+        } else {
+            Value::Object(Default::default())
+        };
         self.assistant(Block::ToolUse {
             id: entry.id.to_string(),
             name: name.to_owned(),
@@ -212,10 +236,16 @@ impl Builder {
         for (id, builtin) in std::mem::take(&mut self.open_uses) {
             let (content, is_error) = match results.get(&id) {
                 Some((content, is_error)) => (content.clone(), *is_error),
-                None if builtin => (vec![Block::Text { text: ev::INTERRUPTED_BY_RESTART.to_owned() }], true),
+                None if builtin => (
+                    vec![Block::Text {
+                        text: ev::INTERRUPTED_BY_RESTART.to_owned(),
+                    }],
+                    true,
+                ),
                 None => (
                     vec![Block::Text {
-                        text: "No result came for this tool call: the turn ended before it was answered.".into(),
+                        text: "No result came for this tool call: the turn ended before it was answered."
+                            .into(),
                     }],
                     true,
                 ),
@@ -239,7 +269,8 @@ impl Builder {
         }
         self.messages.retain(|m| !m.content.is_empty());
         if self.messages.first().is_some_and(|m| m.role == Role::Assistant) {
-            self.messages.insert(0, Message::user_text("(the conversation continues)"));
+            self.messages
+                .insert(0, Message::user_text("(the conversation continues)"));
         }
         self.messages
     }

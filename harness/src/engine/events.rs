@@ -63,7 +63,11 @@ pub fn span_end(start: &EventId, usage: ModelUsage, error: bool, stop: Option<&s
         model_usage: usage,
         is_error: error.then_some(true),
     });
-    with_hidden(body, fields([("stop_reason", stop.map_or(Value::Null, Value::from))])).into()
+    with_hidden(
+        body,
+        fields([("stop_reason", stop.map_or(Value::Null, Value::from))]),
+    )
+    .into()
 }
 
 /// `session.usage` with the cumulative usage.

@@ -23,6 +23,8 @@ pub mod events;
 pub mod plan;
 pub mod run;
 pub mod scan;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 pub use run::{Engine, EngineConfig, Outcome};

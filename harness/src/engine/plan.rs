@@ -66,7 +66,9 @@ pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
     let mut arm = Vec::new();
     for tool in scan.tool_uses.iter().filter(|t| !t.resolved) {
         match (tool.kind, &tool.confirmation) {
-            (UseKind::Custom, _) | (UseKind::Builtin(Permission::Ask), None) => blocking.push(tool.id.to_string()),
+            (UseKind::Custom, _) | (UseKind::Builtin(Permission::Ask), None) => {
+                blocking.push(tool.id.to_string())
+            }
             (UseKind::Builtin(Permission::Ask), Some((false, message))) => {
                 let text = match message {
                     Some(m) => format!("The user denied this tool call: {m}"),
@@ -74,11 +76,16 @@ pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
                 };
                 return append(vec![events::tool_error(&tool.id, text)]);
             }
-            (UseKind::Builtin(Permission::Ask), Some((true, _))) if !armed.contains(&tool.id) && !tool.picked_up => {
+            (UseKind::Builtin(Permission::Ask), Some((true, _)))
+                if !armed.contains(&tool.id) && !tool.picked_up =>
+            {
                 arm.push(tool.id.clone());
             }
             (UseKind::Builtin(Permission::Deny), _) => {
-                return append(vec![events::tool_error(&tool.id, "This tool is not available to the agent.")]);
+                return append(vec![events::tool_error(
+                    &tool.id,
+                    "This tool is not available to the agent.",
+                )]);
             }
             (UseKind::Builtin(_), _) => {
                 if armed.contains(&tool.id) {
@@ -95,10 +102,16 @@ pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
         };
     }
     if !blocking.is_empty() {
-        if scan.status == (Status::Idle { requires: Some(blocking.clone()) }) {
+        if scan.status
+            == (Status::Idle {
+                requires: Some(blocking.clone()),
+            })
+        {
             return Step::Done;
         }
-        return append(vec![events::idle(StopReason::RequiresAction { event_ids: blocking })]);
+        return append(vec![events::idle(StopReason::RequiresAction {
+            event_ids: blocking,
+        })]);
     }
     if scan.followup || scan.pending_input || scan.retry_pending {
         if scan.status != Status::Running {
@@ -108,7 +121,10 @@ pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
             return append(vec![
                 events::error(
                     error_types::TOOL_USE_LIMIT_REACHED,
-                    format!("the turn reached its limit of {} model requests", limits.max_model_calls),
+                    format!(
+                        "the turn reached its limit of {} model requests",
+                        limits.max_model_calls
+                    ),
                     RetryStatus::Exhausted,
                 ),
                 events::idle(StopReason::RetriesExhausted),
@@ -141,7 +157,11 @@ fn interrupt(scan: &Scan, armed: &HashSet<EventId>) -> Vec<NewEvent> {
             let started = armed.contains(&tool.id)
                 || (permission == Permission::Allow)
                 || matches!(tool.confirmation, Some((true, _)) if tool.picked_up);
-            let text = if started { events::INTERRUPTED_BY_USER } else { events::NOT_RUN_INTERRUPT };
+            let text = if started {
+                events::INTERRUPTED_BY_USER
+            } else {
+                events::NOT_RUN_INTERRUPT
+            };
             out.push(events::tool_error(&tool.id, text));
         }
     }

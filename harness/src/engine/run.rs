@@ -76,7 +76,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,7 +173,10 @@ impl Run<'_> {
             if self.report_status {
                 self.report_status = false;
                 let fields = compute(self.view.entries());
-                self.engine.status.report(self.namespace, self.session, fields).await;
+                self.engine
+                    .status
+                    .report(self.namespace, self.session, fields)
+                    .await;
             }
             let scan = scan(self.view.entries(), &self.agent.tools);
             match plan(&scan, &self.armed, &self.engine.config.limits) {
@@ -233,8 +238,13 @@ impl Run<'_> {
             }
         }
         let purpose = if !self.skip_compaction
-            && compaction::cut(self.view.entries(), scan, self.agent, self.engine.config.compaction_budget)
-                .is_some()
+            && compaction::cut(
+                self.view.entries(),
+                scan,
+                self.agent,
+                self.engine.config.compaction_budget,
+            )
+            .is_some()
         {
             Purpose::Compaction
         } else {
@@ -267,7 +277,10 @@ impl Run<'_> {
             }
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
         };
-        self.engine.metrics.model_seconds.observe(started.elapsed().as_secs_f64());
+        self.engine
+            .metrics
+            .model_seconds
+            .observe(started.elapsed().as_secs_f64());
         match (span.purpose, result) {
             (Purpose::Reply, Ok(turn)) => {
                 Metrics::count(&self.engine.metrics.model_requests, "ok");
@@ -290,14 +303,20 @@ impl Run<'_> {
                 Metrics::count(&self.engine.metrics.model_requests, "error");
                 tracing::warn!(session = self.session, error = %err, "compaction failed; continuing without it");
                 self.skip_compaction = true;
-                self.append(vec![events::span_end(&span.id, ModelUsage::default(), true, None)])
-                    .await?;
+                self.append(vec![events::span_end(
+                    &span.id,
+                    ModelUsage::default(),
+                    true,
+                    None,
+                )])
+                .await?;
             }
             (Purpose::Reply, Err(err)) => {
                 Metrics::count(&self.engine.metrics.model_requests, "error");
                 let attempts = failed_attempts + 1;
                 let exhausted = !err.retryable || attempts >= self.engine.config.max_attempts;
-                self.append(failure_events(&span.id, &err, attempts, exhausted)).await?;
+                self.append(failure_events(&span.id, &err, attempts, exhausted))
+                    .await?;
             }
         }
         Ok(())
@@ -326,9 +345,16 @@ impl Run<'_> {
             }
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
         };
-        Metrics::count(&self.engine.metrics.tool_calls, if output.is_error { "error" } else { "ok" });
-        self.append(vec![events::tool_result(&tool.id, output.content, output.is_error)])
-            .await?;
+        Metrics::count(
+            &self.engine.metrics.tool_calls,
+            if output.is_error { "error" } else { "ok" },
+        );
+        self.append(vec![events::tool_result(
+            &tool.id,
+            output.content,
+            output.is_error,
+        )])
+        .await?;
         self.armed.remove(&tool.id);
         Ok(())
     }
@@ -348,7 +374,11 @@ fn model_usage(turn: &Turn) -> ModelUsage {
 /// The events recording a failed model request: the span closed as failed, the error, and either the turn's end
 /// (`retries_exhausted`) or `session.status_rescheduled`.
 fn failure_events(span: &EventId, err: &ProviderError, attempts: u32, exhausted: bool) -> Vec<NewEvent> {
-    let retry = if exhausted { RetryStatus::Exhausted } else { RetryStatus::Retrying };
+    let retry = if exhausted {
+        RetryStatus::Exhausted
+    } else {
+        RetryStatus::Retrying
+    };
     let message = if exhausted {
         format!("{} (after {attempts} attempts)", err.message)
     } else {
@@ -357,7 +387,11 @@ fn failure_events(span: &EventId, err: &ProviderError, attempts: u32, exhausted:
     vec![
         events::span_end(span, ModelUsage::default(), true, None),
         events::error(err.kind.session_error_type(), message, retry),
-        if exhausted { events::idle(StopReason::RetriesExhausted) } else { events::rescheduled() },
+        if exhausted {
+            events::idle(StopReason::RetriesExhausted)
+        } else {
+            events::rescheduled()
+        },
     ]
 }
 
@@ -401,10 +435,14 @@ pub fn reply_events(
             }
             Block::ToolUse { id, name, input } => {
                 flush(&mut text, &mut batch);
-                let invalid = turn.tool_calls.iter().find(|c| c.id == *id).and_then(|c| match &c.input {
-                    ToolInput::Invalid { error, .. } => Some(error.clone()),
-                    ToolInput::Valid(_) => None,
-                });
+                let invalid = turn
+                    .tool_calls
+                    .iter()
+                    .find(|c| c.id == *id)
+                    .and_then(|c| match &c.input {
+                        ToolInput::Invalid { error, .. } => Some(error.clone()),
+                        ToolInput::Valid(_) => None,
+                    });
                 let event_id = EventId::generate();
                 let problem = match (&invalid, cut_off) {
                     (Some(error), _) => Some(format!(
@@ -431,7 +469,10 @@ pub fn reply_events(
                     }
                     kind => {
                         let (permission, evaluation) = match kind {
-                            ToolKind::Builtin { permission, evaluation } => (permission, Some(evaluation)),
+                            ToolKind::Builtin {
+                                permission,
+                                evaluation,
+                            } => (permission, Some(evaluation)),
                             ToolKind::Custom => (Permission::Allow, None),
                             ToolKind::Denied => (Permission::Deny, None),
                         };
@@ -450,7 +491,9 @@ pub fn reply_events(
                         } else if permission == Permission::Deny {
                             batch.push(events::tool_error(
                                 &event_id,
-                                format!("The tool {name:?} is not available to this agent; the call was not run."),
+                                format!(
+                                    "The tool {name:?} is not available to this agent; the call was not run."
+                                ),
                             ));
                         } else if permission == Permission::Allow {
                             arm.push(event_id);
@@ -463,7 +506,12 @@ pub fn reply_events(
     }
     flush(&mut text, &mut batch);
     let usage = model_usage(turn);
-    batch.push(events::span_end(span, usage.clone(), false, Some(turn.stop_reason.as_str())));
+    batch.push(events::span_end(
+        span,
+        usage.clone(),
+        false,
+        Some(turn.stop_reason.as_str()),
+    ));
     let total = Usage {
         input_tokens: Some(total_before.input_tokens + usage.input_tokens),
         output_tokens: Some(total_before.output_tokens + usage.output_tokens),

@@ -157,11 +157,9 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
                 }
                 s.pending_input = true;
             }
-            EventBody::UserInterrupt(_) => {
-                if s.turn_active() {
-                    s.interrupt = true;
-                    s.pending_input = false;
-                }
+            EventBody::UserInterrupt(_) if s.turn_active() => {
+                s.interrupt = true;
+                s.pending_input = false;
             }
             EventBody::UserToolConfirmation(c) => {
                 if let Some(tool) = s.tool_uses.iter_mut().find(|t| t.id == *c.tool_use_id.as_str())
@@ -212,7 +210,10 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
             }
             EventBody::SpanModelRequestEnd(end) => {
                 add_usage(&mut s.usage, &end.model_usage);
-                let Some(open) = s.open_span.take_if(|o| o.id == *end.model_request_start_id.as_str()) else {
+                let Some(open) = s
+                    .open_span
+                    .take_if(|o| o.id == *end.model_request_start_id.as_str())
+                else {
                     continue;
                 };
                 if open.purpose != Purpose::Reply {

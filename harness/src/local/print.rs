@@ -5,7 +5,10 @@ use corral_api::events::{ContentBlock, Event, EventBody, StopReason};
 fn text(blocks: &[ContentBlock]) -> String {
     blocks
         .iter()
-        .map(|b| b.as_text().map_or_else(|| format!("[{}]", b.type_name()), str::to_owned))
+        .map(|b| {
+            b.as_text()
+                .map_or_else(|| format!("[{}]", b.type_name()), str::to_owned)
+        })
         .collect::<Vec<_>>()
         .join("")
 }
@@ -20,29 +23,48 @@ pub fn describe(event: &Event) -> Option<String> {
         EventBody::UserMessage(m) => format!("> user: {}", indent(&text(&m.content))),
         EventBody::UserInterrupt(_) => "> user: (interrupt)".into(),
         EventBody::UserCustomToolResult(r) => {
-            format!("> custom tool result: {}", indent(&text(r.content.as_deref().unwrap_or_default())))
+            format!(
+                "> custom tool result: {}",
+                indent(&text(r.content.as_deref().unwrap_or_default()))
+            )
         }
         EventBody::UserToolConfirmation(c) => format!("> confirmation: {:?}", c.result),
         EventBody::SessionStatusRunning(_) => "~ running".into(),
         EventBody::SessionStatusRescheduled(_) => "~ rescheduled (retrying)".into(),
         EventBody::SessionStatusIdle(idle) => match &idle.stop_reason {
             StopReason::EndTurn => "~ idle (end_turn)".into(),
-            StopReason::RequiresAction { event_ids } => format!("~ idle (requires_action: {})", event_ids.join(", ")),
-            other => format!("~ idle ({})", serde_json::to_value(other).ok()?.get("type")?.as_str()?),
+            StopReason::RequiresAction { event_ids } => {
+                format!("~ idle (requires_action: {})", event_ids.join(", "))
+            }
+            other => format!(
+                "~ idle ({})",
+                serde_json::to_value(other).ok()?.get("type")?.as_str()?
+            ),
         },
         EventBody::AgentThinking(_) => "  (thinking)".into(),
         EventBody::AgentMessage(m) => format!("agent: {}", indent(&text(&m.content))),
         EventBody::AgentToolUse(t) => format!("tool {} {}", t.name, t.input),
-        EventBody::AgentCustomToolUse(t) => format!("custom tool {} {} (waiting for its result)", t.name, t.input),
+        EventBody::AgentCustomToolUse(t) => {
+            format!("custom tool {} {} (waiting for its result)", t.name, t.input)
+        }
         EventBody::AgentToolResult(r) => {
-            let mark = if r.is_error == Some(true) { "error" } else { "result" };
-            format!("  {mark}: {}", indent(&text(r.content.as_deref().unwrap_or_default())))
+            let mark = if r.is_error == Some(true) {
+                "error"
+            } else {
+                "result"
+            };
+            format!(
+                "  {mark}: {}",
+                indent(&text(r.content.as_deref().unwrap_or_default()))
+            )
         }
         EventBody::AgentThreadContextCompacted(_) => "~ context compacted".into(),
         EventBody::SessionError(e) => format!("! {}: {}", e.error.kind, e.error.message),
         EventBody::SpanModelRequestEnd(end) if end.is_error != Some(true) => format!(
             "  (model: {} in, {} out, {} cached)",
-            end.model_usage.input_tokens, end.model_usage.output_tokens, end.model_usage.cache_read_input_tokens
+            end.model_usage.input_tokens,
+            end.model_usage.output_tokens,
+            end.model_usage.cache_read_input_tokens
         ),
         _ => return None,
     })

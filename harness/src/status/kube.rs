@@ -25,17 +25,25 @@ impl std::fmt::Debug for StatusWriter {
 }
 
 /// The apply body: every field the harness owns.
-pub fn apply_body(fields: Option<&StatusFields>, current: Option<&SessionStatus>, requested_at: Option<&str>) -> Value {
+pub fn apply_body(
+    fields: Option<&StatusFields>,
+    current: Option<&SessionStatus>,
+    requested_at: Option<&str>,
+) -> Value {
     let mut status = serde_json::Map::new();
     let phase = fields.map(|f| f.phase).or(current.and_then(|c| c.phase));
     if let Some(phase) = phase {
         status.insert("phase".into(), json!(phase));
     }
-    let usage = fields.map(|f| f.usage.clone()).or(current.and_then(|c| c.usage.clone()));
+    let usage = fields
+        .map(|f| f.usage.clone())
+        .or(current.and_then(|c| c.usage.clone()));
     if let Some(usage) = usage {
         status.insert("usage".into(), json!(usage));
     }
-    let active = fields.map(|f| f.active_seconds).or(current.and_then(|c| c.active_seconds));
+    let active = fields
+        .map(|f| f.active_seconds)
+        .or(current.and_then(|c| c.active_seconds));
     if let Some(active) = active {
         status.insert("activeSeconds".into(), json!(active));
     }

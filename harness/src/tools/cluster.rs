@@ -62,8 +62,15 @@ impl ClusterToolRunner {
             return Ok(client.clone());
         }
         let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
-        let current = sessions.get(session).await.map_err(|e| format!("cannot read the session: {e}"))?;
-        let sandbox = current.status.as_ref().and_then(|s| s.sandbox.clone()).unwrap_or_default();
+        let current = sessions
+            .get(session)
+            .await
+            .map_err(|e| format!("cannot read the session: {e}"))?;
+        let sandbox = current
+            .status
+            .as_ref()
+            .and_then(|s| s.sandbox.clone())
+            .unwrap_or_default();
         let ready = sandbox.phase == Some(SandboxPhase::Ready) && sandbox.endpoint.is_some();
         if !ready {
             self.status
@@ -73,7 +80,10 @@ impl ClusterToolRunner {
         }
         let deadline = Instant::now() + self.ready_timeout;
         let endpoint = loop {
-            let current = sessions.get(session).await.map_err(|e| format!("cannot read the session: {e}"))?;
+            let current = sessions
+                .get(session)
+                .await
+                .map_err(|e| format!("cannot read the session: {e}"))?;
             let sandbox = current.status.and_then(|s| s.sandbox).unwrap_or_default();
             match (sandbox.phase, sandbox.endpoint) {
                 (Some(SandboxPhase::Ready), Some(endpoint)) => break endpoint,
@@ -84,14 +94,20 @@ impl ClusterToolRunner {
                     ));
                 }
                 _ if Instant::now() > deadline => {
-                    return Err(format!("the sandbox was not ready within {:?}", self.ready_timeout));
+                    return Err(format!(
+                        "the sandbox was not ready within {:?}",
+                        self.ready_timeout
+                    ));
                 }
                 _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let name = sandbox_secret_name(session);
-        let secret = secrets.get(&name).await.map_err(|e| format!("cannot read Secret {name}: {e}"))?;
+        let secret = secrets
+            .get(&name)
+            .await
+            .map_err(|e| format!("cannot read Secret {name}: {e}"))?;
         let token = secret_value(&secret, SANDBOX_SECRET_KEY)
             .ok_or_else(|| format!("Secret {name} has no key {SANDBOX_SECRET_KEY}"))?;
         let client = SandboxClient::new(format!("http://{endpoint}"), token).map_err(|e| e.to_string())?;
@@ -100,7 +116,10 @@ impl ClusterToolRunner {
     }
 
     async fn forget(&self, namespace: &str, session: &str) {
-        self.clients.lock().await.remove(&(namespace.to_owned(), session.to_owned()));
+        self.clients
+            .lock()
+            .await
+            .remove(&(namespace.to_owned(), session.to_owned()));
     }
 }
 
@@ -109,7 +128,9 @@ impl ToolRunner for ClusterToolRunner {
         Box::pin(async move {
             let client = match self.sandbox(call.namespace, call.session).await {
                 Ok(client) => client,
-                Err(message) => return ToolOutput::error(format!("No sandbox could run this tool call: {message}")),
+                Err(message) => {
+                    return ToolOutput::error(format!("No sandbox could run this tool call: {message}"));
+                }
             };
             let request = ExecuteRequest {
                 tool: call.name.to_owned(),

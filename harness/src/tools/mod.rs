@@ -82,7 +82,11 @@ pub trait ToolRunner: Send + Sync {
 /// minutes) plus half a minute, so the daemon reports its timeout itself; a minute for the other tools.
 pub fn call_timeout(call: &ToolCall<'_>) -> Duration {
     if call.name == "bash" {
-        let ms = call.input.get("timeout_ms").and_then(Value::as_u64).unwrap_or(120_000);
+        let ms = call
+            .input
+            .get("timeout_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(120_000);
         Duration::from_millis(ms.min(600_000)) + Duration::from_secs(30)
     } else {
         Duration::from_secs(60)
