@@ -1,0 +1,34 @@
+//! Shared helpers of the benchmark binaries: order statistics over measured durations.
+
+use std::time::Duration;
+
+/// Median and 95th percentile of a set of durations (nearest-rank), or `None` when empty.
+pub fn p50_p95(samples: &[Duration]) -> Option<(Duration, Duration)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    Some((rank(0.50), rank(0.95)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let ms = |v: &[u64]| v.iter().map(|m| Duration::from_millis(*m)).collect::<Vec<_>>();
+        assert_eq!(
+            p50_p95(&ms(&[5, 1, 3])),
+            Some((Duration::from_millis(3), Duration::from_millis(5)))
+        );
+        let hundred: Vec<u64> = (1..=100).collect();
+        assert_eq!(
+            p50_p95(&ms(&hundred)),
+            Some((Duration::from_millis(50), Duration::from_millis(95)))
+        );
+        assert_eq!(p50_p95(&[]), None);
+    }
+}
