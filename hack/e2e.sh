@@ -54,7 +54,7 @@ if ((local_cluster)); then
 fi
 
 # Images keep the tag `dev`: a digest of the binary in a pod annotation rolls the pods when the code changed.
-build_id=$(cat target/debug/corral-operator "$daemon" | sha256sum | cut -c1-16)
+build_id=$(cat target/debug/corral-operator "$daemon" $($harness_enabled && echo target/debug/corral-harness) | sha256sum | cut -c1-16)
 log "installing Corral with Helm into $NAMESPACE"
 helm dependency build charts/corral >/dev/null
 helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --create-namespace \
@@ -70,7 +70,8 @@ if ((local_cluster)); then
   redis_ip=$(kubectl -n "$NAMESPACE" get svc "$RELEASE"-redis -o jsonpath='{.spec.clusterIP}')
   e2e/cluster/forward.sh to-cluster e2e-redis 16379 "$redis_ip:6379"
   export CORRAL_E2E_REDIS_URL=redis://127.0.0.1:16379
+  export CORRAL_E2E_HARNESS=$harness_enabled
 fi
 
 log "running the e2e tests"
-cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4
+cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4 "$@"

@@ -1,0 +1,99 @@
+//! One turn end to end on the real cluster: the harness Deployment the operator runs takes the wake-up, calls the
+//! scripted model, gets a sandbox pod on the first tool call (not before), runs `bash` in it, and ends the turn;
+//! the session log holds the whole turn in order and the Session status follows.
+//! The test plays the gateway's part (append the user message, enqueue the wake-up) through the session library.
+#![cfg(feature = "e2e")]
+
+use std::time::Duration;
+
+use corral_api::{Session, events::EventBody, session::SessionPhase};
+use corral_e2e::{Cluster, TestNamespace, wait};
+use corral_session::{Config, Order, Store};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use kube::api::ListParams;
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+fn types(events: &[corral_session::StoredEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e.event.body.type_name().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_turn_runs_through_the_harness_with_a_lazy_sandbox() -> anyhow::Result<()> {
+    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
+        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)")
+    })?;
+    if std::env::var("CORRAL_E2E_HARNESS").as_deref() != Ok("true") {
+        eprintln!("skipped: the harness image was not built (CORRAL_E2E_HARNESS != true)");
+        return Ok(());
+    }
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "turn", |ns| async move {
+        let example = std::fs::read_to_string(corral_e2e::cluster::repo_root().join("examples/agent-scripted.yaml"))?;
+        ns.apply(&example)?;
+        ns.apply(
+            "apiVersion: corral.dev/v1alpha1\nkind: Environment\nmetadata: {name: box}\n---\napiVersion: corral.dev/v1alpha1\nkind: Session\nmetadata: {name: s1}\nspec:\n  agent: {name: scripted}\n  environmentRef: {name: box}\n",
+        )?;
+        wait::object(&ns.api::<Deployment>(), "corral-harness", TIMEOUT, "harness Deployment available", |d: &Deployment| {
+            d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1
+        })
+        .await?;
+        let sessions = ns.api::<Session>();
+        wait::object(&sessions, "s1", TIMEOUT, "session Ready", |s: &Session| {
+            s.status.as_ref().is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
+        })
+        .await?;
+        let pods = ns.api::<Pod>();
+        let sandbox_pods = ListParams::default().labels("corral.dev/session=s1");
+        assert!(pods.list(&sandbox_pods).await?.items.is_empty(), "no sandbox before the first tool call");
+
+        let store = Store::connect(&url, Config::default()).await?;
+        let log = store.session(&ns.name, "s1");
+        let message: EventBody = serde_json::from_value(serde_json::json!({
+            "type": "user.message", "content": [{"type": "text", "text": "say hello and check the sandbox"}]
+        }))?;
+        log.append_user([message]).await?;
+        store.enqueue(&ns.name, "s1").await?;
+
+        let events = wait::until("the turn to end", TIMEOUT, || async {
+            let page = log.range(None, 1000, Order::Asc).await?;
+            let done = page.events.iter().any(|e| e.event.body.type_name() == "session.status_idle");
+            Ok(done.then_some(page.events))
+        })
+        .await?;
+        let seen = types(&events);
+        for expected in [
+            "user.message",
+            "session.status_running",
+            "span.model_request_start",
+            "agent.message",
+            "agent.tool_use",
+            "agent.tool_result",
+            "span.model_request_end",
+            "session.status_idle",
+        ] {
+            assert!(seen.iter().any(|t| t == expected), "missing {expected} in {seen:?}");
+        }
+        let pos = |t: &str| seen.iter().position(|s| s == t).unwrap_or(usize::MAX);
+        assert!(pos("agent.tool_use") < pos("agent.tool_result") && pos("agent.tool_result") < pos("session.status_idle"));
+        let result = events.iter().find(|e| e.event.body.type_name() == "agent.tool_result").unwrap();
+        let result_json = serde_json::to_string(&result.event)?;
+        assert!(result_json.contains("hello"), "bash ran in the sandbox: {result_json}");
+        assert!(!result_json.contains("\"is_error\":true"), "{result_json}");
+        let idle = serde_json::to_value(&events.iter().rev().find(|e| e.event.body.type_name() == "session.status_idle").unwrap().event)?;
+        assert_eq!(idle["stop_reason"]["type"], "end_turn");
+        let ids: std::collections::HashSet<_> = events.iter().map(|e| e.event.id.to_string()).collect();
+        assert_eq!(ids.len(), events.len(), "no duplicated events");
+
+        assert_eq!(pods.list(&sandbox_pods).await?.items.len(), 1, "the first tool call brought the sandbox pod");
+        wait::object(&sessions, "s1", TIMEOUT, "session idle with usage", |s: &Session| {
+            s.status.as_ref().is_some_and(|st| st.phase == Some(SessionPhase::Idle) && st.usage.as_ref().is_some_and(|u| u.output_tokens > 0))
+        })
+        .await?;
+        Ok(())
+    })
+    .await
+}
