@@ -64,6 +64,20 @@ pub fn new_condition(
     }
 }
 
+/// The `Ready` condition: True with `ok_message` when there is no problem, else False with the problem's reason
+/// and message.
+pub fn ready(
+    problem: Option<(&str, &str)>,
+    ok_message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    match problem {
+        None => new_condition(types::READY, true, reasons::READY, ok_message, generation, now),
+        Some((reason, message)) => new_condition(types::READY, false, reason, message, generation, now),
+    }
+}
+
 /// Inserts or replaces the condition of the same type, keeping the previous `lastTransitionTime` when the status
 /// did not change (so that the time says when the status last flipped, not when it was last written).
 pub fn set_condition(conditions: &mut Vec<Condition>, mut condition: Condition) {

@@ -9,9 +9,8 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-            PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-            SecurityContext, ServiceAccount,
+            Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+            ResourceRequirements, ServiceAccount,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
         rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
@@ -22,6 +21,8 @@ use k8s_openapi::{
     },
 };
 use kube::Resource;
+
+use super::common::{NONROOT_UID, env_var, field_env, locked_down, runtime_default_seccomp};
 
 /// The name of every harness object in a namespace.
 pub const HARNESS_NAME: &str = "corral-harness";
@@ -171,28 +172,6 @@ pub fn build_harness(namespace: &str, agents: &[Agent], config: &HarnessConfig) 
     }
 }
 
-fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..EnvVar::default()
-    }
-}
-
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.into(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
 fn probe(path: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -211,11 +190,11 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
     let mut env_vars = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("CORRAL_NAMESPACE", "metadata.namespace"),
-        env("CORRAL_METRICS_ADDR", &format!("0.0.0.0:{HARNESS_METRICS_PORT}")),
-        env("CORRAL_LOG", &config.log_filter),
+        env_var("CORRAL_METRICS_ADDR", &format!("0.0.0.0:{HARNESS_METRICS_PORT}")),
+        env_var("CORRAL_LOG", &config.log_filter),
     ];
     if let Some(url) = &config.redis_url {
-        env_vars.push(env("CORRAL_REDIS_URL", url));
+        env_vars.push(env_var("CORRAL_REDIS_URL", url));
     }
     let container = Container {
         name: "harness".into(),
@@ -230,20 +209,7 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(probe("/healthz", 10)),
         resources: Some(config.resources.clone()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..SeccompProfile::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(locked_down()),
         ..Container::default()
     };
     Deployment {
@@ -272,12 +238,9 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
                     termination_grace_period_seconds: Some(60),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
-                        run_as_user: Some(65532),
-                        run_as_group: Some(65532),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..SeccompProfile::default()
-                        }),
+                        run_as_user: Some(NONROOT_UID),
+                        run_as_group: Some(NONROOT_UID),
+                        seccomp_profile: Some(runtime_default_seccomp()),
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![container],

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use super::common::{env_var, locked_down, runtime_default_seccomp};
 use corral_api::{
     Environment,
     environment::{DEFAULT_SANDBOX_IMAGE, WorkspaceType},
@@ -15,10 +16,10 @@ use corral_api::{
 use k8s_openapi::{
     api::{
         core::v1::{
-            Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-            PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod,
-            PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
-            SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+            Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+            Probe, ResourceRequirements, Secret, SecretVolumeSource, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
         networking::v1::{
             IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -41,7 +42,7 @@ pub const TOKEN_KEY: &str = "token";
 /// The sandbox's working directory.
 pub const WORKSPACE_DIR: &str = "/workspace";
 /// The uid sandbox processes run as.
-pub const SANDBOX_UID: i64 = 65532;
+pub const SANDBOX_UID: i64 = super::common::NONROOT_UID;
 /// Label marking a warm pool pod that no session has claimed.
 pub const WARM_LABEL: &str = "corral.dev/warm";
 
@@ -194,26 +195,6 @@ fn default_resources() -> ResourceRequirements {
     }
 }
 
-fn locked_down() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        run_as_user: Some(SANDBOX_UID),
-        run_as_group: Some(SANDBOX_UID),
-        privileged: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Capabilities::default()
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..SeccompProfile::default()
-        }),
-        ..SecurityContext::default()
-    }
-}
-
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
@@ -228,14 +209,6 @@ fn empty_dir(name: &str) -> Volume {
         name: name.into(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
-    }
-}
-
-fn env_var(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..EnvVar::default()
     }
 }
 
@@ -339,10 +312,7 @@ pub fn build_sandbox_pod(
                 run_as_user: Some(SANDBOX_UID),
                 run_as_group: Some(SANDBOX_UID),
                 fs_group: Some(SANDBOX_UID),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..SeccompProfile::default()
-                }),
+                seccomp_profile: Some(runtime_default_seccomp()),
                 ..PodSecurityContext::default()
             }),
             init_containers: Some(vec![install]),

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use corral_api::{
     Agent, AgentStatus,
     common::{ConfigMapKeyRef, SecretKeyRef},
-    conditions::{self, new_condition, reasons, set_condition, types},
+    conditions::{self, reasons, set_condition, types},
     labels,
     validation::validate_agent,
 };
@@ -119,18 +119,11 @@ pub fn compute_status(
     now: Timestamp,
 ) -> AgentStatus {
     let mut conditions = previous.map(|s| s.conditions.clone()).unwrap_or_default();
-    let condition = match problem {
-        None => new_condition(
-            types::READY,
-            true,
-            reasons::READY,
-            "the agent is ready",
-            generation,
-            now,
-        ),
-        Some(p) => new_condition(types::READY, false, p.reason, p.message.clone(), generation, now),
-    };
-    set_condition(&mut conditions, condition);
+    let problem = problem.map(|p| (p.reason, p.message.as_str()));
+    set_condition(
+        &mut conditions,
+        conditions::ready(problem, "the agent is ready", generation, now),
+    );
     AgentStatus {
         version,
         observed_generation: generation,

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use corral_api::{
     Environment, EnvironmentStatus,
-    conditions::{new_condition, reasons, set_condition, types},
+    conditions::{self, set_condition},
     validation::{SpecError, validate_environment},
 };
 use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
@@ -105,17 +105,13 @@ pub fn compute_status(
     now: Timestamp,
 ) -> EnvironmentStatus {
     let mut conditions = previous.map(|s| s.conditions.clone()).unwrap_or_default();
-    let condition = match problem {
-        None => new_condition(
-            types::READY,
-            true,
-            reasons::READY,
-            "the environment is ready",
-            generation,
-            now,
-        ),
-        Some(p) => new_condition(types::READY, false, p.reason, p.to_string(), generation, now),
-    };
+    let message = problem.map(ToString::to_string);
+    let condition = conditions::ready(
+        problem.map(|p| p.reason).zip(message.as_deref()),
+        "the environment is ready",
+        generation,
+        now,
+    );
     set_condition(&mut conditions, condition);
     EnvironmentStatus {
         observed_generation: generation,
@@ -126,7 +122,10 @@ pub fn compute_status(
 
 #[cfg(test)]
 mod tests {
-    use corral_api::{EnvironmentSpec, conditions};
+    use corral_api::{
+        EnvironmentSpec,
+        conditions::{reasons, types},
+    };
 
     use super::*;
 
