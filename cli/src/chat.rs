@@ -1,0 +1,270 @@
+//! `send`, `interrupt`, `chat` and `run`: sending messages and watching the turn they start.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::{
+    args::{Output, RunArgs, SendArgs},
+    body,
+    client::Client,
+    error::{CliError, Result},
+    events::print_event,
+    input::{Line, Reader},
+    output, render,
+    resources::id_segment,
+    stream::{Follower, Start},
+};
+
+/// How a turn ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnEnd {
+    /// The session is idle; the stop reason's type.
+    Idle(String),
+    /// The session was terminated or deleted.
+    Gone,
+}
+
+/// Sends events and returns the stored ones.
+async fn send_events(client: &Client, session: &str, body: &Value) -> Result<Vec<Value>> {
+    let res = client
+        .post(&format!("/v1/sessions/{session}/events"), body)
+        .await?;
+    Ok(res
+        .get("data")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn first_id(events: &[Value]) -> Option<String> {
+    events
+        .first()
+        .and_then(|e| e.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn interrupt_signal() -> Result<Signal> {
+    signal(SignalKind::interrupt()).map_err(|e| CliError::Other(format!("listening for Ctrl-C: {e}")))
+}
+
+fn spinner(format: Output) -> ProgressBar {
+    if format != Output::Table {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner:.cyan} {msg:.dim}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+/// Streams events until the turn started by the event `mine` is over: an idle (or terminated, deleted) that
+/// comes after `mine`'s echo. Shows a spinner while the agent works. The first Ctrl-C sends `user.interrupt`, the
+/// second gives up.
+async fn stream_turn(
+    client: &Client,
+    session: &str,
+    follower: &mut Follower,
+    format: Output,
+    mine: &str,
+    show_own: bool,
+    sigint: &mut Signal,
+) -> Result<TurnEnd> {
+    let pb = spinner(format);
+    pb.set_message("thinking…");
+    let mut seen_mine = false;
+    let mut interrupted = false;
+    let end = loop {
+        let item = tokio::select! {
+            item = follower.next() => item,
+            _ = sigint.recv() => {
+                if interrupted {
+                    pb.finish_and_clear();
+                    return Err(CliError::Interrupted);
+                }
+                interrupted = true;
+                pb.set_message("interrupting… (Ctrl-C again to quit)");
+                send_events(client, session, &json!({ "events": [{ "type": "user.interrupt" }] })).await?;
+                continue;
+            }
+        };
+        let Some(item) = item? else {
+            break TurnEnd::Gone;
+        };
+        let event = &item.event;
+        let ty = render::kind(event);
+        let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+        let own = id == mine;
+        if own {
+            seen_mine = true;
+        }
+        if format == Output::Table {
+            if (!own || show_own)
+                && let Some(text) = render::transcript(event)
+            {
+                pb.suspend(|| println!("{text}"));
+            }
+            match ty {
+                "agent.tool_use" | "agent.mcp_tool_use" => {
+                    pb.set_message(format!(
+                        "running {}…",
+                        event.get("name").and_then(Value::as_str).unwrap_or("tool")
+                    ));
+                }
+                "agent.tool_result"
+                | "agent.mcp_tool_result"
+                | "span.model_request_start"
+                | "agent.thinking" => {
+                    pb.set_message("thinking…");
+                }
+                _ => {}
+            }
+        } else {
+            print_event(format, event)?;
+        }
+        if matches!(ty, "session.status_terminated" | "session.deleted") {
+            break TurnEnd::Gone;
+        }
+        if seen_mine && ty == "session.status_idle" {
+            break TurnEnd::Idle(
+                event
+                    .pointer("/stop_reason/type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_owned(),
+            );
+        }
+    };
+    pb.finish_and_clear();
+    Ok(end)
+}
+
+/// `corral send`.
+pub async fn send(client: &Client, format: Output, args: SendArgs) -> Result<()> {
+    let session = id_segment(&args.session)?.to_owned();
+    let text = body::message_text(&args.text)?;
+    if !args.wait {
+        let sent = send_events(client, &session, &body::user_message(&text)).await?;
+        return match format {
+            Output::Table => {
+                println!("sent {} to {session}", first_id(&sent).unwrap_or_default());
+                Ok(())
+            }
+            _ => output::data(format, &Value::Array(sent)),
+        };
+    }
+    let mut sigint = interrupt_signal()?;
+    let mut follower = Follower::open(client, &session, Start::Now).await?;
+    let sent = send_events(client, &session, &body::user_message(&text)).await?;
+    let mine = first_id(&sent).unwrap_or_default();
+    finish(stream_turn(client, &session, &mut follower, format, &mine, false, &mut sigint).await?)
+}
+
+fn finish(end: TurnEnd) -> Result<()> {
+    match end {
+        TurnEnd::Idle(_) => Ok(()),
+        TurnEnd::Gone => Err(CliError::Other(
+            "the session ended (terminated or deleted)".into(),
+        )),
+    }
+}
+
+/// `corral interrupt`.
+pub async fn interrupt(client: &Client, format: Output, session: &str) -> Result<()> {
+    let session = id_segment(session)?;
+    let sent = send_events(
+        client,
+        session,
+        &json!({ "events": [{ "type": "user.interrupt" }] }),
+    )
+    .await?;
+    match format {
+        Output::Table => {
+            println!("interrupted {session}");
+            Ok(())
+        }
+        _ => output::data(format, &Value::Array(sent)),
+    }
+}
+
+/// `corral run`.
+pub async fn run(client: &Client, format: Output, args: RunArgs) -> Result<()> {
+    let text = body::message_text(&args.prompt)?;
+    let mut create = json!({ "agent": args.agent, "environment_id": args.environment });
+    if let Some(title) = &args.title {
+        create["title"] = Value::String(title.clone());
+    }
+    let mut sigint = interrupt_signal()?;
+    let created = client.post("/v1/sessions", &create).await?;
+    let session = created
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CliError::Other("the gateway's new session has no id".into()))?
+        .to_owned();
+    eprintln!("{}", console::style(format!("session {session}")).dim());
+    let mut follower = Follower::open(client, &session, Start::Now).await?;
+    let sent = send_events(client, &session, &body::user_message(&text)).await?;
+    let mine = first_id(&sent).unwrap_or_default();
+    finish(stream_turn(client, &session, &mut follower, format, &mine, false, &mut sigint).await?)
+}
+
+/// `corral chat`.
+pub async fn chat(client: &Client, format: Output, session: &str) -> Result<()> {
+    let session = id_segment(session)?.to_owned();
+    let mut sigint = interrupt_signal()?;
+    let info = client.get(&format!("/v1/sessions/{session}"), &[]).await?;
+    let mut reader = Reader::start();
+    if reader.interactive {
+        let agent = info
+            .pointer("/agent/name")
+            .and_then(Value::as_str)
+            .unwrap_or("the agent");
+        eprintln!(
+            "{}",
+            console::style(format!(
+                "Chatting with {agent} in {session} ({}). Ctrl-C interrupts a turn, Ctrl-D quits.",
+                info.get("status").and_then(Value::as_str).unwrap_or("?")
+            ))
+            .dim()
+        );
+    }
+    let mut follower = Follower::open(client, &session, Start::Now).await?;
+    let prompt = console::style("› ").green().bold().to_string();
+    loop {
+        let line = tokio::select! {
+            line = reader.line(&prompt) => line,
+            _ = sigint.recv() => return Err(CliError::Interrupted),
+        };
+        let text = match line {
+            Line::Text(t) if t.trim().is_empty() => continue,
+            Line::Text(t) => t,
+            Line::Eof => return Ok(()),
+            Line::Interrupted => return Err(CliError::Interrupted),
+            Line::Failed(e) => return Err(CliError::Other(format!("reading input: {e}"))),
+        };
+        let sent = send_events(client, &session, &body::user_message(&text)).await?;
+        let mine = first_id(&sent).unwrap_or_default();
+        // On a terminal the person saw what they typed; from a pipe, show the stored message.
+        let show_own = !reader.interactive;
+        match stream_turn(
+            client,
+            &session,
+            &mut follower,
+            format,
+            &mine,
+            show_own,
+            &mut sigint,
+        )
+        .await?
+        {
+            TurnEnd::Idle(_) => {}
+            TurnEnd::Gone => return finish(TurnEnd::Gone),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `corral`: the command line for Corral's HTTP API. Run `corral --help`.
+
+mod args;
+mod body;
+mod chat;
+mod client;
+mod config;
+mod error;
+mod events;
+mod input;
+mod output;
+mod render;
+mod resources;
+mod stream;
+
+use clap::{CommandFactory, Parser};
+
+use crate::{
+    args::{Cli, Command, ConfigCommand},
+    client::Client,
+    config::{FileConfig, Key},
+    error::{CliError, Result},
+};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => fail(&CliError::Other(format!("starting the runtime: {e}"))),
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        fail(&e);
+    }
+}
+
+fn fail(e: &CliError) -> ! {
+    if !matches!(e, CliError::Interrupted) {
+        eprintln!("{} {e}", console::style("error:").red().bold());
+        if let Some(hint) = e.hint() {
+            eprintln!("{} {hint}", console::style("hint:").yellow());
+        }
+    }
+    std::process::exit(e.exit_code())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let path = config::path(cli.config.as_deref())?;
+    let format = cli.output;
+    let connect = || -> Result<Client> {
+        let file = FileConfig::load(&path)?;
+        let resolved = config::resolve(cli.url.as_deref(), cli.api_key.as_deref(), &file, &path)?;
+        Client::new(&resolved)
+    };
+    match cli.command {
+        Command::Config(cmd) => config_command(&path, cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "corral", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Agents(cmd) => resources::agents(&connect()?, format, cmd).await,
+        Command::Environments(cmd) => resources::environments(&connect()?, format, cmd).await,
+        Command::Sessions(cmd) => resources::sessions(&connect()?, format, cmd).await,
+        Command::Send(args) => chat::send(&connect()?, format, args).await,
+        Command::Interrupt(a) => chat::interrupt(&connect()?, format, &a.session).await,
+        Command::Chat(a) => chat::chat(&connect()?, format, &a.session).await,
+        Command::Events(args) => events::run(&connect()?, format, args).await,
+        Command::Run(args) => chat::run(&connect()?, format, args).await,
+    }
+}
+
+fn mask(key: &str) -> String {
+    let shown: String = key.chars().take(12).collect();
+    if key.chars().count() > 12 {
+        format!("{shown}…")
+    } else {
+        "…".into()
+    }
+}
+
+fn config_command(path: &std::path::Path, cmd: ConfigCommand) -> Result<()> {
+    match cmd {
+        ConfigCommand::Path => {
+            println!("{}", path.display());
+            Ok(())
+        }
+        ConfigCommand::Get { key: Some(key) } => {
+            let file = FileConfig::load(path)?;
+            let value = file.get(key).ok_or_else(|| {
+                CliError::Config(format!("{} is not set in {}", key.name(), path.display()))
+            })?;
+            println!("{value}");
+            Ok(())
+        }
+        ConfigCommand::Get { key: None } => {
+            let file = FileConfig::load(path)?;
+            println!("# {}", path.display());
+            println!("url = {}", file.url.as_deref().unwrap_or("(not set)"));
+            println!(
+                "api-key = {}",
+                file.api_key.as_deref().map_or_else(|| "(not set)".into(), mask)
+            );
+            Ok(())
+        }
+        ConfigCommand::Set { key, value } => {
+            let value = match key {
+                Key::Url => config::normalize_url(&value).map_err(|e| CliError::Input(e.to_string()))?,
+                Key::ApiKey if value.trim().is_empty() => {
+                    return Err(CliError::Input("the API key is empty".into()));
+                }
+                Key::ApiKey => value.trim().to_owned(),
+            };
+            let mut file = FileConfig::load(path)?;
+            file.set(key, Some(value));
+            file.save(path)?;
+            eprintln!("set {} in {}", key.name(), path.display());
+            Ok(())
+        }
+        ConfigCommand::Unset { key } => {
+            let mut file = FileConfig::load(path)?;
+            file.set(key, None);
+            file.save(path)?;
+            eprintln!("removed {} from {}", key.name(), path.display());
+            Ok(())
+        }
+    }
+}
