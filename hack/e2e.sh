@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end suite: brings the local cluster up (unless KUBECONFIG names another cluster), builds Corral's
-# images from the workspace's binaries and imports them, installs Corral with Helm, and runs the e2e tests.
+# images from the workspace's binaries and imports them, installs Corral with Helm, and runs the e2e tests, then the
+# conformance suite of the official Python SDK against the installed gateway (e2e/conformance/; skip it with
+# E2E_CONFORMANCE=0).
 # A cluster this script started is stopped again when it ends under CI (or with E2E_CLUSTER_DOWN=1).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +27,8 @@ if [[ -z ${KUBECONFIG:-} ]]; then
 else
   local_cluster=0
 fi
+# free_port prints a loopback TCP port nothing listens on.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 cleanup() {
   local rc=$?
   if ((started_cluster)) && [[ ${CI:-} == true || ${E2E_CLUSTER_DOWN:-} == 1 ]]; then
@@ -45,33 +49,56 @@ fi
 RUSTFLAGS='-C target-feature=+crt-static' cargo build -p corral-sandbox --bin corral-sandbox \
   --target x86_64-unknown-linux-gnu
 daemon=target/x86_64-unknown-linux-gnu/debug/corral-sandbox
+gateway_enabled=false
+if [[ -f gateway/src/main.rs ]]; then
+  cargo build -p corral-gateway --bin corral-gateway
+  gateway_enabled=true
+fi
 if ((local_cluster)); then
   log "building and importing images"
   e2e/images/build.sh component operator target/debug/corral-operator
   e2e/images/build.sh component sandbox "$daemon"
   if $harness_enabled; then e2e/images/build.sh component harness target/debug/corral-harness; fi
+  if $gateway_enabled; then e2e/images/build.sh component gateway target/debug/corral-gateway; fi
   e2e/images/build.sh redis
 fi
 
 # Images keep the tag `dev`: a digest of the binary in a pod annotation rolls the pods when the code changed.
 build_id=$(cat target/debug/corral-operator "$daemon" $($harness_enabled && echo target/debug/corral-harness) | sha256sum | cut -c1-16)
+gateway_build_id=none
+if $gateway_enabled; then gateway_build_id=$(sha256sum target/debug/corral-gateway | cut -c1-16); fi
 log "installing Corral with Helm into $NAMESPACE"
 helm dependency build charts/corral >/dev/null
 helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --create-namespace \
   --wait --timeout 5m \
   --set image.pullPolicy=IfNotPresent --set operator.replicas=2 --set harness.enabled=$harness_enabled \
   --set-string "operator.podAnnotations.corral\\.dev/build=$build_id" \
+  --set gateway.enabled=$gateway_enabled --set gateway.logFormat=text \
+  --set-string "gateway.podAnnotations.corral\\.dev/build=$gateway_build_id" \
   --set redis.image.repository=corral/redis --set redis.image.tag=dev \
   --set redis.persistence.ephemeral=true \
   --set operator.logFormat=text --set-string "operator.logLevel=info\\,corral_operator=debug"
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-operator --timeout=120s
+if $gateway_enabled; then kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-gateway --timeout=120s; fi
+export CORRAL_E2E_GATEWAY=$gateway_enabled
+export CORRAL_E2E_GATEWAY_BIN=$PWD/target/debug/corral-gateway
 
 if ((local_cluster)); then
   redis_ip=$(kubectl -n "$NAMESPACE" get svc "$RELEASE"-redis -o jsonpath='{.spec.clusterIP}')
-  e2e/cluster/forward.sh to-cluster e2e-redis 16379 "$redis_ip:6379"
-  export CORRAL_E2E_REDIS_URL=redis://127.0.0.1:16379
+  # A free host port: clusters of other checkouts (CORRAL_STATE) may run next to this one.
+  redis_port=$(free_port)
+  e2e/cluster/forward.sh to-cluster e2e-redis "$redis_port" "$redis_ip:6379"
+  export CORRAL_E2E_REDIS_URL=redis://127.0.0.1:$redis_port
   export CORRAL_E2E_HARNESS=$harness_enabled
 fi
 
 log "running the e2e tests"
-cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4 "$@"
+rc=0
+cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4 "$@" || rc=$?
+
+# The official SDK against the installed gateway; it runs even when a Rust test failed, and either failure fails.
+if $gateway_enabled && [[ ${E2E_CONFORMANCE:-1} != 0 ]]; then
+  log "running the conformance suite (official anthropic Python SDK) against the installed gateway"
+  e2e/conformance/run.sh --gateway-bin target/debug/corral-gateway || rc=$?
+fi
+exit $rc
