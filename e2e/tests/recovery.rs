@@ -207,3 +207,114 @@ async fn sigkill_of_the_harness_mid_tool_call_reports_the_tool_as_interrupted() 
     })
     .await
 }
+
+const SANDBOX_LOSS_AGENT: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: loss-script}
+data:
+  script.yaml: |
+    turns:
+      - content:
+          - tool_use: {name: bash, input: {command: "sleep 8; echo first"}}
+      - content:
+          - tool_use: {name: bash, input: {command: "echo again"}}
+      - content:
+          - text: ["Done."]
+---
+apiVersion: corral.dev/v1alpha1
+kind: Agent
+metadata: {name: loss}
+spec:
+  model:
+    id: scripted
+    provider: {type: scripted, scriptRef: {name: loss-script, key: script.yaml}}
+  tools: [{type: agent_toolset_20260401}]
+---
+apiVersion: corral.dev/v1alpha1
+kind: Environment
+metadata: {name: box}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Session
+metadata: {name: s2}
+spec:
+  agent: {name: loss}
+  environmentRef: {name: box}
+"#;
+
+#[tokio::test]
+async fn a_sandbox_pod_lost_mid_tool_call_is_a_tool_error_and_the_next_call_gets_a_new_one()
+-> anyhow::Result<()> {
+    let Some(url) = enabled() else {
+        eprintln!("skipped: needs CORRAL_E2E_REDIS_URL and the harness image (hack/e2e.sh)");
+        return Ok(());
+    };
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "sandbox-lost", |ns| async move {
+        ns.apply(SANDBOX_LOSS_AGENT)?;
+        let store = Store::connect(&url, Config::default()).await?;
+        let log = store.session(&ns.name, "s2");
+        let message: EventBody = serde_json::from_value(serde_json::json!({
+            "type": "user.message", "content": [{"type": "text", "text": "run two commands"}]
+        }))?;
+        log.append_user([message]).await?;
+        store.enqueue(&ns.name, "s2").await?;
+
+        // Wait until the first command is running in the sandbox pod, then delete the pod under it.
+        let pods = ns.api::<Pod>();
+        let sandbox = ListParams::default().labels("corral.dev/session=s2");
+        let first = wait::until("the sandbox pod to run the first command", TIMEOUT, || async {
+            let events = log.range(None, 1000, Order::Asc).await?.events;
+            let started = events
+                .iter()
+                .any(|e| e.event.body.type_name() == "agent.tool_use");
+            let running = pods
+                .list(&sandbox)
+                .await?
+                .items
+                .into_iter()
+                .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+            Ok(running.filter(|_| started))
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        pods.delete(
+            &first.metadata.name.clone().unwrap_or_default(),
+            &DeleteParams::default().grace_period(0),
+        )
+        .await?;
+
+        let events = wait::until("the turn to end", TIMEOUT, || async {
+            let events = log.range(None, 1000, Order::Asc).await?.events;
+            let done = events
+                .iter()
+                .any(|e| e.event.body.type_name() == "session.status_idle");
+            Ok(done.then_some(events))
+        })
+        .await?;
+        let results: Vec<serde_json::Value> = events
+            .iter()
+            .filter(|e| e.event.body.type_name() == "agent.tool_result")
+            .map(|e| serde_json::to_value(&e.event))
+            .collect::<Result<_, _>>()?;
+        anyhow::ensure!(results.len() == 2, "two tool results: {results:?}");
+        anyhow::ensure!(
+            results[0]["is_error"] == true,
+            "the lost sandbox is a tool error: {}",
+            results[0]
+        );
+        anyhow::ensure!(
+            results[1].to_string().contains("again"),
+            "the next call ran in a new sandbox: {}",
+            results[1]
+        );
+        let second = pods.list(&sandbox).await?.items;
+        anyhow::ensure!(
+            second.iter().all(|p| p.metadata.uid != first.metadata.uid) && !second.is_empty(),
+            "a new pod replaced the lost one"
+        );
+        Ok(())
+    })
+    .await
+}

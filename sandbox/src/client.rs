@@ -12,7 +12,16 @@ use crate::protocol::{
 /// (a sandbox that cannot be reached is a tool error, never a lost session).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// No connection, or the connection broke (the pod is gone, restarting, or not there yet).
+    /// No connection could be made: the request never reached the daemon (the pod is gone or not there yet), so
+    /// nothing ran and the call may be retried elsewhere.
+    #[error("the sandbox at {url} refused the connection: {message}")]
+    Refused {
+        /// The daemon's base URL.
+        url: String,
+        /// What the transport said.
+        message: String,
+    },
+    /// The connection broke after the request may have been sent (the pod went away mid-call).
     #[error("the sandbox at {url} is unreachable: {message}")]
     Unreachable {
         /// The daemon's base URL.
@@ -177,6 +186,11 @@ impl SandboxClient {
     fn transport_error(&self, error: reqwest::Error, timeout: Duration) -> ClientError {
         if error.is_timeout() {
             ClientError::Timeout(timeout)
+        } else if error.is_connect() {
+            ClientError::Refused {
+                url: self.base_url.clone(),
+                message: error_chain(&error),
+            }
         } else {
             ClientError::Unreachable {
                 url: self.base_url.clone(),

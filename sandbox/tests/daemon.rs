@@ -83,7 +83,8 @@ async fn configuration_from_the_environment_works_and_sigterm_stops_a_busy_daemo
     assert!(status.success(), "{status}");
     let answered = busy.await.unwrap();
     if let Ok(result) = answered {
-        assert!(result.text().contains("shell exited"), "{}", result.text());
+        assert!(result.text().contains("killed by a signal"), "{}", result.text());
+        assert!(result.is_error, "a command cut off by shutdown did not complete");
     }
 }
 

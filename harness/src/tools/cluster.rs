@@ -16,6 +16,7 @@ use corral_api::Session;
 use corral_api::session::SandboxPhase;
 use corral_sandbox::{ClientError, ExecuteRequest, SandboxClient};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
@@ -36,7 +37,10 @@ pub struct ClusterToolRunner {
     client: Client,
     status: Arc<StatusWriter>,
     ready_timeout: Duration,
-    clients: Mutex<HashMap<(String, String), SandboxClient>>,
+    /// The daemon client of each session's sandbox, with the endpoint it talks to.
+    clients: Mutex<HashMap<(String, String), (String, SandboxClient)>>,
+    /// The endpoint of each session's sandbox that was found gone; its stale status is not trusted again.
+    lost: Mutex<HashMap<(String, String), String>>,
 }
 
 impl std::fmt::Debug for ClusterToolRunner {
@@ -53,14 +57,17 @@ impl ClusterToolRunner {
             status,
             ready_timeout,
             clients: Mutex::default(),
+            lost: Mutex::default(),
         }
     }
 
     async fn sandbox(&self, namespace: &str, session: &str) -> Result<SandboxClient, String> {
         let key = (namespace.to_owned(), session.to_owned());
-        if let Some(client) = self.clients.lock().await.get(&key) {
+        if let Some((_, client)) = self.clients.lock().await.get(&key) {
             return Ok(client.clone());
         }
+        let lost = self.lost.lock().await.get(&key).cloned();
+        let usable = |endpoint: &Option<String>| endpoint.is_some() && *endpoint != lost;
         let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
         let current = sessions
             .get(session)
@@ -71,7 +78,18 @@ impl ClusterToolRunner {
             .as_ref()
             .and_then(|s| s.sandbox.clone())
             .unwrap_or_default();
-        let ready = sandbox.phase == Some(SandboxPhase::Ready) && sandbox.endpoint.is_some();
+        let ready = sandbox.phase == Some(SandboxPhase::Ready) && usable(&sandbox.endpoint);
+        // After asking, only a phase reached since the request counts: the status may still describe the
+        // sandbox that was lost.
+        let asked_at = (!ready).then(Timestamp::now);
+        let fresh = |since: &Option<String>| {
+            asked_at.is_none_or(|asked| {
+                since
+                    .as_deref()
+                    .and_then(|s| s.parse::<Timestamp>().ok())
+                    .is_some_and(|s| s >= asked)
+            })
+        };
         if !ready {
             self.status
                 .request_sandbox(namespace, session)
@@ -86,8 +104,12 @@ impl ClusterToolRunner {
                 .map_err(|e| format!("cannot read the session: {e}"))?;
             let sandbox = current.status.and_then(|s| s.sandbox).unwrap_or_default();
             match (sandbox.phase, sandbox.endpoint) {
-                (Some(SandboxPhase::Ready), Some(endpoint)) => break endpoint,
-                (Some(SandboxPhase::Failed), _) => {
+                (Some(SandboxPhase::Ready), Some(endpoint))
+                    if usable(&Some(endpoint.clone())) || fresh(&sandbox.since) =>
+                {
+                    break endpoint;
+                }
+                (Some(SandboxPhase::Failed), _) if fresh(&sandbox.since) => {
                     return Err(format!(
                         "the sandbox failed to start: {}",
                         sandbox.message.unwrap_or_else(|| "no reason given".into())
@@ -111,35 +133,57 @@ impl ClusterToolRunner {
         let token = secret_value(&secret, SANDBOX_SECRET_KEY)
             .ok_or_else(|| format!("Secret {name} has no key {SANDBOX_SECRET_KEY}"))?;
         let client = SandboxClient::new(format!("http://{endpoint}"), token).map_err(|e| e.to_string())?;
-        self.clients.lock().await.insert(key, client.clone());
-        Ok(client)
-    }
-
-    async fn forget(&self, namespace: &str, session: &str) {
         self.clients
             .lock()
             .await
-            .remove(&(namespace.to_owned(), session.to_owned()));
+            .insert(key.clone(), (endpoint, client.clone()));
+        self.lost.lock().await.remove(&key);
+        Ok(client)
+    }
+
+    /// Drops the session's client; its sandbox is gone, so its endpoint is not used again.
+    async fn forget(&self, namespace: &str, session: &str) {
+        let key = (namespace.to_owned(), session.to_owned());
+        if let Some((endpoint, _)) = self.clients.lock().await.remove(&key) {
+            self.lost.lock().await.insert(key, endpoint);
+        }
     }
 }
 
 impl ToolRunner for ClusterToolRunner {
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a> {
         Box::pin(async move {
-            let client = match self.sandbox(call.namespace, call.session).await {
-                Ok(client) => client,
-                Err(message) => {
-                    return ToolOutput::error(format!("No sandbox could run this tool call: {message}"));
-                }
-            };
             let request = ExecuteRequest {
                 tool: call.name.to_owned(),
                 input: call.input.clone(),
                 tool_use_id: Some(call.tool_use_id.to_owned()),
             };
-            match client.execute_request(&request, call_timeout(&call)).await {
+            // A refused connection means the call never reached a daemon: the sandbox is gone (its status may
+            // not say so yet), so the call is retried once on a newly provisioned sandbox. Anything else that
+            // breaks mid-call is reported, never retried: the call may have run.
+            let mut retried = false;
+            let outcome = loop {
+                let client = match self.sandbox(call.namespace, call.session).await {
+                    Ok(client) => client,
+                    Err(message) => {
+                        return ToolOutput::error(format!("No sandbox could run this tool call: {message}"));
+                    }
+                };
+                match client.execute_request(&request, call_timeout(&call)).await {
+                    Err(ClientError::Refused { .. }) if !retried => {
+                        self.forget(call.namespace, call.session).await;
+                        retried = true;
+                    }
+                    other => break other,
+                }
+            };
+            match outcome {
                 Ok(result) => ToolOutput::from_sandbox(result),
-                Err(err @ (ClientError::Unreachable { .. } | ClientError::Timeout(_))) => {
+                Err(
+                    err @ (ClientError::Refused { .. }
+                    | ClientError::Unreachable { .. }
+                    | ClientError::Timeout(_)),
+                ) => {
                     self.forget(call.namespace, call.session).await;
                     lost_sandbox(&err)
                 }

@@ -85,7 +85,11 @@ impl ToolRunner for LocalToolRunner {
             };
             match client.execute_request(&request, call_timeout(&call)).await {
                 Ok(result) => ToolOutput::from_sandbox(result),
-                Err(err @ (ClientError::Unreachable { .. } | ClientError::Timeout(_))) => {
+                Err(
+                    err @ (ClientError::Refused { .. }
+                    | ClientError::Unreachable { .. }
+                    | ClientError::Timeout(_)),
+                ) => {
                     self.stop(call.namespace, call.session).await;
                     lost_sandbox(&err)
                 }

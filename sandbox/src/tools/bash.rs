@@ -74,12 +74,21 @@ pub async fn run(shell: Arc<Shell>, limits: &Limits, input: BashInput) -> ToolRe
                 )
             })
         }
-        Ending::ShellExited(code) => Some(format!(
-            "[the shell exited{} while running this command; the next command runs in a new shell in {} with the \
-             exported variables restored]",
-            code.map(|c| format!(" with status {c}")).unwrap_or_default(),
+        Ending::ShellExited(Some(code)) => Some(format!(
+            "[the shell exited with status {code} while running this command; the next command runs in a new shell \
+             in {} with the exported variables restored]",
             outcome.cwd.display()
         )),
+        // No exit status: a signal killed the shell (the sandbox is shutting down, or something killed it), so
+        // the command did not complete.
+        Ending::ShellExited(None) => {
+            is_error = true;
+            Some(format!(
+                "[the shell was killed by a signal while running this command, which did not complete; the next \
+                 command runs in a new shell in {} with the exported variables restored]",
+                outcome.cwd.display()
+            ))
+        }
     };
     if let Some(line) = status_line {
         if !text.is_empty() && !text.ends_with('\n') {
