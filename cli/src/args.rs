@@ -181,6 +181,12 @@ pub struct AgentCreateArgs {
     /// Which provider serves the model (Corral's `model.provider.type`).
     #[arg(long, value_parser = ["anthropic", "openai", "scripted"])]
     pub provider: Option<String>,
+    /// The Secret key holding a scripted provider's script, as SECRET/KEY (implies --provider scripted).
+    #[arg(long, value_name = "SECRET/KEY")]
+    pub script_ref: Option<String>,
+    /// The Secret key holding the provider's API key, as SECRET/KEY.
+    #[arg(long, value_name = "SECRET/KEY")]
+    pub api_key_ref: Option<String>,
     /// Give the agent the built-in toolset (bash, files, search).
     #[arg(long)]
     pub toolset: bool,

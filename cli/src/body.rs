@@ -99,6 +99,16 @@ fn text_or_file(s: &str) -> Result<String> {
     }
 }
 
+/// `{name, key}` of a `SECRET/KEY` flag.
+fn secret_ref(flag: &str, s: &str) -> Result<Value> {
+    match s.split_once('/') {
+        Some((name, key)) if !name.is_empty() && !key.is_empty() && !key.contains('/') => {
+            Ok(json!({ "name": name, "key": key }))
+        }
+        _ => Err(CliError::Input(format!("{flag} {s:?}: expected SECRET/KEY"))),
+    }
+}
+
 /// The body of `POST /v1/agents`.
 pub fn agent(args: &AgentCreateArgs) -> Result<Value> {
     let mut body = base(&args.common)?;
@@ -238,6 +248,8 @@ mod tests {
             system: None,
             description: None,
             provider: None,
+            script_ref: None,
+            api_key_ref: None,
             toolset: false,
         }
     }

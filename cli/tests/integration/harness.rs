@@ -279,8 +279,8 @@ impl Tenant {
                 "a",
                 "--model",
                 "m",
-                "--provider",
-                "scripted",
+                "--script-ref",
+                "script/steps",
                 "-o",
                 "json",
             ])

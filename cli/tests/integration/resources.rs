@@ -50,7 +50,7 @@ fn agents_create_list_get_version_and_archive() {
     let file = dir.path().join("agent.yaml");
     std::fs::write(
         &file,
-        "name: reviewer\nmodel:\n  id: scripted-1\n  provider:\n    type: scripted\ndescription: reads code\n",
+        "name: reviewer\nmodel:\n  id: scripted-1\n  provider:\n    type: scripted\n    script_ref: {name: script, key: steps}\ndescription: reads code\n",
     )
     .unwrap();
     let table = t
