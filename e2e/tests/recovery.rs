@@ -318,3 +318,78 @@ async fn a_sandbox_pod_lost_mid_tool_call_is_a_tool_error_and_the_next_call_gets
     })
     .await
 }
+
+#[tokio::test]
+async fn a_redis_restart_loses_no_acknowledged_event() -> anyhow::Result<()> {
+    let Ok(url) = std::env::var("CORRAL_E2E_REDIS_URL") else {
+        eprintln!("skipped: needs CORRAL_E2E_REDIS_URL (hack/e2e.sh)");
+        return Ok(());
+    };
+    let cluster = Cluster::connect().await?;
+    let corral_ns = cluster.corral_namespace.clone();
+    TestNamespace::run(&cluster, "redis-restart", |ns| async move {
+        let store = Store::connect(&url, Config::default()).await?;
+        let log = store.session(&ns.name, "durable");
+        let mut acknowledged = vec![];
+        for i in 0..100 {
+            let message: EventBody = serde_json::from_value(serde_json::json!({
+                "type": "user.message", "content": [{"type": "text", "text": format!("event {i}")}]
+            }))?;
+            acknowledged.extend(
+                log.append_user([message])
+                    .await?
+                    .into_iter()
+                    .map(|e| e.event.id.to_string()),
+            );
+        }
+
+        // SIGKILL redis-server: no shutdown save, only what the append-only file already holds survives.
+        let pods: kube::Api<Pod> = kube::Api::namespaced(ns.cluster().client.clone(), &corral_ns);
+        let redis = pods.get("corral-redis-0").await?;
+        let uid = redis.metadata.uid.clone().unwrap_or_default();
+        let restarts = |p: &Pod| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map_or(0, |c| c.iter().map(|c| c.restart_count).sum::<i32>())
+        };
+        let before = restarts(&redis);
+        let pids: Vec<i32> = std::fs::read_dir("/proc")?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                cgroup.contains(&uid) && comm.trim() == "redis-server"
+            })
+            .collect();
+        anyhow::ensure!(!pids.is_empty(), "found no redis-server process of pod {uid}");
+        for pid in pids {
+            std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()?;
+        }
+        wait::object(
+            &pods,
+            "corral-redis-0",
+            TIMEOUT,
+            "redis restarted and ready",
+            |p: &Pod| {
+                restarts(p) > before
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            },
+        )
+        .await?;
+
+        let stored = wait::until("the log to be readable again", TIMEOUT, || async {
+            Ok(log.range(None, 1000, Order::Asc).await.ok().map(|p| p.events))
+        })
+        .await?;
+        let ids: Vec<String> = stored.iter().map(|e| e.event.id.to_string()).collect();
+        assert_eq!(ids, acknowledged, "every acknowledged event survives, in order");
+        Ok(())
+    })
+    .await
+}
