@@ -128,8 +128,12 @@ pub fn agent(args: &AgentCreateArgs) -> Result<Value> {
             }
         }
     }
-    if let Some(provider) = &args.provider {
-        let model = match body.remove("model") {
+    let provider = args
+        .provider
+        .clone()
+        .or_else(|| args.script_ref.as_ref().map(|_| "scripted".to_owned()));
+    if provider.is_some() || args.api_key_ref.is_some() {
+        let mut model = match body.remove("model") {
             Some(Value::String(id)) => json!({ "id": id }),
             Some(Value::Object(m)) => Value::Object(m),
             Some(_) => {
@@ -139,12 +143,19 @@ pub fn agent(args: &AgentCreateArgs) -> Result<Value> {
             }
             None => {
                 return Err(CliError::Input(
-                    "--provider needs --model (or model in the file)".into(),
+                    "provider flags need --model (or model in the file)".into(),
                 ));
             }
         };
-        let mut model = model;
-        model["provider"]["type"] = Value::String(provider.clone());
+        if let Some(p) = provider {
+            model["provider"]["type"] = Value::String(p);
+        }
+        if let Some(r) = &args.script_ref {
+            model["provider"]["script_ref"] = secret_ref("--script-ref", r)?;
+        }
+        if let Some(r) = &args.api_key_ref {
+            model["provider"]["api_key_secret_ref"] = secret_ref("--api-key-ref", r)?;
+        }
         body.insert("model".into(), model);
     }
     if args.toolset {
@@ -318,6 +329,17 @@ mod tests {
             body["model"],
             json!({ "id": "claude", "provider": { "type": "scripted" } })
         );
+        args.provider = None;
+        args.script_ref = Some("scripts/hello".into());
+        args.api_key_ref = Some("keys/anthropic".into());
+        let body = agent(&args).unwrap();
+        assert_eq!(
+            body["model"]["provider"],
+            json!({ "type": "scripted", "script_ref": { "name": "scripts", "key": "hello" },
+                    "api_key_secret_ref": { "name": "keys", "key": "anthropic" } })
+        );
+        args.script_ref = Some("no-key".into());
+        assert!(agent(&args).unwrap_err().to_string().contains("SECRET/KEY"));
     }
 
     #[test]

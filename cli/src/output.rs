@@ -75,18 +75,51 @@ pub fn list(format: Output, items: &[Value], columns: &[Column], empty: &str) ->
     }
 }
 
-/// Prints one object: a two-column table of its top-level fields (nested values as compact JSON), or JSON (YAML).
+/// Fields shown first in an object's table, in this order; the rest follow alphabetically.
+const FIRST: &[&str] = &[
+    "id",
+    "type",
+    "name",
+    "status",
+    "title",
+    "version",
+    "agent",
+    "environment_id",
+];
+
+/// `v` without null members, recursively (a table shows `"provider":{"type":"anthropic"}`, not every unset
+/// option).
+fn without_nulls(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Prints one object: a two-column table of its top-level fields (nested values as compact JSON without nulls),
+/// or JSON (YAML).
 pub fn object(format: Output, obj: &Value) -> Result<()> {
     match (format, obj) {
         (Output::Table, Value::Object(map)) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_by_key(|k| {
+                (
+                    FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()),
+                    k.as_str(),
+                )
+            });
             let mut t = table();
-            for (k, v) in map {
-                let value = match v {
+            for k in keys {
+                let value = match &map[k.as_str()] {
                     Value::Null => "-".to_owned(),
                     Value::String(s) => s.clone(),
-                    Value::Array(a) if a.is_empty() => "[]".to_owned(),
-                    Value::Object(o) if o.is_empty() => "{}".to_owned(),
-                    other => other.to_string(),
+                    other => without_nulls(other).to_string(),
                 };
                 t.add_row(vec![console::style(k).bold().to_string(), value]);
             }
@@ -132,6 +165,15 @@ mod tests {
         assert_eq!(field(&v, "/missing"), "-");
         assert_eq!(short_time("2026-05-01T10:00:02.120Z"), "2026-05-01 10:00:02Z");
         assert_eq!(short_time("soon"), "soon");
+    }
+
+    #[test]
+    fn nested_values_drop_nulls() {
+        let v = json!({"provider": {"type": "anthropic", "base_url": null}, "list": [{"a": null, "b": 1}]});
+        assert_eq!(
+            without_nulls(&v).to_string(),
+            r#"{"list":[{"b":1}],"provider":{"type":"anthropic"}}"#
+        );
     }
 
     #[test]

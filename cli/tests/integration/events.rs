@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::Gateway;
+use crate::harness::{Gateway, Tenant};
 
 fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"))
@@ -174,6 +174,47 @@ fn events_list_filter_and_replay_from_a_point() {
     assert_eq!(lines.len(), 1);
     let (code, stderr) = resumed.wait();
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_follower_reconnects_with_last_event_id_and_misses_nothing() {
+    let mut gw = Gateway::start();
+    let t = gw.tenant();
+    let (_, _, s) = t.session();
+    t.run(&["send", &s, "one"]).ok();
+    let mut follow = t.spawn(&["events", &s, "--follow", "-o", "json"], false);
+    follow.until("one", |l| text_of(&parse(l)) == "one");
+
+    // The follower's gateway dies; meanwhile another replica takes two messages.
+    gw.stop();
+    let replica = gw.replica();
+    let via_replica = Tenant {
+        url: replica.url.clone(),
+        ..t.clone()
+    };
+    for _ in 0..200 {
+        if via_replica.run(&["agents", "list"]).status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    via_replica.run(&["send", &s, "two"]).ok();
+    via_replica.run(&["send", &s, "three"]).ok();
+    assert_eq!(follow.next_line(Duration::from_millis(200)), None);
+
+    // The gateway comes back: the follower resumes after its last cursor, gets both, once, in order.
+    gw.restart();
+    let lines = follow.until("three", |l| text_of(&parse(l)) == "three");
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| text_of(&parse(l)).to_owned())
+            .collect::<Vec<_>>(),
+        ["two", "three"]
+    );
+    t.run(&["send", &s, "four"]).ok();
+    let lines = follow.until("four", |l| text_of(&parse(l)) == "four");
+    assert_eq!(lines.len(), 1, "{lines:?}");
 }
 
 #[test]

@@ -46,15 +46,15 @@ fn gateway_bin() -> PathBuf {
 pub struct Gateway {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
-    child: Child,
-    _redis: RedisServer,
+    port: u16,
+    child: Option<Child>,
+    redis: RedisServer,
     dir: tempfile::TempDir,
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -80,43 +80,111 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
+/// A second gateway process on the same Redis.
+pub struct Replica {
+    /// Its URL.
+    pub url: String,
+    child: Child,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `corral-gateway serve` on `port` and waits until it is ready; `None` if it exited (port taken).
+fn serve(redis_url: &str, port: u16, log: &std::path::Path) -> Option<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut child = Command::new(gateway_bin())
+        .args(["--log-format", "text", "serve", "--redis-url", redis_url])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", kubeconfig())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("corral-gateway serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if http_status(port, "/readyz") == Some(200) {
+            return Some(child);
+        }
+        if child.try_wait().expect("wait").is_some() {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 impl Gateway {
     /// Starts Redis and the gateway, and waits until the gateway is ready (API keys loaded).
     pub fn start() -> Self {
         let redis = RedisServer::start().expect("redis-server");
         let dir = tempfile::tempdir().expect("tempdir");
+        Self::on(redis, dir)
+    }
+
+    fn on(redis: RedisServer, dir: tempfile::TempDir) -> Self {
+        let log = dir.path().join("gateway.log");
         for _ in 0..5 {
             let port = free_port();
-            let log = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
-            let mut child = Command::new(gateway_bin())
-                .args(["--log-format", "text", "serve", "--redis-url", &redis.url()])
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .env("KUBECONFIG", kubeconfig())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log"))
-                .stderr(log)
-                .spawn()
-                .expect("corral-gateway serve");
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if http_status(port, "/readyz") == Some(200) {
-                    return Self {
-                        url: format!("http://127.0.0.1:{port}"),
-                        child,
-                        _redis: redis,
-                        dir,
-                    };
-                }
-                if child.try_wait().expect("wait").is_some() {
-                    break; // the port was taken meanwhile, or it failed: try again, then report
-                }
-                thread::sleep(Duration::from_millis(50));
+            if let Some(child) = serve(&redis.url(), port, &log) {
+                return Self {
+                    url: format!("http://127.0.0.1:{port}"),
+                    port,
+                    child: Some(child),
+                    redis,
+                    dir,
+                };
             }
+        }
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("the gateway did not become ready:\n{log}");
+    }
+
+    /// Another gateway on the same Redis and API server (another replica), on its own port.
+    pub fn replica(&self) -> Replica {
+        for _ in 0..5 {
+            let port = free_port();
+            if let Some(child) = serve(&self.redis.url(), port, &self.dir.path().join("replica.log")) {
+                return Replica {
+                    url: format!("http://127.0.0.1:{port}"),
+                    child,
+                };
+            }
+        }
+        panic!("the replica did not become ready");
+    }
+
+    /// Kills the gateway (SIGKILL: open streams break without a goodbye).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
-        panic!("the gateway did not become ready:\n{log}");
+    }
+
+    /// Starts the gateway again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(child) = serve(&self.redis.url(), self.port, &self.dir.path().join("gateway.log")) {
+                self.child = Some(child);
+                return;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the gateway did not come back on port {}", self.port);
     }
 
     /// A fresh namespace and key (`corral-gateway create-key`), usable once `corral agents list` accepts it.
@@ -271,7 +339,7 @@ impl Tenant {
 
     /// Creates an agent (scripted provider), an environment and a session; returns their ids.
     pub fn session(&self) -> (String, String, String) {
-        let agent = self
+        let created = self
             .run(&[
                 "agents",
                 "create",
@@ -284,10 +352,13 @@ impl Tenant {
                 "-o",
                 "json",
             ])
-            .json()["id"]
-            .as_str()
-            .expect("agent id")
-            .to_owned();
+            .json();
+        assert_eq!(created["model"]["provider"]["type"], "scripted", "{created}");
+        assert_eq!(
+            created["model"]["provider"]["script_ref"]["name"], "script",
+            "{created}"
+        );
+        let agent = created["id"].as_str().expect("agent id").to_owned();
         let env = self.run(&["envs", "create", "--name", "e", "-o", "json"]).json()["id"]
             .as_str()
             .expect("env id")
