@@ -27,6 +27,41 @@ pub enum TurnEnd {
     Gone,
 }
 
+/// What a turn's model requests used.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Usage {
+    requests: u64,
+    input: u64,
+    output: u64,
+}
+
+impl Usage {
+    /// Adds a `span.model_request_end`.
+    fn add(&mut self, event: &Value) {
+        let n = |k: &str| {
+            event
+                .pointer(&format!("/model_usage/{k}"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        self.requests += 1;
+        self.input += n("input_tokens") + n("cache_read_input_tokens") + n("cache_creation_input_tokens");
+        self.output += n("output_tokens");
+    }
+
+    /// `(end_turn · 2 model requests · 900 tokens in, 65 out · 3.2s)`.
+    fn line(&self, reason: &str, took: Duration) -> String {
+        let plural = if self.requests == 1 { "" } else { "s" };
+        format!(
+            "({reason} · {} model request{plural} · {} tokens in, {} out · {:.1}s)",
+            self.requests,
+            self.input,
+            self.output,
+            took.as_secs_f64()
+        )
+    }
+}
+
 /// Sends events and returns the stored ones.
 async fn send_events(client: &Client, session: &str, body: &Value) -> Result<Vec<Value>> {
     let res = client
@@ -79,6 +114,8 @@ async fn stream_turn(
     let pb = spinner(format);
     pb.set_message("thinking…");
     let mut seen_mine = false;
+    let mut usage = Usage::default();
+    let started = std::time::Instant::now();
     let mut interrupted = false;
     let end = loop {
         let item = tokio::select! {
@@ -108,7 +145,7 @@ async fn stream_turn(
             if (!own || show_own)
                 && let Some(text) = render::transcript(event)
             {
-                pb.suspend(|| println!("{text}"));
+                pb.suspend(|| output::line(&text))?;
             }
             match ty {
                 "agent.tool_use" | "agent.mcp_tool_use" => {
@@ -128,6 +165,9 @@ async fn stream_turn(
         } else {
             print_event(format, event)?;
         }
+        if seen_mine && ty == "span.model_request_end" {
+            usage.add(event);
+        }
         if matches!(ty, "session.status_terminated" | "session.deleted") {
             break TurnEnd::Gone;
         }
@@ -142,6 +182,11 @@ async fn stream_turn(
         }
     };
     pb.finish_and_clear();
+    if format == Output::Table
+        && let TurnEnd::Idle(reason) = &end
+    {
+        eprintln!("{}", console::style(usage.line(reason, started.elapsed())).dim());
+    }
     Ok(end)
 }
 
@@ -153,7 +198,7 @@ pub async fn send(client: &Client, format: Output, args: SendArgs) -> Result<()>
         let sent = send_events(client, &session, &body::user_message(&text)).await?;
         return match format {
             Output::Table => {
-                println!("sent {} to {session}", first_id(&sent).unwrap_or_default());
+                crate::out!("sent {} to {session}", first_id(&sent).unwrap_or_default());
                 Ok(())
             }
             _ => output::data(format, &Value::Array(sent)),
@@ -186,7 +231,7 @@ pub async fn interrupt(client: &Client, format: Output, session: &str) -> Result
     .await?;
     match format {
         Output::Table => {
-            println!("interrupted {session}");
+            crate::out!("interrupted {session}");
             Ok(())
         }
         _ => output::data(format, &Value::Array(sent)),
@@ -266,5 +311,22 @@ pub async fn chat(client: &Client, format: Output, session: &str) -> Result<()> 
             TurnEnd::Idle(_) => {}
             TurnEnd::Gone => return finish(TurnEnd::Gone),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_adds_up_model_requests() {
+        let mut u = Usage::default();
+        u.add(&json!({ "type": "span.model_request_end", "model_usage": {
+            "input_tokens": 20, "output_tokens": 38, "cache_read_input_tokens": 400, "cache_creation_input_tokens": 0 } }));
+        u.add(&json!({ "type": "span.model_request_end", "model_usage": { "input_tokens": 80, "output_tokens": 27 } }));
+        assert_eq!(
+            u.line("end_turn", Duration::from_millis(3240)),
+            "(end_turn · 2 model requests · 500 tokens in, 65 out · 3.2s)"
+        );
     }
 }

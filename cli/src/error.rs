@@ -53,6 +53,9 @@ pub enum CliError {
     /// Bad input from the user: a file, a flag value.
     #[error("{0}")]
     Input(String),
+    /// Standard output was closed (a pipe's reader quit): stop quietly.
+    #[error("standard output closed")]
+    Closed,
     /// The user stopped the command.
     #[error("interrupted")]
     Interrupted,
@@ -74,6 +77,7 @@ impl CliError {
             Self::Input(_) => EXIT_USAGE,
             Self::Interrupted => EXIT_INTERRUPTED,
             Self::Network(_) | Self::Other(_) => EXIT_FAILURE,
+            Self::Closed => 0,
         }
     }
 

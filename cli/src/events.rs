@@ -49,8 +49,8 @@ fn wanted(types: &[String], event: &Value) -> bool {
 /// Prints one streamed event: a line, or a JSON line.
 pub fn print_event(format: Output, event: &Value) -> Result<()> {
     match format {
-        Output::Table => println!("{}", render::event_line(event, width())),
-        _ => println!(
+        Output::Table => crate::out!("{}", render::event_line(event, width())),
+        _ => crate::out!(
             "{}",
             serde_json::to_string(event).map_err(|e| CliError::Other(e.to_string()))?
         ),
@@ -110,7 +110,7 @@ async fn history(
             }
             let w = width();
             for e in &events {
-                println!("{}", render::event_line(e, w));
+                crate::out!("{}", render::event_line(e, w));
             }
             Ok(())
         }

@@ -38,7 +38,7 @@ fn main() {
 }
 
 fn fail(e: &CliError) -> ! {
-    if !matches!(e, CliError::Interrupted) {
+    if !matches!(e, CliError::Interrupted | CliError::Closed) {
         eprintln!("{} {e}", console::style("error:").red().bold());
         if let Some(hint) = e.hint() {
             eprintln!("{} {hint}", console::style("hint:").yellow());
@@ -58,8 +58,9 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Config(cmd) => config_command(&path, cmd),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "corral", &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "corral", &mut script);
+            output::line(String::from_utf8_lossy(&script).trim_end())
         }
         Command::Agents(cmd) => resources::agents(&connect()?, format, cmd).await,
         Command::Environments(cmd) => resources::environments(&connect()?, format, cmd).await,
@@ -84,7 +85,7 @@ fn mask(key: &str) -> String {
 fn config_command(path: &std::path::Path, cmd: ConfigCommand) -> Result<()> {
     match cmd {
         ConfigCommand::Path => {
-            println!("{}", path.display());
+            crate::out!("{}", path.display());
             Ok(())
         }
         ConfigCommand::Get { key: Some(key) } => {
@@ -92,14 +93,14 @@ fn config_command(path: &std::path::Path, cmd: ConfigCommand) -> Result<()> {
             let value = file.get(key).ok_or_else(|| {
                 CliError::Config(format!("{} is not set in {}", key.name(), path.display()))
             })?;
-            println!("{value}");
+            crate::out!("{value}");
             Ok(())
         }
         ConfigCommand::Get { key: None } => {
             let file = FileConfig::load(path)?;
-            println!("# {}", path.display());
-            println!("url = {}", file.url.as_deref().unwrap_or("(not set)"));
-            println!(
+            crate::out!("# {}", path.display());
+            crate::out!("url = {}", file.url.as_deref().unwrap_or("(not set)"));
+            crate::out!(
                 "api-key = {}",
                 file.api_key.as_deref().map_or_else(|| "(not set)".into(), mask)
             );

@@ -8,6 +8,26 @@ use crate::{
     error::{CliError, Result},
 };
 
+/// Writes one line to standard output; a closed pipe (`corral events -f | head`) ends the command quietly.
+pub fn line(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::Closed,
+            _ => CliError::Other(format!("writing to standard output: {e}")),
+        })
+}
+
+/// `println!` that returns [`CliError::Closed`] from the calling function when standard output is gone.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::line(&format!($($arg)*))?
+    };
+}
+
 /// A column of a list table: its header and how to read the cell from an object.
 pub struct Column {
     /// The header.
@@ -68,7 +88,7 @@ pub fn list(format: Output, items: &[Value], columns: &[Column], empty: &str) ->
             for item in items {
                 t.add_row(columns.iter().map(|c| (c.cell)(item)));
             }
-            println!("{}", trim_lines(&t.to_string()));
+            crate::out!("{}", trim_lines(&t.to_string()));
             Ok(())
         }
         _ => data(format, &Value::Array(items.to_vec())),
@@ -123,7 +143,7 @@ pub fn object(format: Output, obj: &Value) -> Result<()> {
                 };
                 t.add_row(vec![console::style(k).bold().to_string(), value]);
             }
-            println!("{}", trim_lines(&t.to_string()));
+            crate::out!("{}", trim_lines(&t.to_string()));
             Ok(())
         }
         (Output::Table, other) => data(Output::Json, other),
@@ -137,7 +157,7 @@ pub fn data(format: Output, v: &Value) -> Result<()> {
         Output::Yaml => serde_yaml::to_string(v).map_err(|e| CliError::Other(e.to_string()))?,
         _ => serde_json::to_string_pretty(v).map_err(|e| CliError::Other(e.to_string()))?,
     };
-    println!("{}", text.trim_end());
+    crate::out!("{}", text.trim_end());
     Ok(())
 }
 

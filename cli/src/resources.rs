@@ -178,7 +178,7 @@ async fn list(
 
 fn deleted(format: Output, res: &Value, what: &str, id: &str) -> Result<()> {
     if format == Output::Table {
-        println!("deleted {what} {id}");
+        crate::out!("deleted {what} {id}");
         Ok(())
     } else {
         output::data(format, res)

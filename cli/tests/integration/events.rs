@@ -298,3 +298,30 @@ fn run_creates_a_session_and_sends_the_prompt() {
         .to_owned();
     assert!(err.contains("request-id"), "{err}");
 }
+
+#[test]
+fn a_follower_whose_reader_quits_ends_quietly() {
+    use std::io::BufRead;
+    let gw = Gateway::start();
+    let t = gw.tenant();
+    let (_, _, s) = t.session();
+    t.run(&["send", &s, "one"]).ok();
+    // `corral events -f | head -1`.
+    let mut child = t
+        .command(&["events", &s, "--follow", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(text_of(&parse(&first)), "one");
+    // The reader is gone; the next event cannot be written.
+    t.run(&["send", &s, "two"]).ok();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
