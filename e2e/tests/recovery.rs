@@ -154,6 +154,32 @@ async fn deleting_the_harness_pods_mid_stream_loses_and_duplicates_nothing() -> 
     .await
 }
 
+#[tokio::test]
+async fn sigterm_to_the_harness_mid_turn_finishes_or_hands_back_the_turn() -> anyhow::Result<()> {
+    let Some(url) = enabled() else {
+        eprintln!("skipped: needs CORRAL_E2E_REDIS_URL and the harness image (hack/e2e.sh)");
+        return Ok(());
+    };
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "harness-term", |ns| async move {
+        let log = start_turn(&ns, &url).await?;
+        wait_for(&log, "span.model_request_start").await?;
+        // A normal delete: SIGTERM, then the pod's grace period.
+        let pods = ns.api::<Pod>();
+        for pod in pods
+            .list(&ListParams::default().labels("app.kubernetes.io/component=harness"))
+            .await?
+            .items
+        {
+            pods.delete(&pod.metadata.name.unwrap_or_default(), &DeleteParams::default())
+                .await?;
+        }
+        let events = finished(&log).await?;
+        assert_turn_complete(&events)
+    })
+    .await
+}
+
 /// Process ids on this host of the containers of `pod_uid` (the cluster shares the host's PID namespace).
 fn processes_of_pod(pod_uid: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
