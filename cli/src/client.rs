@@ -65,12 +65,27 @@ impl Client {
     }
 
     /// Sends a request and returns the response of a success (for streams), or the API's error.
+    /// A 429 (the request was not processed) is retried twice after its `retry-after` (at most 10 s).
     pub async fn execute(&self, req: RequestBuilder) -> Result<Response> {
-        let res = req.send().await.map_err(|e| self.unreachable(&e))?;
-        if res.status().is_success() {
-            Ok(res)
-        } else {
-            Err(CliError::Api(read_error(res).await))
+        let mut attempt = 0;
+        loop {
+            // Every body here is JSON in memory, so a request can always be copied for a retry.
+            let this = req
+                .try_clone()
+                .ok_or_else(|| CliError::Other("a request with a streaming body cannot be sent".into()))?;
+            let res = this.send().await.map_err(|e| self.unreachable(&e))?;
+            if res.status().is_success() {
+                return Ok(res);
+            }
+            if res.status() == StatusCode::TOO_MANY_REQUESTS
+                && attempt < 2
+                && let Some(wait) = retry_after(&res)
+            {
+                attempt += 1;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(CliError::Api(read_error(res).await));
         }
     }
 
@@ -136,6 +151,17 @@ impl Client {
         }
         CliError::Network(msg)
     }
+}
+
+/// How long a 429 asks to wait (`retry-after` in seconds; 1 s when absent), if at most 10 s.
+fn retry_after(res: &Response) -> Option<Duration> {
+    let secs = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    (secs <= 10).then(|| Duration::from_secs(secs))
 }
 
 fn network(e: reqwest::Error) -> CliError {

@@ -121,3 +121,16 @@ fn the_config_file_is_used_when_flags_and_environment_are_absent() {
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
 }
+
+#[test]
+fn rate_limited_requests_are_retried_after_retry_after() {
+    // One request per second, no burst beyond one: back-to-back commands hit 429 and wait it out.
+    let gw = Gateway::start_with(&["--rate-limit", "1", "--rate-burst", "1"]);
+    let t = gw.tenant();
+    for _ in 0..3 {
+        assert_eq!(
+            t.run(&["agents", "list", "-o", "json"]).json(),
+            serde_json::json!([])
+        );
+    }
+}

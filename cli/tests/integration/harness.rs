@@ -47,6 +47,7 @@ pub struct Gateway {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
     port: u16,
+    extra: Vec<String>,
     child: Option<Child>,
     redis: RedisServer,
     dir: tempfile::TempDir,
@@ -95,7 +96,7 @@ impl Drop for Replica {
 }
 
 /// Runs `corral-gateway serve` on `port` and waits until it is ready; `None` if it exited (port taken).
-fn serve(redis_url: &str, port: u16, log: &std::path::Path) -> Option<Child> {
+fn serve(redis_url: &str, port: u16, log: &std::path::Path, extra: &[String]) -> Option<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -104,6 +105,7 @@ fn serve(redis_url: &str, port: u16, log: &std::path::Path) -> Option<Child> {
     let mut child = Command::new(gateway_bin())
         .args(["--log-format", "text", "serve", "--redis-url", redis_url])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("KUBECONFIG", kubeconfig())
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
@@ -128,19 +130,22 @@ fn serve(redis_url: &str, port: u16, log: &std::path::Path) -> Option<Child> {
 impl Gateway {
     /// Starts Redis and the gateway, and waits until the gateway is ready (API keys loaded).
     pub fn start() -> Self {
-        let redis = RedisServer::start().expect("redis-server");
-        let dir = tempfile::tempdir().expect("tempdir");
-        Self::on(redis, dir)
+        Self::start_with(&[])
     }
 
-    fn on(redis: RedisServer, dir: tempfile::TempDir) -> Self {
+    /// Like [`Gateway::start`], with more `serve` flags.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let redis = RedisServer::start().expect("redis-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         let log = dir.path().join("gateway.log");
         for _ in 0..5 {
             let port = free_port();
-            if let Some(child) = serve(&redis.url(), port, &log) {
+            if let Some(child) = serve(&redis.url(), port, &log, &extra) {
                 return Self {
                     url: format!("http://127.0.0.1:{port}"),
                     port,
+                    extra,
                     child: Some(child),
                     redis,
                     dir,
@@ -155,7 +160,12 @@ impl Gateway {
     pub fn replica(&self) -> Replica {
         for _ in 0..5 {
             let port = free_port();
-            if let Some(child) = serve(&self.redis.url(), port, &self.dir.path().join("replica.log")) {
+            if let Some(child) = serve(
+                &self.redis.url(),
+                port,
+                &self.dir.path().join("replica.log"),
+                &self.extra,
+            ) {
                 return Replica {
                     url: format!("http://127.0.0.1:{port}"),
                     child,
@@ -178,7 +188,12 @@ impl Gateway {
         self.stop();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Some(child) = serve(&self.redis.url(), self.port, &self.dir.path().join("gateway.log")) {
+            if let Some(child) = serve(
+                &self.redis.url(),
+                self.port,
+                &self.dir.path().join("gateway.log"),
+                &self.extra,
+            ) {
                 self.child = Some(child);
                 return;
             }
