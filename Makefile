@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test gateway-it lint fmt generate generate-check chart-lint demo e2e check
+.PHONY: help tools build test gateway-it lint fmt generate generate-check chart-lint demo conformance e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -41,8 +41,11 @@ lint: tools ## fmt check, clippy -D warnings, CRD drift, chart lint
 	$(MAKE) generate-check
 	$(MAKE) chart-lint
 
-demo: ## Run the demo (see README: lands with the gateway and brain issues)
-	@echo "make demo is not available yet: it arrives with the brain and gateway issues (see README)." >&2; exit 1
+demo: ## Install Corral (local cluster unless KUBECONFIG is set) and stream a session through the gateway
+	@hack/demo.sh
+
+conformance: ## The official anthropic Python SDK against the installed gateway (e2e/conformance/)
+	@e2e/conformance/run.sh
 
 e2e: ## End-to-end tests on the local cluster (see e2e/)
 	hack/e2e.sh

@@ -25,17 +25,7 @@ while (($#)); do
   esac
 done
 
-# --- the virtual environment, rebuilt only when requirements.txt changes ---
-venv="$CORRAL_CACHE/venv-conformance"
-stamp=$(sha256sum "$here/requirements.txt" | cut -c1-16)
-if [[ ! -x $venv/bin/python || $(cat "$venv/.corral-stamp" 2>/dev/null) != "$stamp" ]]; then
-  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-  log "creating the conformance virtual environment in $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-  echo "$stamp" >"$venv/.corral-stamp"
-fi
+python=$("$here/venv.sh")
 
 # --- the cluster ---
 local_cluster=0
@@ -92,18 +82,18 @@ if [[ -z $base_url ]]; then
   base_url=http://127.0.0.1:$port
 fi
 for _ in $(seq 1 60); do
-  if "$venv/bin/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1] + '/readyz', timeout=2)" \
+  if "$python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1] + '/readyz', timeout=2)" \
     "$base_url" 2>/dev/null; then
     break
   fi
   sleep 0.5
 done
 
-log "running the conformance suite against $base_url (anthropic $("$venv/bin/python" -c 'import anthropic; print(anthropic.__version__)'))"
+log "running the conformance suite against $base_url (anthropic $("$python" -c 'import anthropic; print(anthropic.__version__)'))"
 rc=0
 CORRAL_BASE_URL=$base_url CORRAL_API_KEY=$key CORRAL_OTHER_API_KEY=$other_key \
   CORRAL_HELLO_SCRIPT=hello-script CORRAL_WEATHER_SCRIPT=weather-script \
-  PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest "$here" -p no:cacheprovider "$@" || rc=$?
+  PYTHONDONTWRITEBYTECODE=1 "$python" -m pytest "$here" -p no:cacheprovider "$@" || rc=$?
 if ((rc != 0)); then
   log "conformance suite FAILED (pytest exit status $rc)"
   log "gateway logs:"
