@@ -42,6 +42,9 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64.saturating_mul(1u64 << attempt.min(5))).min(Duration::from_secs(10))
 }
 
+/// Reconnects that may meet a 401 before the follower gives up (0.5 + 1 + 2 + 4 + 8 s of waiting).
+const AUTH_ATTEMPTS: u32 = 5;
+
 /// Consecutive failed connections after which the follower gives up.
 const MAX_ATTEMPTS: u32 = 12;
 
@@ -120,7 +123,11 @@ impl Follower {
                 attempts += 1;
                 match self.connect().await {
                     Ok(()) => {}
-                    Err(CliError::Api(e)) if !retryable(e.status) => return Err(CliError::Api(e)),
+                    // A gateway that just restarted may refuse keys until it has loaded them: a 401 is
+                    // retried a few times on a reconnect (never on the first connection).
+                    Err(CliError::Api(e)) if !retry_reconnect(e.status, attempts) => {
+                        return Err(CliError::Api(e));
+                    }
                     Err(e) => eprintln!("{}", console::style(format!("(reconnecting: {e})")).dim()),
                 }
                 continue;
@@ -189,6 +196,11 @@ fn retryable(status: u16) -> bool {
     matches!(status, 408 | 409 | 429) || status >= 500
 }
 
+/// Whether a reconnect that got `status` after `attempts` tries goes on trying.
+fn retry_reconnect(status: u16, attempts: u32) -> bool {
+    retryable(status) || (status == 401 && attempts < AUTH_ATTEMPTS)
+}
+
 /// Milliseconds since the epoch of an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
 fn httpdate_millis(s: &str) -> Option<u64> {
     let t = httpdate::parse_http_date(s).ok()?;
@@ -224,5 +236,8 @@ mod tests {
         assert!(!retryable(401));
         assert!(retryable(429));
         assert!(retryable(503));
+        assert!(retry_reconnect(401, 1));
+        assert!(!retry_reconnect(401, AUTH_ATTEMPTS));
+        assert!(!retry_reconnect(404, 0));
     }
 }
