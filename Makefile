@@ -40,7 +40,7 @@ chart-lint: tools ## helm lint both charts and render them with default and bund
 
 lint: tools ## fmt check, clippy -D warnings, CRD drift, chart lint
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	$(MAKE) generate-check
 	$(MAKE) chart-lint
 
