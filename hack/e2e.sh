@@ -87,6 +87,7 @@ if ((local_cluster)); then
   redis_ip=$(kubectl -n "$NAMESPACE" get svc "$RELEASE"-redis -o jsonpath='{.spec.clusterIP}')
   # A free host port: clusters of other checkouts (CORRAL_STATE) may run next to this one.
   redis_port=$(free_port)
+  e2e/cluster/forward.sh stop e2e-redis # a forward of an earlier run (another port, maybe another IP)
   e2e/cluster/forward.sh to-cluster e2e-redis "$redis_port" "$redis_ip:6379"
   export CORRAL_E2E_REDIS_URL=redis://127.0.0.1:$redis_port
   export CORRAL_E2E_HARNESS=$harness_enabled

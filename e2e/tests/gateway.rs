@@ -193,7 +193,12 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
         return Ok(());
     }
     let cluster = Cluster::connect().await?;
-    let base = gateway_url(&cluster, "e2e-gw-turn").await?;
+    // A forward of its own: the name of an earlier run's forward may still be taken, pointing elsewhere.
+    let forward = format!(
+        "e2e-gw-{:x}",
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() % 0xffffff
+    );
+    let base = gateway_url(&cluster, &forward).await?;
     let other = TestNamespace::create(&cluster, "gw-other").await?;
     let other_name = other.name.clone();
     let stranger_ns = other.name.clone();
@@ -319,5 +324,8 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
     })
     .await;
     let _ = cluster.kubectl(&["delete", "namespace", &other_name, "--wait=false"]);
+    let _ = std::process::Command::new(corral_e2e::cluster::repo_root().join("e2e/cluster/forward.sh"))
+        .args(["stop", &forward])
+        .output();
     result
 }
