@@ -93,13 +93,20 @@ if ((local_cluster)); then
   export CORRAL_E2E_HARNESS=$harness_enabled
 fi
 
+# Tests that kill a shared component (Redis) run alone, after everything else, so they cannot break other tests.
+DISRUPTIVE=a_redis_restart_loses_no_acknowledged_event
 log "running the e2e tests"
 rc=0
-cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4 "$@" || rc=$?
+cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4 --skip "$DISRUPTIVE" "$@" || rc=$?
 
 # The official SDK against the installed gateway; it runs even when a Rust test failed, and either failure fails.
 if $gateway_enabled && [[ ${E2E_CONFORMANCE:-1} != 0 ]]; then
   log "running the conformance suite (official anthropic Python SDK) against the installed gateway"
   e2e/conformance/run.sh --gateway-bin target/debug/corral-gateway || rc=$?
+fi
+
+if (($# == 0)) || [[ $DISRUPTIVE == *"$1"* ]]; then
+  log "running the disruptive e2e tests alone"
+  cargo test -p corral-e2e --features e2e --test recovery -- --exact "$DISRUPTIVE" || rc=$?
 fi
 exit $rc
