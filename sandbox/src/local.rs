@@ -195,7 +195,14 @@ impl LocalSandbox {
                 return Err(e);
             }
         };
-        let client = SandboxClient::new(format!("http://{addr}"), token.clone())?;
+        let client = match SandboxClient::new(format!("http://{addr}"), token.clone()) {
+            Ok(client) => client,
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(e.into());
+            }
+        };
         tracing::debug!(%addr, isolated, workspace = %workspace.display(), "started a local sandbox");
         Ok(Self {
             child,
