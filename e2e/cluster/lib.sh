@@ -108,6 +108,20 @@ in_ns() {
 
 # start_daemon NAME ns|host CMD...: start a long-running process in its own
 # session, log to $LOG_DIR/NAME.log, record its pid. No-op if already running.
+# write_if_changed FILE: writes stdin to FILE only when it differs, so that a
+# second `up` leaves files alone that running daemons watch (kube-proxy exits
+# when its config file changes, even to the same bytes).
+write_if_changed() {
+  local file=$1 tmp
+  tmp=$(mktemp "$file.XXXXXX")
+  cat >"$tmp"
+  if [[ -f $file ]] && cmp -s "$tmp" "$file"; then
+    rm -f "$tmp"
+  else
+    mv "$tmp" "$file"
+  fi
+}
+
 start_daemon() {
   local name=$1 where=$2 pidfile="$PID_DIR/$1.pid" pid
   shift 2

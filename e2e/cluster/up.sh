@@ -205,7 +205,7 @@ JSON
       cat "$hier/cpuset.mems" >"$hier/$CGROUP_NAME/cpuset.mems"
     fi
   done < <(findmnt -rn -t cgroup -o TARGET)
-  cat >"$CFG_DIR/kubelet.yaml" <<YAML
+  write_if_changed "$CFG_DIR/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
@@ -250,7 +250,7 @@ YAML
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
 
   # --- kube-proxy ----------------------------------------------------------------
-  cat >"$CFG_DIR/kube-proxy.yaml" <<YAML
+  write_if_changed "$CFG_DIR/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {kubeconfig: $CFG_DIR/kube-proxy.kubeconfig}
