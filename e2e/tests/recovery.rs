@@ -126,52 +126,21 @@ async fn finished(log: &SessionLog) -> anyhow::Result<Vec<StoredEvent>> {
     .await
 }
 
-#[tokio::test]
-async fn deleting_the_harness_pods_mid_stream_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+/// Starts a turn, deletes every harness pod of the namespace with `params` while the model streams, and checks
+/// that the turn still completes exactly once.
+async fn turn_survives_harness_pod_deletion(test: &str, params: DeleteParams) -> anyhow::Result<()> {
     let Some(url) = enabled() else {
         eprintln!("skipped: needs CORRAL_E2E_REDIS_URL and the harness image (hack/e2e.sh)");
         return Ok(());
     };
     let cluster = Cluster::connect().await?;
-    TestNamespace::run(&cluster, "harness-loss", |ns| async move {
+    TestNamespace::run(&cluster, test, |ns| async move {
         let log = start_turn(&ns, &url).await?;
         wait_for(&log, "span.model_request_start").await?;
         let pods = ns.api::<Pod>();
-        for pod in pods
-            .list(&ListParams::default().labels("app.kubernetes.io/component=harness"))
-            .await?
-            .items
-        {
-            pods.delete(
-                &pod.metadata.name.unwrap_or_default(),
-                &DeleteParams::default().grace_period(0),
-            )
-            .await?;
-        }
-        let events = finished(&log).await?;
-        assert_turn_complete(&events)
-    })
-    .await
-}
-
-#[tokio::test]
-async fn sigterm_to_the_harness_mid_turn_finishes_or_hands_back_the_turn() -> anyhow::Result<()> {
-    let Some(url) = enabled() else {
-        eprintln!("skipped: needs CORRAL_E2E_REDIS_URL and the harness image (hack/e2e.sh)");
-        return Ok(());
-    };
-    let cluster = Cluster::connect().await?;
-    TestNamespace::run(&cluster, "harness-term", |ns| async move {
-        let log = start_turn(&ns, &url).await?;
-        wait_for(&log, "span.model_request_start").await?;
-        // A normal delete: SIGTERM, then the pod's grace period.
-        let pods = ns.api::<Pod>();
-        for pod in pods
-            .list(&ListParams::default().labels("app.kubernetes.io/component=harness"))
-            .await?
-            .items
-        {
-            pods.delete(&pod.metadata.name.unwrap_or_default(), &DeleteParams::default())
+        let harness = ListParams::default().labels("app.kubernetes.io/component=harness");
+        for pod in pods.list(&harness).await?.items {
+            pods.delete(&pod.metadata.name.unwrap_or_default(), &params)
                 .await?;
         }
         let events = finished(&log).await?;
@@ -180,8 +149,20 @@ async fn sigterm_to_the_harness_mid_turn_finishes_or_hands_back_the_turn() -> an
     .await
 }
 
-/// Process ids on this host of the containers of `pod_uid` (the cluster shares the host's PID namespace).
-fn processes_of_pod(pod_uid: &str) -> Vec<i32> {
+#[tokio::test]
+async fn deleting_the_harness_pods_mid_stream_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    turn_survives_harness_pod_deletion("harness-loss", DeleteParams::default().grace_period(0)).await
+}
+
+#[tokio::test]
+async fn sigterm_to_the_harness_mid_turn_finishes_or_hands_back_the_turn() -> anyhow::Result<()> {
+    // A normal delete: SIGTERM, then the pod's grace period.
+    turn_survives_harness_pod_deletion("harness-term", DeleteParams::default()).await
+}
+
+/// Process ids on this host of the processes named `command` in the containers of `pod_uid` (the cluster shares
+/// the host's PID namespace).
+fn processes_of_pod(pod_uid: &str, command: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return vec![];
     };
@@ -190,7 +171,7 @@ fn processes_of_pod(pod_uid: &str) -> Vec<i32> {
         .filter(|pid| {
             let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            cgroup.contains(pod_uid) && comm.trim() == "harness"
+            cgroup.contains(pod_uid) && comm.trim() == command
         })
         .collect()
 }
@@ -211,7 +192,7 @@ async fn sigkill_of_the_harness_mid_tool_call_reports_the_tool_as_interrupted() 
             .await?;
         let mut killed = 0;
         for pod in pods.items {
-            for pid in processes_of_pod(&pod.metadata.uid.unwrap_or_default()) {
+            for pid in processes_of_pod(&pod.metadata.uid.unwrap_or_default(), "harness") {
                 std::process::Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status()?;
@@ -380,14 +361,7 @@ async fn a_redis_restart_loses_no_acknowledged_event() -> anyhow::Result<()> {
                 .map_or(0, |c| c.iter().map(|c| c.restart_count).sum::<i32>())
         };
         let before = restarts(&redis);
-        let pids: Vec<i32> = std::fs::read_dir("/proc")?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                cgroup.contains(&uid) && comm.trim() == "redis-server"
-            })
-            .collect();
+        let pids = processes_of_pod(&uid, "redis-server");
         anyhow::ensure!(!pids.is_empty(), "found no redis-server process of pod {uid}");
         for pid in pids {
             std::process::Command::new("kill")
