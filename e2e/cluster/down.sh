@@ -68,7 +68,7 @@ for _ in 1 2 3; do
 done
 log "  containers' processes killed ($(t_ms) ms)"
 # 3. the components and the forwards, all at once.
-names=(kube-proxy kube-scheduler kube-controller-manager containerd kube-apiserver etcd)
+names=(corral-netpol kube-proxy kube-scheduler kube-controller-manager containerd kube-apiserver etcd)
 for pidfile in "$PID_DIR"/fwd-*.pid; do
   [[ -e $pidfile ]] || continue
   name=${pidfile##*/}

@@ -265,6 +265,16 @@ healthzBindAddress: 127.0.0.1:10256
 YAML
   start_daemon kube-proxy ns "$BIN/kube-proxy" --config="$CFG_DIR/kube-proxy.yaml" --v=1
 
+  # --- NetworkPolicy enforcement -------------------------------------------------
+  # The bridge CNI enforces no NetworkPolicy; corral-netpol (e2e/netpol) does, with
+  # iptables rules in the namespace. Built from this repository, copied out of
+  # target/ so a later rebuild does not replace the running binary.
+  log "building the NetworkPolicy enforcer (e2e/netpol)"
+  (cd "$E2E_DIR/.." && cargo build -q -p corral-netpol) || die "could not build corral-netpol"
+  install -m 0755 "$E2E_DIR/../target/debug/corral-netpol" "$STATE_DIR/bin/corral-netpol"
+  start_daemon corral-netpol ns env KUBECONFIG="$CFG_DIR/admin.kubeconfig" RUST_LOG=info \
+    "$STATE_DIR/bin/corral-netpol"
+
   node_ready() {
     [[ $("${KCTL[@]}" get node "$NODE_NAME" \
       -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]

@@ -315,3 +315,141 @@ async fn an_image_that_cannot_be_pulled_surfaces_as_a_condition() -> anyhow::Res
     })
     .await
 }
+
+/// A pod with no sandbox labels, locked down like a sandbox and admitted by Redis's policy: what it reaches, the
+/// sandbox would reach too were it not for the sandbox's own NetworkPolicy.
+const CONTROL_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: control
+  labels: {corral.dev/redis-client: "true"}
+spec:
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+  containers:
+    - name: shell
+      image: corral/sandbox-base:dev
+      imagePullPolicy: IfNotPresent
+      command: [sleep, infinity]
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities: {drop: [ALL]}
+"#;
+
+/// A shell command printing `open` when a TCP connection to `ip:port` succeeds within 3 s, else `closed`.
+fn tcp_probe(ip: &str, port: i32) -> String {
+    format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{ip}/{port}' 2>/dev/null && echo open || echo closed")
+}
+
+/// The cluster-internal endpoints a sandbox must never reach: (what, ip, port).
+async fn internal_endpoints(ns: &TestNamespace) -> anyhow::Result<Vec<(&'static str, String, i32)>> {
+    use k8s_openapi::api::core::v1::{Endpoints, Service};
+    let client = ns.cluster().client.clone();
+    let default_services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "default");
+    let api_ip = default_services
+        .get("kubernetes")
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip);
+    let endpoints: kube::Api<Endpoints> = kube::Api::namespaced(client.clone(), "default");
+    let node = endpoints.get("kubernetes").await?;
+    let subset = node.subsets.and_then(|s| s.into_iter().next());
+    let node_ip = subset
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref()?.first().map(|a| a.ip.clone()));
+    let node_port = subset.and_then(|s| s.ports?.first().map(|p| p.port));
+    let corral_services: kube::Api<Service> = kube::Api::namespaced(client, &ns.cluster().corral_namespace);
+    let redis = corral_services
+        .list(&ListParams::default().labels("app.kubernetes.io/component=redis"))
+        .await?
+        .items
+        .into_iter()
+        .find_map(|s| s.spec?.cluster_ip);
+    let harness = wait::until("the namespace's harness pod", TIMEOUT, || async {
+        let pods = ns
+            .api::<Pod>()
+            .list(&ListParams::default().labels("app.kubernetes.io/component=harness"))
+            .await?;
+        Ok(pods.items.into_iter().find_map(|p| {
+            let ip = p.status?.pod_ip?;
+            let port = p.spec?.containers.iter().find_map(|c| {
+                c.ports
+                    .iter()
+                    .flatten()
+                    .find(|p| p.name.as_deref() == Some("metrics"))
+                    .map(|p| p.container_port)
+            })?;
+            Some((ip, port))
+        }))
+    })
+    .await?;
+    let missing = |what: &str| anyhow::anyhow!("cannot find {what}");
+    Ok(vec![
+        (
+            "the API server's Service",
+            api_ip.ok_or_else(|| missing("the kubernetes Service"))?,
+            443,
+        ),
+        (
+            "the API server on the node",
+            node_ip.ok_or_else(|| missing("the API server's endpoint"))?,
+            node_port.ok_or_else(|| missing("the API server's port"))?,
+        ),
+        ("Redis", redis.ok_or_else(|| missing("the Redis Service"))?, 6379),
+        ("the harness's metrics", harness.0, harness.1),
+    ])
+}
+
+#[tokio::test]
+async fn the_sandbox_reaches_neither_the_api_server_nor_redis_nor_the_harness() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "sandbox-net", |ns| async move {
+        ns.apply(&manifests("{}"))?;
+        ns.apply(CONTROL_POD)?;
+        request_sandbox(&ns, "s1").await?;
+        let ready = wait_ready(&ns, "sandbox Ready").await?;
+        let c = client(&ns, &ready, &format!("{}-a", ns.name)).await?;
+        wait::object(
+            &ns.api::<Pod>(),
+            "control",
+            TIMEOUT,
+            "control pod Running",
+            |p: &Pod| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+        )
+        .await?;
+        let from_control = |script: &str| {
+            ns.cluster()
+                .kubectl(&["-n", &ns.name, "exec", "control", "--", "bash", "-c", script])
+                .map(|out| out.trim().to_owned())
+        };
+
+        for (what, ip, port) in internal_endpoints(&ns).await? {
+            let probe = tcp_probe(&ip, port);
+            assert_eq!(
+                from_control(&probe)?,
+                "open",
+                "{what} ({ip}:{port}) answers a pod without the sandbox's policy"
+            );
+            assert_eq!(
+                bash(&c, &probe).await?.trim(),
+                "closed",
+                "the sandbox must not reach {what} ({ip}:{port})"
+            );
+        }
+
+        // Only the harness gets in: another pod of the namespace is refused at the daemon's port.
+        let sandbox_ip = session_pods(&ns)
+            .await?
+            .into_iter()
+            .find_map(|p| p.status?.pod_ip)
+            .ok_or_else(|| anyhow::anyhow!("the sandbox pod has an address"))?;
+        assert_eq!(
+            from_control(&tcp_probe(&sandbox_ip, 7070))?,
+            "closed",
+            "a non-harness pod reaches the daemon"
+        );
+        Ok(())
+    })
+    .await
+}
