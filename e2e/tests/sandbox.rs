@@ -453,3 +453,68 @@ async fn the_sandbox_reaches_neither_the_api_server_nor_redis_nor_the_harness() 
     })
     .await
 }
+
+/// A statically provisioned volume for the test's workspace claim: a node directory the sandbox's uid may write
+/// (the local cluster has no dynamic provisioner honouring `fsGroup`), bound through a storage class of its own.
+fn workspace_volume(name: &str, dir: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {name}, labels: {{corral.dev/e2e: "true"}}}}
+spec:
+  storageClassName: {name}
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {{path: {dir}, type: Directory}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_persistent_workspace_keeps_its_files_across_reaping() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::connect().await?;
+    let volume = format!("corral-e2e-ws-{}", std::process::id());
+    // The cluster's components share this machine's /tmp.
+    let dir = format!("/tmp/{volume}");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+    cluster.kubectl_with_input(&["apply", "-f", "-"], Some(&workspace_volume(&volume, &dir)))?;
+    let result = TestNamespace::run(&cluster, "sandbox-pv", |ns| {
+        let volume = volume.clone();
+        async move {
+            ns.apply(&manifests(&format!(
+                "{{sandbox: {{idleTimeout: 10s, workspace: {{type: persistent, size: 1Gi, storageClassName: {volume}}}}}}}"
+            )))?;
+            request_sandbox(&ns, "s1").await?;
+            let ready = wait_ready(&ns, "sandbox Ready").await?;
+            let c = client(&ns, &ready, &format!("{}-a", ns.name)).await?;
+            bash(&c, "echo kept > /workspace/note.txt").await?;
+
+            wait::object(&ns.api::<Session>(), "s1", TIMEOUT, "sandbox reaped", |s: &Session| {
+                sandbox_phase(s) == Some(SandboxPhase::Reaped)
+            })
+            .await?;
+            wait::until("sandbox pod deleted", TIMEOUT, || async {
+                Ok(session_pods(&ns).await?.is_empty().then_some(()))
+            })
+            .await?;
+
+            request_sandbox(&ns, "s1").await?;
+            let again = wait_ready(&ns, "sandbox Ready again").await?;
+            let c = client(&ns, &again, &format!("{}-b", ns.name)).await?;
+            assert_eq!(
+                bash(&c, "cat /workspace/note.txt").await?.trim(),
+                "kept",
+                "the persistent workspace outlives the reaped pod"
+            );
+            Ok(())
+        }
+    })
+    .await;
+    let _ = cluster.kubectl(&["delete", "pv", &volume, "--wait=false"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

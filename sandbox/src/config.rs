@@ -24,6 +24,10 @@ pub struct Config {
     /// Once listening, write the bound address to this file (written whole, by rename).
     #[arg(long, env = "CORRAL_SANDBOX_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+    /// Where the Environment's packages were installed (by `corral-sandbox install-packages`): its directories go
+    /// on the shell's `PATH`, `PYTHONPATH`, `NODE_PATH`, `GEM_PATH` and `LD_LIBRARY_PATH`.
+    #[arg(long, env = "CORRAL_SANDBOX_PACKAGES_DIR")]
+    pub packages_dir: Option<PathBuf>,
     /// Tool limits.
     #[command(flatten)]
     pub limits: Limits,

@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod local;
+pub mod packages;
 pub mod protocol;
 pub mod reaper;
 pub mod server;

@@ -109,7 +109,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating the workspace {}: {e}", config.workspace.display()))?;
     let workspace = std::fs::canonicalize(&config.workspace)
         .map_err(|e| anyhow::anyhow!("resolving the workspace {}: {e}", config.workspace.display()))?;
-    let toolbox = Arc::new(Toolbox::new(workspace.clone(), config.limits.clone()));
+    let shell_env = config
+        .packages_dir
+        .as_ref()
+        .map(|dir| crate::packages::Layout::new(dir).shell_env(|var| std::env::var(var).ok()))
+        .unwrap_or_default();
+    let toolbox = Arc::new(Toolbox::with_shell_env(
+        workspace.clone(),
+        config.limits.clone(),
+        shell_env,
+    ));
     crate::reaper::start(toolbox.shell().clone());
     let app = router(toolbox.clone(), &token, config.limits.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -82,10 +82,16 @@ pub struct Toolbox {
 impl Toolbox {
     /// A toolbox working in `workspace` (which should be absolute).
     pub fn new(workspace: PathBuf, limits: Limits) -> Self {
+        Self::with_shell_env(workspace, limits, Vec::new())
+    }
+
+    /// A toolbox whose shell gets `shell_env` on top of the daemon's environment.
+    pub fn with_shell_env(workspace: PathBuf, limits: Limits, shell_env: Vec<(String, String)>) -> Self {
         let shell = Arc::new(Shell::new(ShellOptions {
             program: limits.shell.clone(),
             workspace: workspace.clone(),
             max_output_bytes: limits.max_output_bytes,
+            env: shell_env,
         }));
         Self {
             workspace,

@@ -45,6 +45,8 @@ pub struct ShellOptions {
     pub workspace: PathBuf,
     /// How much output one command keeps (head and tail).
     pub max_output_bytes: usize,
+    /// Variables set for the shell on top of the daemon's environment (the installed packages' paths).
+    pub env: Vec<(String, String)>,
 }
 
 /// How a command ended.
@@ -235,6 +237,7 @@ impl Shell {
         }
         command
             .envs(NON_INTERACTIVE_ENV.iter().copied())
+            .envs(self.options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&state.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
