@@ -114,21 +114,27 @@ pub enum NetworkingType {
 pub struct Packages {
     /// Debian packages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
     pub apt: Option<Vec<String>>,
     /// Rust crates (installed with `cargo install`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
     pub cargo: Option<Vec<String>>,
     /// Ruby gems.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
     pub gem: Option<Vec<String>>,
     /// Go modules (installed with `go install`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
     pub go: Option<Vec<String>>,
     /// npm packages (installed globally).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
     pub npm: Option<Vec<String>>,
     /// Python packages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
     pub pip: Option<Vec<String>>,
 }
 
@@ -170,6 +176,14 @@ pub struct SandboxSpec {
     /// The session's working directory: thrown away with the pod, or kept on a persistent volume.
     #[serde(default)]
     pub workspace: Workspace,
+    /// Environment variables of the sandbox and of its package installation, for example package mirrors
+    /// (`PIP_INDEX_URL`, `npm_config_registry`, `GOPROXY`) or proxy settings. Plain values only: credentials belong
+    /// in vaults, whose values never enter the sandbox. Names starting with `CORRAL_` are reserved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(validation = Rule::new("self.all(e, !e.name.startsWith('CORRAL_'))").message("env names starting with CORRAL_ are reserved"))]
+    #[schemars(length(max = 64))]
+    pub env: Vec<SandboxEnvVar>,
     /// Number of ready, unassigned sandbox pods to keep, so that a first tool call does not wait for a pod start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("warmPool must be between 0 and 100"))]
@@ -179,6 +193,19 @@ pub struct SandboxSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h))+$')").message("idleTimeout must be a duration such as 90s, 15m or 1h30m"))]
     pub idle_timeout: Option<String>,
+}
+
+/// A plain environment variable of the sandbox.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SandboxEnvVar {
+    /// The variable's name: letters, digits and underscores, not starting with a digit.
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z_][A-Za-z0-9_]*$')").message("env names are letters, digits and underscores, not starting with a digit"))]
+    #[schemars(length(max = 256))]
+    pub name: String,
+    /// The value.
+    #[serde(default)]
+    #[schemars(length(max = 4096))]
+    pub value: String,
 }
 
 /// The session's working directory.

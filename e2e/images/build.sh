@@ -5,7 +5,8 @@
 #   build.sh [all]                    sandbox-base, pause, and a component image
 #                                     for every Corral binary found in target/
 #   build.sh sandbox-base             corral/sandbox-base:dev (Debian bookworm:
-#                                     bash coreutils git python3 curl ca-certificates)
+#                                     bash coreutils git python3 python3-pip curl
+#                                     ca-certificates)
 #   build.sh pause                    registry.k8s.io/pause:3.10 (static C pause)
 #   build.sh component NAME BINARY    corral/NAME:dev = minimal Debian 12 + BINARY at
 #                                     /usr/local/bin/NAME (entrypoint), uid 65532
@@ -35,7 +36,7 @@ ARCHIVE_DIR="$CACHE_DIR/images"
 MIRROR="${CORRAL_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 BASE_PACKAGES=(ca-certificates)
-SANDBOX_PACKAGES=(bash coreutils git python3 curl ca-certificates)
+SANDBOX_PACKAGES=(bash coreutils git python3 python3-pip curl ca-certificates)
 DEFAULT_COMPONENTS="operator harness gateway sandbox-daemon sandbox"
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 
@@ -146,7 +147,11 @@ build_sandbox_base() {
     --cmd /bin/bash --workingdir / --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --label org.opencontainers.image.title=corral-sandbox-base
   archive corral/sandbox-base:dev sandbox-base
+  sandbox_key >"$ARCHIVE_DIR/sandbox-base.key"
 }
+
+# sandbox_key: what the sandbox-base archive was built from (a changed package list rebuilds it).
+sandbox_key() { printf '%s\n' "$SUITE" "${SANDBOX_PACKAGES[@]}" | sha256sum | cut -c1-12; }
 
 # The base of every component image: Debian 12 minbase (glibc for our
 # dynamically linked binaries) + CA certificates, kept in buildah's storage so
@@ -241,7 +246,7 @@ case "${1:-all}" in
     in_cluster registry.k8s.io/pause:3.10 || build_pause
     if in_cluster docker.io/corral/sandbox-base:dev; then
       :
-    elif [[ -f $ARCHIVE_DIR/sandbox-base.tar ]]; then
+    elif [[ -f $ARCHIVE_DIR/sandbox-base.tar && $(cat "$ARCHIVE_DIR/sandbox-base.key" 2>/dev/null) == "$(sandbox_key)" ]]; then
       import_archives "$ARCHIVE_DIR/sandbox-base.tar"
     else
       build_sandbox_base

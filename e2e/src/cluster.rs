@@ -115,6 +115,28 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Makes `127.0.0.1:port` of this host (a server a test started) reachable from pods, and returns the address
+    /// they use (`10.201.0.1:port`). Only for the local cluster of `make cluster-up`.
+    pub fn forward_from_host(&self, name: &str, port: u16) -> anyhow::Result<String> {
+        let script = repo_root().join("e2e/cluster/forward.sh");
+        let output = Command::new(&script)
+            .args(["from-host", name, &port.to_string()])
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !output.status.success() {
+            bail!(
+                "forward from host port {port} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(format!("{HOST_IP}:{port}"))
+    }
+}
+
+/// The address of this host as pods of the local cluster see it.
+pub const HOST_IP: &str = "10.201.0.1";
+
 /// The repository root (the parent of this crate).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -518,3 +518,70 @@ async fn a_persistent_workspace_keeps_its_files_across_reaping() -> anyhow::Resu
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+/// Lets the namespace's sandboxes reach `ip:port`: how a user opens one internal service (here a package mirror)
+/// to sandboxes, whose own policy keeps every internal address closed.
+fn mirror_policy(ip: &str, port: u16) -> String {
+    format!(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: sandbox-mirror}}
+spec:
+  podSelector: {{matchLabels: {{app.kubernetes.io/component: sandbox}}}}
+  policyTypes: [Egress]
+  egress:
+    - to: [{{ipBlock: {{cidr: {ip}/32}}}}]
+      ports: [{{port: {port}, protocol: TCP}}]
+"#
+    )
+}
+
+#[tokio::test]
+async fn the_environments_packages_are_installed_before_the_first_tool_call() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    // A package mirror on this host: a directory listing pip reads as find-links, holding one wheel.
+    let wheels = tempfile::tempdir()?;
+    let make_wheel = corral_e2e::cluster::repo_root().join("sandbox/tests/fixtures/make_wheel.py");
+    let made = std::process::Command::new("python3")
+        .arg(&make_wheel)
+        .arg(wheels.path())
+        .status()?;
+    anyhow::ensure!(made.success(), "building the test wheel");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut mirror = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(wheels.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let result = TestNamespace::run(&cluster, "sandbox-packages", |ns| async move {
+        let address = ns.cluster().forward_from_host(&format!("{}-mirror", ns.name), port)?;
+        let (ip, _) = address.split_once(':').unwrap_or_default();
+        ns.apply(&mirror_policy(ip, port))?;
+        ns.apply(&manifests(&format!(
+            r#"{{config: {{packages: {{pip: ["hello-corral==1.0"]}}}},
+                sandbox: {{env: [{{name: PIP_NO_INDEX, value: "1"}}, {{name: PIP_FIND_LINKS, value: "http://{address}/"}}]}}}}"#
+        )))?;
+        request_sandbox(&ns, "s1").await?;
+        let ready = wait_ready(&ns, "sandbox Ready with its packages").await?;
+        let c = client(&ns, &ready, &format!("{}-a", ns.name)).await?;
+        assert_eq!(bash(&c, "hello-corral").await?.trim(), "installed by corral", "the package's script is on PATH");
+        assert_eq!(
+            bash(&c, "python3 -c 'import hello_corral; print(hello_corral.VALUE)'").await?.trim(),
+            "installed by corral"
+        );
+        assert_eq!(bash(&c, "id -u").await?.trim(), "65532", "installed without root");
+        Ok(())
+    })
+    .await;
+    let _ = mirror.kill();
+    result
+}

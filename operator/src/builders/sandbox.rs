@@ -16,7 +16,7 @@ use corral_api::{
 use k8s_openapi::{
     api::{
         core::v1::{
-            Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
+            Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, PersistentVolumeClaim,
             PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
             Probe, ResourceRequirements, Secret, SecretVolumeSource, Volume, VolumeMount,
             VolumeResourceRequirements,
@@ -259,6 +259,12 @@ pub fn build_sandbox_pod(
         }),
         ..Container::default()
     };
+    let user_env: Vec<EnvVar> = sb.env.iter().map(|e| env_var(&e.name, &e.value)).collect();
+    let packages = install_packages(
+        env,
+        &sb.image.clone().unwrap_or_else(|| config.default_image.clone()),
+        &user_env,
+    );
     let probe = Probe {
         http_get: Some(HTTPGetAction {
             path: Some("/healthz".into()),
@@ -273,13 +279,23 @@ pub fn build_sandbox_pod(
         image: Some(sb.image.clone().unwrap_or_else(|| config.default_image.clone())),
         image_pull_policy: sb.image_pull_policy.clone(),
         command: Some(vec!["/corral/bin/corral-sandbox".into()]),
-        env: Some(vec![
-            env_var("CORRAL_SANDBOX_ADDR", &format!("0.0.0.0:{DAEMON_PORT}")),
-            env_var("CORRAL_SANDBOX_TOKEN_FILE", &format!("{TOKEN_DIR}/{TOKEN_KEY}")),
-            env_var("CORRAL_SANDBOX_WORKSPACE", WORKSPACE_DIR),
-            env_var("HOME", WORKSPACE_DIR),
-            env_var("TMPDIR", "/tmp"),
-        ]),
+        env: Some(
+            [
+                env_var("CORRAL_SANDBOX_ADDR", &format!("0.0.0.0:{DAEMON_PORT}")),
+                env_var("CORRAL_SANDBOX_TOKEN_FILE", &format!("{TOKEN_DIR}/{TOKEN_KEY}")),
+                env_var("CORRAL_SANDBOX_WORKSPACE", WORKSPACE_DIR),
+                env_var("HOME", WORKSPACE_DIR),
+                env_var("TMPDIR", "/tmp"),
+            ]
+            .into_iter()
+            .chain(
+                packages
+                    .is_some()
+                    .then(|| env_var("CORRAL_SANDBOX_PACKAGES_DIR", PACKAGES_DIR)),
+            )
+            .chain(user_env.iter().cloned())
+            .collect(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("daemon".into()),
             container_port: DAEMON_PORT,
@@ -289,12 +305,17 @@ pub fn build_sandbox_pod(
         resources: Some(sb.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(locked_down()),
         working_dir: Some(WORKSPACE_DIR.into()),
-        volume_mounts: Some(vec![
-            mount("corral-bin", "/corral/bin", true),
-            mount("token", TOKEN_DIR, true),
-            mount("workspace", WORKSPACE_DIR, false),
-            mount("tmp", "/tmp", false),
-        ]),
+        volume_mounts: Some(
+            [
+                mount("corral-bin", "/corral/bin", true),
+                mount("token", TOKEN_DIR, true),
+                mount("workspace", WORKSPACE_DIR, false),
+                mount("tmp", "/tmp", false),
+            ]
+            .into_iter()
+            .chain(packages.is_some().then(|| mount("packages", PACKAGES_DIR, true)))
+            .collect(),
+        ),
         ..Container::default()
     };
     Pod {
@@ -315,27 +336,91 @@ pub fn build_sandbox_pod(
                 seccomp_profile: Some(runtime_default_seccomp()),
                 ..PodSecurityContext::default()
             }),
-            init_containers: Some(vec![install]),
+            init_containers: Some(std::iter::once(install).chain(packages.clone()).collect()),
             containers: vec![sandbox],
-            volumes: Some(vec![
-                empty_dir("corral-bin"),
-                Volume {
-                    name: "token".into(),
-                    secret: Some(SecretVolumeSource {
-                        secret_name: Some(token_secret.to_owned()),
-                        default_mode: Some(0o440),
-                        ..SecretVolumeSource::default()
-                    }),
-                    ..Volume::default()
-                },
-                workspace,
-                empty_dir("tmp"),
-            ]),
+            volumes: Some(
+                [
+                    empty_dir("corral-bin"),
+                    Volume {
+                        name: "token".into(),
+                        secret: Some(SecretVolumeSource {
+                            secret_name: Some(token_secret.to_owned()),
+                            default_mode: Some(0o440),
+                            ..SecretVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    },
+                    workspace,
+                    empty_dir("tmp"),
+                ]
+                .into_iter()
+                .chain(
+                    packages
+                        .iter()
+                        .flat_map(|_| [empty_dir("packages"), empty_dir("packages-scratch")]),
+                )
+                .collect(),
+            ),
             termination_grace_period_seconds: Some(5),
             ..PodSpec::default()
         }),
         ..Pod::default()
     }
+}
+
+/// The name of the init container that installs the Environment's packages.
+pub const INSTALL_PACKAGES: &str = "install-packages";
+/// Where the Environment's packages are installed (an emptyDir the sandbox container mounts read-only).
+pub const PACKAGES_DIR: &str = "/opt/corral/packages";
+
+/// The init container installing the Environment's `packages` with the sandbox image's own package managers, as
+/// the sandbox's user, into [`PACKAGES_DIR`]; `None` when there are none. Its failure reason (the termination
+/// message) surfaces in the Session's `SandboxReady` condition.
+fn install_packages(env: &Environment, image: &str, user_env: &[EnvVar]) -> Option<Container> {
+    let packages = &env.spec.config.packages;
+    let lists = [
+        &packages.apt,
+        &packages.cargo,
+        &packages.gem,
+        &packages.go,
+        &packages.npm,
+        &packages.pip,
+    ];
+    if lists.iter().all(|l| l.as_ref().is_none_or(Vec::is_empty)) {
+        return None;
+    }
+    let spec = serde_json::to_string(packages).unwrap_or_default();
+    let sb = &env.spec.sandbox;
+    Some(Container {
+        name: INSTALL_PACKAGES.into(),
+        image: Some(image.to_owned()),
+        image_pull_policy: sb.image_pull_policy.clone(),
+        command: Some(vec![
+            "/corral/bin/corral-sandbox".into(),
+            "install-packages".into(),
+        ]),
+        env: Some(
+            [
+                env_var("CORRAL_SANDBOX_PACKAGES", &spec),
+                env_var("CORRAL_SANDBOX_PACKAGES_DIR", PACKAGES_DIR),
+                env_var("CORRAL_SANDBOX_PACKAGES_SCRATCH", "/scratch"),
+                env_var("HOME", "/scratch/home"),
+                env_var("TMPDIR", "/scratch"),
+            ]
+            .into_iter()
+            .chain(user_env.iter().cloned())
+            .collect(),
+        ),
+        volume_mounts: Some(vec![
+            mount("corral-bin", "/corral/bin", true),
+            mount("packages", PACKAGES_DIR, false),
+            mount("packages-scratch", "/scratch", false),
+        ]),
+        resources: Some(sb.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(locked_down()),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    })
 }
 
 /// Private and link-local ranges a sandbox never reaches, even with `unrestricted` networking: the cluster's pods
@@ -481,6 +566,86 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    #[test]
+    fn packages_are_installed_by_a_locked_down_init_container_of_the_sandbox_image() {
+        let e = env(serde_json::json!({
+            "config": {"packages": {"pip": ["requests==2.32.0"], "apt": ["jq"]}},
+            "sandbox": {"image": "python:3.12", "env": [{"name": "PIP_INDEX_URL", "value": "http://mirror/simple"}]}
+        }));
+        let pod = build_sandbox_pod(
+            "team",
+            &e,
+            &session_owner(),
+            "sandbox-s1",
+            &SandboxConfig::default(),
+        );
+        assert_locked_down(&pod);
+        let spec = pod.spec.unwrap();
+        let inits = spec.init_containers.unwrap();
+        assert_eq!(
+            inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["install-daemon", INSTALL_PACKAGES],
+            "the daemon binary is in place before it installs the packages"
+        );
+        let install = &inits[1];
+        assert_eq!(
+            install.image.as_deref(),
+            Some("python:3.12"),
+            "the image's own package managers"
+        );
+        let env_of = |c: &Container, name: &str| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        let spec_json: serde_json::Value =
+            serde_json::from_str(&env_of(install, "CORRAL_SANDBOX_PACKAGES").unwrap()).unwrap();
+        assert_eq!(spec_json["pip"], serde_json::json!(["requests==2.32.0"]));
+        assert_eq!(spec_json["apt"], serde_json::json!(["jq"]));
+        assert_eq!(
+            env_of(install, "PIP_INDEX_URL").as_deref(),
+            Some("http://mirror/simple"),
+            "mirrors apply"
+        );
+        let sandbox = &spec.containers[0];
+        assert_eq!(
+            env_of(sandbox, "CORRAL_SANDBOX_PACKAGES_DIR").as_deref(),
+            Some(PACKAGES_DIR)
+        );
+        assert_eq!(
+            env_of(sandbox, "PIP_INDEX_URL").as_deref(),
+            Some("http://mirror/simple")
+        );
+        let packages_mount = sandbox
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == PACKAGES_DIR)
+            .unwrap();
+        assert_eq!(
+            packages_mount.read_only,
+            Some(true),
+            "the sandbox cannot alter what was installed"
+        );
+
+        let plain = build_sandbox_pod(
+            "team",
+            &env(serde_json::json!({})),
+            &session_owner(),
+            "s",
+            &SandboxConfig::default(),
+        );
+        let plain = plain.spec.unwrap();
+        assert_eq!(
+            plain.init_containers.unwrap().len(),
+            1,
+            "no packages, no install step"
+        );
+        assert!(plain.volumes.unwrap().iter().all(|v| v.name != "packages"));
     }
 
     #[test]

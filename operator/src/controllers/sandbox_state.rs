@@ -85,9 +85,21 @@ impl PodView {
             .find(|w| w.reason.as_deref().is_some_and(|r| CONTAINER_ERRORS.contains(&r)));
         let phase = status.phase.as_deref().unwrap_or("Pending");
         let state = if phase == "Failed" || phase == "Succeeded" {
-            let why = status
-                .reason
-                .clone()
+            // An init container that failed (the packages' installation) says why in its termination message.
+            let failed_init = status.init_container_statuses.iter().flatten().find_map(|c| {
+                let t = c.state.as_ref()?.terminated.as_ref()?;
+                (t.exit_code != 0).then(|| {
+                    let said = t.message.clone().or(t.reason.clone()).unwrap_or_default();
+                    format!(
+                        "init container {} failed (exit code {}): {}",
+                        c.name,
+                        t.exit_code,
+                        said.trim()
+                    )
+                })
+            });
+            let why = failed_init
+                .or(status.reason.clone())
                 .or(status.message.clone())
                 .unwrap_or_else(|| format!("pod {phase}"));
             PodState::Ended { message: why }
@@ -399,6 +411,30 @@ pub fn decide(o: &Observed<'_>) -> Decision {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_package_installation_is_the_reason_a_pod_ended() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "sandbox-s1"},
+            "status": {"phase": "Failed", "initContainerStatuses": [
+                {"name": "install-daemon", "image": "d", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 0}}},
+                {"name": "install-packages", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                    "message": "installing packages.pip failed (exit status: 1): No matching distribution\n"}}}
+            ]}
+        }))
+        .unwrap();
+        assert_eq!(
+            super::PodView::from_pod(&pod).state,
+            super::PodState::Ended {
+                message:
+                    "init container install-packages failed (exit code 1): installing packages.pip failed \
+                          (exit status: 1): No matching distribution"
+                        .into()
+            }
+        );
+    }
+
     use super::*;
 
     fn t(s: i64) -> Timestamp {
