@@ -115,26 +115,32 @@ pub struct Packages {
     /// Debian packages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
+    #[schemars(length(max = 128), inner(length(max = 214)))]
     pub apt: Option<Vec<String>>,
     /// Rust crates (installed with `cargo install`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
+    #[schemars(length(max = 128), inner(length(max = 214)))]
     pub cargo: Option<Vec<String>>,
     /// Ruby gems.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
+    #[schemars(length(max = 128), inner(length(max = 214)))]
     pub gem: Option<Vec<String>>,
     /// Go modules (installed with `go install`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
+    #[schemars(length(max = 128), inner(length(max = 214)))]
     pub go: Option<Vec<String>>,
     /// npm packages (installed globally).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
+    #[schemars(length(max = 128), inner(length(max = 214)))]
     pub npm: Option<Vec<String>>,
     /// Python packages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.all(p, p.matches('^[^-\\\\s][^\\\\s]*$'))").message("package entries must be non-empty, without whitespace, and must not start with -"))]
+    #[schemars(length(max = 128), inner(length(max = 214)))]
     pub pip: Option<Vec<String>>,
 }
 

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod common;
 pub mod conditions;
+pub mod egress;
 pub mod environment;
 pub mod events;
 pub mod labels;

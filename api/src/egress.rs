@@ -1,0 +1,80 @@
+//! The contract between the operator, the sandbox and the egress proxy (pure; no I/O).
+//!
+//! A sandbox pod reaches the network through Corral's egress proxy with a proxy identity computed by the operator
+//! when it creates the pod: the user `<namespace>/<pod>` and a password that is an HMAC of it under a key only the
+//! operator and the proxy hold. The identity names the pod, not the session, so warm pods are created before any
+//! session exists; the proxy finds the session from the pod's label when a request arrives (claim time binding).
+//!
+//! A vault credential of type `environment_variable` appears in the sandbox only as a placeholder value of its
+//! `secret_name`; the proxy replaces the placeholder with the secret on requests to the credential's hosts.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// The port the egress proxy listens on.
+pub const PROXY_PORT: u16 = 3128;
+
+/// The placeholder a credential's `secret_name` variable holds in the sandbox.
+pub fn placeholder(credential_id: &str) -> String {
+    format!("corral-placeholder-{credential_id}")
+}
+
+/// The proxy password of pod `namespace/pod` under `key`: lowercase hex of HMAC-SHA256(key, "namespace/pod").
+pub fn proxy_password(key: &[u8], namespace: &str, pod: &str) -> String {
+    // HMAC takes keys of any length: this never fails, and an empty password is never accepted.
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(format!("{namespace}/{pod}").as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a proxy identity: `Some((namespace, pod))` when `password` is the pod's, compared in constant time.
+pub fn verify_proxy_identity(key: &[u8], user: &str, password: &str) -> Option<(String, String)> {
+    let (namespace, pod) = user.split_once('/')?;
+    let expected = proxy_password(key, namespace, pod);
+    let equal = !expected.is_empty()
+        && expected.len() == password.len()
+        && expected.bytes().zip(password.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    equal.then(|| (namespace.to_owned(), pod.to_owned()))
+}
+
+/// Registry hosts a `limited` environment reaches with `allowPackageManagers: true`.
+pub const PACKAGE_MANAGER_HOSTS: &[&str] = &[
+    "pypi.org",
+    "files.pythonhosted.org",
+    "registry.npmjs.org",
+    "registry.yarnpkg.com",
+    "crates.io",
+    "index.crates.io",
+    "static.crates.io",
+    "proxy.golang.org",
+    "sum.golang.org",
+    "storage.googleapis.com",
+    "rubygems.org",
+    "index.rubygems.org",
+    "deb.debian.org",
+    "security.debian.org",
+    "archive.ubuntu.com",
+    "security.ubuntu.com",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_verifies_only_for_its_own_pod_and_key() {
+        let key = b"k3y";
+        let password = proxy_password(key, "team", "sandbox-s1");
+        assert_eq!(password.len(), 64);
+        assert_eq!(
+            verify_proxy_identity(key, "team/sandbox-s1", &password),
+            Some(("team".into(), "sandbox-s1".into()))
+        );
+        assert_eq!(verify_proxy_identity(key, "team/sandbox-s2", &password), None, "another pod");
+        assert_eq!(verify_proxy_identity(key, "other/sandbox-s1", &password), None, "another namespace");
+        assert_eq!(verify_proxy_identity(b"other", "team/sandbox-s1", &password), None, "another key");
+        assert_eq!(verify_proxy_identity(key, "sandbox-s1", &password), None, "no namespace");
+    }
+}
