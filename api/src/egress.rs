@@ -26,7 +26,11 @@ pub fn proxy_password(key: &[u8], namespace: &str, pod: &str) -> String {
         return String::new();
     };
     mac.update(format!("{namespace}/{pod}").as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Checks a proxy identity: `Some((namespace, pod))` when `password` is the pod's, compared in constant time.
@@ -35,7 +39,11 @@ pub fn verify_proxy_identity(key: &[u8], user: &str, password: &str) -> Option<(
     let expected = proxy_password(key, namespace, pod);
     let equal = !expected.is_empty()
         && expected.len() == password.len()
-        && expected.bytes().zip(password.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        && expected
+            .bytes()
+            .zip(password.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
     equal.then(|| (namespace.to_owned(), pod.to_owned()))
 }
 
@@ -72,9 +80,25 @@ mod tests {
             verify_proxy_identity(key, "team/sandbox-s1", &password),
             Some(("team".into(), "sandbox-s1".into()))
         );
-        assert_eq!(verify_proxy_identity(key, "team/sandbox-s2", &password), None, "another pod");
-        assert_eq!(verify_proxy_identity(key, "other/sandbox-s1", &password), None, "another namespace");
-        assert_eq!(verify_proxy_identity(b"other", "team/sandbox-s1", &password), None, "another key");
-        assert_eq!(verify_proxy_identity(key, "sandbox-s1", &password), None, "no namespace");
+        assert_eq!(
+            verify_proxy_identity(key, "team/sandbox-s2", &password),
+            None,
+            "another pod"
+        );
+        assert_eq!(
+            verify_proxy_identity(key, "other/sandbox-s1", &password),
+            None,
+            "another namespace"
+        );
+        assert_eq!(
+            verify_proxy_identity(b"other", "team/sandbox-s1", &password),
+            None,
+            "another key"
+        );
+        assert_eq!(
+            verify_proxy_identity(key, "sandbox-s1", &password),
+            None,
+            "no namespace"
+        );
     }
 }

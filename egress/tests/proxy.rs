@@ -1,0 +1,216 @@
+//! The proxy on loopback between a real HTTP client (reqwest, configured with the sandbox's proxy identity) and a
+//! real upstream server that reports what it received.
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+
+use axum::{Router, http::HeaderMap, routing::any};
+use corral_api::environment::Networking;
+use corral_egress::{
+    credentials::Credential,
+    directory::{SandboxContext, StaticDirectory},
+    metrics::Metrics,
+    policy::HostPolicy,
+    proxy::Proxy,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const KEY: &[u8] = b"a proxy key of the test, 32 bytes";
+
+/// An upstream that answers with the Authorization header and body it received.
+async fn upstream() -> SocketAddr {
+    let app = Router::new().route(
+        "/{*path}",
+        any(|headers: HeaderMap, body: String| async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            format!("auth={auth} body={body}")
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn networking(json: serde_json::Value) -> Networking {
+    serde_json::from_value(json).unwrap()
+}
+
+fn credential(hosts: &[&str], body: bool) -> Credential {
+    let auth = serde_json::json!({
+        "type": "environment_variable", "secret_name": "API_TOKEN", "secret_value": "s3cret-value",
+        "networking": {"type": "limited", "allowed_hosts": hosts},
+        "injection_location": {"header": true, "body": body},
+    });
+    Credential::from_auth("vcrd-1", &serde_json::to_vec(&auth).unwrap()).unwrap()
+}
+
+async fn proxy(sandboxes: Vec<(&str, SandboxContext)>) -> SocketAddr {
+    let map: BTreeMap<(String, String), SandboxContext> = sandboxes
+        .into_iter()
+        .map(|(pod, c)| (("team".to_owned(), pod.to_owned()), c))
+        .collect();
+    let proxy = Arc::new(Proxy {
+        directory: StaticDirectory(Arc::new(map)),
+        key: KEY.to_vec(),
+        metrics: Metrics::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(proxy.serve(listener));
+    addr
+}
+
+fn client(proxy: SocketAddr, pod: &str, password: Option<String>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let password = password.unwrap_or_else(|| corral_api::egress::proxy_password(KEY, "team", pod));
+    let proxy = reqwest::Proxy::all(format!("http://{proxy}"))
+        .unwrap()
+        .basic_auth(&format!("team/{pod}"), &password);
+    reqwest::Client::builder().proxy(proxy).build().unwrap()
+}
+
+#[tokio::test]
+async fn an_allowed_host_gets_the_real_credential_and_other_hosts_get_the_placeholder_or_a_refusal() {
+    let up = upstream().await;
+    let allowed = format!("127.0.0.1:{}", up.port());
+    let context = SandboxContext {
+        policy: HostPolicy::new(
+            &networking(serde_json::json!({"type": "limited", "allowedHosts": [allowed, "localhost"]})),
+            &[],
+        ),
+        credentials: vec![credential(&["127.0.0.1"], true)],
+    };
+    let proxy = proxy(vec![("sbx", context)]).await;
+    let c = client(proxy, "sbx", None);
+    let placeholder = corral_api::egress::placeholder("vcrd-1");
+
+    let reply = c
+        .post(format!("http://127.0.0.1:{}/api", up.port()))
+        .header("Authorization", format!("Bearer {placeholder}"))
+        .body(format!("token={placeholder}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.text().await.unwrap(),
+        "auth=Bearer s3cret-value body=token=s3cret-value"
+    );
+
+    // localhost is allowed too, but the credential is bound to 127.0.0.1 only: the placeholder goes as is.
+    let reply = c
+        .get(format!("http://localhost:{}/api", up.port()))
+        .header("Authorization", format!("Bearer {placeholder}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.text().await.unwrap(),
+        format!("auth=Bearer {placeholder} body=")
+    );
+
+    let refused = c.get("http://example.invalid/").send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let reason = refused.text().await.unwrap();
+    assert!(
+        reason.contains("example.invalid:80 is not in this environment's allowed hosts"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn unrestricted_sandboxes_never_reach_internal_addresses_and_strangers_are_refused() {
+    let up = upstream().await;
+    let context = SandboxContext {
+        policy: HostPolicy::new(&networking(serde_json::json!({"type": "unrestricted"})), &[]),
+        credentials: vec![],
+    };
+    let proxy = proxy(vec![("open", context)]).await;
+    let refused = client(proxy, "open", None)
+        .get(format!("http://127.0.0.1:{}/", up.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("cluster-internal or private address")
+    );
+
+    let stranger = client(proxy, "open", Some("0".repeat(64)))
+        .get("http://example.invalid/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 407, "a wrong proxy password is no identity");
+    let unknown = client(proxy, "gone", None)
+        .get("http://example.invalid/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 403, "a pod the directory does not know");
+}
+
+#[tokio::test]
+async fn connect_tunnels_to_allowed_hosts_only() {
+    // A raw TCP echo server stands in for a TLS host: the tunnel carries bytes unchanged.
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = echo.accept().await.unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        s.write_all(&buf).await.unwrap();
+    });
+    let context = SandboxContext {
+        policy: HostPolicy::new(
+            &networking(
+                serde_json::json!({"type": "limited", "allowedHosts": [format!("127.0.0.1:{}", echo_addr.port())]}),
+            ),
+            &[],
+        ),
+        credentials: vec![],
+    };
+    let proxy = proxy(vec![("sbx", context)]).await;
+    let auth = {
+        use base64::Engine;
+        let password = corral_api::egress::proxy_password(KEY, "team", "sbx");
+        base64::engine::general_purpose::STANDARD.encode(format!("team/sbx:{password}"))
+    };
+    let connect = |target: String| {
+        let auth = auth.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+            let req = format!(
+                "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut head = vec![0u8; 12];
+            s.read_exact(&mut head).await.unwrap();
+            (String::from_utf8_lossy(&head).into_owned(), s)
+        }
+    };
+    let (status, mut tunnel) = connect(echo_addr.to_string()).await;
+    assert_eq!(status, "HTTP/1.1 200");
+    // Skip the rest of the response head.
+    let mut byte = [0u8; 1];
+    let mut tail = Vec::new();
+    while !tail.ends_with(b"\r\n\r\n") {
+        tunnel.read_exact(&mut byte).await.unwrap();
+        tail.push(byte[0]);
+    }
+    tunnel.write_all(b"hello").await.unwrap();
+    let mut back = [0u8; 5];
+    tunnel.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"hello");
+
+    let (status, _) = connect("127.0.0.1:1".to_owned()).await;
+    assert_eq!(status, "HTTP/1.1 403", "a port the host list does not name");
+}
