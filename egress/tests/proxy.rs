@@ -1,5 +1,6 @@
 //! The proxy on loopback between a real HTTP client (reqwest, configured with the sandbox's proxy identity) and a
 //! real upstream server that reports what it received.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 

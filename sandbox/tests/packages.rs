@@ -1,5 +1,6 @@
 //! `corral-sandbox install-packages` with a real package manager (pip, from a local wheel directory), then the
 //! daemon's shell using what it installed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
