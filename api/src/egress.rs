@@ -33,9 +33,15 @@ pub fn proxy_password(key: &[u8], namespace: &str, pod: &str) -> String {
         .collect()
 }
 
+/// The proxy user of pod `namespace/pod`: `namespace.pod` (a namespace name has no dot, so the first dot splits
+/// it, and the user needs no escaping in a proxy URL).
+pub fn proxy_user(namespace: &str, pod: &str) -> String {
+    format!("{namespace}.{pod}")
+}
+
 /// Checks a proxy identity: `Some((namespace, pod))` when `password` is the pod's, compared in constant time.
 pub fn verify_proxy_identity(key: &[u8], user: &str, password: &str) -> Option<(String, String)> {
-    let (namespace, pod) = user.split_once('/')?;
+    let (namespace, pod) = user.split_once('.')?;
     let expected = proxy_password(key, namespace, pod);
     let equal = !expected.is_empty()
         && expected.len() == password.len()
@@ -77,21 +83,21 @@ mod tests {
         let password = proxy_password(key, "team", "sandbox-s1");
         assert_eq!(password.len(), 64);
         assert_eq!(
-            verify_proxy_identity(key, "team/sandbox-s1", &password),
+            verify_proxy_identity(key, &proxy_user("team", "sandbox-s1"), &password),
             Some(("team".into(), "sandbox-s1".into()))
         );
         assert_eq!(
-            verify_proxy_identity(key, "team/sandbox-s2", &password),
+            verify_proxy_identity(key, "team.sandbox-s2", &password),
             None,
             "another pod"
         );
         assert_eq!(
-            verify_proxy_identity(key, "other/sandbox-s1", &password),
+            verify_proxy_identity(key, "other.sandbox-s1", &password),
             None,
             "another namespace"
         );
         assert_eq!(
-            verify_proxy_identity(b"other", "team/sandbox-s1", &password),
+            verify_proxy_identity(b"other", "team.sandbox-s1", &password),
             None,
             "another key"
         );

@@ -568,7 +568,8 @@ async fn the_environments_packages_are_installed_before_the_first_tool_call() ->
         ns.apply(&mirror_policy(ip, port))?;
         ns.apply(&manifests(&format!(
             r#"{{config: {{packages: {{pip: ["hello-corral==1.0"]}}}},
-                sandbox: {{env: [{{name: PIP_NO_INDEX, value: "1"}}, {{name: PIP_FIND_LINKS, value: "http://{address}/"}}]}}}}"#
+                sandbox: {{env: [{{name: PIP_NO_INDEX, value: "1"}}, {{name: PIP_FIND_LINKS, value: "http://{address}/"}},
+                               {{name: PIP_TRUSTED_HOST, value: "{ip}"}}]}}}}"#
         )))?;
         request_sandbox(&ns, "s1").await?;
         let ready = wait_ready(&ns, "sandbox Ready with its packages").await?;

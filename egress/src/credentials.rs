@@ -10,6 +10,8 @@ use crate::policy::host_matches;
 pub struct Credential {
     /// The credential's id (its Secret's name).
     pub id: String,
+    /// The variable the sandbox holds the placeholder in (the credential's `secret_name`).
+    pub env_name: String,
     /// What the sandbox holds instead of the value.
     pub placeholder: String,
     /// The secret value.
@@ -36,6 +38,8 @@ impl std::fmt::Debug for Credential {
 struct Auth {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    secret_name: Option<String>,
     #[serde(default)]
     secret_value: Option<String>,
     #[serde(default)]
@@ -73,6 +77,7 @@ impl Credential {
         let location = auth.injection_location;
         Some(Self {
             id: id.to_owned(),
+            env_name: auth.secret_name?,
             placeholder: corral_api::egress::placeholder(id),
             value: auth.secret_value?,
             hosts,

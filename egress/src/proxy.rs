@@ -24,6 +24,26 @@ use crate::{
     policy::{Verdict, check_host, is_internal},
 };
 
+/// Where a sandbox daemon asks (with its pod's proxy identity, in origin form) for the variables its shell gets:
+/// each credential's `secret_name` with the placeholder value. Values are never part of the answer.
+pub const PLACEHOLDERS_PATH: &str = "/.corral/placeholders";
+
+fn placeholders(credentials: &[Credential]) -> Response<Body> {
+    let map: std::collections::BTreeMap<&str, &str> = credentials
+        .iter()
+        .map(|c| (c.env_name.as_str(), c.placeholder.as_str()))
+        .collect();
+    let mut response = Response::new(
+        Full::new(Bytes::from(serde_json::to_vec(&map).unwrap_or_default()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 /// The largest request body the proxy rewrites (bodies with placeholders to substitute are read whole).
 const MAX_REWRITTEN_BODY: usize = 16 * 1024 * 1024;
 
@@ -151,6 +171,9 @@ impl<D: Directory> Proxy<D> {
                 "this sandbox is not known (yet); try again in a moment",
             );
         };
+        if req.uri().host().is_none() && req.uri().path() == PLACEHOLDERS_PATH {
+            return placeholders(&context.credentials);
+        }
         let Some((host, port)) = destination(&req) else {
             return text(StatusCode::BAD_REQUEST, "the request names no destination host");
         };

@@ -70,7 +70,7 @@ fn client(proxy: SocketAddr, pod: &str, password: Option<String>) -> reqwest::Cl
     let password = password.unwrap_or_else(|| corral_api::egress::proxy_password(KEY, "team", pod));
     let proxy = reqwest::Proxy::all(format!("http://{proxy}"))
         .unwrap()
-        .basic_auth(&format!("team/{pod}"), &password);
+        .basic_auth(&corral_api::egress::proxy_user("team", pod), &password);
     reqwest::Client::builder().proxy(proxy).build().unwrap()
 }
 
@@ -113,6 +113,23 @@ async fn an_allowed_host_gets_the_real_credential_and_other_hosts_get_the_placeh
         reply.text().await.unwrap(),
         format!("auth=Bearer {placeholder} body=")
     );
+
+    // The daemon's question: which variables hold which placeholders (never the values).
+    let auth = {
+        use base64::Engine;
+        let password = corral_api::egress::proxy_password(KEY, "team", "sbx");
+        base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
+    };
+    let direct = reqwest::Client::new()
+        .get(format!("http://{proxy}/.corral/placeholders"))
+        .header("Proxy-Authorization", format!("Basic {auth}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(direct, format!("{{\"API_TOKEN\":\"{placeholder}\"}}"));
 
     let refused = c.get("http://example.invalid/").send().await.unwrap();
     assert_eq!(refused.status(), 403);
@@ -183,7 +200,7 @@ async fn connect_tunnels_to_allowed_hosts_only() {
     let auth = {
         use base64::Engine;
         let password = corral_api::egress::proxy_password(KEY, "team", "sbx");
-        base64::engine::general_purpose::STANDARD.encode(format!("team/sbx:{password}"))
+        base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
     };
     let connect = |target: String| {
         let auth = auth.clone();

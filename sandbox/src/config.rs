@@ -28,6 +28,16 @@ pub struct Config {
     /// on the shell's `PATH`, `PYTHONPATH`, `NODE_PATH`, `GEM_PATH` and `LD_LIBRARY_PATH`.
     #[arg(long, env = "CORRAL_SANDBOX_PACKAGES_DIR")]
     pub packages_dir: Option<PathBuf>,
+    /// The egress proxy's URL. With it, the first `bash` call asks the proxy which credential placeholders the
+    /// session's vaults put in the shell (set by the operator; the values themselves never enter the sandbox).
+    #[arg(long, env = "CORRAL_SANDBOX_EGRESS_URL", requires_all = ["egress_user", "egress_password"])]
+    pub egress_url: Option<String>,
+    /// The pod's proxy user.
+    #[arg(long, env = "CORRAL_SANDBOX_EGRESS_USER")]
+    pub egress_user: Option<String>,
+    /// The pod's proxy password.
+    #[arg(long, env = "CORRAL_SANDBOX_EGRESS_PASSWORD", hide_env_values = true)]
+    pub egress_password: Option<String>,
     /// Tool limits.
     #[command(flatten)]
     pub limits: Limits,
@@ -66,6 +76,17 @@ pub struct Limits {
     /// The largest request body accepted (a `write` carries the whole file); larger requests get 413.
     #[arg(long, env = "CORRAL_SANDBOX_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// The pod's egress identity, when the operator gave it one.
+    pub fn egress(&self) -> Option<crate::egress::EgressIdentity> {
+        Some(crate::egress::EgressIdentity {
+            url: self.egress_url.clone()?,
+            user: self.egress_user.clone()?,
+            password: self.egress_password.clone()?,
+        })
+    }
 }
 
 impl Default for Limits {

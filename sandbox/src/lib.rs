@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod egress;
 pub mod error;
 pub mod local;
 pub mod packages;

@@ -114,11 +114,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .as_ref()
         .map(|dir| crate::packages::Layout::new(dir).shell_env(|var| std::env::var(var).ok()))
         .unwrap_or_default();
-    let toolbox = Arc::new(Toolbox::with_shell_env(
-        workspace.clone(),
-        config.limits.clone(),
-        shell_env,
-    ));
+    let toolbox = Arc::new(
+        Toolbox::with_shell_env(workspace.clone(), config.limits.clone(), shell_env)
+            .with_egress(config.egress()),
+    );
     crate::reaper::start(toolbox.shell().clone());
     let app = router(toolbox.clone(), &token, config.limits.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(config.addr)

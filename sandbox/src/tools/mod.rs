@@ -77,6 +77,8 @@ pub struct Toolbox {
     workspace: PathBuf,
     limits: Limits,
     shell: Arc<Shell>,
+    /// Where the session's credential placeholders come from, until they have been loaded once.
+    egress: tokio::sync::Mutex<Option<crate::egress::EgressIdentity>>,
 }
 
 impl Toolbox {
@@ -97,6 +99,36 @@ impl Toolbox {
             workspace,
             limits,
             shell,
+            egress: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Loads the session's credential placeholders from the egress proxy before the first `bash` call.
+    pub fn with_egress(self, egress: Option<crate::egress::EgressIdentity>) -> Self {
+        Self {
+            egress: tokio::sync::Mutex::new(egress),
+            ..self
+        }
+    }
+
+    /// Before the first shell starts: the session's placeholder variables. A pod is bound to its session before
+    /// its first tool call (warm pods at claim time), so one successful answer is enough; a failure is retried at
+    /// the next call.
+    async fn load_session_env(&self) {
+        let mut egress = self.egress.lock().await;
+        let Some(identity) = egress.as_ref() else {
+            return;
+        };
+        match identity.placeholders().await {
+            Ok(env) => {
+                tracing::info!(
+                    variables = env.len(),
+                    "loaded the session's credential placeholders"
+                );
+                self.shell.set_session_env(env);
+                *egress = None;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not load the session's credential placeholders"),
         }
     }
 
@@ -109,7 +141,10 @@ impl Toolbox {
     pub async fn execute(&self, tool: ToolName, input: serde_json::Value) -> ToolResult {
         let result = match tool {
             ToolName::Bash => match parse(tool, input) {
-                Ok(input) => bash::run(self.shell.clone(), &self.limits, input).await,
+                Ok(input) => {
+                    self.load_session_env().await;
+                    bash::run(self.shell.clone(), &self.limits, input).await
+                }
                 Err(e) => ToolResult::error(e),
             },
             ToolName::Read => self.blocking(tool, input, read::run).await,

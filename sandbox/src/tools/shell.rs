@@ -84,6 +84,8 @@ pub struct Shell {
     pgid: AtomicI32,
     /// Set at shutdown: no new shell starts.
     closed: AtomicBool,
+    /// Variables bound to the session after the daemon started (credential placeholders), for shells started later.
+    session_env: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 struct State {
@@ -118,6 +120,7 @@ impl Shell {
         let cwd = options.workspace.clone();
         Self {
             options,
+            session_env: std::sync::Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 process: None,
                 cwd,
@@ -202,6 +205,13 @@ impl Shell {
         }
     }
 
+    /// Sets the variables every shell started from now on gets (on top of the daemon's environment).
+    pub fn set_session_env(&self, env: Vec<(String, String)>) {
+        if let Ok(mut current) = self.session_env.lock() {
+            *current = env;
+        }
+    }
+
     /// Kills the shell and everything it started, without waiting for a running command, and starts no other.
     pub fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
@@ -238,6 +248,7 @@ impl Shell {
         command
             .envs(NON_INTERACTIVE_ENV.iter().copied())
             .envs(self.options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.session_env.lock().map(|e| e.clone()).unwrap_or_default())
             .current_dir(&state.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
