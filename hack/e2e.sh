@@ -49,6 +49,7 @@ fi
 RUSTFLAGS='-C target-feature=+crt-static' cargo build -p corral-sandbox --bin corral-sandbox \
   --target x86_64-unknown-linux-gnu
 daemon=target/x86_64-unknown-linux-gnu/debug/corral-sandbox
+cargo build -p corral-egress --bin corral-egress
 gateway_enabled=false
 if [[ -f gateway/src/main.rs ]]; then
   cargo build -p corral-gateway --bin corral-gateway
@@ -60,11 +61,13 @@ if ((local_cluster)); then
   e2e/images/build.sh component sandbox "$daemon"
   if $harness_enabled; then e2e/images/build.sh component harness target/debug/corral-harness; fi
   if $gateway_enabled; then e2e/images/build.sh component gateway target/debug/corral-gateway; fi
+  e2e/images/build.sh component egress target/debug/corral-egress
   e2e/images/build.sh redis
 fi
 
 # Images keep the tag `dev`: a digest of the binary in a pod annotation rolls the pods when the code changed.
 build_id=$(cat target/debug/corral-operator "$daemon" $($harness_enabled && echo target/debug/corral-harness) | sha256sum | cut -c1-16)
+egress_build_id=$(sha256sum target/debug/corral-egress | cut -c1-16)
 gateway_build_id=none
 if $gateway_enabled; then gateway_build_id=$(sha256sum target/debug/corral-gateway | cut -c1-16); fi
 log "installing Corral with Helm into $NAMESPACE"
@@ -75,11 +78,13 @@ helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --creat
   --set-string "operator.podAnnotations.corral\\.dev/build=$build_id" \
   --set gateway.enabled=$gateway_enabled --set gateway.logFormat=text \
   --set-string "gateway.podAnnotations.corral\\.dev/build=$gateway_build_id" \
+  --set-string "egress.podAnnotations.corral\\.dev/build=$egress_build_id" --set egress.logFormat=text \
   --set redis.image.repository=corral/redis --set redis.image.tag=dev \
   --set redis.persistence.ephemeral=true \
   --set operator.logFormat=text --set-string "operator.logLevel=info\\,corral_operator=debug"
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-operator --timeout=120s
 if $gateway_enabled; then kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-gateway --timeout=120s; fi
+kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-egress --timeout=120s
 export CORRAL_E2E_GATEWAY=$gateway_enabled
 export CORRAL_E2E_GATEWAY_BIN=$PWD/target/debug/corral-gateway
 

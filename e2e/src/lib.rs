@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod namespace;
+pub mod sandbox;
 pub mod wait;
 
 pub use cluster::Cluster;

@@ -2,24 +2,18 @@
 //! through `status.sandbox.requestedAt`, waits for the endpoint, and runs tools through the real daemon.
 #![cfg(feature = "e2e")]
 
-use std::time::Duration;
-
 use corral_api::{
     Environment, Session,
     conditions::{self, types},
-    labels::HARNESS_FIELD_MANAGER,
     session::SandboxPhase,
 };
-use corral_e2e::{Cluster, TestNamespace, wait};
-use corral_sandbox::client::SandboxClient;
-use k8s_openapi::{
-    api::core::v1::{Pod, Secret},
-    jiff::Timestamp,
+use corral_e2e::{
+    Cluster, TestNamespace,
+    sandbox::{TIMEOUT, bash, client, request_sandbox, sandbox_phase, session_pods, wait_ready},
+    wait,
 };
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use serde_json::json;
-
-const TIMEOUT: Duration = Duration::from_secs(120);
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams};
 
 fn manifests(env_spec: &str) -> String {
     format!(
@@ -50,71 +44,6 @@ spec:
   environmentRef: {{name: box}}
 "#
     )
-}
-
-/// Asks for a sandbox the way the harness does.
-async fn request_sandbox(ns: &TestNamespace, session: &str) -> anyhow::Result<()> {
-    let patch = json!({
-        "apiVersion": "corral.dev/v1alpha1",
-        "kind": "Session",
-        "status": { "sandbox": { "requestedAt": Timestamp::now().to_string() } }
-    });
-    ns.api::<Session>()
-        .patch_status(
-            session,
-            &PatchParams::apply(HARNESS_FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(())
-}
-
-fn sandbox_phase(s: &Session) -> Option<SandboxPhase> {
-    s.status
-        .as_ref()
-        .and_then(|s| s.sandbox.as_ref())
-        .and_then(|b| b.phase)
-}
-
-async fn wait_ready(ns: &TestNamespace, what: &str) -> anyhow::Result<Session> {
-    wait::object(&ns.api::<Session>(), "s1", TIMEOUT, what, |s: &Session| {
-        sandbox_phase(s) == Some(SandboxPhase::Ready)
-    })
-    .await
-}
-
-/// A client for the session's daemon, through a forward from this host into the cluster.
-async fn client(ns: &TestNamespace, session: &Session, forward: &str) -> anyhow::Result<SandboxClient> {
-    let endpoint = session
-        .status
-        .as_ref()
-        .and_then(|s| s.sandbox.as_ref())
-        .and_then(|b| b.endpoint.clone());
-    let endpoint = endpoint.ok_or_else(|| anyhow::anyhow!("a Ready sandbox publishes its endpoint"))?;
-    let secret = ns.api::<Secret>().get("sandbox-s1").await?;
-    let token = secret
-        .data
-        .and_then(|d| d.get("token").map(|b| String::from_utf8_lossy(&b.0).into_owned()));
-    let token = token.ok_or_else(|| anyhow::anyhow!("the sandbox Secret holds a token"))?;
-    let port = ns.cluster().forward(forward, &endpoint)?;
-    Ok(SandboxClient::new(format!("http://127.0.0.1:{port}"), token)?)
-}
-
-async fn bash(client: &SandboxClient, command: &str) -> anyhow::Result<String> {
-    let result = client
-        .execute("bash", json!({ "command": command }), Duration::from_secs(60))
-        .await?;
-    let text = result.text();
-    anyhow::ensure!(!result.is_error, "bash {command:?} failed: {text}");
-    Ok(text)
-}
-
-async fn session_pods(ns: &TestNamespace) -> anyhow::Result<Vec<Pod>> {
-    Ok(ns
-        .api::<Pod>()
-        .list(&ListParams::default().labels("corral.dev/session=s1"))
-        .await?
-        .items)
 }
 
 #[tokio::test]
@@ -569,7 +498,8 @@ async fn the_environments_packages_are_installed_before_the_first_tool_call() ->
         ns.apply(&manifests(&format!(
             r#"{{config: {{packages: {{pip: ["hello-corral==1.0"]}}}},
                 sandbox: {{env: [{{name: PIP_NO_INDEX, value: "1"}}, {{name: PIP_FIND_LINKS, value: "http://{address}/"}},
-                               {{name: PIP_TRUSTED_HOST, value: "{ip}"}}]}}}}"#
+                               {{name: PIP_TRUSTED_HOST, value: "{ip}"}},
+                               {{name: NO_PROXY, value: "{ip}"}}, {{name: no_proxy, value: "{ip}"}}]}}}}"#
         )))?;
         request_sandbox(&ns, "s1").await?;
         let ready = wait_ready(&ns, "sandbox Ready with its packages").await?;

@@ -54,6 +54,19 @@ pub struct Args {
     #[arg(long, env = "CORRAL_DEFAULT_SANDBOX_IMAGE", default_value = corral_api::environment::DEFAULT_SANDBOX_IMAGE)]
     pub default_sandbox_image: String,
 
+    /// `host:port` of the egress proxy's Service, as sandbox pods reach it. Without it sandboxes get no proxy:
+    /// `limited` ones reach nothing and vault credentials are not injected.
+    #[arg(long, env = "CORRAL_EGRESS_PROXY_ADDRESS", requires_all = ["egress_key_file", "egress_namespace"])]
+    pub egress_proxy_address: Option<String>,
+
+    /// The file holding the key of sandbox proxy identities (the same Secret the egress proxy mounts).
+    #[arg(long, env = "CORRAL_EGRESS_KEY_FILE")]
+    pub egress_key_file: Option<std::path::PathBuf>,
+
+    /// The namespace the egress proxy pods run in.
+    #[arg(long, env = "CORRAL_EGRESS_NAMESPACE")]
+    pub egress_namespace: Option<String>,
+
     /// Pull policy of Corral's own images (the daemon image).
     #[arg(long, env = "CORRAL_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,

@@ -14,7 +14,10 @@ use redis::aio::ConnectionManager;
 use crate::{
     Args,
     backoff::Backoff,
-    builders::{harness::HarnessConfig, sandbox::SandboxConfig},
+    builders::{
+        harness::HarnessConfig,
+        sandbox::{EgressConfig, SandboxConfig},
+    },
     metrics::Metrics,
 };
 
@@ -40,6 +43,31 @@ pub struct Context {
     pub harness: Option<HarnessConfig>,
 }
 
+/// The egress proxy settings from the flags: `None` without `--egress-proxy-address`; an error when its key file
+/// cannot be read or is too short.
+pub fn egress_config(args: &Args) -> anyhow::Result<Option<EgressConfig>> {
+    let (Some(address), Some(file), Some(namespace)) = (
+        &args.egress_proxy_address,
+        &args.egress_key_file,
+        &args.egress_namespace,
+    ) else {
+        return Ok(None);
+    };
+    let raw =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("reading the egress key {}: {e}", file.display()))?;
+    let key = String::from_utf8_lossy(&raw).trim().as_bytes().to_vec();
+    anyhow::ensure!(
+        key.len() >= 16,
+        "the egress key in {} is shorter than 16 bytes",
+        file.display()
+    );
+    Ok(Some(EgressConfig {
+        address: address.clone(),
+        namespace: namespace.clone(),
+        key,
+    }))
+}
+
 impl Context {
     /// Builds the context.
     pub fn new(
@@ -47,6 +75,7 @@ impl Context {
         metrics: Metrics,
         session_log: Option<ConnectionManager>,
         args: &Args,
+        egress: Option<EgressConfig>,
     ) -> Self {
         let reporter = Reporter {
             controller: "corral-operator".into(),
@@ -64,6 +93,7 @@ impl Context {
                 daemon_image: args.sandbox_daemon_image.clone(),
                 daemon_image_pull_policy: args.image_pull_policy.clone(),
                 default_image: args.default_sandbox_image.clone(),
+                egress,
             },
             harness: args.harness_enabled.then(|| HarnessConfig {
                 image: args.harness_image.clone(),

@@ -56,7 +56,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             None
         }
     };
-    let ctx = Arc::new(Context::new(client.clone(), metrics, log, &args));
+    let egress = context::egress_config(&args)?;
+    if egress.is_none() {
+        tracing::warn!(
+            "no --egress-proxy-address: limited sandboxes reach nothing and credentials are not injected"
+        );
+    }
+    let ctx = Arc::new(Context::new(client.clone(), metrics, log, &args, egress));
 
     let stop = {
         let mut rx = stop_rx.clone();

@@ -55,6 +55,54 @@ pub struct SandboxConfig {
     pub daemon_image_pull_policy: String,
     /// Sandbox image when the Environment names none.
     pub default_image: String,
+    /// The egress proxy sandboxes reach the network through; `None` runs sandboxes without it (no host lists
+    /// by name, no credential injection: `limited` sandboxes then reach nothing).
+    pub egress: Option<EgressConfig>,
+}
+
+/// Where the egress proxy is and the key of sandbox proxy identities.
+#[derive(Clone, PartialEq)]
+pub struct EgressConfig {
+    /// `host:port` of the proxy's Service as sandboxes reach it.
+    pub address: String,
+    /// The namespace the proxy pods run in (for the sandboxes' NetworkPolicy).
+    pub namespace: String,
+    /// The key proxy identities are derived from (shared with the proxy).
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for EgressConfig {
+    // The key never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EgressConfig")
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The label of the egress proxy's pods.
+pub const EGRESS_COMPONENT: &str = "egress-proxy";
+
+/// The proxy settings of pod `namespace/pod`: the variables tools read (`HTTP_PROXY`, ...) and the daemon's
+/// identity for asking the proxy about the session's credential placeholders.
+fn egress_env(egress: &EgressConfig, namespace: &str, pod: &str) -> Vec<EnvVar> {
+    let user = corral_api::egress::proxy_user(namespace, pod);
+    let password = corral_api::egress::proxy_password(&egress.key, namespace, pod);
+    let proxy = format!("http://{user}:{password}@{}", egress.address);
+    let mut vars: Vec<EnvVar> = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
+        .into_iter()
+        .map(|name| env_var(name, &proxy))
+        .collect();
+    vars.push(env_var("NO_PROXY", "localhost,127.0.0.1"));
+    vars.push(env_var("no_proxy", "localhost,127.0.0.1"));
+    vars.push(env_var(
+        "CORRAL_SANDBOX_EGRESS_URL",
+        &format!("http://{}", egress.address),
+    ));
+    vars.push(env_var("CORRAL_SANDBOX_EGRESS_USER", &user));
+    vars.push(env_var("CORRAL_SANDBOX_EGRESS_PASSWORD", &password));
+    vars
 }
 
 impl Default for SandboxConfig {
@@ -63,6 +111,7 @@ impl Default for SandboxConfig {
             daemon_image: "corral/sandbox:dev".into(),
             daemon_image_pull_policy: "IfNotPresent".into(),
             default_image: DEFAULT_SANDBOX_IMAGE.into(),
+            egress: None,
         }
     }
 }
@@ -259,7 +308,13 @@ pub fn build_sandbox_pod(
         }),
         ..Container::default()
     };
-    let user_env: Vec<EnvVar> = sb.env.iter().map(|e| env_var(&e.name, &e.value)).collect();
+    // The proxy settings come first, so that an Environment's own NO_PROXY (an internal mirror) wins.
+    let user_env: Vec<EnvVar> = config
+        .egress
+        .iter()
+        .flat_map(|egress| egress_env(egress, namespace, &name))
+        .chain(sb.env.iter().map(|e| env_var(&e.name, &e.value)))
+        .collect();
     let packages = install_packages(
         env,
         &sb.image.clone().unwrap_or_else(|| config.default_image.clone()),
@@ -436,7 +491,12 @@ pub const INTERNAL_RANGES: [&str; 5] = [
 /// The namespace's NetworkPolicy for sandboxes: ingress only from the harness on the daemon port; egress per the
 /// Environment (`unrestricted`: the public internet but no internal range; `limited`: nothing until the egress proxy
 /// of the trust issue enforces host lists).
-pub fn build_network_policy(namespace: &str, env: &Environment, owner: &OwnerReference) -> NetworkPolicy {
+pub fn build_network_policy(
+    namespace: &str,
+    env: &Environment,
+    owner: &OwnerReference,
+    proxy: Option<&EgressConfig>,
+) -> NetworkPolicy {
     let env_name = env.metadata.name.clone().unwrap_or_default();
     let selector = BTreeMap::from([
         (labels::COMPONENT.to_owned(), "sandbox".to_owned()),
@@ -465,6 +525,35 @@ pub fn build_network_policy(namespace: &str, env: &Environment, owner: &OwnerRef
         }],
         corral_api::environment::NetworkingType::Limited => vec![],
     };
+    // Both modes reach the egress proxy: `limited` only it, `unrestricted` it (for credentials) and the internet.
+    let egress = proxy
+        .map(|proxy| NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        "kubernetes.io/metadata.name".to_owned(),
+                        proxy.namespace.clone(),
+                    )])),
+                    ..LabelSelector::default()
+                }),
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        labels::COMPONENT.to_owned(),
+                        EGRESS_COMPONENT.to_owned(),
+                    )])),
+                    ..LabelSelector::default()
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![NetworkPolicyPort {
+                port: Some(IntOrString::Int(i32::from(corral_api::egress::PROXY_PORT))),
+                protocol: Some("TCP".into()),
+                ..NetworkPolicyPort::default()
+            }]),
+        })
+        .into_iter()
+        .chain(egress)
+        .collect::<Vec<_>>();
     let l = BTreeMap::from([
         (labels::NAME.to_owned(), labels::APP_NAME.to_owned()),
         (labels::COMPONENT.to_owned(), "sandbox-network-policy".to_owned()),
@@ -566,6 +655,70 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    fn egress() -> EgressConfig {
+        EgressConfig {
+            address: "10.96.0.20:3128".into(),
+            namespace: "corral-system".into(),
+            key: b"0123456789abcdef".to_vec(),
+        }
+    }
+
+    #[test]
+    fn with_the_egress_proxy_limited_sandboxes_reach_only_the_proxy_under_their_pods_identity() {
+        let config = SandboxConfig {
+            egress: Some(egress()),
+            ..SandboxConfig::default()
+        };
+        let limited = env(serde_json::json!({
+            "config": {"networking": {"type": "limited", "allowedHosts": ["example.com"]}},
+            "sandbox": {"env": [{"name": "NO_PROXY", "value": "mirror.internal"}]}
+        }));
+        let pod = build_sandbox_pod("team", &limited, &session_owner(), "sandbox-s1", &config);
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        let values = |name: &str| -> Vec<String> {
+            c.env
+                .iter()
+                .flatten()
+                .filter(|e| e.name == name)
+                .filter_map(|e| e.value.clone())
+                .collect()
+        };
+        let password = corral_api::egress::proxy_password(b"0123456789abcdef", "team", "sandbox-s1");
+        assert_eq!(
+            values("HTTPS_PROXY"),
+            [format!("http://team.sandbox-s1:{password}@10.96.0.20:3128")]
+        );
+        assert_eq!(
+            values("NO_PROXY").last().map(String::as_str),
+            Some("mirror.internal"),
+            "the Environment's own setting comes last and wins"
+        );
+        assert!(
+            !format!("{config:?}").contains("0123456789abcdef"),
+            "the key is never logged"
+        );
+
+        let np = build_network_policy("team", &limited, &owner("Environment"), Some(&egress()));
+        let rules = np.spec.unwrap().egress.unwrap();
+        assert_eq!(rules.len(), 1, "limited: the proxy and nothing else");
+        let peer = &rules[0].to.as_ref().unwrap()[0];
+        assert_eq!(
+            peer.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()[labels::COMPONENT],
+            EGRESS_COMPONENT
+        );
+        let open = build_network_policy(
+            "team",
+            &env(serde_json::json!({})),
+            &owner("Environment"),
+            Some(&egress()),
+        );
+        assert_eq!(
+            open.spec.unwrap().egress.unwrap().len(),
+            2,
+            "unrestricted: the proxy and public addresses"
+        );
     }
 
     #[test]
@@ -728,7 +881,7 @@ mod tests {
 
     #[test]
     fn network_policy_admits_only_the_harness_and_keeps_internal_ranges_closed() {
-        let np = build_network_policy("team", &env(serde_json::json!({})), &owner("Environment"));
+        let np = build_network_policy("team", &env(serde_json::json!({})), &owner("Environment"), None);
         let spec = np.spec.unwrap();
         assert_eq!(
             spec.policy_types.as_deref(),
@@ -761,6 +914,7 @@ mod tests {
             "team",
             &env(serde_json::json!({ "config": { "networking": { "type": "limited" } } })),
             &owner("Environment"),
+            None,
         );
         assert_eq!(
             limited.spec.unwrap().egress,

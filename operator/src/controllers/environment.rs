@@ -86,7 +86,7 @@ async fn apply_network_policy(ctx: &Context, ns: &str, env: &Environment) -> Res
     let owner = env
         .controller_owner_ref(&())
         .ok_or(Error::MissingObjectKey("uid"))?;
-    let policy = build_network_policy(ns, env, &owner);
+    let policy = build_network_policy(ns, env, &owner, ctx.sandbox.egress.as_ref());
     let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
     api.patch(
         &policy.name_any(),

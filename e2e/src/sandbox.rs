@@ -1,0 +1,87 @@
+//! Driving a session's sandbox the way the harness does: asking for it through the Session's status, waiting for
+//! its endpoint, and running tools through the real daemon over a forward into the cluster.
+
+use std::time::Duration;
+
+use corral_api::{Session, labels::HARNESS_FIELD_MANAGER, session::SandboxPhase};
+use corral_sandbox::client::SandboxClient;
+use k8s_openapi::{
+    api::core::v1::{Pod, Secret},
+    jiff::Timestamp,
+};
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::json;
+
+use crate::{TestNamespace, wait};
+
+/// How long the sandbox tests wait for a state.
+pub const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Asks for a sandbox the way the harness does.
+pub async fn request_sandbox(ns: &TestNamespace, session: &str) -> anyhow::Result<()> {
+    let patch = json!({
+        "apiVersion": "corral.dev/v1alpha1",
+        "kind": "Session",
+        "status": { "sandbox": { "requestedAt": Timestamp::now().to_string() } }
+    });
+    ns.api::<Session>()
+        .patch_status(
+            session,
+            &PatchParams::apply(HARNESS_FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The phase of the session's sandbox, if any.
+pub fn sandbox_phase(s: &Session) -> Option<SandboxPhase> {
+    s.status
+        .as_ref()
+        .and_then(|s| s.sandbox.as_ref())
+        .and_then(|b| b.phase)
+}
+
+/// Waits until session `s1`'s sandbox is Ready.
+pub async fn wait_ready(ns: &TestNamespace, what: &str) -> anyhow::Result<Session> {
+    wait::object(&ns.api::<Session>(), "s1", TIMEOUT, what, |s: &Session| {
+        sandbox_phase(s) == Some(SandboxPhase::Ready)
+    })
+    .await
+}
+
+/// A client for the session's daemon, through a forward from this host into the cluster.
+pub async fn client(ns: &TestNamespace, session: &Session, forward: &str) -> anyhow::Result<SandboxClient> {
+    let endpoint = session
+        .status
+        .as_ref()
+        .and_then(|s| s.sandbox.as_ref())
+        .and_then(|b| b.endpoint.clone());
+    let endpoint = endpoint.ok_or_else(|| anyhow::anyhow!("a Ready sandbox publishes its endpoint"))?;
+    let secret = ns.api::<Secret>().get("sandbox-s1").await?;
+    let token = secret
+        .data
+        .and_then(|d| d.get("token").map(|b| String::from_utf8_lossy(&b.0).into_owned()));
+    let token = token.ok_or_else(|| anyhow::anyhow!("the sandbox Secret holds a token"))?;
+    let port = ns.cluster().forward(forward, &endpoint)?;
+    Ok(SandboxClient::new(format!("http://127.0.0.1:{port}"), token)?)
+}
+
+/// Runs `command` with the `bash` tool; its output, or an error when the tool reports one.
+pub async fn bash(client: &SandboxClient, command: &str) -> anyhow::Result<String> {
+    let result = client
+        .execute("bash", json!({ "command": command }), Duration::from_secs(60))
+        .await?;
+    let text = result.text();
+    anyhow::ensure!(!result.is_error, "bash {command:?} failed: {text}");
+    Ok(text)
+}
+
+/// The pods of session `s1`.
+pub async fn session_pods(ns: &TestNamespace) -> anyhow::Result<Vec<Pod>> {
+    Ok(ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("corral.dev/session=s1"))
+        .await?
+        .items)
+}

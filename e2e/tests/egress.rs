@@ -1,0 +1,141 @@
+//! The egress proxy on the real cluster: a `limited` sandbox reaches its allowed host only through the proxy, and
+//! a vault credential arrives at that host with its real value while the sandbox only ever holds a placeholder.
+#![cfg(feature = "e2e")]
+
+use std::process::{Child, Command, Stdio};
+
+use corral_e2e::{
+    Cluster, TestNamespace,
+    sandbox::{bash, client, request_sandbox, wait_ready},
+};
+
+/// A server on this host that records the Authorization header of every request to a file and answers `ok`.
+fn recorder(port: u16, record: &std::path::Path) -> anyhow::Result<Child> {
+    let script = r#"
+import http.server, sys
+record = sys.argv[2]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with open(record, "a") as f:
+            f.write(self.path + " " + str(self.headers.get("Authorization")) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"#;
+    Ok(Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .arg(record)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+fn manifests(host: &str, secret: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: script}}
+data: {{script.yaml: "turns: []"}}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Agent
+metadata: {{name: helper}}
+spec:
+  model:
+    id: scripted
+    provider: {{type: scripted, scriptRef: {{name: script, key: script.yaml}}}}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Environment
+metadata: {{name: box}}
+spec:
+  config:
+    networking: {{type: limited, allowedHosts: ["{host}"]}}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: vlt-e2e
+  labels: {{app.kubernetes.io/managed-by: corral, corral.dev/object: vault}}
+---
+apiVersion: v1
+kind: Secret
+type: corral.dev/vault-credential
+metadata:
+  name: vcrd-e2e
+  labels:
+    app.kubernetes.io/managed-by: corral
+    corral.dev/object: vault-credential
+    corral.dev/vault: vlt-e2e
+    corral.dev/credential-type: environment_variable
+stringData:
+  auth: '{{"type": "environment_variable", "secret_name": "API_TOKEN", "secret_value": "{secret}",
+          "networking": {{"type": "limited", "allowed_hosts": ["{host}"]}}}}'
+---
+apiVersion: corral.dev/v1alpha1
+kind: Session
+metadata: {{name: s1}}
+spec:
+  agent: {{name: helper}}
+  environmentRef: {{name: box}}
+  vaultRefs: [{{name: vlt-e2e}}]
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_credential_reaches_its_host_through_the_proxy_and_never_enters_the_sandbox() -> anyhow::Result<()>
+{
+    let cluster = Cluster::connect().await?;
+    let dir = tempfile::tempdir()?;
+    let record = dir.path().join("requests");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut server = recorder(port, &record)?;
+    let secret = format!("e2e-secret-{}", std::process::id());
+    let result = TestNamespace::run(&cluster, "egress", |ns| {
+        let (record, secret) = (record.clone(), secret.clone());
+        async move {
+            let address = ns.cluster().forward_from_host(&format!("{}-rec", ns.name), port)?;
+            ns.apply(&manifests(&address, &secret))?;
+            request_sandbox(&ns, "s1").await?;
+            let ready = wait_ready(&ns, "sandbox Ready").await?;
+            let c = client(&ns, &ready, &format!("{}-a", ns.name)).await?;
+
+            assert_eq!(
+                bash(&c, "echo $API_TOKEN").await?.trim(),
+                "corral-placeholder-vcrd-e2e",
+                "the sandbox holds a placeholder"
+            );
+            let reply = bash(&c, &format!("curl -sS -H \"Authorization: Bearer $API_TOKEN\" http://{address}/call")).await?;
+            assert_eq!(reply.trim(), "ok");
+            let seen = std::fs::read_to_string(&record)?;
+            assert_eq!(seen.trim(), format!("/call Bearer {secret}"), "the host got the real value");
+
+            // Another host: refused by the proxy with a reason the model can read.
+            let refused = bash(&c, "curl -sS http://203.0.113.7/ || true").await?;
+            assert!(refused.contains("not in this environment's allowed hosts"), "{refused}");
+            // Around the proxy: the NetworkPolicy lets a limited sandbox reach nothing but the proxy.
+            let direct = bash(&c, &format!("curl -sS --noproxy '*' --max-time 5 http://{address}/direct && echo REACHED || echo blocked")).await?;
+            assert!(direct.trim().ends_with("blocked"), "{direct}");
+
+            // The value is nowhere in the sandbox: environment, processes, files.
+            let environment = bash(&c, "env; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'; ps -eo args 2>/dev/null || true").await?;
+            assert!(!environment.contains(&secret), "the secret is in the sandbox's environment or processes");
+            let files = bash(
+                &c,
+                &format!("grep -rIls --exclude-dir=proc --exclude-dir=sys -e '{secret}' / 2>/dev/null | head -5; echo done"),
+            )
+            .await?;
+            assert_eq!(files.trim(), "done", "the secret is in a file of the sandbox: {files}");
+            Ok(())
+        }
+    })
+    .await;
+    let _ = server.kill();
+    result
+}
