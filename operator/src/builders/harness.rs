@@ -131,7 +131,9 @@ pub fn build_harness(namespace: &str, agents: &[Agent], config: &HarnessConfig) 
             rule(&["corral.dev"], &["sessions/status"], &["get", "patch"]),
             rule(&["apps"], &["controllerrevisions"], &["get", "list"]),
             // Model keys and scripts the Agents reference; read by the harness only, never by sandboxes.
-            rule(&[""], &["secrets", "configmaps"], &["get"]),
+            rule(&[""], &["configmaps"], &["get"]),
+            // The same for Secrets, plus listing the vault credentials of a session (MCP server tokens).
+            rule(&[""], &["secrets"], &["get", "list"]),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
         ]),
     };
