@@ -52,6 +52,11 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
     }
 
+    /// 403 `permission_error`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message)
+    }
+
     /// 404 `not_found_error`.
     pub fn not_found(what: &str, id: &str) -> Self {
         Self::new(
