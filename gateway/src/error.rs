@@ -103,6 +103,12 @@ impl ApiError {
         )
     }
 
+    /// Prefixes the message with the request field it is about: `"<field>: <message>"`.
+    pub fn with_field_prefix(mut self, field: &str) -> Self {
+        self.message = format!("{field}: {}", self.message);
+        self
+    }
+
     /// Adds `error.details.error_code`.
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.error_code = Some(code);
