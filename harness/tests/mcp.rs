@@ -113,7 +113,18 @@ async fn weather_server() -> (String, Arc<Mutex<Vec<String>>>) {
 /// An agent manifest: the scripted model calls `forecast`, then answers; the MCP server at `url`; a vault
 /// credential with `token` for it.
 fn manifest(url: &str, token: &str) -> String {
-    let auth = json!({"type": "static_bearer", "mcp_server_url": url, "token": token}).to_string();
+    let auth = json!({"type": "static_bearer", "mcp_server_url": url, "token": token});
+    manifest_with(
+        url,
+        &auth,
+        "      defaultConfig: {permissionPolicy: always_allow}\n",
+    )
+}
+
+/// The manifest with credential `auth` and `config` lines for the MCP toolset entry.
+fn manifest_with(url: &str, auth: &serde_json::Value, config: &str) -> String {
+    let kind = auth["type"].as_str().unwrap_or_default();
+    let auth = auth.to_string();
     format!(
         r#"apiVersion: v1
 kind: ConfigMap
@@ -130,7 +141,7 @@ apiVersion: v1
 kind: Secret
 metadata:
   name: vcrd-weather
-  labels: {{app.kubernetes.io/managed-by: corral, corral.dev/object: vault-credential, corral.dev/vault: vlt-local, corral.dev/credential-type: static_bearer}}
+  labels: {{app.kubernetes.io/managed-by: corral, corral.dev/object: vault-credential, corral.dev/vault: vlt-local, corral.dev/credential-type: {kind}}}
 type: corral.dev/vault-credential
 stringData:
   auth: '{auth}'
@@ -148,8 +159,7 @@ spec:
     - type: agent_toolset_20260401
     - type: mcp_toolset
       mcpServerName: weather
-      defaultConfig: {{permissionPolicy: always_allow}}
-      configs: [{{name: launch, enabled: false}}]
+{config}      configs: [{{name: launch, enabled: false}}]
 "#
     )
 }
@@ -321,4 +331,158 @@ async fn an_unreachable_server_is_an_mcp_connection_error() {
     assert_eq!(error.extra["mcp_server_name"], "weather");
     assert_eq!(out.stop, StopReason::EndTurn);
     assert_eq!(result_text(&out.entries).1, Some(true));
+}
+
+/// A token endpoint on loopback that trades the refresh token `rt-1` (client `c1`, secret `cs-1` in HTTP Basic)
+/// for [`TOKEN`]; returns its URL and the form bodies it received.
+async fn token_endpoint() -> (String, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let route = axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(body.clone());
+            // "c1:cs-1" in base64.
+            let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+                == Some("Basic YzE6Y3MtMQ==");
+            if basic && body.contains("grant_type=refresh_token") && body.contains("refresh_token=rt-1") {
+                axum::Json(json!({"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600}))
+                    .into_response()
+            } else {
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": "invalid_grant"})),
+                )
+                    .into_response()
+            }
+        }
+    });
+    let router = axum::Router::new().route("/token", route);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn an_expired_oauth_token_is_refreshed_at_the_token_endpoint() {
+    let (url, calls) = weather_server().await;
+    let (token_url, requests) = token_endpoint().await;
+    let auth = json!({
+        "type": "mcp_oauth", "mcp_server_url": url, "access_token": "expired-token",
+        "expires_at": "2020-01-01T00:00:00Z",
+        "refresh": {"client_id": "c1", "refresh_token": "rt-1", "token_endpoint": token_url,
+                    "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": "cs-1"}}
+    });
+    let out = run_agent(&manifest_with(
+        &url,
+        &auth,
+        "      defaultConfig: {permissionPolicy: always_allow}\n",
+    ))
+    .await;
+    assert_eq!(
+        result_text(&out.entries),
+        ("Sunny in Paris".to_owned(), Some(false))
+    );
+    assert_eq!(*calls.lock().unwrap(), ["forecast:Paris"]);
+    assert_eq!(requests.lock().unwrap().len(), 1);
+    for secret in [TOKEN, "rt-1", "cs-1", "expired-token"] {
+        assert!(!out.raw.contains(secret), "{secret} leaked into the log");
+    }
+}
+
+#[tokio::test]
+async fn mcp_tools_ask_by_default_and_run_once_confirmed() {
+    use corral_api::events::{ConfirmationResult, Permission, UserMessage, UserToolConfirmation};
+    use corral_harness::agent::{FileAgentSource, manifest::Manifest};
+    use corral_harness::engine::{Engine, Outcome};
+    use corral_harness::mcp::{McpHub, credentials::StaticCredentials};
+
+    let (url, calls) = weather_server().await;
+    let auth = json!({"type": "static_bearer", "mcp_server_url": url, "token": TOKEN});
+    let manifest = Manifest::parse(&manifest_with(&url, &auth, "")).unwrap();
+    let agent = FileAgentSource::from_manifest(&manifest).unwrap().agent();
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+        .expect("redis-server");
+    let store = Store::connect(&redis.url(), Config::default()).await.unwrap();
+    let runner = Arc::new(corral_harness::tools::LocalToolRunner::new(
+        corral_sandbox::LocalSandboxOptions::default(),
+        None,
+    ));
+    let engine = Engine::new(
+        store.clone(),
+        runner,
+        Arc::new(corral_harness::status::NoStatus),
+        EngineConfig::default(),
+        corral_harness::metrics::Metrics::default(),
+    )
+    .with_mcp(McpHub::new(Arc::new(StaticCredentials::from_secrets(
+        manifest.secrets.values(),
+    ))));
+    let log = store.session("ns", "s");
+    let run = || async {
+        let lease = log
+            .acquire_lease("t", std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        let outcome = engine
+            .run("ns", "s", &agent, lease.token, &Default::default())
+            .await;
+        log.release(&lease).await.unwrap();
+        outcome
+    };
+    let entries = || async {
+        let mut view = LogView::new(&store, "ns", "s");
+        view.refresh().await.unwrap();
+        view.entries().to_vec()
+    };
+    log.append_user([EventBody::UserMessage(UserMessage {
+        content: vec![corral_api::events::ContentBlock::text("weather?")],
+    })])
+    .await
+    .unwrap();
+    assert_eq!(run().await, Outcome::Idle);
+    let waiting = entries().await;
+    let (use_id, tool_use) = waiting
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::AgentMcpToolUse(t) => Some((e.id.clone(), t.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(tool_use.evaluated_permission, Some(Permission::Ask));
+    let EventBody::SessionStatusIdle(idle) = &waiting.last().unwrap().body else {
+        panic!("not idle: {:?}", types(&waiting))
+    };
+    assert_eq!(
+        idle.stop_reason,
+        StopReason::RequiresAction {
+            event_ids: vec![use_id.to_string()]
+        }
+    );
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "the call ran before it was confirmed"
+    );
+
+    log.append_user([EventBody::UserToolConfirmation(UserToolConfirmation {
+        tool_use_id: use_id.to_string(),
+        result: ConfirmationResult::Allow,
+        deny_message: None,
+        session_thread_id: None,
+    })])
+    .await
+    .unwrap();
+    assert_eq!(run().await, Outcome::Idle);
+    let done = entries().await;
+    assert_eq!(result_text(&done), ("Sunny in Paris".to_owned(), Some(false)));
+    assert_eq!(*calls.lock().unwrap(), ["forecast:Paris"]);
+    let EventBody::SessionStatusIdle(idle) = &done.last().unwrap().body else {
+        panic!("not idle")
+    };
+    assert_eq!(idle.stop_reason, StopReason::EndTurn);
 }
