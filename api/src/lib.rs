@@ -17,6 +17,7 @@ pub mod labels;
 pub mod revision;
 pub mod session;
 pub mod validation;
+pub mod vault;
 
 pub use agent::{Agent, AgentSpec, AgentStatus};
 pub use environment::{Environment, EnvironmentSpec, EnvironmentStatus};

@@ -52,6 +52,11 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
     }
 
+    /// 403 `permission_error`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message)
+    }
+
     /// 404 `not_found_error`.
     pub fn not_found(what: &str, id: &str) -> Self {
         Self::new(
@@ -96,6 +101,12 @@ impl ApiError {
             "overloaded_error",
             format!("a backing service is unavailable, retry later: {cause}"),
         )
+    }
+
+    /// Prefixes the message with the request field it is about: `"<field>: <message>"`.
+    pub fn with_field_prefix(mut self, field: &str) -> Self {
+        self.message = format!("{field}: {}", self.message);
+        self
     }
 
     /// Adds `error.details.error_code`.

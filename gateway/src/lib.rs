@@ -9,6 +9,7 @@
 //! - [`auth`] maps API keys (hashed in labelled Secrets) to namespaces; [`ratelimit`] limits each key.
 
 pub mod admin;
+pub mod approval;
 pub mod auth;
 pub mod body;
 pub mod config;

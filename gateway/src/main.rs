@@ -55,6 +55,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings {
         keep_alive: args.keep_alive,
         max_body_bytes: args.max_body_bytes,
+        approval_rbac_verb: args.approval_rbac.then(|| args.approval_rbac_verb.clone()),
     };
     let state = server::state(
         client,

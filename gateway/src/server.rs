@@ -127,6 +127,18 @@ mod tests {
             ("/v1/sessions/{session_id}/archive", &["post"]),
             ("/v1/sessions/{session_id}/events", &["post", "get"]),
             ("/v1/sessions/{session_id}/events/stream", &["get"]),
+            ("/v1/vaults", &["post", "get"]),
+            ("/v1/vaults/{vault_id}", &["get", "post", "delete"]),
+            ("/v1/vaults/{vault_id}/archive", &["post"]),
+            ("/v1/vaults/{vault_id}/credentials", &["post", "get"]),
+            (
+                "/v1/vaults/{vault_id}/credentials/{credential_id}",
+                &["get", "post", "delete"],
+            ),
+            (
+                "/v1/vaults/{vault_id}/credentials/{credential_id}/archive",
+                &["post"],
+            ),
             ("/v1/openapi.yaml", &["get"]),
         ] {
             for method in methods {

@@ -14,6 +14,7 @@ pub mod agent;
 pub mod engine;
 pub mod local;
 pub mod log;
+pub mod mcp;
 pub mod metrics;
 pub mod providers;
 pub mod status;

@@ -18,6 +18,7 @@ pub use print::describe;
 
 use crate::agent::{FileAgentSource, manifest::Manifest};
 use crate::engine::{Engine, EngineConfig, Outcome};
+use crate::mcp::{McpHub, credentials::StaticCredentials};
 use crate::metrics::Metrics;
 use crate::status::NoStatus;
 use crate::tools::LocalToolRunner;
@@ -82,13 +83,15 @@ pub async fn run(options: LocalRun, out: &mut (dyn Write + Send)) -> anyhow::Res
         },
         None,
     ));
+    let credentials = StaticCredentials::from_secrets(manifest.secrets.values());
     let engine = Engine::new(
         store.clone(),
         runner.clone(),
         Arc::new(NoStatus),
         options.engine.clone(),
         Metrics::default(),
-    );
+    )
+    .with_mcp(McpHub::new(Arc::new(credentials)));
     let holder = format!(
         "corral-run-{}-{}",
         std::process::id(),

@@ -45,6 +45,16 @@ pub async fn harness(script: &str, extra_tools: &str) -> Harness {
     let store = Store::connect(&redis.url(), Config::default()).await.unwrap();
     let source =
         FileAgentSource::from_manifest(&Manifest::parse(&manifest(script, extra_tools)).unwrap()).unwrap();
+    Harness {
+        engine: engine(store.clone()),
+        redis,
+        store,
+        agent: source.agent(),
+    }
+}
+
+/// A new engine (with its own local sandbox) appending to `store`.
+pub fn engine(store: Store) -> Arc<Engine> {
     let runner = Arc::new(LocalToolRunner::new(
         LocalSandboxOptions {
             isolation: corral_sandbox::Isolation::Plain,
@@ -56,22 +66,25 @@ pub async fn harness(script: &str, extra_tools: &str) -> Harness {
         retry_base: Duration::from_millis(10),
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::new(
-        store.clone(),
+    Arc::new(Engine::new(
+        store,
         runner,
         Arc::new(NoStatus),
         config,
         Metrics::default(),
-    ));
-    Harness {
-        redis,
-        store,
-        engine,
-        agent: source.agent(),
-    }
+    ))
 }
 
 impl Harness {
+    /// Stops this harness's engine and store (as a process exit would) and starts new ones on the same Redis.
+    pub async fn restart(&mut self) {
+        let store = Store::connect(&self.redis.url(), Config::default())
+            .await
+            .unwrap();
+        self.engine = engine(store.clone());
+        self.store = store;
+    }
+
     pub async fn say(&self, session: &str, text: &str) {
         self.store
             .session(NS, session)

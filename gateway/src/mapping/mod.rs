@@ -5,3 +5,4 @@ pub mod agent_params;
 pub mod common;
 pub mod environment;
 pub mod session;
+pub mod vault;

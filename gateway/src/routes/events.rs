@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::objects::{self, api};
 use crate::{
+    approval,
     auth::Tenant,
     error::{ApiError, ApiResult},
     query::{Order, Query},
@@ -51,6 +52,20 @@ pub async fn send(
 ) -> ApiResult<Json<Value>> {
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     let params = parse_send_events(&body).map_err(|e| ApiError::field(&e.field, e.message))?;
+    if let Some(verb) = &state.settings.approval_rbac_verb
+        && params
+            .iter()
+            .any(|p| matches!(p, EventParam::UserToolConfirmation(_)))
+    {
+        approval::authorize(
+            &state.kube,
+            tenant.identity.as_ref(),
+            &tenant.namespace,
+            &id,
+            verb,
+        )
+        .await?;
+    }
     let wake = params.iter().any(wakes);
     let stored = state
         .log

@@ -6,6 +6,7 @@ pub mod events;
 pub mod objects;
 pub mod sessions;
 pub mod stream;
+pub mod vaults;
 
 use axum::{
     Router,
@@ -51,4 +52,24 @@ pub fn v1() -> Router<AppState> {
             post(events::send).get(events::list),
         )
         .route("/v1/sessions/{session_id}/events/stream", get(stream::stream))
+        .route("/v1/vaults", post(vaults::create).get(vaults::list))
+        .route(
+            "/v1/vaults/{vault_id}",
+            get(vaults::retrieve).post(vaults::update).delete(vaults::delete),
+        )
+        .route("/v1/vaults/{vault_id}/archive", post(vaults::archive))
+        .route(
+            "/v1/vaults/{vault_id}/credentials",
+            post(vaults::create_credential).get(vaults::list_credentials),
+        )
+        .route(
+            "/v1/vaults/{vault_id}/credentials/{credential_id}",
+            get(vaults::retrieve_credential)
+                .post(vaults::update_credential)
+                .delete(vaults::delete_credential),
+        )
+        .route(
+            "/v1/vaults/{vault_id}/credentials/{credential_id}/archive",
+            post(vaults::archive_credential),
+        )
 }

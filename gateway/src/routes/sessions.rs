@@ -12,10 +12,14 @@ use corral_api::{
     events::{EventBody, EventParam, SessionUpdated, parse_send_events},
     session::SessionPhase,
 };
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::{Value, json};
 
-use super::objects::{self, api};
+use super::{
+    objects::{self, api},
+    vaults::get_vault,
+};
 use crate::{
     auth::Tenant,
     body::parse,
@@ -26,6 +30,7 @@ use crate::{
             MAX_INITIAL_EVENTS, SessionCreate, SessionUpdate, apply_update, session_agent, session_object,
             spec_from_create,
         },
+        vault::archived,
     },
     pagination::{SortKey, paginate},
     query::{Order, Query},
@@ -116,6 +121,27 @@ fn initial_events(req: &SessionCreate) -> ApiResult<Vec<EventParam>> {
     Ok(params)
 }
 
+/// Checks that every vault of `vault_ids` is a vault of the tenant that is not archived.
+async fn check_vaults(state: &AppState, tenant: &Tenant, req: &SessionCreate) -> ApiResult<()> {
+    let secrets = api::<Secret>(state, tenant);
+    for (i, id) in req.vault_ids.iter().flatten().enumerate() {
+        let vault = get_vault(&secrets, id).await.map_err(|e| {
+            if e.status == 404 {
+                ApiError::not_found("vault", id).with_field_prefix(&format!("vault_ids[{i}]"))
+            } else {
+                e
+            }
+        })?;
+        if archived(&vault.metadata) {
+            return Err(ApiError::field(
+                &format!("vault_ids[{i}]"),
+                format!("vault {id:?} is archived; new sessions cannot use it"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `POST /v1/sessions`.
 pub async fn create(
     State(state): State<AppState>,
@@ -141,6 +167,7 @@ pub async fn create(
         )
         .with_code("environment_archived"));
     }
+    check_vaults(&state, &tenant, &req).await?;
     let agent = objects::get(&api::<Agent>(&state, &tenant), "agent", &req.agent.id).await?;
     let version = match req.agent.version {
         Some(v) => {

@@ -107,6 +107,18 @@ impl Gateway {
 
     /// A gateway with the given limits and keep-alive interval.
     pub async fn start_with(limiter: Limiter, keep_alive: Duration) -> Self {
+        Self::start_with_settings(
+            limiter,
+            Settings {
+                keep_alive,
+                ..Settings::default()
+            },
+        )
+        .await
+    }
+
+    /// A gateway with the given limits and settings.
+    pub async fn start_with_settings(limiter: Limiter, settings: Settings) -> Self {
         let kube = kube_client().await;
         let redis = RedisServer::start().expect("redis-server");
         let store = corral_session::Store::connect(&redis.url(), corral_session::Config::default())
@@ -115,10 +127,6 @@ impl Gateway {
         let (keys, watch) = KeyIndex::watch(kube.clone());
         tokio::spawn(watch);
         assert!(keys.ready().await, "the key reflector syncs");
-        let settings = Settings {
-            keep_alive,
-            ..Settings::default()
-        };
         let state = server::state(kube.clone(), store.clone(), keys, limiter, settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));

@@ -5,9 +5,11 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod approvals;
 mod environments;
 mod events;
 mod harness;
 mod platform;
 mod sessions;
 mod stream;
+mod vaults;

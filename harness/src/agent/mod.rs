@@ -14,7 +14,7 @@ use corral_api::agent::AgentSpec;
 use crate::providers::Provider;
 
 pub use source::{AgentSource, FileAgentSource, LoadError};
-pub use toolset::{ToolKind, ToolSet};
+pub use toolset::{McpToolInfo, ToolKind, ToolSet};
 
 /// Output tokens per model request when the Agent sets no `maxTokens`.
 pub const DEFAULT_MAX_TOKENS: u32 = 8192;

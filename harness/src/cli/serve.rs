@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use corral_harness::agent::{AgentSource, FileAgentSource, kube::KubeAgentSource};
+use corral_harness::agent::{AgentSource, FileAgentSource, kube::KubeAgentSource, manifest::Manifest};
 use corral_harness::engine::{Engine, EngineConfig};
+use corral_harness::mcp::McpHub;
+use corral_harness::mcp::credentials::{CredentialSource, KubeCredentials, StaticCredentials};
 use corral_harness::metrics::Metrics;
 use corral_harness::status::{NoStatus, StatusSink, StatusWriter};
 use corral_harness::tools::{ClusterToolRunner, LocalToolRunner, ToolRunner};
@@ -65,6 +67,14 @@ pub struct ServeArgs {
     log: LogArgs,
 }
 
+/// Where agents, tool runs, status and MCP credentials go or come from: local files or the Kubernetes API.
+type Sources = (
+    Arc<dyn AgentSource>,
+    Arc<dyn ToolRunner>,
+    Arc<dyn StatusSink>,
+    Arc<dyn CredentialSource>,
+);
+
 /// Serves until SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.log.init()?;
@@ -86,47 +96,52 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let health_task = tokio::spawn(health.serve(args.metrics_addr, shutdown.clone().cancelled_owned()));
 
     let mut local_runner = None;
-    let (agents, tools, status): (Arc<dyn AgentSource>, Arc<dyn ToolRunner>, Arc<dyn StatusSink>) =
-        match &args.agent_file {
-            Some(path) => {
-                let runner = Arc::new(LocalToolRunner::new(
-                    LocalSandboxOptions::default(),
-                    args.workspace_root.clone(),
-                ));
-                local_runner = Some(runner.clone());
-                (
-                    Arc::new(FileAgentSource::from_file(path)?),
-                    runner,
-                    Arc::new(NoStatus),
-                )
-            }
-            None => {
-                let client = kube::Client::try_default()
-                    .await
-                    .context("connecting to the Kubernetes API")?;
-                let writer = Arc::new(StatusWriter::new(client.clone()));
-                (
-                    Arc::new(KubeAgentSource::new(client.clone())),
-                    Arc::new(ClusterToolRunner::new(
-                        client,
-                        writer.clone(),
-                        args.sandbox_ready_timeout,
-                    )),
-                    writer,
-                )
-            }
-        };
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        tools,
-        status,
-        EngineConfig {
-            compaction_budget: (args.compaction_budget > 0).then_some(args.compaction_budget),
-            retry_base: args.retry_base,
-            ..EngineConfig::default()
-        },
-        metrics.clone(),
-    ));
+    let (agents, tools, status, credentials): Sources = match &args.agent_file {
+        Some(path) => {
+            let runner = Arc::new(LocalToolRunner::new(
+                LocalSandboxOptions::default(),
+                args.workspace_root.clone(),
+            ));
+            local_runner = Some(runner.clone());
+            let manifest = Manifest::from_file(path)?;
+            (
+                Arc::new(FileAgentSource::from_manifest(&manifest)?),
+                runner,
+                Arc::new(NoStatus),
+                Arc::new(StaticCredentials::from_secrets(manifest.secrets.values())),
+            )
+        }
+        None => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            let writer = Arc::new(StatusWriter::new(client.clone()));
+            (
+                Arc::new(KubeAgentSource::new(client.clone())),
+                Arc::new(ClusterToolRunner::new(
+                    client.clone(),
+                    writer.clone(),
+                    args.sandbox_ready_timeout,
+                )),
+                writer,
+                Arc::new(KubeCredentials::new(client)),
+            )
+        }
+    };
+    let engine = Arc::new(
+        Engine::new(
+            store.clone(),
+            tools,
+            status,
+            EngineConfig {
+                compaction_budget: (args.compaction_budget > 0).then_some(args.compaction_budget),
+                retry_base: args.retry_base,
+                ..EngineConfig::default()
+            },
+            metrics.clone(),
+        )
+        .with_mcp(McpHub::new(credentials)),
+    );
     let name = format!("{}-{}", args.name, corral_sandbox::random_hex(4));
     let worker = Arc::new(Worker::new(
         store,

@@ -91,6 +91,7 @@ pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> Model
                 }
             }
             EventBody::AgentToolUse(tool) => builder.tool_use(entry, &tool.name, &tool.input, true),
+            EventBody::AgentMcpToolUse(tool) => builder.tool_use(entry, &tool.name, &tool.input, true),
             EventBody::AgentCustomToolUse(tool) => builder.tool_use(entry, &tool.name, &tool.input, false),
             _ => {}
         }
@@ -131,6 +132,7 @@ fn results(entries: &[LogEntry]) -> HashMap<String, (Vec<Block>, bool)> {
     for entry in entries {
         let (id, content, is_error) = match &entry.body {
             EventBody::AgentToolResult(r) => (&r.tool_use_id, &r.content, r.is_error),
+            EventBody::AgentMcpToolResult(r) => (&r.mcp_tool_use_id, &r.content, r.is_error),
             EventBody::UserCustomToolResult(r) => (&r.custom_tool_use_id, &r.content, r.is_error),
             EventBody::UserToolResult(r) => (&r.tool_use_id, &r.content, r.is_error),
             _ => continue,

@@ -1,8 +1,8 @@
 //! Constructors of the events the harness appends.
 
 use corral_api::events::{
-    AgentToolResult, ContentBlock, Empty, EventBody, EventId, ModelUsage, RetryStatus, SessionError,
-    SessionErrorInfo, SessionStatusIdle, SessionUsage, SpanModelRequestEnd, StopReason, Usage,
+    AgentMcpToolResult, AgentToolResult, ContentBlock, Empty, EventBody, EventId, ModelUsage, RetryStatus,
+    SessionError, SessionErrorInfo, SessionStatusIdle, SessionUsage, SpanModelRequestEnd, StopReason, Usage,
 };
 use corral_session::NewEvent;
 use serde_json::Value;
@@ -97,6 +97,41 @@ pub fn tool_result(tool_use_id: &EventId, content: Vec<ContentBlock>, is_error: 
 /// An error `agent.tool_result` with one text block.
 pub fn tool_error(tool_use_id: &EventId, text: impl Into<String>) -> NewEvent {
     tool_result(tool_use_id, vec![ContentBlock::text(text)], true)
+}
+
+/// `agent.mcp_tool_result` answering `mcp_tool_use_id`.
+pub fn mcp_tool_result(mcp_tool_use_id: &EventId, content: Vec<ContentBlock>, is_error: bool) -> NewEvent {
+    EventBody::AgentMcpToolResult(AgentMcpToolResult {
+        mcp_tool_use_id: mcp_tool_use_id.to_string(),
+        content: Some(content),
+        is_error: Some(is_error),
+        session_thread_id: None,
+    })
+    .into()
+}
+
+/// The result event of a call the harness runs: `agent.mcp_tool_result` for MCP tools, else `agent.tool_result`.
+pub fn result_for(mcp: bool, tool_use_id: &EventId, content: Vec<ContentBlock>, is_error: bool) -> NewEvent {
+    if mcp {
+        mcp_tool_result(tool_use_id, content, is_error)
+    } else {
+        tool_result(tool_use_id, content, is_error)
+    }
+}
+
+/// An error result with one text block, of the kind [`result_for`] picks.
+pub fn error_for(mcp: bool, tool_use_id: &EventId, text: impl Into<String>) -> NewEvent {
+    result_for(mcp, tool_use_id, vec![ContentBlock::text(text)], true)
+}
+
+/// `session.error` for an MCP server that is not available (`mcp_connection_failed_error` or
+/// `mcp_authentication_failed_error`, with `mcp_server_name`). The turn goes on without the server's tools.
+pub fn mcp_error(kind: &str, server: &str, message: impl Into<String>) -> NewEvent {
+    let mut error = SessionErrorInfo::new(kind, message, RetryStatus::Retrying);
+    error
+        .extra
+        .insert("mcp_server_name".to_owned(), Value::from(server));
+    EventBody::SessionError(SessionError { error }).into()
 }
 
 /// What the model reads for a built-in call that has no result because the harness stopped while it ran.

@@ -65,33 +65,40 @@ pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
     let mut blocking = Vec::new();
     let mut arm = Vec::new();
     for tool in scan.tool_uses.iter().filter(|t| !t.resolved) {
-        match (tool.kind, &tool.confirmation) {
-            (UseKind::Custom, _) | (UseKind::Builtin(Permission::Ask), None) => {
-                blocking.push(tool.id.to_string())
-            }
-            (UseKind::Builtin(Permission::Ask), Some((false, message))) => {
+        let Some(permission) = tool.kind.permission() else {
+            // A custom tool: the client answers it.
+            blocking.push(tool.id.to_string());
+            continue;
+        };
+        let mcp = matches!(tool.kind, UseKind::Mcp(_));
+        match (permission, &tool.confirmation) {
+            (Permission::Ask, None) => blocking.push(tool.id.to_string()),
+            (Permission::Ask, Some((false, message))) => {
                 let text = match message {
                     Some(m) => format!("The user denied this tool call: {m}"),
                     None => "The user denied this tool call.".to_owned(),
                 };
-                return append(vec![events::tool_error(&tool.id, text)]);
+                return append(vec![events::error_for(mcp, &tool.id, text)]);
             }
-            (UseKind::Builtin(Permission::Ask), Some((true, _)))
-                if !armed.contains(&tool.id) && !tool.picked_up =>
-            {
+            (Permission::Ask, Some((true, _))) if !armed.contains(&tool.id) && !tool.picked_up => {
                 arm.push(tool.id.clone());
             }
-            (UseKind::Builtin(Permission::Deny), _) => {
-                return append(vec![events::tool_error(
+            (Permission::Deny, _) => {
+                return append(vec![events::error_for(
+                    mcp,
                     &tool.id,
                     "This tool is not available to the agent.",
                 )]);
             }
-            (UseKind::Builtin(_), _) => {
+            _ => {
                 if armed.contains(&tool.id) {
                     return Step::RunTool(tool.clone());
                 }
-                return append(vec![events::tool_error(&tool.id, events::INTERRUPTED_BY_RESTART)]);
+                return append(vec![events::error_for(
+                    mcp,
+                    &tool.id,
+                    events::INTERRUPTED_BY_RESTART,
+                )]);
             }
         }
     }
@@ -153,7 +160,7 @@ fn interrupt(scan: &Scan, armed: &HashSet<EventId>) -> Vec<NewEvent> {
         out.push(events::span_end(&span.id, Default::default(), true, None));
     }
     for tool in scan.tool_uses.iter().filter(|t| !t.resolved) {
-        if let UseKind::Builtin(permission) = tool.kind {
+        if let Some(permission) = tool.kind.permission() {
             let started = armed.contains(&tool.id)
                 || (permission == Permission::Allow)
                 || matches!(tool.confirmation, Some((true, _)) if tool.picked_up);
@@ -162,7 +169,11 @@ fn interrupt(scan: &Scan, armed: &HashSet<EventId>) -> Vec<NewEvent> {
             } else {
                 events::NOT_RUN_INTERRUPT
             };
-            out.push(events::tool_error(&tool.id, text));
+            out.push(events::error_for(
+                matches!(tool.kind, UseKind::Mcp(_)),
+                &tool.id,
+                text,
+            ));
         }
     }
     out.push(events::idle(StopReason::EndTurn));

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_api::events::{
-    AgentCustomToolUse, AgentMessage, AgentToolUse, ContentBlock, Empty, EventBody, EventId, ModelUsage,
-    Permission, RetryStatus, StopReason, Usage,
+    AgentCustomToolUse, AgentMcpToolUse, AgentMessage, AgentToolUse, ContentBlock, Empty, EventBody, EventId,
+    ModelUsage, Permission, RetryStatus, StopReason, Usage,
 };
 use corral_session::{Error as LogError, FencingToken, NewEvent, Store};
 use serde_json::Value;
@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{self, Purpose};
 use super::plan::{Limits, Step, plan};
-use super::scan::{OpenSpan, Scan, ToolUse, scan};
+use super::scan::{OpenSpan, Scan, ToolUse, UseKind, scan};
 use super::watch::InterruptWatch;
 use super::{compaction, context};
 use crate::agent::{ResolvedAgent, ToolKind};
 use crate::log::LogView;
 use crate::log::hidden::{fields, with_hidden};
+use crate::mcp::{McpConnections, McpHub};
 use crate::metrics::Metrics;
 use crate::providers::{self, Block, ProviderError, StopReason as ModelStop, ToolInput, Turn};
 use crate::status::{StatusSink, compute};
@@ -72,6 +73,7 @@ pub struct Engine {
     status: Arc<dyn StatusSink>,
     config: EngineConfig,
     metrics: Metrics,
+    mcp: McpHub,
 }
 
 impl std::fmt::Debug for Engine {
@@ -101,7 +103,10 @@ struct Run<'a> {
     engine: &'a Engine,
     namespace: &'a str,
     session: &'a str,
-    agent: &'a ResolvedAgent,
+    /// The session's agent, with the tools of its connected MCP servers once connected.
+    agent: ResolvedAgent,
+    /// The MCP servers of this run: connected before the first model call.
+    mcp: Option<McpConnections>,
     token: FencingToken,
     cancel: &'a CancellationToken,
     view: LogView,
@@ -126,7 +131,14 @@ impl Engine {
             status,
             config,
             metrics,
+            mcp: McpHub::default(),
         }
+    }
+
+    /// Connects sessions to their agents' MCP servers with `hub` (by default without credentials).
+    pub fn with_mcp(mut self, hub: McpHub) -> Self {
+        self.mcp = hub;
+        self
     }
 
     /// Works on `session` as the holder of fencing token `token` until nothing is left to do, the session is taken
@@ -148,7 +160,8 @@ impl Engine {
             engine: self,
             namespace,
             session,
-            agent,
+            agent: agent.clone(),
+            mcp: None,
             token,
             cancel,
             view,
@@ -157,7 +170,11 @@ impl Engine {
             report_status: false,
             skip_compaction: false,
         };
-        match run.run().await {
+        let result = run.run().await;
+        if let Some(connections) = run.mcp.take() {
+            connections.close().await;
+        }
+        match result {
             Ok(()) => Outcome::Idle,
             Err(Stop::Outcome(outcome)) => outcome,
         }
@@ -227,8 +244,35 @@ impl Run<'_> {
         }
     }
 
+    /// Connects the agent's MCP servers (once per run): their tools join the agent's, and each server that is not
+    /// available is reported with a `session.error`.
+    async fn ensure_mcp(&mut self) -> Result<(), Stop> {
+        if self.mcp.is_some() {
+            return Ok(());
+        }
+        let connections = self
+            .engine
+            .mcp
+            .connect(self.namespace, self.session, &self.agent.spec)
+            .await;
+        for (server, tools) in &connections.tools {
+            self.agent.tools.add_mcp_tools(&self.agent.spec, server, tools);
+        }
+        let errors: Vec<NewEvent> = connections
+            .failures
+            .iter()
+            .map(|f| events::mcp_error(f.kind.error_type(), &f.server, f.message.clone()))
+            .collect();
+        self.mcp = Some(connections);
+        if !errors.is_empty() {
+            self.append(errors).await?;
+        }
+        Ok(())
+    }
+
     /// Opens the span of the next model request: a compaction when the context is over budget, else the reply.
     async fn start_model_call(&mut self, scan: &Scan, failed_attempts: u32) -> Result<(), Stop> {
+        self.ensure_mcp().await?;
         if failed_attempts > 0 {
             let config = &self.engine.config;
             let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(16));
@@ -241,7 +285,7 @@ impl Run<'_> {
             && compaction::cut(
                 self.view.entries(),
                 scan,
-                self.agent,
+                &self.agent,
                 self.engine.config.compaction_budget,
             )
             .is_some()
@@ -255,12 +299,13 @@ impl Run<'_> {
 
     /// Makes the model request of the open span `span` and appends its outcome.
     async fn model_call(&mut self, scan: &Scan, span: OpenSpan, failed_attempts: u32) -> Result<(), Stop> {
+        self.ensure_mcp().await?;
         let entries = self.view.entries();
         let request = match span.purpose {
-            Purpose::Reply => context::build(entries, span.index, self.agent),
+            Purpose::Reply => context::build(entries, span.index, &self.agent),
             Purpose::Compaction => {
                 let cut = scan.turn_start.filter(|c| *c < span.index).unwrap_or(span.index);
-                compaction::request(entries, cut, self.agent)
+                compaction::request(entries, cut, &self.agent)
             }
         };
         let seen = self.view.last_cursor();
@@ -284,7 +329,7 @@ impl Run<'_> {
         match (span.purpose, result) {
             (Purpose::Reply, Ok(turn)) => {
                 Metrics::count(&self.engine.metrics.model_requests, "ok");
-                let (batch, arm) = reply_events(&turn, self.agent, &span.id, &scan.usage);
+                let (batch, arm) = reply_events(&turn, &self.agent, &span.id, &scan.usage);
                 self.append(batch).await?;
                 self.armed.extend(arm);
             }
@@ -328,6 +373,9 @@ impl Run<'_> {
         if self.interrupts.newer_than(seen) {
             return Ok(());
         }
+        if let (UseKind::Mcp(_), Some(server)) = (tool.kind, tool.server.clone()) {
+            return self.run_mcp_tool(tool, &server).await;
+        }
         let id = tool.id.to_string();
         let call = ToolCall {
             namespace: self.namespace,
@@ -350,6 +398,40 @@ impl Run<'_> {
             if output.is_error { "error" } else { "ok" },
         );
         self.append(vec![events::tool_result(
+            &tool.id,
+            output.content,
+            output.is_error,
+        )])
+        .await?;
+        self.armed.remove(&tool.id);
+        Ok(())
+    }
+}
+
+impl Run<'_> {
+    /// Runs one armed MCP tool call and appends its `agent.mcp_tool_result`.
+    async fn run_mcp_tool(&mut self, tool: ToolUse, server: &str) -> Result<(), Stop> {
+        self.ensure_mcp().await?;
+        let seen = self.view.last_cursor();
+        if self.interrupts.newer_than(seen) {
+            return Ok(());
+        }
+        let Some(connections) = self.mcp.as_ref() else {
+            return Ok(());
+        };
+        let output = tokio::select! {
+            output = connections.call(server, &tool.name, &tool.input) => output,
+            () = self.interrupts.wait_newer_than(seen) => {
+                Metrics::count(&self.engine.metrics.tool_calls, "interrupted");
+                return Ok(());
+            }
+            () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
+        };
+        Metrics::count(
+            &self.engine.metrics.tool_calls,
+            if output.is_error { "error" } else { "ok" },
+        );
+        self.append(vec![events::mcp_tool_result(
             &tool.id,
             output.content,
             output.is_error,
@@ -457,6 +539,28 @@ pub fn reply_events(
                     (None, false) => None,
                 };
                 match agent.tools.kind(name) {
+                    ToolKind::Mcp {
+                        server,
+                        permission,
+                        evaluation,
+                    } => {
+                        batch.push(NewEvent::with_id(
+                            event_id.clone(),
+                            EventBody::AgentMcpToolUse(AgentMcpToolUse {
+                                mcp_server_name: server,
+                                name: name.clone(),
+                                input: input.clone(),
+                                evaluated_permission: Some(permission),
+                                evaluation: Some(evaluation),
+                                session_thread_id: None,
+                            }),
+                        ));
+                        if let Some(problem) = problem {
+                            batch.push(events::error_for(true, &event_id, problem));
+                        } else if permission == Permission::Allow {
+                            arm.push(event_id);
+                        }
+                    }
                     ToolKind::Custom if problem.is_none() => {
                         batch.push(NewEvent::with_id(
                             event_id,
@@ -473,7 +577,7 @@ pub fn reply_events(
                                 permission,
                                 evaluation,
                             } => (permission, Some(evaluation)),
-                            ToolKind::Custom => (Permission::Allow, None),
+                            ToolKind::Custom | ToolKind::Mcp { .. } => (Permission::Allow, None),
                             ToolKind::Denied => (Permission::Deny, None),
                         };
                         batch.push(NewEvent::with_id(

@@ -28,8 +28,20 @@ pub enum Status {
 pub enum UseKind {
     /// `agent.tool_use` of a built-in tool, with its evaluated permission.
     Builtin(Permission),
+    /// `agent.mcp_tool_use` of an MCP server's tool, with its evaluated permission.
+    Mcp(Permission),
     /// `agent.custom_tool_use`.
     Custom,
+}
+
+impl UseKind {
+    /// The evaluated permission of a call the harness runs (built-in or MCP); `None` for custom tools.
+    pub fn permission(self) -> Option<Permission> {
+        match self {
+            Self::Builtin(p) | Self::Mcp(p) => Some(p),
+            Self::Custom => None,
+        }
+    }
 }
 
 /// A tool use of the latest model reply.
@@ -43,6 +55,8 @@ pub struct ToolUse {
     pub input: Value,
     /// How it runs.
     pub kind: UseKind,
+    /// The MCP server of an `agent.mcp_tool_use`.
+    pub server: Option<String>,
     /// Whether a result is in the log.
     pub resolved: bool,
     /// The client's confirmation (`ask` tools): allowed, and the deny message.
@@ -172,6 +186,7 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
             EventBody::UserCustomToolResult(r) => s.resolve(&mut current, &r.custom_tool_use_id),
             EventBody::UserToolResult(r) => s.resolve(&mut current, &r.tool_use_id),
             EventBody::AgentToolResult(r) => s.resolve(&mut current, &r.tool_use_id),
+            EventBody::AgentMcpToolResult(r) => s.resolve(&mut current, &r.mcp_tool_use_id),
             EventBody::SessionStatusRunning(_) => s.status = Status::Running,
             EventBody::SessionStatusRescheduled(_) => {
                 s.status = Status::Rescheduled;
@@ -238,6 +253,23 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
                     name: tool.name.clone(),
                     input: tool.input.clone(),
                     kind: UseKind::Builtin(permission),
+                    server: None,
+                    resolved: false,
+                    confirmation: None,
+                    picked_up: false,
+                });
+            }
+            EventBody::AgentMcpToolUse(tool) => {
+                let permission = tool.evaluated_permission.unwrap_or(match tools.kind(&tool.name) {
+                    ToolKind::Mcp { permission, .. } => permission,
+                    _ => Permission::Deny,
+                });
+                current.push(ToolUse {
+                    id: entry.id.clone(),
+                    name: tool.name.clone(),
+                    input: tool.input.clone(),
+                    kind: UseKind::Mcp(permission),
+                    server: Some(tool.mcp_server_name.clone()),
                     resolved: false,
                     confirmation: None,
                     picked_up: false,
@@ -248,6 +280,7 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
                 name: tool.name.clone(),
                 input: tool.input.clone(),
                 kind: UseKind::Custom,
+                server: None,
                 resolved: false,
                 confirmation: None,
                 picked_up: false,

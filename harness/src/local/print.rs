@@ -47,17 +47,9 @@ pub fn describe(event: &Event) -> Option<String> {
         EventBody::AgentCustomToolUse(t) => {
             format!("custom tool {} {} (waiting for its result)", t.name, t.input)
         }
-        EventBody::AgentToolResult(r) => {
-            let mark = if r.is_error == Some(true) {
-                "error"
-            } else {
-                "result"
-            };
-            format!(
-                "  {mark}: {}",
-                indent(&text(r.content.as_deref().unwrap_or_default()))
-            )
-        }
+        EventBody::AgentMcpToolUse(t) => format!("mcp tool {}/{} {}", t.mcp_server_name, t.name, t.input),
+        EventBody::AgentToolResult(r) => result(r.is_error, r.content.as_deref()),
+        EventBody::AgentMcpToolResult(r) => result(r.is_error, r.content.as_deref()),
         EventBody::AgentThreadContextCompacted(_) => "~ context compacted".into(),
         EventBody::SessionError(e) => format!("! {}: {}", e.error.kind, e.error.message),
         EventBody::SpanModelRequestEnd(end) if end.is_error != Some(true) => format!(
@@ -68,4 +60,9 @@ pub fn describe(event: &Event) -> Option<String> {
         ),
         _ => return None,
     })
+}
+
+fn result(is_error: Option<bool>, content: Option<&[ContentBlock]>) -> String {
+    let mark = if is_error == Some(true) { "error" } else { "result" };
+    format!("  {mark}: {}", indent(&text(content.unwrap_or_default())))
 }
