@@ -27,6 +27,13 @@ struct Args {
     /// The file holding the key of sandbox proxy identities (shared with the operator).
     #[arg(long, env = "CORRAL_EGRESS_KEY_FILE")]
     key_file: PathBuf,
+    /// A directory holding the egress CA (`tls.crt`, `tls.key`): with it, HTTPS requests to hosts a credential is
+    /// bound to are intercepted so the credential can be injected. Without it, every `CONNECT` is tunnelled.
+    #[arg(long, env = "CORRAL_EGRESS_CA_DIR")]
+    ca_dir: Option<PathBuf>,
+    /// Extra PEM certificates trusted for upstream hosts besides the public web roots (a private CA).
+    #[arg(long, env = "CORRAL_EGRESS_UPSTREAM_CA_FILE")]
+    upstream_ca_file: Option<PathBuf>,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "CORRAL_EGRESS_HEALTH_ADDR", default_value = "0.0.0.0:8080")]
     health_addr: SocketAddr,
@@ -44,6 +51,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "the proxy key in {} is shorter than 16 bytes",
         args.key_file.display()
     );
+    let interceptor = match &args.ca_dir {
+        Some(dir) => {
+            let read = |name: &str| {
+                std::fs::read_to_string(dir.join(name))
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.join(name).display()))
+            };
+            let extra = match &args.upstream_ca_file {
+                Some(file) => Some(
+                    std::fs::read(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?,
+                ),
+                None => None,
+            };
+            let interceptor =
+                corral_egress::tls::Interceptor::new(&read("tls.crt")?, &read("tls.key")?, extra.as_deref())?;
+            tracing::info!("HTTPS to hosts with a bound credential is intercepted");
+            Some(Arc::new(interceptor))
+        }
+        None => {
+            tracing::warn!("no --ca-dir: credentials are injected into plain HTTP requests only");
+            None
+        }
+    };
     let client = kube::Client::try_default().await?;
     let (directory, watches) = ClusterDirectory::start(client);
     tokio::spawn(watches);
@@ -70,6 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", args.listen))?;
     tracing::info!(addr = %args.listen, "egress proxy listening");
     let proxy = Arc::new(Proxy {
+        interceptor,
         directory,
         key,
         metrics,

@@ -57,6 +57,8 @@ pub struct Proxy<D> {
     pub key: Vec<u8>,
     /// Counters.
     pub metrics: Metrics,
+    /// TLS interception for hosts a credential is bound to; `None` tunnels every `CONNECT`.
+    pub interceptor: Option<Arc<crate::tls::Interceptor>>,
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Body> {
@@ -209,6 +211,19 @@ impl<D: Directory> Proxy<D> {
             }
         };
         self.metrics.allowed();
+        let bound: Vec<&Credential> = context
+            .credentials
+            .iter()
+            .filter(|c| c.applies_to(&host, port))
+            .collect();
+        if req.method() == Method::CONNECT
+            && !bound.is_empty()
+            && let Some(interceptor) = self.interceptor.clone()
+        {
+            tracing::debug!(sandbox = %who, %target, "intercepted tunnel (a credential is bound to the host)");
+            let bound: Vec<Credential> = bound.into_iter().cloned().collect();
+            return intercept(req, interceptor, host, addresses, bound);
+        }
         if req.method() == Method::CONNECT {
             tracing::debug!(sandbox = %who, %target, "tunnel");
             tokio::spawn(async move {
@@ -227,24 +242,105 @@ impl<D: Directory> Proxy<D> {
                     .boxed(),
             );
         }
-        let bound: Vec<&Credential> = context
-            .credentials
-            .iter()
-            .filter(|c| c.applies_to(&host, port))
-            .collect();
-        match forward(req, upstream, &bound).await {
+        match forward(req, TokioIo::new(upstream), &bound).await {
             Ok(response) => response,
             Err(message) => text(StatusCode::BAD_GATEWAY, &message),
         }
     }
 }
 
-/// Sends `req` (in origin form, credentials substituted) over `upstream` and returns the response.
-async fn forward(
+/// Answers `CONNECT` with 200 and serves the tunnel as TLS with a leaf certificate for `host`: each request inside
+/// goes to the host over a new TLS connection, with the bound credentials substituted.
+fn intercept(
     req: Request<Incoming>,
-    upstream: TcpStream,
+    interceptor: Arc<crate::tls::Interceptor>,
+    host: String,
+    addresses: Vec<SocketAddr>,
+    bound: Vec<Credential>,
+) -> Response<Body> {
+    let server_config = match interceptor.server_config(&host) {
+        Ok(c) => c,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                &format!("cannot intercept {host}: {e:#}"),
+            );
+        }
+    };
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => return tracing::debug!(error = %e, "tunnel upgrade failed"),
+        };
+        let tls = match tokio_rustls::TlsAcceptor::from(server_config)
+            .accept(TokioIo::new(upgraded))
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                return tracing::info!(%host, error = %e, "the sandbox refused the interception certificate");
+            }
+        };
+        let bound = Arc::new(bound);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let (interceptor, host, addresses, bound) = (
+                interceptor.clone(),
+                host.clone(),
+                addresses.clone(),
+                bound.clone(),
+            );
+            async move {
+                let refs: Vec<&Credential> = bound.iter().collect();
+                let response = match connect_tls(&interceptor, &host, &addresses).await {
+                    Ok(upstream) => match forward(req, TokioIo::new(upstream), &refs).await {
+                        Ok(r) => r,
+                        Err(message) => text(StatusCode::BAD_GATEWAY, &message),
+                    },
+                    Err(message) => text(StatusCode::BAD_GATEWAY, &message),
+                };
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(tls), service)
+            .await
+        {
+            tracing::debug!(error = %e, "intercepted connection ended with an error");
+        }
+    });
+    Response::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    )
+}
+
+async fn connect_tls(
+    interceptor: &crate::tls::Interceptor,
+    host: &str,
+    addresses: &[SocketAddr],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let tcp = TcpStream::connect(addresses)
+        .await
+        .map_err(|e| format!("cannot connect to {host}: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
+    interceptor
+        .connector()
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS with {host} failed: {e}"))
+}
+
+/// Sends `req` (in origin form, credentials substituted) over `upstream` and returns the response.
+async fn forward<T>(
+    req: Request<Incoming>,
+    upstream: TokioIo<T>,
     bound: &[&Credential],
-) -> Result<Response<Body>, String> {
+) -> Result<Response<Body>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let mut builder = Request::builder()
@@ -283,7 +379,7 @@ async fn forward(
         // The body may have changed length.
         request.headers_mut().remove(header::CONTENT_LENGTH);
     }
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(upstream))
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(upstream)
         .await
         .map_err(|e| format!("upstream handshake: {e}"))?;
     tokio::spawn(async move {

@@ -58,6 +58,7 @@ async fn proxy(sandboxes: Vec<(&str, SandboxContext)>) -> SocketAddr {
         directory: StaticDirectory(Arc::new(map)),
         key: KEY.to_vec(),
         metrics: Metrics::default(),
+        interceptor: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -231,4 +232,85 @@ async fn connect_tunnels_to_allowed_hosts_only() {
 
     let (status, _) = connect("127.0.0.1:1".to_owned()).await;
     assert_eq!(status, "HTTP/1.1 403", "a port the host list does not name");
+}
+
+/// An HTTPS server for `localhost` with a self-signed certificate (returned as PEM), answering with the
+/// Authorization header it received.
+async fn https_upstream() -> (SocketAddr, String) {
+    use hyper::{Response, body::Incoming, service::service_fn};
+    use hyper_util::rt::TokioIo;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certified.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = service_fn(|req: hyper::Request<Incoming>| async move {
+                    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from(format!("tls auth={auth}")))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+            });
+        }
+    });
+    (addr, cert_pem)
+}
+
+#[tokio::test]
+async fn https_to_a_credentials_host_is_intercepted_and_gets_the_real_value() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (up, upstream_cert) = https_upstream().await;
+    let (ca_cert, ca_key) = corral_egress::tls::generate_ca().unwrap();
+    let interceptor =
+        corral_egress::tls::Interceptor::new(&ca_cert, &ca_key, Some(upstream_cert.as_bytes())).unwrap();
+    let context = SandboxContext {
+        policy: HostPolicy::new(
+            &networking(serde_json::json!({"type": "limited", "allowedHosts": [format!("localhost:{}", up.port())]})),
+            &[],
+        ),
+        credentials: vec![credential(&["localhost"], false)],
+    };
+    let map = BTreeMap::from([(("team".to_owned(), "sbx".to_owned()), context)]);
+    let proxy = Arc::new(Proxy {
+        directory: StaticDirectory(Arc::new(map)),
+        key: KEY.to_vec(),
+        metrics: Metrics::default(),
+        interceptor: Some(Arc::new(interceptor)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    tokio::spawn(proxy.serve(listener));
+
+    // The sandbox trusts the egress CA (and only it, here): the leaf the proxy presents must chain to it.
+    let password = corral_api::egress::proxy_password(KEY, "team", "sbx");
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{proxy_addr}")).unwrap().basic_auth("team.sbx", &password))
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_cert.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let placeholder = corral_api::egress::placeholder("vcrd-1");
+    let reply = client
+        .get(format!("https://localhost:{}/secure", up.port()))
+        .header("Authorization", format!("Bearer {placeholder}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(reply, "tls auth=Bearer s3cret-value");
 }
