@@ -111,6 +111,10 @@ async fn a_credential_reaches_its_host_through_the_proxy_and_never_enters_the_sa
                 "corral-placeholder-vcrd-e2e",
                 "the sandbox holds a placeholder"
             );
+            // The sandbox trusts the egress CA (for HTTPS the proxy intercepts) on top of the image's own roots.
+            let trust = bash(&c, "grep -c 'BEGIN CERTIFICATE' \"$SSL_CERT_FILE\"; openssl x509 -noout -subject -in \"$NODE_EXTRA_CA_CERTS\" 2>/dev/null || head -1 \"$NODE_EXTRA_CA_CERTS\"").await?;
+            let roots: usize = trust.lines().next().unwrap_or("0").trim().parse().unwrap_or(0);
+            assert!(roots > 1, "the bundle holds the image's roots and the egress CA: {trust}");
             let reply = bash(&c, &format!("curl -sS -H \"Authorization: Bearer $API_TOKEN\" http://{address}/call")).await?;
             assert_eq!(reply.trim(), "ok");
             let seen = std::fs::read_to_string(&record)?;

@@ -90,20 +90,3 @@ impl Interceptor {
         tokio_rustls::TlsConnector::from(self.upstream.clone())
     }
 }
-
-/// A new egress CA (ECDSA P-256, ten years): certificate and PKCS#8 key, both PEM.
-pub fn generate_ca() -> anyhow::Result<(String, String)> {
-    let key = KeyPair::generate().context("generating the CA key")?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "Corral egress CA");
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-    let cert = params.self_signed(&key).context("self-signing the CA")?;
-    Ok((cert.pem(), key.serialize_pem()))
-}

@@ -241,15 +241,16 @@ async fn https_upstream() -> (SocketAddr, String) {
     use hyper_util::rt::TokioIo;
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert_pem = certified.cert.pem();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![certified.cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
-        )
-        .unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certified.cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+            )
+            .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -258,12 +259,23 @@ async fn https_upstream() -> (SocketAddr, String) {
             let (tcp, _) = listener.accept().await.unwrap();
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let service = service_fn(|req: hyper::Request<Incoming>| async move {
-                    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(bytes::Bytes::from(format!("tls auth={auth}")))))
+                    let auth = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned();
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from(format!("tls auth={auth}")),
+                    )))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
             });
         }
     });
@@ -274,12 +286,21 @@ async fn https_upstream() -> (SocketAddr, String) {
 async fn https_to_a_credentials_host_is_intercepted_and_gets_the_real_value() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (up, upstream_cert) = https_upstream().await;
-    let (ca_cert, ca_key) = corral_egress::tls::generate_ca().unwrap();
+    // The installation's egress CA (the operator makes one the same way).
+    let ca_key_pair = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let (ca_cert, ca_key) = (
+        ca_params.self_signed(&ca_key_pair).unwrap().pem(),
+        ca_key_pair.serialize_pem(),
+    );
     let interceptor =
         corral_egress::tls::Interceptor::new(&ca_cert, &ca_key, Some(upstream_cert.as_bytes())).unwrap();
     let context = SandboxContext {
         policy: HostPolicy::new(
-            &networking(serde_json::json!({"type": "limited", "allowedHosts": [format!("localhost:{}", up.port())]})),
+            &networking(
+                serde_json::json!({"type": "limited", "allowedHosts": [format!("localhost:{}", up.port())]}),
+            ),
             &[],
         ),
         credentials: vec![credential(&["localhost"], false)],
@@ -298,7 +319,11 @@ async fn https_to_a_credentials_host_is_intercepted_and_gets_the_real_value() {
     // The sandbox trusts the egress CA (and only it, here): the leaf the proxy presents must chain to it.
     let password = corral_api::egress::proxy_password(KEY, "team", "sbx");
     let client = reqwest::Client::builder()
-        .proxy(reqwest::Proxy::all(format!("http://{proxy_addr}")).unwrap().basic_auth("team.sbx", &password))
+        .proxy(
+            reqwest::Proxy::all(format!("http://{proxy_addr}"))
+                .unwrap()
+                .basic_auth("team.sbx", &password),
+        )
         .tls_certs_only([reqwest::Certificate::from_pem(ca_cert.as_bytes()).unwrap()])
         .build()
         .unwrap();

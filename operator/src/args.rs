@@ -67,6 +67,11 @@ pub struct Args {
     #[arg(long, env = "CORRAL_EGRESS_NAMESPACE")]
     pub egress_namespace: Option<String>,
 
+    /// The Secret (in the egress namespace) holding the egress CA, created with a new CA when missing. Sandboxes
+    /// trust its certificate, so the proxy can inject credentials into HTTPS requests.
+    #[arg(long, env = "CORRAL_EGRESS_CA_SECRET")]
+    pub egress_ca_secret: Option<String>,
+
     /// Pull policy of Corral's own images (the daemon image).
     #[arg(long, env = "CORRAL_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,

@@ -65,6 +65,7 @@ pub fn egress_config(args: &Args) -> anyhow::Result<Option<EgressConfig>> {
         address: address.clone(),
         namespace: namespace.clone(),
         key,
+        ca_pem: None,
     }))
 }
 

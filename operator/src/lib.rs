@@ -10,6 +10,7 @@ pub mod builders;
 pub mod context;
 pub mod controllers;
 pub mod crds;
+pub mod egress_ca;
 pub mod error;
 pub mod leader;
 pub mod metrics;
@@ -56,7 +57,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             None
         }
     };
-    let egress = context::egress_config(&args)?;
+    let mut egress = context::egress_config(&args)?;
+    if let (Some(egress), Some(secret)) = (egress.as_mut(), &args.egress_ca_secret) {
+        egress.ca_pem = Some(egress_ca::ensure(client.clone(), &egress.namespace, secret).await?);
+    }
     if egress.is_none() {
         tracing::warn!(
             "no --egress-proxy-address: limited sandboxes reach nothing and credentials are not injected"

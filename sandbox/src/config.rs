@@ -38,6 +38,10 @@ pub struct Config {
     /// The pod's proxy password.
     #[arg(long, env = "CORRAL_SANDBOX_EGRESS_PASSWORD", hide_env_values = true)]
     pub egress_password: Option<String>,
+    /// The egress CA's certificate (PEM): the shell trusts it besides the image's roots, so HTTPS through the
+    /// egress proxy works where it injects credentials.
+    #[arg(long, env = "CORRAL_SANDBOX_EGRESS_CA")]
+    pub egress_ca: Option<String>,
     /// Tool limits.
     #[command(flatten)]
     pub limits: Limits,

@@ -14,6 +14,7 @@ pub mod reaper;
 pub mod server;
 pub mod tools;
 pub mod truncate;
+pub mod trust;
 
 pub use client::{ClientError, SandboxClient};
 pub use local::{Isolation, LocalSandbox, LocalSandboxOptions};

@@ -109,11 +109,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating the workspace {}: {e}", config.workspace.display()))?;
     let workspace = std::fs::canonicalize(&config.workspace)
         .map_err(|e| anyhow::anyhow!("resolving the workspace {}: {e}", config.workspace.display()))?;
-    let shell_env = config
+    let mut shell_env = config
         .packages_dir
         .as_ref()
         .map(|dir| crate::packages::Layout::new(dir).shell_env(|var| std::env::var(var).ok()))
         .unwrap_or_default();
+    if let Some(ca) = &config.egress_ca {
+        let dir = std::env::temp_dir().join("corral");
+        match crate::trust::install(ca, &dir) {
+            Ok(env) => shell_env.extend(env),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write the egress CA bundle; HTTPS through the proxy may fail")
+            }
+        }
+    }
     let toolbox = Arc::new(
         Toolbox::with_shell_env(workspace.clone(), config.limits.clone(), shell_env)
             .with_egress(config.egress()),

@@ -69,6 +69,8 @@ pub struct EgressConfig {
     pub namespace: String,
     /// The key proxy identities are derived from (shared with the proxy).
     pub key: Vec<u8>,
+    /// The egress CA's certificate (PEM), which sandboxes trust; `None` when HTTPS is not intercepted.
+    pub ca_pem: Option<String>,
 }
 
 impl std::fmt::Debug for EgressConfig {
@@ -102,6 +104,9 @@ fn egress_env(egress: &EgressConfig, namespace: &str, pod: &str) -> Vec<EnvVar> 
     ));
     vars.push(env_var("CORRAL_SANDBOX_EGRESS_USER", &user));
     vars.push(env_var("CORRAL_SANDBOX_EGRESS_PASSWORD", &password));
+    if let Some(ca) = &egress.ca_pem {
+        vars.push(env_var("CORRAL_SANDBOX_EGRESS_CA", ca));
+    }
     vars
 }
 
@@ -662,6 +667,7 @@ mod tests {
             address: "10.96.0.20:3128".into(),
             namespace: "corral-system".into(),
             key: b"0123456789abcdef".to_vec(),
+            ca_pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
         }
     }
 

@@ -37,6 +37,9 @@ pub struct InstallArgs {
     pub termination_log: PathBuf,
 }
 
+/// The egress CA bundle's variables, when the pod trusts an egress CA (set once at the start).
+static TRUST_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
 /// The most bytes of output a failure's reason quotes (Kubernetes keeps 4 KiB of a termination message).
 const QUOTED_OUTPUT: usize = 2048;
 
@@ -53,6 +56,13 @@ fn run(step: &plan::Step, cwd: &Path) -> Result<String, String> {
     println!("==> {}: {} {}", step.manager, step.program, step.args.join(" "));
     let out = Command::new(&step.program)
         .args(&step.args)
+        .envs(
+            TRUST_ENV
+                .get()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
         .envs(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .current_dir(cwd)
         .output()
@@ -134,6 +144,11 @@ fn install(args: &InstallArgs) -> Result<(), String> {
     let layout = Layout::new(&args.prefix);
     for dir in [&args.prefix, &args.scratch] {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    if let Ok(ca) = std::env::var("CORRAL_SANDBOX_EGRESS_CA") {
+        let env = crate::trust::install(&ca, &args.scratch.join("ca"))
+            .map_err(|e| format!("writing the egress CA bundle: {e}"))?;
+        let _ = TRUST_ENV.set(env);
     }
     if !lists.apt.is_empty() {
         install_apt(&lists.apt, &layout, &args.scratch)?;
