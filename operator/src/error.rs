@@ -25,6 +25,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the object's namespace is being deleted, so nothing new can be created in it: the object is
+    /// about to go too, and there is nothing to retry.
+    pub fn namespace_terminating(&self) -> bool {
+        let Self::Kube(kube::Error::Api(status)) = self else {
+            return false;
+        };
+        status.code == 403
+            && status
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+    }
+
     /// A short label for metrics and Event reasons.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -40,3 +53,27 @@ impl Error {
 
 /// Reconcile result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    fn api_error(json: serde_json::Value) -> Error {
+        Error::Kube(kube::Error::Api(Box::new(serde_json::from_value(json).unwrap())))
+    }
+
+    #[test]
+    fn a_terminating_namespace_is_recognised_and_other_refusals_are_not() {
+        let terminating = api_error(serde_json::json!({
+            "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "unable to create new content in namespace t because it is being terminated",
+            "details": {"name": "x", "kind": "secrets", "causes": [
+                {"reason": "NamespaceTerminating", "message": "namespace t is being terminated", "field": "metadata.namespace"}]}
+        }));
+        assert!(terminating.namespace_terminating());
+        let forbidden = api_error(
+            serde_json::json!({"status": "Failure", "code": 403, "reason": "Forbidden", "message": "RBAC"}),
+        );
+        assert!(!forbidden.namespace_terminating());
+    }
+}

@@ -34,6 +34,19 @@ pub fn locked_down() -> SecurityContext {
     }
 }
 
+/// `vars` with one entry per name: the last one given wins, in the order names first appear (a container may not
+/// list a name twice, and server-side apply refuses such a pod).
+pub fn merge_env(vars: impl IntoIterator<Item = EnvVar>) -> Vec<EnvVar> {
+    let mut out: Vec<EnvVar> = Vec::new();
+    for var in vars {
+        match out.iter_mut().find(|v| v.name == var.name) {
+            Some(existing) => *existing = var,
+            None => out.push(var),
+        }
+    }
+    out
+}
+
 /// An environment variable with a literal value.
 pub fn env_var(name: &str, value: &str) -> EnvVar {
     EnvVar {
@@ -55,5 +68,22 @@ pub fn field_env(name: &str, path: &str) -> EnvVar {
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_later_variable_of_the_same_name_wins_in_place() {
+        let merged = super::merge_env([
+            super::env_var("A", "1"),
+            super::env_var("B", "2"),
+            super::env_var("A", "3"),
+        ]);
+        let pairs: Vec<(String, String)> = merged
+            .into_iter()
+            .map(|v| (v.name, v.value.unwrap_or_default()))
+            .collect();
+        assert_eq!(pairs, [("A".into(), "3".into()), ("B".into(), "2".into())]);
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::common::{env_var, locked_down, runtime_default_seccomp};
+use super::common::{env_var, locked_down, merge_env, runtime_default_seccomp};
 use corral_api::{
     Environment,
     environment::{DEFAULT_SANDBOX_IMAGE, WorkspaceType},
@@ -339,7 +339,7 @@ pub fn build_sandbox_pod(
         image: Some(sb.image.clone().unwrap_or_else(|| config.default_image.clone())),
         image_pull_policy: sb.image_pull_policy.clone(),
         command: Some(vec!["/corral/bin/corral-sandbox".into()]),
-        env: Some(
+        env: Some(merge_env(
             [
                 env_var("CORRAL_SANDBOX_ADDR", &format!("0.0.0.0:{DAEMON_PORT}")),
                 env_var("CORRAL_SANDBOX_TOKEN_FILE", &format!("{TOKEN_DIR}/{TOKEN_KEY}")),
@@ -353,9 +353,8 @@ pub fn build_sandbox_pod(
                     .is_some()
                     .then(|| env_var("CORRAL_SANDBOX_PACKAGES_DIR", PACKAGES_DIR)),
             )
-            .chain(user_env.iter().cloned())
-            .collect(),
-        ),
+            .chain(user_env.iter().cloned()),
+        )),
         ports: Some(vec![ContainerPort {
             name: Some("daemon".into()),
             container_port: DAEMON_PORT,
@@ -459,7 +458,7 @@ fn install_packages(env: &Environment, image: &str, user_env: &[EnvVar]) -> Opti
             "/corral/bin/corral-sandbox".into(),
             "install-packages".into(),
         ]),
-        env: Some(
+        env: Some(merge_env(
             [
                 env_var("CORRAL_SANDBOX_PACKAGES", &spec),
                 env_var("CORRAL_SANDBOX_PACKAGES_DIR", PACKAGES_DIR),
@@ -468,9 +467,8 @@ fn install_packages(env: &Environment, image: &str, user_env: &[EnvVar]) -> Opti
                 env_var("TMPDIR", "/scratch"),
             ]
             .into_iter()
-            .chain(user_env.iter().cloned())
-            .collect(),
-        ),
+            .chain(user_env.iter().cloned()),
+        )),
         volume_mounts: Some(vec![
             mount("corral-bin", "/corral/bin", true),
             mount("packages", PACKAGES_DIR, false),

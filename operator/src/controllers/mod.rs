@@ -45,6 +45,10 @@ where
     K: Resource<DynamicType = ()>,
 {
     move |obj, error, ctx| {
+        if error.namespace_terminating() {
+            tracing::debug!(controller, "namespace terminating; not retrying");
+            return Action::await_change();
+        }
         ctx.metrics.failure(controller, error.metric_label());
         let delay = ctx.backoff.failed(crate::context::backoff_key(obj.as_ref()));
         tracing::warn!(controller, error = %error, retry_in = ?delay, "reconcile failed");
