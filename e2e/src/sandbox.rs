@@ -14,6 +14,45 @@ use serde_json::json;
 
 use crate::{TestNamespace, wait};
 
+/// An Agent `helper` on the scripted provider with an empty script: the sandbox tests play the harness's part
+/// themselves, so the model is never asked.
+pub const IDLE_AGENT: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: script}
+data: {script.yaml: "turns: []"}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Agent
+metadata: {name: helper}
+spec:
+  model:
+    id: scripted
+    provider: {type: scripted, scriptRef: {name: script, key: script.yaml}}
+"#;
+
+/// The manifests of a sandbox test: [`IDLE_AGENT`], an Environment `box` with `env_spec`, and a Session `s1` of
+/// both (`session_extra` is appended to the Session's spec, e.g. its `vaultRefs`).
+pub fn manifests(env_spec: &str, session_extra: &str) -> String {
+    format!(
+        r#"{IDLE_AGENT}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Environment
+metadata: {{name: box}}
+spec: {env_spec}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Session
+metadata: {{name: s1}}
+spec:
+  agent: {{name: helper}}
+  environmentRef: {{name: box}}
+  {session_extra}
+"#
+    )
+}
+
 /// How long the sandbox tests wait for a state.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 

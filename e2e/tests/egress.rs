@@ -34,28 +34,12 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
         .spawn()?)
 }
 
+/// A `limited` Environment allowing only `host`, a vault with an `environment_variable` credential bound to it
+/// (stored as the gateway stores it, docs/trust.md), and a Session using the vault.
 fn manifests(host: &str, secret: &str) -> String {
-    format!(
+    let environment = format!(r#"{{config: {{networking: {{type: limited, allowedHosts: ["{host}"]}}}}}}"#);
+    let vault = format!(
         r#"
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: script}}
-data: {{script.yaml: "turns: []"}}
----
-apiVersion: corral.dev/v1alpha1
-kind: Agent
-metadata: {{name: helper}}
-spec:
-  model:
-    id: scripted
-    provider: {{type: scripted, scriptRef: {{name: script, key: script.yaml}}}}
----
-apiVersion: corral.dev/v1alpha1
-kind: Environment
-metadata: {{name: box}}
-spec:
-  config:
-    networking: {{type: limited, allowedHosts: ["{host}"]}}
 ---
 apiVersion: v1
 kind: Secret
@@ -76,16 +60,9 @@ metadata:
 stringData:
   auth: '{{"type": "environment_variable", "secret_name": "API_TOKEN", "secret_value": "{secret}",
           "networking": {{"type": "limited", "allowed_hosts": ["{host}"]}}}}'
----
-apiVersion: corral.dev/v1alpha1
-kind: Session
-metadata: {{name: s1}}
-spec:
-  agent: {{name: helper}}
-  environmentRef: {{name: box}}
-  vaultRefs: [{{name: vlt-e2e}}]
 "#
-    )
+    );
+    corral_e2e::sandbox::manifests(&environment, "vaultRefs: [{name: vlt-e2e}]") + &vault
 }
 
 #[tokio::test]

@@ -16,34 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 
 fn manifests(env_spec: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: script}}
-data: {{script.yaml: "turns: []"}}
----
-apiVersion: corral.dev/v1alpha1
-kind: Agent
-metadata: {{name: helper}}
-spec:
-  model:
-    id: scripted
-    provider: {{type: scripted, scriptRef: {{name: script, key: script.yaml}}}}
----
-apiVersion: corral.dev/v1alpha1
-kind: Environment
-metadata: {{name: box}}
-spec: {env_spec}
----
-apiVersion: corral.dev/v1alpha1
-kind: Session
-metadata: {{name: s1}}
-spec:
-  agent: {{name: helper}}
-  environmentRef: {{name: box}}
-"#
-    )
+    corral_e2e::sandbox::manifests(env_spec, "")
 }
 
 #[tokio::test]
