@@ -320,6 +320,12 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
         }
         let after = api.ok(get.clone(), &format!("/v1/sessions/{session_id}/events?limit=1000"), None).await?;
         assert!(!after.to_string().contains("hijack"), "the other tenant's message never reached the log");
+
+        // Deleted is gone at once for the client, although the operator's finalizer still removes the log.
+        let deleted = api.ok(reqwest::Method::DELETE, &format!("/v1/sessions/{session_id}"), None).await?;
+        assert_eq!(deleted["type"], "session_deleted", "{deleted}");
+        let (status, body) = api.call(get.clone(), &format!("/v1/sessions/{session_id}"), None).await?;
+        assert_eq!(status, 404, "a deleted session is not read back: {body}");
         Ok(())
     })
     .await;

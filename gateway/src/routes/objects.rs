@@ -35,16 +35,18 @@ pub fn plausible(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
-/// The object `id`, or 404 `not_found_error` naming `what`.
+/// The object `id`, or 404 `not_found_error` naming `what`. An object being deleted (a finalizer still runs) is
+/// already gone for the API: a client that deleted it must not read it back.
 pub async fn get<K>(api: &Api<K>, what: &str, id: &str) -> Result<K, ApiError>
 where
-    K: Clone + DeserializeOwned + Debug,
+    K: Clone + DeserializeOwned + Debug + kube::Resource,
 {
     if !plausible(id) {
         return Err(ApiError::not_found(what, id));
     }
     api.get_opt(id)
         .await?
+        .filter(|o| o.meta().deletion_timestamp.is_none())
         .ok_or_else(|| ApiError::not_found(what, id))
 }
 
