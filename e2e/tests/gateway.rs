@@ -94,6 +94,21 @@ impl Client {
     }
 
     /// Sends a request and returns the status and the JSON body.
+    /// Waits until every gateway replica's watch of key Secrets has seen this key (a new key is usable a moment
+    /// after its Secret is created, as for a user).
+    async fn wait_accepted(&self) -> anyhow::Result<()> {
+        wait::until("the new API key accepted", Duration::from_secs(30), || async {
+            // Several tries in a row: the Service spreads requests over the replicas.
+            for _ in 0..4 {
+                if self.call(reqwest::Method::GET, "/v1/agents", None).await?.0 == 401 {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -212,6 +227,7 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
         let api = Client::new(&base, Some(&key));
         let get = reqwest::Method::GET;
         let post = reqwest::Method::POST;
+        api.wait_accepted().await?;
 
         // Resources through the API land as custom resources in the key's namespace.
         let agent = api
@@ -295,6 +311,7 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
 
         // Another tenant's key sees none of it; no key and a wrong key are refused.
         let stranger = Client::new(&base, Some(&create_key(ns.cluster(), &stranger_ns).await?));
+        stranger.wait_accepted().await?;
         for path in [
             format!("/v1/agents/{agent_id}"),
             format!("/v1/environments/{env_id}"),

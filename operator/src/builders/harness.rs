@@ -9,8 +9,8 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
-            Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-            ResourceRequirements, ServiceAccount,
+            Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec,
+            PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, ServiceAccount,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
         rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
@@ -59,7 +59,13 @@ pub struct HarnessObjects {
     pub deployment: Deployment,
     /// Keeps one replica up through voluntary disruptions.
     pub pdb: PodDisruptionBudget,
+    /// The session log's Redis URL (it may carry a password), read by the harness from this Secret rather than
+    /// written into the Deployment where anyone who may read Deployments would see it.
+    pub redis_secret: Option<Secret>,
 }
+
+/// The key of the Redis URL in the harness Secret.
+pub const REDIS_URL_KEY: &str = "redis-url";
 
 /// Labels every harness object carries; the first two select the pods.
 pub fn harness_labels() -> BTreeMap<String, String> {
@@ -159,6 +165,11 @@ pub fn build_harness(namespace: &str, agents: &[Agent], config: &HarnessConfig) 
         role,
         role_binding,
         deployment: build_deployment(namespace, &owners, config),
+        redis_secret: config.redis_url.as_ref().map(|url| Secret {
+            metadata: meta(namespace, &owners),
+            string_data: Some(BTreeMap::from([(REDIS_URL_KEY.to_owned(), url.clone())])),
+            ..Secret::default()
+        }),
         pdb: PodDisruptionBudget {
             metadata: meta(namespace, &owners),
             spec: Some(PodDisruptionBudgetSpec {
@@ -195,8 +206,24 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
         env_var("CORRAL_METRICS_ADDR", &format!("0.0.0.0:{HARNESS_METRICS_PORT}")),
         env_var("CORRAL_LOG", &config.log_filter),
     ];
+    let mut template_annotations = BTreeMap::new();
     if let Some(url) = &config.redis_url {
-        env_vars.push(env_var("CORRAL_REDIS_URL", url));
+        env_vars.push(EnvVar {
+            name: "CORRAL_REDIS_URL".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: HARNESS_NAME.into(),
+                    key: REDIS_URL_KEY.into(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+        // A changed URL rolls the pods (they read the Secret only at start).
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(url.as_bytes());
+        let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        template_annotations.insert("corral.dev/redis-url-hash".to_owned(), hash);
     }
     let container = Container {
         name: "harness".into(),
@@ -232,6 +259,7 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: (!template_annotations.is_empty()).then_some(template_annotations),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -313,7 +341,22 @@ mod tests {
         );
         assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
         let env = c.env.as_ref().unwrap();
-        assert!(env.iter().any(|e| e.name == "CORRAL_REDIS_URL"));
+        let redis = env.iter().find(|e| e.name == "CORRAL_REDIS_URL").unwrap();
+        assert_eq!(
+            redis
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .key,
+            REDIS_URL_KEY
+        );
+        assert!(
+            redis.value.is_none(),
+            "the URL (and its password) is not in the Deployment"
+        );
         assert!(
             env.iter()
                 .any(|e| e.name == "CORRAL_NAMESPACE" && e.value_from.is_some())

@@ -28,6 +28,9 @@ pub async fn ensure(ctx: &Context, ns: &str) -> Result<()> {
     apply(ctx, ns, &objs.service_account).await?;
     apply(ctx, ns, &objs.role).await?;
     apply(ctx, ns, &objs.role_binding).await?;
+    if let Some(secret) = &objs.redis_secret {
+        apply(ctx, ns, secret).await?;
+    }
     apply(ctx, ns, &objs.deployment).await?;
     apply(ctx, ns, &objs.pdb).await?;
     Ok(())
