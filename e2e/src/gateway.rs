@@ -91,6 +91,16 @@ pub async fn create_key(cluster: &Cluster, namespace: &str) -> anyhow::Result<St
     Ok(key)
 }
 
+/// A client with a new key of `namespace` that the gateway already accepts (see [`Client::wait_until_accepted`]).
+pub async fn tenant(base: &str, cluster: &Cluster, namespace: &str) -> anyhow::Result<Client> {
+    let client = Client::new(base, Some(&create_key(cluster, namespace).await?));
+    client.wait_until_accepted().await?;
+    Ok(client)
+}
+
+/// Answers in a row, each on a new connection, that [`Client::wait_until_accepted`] needs.
+const ACCEPTED_IN_A_ROW: u32 = 8;
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -122,6 +132,32 @@ impl Client {
             req = req.header("x-api-key", key);
         }
         req
+    }
+
+    /// Waits until the gateway accepts the key. Every gateway replica learns of a new key from its watch of the
+    /// key Secrets, a moment after the Secret is created; until then it answers 401. So this asks on a new
+    /// connection each time (any replica may answer) until several answers in a row are not 401.
+    pub async fn wait_until_accepted(&self) -> anyhow::Result<()> {
+        let fresh = Self {
+            http: reqwest::Client::builder().pool_max_idle_per_host(0).build()?,
+            base: self.base.clone(),
+            key: self.key.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut in_a_row = 0;
+        while in_a_row < ACCEPTED_IN_A_ROW {
+            let (status, body) = fresh
+                .call(reqwest::Method::GET, "/v1/agents?limit=1", None)
+                .await?;
+            in_a_row = if status == 401 { 0 } else { in_a_row + 1 };
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the gateway still refuses the new key after 60 s: {status} {body}");
+            }
+            if in_a_row == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
     }
 
     /// Sends a request and returns the status and the JSON body (a JSON string when the body is not JSON).

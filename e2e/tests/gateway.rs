@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use corral_e2e::{
     Cluster, TestNamespace,
-    gateway::{Client, create_key, data, enabled, gateway_url, is_end_turn, read_until, types},
+    gateway::{Client, data, enabled, gateway_url, is_end_turn, read_until, tenant, types},
     wait,
 };
 use eventsource_stream::Event;
@@ -34,8 +34,7 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
             "metadata": { "name": "hello-script" }, "data": { "script.yaml": script },
         }))?;
         ns.api::<ConfigMap>().create(&PostParams::default(), &cm).await?;
-        let key = create_key(ns.cluster(), &ns.name).await?;
-        let api = Client::new(&base, Some(&key));
+        let api = tenant(&base, ns.cluster(), &ns.name).await?;
         let get = reqwest::Method::GET;
         let post = reqwest::Method::POST;
 
@@ -120,7 +119,7 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
         .await?;
 
         // Another tenant's key sees none of it; no key and a wrong key are refused.
-        let stranger = Client::new(&base, Some(&create_key(ns.cluster(), &stranger_ns).await?));
+        let stranger = tenant(&base, ns.cluster(), &stranger_ns).await?;
         for path in [
             format!("/v1/agents/{agent_id}"),
             format!("/v1/environments/{env_id}"),

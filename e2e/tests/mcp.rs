@@ -11,7 +11,7 @@
 
 use corral_e2e::{
     Cluster, TestNamespace,
-    gateway::{self, Client, Forward, create_key, data, gateway_url, is_end_turn, read_until, types},
+    gateway::{self, Client, Forward, data, gateway_url, is_end_turn, read_until, tenant, types},
     mcp::WeatherServer,
     model::{ModelServer, Reply, tool_messages, tool_names},
 };
@@ -50,7 +50,7 @@ async fn forecast_session(
     let model_forward = format!("{}-model", ns.name);
     let model_address = ns.cluster().forward_from_host(&model_forward, model.port)?;
 
-    let api = Client::new(base, Some(&create_key(ns.cluster(), &ns.name).await?));
+    let api = tenant(base, ns.cluster(), &ns.name).await?;
     let vault = api
         .create("/v1/vaults", json!({ "display_name": "Weather" }))
         .await?;

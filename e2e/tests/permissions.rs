@@ -11,7 +11,7 @@ use std::{collections::HashSet, time::Duration};
 use anyhow::Context as _;
 use corral_e2e::{
     Cluster, TestNamespace,
-    gateway::{self, Client, Forward, create_key, data, gateway_url, is_end_turn, read_until, types},
+    gateway::{self, Client, Forward, data, gateway_url, is_end_turn, read_until, tenant, types},
     model::{ModelServer, Reply, tool_messages},
     wait,
 };
@@ -44,7 +44,7 @@ async fn asking_session(ns: &TestNamespace, base: &str) -> anyhow::Result<Asking
     let forward = format!("{}-model", ns.name);
     let address = ns.cluster().forward_from_host(&forward, model.port)?;
     let model_forward = Forward::owned(forward);
-    let api = Client::new(base, Some(&create_key(ns.cluster(), &ns.name).await?));
+    let api = tenant(base, ns.cluster(), &ns.name).await?;
     let agent = api
         .create("/v1/agents", json!({
             "name": "Asker",
@@ -223,7 +223,7 @@ async fn an_always_ask_call_waits_across_a_harness_restart_and_runs_when_the_ten
         let waiting = asking.api.history(&asking.session).await?;
 
         // Another tenant's key does not see the session: its confirmation is refused and nothing is appended.
-        let stranger = Client::new(&base, Some(&create_key(ns.cluster(), &other.name).await?));
+        let stranger = tenant(&base, ns.cluster(), &other.name).await?;
         let (status, body) = stranger
             .call(
                 reqwest::Method::POST,
