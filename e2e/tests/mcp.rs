@@ -123,16 +123,8 @@ impl Forecast {
         );
         let cluster = ns.cluster();
         for (namespace, component) in [(&ns.name, "harness"), (&cluster.corral_namespace, "gateway")] {
-            let selector = format!("app.kubernetes.io/component={component}");
-            let logs = cluster.kubectl(&[
-                "-n",
-                namespace,
-                "logs",
-                "--all-containers",
-                "-l",
-                &selector,
-                "--tail=-1",
-            ])?;
+            let logs =
+                cluster.running_pod_logs(namespace, &format!("app.kubernetes.io/component={component}"))?;
             assert!(!logs.is_empty(), "the {component} logs something");
             assert!(!logs.contains(token), "the token is in the {component}'s logs");
         }
