@@ -75,6 +75,30 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The logs (every container, from the start) of the Running pods in `namespace` that match the label
+    /// `selector`. Pods still starting are skipped: they have logged nothing, and kubectl refuses a selector that
+    /// matches one.
+    pub fn running_pod_logs(&self, namespace: &str, selector: &str) -> anyhow::Result<String> {
+        let pods = self.kubectl(&[
+            "-n",
+            namespace,
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        ])?;
+        let mut logs = String::new();
+        for pod in pods.lines().filter(|l| !l.trim().is_empty()) {
+            logs.push_str(&self.kubectl(&["-n", namespace, "logs", pod.trim(), "--all-containers"])?);
+        }
+        Ok(logs)
+    }
+}
+
 fn run_with_input(cmd: &mut Command, stdin: Option<&str>) -> anyhow::Result<std::process::Output> {
     use std::{io::Write, process::Stdio};
     let mut child = cmd

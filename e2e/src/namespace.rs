@@ -1,7 +1,12 @@
 //! One temporary, labelled namespace per test. On failure its objects, events and pod logs are printed, so a red
 //! CI run says why; `kubectl delete ns -l corral.dev/e2e` removes leftovers.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    panic::AssertUnwindSafe,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use futures::FutureExt as _;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
@@ -104,7 +109,8 @@ impl TestNamespace {
         }
     }
 
-    /// Runs `test` in the namespace; dumps it if the test fails, deletes it either way (unless `E2E_KEEP=1`).
+    /// Runs `test` in the namespace; dumps it if the test fails (an error or a panic), deletes it either way (unless
+    /// `E2E_KEEP=1`).
     pub async fn run<F, Fut>(cluster: &Cluster, name: &str, test: F) -> anyhow::Result<()>
     where
         F: FnOnce(TestNamespace) -> Fut,
@@ -116,8 +122,9 @@ impl TestNamespace {
             name: ns_name.clone(),
             cluster: cluster.clone(),
         };
-        let result = test(ns).await;
-        if result.is_err() {
+        // A failed assertion panics: caught here so that it too dumps the namespace and removes it.
+        let outcome = AssertUnwindSafe(test(ns)).catch_unwind().await;
+        if !matches!(outcome, Ok(Ok(()))) {
             probe.dump();
         }
         if std::env::var("E2E_KEEP").as_deref() != Ok("1") {
@@ -125,6 +132,6 @@ impl TestNamespace {
                 .delete(&ns_name, &DeleteParams::background())
                 .await;
         }
-        result
+        outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }

@@ -5,202 +5,18 @@
 //! (404) and no key (401).
 #![cfg(feature = "e2e")]
 
-use std::{
-    pin::Pin,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+use std::time::Duration;
+
+use anyhow::Context as _;
+use corral_e2e::{
+    Cluster, TestNamespace,
+    gateway::{Client, data, enabled, gateway_url, is_end_turn, read_until, tenant, types},
+    wait,
 };
-
-use anyhow::{Context as _, bail};
-use corral_e2e::{Cluster, TestNamespace, wait};
-use eventsource_stream::{Event, Eventsource};
-use futures::{Stream, StreamExt as _};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::{Api, api::PostParams};
-use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
-
-const TURN_TIMEOUT: Duration = Duration::from_secs(240);
-
-fn enabled() -> bool {
-    if std::env::var("CORRAL_E2E_GATEWAY").as_deref() == Ok("true") {
-        return true;
-    }
-    eprintln!("skipped: the gateway is not installed (CORRAL_E2E_GATEWAY != true; run hack/e2e.sh)");
-    false
-}
-
-/// The installed gateway's Service, forwarded to a loopback port: its base URL.
-async fn gateway_url(cluster: &Cluster, forward_name: &str) -> anyhow::Result<String> {
-    let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.corral_namespace);
-    let svc = services
-        .get("corral-gateway")
-        .await
-        .context("the gateway Service corral-gateway (installed by the chart with gateway.enabled)")?;
-    let spec = svc.spec.context("Service without spec")?;
-    let ip = spec.cluster_ip.context("Service without a ClusterIP")?;
-    let port = spec.ports.unwrap_or_default().first().map_or(80, |p| p.port);
-    let local = cluster.forward(forward_name, &format!("{ip}:{port}"))?;
-    Ok(format!("http://127.0.0.1:{local}"))
-}
-
-/// Stores a new key for `namespace` the way `corral-gateway create-key` does (the SHA-256 in a labelled Secret)
-/// and returns it.
-async fn create_key(cluster: &Cluster, namespace: &str) -> anyhow::Result<String> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
-    let key = format!(
-        "sk-corral-{}",
-        hex(&Sha256::digest(format!("{namespace}/{nanos}").as_bytes()))
-    );
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": { "name": "e2e-api-key", "labels": { "corral.dev/api-key": "true" } },
-        "stringData": { "key-sha256": hex(&Sha256::digest(key.as_bytes())) },
-    }))?;
-    Api::<Secret>::namespaced(cluster.client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
-        .await?;
-    Ok(key)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A client of the gateway with one API key.
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    key: Option<String>,
-}
-
-impl Client {
-    fn new(base: &str, key: Option<&str>) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: base.to_owned(),
-            key: key.map(str::to_owned),
-        }
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("anthropic-version", "2023-06-01")
-            .header("anthropic-beta", "managed-agents-2026-04-01");
-        if let Some(key) = &self.key {
-            req = req.header("x-api-key", key);
-        }
-        req
-    }
-
-    /// Sends a request and returns the status and the JSON body.
-    /// Waits until every gateway replica's watch of key Secrets has seen this key (a new key is usable a moment
-    /// after its Secret is created, as for a user).
-    async fn wait_accepted(&self) -> anyhow::Result<()> {
-        wait::until("the new API key accepted", Duration::from_secs(30), || async {
-            // Several tries in a row: the Service spreads requests over the replicas.
-            for _ in 0..4 {
-                if self.call(reqwest::Method::GET, "/v1/agents", None).await?.0 == 401 {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(()))
-        })
-        .await
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.request(method, path);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await?;
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, value))
-    }
-
-    /// A request that must succeed; returns the body.
-    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let (status, value) = self.call(method.clone(), path, body).await?;
-        if !(200..300).contains(&status) {
-            bail!("{method} {path}: {status} {value}");
-        }
-        Ok(value)
-    }
-
-    /// Opens the session's SSE stream, resuming after `last_event_id` when given.
-    async fn stream(&self, session: &str, last_event_id: Option<&str>) -> anyhow::Result<Events> {
-        let mut req = self
-            .request(
-                reqwest::Method::GET,
-                &format!("/v1/sessions/{session}/events/stream"),
-            )
-            .header("accept", "text/event-stream");
-        if let Some(id) = last_event_id {
-            req = req.header("last-event-id", id);
-        }
-        let resp = req.send().await?;
-        if resp.status() != 200 {
-            bail!(
-                "stream: {} {}",
-                resp.status(),
-                resp.text().await.unwrap_or_default()
-            );
-        }
-        Ok(Box::pin(resp.bytes_stream().eventsource().map(|item| {
-            item.map_err(|e| anyhow::anyhow!("reading the stream: {e}"))
-        })))
-    }
-}
-
-/// An open SSE stream.
-type Events = Pin<Box<dyn Stream<Item = anyhow::Result<Event>> + Send>>;
-
-/// Reads SSE events (pings skipped) until `done` holds for one, returning all of them.
-async fn read_until(stream: &mut Events, done: impl Fn(&Event) -> bool) -> anyhow::Result<Vec<Event>> {
-    let mut events = Vec::new();
-    let read = async {
-        while let Some(item) = stream.next().await {
-            let event = item?;
-            if event.event == "ping" {
-                continue;
-            }
-            let stop = done(&event);
-            events.push(event);
-            if stop {
-                return Ok(());
-            }
-        }
-        bail!("the stream ended early")
-    };
-    match tokio::time::timeout(TURN_TIMEOUT, read).await {
-        Ok(Ok(())) => Ok(events),
-        Ok(Err(e)) => Err(e.context(format!("after {:?}", types(&events)))),
-        Err(_) => bail!(
-            "no session.status_idle within {TURN_TIMEOUT:?}; events so far: {:?}",
-            types(&events)
-        ),
-    }
-}
-
-fn types(events: &[Event]) -> Vec<&str> {
-    events.iter().map(|e| e.event.as_str()).collect()
-}
-
-fn data(event: &Event) -> Value {
-    serde_json::from_str(&event.data).unwrap_or(Value::Null)
-}
-
-fn is_end_turn(event: &Event) -> bool {
-    event.event == "session.status_idle" && data(event)["stop_reason"]["type"] == "end_turn"
-}
+use eventsource_stream::Event;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::PostParams;
+use serde_json::json;
 
 #[tokio::test]
 async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
@@ -208,12 +24,7 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
         return Ok(());
     }
     let cluster = Cluster::connect().await?;
-    // A forward of its own: the name of an earlier run's forward may still be taken, pointing elsewhere.
-    let forward = format!(
-        "e2e-gw-{:x}",
-        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() % 0xffffff
-    );
-    let base = gateway_url(&cluster, &forward).await?;
+    let (base, _forward) = gateway_url(&cluster, "e2e-gw").await?;
     let other = TestNamespace::create(&cluster, "gw-other").await?;
     let other_name = other.name.clone();
     let stranger_ns = other.name.clone();
@@ -223,11 +34,9 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
             "metadata": { "name": "hello-script" }, "data": { "script.yaml": script },
         }))?;
         ns.api::<ConfigMap>().create(&PostParams::default(), &cm).await?;
-        let key = create_key(ns.cluster(), &ns.name).await?;
-        let api = Client::new(&base, Some(&key));
+        let api = tenant(&base, ns.cluster(), &ns.name).await?;
         let get = reqwest::Method::GET;
         let post = reqwest::Method::POST;
-        api.wait_accepted().await?;
 
         // Resources through the API land as custom resources in the key's namespace.
         let agent = api
@@ -310,8 +119,7 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
         .await?;
 
         // Another tenant's key sees none of it; no key and a wrong key are refused.
-        let stranger = Client::new(&base, Some(&create_key(ns.cluster(), &stranger_ns).await?));
-        stranger.wait_accepted().await?;
+        let stranger = tenant(&base, ns.cluster(), &stranger_ns).await?;
         for path in [
             format!("/v1/agents/{agent_id}"),
             format!("/v1/environments/{env_id}"),
@@ -347,8 +155,5 @@ async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
     })
     .await;
     let _ = cluster.kubectl(&["delete", "namespace", &other_name, "--wait=false"]);
-    let _ = std::process::Command::new(corral_e2e::cluster::repo_root().join("e2e/cluster/forward.sh"))
-        .args(["stop", &forward])
-        .output();
     result
 }
