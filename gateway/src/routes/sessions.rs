@@ -202,7 +202,12 @@ pub async fn update(
     for _ in 0..4 {
         let req: SessionUpdate = parse(&body)?;
         let session = objects::get(&api, WHAT, &id).await?;
-        let (spec, changes) = apply_update(&session.spec, req)?;
+        let spent = session
+            .status
+            .as_ref()
+            .and_then(|s| s.list_cost.as_ref())
+            .and_then(corral_api::budget::Money::cents);
+        let (spec, changes) = apply_update(&session.spec, req, spent)?;
         if changes.is_empty() {
             return Ok(Json(render(&state, &tenant, &session).await?));
         }
@@ -213,6 +218,7 @@ pub async fn update(
                 let event = EventBody::SessionUpdated(SessionUpdated {
                     title: changes.title,
                     metadata: changes.metadata,
+                    budget: changes.budget,
                     ..SessionUpdated::default()
                 });
                 state
