@@ -76,6 +76,19 @@ pub struct Spent {
 }
 
 impl Budget {
+    /// The API's budget object: `{type:"limit", max_list_cost?:{amount, currency}, max_tokens?}` (`max_tokens` is
+    /// Corral's extension).
+    pub fn to_api(&self) -> serde_json::Value {
+        let mut out = serde_json::json!({ "type": "limit" });
+        if let Some(cost) = &self.max_cost {
+            out["max_list_cost"] = serde_json::json!({ "amount": cost.amount, "currency": cost.currency });
+        }
+        if let Some(tokens) = self.max_tokens {
+            out["max_tokens"] = serde_json::json!(tokens);
+        }
+        out
+    }
+
     /// Whether `spent` reaches the budget. An unknown cost never reaches `maxCost`.
     pub fn reached(&self, spent: Spent) -> bool {
         let tokens = self

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod local;
 pub mod log;
 pub mod metrics;
+pub mod pricing;
 pub mod providers;
 pub mod status;
 pub mod tools;

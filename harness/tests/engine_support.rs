@@ -24,6 +24,7 @@ pub struct Harness {
     pub store: Store,
     pub engine: Arc<Engine>,
     pub agent: Arc<ResolvedAgent>,
+    pub metrics: Metrics,
 }
 
 /// An agent manifest with the built-in toolset, optional extra tools (YAML list items) and `script`.
@@ -38,6 +39,11 @@ pub fn manifest(script: &str, extra_tools: &str) -> String {
 }
 
 pub async fn harness(script: &str, extra_tools: &str) -> Harness {
+    harness_with(script, extra_tools, EngineConfig::default()).await
+}
+
+/// [`harness`] with engine settings (the retry wait is always shortened).
+pub async fn harness_with(script: &str, extra_tools: &str, config: EngineConfig) -> Harness {
     let redis = tokio::task::spawn_blocking(RedisServer::start)
         .await
         .unwrap()
@@ -54,20 +60,22 @@ pub async fn harness(script: &str, extra_tools: &str) -> Harness {
     ));
     let config = EngineConfig {
         retry_base: Duration::from_millis(10),
-        ..EngineConfig::default()
+        ..config
     };
+    let metrics = Metrics::default();
     let engine = Arc::new(Engine::new(
         store.clone(),
         runner,
         Arc::new(NoStatus),
         config,
-        Metrics::default(),
+        metrics.clone(),
     ));
     Harness {
         redis,
         store,
         engine,
         agent: source.agent(),
+        metrics,
     }
 }
 

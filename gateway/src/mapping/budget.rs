@@ -2,7 +2,9 @@
 //! extension, to and from the Session's `spec.budget`.
 
 use corral_api::budget::{Budget, Money, USD};
-use serde_json::{Value, json};
+use serde_json::Value;
+#[cfg(test)]
+use serde_json::json;
 
 use crate::error::ApiError;
 
@@ -71,14 +73,7 @@ fn money(value: &Value) -> Result<Money, ApiError> {
 
 /// The API's budget object of `budget`.
 pub fn object(budget: &Budget) -> Value {
-    let mut out = json!({ "type": "limit" });
-    if let Some(cost) = &budget.max_cost {
-        out["max_list_cost"] = json!({ "amount": cost.amount, "currency": cost.currency });
-    }
-    if let Some(tokens) = budget.max_tokens {
-        out["max_tokens"] = json!(tokens);
-    }
-    out
+    budget.to_api()
 }
 
 #[cfg(test)]

@@ -41,6 +41,13 @@ pub fn apply_body(
     if let Some(usage) = usage {
         status.insert("usage".into(), json!(usage));
     }
+    let cost = match fields {
+        Some(f) => f.list_cost.clone(),
+        None => current.and_then(|c| c.list_cost.clone()),
+    };
+    if let Some(cost) = cost {
+        status.insert("listCost".into(), json!(cost));
+    }
     let active = fields
         .map(|f| f.active_seconds)
         .or(current.and_then(|c| c.active_seconds));
