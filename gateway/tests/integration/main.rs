@@ -5,6 +5,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod budgets;
 mod environments;
 mod events;
 mod harness;

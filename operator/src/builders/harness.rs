@@ -44,6 +44,8 @@ pub struct HarnessConfig {
     pub redis_url: Option<String>,
     /// Log filter of the harness pods.
     pub log_filter: String,
+    /// The harness's price table (YAML or JSON), given as `CORRAL_PRICE_TABLE` when not empty.
+    pub price_table: String,
 }
 
 /// Every object that makes up one namespace's harness.
@@ -196,6 +198,9 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
     if let Some(url) = &config.redis_url {
         env_vars.push(env_var("CORRAL_REDIS_URL", url));
     }
+    if !config.price_table.trim().is_empty() {
+        env_vars.push(env_var("CORRAL_PRICE_TABLE", &config.price_table));
+    }
     let container = Container {
         name: "harness".into(),
         image: Some(config.image.clone()),
@@ -275,6 +280,7 @@ mod tests {
             resources: ResourceRequirements::default(),
             redis_url: Some("redis://corral-redis.corral-system.svc:6379".into()),
             log_filter: "info".into(),
+            price_table: "[{\"model\": \"m\", \"input\": 1, \"output\": 2}]".into(),
         }
     }
 
@@ -312,6 +318,8 @@ mod tests {
         assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
         let env = c.env.as_ref().unwrap();
         assert!(env.iter().any(|e| e.name == "CORRAL_REDIS_URL"));
+        let prices = env.iter().find(|e| e.name == "CORRAL_PRICE_TABLE").unwrap();
+        assert!(prices.value.as_deref().unwrap().contains("\"model\": \"m\""));
         assert!(
             env.iter()
                 .any(|e| e.name == "CORRAL_NAMESPACE" && e.value_from.is_some())
