@@ -14,7 +14,9 @@
 //! | `tool_call_duration_seconds` | `tool` | histogram of tool call durations (sandbox provisioning included) |
 //! | `wakeups_total` | `outcome` | wake-ups taken, by how their session run ended |
 //! | `active_sessions` | | sessions being worked on now |
-//! | `redis_errors_total` | | session runs stopped by a failing session log (Redis) |
+//! | `redis_errors_total` | | session runs stopped, and queue samples lost, by a failing session log (Redis) |
+//! | `wakeup_queue_depth` | | wake-ups of the namespace waiting or being worked on (sampled every 5 s) |
+//! | `wakeup_queue_oldest_age_seconds` | | age of the oldest of them (0 when there is none) |
 
 use corral_api::events::ModelUsage;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -117,6 +119,10 @@ pub struct Metrics {
     pub active_sessions: Gauge,
     /// Session runs stopped by a failing session log.
     pub redis_errors: Counter,
+    /// Wake-ups waiting or being worked on.
+    pub queue_depth: Gauge,
+    /// Age of the oldest wake-up, in seconds.
+    pub queue_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -134,6 +140,8 @@ impl Default for Metrics {
             wakeups: Family::default(),
             active_sessions: Gauge::default(),
             redis_errors: Counter::default(),
+            queue_depth: Gauge::default(),
+            queue_oldest_age: Gauge::default(),
         }
     }
 }
@@ -190,9 +198,50 @@ impl Metrics {
         );
         registry.register(
             "redis_errors",
-            "Session runs stopped by a failing session log (Redis)",
+            "Session runs stopped, and queue samples lost, by a failing session log (Redis)",
             self.redis_errors.clone(),
         );
+        registry.register(
+            "wakeup_queue_depth",
+            "Wake-ups of the namespace waiting or being worked on",
+            self.queue_depth.clone(),
+        );
+        registry.register(
+            "wakeup_queue_oldest_age_seconds",
+            "Age of the oldest wake-up of the namespace",
+            self.queue_oldest_age.clone(),
+        );
+    }
+
+    /// Samples `namespace`'s wake-up queue every `every` until `stop` fires.
+    pub async fn watch_queue(
+        self,
+        store: corral_session::Store,
+        namespace: String,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            match store.wakeup_queue(&namespace).await {
+                Ok(stats) => {
+                    self.queue_depth.set(i64::try_from(stats.depth).unwrap_or(i64::MAX));
+                    let now = jiff::Timestamp::now().as_millisecond();
+                    let age = stats
+                        .oldest_ms
+                        .and_then(|ms| i64::try_from(ms).ok())
+                        .map_or(0.0, |ms| now.saturating_sub(ms).max(0) as f64 / 1000.0);
+                    self.queue_oldest_age.set(age);
+                }
+                Err(err) => {
+                    self.redis_errors.inc();
+                    tracing::debug!(error = %err, "cannot sample the wake-up queue");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stop.cancelled() => return,
+            }
+        }
     }
 
     /// Counts one `outcome` in `family`.

@@ -133,6 +133,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         metrics.clone(),
     ));
+    tokio::spawn(metrics.clone().watch_queue(
+        store.clone(),
+        args.namespace.clone(),
+        Duration::from_secs(5),
+        shutdown.clone(),
+    ));
     let name = format!("{}-{}", args.name, corral_sandbox::random_hex(4));
     let worker = Arc::new(Worker::new(
         store,
