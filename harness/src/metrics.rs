@@ -224,7 +224,8 @@ impl Metrics {
         loop {
             match store.wakeup_queue(&namespace).await {
                 Ok(stats) => {
-                    self.queue_depth.set(i64::try_from(stats.depth).unwrap_or(i64::MAX));
+                    self.queue_depth
+                        .set(i64::try_from(stats.depth).unwrap_or(i64::MAX));
                     let now = jiff::Timestamp::now().as_millisecond();
                     let age = stats
                         .oldest_ms

@@ -285,3 +285,29 @@ async fn the_create_key_command_prints_a_key_that_works() {
         "a key added while the gateway runs works without a restart"
     );
 }
+
+#[tokio::test]
+async fn requests_failed_by_the_session_log_are_counted() {
+    let mut gw = Gateway::start().await;
+    let t = gw.tenant().await;
+    let (_, _, session) = gw.session(&t).await;
+    drop(gw.redis.take());
+    let reply = gw
+        .post(
+            &format!("/v1/sessions/{session}/events"),
+            &t,
+            json!({ "events": [{ "type": "user.message", "content": [{ "type": "text", "text": "hi" }] }] }),
+        )
+        .await;
+    assert!(reply.status.is_server_error(), "{}", reply.body);
+    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("corral_gateway_redis_errors_total 1"),
+        "{metrics}"
+    );
+}
