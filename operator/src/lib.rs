@@ -11,6 +11,7 @@ pub mod context;
 pub mod controllers;
 pub mod crds;
 pub mod error;
+pub mod gauges;
 pub mod leader;
 pub mod metrics;
 pub mod revisions;
@@ -79,6 +80,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     tracing::info!("starting controllers");
+    tokio::spawn(gauges::run(ctx.clone(), stop_rx.clone()));
 
     let controllers = controllers::run_all(ctx, stop);
     match leadership {
