@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test gateway-it cli-it lint fmt generate generate-check chart-lint demo conformance e2e check
+.PHONY: help tools build test gateway-it cli-it viewer-test lint fmt generate generate-check chart-lint demo conformance e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -24,6 +24,9 @@ gateway-it: tools ## The gateway's tests on a real kube-apiserver (light mode) a
 
 cli-it: tools ## The corral CLI against a real gateway, kube-apiserver (light mode) and Redis
 	hack/cli-it.sh
+
+viewer-test: tools ## The session trace viewer in headless Chromium against a real gateway and harness (saves docs/viewer.png)
+	hack/viewer-test.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

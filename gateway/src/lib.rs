@@ -24,3 +24,4 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod versions;
+pub mod viewer;

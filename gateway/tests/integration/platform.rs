@@ -311,3 +311,55 @@ async fn requests_failed_by_the_session_log_are_counted() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_trace_viewer_is_served_without_a_key_and_locked_down() {
+    let gw = Gateway::start().await;
+    let page = reqwest::get(format!("{}/ui/", gw.url)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<ol id="timeline">"#), "{html}");
+    let js = reqwest::get(format!("{}/ui/app.js", gw.url)).await.unwrap();
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let js = js.text().await.unwrap();
+    assert!(
+        js.contains(r#""x-api-key": key()"#),
+        "the page sends the key as a header"
+    );
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/ui", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.headers()["location"], "/ui/");
+    // The data stays behind the key.
+    assert_eq!(
+        reqwest::get(format!("{}/v1/sessions", gw.url))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
