@@ -95,5 +95,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     readiness.set(false);
     server.await??;
     tracing::info!("stopped");
+    corral_runtime::telemetry::flush();
     Ok(())
 }

@@ -167,7 +167,7 @@ pub async fn create(
     if !initial.is_empty() {
         let log = state.log.session(&tenant.namespace, &id);
         let appended = async {
-            log.append_user(initial).await?;
+            super::events::append_traced(&log, initial).await?;
             state.log.enqueue(&tenant.namespace, &id).await
         }
         .await;

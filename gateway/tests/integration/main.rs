@@ -12,3 +12,4 @@ mod harness;
 mod platform;
 mod sessions;
 mod stream;
+mod traces;

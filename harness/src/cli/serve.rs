@@ -168,6 +168,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = health_task.await;
     tracing::info!("stopped");
+    corral_runtime::telemetry::flush();
     result
 }
 

@@ -13,6 +13,7 @@ use corral_api::events::{CacheCreation, Cost};
 use corral_session::{Error as LogError, FencingToken, NewEvent, Store};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::events::{self, Purpose, Served};
 use super::plan::{Limits, Step, plan};
@@ -116,6 +117,8 @@ struct Run<'a> {
     report_status: bool,
     skip_compaction: bool,
     limits: Limits,
+    /// The span of the turn under way, with the position of the event that opened it.
+    turn: Option<(usize, tracing::Span)>,
 }
 
 impl Engine {
@@ -168,8 +171,10 @@ impl Engine {
                 budget: agent.budget.clone(),
                 ..self.config.limits.clone()
             },
+            turn: None,
         };
-        match run.run().await {
+        let span = tracing::info_span!("session", namespace, session);
+        match run.run().instrument(span).await {
             Ok(()) => Outcome::Idle,
             Err(Stop::Outcome(outcome)) => {
                 if matches!(outcome, Outcome::Failed(_)) {
@@ -196,24 +201,61 @@ impl Run<'_> {
                     .await;
             }
             let scan = scan(self.view.entries(), &self.agent.tools);
+            let turn = self.turn_span(&scan);
             match plan(&scan, &self.armed, &self.limits) {
                 Step::Done => return Ok(()),
                 Step::Append { events, arm } => {
-                    self.append(events).await?;
+                    self.append(events).instrument(turn).await?;
                     self.armed.extend(arm);
                 }
                 Step::Model {
                     span: Some(span),
                     failed_attempts,
-                } => self.model_call(&scan, span, failed_attempts).await?,
+                } => {
+                    self.model_call(&scan, span, failed_attempts)
+                        .instrument(turn)
+                        .await?
+                }
                 Step::Model {
                     span: None,
                     failed_attempts,
-                } => self.start_model_call(&scan, failed_attempts).await?,
-                Step::RunTool(tool) => self.run_tool(tool).await?,
+                } => {
+                    self.start_model_call(&scan, failed_attempts)
+                        .instrument(turn)
+                        .await?
+                }
+                Step::RunTool(tool) => self.run_tool(tool).instrument(turn).await?,
             }
             self.view.refresh().await?;
         }
+    }
+
+    /// The span of the current turn: one per turn, named by the event that opened it, continuing the trace the
+    /// gateway recorded with that event (its private `traceparent`).
+    fn turn_span(&mut self, scan: &Scan) -> tracing::Span {
+        let Some(start) = scan.turn_start else {
+            return self
+                .turn
+                .as_ref()
+                .map_or_else(tracing::Span::current, |(_, s)| s.clone());
+        };
+        if let Some((at, span)) = &self.turn
+            && *at == start
+        {
+            return span.clone();
+        }
+        let entry = &self.view.entries()[start];
+        let span = tracing::info_span!(
+            "turn",
+            namespace = self.namespace,
+            session = self.session,
+            turn = %entry.id,
+        );
+        if let Some(traceparent) = entry.hidden_str("traceparent") {
+            corral_runtime::telemetry::set_parent(&span, traceparent);
+        }
+        self.turn = Some((start, span.clone()));
+        span
     }
 
     async fn append(&mut self, events: Vec<NewEvent>) -> Result<(), Stop> {
@@ -343,9 +385,18 @@ impl Run<'_> {
             return Ok(());
         }
         let started = Instant::now();
+        let request_span = tracing::info_span!(
+            "model_request",
+            provider = self.agent.provider.name(),
+            model = %self.agent.spec.model.id,
+            purpose = span.purpose.as_str(),
+            input_tokens = tracing::field::Empty,
+            output_tokens = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         let stream = self.agent.provider.stream(request);
         let result = tokio::select! {
-            result = providers::collect(stream) => result,
+            result = providers::collect(stream).instrument(request_span.clone()) => result,
             () = self.interrupts.wait_newer_than(seen) => {
                 self.count_model("interrupted", None);
                 return Ok(());
@@ -353,6 +404,17 @@ impl Run<'_> {
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
         };
         let seconds = Some(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(turn) => {
+                let usage = model_usage(turn);
+                let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                request_span.record("input_tokens", int(usage.input_tokens));
+                request_span.record("output_tokens", int(usage.output_tokens));
+            }
+            Err(err) => {
+                request_span.record("error", tracing::field::display(err));
+            }
+        }
         let outcome = if result.is_ok() { "ok" } else { "error" };
         self.count_model(outcome, seconds);
         match (span.purpose, result) {
@@ -425,14 +487,21 @@ impl Run<'_> {
         let tools = self.engine.tools.clone();
         let started = Instant::now();
         let metrics = &self.engine.metrics;
+        let tool_span = tracing::info_span!(
+            "tool_call",
+            tool = %tool.name,
+            tool_use_id = %id,
+            is_error = tracing::field::Empty,
+        );
         let output = tokio::select! {
-            output = tools.execute(call) => output,
+            output = tools.execute(call).instrument(tool_span.clone()) => output,
             () = self.interrupts.wait_newer_than(seen) => {
                 metrics.tool_call(&tool.name, "interrupted", None);
                 return Ok(());
             }
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
         };
+        tool_span.record("is_error", output.is_error);
         let outcome = if output.is_error { "error" } else { "ok" };
         metrics.tool_call(&tool.name, outcome, Some(started.elapsed().as_secs_f64()));
         self.append(vec![events::tool_result(
