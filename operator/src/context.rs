@@ -73,6 +73,7 @@ impl Context {
                 redis_url: args.redis_url.clone(),
                 log_filter: args.harness_log.clone(),
                 price_table: args.harness_price_table.clone(),
+                otlp_endpoint: args.log.otlp_endpoint.clone(),
             }),
         }
     }

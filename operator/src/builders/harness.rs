@@ -46,6 +46,8 @@ pub struct HarnessConfig {
     pub log_filter: String,
     /// The harness's price table (YAML or JSON), given as `CORRAL_PRICE_TABLE` when not empty.
     pub price_table: String,
+    /// Where to export traces (OTLP/HTTP), given as `OTEL_EXPORTER_OTLP_ENDPOINT` when not empty.
+    pub otlp_endpoint: String,
 }
 
 /// Every object that makes up one namespace's harness.
@@ -198,6 +200,9 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
     if let Some(url) = &config.redis_url {
         env_vars.push(env_var("CORRAL_REDIS_URL", url));
     }
+    if !config.otlp_endpoint.is_empty() {
+        env_vars.push(env_var("OTEL_EXPORTER_OTLP_ENDPOINT", &config.otlp_endpoint));
+    }
     if !config.price_table.trim().is_empty() {
         env_vars.push(env_var("CORRAL_PRICE_TABLE", &config.price_table));
     }
@@ -281,6 +286,7 @@ mod tests {
             redis_url: Some("redis://corral-redis.corral-system.svc:6379".into()),
             log_filter: "info".into(),
             price_table: "[{\"model\": \"m\", \"input\": 1, \"output\": 2}]".into(),
+            otlp_endpoint: String::new(),
         }
     }
 
