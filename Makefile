@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test gateway-it cli-it viewer-test lint fmt generate generate-check chart-lint demo conformance e2e check
+.PHONY: help tools build test gateway-it cli-it viewer-test bench lint fmt generate generate-check chart-lint demo conformance e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -46,6 +46,9 @@ lint: tools ## fmt check, clippy -D warnings, CRD drift, chart lint
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	$(MAKE) generate-check
 	$(MAKE) chart-lint
+
+bench: tools ## The benchmark suite: runs every benchmark once and writes docs/benchmarks.md (BENCH_CLUSTER=1 adds the cluster figures)
+	bench/run.sh
 
 demo: ## Install Corral (local cluster unless KUBECONFIG is set) and stream a session through the gateway
 	@hack/demo.sh
