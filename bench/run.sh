@@ -27,6 +27,7 @@ cleanup() {
 trap cleanup EXIT
 
 command -v redis-server >/dev/null || hack/tools.sh
+load=$(awk '{print $1}' /proc/loadavg)
 log "building the benchmarks, the harness and the sandbox daemon"
 cargo build -q -p corral-bench --bins
 cargo build -q -p corral-harness --bin corral-harness
@@ -58,13 +59,13 @@ fi
 
 # --- the report ---------------------------------------------------------------------------------------------------
 # Pulls a figure out of a result file: the first match of an extended regex's group 1.
-pick() { sed -nE "s/$2/\1/p" "$work/$1" 2>/dev/null | head -1; }
+pick() { sed -nE "s/$2/\1/p" "$work/$1" 2>/dev/null | head -1 || true; }
 # A duration as printed by Rust's Debug (`12.3ms`, `1.2s`, `850.1µs`) in milliseconds.
 ms() {
-  awk -v d="$1" 'BEGIN { if (d ~ /µs$/) { sub(/µs$/, "", d); print d / 1000 }
-                        else if (d ~ /ms$/) { sub(/ms$/, "", d); print d + 0 }
-                        else if (d ~ /ns$/) { sub(/ns$/, "", d); print d / 1e6 }
-                        else if (d ~ /s$/) { sub(/s$/, "", d); print d * 1000 }
+  awk -v d="$1" 'BEGIN { if (d ~ /µs$/) { sub(/µs$/, "", d); printf "%.2f\n", d / 1000 }
+                        else if (d ~ /ms$/) { sub(/ms$/, "", d); printf "%.1f\n", d }
+                        else if (d ~ /ns$/) { sub(/ns$/, "", d); printf "%.3f\n", d / 1e6 }
+                        else if (d ~ /s$/) { sub(/s$/, "", d); printf "%.0f\n", d * 1000 }
                         else print "" }'
 }
 # "met" / "missed" / "—": value, comparison (lt or gt), target.
@@ -97,10 +98,11 @@ cluster_cmd="\`BENCH_CLUSTER=1 KUBECONFIG=… make bench\` on \`make cluster-up\
 {
   echo "# Benchmarks"
   echo
-  echo "Written by \`make bench\` (\`bench/run.sh\`) from one run on $(date -u +%Y-%m-%d) at commit"
-  echo "\`$(git rev-parse --short HEAD)\`: $(nproc) cores ($(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo)),"
-  echo "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r). Debug builds; the machine is shared with builds and other"
-  echo "processes, so compare only figures of one run. Targets are Corral's own."
+  cpu=$(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo)
+  mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
+  echo "Written by \`make bench\` (\`bench/run.sh\`) from one run on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse --short HEAD)\`:"
+  echo "$(nproc) cores ($cpu), $mem, Linux $(uname -r). Debug builds; the machine is shared with builds and other"
+  echo "processes (\`uptime\` load before the run: $load), so compare only figures of one run. Targets are Corral's own."
   echo
   echo "| figure | value | target | verdict | command |"
   echo "|---|---|---|---|---|"
