@@ -43,31 +43,47 @@ async fn main() -> anyhow::Result<()> {
     readiness.set(true);
     tokio::spawn(server::serve(listener, state, readiness, std::future::pending()));
 
-    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis();
+    let suffix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
     let ns = format!("bench-sse-{suffix}");
     let (key, _) = admin::create_key(&kube, &ns, None).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(2000).build()?;
     let call = |method: reqwest::Method, path: String, body: Option<Value>| {
-        let mut req = http.request(method, format!("{url}{path}")).header("x-api-key", &key);
+        let mut req = http
+            .request(method, format!("{url}{path}"))
+            .header("x-api-key", &key);
         if let Some(body) = body {
             req = req.json(&body);
         }
         req.send()
     };
     for _ in 0..200 {
-        if call(reqwest::Method::GET, "/v1/agents".into(), None).await?.status() != 401 {
+        if call(reqwest::Method::GET, "/v1/agents".into(), None)
+            .await?
+            .status()
+            != 401
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let agent: Value = call(reqwest::Method::POST, "/v1/agents".into(), Some(json!({"name": "a", "model": "m"})))
-        .await?
-        .json()
-        .await?;
-    let env: Value = call(reqwest::Method::POST, "/v1/environments".into(), Some(json!({"name": "e"})))
-        .await?
-        .json()
-        .await?;
+    let agent: Value = call(
+        reqwest::Method::POST,
+        "/v1/agents".into(),
+        Some(json!({"name": "a", "model": "m"})),
+    )
+    .await?
+    .json()
+    .await?;
+    let env: Value = call(
+        reqwest::Method::POST,
+        "/v1/environments".into(),
+        Some(json!({"name": "e"})),
+    )
+    .await?
+    .json()
+    .await?;
     let mut ids = Vec::new();
     for _ in 0..sessions {
         let s: Value = call(
@@ -105,8 +121,12 @@ async fn main() -> anyhow::Result<()> {
                 buffer.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(cut) = buffer.find("\n\n") {
                     let message: String = buffer.drain(..cut + 2).collect();
-                    let Some(data) = message.lines().find_map(|l| l.strip_prefix("data:")) else { continue };
-                    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else { continue };
+                    let Some(data) = message.lines().find_map(|l| l.strip_prefix("data:")) else {
+                        continue;
+                    };
+                    let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
+                        continue;
+                    };
                     if let Some(text) = event.pointer("/content/0/text").and_then(Value::as_str)
                         && let Some(at) = sent.lock().ok().and_then(|s| s.get(text).copied())
                     {
@@ -126,14 +146,19 @@ async fn main() -> anyhow::Result<()> {
     for round in 0..per_session {
         for id in &ids {
             let text = format!("{id}-{round}");
-            let body = json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]});
+            let body =
+                json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]});
             let t0 = Instant::now();
             if let Ok(mut s) = sent.lock() {
                 s.insert(text, t0);
             }
-            let status = call(reqwest::Method::POST, format!("/v1/sessions/{id}/events"), Some(body))
-                .await?
-                .status();
+            let status = call(
+                reqwest::Method::POST,
+                format!("/v1/sessions/{id}/events"),
+                Some(body),
+            )
+            .await?
+            .status();
             if !status.is_success() {
                 bail!("send: {status}");
             }
