@@ -104,14 +104,16 @@ async fn a_scrape_after_a_scripted_turn_shows_its_figures() {
     assert!(idle, "the turn did not end");
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = || async {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
     // 2,300 input tokens × $2 + 250 output tokens × $10 per million = $0.0071.
-    for line in [
+    let expected = [
         r#"corral_harness_model_tokens_total{provider="scripted",model="scripted",kind="input"} 2300"#,
         r#"corral_harness_model_tokens_total{provider="scripted",model="scripted",kind="output"} 250"#,
         r#"corral_harness_model_list_cost_usd_total{provider="scripted",model="scripted"} 0.0071"#,
@@ -125,7 +127,17 @@ async fn a_scrape_after_a_scripted_turn_shows_its_figures() {
         "corral_harness_wakeup_queue_oldest_age_seconds ",
         "corral_harness_redis_errors_total 0",
         r#"corral_harness_wakeups_total{outcome="idle"} 1"#,
-    ] {
+    ];
+    // The worker counts the wake-up just after the turn's last append: scrape until it has (or give up).
+    let mut text = scrape().await;
+    for _ in 0..100 {
+        if expected.iter().all(|line| text.contains(line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = scrape().await;
+    }
+    for line in expected {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
 }
