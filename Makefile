@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test gateway-it cli-it lint fmt generate generate-check chart-lint demo conformance e2e check
+.PHONY: help tools build test gateway-it cli-it viewer-test bench lint fmt generate generate-check chart-lint demo conformance e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -25,6 +25,9 @@ gateway-it: tools ## The gateway's tests on a real kube-apiserver (light mode) a
 cli-it: tools ## The corral CLI against a real gateway, kube-apiserver (light mode) and Redis
 	hack/cli-it.sh
 
+viewer-test: tools ## The session trace viewer in headless Chromium against a real gateway and harness (saves docs/viewer.png)
+	hack/viewer-test.sh
+
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
@@ -43,6 +46,9 @@ lint: tools ## fmt check, clippy -D warnings, CRD drift, chart lint
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	$(MAKE) generate-check
 	$(MAKE) chart-lint
+
+bench: tools ## The benchmark suite: runs every benchmark once and writes docs/benchmarks.md (BENCH_CLUSTER=1 adds the cluster figures)
+	bench/run.sh
 
 demo: ## Install Corral (local cluster unless KUBECONFIG is set) and stream a session through the gateway
 	@hack/demo.sh

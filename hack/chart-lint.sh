@@ -28,4 +28,21 @@ grep -q 'redis.external.secretName is required' <<<"$msg" || die "unclear error:
 if helm template corral charts/corral --kube-version 1.33.0 --set operator.logFormat=yaml >/dev/null 2>&1; then
   die "values.schema.json must reject operator.logFormat=yaml"
 fi
+# Monitoring on: monitors for every component and the Grafana dashboard, whose JSON parses and whose every metric is
+# one that docs/observability.md lists.
+helm template corral charts/corral --kube-version 1.33.0 --namespace corral-system \
+  --set metrics.serviceMonitor.enabled=true --set metrics.grafanaDashboard.enabled=true >"$out/monitoring.yaml"
+[[ $(grep -c '^kind: ServiceMonitor' "$out/monitoring.yaml") == 2 ]] || die "a ServiceMonitor for the operator and the gateway"
+grep -q '^kind: PodMonitor' "$out/monitoring.yaml" || die "a PodMonitor for the harness pods"
+grep -q 'grafana_dashboard: "1"' "$out/monitoring.yaml" || die "the dashboard ConfigMap carries the sidecar's label"
+python3 - charts/corral/dashboards/corral.json docs/observability.md <<'PY' || die "dashboard check failed"
+import json, re, sys
+dashboard = json.load(open(sys.argv[1]))
+documented = set(re.findall(r"`(corral_[a-z_]+)", open(sys.argv[2]).read()))
+used = {re.sub(r"_(bucket|count|sum)$", "", m)
+        for p in dashboard["panels"] for t in p.get("targets", []) for m in re.findall(r"corral_[a-z_]+", t["expr"])}
+missing = sorted(used - documented)
+if missing:
+    sys.exit(f"dashboard metrics not in docs/observability.md: {missing}")
+PY
 log "charts lint clean"

@@ -78,6 +78,11 @@ pub struct AgentSpec {
     #[schemars(extend("maxProperties" = 16))]
     #[x_kube(validation = Rule::new(crate::common::METADATA_RULE).message(crate::common::METADATA_RULE_MESSAGE))]
     pub metadata: Metadata,
+
+    /// A spending limit applied to each session of this agent (a Session's own `budget` takes precedence).
+    /// Corral's extension; see `budget` on Session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::budget::Budget>,
 }
 
 /// The model configuration (the API's `ModelConfig`) plus the provider that serves it.

@@ -8,6 +8,7 @@
 //! (`agent-…`, `env-…`, `sesn-…`); objects created with kubectl keep the names their authors gave them.
 
 pub mod agent;
+pub mod budget;
 pub mod common;
 pub mod conditions;
 pub mod egress;

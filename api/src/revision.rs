@@ -120,6 +120,7 @@ mod tests {
                 mcp_servers: vec![],
                 skills: vec![],
                 metadata: Default::default(),
+                budget: None,
             },
         );
         a.metadata.namespace = Some("team".into());

@@ -29,6 +29,8 @@ use crate::common::{LocalObjectRef, Metadata, SecretKeyRef};
     printcolumn = r#"{"name": "Environment", "type": "string", "jsonPath": ".spec.environmentRef.name"}"#,
     printcolumn = r#"{"name": "Sandbox", "type": "string", "jsonPath": ".status.sandbox.phase"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "priority": 1}"#,
+    printcolumn = r#"{"name": "Active-s", "type": "number", "jsonPath": ".status.activeSeconds", "priority": 1}"#,
+    printcolumn = r#"{"name": "Cost-USD-cents", "type": "string", "jsonPath": ".status.listCost.amount", "priority": 1}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +59,10 @@ pub struct SessionSpec {
     #[x_kube(validation = Rule::new("self.size() <= 64").message("at most 64 resources"))]
     #[schemars(length(max = 64))]
     pub resources: Vec<SessionResource>,
+    /// A spending limit for this session (the API's `budget`); the agent's budget applies when omitted. When it is
+    /// reached the session goes idle with `stop_reason: budget_reached` instead of calling the model again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::budget::Budget>,
 }
 
 /// Which agent a session runs.
@@ -141,7 +147,7 @@ pub enum CheckoutType {
 }
 
 /// Observed state of a Session. The operator owns `agentVersion`, `sandbox` (but for `sandbox.requestedAt`),
-/// `conditions` and `observedGeneration`; the harness owns `phase`, `usage`, `activeSeconds`, `lastEventTime` and
+/// `conditions` and `observedGeneration`; the harness owns `phase`, `usage`, `listCost`, `activeSeconds`, `lastEventTime` and
 /// `sandbox.requestedAt`. Each writes its fields with server-side apply under its own field manager.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -159,7 +165,11 @@ pub struct SessionStatus {
     /// Tokens used so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
-    /// Seconds the session has spent running (never counting idle time).
+    /// Estimated list-price cost so far, from the harness's price table (the API's `usage.list_cost`). Absent when
+    /// the agent's model has no price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_cost: Option<crate::budget::Money>,
+    /// Seconds the session has spent running, to the millisecond (never counting idle time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_seconds: Option<f64>,
     /// When the last event was appended to the session's log (RFC 3339).

@@ -12,6 +12,7 @@ mod output;
 mod render;
 mod resources;
 mod stream;
+mod usage;
 
 use clap::{CommandFactory, Parser};
 

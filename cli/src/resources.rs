@@ -118,6 +118,18 @@ const SESSION_COLUMNS: &[Column] = &[
         cell: |v| field(v, "/title"),
     },
     Column {
+        header: "ACTIVE",
+        cell: crate::usage::active,
+    },
+    Column {
+        header: "TOKENS",
+        cell: crate::usage::tokens,
+    },
+    Column {
+        header: "COST",
+        cell: crate::usage::cost,
+    },
+    Column {
         header: "CREATED",
         cell: |v| time(v, "/created_at"),
     },

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub error_code: Option<&'static str>,
     /// Seconds to put in `retry-after` (429).
     pub retry_after: Option<u64>,
+    /// Whether the session log (Redis) failed: counted in `corral_gateway_redis_errors_total`.
+    pub session_log_failure: bool,
 }
 
 /// A result whose error is answered with the envelope.
@@ -34,6 +36,7 @@ impl ApiError {
             message: message.into(),
             error_code: None,
             retry_after: None,
+            session_log_failure: false,
         }
     }
 
@@ -198,8 +201,14 @@ impl From<corral_session::Error> for ApiError {
         match err {
             corral_session::Error::InvalidCursor(c) => Self::invalid(format!("page: invalid cursor {c:?}")),
             corral_session::Error::InvalidArgument(m) => Self::invalid(m),
-            e if e.is_transient() => Self::unavailable(format!("session log: {e}")),
-            e => Self::internal(e),
+            e if e.is_transient() => Self {
+                session_log_failure: true,
+                ..Self::unavailable(format!("session log: {e}"))
+            },
+            e => Self {
+                session_log_failure: true,
+                ..Self::internal(e)
+            },
         }
     }
 }

@@ -67,5 +67,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", args.listen))?;
-    server::serve(listener, state, readiness, corral_runtime::shutdown::signal()).await
+    let result = server::serve(listener, state, readiness, corral_runtime::shutdown::signal()).await;
+    corral_runtime::telemetry::flush();
+    result
 }

@@ -1,4 +1,5 @@
-//! Prometheus metrics of the gateway: requests by route, method and status, request durations, SSE clients.
+//! Prometheus metrics of the gateway (prefix `corral_gateway`): requests by route, method and status, request
+//! durations, SSE clients and events, rate-limited requests, requests failed by the session log (Redis).
 
 use std::{
     sync::{Arc, Mutex},
@@ -49,6 +50,8 @@ pub struct Metrics {
     pub sse_events: Counter,
     /// Requests refused by the rate limit.
     pub rate_limited: Counter,
+    /// Requests failed by the session log (Redis).
+    pub redis_errors: Counter,
     /// The registry holding them (for `/metrics`).
     pub registry: Arc<Mutex<Registry>>,
 }
@@ -70,6 +73,12 @@ impl Metrics {
         let sse_clients = Gauge::default();
         let sse_events = Counter::default();
         let rate_limited = Counter::default();
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Requests failed by the session log (Redis)",
+            redis_errors.clone(),
+        );
         registry.register("http_requests", "HTTP requests answered", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -89,6 +98,7 @@ impl Metrics {
             sse_clients,
             sse_events,
             rate_limited,
+            redis_errors,
             registry: Arc::new(Mutex::new(registry)),
         }
     }
@@ -104,6 +114,13 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     let start = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
+    if response
+        .extensions()
+        .get::<crate::error::ApiError>()
+        .is_some_and(|e| e.session_log_failure)
+    {
+        state.metrics.redis_errors.inc();
+    }
     state
         .metrics
         .durations

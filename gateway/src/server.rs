@@ -36,8 +36,8 @@ async fn unknown_route() -> ApiError {
     ApiError::for_status(axum::http::StatusCode::NOT_FOUND)
 }
 
-/// The whole application: `/v1/*` behind API keys and rate limits, `/v1/openapi.yaml`, `/metrics`, `/healthz`,
-/// `/readyz`; every response with a `request-id`, every error in the API's envelope.
+/// The whole application: `/v1/*` behind API keys and rate limits, `/v1/openapi.yaml`, the trace viewer at `/ui/`,
+/// `/metrics`, `/healthz`, `/readyz`; every response with a `request-id`, every error in the API's envelope.
 pub fn router(state: AppState, readiness: Readiness) -> Router {
     let api = routes::v1()
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
@@ -46,6 +46,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
     Router::new()
         .merge(api)
         .route("/v1/openapi.yaml", get(openapi))
+        .merge(crate::viewer::routes())
         .fallback(unknown_route)
         .with_state(state.clone())
         .merge(health)

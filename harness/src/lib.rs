@@ -16,6 +16,7 @@ pub mod local;
 pub mod log;
 pub mod mcp;
 pub mod metrics;
+pub mod pricing;
 pub mod providers;
 pub mod status;
 pub mod tools;

@@ -24,6 +24,7 @@ pub struct Harness {
     pub store: Store,
     pub engine: Arc<Engine>,
     pub agent: Arc<ResolvedAgent>,
+    pub metrics: Metrics,
 }
 
 /// An agent manifest with the built-in toolset, optional extra tools (YAML list items) and `script`.
@@ -38,6 +39,11 @@ pub fn manifest(script: &str, extra_tools: &str) -> String {
 }
 
 pub async fn harness(script: &str, extra_tools: &str) -> Harness {
+    harness_with(script, extra_tools, EngineConfig::default()).await
+}
+
+/// [`harness`] with engine settings (the retry wait is always shortened).
+pub async fn harness_with(script: &str, extra_tools: &str, config: EngineConfig) -> Harness {
     let redis = tokio::task::spawn_blocking(RedisServer::start)
         .await
         .unwrap()
@@ -45,16 +51,23 @@ pub async fn harness(script: &str, extra_tools: &str) -> Harness {
     let store = Store::connect(&redis.url(), Config::default()).await.unwrap();
     let source =
         FileAgentSource::from_manifest(&Manifest::parse(&manifest(script, extra_tools)).unwrap()).unwrap();
+    let metrics = Metrics::default();
     Harness {
-        engine: engine(store.clone()),
+        engine: engine_with(store.clone(), config, metrics.clone()),
         redis,
         store,
         agent: source.agent(),
+        metrics,
     }
 }
 
 /// A new engine (with its own local sandbox) appending to `store`.
 pub fn engine(store: Store) -> Arc<Engine> {
+    engine_with(store, EngineConfig::default(), Metrics::default())
+}
+
+/// [`engine`] with engine settings and metrics.
+pub fn engine_with(store: Store, config: EngineConfig, metrics: Metrics) -> Arc<Engine> {
     let runner = Arc::new(LocalToolRunner::new(
         LocalSandboxOptions {
             isolation: corral_sandbox::Isolation::Plain,
@@ -64,15 +77,9 @@ pub fn engine(store: Store) -> Arc<Engine> {
     ));
     let config = EngineConfig {
         retry_base: Duration::from_millis(10),
-        ..EngineConfig::default()
+        ..config
     };
-    Arc::new(Engine::new(
-        store,
-        runner,
-        Arc::new(NoStatus),
-        config,
-        Metrics::default(),
-    ))
+    Arc::new(Engine::new(store, runner, Arc::new(NoStatus), config, metrics))
 }
 
 impl Harness {

@@ -96,6 +96,10 @@ pub struct Args {
     #[arg(long, env = "CORRAL_HARNESS_LOG", default_value = "info")]
     pub harness_log: String,
 
+    /// List prices for the harness's cost estimates (YAML or JSON; see `corral-harness serve --price-table`).
+    #[arg(long, env = "CORRAL_HARNESS_PRICE_TABLE", default_value = "")]
+    pub harness_price_table: String,
+
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,

@@ -103,6 +103,8 @@ impl Context {
                 resources: args.harness_resources.clone().unwrap_or_default(),
                 redis_url: args.redis_url.clone(),
                 log_filter: args.harness_log.clone(),
+                price_table: args.harness_price_table.clone(),
+                otlp_endpoint: args.log.otlp_endpoint.clone(),
             }),
         }
     }

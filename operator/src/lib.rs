@@ -12,6 +12,7 @@ pub mod controllers;
 pub mod crds;
 pub mod egress_ca;
 pub mod error;
+pub mod gauges;
 pub mod leader;
 pub mod metrics;
 pub mod revisions;
@@ -89,6 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     tracing::info!("starting controllers");
+    tokio::spawn(gauges::run(ctx.clone(), stop_rx.clone()));
 
     let controllers = controllers::run_all(ctx, stop);
     match leadership {
@@ -103,5 +105,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     readiness.set(false);
     server.await??;
     tracing::info!("stopped");
+    corral_runtime::telemetry::flush();
     Ok(())
 }

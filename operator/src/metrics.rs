@@ -1,10 +1,13 @@
-//! Reconcile metrics: counts, failures by error, and durations, per controller.
+//! The operator's metrics (prefix `corral`): reconcile counts, failures by error and durations per controller;
+//! Sessions by phase and sandbox pods by state (sampled, see [`crate::gauges`]); sandbox provisioning latency, from
+//! the harness's request (`status.sandbox.requestedAt`) to the published endpoint, for warm-pool claims and cold
+//! pod creations.
 
 use std::time::Instant;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -24,12 +27,36 @@ pub struct FailureLabels {
     pub error: &'static str,
 }
 
+/// The `phase` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// `idle`, `running`, `rescheduling` or `terminated`.
+    pub phase: &'static str,
+}
+
+/// The `state` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// See [`crate::gauges::POD_STATES`].
+    pub state: &'static str,
+}
+
+/// The `kind` label of a provisioning.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProvisionLabel {
+    /// `warm` (a warm-pool pod was claimed) or `cold` (a pod was created).
+    pub kind: &'static str,
+}
+
 /// The operator's metrics.
 #[derive(Clone)]
 pub struct Metrics {
     reconciles: Family<ControllerLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     duration: Family<ControllerLabels, Histogram>,
+    sessions: Family<PhaseLabel, Gauge>,
+    sandbox_pods: Family<StateLabel, Gauge>,
+    provisioning: Family<ProvisionLabel, Histogram>,
 }
 
 impl Metrics {
@@ -41,7 +68,23 @@ impl Metrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
             }),
+            sessions: Family::default(),
+            sandbox_pods: Family::default(),
+            provisioning: Family::new_with_constructor(|| {
+                Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0])
+            }),
         };
+        registry.register("sessions", "Sessions by phase", metrics.sessions.clone());
+        registry.register(
+            "sandbox_pods",
+            "Sandbox pods by state",
+            metrics.sandbox_pods.clone(),
+        );
+        registry.register(
+            "sandbox_provision_duration_seconds",
+            "Time from a sandbox request to its published endpoint, by warm claim or cold creation",
+            metrics.provisioning.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles run, by controller",
@@ -70,6 +113,23 @@ impl Metrics {
             controller,
             start: Instant::now(),
         }
+    }
+
+    /// Sets the number of Sessions in `phase`.
+    pub fn set_sessions(&self, phase: &'static str, n: i64) {
+        self.sessions.get_or_create(&PhaseLabel { phase }).set(n);
+    }
+
+    /// Sets the number of sandbox pods in `state`.
+    pub fn set_sandbox_pods(&self, state: &'static str, n: i64) {
+        self.sandbox_pods.get_or_create(&StateLabel { state }).set(n);
+    }
+
+    /// Records a sandbox that became ready `seconds` after it was requested.
+    pub fn provisioned(&self, kind: &'static str, seconds: f64) {
+        self.provisioning
+            .get_or_create(&ProvisionLabel { kind })
+            .observe(seconds);
     }
 
     /// Counts a failed reconcile.

@@ -112,10 +112,15 @@ impl SandboxClient {
         request: &ExecuteRequest,
         timeout: Duration,
     ) -> Result<ToolResult, ClientError> {
-        let response = self
+        let mut post = self
             .http
             .post(format!("{}{EXECUTE_PATH}", self.base_url))
-            .bearer_auth(&self.token)
+            .bearer_auth(&self.token);
+        // The trace of the turn continues in the daemon's log lines.
+        if let Some(traceparent) = corral_runtime::telemetry::current_traceparent() {
+            post = post.header("traceparent", traceparent);
+        }
+        let response = post
             .json(request)
             .timeout(timeout)
             .send()

@@ -61,7 +61,18 @@ async fn info(State(toolbox): State<Arc<Toolbox>>) -> Json<DaemonInfo> {
     })
 }
 
-async fn execute(State(toolbox): State<Arc<Toolbox>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn execute(
+    State(toolbox): State<Arc<Toolbox>>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // The caller's trace context (W3C `traceparent`), logged with the call so the daemon's lines join the turn's
+    // trace.
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .unwrap_or("");
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -94,6 +105,7 @@ async fn execute(State(toolbox): State<Arc<Toolbox>>, body: Result<Bytes, BytesR
     tracing::info!(
         tool = tool.as_str(),
         tool_use_id = request.tool_use_id.as_deref().unwrap_or(""),
+        traceparent,
         is_error = result.is_error,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "ran a tool"

@@ -36,7 +36,7 @@ pub use keys::SessionKeys;
 pub use lease::{FencingToken, Lease};
 pub use log::{NewEvent, Order, Page, SessionLog, StoredEvent};
 pub use store::{Config, Store};
-pub use wakeup::{WakeConsumer, Wakeup};
+pub use wakeup::{QueueStats, WakeConsumer, Wakeup};
 
 /// Deletes every key of a session's log. Idempotent: deleting a log that is already gone succeeds.
 pub async fn delete_session_log(

@@ -98,6 +98,11 @@ impl Store {
         crate::wakeup::enqueue(self, namespace, session).await
     }
 
+    /// How many wake-ups of `namespace` wait or are being worked on, and when the oldest was enqueued.
+    pub async fn wakeup_queue(&self, namespace: &str) -> Result<crate::wakeup::QueueStats> {
+        crate::wakeup::queue_stats(self, namespace).await
+    }
+
     /// A consumer of `namespace`'s wake-up queue named `consumer` (unique per process), which reclaims entries
     /// other consumers held for longer than `visibility` without acknowledging or touching them.
     pub async fn wake_consumer(

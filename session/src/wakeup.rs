@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::{
     aio::MultiplexedConnection,
-    streams::{StreamAutoClaimReply, StreamId, StreamReadReply},
+    streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply},
 };
 
 use crate::{
@@ -38,6 +38,40 @@ pub(crate) async fn enqueue(store: &Store, namespace: &str, session: &str) -> Re
     store
         .run("enqueue wake-up", async move { cmd.query_async(&mut conn).await })
         .await
+}
+
+/// The size and age of a namespace's wake-up queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Wake-ups not yet acknowledged: waiting, or taken by a harness that works on their session.
+    pub depth: u64,
+    /// When the oldest of them was enqueued (Unix milliseconds, the Redis server's clock).
+    pub oldest_ms: Option<u64>,
+}
+
+pub(crate) async fn queue_stats(store: &Store, namespace: &str) -> Result<QueueStats> {
+    let key = wakeups(namespace);
+    let mut conn = store.connection();
+    let mut pipe = redis::pipe();
+    pipe.cmd("XLEN")
+        .arg(&key)
+        .cmd("XRANGE")
+        .arg(&key)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1);
+    let (depth, first): (u64, StreamRangeReply) = store
+        .run("read the wake-up queue's size", async move {
+            pipe.query_async(&mut conn).await
+        })
+        .await?;
+    let oldest_ms = first
+        .ids
+        .first()
+        .and_then(|e| e.id.split_once('-'))
+        .and_then(|(ms, _)| ms.parse().ok());
+    Ok(QueueStats { depth, oldest_ms })
 }
 
 /// A consumer of one namespace's wake-up queue. Each harness process has one, with a unique name.

@@ -118,3 +118,24 @@ async fn bad_queue_arguments_are_errors() {
     );
     assert!(store.wake_consumer("ns", "c", Duration::ZERO).await.is_err());
 }
+
+#[tokio::test]
+async fn the_queue_reports_its_depth_and_oldest_entry() {
+    let (_server, store) = start().await;
+    let empty = store.wakeup_queue("team-q").await.unwrap();
+    assert_eq!((empty.depth, empty.oldest_ms), (0, None));
+    let first = store.enqueue("team-q", "sesn_1").await.unwrap();
+    store.enqueue("team-q", "sesn_2").await.unwrap();
+    let mut consumer = store
+        .wake_consumer("team-q", "harness-q", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let taken = consumer.take(1).await.unwrap();
+    // A taken but unacknowledged wake-up still counts; the oldest is the first enqueued.
+    let stats = store.wakeup_queue("team-q").await.unwrap();
+    assert_eq!(stats.depth, 2);
+    let first_ms: u64 = first.split('-').next().unwrap().parse().unwrap();
+    assert_eq!(stats.oldest_ms, Some(first_ms));
+    consumer.ack(&taken[0]).await.unwrap();
+    assert_eq!(store.wakeup_queue("team-q").await.unwrap().depth, 1);
+}

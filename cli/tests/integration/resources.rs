@@ -260,7 +260,17 @@ fn sessions_create_list_filter_get_archive_delete() {
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(
         rows[0].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "STATUS", "AGENT", "ENVIRONMENT", "TITLE", "CREATED"]
+        [
+            "ID",
+            "STATUS",
+            "AGENT",
+            "ENVIRONMENT",
+            "TITLE",
+            "ACTIVE",
+            "TOKENS",
+            "COST",
+            "CREATED"
+        ]
     );
     assert!(
         rows[1].starts_with(&s2_id) && rows[1].contains("fix the build"),

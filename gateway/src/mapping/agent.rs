@@ -35,6 +35,7 @@ pub fn spec_from_create(req: AgentCreate) -> Result<AgentSpec, ApiError> {
         mcp_servers: mcp_servers(req.mcp_servers.unwrap_or_default())?,
         skills: skills(req.skills.unwrap_or_default()),
         metadata: req.metadata.unwrap_or_default(),
+        budget: None,
     };
     check(&spec)?;
     Ok(spec)

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod agent_params;
+pub mod budget;
 pub mod common;
 pub mod environment;
 pub mod session;

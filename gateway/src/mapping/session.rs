@@ -42,7 +42,7 @@ pub struct SessionCreate {
     /// `user.message` events to start with (checked by `corral_api::events::parse_send_events`).
     #[serde(default)]
     pub initial_events: Option<Vec<Value>>,
-    /// Not supported: must be absent or null.
+    /// `{type:"limit", max_list_cost:{amount, currency}}` (plus Corral's `max_tokens`), or null.
     #[serde(default)]
     pub budget: Option<Value>,
 }
@@ -59,9 +59,9 @@ pub struct SessionUpdate {
     /// Not supported.
     #[serde(default)]
     pub agent: Option<Value>,
-    /// Not supported.
-    #[serde(default)]
-    pub budget: Option<Value>,
+    /// A new budget replaces the old one; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    pub budget: Option<Option<Value>>,
     /// Reserved; rejected.
     #[serde(default)]
     pub vault_ids: Option<Value>,
@@ -159,12 +159,10 @@ pub enum CheckoutParam {
 
 /// Builds the spec of a new session; `version` is the agent version resolved for it.
 pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec, ApiError> {
-    if req.budget.as_ref().is_some_and(|b| !b.is_null()) {
-        return Err(ApiError::field(
-            "budget",
-            "budgets are not supported by Corral yet",
-        ));
-    }
+    let budget = match &req.budget {
+        None | Some(Value::Null) => None,
+        Some(b) => Some(super::budget::parse(b)?),
+    };
     let metadata = req.metadata.clone().unwrap_or_default();
     check_metadata(&metadata)?;
     let vault_ids = req.vault_ids.clone().unwrap_or_default();
@@ -196,6 +194,7 @@ pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec
             .map(|name| LocalObjectRef { name })
             .collect(),
         resources,
+        budget,
     })
 }
 
@@ -270,19 +269,22 @@ pub struct SessionChanges {
     pub title: Option<Option<String>>,
     /// The full new metadata, when it changed.
     pub metadata: Option<BTreeMap<String, String>>,
+    /// The new budget object, or `Some(None)` when it was removed.
+    pub budget: Option<Option<Value>>,
 }
 
 impl SessionChanges {
     /// Whether anything changed.
     pub fn is_empty(&self) -> bool {
-        self.title.is_none() && self.metadata.is_none()
+        self.title.is_none() && self.metadata.is_none() && self.budget.is_none()
     }
 }
 
-/// Applies `POST /v1/sessions/{id}` to the current spec.
+/// Applies `POST /v1/sessions/{id}` to the current spec; `spent` is the session's list cost so far, in cents.
 pub fn apply_update(
     current: &SessionSpec,
     req: SessionUpdate,
+    spent: Option<f64>,
 ) -> Result<(SessionSpec, SessionChanges), ApiError> {
     if req.agent.as_ref().is_some_and(|a| !a.is_null()) {
         return Err(ApiError::field(
@@ -290,18 +292,45 @@ pub fn apply_update(
             "changing a session's agent is not supported by Corral yet",
         ));
     }
-    if req.budget.as_ref().is_some_and(|b| !b.is_null()) {
-        return Err(ApiError::field(
-            "budget",
-            "a budget cannot be added to a session created without one",
-        )
-        .with_code("budget_create_only"));
-    }
     if req.vault_ids.is_some() {
         return Err(ApiError::field("vault_ids", "cannot be changed after create"));
     }
     let mut spec = current.clone();
     let mut changes = SessionChanges::default();
+    match req.budget {
+        None => {}
+        Some(_) if current.budget.is_none() => {
+            return Err(ApiError::field(
+                "budget",
+                "a budget cannot be added to a session created without one",
+            )
+            .with_code("budget_create_only"));
+        }
+        Some(None) => {
+            spec.budget = None;
+            changes.budget = Some(None);
+        }
+        Some(Some(value)) => {
+            let budget = super::budget::parse(&value)?;
+            let max = budget
+                .max_cost
+                .as_ref()
+                .and_then(corral_api::budget::Money::cents);
+            if let (Some(max), Some(spent)) = (max, spent)
+                && max <= spent
+            {
+                return Err(ApiError::field(
+                    "budget.max_list_cost.amount",
+                    format!("must be above the {spent} cents already spent"),
+                )
+                .with_code("budget_not_raised"));
+            }
+            if spec.budget.as_ref() != Some(&budget) {
+                changes.budget = Some(Some(super::budget::object(&budget)));
+                spec.budget = Some(budget);
+            }
+        }
+    }
     if let Some(title) = req.title
         && title != spec.title
     {
@@ -362,12 +391,14 @@ pub fn session_object(session: &Session, agent: Value, now: jiff::Timestamp) -> 
             "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens,
             "cache_read_input_tokens": u.cache_read_input_tokens,
-            "cache_creation_input_tokens": u.cache_creation_input_tokens,
             "cache_creation": { "ephemeral_5m_input_tokens": u.cache_creation_input_tokens },
         });
     }
     if let Some(active) = status.active_seconds {
         usage["active_seconds"] = json!(active);
+    }
+    if let Some(cost) = &status.list_cost {
+        usage["list_cost"] = json!({ "amount": cost.amount, "currency": cost.currency });
     }
     let session_id = id(&session.metadata);
     let resources: Vec<Value> = spec
@@ -389,7 +420,7 @@ pub fn session_object(session: &Session, agent: Value, now: jiff::Timestamp) -> 
         "outcome_evaluations": [],
         "stats": stats,
         "usage": usage,
-        "budget": null,
+        "budget": spec.budget.as_ref().map(super::budget::object),
         "deployment_id": null,
         "created_at": time(created),
         "updated_at": updated,
@@ -574,6 +605,13 @@ mod tests {
         let err = create(json!({ "agent": "a", "environment_id": "e", "budget": { "type": "limit" } }))
             .unwrap_err();
         assert!(err.message.starts_with("budget:"), "{}", err.message);
+        let err = create(json!({ "agent": "a", "environment_id": "e", "budget": { "type": "limit", "max_list_cost": { "amount": "ten" } } }))
+            .unwrap_err();
+        assert!(
+            err.message.starts_with("budget.max_list_cost.amount:"),
+            "{}",
+            err.message
+        );
         let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "memory_store", "memory_store_id": "m" }] })).unwrap_err();
         assert!(err.message.starts_with("resources[0]"), "{}", err.message);
     }
@@ -583,7 +621,7 @@ mod tests {
         let spec =
             create(json!({ "agent": "a", "environment_id": "e", "title": "t", "metadata": { "k": "v" } }))
                 .unwrap();
-        let upd = |b: Value| apply_update(&spec, parse(b.to_string().as_bytes()).unwrap());
+        let upd = |b: Value| apply_update(&spec, parse(b.to_string().as_bytes()).unwrap(), None);
         let (_, changes) = upd(json!({ "title": "t" })).unwrap();
         assert!(changes.is_empty());
         let (s, changes) = upd(json!({ "title": null, "metadata": { "k": null, "n": "1" } })).unwrap();
@@ -596,5 +634,43 @@ mod tests {
                 .message
                 .starts_with("vault_ids:")
         );
+        let err = upd(json!({ "budget": { "type": "limit", "max_tokens": 10 } })).unwrap_err();
+        assert_eq!(err.error_code, Some("budget_create_only"));
+    }
+
+    #[test]
+    fn a_budget_is_stored_shown_raised_and_removed() {
+        let budget = json!({ "type": "limit", "max_list_cost": { "amount": "2500", "currency": "USD" } });
+        let spec = create(json!({ "agent": "a", "environment_id": "e", "budget": budget })).unwrap();
+        assert_eq!(
+            spec.budget.as_ref().unwrap().max_cost.as_ref().unwrap().amount,
+            "2500"
+        );
+        let mut session = Session::new("sesn-1", spec.clone());
+        session.status = Some(SessionStatus {
+            list_cost: Some(corral_api::budget::Money::from_cents(12.5)),
+            ..Default::default()
+        });
+        let obj = session_object(&session, json!({}), jiff::Timestamp::now());
+        assert_eq!(obj["budget"], budget);
+        assert_eq!(
+            obj["usage"]["list_cost"],
+            json!({ "amount": "12.5", "currency": "USD" })
+        );
+
+        let upd = |b: Value| apply_update(&spec, parse(b.to_string().as_bytes()).unwrap(), Some(12.5));
+        let err =
+            upd(json!({ "budget": { "type": "limit", "max_list_cost": { "amount": "12" } } })).unwrap_err();
+        assert_eq!(err.error_code, Some("budget_not_raised"));
+        let (raised, changes) =
+            upd(json!({ "budget": { "type": "limit", "max_list_cost": { "amount": "3000" } } })).unwrap();
+        assert_eq!(raised.budget.unwrap().max_cost.unwrap().amount, "3000");
+        assert_eq!(
+            changes.budget.unwrap().unwrap()["max_list_cost"]["amount"],
+            "3000"
+        );
+        let (removed, changes) = upd(json!({ "budget": null })).unwrap();
+        assert_eq!(removed.budget, None);
+        assert_eq!(changes.budget, Some(None));
     }
 }

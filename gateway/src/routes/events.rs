@@ -5,11 +5,12 @@ use axum::{
     body::Bytes,
     extract::{Path, RawQuery, State},
 };
+use corral_api::events::EventBody;
 use corral_api::{
     Session,
     events::{EventParam, parse_send_events},
 };
-use corral_session::{Cursor, Order as LogOrder, StoredEvent};
+use corral_session::{Cursor, NewEvent, Order as LogOrder, StoredEvent};
 use serde_json::{Value, json};
 
 use super::objects::{self, api};
@@ -42,8 +43,50 @@ pub fn event_json(event: &StoredEvent) -> Value {
     serde_json::to_value(&event.event).unwrap_or(Value::Null)
 }
 
+/// `event` as stored with the trace context of the request that sent it (`traceparent` under the private `corral`
+/// key, which the API's event types drop when read), so that the harness continues the turn's trace.
+fn with_trace(event: NewEvent, traceparent: Option<&str>) -> NewEvent {
+    let Some(traceparent) = traceparent else {
+        return event;
+    };
+    match serde_json::to_value(&event.body) {
+        Ok(Value::Object(mut object)) => {
+            object.insert("corral".into(), json!({ "traceparent": traceparent }));
+            NewEvent::with_id(event.id, EventBody::Other(Value::Object(object)))
+        }
+        _ => event,
+    }
+}
+
+/// Appends client events, those that wake the harness with the current trace context; answers them as the API
+/// shows them.
+pub async fn append_traced(
+    log: &corral_session::SessionLog,
+    params: Vec<EventParam>,
+) -> corral_session::Result<Vec<StoredEvent>> {
+    let traceparent = corral_runtime::telemetry::current_traceparent();
+    let mut typed = Vec::with_capacity(params.len());
+    let mut to_store = Vec::with_capacity(params.len());
+    for param in params {
+        let traced = wakes(&param);
+        let event = NewEvent::from(param);
+        typed.push(event.body.clone());
+        to_store.push(if traced {
+            with_trace(event, traceparent.as_deref())
+        } else {
+            event
+        });
+    }
+    let mut stored = log.append_user(to_store).await?;
+    for (event, body) in stored.iter_mut().zip(typed) {
+        event.event.body = body;
+    }
+    Ok(stored)
+}
+
 /// `POST /v1/sessions/{session_id}/events`: validates, appends in order, enqueues the wake-up, and answers the
 /// stored events at once (`{"data": [...]}`).
+#[tracing::instrument(name = "send_events", skip_all, fields(namespace = %tenant.namespace, session = %id))]
 pub async fn send(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
@@ -67,11 +110,7 @@ pub async fn send(
         .await?;
     }
     let wake = params.iter().any(wakes);
-    let stored = state
-        .log
-        .session(&tenant.namespace, &id)
-        .append_user(params)
-        .await?;
+    let stored = append_traced(&state.log.session(&tenant.namespace, &id), params).await?;
     if wake {
         state.log.enqueue(&tenant.namespace, &id).await?;
     }

@@ -194,7 +194,7 @@ pub async fn create(
     if !initial.is_empty() {
         let log = state.log.session(&tenant.namespace, &id);
         let appended = async {
-            log.append_user(initial).await?;
+            super::events::append_traced(&log, initial).await?;
             state.log.enqueue(&tenant.namespace, &id).await
         }
         .await;
@@ -229,7 +229,12 @@ pub async fn update(
     for _ in 0..4 {
         let req: SessionUpdate = parse(&body)?;
         let session = objects::get(&api, WHAT, &id).await?;
-        let (spec, changes) = apply_update(&session.spec, req)?;
+        let spent = session
+            .status
+            .as_ref()
+            .and_then(|s| s.list_cost.as_ref())
+            .and_then(corral_api::budget::Money::cents);
+        let (spec, changes) = apply_update(&session.spec, req, spent)?;
         if changes.is_empty() {
             return Ok(Json(render(&state, &tenant, &session).await?));
         }
@@ -240,6 +245,7 @@ pub async fn update(
                 let event = EventBody::SessionUpdated(SessionUpdated {
                     title: changes.title,
                     metadata: changes.metadata,
+                    budget: changes.budget,
                     ..SessionUpdated::default()
                 });
                 state

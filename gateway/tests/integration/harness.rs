@@ -26,7 +26,8 @@ pub struct Gateway {
     pub store: corral_session::Store,
     /// An HTTP client.
     pub http: reqwest::Client,
-    _redis: RedisServer,
+    /// The session log's redis-server (take it to stop the server).
+    pub redis: Option<RedisServer>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -141,7 +142,7 @@ impl Gateway {
             kube,
             store,
             http: reqwest::Client::new(),
-            _redis: redis,
+            redis: Some(redis),
             stop: Some(stop),
             task: Some(task),
         }

@@ -6,10 +6,12 @@
 
 mod agents;
 mod approvals;
+mod budgets;
 mod environments;
 mod events;
 mod harness;
 mod platform;
 mod sessions;
 mod stream;
+mod traces;
 mod vaults;

@@ -285,3 +285,81 @@ async fn the_create_key_command_prints_a_key_that_works() {
         "a key added while the gateway runs works without a restart"
     );
 }
+
+#[tokio::test]
+async fn requests_failed_by_the_session_log_are_counted() {
+    let mut gw = Gateway::start().await;
+    let t = gw.tenant().await;
+    let (_, _, session) = gw.session(&t).await;
+    drop(gw.redis.take());
+    let reply = gw
+        .post(
+            &format!("/v1/sessions/{session}/events"),
+            &t,
+            json!({ "events": [{ "type": "user.message", "content": [{ "type": "text", "text": "hi" }] }] }),
+        )
+        .await;
+    assert!(reply.status.is_server_error(), "{}", reply.body);
+    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("corral_gateway_redis_errors_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_trace_viewer_is_served_without_a_key_and_locked_down() {
+    let gw = Gateway::start().await;
+    let page = reqwest::get(format!("{}/ui/", gw.url)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<ol id="timeline">"#), "{html}");
+    let js = reqwest::get(format!("{}/ui/app.js", gw.url)).await.unwrap();
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let js = js.text().await.unwrap();
+    assert!(
+        js.contains(r#""x-api-key": key()"#),
+        "the page sends the key as a header"
+    );
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{}/ui", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.headers()["location"], "/ui/");
+    // The data stays behind the key.
+    assert_eq!(
+        reqwest::get(format!("{}/v1/sessions", gw.url))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}

@@ -58,6 +58,22 @@ impl KubeAgentSource {
             .await
             .map_err(api_error)?
             .ok_or_else(|| LoadError::NoSession(session.to_owned()))?;
+        let agent = self.agent_of(namespace, &session_obj).await?;
+        Ok(match &session_obj.spec.budget {
+            Some(budget) => Arc::new(ResolvedAgent {
+                budget: Some(budget.clone()),
+                ..(*agent).clone()
+            }),
+            None => agent,
+        })
+    }
+
+    /// The (cached) agent at the version `session` runs.
+    async fn agent_of(
+        &self,
+        namespace: &str,
+        session_obj: &Session,
+    ) -> Result<Arc<ResolvedAgent>, LoadError> {
         let agent_name = session_obj.spec.agent.name.clone();
         let version = session_obj.effective_agent_version();
         let key = (namespace.to_owned(), agent_name.clone(), version.unwrap_or(0));

@@ -30,6 +30,8 @@ pub struct ResolvedAgent {
     pub provider: Arc<dyn Provider>,
     /// The tools it may call.
     pub tools: ToolSet,
+    /// The session's budget: the Session's own, else the agent's.
+    pub budget: Option<corral_api::budget::Budget>,
 }
 
 impl std::fmt::Debug for ResolvedAgent {
@@ -47,6 +49,7 @@ impl ResolvedAgent {
         let tools = ToolSet::from_spec(&spec);
         Self {
             name: name.into(),
+            budget: spec.budget.clone(),
             spec,
             provider,
             tools,

@@ -57,6 +57,8 @@ fn tracing_subscriber_filter(filter: &str) -> anyhow::Result<()> {
     let log = corral_runtime::LogArgs {
         filter: filter.to_owned(),
         format: corral_runtime::logging::LogFormat::Text,
+        otlp_endpoint: String::new(),
+        service_name: String::new(),
     };
     log.init()
 }

@@ -12,6 +12,7 @@ use corral_harness::engine::{Engine, EngineConfig};
 use corral_harness::mcp::McpHub;
 use corral_harness::mcp::credentials::{CredentialSource, KubeCredentials, StaticCredentials};
 use corral_harness::metrics::Metrics;
+use corral_harness::pricing::PriceTable;
 use corral_harness::status::{NoStatus, StatusSink, StatusWriter};
 use corral_harness::tools::{ClusterToolRunner, LocalToolRunner, ToolRunner};
 use corral_harness::worker::{Worker, WorkerConfig};
@@ -53,6 +54,10 @@ pub struct ServeArgs {
     /// Wait this long before retrying a failed model request (doubled each time).
     #[arg(long, env = "CORRAL_RETRY_BASE", default_value = "2s", value_parser = humantime::parse_duration)]
     retry_base: Duration,
+    /// List prices per provider and model (USD per million tokens of each kind), as YAML or JSON: a list of
+    /// `{model, provider?, input, output, cacheRead?, cacheWrite?}`. Sessions of unlisted models have no cost.
+    #[arg(long, env = "CORRAL_PRICE_TABLE", default_value = "", value_parser = parse_prices)]
+    price_table: Arc<PriceTable>,
     /// Local mode: serve every session with the agent of this manifest file and run tools in local sandbox
     /// daemons, without the Kubernetes API.
     #[arg(long, env = "CORRAL_AGENT_FILE")]
@@ -136,12 +141,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             EngineConfig {
                 compaction_budget: (args.compaction_budget > 0).then_some(args.compaction_budget),
                 retry_base: args.retry_base,
+                prices: args.price_table.clone(),
                 ..EngineConfig::default()
             },
             metrics.clone(),
         )
         .with_mcp(McpHub::new(credentials)),
     );
+    tokio::spawn(metrics.clone().watch_queue(
+        store.clone(),
+        args.namespace.clone(),
+        Duration::from_secs(5),
+        shutdown.clone(),
+    ));
     let name = format!("{}-{}", args.name, corral_sandbox::random_hex(4));
     let worker = Arc::new(Worker::new(
         store,
@@ -171,7 +183,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = health_task.await;
     tracing::info!("stopped");
+    corral_runtime::telemetry::flush();
     result
+}
+
+fn parse_prices(text: &str) -> Result<Arc<PriceTable>, String> {
+    PriceTable::parse(text).map(Arc::new).map_err(|e| e.to_string())
 }
 
 /// The URL without its password.

@@ -58,6 +58,28 @@ pub fn span_start(purpose: Purpose) -> NewEvent {
 
 /// `span.model_request_end` closing `start`, with the model's stop reason kept privately.
 pub fn span_end(start: &EventId, usage: ModelUsage, error: bool, stop: Option<&str>) -> NewEvent {
+    span_end_served(start, usage, error, stop, None)
+}
+
+/// The model that served a request and the request's estimated list cost.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Served<'a> {
+    /// The provider's name (`anthropic`, `openai`, `scripted`).
+    pub provider: &'a str,
+    /// The model id.
+    pub model: &'a str,
+    /// The estimated list cost in US cents; `None` when the price table does not know the model.
+    pub cost_cents: Option<f64>,
+}
+
+/// [`span_end`] recording also which model served the request and what it cost (private fields).
+pub fn span_end_served(
+    start: &EventId,
+    usage: ModelUsage,
+    error: bool,
+    stop: Option<&str>,
+    served: Option<&Served<'_>>,
+) -> NewEvent {
     let body = EventBody::SpanModelRequestEnd(SpanModelRequestEnd {
         model_request_start_id: start.to_string(),
         model_usage: usage,
@@ -65,14 +87,22 @@ pub fn span_end(start: &EventId, usage: ModelUsage, error: bool, stop: Option<&s
     });
     with_hidden(
         body,
-        fields([("stop_reason", stop.map_or(Value::Null, Value::from))]),
+        fields([
+            ("stop_reason", stop.map_or(Value::Null, Value::from)),
+            ("provider", served.map_or(Value::Null, |s| s.provider.into())),
+            ("model", served.map_or(Value::Null, |s| s.model.into())),
+            (
+                "cost_cents",
+                served.and_then(|s| s.cost_cents).map_or(Value::Null, Value::from),
+            ),
+        ]),
     )
     .into()
 }
 
-/// `session.usage` with the cumulative usage.
-pub fn usage(usage: Usage) -> NewEvent {
-    EventBody::SessionUsage(SessionUsage { usage, budget: None }).into()
+/// `session.usage` with the cumulative usage and the session's budget.
+pub fn usage(usage: Usage, budget: Option<Value>) -> NewEvent {
+    EventBody::SessionUsage(SessionUsage { usage, budget }).into()
 }
 
 /// `session.error`.

@@ -27,4 +27,4 @@ pub mod scan;
 mod tests;
 mod watch;
 
-pub use run::{Engine, EngineConfig, Outcome};
+pub use run::{Engine, EngineConfig, Outcome, list_cost};

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use corral_api::budget::Budget;
 use corral_api::events::{EventId, Permission, RetryStatus, StopReason, error_types};
 use corral_session::NewEvent;
 
@@ -36,11 +37,17 @@ pub enum Step {
 pub struct Limits {
     /// Model requests per turn before the turn ends with `tool_use_limit_reached_error`.
     pub max_model_calls: u32,
+    /// The session's budget (its own, else its agent's): once reached, no model request is made and the turn ends
+    /// with `stop_reason: budget_reached`.
+    pub budget: Option<Budget>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_model_calls: 200 }
+        Self {
+            max_model_calls: 200,
+            budget: None,
+        }
     }
 }
 
@@ -123,6 +130,9 @@ pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
     if scan.followup || scan.pending_input || scan.retry_pending {
         if scan.status != Status::Running {
             return append(vec![events::running()]);
+        }
+        if limits.budget.as_ref().is_some_and(|b| b.reached(scan.spent)) {
+            return append(vec![events::idle(StopReason::BudgetReached)]);
         }
         if scan.model_calls >= limits.max_model_calls {
             return append(vec![

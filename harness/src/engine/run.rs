@@ -4,15 +4,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use corral_api::budget::{Budget, Money, Spent};
 use corral_api::events::{
     AgentCustomToolUse, AgentMcpToolUse, AgentMessage, AgentToolUse, ContentBlock, Empty, EventBody, EventId,
     ModelUsage, Permission, RetryStatus, StopReason, Usage,
 };
+use corral_api::events::{CacheCreation, Cost};
 use corral_session::{Error as LogError, FencingToken, NewEvent, Store};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use super::events::{self, Purpose};
+use super::events::{self, Purpose, Served};
 use super::plan::{Limits, Step, plan};
 use super::scan::{OpenSpan, Scan, ToolUse, UseKind, scan};
 use super::watch::InterruptWatch;
@@ -22,6 +25,7 @@ use crate::log::LogView;
 use crate::log::hidden::{fields, with_hidden};
 use crate::mcp::{McpConnections, McpHub};
 use crate::metrics::Metrics;
+use crate::pricing::PriceTable;
 use crate::providers::{self, Block, ProviderError, StopReason as ModelStop, ToolInput, Turn};
 use crate::status::{StatusSink, compute};
 use crate::tools::{ToolCall, ToolRunner};
@@ -39,6 +43,8 @@ pub struct EngineConfig {
     pub retry_max: Duration,
     /// Compact the context when it is estimated above this many tokens; never when `None`.
     pub compaction_budget: Option<u64>,
+    /// List prices, for each request's estimated cost.
+    pub prices: Arc<PriceTable>,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +55,7 @@ impl Default for EngineConfig {
             retry_base: Duration::from_secs(2),
             retry_max: Duration::from_secs(30),
             compaction_budget: Some(150_000),
+            prices: Arc::default(),
         }
     }
 }
@@ -114,6 +121,9 @@ struct Run<'a> {
     interrupts: InterruptWatch,
     report_status: bool,
     skip_compaction: bool,
+    limits: Limits,
+    /// The span of the turn under way, with the position of the event that opened it.
+    turn: Option<(usize, tracing::Span)>,
 }
 
 impl Engine {
@@ -153,6 +163,7 @@ impl Engine {
     ) -> Outcome {
         let mut view = LogView::new(&self.store, namespace, session);
         if let Err(err) = view.refresh().await {
+            self.metrics.redis_errors.inc();
             return Outcome::Failed(err.to_string());
         }
         let interrupts = InterruptWatch::start(self.store.session(namespace, session), view.last_cursor());
@@ -169,14 +180,25 @@ impl Engine {
             interrupts,
             report_status: false,
             skip_compaction: false,
+            limits: Limits {
+                budget: agent.budget.clone(),
+                ..self.config.limits.clone()
+            },
+            turn: None,
         };
-        let result = run.run().await;
+        let span = tracing::info_span!("session", namespace, session);
+        let result = run.run().instrument(span).await;
         if let Some(connections) = run.mcp.take() {
             connections.close().await;
         }
         match result {
             Ok(()) => Outcome::Idle,
-            Err(Stop::Outcome(outcome)) => outcome,
+            Err(Stop::Outcome(outcome)) => {
+                if matches!(outcome, Outcome::Failed(_)) {
+                    self.metrics.redis_errors.inc();
+                }
+                outcome
+            }
         }
     }
 }
@@ -196,24 +218,61 @@ impl Run<'_> {
                     .await;
             }
             let scan = scan(self.view.entries(), &self.agent.tools);
-            match plan(&scan, &self.armed, &self.engine.config.limits) {
+            let turn = self.turn_span(&scan);
+            match plan(&scan, &self.armed, &self.limits) {
                 Step::Done => return Ok(()),
                 Step::Append { events, arm } => {
-                    self.append(events).await?;
+                    self.append(events).instrument(turn).await?;
                     self.armed.extend(arm);
                 }
                 Step::Model {
                     span: Some(span),
                     failed_attempts,
-                } => self.model_call(&scan, span, failed_attempts).await?,
+                } => {
+                    self.model_call(&scan, span, failed_attempts)
+                        .instrument(turn)
+                        .await?
+                }
                 Step::Model {
                     span: None,
                     failed_attempts,
-                } => self.start_model_call(&scan, failed_attempts).await?,
-                Step::RunTool(tool) => self.run_tool(tool).await?,
+                } => {
+                    self.start_model_call(&scan, failed_attempts)
+                        .instrument(turn)
+                        .await?
+                }
+                Step::RunTool(tool) => self.run_tool(tool).instrument(turn).await?,
             }
             self.view.refresh().await?;
         }
+    }
+
+    /// The span of the current turn: one per turn, named by the event that opened it, continuing the trace the
+    /// gateway recorded with that event (its private `traceparent`).
+    fn turn_span(&mut self, scan: &Scan) -> tracing::Span {
+        let Some(start) = scan.turn_start else {
+            return self
+                .turn
+                .as_ref()
+                .map_or_else(tracing::Span::current, |(_, s)| s.clone());
+        };
+        if let Some((at, span)) = &self.turn
+            && *at == start
+        {
+            return span.clone();
+        }
+        let entry = &self.view.entries()[start];
+        let span = tracing::info_span!(
+            "turn",
+            namespace = self.namespace,
+            session = self.session,
+            turn = %entry.id,
+        );
+        if let Some(traceparent) = entry.hidden_str("traceparent") {
+            corral_runtime::telemetry::set_parent(&span, traceparent);
+        }
+        self.turn = Some((start, span.clone()));
+        span
     }
 
     async fn append(&mut self, events: Vec<NewEvent>) -> Result<(), Stop> {
@@ -224,12 +283,22 @@ impl Run<'_> {
             )
         });
         let n = events.len() as u64;
+        let stops: Vec<String> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::SessionStatusIdle(idle) => Some(stop_reason_name(&idle.stop_reason)),
+                _ => None,
+            })
+            .collect();
         self.engine
             .store
             .session(self.namespace, self.session)
             .append(self.token, events)
             .await?;
         self.engine.metrics.events_appended.inc_by(n);
+        for stop in stops {
+            self.engine.metrics.turn(&stop);
+        }
         self.report_status |= status_change;
         Ok(())
     }
@@ -297,6 +366,54 @@ impl Run<'_> {
         self.append(vec![events::span_start(purpose)]).await
     }
 
+    /// Counts a model request of this session's model.
+    fn count_model(&self, outcome: &str, seconds: Option<f64>) {
+        let provider = self.agent.provider.name();
+        let model = self.agent.spec.model.id.as_str();
+        self.engine
+            .metrics
+            .model_request(provider, model, outcome, seconds);
+    }
+
+    /// Observes the time to first token: from the turn's opening event (entry `start`) to the first agent event just
+    /// appended, both as the log's clock says.
+    async fn observe_first_token(&mut self, start: usize) {
+        let Some(opened) = self.view.entries().get(start).map(|e| e.cursor.millis()) else {
+            return;
+        };
+        if self.view.refresh().await.is_err() {
+            return;
+        }
+        let first = self.view.entries()[start..]
+            .iter()
+            .find(|e| e.type_name().starts_with("agent."))
+            .map(|e| e.cursor.millis());
+        if let Some(first) = first {
+            let seconds = first.saturating_sub(opened) as f64 / 1000.0;
+            self.engine.metrics.time_to_first_token.observe(seconds);
+        }
+    }
+
+    /// The model serving this session, and what `usage` costs on it.
+    fn served(&self, usage: &ModelUsage) -> Served<'_> {
+        let provider = self.agent.provider.name();
+        let model = self.agent.spec.model.id.as_str();
+        let cost_cents = self
+            .engine
+            .config
+            .prices
+            .price(provider, model)
+            .map(|p| p.cents(usage));
+        self.engine
+            .metrics
+            .record_usage(provider, model, usage, cost_cents);
+        Served {
+            provider,
+            model,
+            cost_cents,
+        }
+    }
+
     /// Makes the model request of the open span `span` and appends its outcome.
     async fn model_call(&mut self, scan: &Scan, span: OpenSpan, failed_attempts: u32) -> Result<(), Stop> {
         self.ensure_mcp().await?;
@@ -313,39 +430,71 @@ impl Run<'_> {
             return Ok(());
         }
         let started = Instant::now();
+        let request_span = tracing::info_span!(
+            "model_request",
+            provider = self.agent.provider.name(),
+            model = %self.agent.spec.model.id,
+            purpose = span.purpose.as_str(),
+            input_tokens = tracing::field::Empty,
+            output_tokens = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
         let stream = self.agent.provider.stream(request);
         let result = tokio::select! {
-            result = providers::collect(stream) => result,
+            result = providers::collect(stream).instrument(request_span.clone()) => result,
             () = self.interrupts.wait_newer_than(seen) => {
-                Metrics::count(&self.engine.metrics.model_requests, "interrupted");
+                self.count_model("interrupted", None);
                 return Ok(());
             }
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
         };
-        self.engine
-            .metrics
-            .model_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = Some(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(turn) => {
+                let usage = model_usage(turn);
+                let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                request_span.record("input_tokens", int(usage.input_tokens));
+                request_span.record("output_tokens", int(usage.output_tokens));
+            }
+            Err(err) => {
+                request_span.record("error", tracing::field::display(err));
+            }
+        }
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.count_model(outcome, seconds);
         match (span.purpose, result) {
             (Purpose::Reply, Ok(turn)) => {
-                Metrics::count(&self.engine.metrics.model_requests, "ok");
-                let (batch, arm) = reply_events(&turn, &self.agent, &span.id, &scan.usage);
+                let served = self.served(&model_usage(&turn));
+                let (batch, arm) = reply_events(&turn, &self.agent, &span.id, scan, &served);
+                let first_of_turn = scan.turn_start.is_some_and(|start| {
+                    !self.view.entries()[start..]
+                        .iter()
+                        .any(|e| e.type_name().starts_with("agent."))
+                });
                 self.append(batch).await?;
                 self.armed.extend(arm);
+                if first_of_turn && let Some(start) = scan.turn_start {
+                    self.observe_first_token(start).await;
+                }
             }
             (Purpose::Compaction, Ok(turn)) => {
-                Metrics::count(&self.engine.metrics.model_requests, "ok");
                 let cut = scan.turn_start.filter(|c| *c < span.index).unwrap_or(span.index);
                 let first_kept = self.view.entries()[cut].id.clone();
                 let usage = model_usage(&turn);
+                let served = self.served(&usage);
                 self.append(vec![
                     compaction::event(&turn.text(), &first_kept),
-                    events::span_end(&span.id, usage, false, Some(turn.stop_reason.as_str())),
+                    events::span_end_served(
+                        &span.id,
+                        usage,
+                        false,
+                        Some(turn.stop_reason.as_str()),
+                        Some(&served),
+                    ),
                 ])
                 .await?;
             }
             (Purpose::Compaction, Err(err)) => {
-                Metrics::count(&self.engine.metrics.model_requests, "error");
                 tracing::warn!(session = self.session, error = %err, "compaction failed; continuing without it");
                 self.skip_compaction = true;
                 self.append(vec![events::span_end(
@@ -357,7 +506,6 @@ impl Run<'_> {
                 .await?;
             }
             (Purpose::Reply, Err(err)) => {
-                Metrics::count(&self.engine.metrics.model_requests, "error");
                 let attempts = failed_attempts + 1;
                 let exhausted = !err.retryable || attempts >= self.engine.config.max_attempts;
                 self.append(failure_events(&span.id, &err, attempts, exhausted))
@@ -385,18 +533,25 @@ impl Run<'_> {
             input: &tool.input,
         };
         let tools = self.engine.tools.clone();
+        let started = Instant::now();
+        let metrics = &self.engine.metrics;
+        let tool_span = tracing::info_span!(
+            "tool_call",
+            tool = %tool.name,
+            tool_use_id = %id,
+            is_error = tracing::field::Empty,
+        );
         let output = tokio::select! {
-            output = tools.execute(call) => output,
+            output = tools.execute(call).instrument(tool_span.clone()) => output,
             () = self.interrupts.wait_newer_than(seen) => {
-                Metrics::count(&self.engine.metrics.tool_calls, "interrupted");
+                metrics.tool_call(&tool.name, "interrupted", None);
                 return Ok(());
             }
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
         };
-        Metrics::count(
-            &self.engine.metrics.tool_calls,
-            if output.is_error { "error" } else { "ok" },
-        );
+        tool_span.record("is_error", output.is_error);
+        let outcome = if output.is_error { "error" } else { "ok" };
+        metrics.tool_call(&tool.name, outcome, Some(started.elapsed().as_secs_f64()));
         self.append(vec![events::tool_result(
             &tool.id,
             output.content,
@@ -419,17 +574,19 @@ impl Run<'_> {
         let Some(connections) = self.mcp.as_ref() else {
             return Ok(());
         };
+        let started = std::time::Instant::now();
         let output = tokio::select! {
             output = connections.call(server, &tool.name, &tool.input) => output,
             () = self.interrupts.wait_newer_than(seen) => {
-                Metrics::count(&self.engine.metrics.tool_calls, "interrupted");
+                self.engine.metrics.tool_call(&tool.name, "interrupted", None);
                 return Ok(());
             }
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
         };
-        Metrics::count(
-            &self.engine.metrics.tool_calls,
+        self.engine.metrics.tool_call(
+            &tool.name,
             if output.is_error { "error" } else { "ok" },
+            Some(started.elapsed().as_secs_f64()),
         );
         self.append(vec![events::mcp_tool_result(
             &tool.id,
@@ -440,6 +597,19 @@ impl Run<'_> {
         self.armed.remove(&tool.id);
         Ok(())
     }
+}
+
+/// The `type` of a stop reason, for metrics.
+fn stop_reason_name(stop: &StopReason) -> String {
+    serde_json::to_value(stop)
+        .ok()
+        .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "other".to_owned())
+}
+
+/// The session's list cost to show: known, and for at least one token.
+pub fn list_cost(spent: Spent) -> Option<Money> {
+    spent.cents.filter(|_| spent.tokens > 0).map(Money::from_cents)
 }
 
 fn model_usage(turn: &Turn) -> ModelUsage {
@@ -477,12 +647,14 @@ fn failure_events(span: &EventId, err: &ProviderError, attempts: u32, exhausted:
     ]
 }
 
-/// The batch recording a model reply, and the tool uses it authorises to run.
+/// The batch recording a model reply, and the tool uses it authorises to run. `before` is the log's scan before the
+/// reply (for the cumulative usage), `served` the model and cost of the request.
 pub fn reply_events(
     turn: &Turn,
     agent: &ResolvedAgent,
     span: &EventId,
-    total_before: &ModelUsage,
+    before: &Scan,
+    served: &Served<'_>,
 ) -> (Vec<NewEvent>, Vec<EventId>) {
     let mut batch: Vec<NewEvent> = Vec::new();
     let mut arm = Vec::new();
@@ -610,18 +782,32 @@ pub fn reply_events(
     }
     flush(&mut text, &mut batch);
     let usage = model_usage(turn);
-    batch.push(events::span_end(
+    batch.push(events::span_end_served(
         span,
         usage.clone(),
         false,
         Some(turn.stop_reason.as_str()),
+        Some(served),
     ));
+    let total_before = &before.usage;
+    let mut spent = before.spent;
+    crate::pricing::add_request(&mut spent, &usage, served.cost_cents);
     let total = Usage {
         input_tokens: Some(total_before.input_tokens + usage.input_tokens),
         output_tokens: Some(total_before.output_tokens + usage.output_tokens),
         cache_read_input_tokens: Some(total_before.cache_read_input_tokens + usage.cache_read_input_tokens),
+        cache_creation: Some(CacheCreation {
+            ephemeral_5m_input_tokens: Some(
+                total_before.cache_creation_input_tokens + usage.cache_creation_input_tokens,
+            ),
+            ephemeral_1h_input_tokens: None,
+        }),
+        list_cost: list_cost(spent).map(|m| Cost {
+            amount: m.amount,
+            currency: m.currency,
+        }),
         ..Usage::default()
     };
-    batch.push(events::usage(total));
+    batch.push(events::usage(total, agent.budget.as_ref().map(Budget::to_api)));
     (batch, arm)
 }

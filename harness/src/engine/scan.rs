@@ -1,5 +1,6 @@
 //! Folding a session's log into what the planner needs to know: where the turn stands.
 
+use corral_api::budget::Spent;
 use corral_api::events::{ConfirmationResult, EventBody, EventId, ModelUsage, Permission};
 use serde_json::Value;
 
@@ -105,6 +106,8 @@ pub struct Scan {
     pub compaction: Option<usize>,
     /// Token counts of every model request of the session.
     pub usage: ModelUsage,
+    /// Tokens and estimated cost of every model request of the session (what budgets count).
+    pub spent: Spent,
 }
 
 impl Scan {
@@ -152,6 +155,7 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
         turn_start: None,
         compaction: None,
         usage: ModelUsage::default(),
+        spent: crate::pricing::nothing_spent(),
     };
     // Tool uses of the reply being recorded (between its span's start and end).
     let mut current: Vec<ToolUse> = Vec::new();
@@ -197,6 +201,10 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
                 if idle.stop_reason.ends_turn() {
                     s.status = Status::Idle { requires: None };
                     s.end_turn();
+                    if idle.stop_reason == corral_api::events::StopReason::BudgetReached {
+                        // The input that found the budget spent is answered by this idle: it is not run later.
+                        s.pending_input = false;
+                    }
                 } else {
                     let ids = match &idle.stop_reason {
                         corral_api::events::StopReason::RequiresAction { event_ids } => event_ids.clone(),
@@ -225,6 +233,7 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
             }
             EventBody::SpanModelRequestEnd(end) => {
                 add_usage(&mut s.usage, &end.model_usage);
+                crate::pricing::add_request(&mut s.spent, &end.model_usage, entry.hidden_f64("cost_cents"));
                 let Some(open) = s
                     .open_span
                     .take_if(|o| o.id == *end.model_request_start_id.as_str())

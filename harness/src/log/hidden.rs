@@ -5,7 +5,7 @@
 //! | `agent.thinking` | `thinking` (text), `signature` (optional), or `redacted` (opaque data) |
 //! | `agent.thread_context_compacted` | `summary` (the summary text), `first_kept` (id of the first event kept verbatim) |
 //! | `span.model_request_start` | `purpose`: `reply` (default) or `compaction` |
-//! | `span.model_request_end` | `stop_reason`: the model's stop reason (`end_turn`, `tool_use`, `max_tokens`, `refusal`) |
+//! | `span.model_request_end` | `stop_reason`: the model's stop reason (`end_turn`, `tool_use`, `max_tokens`, `refusal`); `provider` and `model`; `cost_cents`: the request's estimated list cost in US cents (absent when the price table does not know the model) |
 //!
 //! The fields are never sent to API clients: the API's event types do not define them and drop them when read.
 

@@ -44,6 +44,11 @@ impl LogEntry {
         self.hidden.get(key).and_then(Value::as_str)
     }
 
+    /// A private number field.
+    pub fn hidden_f64(&self, key: &str) -> Option<f64> {
+        self.hidden.get(key).and_then(Value::as_f64)
+    }
+
     /// The event's `type`.
     pub fn type_name(&self) -> &str {
         self.body.type_name()

@@ -1,5 +1,6 @@
 //! Computing the harness's status fields from the log (pure).
 
+use corral_api::budget::Money;
 use corral_api::events::{EventBody, format_rfc3339_millis};
 use corral_api::session::{SessionPhase, Usage};
 
@@ -12,7 +13,9 @@ pub struct StatusFields {
     pub phase: SessionPhase,
     /// Tokens used so far.
     pub usage: Usage,
-    /// Seconds spent running.
+    /// Estimated list cost; `None` when unknown (a model without a price) or nothing was spent.
+    pub list_cost: Option<Money>,
+    /// Seconds spent running, to the millisecond.
     pub active_seconds: f64,
     /// When the last event was appended (RFC 3339).
     pub last_event_time: Option<String>,
@@ -22,6 +25,7 @@ pub struct StatusFields {
 pub fn compute(entries: &[LogEntry]) -> StatusFields {
     let mut phase = SessionPhase::Idle;
     let mut usage = Usage::default();
+    let mut spent = crate::pricing::nothing_spent();
     let mut active_ms: u64 = 0;
     let mut running_since: Option<u64> = None;
     for entry in entries {
@@ -44,6 +48,7 @@ pub fn compute(entries: &[LogEntry]) -> StatusFields {
             EventBody::SessionStatusTerminated(_) => phase = SessionPhase::Terminated,
             EventBody::SpanModelRequestEnd(end) => {
                 let u = &end.model_usage;
+                crate::pricing::add_request(&mut spent, u, entry.hidden_f64("cost_cents"));
                 usage.input_tokens += i64::try_from(u.input_tokens).unwrap_or(i64::MAX);
                 usage.output_tokens += i64::try_from(u.output_tokens).unwrap_or(i64::MAX);
                 usage.cache_read_input_tokens += i64::try_from(u.cache_read_input_tokens).unwrap_or(i64::MAX);
@@ -59,6 +64,7 @@ pub fn compute(entries: &[LogEntry]) -> StatusFields {
     StatusFields {
         phase,
         usage,
+        list_cost: crate::engine::list_cost(spent),
         active_seconds: active_ms as f64 / 1000.0,
         last_event_time: entries.last().map(|e| format_rfc3339_millis(&e.cursor.time())),
     }

@@ -41,6 +41,13 @@ pub fn apply_body(
     if let Some(usage) = usage {
         status.insert("usage".into(), json!(usage));
     }
+    let cost = match fields {
+        Some(f) => f.list_cost.clone(),
+        None => current.and_then(|c| c.list_cost.clone()),
+    };
+    if let Some(cost) = cost {
+        status.insert("listCost".into(), json!(cost));
+    }
     let active = fields
         .map(|f| f.active_seconds)
         .or(current.and_then(|c| c.active_seconds));
@@ -97,5 +104,50 @@ impl StatusSink for StatusWriter {
                 tracing::warn!(namespace, session, error = %err, "cannot write the session status");
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use corral_api::budget::Money;
+    use corral_api::session::{SessionPhase, Usage};
+
+    use super::*;
+
+    #[test]
+    fn every_apply_carries_the_cost_and_keeps_the_last_one_when_only_the_sandbox_is_asked_for() {
+        let fields = StatusFields {
+            phase: SessionPhase::Idle,
+            usage: Usage {
+                input_tokens: 10,
+                ..Usage::default()
+            },
+            list_cost: Some(Money::from_cents(2.04)),
+            active_seconds: 1.234,
+            last_event_time: None,
+        };
+        let body = apply_body(Some(&fields), None, None);
+        assert_eq!(
+            body["status"]["listCost"],
+            json!({"amount": "2.04", "currency": "USD"})
+        );
+        assert_eq!(body["status"]["activeSeconds"], 1.234);
+        // A sandbox request re-applies the cost already written, so the apply does not drop it.
+        let current = SessionStatus {
+            list_cost: Some(Money::from_cents(2.04)),
+            ..SessionStatus::default()
+        };
+        let body = apply_body(None, Some(&current), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(body["status"]["listCost"]["amount"], "2.04");
+        // An unpriced session writes no cost at all.
+        let unpriced = StatusFields {
+            list_cost: None,
+            ..fields
+        };
+        assert!(
+            apply_body(Some(&unpriced), None, None)["status"]
+                .get("listCost")
+                .is_none()
+        );
     }
 }

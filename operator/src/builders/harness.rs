@@ -44,6 +44,10 @@ pub struct HarnessConfig {
     pub redis_url: Option<String>,
     /// Log filter of the harness pods.
     pub log_filter: String,
+    /// The harness's price table (YAML or JSON), given as `CORRAL_PRICE_TABLE` when not empty.
+    pub price_table: String,
+    /// Where to export traces (OTLP/HTTP), given as `OTEL_EXPORTER_OTLP_ENDPOINT` when not empty.
+    pub otlp_endpoint: String,
 }
 
 /// Every object that makes up one namespace's harness.
@@ -225,6 +229,12 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
         let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         template_annotations.insert("corral.dev/redis-url-hash".to_owned(), hash);
     }
+    if !config.otlp_endpoint.is_empty() {
+        env_vars.push(env_var("OTEL_EXPORTER_OTLP_ENDPOINT", &config.otlp_endpoint));
+    }
+    if !config.price_table.trim().is_empty() {
+        env_vars.push(env_var("CORRAL_PRICE_TABLE", &config.price_table));
+    }
     let container = Container {
         name: "harness".into(),
         image: Some(config.image.clone()),
@@ -305,6 +315,8 @@ mod tests {
             resources: ResourceRequirements::default(),
             redis_url: Some("redis://corral-redis.corral-system.svc:6379".into()),
             log_filter: "info".into(),
+            price_table: "[{\"model\": \"m\", \"input\": 1, \"output\": 2}]".into(),
+            otlp_endpoint: String::new(),
         }
     }
 
@@ -357,6 +369,8 @@ mod tests {
             redis.value.is_none(),
             "the URL (and its password) is not in the Deployment"
         );
+        let prices = env.iter().find(|e| e.name == "CORRAL_PRICE_TABLE").unwrap();
+        assert!(prices.value.as_deref().unwrap().contains("\"model\": \"m\""));
         assert!(
             env.iter()
                 .any(|e| e.name == "CORRAL_NAMESPACE" && e.value_from.is_some())

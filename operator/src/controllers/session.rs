@@ -8,7 +8,7 @@ use corral_api::{
     Agent, Environment, Session, SessionStatus,
     conditions::{self, new_condition, reasons, set_condition, types},
     labels,
-    session::{SandboxStatus, SessionPhase},
+    session::{SandboxPhase, SandboxStatus, SessionPhase},
 };
 use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::{
@@ -145,6 +145,14 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
     let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
     let notify = became_unready(old, &status.conditions);
     apply_status(&api, &session, &status).await?;
+    if let Some((kind, seconds)) = provisioned(
+        session.status.as_ref(),
+        &status,
+        &session.name_any(),
+        Timestamp::now(),
+    ) {
+        ctx.metrics.provisioned(kind, seconds);
+    }
     if let (Resolution::Problem { reason, message, .. }, true) = (&resolution, notify) {
         ctx.publish(&session, EventType::Warning, reason, message.clone(), "Resolve")
             .await;
@@ -252,6 +260,30 @@ async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<(Resoluti
     ))
 }
 
+/// When this reconcile publishes a ready sandbox that was not ready before: `warm` when the pod came from a warm pool
+/// (its name is not the session's own pod name), else `cold`, and the seconds since the harness asked for it.
+pub fn provisioned(
+    previous: Option<&SessionStatus>,
+    next: &SessionStatus,
+    session: &str,
+    now: Timestamp,
+) -> Option<(&'static str, f64)> {
+    let ready = |s: Option<&SandboxStatus>| s.and_then(|s| s.phase) == Some(SandboxPhase::Ready);
+    let before = previous.and_then(|p| p.sandbox.as_ref());
+    if ready(before) || !ready(next.sandbox.as_ref()) {
+        return None;
+    }
+    let requested: Timestamp = before?.requested_at.as_deref()?.parse().ok()?;
+    let pod = next.sandbox.as_ref()?.pod.as_deref()?;
+    let kind = if pod == crate::builders::sandbox::sandbox_name(session) {
+        "cold"
+    } else {
+        "warm"
+    };
+    let seconds = now.duration_since(requested).as_secs_f64();
+    (seconds >= 0.0).then_some((kind, seconds))
+}
+
 /// The operator-owned part of a Session's status from the outcome of this reconcile. `phase`, `usage` and the
 /// other harness-owned fields are left out so that this apply never touches them.
 pub fn compute_status(
@@ -341,6 +373,29 @@ mod tests {
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn provisioning_is_timed_from_the_request_to_the_first_ready_status() {
+        let sandbox = |phase, pod: &str| SandboxStatus {
+            phase: Some(phase),
+            pod: Some(pod.into()),
+            requested_at: Some("2026-01-01T00:00:10Z".into()),
+            ..SandboxStatus::default()
+        };
+        let status = |s| SessionStatus {
+            sandbox: Some(s),
+            ..SessionStatus::default()
+        };
+        let now: Timestamp = "2026-01-01T00:00:12.5Z".parse().unwrap();
+        let before = status(sandbox(SandboxPhase::Provisioning, "sbx-s1"));
+        let own = crate::builders::sandbox::sandbox_name("s1");
+        let cold = status(sandbox(SandboxPhase::Ready, &own));
+        assert_eq!(provisioned(Some(&before), &cold, "s1", now), Some(("cold", 2.5)));
+        let warm = status(sandbox(SandboxPhase::Ready, "pool-e-abc"));
+        assert_eq!(provisioned(Some(&before), &warm, "s1", now), Some(("warm", 2.5)));
+        // Already ready before: nothing new to time.
+        assert_eq!(provisioned(Some(&cold), &cold, "s1", now), None);
     }
 
     #[test]

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The session trace viewer's test in a real headless Chromium: installs Debian's chromium and chromium-driver (apt)
+# and Selenium (PyPI, in a virtual environment under ~/.cache/corral/venv-viewer) when missing, brings the light
+# API server up unless one answers at $CORRAL_STATE/kubeconfig (or $KUBECONFIG), applies the CRDs, builds the
+# gateway, the harness and the sandbox daemon, and runs e2e/viewer/test_viewer.py, which saves a screenshot of the
+# timeline to $CORRAL_VIEWER_SCREENSHOT (default $CORRAL_STATE/viewer.png; the one in docs/ was made with
+# CORRAL_VIEWER_SCREENSHOT=docs/viewer.png).
+# Honours CORRAL_STATE and CORRAL_API_PORT like hack/cli-it.sh. Needs root.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SELENIUM_VERSION=4.38.0
+state=${CORRAL_STATE:-$PWD/e2e/.state}
+export CORRAL_STATE=$state CORRAL_API_PORT=${CORRAL_API_PORT:-6443}
+
+command -v redis-server >/dev/null || hack/tools.sh
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  log "installing chromium and chromium-driver"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver \
+    fonts-dejavu-core >/dev/null
+fi
+venv=$HOME/.cache/corral/venv-viewer
+if ! "$venv/bin/python" -c "import selenium, sys; sys.exit(selenium.__version__ != '$SELENIUM_VERSION')" 2>/dev/null; then
+  log "installing selenium $SELENIUM_VERSION in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "selenium==$SELENIUM_VERSION"
+fi
+
+started=0
+if [[ -z ${KUBECONFIG:-} ]]; then
+  export KUBECONFIG=$state/kubeconfig
+  if ! "$state/bin/kubectl" get --raw /readyz >/dev/null 2>&1; then
+    log "starting the light API server (etcd + kube-apiserver) in $state on port $CORRAL_API_PORT"
+    make --no-print-directory apiserver-up
+    started=1
+  fi
+fi
+cleanup() {
+  local rc=$?
+  if ((started)); then
+    log "stopping the light API server"
+    make --no-print-directory apiserver-down || true
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+
+KUBECTL=kubectl
+[[ -x $state/bin/kubectl ]] && KUBECTL=$state/bin/kubectl
+"$KUBECTL" apply --server-side -f crds/ >/dev/null
+for crd in agents environments sessions; do
+  "$KUBECTL" wait --for=condition=Established --timeout=60s "crd/$crd.corral.dev" >/dev/null
+done
+
+log "building the gateway, the harness and the sandbox daemon"
+cargo build -q -p corral-gateway -p corral-harness -p corral-sandbox --bins
+
+log "running the viewer test in headless chromium"
+# Selenium must use the Debian driver, never download one.
+export CORRAL_VIEWER_SCREENSHOT=${CORRAL_VIEWER_SCREENSHOT:-$state/viewer.png}
+SE_OFFLINE=true "$venv/bin/python" e2e/viewer/test_viewer.py "$@"
