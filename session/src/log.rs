@@ -162,6 +162,7 @@ impl SessionLog {
             return Err(Error::InvalidArgument("limit must be at least 1".into()));
         }
         let count = limit.saturating_add(1);
+        let mut conn = self.store.connection();
         let key = self.keys.events();
         let reply: StreamRangeReply = match order {
             Order::Asc => {
@@ -174,10 +175,7 @@ impl SessionLog {
                     .arg(count)
                     .to_owned();
                 self.store
-                    .run_idempotent("range", |mut conn| {
-                        let cmd = cmd.clone();
-                        async move { cmd.query_async(&mut conn).await }
-                    })
+                    .run("range", async move { cmd.query_async(&mut conn).await })
                     .await?
             }
             Order::Desc => {
@@ -190,10 +188,7 @@ impl SessionLog {
                     .arg(count)
                     .to_owned();
                 self.store
-                    .run_idempotent("range", |mut conn| {
-                        let cmd = cmd.clone();
-                        async move { cmd.query_async(&mut conn).await }
-                    })
+                    .run("range", async move { cmd.query_async(&mut conn).await })
                     .await?
             }
         };

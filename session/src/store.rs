@@ -127,29 +127,6 @@ impl Store {
         }
     }
 
-    /// Runs a command that is safe to repeat (a read, a delete) and runs it once more, on the reconnected shared
-    /// connection, when the first attempt found the connection dropped: after a Redis restart the first command on
-    /// each connection fails with a broken pipe, and a reader should not see that as an outage.
-    pub(crate) async fn run_idempotent<T, F, Fut>(&self, operation: &'static str, command: F) -> Result<T>
-    where
-        F: Fn(ConnectionManager) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let after = self.config.command_timeout;
-        let first = match tokio::time::timeout(after, command(self.connection())).await {
-            Ok(result) => result,
-            Err(_) => return Err(Error::Timeout { operation, after }),
-        };
-        match first {
-            Ok(value) => Ok(value),
-            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-                tracing::debug!(operation, error = %e, "connection dropped; trying once more");
-                self.run(operation, command(self.connection())).await
-            }
-            Err(e) => Err(Error::from_redis(e, operation, after)),
-        }
-    }
-
     /// A connection of its own, for blocking reads that would stall the shared one.
     pub(crate) async fn dedicated(&self) -> Result<MultiplexedConnection> {
         let config = AsyncConnectionConfig::new()

@@ -183,21 +183,3 @@ async fn a_stalled_redis_times_out_clearly_and_nothing_is_applied_twice() {
     let last = log.last_cursor().await.unwrap();
     assert_eq!(last, Some(after[0].cursor));
 }
-
-#[tokio::test]
-async fn the_first_read_after_a_redis_restart_succeeds() {
-    let (mut server, store) = start().await;
-    let log = store.session("ns", "sesn_read_restart");
-    let written = log.append_user([user("before")]).await.unwrap();
-    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events, written);
-
-    // Redis restarts while nobody uses the connection: the shared connection is dead but does not know it yet.
-    server.kill();
-    server.restart().unwrap();
-
-    let page = log
-        .range(None, 10, Order::Asc)
-        .await
-        .expect("a reader does not see the restart");
-    assert_eq!(page.events, written);
-}
