@@ -7,107 +7,25 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
+
 use corral_api::events::{EventBody, StopReason};
+use corral_e2e::mcp::WeatherServer;
 use corral_harness::engine::EngineConfig;
 use corral_harness::local::{LOCAL_NAMESPACE, LocalRun, run};
 use corral_harness::log::{LogEntry, LogView};
 use corral_session::{Config, Store, testing::RedisServer};
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
-};
-use rmcp::service::RequestContext;
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-};
-use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::json;
 
 const TOKEN: &str = "mcp-test-token-5f2a9c";
 
-/// A weather MCP server: `forecast {city}` answers "Sunny in <city>"; `launch` exists but the agent disables it.
-#[derive(Clone)]
-struct Weather {
-    calls: Arc<Mutex<Vec<String>>>,
-}
-
-impl ServerHandler for Weather {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let schema =
-            json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
-        let schema = schema.as_object().cloned().unwrap_or_default();
-        Ok(ListToolsResult::with_all_items(vec![
-            Tool::new("forecast", "The weather forecast of a city.", schema.clone()),
-            Tool::new("launch", "Launches something irreversible.", schema),
-        ]))
-    }
-
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let city = request
-            .arguments
-            .as_ref()
-            .and_then(|a| a.get("city"))
-            .and_then(|c| c.as_str())
-            .unwrap_or("nowhere")
-            .to_owned();
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("{}:{city}", request.name));
-        Ok(CallToolResult::success(vec![ContentBlock::text(format!("Sunny in {city}"))]).into())
-    }
-}
-
-async fn require_token(request: Request, next: Next) -> Response {
-    let ok = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
-    if !ok {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"weather\"")],
-        )
-            .into_response();
-    }
-    next.run(request).await
-}
-
-/// Serves the weather server on loopback; returns its URL and the calls it received.
-async fn weather_server() -> (String, Arc<Mutex<Vec<String>>>) {
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let handler = Weather { calls: calls.clone() };
-    let service = StreamableHttpService::new(
-        move || Ok(handler.clone()),
-        Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
-    );
-    let router = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(middleware::from_fn(require_token));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (url, calls)
+/// Serves the weather MCP server (`corral_e2e::mcp`, shared with the cluster tests) on loopback behind [`TOKEN`]:
+/// `forecast {city}` answers "Sunny in <city>"; `launch` exists but the agent disables it. Returns its URL and the
+/// server, which stops when dropped.
+async fn weather_server() -> (String, WeatherServer) {
+    let server = WeatherServer::start(TOKEN).await.unwrap();
+    (format!("http://127.0.0.1:{}/mcp", server.port), server)
 }
 
 /// An agent manifest: the scripted model calls `forecast`, then answers; the MCP server at `url`; a vault
@@ -291,7 +209,7 @@ async fn an_agent_lists_and_calls_the_tools_of_its_mcp_server() {
         result_text(&out.entries),
         ("Sunny in Paris".to_owned(), Some(false))
     );
-    assert_eq!(*calls.lock().unwrap(), ["forecast:Paris"]);
+    assert_eq!(calls.calls(), ["forecast:Paris"]);
     assert!(
         out.printed.contains("mcp tool weather/forecast"),
         "{}",
@@ -316,7 +234,7 @@ async fn a_wrong_token_is_an_mcp_authentication_error() {
     let (text, is_error) = result_text(&out.entries);
     assert_eq!(is_error, Some(true));
     assert!(text.contains("not available"), "{text}");
-    assert!(calls.lock().unwrap().is_empty());
+    assert!(calls.calls().is_empty());
     assert!(!out.raw.contains("wrong-token-value"), "the token leaked");
 }
 
@@ -386,7 +304,7 @@ async fn an_expired_oauth_token_is_refreshed_at_the_token_endpoint() {
         result_text(&out.entries),
         ("Sunny in Paris".to_owned(), Some(false))
     );
-    assert_eq!(*calls.lock().unwrap(), ["forecast:Paris"]);
+    assert_eq!(calls.calls(), ["forecast:Paris"]);
     assert_eq!(requests.lock().unwrap().len(), 1);
     for secret in [TOKEN, "rt-1", "cs-1", "expired-token"] {
         assert!(!out.raw.contains(secret), "{secret} leaked into the log");
@@ -464,10 +382,7 @@ async fn mcp_tools_ask_by_default_and_run_once_confirmed() {
             event_ids: vec![use_id.to_string()]
         }
     );
-    assert!(
-        calls.lock().unwrap().is_empty(),
-        "the call ran before it was confirmed"
-    );
+    assert!(calls.calls().is_empty(), "the call ran before it was confirmed");
 
     log.append_user([EventBody::UserToolConfirmation(UserToolConfirmation {
         tool_use_id: use_id.to_string(),
@@ -480,7 +395,7 @@ async fn mcp_tools_ask_by_default_and_run_once_confirmed() {
     assert_eq!(run().await, Outcome::Idle);
     let done = entries().await;
     assert_eq!(result_text(&done), ("Sunny in Paris".to_owned(), Some(false)));
-    assert_eq!(*calls.lock().unwrap(), ["forecast:Paris"]);
+    assert_eq!(calls.calls(), ["forecast:Paris"]);
     let EventBody::SessionStatusIdle(idle) = &done.last().unwrap().body else {
         panic!("not idle")
     };
