@@ -11,35 +11,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-state=${CORRAL_STATE:-$PWD/e2e/.state}
-export CORRAL_STATE=$state CORRAL_API_PORT=${CORRAL_API_PORT:-6443}
-
 command -v redis-server >/dev/null || hack/tools.sh
-started=0
-if [[ -z ${KUBECONFIG:-} ]]; then
-  export KUBECONFIG=$state/kubeconfig
-  if ! "$state/bin/kubectl" get --raw /readyz >/dev/null 2>&1; then
-    log "starting the light API server (etcd + kube-apiserver) in $state on port $CORRAL_API_PORT"
-    make --no-print-directory apiserver-up
-    started=1
-  fi
-fi
-cleanup() {
-  local rc=$?
-  if ((started)); then
-    log "stopping the light API server"
-    make --no-print-directory apiserver-down || true
-  fi
-  exit $rc
-}
-trap cleanup EXIT
-
-KUBECTL=kubectl
-[[ -x $state/bin/kubectl ]] && KUBECTL=$state/bin/kubectl
-"$KUBECTL" apply --server-side -f crds/ >/dev/null
-for crd in agents environments sessions; do
-  "$KUBECTL" wait --for=condition=Established --timeout=60s "crd/$crd.corral.dev" >/dev/null
-done
+with_light_apiserver
 
 log "running the gateway's integration tests"
 cargo test -p corral-gateway --features integration --test integration -- "$@"

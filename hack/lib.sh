@@ -35,3 +35,39 @@ go_tool() {
   fi
   ln -sf "$target" "$TOOLS_BIN/$name"
 }
+
+# with_light_apiserver: for the integration scripts. Unless $KUBECONFIG names a cluster, uses the one at
+# $CORRAL_STATE (default e2e/.state; CORRAL_API_PORT default 6443), starting the light API server (etcd +
+# kube-apiserver) when none answers and stopping it again when the script exits; then applies the CRDs and waits
+# until they are established. Sets KUBECONFIG, CORRAL_STATE and KUBECTL. Run from the repository root.
+with_light_apiserver() {
+  local state=${CORRAL_STATE:-$PWD/e2e/.state}
+  export CORRAL_STATE=$state CORRAL_API_PORT=${CORRAL_API_PORT:-6443}
+  LIGHT_APISERVER_STARTED=0
+  if [[ -z ${KUBECONFIG:-} ]]; then
+    export KUBECONFIG=$state/kubeconfig
+    if ! "$state/bin/kubectl" get --raw /readyz >/dev/null 2>&1; then
+      log "starting the light API server (etcd + kube-apiserver) in $state on port $CORRAL_API_PORT"
+      make --no-print-directory apiserver-up
+      LIGHT_APISERVER_STARTED=1
+    fi
+  fi
+  trap stop_light_apiserver EXIT
+  KUBECTL=kubectl
+  [[ -x $state/bin/kubectl ]] && KUBECTL=$state/bin/kubectl
+  "$KUBECTL" apply --server-side -f crds/ >/dev/null
+  local crd
+  for crd in agents environments sessions; do
+    "$KUBECTL" wait --for=condition=Established --timeout=60s "crd/$crd.corral.dev" >/dev/null
+  done
+}
+
+# stop_light_apiserver: the EXIT trap of with_light_apiserver; stops the light API server if it started it.
+stop_light_apiserver() {
+  local rc=$?
+  if ((LIGHT_APISERVER_STARTED)); then
+    log "stopping the light API server"
+    make --no-print-directory apiserver-down || true
+  fi
+  exit $rc
+}

@@ -12,9 +12,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 SELENIUM_VERSION=4.38.0
-state=${CORRAL_STATE:-$PWD/e2e/.state}
-export CORRAL_STATE=$state CORRAL_API_PORT=${CORRAL_API_PORT:-6443}
-
 command -v redis-server >/dev/null || hack/tools.sh
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
   log "installing chromium and chromium-driver"
@@ -29,36 +26,12 @@ if ! "$venv/bin/python" -c "import selenium, sys; sys.exit(selenium.__version__ 
   "$venv/bin/pip" install -q "selenium==$SELENIUM_VERSION"
 fi
 
-started=0
-if [[ -z ${KUBECONFIG:-} ]]; then
-  export KUBECONFIG=$state/kubeconfig
-  if ! "$state/bin/kubectl" get --raw /readyz >/dev/null 2>&1; then
-    log "starting the light API server (etcd + kube-apiserver) in $state on port $CORRAL_API_PORT"
-    make --no-print-directory apiserver-up
-    started=1
-  fi
-fi
-cleanup() {
-  local rc=$?
-  if ((started)); then
-    log "stopping the light API server"
-    make --no-print-directory apiserver-down || true
-  fi
-  exit $rc
-}
-trap cleanup EXIT
-
-KUBECTL=kubectl
-[[ -x $state/bin/kubectl ]] && KUBECTL=$state/bin/kubectl
-"$KUBECTL" apply --server-side -f crds/ >/dev/null
-for crd in agents environments sessions; do
-  "$KUBECTL" wait --for=condition=Established --timeout=60s "crd/$crd.corral.dev" >/dev/null
-done
+with_light_apiserver
 
 log "building the gateway, the harness and the sandbox daemon"
 cargo build -q -p corral-gateway -p corral-harness -p corral-sandbox --bins
 
 log "running the viewer test in headless chromium"
 # Selenium must use the Debian driver, never download one.
-export CORRAL_VIEWER_SCREENSHOT=${CORRAL_VIEWER_SCREENSHOT:-$state/viewer.png}
+export CORRAL_VIEWER_SCREENSHOT=${CORRAL_VIEWER_SCREENSHOT:-$CORRAL_STATE/viewer.png}
 SE_OFFLINE=true "$venv/bin/python" e2e/viewer/test_viewer.py "$@"
