@@ -46,21 +46,23 @@ fi
 helm_args=(--set gateway.enabled=true --set harness.enabled=true)
 if ((local_cluster)); then
   step "building Corral and its images"
-  cargo build -p corral-operator -p corral-harness -p corral-gateway --bins >&2
+  cargo build -p corral-operator -p corral-harness -p corral-gateway -p corral-egress --bins >&2
   RUSTFLAGS='-C target-feature=+crt-static' cargo build -p corral-sandbox --bin corral-sandbox \
     --target x86_64-unknown-linux-gnu >&2
   daemon=target/x86_64-unknown-linux-gnu/debug/corral-sandbox
-  for c in operator harness gateway; do e2e/images/build.sh component "$c" "target/debug/corral-$c" >&2; done
+  for c in operator harness gateway egress; do e2e/images/build.sh component "$c" "target/debug/corral-$c" >&2; done
   e2e/images/build.sh component sandbox "$daemon" >&2
   e2e/images/build.sh redis >&2
   # Images keep the tag `dev`: a digest of the binaries in the pod annotations rolls the pods when they changed.
   build=$(cat target/debug/corral-operator target/debug/corral-harness "$daemon" | sha256sum | cut -c1-16)
   gateway_build=$(sha256sum target/debug/corral-gateway | cut -c1-16)
+  egress_build=$(sha256sum target/debug/corral-egress | cut -c1-16)
   helm_args+=(--set image.pullPolicy=IfNotPresent
     --set-string "operator.podAnnotations.corral\\.dev/build=$build"
     --set-string "gateway.podAnnotations.corral\\.dev/build=$gateway_build"
+    --set-string "egress.podAnnotations.corral\\.dev/build=$egress_build"
     --set redis.image.repository=corral/redis --set redis.image.tag=dev --set redis.persistence.ephemeral=true
-    --set operator.logFormat=text --set gateway.logFormat=text)
+    --set operator.logFormat=text --set gateway.logFormat=text --set egress.logFormat=text)
 else
   [[ -n ${CORRAL_IMAGE_REPOSITORY:-} ]] && helm_args+=(--set "image.repository=$CORRAL_IMAGE_REPOSITORY")
   [[ -n ${CORRAL_IMAGE_TAG:-} ]] && helm_args+=(--set "image.tag=$CORRAL_IMAGE_TAG")
