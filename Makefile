@@ -47,7 +47,7 @@ lint: tools ## fmt check, clippy -D warnings, CRD drift, chart lint
 	$(MAKE) generate-check
 	$(MAKE) chart-lint
 
-bench: tools ## The benchmark suite: runs every benchmark once and writes docs/benchmarks.md (BENCH_CLUSTER=1 adds the cluster figures)
+bench: tools ## The benchmark suite: runs every benchmark once and writes docs/benchmarks.md (with the local cluster; BENCH_CLUSTER=0 leaves the cluster figures out)
 	bench/run.sh
 
 demo: ## Install Corral (local cluster unless KUBECONFIG is set) and stream a session through the gateway

@@ -2,12 +2,15 @@
 # The benchmark suite in one command (`make bench`): runs every benchmark once and writes docs/benchmarks.md with
 # the machine, the commands, the figures and each one against its target.
 #
-# Local figures (always): the harness's time-to-first-token overhead with a provider that answers at once, its
-# memory per active session, session-log append throughput and append → follower latency, and event sends plus SSE
-# delivery through one gateway to 1,000 concurrent streams (on the light kube-apiserver, started here unless one
-# answers at $CORRAL_STATE/kubeconfig). Cluster figures (warm-pool claim vs cold pod creation) only with
-# BENCH_CLUSTER=1 and KUBECONFIG naming a cluster with Corral installed (`make e2e` leaves one); otherwise their
-# rows say "not measured in this run". Debug builds, like the tests. Honours CORRAL_STATE and CORRAL_API_PORT.
+# Local figures: the harness's time-to-first-token overhead with a provider that answers at once, its memory per
+# active session, session-log append throughput and append → follower latency, and event sends plus SSE delivery
+# through one gateway to 1,000 concurrent streams (on the light kube-apiserver, started here unless one answers at
+# $CORRAL_STATE/kubeconfig).
+# Cluster figures, on the local cluster (started here unless it is up, and stopped again if it was started here)
+# with Corral built from this checkout and installed (`E2E_INSTALL_ONLY=1 hack/e2e.sh`): time to first token
+# through the installed gateway, lazy versus eager sandbox provisioning, warm-pool claim versus cold pod creation,
+# and recovery after the harness is killed mid-turn. BENCH_CLUSTER=0 leaves them out (their rows then say "not
+# measured in this run"). Debug builds, like the tests. Honours CORRAL_STATE and CORRAL_API_PORT.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../hack/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib.sh"
@@ -18,9 +21,11 @@ export CORRAL_STATE=$state CORRAL_API_PORT=${CORRAL_API_PORT:-6443}
 out=${BENCH_OUT:-docs/benchmarks.md}
 work=$(mktemp -d)
 started=0
+started_cluster=0
 cleanup() {
   local rc=$?
   if ((started)); then make --no-print-directory apiserver-down >/dev/null 2>&1 || true; fi
+  if ((started_cluster)); then make --no-print-directory cluster-down >/dev/null 2>&1 || true; fi
   rm -rf "$work"
   exit $rc
 }
@@ -40,7 +45,7 @@ log "session log throughput (appendfsync always)"
 target/debug/examples/throughput always | tee "$work/log.txt"
 
 log "sends and SSE delivery through one gateway to 1,000 streams"
-kubeconfig=${BENCH_KUBECONFIG:-$state/kubeconfig}
+kubeconfig=$state/kubeconfig
 if ! "$state/bin/kubectl" --kubeconfig "$kubeconfig" get --raw /readyz >/dev/null 2>&1; then
   make --no-print-directory apiserver-up >/dev/null
   started=1
@@ -51,10 +56,26 @@ for crd in agents environments sessions; do
   $KUBECTL wait --for=condition=Established --timeout=60s "crd/$crd.corral.dev" >/dev/null
 done
 KUBECONFIG=$kubeconfig target/debug/sse_fanout 1000 10 50 | tee "$work/sse.txt"
+if ((started)); then
+  make --no-print-directory apiserver-down >/dev/null
+  started=0
+fi
 
-if [[ ${BENCH_CLUSTER:-0} == 1 ]]; then
-  log "warm-pool claim vs cold pod creation on the cluster in KUBECONFIG"
-  target/debug/sandbox_provisioning 10 | tee "$work/sandbox.txt"
+if [[ ${BENCH_CLUSTER:-1} != 0 ]]; then
+  if ! "$state/bin/kubectl" --kubeconfig "$kubeconfig" get node -o name 2>/dev/null | grep -q .; then
+    log "starting the local cluster"
+    make --no-print-directory cluster-up >/dev/null
+    started_cluster=1
+  fi
+  log "building Corral's images and installing it on the local cluster"
+  (unset KUBECONFIG; E2E_INSTALL_ONLY=1 hack/e2e.sh >"$work/install.log" 2>&1) || {
+    tail -30 "$work/install.log" >&2
+    die "installing Corral on the local cluster failed"
+  }
+  log "warm-pool claim vs cold pod creation"
+  KUBECONFIG=$kubeconfig target/debug/sandbox_provisioning 10 | tee "$work/sandbox.txt"
+  log "turns through the installed gateway: time to first token, lazy vs eager, recovery (about 5 min)"
+  KUBECONFIG=$kubeconfig target/debug/cluster_turns 30 8 3 | tee "$work/turns.txt"
 fi
 
 # --- the report ---------------------------------------------------------------------------------------------------
@@ -92,9 +113,26 @@ sse50=$(ms "$(pick sse.txt 'send → delivery with .*p50 ([^,]+),.*')")
 sse99=$(ms "$(pick sse.txt 'send → delivery with .*p99 ([^ ]+)$')")
 warm=$(pick sandbox.txt '^warm claim: +(p50 .*)$')
 cold=$(pick sandbox.txt '^cold creation: +(p50 .*)$')
+warm_ratio=$(pick sandbox.txt '^ratio warm/cold p50: ([0-9.]+)')
+# "<what> over N samples: p50 Xms, p95 Yms" of cluster_turns: N, p50 and p95 in ms.
+turns_n() { pick turns.txt "^$1 over ([0-9]+) samples.*"; }
+turns_p50() { pick turns.txt "^$1 over [0-9]+ samples: p50 ([0-9.]+)ms.*"; }
+turns_p95() { pick turns.txt "^$1 over [0-9]+ samples: .*p95 ([0-9.]+)ms$"; }
+ttft_what='time to first token through the gateway, runtime overhead'
+lazy_what='time to first token of a new session, lazy provisioning'
+eager_what='time to first token of a new session, eager provisioning'
+recovery_what='recovery: every harness SIGKILLed mid-turn → the turn ends \(replaying its 4.5 s model call\)'
+cttft_n=$(turns_n "$ttft_what"); cttft50=$(turns_p50 "$ttft_what"); cttft95=$(turns_p95 "$ttft_what")
+lazy_n=$(turns_n "$lazy_what"); lazy50=$(turns_p50 "$lazy_what"); lazy95=$(turns_p95 "$lazy_what")
+eager50=$(turns_p50 "$eager_what"); eager95=$(turns_p95 "$eager_what")
+ratio50=$(pick turns.txt '^lazy/eager: p50 ([0-9.]+),.*')
+ratio95=$(pick turns.txt '^lazy/eager: .*p95 ([0-9.]+)$')
+rec_n=$(turns_n "$recovery_what"); rec50=$(turns_p50 "$recovery_what"); rec95=$(turns_p95 "$recovery_what")
+sec() { [[ -n $1 ]] && awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'; }
 
 not_run="not measured in this run"
-cluster_cmd="\`BENCH_CLUSTER=1 KUBECONFIG=… make bench\` on \`make cluster-up\` with Corral installed"
+cluster_cmd="\`make bench\` (needs the local cluster; BENCH_CLUSTER=0 skips it)"
+turns_cmd="\`target/debug/cluster_turns 30 8 3\` (installed gateway and harness on \`make cluster-up\`)"
 {
   echo "# Benchmarks"
   echo
@@ -107,9 +145,13 @@ cluster_cmd="\`BENCH_CLUSTER=1 KUBECONFIG=… make bench\` on \`make cluster-up\
   echo "| figure | value | target | verdict | command |"
   echo "|---|---|---|---|---|"
   echo "| runtime overhead of time to first token, local: wake-up → first \`agent.message\`, provider answering at once | p50 ${ttft50:-?} ms, p95 ${ttft95:-?} ms (100 turns) | p50 < 50 ms, p95 < 100 ms | $(verdict "$ttft50" lt 50) / $(verdict "$ttft95" lt 100) | \`target/debug/harness_overhead 100\` |"
-  echo "| runtime overhead of time to first token, on the real cluster | $not_run | p95 < 150 ms | — | $cluster_cmd (needs a cluster benchmark not written yet) |"
-  echo "| time to first token, lazy vs eager sandbox provisioning (the anchor reports −60% p50, −90% p95) | $not_run | lazy/eager p50 < 0.4, p95 < 0.1 | — | needs the cluster and an eager-provisioning switch; not built yet |"
-  echo "| warm-pool claim, request → ready endpoint | ${warm:-$not_run} | well under cold | — | ${warm:+\`target/debug/sandbox_provisioning 10\`}${warm:-$cluster_cmd} |"
+  if [[ -n $cttft50 ]]; then cttft="p50 $cttft50 ms, p95 $cttft95 ms ($cttft_n turns of one session)"; else cttft=$not_run; fi
+  echo "| runtime overhead of time to first token, on the real cluster: client sends \`user.message\` to the installed gateway → first \`agent.*\` event on its SSE stream, provider answering at once | $cttft | p95 < 150 ms | $(verdict "$cttft95" lt 150) | ${cttft50:+$turns_cmd}${cttft50:-$cluster_cmd} |"
+  if [[ -n $lazy50 ]]; then
+    lazy_eager="lazy p50 $lazy50 ms, p95 $lazy95 ms; eager p50 $(sec "$eager50") s, p95 $(sec "$eager95") s; lazy/eager p50 $ratio50, p95 $ratio95 ($lazy_n new sessions each)"
+  else lazy_eager=$not_run; fi
+  echo "| time to first token of a new session's first turn, lazy vs eager sandbox provisioning (\`sandbox.provisioning: Eager\`: the turn waits for a cold sandbox pod), same client path (the anchor reports −60% p50, −90% p95) | $lazy_eager | lazy/eager p50 < 0.4, p95 < 0.1 | $(verdict "$ratio50" lt 0.4) / $(verdict "$ratio95" lt 0.1) | same |"
+  echo "| warm-pool claim, request → ready endpoint | ${warm:-$not_run} | warm/cold p50 < 0.5 | $(verdict "$warm_ratio" lt 0.5) (ratio ${warm_ratio:-—}) | ${warm:+\`target/debug/sandbox_provisioning 10\`}${warm:-$cluster_cmd} |"
   echo "| cold pod creation, request → ready endpoint | ${cold:-$not_run} | — | — | same |"
   echo "| harness: events appended per second (one session, whole turn loop) | ${appended:-?}/s | — | — | same as the first row |"
   echo "| harness: memory per concurrent active session, (RSS(200) − RSS(1)) / 199 | ${mem200:-?} KiB | < 256 KiB | $(verdict "$mem200" lt 256) | same |"
@@ -122,12 +164,12 @@ cluster_cmd="\`BENCH_CLUSTER=1 KUBECONFIG=… make bench\` on \`make cluster-up\
   echo "| gateway: \`POST /v1/sessions/{id}/events\` (session lookup on the API server, append, wake-up) | ${sends:-?}/s sequential, p50 ${send50:-?} ms | p50 < 50 ms | $(verdict "$send50" lt 50) | \`target/debug/sse_fanout 1000 10 50\` (light kube-apiserver) |"
   echo "| gateway: SSE delivery to 1,000 concurrent streams (10 sessions × 100 streams) | ${delivered:-?} events/s (${delivered_of:-?} delivered) | ≥ 1,000 events/s | $(verdict "$delivered" gt 1000) | same |"
   echo "| gateway: send → delivery latency with 1,000 concurrent streams | p50 ${sse50:-?} ms, p99 ${sse99:-?} ms | p99 < 500 ms | $(verdict "$sse99" lt 500) | same |"
-  echo "| recovery after a harness pod is killed mid-turn | $not_run | < 30 s | — | \`make e2e\` measures it as a test, not a figure yet |"
+  if [[ -n $rec50 ]]; then rec="p50 $(sec "$rec50") s, p95 $(sec "$rec95") s ($rec_n kills; includes the 4.5 s model call replayed from its start)"; else rec=$not_run; fi
+  echo "| recovery after a harness pod is killed mid-turn: every harness process of the namespace SIGKILLed while the model streams (pods deleted too) → the turn ends, taken over by a new replica | $rec | < 30 s | $(verdict "$rec95" lt 30000) | ${rec50:+$turns_cmd}${rec50:-$cluster_cmd} |"
   echo
   echo "Figures measured by hand earlier, kept for reference: the sandbox tool round trip \`bash echo hi\`, client →"
   echo "local daemon → client, release static build: median 0.52 ms (3 runs of 200 calls; p99 ≈ 0.8 ms), target < 5 ms"
-  echo "(\`target/x86_64-unknown-linux-gnu/release/examples/roundtrip 200\`, see sandbox/README.md). Warm-pool claim p50"
-  echo "265 ms, p95 268 ms versus cold creation p50 2.56 s, p95 3.11 s (ratio 0.10, target < 0.5) on \`make cluster-up\`."
+  echo "(\`target/x86_64-unknown-linux-gnu/release/examples/roundtrip 200\`, see sandbox/README.md)."
   echo
   cat bench/local-cluster.md
 } >"$out"

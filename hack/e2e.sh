@@ -2,7 +2,7 @@
 # The end-to-end suite: brings the local cluster up (unless KUBECONFIG names another cluster), builds Corral's
 # images from the workspace's binaries and imports them, installs Corral with Helm, and runs the e2e tests, then the
 # conformance suite of the official Python SDK against the installed gateway (e2e/conformance/; skip it with
-# E2E_CONFORMANCE=0).
+# E2E_CONFORMANCE=0). E2E_INSTALL_ONLY=1 stops once Corral is installed (the benchmarks use that).
 # A cluster this script started is stopped again when it ends under CI (or with E2E_CLUSTER_DOWN=1).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -96,6 +96,11 @@ if ((local_cluster)); then
   e2e/cluster/forward.sh to-cluster e2e-redis "$redis_port" "$redis_ip:6379"
   export CORRAL_E2E_REDIS_URL=redis://127.0.0.1:$redis_port
   export CORRAL_E2E_HARNESS=$harness_enabled
+fi
+
+if [[ ${E2E_INSTALL_ONLY:-0} == 1 ]]; then
+  log "Corral is installed (E2E_INSTALL_ONLY=1: no tests run)"
+  exit 0
 fi
 
 # Tests that kill a shared component (Redis) run alone, after everything else, so they cannot break other tests.

@@ -199,6 +199,23 @@ pub struct SandboxSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h))+$')").message("idleTimeout must be a duration such as 90s, 15m or 1h30m"))]
     pub idle_timeout: Option<String>,
+    /// When a session's sandbox is asked for: `Lazy` (the default) on the first tool call, so the model starts at
+    /// once and a session that never calls a tool never gets a pod; `Eager` when a turn starts, and the turn's
+    /// first model request waits until the sandbox is ready, as in designs where the agent runs inside its
+    /// container. `Eager` costs time to first token (see docs/benchmarks.md); use it when the first tool call
+    /// must not wait for a pod, or to measure that cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning: Option<Provisioning>,
+}
+
+/// When a session's sandbox is asked for.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Provisioning {
+    /// On the session's first tool call.
+    #[default]
+    Lazy,
+    /// When a turn starts, before its first model request.
+    Eager,
 }
 
 /// A plain environment variable of the sandbox.

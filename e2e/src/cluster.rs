@@ -158,6 +158,22 @@ impl Cluster {
     }
 }
 
+/// Process ids on this host of the processes named `command` in the containers of the pod `pod_uid`. The local
+/// cluster shares the host's PID namespace, so a test can SIGKILL a component the way a crash would.
+pub fn processes_of_pod(pod_uid: &str, command: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            !pod_uid.is_empty() && cgroup.contains(pod_uid) && comm.trim() == command
+        })
+        .collect()
+}
+
 /// The address of this host as pods of the local cluster see it.
 pub const HOST_IP: &str = "10.201.0.1";
 

@@ -8,7 +8,7 @@ use std::{
 
 use futures::FutureExt as _;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace};
 use kube::{
     Api,
     api::{DeleteParams, PostParams},
@@ -107,6 +107,20 @@ impl TestNamespace {
                 Err(e) => eprintln!("--- {title}: {e:#}"),
             }
         }
+    }
+
+    /// Waits until the namespace's harness Deployment (run by the operator once the namespace has an agent) has
+    /// an available replica.
+    pub async fn harness_available(&self, timeout: std::time::Duration) -> anyhow::Result<()> {
+        crate::wait::object(
+            &self.api::<Deployment>(),
+            "corral-harness",
+            timeout,
+            "harness Deployment available",
+            |d: &Deployment| d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1,
+        )
+        .await
+        .map(drop)
     }
 
     /// Runs `test` in the namespace; dumps it if the test fails (an error or a panic), deletes it either way (unless

@@ -16,7 +16,7 @@ use corral_e2e::{
     wait,
 };
 use eventsource_stream::Event;
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::{Value, json};
 
@@ -192,14 +192,7 @@ async fn replace_harness_pods(ns: &TestNamespace) -> anyhow::Result<()> {
         },
     )
     .await?;
-    wait::object(
-        &ns.api::<Deployment>(),
-        "corral-harness",
-        TIMEOUT,
-        "the harness available again",
-        |d: &Deployment| d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1,
-    )
-    .await?;
+    ns.harness_available(TIMEOUT).await?;
     Ok(())
 }
 

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use corral_api::events::EventBody;
-use corral_e2e::{Cluster, TestNamespace, wait};
+use corral_e2e::{Cluster, TestNamespace, cluster::processes_of_pod, wait};
 use corral_session::{Config, Order, SessionLog, Store, StoredEvent};
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -58,14 +58,7 @@ fn enabled() -> Option<String> {
 
 async fn start_turn(ns: &TestNamespace, url: &str) -> anyhow::Result<SessionLog> {
     ns.apply(SLOW_AGENT)?;
-    wait::object(
-        &ns.api::<Deployment>(),
-        "corral-harness",
-        TIMEOUT,
-        "harness available",
-        |d: &Deployment| d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1,
-    )
-    .await?;
+    ns.harness_available(TIMEOUT).await?;
     let store = Store::connect(url, Config::default()).await?;
     let log = store.session(&ns.name, "s1");
     let message: EventBody = serde_json::from_value(serde_json::json!({
@@ -158,22 +151,6 @@ async fn deleting_the_harness_pods_mid_stream_loses_and_duplicates_nothing() -> 
 async fn sigterm_to_the_harness_mid_turn_finishes_or_hands_back_the_turn() -> anyhow::Result<()> {
     // A normal delete: SIGTERM, then the pod's grace period.
     turn_survives_harness_pod_deletion("harness-term", DeleteParams::default()).await
-}
-
-/// Process ids on this host of the processes named `command` in the containers of `pod_uid` (the cluster shares
-/// the host's PID namespace).
-fn processes_of_pod(pod_uid: &str, command: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            cgroup.contains(pod_uid) && comm.trim() == command
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use corral_api::{Session, events::EventBody, session::SessionPhase};
 use corral_e2e::{Cluster, TestNamespace, wait};
 use corral_session::{Config, Order, Store};
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
@@ -37,10 +37,7 @@ async fn a_turn_runs_through_the_harness_with_a_lazy_sandbox() -> anyhow::Result
         ns.apply(
             "apiVersion: corral.dev/v1alpha1\nkind: Environment\nmetadata: {name: box}\n---\napiVersion: corral.dev/v1alpha1\nkind: Session\nmetadata: {name: s1}\nspec:\n  agent: {name: scripted}\n  environmentRef: {name: box}\n",
         )?;
-        wait::object(&ns.api::<Deployment>(), "corral-harness", TIMEOUT, "harness Deployment available", |d: &Deployment| {
-            d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1
-        })
-        .await?;
+        ns.harness_available(TIMEOUT).await?;
         let sessions = ns.api::<Session>();
         wait::object(&sessions, "s1", TIMEOUT, "session Ready", |s: &Session| {
             s.status.as_ref().is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
@@ -93,6 +90,106 @@ async fn a_turn_runs_through_the_harness_with_a_lazy_sandbox() -> anyhow::Result
             s.status.as_ref().is_some_and(|st| st.phase == Some(SessionPhase::Idle) && st.usage.as_ref().is_some_and(|u| u.output_tokens > 0))
         })
         .await?;
+        Ok(())
+    })
+    .await
+}
+
+/// An agent that only answers: its turns never call a tool.
+const TALKER: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: talk-script}
+data:
+  script.yaml: |
+    turns:
+      - content:
+          - text: ["Hello."]
+---
+apiVersion: corral.dev/v1alpha1
+kind: Agent
+metadata: {name: talker}
+spec:
+  model:
+    id: scripted
+    provider: {type: scripted, scriptRef: {name: talk-script, key: script.yaml}}
+  tools: [{type: agent_toolset_20260401}]
+---
+apiVersion: corral.dev/v1alpha1
+kind: Environment
+metadata: {name: eager}
+spec:
+  sandbox: {provisioning: Eager}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Session
+metadata: {name: s1}
+spec:
+  agent: {name: talker}
+  environmentRef: {name: eager}
+"#;
+
+#[tokio::test]
+async fn an_eager_environment_readies_the_sandbox_before_the_model_is_called() -> anyhow::Result<()> {
+    let Ok(url) = std::env::var("CORRAL_E2E_REDIS_URL") else {
+        eprintln!("skipped: needs CORRAL_E2E_REDIS_URL (hack/e2e.sh)");
+        return Ok(());
+    };
+    if std::env::var("CORRAL_E2E_HARNESS").as_deref() != Ok("true") {
+        eprintln!("skipped: the harness image was not built (CORRAL_E2E_HARNESS != true)");
+        return Ok(());
+    }
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "eager", |ns| async move {
+        ns.apply(TALKER)?;
+        let sessions = ns.api::<Session>();
+        wait::object(&sessions, "s1", TIMEOUT, "session Ready", |s: &Session| {
+            s.status
+                .as_ref()
+                .is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
+        })
+        .await?;
+        let store = Store::connect(&url, Config::default()).await?;
+        let log = store.session(&ns.name, "s1");
+        let message: EventBody = serde_json::from_value(serde_json::json!({
+            "type": "user.message", "content": [{"type": "text", "text": "hi"}]
+        }))?;
+        log.append_user([message]).await?;
+        store.enqueue(&ns.name, "s1").await?;
+        let events = wait::until("the turn to end", TIMEOUT, || async {
+            let page = log.range(None, 1000, Order::Asc).await?;
+            let done = page
+                .events
+                .iter()
+                .any(|e| e.event.body.type_name() == "session.status_idle");
+            Ok(done.then_some(page.events))
+        })
+        .await?;
+        let seen = types(&events);
+        assert!(
+            !seen.iter().any(|t| t == "agent.tool_use"),
+            "the agent only talks: {seen:?}"
+        );
+
+        // No tool was called, yet the sandbox is there, and it was ready before the model request started.
+        let pods = ns
+            .api::<Pod>()
+            .list(&ListParams::default().labels("corral.dev/session=s1"))
+            .await?;
+        assert_eq!(pods.items.len(), 1, "the turn brought the sandbox pod up front");
+        let session = sessions.get("s1").await?;
+        let sandbox = session.status.and_then(|s| s.sandbox).unwrap_or_default();
+        assert_eq!(sandbox.phase, Some(corral_api::session::SandboxPhase::Ready));
+        let ready_at: k8s_openapi::jiff::Timestamp = sandbox.since.as_deref().unwrap_or_default().parse()?;
+        let model_start = events
+            .iter()
+            .find(|e| e.event.body.type_name() == "span.model_request_start")
+            .and_then(|e| e.event.processed_at)
+            .ok_or_else(|| anyhow::anyhow!("no model request in {seen:?}"))?;
+        assert!(
+            ready_at <= model_start,
+            "sandbox ready at {ready_at}, model request started at {model_start}"
+        );
         Ok(())
     })
     .await

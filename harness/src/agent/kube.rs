@@ -1,12 +1,14 @@
 //! Agents from the Kubernetes API: the Session names its agent and pinned version; the version's spec is the
 //! Agent's ControllerRevision `<agent>-v<version>`; the provider's key and script come from the referenced Secret
-//! and ConfigMap. Built providers are cached per agent version for a minute, so keys rotate without a restart.
+//! and ConfigMap. Built providers are cached per agent version for a minute, so keys rotate without a restart; an
+//! Environment's provisioning mode is cached for a minute too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use corral_api::{Agent, Session, revision};
+use corral_api::environment::Provisioning;
+use corral_api::{Agent, Environment, Session, revision};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{Api, Client};
@@ -22,11 +24,15 @@ const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Built agents by (namespace, agent, version), with when they were built.
 type Cache = HashMap<(String, String, i64), (Instant, Arc<ResolvedAgent>)>;
 
+/// Whether each Environment provisions eagerly, by (namespace, environment), with when it was read.
+type EagerCache = HashMap<(String, String), (Instant, bool)>;
+
 /// Loads agents through the Kubernetes API.
 #[derive(Clone)]
 pub struct KubeAgentSource {
     client: Client,
     cache: Arc<Mutex<Cache>>,
+    eager: Arc<Mutex<EagerCache>>,
 }
 
 impl std::fmt::Debug for KubeAgentSource {
@@ -48,6 +54,7 @@ impl KubeAgentSource {
         Self {
             client,
             cache: Arc::default(),
+            eager: Arc::default(),
         }
     }
 
@@ -59,13 +66,40 @@ impl KubeAgentSource {
             .map_err(api_error)?
             .ok_or_else(|| LoadError::NoSession(session.to_owned()))?;
         let agent = self.agent_of(namespace, &session_obj).await?;
-        Ok(match &session_obj.spec.budget {
-            Some(budget) => Arc::new(ResolvedAgent {
-                budget: Some(budget.clone()),
-                ..(*agent).clone()
-            }),
-            None => agent,
-        })
+        let sandbox_up_front = self.sandbox_up_front(namespace, &session_obj).await?;
+        if session_obj.spec.budget.is_none() && !sandbox_up_front {
+            return Ok(agent);
+        }
+        Ok(Arc::new(ResolvedAgent {
+            budget: session_obj.spec.budget.clone().or_else(|| agent.budget.clone()),
+            sandbox_up_front,
+            ..(*agent).clone()
+        }))
+    }
+
+    /// Whether the session's Environment provisions its sandbox eagerly (read at most once a minute). A missing
+    /// Environment counts as lazy: the operator reports it on the Session, and a tool call then fails with the
+    /// reason.
+    async fn sandbox_up_front(&self, namespace: &str, session_obj: &Session) -> Result<bool, LoadError> {
+        let name = &session_obj.spec.environment_ref.name;
+        let key = (namespace.to_owned(), name.clone());
+        if let Some((at, eager)) = self
+            .eager
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(*eager);
+        }
+        let environments: Api<Environment> = Api::namespaced(self.client.clone(), namespace);
+        let environment = environments.get_opt(name).await.map_err(api_error)?;
+        let eager = environment.and_then(|e| e.spec.sandbox.provisioning) == Some(Provisioning::Eager);
+        self.eager
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, (Instant::now(), eager));
+        Ok(eager)
     }
 
     /// The (cached) agent at the version `session` runs.

@@ -32,6 +32,9 @@ pub struct ResolvedAgent {
     pub tools: ToolSet,
     /// The session's budget: the Session's own, else the agent's.
     pub budget: Option<corral_api::budget::Budget>,
+    /// Whether each turn waits for the session's sandbox before its first model request (the Environment's
+    /// `sandbox.provisioning: Eager`); otherwise the sandbox is asked for on the first tool call.
+    pub sandbox_up_front: bool,
 }
 
 impl std::fmt::Debug for ResolvedAgent {
@@ -53,6 +56,7 @@ impl ResolvedAgent {
             spec,
             provider,
             tools,
+            sandbox_up_front: false,
         }
     }
 

@@ -36,11 +36,13 @@ pub struct ServeArgs {
     /// Sessions worked on at once.
     #[arg(long, env = "CORRAL_CONCURRENCY", default_value_t = 16)]
     concurrency: usize,
-    /// How long a taken wake-up may go untouched before another replica reclaims it.
-    #[arg(long, env = "CORRAL_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// How long a taken wake-up may go untouched before another replica reclaims it: with the lease TTL, how long
+    /// a killed replica's sessions wait before another replica resumes them. Live replicas touch their wake-ups
+    /// every third of the shorter of the two.
+    #[arg(long, env = "CORRAL_VISIBILITY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     visibility_timeout: Duration,
     /// How long a session lease lasts without renewal.
-    #[arg(long, env = "CORRAL_LEASE_TTL", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CORRAL_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     lease_ttl: Duration,
     /// How long running sessions may take to finish on SIGTERM before they are handed back.
     #[arg(long, env = "CORRAL_SHUTDOWN_GRACE", default_value = "45s", value_parser = humantime::parse_duration)]
@@ -83,10 +85,9 @@ type Sources = (
 /// Serves until SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.log.init()?;
-    // A blocked take must come back in time to reclaim wake-ups that a dead replica held past the visibility
-    // timeout.
+    // A blocked take must come back soon after the visibility timeout to reclaim the wake-ups a dead replica held.
     let config = Config {
-        block: (args.visibility_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(10)),
+        block: (args.visibility_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(10)),
         ..Config::default()
     };
     let store = Store::connect(&args.redis_url, config)

@@ -124,6 +124,10 @@ struct Run<'a> {
     limits: Limits,
     /// The span of the turn under way, with the position of the event that opened it.
     turn: Option<(usize, tracing::Span)>,
+    /// Whether this run already waited for the session's sandbox (eager provisioning).
+    sandbox_prepared: bool,
+    /// The Session status write under way: written in the background, so a turn does not wait for the API server.
+    status_report: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Engine {
@@ -185,9 +189,14 @@ impl Engine {
                 ..self.config.limits.clone()
             },
             turn: None,
+            sandbox_prepared: false,
+            status_report: None,
         };
         let span = tracing::info_span!("session", namespace, session);
         let result = run.run().instrument(span).await;
+        if let Some(report) = run.status_report.take() {
+            let _ = report.await;
+        }
         if let Some(connections) = run.mcp.take() {
             connections.close().await;
         }
@@ -211,11 +220,7 @@ impl Run<'_> {
             }
             if self.report_status {
                 self.report_status = false;
-                let fields = compute(self.view.entries());
-                self.engine
-                    .status
-                    .report(self.namespace, self.session, fields)
-                    .await;
+                self.start_status_report().await;
             }
             let scan = scan(self.view.entries(), &self.agent.tools);
             let turn = self.turn_span(&scan);
@@ -339,9 +344,45 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Starts writing the Session status the log shows now, after the previous write (so writes land in order).
+    async fn start_status_report(&mut self) {
+        if let Some(previous) = self.status_report.take() {
+            let _ = previous.await;
+        }
+        let fields = compute(self.view.entries());
+        let status = self.engine.status.clone();
+        let (namespace, session) = (self.namespace.to_owned(), self.session.to_owned());
+        self.status_report = Some(tokio::spawn(
+            async move { status.report(&namespace, &session, fields).await }.in_current_span(),
+        ));
+    }
+
+    /// With eager provisioning, waits (once per run) until the session's sandbox is ready, so the model is called
+    /// only then. A sandbox that cannot be had is logged and left to the first tool call, which reports it.
+    async fn ensure_sandbox(&mut self) -> Result<(), Stop> {
+        if !self.agent.sandbox_up_front || self.sandbox_prepared {
+            return Ok(());
+        }
+        let prepare = self
+            .engine
+            .tools
+            .prepare(self.namespace, self.session)
+            .instrument(tracing::info_span!("sandbox_wait"));
+        let outcome = tokio::select! {
+            outcome = prepare => outcome,
+            () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
+        };
+        if let Err(reason) = outcome {
+            tracing::warn!(%reason, "the sandbox asked for up front is not ready; the first tool call will ask again");
+        }
+        self.sandbox_prepared = true;
+        Ok(())
+    }
+
     /// Opens the span of the next model request: a compaction when the context is over budget, else the reply.
     async fn start_model_call(&mut self, scan: &Scan, failed_attempts: u32) -> Result<(), Stop> {
         self.ensure_mcp().await?;
+        self.ensure_sandbox().await?;
         if failed_attempts > 0 {
             let config = &self.engine.config;
             let factor = 2u32.saturating_pow(failed_attempts.saturating_sub(1).min(16));

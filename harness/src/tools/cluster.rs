@@ -20,7 +20,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
-use super::{ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, lost_sandbox};
+use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, lost_sandbox};
 use crate::agent::manifest::secret_value;
 use crate::status::StatusWriter;
 
@@ -151,6 +151,10 @@ impl ClusterToolRunner {
 }
 
 impl ToolRunner for ClusterToolRunner {
+    fn prepare<'a>(&'a self, namespace: &'a str, session: &'a str) -> PrepareFuture<'a> {
+        Box::pin(async move { self.sandbox(namespace, session).await.map(drop) })
+    }
+
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a> {
         Box::pin(async move {
             let request = ExecuteRequest {

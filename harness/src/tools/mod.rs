@@ -72,10 +72,19 @@ impl ToolOutput {
 /// A boxed future of a tool's output.
 pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolOutput> + Send + 'a>>;
 
+/// A boxed future of getting a session's sandbox ready: the reason when it cannot be.
+pub type PrepareFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
 /// Runs built-in tool calls for sessions. Dropping the future abandons the call.
 pub trait ToolRunner: Send + Sync {
     /// Runs one call.
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a>;
+
+    /// Gets the session's sandbox ready before any call needs it (eager provisioning). Runners whose sandbox
+    /// costs nothing to start are ready at once.
+    fn prepare<'a>(&'a self, _namespace: &'a str, _session: &'a str) -> PrepareFuture<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// How long to wait for the daemon's answer: a `bash` call's own `timeout_ms` (or the daemon's default of two
