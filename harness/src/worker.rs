@@ -159,8 +159,9 @@ impl Worker {
         );
         let log = self.store.session(&namespace, &session);
         self.metrics.active_sessions.inc();
-        // Take the lease, waiting while another holder has it.
-        let mut wait = Duration::from_millis(50);
+        // Take the lease, waiting while another holder has it. The wait starts short: the usual holder is the run
+        // of the previous turn writing its last status, which takes a few milliseconds.
+        let mut wait = Duration::from_millis(5);
         let lease = loop {
             if abort.is_cancelled() {
                 self.metrics.active_sessions.dec();
