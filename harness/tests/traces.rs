@@ -1,6 +1,7 @@
 //! OpenTelemetry traces of a turn: the real harness process exports its spans over OTLP/HTTP to a receiver on
-//! loopback, continuing the trace named by the `traceparent` the gateway stores with the user event. A real
-//! redis-server, a real sandbox daemon, the scripted provider.
+//! loopback, continuing the trace named by the `traceparent` the gateway stores with the user event, and the
+//! sandbox daemon's time for each tool call as a `corral-sandbox` span. A real redis-server, a real sandbox daemon,
+//! the scripted provider.
 //!
 //! Needs the sandbox daemon binary: `cargo build -p corral-sandbox`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -119,7 +120,8 @@ async fn a_turn_continues_the_trace_of_its_user_event_with_model_and_tool_spans(
     assert!(idle, "the turn did not end");
     assert!(status.success(), "{status:?}");
 
-    let spans: Vec<Span> = received
+    // Each span with the `service.name` of the component it stands for.
+    let (services, spans): (Vec<String>, Vec<Span>) = received
         .lock()
         .unwrap()
         .iter()
@@ -128,9 +130,20 @@ async fn a_turn_continues_the_trace_of_its_user_event_with_model_and_tool_spans(
                 .expect("OTLP protobuf")
                 .resource_spans
         })
-        .flat_map(|r| r.scope_spans)
-        .flat_map(|s| s.spans)
-        .collect();
+        .flat_map(|r| {
+            let service = r
+                .resource
+                .iter()
+                .flat_map(|res| &res.attributes)
+                .find(|a| a.key == "service.name")
+                .map(|a| format!("{:?}", a.value))
+                .unwrap_or_default();
+            r.scope_spans
+                .into_iter()
+                .flat_map(|s| s.spans)
+                .map(move |span| (service.clone(), span))
+        })
+        .unzip();
     let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
     let turn = spans
         .iter()
@@ -164,5 +177,33 @@ async fn a_turn_continues_the_trace_of_its_user_event_with_model_and_tool_spans(
             .attributes
             .iter()
             .any(|a| a.key == "tool" && format!("{:?}", a.value).contains("bash"))
+    );
+
+    // The sandbox daemon's own time for the call, exported by the harness for it under the tool call.
+    let sandbox = in_turn("sandbox_execute");
+    assert_eq!(sandbox.len(), 1, "{names:?}");
+    let daemon = sandbox[0];
+    assert_eq!(
+        daemon.parent_span_id, tools[0].span_id,
+        "a child of the tool call"
+    );
+    let index = spans.iter().position(|s| std::ptr::eq(s, daemon)).unwrap();
+    assert!(
+        services[index].contains("corral-sandbox"),
+        "exported as the sandbox's span: {}",
+        services[index]
+    );
+    let harness_index = spans.iter().position(|s| std::ptr::eq(s, tools[0])).unwrap();
+    assert!(
+        services[harness_index].contains("corral-harness"),
+        "{}",
+        services[harness_index]
+    );
+    assert!(
+        daemon.start_time_unix_nano >= tools[0].start_time_unix_nano
+            && daemon.end_time_unix_nano <= tools[0].end_time_unix_nano
+            && daemon.end_time_unix_nano > daemon.start_time_unix_nano,
+        "inside the tool call: {daemon:?} in {:?}",
+        tools[0]
     );
 }

@@ -19,16 +19,38 @@ pub fn flush() {
     imp::flush();
 }
 
+/// A span another component measured and this process exports on its behalf, as a child of the current span: the
+/// sandbox daemon has no route to a collector (and is not trusted with one), so the harness relays its timings.
+#[derive(Clone, Debug)]
+pub struct RelayedSpan {
+    /// The component that measured it: the span's `service.name`.
+    pub service: &'static str,
+    /// The span's name.
+    pub name: &'static str,
+    /// When it started.
+    pub start: std::time::SystemTime,
+    /// When it ended.
+    pub end: std::time::SystemTime,
+    /// Its attributes.
+    pub attributes: Vec<(&'static str, String)>,
+}
+
+/// Exports `span` as a child of the current span (nothing when traces are off or the current span is not sampled).
+pub fn relay(span: RelayedSpan) {
+    imp::relay(span);
+}
+
 #[cfg(feature = "otlp")]
 pub(crate) use imp::layer;
 
 #[cfg(feature = "otlp")]
 mod imp {
     use std::collections::HashMap;
-    use std::sync::OnceLock;
+    use std::sync::{Mutex, OnceLock, PoisonError};
 
+    use opentelemetry::KeyValue;
     use opentelemetry::propagation::TextMapPropagator;
-    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _};
     use opentelemetry_otlp::{SpanExporter, WithExportConfig};
     use opentelemetry_sdk::Resource;
     use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -38,6 +60,22 @@ mod imp {
     use tracing_subscriber::registry::LookupSpan;
 
     static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+    /// The collector's traces URL, for the providers of relayed spans.
+    static TRACES_URL: OnceLock<String> = OnceLock::new();
+    /// One provider per component whose spans this process relays (each has its own `service.name`).
+    static RELAYED: Mutex<Vec<(&'static str, SdkTracerProvider)>> = Mutex::new(Vec::new());
+
+    fn provider(url: &str, service: &str) -> anyhow::Result<SdkTracerProvider> {
+        let exporter = SpanExporter::builder()
+            .with_http()
+            .with_endpoint(url)
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the OTLP exporter for {url}: {e}"))?;
+        Ok(SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(Resource::builder().with_service_name(service.to_owned()).build())
+            .build())
+    }
 
     /// The tracing layer exporting spans to `endpoint` (OTLP/HTTP, `/v1/traces` appended) as `service`.
     pub(crate) fn layer<S>(endpoint: &str, service: &str) -> anyhow::Result<impl Layer<S> + use<S>>
@@ -47,17 +85,10 @@ mod imp {
         // reqwest is built without a default TLS crypto provider in this workspace.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-        let exporter = SpanExporter::builder()
-            .with_http()
-            .with_endpoint(url)
-            .build()
-            .map_err(|e| anyhow::anyhow!("building the OTLP exporter for {endpoint}: {e}"))?;
-        let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(Resource::builder().with_service_name(service.to_owned()).build())
-            .build();
+        let provider = provider(&url, service)?;
         let tracer = provider.tracer("corral");
         let _ = PROVIDER.set(provider);
+        let _ = TRACES_URL.set(url);
         Ok(tracing_opentelemetry::layer().with_tracer(tracer))
     }
 
@@ -82,6 +113,48 @@ mod imp {
         if let Some(provider) = PROVIDER.get() {
             let _ = provider.force_flush();
         }
+        for (_, provider) in RELAYED.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = provider.force_flush();
+        }
+    }
+
+    pub(super) fn relay(span: super::RelayedSpan) {
+        let Some(url) = TRACES_URL.get() else {
+            return;
+        };
+        let parent = tracing::Span::current().context();
+        if !parent.span().span_context().is_sampled() {
+            return;
+        }
+        let tracer = {
+            let mut relayed = RELAYED.lock().unwrap_or_else(PoisonError::into_inner);
+            match relayed.iter().find(|(service, _)| *service == span.service) {
+                Some((_, provider)) => provider.tracer("corral"),
+                None => match provider(url, span.service) {
+                    Ok(provider) => {
+                        let tracer = provider.tracer("corral");
+                        relayed.push((span.service, provider));
+                        tracer
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, service = span.service, "cannot export relayed spans");
+                        return;
+                    }
+                },
+            }
+        };
+        let attributes = span
+            .attributes
+            .into_iter()
+            .map(|(key, value)| KeyValue::new(key, value))
+            .collect::<Vec<_>>();
+        let mut exported = tracer
+            .span_builder(span.name)
+            .with_kind(SpanKind::Server)
+            .with_start_time(span.start)
+            .with_attributes(attributes)
+            .start_with_context(&tracer, &parent);
+        exported.end_with_timestamp(span.end);
     }
 }
 
@@ -94,4 +167,6 @@ mod imp {
     pub(super) fn set_parent(_: &tracing::Span, _: &str) {}
 
     pub(super) fn flush() {}
+
+    pub(super) fn relay(_: super::RelayedSpan) {}
 }

@@ -1,6 +1,6 @@
 //! The client the harness uses to run tools in a sandbox.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 
@@ -120,13 +120,16 @@ impl SandboxClient {
         if let Some(traceparent) = corral_runtime::telemetry::current_traceparent() {
             post = post.header("traceparent", traceparent);
         }
+        let sent = SystemTime::now();
         let response = post
             .json(request)
             .timeout(timeout)
             .send()
             .await
             .map_err(|e| self.transport_error(e, timeout))?;
-        self.decode(response, timeout).await
+        let result: ToolResult = self.decode(response, timeout).await?;
+        relay_daemon_span(&request.tool, &result, sent, SystemTime::now());
+        Ok(result)
     }
 
     /// `GET /v1/info`.
@@ -214,4 +217,25 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Exports the daemon's own time for the call as a span of service `corral-sandbox` under the caller's current span
+/// (the `tool_call`). The daemon is not trusted: its figure is clamped into the call as the caller saw it, and the
+/// span ends when the answer arrived, so only the caller's clock is used.
+fn relay_daemon_span(tool: &str, result: &ToolResult, sent: SystemTime, received: SystemTime) {
+    let Some(elapsed_us) = result.elapsed_us else {
+        return;
+    };
+    let round_trip = received.duration_since(sent).unwrap_or_default();
+    let elapsed = Duration::from_micros(elapsed_us).min(round_trip);
+    corral_runtime::telemetry::relay(corral_runtime::telemetry::RelayedSpan {
+        service: "corral-sandbox",
+        name: "sandbox_execute",
+        start: received - elapsed,
+        end: received,
+        attributes: vec![
+            ("tool", tool.chars().take(64).collect()),
+            ("is_error", result.is_error.to_string()),
+        ],
+    });
 }

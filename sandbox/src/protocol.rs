@@ -39,6 +39,10 @@ pub struct ToolResult {
     /// The `tool_use_id` of the request, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_use_id: Option<String>,
+    /// How long the daemon took to run the tool, in microseconds: the caller exports it as the daemon's span of
+    /// the call (the daemon has no route to a trace collector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_us: Option<u64>,
 }
 
 impl ToolResult {
@@ -48,6 +52,7 @@ impl ToolResult {
             content: vec![ContentBlock::Text { text: text.into() }],
             is_error: false,
             tool_use_id: None,
+            elapsed_us: None,
         }
     }
 

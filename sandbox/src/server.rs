@@ -102,15 +102,17 @@ async fn execute(
     };
     let started = Instant::now();
     let mut result = toolbox.execute(tool, request.input).await;
+    let elapsed = started.elapsed();
     tracing::info!(
         tool = tool.as_str(),
         tool_use_id = request.tool_use_id.as_deref().unwrap_or(""),
         traceparent,
         is_error = result.is_error,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        elapsed_ms = elapsed.as_millis() as u64,
         "ran a tool"
     );
     result.tool_use_id = request.tool_use_id;
+    result.elapsed_us = Some(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
     Json(result).into_response()
 }
 
