@@ -83,6 +83,13 @@ pub struct AgentSpec {
     /// Corral's extension; see `budget` on Session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::budget::Budget>,
+
+    /// A spending limit for all sessions of this agent in its namespace together, counted from their first model
+    /// request on (deleted sessions still count). When their sum reaches it, every session of the agent ends its
+    /// turn with `stop_reason: budget_reached` before its next model request. `status.spent` shows the sum.
+    /// Corral's extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_budget: Option<crate::budget::Budget>,
 }
 
 /// The model configuration (the API's `ModelConfig`) plus the provider that serves it.
@@ -313,6 +320,21 @@ pub struct AgentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<crate::conditions::Condition>,
+    /// What all sessions of this agent have spent together, written by the harness when the agent has a
+    /// `totalBudget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent: Option<AgentSpent>,
+}
+
+/// What all sessions of an agent have spent together.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpent {
+    /// Tokens of every kind.
+    pub tokens: i64,
+    /// Estimated list-price cost; absent when some of it could not be priced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_cost: Option<crate::budget::Money>,
 }
 
 impl Agent {

@@ -3,8 +3,8 @@
 //! A budget caps a session's spend by estimated list-price cost (`maxCost`, the API's `budget.max_list_cost`) and/or
 //! by tokens (`maxTokens`, Corral's extension, counting input, output, cache-read and cache-write tokens alike).
 //! When a session reaches either, the harness ends the turn with `session.status_idle{stop_reason: budget_reached}`
-//! and makes no further model request. An Agent's budget applies to each of its sessions separately; a Session's own
-//! budget takes precedence over its agent's.
+//! and makes no further model request. An Agent's `budget` applies to each of its sessions separately; a Session's
+//! own budget takes precedence over its agent's. An Agent's `totalBudget` caps all of its sessions together.
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,16 @@ pub struct Spent {
     pub tokens: u64,
     /// Estimated list-price cost in cents; `None` when some of it could not be priced.
     pub cents: Option<f64>,
+}
+
+impl Spent {
+    /// The sum of two spends; the cost is unknown when either is.
+    pub fn plus(self, other: Spent) -> Spent {
+        Spent {
+            tokens: self.tokens.saturating_add(other.tokens),
+            cents: self.cents.zip(other.cents).map(|(a, b)| a + b),
+        }
+    }
 }
 
 impl Budget {

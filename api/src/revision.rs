@@ -121,6 +121,7 @@ mod tests {
                 skills: vec![],
                 metadata: Default::default(),
                 budget: None,
+                total_budget: None,
             },
         );
         a.metadata.namespace = Some("team".into());

@@ -126,7 +126,17 @@ pub fn add_request(spent: &mut Spent, usage: &ModelUsage, cost_cents: Option<f64
     };
 }
 
-/// Nothing spent yet.
+/// The sum of sessions' spends (an agent's, from its ledger).
+pub fn sum_of(spends: impl IntoIterator<Item = corral_session::SessionSpend>) -> Spent {
+    spends.into_iter().fold(nothing_spent(), |sum, s| {
+        sum.plus(Spent {
+            tokens: s.tokens,
+            cents: s.cents,
+        })
+    })
+}
+
+/// Nothing spent yet: no tokens, and a known cost of zero.
 pub fn nothing_spent() -> Spent {
     Spent {
         tokens: 0,

@@ -189,3 +189,44 @@ async fn a_cost_budget_stops_the_session_once_the_list_cost_reaches_it() {
     assert_eq!(h.run("s2").await, Outcome::Idle);
     assert_eq!(stop_reasons(&h.entries("s2").await), vec![StopReason::EndTurn]);
 }
+
+#[tokio::test]
+async fn an_agent_wide_budget_stops_a_session_once_all_sessions_together_reach_it() {
+    // s1 alone spends 14,900 tokens in two model requests (7,300 before the second, under the total).
+    let h = with_prices(PRICES, "  totalBudget: {maxTokens: 10000}\n").await;
+    h.say("s1", "go").await;
+    assert_eq!(h.run("s1").await, Outcome::Idle);
+    assert_eq!(stop_reasons(&h.entries("s1").await), vec![StopReason::EndTurn]);
+    let ledger = h.store.spend_by_session(support::NS, "tester").await.unwrap();
+    assert_eq!(ledger["s1"].tokens, 14_900, "{ledger:?}");
+    assert_eq!(ledger["s1"].cents, Some(2.04), "{ledger:?}");
+
+    // s2 has spent nothing itself, but the agent's sessions together have reached the total: no model request.
+    h.say("s2", "go").await;
+    assert_eq!(h.run("s2").await, Outcome::Idle);
+    let entries = h.entries("s2").await;
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.type_name() == "span.model_request_start"),
+        "{:?}",
+        entries.iter().map(|e| e.type_name()).collect::<Vec<_>>()
+    );
+    assert_eq!(stop_reasons(&entries), vec![StopReason::BudgetReached]);
+}
+
+#[tokio::test]
+async fn sessions_under_an_agent_wide_budget_run_while_their_sum_is_below_it() {
+    let h = with_prices(PRICES, "  totalBudget: {maxCost: {amount: \"2500\"}}\n").await;
+    for session in ["s1", "s2"] {
+        h.say(session, "go").await;
+        assert_eq!(h.run(session).await, Outcome::Idle);
+        assert_eq!(stop_reasons(&h.entries(session).await), vec![StopReason::EndTurn]);
+    }
+    let ledger = h.store.spend_by_session(support::NS, "tester").await.unwrap();
+    let cents: f64 = ledger.values().filter_map(|s| s.cents).sum();
+    assert!(
+        (cents - 4.08).abs() < 1e-9,
+        "two sessions at 2.04 cents each: {ledger:?}"
+    );
+}

@@ -36,6 +36,7 @@ pub fn spec_from_create(req: AgentCreate) -> Result<AgentSpec, ApiError> {
         skills: skills(req.skills.unwrap_or_default()),
         metadata: req.metadata.unwrap_or_default(),
         budget: None,
+        total_budget: None,
     };
     check(&spec)?;
     Ok(spec)

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use corral_api::budget::Budget;
+use corral_api::budget::{Budget, Spent};
 use corral_api::events::{EventId, Permission, RetryStatus, StopReason, error_types};
 use corral_session::NewEvent;
 
@@ -40,6 +40,9 @@ pub struct Limits {
     /// The session's budget (its own, else its agent's): once reached, no model request is made and the turn ends
     /// with `stop_reason: budget_reached`.
     pub budget: Option<Budget>,
+    /// The agent's `totalBudget`, with what the agent's other sessions have spent: once this session's spend
+    /// brings the sum to it, the turn ends with `stop_reason: budget_reached` as well.
+    pub agent_total: Option<(Budget, Spent)>,
 }
 
 impl Default for Limits {
@@ -47,7 +50,19 @@ impl Default for Limits {
         Self {
             max_model_calls: 200,
             budget: None,
+            agent_total: None,
         }
+    }
+}
+
+impl Limits {
+    /// Whether a budget stops the session, given what it has spent.
+    fn budget_reached(&self, spent: Spent) -> bool {
+        self.budget.as_ref().is_some_and(|b| b.reached(spent))
+            || self
+                .agent_total
+                .as_ref()
+                .is_some_and(|(total, others)| total.reached(others.plus(spent)))
     }
 }
 
@@ -131,7 +146,7 @@ pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
         if scan.status != Status::Running {
             return append(vec![events::running()]);
         }
-        if limits.budget.as_ref().is_some_and(|b| b.reached(scan.spent)) {
+        if limits.budget_reached(scan.spent) {
             return append(vec![events::idle(StopReason::BudgetReached)]);
         }
         if scan.model_calls >= limits.max_model_calls {

@@ -10,7 +10,7 @@ use corral_api::events::{
     ModelUsage, Permission, RetryStatus, StopReason, Usage,
 };
 use corral_api::events::{CacheCreation, Cost};
-use corral_session::{Error as LogError, FencingToken, NewEvent, Store};
+use corral_session::{Error as LogError, FencingToken, NewEvent, SessionSpend, Store};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -128,6 +128,8 @@ struct Run<'a> {
     sandbox_prepared: bool,
     /// The Session status write under way: written in the background, so a turn does not wait for the API server.
     status_report: Option<tokio::task::JoinHandle<()>>,
+    /// This session's spend as last recorded in its agent's ledger (agents with a `totalBudget`).
+    recorded_spend: Option<Spent>,
 }
 
 impl Engine {
@@ -153,6 +155,18 @@ impl Engine {
     pub fn with_mcp(mut self, hub: McpHub) -> Self {
         self.mcp = hub;
         self
+    }
+
+    /// Writes what all sessions of `agent` spent together to the Agent's status (a failure is logged: the ledger
+    /// stays the truth).
+    async fn report_agent_spent(&self, namespace: &str, agent: &str) {
+        match self.store.spend_by_session(namespace, agent).await {
+            Ok(ledger) => {
+                let spent = crate::pricing::sum_of(ledger.into_values());
+                self.status.report_agent_spent(namespace, agent, spent).await;
+            }
+            Err(err) => tracing::warn!(namespace, agent, error = %err, "cannot read the agent's spend"),
+        }
     }
 
     /// Works on `session` as the holder of fencing token `token` until nothing is left to do, the session is taken
@@ -191,11 +205,15 @@ impl Engine {
             turn: None,
             sandbox_prepared: false,
             status_report: None,
+            recorded_spend: None,
         };
         let span = tracing::info_span!("session", namespace, session);
         let result = run.run().instrument(span).await;
         if let Some(report) = run.status_report.take() {
             let _ = report.await;
+        }
+        if agent.spec.total_budget.is_some() {
+            self.report_agent_spent(namespace, &agent.name).await;
         }
         if let Some(connections) = run.mcp.take() {
             connections.close().await;
@@ -223,6 +241,7 @@ impl Run<'_> {
                 self.start_status_report().await;
             }
             let scan = scan(self.view.entries(), &self.agent.tools);
+            self.track_agent_spend(scan.spent).await?;
             let turn = self.turn_span(&scan);
             match plan(&scan, &self.armed, &self.limits) {
                 Step::Done => return Ok(()),
@@ -341,6 +360,34 @@ impl Run<'_> {
         if !errors.is_empty() {
             self.append(errors).await?;
         }
+        Ok(())
+    }
+
+    /// With an agent-wide budget: records this session's spend in the agent's ledger when it changed, and reads
+    /// what the agent's other sessions spent, for the plan's budget check.
+    async fn track_agent_spend(&mut self, spent: Spent) -> Result<(), Stop> {
+        let Some(total) = self.agent.spec.total_budget.clone() else {
+            return Ok(());
+        };
+        let store = &self.engine.store;
+        if self.recorded_spend != Some(spent) {
+            let spend = SessionSpend {
+                tokens: spent.tokens,
+                cents: spent.cents,
+            };
+            store
+                .record_spend(self.namespace, &self.agent.name, self.session, spend)
+                .await?;
+            self.recorded_spend = Some(spent);
+        }
+        let others = store
+            .spend_by_session(self.namespace, &self.agent.name)
+            .await?
+            .into_iter()
+            .filter(|(session, _)| session != self.session)
+            .map(|(_, spend)| spend);
+        let others = crate::pricing::sum_of(others);
+        self.limits.agent_total = Some((total, others));
         Ok(())
     }
 

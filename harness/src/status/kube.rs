@@ -3,9 +3,11 @@
 //! Server-side apply makes a field manager own exactly the fields of its last apply: a field left out is dropped.
 //! So every apply carries all the harness's fields, the ones not being changed read from the object first.
 
-use corral_api::Session;
+use corral_api::agent::AgentSpent;
+use corral_api::budget::{Money, Spent};
 use corral_api::labels::HARNESS_FIELD_MANAGER;
 use corral_api::session::SessionStatus;
+use corral_api::{Agent, Session};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
@@ -102,6 +104,27 @@ impl StatusSink for StatusWriter {
         Box::pin(async move {
             if let Err(err) = self.apply(namespace, session, Some(&fields), None).await {
                 tracing::warn!(namespace, session, error = %err, "cannot write the session status");
+            }
+        })
+    }
+
+    fn report_agent_spent<'a>(
+        &'a self,
+        namespace: &'a str,
+        agent: &'a str,
+        spent: Spent,
+    ) -> StatusFuture<'a> {
+        Box::pin(async move {
+            let spent = AgentSpent {
+                tokens: i64::try_from(spent.tokens).unwrap_or(i64::MAX),
+                list_cost: spent.cents.map(Money::from_cents),
+            };
+            let body =
+                json!({"apiVersion": "corral.dev/v1alpha1", "kind": "Agent", "status": {"spent": spent}});
+            let api: Api<Agent> = Api::namespaced(self.client.clone(), namespace);
+            let params = PatchParams::apply(HARNESS_FIELD_MANAGER).force();
+            if let Err(err) = api.patch_status(agent, &params, &Patch::Apply(&body)).await {
+                tracing::warn!(namespace, agent, error = %err, "cannot write the agent's spend");
             }
         })
     }

@@ -138,7 +138,11 @@ pub fn build_harness(namespace: &str, agents: &[Agent], config: &HarnessConfig) 
                 &["agents", "environments", "sessions"],
                 &["get", "list", "watch"],
             ),
-            rule(&["corral.dev"], &["sessions/status"], &["get", "patch"]),
+            rule(
+                &["corral.dev"],
+                &["sessions/status", "agents/status"],
+                &["get", "patch"],
+            ),
             rule(&["apps"], &["controllerrevisions"], &["get", "list"]),
             // Model keys and scripts the Agents reference; read by the harness only, never by sandboxes.
             rule(&[""], &["configmaps"], &["get"]),
@@ -397,7 +401,7 @@ mod tests {
                 assert!(
                     resources
                         .iter()
-                        .all(|res| res == "sessions/status" || res == "events"),
+                        .all(|res| res.ends_with("/status") || res == "events"),
                     "writes only status and events: {resources:?} {:?}",
                     r.verbs
                 );

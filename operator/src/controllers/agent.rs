@@ -124,10 +124,12 @@ pub fn compute_status(
         &mut conditions,
         conditions::ready(problem, "the agent is ready", generation, now),
     );
+    // `spent` is the harness's field: left out of the operator's apply, so it stays.
     AgentStatus {
         version,
         observed_generation: generation,
         conditions,
+        spent: None,
     }
 }
 
