@@ -18,7 +18,7 @@
 # so the picture is a rendering of the dashboard's queries, not Grafana: see docs/observability.md.
 #
 # Knobs: CORRAL_STATE / CORRAL_API_PORT (a second local cluster), CORRAL_DASHBOARD_SCREENSHOT (default
-# docs/dashboard.png), CORRAL_DASHBOARD_ROUNDS / CORRAL_DASHBOARD_SESSIONS (traffic, default 4 rounds of 3). Exits 1
+# docs/dashboard.png), CORRAL_DASHBOARD_ROUNDS / CORRAL_DASHBOARD_SESSIONS (traffic, default 6 rounds of 3). Exits 1
 # when a panel has no data. Needs root.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -36,6 +36,13 @@ state=${CORRAL_STATE:-$PWD/e2e/.state}
 export CORRAL_STATE=$state
 kubectl=$state/bin/kubectl
 
+# The Sessions of the dashboard agent (a previous run's, or this run's at the end): deleted with their sandboxes.
+delete_dashboard_sessions() {
+  local names=()
+  mapfile -t names < <(kubectl -n "$DEMO_NS" get sessions.corral.dev 2>/dev/null \
+    -o jsonpath='{range .items[?(@.spec.agent.name=="dashboard")]}{.metadata.name}{"\n"}{end}')
+  ((${#names[@]} == 0)) || kubectl -n "$DEMO_NS" delete sessions.corral.dev "${names[@]}" --wait=false >/dev/null
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # --- tools: Prometheus (Debian's package, unpacked: no service, no postinst), uPlot (npm), Chromium + Selenium.
@@ -81,6 +88,7 @@ cleanup() {
   local f
   for f in "${forwards[@]}"; do e2e/cluster/forward.sh stop "$f" 2>/dev/null || true; done
   rm -rf "$tmp"
+  ((cluster_started)) || delete_dashboard_sessions || true
   if ((cluster_started)); then
     log "stopping the local cluster this script started"
     make --no-print-directory cluster-down >&2 || true
@@ -107,8 +115,10 @@ if [[ -n $pricing ]]; then
     --wait --timeout 5m >/dev/null
   kubectl -n "$SYSTEM_NS" rollout status deploy/"$RELEASE"-operator --timeout=180s >&2
 fi
+delete_dashboard_sessions
 kubectl create namespace "$DEMO_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n "$DEMO_NS" apply --server-side -f hack/dashboard/agent.yaml >/dev/null
+gateway_ip=$(kubectl -n "$SYSTEM_NS" get svc "$RELEASE"-gateway -o jsonpath='{.spec.clusterIP}')
+sed "s/@GATEWAY_IP@/$gateway_ip/g" hack/dashboard/agent.yaml | kubectl -n "$DEMO_NS" apply --server-side -f - >/dev/null
 kubectl -n "$DEMO_NS" wait --for=condition=Ready agent/dashboard environment/dashboard --timeout=120s >/dev/null
 log "waiting for the harness of $DEMO_NS to run with the price table"
 for _ in $(seq 1 90); do
@@ -126,9 +136,8 @@ key=$("$gateway_bin" create-key --namespace "$DEMO_NS" --name dashboard-api-key 
 
 # --- forwards: the gateway, and every component's metrics endpoint.
 port=$(free_port)
-ip=$(kubectl -n "$SYSTEM_NS" get svc "$RELEASE"-gateway -o jsonpath='{.spec.clusterIP}')
 forwards+=(dash-gateway)
-e2e/cluster/forward.sh to-cluster dash-gateway "$port" "$ip:80" 2>/dev/null
+e2e/cluster/forward.sh to-cluster dash-gateway "$port" "$gateway_ip:80" 2>/dev/null
 gateway=http://127.0.0.1:$port
 # namespace pod component ip port, for every running Corral pod with a metrics port (the gateway: its API port).
 kubectl get pods -A -l 'app.kubernetes.io/name=corral,app.kubernetes.io/component in (operator,gateway,harness,egress-proxy)' \
@@ -174,9 +183,9 @@ for _ in $(seq 1 60); do curl -fsS "$prometheus/-/ready" >/dev/null 2>&1 && brea
 curl -fsS "$prometheus/-/ready" >/dev/null || { cat "$tmp/prometheus.log" >&2; die "Prometheus did not start"; }
 log "Prometheus $prometheus scrapes $i targets"
 sleep 15
-log "traffic: ${CORRAL_DASHBOARD_ROUNDS:-4} rounds of ${CORRAL_DASHBOARD_SESSIONS:-3} sessions through $gateway"
+log "traffic: ${CORRAL_DASHBOARD_ROUNDS:-6} rounds of ${CORRAL_DASHBOARD_SESSIONS:-3} sessions through $gateway"
 "$python" hack/dashboard/traffic.py --base-url "$gateway" --api-key "$key" --agent dashboard \
-  --environment dashboard --rounds "${CORRAL_DASHBOARD_ROUNDS:-4}" --sessions "${CORRAL_DASHBOARD_SESSIONS:-3}" >&2
+  --environment dashboard --rounds "${CORRAL_DASHBOARD_ROUNDS:-6}" --sessions "${CORRAL_DASHBOARD_SESSIONS:-3}" >&2
 # The operator samples its gauges every 15 s: let the last turn's figures reach a scrape.
 sleep 20
 down=$(curl -fsS "$prometheus/api/v1/query?query=up==0" | python3 -c 'import json,sys; print(" ".join(r["metric"]["pod"] for r in json.load(sys.stdin)["data"]["result"]))')
