@@ -4,6 +4,8 @@
   // Grafana's classic palette, in its order.
   const PALETTE = ["#7EB26D", "#EAB839", "#6ED0E0", "#EF843C", "#E24D42", "#1F78C1", "#BA43A9", "#705DA0",
     "#508642", "#CCA300", "#447EBC", "#C15C17"];
+  // uPlot's own default y range (10% padding, soft 0).
+  const AUTO_RANGE = { min: { pad: 0.1, soft: 0, mode: 3 }, max: { pad: 0.1, soft: 0, mode: 3 } };
   const num = new Intl.NumberFormat("en-US", { maximumSignificantDigits: 3 });
 
   function si(v) {
@@ -96,7 +98,9 @@
         height: body.clientHeight,
         legend: { show: false },
         cursor: { show: false },
-        scales: { x: { time: true } },
+        // Grafana's habit: a series that is all zeros sits at the bottom of a 0..1 axis, not in the middle.
+        scales: { x: { time: true }, y: { range: (u, min, max) => (min === 0 && max === 0 ? [0, 1] :
+          uPlot.rangeNum(min, max, AUTO_RANGE)) } },
         axes: [Object.assign({}, axis, { space: 70, values: clock }), Object.assign({}, axis, { size: 78, values: (u, splits) => splits.map(fmt) })],
         series: [{}].concat(panel.series.map((s, i) => {
           const color = PALETTE[i % PALETTE.length];
