@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test gateway-it cli-it viewer-test bench lint fmt generate generate-check chart-lint demo conformance e2e check
+.PHONY: help tools build test gateway-it cli-it viewer-test dashboard-shot bench lint fmt generate generate-check chart-lint demo conformance e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -27,6 +27,9 @@ cli-it: tools ## The corral CLI against a real gateway, kube-apiserver (light mo
 
 viewer-test: tools ## The session trace viewer in headless Chromium against a real gateway and harness (saves docs/viewer.png)
 	hack/viewer-test.sh
+
+dashboard-shot: tools ## The dashboard with live figures from a demo run on the local cluster (saves docs/dashboard.png; not in check)
+	hack/dashboard-shot.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

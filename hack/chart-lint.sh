@@ -33,7 +33,7 @@ fi
 helm template corral charts/corral --kube-version 1.33.0 --namespace corral-system \
   --set metrics.serviceMonitor.enabled=true --set metrics.grafanaDashboard.enabled=true >"$out/monitoring.yaml"
 [[ $(grep -c '^kind: ServiceMonitor' "$out/monitoring.yaml") == 2 ]] || die "a ServiceMonitor for the operator and the gateway"
-grep -q '^kind: PodMonitor' "$out/monitoring.yaml" || die "a PodMonitor for the harness pods"
+[[ $(grep -c '^kind: PodMonitor' "$out/monitoring.yaml") == 2 ]] || die "a PodMonitor for the harness and the egress proxy pods"
 grep -q 'grafana_dashboard: "1"' "$out/monitoring.yaml" || die "the dashboard ConfigMap carries the sidecar's label"
 python3 - charts/corral/dashboards/corral.json docs/observability.md <<'PY' || die "dashboard check failed"
 import json, re, sys

@@ -36,6 +36,22 @@ go_tool() {
   ln -sf "$target" "$TOOLS_BIN/$name"
 }
 
+# browser_tools: headless Chromium for the scripts that look at a page (Debian's chromium, chromium-driver and a
+# font) and Selenium from PyPI in a virtual environment under $CORRAL_CACHE/venv-viewer; installs what is missing
+# and sets BROWSER_PYTHON to that environment's interpreter. Selenium must then run with SE_OFFLINE=true, so that it
+# uses the Debian driver and never downloads one.
+SELENIUM_VERSION=4.38.0
+browser_tools() {
+  apt_install chromium chromium-driver fonts-dejavu-core
+  local venv=$CORRAL_CACHE/venv-viewer
+  if ! "$venv/bin/python" -c "import selenium, sys; sys.exit(selenium.__version__ != '$SELENIUM_VERSION')" 2>/dev/null; then
+    log "installing selenium $SELENIUM_VERSION in $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "selenium==$SELENIUM_VERSION"
+  fi
+  BROWSER_PYTHON=$venv/bin/python
+}
+
 # with_light_apiserver: for the integration scripts. Unless $KUBECONFIG names a cluster, uses the one at
 # $CORRAL_STATE (default e2e/.state; CORRAL_API_PORT default 6443), starting the light API server (etcd +
 # kube-apiserver) when none answers and stopping it again when the script exits; then applies the CRDs and waits

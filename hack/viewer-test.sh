@@ -11,20 +11,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SELENIUM_VERSION=4.38.0
 command -v redis-server >/dev/null || hack/tools.sh
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  log "installing chromium and chromium-driver"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver \
-    fonts-dejavu-core >/dev/null
-fi
-venv=$HOME/.cache/corral/venv-viewer
-if ! "$venv/bin/python" -c "import selenium, sys; sys.exit(selenium.__version__ != '$SELENIUM_VERSION')" 2>/dev/null; then
-  log "installing selenium $SELENIUM_VERSION in $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "selenium==$SELENIUM_VERSION"
-fi
+browser_tools
 
 with_light_apiserver
 
@@ -34,4 +22,4 @@ cargo build -q -p corral-gateway -p corral-harness -p corral-sandbox --bins
 log "running the viewer test in headless chromium"
 # Selenium must use the Debian driver, never download one.
 export CORRAL_VIEWER_SCREENSHOT=${CORRAL_VIEWER_SCREENSHOT:-$CORRAL_STATE/viewer.png}
-SE_OFFLINE=true "$venv/bin/python" e2e/viewer/test_viewer.py "$@"
+SE_OFFLINE=true "$BROWSER_PYTHON" e2e/viewer/test_viewer.py "$@"
