@@ -80,7 +80,7 @@ fi
 
 # --- the report ---------------------------------------------------------------------------------------------------
 # Pulls a figure out of a result file: the first match of an extended regex's group 1.
-pick() { sed -nE "s/$2/\1/p" "$work/$1" 2>/dev/null | head -1 || true; }
+pick() { sed -nE "s#$2#\1#p" "$work/$1" 2>/dev/null | head -1 || true; }
 # A duration as printed by Rust's Debug (`12.3ms`, `1.2s`, `850.1µs`) in milliseconds.
 ms() {
   awk -v d="$1" 'BEGIN { if (d ~ /µs$/) { sub(/µs$/, "", d); printf "%.2f\n", d / 1000 }
@@ -128,6 +128,8 @@ eager50=$(turns_p50 "$eager_what"); eager95=$(turns_p95 "$eager_what")
 ratio50=$(pick turns.txt '^lazy/eager: p50 ([0-9.]+),.*')
 ratio95=$(pick turns.txt '^lazy/eager: .*p95 ([0-9.]+)$')
 rec_n=$(turns_n "$recovery_what"); rec50=$(turns_p50 "$recovery_what"); rec95=$(turns_p95 "$recovery_what")
+# The command of a cluster row: $2 when its figure $1 was measured, else how to measure it.
+either() { if [[ -n $1 ]]; then echo "$2"; else echo "$cluster_cmd"; fi; }
 sec() { [[ -n $1 ]] && awk -v v="$1" 'BEGIN { printf "%.1f", v / 1000 }'; }
 
 not_run="not measured in this run"
@@ -146,12 +148,12 @@ turns_cmd="\`target/debug/cluster_turns 30 8 3\` (installed gateway and harness 
   echo "|---|---|---|---|---|"
   echo "| runtime overhead of time to first token, local: wake-up → first \`agent.message\`, provider answering at once | p50 ${ttft50:-?} ms, p95 ${ttft95:-?} ms (100 turns) | p50 < 50 ms, p95 < 100 ms | $(verdict "$ttft50" lt 50) / $(verdict "$ttft95" lt 100) | \`target/debug/harness_overhead 100\` |"
   if [[ -n $cttft50 ]]; then cttft="p50 $cttft50 ms, p95 $cttft95 ms ($cttft_n turns of one session)"; else cttft=$not_run; fi
-  echo "| runtime overhead of time to first token, on the real cluster: client sends \`user.message\` to the installed gateway → first \`agent.*\` event on its SSE stream, provider answering at once | $cttft | p95 < 150 ms | $(verdict "$cttft95" lt 150) | ${cttft50:+$turns_cmd}${cttft50:-$cluster_cmd} |"
+  echo "| runtime overhead of time to first token, on the real cluster: client sends \`user.message\` to the installed gateway → first \`agent.*\` event on its SSE stream, provider answering at once | $cttft | p95 < 150 ms | $(verdict "$cttft95" lt 150) | $(either "$cttft50" "$turns_cmd") |"
   if [[ -n $lazy50 ]]; then
     lazy_eager="lazy p50 $lazy50 ms, p95 $lazy95 ms; eager p50 $(sec "$eager50") s, p95 $(sec "$eager95") s; lazy/eager p50 $ratio50, p95 $ratio95 ($lazy_n new sessions each)"
   else lazy_eager=$not_run; fi
   echo "| time to first token of a new session's first turn, lazy vs eager sandbox provisioning (\`sandbox.provisioning: Eager\`: the turn waits for a cold sandbox pod), same client path (the anchor reports −60% p50, −90% p95) | $lazy_eager | lazy/eager p50 < 0.4, p95 < 0.1 | $(verdict "$ratio50" lt 0.4) / $(verdict "$ratio95" lt 0.1) | same |"
-  echo "| warm-pool claim, request → ready endpoint | ${warm:-$not_run} | warm/cold p50 < 0.5 | $(verdict "$warm_ratio" lt 0.5) (ratio ${warm_ratio:-—}) | ${warm:+\`target/debug/sandbox_provisioning 10\`}${warm:-$cluster_cmd} |"
+  echo "| warm-pool claim, request → ready endpoint | ${warm:-$not_run} | warm/cold p50 < 0.5 | $(verdict "$warm_ratio" lt 0.5) (ratio ${warm_ratio:-—}) | $(either "$warm" "\`target/debug/sandbox_provisioning 10\`") |"
   echo "| cold pod creation, request → ready endpoint | ${cold:-$not_run} | — | — | same |"
   echo "| harness: events appended per second (one session, whole turn loop) | ${appended:-?}/s | — | — | same as the first row |"
   echo "| harness: memory per concurrent active session, (RSS(200) − RSS(1)) / 199 | ${mem200:-?} KiB | < 256 KiB | $(verdict "$mem200" lt 256) | same |"
@@ -165,7 +167,7 @@ turns_cmd="\`target/debug/cluster_turns 30 8 3\` (installed gateway and harness 
   echo "| gateway: SSE delivery to 1,000 concurrent streams (10 sessions × 100 streams) | ${delivered:-?} events/s (${delivered_of:-?} delivered) | ≥ 1,000 events/s | $(verdict "$delivered" gt 1000) | same |"
   echo "| gateway: send → delivery latency with 1,000 concurrent streams | p50 ${sse50:-?} ms, p99 ${sse99:-?} ms | p99 < 500 ms | $(verdict "$sse99" lt 500) | same |"
   if [[ -n $rec50 ]]; then rec="p50 $(sec "$rec50") s, p95 $(sec "$rec95") s ($rec_n kills; includes the 4.5 s model call replayed from its start)"; else rec=$not_run; fi
-  echo "| recovery after a harness pod is killed mid-turn: every harness process of the namespace SIGKILLed while the model streams (pods deleted too) → the turn ends, taken over by a new replica | $rec | < 30 s | $(verdict "$rec95" lt 30000) | ${rec50:+$turns_cmd}${rec50:-$cluster_cmd} |"
+  echo "| recovery after a harness pod is killed mid-turn: every harness process of the namespace SIGKILLed while the model streams (pods deleted too) → the turn ends, taken over by a new replica | $rec | < 30 s | $(verdict "$rec95" lt 30000) | $(either "$rec50" "$turns_cmd") |"
   echo
   echo "Figures measured by hand earlier, kept for reference: the sandbox tool round trip \`bash echo hi\`, client →"
   echo "local daemon → client, release static build: median 0.52 ms (3 runs of 200 calls; p99 ≈ 0.8 ms), target < 5 ms"

@@ -105,8 +105,9 @@ spec: {sandbox: {idleTimeout: 1h, warmPool: 2}}
         let (c50, c95) = p50_p95(&cold).unwrap_or_default();
         let (w50, w95) = p50_p95(&warm).unwrap_or_default();
         println!("sandbox provisioning, {rounds} rounds each (request -> Ready with endpoint)");
-        println!("cold creation: p50 {c50:?}  p95 {c95:?}");
-        println!("warm claim:    p50 {w50:?}  p95 {w95:?}");
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+        println!("cold creation: p50 {}, p95 {}", ms(c50), ms(c95));
+        println!("warm claim:    p50 {}, p95 {}", ms(w50), ms(w95));
         println!(
             "ratio warm/cold p50: {:.2}",
             w50.as_secs_f64() / c50.as_secs_f64().max(f64::EPSILON)

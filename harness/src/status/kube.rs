@@ -3,6 +3,9 @@
 //! Server-side apply makes a field manager own exactly the fields of its last apply: a field left out is dropped.
 //! So every apply carries all the harness's fields, the ones not being changed read from the object first.
 
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+
 use corral_api::agent::AgentSpent;
 use corral_api::budget::{Money, Spent};
 use corral_api::labels::HARNESS_FIELD_MANAGER;
@@ -14,10 +17,17 @@ use serde_json::{Value, json};
 
 use super::{StatusFields, StatusFuture, StatusSink};
 
+/// A lock per (namespace, session) with a status write under way.
+type WriteLocks = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+
 /// Writes Session status fields through the Kubernetes API.
 #[derive(Clone)]
 pub struct StatusWriter {
     client: Client,
+    /// One lock per session with a write under way. An apply reads the harness's fields and writes them all back,
+    /// so two at once for one session (the status reported in the background and a sandbox request) could drop
+    /// each other's change: they take turns.
+    writing: Arc<std::sync::Mutex<WriteLocks>>,
 }
 
 impl std::fmt::Debug for StatusWriter {
@@ -74,10 +84,40 @@ pub fn apply_body(
 impl StatusWriter {
     /// A writer using `client`.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            writing: Arc::default(),
+        }
     }
 
     async fn apply(
+        &self,
+        namespace: &str,
+        session: &str,
+        fields: Option<&StatusFields>,
+        requested_at: Option<&str>,
+    ) -> Result<(), kube::Error> {
+        let key = (namespace.to_owned(), session.to_owned());
+        let lock = self
+            .writing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let result = {
+            let _turn = lock.lock().await;
+            self.apply_now(namespace, session, fields, requested_at).await
+        };
+        drop(lock);
+        let mut writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if writing.get(&key).is_some_and(|l| Arc::strong_count(l) == 1) {
+            writing.remove(&key);
+        }
+        result
+    }
+
+    async fn apply_now(
         &self,
         namespace: &str,
         session: &str,
