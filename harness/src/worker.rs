@@ -159,8 +159,10 @@ impl Worker {
         );
         let log = self.store.session(&namespace, &session);
         self.metrics.active_sessions.inc();
-        // Take the lease, waiting while another holder has it. The wait starts short: the usual holder is the run
-        // of the previous turn writing its last status, which takes a few milliseconds.
+        // Take the lease, waiting while another holder has it. The usual holder is the run of the previous turn
+        // writing its last status (an API server round trip), so the first second is polled every 20 ms; a holder
+        // still there after that is running a turn, and the wait grows to a second.
+        let started = tokio::time::Instant::now();
         let mut wait = Duration::from_millis(5);
         let lease = loop {
             if abort.is_cancelled() {
@@ -175,7 +177,11 @@ impl Worker {
             }
             let _ = consumer.touch(&wakeup).await;
             tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(1));
+            wait = if started.elapsed() < Duration::from_secs(1) {
+                (wait * 2).min(Duration::from_millis(20))
+            } else {
+                (wait * 2).min(Duration::from_secs(1))
+            };
         };
         let cancel = abort.child_token();
         let keeper = tokio::spawn(keep(
