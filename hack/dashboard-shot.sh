@@ -98,7 +98,7 @@ cleanup() {
 trap cleanup EXIT
 if ((cluster_started)) || ! kubectl -n "$SYSTEM_NS" get deploy "$RELEASE-gateway" >/dev/null 2>&1; then
   log "Corral is not installed on the local cluster: running hack/demo.sh"
-  hack/demo.sh >&2
+  env -u KUBECONFIG hack/demo.sh >&2   # demo.sh takes a set KUBECONFIG for a cluster of the user's
 fi
 
 # --- prices for the scripted model, the agent and the environment.
