@@ -44,9 +44,11 @@ generate-check: generate ## Fail when the committed generated files differ from 
 chart-lint: tools ## helm lint both charts and render them with default and bundled-off values
 	hack/chart-lint.sh
 
-lint: tools ## fmt check, clippy -D warnings, CRD drift, chart lint
+lint: tools ## fmt check, clippy -D warnings, shellcheck, cargo-deny (licences, bans, sources), CRD drift, chart lint
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	git ls-files -z '*.sh' | xargs -0 shellcheck
+	cargo-deny check licenses bans sources
 	$(MAKE) generate-check
 	$(MAKE) chart-lint
 

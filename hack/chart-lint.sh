@@ -15,8 +15,7 @@ trap 'rm -rf "$out"' EXIT
 helm template corral charts/corral --kube-version 1.33.0 --namespace corral-system >"$out/default.yaml"
 helm template corral charts/corral --kube-version 1.33.0 --namespace corral-system --set operator.replicas=2 \
   --set operator.watchNamespace=team-a --set crds.install=false >"$out/ha.yaml"
-grep -q 'CORRAL_LEADER_ELECTION' "$out/ha.yaml" && grep -A1 'CORRAL_LEADER_ELECTION' "$out/ha.yaml" | grep -q '"true"' \
-  || die "leader election must be on"
+grep -A1 'CORRAL_LEADER_ELECTION' "$out/ha.yaml" | grep -q '"true"' || die "leader election must be on"
 grep -q 'kind: CustomResourceDefinition' "$out/default.yaml" || die "crds.install=true must render the CRDs"
 ! grep -q 'kind: CustomResourceDefinition' "$out/ha.yaml" || die "crds.install=false must not render the CRDs"
 

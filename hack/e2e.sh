@@ -34,58 +34,46 @@ cleanup() {
   if ((started_cluster)) && [[ ${CI:-} == true || ${E2E_CLUSTER_DOWN:-} == 1 ]]; then
     make --no-print-directory cluster-down || true
   fi
-  exit $rc
+  exit "$rc"
 }
 trap cleanup EXIT
 
 log "building Corral's binaries"
-cargo build -p corral-operator --bin corral-operator
-harness_enabled=false
-if [[ -f harness/src/main.rs ]]; then
-  cargo build -p corral-harness --bin corral-harness
-  harness_enabled=true
-fi
+cargo build -p corral-operator --bin corral-operator -p corral-harness --bin corral-harness \
+  -p corral-egress --bin corral-egress -p corral-gateway --bin corral-gateway
 # The sandbox daemon is copied into arbitrary images, so it is linked statically.
 RUSTFLAGS='-C target-feature=+crt-static' cargo build -p corral-sandbox --bin corral-sandbox \
   --target x86_64-unknown-linux-gnu
 daemon=target/x86_64-unknown-linux-gnu/debug/corral-sandbox
-cargo build -p corral-egress --bin corral-egress
-gateway_enabled=false
-if [[ -f gateway/src/main.rs ]]; then
-  cargo build -p corral-gateway --bin corral-gateway
-  gateway_enabled=true
-fi
 if ((local_cluster)); then
   log "building and importing images"
   e2e/images/build.sh component operator target/debug/corral-operator
   e2e/images/build.sh component sandbox "$daemon"
-  if $harness_enabled; then e2e/images/build.sh component harness target/debug/corral-harness; fi
-  if $gateway_enabled; then e2e/images/build.sh component gateway target/debug/corral-gateway; fi
+  e2e/images/build.sh component harness target/debug/corral-harness
+  e2e/images/build.sh component gateway target/debug/corral-gateway
   e2e/images/build.sh component egress target/debug/corral-egress
   e2e/images/build.sh redis
 fi
 
 # Images keep the tag `dev`: a digest of the binary in a pod annotation rolls the pods when the code changed.
-build_id=$(cat target/debug/corral-operator "$daemon" $($harness_enabled && echo target/debug/corral-harness) | sha256sum | cut -c1-16)
+build_id=$(cat target/debug/corral-operator "$daemon" target/debug/corral-harness | sha256sum | cut -c1-16)
 egress_build_id=$(sha256sum target/debug/corral-egress | cut -c1-16)
-gateway_build_id=none
-if $gateway_enabled; then gateway_build_id=$(sha256sum target/debug/corral-gateway | cut -c1-16); fi
+gateway_build_id=$(sha256sum target/debug/corral-gateway | cut -c1-16)
 log "installing Corral with Helm into $NAMESPACE"
 helm dependency build charts/corral >/dev/null
 helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --create-namespace \
   --wait --timeout 5m \
-  --set image.pullPolicy=IfNotPresent --set operator.replicas=2 --set harness.enabled=$harness_enabled \
+  --set image.pullPolicy=IfNotPresent --set operator.replicas=2 \
   --set-string "operator.podAnnotations.corral\\.dev/build=$build_id" \
-  --set gateway.enabled=$gateway_enabled --set gateway.logFormat=text \
+  --set gateway.logFormat=text \
   --set-string "gateway.podAnnotations.corral\\.dev/build=$gateway_build_id" \
   --set-string "egress.podAnnotations.corral\\.dev/build=$egress_build_id" --set egress.logFormat=text \
   --set redis.image.repository=corral/redis --set redis.image.tag=dev \
   --set redis.persistence.ephemeral=true \
   --set operator.logFormat=text --set-string "operator.logLevel=info\\,corral_operator=debug"
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-operator --timeout=120s
-if $gateway_enabled; then kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-gateway --timeout=120s; fi
+kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-gateway --timeout=120s
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-egress --timeout=120s
-export CORRAL_E2E_GATEWAY=$gateway_enabled
 export CORRAL_E2E_GATEWAY_BIN=$PWD/target/debug/corral-gateway
 
 if ((local_cluster)); then
@@ -95,7 +83,6 @@ if ((local_cluster)); then
   e2e/cluster/forward.sh stop e2e-redis # a forward of an earlier run (another port, maybe another IP)
   e2e/cluster/forward.sh to-cluster e2e-redis "$redis_port" "$redis_ip:6379"
   export CORRAL_E2E_REDIS_URL=redis://127.0.0.1:$redis_port
-  export CORRAL_E2E_HARNESS=$harness_enabled
 fi
 
 if [[ ${E2E_INSTALL_ONLY:-0} == 1 ]]; then
@@ -110,7 +97,7 @@ rc=0
 cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4 --skip "$DISRUPTIVE" "$@" || rc=$?
 
 # The official SDK against the installed gateway; it runs even when a Rust test failed, and either failure fails.
-if $gateway_enabled && [[ ${E2E_CONFORMANCE:-1} != 0 ]]; then
+if [[ ${E2E_CONFORMANCE:-1} != 0 ]]; then
   log "running the conformance suite (official anthropic Python SDK) against the installed gateway"
   e2e/conformance/run.sh --gateway-bin target/debug/corral-gateway || rc=$?
 fi
@@ -119,4 +106,4 @@ if (($# == 0)) || [[ $DISRUPTIVE == *"$1"* ]]; then
   log "running the disruptive e2e tests alone"
   cargo test -p corral-e2e --features e2e --test recovery -- --exact "$DISRUPTIVE" || rc=$?
 fi
-exit $rc
+exit "$rc"

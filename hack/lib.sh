@@ -1,24 +1,11 @@
+# shellcheck shell=bash
 # Shared helpers for the scripts in hack/. Source it; do not run it.
+# shellcheck source=hack/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # Tools the project installs itself live outside the repository, keyed by version.
 CORRAL_CACHE="${CORRAL_CACHE:-$HOME/.cache/corral}"
 TOOLS_BIN="$CORRAL_CACHE/tools/bin"
 export PATH="$TOOLS_BIN:$PATH"
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# apt_install PKG... installs the Debian packages that are missing (apt-get update once, only when needed).
-apt_install() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  [ "$(id -u)" -eq 0 ] || die "need root to install ${missing[*]}"
-  log "installing Debian packages: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 
 # go_tool NAME MODULE@VERSION builds a Go tool once into $TOOLS_BIN/NAME-VERSION and links $TOOLS_BIN/NAME to it.
 go_tool() {
@@ -49,7 +36,7 @@ browser_tools() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "selenium==$SELENIUM_VERSION"
   fi
-  BROWSER_PYTHON=$venv/bin/python
+  export BROWSER_PYTHON=$venv/bin/python
 }
 
 # with_light_apiserver: for the integration scripts. Unless $KUBECONFIG names a cluster, uses the one at

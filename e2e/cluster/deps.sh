@@ -11,28 +11,4 @@ PACKAGES=(
   openssl buildah debootstrap gcc libc6-dev
 )
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$p")
-  fi
-done
-
-if ((${#missing[@]} == 0)); then
-  exit 0
-fi
-
-require_root
-log "installing Debian packages: ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-
-# The Debian packages start their own services where an init system runs; this
-# cluster runs its own copies inside a private namespace, so stop those.
-for svc in containerd etcd; do
-  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
-    systemctl disable --now "$svc" >/dev/null 2>&1 || true
-  fi
-done
-log "Debian packages installed"
+apt_install "${PACKAGES[@]}"

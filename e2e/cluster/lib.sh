@@ -41,12 +41,9 @@ CFG_DIR="$STATE_DIR/config"
 KUBECONFIG_HOST="$STATE_DIR/kubeconfig"
 MODE_FILE="$STATE_DIR/mode"
 
-log() { printf '[corral-cluster %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-require_root() {
-  [[ $(id -u) -eq 0 ]] || die "must run as root (namespaces, mounts, iptables)"
-}
+LOG_TAG=corral-cluster
+# shellcheck source=hack/common.sh
+source "$REPO_ROOT/hack/common.sh"
 
 
 SOCK_DIR="$STATE_DIR/s"

@@ -56,7 +56,7 @@ cleanup() {
   else
     log "kept namespaces $tenant and $other (CONFORMANCE_KEEP=1)"
   fi
-  exit $rc
+  exit "$rc"
 }
 base_url_given=$base_url
 trap cleanup EXIT

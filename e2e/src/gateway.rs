@@ -19,15 +19,6 @@ use crate::{Cluster, cluster::repo_root};
 /// How long a turn may take before [`read_until`] gives up.
 pub const TURN_TIMEOUT: Duration = Duration::from_secs(240);
 
-/// Whether the gateway is installed (`CORRAL_E2E_GATEWAY=true`, set by hack/e2e.sh); says why not when it is not.
-pub fn enabled() -> bool {
-    if std::env::var("CORRAL_E2E_GATEWAY").as_deref() == Ok("true") {
-        return true;
-    }
-    eprintln!("skipped: the gateway is not installed (CORRAL_E2E_GATEWAY != true; run hack/e2e.sh)");
-    false
-}
-
 /// A forward from this host into the cluster that is stopped when dropped.
 pub struct Forward {
     name: String,

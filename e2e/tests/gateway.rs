@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use corral_e2e::{
     Cluster, TestNamespace,
-    gateway::{Client, data, enabled, gateway_url, is_end_turn, read_until, tenant, types},
+    gateway::{Client, data, gateway_url, is_end_turn, read_until, tenant, types},
     wait,
 };
 use eventsource_stream::Event;
@@ -20,9 +20,6 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_turn_through_the_installed_gateway() -> anyhow::Result<()> {
-    if !enabled() {
-        return Ok(());
-    }
     let cluster = Cluster::connect().await?;
     let (base, _forward) = gateway_url(&cluster, "e2e-gw").await?;
     let other = TestNamespace::create(&cluster, "gw-other").await?;

@@ -134,9 +134,6 @@ impl Forecast {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_lists_and_calls_the_tools_of_its_mcp_server_with_a_vault_token() -> anyhow::Result<()> {
-    if !gateway::enabled() {
-        return Ok(());
-    }
     let cluster = Cluster::connect().await?;
     let (base, _gateway) = gateway_url(&cluster, "e2e-mcp").await?;
     TestNamespace::run(&cluster, "mcp", |ns| async move {
@@ -200,9 +197,6 @@ async fn an_agent_lists_and_calls_the_tools_of_its_mcp_server_with_a_vault_token
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_the_mcp_server_refuses_is_an_authentication_error_and_the_turn_goes_on() -> anyhow::Result<()>
 {
-    if !gateway::enabled() {
-        return Ok(());
-    }
     let cluster = Cluster::connect().await?;
     let (base, _gateway) = gateway_url(&cluster, "e2e-mcp-bad").await?;
     TestNamespace::run(&cluster, "mcp-refused", |ns| async move {

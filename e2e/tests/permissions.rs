@@ -199,9 +199,6 @@ async fn replace_harness_pods(ns: &TestNamespace) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_always_ask_call_waits_across_a_harness_restart_and_runs_when_the_tenant_allows_it()
 -> anyhow::Result<()> {
-    if !gateway::enabled() {
-        return Ok(());
-    }
     let cluster = Cluster::connect().await?;
     let (base, _gateway) = gateway_url(&cluster, "e2e-ask").await?;
     let other = TestNamespace::create(&cluster, "ask-other").await?;
@@ -278,9 +275,6 @@ async fn an_always_ask_call_waits_across_a_harness_restart_and_runs_when_the_ten
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_call_never_runs_and_the_model_reads_the_denial() -> anyhow::Result<()> {
-    if !gateway::enabled() {
-        return Ok(());
-    }
     let cluster = Cluster::connect().await?;
     let (base, _gateway) = gateway_url(&cluster, "e2e-deny").await?;
     TestNamespace::run(&cluster, "ask-deny", |ns| async move {

@@ -51,9 +51,10 @@ spec:
   environmentRef: {name: box}
 "#;
 
-fn enabled() -> Option<String> {
-    let url = std::env::var("CORRAL_E2E_REDIS_URL").ok()?;
-    (std::env::var("CORRAL_E2E_HARNESS").as_deref() == Ok("true")).then_some(url)
+/// The installed Redis, forwarded to this host by hack/e2e.sh.
+fn redis_url() -> anyhow::Result<String> {
+    std::env::var("CORRAL_E2E_REDIS_URL")
+        .map_err(|_| anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)"))
 }
 
 async fn start_turn(ns: &TestNamespace, url: &str) -> anyhow::Result<SessionLog> {
@@ -122,10 +123,7 @@ async fn finished(log: &SessionLog) -> anyhow::Result<Vec<StoredEvent>> {
 /// Starts a turn, deletes every harness pod of the namespace with `params` while the model streams, and checks
 /// that the turn still completes exactly once.
 async fn turn_survives_harness_pod_deletion(test: &str, params: DeleteParams) -> anyhow::Result<()> {
-    let Some(url) = enabled() else {
-        eprintln!("skipped: needs CORRAL_E2E_REDIS_URL and the harness image (hack/e2e.sh)");
-        return Ok(());
-    };
+    let url = redis_url()?;
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, test, |ns| async move {
         let log = start_turn(&ns, &url).await?;
@@ -155,10 +153,7 @@ async fn sigterm_to_the_harness_mid_turn_finishes_or_hands_back_the_turn() -> an
 
 #[tokio::test]
 async fn sigkill_of_the_harness_mid_tool_call_reports_the_tool_as_interrupted() -> anyhow::Result<()> {
-    let Some(url) = enabled() else {
-        eprintln!("skipped: needs CORRAL_E2E_REDIS_URL and the harness image (hack/e2e.sh)");
-        return Ok(());
-    };
+    let url = redis_url()?;
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "harness-kill", |ns| async move {
         let log = start_turn(&ns, &url).await?;
@@ -230,10 +225,7 @@ spec:
 #[tokio::test]
 async fn a_sandbox_pod_lost_mid_tool_call_is_a_tool_error_and_the_next_call_gets_a_new_one()
 -> anyhow::Result<()> {
-    let Some(url) = enabled() else {
-        eprintln!("skipped: needs CORRAL_E2E_REDIS_URL and the harness image (hack/e2e.sh)");
-        return Ok(());
-    };
+    let url = redis_url()?;
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "sandbox-lost", |ns| async move {
         ns.apply(SANDBOX_LOSS_AGENT)?;
