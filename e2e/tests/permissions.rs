@@ -11,7 +11,7 @@ use std::{collections::HashSet, time::Duration};
 use anyhow::Context as _;
 use corral_e2e::{
     Cluster, TestNamespace,
-    gateway::{self, Client, Forward, data, gateway_url, is_end_turn, read_until, tenant, types},
+    gateway::{Client, Forward, data, gateway_url, is_end_turn, read_until, tenant, types},
     model::{ModelServer, Reply, tool_messages},
     wait,
 };
