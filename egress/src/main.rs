@@ -50,8 +50,8 @@ struct Args {
     #[arg(long, env = "CORRAL_EGRESS_INTERNAL_HOSTS", value_delimiter = ',')]
     internal_hosts: Vec<String>,
     /// Further address ranges no sandbox reaches: the cluster's Service and Pod CIDRs. Comma-separated.
-    #[arg(long, env = "CORRAL_EGRESS_CLUSTER_RANGES", value_delimiter = ',')]
-    cluster_ranges: Vec<ipnet::IpNet>,
+    #[arg(long, env = "CORRAL_EGRESS_CLUSTER_RANGES", value_delimiter = ',', value_parser = range)]
+    cluster_ranges: Vec<Option<ipnet::IpNet>>,
     /// The ports destinations may have (a host list entry `host:port` opens another for that host). Comma-separated.
     #[arg(
         long,
@@ -95,6 +95,17 @@ struct Args {
     /// Logging.
     #[command(flatten)]
     log: LogArgs,
+}
+
+/// A CIDR; nothing for an empty item (an empty list in the environment).
+fn range(text: &str) -> Result<Option<ipnet::IpNet>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| format!("{text} is not a CIDR range: {e}"))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -160,8 +171,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", args.listen))?;
     tracing::info!(addr = %args.listen, "egress proxy listening");
     let walls = Walls {
-        cluster_ranges: args.cluster_ranges.clone(),
-        internal_hosts: args.internal_hosts.clone(),
+        cluster_ranges: args.cluster_ranges.iter().flatten().copied().collect(),
+        internal_hosts: args
+            .internal_hosts
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .collect(),
         ports: args.ports.clone(),
     };
     let limits = Limits {
