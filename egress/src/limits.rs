@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -20,6 +21,9 @@ pub struct Limits {
     /// Client connections (and the tunnels they became) open at once per sandbox; one more request from it is
     /// answered `429`.
     pub max_connections_per_sandbox: usize,
+    /// Client connections open at once per source address (a sandbox pod's IP), counted before any request, so
+    /// connections that never send one cannot crowd the others out either; one more is answered `429` and closed.
+    pub max_connections_per_source: usize,
     /// How long a client may take to send a request head, and how long an idle kept-alive connection stays open;
     /// then it is answered `408` and closed.
     pub header_read_timeout: Duration,
@@ -35,6 +39,7 @@ impl Default for Limits {
         Self {
             max_connections: 4096,
             max_connections_per_sandbox: 256,
+            max_connections_per_source: 512,
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
@@ -42,11 +47,69 @@ impl Default for Limits {
     }
 }
 
+/// Open connections per key (a sandbox, a source address), each up to a maximum.
+#[derive(Clone)]
+struct Counts {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    max: usize,
+}
+
+impl Counts {
+    fn new(max: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            max,
+        }
+    }
+
+    /// One more for `key`, `None` when it is at the maximum.
+    fn take(&self, key: &str) -> Option<Slot> {
+        let mut open = self.open.lock().ok()?;
+        let count = open.entry(key.to_owned()).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            key: key.to_owned(),
+            counts: self.clone(),
+        })
+    }
+}
+
+/// One counted connection of a key; dropping it frees the place.
+struct Slot {
+    key: String,
+    counts: Counts,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.counts.open.lock()
+            && let Some(count) = open.get_mut(&self.key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Why a new client connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtCap {
+    /// The proxy as a whole is at `max_connections`.
+    Proxy,
+    /// The client's address is at `max_connections_per_source`.
+    Source,
+}
+
 /// Counts open connections against the limits.
 pub struct Connections {
     global: Arc<Semaphore>,
-    per_sandbox: Arc<Mutex<HashMap<String, usize>>>,
-    max_per_sandbox: usize,
+    per_source: Counts,
+    per_sandbox: Counts,
     metrics: Metrics,
 }
 
@@ -55,21 +118,26 @@ impl Connections {
     pub fn new(limits: &Limits, metrics: Metrics) -> Self {
         Self {
             global: Arc::new(Semaphore::new(limits.max_connections)),
-            per_sandbox: Arc::default(),
-            max_per_sandbox: limits.max_connections_per_sandbox,
+            per_source: Counts::new(limits.max_connections_per_source),
+            per_sandbox: Counts::new(limits.max_connections_per_sandbox),
             metrics,
         }
     }
 
-    /// A slot for a new client connection, `None` when the proxy is full.
-    pub fn accept(&self) -> Option<Arc<Connection>> {
-        let permit = self.global.clone().try_acquire_owned().ok()?;
+    /// A slot for a new client connection from `source`, or why there is none.
+    pub fn accept(&self, source: IpAddr) -> Result<Arc<Connection>, AtCap> {
+        let permit = self
+            .global
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AtCap::Proxy)?;
+        let source = self.per_source.take(&source.to_string()).ok_or(AtCap::Source)?;
         self.metrics.connection_opened();
-        Some(Arc::new(Connection {
+        Ok(Arc::new(Connection {
             _permit: permit,
+            _source: source,
             sandbox: Mutex::new(None),
             per_sandbox: self.per_sandbox.clone(),
-            max_per_sandbox: self.max_per_sandbox,
             metrics: self.metrics.clone(),
         }))
     }
@@ -78,9 +146,9 @@ impl Connections {
 /// One open client connection; it counts until the last holder (the connection, or the tunnel it became) drops it.
 pub struct Connection {
     _permit: OwnedSemaphorePermit,
-    sandbox: Mutex<Option<SandboxSlot>>,
-    per_sandbox: Arc<Mutex<HashMap<String, usize>>>,
-    max_per_sandbox: usize,
+    _source: Slot,
+    sandbox: Mutex<Option<(String, Slot)>>,
+    per_sandbox: Counts,
     metrics: Metrics,
 }
 
@@ -90,23 +158,14 @@ impl Connection {
         let Ok(mut bound) = self.sandbox.lock() else {
             return false;
         };
-        if bound.as_ref().is_some_and(|s| s.who == who) {
+        if bound.as_ref().is_some_and(|(w, _)| w == who) {
             return true;
         }
-        let Ok(mut counts) = self.per_sandbox.lock() else {
+        let Some(slot) = self.per_sandbox.take(who) else {
             return false;
         };
-        let count = counts.entry(who.to_owned()).or_default();
-        if *count >= self.max_per_sandbox {
-            return false;
-        }
-        *count += 1;
-        drop(counts);
         // A connection that changes identity stops counting for the first one.
-        *bound = Some(SandboxSlot {
-            who: who.to_owned(),
-            counts: self.per_sandbox.clone(),
-        });
+        *bound = Some((who.to_owned(), slot));
         true
     }
 }
@@ -114,24 +173,6 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.metrics.connection_closed();
-    }
-}
-
-struct SandboxSlot {
-    who: String,
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl Drop for SandboxSlot {
-    fn drop(&mut self) {
-        if let Ok(mut counts) = self.counts.lock()
-            && let Some(count) = counts.get_mut(&self.who)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.who);
-            }
-        }
     }
 }
 
@@ -144,15 +185,23 @@ mod tests {
         let limits = Limits {
             max_connections: 3,
             max_connections_per_sandbox: 2,
+            max_connections_per_source: 2,
             ..Limits::default()
         };
         let connections = Connections::new(&limits, Metrics::default());
-        let (a, b, c) = (
-            connections.accept().unwrap(),
-            connections.accept().unwrap(),
-            connections.accept().unwrap(),
+        let (one, two): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (a, b) = (connections.accept(one).unwrap(), connections.accept(one).unwrap());
+        assert_eq!(
+            connections.accept(one).err(),
+            Some(AtCap::Source),
+            "10.0.0.1 is at its limit"
         );
-        assert!(connections.accept().is_none(), "the proxy is full");
+        let c = connections.accept(two).unwrap();
+        assert_eq!(
+            connections.accept(two).err(),
+            Some(AtCap::Proxy),
+            "the proxy is full"
+        );
         assert!(
             a.bind("team/s1") && a.bind("team/s1"),
             "binding twice counts once"
@@ -161,8 +210,8 @@ mod tests {
         assert!(!c.bind("team/s1"), "s1 is at its limit");
         assert!(c.bind("team/s2"), "another sandbox is not");
         drop(a);
-        assert!(connections.accept().is_some(), "a slot is free again");
-        let d = connections.accept().unwrap();
+        assert!(connections.accept(one).is_ok(), "a slot is free again");
+        let d = connections.accept(one).unwrap();
         assert!(d.bind("team/s1"), "s1 has one connection left");
     }
 }

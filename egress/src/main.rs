@@ -70,6 +70,9 @@ struct Args {
         default_value_t = 256
     )]
     max_connections_per_sandbox: usize,
+    /// Client connections open at once per source address, counted before any request (one more is answered 429).
+    #[arg(long, env = "CORRAL_EGRESS_MAX_CONNECTIONS_PER_SOURCE", default_value_t = 512)]
+    max_connections_per_source: usize,
     /// How long a client may take to send a request head, or keep an idle connection open (then 408).
     #[arg(long, env = "CORRAL_EGRESS_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     header_read_timeout: Duration,
@@ -183,6 +186,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let limits = Limits {
         max_connections: args.max_connections,
         max_connections_per_sandbox: args.max_connections_per_sandbox,
+        max_connections_per_source: args.max_connections_per_source,
         header_read_timeout: args.header_read_timeout,
         idle_timeout: args.idle_timeout,
         connect_timeout: args.connect_timeout,

@@ -23,6 +23,8 @@ pub enum Limit {
     Connections,
     /// A sandbox's connection cap (`429`).
     SandboxConnections,
+    /// A source address's connection cap (`429`).
+    SourceConnections,
     /// A request head too slow, or a kept-alive connection idle too long (`408`).
     HeaderTimeout,
     /// A tunnel or forwarded exchange without traffic (closed, `504` before a response).
@@ -36,6 +38,7 @@ impl Limit {
         match self {
             Self::Connections => "connections",
             Self::SandboxConnections => "sandbox_connections",
+            Self::SourceConnections => "source_connections",
             Self::HeaderTimeout => "header_timeout",
             Self::IdleTimeout => "idle_timeout",
             Self::ConnectTimeout => "connect_timeout",
@@ -64,8 +67,8 @@ impl Metrics {
         );
         registry.register(
             "corral_egress_limited",
-            "Client connections or requests cut off by a limit (connections, sandbox_connections, header_timeout, \
-             idle_timeout, connect_timeout)",
+            "Client connections or requests cut off by a limit (connections, source_connections, sandbox_connections, \
+             header_timeout, idle_timeout, connect_timeout)",
             self.limited.clone(),
         );
         registry.register(

@@ -25,7 +25,7 @@ use tokio::{
 use crate::{
     credentials::Credential,
     directory::Directory,
-    limits::{Connection, Connections, Limits},
+    limits::{AtCap, Connection, Connections, Limits},
     metrics::{Limit, Metrics},
     policy::{Verdict, check_host},
     upstream::{Body, Upstream, server, text},
@@ -123,12 +123,8 @@ fn raw_response(status: StatusCode, message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Answers a client over the connection cap with `503` and closes.
-async fn refuse_connection(mut stream: TcpStream, limit: usize) {
-    let response = raw_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &format!("the proxy has {limit} connections open, its limit; retry shortly"),
-    );
+/// Answers a client over a connection cap with `response` and closes.
+async fn refuse_connection(mut stream: TcpStream, response: Vec<u8>) {
     let write = async {
         stream.write_all(&response).await?;
         stream.shutdown().await
@@ -148,11 +144,12 @@ impl<D: Directory> Proxy<D> {
                     continue;
                 }
             };
-            let Some(connection) = connections.accept() else {
-                self.metrics.limited(Limit::Connections);
-                tracing::warn!(%peer, limit = self.limits.max_connections, "connection cap reached; refused");
-                tokio::spawn(refuse_connection(stream, self.limits.max_connections));
-                continue;
+            let connection = match connections.accept(peer.ip()) {
+                Ok(connection) => connection,
+                Err(full) => {
+                    tokio::spawn(refuse_connection(stream, self.refusal(full, peer)));
+                    continue;
+                }
             };
             tokio::spawn(self.clone().serve_connection(stream, peer, connection));
         }
@@ -197,6 +194,32 @@ impl<D: Directory> Proxy<D> {
             Err(e) => tracing::debug!(%peer, error = %e, "client connection ended with an error"),
             Ok(()) => {}
         }
+    }
+
+    /// The answer to a connection refused because the proxy (`503`) or its source address (`429`) is full.
+    fn refusal(&self, full: AtCap, peer: SocketAddr) -> Vec<u8> {
+        let (limit, status, message) = match full {
+            AtCap::Proxy => (
+                Limit::Connections,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the proxy has {} connections open, its limit; retry shortly",
+                    self.limits.max_connections
+                ),
+            ),
+            AtCap::Source => (
+                Limit::SourceConnections,
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} has {} connections open through the proxy, its limit; close some and retry",
+                    peer.ip(),
+                    self.limits.max_connections_per_source
+                ),
+            ),
+        };
+        self.metrics.limited(limit);
+        tracing::warn!(%peer, ?full, "connection cap reached; refused");
+        raw_response(status, &message)
     }
 
     fn deny(&self, who: &str, target: &str, reason: &str) -> Response<Body> {

@@ -62,6 +62,38 @@ async fn beyond_the_connection_cap_a_client_gets_503_and_a_freed_slot_serves_aga
 }
 
 #[tokio::test]
+async fn connections_that_never_send_a_request_count_against_their_source_address() {
+    let up = upstream().await;
+    let proxy = start(vec![("sbx", sandbox(open_to(up.port())))], |p| {
+        p.walls = opening(&["127.0.0.1"]);
+        p.limits = limits(|l| l.max_connections_per_source = 2);
+    })
+    .await;
+    let mut hogs = vec![
+        TcpStream::connect(proxy.addr).await.unwrap(),
+        TcpStream::connect(proxy.addr).await.unwrap(),
+    ];
+    until_open(&proxy.metrics, 2).await;
+    let mut third = TcpStream::connect(proxy.addr).await.unwrap();
+    let answer = read_to_close(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.contains("127.0.0.1 has 2 connections open through the proxy, its limit"),
+        "{answer}"
+    );
+    assert_eq!(proxy.metrics.limited_count(Limit::SourceConnections), 1);
+
+    hogs.pop();
+    until_open(&proxy.metrics, 1).await;
+    let reply = client(proxy.addr, "sbx", None)
+        .get(format!("http://{up}/ok"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200, "a freed place serves again");
+}
+
+#[tokio::test]
 async fn one_sandbox_at_its_cap_gets_429_while_another_is_served() {
     let echo_addr = echo().await;
     let up = upstream().await;
