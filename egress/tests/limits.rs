@@ -245,3 +245,35 @@ async fn a_destination_that_never_answers_gets_504_and_one_that_does_is_served()
     let reply = c.get(format!("http://{up}/ok")).send().await.unwrap();
     assert_eq!(reply.status(), 200);
 }
+
+#[tokio::test]
+async fn an_upstream_that_accepts_and_never_answers_gets_504_after_the_idle_timeout() {
+    // Accepts, reads the request, and says nothing.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = mute.accept().await {
+            held.push(s);
+        }
+    });
+    let up = upstream().await;
+    let both =
+        serde_json::json!({"type": "limited", "allowedHosts": [mute_addr.to_string(), up.to_string()]});
+    let proxy = start(vec![("sbx", sandbox(both))], |p| {
+        p.walls = opening(&["127.0.0.1"]);
+        p.limits = limits(|l| l.idle_timeout = Duration::from_millis(400));
+    })
+    .await;
+    let c = client(proxy.addr, "sbx", None);
+    let reply = c.get(format!("http://{mute_addr}/")).send().await.unwrap();
+    assert_eq!(reply.status(), 504);
+    let reason = reply.text().await.unwrap();
+    assert!(
+        reason.contains("127.0.0.1 sent nothing for 0.4s; the exchange was closed"),
+        "{reason}"
+    );
+    assert_eq!(proxy.metrics.limited_count(Limit::IdleTimeout), 1);
+    let reply = c.get(format!("http://{up}/ok")).send().await.unwrap();
+    assert_eq!(reply.status(), 200, "an answering upstream is served");
+}
