@@ -11,7 +11,10 @@ use common::{
     client, connect, echo, echoes, limits, opening, proxy_auth, read_head, read_to_close, sandbox, start,
     upstream,
 };
-use corral_egress::metrics::{Limit, Metrics};
+use corral_egress::{
+    limits::Limits,
+    metrics::{Limit, Metrics},
+};
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 fn open_to(port: u16) -> serde_json::Value {
@@ -29,44 +32,13 @@ async fn until_open(metrics: &Metrics, open: i64) {
     panic!("{} connections open, not {open}", metrics.open_connections());
 }
 
-#[tokio::test]
-async fn beyond_the_connection_cap_a_client_gets_503_and_a_freed_slot_serves_again() {
+/// A proxy with `cap` set to 2 (by `set`): two idle connections fill it, a third gets `status` and `message`
+/// and is counted under `limit`; once one of the two closes, a request is served again.
+async fn two_idle_connections_fill(set: fn(&mut Limits), limit: Limit, status: &str, message: &str) {
     let up = upstream().await;
     let proxy = start(vec![("sbx", sandbox(open_to(up.port())))], |p| {
         p.walls = opening(&["127.0.0.1"]);
-        p.limits = limits(|l| l.max_connections = 2);
-    })
-    .await;
-    let hogs = [
-        TcpStream::connect(proxy.addr).await.unwrap(),
-        TcpStream::connect(proxy.addr).await.unwrap(),
-    ];
-    until_open(&proxy.metrics, 2).await;
-    let mut third = TcpStream::connect(proxy.addr).await.unwrap();
-    let answer = read_to_close(&mut third).await;
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(
-        answer.contains("the proxy has 2 connections open, its limit"),
-        "{answer}"
-    );
-    assert_eq!(proxy.metrics.limited_count(Limit::Connections), 1);
-
-    drop(hogs);
-    until_open(&proxy.metrics, 0).await;
-    let reply = client(proxy.addr, "sbx", None)
-        .get(format!("http://{up}/ok"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 200, "a freed slot serves again");
-}
-
-#[tokio::test]
-async fn connections_that_never_send_a_request_count_against_their_source_address() {
-    let up = upstream().await;
-    let proxy = start(vec![("sbx", sandbox(open_to(up.port())))], |p| {
-        p.walls = opening(&["127.0.0.1"]);
-        p.limits = limits(|l| l.max_connections_per_source = 2);
+        p.limits = limits(set);
     })
     .await;
     let mut hogs = vec![
@@ -76,12 +48,9 @@ async fn connections_that_never_send_a_request_count_against_their_source_addres
     until_open(&proxy.metrics, 2).await;
     let mut third = TcpStream::connect(proxy.addr).await.unwrap();
     let answer = read_to_close(&mut third).await;
-    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
-    assert!(
-        answer.contains("127.0.0.1 has 2 connections open through the proxy, its limit"),
-        "{answer}"
-    );
-    assert_eq!(proxy.metrics.limited_count(Limit::SourceConnections), 1);
+    assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+    assert!(answer.contains(message), "{answer}");
+    assert_eq!(proxy.metrics.limited_count(limit), 1);
 
     hogs.pop();
     until_open(&proxy.metrics, 1).await;
@@ -91,6 +60,28 @@ async fn connections_that_never_send_a_request_count_against_their_source_addres
         .await
         .unwrap();
     assert_eq!(reply.status(), 200, "a freed place serves again");
+}
+
+#[tokio::test]
+async fn beyond_the_connection_cap_a_client_gets_503_and_a_freed_slot_serves_again() {
+    two_idle_connections_fill(
+        |l| l.max_connections = 2,
+        Limit::Connections,
+        "503",
+        "the proxy has 2 connections open, its limit",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn connections_that_never_send_a_request_count_against_their_source_address() {
+    two_idle_connections_fill(
+        |l| l.max_connections_per_source = 2,
+        Limit::SourceConnections,
+        "429",
+        "127.0.0.1 has 2 connections open through the proxy, its limit",
+    )
+    .await;
 }
 
 #[tokio::test]
