@@ -8,7 +8,6 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
 };
 
 use bytes::Bytes;
@@ -271,15 +270,14 @@ impl Upstream {
             Ok(response) => response.map(|b| b.boxed()),
             Err(_) if idled.load(Ordering::Relaxed) => text(
                 StatusCode::GATEWAY_TIMEOUT,
-                &format!("{host} sent nothing for {}s; the exchange was closed", secs(idle)),
+                &format!(
+                    "{host} sent nothing for {}s; the exchange was closed",
+                    idle.as_secs_f64()
+                ),
             ),
             Err(e) => text(StatusCode::BAD_GATEWAY, &format!("upstream request: {e}")),
         }
     }
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
 }
 
 /// The HTTP/1 server settings of client connections (and of intercepted ones): the header-read timeout, which also
