@@ -53,6 +53,20 @@ pub fn verify_proxy_identity(key: &[u8], user: &str, password: &str) -> Option<(
     equal.then(|| (namespace.to_owned(), pod.to_owned()))
 }
 
+/// The `corral.dev/object` label value of a credential grant: a Secret the operator writes, in the egress proxy's
+/// grants namespace, for each sandbox pod bound to a session with vaults. It hands the proxy exactly the
+/// `environment_variable` credentials of that session, so the proxy reads no other Secret.
+pub const GRANT_OBJECT: &str = "egress-grant";
+
+/// The data key of a grant: a JSON object from each credential id to its `auth` JSON, as the vault credential
+/// Secret stores it. The grant also carries the label `corral.dev/session` naming the session it was written for.
+pub const GRANT_CREDENTIALS_KEY: &str = "credentials";
+
+/// The name of the grant of pod `namespace/pod`: `namespace.pod` (a namespace name has no dot).
+pub fn grant_name(namespace: &str, pod: &str) -> String {
+    format!("{namespace}.{pod}")
+}
+
 /// Registry hosts a `limited` environment reaches with `allowPackageManagers: true`.
 pub const PACKAGE_MANAGER_HOSTS: &[&str] = &[
     "pypi.org",

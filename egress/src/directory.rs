@@ -1,7 +1,12 @@
 //! Who a proxy client is: from a sandbox pod to what it may reach and which credentials its session's vaults
-//! bind. Backed by watches of pods, sessions, environments, agents and vault credential Secrets.
+//! bind. Backed by watches of pods, sessions, environments and agents, and of the Secrets credentials come from:
+//! the per-sandbox grants the operator writes into one namespace (the proxy reads no other Secret), or every vault
+//! credential Secret of the cluster.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use corral_api::{Agent, Environment, Session, labels};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -36,6 +41,46 @@ pub trait Directory: Send + Sync + 'static {
 /// The label of vault credential Secrets.
 const CREDENTIAL_SELECTOR: &str = "corral.dev/object=vault-credential";
 
+/// Where the proxy finds the credentials of a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Grant Secrets in `namespace`, one per sandbox pod (`corral_api::egress::grant_name`): the proxy needs read
+    /// access to Secrets of that namespace only.
+    Grants {
+        /// The grants namespace.
+        namespace: String,
+    },
+    /// Vault credential Secrets in every namespace (needs cluster-wide read access to Secrets).
+    Vaults,
+}
+
+/// The credentials a grant Secret hands over for `session`: none when the grant was written for another session
+/// (a stale grant never serves a new session).
+pub fn granted(grant: &Secret, session: &str) -> Vec<Credential> {
+    let for_session = grant
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::SESSION))
+        .is_some_and(|s| s == session);
+    let Some(data) = grant
+        .data
+        .as_ref()
+        .and_then(|d| d.get(corral_api::egress::GRANT_CREDENTIALS_KEY))
+        .filter(|_| for_session)
+    else {
+        return vec![];
+    };
+    let Ok(auths) = serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(&data.0) else {
+        tracing::warn!(grant = ?grant.metadata.name, "unreadable credential grant");
+        return vec![];
+    };
+    auths
+        .iter()
+        .filter_map(|(id, auth)| Credential::from_auth(id, &serde_json::to_vec(auth).ok()?))
+        .collect()
+}
+
 /// A [`Directory`] over the cluster's objects.
 #[derive(Clone)]
 pub struct ClusterDirectory {
@@ -44,6 +89,7 @@ pub struct ClusterDirectory {
     environments: Store<Environment>,
     agents: Store<Agent>,
     secrets: Store<Secret>,
+    source: Credentials,
 }
 
 fn watch<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl futures::Future<Output = ()>)
@@ -74,8 +120,8 @@ where
 }
 
 impl ClusterDirectory {
-    /// Starts the watches (in every namespace); the returned future drives them.
-    pub fn start(client: Client) -> (Self, impl futures::Future<Output = ()>) {
+    /// Starts the watches (in every namespace, Secrets only where `source` says); the returned future drives them.
+    pub fn start(client: Client, source: Credentials) -> (Self, impl futures::Future<Output = ()>) {
         let sandboxes = watcher::Config::default().labels(&format!("{}=sandbox", labels::COMPONENT));
         let (pods, a) = watch(Api::<Pod>::all(client.clone()), sandboxes);
         let (sessions, b) = watch(Api::<Session>::all(client.clone()), watcher::Config::default());
@@ -84,10 +130,14 @@ impl ClusterDirectory {
             watcher::Config::default(),
         );
         let (agents, d) = watch(Api::<Agent>::all(client.clone()), watcher::Config::default());
-        let (secrets, e) = watch(
-            Api::<Secret>::all(client),
-            watcher::Config::default().labels(CREDENTIAL_SELECTOR),
-        );
+        let (secret_api, selector) = match &source {
+            Credentials::Grants { namespace } => (
+                Api::<Secret>::namespaced(client, namespace),
+                format!("corral.dev/object={}", corral_api::egress::GRANT_OBJECT),
+            ),
+            Credentials::Vaults => (Api::<Secret>::all(client), CREDENTIAL_SELECTOR.to_owned()),
+        };
+        let (secrets, e) = watch(secret_api, watcher::Config::default().labels(&selector));
         let driver = async move {
             tokio::join!(a, b, c, d, e);
         };
@@ -98,12 +148,22 @@ impl ClusterDirectory {
                 environments,
                 agents,
                 secrets,
+                source,
             },
             driver,
         )
     }
 
-    fn credentials(&self, namespace: &str, session: &Session) -> Vec<Credential> {
+    fn credentials(&self, namespace: &str, pod: &str, session: &Session) -> Vec<Credential> {
+        if let Credentials::Grants { namespace: grants } = &self.source {
+            let name = corral_api::egress::grant_name(namespace, pod);
+            let session_name = session.metadata.name.as_deref().unwrap_or_default();
+            return self
+                .secrets
+                .get(&ObjectRef::new(&name).within(grants))
+                .map(|grant| granted(&grant, session_name))
+                .unwrap_or_default();
+        }
         let vaults: BTreeSet<&str> = session.spec.vault_refs.iter().map(|r| r.name.as_str()).collect();
         self.secrets
             .state()
@@ -156,8 +216,8 @@ impl ClusterDirectory {
 }
 
 impl Directory for ClusterDirectory {
-    fn sandbox(&self, namespace: &str, pod: &str) -> Option<SandboxContext> {
-        let pod = self.pods.get(&ObjectRef::new(pod).within(namespace))?;
+    fn sandbox(&self, namespace: &str, pod_name: &str) -> Option<SandboxContext> {
+        let pod = self.pods.get(&ObjectRef::new(pod_name).within(namespace))?;
         let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
         let environment = self
             .environments
@@ -177,7 +237,7 @@ impl Directory for ClusterDirectory {
                 &environment.spec.config.networking,
                 &self.mcp_hosts(namespace, &session),
             ),
-            credentials: self.credentials(namespace, &session),
+            credentials: self.credentials(namespace, pod_name, &session),
         })
     }
 
@@ -205,5 +265,49 @@ impl Directory for StaticDirectory {
     }
     fn ready(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::ByteString;
+
+    use super::*;
+
+    fn grant(session: &str, credentials: serde_json::Value) -> Secret {
+        Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(corral_api::egress::grant_name("team", "sandbox-s1")),
+                labels: Some(BTreeMap::from([(labels::SESSION.to_owned(), session.to_owned())])),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                corral_api::egress::GRANT_CREDENTIALS_KEY.to_owned(),
+                ByteString(serde_json::to_vec(&credentials).unwrap()),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_grant_hands_over_its_sessions_credentials_only() {
+        let credentials = serde_json::json!({
+            "vcrd-1": {"type": "environment_variable", "secret_name": "API_TOKEN", "secret_value": "s3cret",
+                       "networking": {"type": "limited", "allowed_hosts": ["api.example.com"]}},
+            "vcrd-2": {"type": "static_bearer", "mcp_server_url": "https://m", "token": "t"},
+        });
+        let granted_now = granted(&grant("s1", credentials.clone()), "s1");
+        assert_eq!(
+            granted_now.len(),
+            1,
+            "only environment_variable credentials are injected"
+        );
+        assert_eq!(granted_now[0].id, "vcrd-1");
+        assert_eq!(granted_now[0].value, "s3cret");
+        assert!(
+            granted(&grant("s0", credentials), "s1").is_empty(),
+            "a stale grant of another session"
+        );
+        assert!(granted(&grant("s1", serde_json::json!("nonsense")), "s1").is_empty());
     }
 }

@@ -1,7 +1,5 @@
-//! Whether a sandbox may reach a host (pure): the Environment's networking, the allowed extras, and the rule that
-//! cluster-internal addresses stay closed unless a host list names them.
-
-use std::net::IpAddr;
+//! Whether a sandbox may reach a host by name (pure): the Environment's networking and the allowed extras. What no
+//! host list opens (internal addresses, closed ports) is [`crate::walls`].
 
 use corral_api::environment::{Networking, NetworkingType};
 
@@ -36,70 +34,63 @@ impl HostPolicy {
     }
 }
 
-/// The verdict on one destination.
+/// The verdict on one destination by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Go ahead. `named` when a host list names the destination, which then may be internal.
-    Allow {
-        /// Whether the destination is explicitly listed.
-        named: bool,
-    },
+    /// Go ahead (the addresses it resolves to are judged next, by [`crate::walls::Walls`]).
+    Allow,
     /// Refused, with a reason the model can read.
     Deny(String),
 }
 
+/// A host pattern split into its name and its port, if it names one: `name`, `name:port`, `*.domain:port`, an IPv4
+/// address, an IPv6 address (bare, or in brackets with a port: `[fd00::1]:8080`).
+fn split_pattern(pattern: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = pattern.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((name, tail)) => (name, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (rest, None),
+        };
+    }
+    if pattern.matches(':').count() > 1 {
+        return (pattern, None); // a bare IPv6 address
+    }
+    match pattern.rsplit_once(':') {
+        Some((name, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => (name, p.parse().ok()),
+        _ => (pattern, None),
+    }
+}
+
+/// The port a host pattern names, if any.
+pub fn pattern_port(pattern: &str) -> Option<u16> {
+    split_pattern(pattern).1
+}
+
 /// Whether `pattern` (`host`, `*.domain` or either with `:port`) matches `host:port`.
 pub fn host_matches(pattern: &str, host: &str, port: u16) -> bool {
-    let pattern = pattern.to_ascii_lowercase();
-    let host = host.to_ascii_lowercase();
-    let (name, wanted_port) = match pattern.rsplit_once(':') {
-        Some((name, p)) if p.chars().all(|c| c.is_ascii_digit()) => (name.to_owned(), p.parse::<u16>().ok()),
-        _ => (pattern.clone(), None),
-    };
+    let (name, wanted_port) = split_pattern(pattern);
     if wanted_port.is_some_and(|p| p != port) {
         return false;
     }
+    if let (Ok(wanted), Ok(ip)) = (name.parse::<std::net::IpAddr>(), host.parse::<std::net::IpAddr>()) {
+        return wanted == ip; // one address, however it is spelt
+    }
+    let (name, host) = (name.to_ascii_lowercase(), host.to_ascii_lowercase());
+    let host = host.trim_end_matches('.');
     match name.strip_prefix("*.") {
         Some(domain) => host.ends_with(&format!(".{domain}")),
         None => name == host,
     }
 }
 
-/// The verdict on `host:port` before name resolution.
+/// The verdict on `host:port` by the sandbox's host list, before name resolution.
 pub fn check_host(policy: &HostPolicy, host: &str, port: u16) -> Verdict {
-    let named = policy.allowed.iter().any(|p| host_matches(p, host, port));
-    if policy.limited && !named {
+    if policy.limited && !policy.allowed.iter().any(|p| host_matches(p, host, port)) {
         return Verdict::Deny(format!(
             "{host}:{port} is not in this environment's allowed hosts (limited networking)"
         ));
     }
-    Verdict::Allow { named }
-}
-
-/// Whether `ip` is an address no sandbox reaches unless a host list names it: private, loopback, link-local
-/// (cloud metadata), shared (CGNAT), unspecified, multicast or broadcast.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-        }
-    }
+    Verdict::Allow
 }
 
 #[cfg(test)]
@@ -133,14 +124,8 @@ mod tests {
             ),
             &["mcp.example.org".into()],
         );
-        assert_eq!(
-            check_host(&policy, "example.com", 443),
-            Verdict::Allow { named: true }
-        );
-        assert_eq!(
-            check_host(&policy, "pypi.org", 443),
-            Verdict::Allow { named: true }
-        );
+        assert_eq!(check_host(&policy, "example.com", 443), Verdict::Allow);
+        assert_eq!(check_host(&policy, "pypi.org", 443), Verdict::Allow);
         let Verdict::Deny(reason) = check_host(&policy, "mcp.example.org", 443) else {
             panic!("MCP servers are not allowed here")
         };
@@ -149,30 +134,23 @@ mod tests {
             "{reason}"
         );
         let open = HostPolicy::new(&networking(serde_json::json!({"type": "unrestricted"})), &[]);
-        assert_eq!(
-            check_host(&open, "anything.example", 80),
-            Verdict::Allow { named: false }
-        );
+        assert_eq!(check_host(&open, "anything.example", 80), Verdict::Allow);
     }
 
     #[test]
-    fn internal_addresses_are_recognised() {
-        for internal in [
-            "10.203.0.1",
-            "172.16.0.1",
-            "192.168.1.1",
-            "127.0.0.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:10.0.0.1",
-        ] {
-            assert!(is_internal(internal.parse().unwrap()), "{internal}");
-        }
-        for public in ["8.8.8.8", "140.82.112.3", "2606:4700::1111"] {
-            assert!(!is_internal(public.parse().unwrap()), "{public}");
-        }
+    fn ipv6_patterns_and_trailing_dots() {
+        assert!(host_matches("[fd00::1]:8080", "fd00::1", 8080));
+        assert!(!host_matches("[fd00::1]:8080", "fd00::1", 80));
+        assert!(host_matches("fd00::1", "fd00::1", 443));
+        assert!(
+            host_matches("::ffff:127.0.0.1", "::ffff:7f00:1", 443),
+            "one address, two spellings"
+        );
+        assert_eq!(pattern_port("fd00::1"), None);
+        assert_eq!(pattern_port("example.com:8443"), Some(8443));
+        assert!(
+            host_matches("example.com", "example.com.", 443),
+            "a fully qualified name is the same host"
+        );
     }
 }

@@ -1,13 +1,15 @@
-//! The proxy itself: authenticates each sandbox by its proxy identity, checks the destination against the
-//! sandbox's rules, and then either tunnels (`CONNECT`, for HTTPS) or forwards a plain HTTP request with the
-//! session's credential placeholders replaced by their values. Refusals are `403` responses whose text says why,
-//! so the agent (and the model) can read them.
+//! The proxy itself: authenticates each sandbox by its proxy identity, counts its connections against the limits,
+//! checks the destination against the sandbox's rules and the operator's walls (by name, by port, and then on the
+//! resolved addresses, which are the ones it connects to), and then tunnels (`CONNECT`), intercepts (HTTPS to a
+//! host a credential is bound to) or forwards a plain HTTP request. Refusals are responses whose text says why, so
+//! the agent (and the model) can read them: `403` for policy, `429`/`503` for connection caps, `408` for a slow
+//! request head, `504` for timeouts upstream.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{io::Write, net::SocketAddr, os::fd::AsFd, sync::Arc};
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Full};
 use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
@@ -15,13 +17,19 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream},
+};
 
 use crate::{
-    credentials::{Credential, substitute, substitute_bytes},
+    credentials::Credential,
     directory::Directory,
-    metrics::Metrics,
-    policy::{Verdict, check_host, is_internal},
+    limits::{AtCap, Connection, Connections, Limits},
+    metrics::{Limit, Metrics},
+    policy::{Verdict, check_host},
+    upstream::{Body, Upstream, server, text},
+    walls::Walls,
 };
 
 /// Where a sandbox daemon asks (with its pod's proxy identity, in origin form) for the variables its shell gets:
@@ -44,11 +52,6 @@ fn placeholders(credentials: &[Credential]) -> Response<Body> {
     response
 }
 
-/// The largest request body the proxy rewrites (bodies with placeholders to substitute are read whole).
-const MAX_REWRITTEN_BODY: usize = 16 * 1024 * 1024;
-
-type Body = BoxBody<Bytes, hyper::Error>;
-
 /// The proxy's shared state.
 pub struct Proxy<D> {
     /// Sandbox lookup.
@@ -59,20 +62,24 @@ pub struct Proxy<D> {
     pub metrics: Metrics,
     /// TLS interception for hosts a credential is bound to; `None` tunnels every `CONNECT`.
     pub interceptor: Option<Arc<crate::tls::Interceptor>>,
+    /// What no tenant opens: internal addresses, closed ports; and the operator's named internal hosts.
+    pub walls: Walls,
+    /// Connection caps and timeouts.
+    pub limits: Limits,
 }
 
-fn text(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(format!("corral egress proxy: {message}\n")))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+impl<D> Proxy<D> {
+    /// A proxy with the default walls and limits and no TLS interception.
+    pub fn new(directory: D, key: Vec<u8>, metrics: Metrics) -> Self {
+        Self {
+            directory,
+            key,
+            metrics,
+            interceptor: None,
+            walls: Walls::default(),
+            limits: Limits::default(),
+        }
+    }
 }
 
 fn identity(headers: &HeaderMap, key: &[u8]) -> Option<(String, String)> {
@@ -104,21 +111,31 @@ fn destination(req: &Request<Incoming>) -> Option<(String, u16)> {
     Some((host, uri.port_u16().unwrap_or(default_port)))
 }
 
-/// Headers that concern one connection, never forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "te",
-    "trailer",
-    "upgrade",
-];
+/// A whole HTTP/1.1 response written straight to a socket (for clients hyper does not serve).
+fn raw_response(status: StatusCode, message: &str) -> Vec<u8> {
+    let body = format!("corral egress proxy: {message}\n");
+    format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Answers a client over a connection cap with `response` and closes.
+async fn refuse_connection(mut stream: TcpStream, response: Vec<u8>) {
+    let write = async {
+        stream.write_all(&response).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), write).await;
+}
 
 impl<D: Directory> Proxy<D> {
     /// Serves proxy clients from `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let connections = Connections::new(&self.limits, self.metrics.clone());
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -127,23 +144,82 @@ impl<D: Directory> Proxy<D> {
                     continue;
                 }
             };
-            let proxy = self.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req).await) }
-                });
-                let served = hyper::server::conn::http1::Builder::new()
-                    .preserve_header_case(true)
-                    .title_case_headers(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-                if let Err(e) = served {
-                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            let connection = match connections.accept(peer.ip()) {
+                Ok(connection) => connection,
+                Err(full) => {
+                    tokio::spawn(refuse_connection(stream, self.refusal(full, peer)));
+                    continue;
                 }
-            });
+            };
+            tokio::spawn(self.clone().serve_connection(stream, peer, connection));
         }
+    }
+
+    async fn serve_connection(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        connection: Arc<Connection>,
+    ) {
+        // A second handle on the socket, to answer 408 once hyper gives up on a slow request head.
+        let spare = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::net::TcpStream::from);
+        let (proxy, counted) = (self.clone(), connection.clone());
+        let service = service_fn(move |req| {
+            let (proxy, connection) = (proxy.clone(), counted.clone());
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, connection).await) }
+        });
+        let served = server(&self.limits)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
+        drop(connection);
+        match served {
+            Err(e) if e.is_timeout() => {
+                self.metrics.limited(Limit::HeaderTimeout);
+                tracing::debug!(%peer, "no request head within the header-read timeout; closed");
+                if let Some(mut spare) = spare {
+                    let message = format!(
+                        "no complete request within {}s; connection closed",
+                        self.limits.header_read_timeout.as_secs_f64()
+                    );
+                    // The socket is non-blocking and idle: a short write goes out at once or not at all.
+                    let _ = spare.write_all(&raw_response(StatusCode::REQUEST_TIMEOUT, &message));
+                    let _ = spare.shutdown(std::net::Shutdown::Write);
+                }
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "client connection ended with an error"),
+            Ok(()) => {}
+        }
+    }
+
+    /// The answer to a connection refused because the proxy (`503`) or its source address (`429`) is full.
+    fn refusal(&self, full: AtCap, peer: SocketAddr) -> Vec<u8> {
+        let (limit, status, message) = match full {
+            AtCap::Proxy => (
+                Limit::Connections,
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the proxy has {} connections open, its limit; retry shortly",
+                    self.limits.max_connections
+                ),
+            ),
+            AtCap::Source => (
+                Limit::SourceConnections,
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} has {} connections open through the proxy, its limit; close some and retry",
+                    peer.ip(),
+                    self.limits.max_connections_per_source
+                ),
+            ),
+        };
+        self.metrics.limited(limit);
+        tracing::warn!(%peer, ?full, "connection cap reached; refused");
+        raw_response(status, &message)
     }
 
     fn deny(&self, who: &str, target: &str, reason: &str) -> Response<Body> {
@@ -152,8 +228,15 @@ impl<D: Directory> Proxy<D> {
         text(StatusCode::FORBIDDEN, reason)
     }
 
-    /// Answers one proxy request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    fn upstream(&self) -> Upstream {
+        Upstream {
+            limits: self.limits.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Answers one proxy request arriving on `connection`.
+    pub async fn handle(&self, req: Request<Incoming>, connection: Arc<Connection>) -> Response<Body> {
         let Some((namespace, pod)) = identity(req.headers(), &self.key) else {
             let mut response = text(
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED,
@@ -166,6 +249,17 @@ impl<D: Directory> Proxy<D> {
             return response;
         };
         let who = format!("{namespace}/{pod}");
+        if !connection.bind(&who) {
+            self.metrics.limited(Limit::SandboxConnections);
+            tracing::info!(sandbox = %who, "sandbox connection cap reached; refused");
+            return text(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "this sandbox has {} connections open through the proxy, its limit; close some and retry",
+                    self.limits.max_connections_per_sandbox
+                ),
+            );
+        }
         let Some(context) = self.directory.sandbox(&namespace, &pod) else {
             return self.deny(
                 &who,
@@ -180,35 +274,34 @@ impl<D: Directory> Proxy<D> {
             return text(StatusCode::BAD_REQUEST, "the request names no destination host");
         };
         let target = format!("{host}:{port}");
-        let named = match check_host(&context.policy, &host, port) {
-            Verdict::Deny(reason) => return self.deny(&who, &target, &reason),
-            Verdict::Allow { named } => named,
-        };
-        let addresses: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), port)).await {
-            Ok(found) => found.collect(),
-            Err(e) => return text(StatusCode::BAD_GATEWAY, &format!("cannot resolve {host}: {e}")),
+        if let Verdict::Deny(reason) = check_host(&context.policy, &host, port) {
+            return self.deny(&who, &target, &reason);
+        }
+        if let Some(reason) = self.walls.check_port(&context.policy, &host, port) {
+            return self.deny(&who, &target, &reason);
+        }
+        let upstream = self.upstream();
+        let resolved = tokio::time::timeout(
+            self.limits.connect_timeout,
+            tokio::net::lookup_host((host.clone(), port)),
+        )
+        .await;
+        let addresses: Vec<SocketAddr> = match resolved {
+            Ok(Ok(found)) => found.collect(),
+            Ok(Err(e)) => return text(StatusCode::BAD_GATEWAY, &format!("cannot resolve {host}: {e}")),
+            Err(_) => return upstream.connect_timed_out(&target),
         };
         if addresses.is_empty() {
             return text(StatusCode::BAD_GATEWAY, &format!("{host} has no address"));
         }
-        if !named && addresses.iter().any(|a| is_internal(a.ip())) {
-            return self.deny(
-                &who,
-                &target,
-                &format!(
-                    "{host} resolves to a cluster-internal or private address, which sandboxes never reach"
-                ),
-            );
+        // Every address is checked, and only checked addresses are connected to: a second resolution (DNS
+        // rebinding) never decides where the connection goes.
+        if let Some(reason) = self.walls.check_addresses(&host, port, &addresses) {
+            return self.deny(&who, &target, &reason);
         }
-        // Connect to the addresses that were checked, not to a second resolution's.
-        let upstream = match TcpStream::connect(&addresses[..]).await {
+        let stream = match upstream.connect(&target, &addresses).await {
             Ok(s) => s,
-            Err(e) => {
-                return text(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("cannot connect to {target}: {e}"),
-                );
-            }
+            Err(response) => return response,
         };
         self.metrics.allowed();
         let bound: Vec<&Credential> = context
@@ -221,175 +314,15 @@ impl<D: Directory> Proxy<D> {
             && let Some(interceptor) = self.interceptor.clone()
         {
             tracing::debug!(sandbox = %who, %target, "intercepted tunnel (a credential is bound to the host)");
+            // Intercepted requests open their own TLS connections to the checked addresses.
+            drop(stream);
             let bound: Vec<Credential> = bound.into_iter().cloned().collect();
-            return intercept(req, interceptor, host, addresses, bound);
+            return upstream.intercept(req, interceptor, host, addresses, bound, connection);
         }
         if req.method() == Method::CONNECT {
             tracing::debug!(sandbox = %who, %target, "tunnel");
-            tokio::spawn(async move {
-                match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => {
-                        let mut client = TokioIo::new(upgraded);
-                        let mut upstream = upstream;
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                    Err(e) => tracing::debug!(error = %e, "tunnel upgrade failed"),
-                }
-            });
-            return Response::new(
-                http_body_util::Empty::new()
-                    .map_err(|never| match never {})
-                    .boxed(),
-            );
+            return upstream.tunnel(req, stream, connection);
         }
-        match forward(req, TokioIo::new(upstream), &bound).await {
-            Ok(response) => response,
-            Err(message) => text(StatusCode::BAD_GATEWAY, &message),
-        }
+        upstream.forward(req, stream, &bound, &host).await
     }
-}
-
-/// Answers `CONNECT` with 200 and serves the tunnel as TLS with a leaf certificate for `host`: each request inside
-/// goes to the host over a new TLS connection, with the bound credentials substituted.
-fn intercept(
-    req: Request<Incoming>,
-    interceptor: Arc<crate::tls::Interceptor>,
-    host: String,
-    addresses: Vec<SocketAddr>,
-    bound: Vec<Credential>,
-) -> Response<Body> {
-    let server_config = match interceptor.server_config(&host) {
-        Ok(c) => c,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                &format!("cannot intercept {host}: {e:#}"),
-            );
-        }
-    };
-    tokio::spawn(async move {
-        let upgraded = match hyper::upgrade::on(req).await {
-            Ok(u) => u,
-            Err(e) => return tracing::debug!(error = %e, "tunnel upgrade failed"),
-        };
-        let tls = match tokio_rustls::TlsAcceptor::from(server_config)
-            .accept(TokioIo::new(upgraded))
-            .await
-        {
-            Ok(t) => t,
-            Err(e) => {
-                return tracing::info!(%host, error = %e, "the sandbox refused the interception certificate");
-            }
-        };
-        let bound = Arc::new(bound);
-        let service = service_fn(move |req: Request<Incoming>| {
-            let (interceptor, host, addresses, bound) = (
-                interceptor.clone(),
-                host.clone(),
-                addresses.clone(),
-                bound.clone(),
-            );
-            async move {
-                let refs: Vec<&Credential> = bound.iter().collect();
-                let response = match connect_tls(&interceptor, &host, &addresses).await {
-                    Ok(upstream) => match forward(req, TokioIo::new(upstream), &refs).await {
-                        Ok(r) => r,
-                        Err(message) => text(StatusCode::BAD_GATEWAY, &message),
-                    },
-                    Err(message) => text(StatusCode::BAD_GATEWAY, &message),
-                };
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
-        if let Err(e) = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(tls), service)
-            .await
-        {
-            tracing::debug!(error = %e, "intercepted connection ended with an error");
-        }
-    });
-    Response::new(
-        http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed(),
-    )
-}
-
-async fn connect_tls(
-    interceptor: &crate::tls::Interceptor,
-    host: &str,
-    addresses: &[SocketAddr],
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let tcp = TcpStream::connect(addresses)
-        .await
-        .map_err(|e| format!("cannot connect to {host}: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
-    interceptor
-        .connector()
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS with {host} failed: {e}"))
-}
-
-/// Sends `req` (in origin form, credentials substituted) over `upstream` and returns the response.
-async fn forward<T>(
-    req: Request<Incoming>,
-    upstream: TokioIo<T>,
-    bound: &[&Credential],
-) -> Result<Response<Body>, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let mut builder = Request::builder()
-        .method(parts.method.clone())
-        .uri(path)
-        .version(hyper::Version::HTTP_11);
-    let in_headers: Vec<&Credential> = bound.iter().copied().filter(|c| c.header).collect();
-    for (name, value) in &parts.headers {
-        if HOP_BY_HOP.contains(&name.as_str()) {
-            continue;
-        }
-        let value = match value.to_str() {
-            Ok(v) if !in_headers.is_empty() => HeaderValue::from_str(&substitute(v, &in_headers))
-                .map_err(|e| format!("bad header value: {e}"))?,
-            _ => value.clone(),
-        };
-        builder = builder.header(name, value);
-    }
-    let in_body: Vec<&Credential> = bound.iter().copied().filter(|c| c.body).collect();
-    let body: Body = if in_body.is_empty() {
-        body.boxed()
-    } else {
-        let whole = Limited::new(body, MAX_REWRITTEN_BODY)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the request body: {e}"))?
-            .to_bytes();
-        Full::new(Bytes::from(substitute_bytes(&whole, &in_body)))
-            .map_err(|never| match never {})
-            .boxed()
-    };
-    let mut request = builder
-        .body(body)
-        .map_err(|e| format!("building the request: {e}"))?;
-    if !in_body.is_empty() {
-        // The body may have changed length.
-        request.headers_mut().remove(header::CONTENT_LENGTH);
-    }
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(upstream)
-        .await
-        .map_err(|e| format!("upstream handshake: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "upstream connection ended with an error");
-        }
-    });
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("upstream request: {e}"))?;
-    Ok(response.map(|b| b.boxed()))
 }

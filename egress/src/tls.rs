@@ -4,11 +4,12 @@
 //! Hosts without a bound credential are tunnelled untouched.
 
 use std::{
-    collections::HashMap,
+    num::NonZeroUsize,
     sync::{Arc, Mutex},
 };
 
 use anyhow::Context;
+use lru::LruCache;
 use rcgen::{CertificateParams, DnType, Issuer, KeyPair};
 use rustls::{
     ClientConfig, RootCertStore, ServerConfig,
@@ -19,9 +20,16 @@ use rustls::{
 pub struct Interceptor {
     issuer: Issuer<'static, KeyPair>,
     ca_der: CertificateDer<'static>,
-    leaves: Mutex<HashMap<String, Arc<ServerConfig>>>,
+    leaves: Mutex<LruCache<String, Arc<ServerConfig>>>,
     upstream: Arc<ClientConfig>,
+    metrics: crate::metrics::Metrics,
 }
+
+/// How many leaf certificates are kept by default (the least recently used one goes first).
+pub const DEFAULT_CERTIFICATE_CACHE: NonZeroUsize = match NonZeroUsize::new(1024) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -52,14 +60,22 @@ impl Interceptor {
         Ok(Self {
             issuer,
             ca_der,
-            leaves: Mutex::new(HashMap::new()),
+            leaves: Mutex::new(LruCache::new(DEFAULT_CERTIFICATE_CACHE)),
             upstream: Arc::new(upstream),
+            metrics: crate::metrics::Metrics::default(),
         })
+    }
+
+    /// The same interceptor keeping at most `capacity` leaf certificates, counting them in `metrics`.
+    pub fn with_cache(mut self, capacity: NonZeroUsize, metrics: crate::metrics::Metrics) -> Self {
+        self.leaves = Mutex::new(LruCache::new(capacity));
+        self.metrics = metrics;
+        self
     }
 
     /// The server side of an intercepted connection to `host`: a leaf certificate for it (cached).
     pub fn server_config(&self, host: &str) -> anyhow::Result<Arc<ServerConfig>> {
-        if let Some(config) = self.leaves.lock().ok().and_then(|l| l.get(host).cloned()) {
+        if let Some(config) = self.leaves.lock().ok().and_then(|mut l| l.get(host).cloned()) {
             return Ok(config);
         }
         let key = KeyPair::generate().context("generating a leaf key")?;
@@ -80,7 +96,8 @@ impl Interceptor {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let config = Arc::new(config);
         if let Ok(mut leaves) = self.leaves.lock() {
-            leaves.insert(host.to_owned(), config.clone());
+            leaves.put(host.to_owned(), config.clone());
+            self.metrics.certificate_issued(leaves.len());
         }
         Ok(config)
     }
@@ -88,5 +105,47 @@ impl Interceptor {
     /// The client side towards the real host.
     pub fn connector(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(self.upstream.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        (params.self_signed(&key).unwrap().pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn the_certificate_cache_keeps_only_the_most_recently_used_hosts() {
+        let (cert, key) = ca();
+        let metrics = crate::metrics::Metrics::default();
+        let interceptor = Interceptor::new(&cert, &key, None)
+            .unwrap()
+            .with_cache(NonZeroUsize::new(2).unwrap(), metrics.clone());
+        for host in ["a.example", "b.example", "a.example", "c.example"] {
+            interceptor.server_config(host).unwrap();
+        }
+        assert_eq!(metrics.certificates_issued(), 3, "a.example came from the cache");
+        interceptor.server_config("a.example").unwrap();
+        assert_eq!(
+            metrics.certificates_issued(),
+            3,
+            "a.example was used recently: b.example went"
+        );
+        interceptor.server_config("b.example").unwrap();
+        assert_eq!(
+            metrics.certificates_issued(),
+            4,
+            "b.example was evicted and is signed again"
+        );
+        assert_eq!(
+            interceptor.leaves.lock().unwrap().len(),
+            2,
+            "never more than the capacity"
+        );
     }
 }

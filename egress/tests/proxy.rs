@@ -1,44 +1,14 @@
 //! The proxy on loopback between a real HTTP client (reqwest, configured with the sandbox's proxy identity) and a
-//! real upstream server that reports what it received.
+//! real upstream server that reports what it received. The upstreams live on 127.0.0.1, an internal address, so
+//! each proxy here opens it the way a platform operator opens an in-cluster server (`egress.internalHosts`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
+mod common;
 
-use axum::{Router, http::HeaderMap, routing::any};
-use corral_api::environment::Networking;
-use corral_egress::{
-    credentials::Credential,
-    directory::{SandboxContext, StaticDirectory},
-    metrics::Metrics,
-    policy::HostPolicy,
-    proxy::Proxy,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::{net::SocketAddr, sync::Arc};
 
-const KEY: &[u8] = b"a proxy key of the test, 32 bytes";
-
-/// An upstream that answers with the Authorization header and body it received.
-async fn upstream() -> SocketAddr {
-    let app = Router::new().route(
-        "/{*path}",
-        any(|headers: HeaderMap, body: String| async move {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned();
-            format!("auth={auth} body={body}")
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-fn networking(json: serde_json::Value) -> Networking {
-    serde_json::from_value(json).unwrap()
-}
+use common::{client, connect, echo, echoes, networking, opening, start, upstream};
+use corral_egress::{credentials::Credential, directory::SandboxContext, policy::HostPolicy};
 
 fn credential(hosts: &[&str], body: bool) -> Credential {
     let auth = serde_json::json!({
@@ -49,44 +19,24 @@ fn credential(hosts: &[&str], body: bool) -> Credential {
     Credential::from_auth("vcrd-1", &serde_json::to_vec(&auth).unwrap()).unwrap()
 }
 
-async fn proxy(sandboxes: Vec<(&str, SandboxContext)>) -> SocketAddr {
-    let map: BTreeMap<(String, String), SandboxContext> = sandboxes
-        .into_iter()
-        .map(|(pod, c)| (("team".to_owned(), pod.to_owned()), c))
-        .collect();
-    let proxy = Arc::new(Proxy {
-        directory: StaticDirectory(Arc::new(map)),
-        key: KEY.to_vec(),
-        metrics: Metrics::default(),
-        interceptor: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(proxy.serve(listener));
-    addr
-}
-
-fn client(proxy: SocketAddr, pod: &str, password: Option<String>) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let password = password.unwrap_or_else(|| corral_api::egress::proxy_password(KEY, "team", pod));
-    let proxy = reqwest::Proxy::all(format!("http://{proxy}"))
-        .unwrap()
-        .basic_auth(&corral_api::egress::proxy_user("team", pod), &password);
-    reqwest::Client::builder().proxy(proxy).build().unwrap()
-}
-
 #[tokio::test]
 async fn an_allowed_host_gets_the_real_credential_and_other_hosts_get_the_placeholder_or_a_refusal() {
     let up = upstream().await;
     let allowed = format!("127.0.0.1:{}", up.port());
     let context = SandboxContext {
         policy: HostPolicy::new(
-            &networking(serde_json::json!({"type": "limited", "allowedHosts": [allowed, "localhost"]})),
+            &networking(
+                serde_json::json!({"type": "limited", "allowedHosts": [allowed, format!("localhost:{}", up.port())]}),
+            ),
             &[],
         ),
         credentials: vec![credential(&["127.0.0.1"], true)],
     };
-    let proxy = proxy(vec![("sbx", context)]).await;
+    let proxy = start(vec![("sbx", context)], |p| {
+        p.walls = opening(&["127.0.0.1", "localhost"])
+    })
+    .await
+    .addr;
     let c = client(proxy, "sbx", None);
     let placeholder = corral_api::egress::placeholder("vcrd-1");
 
@@ -118,7 +68,7 @@ async fn an_allowed_host_gets_the_real_credential_and_other_hosts_get_the_placeh
     // The daemon's question: which variables hold which placeholders (never the values).
     let auth = {
         use base64::Engine;
-        let password = corral_api::egress::proxy_password(KEY, "team", "sbx");
+        let password = corral_api::egress::proxy_password(common::KEY, "team", "sbx");
         base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
     };
     let direct = reqwest::Client::new()
@@ -148,7 +98,11 @@ async fn unrestricted_sandboxes_never_reach_internal_addresses_and_strangers_are
         policy: HostPolicy::new(&networking(serde_json::json!({"type": "unrestricted"})), &[]),
         credentials: vec![],
     };
-    let proxy = proxy(vec![("open", context)]).await;
+    // The port is open, and the operator opened nothing: the address alone refuses it.
+    let port = up.port();
+    let proxy = start(vec![("open", context)], |p| p.walls.ports.push(port))
+        .await
+        .addr;
     let refused = client(proxy, "open", None)
         .get(format!("http://127.0.0.1:{}/", up.port()))
         .send()
@@ -160,7 +114,7 @@ async fn unrestricted_sandboxes_never_reach_internal_addresses_and_strangers_are
             .text()
             .await
             .unwrap()
-            .contains("cluster-internal or private address")
+            .contains("127.0.0.1, an internal or private address, which sandboxes never reach")
     );
 
     let stranger = client(proxy, "open", Some("0".repeat(64)))
@@ -179,15 +133,7 @@ async fn unrestricted_sandboxes_never_reach_internal_addresses_and_strangers_are
 
 #[tokio::test]
 async fn connect_tunnels_to_allowed_hosts_only() {
-    // A raw TCP echo server stands in for a TLS host: the tunnel carries bytes unchanged.
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_addr = echo.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut s, _) = echo.accept().await.unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).await.unwrap();
-        s.write_all(&buf).await.unwrap();
-    });
+    let echo_addr = echo().await;
     let context = SandboxContext {
         policy: HostPolicy::new(
             &networking(
@@ -197,41 +143,18 @@ async fn connect_tunnels_to_allowed_hosts_only() {
         ),
         credentials: vec![],
     };
-    let proxy = proxy(vec![("sbx", context)]).await;
-    let auth = {
-        use base64::Engine;
-        let password = corral_api::egress::proxy_password(KEY, "team", "sbx");
-        base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
-    };
-    let connect = |target: String| {
-        let auth = auth.clone();
-        async move {
-            let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
-            let req = format!(
-                "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
-            );
-            s.write_all(req.as_bytes()).await.unwrap();
-            let mut head = vec![0u8; 12];
-            s.read_exact(&mut head).await.unwrap();
-            (String::from_utf8_lossy(&head).into_owned(), s)
-        }
-    };
-    let (status, mut tunnel) = connect(echo_addr.to_string()).await;
-    assert_eq!(status, "HTTP/1.1 200");
-    // Skip the rest of the response head.
-    let mut byte = [0u8; 1];
-    let mut tail = Vec::new();
-    while !tail.ends_with(b"\r\n\r\n") {
-        tunnel.read_exact(&mut byte).await.unwrap();
-        tail.push(byte[0]);
-    }
-    tunnel.write_all(b"hello").await.unwrap();
-    let mut back = [0u8; 5];
-    tunnel.read_exact(&mut back).await.unwrap();
-    assert_eq!(&back, b"hello");
+    let proxy = start(vec![("sbx", context)], |p| p.walls = opening(&["127.0.0.1"]))
+        .await
+        .addr;
+    let (status, mut tunnel) = connect(proxy, "sbx", &echo_addr.to_string()).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(echoes(&mut tunnel, b"hello").await);
 
-    let (status, _) = connect("127.0.0.1:1".to_owned()).await;
-    assert_eq!(status, "HTTP/1.1 403", "a port the host list does not name");
+    let (status, _) = connect(proxy, "sbx", "127.0.0.1:1").await;
+    assert!(
+        status.starts_with("HTTP/1.1 403"),
+        "a port the host list does not name: {status}"
+    );
 }
 
 /// An HTTPS server for `localhost` with a self-signed certificate (returned as PEM), answering with the
@@ -305,19 +228,15 @@ async fn https_to_a_credentials_host_is_intercepted_and_gets_the_real_value() {
         ),
         credentials: vec![credential(&["localhost"], false)],
     };
-    let map = BTreeMap::from([(("team".to_owned(), "sbx".to_owned()), context)]);
-    let proxy = Arc::new(Proxy {
-        directory: StaticDirectory(Arc::new(map)),
-        key: KEY.to_vec(),
-        metrics: Metrics::default(),
-        interceptor: Some(Arc::new(interceptor)),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_addr = listener.local_addr().unwrap();
-    tokio::spawn(proxy.serve(listener));
+    let proxy_addr = start(vec![("sbx", context)], |p| {
+        p.walls = opening(&["localhost"]);
+        p.interceptor = Some(Arc::new(interceptor));
+    })
+    .await
+    .addr;
 
     // The sandbox trusts the egress CA (and only it, here): the leaf the proxy presents must chain to it.
-    let password = corral_api::egress::proxy_password(KEY, "team", "sbx");
+    let password = corral_api::egress::proxy_password(common::KEY, "team", "sbx");
     let client = reqwest::Client::builder()
         .proxy(
             reqwest::Proxy::all(format!("http://{proxy_addr}"))
