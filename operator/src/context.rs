@@ -14,11 +14,9 @@ use redis::aio::ConnectionManager;
 use crate::{
     Args,
     backoff::Backoff,
-    builders::{
-        harness::HarnessConfig,
-        sandbox::{EgressConfig, SandboxConfig},
-    },
+    builders::harness::HarnessConfig,
     metrics::Metrics,
+    sandbox::{EgressConfig, SandboxConfig},
 };
 
 /// Shared state of the controllers.

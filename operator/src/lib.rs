@@ -16,6 +16,7 @@ pub mod gauges;
 pub mod leader;
 pub mod metrics;
 pub mod revisions;
+pub mod sandbox;
 pub mod status;
 
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,5 @@
-//! The Environment controller: validates the spec and reports `Ready`. (Warm pools arrive with the hands issue.)
+//! The Environment controller: validates the spec, has its sandboxes' NetworkPolicy and warm pool reconciled by
+//! [`crate::sandbox::reconcile_environment`], and reports `Ready` and the pool's counts.
 
 use std::{sync::Arc, time::Duration};
 
@@ -7,19 +8,18 @@ use corral_api::{
     conditions::{self, set_condition},
     validation::{SpecError, validate_environment},
 };
-use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    Api, ResourceExt,
     runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
-use super::{agent::became_unready, error_policy, log_results, warm_pool, watched_api};
+use super::{agent::became_unready, error_policy, log_results, watched_api};
 use crate::{
-    builders::sandbox::build_network_policy,
     context::{Context, backoff_key},
     error::{Error, Result},
+    sandbox::{self, naming::WARM_LABEL},
     status::{apply_status, namespaced_api},
 };
 
@@ -29,7 +29,7 @@ const CONTROLLER: &str = "environment";
 pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
     let envs = watched_api::<Environment>(&ctx.client, ctx.watch_namespace.as_deref());
     let pods = watched_api::<Pod>(&ctx.client, ctx.watch_namespace.as_deref());
-    let warm = format!("{}=true", crate::builders::sandbox::WARM_LABEL);
+    let warm = format!("{WARM_LABEL}=true");
     let stream = Controller::new(envs, watcher::Config::default().any_semantic())
         .owns(pods, watcher::Config::default().labels(&warm))
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
@@ -45,10 +45,7 @@ async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     let ns = env.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let warm = match problem {
         Some(_) => None,
-        None => {
-            apply_network_policy(&ctx, &ns, &env).await?;
-            Some(warm_pool::reconcile(&ctx, &ns, &env).await?)
-        }
+        None => Some(sandbox::reconcile_environment(&ctx, &ns, &env).await?),
     };
     let mut status = compute_status(
         env.status.as_ref(),
@@ -79,22 +76,6 @@ async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
         None => Action::requeue(Duration::from_secs(600)),
         Some(_) => Action::await_change(),
     })
-}
-
-/// Applies the NetworkPolicy every sandbox pod of the Environment falls under.
-async fn apply_network_policy(ctx: &Context, ns: &str, env: &Environment) -> Result<()> {
-    let owner = env
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingObjectKey("uid"))?;
-    let policy = build_network_policy(ns, env, &owner, ctx.sandbox.egress.as_ref());
-    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
-    api.patch(
-        &policy.name_any(),
-        &PatchParams::apply(corral_api::labels::OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(&policy),
-    )
-    .await?;
-    Ok(())
 }
 
 /// The Environment's status from the outcome of this reconcile.

@@ -1,6 +1,7 @@
 //! The Session controller: resolves the Agent (pinning its version) and the Environment, reports `Ready` with the
 //! reason when a reference does not resolve, sets the initial phase, and removes a deleted Session's event log
-//! from Redis through a finalizer. (Sandbox pods arrive with the hands issue.)
+//! from Redis through a finalizer. Once both references resolve, the session's sandbox is reconciled by
+//! [`crate::sandbox::reconcile`], whose decision this controller writes as `status.sandbox` and `SandboxReady`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,13 +25,12 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{
-    agent::became_unready, error_policy, log_results, sandbox, sandbox_state::Decision, watched_api,
-};
+use super::{agent::became_unready, error_policy, log_results, watched_api};
 use crate::{
     context::{Context, backoff_key},
     error::{Error, Result},
     revisions,
+    sandbox::{self, Decision, naming::pods_selector, naming::sandbox_name},
     status::{apply_status, apply_status_as, namespaced_api},
 };
 
@@ -66,7 +66,7 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
         )
         .owns(
             watched_api::<Pod>(&ctx.client, ns.as_deref()),
-            watcher::Config::default().labels(&format!("{}=sandbox", labels::COMPONENT)),
+            watcher::Config::default().labels(&pods_selector()),
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .graceful_shutdown_on(stop)
@@ -275,7 +275,7 @@ pub fn provisioned(
     }
     let requested: Timestamp = before?.requested_at.as_deref()?.parse().ok()?;
     let pod = next.sandbox.as_ref()?.pod.as_deref()?;
-    let kind = if pod == crate::builders::sandbox::sandbox_name(session) {
+    let kind = if pod == sandbox_name(session) {
         "cold"
     } else {
         "warm"
@@ -389,7 +389,7 @@ mod tests {
         };
         let now: Timestamp = "2026-01-01T00:00:12.5Z".parse().unwrap();
         let before = status(sandbox(SandboxPhase::Provisioning, "sbx-s1"));
-        let own = crate::builders::sandbox::sandbox_name("s1");
+        let own = sandbox_name("s1");
         let cold = status(sandbox(SandboxPhase::Ready, &own));
         assert_eq!(provisioned(Some(&before), &cold, "s1", now), Some(("cold", 2.5)));
         let warm = status(sandbox(SandboxPhase::Ready, "pool-e-abc"));

@@ -1,0 +1,36 @@
+//! What an Environment's sandboxes need from its reconcile: the NetworkPolicy they all fall under, and the warm pool.
+
+use corral_api::{Environment, environment::WarmPoolStatus, labels};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
+
+use super::{network_policy::build_network_policy, warm_pool};
+use crate::{
+    context::Context,
+    error::{Error, Result},
+};
+
+/// Applies the Environment's sandbox NetworkPolicy, then brings its warm pool to size; returns the pool's counts.
+pub async fn reconcile_environment(ctx: &Context, ns: &str, env: &Environment) -> Result<WarmPoolStatus> {
+    apply_network_policy(ctx, ns, env).await?;
+    warm_pool::reconcile(ctx, ns, env).await
+}
+
+/// Applies the NetworkPolicy every sandbox pod of the Environment falls under.
+pub async fn apply_network_policy(ctx: &Context, ns: &str, env: &Environment) -> Result<()> {
+    let owner = env
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingObjectKey("uid"))?;
+    let policy = build_network_policy(ns, env, &owner, ctx.sandbox.egress.as_ref());
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch(
+        &policy.name_any(),
+        &PatchParams::apply(labels::OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(&policy),
+    )
+    .await?;
+    Ok(())
+}

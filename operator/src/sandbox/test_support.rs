@@ -1,0 +1,91 @@
+//! Fixtures shared by the sandbox builders' tests.
+
+use corral_api::{Environment, EnvironmentSpec};
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::OwnerReference};
+
+use super::{EgressConfig, naming::SandboxOwner};
+
+/// Environment `team/py` with this spec.
+pub fn env(spec: serde_json::Value) -> Environment {
+    let spec: EnvironmentSpec = serde_json::from_value(spec).unwrap();
+    let mut e = Environment::new("py", spec);
+    e.metadata.namespace = Some("team".into());
+    e.metadata.uid = Some("env-uid".into());
+    e
+}
+
+/// A controller owner reference of this kind.
+pub fn owner(kind: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "corral.dev/v1alpha1".into(),
+        kind: kind.into(),
+        name: "x".into(),
+        uid: "u".into(),
+        controller: Some(true),
+        ..OwnerReference::default()
+    }
+}
+
+/// Session `s1`'s own pod.
+pub fn session_owner() -> SandboxOwner {
+    SandboxOwner::Session {
+        name: "s1".into(),
+        owner: owner("Session"),
+    }
+}
+
+/// An egress proxy with a known key.
+pub fn egress() -> EgressConfig {
+    EgressConfig {
+        address: "10.96.0.20:3128".into(),
+        namespace: "corral-system".into(),
+        key: b"0123456789abcdef".to_vec(),
+        ca_pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
+    }
+}
+
+/// Asserts that nothing in the pod can escalate: no credentials, non-root, no capabilities, seccomp, limits.
+pub fn assert_locked_down(pod: &Pod) {
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.automount_service_account_token,
+        Some(false),
+        "no service account token"
+    );
+    assert_eq!(
+        spec.enable_service_links,
+        Some(false),
+        "no Service addresses in the environment"
+    );
+    let psc = spec.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(sc.privileged, Some(false), "{}", c.name);
+        assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..]),
+            "{}",
+            c.name
+        );
+        assert_eq!(
+            sc.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault",
+            "{}",
+            c.name
+        );
+        assert!(
+            c.resources.as_ref().and_then(|r| r.limits.as_ref()).is_some(),
+            "{} has limits",
+            c.name
+        );
+    }
+}
