@@ -16,7 +16,7 @@ use crate::{
     backoff::Backoff,
     builders::harness::HarnessConfig,
     metrics::Metrics,
-    sandbox::{EgressConfig, SandboxConfig},
+    sandbox::{EgressConfig, SandboxConfig, storage::StorageDefaults},
 };
 
 /// Shared state of the controllers.
@@ -75,6 +75,7 @@ impl Context {
         session_log: Option<ConnectionManager>,
         args: &Args,
         egress: Option<EgressConfig>,
+        storage: StorageDefaults,
     ) -> Self {
         let reporter = Reporter {
             controller: "corral-operator".into(),
@@ -93,6 +94,8 @@ impl Context {
                 daemon_image_pull_policy: args.image_pull_policy.clone(),
                 default_image: args.default_sandbox_image.clone(),
                 egress,
+                storage,
+                policy: args.sandbox_policy.clone(),
             },
             harness: args.harness_enabled.then(|| HarnessConfig {
                 image: args.harness_image.clone(),

@@ -30,6 +30,7 @@ use crate::{context::Context, metrics::Metrics};
 /// Runs the operator until SIGTERM: the health server at once, the controllers once this replica leads (or at
 /// once without leader election) and the CRDs are established.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let storage = args.sandbox_storage()?;
     let client = Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
@@ -68,7 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "no --egress-proxy-address: limited sandboxes reach nothing and credentials are not injected"
         );
     }
-    let ctx = Arc::new(Context::new(client.clone(), metrics, log, &args, egress));
+    let ctx = Arc::new(Context::new(client.clone(), metrics, log, &args, egress, storage));
 
     let stop = {
         let mut rx = stop_rx.clone();

@@ -1,10 +1,11 @@
-//! The Environment controller: validates the spec, has its sandboxes' NetworkPolicy and warm pool reconciled by
-//! [`crate::sandbox::reconcile_environment`], and reports `Ready` and the pool's counts.
+//! The Environment controller: validates the spec and checks it against the operator's sandbox policy, has its
+//! sandboxes' NetworkPolicy and warm pool reconciled by [`crate::sandbox::reconcile_environment`], and reports
+//! `Ready` (with the reason and the field when the spec is invalid or not allowed) and the pool's counts.
 
 use std::{sync::Arc, time::Duration};
 
 use corral_api::{
-    Environment, EnvironmentStatus,
+    Environment, EnvironmentSpec, EnvironmentStatus,
     conditions::{self, set_condition},
     validation::{SpecError, validate_environment},
 };
@@ -19,7 +20,7 @@ use super::{agent::became_unready, error_policy, log_results, watched_api};
 use crate::{
     context::{Context, backoff_key},
     error::{Error, Result},
-    sandbox::{self, naming::WARM_LABEL},
+    sandbox::{self, naming::WARM_LABEL, policy::SandboxPolicy},
     status::{apply_status, namespaced_api},
 };
 
@@ -41,7 +42,7 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
 async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let api: Api<Environment> = namespaced_api(&ctx.client, env.as_ref())?;
-    let problem = validate_environment(&env.spec).err();
+    let problem = check_spec(&env.spec, &ctx.sandbox.policy).err();
     let ns = env.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let warm = match problem {
         Some(_) => None,
@@ -78,6 +79,13 @@ async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     })
 }
 
+/// Why an Environment gets no sandboxes, if it does not: its spec cannot work, or it asks for what the platform's
+/// sandbox policy does not allow.
+pub fn check_spec(spec: &EnvironmentSpec, policy: &SandboxPolicy) -> Result<(), SpecError> {
+    validate_environment(spec)?;
+    policy.check(&spec.sandbox)
+}
+
 /// The Environment's status from the outcome of this reconcile.
 pub fn compute_status(
     previous: Option<&EnvironmentStatus>,
@@ -103,10 +111,7 @@ pub fn compute_status(
 
 #[cfg(test)]
 mod tests {
-    use corral_api::{
-        EnvironmentSpec,
-        conditions::{reasons, types},
-    };
+    use corral_api::conditions::{reasons, types};
 
     use super::*;
 
@@ -132,5 +137,25 @@ mod tests {
         assert!(validate_environment(&spec).is_ok());
         let status = compute_status(None, Some(1), None, Timestamp::from_second(1).unwrap());
         assert!(conditions::is_true(&status.conditions, types::READY));
+    }
+
+    #[test]
+    fn a_spec_the_sandbox_policy_refuses_is_not_ready_and_says_what_is_allowed() {
+        let spec: EnvironmentSpec =
+            serde_json::from_value(serde_json::json!({"sandbox": {"runtimeClassName": "runc"}})).unwrap();
+        let policy =
+            crate::sandbox::policy::SandboxPolicy::parse(r#"{"runtimeClasses": ["gvisor"]}"#).unwrap();
+        let err = check_spec(&spec, &policy).unwrap_err();
+        let status = compute_status(None, Some(1), Some(&err), Timestamp::from_second(1).unwrap());
+        let ready = conditions::find(&status.conditions, types::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "NotAllowed")
+        );
+        assert_eq!(
+            ready.message,
+            "spec.sandbox.runtimeClassName: RuntimeClass \"runc\" is not allowed by the operator's sandbox policy \
+             (allowed: gvisor)"
+        );
     }
 }

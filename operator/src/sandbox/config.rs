@@ -1,6 +1,9 @@
-//! The operator's configuration of sandboxes (from its flags): images, and the egress proxy sandboxes go through.
+//! The operator's configuration of sandboxes (from its flags): images, the egress proxy sandboxes go through, their
+//! storage defaults and the platform's sandbox policy.
 
 use corral_api::environment::DEFAULT_SANDBOX_IMAGE;
+
+use super::{policy::SandboxPolicy, storage::StorageDefaults};
 
 /// Operator configuration for sandboxes.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +17,10 @@ pub struct SandboxConfig {
     /// The egress proxy sandboxes reach the network through; `None` runs sandboxes without it (no host lists
     /// by name, no credential injection: `limited` sandboxes then reach nothing).
     pub egress: Option<EgressConfig>,
+    /// Ephemeral-storage request and limit, and emptyDir sizes, where the Environment names none.
+    pub storage: StorageDefaults,
+    /// What Environments may ask for: RuntimeClasses, tolerations, node selectors.
+    pub policy: SandboxPolicy,
 }
 
 impl Default for SandboxConfig {
@@ -23,6 +30,8 @@ impl Default for SandboxConfig {
             daemon_image_pull_policy: "IfNotPresent".into(),
             default_image: DEFAULT_SANDBOX_IMAGE.into(),
             egress: None,
+            storage: StorageDefaults::default(),
+            policy: SandboxPolicy::default(),
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct Observed<'a> {
     pub idle_timeout: Duration,
     /// Now.
     pub now: Timestamp,
+    /// Why the operator's sandbox policy refuses a new pod for the Environment, if it does.
+    pub refused: Option<String>,
 }
 
 /// What to do.
@@ -76,6 +78,8 @@ pub mod reasons {
     pub const REAPED: &str = "Reaped";
     /// The session has terminated.
     pub const TERMINATED: &str = "Terminated";
+    /// The operator's sandbox policy refuses what the Environment asks for; no pod is made.
+    pub const NOT_ALLOWED: &str = super::super::policy::NOT_ALLOWED;
 }
 
 fn parse(t: Option<&String>) -> Option<Timestamp> {
@@ -120,6 +124,16 @@ pub fn decide(o: &Observed<'_>) -> Decision {
                     reasons::TERMINATED,
                     "the session has terminated".to_owned(),
                 ),
+            )
+        } else if let Some(why) = o
+            .refused
+            .as_ref()
+            .filter(|_| wanted || previous.phase == Some(SandboxPhase::Failed))
+        {
+            (
+                Action::Keep,
+                status(SandboxPhase::Failed, None, None, Some(why.clone())),
+                (false, reasons::NOT_ALLOWED, why.clone()),
             )
         } else if wanted {
             let condition = (
@@ -324,6 +338,7 @@ mod tests {
             pod,
             idle_timeout: Duration::from_secs(600),
             now: t(now),
+            refused: None,
         }
     }
 
@@ -520,6 +535,31 @@ mod tests {
             Action::Delete {
                 pod: "sandbox-s1".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_sandbox_the_policy_refuses_is_never_created_and_says_why() {
+        let s = requested(5);
+        let mut o = observed(Some(&s), None, 6);
+        o.refused = Some("spec.sandbox.runtimeClassName: RuntimeClass \"runc\" is not allowed".into());
+        let d = decide(&o);
+        assert_eq!(d.action, Action::Keep, "no pod");
+        assert_eq!(d.condition.1, reasons::NOT_ALLOWED);
+        assert!(d.condition.2.contains("runtimeClassName"));
+        let mut failed = d.status.unwrap();
+        assert_eq!(failed.phase, Some(SandboxPhase::Failed));
+        // Decided again with the status written back: the same reason, until the policy or the spec changes.
+        failed.requested_at = s.requested_at.clone();
+        let mut again = observed(Some(&failed), None, 7);
+        again.refused = o.refused.clone();
+        assert_eq!(decide(&again).condition.1, reasons::NOT_ALLOWED);
+        failed.requested_at = Some(t(8).to_string());
+        let allowed = observed(Some(&failed), None, 9);
+        assert_eq!(
+            decide(&allowed).action,
+            Action::Provision,
+            "allowed again: the next request provisions"
         );
     }
 }

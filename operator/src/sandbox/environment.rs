@@ -34,3 +34,37 @@ pub async fn apply_network_policy(ctx: &Context, ns: &str, env: &Environment) ->
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::test_support::{context, env, recording_client};
+
+    #[tokio::test]
+    async fn warm_pods_are_created_after_their_network_policy() {
+        let (client, calls) = recording_client();
+        let ctx = context(client);
+        let pool = reconcile_environment(
+            &ctx,
+            "team",
+            &env(serde_json::json!({"sandbox": {"warmPool": 1}})),
+        )
+        .await
+        .unwrap();
+        assert_eq!((pool.desired, pool.ready, pool.pending), (1, 0, 1));
+        let calls = calls.lock().unwrap();
+        let expected = [
+            "PATCH /apis/networking.k8s.io/v1/namespaces/team/networkpolicies/sandbox-py",
+            "GET /api/v1/namespaces/team/pods",
+            "PATCH /api/v1/namespaces/team/secrets/warm-py-",
+            "PATCH /api/v1/namespaces/team/pods/warm-py-",
+        ];
+        assert_eq!(calls.len(), expected.len(), "{calls:?}");
+        for (call, prefix) in calls.iter().zip(expected) {
+            assert!(
+                call.starts_with(prefix),
+                "the walls, the pool's listing, then a token and a pod: {calls:?}"
+            );
+        }
+    }
+}

@@ -3,8 +3,9 @@
 //! through [`reconcile`] and [`reconcile_environment`]; the gauges read pods through [`census`].
 //!
 //! - Pure builders: [`pod`] (the pod), [`packages`] (its package installation), [`egress`] (its proxy settings),
-//!   [`network_policy`], [`token`] (the daemon's token Secret), [`workspace`] (the persistent claim), with the names
-//!   and labels in [`naming`] and the pod contract shared with the harness and the daemon in [`contract`].
+//!   [`storage`] (its disk limits), [`network_policy`], [`token`] (the daemon's token Secret), [`workspace`] (the
+//!   persistent claim), with the names and labels in [`naming`] and the pod contract shared with the harness and the
+//!   daemon in [`contract`]. [`policy`] says what an Environment may ask for.
 //! - Pure decisions: [`pod_state`] (what a pod's status means) and [`decide`] (what a session's sandbox becomes:
 //!   provisioned, ready, reaped after the idle timeout, replaced after it died).
 //! - I/O: [`reconcile`] (a session's sandbox), [`provision`] (claiming a warm pod or creating one), [`warm_pool`]
@@ -21,8 +22,10 @@ pub mod network_policy;
 pub mod packages;
 pub mod pod;
 pub mod pod_state;
+pub mod policy;
 pub mod provision;
 pub mod reconcile;
+pub mod storage;
 pub mod token;
 pub mod warm_pool;
 pub mod workspace;

@@ -20,6 +20,7 @@ use super::{
     egress::egress_env,
     naming::{SandboxOwner, meta, sandbox_labels, warm_pod_name},
     packages::{self, PACKAGES_DIR, install_packages},
+    storage::{DAEMON_BIN_SIZE, EPHEMERAL_STORAGE, ephemeral_limit, with_ephemeral_storage},
     workspace,
 };
 use crate::builders::common::{NONROOT_UID, env_var, locked_down, merge_env, runtime_default_seccomp};
@@ -58,10 +59,14 @@ pub fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
-fn empty_dir(name: &str) -> Volume {
+/// An emptyDir volume that may hold up to `size` (the kubelet evicts the pod when it holds more).
+fn empty_dir(name: &str, size: &Quantity) -> Volume {
     Volume {
         name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(size.clone()),
+            ..EmptyDirVolumeSource::default()
+        }),
         ..Volume::default()
     }
 }
@@ -76,7 +81,10 @@ fn install_daemon(config: &SandboxConfig) -> Container {
         volume_mounts: Some(vec![mount(DAEMON_BIN_VOLUME, DAEMON_BIN_DIR, false)]),
         security_context: Some(locked_down()),
         resources: Some(ResourceRequirements {
-            limits: Some(BTreeMap::from([("memory".to_owned(), Quantity("64Mi".into()))])),
+            limits: Some(BTreeMap::from([
+                ("memory".to_owned(), Quantity("64Mi".into())),
+                (EPHEMERAL_STORAGE.to_owned(), Quantity(DAEMON_BIN_SIZE.into())),
+            ])),
             ..ResourceRequirements::default()
         }),
         ..Container::default()
@@ -150,22 +158,28 @@ pub fn build_sandbox_pod(
     config: &SandboxConfig,
 ) -> Pod {
     let env_name = env.metadata.name.clone().unwrap_or_default();
+    let sb = &env.spec.sandbox;
+    let resources = with_ephemeral_storage(
+        sb.resources.clone().unwrap_or_else(default_resources),
+        &config.storage,
+    );
+    // The workspace and the packages may each take the whole disk budget of the sandbox, no more.
+    let budget = ephemeral_limit(&resources).unwrap_or_else(|| Quantity(config.storage.limit.clone()));
+    let tmp = Quantity(config.storage.tmp.clone());
     let (name, owner_ref, workspace) = match owner {
         SandboxOwner::Session { name, owner } => (
             sandbox_name(name),
             owner,
-            workspace::session_volume(name, env, empty_dir(workspace::VOLUME)),
+            workspace::session_volume(name, env, empty_dir(workspace::VOLUME, &budget)),
         ),
         // Warm pods start with an ephemeral workspace; a persistent one is bound only to a session's own pod.
         SandboxOwner::WarmPool { suffix, owner } => (
             warm_pod_name(&env_name, suffix),
             owner,
-            empty_dir(workspace::VOLUME),
+            empty_dir(workspace::VOLUME, &budget),
         ),
     };
-    let sb = &env.spec.sandbox;
     let image = sb.image.clone().unwrap_or_else(|| config.default_image.clone());
-    let resources = sb.resources.clone().unwrap_or_else(default_resources);
     // The proxy settings come first, so that an Environment's own NO_PROXY (an internal mirror) wins.
     let user_env: Vec<EnvVar> = config
         .egress
@@ -192,7 +206,7 @@ pub fn build_sandbox_pod(
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             restart_policy: Some("Never".into()),
-            runtime_class_name: sb.runtime_class_name.clone(),
+            runtime_class_name: config.policy.runtime_class(sb),
             node_selector: (!sb.node_selector.is_empty()).then(|| sb.node_selector.clone()),
             tolerations: (!sb.tolerations.is_empty()).then(|| sb.tolerations.clone()),
             security_context: Some(PodSecurityContext {
@@ -206,15 +220,25 @@ pub fn build_sandbox_pod(
             init_containers: Some(std::iter::once(install_daemon(config)).chain(install).collect()),
             containers: vec![sandbox],
             volumes: Some(
-                [empty_dir(DAEMON_BIN_VOLUME), token, workspace, empty_dir("tmp")]
-                    .into_iter()
-                    .chain(
-                        with_packages
-                            .then(|| [empty_dir(packages::VOLUME), empty_dir(packages::SCRATCH_VOLUME)])
-                            .into_iter()
-                            .flatten(),
-                    )
-                    .collect(),
+                [
+                    empty_dir(DAEMON_BIN_VOLUME, &Quantity(DAEMON_BIN_SIZE.into())),
+                    token,
+                    workspace,
+                    empty_dir("tmp", &tmp),
+                ]
+                .into_iter()
+                .chain(
+                    with_packages
+                        .then(|| {
+                            [
+                                empty_dir(packages::VOLUME, &budget),
+                                empty_dir(packages::SCRATCH_VOLUME, &tmp),
+                            ]
+                        })
+                        .into_iter()
+                        .flatten(),
+                )
+                .collect(),
             ),
             termination_grace_period_seconds: Some(5),
             ..PodSpec::default()
@@ -278,6 +302,122 @@ mod tests {
         assert!(
             ws.empty_dir.is_some(),
             "session settings are bound at claim time, not baked into warm pods"
+        );
+    }
+
+    #[test]
+    fn every_volume_is_bounded_and_every_container_has_an_ephemeral_storage_limit() {
+        let e = env(serde_json::json!({"config": {"packages": {"pip": ["requests"]}}}));
+        for owner in [
+            session_owner(),
+            SandboxOwner::WarmPool {
+                suffix: "abc12".into(),
+                owner: owner("Environment"),
+            },
+        ] {
+            let spec = build_sandbox_pod("team", &e, &owner, "t", &SandboxConfig::default())
+                .spec
+                .unwrap();
+            let volumes = spec.volumes.unwrap();
+            let sizes: BTreeMap<&str, &str> = volumes
+                .iter()
+                .filter_map(|v| {
+                    Some((
+                        v.name.as_str(),
+                        v.empty_dir.as_ref()?.size_limit.as_ref()?.0.as_str(),
+                    ))
+                })
+                .collect();
+            assert_eq!(
+                sizes,
+                BTreeMap::from([
+                    ("corral-bin", "256Mi"),
+                    ("packages", "4Gi"),
+                    ("packages-scratch", "1Gi"),
+                    ("tmp", "1Gi"),
+                    ("workspace", "4Gi"),
+                ])
+            );
+            assert!(
+                volumes
+                    .iter()
+                    .all(|v| v.empty_dir.is_none() || sizes.contains_key(v.name.as_str())),
+                "no emptyDir without a sizeLimit"
+            );
+            for c in spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+            {
+                let r = c.resources.as_ref().unwrap();
+                assert!(
+                    r.limits.as_ref().unwrap().contains_key(EPHEMERAL_STORAGE),
+                    "{}",
+                    c.name
+                );
+            }
+            let sandbox = spec.containers[0].resources.clone().unwrap();
+            assert_eq!(sandbox.requests.unwrap()[EPHEMERAL_STORAGE].0, "128Mi");
+            assert_eq!(sandbox.limits.unwrap()[EPHEMERAL_STORAGE].0, "4Gi");
+        }
+    }
+
+    #[test]
+    fn an_environments_own_disk_limit_sizes_its_workspace_and_the_operator_flags_the_rest() {
+        let e = env(serde_json::json!({"sandbox": {"resources": {
+            "requests": {"ephemeral-storage": "2Gi"}, "limits": {"memory": "2Gi", "ephemeral-storage": "20Gi"}}}}));
+        let config = SandboxConfig {
+            storage: crate::sandbox::storage::StorageDefaults {
+                tmp: "256Mi".into(),
+                ..Default::default()
+            },
+            ..SandboxConfig::default()
+        };
+        let spec = build_sandbox_pod("team", &e, &session_owner(), "t", &config)
+            .spec
+            .unwrap();
+        let size = |name: &str| {
+            let v = spec.volumes.iter().flatten().find(|v| v.name == name).unwrap();
+            v.empty_dir.as_ref().unwrap().size_limit.clone().unwrap().0
+        };
+        assert_eq!(size("workspace"), "20Gi");
+        assert_eq!(size("tmp"), "256Mi");
+        let limits = spec.containers[0].resources.clone().unwrap().limits.unwrap();
+        assert_eq!(limits["ephemeral-storage"].0, "20Gi");
+        assert_eq!(limits["memory"].0, "2Gi");
+    }
+
+    #[test]
+    fn the_policys_default_runtime_class_applies_when_the_environment_names_none() {
+        let config = SandboxConfig {
+            policy: crate::sandbox::policy::SandboxPolicy::parse(
+                r#"{"runtimeClasses": ["gvisor", "kata"], "defaultRuntimeClass": "gvisor"}"#,
+            )
+            .unwrap(),
+            ..SandboxConfig::default()
+        };
+        let runtime = |spec: serde_json::Value| {
+            build_sandbox_pod("team", &env(spec), &session_owner(), "t", &config)
+                .spec
+                .unwrap()
+                .runtime_class_name
+        };
+        assert_eq!(runtime(serde_json::json!({})).as_deref(), Some("gvisor"));
+        assert_eq!(
+            runtime(serde_json::json!({"sandbox": {"runtimeClassName": "kata"}})).as_deref(),
+            Some("kata")
+        );
+        let plain = build_sandbox_pod(
+            "team",
+            &env(serde_json::json!({})),
+            &session_owner(),
+            "t",
+            &SandboxConfig::default(),
+        );
+        assert_eq!(
+            plain.spec.unwrap().runtime_class_name,
+            None,
+            "no policy, no RuntimeClass"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Giving a session a sandbox pod: claim a ready warm pod of its Environment, or create the session's own pod with
-//! its token Secret and workspace claim.
+//! its token Secret and workspace claim, always after the NetworkPolicy the pod falls under (a pod never runs a
+//! moment without its walls; warm pods get theirs from [`super::environment`] in the same order).
 
 use corral_api::{Environment, Session, environment::WorkspaceType, labels};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
@@ -10,6 +11,7 @@ use kube::{
 
 use super::{
     build_sandbox_pod,
+    environment::apply_network_policy,
     naming::{SandboxOwner, WARM_LABEL, sandbox_name, warm_pods_selector},
     pod_state::PodView,
     reconcile::ignore_not_found,
@@ -36,6 +38,8 @@ pub async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environ
         return Ok(pod);
     }
 
+    // Applied before the pod exists, whatever the Environment controller has done so far.
+    apply_network_policy(ctx, ns, env).await?;
     let secret_name = sandbox_name(&name);
     if secrets.get_opt(&secret_name).await?.is_none() {
         let secret = build_token_secret(&secret_name, ns, &owner, &new_token()?);
@@ -118,4 +122,42 @@ async fn claim_warm(ctx: &Context, ns: &str, session: &Session, env: &Environmen
         return Ok(Some(pod_name));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use corral_api::SessionSpec;
+
+    use super::*;
+    use crate::sandbox::test_support::{context, env, recording_client};
+
+    #[tokio::test]
+    async fn the_network_policy_is_applied_before_the_pod_is_created() {
+        let (client, calls) = recording_client();
+        let ctx = context(client);
+        let spec: SessionSpec = serde_json::from_value(
+            serde_json::json!({"agent": {"name": "a"}, "environmentRef": {"name": "py"}}),
+        )
+        .unwrap();
+        let mut session = Session::new("s1", spec);
+        session.metadata.namespace = Some("team".into());
+        session.metadata.uid = Some("session-uid".into());
+
+        let pod = provision(&ctx, "team", &session, &env(serde_json::json!({})))
+            .await
+            .unwrap();
+
+        assert_eq!(pod, "sandbox-s1");
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                "GET /api/v1/namespaces/team/pods",
+                "PATCH /apis/networking.k8s.io/v1/namespaces/team/networkpolicies/sandbox-py",
+                "GET /api/v1/namespaces/team/secrets/sandbox-s1",
+                "PATCH /api/v1/namespaces/team/secrets/sandbox-s1",
+                "PATCH /api/v1/namespaces/team/pods/sandbox-s1",
+            ],
+            "no warm pod to claim; then the walls, the token and the pod, in that order"
+        );
+    }
 }

@@ -40,6 +40,12 @@ pub async fn reconcile(ctx: &Context, ns: &str, session: &Session, env: &Environ
         pod: pod.as_ref().map(PodView::from_pod),
         idle_timeout: corral_api::validation::idle_timeout(&env.spec).unwrap_or(DEFAULT_IDLE_TIMEOUT),
         now: Timestamp::now(),
+        refused: ctx
+            .sandbox
+            .policy
+            .check(&env.spec.sandbox)
+            .err()
+            .map(|e| e.to_string()),
     };
     let mut decision = decide(&observed);
     match &decision.action {

@@ -1,9 +1,20 @@
 //! Fixtures shared by the sandbox builders' tests.
 
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
 use corral_api::{Environment, EnvironmentSpec};
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use kube::{
+    Client,
+    client::Body,
+    runtime::events::{Recorder, Reporter},
+};
 
 use super::{EgressConfig, naming::SandboxOwner};
+use crate::{backoff::Backoff, context::Context, metrics::Metrics};
 
 /// Environment `team/py` with this spec.
 pub fn env(spec: serde_json::Value) -> Environment {
@@ -87,5 +98,49 @@ pub fn assert_locked_down(pod: &Pod) {
             "{} has limits",
             c.name
         );
+    }
+}
+
+/// A client whose API server answers like a real one for the calls provisioning makes, and records them.
+pub fn recording_client() -> (Client, Arc<Mutex<Vec<String>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let service = tower::service_fn(move |req: http::Request<Body>| {
+        let seen = seen.clone();
+        async move {
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            seen.lock().unwrap().push(format!("{method} {path}"));
+            let (status, body) = match method.as_str() {
+                // Server-side apply answers with the object applied.
+                "PATCH" => (200, req.into_body().collect_bytes().await?.to_vec()),
+                "GET" if path.ends_with("/pods") => (
+                    200,
+                    br#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#.to_vec(),
+                ),
+                _ => (
+                    404,
+                    br#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404}"#
+                        .to_vec(),
+                ),
+            };
+            let response = http::Response::builder().status(status).body(Body::from(body))?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)
+        }
+    });
+    (Client::new(service, "default"), calls)
+}
+
+pub fn context(client: Client) -> Context {
+    let mut registry = prometheus_client::registry::Registry::default();
+    Context {
+        recorder: Recorder::new(client.clone(), Reporter::from("test")),
+        client,
+        metrics: Metrics::register(&mut registry),
+        session_log: None,
+        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(1)),
+        watch_namespace: None,
+        concurrency: 1,
+        sandbox: crate::sandbox::SandboxConfig::default(),
+        harness: None,
     }
 }
