@@ -43,7 +43,10 @@ impl SandboxPolicy {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let policy: Self = serde_yaml::from_str(text).map_err(|e| format!("not a sandbox policy: {e}"))?;
+        let mut policy: Self =
+            serde_yaml::from_str(text).map_err(|e| format!("not a sandbox policy: {e}"))?;
+        // The chart writes an empty string for "no default".
+        policy.default_runtime_class = policy.default_runtime_class.filter(|c| !c.is_empty());
         policy.validate()?;
         Ok(policy)
     }
@@ -267,6 +270,18 @@ mod tests {
             assert_eq!(err.field, field, "{bad}");
             assert_eq!(err.reason, NOT_ALLOWED);
         }
+    }
+
+    #[test]
+    fn the_charts_values_parse() {
+        let default = r#"{"defaultRuntimeClass":"","nodeSelectors":{},"requireRuntimeClass":false,"runtimeClasses":[],"tolerations":[]}"#;
+        assert_eq!(SandboxPolicy::parse(default), Ok(SandboxPolicy::default()));
+        let gvisor = policy(
+            r#"{"defaultRuntimeClass":"gvisor","nodeSelectors":{"pool":["sandbox"]},"requireRuntimeClass":true,
+                "runtimeClasses":["gvisor"],"tolerations":[{"effect":"NoSchedule","key":"corral.dev/sandbox","operator":"Exists"}]}"#,
+        );
+        assert_eq!(gvisor.default_runtime_class.as_deref(), Some("gvisor"));
+        assert_eq!(gvisor.tolerations[0].key.as_deref(), Some("corral.dev/sandbox"));
     }
 
     #[test]
