@@ -80,13 +80,7 @@ mod tests {
             "config": {"packages": {"pip": ["requests==2.32.0"], "apt": ["jq"]}},
             "sandbox": {"image": "python:3.12", "env": [{"name": "PIP_INDEX_URL", "value": "http://mirror/simple"}]}
         }));
-        let pod = build_sandbox_pod(
-            "team",
-            &e,
-            &session_owner(),
-            "sandbox-s1",
-            &SandboxConfig::default(),
-        );
+        let pod = session_pod(&e);
         assert_locked_down(&pod);
         let spec = pod.spec.unwrap();
         let inits = spec.init_containers.unwrap();

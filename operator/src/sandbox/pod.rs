@@ -257,13 +257,7 @@ mod tests {
     fn session_pod_is_locked_down_and_runs_the_injected_daemon() {
         let e =
             env(serde_json::json!({ "sandbox": { "image": "python:3.12", "runtimeClassName": "gvisor" } }));
-        let pod = build_sandbox_pod(
-            "team",
-            &e,
-            &session_owner(),
-            "sandbox-s1",
-            &SandboxConfig::default(),
-        );
+        let pod = session_pod(&e);
         assert_locked_down(&pod);
         assert_eq!(pod.metadata.name.as_deref(), Some("sandbox-s1"));
         let spec = pod.spec.unwrap();

@@ -45,6 +45,17 @@ pub fn session_owner() -> SandboxOwner {
     }
 }
 
+/// Session `s1`'s pod of `e` under the default configuration.
+pub fn session_pod(e: &Environment) -> Pod {
+    super::build_sandbox_pod(
+        "team",
+        e,
+        &session_owner(),
+        "sandbox-s1",
+        &super::SandboxConfig::default(),
+    )
+}
+
 /// An egress proxy with a known key.
 pub fn egress() -> EgressConfig {
     EgressConfig {

@@ -67,7 +67,7 @@ pub fn session_volume(session: &str, env: &Environment, ephemeral: Volume) -> Vo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{SandboxConfig, build_sandbox_pod, test_support::*};
+    use crate::sandbox::test_support::*;
 
     #[test]
     fn persistent_workspace_uses_the_sessions_claim() {
@@ -77,13 +77,7 @@ mod tests {
         assert_eq!(claim.metadata.name.as_deref(), Some("workspace-s1"));
         let size = &claim.spec.unwrap().resources.unwrap().requests.unwrap()["storage"];
         assert_eq!(size.0, "2Gi");
-        let pod = build_sandbox_pod(
-            "team",
-            &e,
-            &session_owner(),
-            "sandbox-s1",
-            &SandboxConfig::default(),
-        );
+        let pod = session_pod(&e);
         let volumes = pod.spec.unwrap().volumes.unwrap();
         let ws = volumes.iter().find(|v| v.name == "workspace").unwrap();
         assert_eq!(
