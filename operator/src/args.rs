@@ -79,6 +79,12 @@ pub struct Args {
     #[arg(long, env = "CORRAL_SANDBOX_POLICY", default_value = "", value_parser = SandboxPolicy::parse)]
     pub sandbox_policy: SandboxPolicy,
 
+    /// Seconds between two runs of the NetworkPolicy enforcement probe, which tries to reach every ready sandbox's
+    /// daemon port from the operator (its NetworkPolicy must refuse it) and reports the verdict in the Session's
+    /// `NetworkIsolated` condition; 0 turns it off. It runs only inside the cluster.
+    #[arg(long, env = "CORRAL_NETWORK_POLICY_PROBE_SECONDS", default_value_t = 0)]
+    pub network_policy_probe_seconds: u64,
+
     /// `host:port` of the egress proxy's Service, as sandbox pods reach it. Without it sandboxes get no proxy:
     /// `limited` ones reach nothing and vault credentials are not injected.
     #[arg(long, env = "CORRAL_EGRESS_PROXY_ADDRESS", requires_all = ["egress_key_file", "egress_namespace"])]

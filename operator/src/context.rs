@@ -37,6 +37,8 @@ pub struct Context {
     pub concurrency: u16,
     /// How sandbox pods are built.
     pub sandbox: SandboxConfig,
+    /// The verdicts of the NetworkPolicy enforcement probe (empty when it does not run).
+    pub isolation: std::sync::Arc<crate::sandbox::isolation::Verdicts>,
     /// How harness Deployments are built; `None` when the operator does not run harnesses.
     pub harness: Option<HarnessConfig>,
 }
@@ -97,6 +99,7 @@ impl Context {
                 storage,
                 policy: args.sandbox_policy.clone(),
             },
+            isolation: std::sync::Arc::default(),
             harness: args.harness_enabled.then(|| HarnessConfig {
                 image: args.harness_image.clone(),
                 image_pull_policy: args.image_pull_policy.clone(),

@@ -93,6 +93,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!("starting controllers");
     tokio::spawn(gauges::run(ctx.clone(), stop_rx.clone()));
+    if args.network_policy_probe_seconds > 0 {
+        // Outside the cluster, pod addresses may be unroutable, and every probe would look refused.
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            let every = std::time::Duration::from_secs(args.network_policy_probe_seconds);
+            tokio::spawn(sandbox::isolation::run(ctx.clone(), every, stop_rx.clone()));
+        } else {
+            tracing::warn!("not in a pod: the NetworkPolicy enforcement probe does not run");
+        }
+    }
 
     let controllers = controllers::run_all(ctx, stop);
     match leadership {

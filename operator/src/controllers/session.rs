@@ -135,13 +135,27 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         (Resolution::Ready { .. }, Some(env)) => Some(sandbox::reconcile(&ctx, &ns, &session, env).await?),
         _ => None,
     };
-    let status = compute_status(
+    let mut status = compute_status(
         session.status.as_ref(),
         session.metadata.generation,
         &resolution,
         sandbox.as_ref(),
         Timestamp::now(),
     );
+    if let Some((ok, reason, message)) = sandbox
+        .as_ref()
+        .and_then(|d| sandbox::isolation::for_decision(&ctx.isolation, &ns, d))
+    {
+        let condition = new_condition(
+            sandbox::isolation::CONDITION,
+            ok,
+            reason,
+            message,
+            session.metadata.generation,
+            Timestamp::now(),
+        );
+        set_condition(&mut status.conditions, condition);
+    }
     let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
     let notify = became_unready(old, &status.conditions);
     apply_status(&api, &session, &status).await?;
@@ -341,13 +355,19 @@ pub fn compute_status(
     };
     // Once pinned, the version never moves, even if the Agent changes later.
     let agent_version = previous.and_then(|s| s.agent_version).or(agent_version);
+    // The probe's verdict stands while the sandbox it was about is ready.
+    let isolation_applies = sandbox_status.as_ref().and_then(|s| s.phase) == Some(SandboxPhase::Ready);
     SessionStatus {
         sandbox: sandbox_status.filter(|s| s.phase.is_some()),
         agent_version,
         observed_generation: generation,
         conditions: conditions
             .into_iter()
-            .filter(|c| c.type_ == types::READY || c.type_ == types::SANDBOX_READY)
+            .filter(|c| {
+                c.type_ == types::READY
+                    || c.type_ == types::SANDBOX_READY
+                    || (c.type_ == sandbox::isolation::CONDITION && isolation_applies)
+            })
             .collect(),
         ..SessionStatus::default()
     }
@@ -447,5 +467,42 @@ mod tests {
         let ready = conditions::find(&good.conditions, types::READY).unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(ready.last_transition_time.0, t(9));
+    }
+
+    #[test]
+    fn the_isolation_verdict_stands_only_while_the_sandbox_is_ready() {
+        let verdict = new_condition(
+            sandbox::isolation::CONDITION,
+            false,
+            "NetworkPolicyNotEnforced",
+            "reached",
+            Some(1),
+            t(1),
+        );
+        let ready = Resolution::Ready { agent_version: 1 };
+        let with_sandbox = |phase| SessionStatus {
+            sandbox: Some(SandboxStatus {
+                phase: Some(phase),
+                ..SandboxStatus::default()
+            }),
+            conditions: vec![verdict.clone()],
+            ..SessionStatus::default()
+        };
+        let kept = compute_status(
+            Some(&with_sandbox(SandboxPhase::Ready)),
+            Some(1),
+            &ready,
+            None,
+            t(2),
+        );
+        assert!(conditions::find(&kept.conditions, sandbox::isolation::CONDITION).is_some());
+        let reaped = compute_status(
+            Some(&with_sandbox(SandboxPhase::Reaped)),
+            Some(1),
+            &ready,
+            None,
+            t(2),
+        );
+        assert!(conditions::find(&reaped.conditions, sandbox::isolation::CONDITION).is_none());
     }
 }

@@ -17,6 +17,7 @@ pub mod contract;
 pub mod decide;
 pub mod egress;
 pub mod environment;
+pub mod isolation;
 pub mod naming;
 pub mod network_policy;
 pub mod packages;

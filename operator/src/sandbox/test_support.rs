@@ -152,6 +152,7 @@ pub fn context(client: Client) -> Context {
         watch_namespace: None,
         concurrency: 1,
         sandbox: crate::sandbox::SandboxConfig::default(),
+        isolation: Arc::default(),
         harness: None,
     }
 }
