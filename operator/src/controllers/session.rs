@@ -1,7 +1,7 @@
 //! The Session controller: resolves the Agent (pinning its version) and the Environment, reports `Ready` with the
 //! reason when a reference does not resolve, sets the initial phase, and removes a deleted Session's event log
 //! from Redis through a finalizer. Once both references resolve, the session's sandbox is reconciled by
-//! [`crate::sandbox::reconcile`], whose decision this controller writes as `status.sandbox` and `SandboxReady`.
+//! [`crate::sandbox::reconcile()`], whose decision this controller writes as `status.sandbox` and `SandboxReady`.
 
 use std::{sync::Arc, time::Duration};
 

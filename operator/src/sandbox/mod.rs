@@ -1,6 +1,6 @@
 //! Sandboxes, the hands: everything about a session's sandbox pod, from the pure builders of the objects around it to
 //! the decisions about its life and the calls that carry them out. The Session and Environment controllers call in
-//! through [`reconcile`] and [`reconcile_environment`]; the gauges read pods through [`census`].
+//! through [`reconcile()`] and [`reconcile_environment`]; the gauges read pods through [`census`].
 //!
 //! - Pure builders: [`pod`] (the pod), [`packages`] (its package installation), [`egress`] (its proxy settings),
 //!   [`storage`] (its disk limits), [`network_policy`], [`token`] (the daemon's token Secret), [`workspace`] (the
@@ -8,8 +8,9 @@
 //!   daemon in [`contract`]. [`policy`] says what an Environment may ask for.
 //! - Pure decisions: [`pod_state`] (what a pod's status means) and [`decide`] (what a session's sandbox becomes:
 //!   provisioned, ready, reaped after the idle timeout, replaced after it died).
-//! - I/O: [`reconcile`] (a session's sandbox), [`provision`] (claiming a warm pod or creating one), [`warm_pool`]
-//!   and [`environment`] (an Environment's NetworkPolicy and pool).
+//! - I/O: [`mod@reconcile`] (a session's sandbox), [`provision`] (claiming a warm pod or creating one, after its
+//!   NetworkPolicy), [`warm_pool`] and [`environment`] (an Environment's NetworkPolicy and pool), and
+//!   [`isolation`] (the probe that checks the NetworkPolicy is enforced).
 
 pub mod census;
 pub mod config;
