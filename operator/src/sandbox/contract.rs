@@ -6,6 +6,9 @@
 /// Port the sandbox daemon listens on.
 pub const DAEMON_PORT: i32 = 7070;
 
+/// The `app.kubernetes.io/component` label of every sandbox pod (the egress proxy finds sandbox pods by it).
+pub const POD_COMPONENT: &str = "sandbox";
+
 /// Key of the daemon's token in the sandbox token Secret (the harness reads the same key).
 pub const TOKEN_KEY: &str = "token";
 

@@ -5,13 +5,10 @@ use std::collections::BTreeMap;
 use corral_api::labels;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-pub use super::contract::sandbox_name;
+pub use super::contract::{POD_COMPONENT as COMPONENT, sandbox_name};
 
 /// Label marking a warm pool pod that no session has claimed.
 pub const WARM_LABEL: &str = "corral.dev/warm";
-
-/// The `app.kubernetes.io/component` of sandbox pods.
-pub const COMPONENT: &str = "sandbox";
 
 /// Who a sandbox pod is for: a session, or the warm pool of an environment.
 #[derive(Debug, Clone, PartialEq)]
