@@ -143,8 +143,7 @@ mod tests {
     fn a_spec_the_sandbox_policy_refuses_is_not_ready_and_says_what_is_allowed() {
         let spec: EnvironmentSpec =
             serde_json::from_value(serde_json::json!({"sandbox": {"runtimeClassName": "runc"}})).unwrap();
-        let policy =
-            crate::sandbox::policy::SandboxPolicy::parse(r#"{"runtimeClasses": ["gvisor"]}"#).unwrap();
+        let policy = SandboxPolicy::parse(r#"{"runtimeClasses": ["gvisor"]}"#).unwrap();
         let err = check_spec(&spec, &policy).unwrap_err();
         let status = compute_status(None, Some(1), Some(&err), Timestamp::from_second(1).unwrap());
         let ready = conditions::find(&status.conditions, types::READY).unwrap();
