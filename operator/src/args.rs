@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use clap::Parser;
 use corral_runtime::LogArgs;
 
+use crate::sandbox::{policy::SandboxPolicy, storage::StorageDefaults};
+
 /// The Corral operator.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "corral-operator", version, about)]
@@ -53,6 +55,35 @@ pub struct Args {
     /// Sandbox image for Environments that name none.
     #[arg(long, env = "CORRAL_DEFAULT_SANDBOX_IMAGE", default_value = corral_api::environment::DEFAULT_SANDBOX_IMAGE)]
     pub default_sandbox_image: String,
+
+    /// Ephemeral-storage request of a sandbox container whose Environment's `sandbox.resources` names none.
+    #[arg(
+        long,
+        env = "CORRAL_SANDBOX_EPHEMERAL_STORAGE_REQUEST",
+        default_value = "128Mi"
+    )]
+    pub sandbox_ephemeral_storage_request: String,
+
+    /// Ephemeral-storage limit of a sandbox container whose Environment's `sandbox.resources` names none; also the
+    /// `sizeLimit` of the ephemeral workspace and of the installed packages.
+    #[arg(long, env = "CORRAL_SANDBOX_EPHEMERAL_STORAGE_LIMIT", default_value = "4Gi")]
+    pub sandbox_ephemeral_storage_limit: String,
+
+    /// `sizeLimit` of a sandbox's `/tmp` (and of its package installation's scratch space).
+    #[arg(long, env = "CORRAL_SANDBOX_TMP_SIZE_LIMIT", default_value = "1Gi")]
+    pub sandbox_tmp_size_limit: String,
+
+    /// What Environments may ask for, as JSON: `{"runtimeClasses": ["gvisor"], "defaultRuntimeClass": "gvisor",
+    /// "requireRuntimeClass": true, "tolerations": [...], "nodeSelectors": {"pool": ["sandbox"]}}`. By default
+    /// none: an Environment naming a RuntimeClass, a toleration or a node selector is refused.
+    #[arg(long, env = "CORRAL_SANDBOX_POLICY", default_value = "", value_parser = SandboxPolicy::parse)]
+    pub sandbox_policy: SandboxPolicy,
+
+    /// Seconds between two runs of the NetworkPolicy enforcement probe, which tries to reach every ready sandbox's
+    /// daemon port from the operator (its NetworkPolicy must refuse it) and reports the verdict in the Session's
+    /// `NetworkIsolated` condition; 0 turns it off. It runs only inside the cluster.
+    #[arg(long, env = "CORRAL_NETWORK_POLICY_PROBE_SECONDS", default_value_t = 0)]
+    pub network_policy_probe_seconds: u64,
 
     /// `host:port` of the egress proxy's Service, as sandbox pods reach it. Without it sandboxes get no proxy:
     /// `limited` ones reach nothing and vault credentials are not injected.
@@ -103,6 +134,19 @@ pub struct Args {
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+impl Args {
+    /// The sandbox storage defaults from the flags, checked.
+    pub fn sandbox_storage(&self) -> anyhow::Result<StorageDefaults> {
+        let storage = StorageDefaults {
+            request: self.sandbox_ephemeral_storage_request.clone(),
+            limit: self.sandbox_ephemeral_storage_limit.clone(),
+            tmp: self.sandbox_tmp_size_limit.clone(),
+        };
+        storage.validate().map_err(anyhow::Error::msg)?;
+        Ok(storage)
+    }
 }
 
 fn parse_resources(s: &str) -> Result<k8s_openapi::api::core::v1::ResourceRequirements, String> {

@@ -14,11 +14,9 @@ use redis::aio::ConnectionManager;
 use crate::{
     Args,
     backoff::Backoff,
-    builders::{
-        harness::HarnessConfig,
-        sandbox::{EgressConfig, SandboxConfig},
-    },
+    builders::harness::HarnessConfig,
     metrics::Metrics,
+    sandbox::{EgressConfig, SandboxConfig, storage::StorageDefaults},
 };
 
 /// Shared state of the controllers.
@@ -39,6 +37,8 @@ pub struct Context {
     pub concurrency: u16,
     /// How sandbox pods are built.
     pub sandbox: SandboxConfig,
+    /// The verdicts of the NetworkPolicy enforcement probe (empty when it does not run).
+    pub isolation: std::sync::Arc<crate::sandbox::isolation::Verdicts>,
     /// How harness Deployments are built; `None` when the operator does not run harnesses.
     pub harness: Option<HarnessConfig>,
 }
@@ -77,6 +77,7 @@ impl Context {
         session_log: Option<ConnectionManager>,
         args: &Args,
         egress: Option<EgressConfig>,
+        storage: StorageDefaults,
     ) -> Self {
         let reporter = Reporter {
             controller: "corral-operator".into(),
@@ -95,7 +96,10 @@ impl Context {
                 daemon_image_pull_policy: args.image_pull_policy.clone(),
                 default_image: args.default_sandbox_image.clone(),
                 egress,
+                storage,
+                policy: args.sandbox_policy.clone(),
             },
+            isolation: std::sync::Arc::default(),
             harness: args.harness_enabled.then(|| HarnessConfig {
                 image: args.harness_image.clone(),
                 image_pull_policy: args.image_pull_policy.clone(),

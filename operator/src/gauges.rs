@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_api::{Session, labels};
+use corral_api::Session;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 
-use crate::builders::sandbox::WARM_LABEL;
 use crate::context::Context;
-use crate::controllers::sandbox_state::{PodState, PodView};
 use crate::controllers::watched_api;
+use crate::sandbox::census;
 
 /// How often the gauges are sampled.
 pub const EVERY: Duration = Duration::from_secs(15);
@@ -21,7 +20,7 @@ pub const EVERY: Duration = Duration::from_secs(15);
 pub const PHASES: [&str; 4] = ["idle", "running", "rescheduling", "terminated"];
 
 /// Every state a sandbox pod is counted in.
-pub const POD_STATES: [&str; 5] = ["warm_starting", "warm_ready", "starting", "ready", "failed"];
+pub const POD_STATES: [&str; 5] = census::POD_STATES;
 
 /// Sessions by phase, every phase present (zero when none).
 pub fn sessions_by_phase(sessions: &[Session]) -> BTreeMap<&'static str, i64> {
@@ -38,19 +37,7 @@ pub fn sessions_by_phase(sessions: &[Session]) -> BTreeMap<&'static str, i64> {
 pub fn pods_by_state(pods: &[Pod]) -> BTreeMap<&'static str, i64> {
     let mut out: BTreeMap<&'static str, i64> = POD_STATES.iter().map(|p| (*p, 0)).collect();
     for pod in pods {
-        let warm = pod
-            .metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.get(WARM_LABEL).is_some_and(|v| v == "true"));
-        let state = match (PodView::from_pod(pod).state, warm) {
-            (PodState::Ready { .. }, true) => "warm_ready",
-            (PodState::Starting, true) => "warm_starting",
-            (PodState::Ready { .. }, false) => "ready",
-            (PodState::Starting, false) => "starting",
-            _ => "failed",
-        };
-        *out.entry(state).or_default() += 1;
+        *out.entry(census::counted_state(pod)).or_default() += 1;
     }
     out
 }
@@ -77,9 +64,8 @@ async fn sample(ctx: &Context) -> Result<(), kube::Error> {
     for (phase, n) in sessions_by_phase(&sessions) {
         ctx.metrics.set_sessions(phase, n);
     }
-    let selector = format!("{}=sandbox", labels::COMPONENT);
     let pods = watched_api::<Pod>(&ctx.client, ns)
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default().labels(&census::selector()))
         .await?
         .items;
     for (state, n) in pods_by_state(&pods) {
@@ -91,6 +77,7 @@ async fn sample(ctx: &Context) -> Result<(), kube::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::naming::WARM_LABEL;
     use serde_json::json;
 
     #[test]

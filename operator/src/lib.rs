@@ -16,6 +16,7 @@ pub mod gauges;
 pub mod leader;
 pub mod metrics;
 pub mod revisions;
+pub mod sandbox;
 pub mod status;
 
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use crate::{context::Context, metrics::Metrics};
 /// Runs the operator until SIGTERM: the health server at once, the controllers once this replica leads (or at
 /// once without leader election) and the CRDs are established.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let storage = args.sandbox_storage()?;
     let client = Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the Kubernetes API: {e}"))?;
@@ -67,7 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "no --egress-proxy-address: limited sandboxes reach nothing and credentials are not injected"
         );
     }
-    let ctx = Arc::new(Context::new(client.clone(), metrics, log, &args, egress));
+    let ctx = Arc::new(Context::new(client.clone(), metrics, log, &args, egress, storage));
 
     let stop = {
         let mut rx = stop_rx.clone();
@@ -91,6 +93,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tracing::info!("starting controllers");
     tokio::spawn(gauges::run(ctx.clone(), stop_rx.clone()));
+    if args.network_policy_probe_seconds > 0 {
+        // Outside the cluster, pod addresses may be unroutable, and every probe would look refused.
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            let every = std::time::Duration::from_secs(args.network_policy_probe_seconds);
+            tokio::spawn(sandbox::isolation::run(ctx.clone(), every, stop_rx.clone()));
+        } else {
+            tracing::warn!("not in a pod: the NetworkPolicy enforcement probe does not run");
+        }
+    }
 
     let controllers = controllers::run_all(ctx, stop);
     match leadership {

@@ -1,5 +1,5 @@
-//! Pure builders: the desired child objects computed from specs and configuration, without any client.
+//! Pure builders of the harness: the desired child objects computed from specs and configuration, without any
+//! client. (The sandbox's builders live in [`crate::sandbox`].)
 
 pub mod common;
 pub mod harness;
-pub mod sandbox;

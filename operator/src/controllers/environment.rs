@@ -1,25 +1,26 @@
-//! The Environment controller: validates the spec and reports `Ready`. (Warm pools arrive with the hands issue.)
+//! The Environment controller: validates the spec and checks it against the operator's sandbox policy, has its
+//! sandboxes' NetworkPolicy and warm pool reconciled by [`crate::sandbox::reconcile_environment`], and reports
+//! `Ready` (with the reason and the field when the spec is invalid or not allowed) and the pool's counts.
 
 use std::{sync::Arc, time::Duration};
 
 use corral_api::{
-    Environment, EnvironmentStatus,
+    Environment, EnvironmentSpec, EnvironmentStatus,
     conditions::{self, set_condition},
     validation::{SpecError, validate_environment},
 };
-use k8s_openapi::api::{core::v1::Pod, networking::v1::NetworkPolicy};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
+    Api, ResourceExt,
     runtime::{Controller, controller::Action, events::EventType, watcher},
 };
 
-use super::{agent::became_unready, error_policy, log_results, warm_pool, watched_api};
+use super::{agent::became_unready, error_policy, log_results, watched_api};
 use crate::{
-    builders::sandbox::build_network_policy,
     context::{Context, backoff_key},
     error::{Error, Result},
+    sandbox::{self, naming::WARM_LABEL, policy::SandboxPolicy},
     status::{apply_status, namespaced_api},
 };
 
@@ -29,7 +30,7 @@ const CONTROLLER: &str = "environment";
 pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
     let envs = watched_api::<Environment>(&ctx.client, ctx.watch_namespace.as_deref());
     let pods = watched_api::<Pod>(&ctx.client, ctx.watch_namespace.as_deref());
-    let warm = format!("{}=true", crate::builders::sandbox::WARM_LABEL);
+    let warm = format!("{WARM_LABEL}=true");
     let stream = Controller::new(envs, watcher::Config::default().any_semantic())
         .owns(pods, watcher::Config::default().labels(&warm))
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
@@ -41,14 +42,11 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
 async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let api: Api<Environment> = namespaced_api(&ctx.client, env.as_ref())?;
-    let problem = validate_environment(&env.spec).err();
+    let problem = check_spec(&env.spec, &ctx.sandbox.policy).err();
     let ns = env.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let warm = match problem {
         Some(_) => None,
-        None => {
-            apply_network_policy(&ctx, &ns, &env).await?;
-            Some(warm_pool::reconcile(&ctx, &ns, &env).await?)
-        }
+        None => Some(sandbox::reconcile_environment(&ctx, &ns, &env).await?),
     };
     let mut status = compute_status(
         env.status.as_ref(),
@@ -81,20 +79,11 @@ async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action> {
     })
 }
 
-/// Applies the NetworkPolicy every sandbox pod of the Environment falls under.
-async fn apply_network_policy(ctx: &Context, ns: &str, env: &Environment) -> Result<()> {
-    let owner = env
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingObjectKey("uid"))?;
-    let policy = build_network_policy(ns, env, &owner, ctx.sandbox.egress.as_ref());
-    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
-    api.patch(
-        &policy.name_any(),
-        &PatchParams::apply(corral_api::labels::OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(&policy),
-    )
-    .await?;
-    Ok(())
+/// Why an Environment gets no sandboxes, if it does not: its spec cannot work, or it asks for what the platform's
+/// sandbox policy does not allow.
+pub fn check_spec(spec: &EnvironmentSpec, policy: &SandboxPolicy) -> Result<(), SpecError> {
+    validate_environment(spec)?;
+    policy.check(&spec.sandbox)
 }
 
 /// The Environment's status from the outcome of this reconcile.
@@ -122,10 +111,7 @@ pub fn compute_status(
 
 #[cfg(test)]
 mod tests {
-    use corral_api::{
-        EnvironmentSpec,
-        conditions::{reasons, types},
-    };
+    use corral_api::conditions::{reasons, types};
 
     use super::*;
 
@@ -151,5 +137,24 @@ mod tests {
         assert!(validate_environment(&spec).is_ok());
         let status = compute_status(None, Some(1), None, Timestamp::from_second(1).unwrap());
         assert!(conditions::is_true(&status.conditions, types::READY));
+    }
+
+    #[test]
+    fn a_spec_the_sandbox_policy_refuses_is_not_ready_and_says_what_is_allowed() {
+        let spec: EnvironmentSpec =
+            serde_json::from_value(serde_json::json!({"sandbox": {"runtimeClassName": "runc"}})).unwrap();
+        let policy = SandboxPolicy::parse(r#"{"runtimeClasses": ["gvisor"]}"#).unwrap();
+        let err = check_spec(&spec, &policy).unwrap_err();
+        let status = compute_status(None, Some(1), Some(&err), Timestamp::from_second(1).unwrap());
+        let ready = conditions::find(&status.conditions, types::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "NotAllowed")
+        );
+        assert_eq!(
+            ready.message,
+            "spec.sandbox.runtimeClassName: RuntimeClass \"runc\" is not allowed by the operator's sandbox policy \
+             (allowed: gvisor)"
+        );
     }
 }

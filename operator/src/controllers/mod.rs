@@ -1,12 +1,9 @@
-//! The controllers, one module per kind, and what they share.
+//! The controllers, one module per kind, and what they share. Sandboxes have their own module, [`crate::sandbox`].
 
 pub mod agent;
 pub mod environment;
 pub mod harness;
-pub mod sandbox;
-pub mod sandbox_state;
 pub mod session;
-pub mod warm_pool;
 
 use std::{fmt::Debug, future::Future, sync::Arc};
 

@@ -1,6 +1,7 @@
 //! The Session controller: resolves the Agent (pinning its version) and the Environment, reports `Ready` with the
 //! reason when a reference does not resolve, sets the initial phase, and removes a deleted Session's event log
-//! from Redis through a finalizer. (Sandbox pods arrive with the hands issue.)
+//! from Redis through a finalizer. Once both references resolve, the session's sandbox is reconciled by
+//! [`crate::sandbox::reconcile()`], whose decision this controller writes as `status.sandbox` and `SandboxReady`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,13 +25,12 @@ use kube::{
 };
 use serde_json::json;
 
-use super::{
-    agent::became_unready, error_policy, log_results, sandbox, sandbox_state::Decision, watched_api,
-};
+use super::{agent::became_unready, error_policy, log_results, watched_api};
 use crate::{
     context::{Context, backoff_key},
     error::{Error, Result},
     revisions,
+    sandbox::{self, Decision, naming::pods_selector, naming::sandbox_name},
     status::{apply_status, apply_status_as, namespaced_api},
 };
 
@@ -66,7 +66,7 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
         )
         .owns(
             watched_api::<Pod>(&ctx.client, ns.as_deref()),
-            watcher::Config::default().labels(&format!("{}=sandbox", labels::COMPONENT)),
+            watcher::Config::default().labels(&pods_selector()),
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .graceful_shutdown_on(stop)
@@ -135,13 +135,27 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         (Resolution::Ready { .. }, Some(env)) => Some(sandbox::reconcile(&ctx, &ns, &session, env).await?),
         _ => None,
     };
-    let status = compute_status(
+    let mut status = compute_status(
         session.status.as_ref(),
         session.metadata.generation,
         &resolution,
         sandbox.as_ref(),
         Timestamp::now(),
     );
+    if let Some((ok, reason, message)) = sandbox
+        .as_ref()
+        .and_then(|d| sandbox::isolation::for_decision(&ctx.isolation, &ns, d))
+    {
+        let condition = new_condition(
+            sandbox::isolation::CONDITION,
+            ok,
+            reason,
+            message,
+            session.metadata.generation,
+            Timestamp::now(),
+        );
+        set_condition(&mut status.conditions, condition);
+    }
     let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
     let notify = became_unready(old, &status.conditions);
     apply_status(&api, &session, &status).await?;
@@ -275,7 +289,7 @@ pub fn provisioned(
     }
     let requested: Timestamp = before?.requested_at.as_deref()?.parse().ok()?;
     let pod = next.sandbox.as_ref()?.pod.as_deref()?;
-    let kind = if pod == crate::builders::sandbox::sandbox_name(session) {
+    let kind = if pod == sandbox_name(session) {
         "cold"
     } else {
         "warm"
@@ -341,13 +355,19 @@ pub fn compute_status(
     };
     // Once pinned, the version never moves, even if the Agent changes later.
     let agent_version = previous.and_then(|s| s.agent_version).or(agent_version);
+    // The probe's verdict stands while the sandbox it was about is ready.
+    let isolation_applies = sandbox_status.as_ref().and_then(|s| s.phase) == Some(SandboxPhase::Ready);
     SessionStatus {
         sandbox: sandbox_status.filter(|s| s.phase.is_some()),
         agent_version,
         observed_generation: generation,
         conditions: conditions
             .into_iter()
-            .filter(|c| c.type_ == types::READY || c.type_ == types::SANDBOX_READY)
+            .filter(|c| {
+                c.type_ == types::READY
+                    || c.type_ == types::SANDBOX_READY
+                    || (c.type_ == sandbox::isolation::CONDITION && isolation_applies)
+            })
             .collect(),
         ..SessionStatus::default()
     }
@@ -389,7 +409,7 @@ mod tests {
         };
         let now: Timestamp = "2026-01-01T00:00:12.5Z".parse().unwrap();
         let before = status(sandbox(SandboxPhase::Provisioning, "sbx-s1"));
-        let own = crate::builders::sandbox::sandbox_name("s1");
+        let own = sandbox_name("s1");
         let cold = status(sandbox(SandboxPhase::Ready, &own));
         assert_eq!(provisioned(Some(&before), &cold, "s1", now), Some(("cold", 2.5)));
         let warm = status(sandbox(SandboxPhase::Ready, "pool-e-abc"));
@@ -447,5 +467,42 @@ mod tests {
         let ready = conditions::find(&good.conditions, types::READY).unwrap();
         assert_eq!(ready.status, "True");
         assert_eq!(ready.last_transition_time.0, t(9));
+    }
+
+    #[test]
+    fn the_isolation_verdict_stands_only_while_the_sandbox_is_ready() {
+        let verdict = new_condition(
+            sandbox::isolation::CONDITION,
+            false,
+            "NetworkPolicyNotEnforced",
+            "reached",
+            Some(1),
+            t(1),
+        );
+        let ready = Resolution::Ready { agent_version: 1 };
+        let with_sandbox = |phase| SessionStatus {
+            sandbox: Some(SandboxStatus {
+                phase: Some(phase),
+                ..SandboxStatus::default()
+            }),
+            conditions: vec![verdict.clone()],
+            ..SessionStatus::default()
+        };
+        let kept = compute_status(
+            Some(&with_sandbox(SandboxPhase::Ready)),
+            Some(1),
+            &ready,
+            None,
+            t(2),
+        );
+        assert!(conditions::find(&kept.conditions, sandbox::isolation::CONDITION).is_some());
+        let reaped = compute_status(
+            Some(&with_sandbox(SandboxPhase::Reaped)),
+            Some(1),
+            &ready,
+            None,
+            t(2),
+        );
+        assert!(conditions::find(&reaped.conditions, sandbox::isolation::CONDITION).is_none());
     }
 }

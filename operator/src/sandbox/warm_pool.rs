@@ -1,5 +1,5 @@
 //! An Environment's warm pool: keeps `spec.sandbox.warmPool` ready, unassigned sandbox pods (each with its own
-//! token Secret), deletes extras, and counts them for the status. Claims happen in the session controller.
+//! token Secret), deletes extras, and counts them for the status. Sessions claim them in [`super::provision`].
 
 use corral_api::{Environment, environment::WarmPoolStatus, labels};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -9,11 +9,12 @@ use kube::{
 };
 
 use super::{
-    sandbox::new_token,
-    sandbox_state::{PodState, PodView},
+    build_sandbox_pod,
+    naming::{SandboxOwner, warm_pod_name, warm_pods_selector},
+    pod_state::{PodState, PodView},
+    token::{build_token_secret, new_token},
 };
 use crate::{
-    builders::sandbox::{SandboxOwner, WARM_LABEL, build_sandbox_pod, build_token_secret, warm_pod_name},
     context::Context,
     error::{Error, Result},
 };
@@ -26,7 +27,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<War
     let desired = env.spec.sandbox.warm_pool.unwrap_or(0).max(0);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!("{}={},{WARM_LABEL}=true", labels::ENVIRONMENT, env.name_any());
+    let selector = warm_pods_selector(&env.name_any());
     let (mut alive, dead): (Vec<Member>, Vec<Member>) = pods
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -42,7 +43,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<War
         delete_pod_and_token(&pods, &secrets, &pod.name_any()).await?;
     }
     // Extras go first among those not yet ready, so ready capacity is kept.
-    alive.sort_by_key(|(_, v)| matches!(v.state, PodState::Ready { .. }));
+    alive.sort_by_key(|(_, v)| v.state.is_ready());
     while alive.len() > desired as usize {
         let (pod, _) = alive.remove(0);
         delete_pod_and_token(&pods, &secrets, &pod.name_any()).await?;
@@ -64,10 +65,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<War
         pods.patch(&pod_name, &apply, &Patch::Apply(&pod)).await?;
         tracing::info!(environment = %env.name_any(), pod = %pod_name, "created warm sandbox pod");
     }
-    let ready = alive
-        .iter()
-        .filter(|(_, v)| matches!(v.state, PodState::Ready { .. }))
-        .count() as i32;
+    let ready = alive.iter().filter(|(_, v)| v.state.is_ready()).count() as i32;
     let existing = alive.len() as i32;
     Ok(WarmPoolStatus {
         desired,

@@ -7,129 +7,12 @@
 use std::time::Duration;
 
 use corral_api::session::{SandboxPhase, SandboxStatus, SessionPhase};
-use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
-use crate::builders::sandbox::DAEMON_PORT;
-
-/// The state of a sandbox pod, summarised from its status.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PodState {
-    /// Scheduled or being scheduled, containers starting.
-    Starting,
-    /// The daemon answers its readiness probe at this IP.
-    Ready {
-        /// The pod's IP.
-        ip: String,
-    },
-    /// The pod cannot be placed on a node.
-    Unschedulable {
-        /// The scheduler's message.
-        message: String,
-    },
-    /// A container cannot start (image pull error, bad config); kubelet keeps retrying.
-    ContainerError {
-        /// The waiting reason, for example `ImagePullBackOff`.
-        reason: String,
-        /// The kubelet's message.
-        message: String,
-    },
-    /// The pod ended (its daemon exited, it was evicted, ...).
-    Ended {
-        /// Why.
-        message: String,
-    },
-}
-
-/// A sandbox pod as the decision needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodView {
-    /// Pod name.
-    pub name: String,
-    /// When it was created.
-    pub created: Timestamp,
-    /// Whether it is being deleted.
-    pub terminating: bool,
-    /// Its state.
-    pub state: PodState,
-}
-
-/// Waiting reasons that mean a container will not start without a change.
-const CONTAINER_ERRORS: [&str; 6] = [
-    "ErrImagePull",
-    "ImagePullBackOff",
-    "InvalidImageName",
-    "ErrImageNeverPull",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
-
-impl PodView {
-    /// Summarises a pod.
-    pub fn from_pod(pod: &Pod) -> Self {
-        let status = pod.status.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let created = pod
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0)
-            .unwrap_or(Timestamp::UNIX_EPOCH);
-        let conditions = status.conditions.clone().unwrap_or_default();
-        let condition = |t: &str| conditions.iter().find(|c| c.type_ == t);
-        let waiting = status
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .chain(status.container_statuses.iter().flatten())
-            .filter_map(|c| c.state.as_ref().and_then(|s| s.waiting.clone()))
-            .find(|w| w.reason.as_deref().is_some_and(|r| CONTAINER_ERRORS.contains(&r)));
-        let phase = status.phase.as_deref().unwrap_or("Pending");
-        let state = if phase == "Failed" || phase == "Succeeded" {
-            // An init container that failed (the packages' installation) says why in its termination message.
-            let failed_init = status.init_container_statuses.iter().flatten().find_map(|c| {
-                let t = c.state.as_ref()?.terminated.as_ref()?;
-                (t.exit_code != 0).then(|| {
-                    let said = t.message.clone().or(t.reason.clone()).unwrap_or_default();
-                    format!(
-                        "init container {} failed (exit code {}): {}",
-                        c.name,
-                        t.exit_code,
-                        said.trim()
-                    )
-                })
-            });
-            let why = failed_init
-                .or(status.reason.clone())
-                .or(status.message.clone())
-                .unwrap_or_else(|| format!("pod {phase}"));
-            PodState::Ended { message: why }
-        } else if let Some(w) = waiting {
-            PodState::ContainerError {
-                reason: w.reason.unwrap_or_default(),
-                message: w.message.unwrap_or_default(),
-            }
-        } else if let Some(c) = condition("PodScheduled")
-            .filter(|c| c.status == "False" && c.reason.as_deref() == Some("Unschedulable"))
-        {
-            PodState::Unschedulable {
-                message: c.message.clone().unwrap_or_default(),
-            }
-        } else if let (Some(_), Some(ip)) = (
-            condition("Ready").filter(|c| c.status == "True"),
-            status.pod_ip.clone(),
-        ) {
-            PodState::Ready { ip }
-        } else {
-            PodState::Starting
-        };
-        Self {
-            name,
-            created,
-            terminating: pod.metadata.deletion_timestamp.is_some(),
-            state,
-        }
-    }
-}
+use super::{
+    contract::DAEMON_PORT,
+    pod_state::{PodState, PodView},
+};
 
 /// What the session controller observed.
 #[derive(Debug, Clone)]
@@ -146,6 +29,8 @@ pub struct Observed<'a> {
     pub idle_timeout: Duration,
     /// Now.
     pub now: Timestamp,
+    /// Why the operator's sandbox policy refuses a new pod for the Environment, if it does.
+    pub refused: Option<String>,
 }
 
 /// What to do.
@@ -193,6 +78,8 @@ pub mod reasons {
     pub const REAPED: &str = "Reaped";
     /// The session has terminated.
     pub const TERMINATED: &str = "Terminated";
+    /// The operator's sandbox policy refuses what the Environment asks for; no pod is made.
+    pub const NOT_ALLOWED: &str = super::super::policy::NOT_ALLOWED;
 }
 
 fn parse(t: Option<&String>) -> Option<Timestamp> {
@@ -237,6 +124,16 @@ pub fn decide(o: &Observed<'_>) -> Decision {
                     reasons::TERMINATED,
                     "the session has terminated".to_owned(),
                 ),
+            )
+        } else if let Some(why) = o
+            .refused
+            .as_ref()
+            .filter(|_| wanted || previous.phase == Some(SandboxPhase::Failed))
+        {
+            (
+                Action::Keep,
+                status(SandboxPhase::Failed, None, None, Some(why.clone())),
+                (false, reasons::NOT_ALLOWED, why.clone()),
             )
         } else if wanted {
             let condition = (
@@ -411,30 +308,6 @@ pub fn decide(o: &Observed<'_>) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_failed_package_installation_is_the_reason_a_pod_ended() {
-        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "sandbox-s1"},
-            "status": {"phase": "Failed", "initContainerStatuses": [
-                {"name": "install-daemon", "image": "d", "imageID": "", "ready": false, "restartCount": 0,
-                 "state": {"terminated": {"exitCode": 0}}},
-                {"name": "install-packages", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                 "state": {"terminated": {"exitCode": 1, "reason": "Error",
-                    "message": "installing packages.pip failed (exit status: 1): No matching distribution\n"}}}
-            ]}
-        }))
-        .unwrap();
-        assert_eq!(
-            super::PodView::from_pod(&pod).state,
-            super::PodState::Ended {
-                message:
-                    "init container install-packages failed (exit code 1): installing packages.pip failed \
-                          (exit status: 1): No matching distribution"
-                        .into()
-            }
-        );
-    }
-
     use super::*;
 
     fn t(s: i64) -> Timestamp {
@@ -465,6 +338,7 @@ mod tests {
             pod,
             idle_timeout: Duration::from_secs(600),
             now: t(now),
+            refused: None,
         }
     }
 
@@ -661,6 +535,31 @@ mod tests {
             Action::Delete {
                 pod: "sandbox-s1".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_sandbox_the_policy_refuses_is_never_created_and_says_why() {
+        let s = requested(5);
+        let mut o = observed(Some(&s), None, 6);
+        o.refused = Some("spec.sandbox.runtimeClassName: RuntimeClass \"runc\" is not allowed".into());
+        let d = decide(&o);
+        assert_eq!(d.action, Action::Keep, "no pod");
+        assert_eq!(d.condition.1, reasons::NOT_ALLOWED);
+        assert!(d.condition.2.contains("runtimeClassName"));
+        let mut failed = d.status.unwrap();
+        assert_eq!(failed.phase, Some(SandboxPhase::Failed));
+        // Decided again with the status written back: the same reason, until the policy or the spec changes.
+        failed.requested_at = s.requested_at.clone();
+        let mut again = observed(Some(&failed), None, 7);
+        again.refused = o.refused.clone();
+        assert_eq!(decide(&again).condition.1, reasons::NOT_ALLOWED);
+        failed.requested_at = Some(t(8).to_string());
+        let allowed = observed(Some(&failed), None, 9);
+        assert_eq!(
+            decide(&allowed).action,
+            Action::Provision,
+            "allowed again: the next request provisions"
         );
     }
 }

@@ -1,77 +1,30 @@
-//! Carrying out sandbox decisions: finding the session's pod, claiming a warm one or creating one (with its token
-//! Secret and workspace claim), and deleting pods that are idle, dead or no longer wanted.
-
-use std::time::Duration;
+//! Giving a session a sandbox pod: claim a ready warm pod of its Environment, or create the session's own pod with
+//! its token Secret and workspace claim, always after the NetworkPolicy the pod falls under (a pod never runs a
+//! moment without its walls; warm pods get theirs from [`super::environment`] in the same order).
 
 use corral_api::{Environment, Session, environment::WorkspaceType, labels};
-use k8s_openapi::{
-    api::core::v1::{PersistentVolumeClaim, Pod, Secret},
-    jiff::Timestamp,
-};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 
-use super::sandbox_state::{Action, Decision, Observed, PodView, decide};
+use super::{
+    build_sandbox_pod,
+    environment::apply_network_policy,
+    naming::{SandboxOwner, WARM_LABEL, sandbox_name, warm_pods_selector},
+    pod_state::PodView,
+    reconcile::ignore_not_found,
+    token::{build_token_secret, new_token, token_of},
+    workspace::build_workspace_claim,
+};
 use crate::{
-    builders::sandbox::{
-        SandboxOwner, TOKEN_KEY, WARM_LABEL, build_sandbox_pod, build_token_secret, build_workspace_claim,
-        sandbox_name,
-    },
     context::Context,
     error::{Error, Result},
 };
 
-/// Reconciles the sandbox of `session` (whose references resolved to `env`) and returns the decision, whose status
-/// and condition the caller writes.
-pub async fn reconcile(ctx: &Context, ns: &str, session: &Session, env: &Environment) -> Result<Decision> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let name = session.name_any();
-    let selector = format!("{}={name},{}=sandbox", labels::SESSION, labels::COMPONENT);
-    let pod = pods
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .into_iter()
-        .next();
-    let status = session.status.clone().unwrap_or_default();
-    let observed = Observed {
-        phase: status.phase,
-        sandbox: status.sandbox.as_ref(),
-        last_event_time: status.last_event_time.as_deref().and_then(|t| t.parse().ok()),
-        pod: pod.as_ref().map(PodView::from_pod),
-        idle_timeout: corral_api::validation::idle_timeout(&env.spec).unwrap_or(Duration::from_secs(900)),
-        now: Timestamp::now(),
-    };
-    let mut decision = decide(&observed);
-    match &decision.action {
-        Action::Keep => {}
-        Action::Delete { pod } => {
-            ignore_not_found(pods.delete(pod, &DeleteParams::default().grace_period(2)).await)?;
-            tracing::info!(session = %name, pod, reason = decision.condition.1, "deleted sandbox pod");
-        }
-        Action::Provision => {
-            let pod = provision(ctx, ns, session, env).await?;
-            if let Some(s) = decision.status.as_mut() {
-                s.pod = Some(pod);
-            }
-        }
-    }
-    Ok(decision)
-}
-
-/// Deleting what is already gone is success.
-fn ignore_not_found<T>(result: std::result::Result<T, kube::Error>) -> Result<()> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(ae)) if ae.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Claims a warm pod of the Environment, or creates the session's own pod. Returns the pod's name.
-async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environment) -> Result<String> {
+pub async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environment) -> Result<String> {
     let name = session.name_any();
     let owner = session
         .controller_owner_ref(&())
@@ -85,6 +38,8 @@ async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environment
         return Ok(pod);
     }
 
+    // Applied before the pod exists, whatever the Environment controller has done so far.
+    apply_network_policy(ctx, ns, env).await?;
     let secret_name = sandbox_name(&name);
     if secrets.get_opt(&secret_name).await?.is_none() {
         let secret = build_token_secret(&secret_name, ns, &owner, &new_token()?);
@@ -121,17 +76,13 @@ async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environment
 async fn claim_warm(ctx: &Context, ns: &str, session: &Session, env: &Environment) -> Result<Option<String>> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!("{}={},{WARM_LABEL}=true", labels::ENVIRONMENT, env.name_any());
+    let selector = warm_pods_selector(&env.name_any());
     let candidates = pods.list(&ListParams::default().labels(&selector)).await?.items;
     let owner = session
         .controller_owner_ref(&())
         .ok_or(Error::MissingObjectKey("uid"))?;
     for pod in candidates {
-        if !matches!(
-            PodView::from_pod(&pod).state,
-            super::sandbox_state::PodState::Ready { .. }
-        ) || pod.metadata.deletion_timestamp.is_some()
-        {
+        if !PodView::from_pod(&pod).state.is_ready() || pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let pod_name = pod.name_any();
@@ -154,11 +105,8 @@ async fn claim_warm(ctx: &Context, ns: &str, session: &Session, env: &Environmen
         let token = secrets
             .get_opt(&pod_name)
             .await?
-            .and_then(|s| s.data)
-            .and_then(|d| {
-                d.get(TOKEN_KEY)
-                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-            })
+            .as_ref()
+            .and_then(token_of)
             .unwrap_or_default();
         let secret_name = sandbox_name(&session.name_any());
         let secret = build_token_secret(&secret_name, ns, &owner, &token);
@@ -176,9 +124,40 @@ async fn claim_warm(ctx: &Context, ns: &str, session: &Session, env: &Environmen
     Ok(None)
 }
 
-/// A fresh random token for a sandbox daemon (256 bits, hex).
-pub fn new_token() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| Error::Randomness(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+#[cfg(test)]
+mod tests {
+    use corral_api::SessionSpec;
+
+    use super::*;
+    use crate::sandbox::test_support::{context, env, recording_client};
+
+    #[tokio::test]
+    async fn the_network_policy_is_applied_before_the_pod_is_created() {
+        let (client, calls) = recording_client();
+        let ctx = context(client);
+        let spec: SessionSpec = serde_json::from_value(
+            serde_json::json!({"agent": {"name": "a"}, "environmentRef": {"name": "py"}}),
+        )
+        .unwrap();
+        let mut session = Session::new("s1", spec);
+        session.metadata.namespace = Some("team".into());
+        session.metadata.uid = Some("session-uid".into());
+
+        let pod = provision(&ctx, "team", &session, &env(serde_json::json!({})))
+            .await
+            .unwrap();
+
+        assert_eq!(pod, "sandbox-s1");
+        assert_eq!(
+            *calls.lock().unwrap(),
+            [
+                "GET /api/v1/namespaces/team/pods",
+                "PATCH /apis/networking.k8s.io/v1/namespaces/team/networkpolicies/sandbox-py",
+                "GET /api/v1/namespaces/team/secrets/sandbox-s1",
+                "PATCH /api/v1/namespaces/team/secrets/sandbox-s1",
+                "PATCH /api/v1/namespaces/team/pods/sandbox-s1",
+            ],
+            "no warm pod to claim; then the walls, the token and the pod, in that order"
+        );
+    }
 }

@@ -1,0 +1,158 @@
+//! Fixtures shared by the sandbox builders' tests.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use corral_api::{Environment, EnvironmentSpec};
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use kube::{
+    Client,
+    client::Body,
+    runtime::events::{Recorder, Reporter},
+};
+
+use super::{EgressConfig, naming::SandboxOwner};
+use crate::{backoff::Backoff, context::Context, metrics::Metrics};
+
+/// Environment `team/py` with this spec.
+pub fn env(spec: serde_json::Value) -> Environment {
+    let spec: EnvironmentSpec = serde_json::from_value(spec).unwrap();
+    let mut e = Environment::new("py", spec);
+    e.metadata.namespace = Some("team".into());
+    e.metadata.uid = Some("env-uid".into());
+    e
+}
+
+/// A controller owner reference of this kind.
+pub fn owner(kind: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "corral.dev/v1alpha1".into(),
+        kind: kind.into(),
+        name: "x".into(),
+        uid: "u".into(),
+        controller: Some(true),
+        ..OwnerReference::default()
+    }
+}
+
+/// Session `s1`'s own pod.
+pub fn session_owner() -> SandboxOwner {
+    SandboxOwner::Session {
+        name: "s1".into(),
+        owner: owner("Session"),
+    }
+}
+
+/// Session `s1`'s pod of `e` under the default configuration.
+pub fn session_pod(e: &Environment) -> Pod {
+    super::build_sandbox_pod(
+        "team",
+        e,
+        &session_owner(),
+        "sandbox-s1",
+        &super::SandboxConfig::default(),
+    )
+}
+
+/// An egress proxy with a known key.
+pub fn egress() -> EgressConfig {
+    EgressConfig {
+        address: "10.96.0.20:3128".into(),
+        namespace: "corral-system".into(),
+        key: b"0123456789abcdef".to_vec(),
+        ca_pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
+    }
+}
+
+/// Asserts that nothing in the pod can escalate: no credentials, non-root, no capabilities, seccomp, limits.
+pub fn assert_locked_down(pod: &Pod) {
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.automount_service_account_token,
+        Some(false),
+        "no service account token"
+    );
+    assert_eq!(
+        spec.enable_service_links,
+        Some(false),
+        "no Service addresses in the environment"
+    );
+    let psc = spec.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+        assert_eq!(sc.privileged, Some(false), "{}", c.name);
+        assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{}", c.name);
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..]),
+            "{}",
+            c.name
+        );
+        assert_eq!(
+            sc.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault",
+            "{}",
+            c.name
+        );
+        assert!(
+            c.resources.as_ref().and_then(|r| r.limits.as_ref()).is_some(),
+            "{} has limits",
+            c.name
+        );
+    }
+}
+
+/// A client whose API server answers like a real one for the calls provisioning makes, and records them.
+pub fn recording_client() -> (Client, Arc<Mutex<Vec<String>>>) {
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let seen = calls.clone();
+    let service = tower::service_fn(move |req: http::Request<Body>| {
+        let seen = seen.clone();
+        async move {
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            seen.lock().unwrap().push(format!("{method} {path}"));
+            let (status, body) = match method.as_str() {
+                // Server-side apply answers with the object applied.
+                "PATCH" => (200, req.into_body().collect_bytes().await?.to_vec()),
+                "GET" if path.ends_with("/pods") => (
+                    200,
+                    br#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#.to_vec(),
+                ),
+                _ => (
+                    404,
+                    br#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404}"#
+                        .to_vec(),
+                ),
+            };
+            let response = http::Response::builder().status(status).body(Body::from(body))?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)
+        }
+    });
+    (Client::new(service, "default"), calls)
+}
+
+pub fn context(client: Client) -> Context {
+    let mut registry = prometheus_client::registry::Registry::default();
+    Context {
+        recorder: Recorder::new(client.clone(), Reporter::from("test")),
+        client,
+        metrics: Metrics::register(&mut registry),
+        session_log: None,
+        backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(1)),
+        watch_namespace: None,
+        concurrency: 1,
+        sandbox: crate::sandbox::SandboxConfig::default(),
+        isolation: Arc::default(),
+        harness: None,
+    }
+}
