@@ -108,16 +108,19 @@ prices = (json.load(sys.stdin).get("harness") or {}).get("pricing") or []
 if not any(p.get("model") == "scripted" for p in prices):
     prices.append({"model": "scripted", "input": 3, "output": 15, "cacheRead": 0.3, "cacheWrite": 3.75})
     print(json.dumps(prices))')
+gateway_ip=$(kubectl -n "$SYSTEM_NS" get svc "$RELEASE"-gateway -o jsonpath='{.spec.clusterIP}')
+# The agent's allowed host is the gateway's Service, an internal address: only the operator-level allow-list of the
+# egress proxy (egress.internalHosts) opens it.
+upgrade=(--set-json "egress.internalHosts=[\"$gateway_ip:80\"]")
 if [[ -n $pricing ]]; then
   log "pricing the scripted model (harness.pricing) so the cost panel has figures"
-  helm dependency build charts/corral >/dev/null
-  helm upgrade "$RELEASE" charts/corral -n "$SYSTEM_NS" --reuse-values --set-json "harness.pricing=$pricing" \
-    --wait --timeout 5m >/dev/null
-  kubectl -n "$SYSTEM_NS" rollout status deploy/"$RELEASE"-operator --timeout=180s >&2
+  upgrade+=(--set-json "harness.pricing=$pricing")
 fi
+helm dependency build charts/corral >/dev/null
+helm upgrade "$RELEASE" charts/corral -n "$SYSTEM_NS" --reuse-values "${upgrade[@]}" --wait --timeout 5m >/dev/null
+kubectl -n "$SYSTEM_NS" rollout status deploy/"$RELEASE"-operator --timeout=180s >&2
 delete_dashboard_sessions
 kubectl create namespace "$DEMO_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-gateway_ip=$(kubectl -n "$SYSTEM_NS" get svc "$RELEASE"-gateway -o jsonpath='{.spec.clusterIP}')
 sed "s/@GATEWAY_IP@/$gateway_ip/g" hack/dashboard/agent.yaml | kubectl -n "$DEMO_NS" apply --server-side -f - >/dev/null
 kubectl -n "$DEMO_NS" wait --for=condition=Ready agent/dashboard environment/dashboard --timeout=120s >/dev/null
 log "waiting for the harness of $DEMO_NS to run with the price table"
