@@ -55,7 +55,8 @@ struct Filter<'a> {
 
 impl Filter<'_> {
     fn matches(&self, e: &StoredEvent) -> bool {
-        self.range.contains(e.cursor.time()) && (self.types.is_empty() || self.types.contains(&e.event.type_name()))
+        self.range.contains(e.cursor.time())
+            && (self.types.is_empty() || self.types.contains(&e.event.type_name()))
     }
 
     /// Whether `e` and every event after it in the scan's order are outside the range.
@@ -91,7 +92,8 @@ async fn scan(
             if filter.matches(&event) {
                 data.push(event_json(&event));
                 if data.len() == limit {
-                    let more = events.any(|e| !filter.beyond(&e) && filter.matches(&e)) || chunk.next.is_some();
+                    let more =
+                        events.any(|e| !filter.beyond(&e) && filter.matches(&e)) || chunk.next.is_some();
                     return Ok((data, more.then_some(event.cursor)));
                 }
             }
@@ -218,7 +220,7 @@ pub async fn list(
         .transpose()?;
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     let log = state.log.session(&tenant.namespace, &id);
-    let (log_order, mut after) = match order {
+    let (log_order, after) = match order {
         Order::Asc => (
             LogOrder::Asc,
             page.or_else(|| range.lower().map(Cursor::before_time)),
@@ -259,13 +261,20 @@ mod tests {
         // The same cursors are fine the other way round: they point at the start of the scan.
         assert!(page_cursor(&max, Order::Desc).is_ok());
         assert!(page_cursor("0-0", Order::Asc).is_ok());
-        assert_eq!(page_cursor("18446744073709551616-0", Order::Asc).unwrap_err().status, 400);
+        assert_eq!(
+            page_cursor("18446744073709551616-0", Order::Asc)
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[tokio::test]
     async fn a_filter_matching_nothing_reads_a_bounded_part_of_the_log() {
         let redis = RedisServer::start().expect("redis-server");
-        let store = Store::connect(&redis.url(), Config::default()).await.expect("redis");
+        let store = Store::connect(&redis.url(), Config::default())
+            .await
+            .expect("redis");
         let log = store.session("ns", "sesn-1");
         for _ in 0..5 {
             let batch = (0..50).map(|_| EventBody::UserInterrupt(Default::default()));
@@ -279,7 +288,9 @@ mod tests {
         let mut after = None;
         let mut requests = 0;
         loop {
-            let (data, next) = scan(&log, after, LogOrder::Asc, &filter, 10, 120).await.expect("scan");
+            let (data, next) = scan(&log, after, LogOrder::Asc, &filter, 10, 120)
+                .await
+                .expect("scan");
             requests += 1;
             assert!(data.is_empty());
             match next {
@@ -293,7 +304,9 @@ mod tests {
             types: vec!["user.interrupt"],
             ..filter
         };
-        let (data, next) = scan(&log, None, LogOrder::Asc, &filter, 5, 120).await.expect("scan");
+        let (data, next) = scan(&log, None, LogOrder::Asc, &filter, 5, 120)
+            .await
+            .expect("scan");
         assert_eq!(data.len(), 5);
         assert!(next.is_some());
     }

@@ -81,20 +81,12 @@ where
     Ok(api.replace(id, &params, object).await?)
 }
 
-/// Sets the `corral.dev/archived-at` annotation (once: archiving again keeps the first time) and returns the object.
-pub async fn archive<K>(api: &Api<K>, what: &str, id: &str) -> Result<K, ApiError>
+/// Sets the `corral.dev/archived-at` annotation to now and returns the object (callers archive an object once:
+/// see [`crate::resource::handlers::archive`]).
+pub async fn archive<K>(api: &Api<K>, id: &str) -> Result<K, ApiError>
 where
     K: Clone + DeserializeOwned + Serialize + Debug + Resource,
 {
-    let current = get(api, what, id).await?;
-    if current
-        .meta()
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(labels::ARCHIVED_AT))
-    {
-        return Ok(current);
-    }
     let now = corral_api::events::format_rfc3339_millis(&jiff::Timestamp::now());
     let patch = json!({ "metadata": { "annotations": { labels::ARCHIVED_AT: now } } });
     let params = PatchParams {
@@ -124,7 +116,20 @@ mod tests {
         }
         let long = format!("{}.{}", "a".repeat(200), "b".repeat(60));
         for bad in [
-            "", ".", "..", "a..b", ".a", "a.", "-a", "a-", "A", "a/b", "a_b", "%2e%2e", &"x".repeat(64), &long,
+            "",
+            ".",
+            "..",
+            "a..b",
+            ".a",
+            "a.",
+            "-a",
+            "a-",
+            "A",
+            "a/b",
+            "a_b",
+            "%2e%2e",
+            &"x".repeat(64),
+            &long,
         ] {
             assert!(!plausible(bad), "{bad:?}");
         }
