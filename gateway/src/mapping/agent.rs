@@ -24,7 +24,7 @@ use super::{
 use crate::{body::nullable, error::ApiError};
 
 /// `POST /v1/agents`.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct AgentCreate {
     /// Required, 1 to 256 characters.

@@ -17,7 +17,7 @@ use super::common::{archived_at, created_at, id, patch_metadata, spec_error, tim
 use crate::{body::nullable, error::ApiError};
 
 /// `POST /v1/environments`.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentCreate {
     /// Required, 1 to 256 characters.
@@ -64,7 +64,7 @@ pub struct EnvironmentUpdate {
 }
 
 /// The API's environment `config`.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigParam {
     /// `cloud` (or `self_hosted`, which Corral does not run).
@@ -79,7 +79,7 @@ pub struct ConfigParam {
 }
 
 /// `{type:"unrestricted"}` or `{type:"limited", ...}`.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum NetworkingParam {
     /// Any public host.
@@ -99,7 +99,7 @@ pub enum NetworkingParam {
 }
 
 /// `{type?:"packages", apt?, cargo?, gem?, go?, npm?, pip?}`.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct PackagesParam {
     /// `packages`, when sent.

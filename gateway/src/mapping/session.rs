@@ -286,7 +286,6 @@ pub fn apply_update(
         return Err(ApiError::field("vault_ids", "cannot be changed after create"));
     }
     let mut spec = current.clone();
-    let mut changes = SessionChanges::default();
     match req.budget {
         None => {}
         Some(_) if current.budget.is_none() => {
@@ -296,10 +295,7 @@ pub fn apply_update(
             )
             .with_code("budget_create_only"));
         }
-        Some(None) => {
-            spec.budget = None;
-            changes.budget = Some(None);
-        }
+        Some(None) => spec.budget = None,
         Some(Some(value)) => {
             let budget = super::budget::parse(&value)?;
             let max = budget
@@ -315,27 +311,27 @@ pub fn apply_update(
                 )
                 .with_code("budget_not_raised"));
             }
-            if spec.budget.as_ref() != Some(&budget) {
-                changes.budget = Some(Some(super::budget::object(&budget)));
-                spec.budget = Some(budget);
-            }
+            spec.budget = Some(budget);
         }
     }
-    if let Some(title) = req.title
-        && title != spec.title
-    {
-        spec.title = title.clone();
-        changes.title = Some(title);
+    if let Some(title) = req.title {
+        spec.title = title;
     }
     if let Some(patch) = &req.metadata {
-        let metadata = patch_metadata(&spec.metadata, patch, false);
-        if metadata != spec.metadata {
-            spec.metadata = metadata.clone();
-            changes.metadata = Some(metadata);
-        }
+        spec.metadata = patch_metadata(&spec.metadata, patch, false);
     }
     validate_session_update(current, &spec).map_err(spec_error)?;
+    let changes = changes(current, &spec);
     Ok((spec, changes))
+}
+
+/// What changed from `before` to `after`, for the `session.updated` event.
+pub fn changes(before: &SessionSpec, after: &SessionSpec) -> SessionChanges {
+    SessionChanges {
+        title: (before.title != after.title).then(|| after.title.clone()),
+        metadata: (before.metadata != after.metadata).then(|| after.metadata.clone()),
+        budget: (before.budget != after.budget).then(|| after.budget.as_ref().map(super::budget::object)),
+    }
 }
 
 /// The session's `agent` snapshot: the agent's definition at the version the session runs. `spec` is `None` when

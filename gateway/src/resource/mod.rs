@@ -59,7 +59,8 @@ impl Cx {
     }
 }
 
-/// The names of a resource.
+/// The names of a resource: `Names::new("agent", "agent", "/v1/agents", "agent_id")`, and
+/// `.deletable("environment_deleted")` for a resource that can be deleted.
 #[derive(Debug, Clone, Copy)]
 pub struct Names {
     /// What errors call one object: `agent`.
@@ -72,6 +73,32 @@ pub struct Names {
     pub id_param: &'static str,
     /// The `type` of the answer to `DELETE` (`environment_deleted`); `None`: the resource cannot be deleted.
     pub deleted: Option<&'static str>,
+}
+
+impl Names {
+    /// A resource that is archived, never deleted.
+    pub const fn new(
+        what: &'static str,
+        id_prefix: &'static str,
+        path: &'static str,
+        id_param: &'static str,
+    ) -> Self {
+        Self {
+            what,
+            id_prefix,
+            path,
+            id_param,
+            deleted: None,
+        }
+    }
+
+    /// The same names for a resource that `DELETE` removes, answering `{"id", "type": deleted}`.
+    pub const fn deletable(self, deleted: &'static str) -> Self {
+        Self {
+            deleted: Some(deleted),
+            ..self
+        }
+    }
 }
 
 /// How a resource's list pages.
@@ -112,35 +139,26 @@ pub trait ApiResource: Send + Sync + Sized + 'static {
     /// Where the objects live.
     type Store: Store;
     /// The create request.
-    type Create: DeserializeOwned + Send;
+    type Create: DeserializeOwned + Send + Sync;
     /// The update request.
     type Update: DeserializeOwned + Send;
-    /// What [`ApiResource::create`] hands to [`ApiResource::created`] (`()` when nothing).
-    type Created: Send;
-    /// What [`ApiResource::update`] hands to [`ApiResource::updated`] (`()` when nothing).
-    type Changed: Send;
 
     /// Names and routes.
     const NAMES: Names;
+    /// The store of the request's tenant (and parent).
+    const STORE: fn(&Cx) -> Self::Store;
     /// Paging.
     const LIST: ListShape = ListShape::DEFAULT;
 
-    /// The store of the request's tenant (and parent).
-    fn store(cx: &Cx) -> Self::Store;
-
     /// Maps a create request onto the object to store under `id` (checking it, and what it refers to).
-    fn create(
-        cx: &Cx,
-        id: &str,
-        req: Self::Create,
-    ) -> impl Future<Output = ApiResult<(Obj<Self>, Self::Created)>> + Send;
+    fn create(cx: &Cx, id: &str, req: &Self::Create) -> impl Future<Output = ApiResult<Obj<Self>>> + Send;
 
     /// Applies an update request to `current`: the object to store, or `None` when nothing changes.
     fn update(
         cx: &Cx,
         current: &Obj<Self>,
         req: Self::Update,
-    ) -> impl Future<Output = ApiResult<Option<(Obj<Self>, Self::Changed)>>> + Send;
+    ) -> impl Future<Output = ApiResult<Option<Obj<Self>>>> + Send;
 
     /// The wire form of `objects` (a page of a list, or one object).
     fn render(cx: &Cx, objects: &[Obj<Self>]) -> impl Future<Output = ApiResult<Vec<Value>>> + Send;
@@ -155,20 +173,20 @@ pub trait ApiResource: Send + Sync + Sized + 'static {
         async { Ok(()) }
     }
 
-    /// Runs after the object was stored by a create.
+    /// Runs after a create stored `object`.
     fn created(
         _cx: &Cx,
         _object: &Obj<Self>,
-        _note: Self::Created,
+        _req: &Self::Create,
     ) -> impl Future<Output = ApiResult<()>> + Send {
         async { Ok(()) }
     }
 
-    /// Runs after an update was stored.
+    /// Runs after an update stored `after` over `before`.
     fn updated(
         _cx: &Cx,
-        _object: &Obj<Self>,
-        _note: Self::Changed,
+        _before: &Obj<Self>,
+        _after: &Obj<Self>,
     ) -> impl Future<Output = ApiResult<()>> + Send {
         async { Ok(()) }
     }

@@ -11,12 +11,8 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{
-    error::ApiResult,
-    mapping::common::created_at,
-    pagination::SortKey,
-    routes::objects::{self, plausible},
-};
+use super::Cx;
+use crate::{error::ApiResult, mapping::common::created_at, pagination::SortKey, routes::objects};
 
 /// What lists sort and filter on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,14 +73,20 @@ fn deleted<T>(result: Result<T, kube::Error>) -> ApiResult<bool> {
 /// Custom resources of kind `K` in the tenant's namespace, created with server-side apply.
 pub struct CustomResources<K> {
     api: Api<K>,
+    namespace: String,
     kind: PhantomData<K>,
 }
 
-impl<K> CustomResources<K> {
-    /// The store over `api`.
-    pub fn new(api: Api<K>) -> Self {
+impl<K> CustomResources<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    /// The store of the request's tenant.
+    pub fn of(cx: &Cx) -> Self {
         Self {
-            api,
+            api: cx.api(),
+            namespace: cx.tenant.namespace.clone(),
             kind: PhantomData,
         }
     }
@@ -102,21 +104,15 @@ where
     }
 
     async fn get(&self, id: &str) -> ApiResult<Option<K>> {
-        if !plausible(id) {
-            return Ok(None);
-        }
-        Ok(self
-            .api
-            .get_opt(id)
-            .await?
-            .filter(|o| o.meta().deletion_timestamp.is_none()))
+        objects::find(&self.api, id).await
     }
 
     async fn list(&self) -> ApiResult<Vec<K>> {
         Ok(self.api.list(&ListParams::default()).await?.items)
     }
 
-    async fn create(&self, id: &str, object: K) -> ApiResult<K> {
+    async fn create(&self, id: &str, mut object: K) -> ApiResult<K> {
+        object.meta_mut().namespace = Some(self.namespace.clone());
         objects::create(&self.api, id, &object).await
     }
 
@@ -165,14 +161,7 @@ impl Store for Secrets {
     }
 
     async fn get(&self, id: &str) -> ApiResult<Option<Secret>> {
-        if !plausible(id) {
-            return Ok(None);
-        }
-        Ok(self
-            .api
-            .get_opt(id)
-            .await?
-            .filter(|s| s.metadata.deletion_timestamp.is_none() && (self.keep)(s)))
+        Ok(objects::find(&self.api, id).await?.filter(|s| (self.keep)(s)))
     }
 
     async fn list(&self) -> ApiResult<Vec<Secret>> {

@@ -2,22 +2,20 @@
 //! ControllerRevisions), an update may name the `version` it was based on, `GET /v1/agents/{id}?version=` reads an
 //! older version, `GET /v1/agents/{id}/versions` lists them; agents are archived, never deleted.
 
-use axum::{
-    Extension, Json, Router,
-    extract::{Path, RawQuery, State},
-    routing::get,
-};
+use axum::{Json, Router, extract::RawQuery, routing::get};
 use corral_api::{Agent, AgentSpec};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::{
-    auth::Tenant,
     error::{ApiError, ApiResult},
     mapping::agent::{AgentCreate, AgentUpdate, agent_object, apply_update, spec_from_create},
     pagination::{SortKey, paginate},
     query::{Order, Query},
-    resource::{ApiResource, CustomResources, Cx, Names, cx, handlers::fetch},
+    resource::{
+        ApiResource, CustomResources, Cx, Names,
+        handlers::{Item, fetch},
+    },
     state::AppState,
     versions::{all_versions, current_version, ensure_version, spec_at, stored_versions, versions_of},
 };
@@ -29,32 +27,19 @@ impl ApiResource for Agents {
     type Store = CustomResources<Agent>;
     type Create = AgentCreate;
     type Update = AgentUpdate;
-    type Created = ();
-    type Changed = ();
+    const NAMES: Names = Names::new("agent", "agent", "/v1/agents", "agent_id");
+    const STORE: fn(&Cx) -> Self::Store = CustomResources::of;
 
-    const NAMES: Names = Names {
-        what: "agent",
-        id_prefix: "agent",
-        path: "/v1/agents",
-        id_param: "agent_id",
-        deleted: None,
-    };
-
-    fn store(cx: &Cx) -> Self::Store {
-        CustomResources::new(cx.api())
+    async fn create(_cx: &Cx, id: &str, req: &AgentCreate) -> ApiResult<Agent> {
+        Ok(Agent::new(id, spec_from_create(req.clone())?))
     }
 
-    async fn create(cx: &Cx, id: &str, req: AgentCreate) -> ApiResult<(Agent, ())> {
-        let mut agent = Agent::new(id, spec_from_create(req)?);
-        agent.metadata.namespace = Some(cx.tenant.namespace.clone());
-        Ok((agent, ()))
-    }
-
-    async fn created(cx: &Cx, agent: &Agent, (): ()) -> ApiResult<()> {
+    /// Stores the first version.
+    async fn created(cx: &Cx, agent: &Agent, _req: &AgentCreate) -> ApiResult<()> {
         ensure_version(&cx.state.kube, agent).await.map(drop)
     }
 
-    async fn update(cx: &Cx, agent: &Agent, req: AgentUpdate) -> ApiResult<Option<(Agent, ())>> {
+    async fn update(cx: &Cx, agent: &Agent, req: AgentUpdate) -> ApiResult<Option<Agent>> {
         // Store the version the client saw (an object made with kubectl may not have one yet), so that the change
         // becomes the next version.
         let current = ensure_version(&cx.state.kube, agent).await?;
@@ -66,15 +51,14 @@ impl ApiResource for Agents {
             )));
         }
         let spec = apply_update(&agent.spec, req)?;
-        if spec == agent.spec {
-            return Ok(None);
-        }
-        let mut next = agent.clone();
-        next.spec = spec;
-        Ok(Some((next, ())))
+        Ok((spec != agent.spec).then(|| Agent {
+            spec,
+            ..agent.clone()
+        }))
     }
 
-    async fn updated(cx: &Cx, agent: &Agent, (): ()) -> ApiResult<()> {
+    /// Stores the new version.
+    async fn updated(cx: &Cx, _before: &Agent, agent: &Agent) -> ApiResult<()> {
         ensure_version(&cx.state.kube, agent).await.map(drop)
     }
 
@@ -109,15 +93,9 @@ impl ApiResource for Agents {
 }
 
 /// `GET /v1/agents/{agent_id}/versions`: newest first, `limit` (20, at most 100), `page`.
-pub async fn versions(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+pub async fn versions(Item(cx, id, _): Item<Agents>, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
     let query = Query::parse(query.as_deref());
     let limit = query.limit(20, 100)?;
-    let cx = cx(state, tenant, Vec::new());
     let agent = fetch::<Agents>(&cx, &id).await?;
     let stored = stored_versions(&cx.state.kube, &agent).await?;
     let current = current_version(&agent, &stored);

@@ -24,31 +24,27 @@ impl ApiResource for Credentials {
     type Store = Secrets;
     type Create = CredentialCreate;
     type Update = CredentialUpdate;
-    type Created = ();
-    type Changed = ();
-
-    const NAMES: Names = Names {
-        what: "credential",
-        id_prefix: "vcrd",
-        path: "/v1/vaults/{vault_id}/credentials",
-        id_param: "credential_id",
-        deleted: Some("vault_credential_deleted"),
-    };
-
-    fn store(cx: &Cx) -> Secrets {
+    const NAMES: Names = Names::new(
+        "credential",
+        "vcrd",
+        "/v1/vaults/{vault_id}/credentials",
+        "credential_id",
+    )
+    .deletable("vault_credential_deleted");
+    const STORE: fn(&Cx) -> Secrets = |cx| {
         let vault = cx.parent().to_owned();
         let selector =
             format!("{OBJECT}={OBJECT_CREDENTIAL},{VAULT}={vault},{MANAGED_BY}={MANAGED_BY_VALUE}");
         Secrets::new(cx.api(), selector, move |s| is_credential_of(s, &vault))
-    }
+    };
 
     /// The vault must exist.
     async fn enter(cx: &Cx) -> ApiResult<()> {
         fetch::<Vaults>(cx, cx.parent()).await.map(drop)
     }
 
-    async fn create(cx: &Cx, id: &str, req: CredentialCreate) -> ApiResult<(Secret, ())> {
-        let auth = parse_auth(req.auth)?;
+    async fn create(cx: &Cx, id: &str, req: &CredentialCreate) -> ApiResult<Secret> {
+        let auth = parse_auth(req.auth.clone())?;
         let vault = fetch::<Vaults>(cx, cx.parent()).await?;
         if <Secrets as Store>::entry(&vault).archived {
             return Err(ApiError::invalid(format!(
@@ -56,15 +52,14 @@ impl ApiResource for Credentials {
                 cx.parent()
             )));
         }
-        let metadata = req.metadata.unwrap_or_default();
-        let secret = credential_secret(&vault, id, &auth, req.display_name.as_deref(), &metadata)?;
-        Ok((secret, ()))
+        let metadata = req.metadata.clone().unwrap_or_default();
+        credential_secret(&vault, id, &auth, req.display_name.as_deref(), &metadata)
     }
 
-    async fn update(_cx: &Cx, current: &Secret, req: CredentialUpdate) -> ApiResult<Option<(Secret, ())>> {
+    async fn update(_cx: &Cx, current: &Secret, req: CredentialUpdate) -> ApiResult<Option<Secret>> {
         let mut next = current.clone();
         update_credential(&mut next, req)?;
-        Ok((next != *current).then_some((next, ())))
+        Ok((next != *current).then_some(next))
     }
 
     async fn render(_cx: &Cx, credentials: &[Secret]) -> ApiResult<Vec<Value>> {

@@ -19,36 +19,23 @@ impl ApiResource for Environments {
     type Store = CustomResources<Environment>;
     type Create = EnvironmentCreate;
     type Update = EnvironmentUpdate;
-    type Created = ();
-    type Changed = ();
-
-    const NAMES: Names = Names {
-        what: "environment",
-        id_prefix: "env",
-        path: "/v1/environments",
-        id_param: "environment_id",
-        deleted: Some("environment_deleted"),
-    };
-
-    fn store(cx: &Cx) -> Self::Store {
-        CustomResources::new(cx.api())
-    }
+    const NAMES: Names = Names::new("environment", "env", "/v1/environments", "environment_id")
+        .deletable("environment_deleted");
+    const STORE: fn(&Cx) -> Self::Store = CustomResources::of;
 
     fn not_found(id: &str) -> ApiError {
         ApiError::not_found(Self::NAMES.what, id).with_code("environment_not_found")
     }
 
-    async fn create(cx: &Cx, id: &str, req: EnvironmentCreate) -> ApiResult<(Environment, ())> {
-        let mut env = Environment::new(id, spec_from_create(req)?);
-        env.metadata.namespace = Some(cx.tenant.namespace.clone());
-        Ok((env, ()))
+    async fn create(_cx: &Cx, id: &str, req: &EnvironmentCreate) -> ApiResult<Environment> {
+        Ok(Environment::new(id, spec_from_create(req.clone())?))
     }
 
     async fn update(
         _cx: &Cx,
         current: &Environment,
         req: EnvironmentUpdate,
-    ) -> ApiResult<Option<(Environment, ())>> {
+    ) -> ApiResult<Option<Environment>> {
         if <Self::Store as Store>::entry(current).archived {
             let id = current.metadata.name.as_deref().unwrap_or_default();
             return Err(
@@ -57,12 +44,10 @@ impl ApiResource for Environments {
             );
         }
         let spec = apply_update(&current.spec, req)?;
-        if spec == current.spec {
-            return Ok(None);
-        }
-        let mut next = current.clone();
-        next.spec = spec;
-        Ok(Some((next, ())))
+        Ok((spec != current.spec).then(|| Environment {
+            spec,
+            ..current.clone()
+        }))
     }
 
     async fn render(_cx: &Cx, objects: &[Environment]) -> ApiResult<Vec<Value>> {

@@ -41,19 +41,27 @@ pub fn plausible(id: &str) -> bool {
     (1..=253).contains(&id.len()) && id.split('.').all(label_ok)
 }
 
-/// The object `id`, or 404 `not_found_error` naming `what`. An object being deleted (a finalizer still runs) is
-/// already gone for the API: a client that deleted it must not read it back.
-pub async fn get<K>(api: &Api<K>, what: &str, id: &str) -> Result<K, ApiError>
+/// The object `id`, `None` when there is none. Ids that cannot name an object are not looked up; an object being
+/// deleted (a finalizer still runs) is already gone for the API: a client that deleted it must not read it back.
+pub async fn find<K>(api: &Api<K>, id: &str) -> Result<Option<K>, ApiError>
 where
     K: Clone + DeserializeOwned + Debug + kube::Resource,
 {
     if !plausible(id) {
-        return Err(ApiError::not_found(what, id));
+        return Ok(None);
     }
-    api.get_opt(id)
+    Ok(api
+        .get_opt(id)
         .await?
-        .filter(|o| o.meta().deletion_timestamp.is_none())
-        .ok_or_else(|| ApiError::not_found(what, id))
+        .filter(|o| o.meta().deletion_timestamp.is_none()))
+}
+
+/// The object `id`, or 404 `not_found_error` naming `what` (see [`find`]).
+pub async fn get<K>(api: &Api<K>, what: &str, id: &str) -> Result<K, ApiError>
+where
+    K: Clone + DeserializeOwned + Debug + kube::Resource,
+{
+    find(api, id).await?.ok_or_else(|| ApiError::not_found(what, id))
 }
 
 /// Creates `object` with server-side apply under the gateway's field manager.

@@ -21,7 +21,7 @@ use crate::{
     auth::Tenant,
     error::{ApiError, ApiResult},
     mapping::session::{
-        MAX_INITIAL_EVENTS, SessionChanges, SessionCreate, SessionUpdate, apply_update, session_agent,
+        MAX_INITIAL_EVENTS, SessionCreate, SessionUpdate, apply_update, changes, session_agent,
         session_object, spec_from_create,
     },
     query::Query,
@@ -149,28 +149,17 @@ impl ApiResource for Sessions {
     type Store = CustomResources<Session>;
     type Create = SessionCreate;
     type Update = SessionUpdate;
-    type Created = Vec<EventParam>;
-    type Changed = SessionChanges;
-
-    const NAMES: Names = Names {
-        what: "session",
-        id_prefix: "sesn",
-        path: "/v1/sessions",
-        id_param: "session_id",
-        deleted: Some("session_deleted"),
-    };
+    const NAMES: Names =
+        Names::new("session", "sesn", "/v1/sessions", "session_id").deletable("session_deleted");
+    const STORE: fn(&Cx) -> Self::Store = CustomResources::of;
     const LIST: ListShape = ListShape {
         default_limit: 20,
         max_limit: 1000,
         prev_page: true,
     };
 
-    fn store(cx: &Cx) -> Self::Store {
-        CustomResources::new(cx.api())
-    }
-
-    async fn create(cx: &Cx, id: &str, req: SessionCreate) -> ApiResult<(Session, Vec<EventParam>)> {
-        let initial = initial_events(&req)?;
+    async fn create(cx: &Cx, id: &str, req: &SessionCreate) -> ApiResult<Session> {
+        initial_events(req)?;
         let env_id = &req.environment_id;
         let env = objects::get(&cx.api::<Environment>(), "environment", env_id)
             .await
@@ -188,14 +177,14 @@ impl ApiResource for Sessions {
             )
             .with_code("environment_archived"));
         }
-        check_vaults(cx, &req).await?;
-        let version = agent_version(cx, &req).await?;
-        let mut session = Session::new(id, spec_from_create(&req, version)?);
-        session.metadata.namespace = Some(cx.tenant.namespace.clone());
-        Ok((session, initial))
+        check_vaults(cx, req).await?;
+        let version = agent_version(cx, req).await?;
+        Ok(Session::new(id, spec_from_create(req, version)?))
     }
 
-    async fn created(cx: &Cx, session: &Session, initial: Vec<EventParam>) -> ApiResult<()> {
+    /// Appends the `initial_events` and wakes the harness; on failure, deletes the session again.
+    async fn created(cx: &Cx, session: &Session, req: &SessionCreate) -> ApiResult<()> {
+        let initial = initial_events(req)?;
         if initial.is_empty() {
             return Ok(());
         }
@@ -215,33 +204,29 @@ impl ApiResource for Sessions {
         Ok(())
     }
 
-    async fn update(
-        _cx: &Cx,
-        session: &Session,
-        req: SessionUpdate,
-    ) -> ApiResult<Option<(Session, SessionChanges)>> {
+    async fn update(_cx: &Cx, session: &Session, req: SessionUpdate) -> ApiResult<Option<Session>> {
         let spent = session
             .status
             .as_ref()
             .and_then(|s| s.list_cost.as_ref())
             .and_then(corral_api::budget::Money::cents);
         let (spec, changes) = apply_update(&session.spec, req, spent)?;
-        if changes.is_empty() {
-            return Ok(None);
-        }
-        let mut next = session.clone();
-        next.spec = spec;
-        Ok(Some((next, changes)))
+        Ok((!changes.is_empty()).then(|| Session {
+            spec,
+            ..session.clone()
+        }))
     }
 
-    async fn updated(cx: &Cx, session: &Session, changes: SessionChanges) -> ApiResult<()> {
+    /// Appends `session.updated` with what changed.
+    async fn updated(cx: &Cx, before: &Session, after: &Session) -> ApiResult<()> {
+        let changes = changes(&before.spec, &after.spec);
         let event = EventBody::SessionUpdated(SessionUpdated {
             title: changes.title,
             metadata: changes.metadata,
             budget: changes.budget,
             ..SessionUpdated::default()
         });
-        let id = session.metadata.name.clone().unwrap_or_default();
+        let id = after.metadata.name.clone().unwrap_or_default();
         cx.state
             .log
             .session(&cx.tenant.namespace, &id)

@@ -19,29 +19,19 @@ impl ApiResource for Vaults {
     type Store = Secrets;
     type Create = VaultCreate;
     type Update = VaultUpdate;
-    type Created = ();
-    type Changed = ();
-
-    const NAMES: Names = Names {
-        what: "vault",
-        id_prefix: "vlt",
-        path: "/v1/vaults",
-        id_param: "vault_id",
-        deleted: Some("vault_deleted"),
-    };
-
-    fn store(cx: &Cx) -> Secrets {
+    const NAMES: Names = Names::new("vault", "vlt", "/v1/vaults", "vault_id").deletable("vault_deleted");
+    const STORE: fn(&Cx) -> Secrets = |cx| {
         let selector = format!("{OBJECT}={OBJECT_VAULT},{MANAGED_BY}={MANAGED_BY_VALUE}");
         Secrets::new(cx.api(), selector, is_vault)
+    };
+
+    async fn create(cx: &Cx, id: &str, req: &VaultCreate) -> ApiResult<Secret> {
+        vault_secret(&cx.tenant.namespace, id, req)
     }
 
-    async fn create(cx: &Cx, id: &str, req: VaultCreate) -> ApiResult<(Secret, ())> {
-        Ok((vault_secret(&cx.tenant.namespace, id, &req)?, ()))
-    }
-
-    async fn update(_cx: &Cx, current: &Secret, req: VaultUpdate) -> ApiResult<Option<(Secret, ())>> {
+    async fn update(_cx: &Cx, current: &Secret, req: VaultUpdate) -> ApiResult<Option<Secret>> {
         let mut next = current.clone();
-        Ok(update_vault(&mut next, req)?.then_some((next, ())))
+        Ok(update_vault(&mut next, req)?.then_some(next))
     }
 
     /// The credentials go first (the garbage collector would also remove them through their owner reference).

@@ -87,7 +87,10 @@ async fn unknown_request_fields_are_refused_by_name() {
     let gw = Gateway::start().await;
     let t = gw.tenant().await;
     let (agent, env, session) = gw.session(&t).await;
-    let vault = gw.post("/v1/vaults", &t, json!({ "display_name": "v" })).await.ok();
+    let vault = gw
+        .post("/v1/vaults", &t, json!({ "display_name": "v" }))
+        .await
+        .ok();
     let vault = vault["id"].as_str().unwrap();
     for (path, body, field) in [
         (
@@ -111,14 +114,26 @@ async fn unknown_request_fields_are_refused_by_name() {
             json!({ "name": "e", "config": { "type": "cloud", "networking": { "type": "limited", "hosts": [] } } }),
             "config.networking.hosts",
         ),
-        (format!("/v1/environments/{env}"), json!({ "sandbox_image": "x" }), "sandbox_image"),
+        (
+            format!("/v1/environments/{env}"),
+            json!({ "sandbox_image": "x" }),
+            "sandbox_image",
+        ),
         (
             "/v1/sessions".to_owned(),
             json!({ "agent": agent, "environment_id": env, "priority": "high" }),
             "priority",
         ),
-        (format!("/v1/sessions/{session}"), json!({ "status": "idle" }), "status"),
-        ("/v1/vaults".to_owned(), json!({ "display_name": "v", "owner": "me" }), "owner"),
+        (
+            format!("/v1/sessions/{session}"),
+            json!({ "status": "idle" }),
+            "status",
+        ),
+        (
+            "/v1/vaults".to_owned(),
+            json!({ "display_name": "v", "owner": "me" }),
+            "owner",
+        ),
         (
             format!("/v1/vaults/{vault}/credentials"),
             json!({ "auth": { "type": "static_bearer", "mcp_server_url": "https://m.example.com", "token": "t" }, "note": "x" }),
@@ -126,7 +141,11 @@ async fn unknown_request_fields_are_refused_by_name() {
         ),
     ] {
         let message = gw.post(&path, &t, body).await.error(400, "invalid_request_error");
-        assert_eq!(message, format!("{field}: Extra inputs are not permitted"), "{path}");
+        assert_eq!(
+            message,
+            format!("{field}: Extra inputs are not permitted"),
+            "{path}"
+        );
     }
     // What the SDKs send passes: the built-in tools' configs repeat their name as `type`, packages carry `type`.
     gw.post(
