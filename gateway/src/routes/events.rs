@@ -46,6 +46,21 @@ fn page_cursor(page: &str, order: Order) -> ApiResult<Cursor> {
     Ok(cursor)
 }
 
+/// A send body holds `events` only (the events themselves are checked by `parse_send_events`).
+fn refuse_unknown_top_level(body: &[u8]) -> ApiResult<()> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SendBody {
+        #[serde(rename = "events")]
+        _events: serde::de::IgnoredAny,
+    }
+    match crate::body::parse::<SendBody>(body) {
+        Err(err) if err.message.ends_with("Extra inputs are not permitted") => Err(err),
+        // Anything else (a missing `events`, bad JSON) is for `parse_send_events` to name.
+        _ => Ok(()),
+    }
+}
+
 /// What a list keeps: `created_at` bounds, `types[]`, and the order that tells where the bounds end the scan.
 struct Filter<'a> {
     range: TimeRange,
@@ -176,6 +191,7 @@ pub async fn send(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
+    refuse_unknown_top_level(&body)?;
     let params = parse_send_events(&body).map_err(|e| ApiError::field(&e.field, e.message))?;
     if let Some(verb) = &state.settings.approval_rbac_verb
         && params
@@ -250,6 +266,17 @@ mod tests {
     use corral_session::{Config, Store, testing::RedisServer};
 
     use super::*;
+
+    #[test]
+    fn a_send_body_holds_events_only() {
+        assert!(refuse_unknown_top_level(br#"{"events": []}"#).is_ok());
+        assert!(
+            refuse_unknown_top_level(b"{}").is_ok(),
+            "parse_send_events names the missing field"
+        );
+        let err = refuse_unknown_top_level(br#"{"events": [], "stream": true}"#).unwrap_err();
+        assert_eq!(err.message, "stream: Extra inputs are not permitted");
+    }
 
     #[test]
     fn cursors_past_either_end_of_the_log_are_a_400() {
