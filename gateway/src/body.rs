@@ -20,14 +20,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let message = inner.to_string();
         if inner.is_syntax() || inner.is_eof() {
             ApiError::invalid(format!("body: invalid JSON: {inner}"))
-        } else if let Some(field) = unknown_field(&message) {
-            // The path may end at the unknown field already.
-            let full = match path.rsplit(['.', ']']).next() {
-                _ if path == "." => field.to_owned(),
-                Some(last) if last == field => path,
-                _ => format!("{path}.{field}"),
-            };
-            ApiError::field(&full, "Extra inputs are not permitted")
+        } else if let Some(field) = unknown_field(&path, &message) {
+            ApiError::field(&field, "Extra inputs are not permitted")
         } else if path == "." {
             ApiError::invalid(format!("body: {}", strip_position(&inner.to_string())))
         } else {
@@ -39,10 +33,25 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// The name in serde's "unknown field `name`, expected ..." message.
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split_once('`').map(|(name, _)| name)
+/// The full path of the field serde's "unknown field `name`, expected ..." message is about, when it is one. `path`
+/// is where the error was raised: the field itself, or the object holding it; a field inside a value parsed by a
+/// custom deserializer comes as "<inner path>: unknown field ...".
+fn unknown_field(path: &str, message: &str) -> Option<String> {
+    let (inner, rest) = match message.split_once("unknown field `")? {
+        ("", rest) => (None, rest),
+        (prefix, rest) => (Some(prefix.strip_suffix(": ")?), rest),
+    };
+    let name = rest.split_once('`')?.0;
+    let mut full: Vec<&str> = [Some(path), inner]
+        .into_iter()
+        .flatten()
+        .filter(|p| *p != "." && !p.is_empty())
+        .collect();
+    let last = full.last().map(|p| p.rsplit(['.', ']']).next().unwrap_or(p));
+    if last != Some(name) {
+        full.push(name);
+    }
+    Some(full.join("."))
 }
 
 /// serde_json appends ` at line 1 column 42` to data errors: useless to an API user who sent the field name.
@@ -123,6 +132,16 @@ mod tests {
         assert_eq!(err.message, "surprise: Extra inputs are not permitted");
         let err = parse::<Strict>(br#"{"name":"a","inner":[{"x":1},{"x":2,"y":3}]}"#).unwrap_err();
         assert_eq!(err.message, "inner[1].y: Extra inputs are not permitted");
+        assert_eq!(
+            unknown_field("model", "temperature: unknown field `temperature`, expected `id`").as_deref(),
+            Some("model.temperature")
+        );
+        assert_eq!(
+            unknown_field("agent", "unknown field `x`, expected `id`").as_deref(),
+            Some("agent.x")
+        );
+        assert_eq!(unknown_field(".", "unknown field `x`").as_deref(), Some("x"));
+        assert_eq!(unknown_field("a", "invalid type: string").as_deref(), None);
     }
 
     #[test]
