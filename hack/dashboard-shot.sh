@@ -142,7 +142,7 @@ port=$(free_port)
 forwards+=(dash-gateway)
 e2e/cluster/forward.sh to-cluster dash-gateway "$port" "$gateway_ip:80" 2>/dev/null
 gateway=http://127.0.0.1:$port
-# namespace pod component ip port, for every running Corral pod with a metrics port (the gateway: its API port).
+# namespace pod component ip port, for every running Corral pod with a metrics port.
 kubectl get pods -A -l 'app.kubernetes.io/name=corral,app.kubernetes.io/component in (operator,gateway,harness,egress-proxy)' \
   -o json | python3 -c '
 import json, sys

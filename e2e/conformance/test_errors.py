@@ -80,8 +80,9 @@ def test_session_of_unknown_agent(strict: anthropic.Anthropic, environment):
             "config.networking.type",
         ),
         (lambda c: c.beta.agents.list(limit=0), "limit"),
+        (lambda c: c.beta.agents.create(name="x", model="m", extra_body={"colour": "red"}), "colour"),
     ],
-    ids=["agent.name", "tool.name", "script_ref", "multiagent", "networking", "list.limit"],
+    ids=["agent.name", "tool.name", "script_ref", "multiagent", "networking", "list.limit", "unknown.field"],
 )
 def test_invalid_bodies_name_the_field(strict: anthropic.Anthropic, call, field):
     with pytest.raises(anthropic.BadRequestError) as error:

@@ -111,7 +111,8 @@ class ViewerTest(unittest.TestCase):
         redis_url = f"redis://127.0.0.1:{redis_port}/"
         wait_for(lambda: socket.create_connection(("127.0.0.1", redis_port), 1).close() or True, "redis")
         cls.procs.start("gateway", [str(BIN / "corral-gateway"), "--log-format", "text", "serve", "--redis-url",
-                                    redis_url, "--listen", f"127.0.0.1:{gw_port}"])
+                                    redis_url, "--listen", f"127.0.0.1:{gw_port}",
+                                    "--metrics-addr", "127.0.0.1:0"])
         cls.url = f"http://127.0.0.1:{gw_port}"
         wait_for(lambda: urllib.request.urlopen(cls.url + "/readyz", timeout=1).status == 200, "the gateway")
         cls.ns = f"viewer-{os.getpid()}-{int(time.time())}"

@@ -4,8 +4,9 @@ use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 use crate::error::ApiError;
 
-/// Parses a JSON request body as `T`. An empty body is parsed as `{}`. Unknown fields are ignored; a field of the
-/// wrong type is reported with its path (`tools[0].type: unknown variant ...`).
+/// Parses a JSON request body as `T`. An empty body is parsed as `{}`. A field of the wrong type is reported with
+/// its path (`tools[0].type: unknown variant ...`); so is a field the request type does not know (request types
+/// deny unknown fields, as the API does: `tools[0].colour: Extra inputs are not permitted`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
@@ -16,8 +17,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
+        let message = inner.to_string();
         if inner.is_syntax() || inner.is_eof() {
             ApiError::invalid(format!("body: invalid JSON: {inner}"))
+        } else if let Some(field) = unknown_field(&path, &message) {
+            ApiError::field(&field, "Extra inputs are not permitted")
         } else if path == "." {
             ApiError::invalid(format!("body: {}", strip_position(&inner.to_string())))
         } else {
@@ -27,6 +31,27 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::invalid(format!("body: invalid JSON: {e}")))?;
     Ok(value)
+}
+
+/// The full path of the field serde's "unknown field `name`, expected ..." message is about, when it is one. `path`
+/// is where the error was raised: the field itself, or the object holding it; a field inside a value parsed by a
+/// custom deserializer comes as "<inner path>: unknown field ...".
+fn unknown_field(path: &str, message: &str) -> Option<String> {
+    let (inner, rest) = match message.split_once("unknown field `")? {
+        ("", rest) => (None, rest),
+        (prefix, rest) => (Some(prefix.strip_suffix(": ")?), rest),
+    };
+    let name = rest.split_once('`')?.0;
+    let mut full: Vec<&str> = [Some(path), inner]
+        .into_iter()
+        .flatten()
+        .filter(|p| *p != "." && !p.is_empty())
+        .collect();
+    let last = full.last().map(|p| p.rsplit(['.', ']']).next().unwrap_or(p));
+    if last != Some(name) {
+        full.push(name);
+    }
+    Some(full.join("."))
 }
 
 /// serde_json appends ` at line 1 column 42` to data errors: useless to an API user who sent the field name.
@@ -84,9 +109,44 @@ mod tests {
         assert!(err.message.contains("invalid JSON"), "{}", err.message);
     }
 
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        name: String,
+        #[serde(default)]
+        inner: Vec<Inner>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        x: u32,
+    }
+
     #[test]
-    fn unknown_fields_are_ignored_and_null_differs_from_absent() {
-        let b: Body = parse(br#"{"name":"a","surprise":{"x":1}}"#).unwrap();
+    fn unknown_fields_of_strict_types_are_a_400_naming_the_field() {
+        let err = parse::<Strict>(br#"{"name":"a","surprise":{"x":1}}"#).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.message, "surprise: Extra inputs are not permitted");
+        let err = parse::<Strict>(br#"{"name":"a","inner":[{"x":1},{"x":2,"y":3}]}"#).unwrap_err();
+        assert_eq!(err.message, "inner[1].y: Extra inputs are not permitted");
+        assert_eq!(
+            unknown_field("model", "temperature: unknown field `temperature`, expected `id`").as_deref(),
+            Some("model.temperature")
+        );
+        assert_eq!(
+            unknown_field("agent", "unknown field `x`, expected `id`").as_deref(),
+            Some("agent.x")
+        );
+        assert_eq!(unknown_field(".", "unknown field `x`").as_deref(), Some("x"));
+        assert_eq!(unknown_field("a", "invalid type: string").as_deref(), None);
+    }
+
+    #[test]
+    fn null_differs_from_absent() {
+        let b: Body = parse(br#"{"name":"a"}"#).unwrap();
         assert_eq!(b.title, None);
         let b: Body = parse(br#"{"name":"a","title":null}"#).unwrap();
         assert_eq!(b.title, Some(None));

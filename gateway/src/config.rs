@@ -29,9 +29,12 @@ pub enum Command {
 /// `corral-gateway serve`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address the API listens on (also serves /metrics, /healthz, /readyz).
+    /// Address the API listens on (also serves /healthz, /readyz).
     #[arg(long, env = "CORRAL_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Address of /metrics (with /healthz and /readyz): apart from the API, so that API clients never read them.
+    #[arg(long, env = "CORRAL_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
     /// Redis URL of the session logs.
     #[arg(long, env = "CORRAL_REDIS_URL")]
     pub redis_url: String,

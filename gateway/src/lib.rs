@@ -21,6 +21,7 @@ pub mod pagination;
 pub mod query;
 pub mod ratelimit;
 pub mod request_id;
+pub mod resource;
 pub mod routes;
 pub mod server;
 pub mod state;

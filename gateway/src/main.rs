@@ -64,6 +64,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Limiter::new(args.rate_limit, args.rate_burst),
         settings,
     );
+    let stopped = state.shutdown.clone();
+    let metrics = server::metrics_server(&state, readiness.clone());
+    tokio::spawn(async move {
+        if let Err(err) = metrics
+            .serve(args.metrics_addr, async move { stopped.cancelled().await })
+            .await
+        {
+            tracing::error!("the metrics server stopped: {err:#}");
+        }
+    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", args.listen))?;

@@ -4,8 +4,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
-    http::{HeaderValue, header},
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderValue, StatusCode, header},
     middleware,
     response::IntoResponse,
     routing::get,
@@ -36,13 +36,25 @@ async fn unknown_route() -> ApiError {
     ApiError::for_status(axum::http::StatusCode::NOT_FOUND)
 }
 
+async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
+    if readiness.get() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
 /// The whole application: `/v1/*` behind API keys and rate limits, `/v1/openapi.yaml`, the trace viewer at `/ui/`,
-/// `/metrics`, `/healthz`, `/readyz`; every response with a `request-id`, every error in the API's envelope.
+/// `/healthz`, `/readyz`; every response with a `request-id`, every error in the API's envelope. `/metrics` is not
+/// here: [`metrics_server`] serves it on its own port.
 pub fn router(state: AppState, readiness: Readiness) -> Router {
     let api = routes::v1()
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
-    let health = HealthServer::new(state.metrics.registry.clone(), readiness).router();
+    let health = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(readiness);
     Router::new()
         .merge(api)
         .route("/v1/openapi.yaml", get(openapi))
@@ -52,6 +64,11 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .merge(health)
         .layer(middleware::from_fn_with_state(state, metrics::record))
         .layer(middleware::from_fn(request_id::assign))
+}
+
+/// `/metrics` (with `/healthz` and `/readyz`), to serve on the metrics port.
+pub fn metrics_server(state: &AppState, readiness: Readiness) -> HealthServer {
+    HealthServer::new(state.metrics.registry.clone(), readiness)
 }
 
 /// Builds the shared state.

@@ -104,7 +104,12 @@ fn serve(redis_url: &str, port: u16, log: &std::path::Path, extra: &[String]) ->
         .expect("log file");
     let mut child = Command::new(gateway_bin())
         .args(["--log-format", "text", "serve", "--redis-url", redis_url])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
         .args(extra)
         .env("KUBECONFIG", kubeconfig())
         .stdin(Stdio::null())

@@ -1,5 +1,7 @@
 //! Agents: API request → `AgentSpec`, and `Agent` (at a version) → the API's Agent object.
 
+use std::collections::BTreeMap;
+
 use corral_api::{
     Agent, AgentSpec,
     agent::{
@@ -9,16 +11,90 @@ use corral_api::{
     common::{ConfigMapKeyRef, SecretKeyRef},
     validation::validate_agent,
 };
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
     agent_params::{
-        AgentCreate, AgentUpdate, KeyRefParam, ModelParam, ProviderParam, SkillParam, ToolConfigParam,
+        KeyRefParam, McpServerParam, ModelParam, ProviderParam, SkillParam, ToolConfigParam,
         ToolDefaultsParam, ToolParam,
     },
-    common::{api_field_path, archived_at, check_metadata, created_at, id, patch_metadata, time, updated_at},
+    common::{archived_at, created_at, id, patch_metadata, spec_error, time, updated_at},
 };
-use crate::error::ApiError;
+use crate::{body::nullable, error::ApiError};
+
+/// `POST /v1/agents`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AgentCreate {
+    /// Required, 1 to 256 characters.
+    pub name: String,
+    /// A model id or a model config.
+    pub model: ModelParam,
+    /// What the agent is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The system prompt.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Tools.
+    #[serde(default)]
+    pub tools: Option<Vec<ToolParam>>,
+    /// MCP servers.
+    #[serde(default)]
+    pub mcp_servers: Option<Vec<McpServerParam>>,
+    /// Skills.
+    #[serde(default)]
+    pub skills: Option<Vec<SkillParam>>,
+    /// Not supported by Corral: must be absent or null.
+    #[serde(default)]
+    pub multiagent: Option<Value>,
+    /// Only `{"type":"service_account"}` (or null) is supported.
+    #[serde(default)]
+    pub execution_identity: Option<Value>,
+    /// Free-form pairs.
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /v1/agents/{id}`: every field optional; `null` clears where the API allows it.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AgentUpdate {
+    /// New name; cannot be cleared.
+    #[serde(default, deserialize_with = "nullable")]
+    pub name: Option<Option<String>>,
+    /// `null` or `""` clears.
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<String>>,
+    /// `null` or `""` clears.
+    #[serde(default, deserialize_with = "nullable")]
+    pub system: Option<Option<String>>,
+    /// Replaced whole; cannot be cleared.
+    #[serde(default, deserialize_with = "nullable")]
+    pub model: Option<Option<ModelParam>>,
+    /// Replaced whole; `null` or `[]` clears.
+    #[serde(default, deserialize_with = "nullable")]
+    pub tools: Option<Option<Vec<ToolParam>>>,
+    /// Replaced whole; `null` or `[]` clears.
+    #[serde(default, deserialize_with = "nullable")]
+    pub mcp_servers: Option<Option<Vec<McpServerParam>>>,
+    /// Replaced whole; `null` or `[]` clears.
+    #[serde(default, deserialize_with = "nullable")]
+    pub skills: Option<Option<Vec<SkillParam>>>,
+    /// Not supported: must be absent or null.
+    #[serde(default)]
+    pub multiagent: Option<Value>,
+    /// Only `service_account` (or null) is supported.
+    #[serde(default)]
+    pub execution_identity: Option<Value>,
+    /// A patch: a string sets, `null` deletes.
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, Option<String>>>,
+    /// Optimistic concurrency: the version the client last saw.
+    #[serde(default)]
+    pub version: Option<i64>,
+}
 
 /// The effort shown when an agent sets none (the model's default).
 pub const DEFAULT_EFFORT: Effort = Effort::High;
@@ -96,125 +172,9 @@ fn unsupported(multiagent: Option<&Value>, identity: Option<&Value>) -> Result<(
     }
 }
 
-/// Checks what the CRD's rules check, with the API's field names, before the object reaches Kubernetes.
+/// Checks the spec with [`validate_agent`] (the rules the CRD's CEL mirrors), naming the API's fields.
 pub fn check(spec: &AgentSpec) -> Result<(), ApiError> {
-    // Unset, the name is the object's name (objects made with kubectl).
-    if let Some(name) = spec.name.as_deref()
-        && (name.is_empty() || name.chars().count() > 256)
-    {
-        return Err(ApiError::field("name", "must be 1 to 256 characters"));
-    }
-    if spec.model.id.is_empty() || spec.model.id.chars().count() > 256 {
-        return Err(ApiError::field("model.id", "must be 1 to 256 characters"));
-    }
-    if spec.system.as_ref().is_some_and(|s| s.chars().count() > 100_000) {
-        return Err(ApiError::field("system", "must be at most 100000 characters"));
-    }
-    if spec.tools.len() > 256 {
-        return Err(ApiError::field("tools", "at most 256 tools"));
-    }
-    if spec.mcp_servers.len() > 20 {
-        return Err(ApiError::field("mcp_servers", "at most 20 MCP servers"));
-    }
-    for (i, server) in spec.mcp_servers.iter().enumerate() {
-        if server.name.is_empty() || server.name.chars().count() > 255 {
-            return Err(ApiError::field(
-                &format!("mcp_servers[{i}].name"),
-                "must be 1 to 255 characters",
-            ));
-        }
-        if !(server.url.starts_with("http://") || server.url.starts_with("https://")) {
-            return Err(ApiError::field(
-                &format!("mcp_servers[{i}].url"),
-                "must be an http(s) URL",
-            ));
-        }
-        if spec.mcp_servers[..i].iter().any(|s| s.name == server.name) {
-            return Err(ApiError::field(
-                &format!("mcp_servers[{i}].name"),
-                format!("{:?} is listed twice", server.name),
-            ));
-        }
-        let used = spec
-            .tools
-            .iter()
-            .any(|t| t.kind == ToolType::McpToolset && t.mcp_server_name.as_deref() == Some(&server.name));
-        if !used {
-            return Err(ApiError::field(
-                &format!("mcp_servers[{i}]"),
-                format!(
-                    "server {:?} must be referenced by an mcp_toolset in tools",
-                    server.name
-                ),
-            ));
-        }
-    }
-    for (i, tool) in spec.tools.iter().enumerate() {
-        if let Some(server) = tool.mcp_server_name.as_deref()
-            && !spec.mcp_servers.iter().any(|s| s.name == server)
-        {
-            return Err(ApiError::field(
-                &format!("tools[{i}].mcp_server_name"),
-                format!("{server:?} is not a server listed in mcp_servers"),
-            ));
-        }
-        if let Some(name) = tool.name.as_deref() {
-            let ok = (1..=128).contains(&name.len())
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !ok {
-                return Err(ApiError::field(
-                    &format!("tools[{i}].name"),
-                    "must be 1 to 128 characters of [A-Za-z0-9_-]",
-                ));
-            }
-        }
-        for (j, config) in tool.configs.iter().enumerate() {
-            if config.name.is_empty() || config.name.chars().count() > 128 {
-                return Err(ApiError::field(
-                    &format!("tools[{i}].configs[{j}].name"),
-                    "must be 1 to 128 characters",
-                ));
-            }
-        }
-    }
-    for (i, skill) in spec.skills.iter().enumerate() {
-        if skill.skill_id.is_empty() {
-            return Err(ApiError::field(
-                &format!("skills[{i}].skill_id"),
-                "must not be empty",
-            ));
-        }
-    }
-    if let Some(url) = spec.model.provider.base_url.as_deref()
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return Err(ApiError::field(
-            "model.provider.base_url",
-            "must be an http(s) URL",
-        ));
-    }
-    match spec.model.provider.kind {
-        corral_api::agent::ProviderKind::Scripted if spec.model.provider.script_ref.is_none() => {
-            return Err(ApiError::field(
-                "model.provider.script_ref",
-                "a scripted provider needs script_ref",
-            ));
-        }
-        corral_api::agent::ProviderKind::Openai if spec.model.provider.base_url.is_none() => {
-            return Err(ApiError::field(
-                "model.provider.base_url",
-                "an openai-compatible provider needs base_url",
-            ));
-        }
-        _ => {}
-    }
-    if spec.model.provider.max_tokens.is_some_and(|t| t <= 0) {
-        return Err(ApiError::field("model.provider.max_tokens", "must be positive"));
-    }
-    check_metadata(&spec.metadata)?;
-    validate_agent(spec).map_err(|e| ApiError::field(&api_field_path(&e.field), e.message))
+    validate_agent(spec).map_err(spec_error)
 }
 
 fn model_config(model: ModelParam) -> ModelConfig {
@@ -313,7 +273,7 @@ fn configs(params: Vec<ToolConfigParam>, i: usize) -> Result<Vec<ToolConfig>, Ap
         .collect()
 }
 
-fn mcp_servers(params: Vec<super::agent_params::McpServerParam>) -> Result<Vec<McpServer>, ApiError> {
+fn mcp_servers(params: Vec<McpServerParam>) -> Result<Vec<McpServer>, ApiError> {
     params
         .into_iter()
         .enumerate()
@@ -592,6 +552,18 @@ mod tests {
             json!({ "type": "anthropic", "skill_id": "xlsx", "version": "latest" })
         );
         // The object's fields, sent back as a create request, give the same spec: nothing is lost.
+        // Read-only fields are not request fields: refused by name.
+        let err = create(obj.clone()).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(
+            err.message.ends_with(": Extra inputs are not permitted"),
+            "{}",
+            err.message
+        );
+        let mut obj = obj;
+        for field in ["id", "type", "version", "created_at", "updated_at", "archived_at"] {
+            obj.as_object_mut().unwrap().remove(field);
+        }
         let again = create(obj).unwrap();
         assert_eq!(again.tools[2], spec.tools[2]);
         assert_eq!(again.mcp_servers, spec.mcp_servers);

@@ -1,83 +1,8 @@
-//! The API's agent request shapes (`AgentCreate`, `AgentUpdate` and their parts), as sent by the SDKs.
-
-use std::collections::BTreeMap;
+//! The parts of the API's agent requests (models, tools, MCP servers, skills), as sent by the SDKs.
 
 use corral_api::agent::{Effort, PermissionPolicy, ProviderKind, SkillType, Speed};
 use serde::{Deserialize, Deserializer, de::Error as _};
 use serde_json::Value;
-
-use crate::body::nullable;
-
-/// `POST /v1/agents`.
-#[derive(Deserialize, Debug)]
-pub struct AgentCreate {
-    /// Required, 1 to 256 characters.
-    pub name: String,
-    /// A model id or a model config.
-    pub model: ModelParam,
-    /// What the agent is for.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// The system prompt.
-    #[serde(default)]
-    pub system: Option<String>,
-    /// Tools.
-    #[serde(default)]
-    pub tools: Option<Vec<ToolParam>>,
-    /// MCP servers.
-    #[serde(default)]
-    pub mcp_servers: Option<Vec<McpServerParam>>,
-    /// Skills.
-    #[serde(default)]
-    pub skills: Option<Vec<SkillParam>>,
-    /// Not supported by Corral: must be absent or null.
-    #[serde(default)]
-    pub multiagent: Option<Value>,
-    /// Only `{"type":"service_account"}` (or null) is supported.
-    #[serde(default)]
-    pub execution_identity: Option<Value>,
-    /// Free-form pairs.
-    #[serde(default)]
-    pub metadata: Option<BTreeMap<String, String>>,
-}
-
-/// `POST /v1/agents/{id}`: every field optional; `null` clears where the API allows it.
-#[derive(Deserialize, Debug, Default)]
-pub struct AgentUpdate {
-    /// New name; cannot be cleared.
-    #[serde(default, deserialize_with = "nullable")]
-    pub name: Option<Option<String>>,
-    /// `null` or `""` clears.
-    #[serde(default, deserialize_with = "nullable")]
-    pub description: Option<Option<String>>,
-    /// `null` or `""` clears.
-    #[serde(default, deserialize_with = "nullable")]
-    pub system: Option<Option<String>>,
-    /// Replaced whole; cannot be cleared.
-    #[serde(default, deserialize_with = "nullable")]
-    pub model: Option<Option<ModelParam>>,
-    /// Replaced whole; `null` or `[]` clears.
-    #[serde(default, deserialize_with = "nullable")]
-    pub tools: Option<Option<Vec<ToolParam>>>,
-    /// Replaced whole; `null` or `[]` clears.
-    #[serde(default, deserialize_with = "nullable")]
-    pub mcp_servers: Option<Option<Vec<McpServerParam>>>,
-    /// Replaced whole; `null` or `[]` clears.
-    #[serde(default, deserialize_with = "nullable")]
-    pub skills: Option<Option<Vec<SkillParam>>>,
-    /// Not supported: must be absent or null.
-    #[serde(default)]
-    pub multiagent: Option<Value>,
-    /// Only `service_account` (or null) is supported.
-    #[serde(default)]
-    pub execution_identity: Option<Value>,
-    /// A patch: a string sets, `null` deletes.
-    #[serde(default)]
-    pub metadata: Option<BTreeMap<String, Option<String>>>,
-    /// Optimistic concurrency: the version the client last saw.
-    #[serde(default)]
-    pub version: Option<i64>,
-}
 
 /// A model: a bare id or a config object.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +20,7 @@ pub struct ModelParam {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ModelObject {
     id: String,
     #[serde(default)]
@@ -187,6 +113,7 @@ fn tagged_or_bare<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
 
 /// Corral's provider extension of the model config.
 #[derive(Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderParam {
     /// `anthropic`, `openai` or `scripted`.
     #[serde(rename = "type", default)]
@@ -207,6 +134,7 @@ pub struct ProviderParam {
 
 /// A `{name, key}` reference to a Secret or ConfigMap key in the tenant's namespace.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct KeyRefParam {
     /// Object name.
     pub name: String,
@@ -231,6 +159,7 @@ pub enum ToolParam {
 
 /// `agent_toolset_20260401`.
 #[derive(Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ToolsetParam {
     /// Settings of every tool.
     #[serde(default)]
@@ -242,6 +171,7 @@ pub struct ToolsetParam {
 
 /// `mcp_toolset`.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct McpToolsetParam {
     /// The server, by name.
     pub mcp_server_name: String,
@@ -255,6 +185,7 @@ pub struct McpToolsetParam {
 
 /// `default_config` of a toolset.
 #[derive(Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ToolDefaultsParam {
     /// Offered to the model.
     #[serde(default)]
@@ -266,9 +197,13 @@ pub struct ToolDefaultsParam {
 
 /// One entry of a toolset's `configs`.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ToolConfigParam {
     /// The tool's name.
     pub name: String,
+    /// The SDKs repeat the name of a built-in tool as its `type`.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
     /// Offered to the model.
     #[serde(default)]
     pub enabled: Option<bool>,
@@ -294,6 +229,7 @@ pub struct ToolConfigParam {
 
 /// `custom`.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct CustomToolParam {
     /// 1 to 128 characters of `[A-Za-z0-9_-]`.
     pub name: String,
@@ -305,6 +241,7 @@ pub struct CustomToolParam {
 
 /// `{type:"url", name, url}`.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct McpServerParam {
     /// Only `url`.
     #[serde(rename = "type", default)]
@@ -317,6 +254,7 @@ pub struct McpServerParam {
 
 /// `{type, skill_id, version?}`.
 #[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct SkillParam {
     /// `anthropic` or `custom`.
     #[serde(rename = "type")]

@@ -1,11 +1,15 @@
 //! The API's session `budget` (`{type:"limit", max_list_cost:{amount, currency}}`) and Corral's `max_tokens`
 //! extension, to and from the Session's `spec.budget`.
 
-use corral_api::budget::{Budget, Money, USD};
+use corral_api::{
+    budget::{Budget, Money, USD},
+    validation::validate_budget,
+};
 use serde_json::Value;
 #[cfg(test)]
 use serde_json::json;
 
+use super::common::spec_error;
 use crate::error::ApiError;
 
 /// Parses a budget object of a create or update request.
@@ -31,17 +35,12 @@ pub fn parse(value: &Value) -> Result<Budget, ApiError> {
         None | Some(Value::Null) => None,
         Some(n) => Some(
             n.as_i64()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ApiError::field("budget.max_tokens", "must be a positive integer"))?,
+                .ok_or_else(|| ApiError::field("budget.max_tokens", "must be an integer"))?,
         ),
     };
-    if max_cost.is_none() && max_tokens.is_none() {
-        return Err(ApiError::field(
-            "budget",
-            "needs max_list_cost (or Corral's max_tokens)",
-        ));
-    }
-    Ok(Budget { max_cost, max_tokens })
+    let budget = Budget { max_cost, max_tokens };
+    validate_budget("spec.budget", &budget).map_err(spec_error)?;
+    Ok(budget)
 }
 
 fn money(value: &Value) -> Result<Money, ApiError> {
@@ -49,25 +48,15 @@ fn money(value: &Value) -> Result<Money, ApiError> {
         .get("amount")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::field("budget.max_list_cost.amount", "must be a decimal string of cents"))?;
-    let well_formed = {
-        let (whole, fraction) = amount.split_once('.').unwrap_or((amount, "0"));
-        (1..=15).contains(&whole.len())
-            && (1..=9).contains(&fraction.len())
-            && whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit())
+    let currency = match value.get("currency") {
+        None | Some(Value::Null) => USD,
+        Some(c) => c
+            .as_str()
+            .ok_or_else(|| ApiError::field("budget.max_list_cost.currency", "must be USD"))?,
     };
-    if !well_formed {
-        return Err(ApiError::field(
-            "budget.max_list_cost.amount",
-            "must be a non-negative decimal string of cents, such as \"2500\"",
-        ));
-    }
-    match value.get("currency").and_then(Value::as_str) {
-        None | Some(USD) => {}
-        Some(_) => return Err(ApiError::field("budget.max_list_cost.currency", "must be USD")),
-    }
     Ok(Money {
         amount: amount.to_owned(),
-        currency: USD.to_owned(),
+        currency: currency.to_owned(),
     })
 }
 

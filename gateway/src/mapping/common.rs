@@ -3,7 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use corral_api::{common::Metadata, labels};
+use corral_api::{
+    common::Metadata,
+    labels,
+    validation::{SpecError, validate_metadata},
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::error::ApiError;
@@ -44,25 +48,20 @@ pub fn id(meta: &ObjectMeta) -> String {
     meta.name.clone().unwrap_or_default()
 }
 
-/// Checks the API's limits on `metadata`: at most 16 pairs, keys of 1 to 64 characters, values of at most 512.
+/// Checks the API's limits on `metadata` (the rule of [`corral_api::validation::validate_metadata`]).
 pub fn check_metadata(metadata: &Metadata) -> Result<(), ApiError> {
-    let invalid = |m: String| ApiError::field("metadata", m).with_code("invalid_metadata");
-    if metadata.len() > 16 {
-        return Err(invalid(format!(
-            "holds {} pairs; at most 16 are allowed",
-            metadata.len()
-        )));
+    validate_metadata("metadata", metadata).map_err(spec_error)
+}
+
+/// The API's error for a spec that breaks a rule of [`corral_api::validation`], naming the API's field.
+pub fn spec_error(err: SpecError) -> ApiError {
+    let field = api_field_path(&err.field);
+    let error = ApiError::field(&field, err.message);
+    if field == "metadata" {
+        error.with_code("invalid_metadata")
+    } else {
+        error
     }
-    for (k, v) in metadata {
-        let chars = k.chars().count();
-        if chars == 0 || chars > 64 {
-            return Err(invalid(format!("key {k:?} must be 1 to 64 characters")));
-        }
-        if v.chars().count() > 512 {
-            return Err(invalid(format!("value of {k:?} is longer than 512 characters")));
-        }
-    }
-    Ok(())
 }
 
 /// Applies a `metadata` patch: a string inserts or replaces, `null` deletes (and, when `empty_deletes`, so does
@@ -86,20 +85,38 @@ pub fn patch_metadata(
     out
 }
 
+/// Spec fields whose API names are not their snake_case spelling.
+const RENAMED: &[(&str, &str)] = &[
+    ("environment_ref", "environment_id"),
+    ("vault_refs", "vault_ids"),
+    ("max_cost", "max_list_cost"),
+];
+
 /// Turns a spec field path of `corral_api::validation` (`spec.tools[0].inputSchema`) into the API's
 /// (`tools[0].input_schema`).
 pub fn api_field_path(spec_path: &str) -> String {
     let path = spec_path.strip_prefix("spec.").unwrap_or(spec_path);
-    let mut out = String::with_capacity(path.len() + 4);
+    let mut snake = String::with_capacity(path.len() + 4);
     for c in path.chars() {
         if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
+            snake.push('_');
+            snake.push(c.to_ascii_lowercase());
         } else {
-            out.push(c);
+            snake.push(c);
         }
     }
-    out
+    snake
+        .split('.')
+        .map(|segment| {
+            let (name, index) = segment.split_at(segment.find('[').unwrap_or(segment.len()));
+            let name = RENAMED
+                .iter()
+                .find(|(from, _)| *from == name)
+                .map_or(name, |(_, to)| to);
+            format!("{name}{index}")
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 #[cfg(test)]
@@ -189,5 +206,10 @@ mod tests {
             "tools[0].input_schema"
         );
         assert_eq!(api_field_path("spec.sandbox.idleTimeout"), "sandbox.idle_timeout");
+        assert_eq!(api_field_path("spec.vaultRefs[2].name"), "vault_ids[2].name");
+        assert_eq!(
+            api_field_path("spec.budget.maxCost.amount"),
+            "budget.max_list_cost.amount"
+        );
     }
 }

@@ -13,13 +13,12 @@ use corral_api::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::common::{
-    api_field_path, archived_at, check_metadata, created_at, id, patch_metadata, time, updated_at,
-};
+use super::common::{archived_at, created_at, id, patch_metadata, spec_error, time, updated_at};
 use crate::{body::nullable, error::ApiError};
 
 /// `POST /v1/environments`.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct EnvironmentCreate {
     /// Required, 1 to 256 characters.
     pub name: String,
@@ -42,6 +41,7 @@ pub struct EnvironmentCreate {
 
 /// `POST /v1/environments/{id}`.
 #[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct EnvironmentUpdate {
     /// New name; cannot be cleared.
     #[serde(default, deserialize_with = "nullable")]
@@ -64,7 +64,8 @@ pub struct EnvironmentUpdate {
 }
 
 /// The API's environment `config`.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct ConfigParam {
     /// `cloud` (or `self_hosted`, which Corral does not run).
     #[serde(rename = "type", default)]
@@ -78,8 +79,8 @@ pub struct ConfigParam {
 }
 
 /// `{type:"unrestricted"}` or `{type:"limited", ...}`.
-#[derive(Deserialize, Debug)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[derive(Deserialize, Debug, Clone)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum NetworkingParam {
     /// Any public host.
     Unrestricted {},
@@ -98,8 +99,12 @@ pub enum NetworkingParam {
 }
 
 /// `{type?:"packages", apt?, cargo?, gem?, go?, npm?, pip?}`.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
 pub struct PackagesParam {
+    /// `packages`, when sent.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
     /// Debian packages.
     #[serde(default)]
     pub apt: Option<Vec<String>>,
@@ -218,60 +223,9 @@ fn merge_config(config: &mut EnvironmentConfig, param: ConfigParam, update: bool
     Ok(())
 }
 
-/// Checks the CRD's rules with the API's field names.
+/// Checks the spec with [`validate_environment`] (the rules the CRD's CEL mirrors), naming the API's fields.
 pub fn check(spec: &EnvironmentSpec) -> Result<(), ApiError> {
-    // Unset, the name is the object's name (objects made with kubectl).
-    if let Some(name) = spec.name.as_deref()
-        && (name.is_empty() || name.chars().count() > 256)
-    {
-        return Err(ApiError::field("name", "must be 1 to 256 characters"));
-    }
-    let net = &spec.config.networking;
-    if net.kind == NetworkingType::Limited {
-        for (i, host) in net.allowed_hosts.iter().flatten().enumerate() {
-            if !valid_host(host) {
-                return Err(ApiError::field(
-                    &format!("config.networking.allowed_hosts[{i}]"),
-                    format!("{host:?} is not a host name (optionally with a leading *. and a :port)"),
-                ));
-            }
-        }
-        let has_packages = [
-            &spec.config.packages.apt,
-            &spec.config.packages.cargo,
-            &spec.config.packages.gem,
-            &spec.config.packages.go,
-            &spec.config.packages.npm,
-            &spec.config.packages.pip,
-        ]
-        .iter()
-        .any(|p| p.as_ref().is_some_and(|p| !p.is_empty()));
-        if has_packages && net.allow_package_managers != Some(true) {
-            return Err(ApiError::field(
-                "config.packages",
-                "packages under limited networking require networking.allow_package_managers: true",
-            ));
-        }
-    }
-    check_metadata(&spec.metadata)?;
-    validate_environment(spec).map_err(|e| ApiError::field(&api_field_path(&e.field), e.message))
-}
-
-fn valid_host(host: &str) -> bool {
-    let host = host.strip_prefix("*.").unwrap_or(host);
-    let (name, port) = match host.rsplit_once(':') {
-        Some((n, p)) => (n, Some(p)),
-        None => (host, None),
-    };
-    let port_ok = port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
-    let name_ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        && name.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
-        && name.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric);
-    port_ok && name_ok
+    validate_environment(spec).map_err(spec_error)
 }
 
 /// The API's Environment object.
@@ -364,6 +318,18 @@ mod tests {
         );
         assert_eq!(obj["scope"], "organization");
         assert_eq!(obj["sandbox"]["idleTimeout"], "30m");
+        // Read-only fields are not request fields: refused by name.
+        let err = create(obj.clone()).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(
+            err.message.ends_with(": Extra inputs are not permitted"),
+            "{}",
+            err.message
+        );
+        let mut obj = obj;
+        for field in ["id", "type", "created_at", "updated_at", "archived_at"] {
+            obj.as_object_mut().unwrap().remove(field);
+        }
         let again = create(obj).unwrap();
         assert_eq!(again.config.packages.pip, spec.config.packages.pip);
         assert_eq!(again.sandbox, spec.sandbox);

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod agent_params;
 pub mod budget;
 pub mod common;
+pub mod credential;
 pub mod environment;
 pub mod session;
 pub mod vault;

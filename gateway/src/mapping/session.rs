@@ -6,6 +6,7 @@ use corral_api::{
     AgentSpec, Session, SessionSpec,
     common::{LocalObjectRef, SecretKeyRef},
     session::{Checkout, CheckoutType, SessionAgentRef, SessionResource, SessionResourceType},
+    validation::{validate_session, validate_session_update},
 };
 use serde::{Deserialize, Deserializer, de::Error as _};
 use serde_json::{Map, Value, json};
@@ -13,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::{
     agent::definition,
     agent_params::KeyRefParam,
-    common::{archived_at, check_metadata, created_at, id, patch_metadata, time, updated_at},
+    common::{archived_at, created_at, id, patch_metadata, spec_error, time, updated_at},
 };
 use crate::{body::nullable, error::ApiError};
 
@@ -22,6 +23,7 @@ pub const MAX_INITIAL_EVENTS: usize = 50;
 
 /// `POST /v1/sessions`.
 #[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 pub struct SessionCreate {
     /// The agent: an id, `{type:"agent", id, version?}`.
     pub agent: AgentRefParam,
@@ -49,6 +51,7 @@ pub struct SessionCreate {
 
 /// `POST /v1/sessions/{id}`.
 #[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
 pub struct SessionUpdate {
     /// `null` clears.
     #[serde(default, deserialize_with = "nullable")]
@@ -79,6 +82,7 @@ pub struct AgentRefParam {
 impl<'de> Deserialize<'de> for AgentRefParam {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct Object {
             #[serde(rename = "type", default)]
             kind: Option<String>,
@@ -110,7 +114,7 @@ impl<'de> Deserialize<'de> for AgentRefParam {
 
 /// A resource to mount.
 #[derive(Deserialize, Debug)]
-#[serde(tag = "type")]
+#[serde(tag = "type", deny_unknown_fields)]
 pub enum ResourceParam {
     /// A git repository.
     #[serde(rename = "github_repository")]
@@ -143,7 +147,7 @@ pub enum ResourceParam {
 
 /// `{type:"branch", name}` or `{type:"commit", sha}`.
 #[derive(Deserialize, Debug)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum CheckoutParam {
     /// A branch.
     Branch {
@@ -163,12 +167,6 @@ pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec
         None | Some(Value::Null) => None,
         Some(b) => Some(super::budget::parse(b)?),
     };
-    let metadata = req.metadata.clone().unwrap_or_default();
-    check_metadata(&metadata)?;
-    let vault_ids = req.vault_ids.clone().unwrap_or_default();
-    if vault_ids.len() > 16 {
-        return Err(ApiError::field("vault_ids", "at most 16 vaults"));
-    }
     let resources = req
         .resources
         .iter()
@@ -176,10 +174,7 @@ pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec
         .enumerate()
         .map(|(i, r)| resource(r, i))
         .collect::<Result<Vec<_>, _>>()?;
-    if resources.len() > 64 {
-        return Err(ApiError::field("resources", "at most 64 resources"));
-    }
-    Ok(SessionSpec {
+    let spec = SessionSpec {
         agent: SessionAgentRef {
             name: req.agent.id.clone(),
             version: Some(version),
@@ -188,22 +183,22 @@ pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec
             name: req.environment_id.clone(),
         },
         title: req.title.clone(),
-        metadata,
-        vault_refs: vault_ids
-            .into_iter()
-            .map(|name| LocalObjectRef { name })
+        metadata: req.metadata.clone().unwrap_or_default(),
+        vault_refs: req
+            .vault_ids
+            .iter()
+            .flatten()
+            .map(|name| LocalObjectRef { name: name.clone() })
             .collect(),
         resources,
         budget,
-    })
+    };
+    validate_session(&spec).map_err(spec_error)?;
+    Ok(spec)
 }
 
 fn resource(param: &ResourceParam, i: usize) -> Result<SessionResource, ApiError> {
     let at = |f: &str| format!("resources[{i}].{f}");
-    let check_mount = |m: &Option<String>| match m {
-        Some(path) if !path.starts_with('/') => Err(ApiError::field(&at("mount_path"), "must be absolute")),
-        _ => Ok(()),
-    };
     match param {
         ResourceParam::GithubRepository {
             url,
@@ -218,10 +213,6 @@ fn resource(param: &ResourceParam, i: usize) -> Result<SessionResource, ApiError
                     "Corral does not take tokens in API bodies; store it in a Secret and pass authorization_secret_ref {name, key}",
                 ));
             }
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ApiError::field(&at("url"), "must be an http(s) URL"));
-            }
-            check_mount(mount_path)?;
             Ok(SessionResource {
                 kind: SessionResourceType::GithubRepository,
                 url: Some(url.clone()),
@@ -249,7 +240,6 @@ fn resource(param: &ResourceParam, i: usize) -> Result<SessionResource, ApiError
             if file_id.is_empty() {
                 return Err(ApiError::field(&at("file_id"), "must not be empty"));
             }
-            check_mount(mount_path)?;
             Ok(SessionResource {
                 kind: SessionResourceType::File,
                 url: None,
@@ -296,7 +286,6 @@ pub fn apply_update(
         return Err(ApiError::field("vault_ids", "cannot be changed after create"));
     }
     let mut spec = current.clone();
-    let mut changes = SessionChanges::default();
     match req.budget {
         None => {}
         Some(_) if current.budget.is_none() => {
@@ -306,10 +295,7 @@ pub fn apply_update(
             )
             .with_code("budget_create_only"));
         }
-        Some(None) => {
-            spec.budget = None;
-            changes.budget = Some(None);
-        }
+        Some(None) => spec.budget = None,
         Some(Some(value)) => {
             let budget = super::budget::parse(&value)?;
             let max = budget
@@ -325,27 +311,27 @@ pub fn apply_update(
                 )
                 .with_code("budget_not_raised"));
             }
-            if spec.budget.as_ref() != Some(&budget) {
-                changes.budget = Some(Some(super::budget::object(&budget)));
-                spec.budget = Some(budget);
-            }
+            spec.budget = Some(budget);
         }
     }
-    if let Some(title) = req.title
-        && title != spec.title
-    {
-        spec.title = title.clone();
-        changes.title = Some(title);
+    if let Some(title) = req.title {
+        spec.title = title;
     }
     if let Some(patch) = &req.metadata {
-        let metadata = patch_metadata(&spec.metadata, patch, false);
-        check_metadata(&metadata)?;
-        if metadata != spec.metadata {
-            spec.metadata = metadata.clone();
-            changes.metadata = Some(metadata);
-        }
+        spec.metadata = patch_metadata(&spec.metadata, patch, false);
     }
+    validate_session_update(current, &spec).map_err(spec_error)?;
+    let changes = changes(current, &spec);
     Ok((spec, changes))
+}
+
+/// What changed from `before` to `after`, for the `session.updated` event.
+pub fn changes(before: &SessionSpec, after: &SessionSpec) -> SessionChanges {
+    SessionChanges {
+        title: (before.title != after.title).then(|| after.title.clone()),
+        metadata: (before.metadata != after.metadata).then(|| after.metadata.clone()),
+        budget: (before.budget != after.budget).then(|| after.budget.as_ref().map(super::budget::object)),
+    }
 }
 
 /// The session's `agent` snapshot: the agent's definition at the version the session runs. `spec` is `None` when

@@ -1,83 +1,48 @@
-//! `/v1/agents`: create, retrieve (`?version=`), update (versioned, optimistic `version`), list, archive, versions.
+//! `/v1/agents`: Agent custom resources with versions. Special cases: every stored change is a version (kept as
+//! ControllerRevisions), an update may name the `version` it was based on, `GET /v1/agents/{id}?version=` reads an
+//! older version, `GET /v1/agents/{id}/versions` lists them; agents are archived, never deleted.
 
-use axum::{
-    Extension, Json,
-    body::Bytes,
-    extract::{Path, RawQuery, State},
-};
-use corral_api::Agent;
+use axum::{Json, Router, extract::RawQuery, routing::get};
+use corral_api::{Agent, AgentSpec};
 use jiff::Timestamp;
-use kube::api::ListParams;
 use serde_json::{Value, json};
 
-use super::objects::{self, api};
 use crate::{
-    auth::Tenant,
-    body::parse,
     error::{ApiError, ApiResult},
-    mapping::{
-        agent::{agent_object, apply_update, spec_from_create},
-        agent_params::{AgentCreate, AgentUpdate},
-        common::created_at,
-    },
+    mapping::agent::{AgentCreate, AgentUpdate, agent_object, apply_update, spec_from_create},
     pagination::{SortKey, paginate},
     query::{Order, Query},
+    resource::{
+        ApiResource, CustomResources, Cx, Names,
+        handlers::{Item, fetch},
+    },
     state::AppState,
     versions::{all_versions, current_version, ensure_version, spec_at, stored_versions, versions_of},
 };
 
-const WHAT: &str = "agent";
+/// The agents resource.
+pub struct Agents;
 
-/// `POST /v1/agents`.
-pub async fn create(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let spec = spec_from_create(parse::<AgentCreate>(&body)?)?;
-    let id = objects::new_id("agent");
-    let mut agent = Agent::new(&id, spec);
-    agent.metadata.namespace = Some(tenant.namespace.clone());
-    let api = api::<Agent>(&state, &tenant);
-    let agent = objects::create(&api, &id, &agent).await?;
-    let version = ensure_version(&state.kube, &agent).await?;
-    Ok(Json(agent_object(&agent, &agent.spec, version, None)))
-}
+impl ApiResource for Agents {
+    type Store = CustomResources<Agent>;
+    type Create = AgentCreate;
+    type Update = AgentUpdate;
+    const NAMES: Names = Names::new("agent", "agent", "/v1/agents", "agent_id");
+    const STORE: fn(&Cx) -> Self::Store = CustomResources::of;
 
-/// `GET /v1/agents/{agent_id}`.
-pub async fn retrieve(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(query.as_deref());
-    let agent = objects::get(&api::<Agent>(&state, &tenant), WHAT, &id).await?;
-    let stored = stored_versions(&state.kube, &agent).await?;
-    let version = match query.positive("version")? {
-        Some(v) => v,
-        None => current_version(&agent, &stored),
-    };
-    let (spec, updated) = spec_at(&agent, &stored, version)
-        .ok_or_else(|| ApiError::not_found("agent version", &format!("{id} v{version}")))?;
-    Ok(Json(agent_object(&agent, &spec, version, updated)))
-}
+    async fn create(_cx: &Cx, id: &str, req: &AgentCreate) -> ApiResult<Agent> {
+        Ok(Agent::new(id, spec_from_create(req.clone())?))
+    }
 
-/// `POST /v1/agents/{agent_id}`.
-pub async fn update(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let api = api::<Agent>(&state, &tenant);
-    let mut last_conflict = None;
-    for _ in 0..4 {
-        let req: AgentUpdate = parse(&body)?;
-        let agent = objects::get(&api, WHAT, &id).await?;
-        // Store the version the client saw (an object made with kubectl may not have one yet), so that the
-        // change below becomes the next version.
-        let current = ensure_version(&state.kube, &agent).await?;
+    /// Stores the first version.
+    async fn created(cx: &Cx, agent: &Agent, _req: &AgentCreate) -> ApiResult<()> {
+        ensure_version(&cx.state.kube, agent).await.map(drop)
+    }
+
+    async fn update(cx: &Cx, agent: &Agent, req: AgentUpdate) -> ApiResult<Option<Agent>> {
+        // Store the version the client saw (an object made with kubectl may not have one yet), so that the change
+        // becomes the next version.
+        let current = ensure_version(&cx.state.kube, agent).await?;
         if let Some(expected) = req.version
             && expected != current
         {
@@ -86,89 +51,53 @@ pub async fn update(
             )));
         }
         let spec = apply_update(&agent.spec, req)?;
-        if spec == agent.spec {
-            let version = ensure_version(&state.kube, &agent).await?;
-            return Ok(Json(agent_object(&agent, &agent.spec, version, None)));
-        }
-        let mut next = agent.clone();
-        next.spec = spec;
-        match objects::replace(&api, &id, &next).await {
-            Ok(updated) => {
-                let version = ensure_version(&state.kube, &updated).await?;
-                return Ok(Json(agent_object(&updated, &updated.spec, version, None)));
-            }
-            Err(err) if err.status == 409 => last_conflict = Some(err),
-            Err(err) => return Err(err),
-        }
+        Ok((spec != agent.spec).then(|| Agent {
+            spec,
+            ..agent.clone()
+        }))
     }
-    Err(last_conflict.unwrap_or_else(|| ApiError::conflict("the agent changed concurrently; retry")))
-}
 
-/// `POST /v1/agents/{agent_id}/archive`.
-pub async fn archive(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let agent = objects::archive(&api::<Agent>(&state, &tenant), WHAT, &id).await?;
-    let stored = stored_versions(&state.kube, &agent).await?;
-    Ok(Json(agent_object(
-        &agent,
-        &agent.spec,
-        current_version(&agent, &stored),
-        None,
-    )))
-}
+    /// Stores the new version.
+    async fn updated(cx: &Cx, _before: &Agent, agent: &Agent) -> ApiResult<()> {
+        ensure_version(&cx.state.kube, agent).await.map(drop)
+    }
 
-/// `GET /v1/agents`: `created_at[gte|lte|gt|lt]`, `include_archived`, `limit` (20, at most 100), `page`.
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(query.as_deref());
-    let limit = query.limit(20, 100)?;
-    let include_archived = query.bool("include_archived")?.unwrap_or(false);
-    let range = query.time_range("created_at")?;
-    let order = query.order(Order::Desc)?;
-    let agents = api::<Agent>(&state, &tenant).list(&ListParams::default()).await?;
-    let all = all_versions(&state.kube, &tenant.namespace, None).await?;
-    let items = agents
-        .items
-        .into_iter()
-        .filter(|a| include_archived || !objects::is_archived(a))
-        .filter(|a| range.contains(created_at(&a.metadata)))
-        .map(|a| {
-            let key = SortKey {
-                created: created_at(&a.metadata),
-                id: a.metadata.name.clone().unwrap_or_default(),
-            };
-            (key, a)
-        })
-        .collect();
-    let page = paginate(items, order, limit, query.get("page"))?;
-    let data: Vec<Value> = page
-        .data
-        .iter()
-        .map(|a| {
-            let stored = versions_of(a, &all);
-            agent_object(a, &a.spec, current_version(a, &stored), None)
-        })
-        .collect();
-    Ok(Json(json!({ "data": data, "next_page": page.next_page })))
+    async fn render(cx: &Cx, agents: &[Agent]) -> ApiResult<Vec<Value>> {
+        let only = match agents {
+            [one] => one.metadata.name.as_deref(),
+            _ => None,
+        };
+        let all = all_versions(&cx.state.kube, &cx.tenant.namespace, only).await?;
+        Ok(agents
+            .iter()
+            .map(|a| agent_object(a, &a.spec, current_version(a, &versions_of(a, &all)), None))
+            .collect())
+    }
+
+    async fn retrieve(cx: &Cx, agent: Agent, query: Query) -> ApiResult<Value> {
+        let stored = stored_versions(&cx.state.kube, &agent).await?;
+        let version = match query.positive("version")? {
+            Some(v) => v,
+            None => current_version(&agent, &stored),
+        };
+        let (spec, updated) = spec_at(&agent, &stored, version).ok_or_else(|| {
+            let id = agent.metadata.name.clone().unwrap_or_default();
+            ApiError::not_found("agent version", &format!("{id} v{version}"))
+        })?;
+        Ok(agent_object(&agent, &spec, version, updated))
+    }
+
+    fn extra_routes(router: Router<AppState>) -> Router<AppState> {
+        router.route("/v1/agents/{agent_id}/versions", get(versions))
+    }
 }
 
 /// `GET /v1/agents/{agent_id}/versions`: newest first, `limit` (20, at most 100), `page`.
-pub async fn versions(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
+pub async fn versions(Item(cx, id, _): Item<Agents>, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
     let query = Query::parse(query.as_deref());
     let limit = query.limit(20, 100)?;
-    let agent = objects::get(&api::<Agent>(&state, &tenant), WHAT, &id).await?;
-    let stored = stored_versions(&state.kube, &agent).await?;
+    let agent = fetch::<Agents>(&cx, &id).await?;
+    let stored = stored_versions(&cx.state.kube, &agent).await?;
     let current = current_version(&agent, &stored);
     let mut items: Vec<(SortKey, VersionItem)> = stored
         .iter()
@@ -190,7 +119,7 @@ pub async fn versions(
 }
 
 /// A version number, its spec and when it was stored (`None`: not stored yet).
-type VersionItem = (i64, corral_api::AgentSpec, Option<Timestamp>);
+type VersionItem = (i64, AgentSpec, Option<Timestamp>);
 
 fn version_key(version: i64) -> SortKey {
     SortKey {

@@ -5,7 +5,7 @@ use axum::{
     body::Bytes,
     extract::{Path, RawQuery, State},
 };
-use corral_api::events::EventBody;
+use corral_api::events::{EventBody, KNOWN_EVENT_TYPES};
 use corral_api::{
     Session,
     events::{EventParam, parse_send_events},
@@ -18,7 +18,7 @@ use crate::{
     approval,
     auth::Tenant,
     error::{ApiError, ApiResult},
-    query::{Order, Query},
+    query::{Order, Query, TimeRange},
     state::AppState,
 };
 
@@ -26,6 +26,103 @@ use crate::{
 pub const DEFAULT_LIMIT: usize = 100;
 /// The largest page.
 pub const MAX_LIMIT: usize = 1000;
+
+/// The most log entries one list request reads. A filter that matches few events answers a short (even empty) page
+/// with a `next_page` to continue from, rather than reading a whole long log in one request.
+pub const MAX_SCANNED: usize = 10 * MAX_LIMIT;
+
+/// Parses a `page` cursor, refusing the two that point past either end of the log in the requested order (Redis
+/// cannot step beyond them).
+fn page_cursor(page: &str, order: Order) -> ApiResult<Cursor> {
+    let invalid = || ApiError::field("page", "invalid page cursor");
+    let cursor = page.parse::<Cursor>().map_err(|_| invalid())?;
+    let past_the_end = match order {
+        Order::Asc => cursor == Cursor::new(u64::MAX, u64::MAX),
+        Order::Desc => cursor == Cursor::START,
+    };
+    if past_the_end {
+        return Err(invalid());
+    }
+    Ok(cursor)
+}
+
+/// A send body holds `events` only (the events themselves are checked by `parse_send_events`).
+fn refuse_unknown_top_level(body: &[u8]) -> ApiResult<()> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SendBody {
+        #[serde(rename = "events")]
+        _events: serde::de::IgnoredAny,
+    }
+    match crate::body::parse::<SendBody>(body) {
+        Err(err) if err.message.ends_with("Extra inputs are not permitted") => Err(err),
+        // Anything else (a missing `events`, bad JSON) is for `parse_send_events` to name.
+        _ => Ok(()),
+    }
+}
+
+/// What a list keeps: `created_at` bounds, `types[]`, and the order that tells where the bounds end the scan.
+struct Filter<'a> {
+    range: TimeRange,
+    types: Vec<&'a str>,
+    order: Order,
+}
+
+impl Filter<'_> {
+    fn matches(&self, e: &StoredEvent) -> bool {
+        self.range.contains(e.cursor.time())
+            && (self.types.is_empty() || self.types.contains(&e.event.type_name()))
+    }
+
+    /// Whether `e` and every event after it in the scan's order are outside the range.
+    fn beyond(&self, e: &StoredEvent) -> bool {
+        match self.order {
+            Order::Asc => self.range.is_past(e.cursor.time()),
+            Order::Desc => self.range.is_before(e.cursor.time()),
+        }
+    }
+}
+
+/// Reads the log from `after` in `order` until `limit` events match, the log or the range ends, or `max_scanned`
+/// entries were read; answers the matching events and the cursor to continue from (`None` when nothing is left).
+async fn scan(
+    log: &corral_session::SessionLog,
+    mut after: Option<Cursor>,
+    order: LogOrder,
+    filter: &Filter<'_>,
+    limit: usize,
+    max_scanned: usize,
+) -> corral_session::Result<(Vec<Value>, Option<Cursor>)> {
+    let batch = limit.clamp(100, MAX_LIMIT).min(max_scanned.max(1));
+    let mut data = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let chunk = log.range(after, batch, order).await?;
+        let mut events = chunk.events.into_iter();
+        while let Some(event) = events.next() {
+            if filter.beyond(&event) {
+                return Ok((data, None));
+            }
+            scanned += 1;
+            if filter.matches(&event) {
+                data.push(event_json(&event));
+                if data.len() == limit {
+                    let more =
+                        events.any(|e| !filter.beyond(&e) && filter.matches(&e)) || chunk.next.is_some();
+                    return Ok((data, more.then_some(event.cursor)));
+                }
+            }
+            if scanned >= max_scanned {
+                let more = events.len() > 0 || chunk.next.is_some();
+                return Ok((data, more.then_some(event.cursor)));
+            }
+        }
+        match chunk.next {
+            Some(cursor) => after = Some(cursor),
+            None => return Ok((data, None)),
+        }
+    }
+}
 
 /// Whether an event needs the harness: it starts or resumes a turn, or stops one.
 fn wakes(param: &EventParam) -> bool {
@@ -94,6 +191,7 @@ pub async fn send(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
+    refuse_unknown_top_level(&body)?;
     let params = parse_send_events(&body).map_err(|e| ApiError::field(&e.field, e.message))?;
     if let Some(verb) = &state.settings.approval_rbac_verb
         && params
@@ -134,14 +232,11 @@ pub async fn list(
     let page = query
         .get("page")
         .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.parse::<Cursor>()
-                .map_err(|_| ApiError::field("page", "invalid page cursor"))
-        })
+        .map(|p| page_cursor(p, order))
         .transpose()?;
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     let log = state.log.session(&tenant.namespace, &id);
-    let (log_order, mut after) = match order {
+    let (log_order, after) = match order {
         Order::Asc => (
             LogOrder::Asc,
             page.or_else(|| range.lower().map(Cursor::before_time)),
@@ -155,39 +250,91 @@ pub async fn list(
             }),
         ),
     };
-    let matches = |e: &StoredEvent| {
-        range.contains(e.cursor.time()) && (types.is_empty() || types.contains(&e.event.type_name()))
-    };
-    let beyond = |e: &StoredEvent| match order {
-        Order::Asc => range.is_past(e.cursor.time()),
-        Order::Desc => range.is_before(e.cursor.time()),
-    };
-    let batch = limit.clamp(100, MAX_LIMIT);
-    let mut data = Vec::new();
-    let mut next = None;
-    'scan: loop {
-        let chunk = log.range(after, batch, log_order).await?;
-        let mut events = chunk.events.into_iter();
-        while let Some(event) = events.next() {
-            if beyond(&event) {
-                break 'scan;
-            }
-            if !matches(&event) {
-                continue;
-            }
-            data.push(event_json(&event));
-            if data.len() == limit {
-                let more = events.any(|e| !beyond(&e) && matches(&e)) || chunk.next.is_some();
-                next = more.then_some(event.cursor);
-                break 'scan;
-            }
-        }
-        match chunk.next {
-            Some(cursor) => after = Some(cursor),
-            None => break,
-        }
+    // A filter naming only types Corral never writes matches nothing: answer without reading the log.
+    if !types.is_empty() && types.iter().all(|t| !KNOWN_EVENT_TYPES.contains(t)) {
+        return Ok(Json(json!({ "data": [], "next_page": null })));
     }
+    let filter = Filter { range, types, order };
+    let (data, next) = scan(&log, after, log_order, &filter, limit, MAX_SCANNED).await?;
     Ok(Json(
         json!({ "data": data, "next_page": next.map(|c| c.to_string()) }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use corral_session::{Config, Store, testing::RedisServer};
+
+    use super::*;
+
+    #[test]
+    fn a_send_body_holds_events_only() {
+        assert!(refuse_unknown_top_level(br#"{"events": []}"#).is_ok());
+        assert!(
+            refuse_unknown_top_level(b"{}").is_ok(),
+            "parse_send_events names the missing field"
+        );
+        let err = refuse_unknown_top_level(br#"{"events": [], "stream": true}"#).unwrap_err();
+        assert_eq!(err.message, "stream: Extra inputs are not permitted");
+    }
+
+    #[test]
+    fn cursors_past_either_end_of_the_log_are_a_400() {
+        let max = format!("{}-{}", u64::MAX, u64::MAX);
+        let err = page_cursor(&max, Order::Asc).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert!(err.message.starts_with("page:"), "{}", err.message);
+        assert_eq!(page_cursor("0-0", Order::Desc).unwrap_err().status, 400);
+        // The same cursors are fine the other way round: they point at the start of the scan.
+        assert!(page_cursor(&max, Order::Desc).is_ok());
+        assert!(page_cursor("0-0", Order::Asc).is_ok());
+        assert_eq!(
+            page_cursor("18446744073709551616-0", Order::Asc)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[tokio::test]
+    async fn a_filter_matching_nothing_reads_a_bounded_part_of_the_log() {
+        let redis = RedisServer::start().expect("redis-server");
+        let store = Store::connect(&redis.url(), Config::default())
+            .await
+            .expect("redis");
+        let log = store.session("ns", "sesn-1");
+        for _ in 0..5 {
+            let batch = (0..50).map(|_| EventBody::UserInterrupt(Default::default()));
+            log.append_user(batch).await.expect("append");
+        }
+        let filter = Filter {
+            range: TimeRange::default(),
+            types: vec!["agent.message"],
+            order: Order::Asc,
+        };
+        let mut after = None;
+        let mut requests = 0;
+        loop {
+            let (data, next) = scan(&log, after, LogOrder::Asc, &filter, 10, 120)
+                .await
+                .expect("scan");
+            requests += 1;
+            assert!(data.is_empty());
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        assert_eq!(requests, 3, "250 events read 120 at a time");
+        // What matches is still found across the bound, in order.
+        let filter = Filter {
+            types: vec!["user.interrupt"],
+            ..filter
+        };
+        let (data, next) = scan(&log, None, LogOrder::Asc, &filter, 5, 120)
+            .await
+            .expect("scan");
+        assert_eq!(data.len(), 5);
+        assert!(next.is_some());
+    }
 }

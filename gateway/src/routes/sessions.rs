@@ -1,46 +1,36 @@
-//! `/v1/sessions`: create (with `initial_events`), retrieve, update, list with filters, archive, delete.
+//! `/v1/sessions`: Session custom resources. Special cases: a create checks the environment, the vaults and the
+//! agent version it names and may carry `initial_events`; the wire form carries the agent's definition at the
+//! session's version; an update appends `session.updated`, a delete `session.deleted`; the list filters by agent,
+//! version and status and pages both ways.
 
 use std::collections::BTreeMap;
 
-use axum::{
-    Extension, Json,
-    body::Bytes,
-    extract::{Path, RawQuery, State},
-};
 use corral_api::{
     Agent, Environment, Session,
     events::{EventBody, EventParam, SessionUpdated, parse_send_events},
     session::SessionPhase,
 };
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::{Value, json};
 
 use super::{
     objects::{self, api},
-    vaults::get_vault,
+    vaults::Vaults,
 };
 use crate::{
     auth::Tenant,
-    body::parse,
     error::{ApiError, ApiResult},
-    mapping::{
-        common::created_at,
-        session::{
-            MAX_INITIAL_EVENTS, SessionCreate, SessionUpdate, apply_update, session_agent, session_object,
-            spec_from_create,
-        },
-        vault::archived,
+    mapping::session::{
+        MAX_INITIAL_EVENTS, SessionCreate, SessionUpdate, apply_update, changes, session_agent,
+        session_object, spec_from_create,
     },
-    pagination::{SortKey, paginate},
-    query::{Order, Query},
+    query::Query,
+    resource::{ApiResource, CustomResources, Cx, ListShape, Names, Select, Store, handlers::fetch},
     state::AppState,
     versions::{
         StoredVersion, all_versions, current_version, ensure_version, spec_at, stored_versions, versions_of,
     },
 };
-
-const WHAT: &str = "session";
 
 /// The agents (and their versions) session snapshots are built from.
 #[derive(Default)]
@@ -83,15 +73,6 @@ impl Agents {
     }
 }
 
-async fn render(state: &AppState, tenant: &Tenant, session: &Session) -> ApiResult<Value> {
-    let agents = Agents::load(state, tenant, Some(&session.spec.agent.name)).await?;
-    Ok(session_object(
-        session,
-        agents.snapshot(session),
-        jiff::Timestamp::now(),
-    ))
-}
-
 /// Checks `initial_events` as `POST .../events` would, naming fields under `initial_events`.
 fn initial_events(req: &SessionCreate) -> ApiResult<Vec<EventParam>> {
     let Some(events) = req.initial_events.as_ref().filter(|e| !e.is_empty()) else {
@@ -122,17 +103,16 @@ fn initial_events(req: &SessionCreate) -> ApiResult<Vec<EventParam>> {
 }
 
 /// Checks that every vault of `vault_ids` is a vault of the tenant that is not archived.
-async fn check_vaults(state: &AppState, tenant: &Tenant, req: &SessionCreate) -> ApiResult<()> {
-    let secrets = api::<Secret>(state, tenant);
+async fn check_vaults(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
     for (i, id) in req.vault_ids.iter().flatten().enumerate() {
-        let vault = get_vault(&secrets, id).await.map_err(|e| {
+        let vault = fetch::<Vaults>(cx, id).await.map_err(|e| {
             if e.status == 404 {
-                ApiError::not_found("vault", id).with_field_prefix(&format!("vault_ids[{i}]"))
+                e.with_field_prefix(&format!("vault_ids[{i}]"))
             } else {
                 e
             }
         })?;
-        if archived(&vault.metadata) {
+        if <<Vaults as ApiResource>::Store as Store>::entry(&vault).archived {
             return Err(ApiError::field(
                 &format!("vault_ids[{i}]"),
                 format!("vault {id:?} is archived; new sessions cannot use it"),
@@ -142,237 +122,183 @@ async fn check_vaults(state: &AppState, tenant: &Tenant, req: &SessionCreate) ->
     Ok(())
 }
 
-/// `POST /v1/sessions`.
-pub async fn create(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let req: SessionCreate = parse(&body)?;
-    let initial = initial_events(&req)?;
-    let env_id = &req.environment_id;
-    let env = objects::get(&api::<Environment>(&state, &tenant), "environment", env_id)
-        .await
-        .map_err(|e| {
-            if e.status == 404 {
-                e.with_code("environment_not_found")
-            } else {
-                e
-            }
-        })?;
-    if objects::is_archived(&env) {
-        return Err(ApiError::field(
-            "environment_id",
-            format!("environment {env_id:?} is archived; new sessions cannot use it"),
-        )
-        .with_code("environment_archived"));
-    }
-    check_vaults(&state, &tenant, &req).await?;
-    let agent = objects::get(&api::<Agent>(&state, &tenant), "agent", &req.agent.id).await?;
-    let version = match req.agent.version {
-        Some(v) => {
-            let stored = stored_versions(&state.kube, &agent).await?;
-            if spec_at(&agent, &stored, v).is_none() {
-                return Err(ApiError::not_found(
-                    "agent version",
-                    &format!("{} v{v}", req.agent.id),
-                ));
-            }
-            if v == current_version(&agent, &stored) {
-                ensure_version(&state.kube, &agent).await?;
-            }
-            v
-        }
-        None => ensure_version(&state.kube, &agent).await?,
+/// The agent version a new session runs: the one it names (which must exist), or the agent's current one.
+async fn agent_version(cx: &Cx, req: &SessionCreate) -> ApiResult<i64> {
+    let agent = objects::get(&cx.api::<Agent>(), "agent", &req.agent.id).await?;
+    let kube = &cx.state.kube;
+    let Some(v) = req.agent.version else {
+        return ensure_version(kube, &agent).await;
     };
-    let spec = spec_from_create(&req, version)?;
-    let id = objects::new_id("sesn");
-    let mut session = Session::new(&id, spec);
-    session.metadata.namespace = Some(tenant.namespace.clone());
-    let sessions = api::<Session>(&state, &tenant);
-    let session = objects::create(&sessions, &id, &session).await?;
-    if !initial.is_empty() {
-        let log = state.log.session(&tenant.namespace, &id);
+    let stored = stored_versions(kube, &agent).await?;
+    if spec_at(&agent, &stored, v).is_none() {
+        return Err(ApiError::not_found(
+            "agent version",
+            &format!("{} v{v}", req.agent.id),
+        ));
+    }
+    if v == current_version(&agent, &stored) {
+        ensure_version(kube, &agent).await?;
+    }
+    Ok(v)
+}
+
+/// The sessions resource.
+pub struct Sessions;
+
+impl ApiResource for Sessions {
+    type Store = CustomResources<Session>;
+    type Create = SessionCreate;
+    type Update = SessionUpdate;
+    const NAMES: Names =
+        Names::new("session", "sesn", "/v1/sessions", "session_id").deletable("session_deleted");
+    const STORE: fn(&Cx) -> Self::Store = CustomResources::of;
+    const LIST: ListShape = ListShape {
+        default_limit: 20,
+        max_limit: 1000,
+        prev_page: true,
+    };
+
+    async fn create(cx: &Cx, id: &str, req: &SessionCreate) -> ApiResult<Session> {
+        initial_events(req)?;
+        let env_id = &req.environment_id;
+        let env = objects::get(&cx.api::<Environment>(), "environment", env_id)
+            .await
+            .map_err(|e| {
+                if e.status == 404 {
+                    e.with_code("environment_not_found")
+                } else {
+                    e
+                }
+            })?;
+        if objects::is_archived(&env) {
+            return Err(ApiError::field(
+                "environment_id",
+                format!("environment {env_id:?} is archived; new sessions cannot use it"),
+            )
+            .with_code("environment_archived"));
+        }
+        check_vaults(cx, req).await?;
+        let version = agent_version(cx, req).await?;
+        Ok(Session::new(id, spec_from_create(req, version)?))
+    }
+
+    /// Appends the `initial_events` and wakes the harness; on failure, deletes the session again.
+    async fn created(cx: &Cx, session: &Session, req: &SessionCreate) -> ApiResult<()> {
+        let initial = initial_events(req)?;
+        if initial.is_empty() {
+            return Ok(());
+        }
+        let id = session.metadata.name.clone().unwrap_or_default();
+        let (state, namespace) = (&cx.state, &cx.tenant.namespace);
+        let log = state.log.session(namespace, &id);
         let appended = async {
             super::events::append_traced(&log, initial).await?;
-            state.log.enqueue(&tenant.namespace, &id).await
+            state.log.enqueue(namespace, &id).await
         }
         .await;
         if let Err(err) = appended {
             // Leave no half-created session behind: the client sees the error and may retry the whole create.
-            let _ = sessions.delete(&id, &DeleteParams::default()).await;
+            let _ = cx.api::<Session>().delete(&id, &DeleteParams::default()).await;
             return Err(err.into());
         }
+        Ok(())
     }
-    Ok(Json(render(&state, &tenant, &session).await?))
-}
 
-/// `GET /v1/sessions/{session_id}`.
-pub async fn retrieve(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let session = objects::get(&api::<Session>(&state, &tenant), WHAT, &id).await?;
-    Ok(Json(render(&state, &tenant, &session).await?))
-}
-
-/// `POST /v1/sessions/{session_id}`: `title`, `metadata` (patch). A change emits `session.updated`.
-pub async fn update(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let api = api::<Session>(&state, &tenant);
-    let mut last_conflict = None;
-    for _ in 0..4 {
-        let req: SessionUpdate = parse(&body)?;
-        let session = objects::get(&api, WHAT, &id).await?;
+    async fn update(_cx: &Cx, session: &Session, req: SessionUpdate) -> ApiResult<Option<Session>> {
         let spent = session
             .status
             .as_ref()
             .and_then(|s| s.list_cost.as_ref())
             .and_then(corral_api::budget::Money::cents);
         let (spec, changes) = apply_update(&session.spec, req, spent)?;
-        if changes.is_empty() {
-            return Ok(Json(render(&state, &tenant, &session).await?));
-        }
-        let mut next = session.clone();
-        next.spec = spec;
-        match objects::replace(&api, &id, &next).await {
-            Ok(updated) => {
-                let event = EventBody::SessionUpdated(SessionUpdated {
-                    title: changes.title,
-                    metadata: changes.metadata,
-                    budget: changes.budget,
-                    ..SessionUpdated::default()
-                });
-                state
-                    .log
-                    .session(&tenant.namespace, &id)
-                    .append_user([event])
-                    .await?;
-                return Ok(Json(render(&state, &tenant, &updated).await?));
-            }
-            Err(err) if err.status == 409 => last_conflict = Some(err),
-            Err(err) => return Err(err),
-        }
+        Ok((!changes.is_empty()).then(|| Session {
+            spec,
+            ..session.clone()
+        }))
     }
-    Err(last_conflict.unwrap_or_else(|| ApiError::conflict("the session changed concurrently; retry")))
-}
 
-/// `POST /v1/sessions/{session_id}/archive`.
-pub async fn archive(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let session = objects::archive(&api::<Session>(&state, &tenant), WHAT, &id).await?;
-    Ok(Json(render(&state, &tenant, &session).await?))
-}
-
-/// `DELETE /v1/sessions/{session_id}`: appends `session.deleted` (which ends every open stream), then deletes the
-/// Session; the operator's finalizer removes the log.
-pub async fn delete(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let api = api::<Session>(&state, &tenant);
-    objects::get(&api, WHAT, &id).await?;
-    state
-        .log
-        .session(&tenant.namespace, &id)
-        .append_user([EventBody::SessionDeleted(Default::default())])
-        .await?;
-    match api.delete(&id, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(Json(json!({ "id": id, "type": "session_deleted" })))
-}
-
-/// `GET /v1/sessions`: `agent_id`, `agent_version`, `created_at[...]`, `include_archived`, `statuses[]`, `order`
-/// (desc), `limit` (20, at most 1000), `page`; answers a bidirectional page.
-pub async fn list(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(query.as_deref());
-    let limit = query.limit(20, 1000)?;
-    let include_archived = query.bool("include_archived")?.unwrap_or(false);
-    let range = query.time_range("created_at")?;
-    let order = query.order(Order::Desc)?;
-    let agent_id = query.get("agent_id");
-    let agent_version = query.positive("agent_version")?;
-    if agent_version.is_some() && agent_id.is_none() {
-        return Err(ApiError::field(
-            "agent_version",
-            "may only be given together with agent_id",
-        ));
-    }
-    let mut statuses = Vec::new();
-    for (i, s) in query.all("statuses").into_iter().enumerate() {
-        statuses.push(match s {
-            "idle" => SessionPhase::Idle,
-            "running" => SessionPhase::Running,
-            "rescheduling" => SessionPhase::Rescheduling,
-            "terminated" => SessionPhase::Terminated,
-            other => {
-                return Err(ApiError::field(
-                    &format!("statuses[{i}]"),
-                    format!("unknown status {other:?}; expected idle, running, rescheduling or terminated"),
-                ));
-            }
+    /// Appends `session.updated` with what changed.
+    async fn updated(cx: &Cx, before: &Session, after: &Session) -> ApiResult<()> {
+        let changes = changes(&before.spec, &after.spec);
+        let event = EventBody::SessionUpdated(SessionUpdated {
+            title: changes.title,
+            metadata: changes.metadata,
+            budget: changes.budget,
+            ..SessionUpdated::default()
         });
+        let id = after.metadata.name.clone().unwrap_or_default();
+        cx.state
+            .log
+            .session(&cx.tenant.namespace, &id)
+            .append_user([event])
+            .await?;
+        Ok(())
     }
-    // Corral has no deployments or memory stores: nothing can match those filters.
-    // An agent id that cannot name an object matches nothing either.
-    let impossible = query.get("deployment_id").is_some()
-        || query.get("memory_store_id").is_some()
-        || agent_id.is_some_and(|a| !objects::plausible(a));
-    let sessions = if impossible {
-        Vec::new()
-    } else {
-        api::<Session>(&state, &tenant)
-            .list(&ListParams::default())
-            .await?
-            .items
-    };
-    let agents = if impossible {
-        Agents::default()
-    } else {
-        Agents::load(&state, &tenant, agent_id).await?
-    };
-    let items = sessions
-        .into_iter()
-        .filter(|s| include_archived || !objects::is_archived(s))
-        .filter(|s| range.contains(created_at(&s.metadata)))
-        .filter(|s| agent_id.is_none_or(|a| s.spec.agent.name == a))
-        .filter(|s| agent_version.is_none_or(|v| s.effective_agent_version() == Some(v)))
-        .filter(|s| {
+
+    /// Appends `session.deleted` (which ends every open stream); the operator's finalizer removes the log.
+    async fn deleting(cx: &Cx, session: &Session) -> ApiResult<()> {
+        let id = session.metadata.name.clone().unwrap_or_default();
+        cx.state
+            .log
+            .session(&cx.tenant.namespace, &id)
+            .append_user([EventBody::SessionDeleted(Default::default())])
+            .await?;
+        Ok(())
+    }
+
+    async fn render(cx: &Cx, sessions: &[Session]) -> ApiResult<Vec<Value>> {
+        let only = match sessions {
+            [] => return Ok(Vec::new()),
+            [one] => Some(one.spec.agent.name.as_str()),
+            _ => None,
+        };
+        let agents = Agents::load(&cx.state, &cx.tenant, only).await?;
+        let now = jiff::Timestamp::now();
+        Ok(sessions
+            .iter()
+            .map(|s| session_object(s, agents.snapshot(s), now))
+            .collect())
+    }
+
+    /// `agent_id`, `agent_version`, `statuses[]`; `deployment_id` and `memory_store_id` match nothing in Corral.
+    fn select(_cx: &Cx, query: &Query) -> ApiResult<Select<Session>> {
+        let agent_id = query.get("agent_id").map(str::to_owned);
+        let agent_version = query.positive("agent_version")?;
+        if agent_version.is_some() && agent_id.is_none() {
+            return Err(ApiError::field(
+                "agent_version",
+                "may only be given together with agent_id",
+            ));
+        }
+        let mut statuses = Vec::new();
+        for (i, s) in query.all("statuses").into_iter().enumerate() {
+            statuses.push(match s {
+                "idle" => SessionPhase::Idle,
+                "running" => SessionPhase::Running,
+                "rescheduling" => SessionPhase::Rescheduling,
+                "terminated" => SessionPhase::Terminated,
+                other => {
+                    return Err(ApiError::field(
+                        &format!("statuses[{i}]"),
+                        format!(
+                            "unknown status {other:?}; expected idle, running, rescheduling or terminated"
+                        ),
+                    ));
+                }
+            });
+        }
+        // An agent id that cannot name an object matches nothing either.
+        if query.get("deployment_id").is_some()
+            || query.get("memory_store_id").is_some()
+            || agent_id.as_deref().is_some_and(|a| !objects::plausible(a))
+        {
+            return Ok(Select::Nothing);
+        }
+        Ok(Select::Only(Box::new(move |s: &Session| {
             let phase = s.status.as_ref().and_then(|st| st.phase).unwrap_or_default();
-            statuses.is_empty() || statuses.contains(&phase)
-        })
-        .map(|s| {
-            let key = SortKey {
-                created: created_at(&s.metadata),
-                id: s.metadata.name.clone().unwrap_or_default(),
-            };
-            (key, s)
-        })
-        .collect();
-    let page = paginate(items, order, limit, query.get("page"))?;
-    let now = jiff::Timestamp::now();
-    let data: Vec<Value> = page
-        .data
-        .iter()
-        .map(|s| session_object(s, agents.snapshot(s), now))
-        .collect();
-    Ok(Json(
-        json!({ "data": data, "next_page": page.next_page, "prev_page": page.prev_page }),
-    ))
+            agent_id.as_deref().is_none_or(|a| s.spec.agent.name == a)
+                && agent_version.is_none_or(|v| s.effective_agent_version() == Some(v))
+                && (statuses.is_empty() || statuses.contains(&phase))
+        })))
+    }
 }

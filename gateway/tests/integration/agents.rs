@@ -12,7 +12,7 @@ async fn agents_create_version_update_retrieve_list_archive() {
         .post(
             "/v1/agents",
             &t,
-            json!({ "name": "coder", "model": "claude-sonnet-4-5", "system": "v1", "unknown": 1 }),
+            json!({ "name": "coder", "model": "claude-sonnet-4-5", "system": "v1" }),
         )
         .await
         .ok();

@@ -20,6 +20,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub struct Gateway {
     /// `http://127.0.0.1:<port>`.
     pub url: String,
+    /// Base URL of its metrics port (`/metrics`).
+    pub metrics_url: String,
     /// The Kubernetes client.
     pub kube: Client,
     /// The session log store (on the same Redis).
@@ -129,6 +131,10 @@ impl Gateway {
         tokio::spawn(watch);
         assert!(keys.ready().await, "the key reflector syncs");
         let state = server::state(kube.clone(), store.clone(), keys, limiter, settings);
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let metrics_url = format!("http://{}", metrics_listener.local_addr().expect("addr"));
+        let metrics = server::metrics_server(&state, Readiness::default()).router();
+        tokio::spawn(async move { axum::serve(metrics_listener, metrics).await });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let readiness = Readiness::default();
@@ -139,6 +145,7 @@ impl Gateway {
         }));
         Self {
             url,
+            metrics_url,
             kube,
             store,
             http: reqwest::Client::new(),

@@ -15,3 +15,4 @@ mod sessions;
 mod stream;
 mod traces;
 mod vaults;
+mod walls;

@@ -155,7 +155,7 @@ async fn keys_over_their_rate_get_429_with_retry_after() {
         429,
         "another key has its own bucket"
     );
-    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+    let metrics = reqwest::get(format!("{}/metrics", gw.metrics_url))
         .await
         .unwrap()
         .text()
@@ -195,7 +195,7 @@ async fn openapi_health_metrics_and_unknown_routes() {
     gw.get("/v1/agents", &t).await.ok();
     let metrics = gw
         .http
-        .get(format!("{}/metrics", gw.url))
+        .get(format!("{}/metrics", gw.metrics_url))
         .send()
         .await
         .unwrap()
@@ -208,6 +208,9 @@ async fn openapi_health_metrics_and_unknown_routes() {
         "{metrics}"
     );
     assert!(metrics.contains("corral_gateway_sse_clients"), "{metrics}");
+    // The API port does not serve them.
+    let res = gw.http.get(format!("{}/metrics", gw.url)).send().await.unwrap();
+    assert_eq!(res.status(), 404);
     // What the SDK sends: a JSON content type with an empty body on archive and delete, beta and version headers.
     let (_, env, session) = gw.session(&t).await;
     for (method, path) in [
@@ -300,7 +303,7 @@ async fn requests_failed_by_the_session_log_are_counted() {
         )
         .await;
     assert!(reply.status.is_server_error(), "{}", reply.body);
-    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+    let metrics = reqwest::get(format!("{}/metrics", gw.metrics_url))
         .await
         .unwrap()
         .text()

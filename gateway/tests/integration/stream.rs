@@ -203,7 +203,7 @@ async fn shutdown_ends_streams_with_a_comment_line() {
     // Let the request reach the handler before stopping the server.
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = reqwest::get(format!("{}/metrics", gw.url))
+        metrics = reqwest::get(format!("{}/metrics", gw.metrics_url))
             .await
             .unwrap()
             .text()
