@@ -4,7 +4,8 @@
 //! 1. The harness writes `status.sandbox.requestedAt` (now, RFC 3339) by server-side apply under the field manager
 //!    `corral-harness`, on a session's first tool call and whenever its sandbox was lost.
 //! 2. The operator creates (or claims) a pod and publishes `status.sandbox.phase: Ready` and `endpoint`
-//!    (`host:port`), and the daemon's token in Secret `sandbox-<session>`, key `token`.
+//!    (`host:port`), and the daemon's token in Secret `sandbox-<session>`, key `token` (the names are the pod
+//!    contract of `corral_sandbox_protocol::pod`).
 //! 3. The harness calls the daemon at `http://<endpoint>` with that token. A pod that cannot be reached becomes an
 //!    `is_error` result saying the sandbox was lost and will be replaced, and the next call asks again.
 
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use corral_api::Session;
 use corral_api::session::SandboxPhase;
-use corral_sandbox::{ClientError, ExecuteRequest, SandboxClient};
+use corral_sandbox_protocol::pod::{TOKEN_KEY, sandbox_name};
+use corral_sandbox_protocol::{ClientError, ExecuteRequest, SandboxClient};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
@@ -23,14 +25,6 @@ use tokio::sync::Mutex;
 use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, lost_sandbox};
 use crate::agent::manifest::secret_value;
 use crate::status::StatusWriter;
-
-/// Key of the daemon's token in the sandbox Secret.
-pub const SANDBOX_SECRET_KEY: &str = "token";
-
-/// Name of a session's sandbox Secret.
-pub fn sandbox_secret_name(session: &str) -> String {
-    format!("sandbox-{session}")
-}
 
 /// Runs tools in sandbox pods the operator manages.
 pub struct ClusterToolRunner {
@@ -125,13 +119,13 @@ impl ClusterToolRunner {
             }
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let name = sandbox_secret_name(session);
+        let name = sandbox_name(session);
         let secret = secrets
             .get(&name)
             .await
             .map_err(|e| format!("cannot read Secret {name}: {e}"))?;
-        let token = secret_value(&secret, SANDBOX_SECRET_KEY)
-            .ok_or_else(|| format!("Secret {name} has no key {SANDBOX_SECRET_KEY}"))?;
+        let token = secret_value(&secret, TOKEN_KEY)
+            .ok_or_else(|| format!("Secret {name} has no key {TOKEN_KEY}"))?;
         let client = SandboxClient::new(format!("http://{endpoint}"), token).map_err(|e| e.to_string())?;
         self.clients
             .lock()

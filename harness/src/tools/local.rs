@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_sandbox::{ClientError, ExecuteRequest, LocalSandbox, LocalSandboxOptions, SandboxClient};
+use corral_sandbox_protocol::{
+    ClientError, ExecuteRequest, LocalSandbox, LocalSandboxOptions, SandboxClient,
+};
 use tokio::sync::Mutex;
 
 use super::{ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, lost_sandbox};

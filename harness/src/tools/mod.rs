@@ -1,9 +1,10 @@
-//! Running built-in tool calls: the [`ToolRunner`] interface and its two implementations, a local sandbox daemon per
-//! session ([`LocalToolRunner`]) and a sandbox pod per session asked for through the Session's status
-//! ([`ClusterToolRunner`]).
+//! Running the tool calls the harness runs itself: the [`ToolRunner`] interface and its implementations, for
+//! built-in tools a local sandbox daemon per session ([`LocalToolRunner`]) or a sandbox pod per session asked for
+//! through the Session's status ([`ClusterToolRunner`]), and for MCP tools a run's connected MCP servers
+//! (`crate::mcp::McpConnections`). The engine runs every call through this one interface.
 //!
-//! A runner never fails a call: a sandbox that cannot be started, reached or trusted becomes an `is_error` result
-//! the model reads ("losing the pod is a tool error, never a lost session").
+//! A runner never fails a call: a sandbox or server that cannot be started, reached or trusted becomes an
+//! `is_error` result the model reads ("losing the pod is a tool error, never a lost session").
 
 mod cluster;
 mod local;
@@ -15,10 +16,10 @@ use std::time::Duration;
 use corral_api::events::ContentBlock;
 use serde_json::Value;
 
-pub use cluster::{ClusterToolRunner, SANDBOX_SECRET_KEY, sandbox_secret_name};
+pub use cluster::ClusterToolRunner;
 pub use local::LocalToolRunner;
 
-/// One built-in tool call.
+/// One tool call the harness runs.
 #[derive(Clone, Debug)]
 pub struct ToolCall<'a> {
     /// The session's namespace.
@@ -31,6 +32,8 @@ pub struct ToolCall<'a> {
     pub name: &'a str,
     /// The tool's input.
     pub input: &'a Value,
+    /// The MCP server whose tool this is; `None` for a built-in tool.
+    pub server: Option<&'a str>,
 }
 
 /// The result of a call, as it goes into `agent.tool_result`.
@@ -52,12 +55,12 @@ impl ToolOutput {
     }
 
     /// The daemon's result.
-    pub fn from_sandbox(result: corral_sandbox::ToolResult) -> Self {
+    pub fn from_sandbox(result: corral_sandbox_protocol::ToolResult) -> Self {
         Self {
             content: result
                 .content
                 .into_iter()
-                .map(|corral_sandbox::ContentBlock::Text { text }| ContentBlock::text(text))
+                .map(|corral_sandbox_protocol::ContentBlock::Text { text }| ContentBlock::text(text))
                 .collect(),
             is_error: result.is_error,
         }
@@ -75,7 +78,7 @@ pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolOutput> + Send + 'a>>;
 /// A boxed future of getting a session's sandbox ready: the reason when it cannot be.
 pub type PrepareFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
-/// Runs built-in tool calls for sessions. Dropping the future abandons the call.
+/// Runs tool calls for sessions. Dropping the future abandons the call.
 pub trait ToolRunner: Send + Sync {
     /// Runs one call.
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a>;
