@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(set.kind("web_fetch"), ToolKind::Denied);
         assert_eq!(set.kind("lookup"), ToolKind::Custom);
         let names: Vec<_> = set.definitions().iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["bash", "read", "write", "edit", "glob", "lookup"]);
+        assert_eq!(names, ["bash", "edit", "read", "write", "glob", "lookup"]);
     }
 
     #[test]
