@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use corral_api::Session;
 use corral_api::session::SandboxPhase;
 use corral_sandbox_protocol::pod::{TOKEN_KEY, sandbox_name};
-use corral_sandbox_protocol::{ClientError, ExecuteRequest, SandboxClient};
+use corral_sandbox_protocol::{ClientError, SandboxClient};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
-use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, lost_sandbox};
+use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
 use crate::agent::manifest::secret_value;
 use crate::status::StatusWriter;
 
@@ -151,11 +151,7 @@ impl ToolRunner for ClusterToolRunner {
 
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a> {
         Box::pin(async move {
-            let request = ExecuteRequest {
-                tool: call.name.to_owned(),
-                input: call.input.clone(),
-                tool_use_id: Some(call.tool_use_id.to_owned()),
-            };
+            let request = call.sandbox_request();
             // A refused connection means the call never reached a daemon: the sandbox is gone (its status may
             // not say so yet), so the call is retried once on a newly provisioned sandbox. Anything else that
             // breaks mid-call is reported, never retried: the call may have run.
@@ -175,23 +171,11 @@ impl ToolRunner for ClusterToolRunner {
                     other => break other,
                 }
             };
-            match outcome {
-                Ok(result) => ToolOutput::from_sandbox(result),
-                Err(
-                    err @ (ClientError::Refused { .. }
-                    | ClientError::Unreachable { .. }
-                    | ClientError::Timeout(_)),
-                ) => {
-                    self.forget(call.namespace, call.session).await;
-                    lost_sandbox(&err)
-                }
-                Err(err @ ClientError::Rejected { status: 401, .. }) => {
-                    // A replaced pod has a new token.
-                    self.forget(call.namespace, call.session).await;
-                    lost_sandbox(&err)
-                }
-                Err(err) => ToolOutput::error(format!("The sandbox refused the call: {err}")),
+            let (output, lost) = sandbox_output(outcome);
+            if lost {
+                self.forget(call.namespace, call.session).await;
             }
+            output
         })
     }
 }

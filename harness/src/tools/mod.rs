@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use corral_api::events::ContentBlock;
+use corral_sandbox_protocol::{ClientError, ExecuteRequest, ToolResult};
 use serde_json::Value;
 
 pub use cluster::ClusterToolRunner;
@@ -36,6 +37,17 @@ pub struct ToolCall<'a> {
     pub server: Option<&'a str>,
 }
 
+impl ToolCall<'_> {
+    /// The sandbox daemon's request for this (built-in) call.
+    pub fn sandbox_request(&self) -> ExecuteRequest {
+        ExecuteRequest {
+            tool: self.name.to_owned(),
+            input: self.input.clone(),
+            tool_use_id: Some(self.tool_use_id.to_owned()),
+        }
+    }
+}
+
 /// The result of a call, as it goes into `agent.tool_result`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToolOutput {
@@ -55,7 +67,7 @@ impl ToolOutput {
     }
 
     /// The daemon's result.
-    pub fn from_sandbox(result: corral_sandbox_protocol::ToolResult) -> Self {
+    pub fn from_sandbox(result: ToolResult) -> Self {
         Self {
             content: result
                 .content
@@ -111,4 +123,60 @@ pub fn lost_sandbox(error: &dyn std::fmt::Display) -> ToolOutput {
         "The sandbox was lost before this tool call finished ({error}); it will be replaced on the next tool call. \
          Files and shell state of the lost sandbox may be gone. The call may have run partly; it was not retried."
     ))
+}
+
+/// What the model reads of a sandbox call's outcome, and whether the sandbox is gone, so its client must be dropped
+/// and the next call starts or asks for a new one: no connection, a connection that broke, no answer in time, or a
+/// token it no longer accepts (a replaced pod has a new one).
+pub fn sandbox_output(outcome: Result<ToolResult, ClientError>) -> (ToolOutput, bool) {
+    match outcome {
+        Ok(result) => (ToolOutput::from_sandbox(result), false),
+        Err(
+            err @ (ClientError::Refused { .. }
+            | ClientError::Unreachable { .. }
+            | ClientError::Timeout(_)
+            | ClientError::Rejected { status: 401, .. }),
+        ) => (lost_sandbox(&err), true),
+        Err(err) => (
+            ToolOutput::error(format!("The sandbox refused the call: {err}")),
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16) -> ClientError {
+        ClientError::Rejected {
+            status,
+            kind: "x".into(),
+            message: "no".into(),
+        }
+    }
+
+    #[test]
+    fn a_sandbox_that_cannot_be_reached_or_no_longer_knows_the_token_is_lost() {
+        for gone in [
+            ClientError::Timeout(Duration::from_secs(1)),
+            ClientError::Refused {
+                url: "http://x".into(),
+                message: "refused".into(),
+            },
+            rejected(401),
+        ] {
+            let (output, lost) = sandbox_output(Err(gone));
+            assert!(lost && output.is_error);
+            assert!(output.text().contains("it will be replaced"), "{}", output.text());
+        }
+        let (output, lost) = sandbox_output(Err(rejected(400)));
+        assert!(!lost && output.is_error);
+        assert!(output.text().starts_with("The sandbox refused the call"));
+        let (output, lost) = sandbox_output(Ok(ToolResult::ok("hi")));
+        assert_eq!(
+            (output.text().as_str(), output.is_error, lost),
+            ("hi", false, false)
+        );
+    }
 }
