@@ -8,6 +8,13 @@ pub const BINARY_NAME: &str = "corral-sandbox";
 /// The daemon's subcommand that installs an Environment's packages (the `install-packages` init container).
 pub const INSTALL_PACKAGES_COMMAND: &str = "install-packages";
 
+/// Where the daemon's static binary is in Corral's daemon image (the sandbox pod's init container copies it into the
+/// sandbox container).
+pub const DAEMON_IMAGE_BINARY: &str = "/usr/local/bin/sandbox";
+
+/// The `app.kubernetes.io/component` label of every sandbox pod (the egress proxy finds sandbox pods by it).
+pub const POD_COMPONENT: &str = "sandbox";
+
 /// The port the daemon listens on in a sandbox pod (its `host:port` endpoint is published in the Session status).
 pub const DAEMON_PORT: u16 = 7070;
 
@@ -23,7 +30,7 @@ pub fn sandbox_name(session: &str) -> String {
 }
 
 /// The variables the daemon (and its `install-packages` subcommand) reads its settings from.
-pub mod env {
+pub mod vars {
     /// The address to serve on (`0.0.0.0:7070` in a pod).
     pub const ADDR: &str = "CORRAL_SANDBOX_ADDR";
     /// A file holding the bearer token.
@@ -59,18 +66,18 @@ mod tests {
     #[test]
     fn every_variable_carries_the_prefix_a_launcher_clears() {
         for name in [
-            env::ADDR,
-            env::TOKEN_FILE,
-            env::TOKEN,
-            env::WORKSPACE,
-            env::ADDR_FILE,
-            env::PACKAGES_DIR,
-            env::PACKAGES,
-            env::PACKAGES_SCRATCH,
-            env::EGRESS_URL,
-            env::EGRESS_USER,
-            env::EGRESS_PASSWORD,
-            env::EGRESS_CA,
+            vars::ADDR,
+            vars::TOKEN_FILE,
+            vars::TOKEN,
+            vars::WORKSPACE,
+            vars::ADDR_FILE,
+            vars::PACKAGES_DIR,
+            vars::PACKAGES,
+            vars::PACKAGES_SCRATCH,
+            vars::EGRESS_URL,
+            vars::EGRESS_USER,
+            vars::EGRESS_PASSWORD,
+            vars::EGRESS_CA,
         ] {
             assert!(name.starts_with(ENV_PREFIX), "{name}");
         }
