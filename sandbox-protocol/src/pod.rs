@@ -24,7 +24,7 @@ pub const TOKEN_KEY: &str = "token";
 /// The prefix of every variable the daemon reads; a launcher clears inherited ones.
 pub const ENV_PREFIX: &str = "CORRAL_SANDBOX_";
 
-/// The name of a session's sandbox pod, and of its token Secret and NetworkPolicy.
+/// The name of a session's sandbox pod and of its token Secret (the harness finds both by this name).
 pub fn sandbox_name(session: &str) -> String {
     format!("sandbox-{session}")
 }
