@@ -348,14 +348,5 @@ impl Agent {
     }
 }
 
-/// The built-in tool names of `agent_toolset_20260401`.
-pub const BUILTIN_TOOLS: [&str; 8] = [
-    "bash",
-    "edit",
-    "read",
-    "write",
-    "glob",
-    "grep",
-    "web_fetch",
-    "web_search",
-];
+/// The built-in tool names of `agent_toolset_20260401` (the sandbox protocol's catalogue).
+pub const BUILTIN_TOOLS: &[&str] = corral_sandbox_protocol::TOOLSET;

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use corral_api::{Session, labels::HARNESS_FIELD_MANAGER, session::SandboxPhase};
-use corral_sandbox::client::SandboxClient;
+use corral_sandbox_protocol::SandboxClient;
+use corral_sandbox_protocol::pod::{TOKEN_KEY, sandbox_name};
 use k8s_openapi::{
     api::core::v1::{Pod, Secret},
     jiff::Timestamp,
 };
+use kube::ResourceExt;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -97,10 +99,11 @@ pub async fn client(ns: &TestNamespace, session: &Session, forward: &str) -> any
         .and_then(|s| s.sandbox.as_ref())
         .and_then(|b| b.endpoint.clone());
     let endpoint = endpoint.ok_or_else(|| anyhow::anyhow!("a Ready sandbox publishes its endpoint"))?;
-    let secret = ns.api::<Secret>().get("sandbox-s1").await?;
-    let token = secret
-        .data
-        .and_then(|d| d.get("token").map(|b| String::from_utf8_lossy(&b.0).into_owned()));
+    let secret = ns.api::<Secret>().get(&sandbox_name(&session.name_any())).await?;
+    let token = secret.data.and_then(|d| {
+        d.get(TOKEN_KEY)
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+    });
     let token = token.ok_or_else(|| anyhow::anyhow!("the sandbox Secret holds a token"))?;
     let port = ns.cluster().forward(forward, &endpoint)?;
     Ok(SandboxClient::new(format!("http://127.0.0.1:{port}"), token)?)

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use corral_api::events::{ContentBlock, EventBody, StopReason, UserMessage};
-use corral_sandbox::LocalSandboxOptions;
+use corral_sandbox_protocol::LocalSandboxOptions;
 use corral_session::{Config, Store, testing::RedisServer};
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,7 @@ pub async fn run(options: LocalRun, out: &mut (dyn Write + Send)) -> anyhow::Res
     let session = options
         .session
         .clone()
-        .unwrap_or_else(|| format!("sesn_local_{}", corral_sandbox::random_hex(6)));
+        .unwrap_or_else(|| format!("sesn_local_{}", corral_sandbox_protocol::random_hex(6)));
     let log = store.session(LOCAL_NAMESPACE, &session);
     let start = log.last_cursor().await?;
     writeln!(
@@ -95,7 +95,7 @@ pub async fn run(options: LocalRun, out: &mut (dyn Write + Send)) -> anyhow::Res
     let holder = format!(
         "corral-run-{}-{}",
         std::process::id(),
-        corral_sandbox::random_hex(4)
+        corral_sandbox_protocol::random_hex(4)
     );
     let lease = log
         .acquire_lease(&holder, std::time::Duration::from_secs(30))

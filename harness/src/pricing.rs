@@ -15,7 +15,7 @@
 //! A model the table does not list has no cost: its requests are recorded without one and the session's cost is
 //! omitted (never shown as zero), so a cost budget cannot trip on it (token budgets still do).
 
-use corral_api::budget::Spent;
+use corral_api::budget::{Money, Spent};
 use corral_api::events::ModelUsage;
 use serde::Deserialize;
 
@@ -142,6 +142,11 @@ pub fn nothing_spent() -> Spent {
         tokens: 0,
         cents: Some(0.0),
     }
+}
+
+/// The session's list cost to show: known, and for at least one token.
+pub fn list_cost(spent: Spent) -> Option<Money> {
+    spent.cents.filter(|_| spent.tokens > 0).map(Money::from_cents)
 }
 
 #[cfg(test)]

@@ -256,7 +256,8 @@ async fn an_interrupt_stops_a_running_tool_call() {
 
 #[tokio::test]
 async fn a_tool_use_left_without_result_by_a_crash_is_reported_interrupted_not_rerun() {
-    let marker = std::env::temp_dir().join(format!("corral-rerun-{}", corral_sandbox::random_hex(6)));
+    let marker =
+        std::env::temp_dir().join(format!("corral-rerun-{}", corral_sandbox_protocol::random_hex(6)));
     let script = format!(
         "turns:\n  - content: [{{tool_use: {{name: bash, input: {{command: \"touch {}\"}}}}}}]\n  - content: [{{text: \"recovered\"}}]\n",
         marker.display()

@@ -13,7 +13,7 @@ use corral_harness::log::{LogEntry, LogView};
 use corral_harness::metrics::Metrics;
 use corral_harness::status::NoStatus;
 use corral_harness::tools::LocalToolRunner;
-use corral_sandbox::LocalSandboxOptions;
+use corral_sandbox_protocol::LocalSandboxOptions;
 use corral_session::{Config, Store, testing::RedisServer};
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +70,7 @@ pub fn engine(store: Store) -> Arc<Engine> {
 pub fn engine_with(store: Store, config: EngineConfig, metrics: Metrics) -> Arc<Engine> {
     let runner = Arc::new(LocalToolRunner::new(
         LocalSandboxOptions {
-            isolation: corral_sandbox::Isolation::Plain,
+            isolation: corral_sandbox_protocol::Isolation::Plain,
             ..LocalSandboxOptions::default()
         },
         None,
@@ -107,7 +107,7 @@ impl Harness {
         let log = self.store.session(NS, session);
         let lease = log
             .acquire_lease(
-                &format!("test-{}", corral_sandbox::random_hex(4)),
+                &format!("test-{}", corral_sandbox_protocol::random_hex(4)),
                 Duration::from_secs(30),
             )
             .await

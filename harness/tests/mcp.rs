@@ -98,7 +98,7 @@ async fn run_agent(manifest_text: &str) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let agent_file = dir.path().join("agent.yaml");
     std::fs::write(&agent_file, manifest_text).unwrap();
-    let session = format!("sesn_mcp_{}", corral_sandbox::random_hex(4));
+    let session = format!("sesn_mcp_{}", corral_sandbox_protocol::random_hex(4));
     let mut printed = Vec::new();
     let stop = run(
         LocalRun {
@@ -328,7 +328,7 @@ async fn mcp_tools_ask_by_default_and_run_once_confirmed() {
         .expect("redis-server");
     let store = Store::connect(&redis.url(), Config::default()).await.unwrap();
     let runner = Arc::new(corral_harness::tools::LocalToolRunner::new(
-        corral_sandbox::LocalSandboxOptions::default(),
+        corral_sandbox_protocol::LocalSandboxOptions::default(),
         None,
     ));
     let engine = Engine::new(

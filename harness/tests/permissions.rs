@@ -24,7 +24,7 @@ fn script(marker: &std::path::Path) -> String {
 }
 
 fn marker() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("corral-ask-{}", corral_sandbox::random_hex(6)))
+    std::env::temp_dir().join(format!("corral-ask-{}", corral_sandbox_protocol::random_hex(6)))
 }
 
 /// Runs the first turn and returns the id of the `agent.tool_use` waiting for confirmation.

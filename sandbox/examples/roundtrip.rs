@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use corral_sandbox::{Isolation, LocalSandbox, LocalSandboxOptions};
+use corral_sandbox_protocol::{Isolation, LocalSandbox, LocalSandboxOptions};
 use serde_json::json;
 
 #[tokio::main]

@@ -4,43 +4,44 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser};
 use corral_runtime::LogArgs;
+use corral_sandbox_protocol::pod::{DAEMON_PORT, vars};
 
 /// The sandbox daemon: runs the agent toolset for the harness over HTTP.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "corral-sandbox", version, about)]
 pub struct Config {
     /// The address to serve on. Port 0 picks a free port (see --addr-file).
-    #[arg(long, env = "CORRAL_SANDBOX_ADDR", default_value = "0.0.0.0:7070")]
+    #[arg(long, env = vars::ADDR, default_value_t = SocketAddr::from(([0, 0, 0, 0], DAEMON_PORT)))]
     pub addr: SocketAddr,
     /// A file holding the bearer token the harness must present (surrounding whitespace is ignored).
-    #[arg(long, env = "CORRAL_SANDBOX_TOKEN_FILE", conflicts_with = "token")]
+    #[arg(long, env = vars::TOKEN_FILE, conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
     /// The bearer token itself. Prefer --token-file: a flag is visible to other processes.
-    #[arg(long, env = "CORRAL_SANDBOX_TOKEN", hide_env_values = true)]
+    #[arg(long, env = vars::TOKEN, hide_env_values = true)]
     pub token: Option<String>,
     /// The workspace: relative paths resolve against it and the shell starts in it. Created if missing.
-    #[arg(long, env = "CORRAL_SANDBOX_WORKSPACE", default_value = ".")]
+    #[arg(long, env = vars::WORKSPACE, default_value = ".")]
     pub workspace: PathBuf,
     /// Once listening, write the bound address to this file (written whole, by rename).
-    #[arg(long, env = "CORRAL_SANDBOX_ADDR_FILE")]
+    #[arg(long, env = vars::ADDR_FILE)]
     pub addr_file: Option<PathBuf>,
     /// Where the Environment's packages were installed (by `corral-sandbox install-packages`): its directories go
     /// on the shell's `PATH`, `PYTHONPATH`, `NODE_PATH`, `GEM_PATH` and `LD_LIBRARY_PATH`.
-    #[arg(long, env = "CORRAL_SANDBOX_PACKAGES_DIR")]
+    #[arg(long, env = vars::PACKAGES_DIR)]
     pub packages_dir: Option<PathBuf>,
     /// The egress proxy's URL. With it, the first `bash` call asks the proxy which credential placeholders the
     /// session's vaults put in the shell (set by the operator; the values themselves never enter the sandbox).
-    #[arg(long, env = "CORRAL_SANDBOX_EGRESS_URL", requires_all = ["egress_user", "egress_password"])]
+    #[arg(long, env = vars::EGRESS_URL, requires_all = ["egress_user", "egress_password"])]
     pub egress_url: Option<String>,
     /// The pod's proxy user.
-    #[arg(long, env = "CORRAL_SANDBOX_EGRESS_USER")]
+    #[arg(long, env = vars::EGRESS_USER)]
     pub egress_user: Option<String>,
     /// The pod's proxy password.
-    #[arg(long, env = "CORRAL_SANDBOX_EGRESS_PASSWORD", hide_env_values = true)]
+    #[arg(long, env = vars::EGRESS_PASSWORD, hide_env_values = true)]
     pub egress_password: Option<String>,
     /// The egress CA's certificate (PEM): the shell trusts it besides the image's roots, so HTTPS through the
     /// egress proxy works where it injects credentials.
-    #[arg(long, env = "CORRAL_SANDBOX_EGRESS_CA")]
+    #[arg(long, env = vars::EGRESS_CA)]
     pub egress_ca: Option<String>,
     /// Tool limits.
     #[command(flatten)]

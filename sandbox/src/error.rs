@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::protocol::{ErrorBody, ErrorEnvelope};
+use corral_sandbox_protocol::wire::{ErrorBody, ErrorEnvelope};
 
 /// An error answered to the harness (not to the model).
 #[derive(Debug, Clone, PartialEq, Eq)]

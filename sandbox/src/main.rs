@@ -6,7 +6,7 @@ use corral_sandbox::config::Config;
 
 fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("install-packages") {
+    if argv.get(1).map(String::as_str) == Some(corral_sandbox_protocol::pod::INSTALL_PACKAGES_COMMAND) {
         return corral_sandbox::packages::cli::main(argv);
     }
     let config = Config::parse();

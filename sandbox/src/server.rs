@@ -11,13 +11,13 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use corral_sandbox_protocol::wire::{DaemonInfo, EXECUTE_PATH, ExecuteRequest, HEALTH_PATH, INFO_PATH};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     auth::{TokenCheck, require_token},
     config::Config,
     error::ApiError,
-    protocol::{DaemonInfo, EXECUTE_PATH, ExecuteRequest, HEALTH_PATH, INFO_PATH},
     tools::{ToolName, Toolbox},
 };
 

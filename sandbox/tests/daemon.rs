@@ -5,7 +5,9 @@ mod common;
 use std::{process::Stdio, time::Duration};
 
 use common::{BINARY, bash_ok};
-use corral_sandbox::{Isolation, LocalSandbox, LocalSandboxOptions, SandboxClient, local::namespaces_work};
+use corral_sandbox_protocol::{
+    Isolation, LocalSandbox, LocalSandboxOptions, SandboxClient, launcher::namespaces_work,
+};
 use serde_json::json;
 
 #[tokio::test]

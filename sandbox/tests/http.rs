@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{call, start, start_with};
-use corral_sandbox::{ClientError, SandboxClient, protocol::ErrorEnvelope};
+use corral_sandbox_protocol::{ClientError, SandboxClient, wire::ErrorEnvelope};
 use serde_json::{Value, json};
 
 async fn post(base: &str, token: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
@@ -168,7 +168,7 @@ async fn a_body_over_the_limit_gets_413() {
 #[tokio::test]
 async fn the_tool_use_id_is_echoed() {
     let sandbox = start().await;
-    let request = corral_sandbox::ExecuteRequest {
+    let request = corral_sandbox_protocol::ExecuteRequest {
         tool: "bash".into(),
         input: json!({"command": "echo x"}),
         tool_use_id: Some("toolu_123".into()),

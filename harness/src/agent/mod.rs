@@ -1,7 +1,6 @@
 //! What the harness needs to know about a session's agent: its spec, the provider that serves it, and which tools it
 //! may call with which permission. Agents come from a manifest file (local mode) or the Kubernetes API.
 
-pub mod builtin;
 pub mod kube;
 pub mod manifest;
 mod source;

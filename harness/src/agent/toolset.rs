@@ -6,8 +6,8 @@ use corral_api::agent::{AgentSpec, PermissionPolicy, ToolSpec, ToolType};
 use corral_api::events::{Evaluation, Permission};
 use serde_json::json;
 
-use super::builtin;
 use crate::providers::ToolDefinition;
+use corral_sandbox_protocol::ToolName;
 
 /// What a tool name means for an agent.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,7 +84,9 @@ impl ToolSet {
         for tool in &spec.tools {
             match tool.kind {
                 ToolType::AgentToolset20260401 => {
-                    for name in builtin::SANDBOX_TOOLS {
+                    // Only the tools a sandbox serves are offered; `web_fetch` and `web_search` are not, yet.
+                    for builtin in ToolName::ALL {
+                        let name = builtin.as_str();
                         let Some(policy) = configured(tool, name, PermissionPolicy::AlwaysAllow) else {
                             continue;
                         };
@@ -93,9 +95,12 @@ impl ToolSet {
                             permission,
                             evaluation,
                         };
-                        if let Some(definition) = builtin::definition(name) {
-                            set.add(name, kind, definition);
-                        }
+                        let definition = ToolDefinition {
+                            name: name.to_owned(),
+                            description: builtin.description(),
+                            input_schema: builtin.input_schema(),
+                        };
+                        set.add(name, kind, definition);
                     }
                 }
                 ToolType::Custom => {
@@ -213,7 +218,7 @@ mod tests {
         assert_eq!(set.kind("web_fetch"), ToolKind::Denied);
         assert_eq!(set.kind("lookup"), ToolKind::Custom);
         let names: Vec<_> = set.definitions().iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["bash", "read", "write", "edit", "glob", "lookup"]);
+        assert_eq!(names, ["bash", "edit", "read", "write", "glob", "lookup"]);
     }
 
     #[test]

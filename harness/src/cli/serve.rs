@@ -17,7 +17,7 @@ use corral_harness::status::{NoStatus, StatusSink, StatusWriter};
 use corral_harness::tools::{ClusterToolRunner, LocalToolRunner, ToolRunner};
 use corral_harness::worker::{Worker, WorkerConfig};
 use corral_runtime::{HealthServer, LogArgs, Readiness};
-use corral_sandbox::LocalSandboxOptions;
+use corral_sandbox_protocol::LocalSandboxOptions;
 use corral_session::{Config, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -155,7 +155,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(5),
         shutdown.clone(),
     ));
-    let name = format!("{}-{}", args.name, corral_sandbox::random_hex(4));
+    let name = format!("{}-{}", args.name, corral_sandbox_protocol::random_hex(4));
     let worker = Arc::new(Worker::new(
         store,
         engine,

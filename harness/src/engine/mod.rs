@@ -3,7 +3,8 @@
 //!
 //! The log is the only state. [`scan`] folds the log into a [`scan::Scan`]; [`plan::plan`] turns it into the next
 //! [`plan::Step`] (append some events, call the model, run one tool, or stop); [`context::build`] rebuilds the model
-//! request for a model call; [`run::Engine`] does the I/O. Because every decision is re-derived from the log, a
+//! request for a model call; [`reply::reply_events`] turns the model's reply into events; [`run::Engine`] does the
+//! I/O. Because every decision is re-derived from the log, a
 //! replica that takes over after a crash continues exactly where the log stops, and an append whose outcome was
 //! unknown is never repeated blindly.
 //!
@@ -21,10 +22,11 @@ pub mod compaction;
 pub mod context;
 pub mod events;
 pub mod plan;
+pub mod reply;
 pub mod run;
 pub mod scan;
 #[cfg(test)]
 mod tests;
 mod watch;
 
-pub use run::{Engine, EngineConfig, Outcome, list_cost};
+pub use run::{Engine, EngineConfig, Outcome};

@@ -17,7 +17,7 @@ use crate::agent::ResolvedAgent;
 use crate::log::LogEntry;
 use crate::providers::{Block, Role, ScriptedProvider};
 
-fn agent(tools: serde_json::Value) -> ResolvedAgent {
+pub(super) fn agent(tools: serde_json::Value) -> ResolvedAgent {
     let spec =
         serde_json::from_value(serde_json::json!({"model": {"id": "m"}, "system": "sys", "tools": tools}))
             .unwrap();

@@ -23,7 +23,7 @@ use rmcp::{ServiceExt, service::ClientInitializeError};
 use serde_json::Value;
 
 use crate::agent::McpToolInfo;
-use crate::tools::ToolOutput;
+use crate::tools::{ToolCall, ToolFuture, ToolOutput, ToolRunner};
 use credentials::{CredentialSource, McpCredential, NoCredentials};
 
 /// How long connecting to one server (initialize and list tools) may take.
@@ -245,6 +245,14 @@ impl McpConnections {
         for (_, client) in self.servers {
             let _ = client.cancel().await;
         }
+    }
+}
+
+/// The run's MCP servers run the calls of their tools (`call.server`).
+impl ToolRunner for McpConnections {
+    fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a> {
+        let server = call.server.unwrap_or_default();
+        Box::pin(self.call(server, call.name, call.input))
     }
 }
 

@@ -64,7 +64,7 @@ pub fn compute(entries: &[LogEntry]) -> StatusFields {
     StatusFields {
         phase,
         usage,
-        list_cost: crate::engine::list_cost(spent),
+        list_cost: crate::pricing::list_cost(spent),
         active_seconds: active_ms as f64 / 1000.0,
         last_event_time: entries.last().map(|e| format_rfc3339_millis(&e.cursor.time())),
     }

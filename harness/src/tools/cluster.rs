@@ -4,7 +4,8 @@
 //! 1. The harness writes `status.sandbox.requestedAt` (now, RFC 3339) by server-side apply under the field manager
 //!    `corral-harness`, on a session's first tool call and whenever its sandbox was lost.
 //! 2. The operator creates (or claims) a pod and publishes `status.sandbox.phase: Ready` and `endpoint`
-//!    (`host:port`), and the daemon's token in Secret `sandbox-<session>`, key `token`.
+//!    (`host:port`), and the daemon's token in Secret `sandbox-<session>`, key `token` (the names are the pod
+//!    contract of `corral_sandbox_protocol::pod`).
 //! 3. The harness calls the daemon at `http://<endpoint>` with that token. A pod that cannot be reached becomes an
 //!    `is_error` result saying the sandbox was lost and will be replaced, and the next call asks again.
 
@@ -14,23 +15,16 @@ use std::time::{Duration, Instant};
 
 use corral_api::Session;
 use corral_api::session::SandboxPhase;
-use corral_sandbox::{ClientError, ExecuteRequest, SandboxClient};
+use corral_sandbox_protocol::pod::{TOKEN_KEY, sandbox_name};
+use corral_sandbox_protocol::{ClientError, SandboxClient};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
-use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, lost_sandbox};
+use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
 use crate::agent::manifest::secret_value;
 use crate::status::StatusWriter;
-
-/// Key of the daemon's token in the sandbox Secret.
-pub const SANDBOX_SECRET_KEY: &str = "token";
-
-/// Name of a session's sandbox Secret.
-pub fn sandbox_secret_name(session: &str) -> String {
-    format!("sandbox-{session}")
-}
 
 /// Runs tools in sandbox pods the operator manages.
 pub struct ClusterToolRunner {
@@ -125,13 +119,13 @@ impl ClusterToolRunner {
             }
         };
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let name = sandbox_secret_name(session);
+        let name = sandbox_name(session);
         let secret = secrets
             .get(&name)
             .await
             .map_err(|e| format!("cannot read Secret {name}: {e}"))?;
-        let token = secret_value(&secret, SANDBOX_SECRET_KEY)
-            .ok_or_else(|| format!("Secret {name} has no key {SANDBOX_SECRET_KEY}"))?;
+        let token = secret_value(&secret, TOKEN_KEY)
+            .ok_or_else(|| format!("Secret {name} has no key {TOKEN_KEY}"))?;
         let client = SandboxClient::new(format!("http://{endpoint}"), token).map_err(|e| e.to_string())?;
         self.clients
             .lock()
@@ -157,11 +151,7 @@ impl ToolRunner for ClusterToolRunner {
 
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a> {
         Box::pin(async move {
-            let request = ExecuteRequest {
-                tool: call.name.to_owned(),
-                input: call.input.clone(),
-                tool_use_id: Some(call.tool_use_id.to_owned()),
-            };
+            let request = call.sandbox_request();
             // A refused connection means the call never reached a daemon: the sandbox is gone (its status may
             // not say so yet), so the call is retried once on a newly provisioned sandbox. Anything else that
             // breaks mid-call is reported, never retried: the call may have run.
@@ -181,23 +171,11 @@ impl ToolRunner for ClusterToolRunner {
                     other => break other,
                 }
             };
-            match outcome {
-                Ok(result) => ToolOutput::from_sandbox(result),
-                Err(
-                    err @ (ClientError::Refused { .. }
-                    | ClientError::Unreachable { .. }
-                    | ClientError::Timeout(_)),
-                ) => {
-                    self.forget(call.namespace, call.session).await;
-                    lost_sandbox(&err)
-                }
-                Err(err @ ClientError::Rejected { status: 401, .. }) => {
-                    // A replaced pod has a new token.
-                    self.forget(call.namespace, call.session).await;
-                    lost_sandbox(&err)
-                }
-                Err(err) => ToolOutput::error(format!("The sandbox refused the call: {err}")),
+            let (output, lost) = sandbox_output(outcome);
+            if lost {
+                self.forget(call.namespace, call.session).await;
             }
+            output
         })
     }
 }

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_sandbox::{ClientError, ExecuteRequest, LocalSandbox, LocalSandboxOptions, SandboxClient};
+use corral_sandbox_protocol::{LocalSandbox, LocalSandboxOptions, SandboxClient};
 use tokio::sync::Mutex;
 
-use super::{ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, lost_sandbox};
+use super::{ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
 
 /// Runs tools in local sandbox daemons (child processes), one per session.
 #[derive(Debug)]
@@ -78,23 +78,14 @@ impl ToolRunner for LocalToolRunner {
                 Ok(client) => client,
                 Err(message) => return ToolOutput::error(message),
             };
-            let request = ExecuteRequest {
-                tool: call.name.to_owned(),
-                input: call.input.clone(),
-                tool_use_id: Some(call.tool_use_id.to_owned()),
-            };
-            match client.execute_request(&request, call_timeout(&call)).await {
-                Ok(result) => ToolOutput::from_sandbox(result),
-                Err(
-                    err @ (ClientError::Refused { .. }
-                    | ClientError::Unreachable { .. }
-                    | ClientError::Timeout(_)),
-                ) => {
-                    self.stop(call.namespace, call.session).await;
-                    lost_sandbox(&err)
-                }
-                Err(err) => ToolOutput::error(format!("The sandbox refused the call: {err}")),
+            let outcome = client
+                .execute_request(&call.sandbox_request(), call_timeout(&call))
+                .await;
+            let (output, lost) = sandbox_output(outcome);
+            if lost {
+                self.stop(call.namespace, call.session).await;
             }
+            output
         })
     }
 }

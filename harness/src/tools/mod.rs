@@ -1,9 +1,10 @@
-//! Running built-in tool calls: the [`ToolRunner`] interface and its two implementations, a local sandbox daemon per
-//! session ([`LocalToolRunner`]) and a sandbox pod per session asked for through the Session's status
-//! ([`ClusterToolRunner`]).
+//! Running the tool calls the harness runs itself: the [`ToolRunner`] interface and its implementations, for
+//! built-in tools a local sandbox daemon per session ([`LocalToolRunner`]) or a sandbox pod per session asked for
+//! through the Session's status ([`ClusterToolRunner`]), and for MCP tools a run's connected MCP servers
+//! (`crate::mcp::McpConnections`). The engine runs every call through this one interface.
 //!
-//! A runner never fails a call: a sandbox that cannot be started, reached or trusted becomes an `is_error` result
-//! the model reads ("losing the pod is a tool error, never a lost session").
+//! A runner never fails a call: a sandbox or server that cannot be started, reached or trusted becomes an
+//! `is_error` result the model reads ("losing the pod is a tool error, never a lost session").
 
 mod cluster;
 mod local;
@@ -13,12 +14,13 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use corral_api::events::ContentBlock;
+use corral_sandbox_protocol::{ClientError, ExecuteRequest, ToolResult};
 use serde_json::Value;
 
-pub use cluster::{ClusterToolRunner, SANDBOX_SECRET_KEY, sandbox_secret_name};
+pub use cluster::ClusterToolRunner;
 pub use local::LocalToolRunner;
 
-/// One built-in tool call.
+/// One tool call the harness runs.
 #[derive(Clone, Debug)]
 pub struct ToolCall<'a> {
     /// The session's namespace.
@@ -31,6 +33,19 @@ pub struct ToolCall<'a> {
     pub name: &'a str,
     /// The tool's input.
     pub input: &'a Value,
+    /// The MCP server whose tool this is; `None` for a built-in tool.
+    pub server: Option<&'a str>,
+}
+
+impl ToolCall<'_> {
+    /// The sandbox daemon's request for this (built-in) call.
+    pub fn sandbox_request(&self) -> ExecuteRequest {
+        ExecuteRequest {
+            tool: self.name.to_owned(),
+            input: self.input.clone(),
+            tool_use_id: Some(self.tool_use_id.to_owned()),
+        }
+    }
 }
 
 /// The result of a call, as it goes into `agent.tool_result`.
@@ -52,12 +67,12 @@ impl ToolOutput {
     }
 
     /// The daemon's result.
-    pub fn from_sandbox(result: corral_sandbox::ToolResult) -> Self {
+    pub fn from_sandbox(result: ToolResult) -> Self {
         Self {
             content: result
                 .content
                 .into_iter()
-                .map(|corral_sandbox::ContentBlock::Text { text }| ContentBlock::text(text))
+                .map(|corral_sandbox_protocol::ContentBlock::Text { text }| ContentBlock::text(text))
                 .collect(),
             is_error: result.is_error,
         }
@@ -75,7 +90,7 @@ pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolOutput> + Send + 'a>>;
 /// A boxed future of getting a session's sandbox ready: the reason when it cannot be.
 pub type PrepareFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
-/// Runs built-in tool calls for sessions. Dropping the future abandons the call.
+/// Runs tool calls for sessions. Dropping the future abandons the call.
 pub trait ToolRunner: Send + Sync {
     /// Runs one call.
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a>;
@@ -108,4 +123,60 @@ pub fn lost_sandbox(error: &dyn std::fmt::Display) -> ToolOutput {
         "The sandbox was lost before this tool call finished ({error}); it will be replaced on the next tool call. \
          Files and shell state of the lost sandbox may be gone. The call may have run partly; it was not retried."
     ))
+}
+
+/// What the model reads of a sandbox call's outcome, and whether the sandbox is gone, so its client must be dropped
+/// and the next call starts or asks for a new one: no connection, a connection that broke, no answer in time, or a
+/// token it no longer accepts (a replaced pod has a new one).
+pub fn sandbox_output(outcome: Result<ToolResult, ClientError>) -> (ToolOutput, bool) {
+    match outcome {
+        Ok(result) => (ToolOutput::from_sandbox(result), false),
+        Err(
+            err @ (ClientError::Refused { .. }
+            | ClientError::Unreachable { .. }
+            | ClientError::Timeout(_)
+            | ClientError::Rejected { status: 401, .. }),
+        ) => (lost_sandbox(&err), true),
+        Err(err) => (
+            ToolOutput::error(format!("The sandbox refused the call: {err}")),
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16) -> ClientError {
+        ClientError::Rejected {
+            status,
+            kind: "x".into(),
+            message: "no".into(),
+        }
+    }
+
+    #[test]
+    fn a_sandbox_that_cannot_be_reached_or_no_longer_knows_the_token_is_lost() {
+        for gone in [
+            ClientError::Timeout(Duration::from_secs(1)),
+            ClientError::Refused {
+                url: "http://x".into(),
+                message: "refused".into(),
+            },
+            rejected(401),
+        ] {
+            let (output, lost) = sandbox_output(Err(gone));
+            assert!(lost && output.is_error);
+            assert!(output.text().contains("it will be replaced"), "{}", output.text());
+        }
+        let (output, lost) = sandbox_output(Err(rejected(400)));
+        assert!(!lost && output.is_error);
+        assert!(output.text().starts_with("The sandbox refused the call"));
+        let (output, lost) = sandbox_output(Ok(ToolResult::ok("hi")));
+        assert_eq!(
+            (output.text().as_str(), output.is_error, lost),
+            ("hi", false, false)
+        );
+    }
 }

@@ -8,6 +8,7 @@ use std::{
 };
 
 use clap::Parser;
+use corral_sandbox_protocol::pod::vars;
 
 use super::{Layout, PackageLists, apt, plan};
 
@@ -16,19 +17,19 @@ use super::{Layout, PackageLists, apt, plan};
 #[command(name = "corral-sandbox install-packages", version)]
 pub struct InstallArgs {
     /// The packages, as the Environment's `config.packages` JSON.
-    #[arg(long, env = "CORRAL_SANDBOX_PACKAGES")]
+    #[arg(long, env = vars::PACKAGES)]
     pub packages: String,
     /// The install prefix, shared with the sandbox container.
     #[arg(
         long,
-        env = "CORRAL_SANDBOX_PACKAGES_DIR",
+        env = vars::PACKAGES_DIR,
         default_value = "/opt/corral/packages"
     )]
     pub prefix: PathBuf,
     /// Scratch space for caches and package lists.
     #[arg(
         long,
-        env = "CORRAL_SANDBOX_PACKAGES_SCRATCH",
+        env = vars::PACKAGES_SCRATCH,
         default_value = "/tmp/corral-packages"
     )]
     pub scratch: PathBuf,
@@ -145,7 +146,7 @@ fn install(args: &InstallArgs) -> Result<(), String> {
     for dir in [&args.prefix, &args.scratch] {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    if let Ok(ca) = std::env::var("CORRAL_SANDBOX_EGRESS_CA") {
+    if let Ok(ca) = std::env::var(vars::EGRESS_CA) {
         let env = crate::trust::install(&ca, &args.scratch.join("ca"))
             .map_err(|e| format!("writing the egress CA bundle: {e}"))?;
         let _ = TRUST_ENV.set(env);

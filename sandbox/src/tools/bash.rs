@@ -3,7 +3,9 @@
 use std::{sync::Arc, time::Duration};
 
 use super::shell::{Ending, Shell};
-use crate::{config::Limits, protocol::BashInput, protocol::ToolResult};
+use corral_sandbox_protocol::{ToolResult, catalogue::BashInput};
+
+use crate::config::Limits;
 
 /// Runs one `bash` call. The shell work runs in its own task, so a harness that hangs up mid-command cannot leave
 /// the shell half-read.

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use super::paths::{cut_line, io_error, resolve};
-use crate::{config::Limits, protocol::EditInput};
+use corral_sandbox_protocol::catalogue::EditInput;
+
+use crate::config::Limits;
 
 /// Lines of context shown around the first replacement.
 const CONTEXT_LINES: usize = 3;

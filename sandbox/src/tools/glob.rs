@@ -5,7 +5,9 @@ use std::path::{Component, Path, PathBuf};
 use globset::GlobBuilder;
 
 use super::{paths::resolve, walk::walk};
-use crate::{config::Limits, protocol::GlobInput};
+use corral_sandbox_protocol::catalogue::GlobInput;
+
+use crate::config::Limits;
 
 /// Lists the files matching `input.pattern`, sorted, at most `limits.max_results`.
 pub fn run(workspace: &Path, limits: &Limits, input: &GlobInput) -> Result<String, String> {

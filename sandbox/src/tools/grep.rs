@@ -8,7 +8,9 @@ use super::{
     paths::{cut_line, looks_binary, resolve},
     walk::walk,
 };
-use crate::{config::Limits, protocol::GrepInput, truncate::limit_text};
+use corral_sandbox_protocol::catalogue::GrepInput;
+
+use crate::{config::Limits, truncate::limit_text};
 
 /// How long a line of grep output may be, at most.
 const MAX_MATCH_LINE_CHARS: usize = 500;

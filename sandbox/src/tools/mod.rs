@@ -1,4 +1,5 @@
-//! The agent toolset (`agent_toolset_20260401`): `bash`, `read`, `write`, `edit`, `glob`, `grep`.
+//! The implementations of the built-in tools: [`Toolbox::execute`] runs each [`ToolName`] of the protocol's
+//! catalogue on its input type.
 
 mod bash;
 mod edit;
@@ -10,67 +11,15 @@ pub mod shell;
 mod walk;
 mod write;
 
-use std::{path::PathBuf, str::FromStr, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use serde::de::DeserializeOwned;
 
-use crate::{config::Limits, protocol::ToolResult, truncate::limit_text};
+pub use corral_sandbox_protocol::ToolName;
+use corral_sandbox_protocol::ToolResult;
+
+use crate::{config::Limits, truncate::limit_text};
 use shell::{Shell, ShellOptions};
-
-/// The tools the daemon runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ToolName {
-    /// A command in the persistent shell.
-    Bash,
-    /// A text file with line numbers.
-    Read,
-    /// Create or overwrite a file.
-    Write,
-    /// Exact string replacement in a file.
-    Edit,
-    /// Files matching a glob.
-    Glob,
-    /// Lines matching a regular expression.
-    Grep,
-}
-
-impl ToolName {
-    /// Every tool, in the order the API lists them.
-    pub const ALL: [ToolName; 6] = [
-        Self::Bash,
-        Self::Edit,
-        Self::Read,
-        Self::Write,
-        Self::Glob,
-        Self::Grep,
-    ];
-
-    /// The name the model uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Bash => "bash",
-            Self::Read => "read",
-            Self::Write => "write",
-            Self::Edit => "edit",
-            Self::Glob => "glob",
-            Self::Grep => "grep",
-        }
-    }
-}
-
-impl FromStr for ToolName {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|tool| tool.as_str() == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Self::ALL.iter().map(|t| t.as_str()).collect();
-                format!("unknown tool {name:?}; this sandbox runs {}", known.join(", "))
-            })
-    }
-}
 
 /// The tools with their workspace, limits and the session's shell.
 pub struct Toolbox {

@@ -7,7 +7,9 @@ use std::{
 };
 
 use super::paths::{SNIFF_BYTES, cut_line, io_error, looks_binary, resolve};
-use crate::{config::Limits, protocol::ReadInput, truncate::limit_text};
+use corral_sandbox_protocol::catalogue::ReadInput;
+
+use crate::{config::Limits, truncate::limit_text};
 
 /// Reads the file named in `input`.
 pub fn run(workspace: &Path, limits: &Limits, input: &ReadInput) -> Result<String, String> {

@@ -241,7 +241,10 @@ impl Shell {
             command.args(["--noprofile", "--norc"]);
         }
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CORRAL_SANDBOX_") {
+            if key
+                .to_string_lossy()
+                .starts_with(corral_sandbox_protocol::pod::ENV_PREFIX)
+            {
                 command.env_remove(key);
             }
         }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::paths::{io_error, resolve};
-use crate::protocol::WriteInput;
+use corral_sandbox_protocol::catalogue::WriteInput;
 
 /// Writes the file named in `input`.
 pub fn run(workspace: &Path, input: &WriteInput) -> Result<String, String> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use corral_sandbox::{Isolation, LocalSandbox, LocalSandboxOptions, SandboxClient, ToolResult};
+use corral_sandbox_protocol::{Isolation, LocalSandbox, LocalSandboxOptions, SandboxClient, ToolResult};
 use serde_json::{Value, json};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_corral-sandbox");

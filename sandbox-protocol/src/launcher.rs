@@ -18,9 +18,7 @@ use nix::{
 use tokio::{process::Child, sync::OnceCell};
 
 use crate::client::SandboxClient;
-
-/// The daemon binary's file name.
-pub const BINARY_NAME: &str = "corral-sandbox";
+use crate::pod::{BINARY_NAME, ENV_PREFIX, vars};
 
 /// `unshare` flags for a local sandbox. No network namespace: the daemon must stay reachable on loopback.
 const UNSHARE_ARGS: &[&str] = &[
@@ -170,7 +168,7 @@ impl LocalSandbox {
             tokio::process::Command::new(&binary)
         };
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CORRAL_SANDBOX_") {
+            if key.to_string_lossy().starts_with(ENV_PREFIX) {
                 command.env_remove(key);
             }
         }
@@ -355,7 +353,7 @@ pub async fn namespaces_work() -> bool {
 /// Finds the daemon binary: `$CORRAL_SANDBOX_BIN`, next to the current executable (or one directory up, for test
 /// binaries in `target/*/deps`), then `PATH`.
 pub fn find_daemon_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CORRAL_SANDBOX_BIN") {
+    if let Some(path) = std::env::var_os(vars::BIN) {
         return Some(PathBuf::from(path));
     }
     let exe = std::env::current_exe().ok()?;

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 
-use crate::protocol::{
+use crate::wire::{
     DaemonInfo, EXECUTE_PATH, ErrorEnvelope, ExecuteRequest, HEALTH_PATH, INFO_PATH, ToolResult,
 };
 

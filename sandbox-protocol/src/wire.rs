@@ -15,7 +15,7 @@ pub const HEALTH_PATH: &str = "/healthz";
 /// `POST /v1/execute`: run `tool` with `input`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteRequest {
-    /// The tool's name: `bash`, `read`, `write`, `edit`, `glob` or `grep`.
+    /// The tool's name, one of the catalogue's (`crate::ToolName`).
     pub tool: String,
     /// The tool's input, as the model wrote it in `agent.tool_use.input`. Missing means `{}`.
     #[serde(default = "empty_object")]
@@ -113,73 +113,6 @@ pub struct DaemonInfo {
     pub workspace: String,
     /// The tools it runs.
     pub tools: Vec<String>,
-}
-
-/// The input of the `bash` tool.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct BashInput {
-    /// The command to run in the session's persistent shell.
-    #[serde(default)]
-    pub command: Option<String>,
-    /// Start a fresh shell (working directory back to the workspace, exported variables dropped) first.
-    #[serde(default)]
-    pub restart: Option<bool>,
-    /// How long the command may run, in milliseconds.
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-}
-
-/// The input of the `read` tool.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ReadInput {
-    /// The file to read.
-    pub file_path: String,
-    /// `[start, end]`, 1-indexed and inclusive; `end <= 0` means the end of the file.
-    #[serde(default)]
-    pub view_range: Option<[i64; 2]>,
-}
-
-/// The input of the `write` tool.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct WriteInput {
-    /// The file to create or overwrite.
-    pub file_path: String,
-    /// Its new content.
-    pub content: String,
-}
-
-/// The input of the `edit` tool.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct EditInput {
-    /// The file to edit.
-    pub file_path: String,
-    /// The exact text to replace.
-    pub old_string: String,
-    /// The replacement.
-    pub new_string: String,
-    /// Replace every occurrence instead of requiring exactly one.
-    #[serde(default)]
-    pub replace_all: Option<bool>,
-}
-
-/// The input of the `glob` tool.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct GlobInput {
-    /// A glob such as `**/*.rs`, matched against paths relative to `path`.
-    pub pattern: String,
-    /// The directory to search; the workspace by default.
-    #[serde(default)]
-    pub path: Option<String>,
-}
-
-/// The input of the `grep` tool.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct GrepInput {
-    /// A regular expression (Rust `regex` syntax).
-    pub pattern: String,
-    /// The file or directory to search; the workspace by default.
-    #[serde(default)]
-    pub path: Option<String>,
 }
 
 #[cfg(test)]
