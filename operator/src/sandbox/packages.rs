@@ -4,7 +4,7 @@ use corral_api::Environment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, ResourceRequirements};
 
 use super::contract::{INSTALL_PACKAGES_COMMAND, vars};
-use super::pod::{DAEMON_BIN_DIR, DAEMON_PATH, mount};
+use super::pod::{DAEMON_BIN_DIR, daemon_path, mount};
 use crate::builders::common::{env_var, locked_down, merge_env};
 
 /// The name of the init container that installs the Environment's packages.
@@ -43,7 +43,7 @@ pub fn install_packages(
         name: INSTALL_PACKAGES.into(),
         image: Some(image.to_owned()),
         image_pull_policy: env.spec.sandbox.image_pull_policy.clone(),
-        command: Some(vec![DAEMON_PATH.into(), INSTALL_PACKAGES_COMMAND.into()]),
+        command: Some(vec![daemon_path(), INSTALL_PACKAGES_COMMAND.into()]),
         env: Some(merge_env(
             [
                 env_var(vars::PACKAGES, &spec),

@@ -16,7 +16,7 @@ use k8s_openapi::{
 
 use super::{
     SandboxConfig,
-    contract::{DAEMON_IMAGE_BINARY, DAEMON_PORT, TOKEN_KEY, sandbox_name, vars},
+    contract::{BINARY_NAME, DAEMON_IMAGE_BINARY, DAEMON_PORT, HEALTH_PATH, TOKEN_KEY, sandbox_name, vars},
     egress::egress_env,
     naming::{SandboxOwner, meta, sandbox_labels, warm_pod_name},
     packages::{self, PACKAGES_DIR, install_packages},
@@ -35,8 +35,10 @@ pub const SANDBOX_UID: i64 = NONROOT_UID;
 pub const DAEMON_BIN_VOLUME: &str = "corral-bin";
 /// Where the daemon binary's volume is mounted.
 pub const DAEMON_BIN_DIR: &str = "/corral/bin";
-/// The daemon binary inside the sandbox.
-pub const DAEMON_PATH: &str = "/corral/bin/corral-sandbox";
+/// The daemon binary inside the sandbox: its protocol name in the binary volume.
+pub fn daemon_path() -> String {
+    format!("{DAEMON_BIN_DIR}/{BINARY_NAME}")
+}
 
 fn default_resources() -> ResourceRequirements {
     ResourceRequirements {
@@ -77,7 +79,7 @@ fn install_daemon(config: &SandboxConfig) -> Container {
         name: "install-daemon".into(),
         image: Some(config.daemon_image.clone()),
         image_pull_policy: Some(config.daemon_image_pull_policy.clone()),
-        command: Some(vec!["cp".into(), DAEMON_IMAGE_BINARY.into(), DAEMON_PATH.into()]),
+        command: Some(vec!["cp".into(), DAEMON_IMAGE_BINARY.into(), daemon_path()]),
         volume_mounts: Some(vec![mount(DAEMON_BIN_VOLUME, DAEMON_BIN_DIR, false)]),
         security_context: Some(locked_down()),
         resources: Some(ResourceRequirements {
@@ -101,7 +103,7 @@ fn sandbox_container(
 ) -> Container {
     let probe = Probe {
         http_get: Some(HTTPGetAction {
-            path: Some("/healthz".into()),
+            path: Some(HEALTH_PATH.into()),
             port: IntOrString::Int(DAEMON_PORT),
             ..HTTPGetAction::default()
         }),
@@ -112,7 +114,7 @@ fn sandbox_container(
         name: "sandbox".into(),
         image: Some(image),
         image_pull_policy: env.spec.sandbox.image_pull_policy.clone(),
-        command: Some(vec![DAEMON_PATH.into()]),
+        command: Some(vec![daemon_path()]),
         env: Some(merge_env(
             [
                 env_var(vars::ADDR, &format!("0.0.0.0:{DAEMON_PORT}")),
