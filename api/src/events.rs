@@ -8,6 +8,7 @@
 mod body;
 mod content;
 mod id;
+mod kind;
 mod params;
 mod parts;
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub use content::{
     Citations, ContentBlock, DocumentBlock, ImageBlock, SearchResultBlock, Source, TextBlock, TextContent,
 };
 pub use id::{EventId, InvalidEventId};
+pub use kind::{EventProps, EventType, KNOWN_EVENT_TYPES, Sender};
 pub use params::{EventParam, EventParamError, MAX_EVENTS_PER_REQUEST, parse_send_events, validate_params};
 pub use parts::{
     AutoPermission, CacheCreation, ConfirmationResult, Cost, Evaluation, ModelUsage, Permission, RetryStatus,
@@ -62,34 +64,6 @@ impl Event {
         self.body.type_name()
     }
 }
-
-/// Every event type [`EventBody`] knows; other types are kept as [`EventBody::Other`].
-pub const KNOWN_EVENT_TYPES: &[&str] = &[
-    "user.message",
-    "user.interrupt",
-    "user.tool_confirmation",
-    "user.custom_tool_result",
-    "user.tool_result",
-    "system.message",
-    "agent.message",
-    "agent.thinking",
-    "agent.tool_use",
-    "agent.tool_result",
-    "agent.mcp_tool_use",
-    "agent.mcp_tool_result",
-    "agent.custom_tool_use",
-    "agent.thread_context_compacted",
-    "session.status_running",
-    "session.status_idle",
-    "session.status_rescheduled",
-    "session.status_terminated",
-    "session.error",
-    "session.updated",
-    "session.usage",
-    "session.deleted",
-    "span.model_request_start",
-    "span.model_request_end",
-];
 
 /// Formats a timestamp as RFC 3339 in UTC with exactly three fractional digits, as the API's examples do.
 pub fn format_rfc3339_millis(ts: &Timestamp) -> String {

@@ -259,6 +259,46 @@ mod tests {
 
     use super::*;
 
+    /// Every event type whose display `summary`, `transcript` and `chat`'s progress line have decided (most show
+    /// nothing more than their type); a type from a newer server shows its type alone.
+    const DECIDED: [&str; 24] = [
+        "user.message",
+        "user.interrupt",
+        "user.tool_confirmation",
+        "user.custom_tool_result",
+        "user.tool_result",
+        "system.message",
+        "agent.message",
+        "agent.thinking",
+        "agent.tool_use",
+        "agent.tool_result",
+        "agent.mcp_tool_use",
+        "agent.mcp_tool_result",
+        "agent.custom_tool_use",
+        "agent.thread_context_compacted",
+        "session.status_running",
+        "session.status_idle",
+        "session.status_rescheduled",
+        "session.status_terminated",
+        "session.error",
+        "session.updated",
+        "session.usage",
+        "session.deleted",
+        "span.model_request_start",
+        "span.model_request_end",
+    ];
+
+    /// The CLI reads events as JSON and matches type strings, so the compiler cannot list a new type: this test
+    /// does. When it fails, decide how the new type shows in `summary`, `transcript` (render.rs) and `chat.rs`'s
+    /// progress line, then add it to `DECIDED`.
+    #[test]
+    fn every_api_event_type_has_a_decided_display() {
+        let decided: std::collections::BTreeSet<&str> = DECIDED.into_iter().collect();
+        let known: std::collections::BTreeSet<&str> =
+            corral_api::events::KNOWN_EVENT_TYPES.into_iter().collect();
+        assert_eq!(decided, known);
+    }
+
     #[test]
     fn summaries_say_what_happened() {
         let msg = json!({"type": "agent.message", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "there"}]});

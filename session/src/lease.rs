@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Error, Result, SessionLog, scripts};
+use crate::{Error, Result, SessionLog, keys};
 
 /// A fencing token: increases every time the session's lease changes hands. Appends carry it, and Redis refuses
 /// them once a newer token exists.
@@ -38,7 +38,7 @@ impl SessionLog {
         if holder.is_empty() {
             return Err(Error::InvalidArgument("lease holder must not be empty".into()));
         }
-        let mut invocation = scripts::ACQUIRE.key(self.keys.lease());
+        let mut invocation = keys::scripts::ACQUIRE.key(self.keys.lease());
         invocation.key(self.keys.fence()).arg(holder).arg(ttl_ms);
         let mut conn = self.store.connection();
         let reply: Vec<String> = self
@@ -62,7 +62,7 @@ impl SessionLog {
     /// Extends `lease` by its ttl. Fails with [`Error::LeaseLost`] when another holder took the session over:
     /// the caller must stop writing.
     pub async fn renew(&self, lease: &Lease) -> Result<()> {
-        let mut invocation = scripts::RENEW.key(self.keys.lease());
+        let mut invocation = keys::scripts::RENEW.key(self.keys.lease());
         invocation
             .key(self.keys.fence())
             .arg(&lease.holder)
@@ -82,7 +82,7 @@ impl SessionLog {
     /// Gives `lease` up so another writer can take the session at once. Releasing a lease that was already lost
     /// is not an error.
     pub async fn release(&self, lease: &Lease) -> Result<()> {
-        let mut invocation = scripts::RELEASE.key(self.keys.lease());
+        let mut invocation = keys::scripts::RELEASE.key(self.keys.lease());
         invocation.arg(lease.token.0);
         let mut conn = self.store.connection();
         let _: i64 = self

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use redis::AsyncCommands as _;
 
-use crate::{Result, Store};
+use crate::{Result, Store, keys::Tenant};
 
 /// One session's running total.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -38,11 +38,6 @@ impl SessionSpend {
     }
 }
 
-/// The Redis key of `agent`'s ledger in `namespace`.
-pub fn ledger_key(namespace: &str, agent: &str) -> String {
-    format!("corral:agent-spend:{{{namespace}/{agent}}}")
-}
-
 impl Store {
     /// Records `spend` as the running total of `session` of `agent`.
     pub async fn record_spend(
@@ -53,7 +48,7 @@ impl Store {
         spend: SessionSpend,
     ) -> Result<()> {
         let mut conn = self.connection();
-        let key = ledger_key(namespace, agent);
+        let key = Tenant::new(namespace).agent_spend(agent);
         self.run(
             "record spend",
             conn.hset::<_, _, _, ()>(&key, session, spend.encode()),
@@ -69,7 +64,7 @@ impl Store {
         agent: &str,
     ) -> Result<HashMap<String, SessionSpend>> {
         let mut conn = self.connection();
-        let key = ledger_key(namespace, agent);
+        let key = Tenant::new(namespace).agent_spend(agent);
         let entries: HashMap<String, String> = self.run("read spend", conn.hgetall(&key)).await?;
         Ok(entries
             .into_iter()

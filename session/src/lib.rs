@@ -4,7 +4,8 @@
 //! - Appends are ordered and atomic. The harness appends as the session's single writer: it takes the lease
 //!   ([`SessionLog::acquire_lease`]), and every [`SessionLog::append`] carries the lease's fencing token, which a
 //!   Lua script checks inside Redis, so a paused or partitioned old writer can never write after a new one took over
-//!   ([`Error::Fenced`]). The gateway appends client events with [`SessionLog::append_user`], without a lease.
+//!   ([`Error::Fenced`]). The gateway appends client events with [`SessionLog::append_user_events`], without a
+//!   lease: the events and the wake-up they cause in one atomic step, with an optional idempotency key.
 //! - Each event gets its API id (`sevt_…`, chosen before the append) and its `processed_at` (the time Redis took
 //!   it) when appended. The stream entry id is the log's monotonic sequence: a [`Cursor`], used as SSE id and page
 //!   cursor; `processed_at` is its millisecond part, so time order and log order agree.
@@ -13,9 +14,12 @@
 //! - Wake-ups: [`Store::enqueue`] puts a session on its namespace's queue; a [`WakeConsumer`] takes, touches and
 //!   acknowledges entries and reclaims those a dead consumer held past the visibility timeout.
 //!
-//! All keys of one session share a hash tag (`{namespace/session}`), so Redis Cluster keeps them on one shard and
-//! multi-key scripts (the fenced append) stay legal. Durability is Redis's: run it with `appendonly yes` and
-//! `appendfsync always` (or `everysec`, which can lose up to a second of acknowledged events if the machine dies).
+//! Every key is named in [`keys`] (and described in `docs/redis.md`): a tenant's keys share a prefix a Redis ACL
+//! user can be limited to, and a session's keys share the hash tag of its wake-up shard, so Redis Cluster keeps
+//! them in one slot and multi-key scripts (the fenced append, the append with its wake-up) stay legal.
+//!
+//! Durability is Redis's: run it with `appendonly yes` and `appendfsync always` (or `everysec`, which can lose up
+//! to a second of acknowledged events if the machine dies).
 
 mod cursor;
 mod error;
@@ -24,7 +28,6 @@ pub mod keys;
 mod lease;
 mod ledger;
 mod log;
-mod scripts;
 mod store;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -35,8 +38,8 @@ pub use error::{Error, Result};
 pub use follow::Follower;
 pub use keys::SessionKeys;
 pub use lease::{FencingToken, Lease};
-pub use ledger::{SessionSpend, ledger_key};
-pub use log::{NewEvent, Order, Page, SessionLog, StoredEvent};
+pub use ledger::SessionSpend;
+pub use log::{Appended, NewEvent, Order, Page, SessionLog, StoredEvent};
 pub use store::{Config, Store};
 pub use wakeup::{QueueStats, WakeConsumer, Wakeup};
 

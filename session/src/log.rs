@@ -3,7 +3,7 @@
 use corral_api::events::{Event, EventBody, EventId, EventParam};
 use redis::{Value, streams::StreamRangeReply};
 
-use crate::{Cursor, Error, Result, SessionKeys, Store, follow::Follower, lease::FencingToken, scripts};
+use crate::{Cursor, Error, Result, SessionKeys, Store, follow::Follower, keys, lease::FencingToken};
 
 /// An event about to be appended: its id is chosen before the append, so it can be announced (for example in an
 /// SSE `event_start`) before the event itself is stored.
@@ -65,11 +65,37 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// The outcome of [`SessionLog::append_user_events`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Appended {
+    /// The events as stored: this append's, or on a repeat the first append's (those still in the log).
+    pub events: Vec<StoredEvent>,
+    /// Whether this was a repeat of an append made earlier with the same idempotency key: nothing was appended
+    /// and no wake-up enqueued.
+    pub repeat: bool,
+    /// Whether the append enqueued a wake-up of the harness pool.
+    pub woke: bool,
+}
+
 /// The log of one session. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct SessionLog {
     pub(crate) store: Store,
     pub(crate) keys: SessionKeys,
+    session: String,
+}
+
+/// What one run of the append script does besides appending.
+struct AppendOptions<'a> {
+    token: Option<FencingToken>,
+    wake: bool,
+    idempotency_key: Option<&'a str>,
+}
+
+/// What the append script did.
+enum AppendReply {
+    Stored(Vec<StoredEvent>),
+    Repeat { first: Cursor, last: Cursor },
 }
 
 impl SessionLog {
@@ -77,6 +103,7 @@ impl SessionLog {
         Self {
             store,
             keys: SessionKeys::new(namespace, session),
+            session: session.to_owned(),
         }
     }
 
@@ -86,13 +113,55 @@ impl SessionLog {
     }
 
     /// Appends client-side events (the gateway's `user.*` and `system.message`) without a lease: atomically, in
-    /// order, after everything already in the log. Returns them as stored.
+    /// order, after everything already in the log. Returns them as stored. Enqueues no wake-up: see
+    /// [`SessionLog::append_user_events`].
     pub async fn append_user(
         &self,
         events: impl IntoIterator<Item = impl Into<NewEvent>>,
     ) -> Result<Vec<StoredEvent>> {
-        self.append_inner(None, events.into_iter().map(Into::into).collect())
-            .await
+        let options = AppendOptions {
+            token: None,
+            wake: false,
+            idempotency_key: None,
+        };
+        self.stored(
+            self.append_inner(options, events.into_iter().map(Into::into).collect())
+                .await?,
+        )
+        .await
+    }
+
+    /// Appends client events and, when one of them wakes the harness ([`EventBody::wakes_harness`]), enqueues
+    /// the session's wake-up, in one atomic step: a crash can never leave an event without its wake-up or a
+    /// wake-up without its event.
+    ///
+    /// With `idempotency_key` (a client's `Idempotency-Key`), a repeat within [`crate::Config::idempotency_window`]
+    /// appends nothing and returns the first append's events with [`Appended::repeat`] set, so a client that retries
+    /// after a lost answer stores its message once. The repeat's own events are not compared with the first's.
+    pub async fn append_user_events(
+        &self,
+        events: impl IntoIterator<Item = impl Into<NewEvent>>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Appended> {
+        let events: Vec<NewEvent> = events.into_iter().map(Into::into).collect();
+        let wake = events.iter().any(|e| e.body.wakes_harness());
+        let options = AppendOptions {
+            token: None,
+            wake,
+            idempotency_key: idempotency_key.filter(|k| !k.is_empty()),
+        };
+        match self.append_inner(options, events).await? {
+            AppendReply::Stored(events) => Ok(Appended {
+                events,
+                repeat: false,
+                woke: wake,
+            }),
+            repeat => Ok(Appended {
+                events: self.stored(repeat).await?,
+                repeat: true,
+                woke: false,
+            }),
+        }
     }
 
     /// Appends events as the session's writer. Refused atomically with [`Error::Fenced`], and nothing written,
@@ -102,21 +171,63 @@ impl SessionLog {
         token: FencingToken,
         events: impl IntoIterator<Item = impl Into<NewEvent>>,
     ) -> Result<Vec<StoredEvent>> {
-        self.append_inner(Some(token), events.into_iter().map(Into::into).collect())
-            .await
+        let options = AppendOptions {
+            token: Some(token),
+            wake: false,
+            idempotency_key: None,
+        };
+        self.stored(
+            self.append_inner(options, events.into_iter().map(Into::into).collect())
+                .await?,
+        )
+        .await
     }
 
-    async fn append_inner(
-        &self,
-        token: Option<FencingToken>,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<StoredEvent>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
+    /// The events of an append: those just stored, or a repeated append's, read back from the log.
+    async fn stored(&self, reply: AppendReply) -> Result<Vec<StoredEvent>> {
+        match reply {
+            AppendReply::Stored(events) => Ok(events),
+            AppendReply::Repeat { first, last } => self.between(first, last).await,
         }
-        let mut invocation = scripts::APPEND.key(self.keys.events());
-        invocation.key(self.keys.fence());
-        invocation.arg(token.map(|t| t.0.to_string()).unwrap_or_default());
+    }
+
+    /// The events from `first` to `last`, both included.
+    async fn between(&self, first: Cursor, last: Cursor) -> Result<Vec<StoredEvent>> {
+        let mut conn = self.store.connection();
+        let cmd = redis::cmd("XRANGE")
+            .arg(self.keys.events())
+            .arg(first.to_string())
+            .arg(last.to_string())
+            .to_owned();
+        let reply: StreamRangeReply = self
+            .store
+            .run("read a repeated append", async move {
+                cmd.query_async(&mut conn).await
+            })
+            .await?;
+        Ok(reply.ids.iter().filter_map(decode_lossy).collect())
+    }
+
+    async fn append_inner(&self, options: AppendOptions<'_>, events: Vec<NewEvent>) -> Result<AppendReply> {
+        if events.is_empty() {
+            return Ok(AppendReply::Stored(Vec::new()));
+        }
+        let token = options.token;
+        let window = match options.idempotency_key {
+            Some(_) => u64::try_from(self.store.config().idempotency_window.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1)
+                .to_string(),
+            None => String::new(),
+        };
+        let mut invocation = keys::scripts::APPEND.key(self.keys.events());
+        invocation
+            .key(self.keys.fence())
+            .key(self.keys.wakeups())
+            .key(self.keys.idempotency(options.idempotency_key.unwrap_or_default()))
+            .arg(token.map(|t| t.0.to_string()).unwrap_or_default())
+            .arg(if options.wake { self.session.as_str() } else { "" })
+            .arg(window);
         for event in &events {
             invocation
                 .arg(event.id.as_str())
@@ -142,11 +253,15 @@ impl SessionLog {
                         },
                     });
                 }
-                Ok(stored)
+                Ok(AppendReply::Stored(stored))
             }
             Some((status, [current])) if status == "fenced" => Err(Error::Fenced {
                 token: token.map(|t| t.0).unwrap_or_default(),
                 current: current.parse().unwrap_or_default(),
+            }),
+            Some((status, [first, last])) if status == "repeat" => Ok(AppendReply::Repeat {
+                first: first.parse()?,
+                last: last.parse()?,
             }),
             _ => Err(Error::Corrupt {
                 cursor: String::new(),

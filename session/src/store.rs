@@ -20,6 +20,9 @@ pub struct Config {
     pub block: Duration,
     /// How many events a follow reads per round trip.
     pub follow_batch: usize,
+    /// How long a client append made with an idempotency key is remembered: a repeat within this window gets the
+    /// first append's events back and appends nothing.
+    pub idempotency_window: Duration,
 }
 
 impl Default for Config {
@@ -29,6 +32,7 @@ impl Default for Config {
             command_timeout: Duration::from_secs(5),
             block: Duration::from_secs(10),
             follow_batch: 256,
+            idempotency_window: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -71,11 +75,38 @@ impl Store {
             after: config.connect_timeout,
         })?
         .map_err(|e| Error::from_redis(e, "connect", config.connect_timeout))?;
-        Ok(Self {
+        let store = Self {
             client,
             conn,
             config: Arc::new(config),
-        })
+        };
+        store.check_layout().await;
+        Ok(store)
+    }
+
+    /// Marks a new Redis with this key layout's version, and warns when Redis holds another one. Best effort: a
+    /// tenant's Redis user cannot reach Corral's system keys, which is as it should be.
+    async fn check_layout(&self) {
+        let mut conn = self.connection();
+        let key = crate::keys::system::layout();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(crate::keys::LAYOUT_VERSION)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key);
+        let found: RedisResult<(Option<u32>,)> = pipe.query_async(&mut conn).await;
+        match found {
+            Ok((Some(version),)) if version == crate::keys::LAYOUT_VERSION => {}
+            Ok((version,)) => tracing::warn!(
+                ?version,
+                expected = crate::keys::LAYOUT_VERSION,
+                "Redis holds another key layout version; see docs/redis.md"
+            ),
+            Err(err) => tracing::debug!(error = %err, "cannot check the key layout version"),
+        }
     }
 
     /// The settings.

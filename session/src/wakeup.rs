@@ -1,5 +1,7 @@
-//! The wake-up queue of a namespace: a stream of sessions that have new user events, read by the harness pool
-//! through one consumer group, with entries of dead consumers reclaimed after a visibility timeout.
+//! The wake-up queue of a namespace: [`WAKEUP_SHARDS`] streams of sessions that have new client events, read by
+//! the harness pool through one consumer group per shard, with entries of dead consumers reclaimed after a
+//! visibility timeout. A session's wake-ups always go to its own shard, which shares the session's hash tag (see
+//! [`crate::keys`]), so an append and its wake-up can be one script; a consumer reads every shard.
 
 use std::time::Duration;
 
@@ -10,18 +12,20 @@ use redis::{
 
 use crate::{
     Error, Result, Store,
-    keys::{WAKEUP_GROUP, wakeups},
+    keys::{SessionKeys, Tenant, WAKEUP_GROUP, WAKEUP_SHARDS},
 };
 
 /// One wake-up taken from the queue: work on `session` until the turn ends, then [`WakeConsumer::ack`] it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Wakeup {
-    /// The queue entry's id.
+    /// The queue entry's id (within its shard).
     pub entry: String,
     /// The session to wake.
     pub session: String,
     /// Whether this entry was reclaimed from a consumer that held it past the visibility timeout.
     pub reclaimed: bool,
+    /// The wake-up shard the entry is in (the session's).
+    pub shard: u16,
 }
 
 pub(crate) async fn enqueue(store: &Store, namespace: &str, session: &str) -> Result<String> {
@@ -30,7 +34,7 @@ pub(crate) async fn enqueue(store: &Store, namespace: &str, session: &str) -> Re
     }
     let mut conn = store.connection();
     let cmd = redis::cmd("XADD")
-        .arg(wakeups(namespace))
+        .arg(SessionKeys::new(namespace, session).wakeups())
         .arg("*")
         .arg("session")
         .arg(session)
@@ -40,7 +44,7 @@ pub(crate) async fn enqueue(store: &Store, namespace: &str, session: &str) -> Re
         .await
 }
 
-/// The size and age of a namespace's wake-up queue.
+/// The size and age of a namespace's wake-up queue, over all its shards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueueStats {
     /// Wake-ups not yet acknowledged: waiting, or taken by a harness that works on their session.
@@ -50,44 +54,50 @@ pub struct QueueStats {
 }
 
 pub(crate) async fn queue_stats(store: &Store, namespace: &str) -> Result<QueueStats> {
-    let key = wakeups(namespace);
+    let queues = Tenant::new(namespace).wakeup_queues();
     let mut conn = store.connection();
     let mut pipe = redis::pipe();
-    pipe.cmd("XLEN")
-        .arg(&key)
-        .cmd("XRANGE")
-        .arg(&key)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1);
-    let (depth, first): (u64, StreamRangeReply) = store
+    for key in &queues {
+        pipe.cmd("XLEN")
+            .arg(key)
+            .cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
+    }
+    let replies: Vec<(u64, StreamRangeReply)> = store
         .run("read the wake-up queue's size", async move {
             pipe.query_async(&mut conn).await
         })
         .await?;
-    let oldest_ms = first
-        .ids
-        .first()
-        .and_then(|e| e.id.split_once('-'))
-        .and_then(|(ms, _)| ms.parse().ok());
+    let depth = replies.iter().map(|(len, _)| len).sum();
+    let oldest_ms = replies
+        .iter()
+        .filter_map(|(_, first)| first.ids.first())
+        .filter_map(|e| e.id.split_once('-'))
+        .filter_map(|(ms, _)| ms.parse().ok())
+        .min();
     Ok(QueueStats { depth, oldest_ms })
 }
 
-/// A consumer of one namespace's wake-up queue. Each harness process has one, with a unique name.
+/// A consumer of one namespace's wake-up queue (every shard). Each harness process has one, with a unique name.
 pub struct WakeConsumer {
     store: Store,
-    key: String,
+    tenant: Tenant,
+    queues: Vec<String>,
     consumer: String,
     visibility: Duration,
-    claim_from: String,
+    claim_from: Vec<String>,
+    rotation: usize,
     conn: Option<MultiplexedConnection>,
 }
 
 impl std::fmt::Debug for WakeConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WakeConsumer")
-            .field("key", &self.key)
+            .field("namespace", &self.tenant.namespace())
             .field("consumer", &self.consumer)
             .field("visibility", &self.visibility)
             .finish_non_exhaustive()
@@ -109,90 +119,162 @@ impl WakeConsumer {
                 "visibility timeout must be positive".into(),
             ));
         }
+        let tenant = Tenant::new(namespace);
+        let queues = tenant.wakeup_queues();
         let this = Self {
             store,
-            key: wakeups(namespace),
+            tenant,
+            claim_from: vec!["0-0".into(); queues.len()],
+            queues,
             consumer: consumer.to_owned(),
             visibility,
-            claim_from: "0-0".into(),
+            rotation: 0,
             conn: None,
         };
-        this.ensure_group().await?;
+        this.ensure_groups().await?;
         Ok(this)
     }
 
-    /// Creates the consumer group (reading from the queue's start) unless it exists.
-    async fn ensure_group(&self) -> Result<()> {
-        let mut conn = self.store.connection();
-        let cmd = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.key)
-            .arg(WAKEUP_GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .to_owned();
-        match self
-            .store
-            .run("create wake-up group", async move {
-                cmd.query_async::<()>(&mut conn).await
-            })
-            .await
-        {
-            Err(Error::Redis(err)) if err.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
+    /// Creates each shard's consumer group (reading from the shard's start) unless it exists.
+    async fn ensure_groups(&self) -> Result<()> {
+        for key in &self.queues {
+            let mut conn = self.store.connection();
+            let cmd = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key)
+                .arg(WAKEUP_GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .to_owned();
+            match self
+                .store
+                .run("create wake-up group", async move {
+                    cmd.query_async::<()>(&mut conn).await
+                })
+                .await
+            {
+                Err(Error::Redis(err)) if err.code() == Some("BUSYGROUP") => {}
+                other => other?,
+            }
         }
+        Ok(())
     }
 
     /// Takes up to `max` wake-ups: first entries other consumers held past the visibility timeout, otherwise new
-    /// ones, waiting up to the configured block time for them. An empty list means nothing came.
+    /// ones from any shard, waiting up to the configured block time for them. An empty list means nothing came.
     ///
     /// Dropping the future (on shutdown) loses nothing: an entry Redis handed over meanwhile stays pending and is
     /// reclaimed by another consumer after the visibility timeout. A wake-up means "look at this session";
     /// duplicates are harmless, since the session's lease lets one replica at a time work on it.
     pub async fn take(&mut self, max: usize) -> Result<Vec<Wakeup>> {
         let max = max.max(1);
+        self.rotation = (self.rotation + 1) % self.queues.len().max(1);
         let reclaimed = self.reclaim(max).await?;
-        if !reclaimed.is_empty() {
-            return Ok(reclaimed);
-        }
-        match self.read_new(max).await {
-            Err(Error::Redis(err)) if err.code() == Some("NOGROUP") => {
-                self.ensure_group().await?;
-                self.read_new(max).await
+        let taken = if reclaimed.is_empty() {
+            match self.read_new(max).await {
+                Err(Error::Redis(err)) if err.code() == Some("NOGROUP") => {
+                    self.ensure_groups().await?;
+                    self.read_new(max).await?
+                }
+                other => other?,
             }
-            other => other,
+        } else {
+            reclaimed
+        };
+        Ok(self.keep(taken, max).await)
+    }
+
+    /// Keeps `max` of `taken`, fairly across shards, and gives the rest back to the pool at once.
+    async fn keep(&self, mut taken: Vec<Wakeup>, max: usize) -> Vec<Wakeup> {
+        if taken.len() <= max {
+            return taken;
+        }
+        let shards = usize::from(WAKEUP_SHARDS);
+        let rotation = self.rotation;
+        taken.sort_by_key(|w| (usize::from(w.shard) + shards - rotation) % shards);
+        let surplus = taken.split_off(max);
+        for wakeup in &surplus {
+            self.give_back(wakeup).await;
+        }
+        taken
+    }
+
+    /// Puts a taken wake-up back at the end of its shard, in one step (its new entry, then the old one
+    /// acknowledged). On failure the old entry stays pending and is reclaimed after the visibility timeout.
+    async fn give_back(&self, wakeup: &Wakeup) {
+        let key = self.tenant.wakeups(wakeup.shard);
+        let mut conn = self.store.connection();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg("session")
+            .arg(&wakeup.session)
+            .ignore()
+            .cmd("XACK")
+            .arg(&key)
+            .arg(WAKEUP_GROUP)
+            .arg(&wakeup.entry)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&key)
+            .arg(&wakeup.entry)
+            .ignore();
+        if let Err(err) = self
+            .store
+            .run("give a wake-up back", async move {
+                pipe.query_async::<()>(&mut conn).await
+            })
+            .await
+        {
+            tracing::debug!(session = %wakeup.session, error = %err, "cannot give a wake-up back; it is reclaimed later");
         }
     }
 
+    /// Claims, on every shard, entries held past the visibility timeout (one round trip).
     async fn reclaim(&mut self, max: usize) -> Result<Vec<Wakeup>> {
         let mut conn = self.store.connection();
-        let cmd = redis::cmd("XAUTOCLAIM")
-            .arg(&self.key)
-            .arg(WAKEUP_GROUP)
-            .arg(&self.consumer)
-            .arg(u64::try_from(self.visibility.as_millis()).unwrap_or(u64::MAX))
-            .arg(&self.claim_from)
-            .arg("COUNT")
-            .arg(max)
-            .to_owned();
-        let reply: StreamAutoClaimReply = match self
+        let idle = u64::try_from(self.visibility.as_millis()).unwrap_or(u64::MAX);
+        let mut pipe = redis::pipe();
+        for (key, from) in self.queues.iter().zip(&self.claim_from) {
+            pipe.cmd("XAUTOCLAIM")
+                .arg(key)
+                .arg(WAKEUP_GROUP)
+                .arg(&self.consumer)
+                .arg(idle)
+                .arg(from)
+                .arg("COUNT")
+                .arg(max);
+        }
+        let replies: Vec<StreamAutoClaimReply> = match self
             .store
             .run(
                 "reclaim wake-ups",
-                async move { cmd.query_async(&mut conn).await },
+                async move { pipe.query_async(&mut conn).await },
             )
             .await
         {
             Err(Error::Redis(err)) if err.code() == Some("NOGROUP") => {
-                self.ensure_group().await?;
+                self.ensure_groups().await?;
                 return Ok(Vec::new());
             }
             other => other?,
         };
-        self.claim_from = reply.next_stream_id;
-        Ok(self.wakeups(&reply.claimed, true).await)
+        let mut out = Vec::new();
+        for (shard, reply) in (0u16..).zip(replies) {
+            if let Some(from) = self.claim_from.get_mut(usize::from(shard)) {
+                *from = reply.next_stream_id;
+            }
+            out.extend(self.wakeups(&reply.claimed, true, shard).await);
+        }
+        Ok(out)
     }
 
+    /// One blocking read of new entries over every shard.
+    ///
+    /// One command over all shards suits a single Redis. On Redis Cluster the shards are on several nodes and a
+    /// multi-key read is refused (`CROSSSLOT`): the under-fire issue reads per node there.
     async fn read_new(&mut self, max: usize) -> Result<Vec<Wakeup>> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
@@ -200,19 +282,21 @@ impl WakeConsumer {
         };
         let config = self.store.config();
         let block_ms = u64::try_from(config.block.as_millis()).unwrap_or(u64::MAX).max(1);
-        let reply: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        let per_shard = max.div_ceil(self.queues.len().max(1)).max(1);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(WAKEUP_GROUP)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(max)
+            .arg(per_shard)
             .arg("BLOCK")
             .arg(block_ms)
             .arg("STREAMS")
-            .arg(&self.key)
-            .arg(">")
-            .query_async(conn)
-            .await;
+            .arg(&self.queues);
+        for _ in &self.queues {
+            cmd.arg(">");
+        }
+        let reply: redis::RedisResult<Option<StreamReadReply>> = cmd.query_async(conn).await;
         let reply = match reply {
             Ok(reply) => reply,
             Err(err) => {
@@ -226,18 +310,26 @@ impl WakeConsumer {
                 ));
             }
         };
-        let entries: Vec<StreamId> = reply
-            .map(|r| r.keys)
-            .unwrap_or_default()
-            .into_iter()
-            .flat_map(|k| k.ids)
-            .collect();
-        Ok(self.wakeups(&entries, false).await)
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(shard) = self.shard_of_queue(&key.key) else {
+                continue;
+            };
+            out.extend(self.wakeups(&key.ids, false, shard).await);
+        }
+        Ok(out)
+    }
+
+    fn shard_of_queue(&self, key: &str) -> Option<u16> {
+        (0u16..)
+            .zip(&self.queues)
+            .find(|(_, q)| *q == key)
+            .map(|(shard, _)| shard)
     }
 
     /// Turns entries into wake-ups; entries without a session (not written by [`Store::enqueue`]) are acknowledged
     /// and dropped.
-    async fn wakeups(&self, entries: &[StreamId], reclaimed: bool) -> Vec<Wakeup> {
+    async fn wakeups(&self, entries: &[StreamId], reclaimed: bool, shard: u16) -> Vec<Wakeup> {
         let mut out = Vec::with_capacity(entries.len());
         for entry in entries {
             match entry.get::<String>("session") {
@@ -245,10 +337,11 @@ impl WakeConsumer {
                     entry: entry.id.clone(),
                     session,
                     reclaimed,
+                    shard,
                 }),
                 _ => {
-                    tracing::warn!(entry = %entry.id, queue = %self.key, "dropping a wake-up without a session");
-                    if let Err(err) = self.ack_entry(&entry.id).await {
+                    tracing::warn!(entry = %entry.id, shard, namespace = %self.tenant.namespace(), "dropping a wake-up without a session");
+                    if let Err(err) = self.ack_entry(shard, &entry.id).await {
                         tracing::warn!(entry = %entry.id, error = %err, "cannot drop a bad wake-up");
                     }
                 }
@@ -259,20 +352,21 @@ impl WakeConsumer {
 
     /// Acknowledges a wake-up whose turn is done: it is removed from the queue for good.
     pub async fn ack(&self, wakeup: &Wakeup) -> Result<()> {
-        self.ack_entry(&wakeup.entry).await
+        self.ack_entry(wakeup.shard, &wakeup.entry).await
     }
 
-    async fn ack_entry(&self, entry: &str) -> Result<()> {
+    async fn ack_entry(&self, shard: u16, entry: &str) -> Result<()> {
+        let key = self.tenant.wakeups(shard);
         let mut conn = self.store.connection();
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("XACK")
-            .arg(&self.key)
+            .arg(&key)
             .arg(WAKEUP_GROUP)
             .arg(entry)
             .ignore()
             .cmd("XDEL")
-            .arg(&self.key)
+            .arg(&key)
             .arg(entry)
             .ignore();
         self.store
@@ -287,7 +381,7 @@ impl WakeConsumer {
     /// turn is not reclaimed by another consumer. Returns `false` when the entry is no longer this consumer's (it
     /// was reclaimed by another or acknowledged).
     pub async fn touch(&self, wakeup: &Wakeup) -> Result<bool> {
-        let mut invocation = crate::scripts::TOUCH.key(&self.key);
+        let mut invocation = crate::keys::scripts::TOUCH.key(self.tenant.wakeups(wakeup.shard));
         invocation
             .arg(WAKEUP_GROUP)
             .arg(&self.consumer)

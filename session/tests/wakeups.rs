@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::start;
+use corral_session::keys::{Tenant, shard_of};
 
 #[tokio::test]
 async fn wakeups_are_taken_once_and_acked() {
@@ -23,15 +24,15 @@ async fn wakeups_are_taken_once_and_acked() {
     store.enqueue("team-a", "sesn_2").await.unwrap();
     store.enqueue("team-b", "sesn_other").await.unwrap();
 
+    // Each consumer takes no more than it asked for, and each wake-up goes to one consumer.
     let taken = a.take(1).await.unwrap();
     assert_eq!(taken.len(), 1);
-    assert_eq!(taken[0].session, "sesn_1");
     assert!(!taken[0].reclaimed);
     let taken_b = b.take(10).await.unwrap();
-    assert_eq!(
-        taken_b.iter().map(|w| w.session.as_str()).collect::<Vec<_>>(),
-        ["sesn_2"]
-    );
+    assert_eq!(taken_b.len(), 1);
+    let mut sessions = [taken[0].session.as_str(), taken_b[0].session.as_str()];
+    sessions.sort_unstable();
+    assert_eq!(sessions, ["sesn_1", "sesn_2"]);
     a.ack(&taken[0]).await.unwrap();
     b.ack(&taken_b[0]).await.unwrap();
     assert!(
@@ -39,6 +40,56 @@ async fn wakeups_are_taken_once_and_acked() {
         "another namespace's wake-ups are not ours"
     );
     assert!(b.take(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_namespaces_wakeups_spread_over_its_shards_and_none_is_lost() {
+    let (_server, store) = start().await;
+    let sessions: Vec<String> = (0..40).map(|i| format!("sesn_{i}")).collect();
+    for session in &sessions {
+        store.enqueue("hot", session).await.unwrap();
+    }
+    // The hot namespace's wake-ups are in many shards (so many Redis Cluster slots), each in its session's.
+    let tenant = Tenant::new("hot");
+    let mut conn = store.connection();
+    let mut used = 0;
+    for (shard, queue) in (0u16..).zip(tenant.wakeup_queues()) {
+        let len: usize = redis::cmd("XLEN")
+            .arg(&queue)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if len > 0 {
+            used += 1;
+        }
+        let here = sessions.iter().filter(|s| shard_of(s) == shard).count();
+        assert_eq!(len, here, "shard {shard}");
+    }
+    assert!(used > 8, "only {used} shards used");
+
+    // A consumer that takes three at a time sees every session once, whichever shards they are in.
+    let mut consumer = store
+        .wake_consumer("hot", "harness-1", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let taken = consumer.take(3).await.unwrap();
+        assert!(taken.len() <= 3, "took {}", taken.len());
+        if taken.is_empty() {
+            break;
+        }
+        for wakeup in taken {
+            assert_eq!(wakeup.shard, shard_of(&wakeup.session));
+            consumer.ack(&wakeup).await.unwrap();
+            seen.push(wakeup.session);
+        }
+    }
+    seen.sort();
+    let mut expected = sessions.clone();
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(store.wakeup_queue("hot").await.unwrap().depth, 0);
 }
 
 #[tokio::test]
@@ -124,8 +175,13 @@ async fn the_queue_reports_its_depth_and_oldest_entry() {
     let (_server, store) = start().await;
     let empty = store.wakeup_queue("team-q").await.unwrap();
     assert_eq!((empty.depth, empty.oldest_ms), (0, None));
+    // Two sessions of one shard, so the take below cannot pick the second and give the first back.
+    let second = (2..)
+        .map(|i| format!("sesn_{i}"))
+        .find(|s| shard_of(s) == shard_of("sesn_1"))
+        .unwrap();
     let first = store.enqueue("team-q", "sesn_1").await.unwrap();
-    store.enqueue("team-q", "sesn_2").await.unwrap();
+    store.enqueue("team-q", &second).await.unwrap();
     let mut consumer = store
         .wake_consumer("team-q", "harness-q", Duration::from_secs(30))
         .await

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{
     content::ContentBlock,
+    kind::{EventProps, EventType, Sender},
     parts::{
         ConfirmationResult, Evaluation, ModelUsage, Permission, SessionErrorInfo, StopDetails, StopReason,
         Usage,
@@ -98,47 +99,65 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// The event's type, or `None` for a type Corral does not know. An [`EventBody::Other`] whose `type` is known
+    /// (a known event stored with private fields) has that type.
+    pub fn event_type(&self) -> Option<EventType> {
+        Some(match self {
+            Self::UserMessage(_) => EventType::UserMessage,
+            Self::UserInterrupt(_) => EventType::UserInterrupt,
+            Self::UserToolConfirmation(_) => EventType::UserToolConfirmation,
+            Self::UserCustomToolResult(_) => EventType::UserCustomToolResult,
+            Self::UserToolResult(_) => EventType::UserToolResult,
+            Self::SystemMessage(_) => EventType::SystemMessage,
+            Self::AgentMessage(_) => EventType::AgentMessage,
+            Self::AgentThinking(_) => EventType::AgentThinking,
+            Self::AgentToolUse(_) => EventType::AgentToolUse,
+            Self::AgentToolResult(_) => EventType::AgentToolResult,
+            Self::AgentMcpToolUse(_) => EventType::AgentMcpToolUse,
+            Self::AgentMcpToolResult(_) => EventType::AgentMcpToolResult,
+            Self::AgentCustomToolUse(_) => EventType::AgentCustomToolUse,
+            Self::AgentThreadContextCompacted(_) => EventType::AgentThreadContextCompacted,
+            Self::SessionStatusRunning(_) => EventType::SessionStatusRunning,
+            Self::SessionStatusIdle(_) => EventType::SessionStatusIdle,
+            Self::SessionStatusRescheduled(_) => EventType::SessionStatusRescheduled,
+            Self::SessionStatusTerminated(_) => EventType::SessionStatusTerminated,
+            Self::SessionError(_) => EventType::SessionError,
+            Self::SessionUpdated(_) => EventType::SessionUpdated,
+            Self::SessionUsage(_) => EventType::SessionUsage,
+            Self::SessionDeleted(_) => EventType::SessionDeleted,
+            Self::SpanModelRequestStart(_) => EventType::SpanModelRequestStart,
+            Self::SpanModelRequestEnd(_) => EventType::SpanModelRequestEnd,
+            Self::Other(_) => return EventType::from_name(self.type_name()),
+        })
+    }
+
     /// The event's `type` string.
     pub fn type_name(&self) -> &str {
         match self {
-            Self::UserMessage(_) => "user.message",
-            Self::UserInterrupt(_) => "user.interrupt",
-            Self::UserToolConfirmation(_) => "user.tool_confirmation",
-            Self::UserCustomToolResult(_) => "user.custom_tool_result",
-            Self::UserToolResult(_) => "user.tool_result",
-            Self::SystemMessage(_) => "system.message",
-            Self::AgentMessage(_) => "agent.message",
-            Self::AgentThinking(_) => "agent.thinking",
-            Self::AgentToolUse(_) => "agent.tool_use",
-            Self::AgentToolResult(_) => "agent.tool_result",
-            Self::AgentMcpToolUse(_) => "agent.mcp_tool_use",
-            Self::AgentMcpToolResult(_) => "agent.mcp_tool_result",
-            Self::AgentCustomToolUse(_) => "agent.custom_tool_use",
-            Self::AgentThreadContextCompacted(_) => "agent.thread_context_compacted",
-            Self::SessionStatusRunning(_) => "session.status_running",
-            Self::SessionStatusIdle(_) => "session.status_idle",
-            Self::SessionStatusRescheduled(_) => "session.status_rescheduled",
-            Self::SessionStatusTerminated(_) => "session.status_terminated",
-            Self::SessionError(_) => "session.error",
-            Self::SessionUpdated(_) => "session.updated",
-            Self::SessionUsage(_) => "session.usage",
-            Self::SessionDeleted(_) => "session.deleted",
-            Self::SpanModelRequestStart(_) => "span.model_request_start",
-            Self::SpanModelRequestEnd(_) => "span.model_request_end",
             Self::Other(raw) => raw.get("type").and_then(Value::as_str).unwrap_or(""),
+            typed => typed.event_type().map_or("", EventType::name),
         }
+    }
+
+    /// What the event's type means to Corral; `None` for a type Corral does not know.
+    pub fn props(&self) -> Option<EventProps> {
+        self.event_type().map(EventType::props)
     }
 
     /// Whether a client sent this event (`user.*` and `system.message`).
     pub fn is_client_event(&self) -> bool {
-        let name = self.type_name();
-        name.starts_with("user.") || name == "system.message"
+        self.props().is_some_and(|p| p.sender == Sender::Client)
     }
 
     /// Whether a stream following the session ends after this event (`session.status_terminated`,
     /// `session.deleted`).
     pub fn ends_stream(&self) -> bool {
-        matches!(self, Self::SessionStatusTerminated(_) | Self::SessionDeleted(_))
+        self.props().is_some_and(|p| p.ends_stream)
+    }
+
+    /// Whether appending this event wakes the harness pool.
+    pub fn wakes_harness(&self) -> bool {
+        self.props().is_some_and(|p| p.wakes_harness)
     }
 }
 

@@ -9,6 +9,7 @@ use super::{
         UserToolResult,
     },
     content::{ContentBlock, DocumentBlock, ImageBlock, SearchResultBlock, Source, TextBlock},
+    kind::{EventType, Sender},
     parts::ConfirmationResult,
 };
 
@@ -40,16 +41,26 @@ pub enum EventParam {
 }
 
 impl EventParam {
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Self::UserMessage(_) => EventType::UserMessage,
+            Self::UserInterrupt(_) => EventType::UserInterrupt,
+            Self::UserToolConfirmation(_) => EventType::UserToolConfirmation,
+            Self::UserCustomToolResult(_) => EventType::UserCustomToolResult,
+            Self::UserToolResult(_) => EventType::UserToolResult,
+            Self::SystemMessage(_) => EventType::SystemMessage,
+        }
+    }
+
     /// The event's `type` string.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Self::UserMessage(_) => "user.message",
-            Self::UserInterrupt(_) => "user.interrupt",
-            Self::UserToolConfirmation(_) => "user.tool_confirmation",
-            Self::UserCustomToolResult(_) => "user.custom_tool_result",
-            Self::UserToolResult(_) => "user.tool_result",
-            Self::SystemMessage(_) => "system.message",
-        }
+        self.event_type().name()
+    }
+
+    /// Whether appending this event wakes the harness pool.
+    pub fn wakes_harness(&self) -> bool {
+        self.event_type().props().wakes_harness
     }
 
     /// The event body to store.
@@ -126,19 +137,44 @@ fn parse_param(value: &Value, path: &str) -> Result<EventParam, EventParamError>
     let Some(kind) = kind.as_str() else {
         return Err(EventParamError::new(format!("{path}.type"), "must be a string"));
     };
-    Ok(match kind {
-        "user.message" => EventParam::UserMessage(typed(value, path)?),
-        "user.interrupt" => EventParam::UserInterrupt(typed(value, path)?),
-        "user.tool_confirmation" => EventParam::UserToolConfirmation(typed(value, path)?),
-        "user.custom_tool_result" => EventParam::UserCustomToolResult(typed(value, path)?),
-        "user.tool_result" => EventParam::UserToolResult(typed(value, path)?),
-        "system.message" => EventParam::SystemMessage(typed(value, path)?),
-        other => {
+    Ok(match EventType::from_name(kind) {
+        Some(EventType::UserMessage) => EventParam::UserMessage(typed(value, path)?),
+        Some(EventType::UserInterrupt) => EventParam::UserInterrupt(typed(value, path)?),
+        Some(EventType::UserToolConfirmation) => EventParam::UserToolConfirmation(typed(value, path)?),
+        Some(EventType::UserCustomToolResult) => EventParam::UserCustomToolResult(typed(value, path)?),
+        Some(EventType::UserToolResult) => EventParam::UserToolResult(typed(value, path)?),
+        Some(EventType::SystemMessage) => EventParam::SystemMessage(typed(value, path)?),
+        Some(
+            EventType::AgentMessage
+            | EventType::AgentThinking
+            | EventType::AgentToolUse
+            | EventType::AgentToolResult
+            | EventType::AgentMcpToolUse
+            | EventType::AgentMcpToolResult
+            | EventType::AgentCustomToolUse
+            | EventType::AgentThreadContextCompacted
+            | EventType::SessionStatusRunning
+            | EventType::SessionStatusIdle
+            | EventType::SessionStatusRescheduled
+            | EventType::SessionStatusTerminated
+            | EventType::SessionError
+            | EventType::SessionUpdated
+            | EventType::SessionUsage
+            | EventType::SessionDeleted
+            | EventType::SpanModelRequestStart
+            | EventType::SpanModelRequestEnd,
+        )
+        | None => {
+            let allowed: Vec<&str> = EventType::ALL
+                .into_iter()
+                .filter(|t| t.props().sender == Sender::Client)
+                .map(EventType::name)
+                .collect();
             return Err(EventParamError::new(
                 format!("{path}.type"),
                 format!(
-                    "unsupported event type {other:?}; a client may send user.message, user.interrupt, \
-                     user.tool_confirmation, user.custom_tool_result, user.tool_result or system.message"
+                    "unsupported event type {kind:?}; a client may send {}",
+                    allowed.join(", ")
                 ),
             ));
         }

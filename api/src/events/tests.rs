@@ -112,6 +112,11 @@ fn every_known_type_round_trips() {
             "{} parsed as unknown",
             event.type_name()
         );
+        assert_eq!(
+            event.body.event_type().map(EventType::name),
+            Some(event.type_name()),
+            "the table and the serde tag disagree"
+        );
         seen.insert(event.type_name().to_owned());
     }
     seen.insert("agent.message".to_owned());

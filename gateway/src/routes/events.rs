@@ -124,17 +124,6 @@ async fn scan(
     }
 }
 
-/// Whether an event needs the harness: it starts or resumes a turn, or stops one.
-fn wakes(param: &EventParam) -> bool {
-    matches!(
-        param,
-        EventParam::UserMessage(_)
-            | EventParam::UserCustomToolResult(_)
-            | EventParam::UserToolConfirmation(_)
-            | EventParam::UserInterrupt(_)
-    )
-}
-
 /// The API JSON of a stored event.
 pub fn event_json(event: &StoredEvent) -> Value {
     serde_json::to_value(&event.event).unwrap_or(Value::Null)
@@ -165,7 +154,7 @@ pub async fn append_traced(
     let mut typed = Vec::with_capacity(params.len());
     let mut to_store = Vec::with_capacity(params.len());
     for param in params {
-        let traced = wakes(&param);
+        let traced = param.wakes_harness();
         let event = NewEvent::from(param);
         typed.push(event.body.clone());
         to_store.push(if traced {
@@ -207,7 +196,7 @@ pub async fn send(
         )
         .await?;
     }
-    let wake = params.iter().any(wakes);
+    let wake = params.iter().any(EventParam::wakes_harness);
     let stored = append_traced(&state.log.session(&tenant.namespace, &id), params).await?;
     if wake {
         state.log.enqueue(&tenant.namespace, &id).await?;

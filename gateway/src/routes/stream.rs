@@ -31,9 +31,6 @@ use crate::{
     state::AppState,
 };
 
-/// Event types after which a stream ends.
-pub const TERMINAL_TYPES: [&str; 2] = ["session.status_terminated", "session.deleted"];
-
 /// Decrements the SSE clients gauge when the stream is dropped (client gone or stream ended).
 struct ClientGuard(Gauge);
 
@@ -125,7 +122,7 @@ fn events(
                     Ok(event) => {
                         failures = 0;
                         state.metrics.sse_events.inc();
-                        let terminal = TERMINAL_TYPES.contains(&event.event.type_name());
+                        let terminal = event.event.body.ends_stream();
                         yield Ok(sse_event(&event));
                         if terminal {
                             break;

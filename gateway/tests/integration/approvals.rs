@@ -10,7 +10,6 @@ use corral_gateway::{
     ratelimit::Limiter,
     state::Settings,
 };
-use corral_session::keys::wakeups;
 use k8s_openapi::api::{
     core::v1::Secret,
     rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
@@ -48,13 +47,8 @@ fn confirmation(tool_use_id: &str) -> Value {
     json!({ "events": [{ "type": "user.tool_confirmation", "tool_use_id": tool_use_id, "result": "allow" }] })
 }
 
-async fn wakeup_count(gw: &Gateway, ns: &str) -> usize {
-    let mut conn = gw.store.connection();
-    redis::cmd("XLEN")
-        .arg(wakeups(ns))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+async fn wakeup_count(gw: &Gateway, ns: &str) -> u64 {
+    gw.store.wakeup_queue(ns).await.unwrap().depth
 }
 
 #[tokio::test]

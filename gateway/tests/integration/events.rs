@@ -1,5 +1,4 @@
 use corral_api::events::EventBody;
-use corral_session::keys::wakeups;
 use serde_json::{Value, json};
 
 use crate::harness::Gateway;
@@ -23,12 +22,7 @@ async fn send_echoes_wakes_and_lists_with_every_filter() {
     assert_eq!(data.len(), 2);
     assert!(data[0]["id"].as_str().unwrap().starts_with("sevt_"));
     assert_eq!(data[1]["content"][0]["text"], "two");
-    let mut conn = gw.store.connection();
-    let queued: usize = redis::cmd("XLEN")
-        .arg(wakeups(&t.ns))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let queued = gw.store.wakeup_queue(&t.ns).await.unwrap().depth;
     assert_eq!(queued, 1, "a user.message wakes the harness pool");
 
     // The harness's side of the turn, written as the harness writes it.
@@ -48,11 +42,7 @@ async fn send_echoes_wakes_and_lists_with_every_filter() {
     gw.post(&path, &t, json!({ "events": [{ "type": "user.interrupt" }] }))
         .await
         .ok();
-    let queued: usize = redis::cmd("XLEN")
-        .arg(wakeups(&t.ns))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let queued = gw.store.wakeup_queue(&t.ns).await.unwrap().depth;
     assert_eq!(queued, 2, "an interrupt reaches the harness too");
 
     let types = |v: &Value| {

@@ -1,5 +1,5 @@
 use corral_api::events::EventBody;
-use corral_session::{Order, keys::wakeups};
+use corral_session::Order;
 use serde_json::json;
 
 use crate::harness::Gateway;
@@ -47,12 +47,7 @@ async fn sessions_create_retrieve_update_list_archive_delete() {
     let page = log.range(None, 10, Order::Asc).await.unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].event.type_name(), "user.message");
-    let mut conn = gw.store.connection();
-    let queued: usize = redis::cmd("XLEN")
-        .arg(wakeups(&t.ns))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let queued = gw.store.wakeup_queue(&t.ns).await.unwrap().depth;
     assert_eq!(queued, 1);
 
     // A later agent version does not change the session's snapshot; a session may pin an older version.

@@ -93,7 +93,23 @@ pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> Model
             EventBody::AgentToolUse(tool) => builder.tool_use(entry, &tool.name, &tool.input, true),
             EventBody::AgentMcpToolUse(tool) => builder.tool_use(entry, &tool.name, &tool.input, true),
             EventBody::AgentCustomToolUse(tool) => builder.tool_use(entry, &tool.name, &tool.input, false),
-            _ => {}
+            // Results are placed after their tool use (`results`); the rest is not model context.
+            EventBody::AgentToolResult(_)
+            | EventBody::AgentMcpToolResult(_)
+            | EventBody::UserCustomToolResult(_)
+            | EventBody::UserToolResult(_)
+            | EventBody::UserInterrupt(_)
+            | EventBody::UserToolConfirmation(_)
+            | EventBody::AgentThreadContextCompacted(_)
+            | EventBody::SessionStatusRunning(_)
+            | EventBody::SessionStatusIdle(_)
+            | EventBody::SessionStatusRescheduled(_)
+            | EventBody::SessionStatusTerminated(_)
+            | EventBody::SessionError(_)
+            | EventBody::SessionUpdated(_)
+            | EventBody::SessionUsage(_)
+            | EventBody::SessionDeleted(_)
+            | EventBody::Other(_) => {}
         }
     }
     builder.close_assistant(&results);
@@ -135,7 +151,27 @@ fn results(entries: &[LogEntry]) -> HashMap<String, (Vec<Block>, bool)> {
             EventBody::AgentMcpToolResult(r) => (&r.mcp_tool_use_id, &r.content, r.is_error),
             EventBody::UserCustomToolResult(r) => (&r.custom_tool_use_id, &r.content, r.is_error),
             EventBody::UserToolResult(r) => (&r.tool_use_id, &r.content, r.is_error),
-            _ => continue,
+            EventBody::UserMessage(_)
+            | EventBody::UserInterrupt(_)
+            | EventBody::UserToolConfirmation(_)
+            | EventBody::SystemMessage(_)
+            | EventBody::AgentMessage(_)
+            | EventBody::AgentThinking(_)
+            | EventBody::AgentToolUse(_)
+            | EventBody::AgentMcpToolUse(_)
+            | EventBody::AgentCustomToolUse(_)
+            | EventBody::AgentThreadContextCompacted(_)
+            | EventBody::SessionStatusRunning(_)
+            | EventBody::SessionStatusIdle(_)
+            | EventBody::SessionStatusRescheduled(_)
+            | EventBody::SessionStatusTerminated(_)
+            | EventBody::SessionError(_)
+            | EventBody::SessionUpdated(_)
+            | EventBody::SessionUsage(_)
+            | EventBody::SessionDeleted(_)
+            | EventBody::SpanModelRequestStart(_)
+            | EventBody::SpanModelRequestEnd(_)
+            | EventBody::Other(_) => continue,
         };
         let blocks = content.iter().flatten().filter_map(user_block).collect();
         out.entry(id.clone())

@@ -295,12 +295,9 @@ impl Run<'_> {
     }
 
     async fn append(&mut self, events: Vec<NewEvent>) -> Result<(), Stop> {
-        let status_change = events.iter().any(|e| {
-            matches!(
-                e.body.type_name(),
-                "session.status_running" | "session.status_idle" | "session.status_rescheduled"
-            )
-        });
+        let status_change = events
+            .iter()
+            .any(|e| e.body.props().is_some_and(|p| p.session_status));
         let n = events.len() as u64;
         let stops: Vec<String> = events
             .iter()

@@ -295,7 +295,15 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
                 picked_up: false,
             }),
             EventBody::AgentThreadContextCompacted(_) => s.compaction = Some(index),
-            _ => {}
+            EventBody::UserInterrupt(_)
+            | EventBody::AgentMessage(_)
+            | EventBody::AgentThinking(_)
+            | EventBody::SessionStatusTerminated(_)
+            | EventBody::SessionError(_)
+            | EventBody::SessionUpdated(_)
+            | EventBody::SessionUsage(_)
+            | EventBody::SessionDeleted(_)
+            | EventBody::Other(_) => {}
         }
     }
     s

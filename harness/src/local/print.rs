@@ -58,7 +58,15 @@ pub fn describe(event: &Event) -> Option<String> {
             end.model_usage.output_tokens,
             end.model_usage.cache_read_input_tokens
         ),
-        _ => return None,
+        EventBody::UserToolResult(_)
+        | EventBody::SystemMessage(_)
+        | EventBody::SessionStatusTerminated(_)
+        | EventBody::SessionUpdated(_)
+        | EventBody::SessionUsage(_)
+        | EventBody::SessionDeleted(_)
+        | EventBody::SpanModelRequestStart(_)
+        | EventBody::SpanModelRequestEnd(_)
+        | EventBody::Other(_) => return None,
     })
 }
 

@@ -55,7 +55,26 @@ pub fn compute(entries: &[LogEntry]) -> StatusFields {
                 usage.cache_creation_input_tokens +=
                     i64::try_from(u.cache_creation_input_tokens).unwrap_or(i64::MAX);
             }
-            _ => {}
+            EventBody::UserMessage(_)
+            | EventBody::UserInterrupt(_)
+            | EventBody::UserToolConfirmation(_)
+            | EventBody::UserCustomToolResult(_)
+            | EventBody::UserToolResult(_)
+            | EventBody::SystemMessage(_)
+            | EventBody::AgentMessage(_)
+            | EventBody::AgentThinking(_)
+            | EventBody::AgentToolUse(_)
+            | EventBody::AgentToolResult(_)
+            | EventBody::AgentMcpToolUse(_)
+            | EventBody::AgentMcpToolResult(_)
+            | EventBody::AgentCustomToolUse(_)
+            | EventBody::AgentThreadContextCompacted(_)
+            | EventBody::SessionError(_)
+            | EventBody::SessionUpdated(_)
+            | EventBody::SessionUsage(_)
+            | EventBody::SessionDeleted(_)
+            | EventBody::SpanModelRequestStart(_)
+            | EventBody::Other(_) => {}
         }
     }
     if let (Some(since), Some(last)) = (running_since, entries.last()) {

@@ -4,10 +4,15 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Appends events in order, refusing when a fencing token is given and is not the session's current one.
+/// Appends events in order, refusing when a fencing token is given and is not the session's current one; with a
+/// session name, also enqueues its wake-up; with an idempotency window, records the append under the client's key
+/// and answers a repeat with the first append's entries instead of appending again. All keys are in the session's
+/// slot, so this is one atomic step.
 ///
-/// KEYS: events stream, fence counter. ARGV: token (`""` for an unfenced user-side append), then one
-/// `event id, type, JSON body` triple per event. Returns `{"ok", entry ids...}` or `{"fenced", current token}`.
+/// KEYS: events stream, fence counter, wake-up shard, idempotency record. ARGV: token (`""` for an unfenced
+/// client append), session to wake (`""`: none), idempotency window in milliseconds (`""`: none), then one
+/// `event id, type, JSON body` triple per event. Returns `{"ok", entry ids...}`, `{"fenced", current token}` or
+/// `{"repeat", first entry id, last entry id}`.
 pub(crate) static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -17,9 +22,22 @@ if ARGV[1] ~= '' then
     return {'fenced', current}
   end
 end
+if ARGV[3] ~= '' then
+  local prior = redis.call('GET', KEYS[4])
+  if prior then
+    local first, last = string.match(prior, '^(%S+) (%S+)$')
+    return {'repeat', first, last}
+  end
+end
 local reply = {'ok'}
-for i = 2, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   reply[#reply + 1] = redis.call('XADD', KEYS[1], '*', 'id', ARGV[i], 'type', ARGV[i + 1], 'data', ARGV[i + 2])
+end
+if ARGV[2] ~= '' then
+  redis.call('XADD', KEYS[3], '*', 'session', ARGV[2])
+end
+if ARGV[3] ~= '' and #reply > 1 then
+  redis.call('SET', KEYS[4], reply[2] .. ' ' .. reply[#reply], 'PX', ARGV[3])
 end
 return reply
 ",

@@ -1,0 +1,338 @@
+//! Every Redis key Corral uses: its name, its hash tag and its ACL prefix. No other module or crate spells a key;
+//! `docs/redis.md` describes each one (type, writers and readers, lifetime) and the scripts that touch them.
+//!
+//! The layout, in three rules:
+//!
+//! - **Per-tenant prefix.** Every key of a tenant (a namespace) starts with [`tenant_prefix`]
+//!   (`corral:t:<namespace>:`), so a Redis ACL user per tenant can be limited to [`tenant_acl_keys`] and
+//!   [`tenant_acl_channels`]. Corral's own cross-tenant keys start with [`SYSTEM_PREFIX`] (`corral:sys:`). Namespace
+//!   names are DNS labels and never hold a `:`, so one tenant's pattern never matches another's keys.
+//! - **One slot per session.** A session's keys share the hash tag of its wake-up shard, `{<namespace>:<shard>}`,
+//!   with the shard derived stably from the session id ([`shard_of`]). So an append, the wake-up it causes, its
+//!   idempotency record and (later) its webhook outbox entry live in one slot and change together in one script.
+//! - **Sharded queues.** A namespace's wake-up queue is [`WAKEUP_SHARDS`] streams, one per shard tag, so a hot
+//!   tenant spreads over up to that many Redis Cluster slots (and nodes); consumers read every shard.
+//!
+//! Key parts (namespaces, session, agent, environment, store and replica names) are Kubernetes names or Corral ids
+//! (`[a-z0-9._-]`): they never hold `{`, `}` or `:`, which would break a hash tag or a prefix. Client-chosen strings
+//! (idempotency keys) are hashed before they become part of a key.
+
+pub(crate) mod scripts;
+
+use sha2::{Digest, Sha256};
+
+/// The layout's version, kept in [`system::layout`]. Version 1 (before this module) spelled keys
+/// `corral:{<namespace>/<session>}:…`; its keys are not read by this version (see `docs/redis.md`).
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// The prefix of Corral's own cross-tenant keys.
+pub const SYSTEM_PREFIX: &str = "corral:sys:";
+
+/// How many wake-up shards (and session hash tags) each namespace has. Part of the layout: changing it moves
+/// sessions to other tags, so it changes only with [`LAYOUT_VERSION`].
+pub const WAKEUP_SHARDS: u16 = 16;
+
+/// The consumer group of the harness pool on each wake-up shard.
+pub const WAKEUP_GROUP: &str = "harness";
+
+/// The prefix of every key of `namespace`: `corral:t:<namespace>:`.
+pub fn tenant_prefix(namespace: &str) -> String {
+    format!("corral:t:{namespace}:")
+}
+
+/// The ACL key pattern of `namespace`'s Redis user: `~corral:t:<namespace>:*`.
+pub fn tenant_acl_keys(namespace: &str) -> String {
+    format!("~{}*", tenant_prefix(namespace))
+}
+
+/// The ACL channel pattern of `namespace`'s Redis user (pub/sub delta channels): `&corral:t:<namespace>:*`.
+pub fn tenant_acl_channels(namespace: &str) -> String {
+    format!("&{}*", tenant_prefix(namespace))
+}
+
+/// The wake-up shard of `session`: the first eight bytes of the SHA-256 of its id, modulo [`WAKEUP_SHARDS`].
+/// Stable across processes, versions and languages.
+pub fn shard_of(session: &str) -> u16 {
+    let digest = Sha256::digest(session.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    // The remainder is below WAKEUP_SHARDS, so it fits.
+    u16::try_from(u64::from_be_bytes(head) % u64::from(WAKEUP_SHARDS)).unwrap_or_default()
+}
+
+fn hex_sha256(input: &str) -> String {
+    Sha256::digest(input.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The keys of one tenant (namespace) that are not a single session's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    namespace: String,
+    prefix: String,
+}
+
+impl Tenant {
+    /// The keys of `namespace`.
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            prefix: tenant_prefix(namespace),
+        }
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The prefix of every key of the tenant.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The hash tag of shard `shard`: `{<namespace>:<shard>}`.
+    pub fn shard_tag(&self, shard: u16) -> String {
+        format!("{{{}:{shard}}}", self.namespace)
+    }
+
+    /// The hash tag of the tenant's keys that change together but belong to no session: `{<namespace>}`.
+    pub fn tag(&self) -> String {
+        format!("{{{}}}", self.namespace)
+    }
+
+    /// The keys of session `session`.
+    pub fn session(&self, session: &str) -> SessionKeys {
+        SessionKeys::new(&self.namespace, session)
+    }
+
+    /// Wake-up shard `shard` (stream; group [`WAKEUP_GROUP`]; entries `session=<id>`): sessions with new client
+    /// events, read by the namespace's harness pool. Written in the append script, so a client event and its
+    /// wake-up land together.
+    pub fn wakeups(&self, shard: u16) -> String {
+        format!("{}{}:wakeups", self.prefix, self.shard_tag(shard))
+    }
+
+    /// Every wake-up shard, indexed by shard.
+    pub fn wakeup_queues(&self) -> Vec<String> {
+        (0..WAKEUP_SHARDS).map(|shard| self.wakeups(shard)).collect()
+    }
+
+    /// Agent `agent`'s spend ledger (hash: session id → `"<tokens> <cents>"`), for agent-wide budgets. Untagged:
+    /// a single key that no script touches with another.
+    pub fn agent_spend(&self, agent: &str) -> String {
+        format!("{}agent:{agent}:spend", self.prefix)
+    }
+
+    /// Reserved (speed issue): harness replica `replica`'s liveness key (string: its epoch, with a short TTL
+    /// renewed every ~200 ms). Session leases point at it; a watcher reclaims a dead replica's sessions.
+    pub fn replica(&self, replica: &str) -> String {
+        format!("{}{}:replica:{replica}", self.prefix, self.tag())
+    }
+
+    /// Reserved (speed issue): the sessions replica `replica` holds (set), so a watcher can hand them over at
+    /// once when the replica's liveness key lapses.
+    pub fn replica_sessions(&self, replica: &str) -> String {
+        format!("{}{}:replica:{replica}:sessions", self.prefix, self.tag())
+    }
+
+    /// Reserved (speed issue): the namespace's live replicas (sorted set: replica → last renewal, ms).
+    pub fn replicas(&self) -> String {
+        format!("{}{}:replicas", self.prefix, self.tag())
+    }
+
+    /// Reserved (outward issue): webhook outbox shard `shard` (sorted set: delivery id → due time, ms). Sharded
+    /// like wake-ups, so the append of a session event and the delivery it causes are one script.
+    pub fn outbox(&self, shard: u16) -> String {
+        format!("{}{}:outbox", self.prefix, self.shard_tag(shard))
+    }
+
+    /// Reserved (outward issue): one pending webhook delivery (hash: webhook, event, attempts, last error), in
+    /// its outbox shard's slot.
+    pub fn delivery(&self, shard: u16, delivery: &str) -> String {
+        format!("{}{}:delivery:{delivery}", self.prefix, self.shard_tag(shard))
+    }
+
+    /// Reserved (outward issue): webhook `webhook`'s delivery log (stream, capped with `MAXLEN ~`).
+    pub fn webhook_log(&self, webhook: &str) -> String {
+        format!("{}webhook:{webhook}:log", self.prefix)
+    }
+
+    /// The keys of environment `environment` (work queues, warm pools).
+    pub fn environment(&self, environment: &str) -> EnvironmentKeys {
+        EnvironmentKeys {
+            base: format!("{}{{{}:env:{environment}}}:", self.prefix, self.namespace),
+        }
+    }
+
+    /// The keys of memory store `store`.
+    pub fn memory_store(&self, store: &str) -> MemoryStoreKeys {
+        MemoryStoreKeys {
+            base: format!("{}{{{}:mem:{store}}}:", self.prefix, self.namespace),
+        }
+    }
+}
+
+/// The keys of one session, all under one hash tag (its wake-up shard's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKeys {
+    tenant: Tenant,
+    shard: u16,
+    base: String,
+}
+
+impl SessionKeys {
+    /// The keys of session `session` in namespace `namespace`.
+    pub fn new(namespace: &str, session: &str) -> Self {
+        let tenant = Tenant::new(namespace);
+        let shard = shard_of(session);
+        let base = format!("{}{}:s:{session}:", tenant.prefix(), tenant.shard_tag(shard));
+        Self { tenant, shard, base }
+    }
+
+    /// The session's tenant.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// The session's wake-up shard.
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+
+    /// The hash tag every key of the session carries: `{<namespace>:<shard>}`.
+    pub fn tag(&self) -> String {
+        self.tenant.shard_tag(self.shard)
+    }
+
+    /// The session's events in order (stream; fields `id`, `type`, `data`). The entry id is the log's cursor.
+    pub fn events(&self) -> String {
+        format!("{}events", self.base)
+    }
+
+    /// The session's writer lease (hash: `holder`, `token`; expires unless renewed).
+    pub fn lease(&self) -> String {
+        format!("{}lease", self.base)
+    }
+
+    /// The session's fencing token counter (string), incremented on every lease takeover.
+    pub fn fence(&self) -> String {
+        format!("{}fence", self.base)
+    }
+
+    /// The wake-up shard the session's wake-ups go to: in the session's slot.
+    pub fn wakeups(&self) -> String {
+        self.tenant.wakeups(self.shard)
+    }
+
+    /// The record of a client append made with idempotency key `client_key` (string: the appended events' ids and
+    /// cursors; expires after the idempotency window). The key is hashed: clients choose it.
+    pub fn idempotency(&self, client_key: &str) -> String {
+        format!("{}idem:{}", self.base, hex_sha256(client_key))
+    }
+
+    /// Reserved (outward issue): the session's streaming-delta channel (sharded pub/sub, `SPUBLISH`): previews of
+    /// the model's output that never touch the log.
+    pub fn deltas(&self) -> String {
+        format!("{}deltas", self.base)
+    }
+
+    /// Reserved (together issue): the keys of thread `thread`, in the session's slot so a thread's creation and
+    /// the session's lifecycle event are one script.
+    pub fn thread(&self, thread: &str) -> ThreadKeys {
+        ThreadKeys {
+            base: format!("{}t:{thread}:", self.base),
+        }
+    }
+
+    /// The keys a session's deletion removes. Idempotency records expire by themselves; thread keys are added
+    /// here by the together issue.
+    pub fn all(&self) -> Vec<String> {
+        vec![self.events(), self.lease(), self.fence()]
+    }
+}
+
+/// Reserved (together issue): the keys of one thread of a session, in the session's slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadKeys {
+    base: String,
+}
+
+impl ThreadKeys {
+    /// The thread's events (stream, as a session's).
+    pub fn events(&self) -> String {
+        format!("{}events", self.base)
+    }
+
+    /// The thread's writer lease (hash, as a session's).
+    pub fn lease(&self) -> String {
+        format!("{}lease", self.base)
+    }
+
+    /// The thread's fencing token counter (string).
+    pub fn fence(&self) -> String {
+        format!("{}fence", self.base)
+    }
+}
+
+/// Reserved: the keys of one environment, under the tag `{<namespace>:env:<environment>}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentKeys {
+    base: String,
+}
+
+impl EnvironmentKeys {
+    /// Self-hosted hands issue: the environment's work queue (stream; group `workers`; entries
+    /// `type=session, id=<session>`).
+    pub fn work(&self) -> String {
+        format!("{}work", self.base)
+    }
+
+    /// Self-hosted hands issue: one work item (hash: state, lease holder, `last_heartbeat`), next to its queue.
+    pub fn work_item(&self, item: &str) -> String {
+        format!("{}work:{item}", self.base)
+    }
+
+    /// Speed issue: the environment's ready warm sandboxes (set of pod names), kept by the operator and popped
+    /// atomically by a claim.
+    pub fn warm_pool(&self) -> String {
+        format!("{}warm", self.base)
+    }
+}
+
+/// Reserved (memory issue): the keys of one memory store, under the tag `{<namespace>:mem:<store>}`, so an
+/// optimistic update (check the precondition, write the memory, append its version) is one script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryStoreKeys {
+    base: String,
+}
+
+impl MemoryStoreKeys {
+    /// The store's memories by path (hash: path → memory id).
+    pub fn paths(&self) -> String {
+        format!("{}paths", self.base)
+    }
+
+    /// One memory (hash: path, content, `content_sha256`, metadata, timestamps).
+    pub fn memory(&self, memory: &str) -> String {
+        format!("{}memory:{memory}", self.base)
+    }
+
+    /// One memory's versions (stream; redaction blanks a version's content and keeps its record).
+    pub fn versions(&self, memory: &str) -> String {
+        format!("{}memory:{memory}:versions", self.base)
+    }
+}
+
+/// Corral's own cross-tenant keys, under [`SYSTEM_PREFIX`]; only Corral's system Redis user reaches them.
+pub mod system {
+    /// The layout version of this Redis (string), written on first connect.
+    pub fn layout() -> String {
+        format!("{}layout", super::SYSTEM_PREFIX)
+    }
+}
+
+#[cfg(test)]
+mod tests;

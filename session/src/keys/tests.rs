@@ -1,0 +1,113 @@
+use std::collections::BTreeSet;
+
+use super::*;
+
+/// What Redis Cluster hashes: the part between the first `{` and the next `}`, when non-empty; else the key.
+fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// Every key of a tenant this module can name.
+fn tenant_keys(tenant: &Tenant) -> Vec<String> {
+    let session = tenant.session("sesn_1");
+    let env = tenant.environment("env-1");
+    let mem = tenant.memory_store("notes");
+    let thread = session.thread("sthr_1");
+    let mut keys = session.all();
+    keys.extend([
+        session.idempotency("retry-1"),
+        session.deltas(),
+        thread.events(),
+        thread.lease(),
+        thread.fence(),
+        tenant.agent_spend("coder"),
+        tenant.replica("harness-0"),
+        tenant.replica_sessions("harness-0"),
+        tenant.replicas(),
+        tenant.outbox(3),
+        tenant.delivery(3, "dlv_1"),
+        tenant.webhook_log("whk_1"),
+        env.work(),
+        env.work_item("work_1"),
+        env.warm_pool(),
+        mem.paths(),
+        mem.memory("mem_1"),
+        mem.versions("mem_1"),
+    ]);
+    keys.extend(tenant.wakeup_queues());
+    keys
+}
+
+#[test]
+fn a_sessions_keys_and_its_wakeup_shard_share_one_slot() {
+    let keys = SessionKeys::new("team-a", "sesn_1");
+    let tag = keys.tag();
+    let thread = keys.thread("sthr_1");
+    for key in keys.all().into_iter().chain([
+        keys.wakeups(),
+        keys.idempotency("k"),
+        keys.deltas(),
+        thread.events(),
+    ]) {
+        assert_eq!(format!("{{{}}}", hash_tag(&key)), tag, "{key}");
+    }
+    assert_eq!(tag, format!("{{team-a:{}}}", shard_of("sesn_1")));
+    assert_eq!(keys.wakeups(), keys.tenant().wakeups(keys.shard()));
+    assert_ne!(keys.events(), keys.lease());
+}
+
+#[test]
+fn every_tenant_key_is_under_the_tenants_acl_prefix_and_no_other() {
+    let a = Tenant::new("team-a");
+    let longer = Tenant::new("team-ab");
+    let keys = tenant_keys(&a);
+    let distinct: BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(distinct.len(), keys.len(), "two names for one key");
+    assert_eq!(tenant_acl_keys("team-a"), "~corral:t:team-a:*");
+    assert_eq!(tenant_acl_channels("team-a"), "&corral:t:team-a:*");
+    for key in &keys {
+        assert!(key.starts_with(a.prefix()), "{key}");
+        assert!(!key.starts_with(longer.prefix()), "{key}");
+        assert!(!key.starts_with(SYSTEM_PREFIX), "{key}");
+    }
+    for key in tenant_keys(&longer) {
+        assert!(!key.starts_with(a.prefix()), "team-a's pattern reaches {key}");
+    }
+    assert!(system::layout().starts_with(SYSTEM_PREFIX));
+}
+
+#[test]
+fn the_shard_of_a_session_is_pinned() {
+    // These figures are part of the layout (also computed with Python's hashlib, so any language gets them): if
+    // they change, every session moves to another tag.
+    let pinned: Vec<u16> = ["sesn_1", "sesn_2", "s", "sesn_01jabcdefghjkmnpqrstvwxyz"]
+        .iter()
+        .map(|s| shard_of(s))
+        .collect();
+    assert_eq!(pinned, PINNED_SHARDS);
+}
+
+const PINNED_SHARDS: [u16; 4] = [12, 0, 13, 5];
+
+#[test]
+fn sessions_spread_over_every_shard() {
+    let shards: BTreeSet<u16> = (0..2000).map(|i| shard_of(&format!("sesn_{i}"))).collect();
+    assert_eq!(shards.len(), usize::from(WAKEUP_SHARDS));
+    assert!(shards.iter().all(|s| *s < WAKEUP_SHARDS));
+}
+
+#[test]
+fn a_client_chosen_idempotency_key_cannot_break_the_tag_or_prefix() {
+    let keys = SessionKeys::new("ns", "sesn_1");
+    let key = keys.idempotency("}{corral:t:other:*");
+    assert_eq!(format!("{{{}}}", hash_tag(&key)), keys.tag());
+    assert!(!key.contains("other"));
+    assert_ne!(key, keys.idempotency("another"));
+    assert_eq!(key, keys.idempotency("}{corral:t:other:*"));
+}

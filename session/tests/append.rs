@@ -1,0 +1,189 @@
+//! Client appends with their wake-up in one step, and idempotency keys, against a real redis-server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start, text_of, user};
+use corral_api::events::{ContentBlock, EventBody, SystemMessage};
+use corral_session::{Config, Order, Store, testing::RedisServer};
+
+fn system(text: &str) -> EventBody {
+    EventBody::SystemMessage(SystemMessage {
+        content: vec![ContentBlock::text(text)],
+    })
+}
+
+#[tokio::test]
+async fn a_user_message_and_its_wakeup_land_together() {
+    let (_server, store) = start().await;
+    let log = store.session("team-a", "sesn_1");
+    let appended = log.append_user_events([user("hi")], None).await.unwrap();
+    assert!(appended.woke && !appended.repeat);
+    assert_eq!(text_of(&appended.events[0].event.body), "hi");
+
+    // The wake-up is in the session's shard, and a consumer of the namespace takes it.
+    assert_eq!(store.wakeup_queue("team-a").await.unwrap().depth, 1);
+    let mut consumer = store
+        .wake_consumer("team-a", "harness-0", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let taken = consumer.take(10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].session, "sesn_1");
+    assert_eq!(taken[0].shard, log.keys().shard());
+
+    // A system message alone waits for the next turn: no wake-up.
+    let quiet = log.append_user_events([system("be brief")], None).await.unwrap();
+    assert!(!quiet.woke);
+    assert_eq!(store.wakeup_queue("team-a").await.unwrap().depth, 1);
+    let stored = log.range(None, 10, Order::Asc).await.unwrap().events;
+    assert_eq!(stored.len(), 2);
+}
+
+#[tokio::test]
+async fn a_repeat_with_the_same_idempotency_key_stores_the_message_once() {
+    let (_server, store) = start().await;
+    let log = store.session("team-a", "sesn_retry");
+    let first = log
+        .append_user_events([user("once"), user("twice?")], Some("req-42"))
+        .await
+        .unwrap();
+    assert!(!first.repeat);
+
+    // The client lost the answer and retries: same key, fresh event ids.
+    let again = log
+        .append_user_events([user("once"), user("twice?")], Some("req-42"))
+        .await
+        .unwrap();
+    assert!(again.repeat && !again.woke);
+    assert_eq!(
+        again.events, first.events,
+        "the first append's events, ids and cursors"
+    );
+    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 2);
+    assert_eq!(store.wakeup_queue("team-a").await.unwrap().depth, 1);
+
+    // Another key, or the same key on another session, is another append.
+    let other = log
+        .append_user_events([user("next")], Some("req-43"))
+        .await
+        .unwrap();
+    assert!(!other.repeat);
+    let elsewhere = store
+        .session("team-a", "sesn_other")
+        .append_user_events([user("hello")], Some("req-42"))
+        .await
+        .unwrap();
+    assert!(!elsewhere.repeat);
+    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 3);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_forgotten_after_its_window() {
+    let server = RedisServer::start().unwrap();
+    let config = Config {
+        idempotency_window: Duration::from_millis(300),
+        ..common::config()
+    };
+    let store = Store::connect(&server.url(), config).await.unwrap();
+    let log = store.session("ns", "sesn_1");
+    log.append_user_events([user("a")], Some("k")).await.unwrap();
+    assert!(
+        log.append_user_events([user("a")], Some("k"))
+            .await
+            .unwrap()
+            .repeat
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !log.append_user_events([user("a")], Some("k"))
+            .await
+            .unwrap()
+            .repeat
+    );
+    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 2);
+}
+
+#[tokio::test]
+async fn a_tenants_keys_are_under_its_acl_prefix() {
+    let (_server, store) = start().await;
+    let log = store.session("team-a", "sesn_1");
+    log.append_user_events([user("hi")], Some("k")).await.unwrap();
+    log.acquire_lease("harness-0", Duration::from_secs(30))
+        .await
+        .unwrap();
+    store
+        .record_spend("team-a", "coder", "sesn_1", Default::default())
+        .await
+        .unwrap();
+    let mut conn = store.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    let prefix = corral_session::keys::tenant_prefix("team-a");
+    let mut tenant_keys: Vec<&String> = keys.iter().filter(|k| !k.starts_with("corral:sys:")).collect();
+    tenant_keys.sort();
+    assert_eq!(tenant_keys.len(), 6, "{tenant_keys:?}");
+    for key in tenant_keys {
+        assert!(key.starts_with(&prefix), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn a_tenants_redis_user_reaches_its_own_keys_and_no_others() {
+    let (server, store) = start().await;
+    let mut admin = store.connection();
+    for tenant in ["team-a", "team-b"] {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(tenant)
+            .arg("on")
+            .arg(format!(">{tenant}-secret"))
+            .arg("resetkeys")
+            .arg(corral_session::keys::tenant_acl_keys(tenant))
+            .arg("resetchannels")
+            .arg(corral_session::keys::tenant_acl_channels(tenant))
+            .arg("+@all")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
+    let url = |tenant: &str| format!("redis://{tenant}:{tenant}-secret@127.0.0.1:{}/", server.port());
+    let a = Store::connect(&url("team-a"), common::config()).await.unwrap();
+    let b = Store::connect(&url("team-b"), common::config()).await.unwrap();
+
+    // Everything a harness and a gateway do for a session works with the tenant's own user.
+    let log = a.session("team-a", "sesn_1");
+    log.append_user_events([user("hi")], Some("k")).await.unwrap();
+    let lease = log
+        .acquire_lease("harness-0", Duration::from_secs(30))
+        .await
+        .unwrap();
+    log.append(lease.token, [common::agent("hello")]).await.unwrap();
+    let mut consumer = a
+        .wake_consumer("team-a", "harness-0", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let taken = consumer.take(1).await.unwrap();
+    assert!(consumer.touch(&taken[0]).await.unwrap());
+    consumer.ack(&taken[0]).await.unwrap();
+    a.record_spend("team-a", "coder", "sesn_1", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 2);
+
+    // Tenant B's user can neither read nor write tenant A's session, nor take its wake-ups.
+    let foreign = b.session("team-a", "sesn_1");
+    for denied in [
+        foreign.range(None, 10, Order::Asc).await.err(),
+        foreign.append_user_events([user("forged")], None).await.err(),
+        b.wake_consumer("team-a", "spy", Duration::from_secs(30))
+            .await
+            .err(),
+    ] {
+        let err = denied.expect("refused");
+        assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
+    }
+    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 2);
+}
