@@ -122,7 +122,11 @@ where
 impl ClusterDirectory {
     /// Starts the watches (in every namespace, Secrets only where `source` says); the returned future drives them.
     pub fn start(client: Client, source: Credentials) -> (Self, impl futures::Future<Output = ()>) {
-        let sandboxes = watcher::Config::default().labels(&format!("{}={}", labels::COMPONENT, corral_sandbox_protocol::pod::POD_COMPONENT));
+        let sandboxes = watcher::Config::default().labels(&format!(
+            "{}={}",
+            labels::COMPONENT,
+            corral_sandbox_protocol::pod::POD_COMPONENT
+        ));
         let (pods, a) = watch(Api::<Pod>::all(client.clone()), sandboxes);
         let (sessions, b) = watch(Api::<Session>::all(client.clone()), watcher::Config::default());
         let (environments, c) = watch(

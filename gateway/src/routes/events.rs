@@ -4,6 +4,7 @@ use axum::{
     Extension, Json,
     body::Bytes,
     extract::{Path, RawQuery, State},
+    http::HeaderMap,
 };
 use corral_api::events::{EventBody, KNOWN_EVENT_TYPES};
 use corral_api::{
@@ -144,11 +145,51 @@ fn with_trace(event: NewEvent, traceparent: Option<&str>) -> NewEvent {
     }
 }
 
-/// Appends client events, those that wake the harness with the current trace context; answers them as the API
-/// shows them.
+/// The header a client sets to make a send safe to retry: a repeat within the session log's idempotency window
+/// stores nothing and answers the first send's events.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's `Idempotency-Key`, if it sent one: visible ASCII, at most 255 characters.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::invalid(format!(
+            "Idempotency-Key: must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        ))
+    };
+    let key = value.to_str().map_err(|_| invalid())?;
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    Ok(Some(key))
+}
+
+/// A stored event as the API shows it: without the private trace context [`with_trace`] stored with it.
+fn without_trace(mut event: StoredEvent) -> StoredEvent {
+    if let EventBody::Other(Value::Object(object)) = &event.event.body
+        && object.contains_key("corral")
+    {
+        let mut object = object.clone();
+        object.remove("corral");
+        if let Ok(body) = serde_json::from_value(Value::Object(object)) {
+            event.event.body = body;
+        }
+    }
+    event
+}
+
+/// Appends client events and, in the same atomic step, the harness's wake-up when one of them needs it; those that
+/// wake the harness carry the current trace context. With an idempotency key, a repeat stores nothing and answers
+/// the first append's events. Answers the events as the API shows them.
 pub async fn append_traced(
     log: &corral_session::SessionLog,
     params: Vec<EventParam>,
+    idempotency_key: Option<&str>,
 ) -> corral_session::Result<Vec<StoredEvent>> {
     let traceparent = corral_runtime::telemetry::current_traceparent();
     let mut typed = Vec::with_capacity(params.len());
@@ -163,22 +204,28 @@ pub async fn append_traced(
             event
         });
     }
-    let mut stored = log.append_user(to_store).await?;
+    let appended = log.append_user_events(to_store, idempotency_key).await?;
+    if appended.repeat {
+        return Ok(appended.events.into_iter().map(without_trace).collect());
+    }
+    let mut stored = appended.events;
     for (event, body) in stored.iter_mut().zip(typed) {
         event.event.body = body;
     }
     Ok(stored)
 }
 
-/// `POST /v1/sessions/{session_id}/events`: validates, appends in order, enqueues the wake-up, and answers the
-/// stored events at once (`{"data": [...]}`).
+/// `POST /v1/sessions/{session_id}/events`: validates, appends in order together with the wake-up, and answers the
+/// stored events at once (`{"data": [...]}`). An `Idempotency-Key` header makes a retry store nothing twice.
 #[tracing::instrument(name = "send_events", skip_all, fields(namespace = %tenant.namespace, session = %id))]
 pub async fn send(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
+    let idempotency_key = idempotency_key(&headers)?;
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     refuse_unknown_top_level(&body)?;
     let params = parse_send_events(&body).map_err(|e| ApiError::field(&e.field, e.message))?;
@@ -196,11 +243,12 @@ pub async fn send(
         )
         .await?;
     }
-    let wake = params.iter().any(EventParam::wakes_harness);
-    let stored = append_traced(&state.log.session(&tenant.namespace, &id), params).await?;
-    if wake {
-        state.log.enqueue(&tenant.namespace, &id).await?;
-    }
+    let stored = append_traced(
+        &state.log.session(&tenant.namespace, &id),
+        params,
+        idempotency_key,
+    )
+    .await?;
     let data: Vec<Value> = stored.iter().map(event_json).collect();
     Ok(Json(json!({ "data": data })))
 }

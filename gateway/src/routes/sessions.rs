@@ -191,11 +191,7 @@ impl ApiResource for Sessions {
         let id = session.metadata.name.clone().unwrap_or_default();
         let (state, namespace) = (&cx.state, &cx.tenant.namespace);
         let log = state.log.session(namespace, &id);
-        let appended = async {
-            super::events::append_traced(&log, initial).await?;
-            state.log.enqueue(namespace, &id).await
-        }
-        .await;
+        let appended = super::events::append_traced(&log, initial, None).await;
         if let Err(err) = appended {
             // Leave no half-created session behind: the client sees the error and may retry the whole create.
             let _ = cx.api::<Session>().delete(&id, &DeleteParams::default()).await;

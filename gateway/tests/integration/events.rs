@@ -172,3 +172,79 @@ async fn send_echoes_wakes_and_lists_with_every_filter() {
     .await
     .error(404, "not_found_error");
 }
+
+#[tokio::test]
+async fn a_send_retried_with_its_idempotency_key_is_stored_and_wakes_once() {
+    let gw = Gateway::start().await;
+    let t = gw.tenant().await;
+    let (_, _, id) = gw.session(&t).await;
+    let url = format!("{}/v1/sessions/{id}/events", gw.url);
+    let send = |key: &'static str, body: Value| {
+        gw.http
+            .post(&url)
+            .bearer_auth(&t.key)
+            .header("idempotency-key", key)
+            .json(&body)
+    };
+
+    let first = Gateway::read(
+        send("retry-1", json!({ "events": [text("once")] }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .ok();
+    let again = Gateway::read(
+        send("retry-1", json!({ "events": [text("once")] }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        again["data"], first["data"],
+        "the retry answers the first send's events, ids included"
+    );
+    assert!(
+        again["data"][0].get("corral").is_none(),
+        "no private field reaches the client"
+    );
+
+    let other = Gateway::read(
+        send("retry-2", json!({ "events": [text("twice")] }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .ok();
+    assert_ne!(other["data"][0]["id"], first["data"][0]["id"]);
+
+    let listed = gw.get(&format!("/v1/sessions/{id}/events"), &t).await.ok();
+    let texts: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["content"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["once", "twice"], "the repeated send was stored once");
+    let queued = gw.store.wakeup_queue(&t.ns).await.unwrap().depth;
+    assert_eq!(queued, 2, "one wake-up per stored send, none for the repeat");
+
+    let bad = Gateway::read(
+        send("no spaces", json!({ "events": [text("x")] }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Idempotency-Key")
+    );
+}
