@@ -115,6 +115,18 @@ mod tests {
         s
     }
 
+    /// The session, asking for a sandbox.
+    fn requesting(mut s: Session) -> Session {
+        s.status = Some(SessionStatus {
+            sandbox: Some(SandboxStatus {
+                requested_at: Some("2026-01-01T00:00:00Z".into()),
+                ..SandboxStatus::default()
+            }),
+            ..SessionStatus::default()
+        });
+        s
+    }
+
     fn granting(client: kube::Client) -> Context {
         let mut ctx = context(client);
         ctx.sandbox.grants_namespace = Some("corral-grants".into());
@@ -125,14 +137,7 @@ mod tests {
     async fn a_new_sandbox_gets_its_grant_before_the_session_hears_of_it() {
         let (client, calls) = recording_client();
         let ctx = granting(client);
-        let mut session = session(serde_json::json!([{"name": "v1"}]));
-        session.status = Some(SessionStatus {
-            sandbox: Some(SandboxStatus {
-                requested_at: Some("2026-01-01T00:00:00Z".into()),
-                ..SandboxStatus::default()
-            }),
-            ..SessionStatus::default()
-        });
+        let session = requesting(session(serde_json::json!([{"name": "v1"}])));
 
         let decision = crate::sandbox::reconcile(&ctx, "team", &session, &env(serde_json::json!({})))
             .await
@@ -194,14 +199,7 @@ mod tests {
 
         let (client, calls) = recording_client();
         let ctx = context(client);
-        let mut s = session(serde_json::json!([{"name": "v1"}]));
-        s.status = Some(SessionStatus {
-            sandbox: Some(SandboxStatus {
-                requested_at: Some("2026-01-01T00:00:00Z".into()),
-                ..SandboxStatus::default()
-            }),
-            ..SessionStatus::default()
-        });
+        let s = requesting(session(serde_json::json!([{"name": "v1"}])));
         crate::sandbox::reconcile(&ctx, "team", &s, &env(serde_json::json!({})))
             .await
             .unwrap();
