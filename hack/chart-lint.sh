@@ -19,6 +19,31 @@ grep -A1 'CORRAL_LEADER_ELECTION' "$out/ha.yaml" | grep -q '"true"' || die "lead
 grep -q 'kind: CustomResourceDefinition' "$out/default.yaml" || die "crds.install=true must render the CRDs"
 ! grep -q 'kind: CustomResourceDefinition' "$out/ha.yaml" || die "crds.install=false must not render the CRDs"
 
+# By default the egress proxy reads no Secret outside its grants namespace: no ClusterRole bound to its account
+# names secrets, and the operator is told where to write the grants. With `source: vaults`, the opposite.
+egress_secrets() { # <rendered manifests> <true: grants | false: vaults>
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+docs, grants = open(sys.argv[1]).read().split("\n---"), sys.argv[2] == "true"
+def kind(d): return (re.search(r"^kind: (\S+)", d, re.M) or [None, None])[1]
+def name(d): return re.search(r"^  name: (\S+)", d, re.M)[1]
+bound = {re.search(r"roleRef:(?:\n .*)*?\n  name: (\S+)", d)[1] for d in docs
+         if kind(d) == "ClusterRoleBinding" and re.search(r"- kind: ServiceAccount\n\s+name: corral-egress\n", d)}
+if not bound:
+    sys.exit("no ClusterRoleBinding of the egress proxy")
+wide = [name(d) for d in docs if kind(d) == "ClusterRole" and name(d) in bound and "secrets" in d]
+if bool(wide) == grants:
+    sys.exit(f"egress proxy ClusterRoles naming secrets: {wide} (grants: {grants})")
+operator = "".join(d for d in docs if kind(d) == "Deployment" and name(d) == "corral-operator")
+if ("CORRAL_EGRESS_GRANTS_NAMESPACE" in operator) != grants:
+    sys.exit(f"the operator's CORRAL_EGRESS_GRANTS_NAMESPACE does not follow the source (grants: {grants})")
+PY
+}
+egress_secrets "$out/default.yaml" true || die "the default egress proxy must read Secrets only in its grants namespace"
+helm template corral charts/corral --kube-version 1.33.0 --namespace corral-system \
+  --set egress.credentials.source=vaults >"$out/vaults.yaml"
+egress_secrets "$out/vaults.yaml" false || die "egress.credentials.source=vaults renders wrong"
+
 # A misconfiguration must fail with a message that says what to set.
 if msg=$(helm template corral charts/corral --kube-version 1.33.0 --set redis.bundled=false 2>&1); then
   die "redis.bundled=false without an external secret must fail"

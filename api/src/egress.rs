@@ -9,7 +9,10 @@
 //! `secret_name`; the proxy replaces the placeholder with the secret on requests to the credential's hosts.
 
 use hmac::{Hmac, Mac};
+use k8s_openapi::api::core::v1::Secret;
 use sha2::Sha256;
+
+use crate::{Session, vault};
 
 /// The port the egress proxy listens on.
 pub const PROXY_PORT: u16 = 3128;
@@ -67,6 +70,42 @@ pub fn grant_name(namespace: &str, pod: &str) -> String {
     format!("{namespace}.{pod}")
 }
 
+/// The credential `secret` holds for `session`: its id (the Secret's name) and its `auth` JSON when it is a vault
+/// credential Secret in the session's namespace, of a vault the session references, and not archived; `None`
+/// otherwise. The egress proxy (reading vaults itself) and the operator (writing grants) pick credentials with it.
+pub fn session_credential<'a>(session: &Session, secret: &'a Secret) -> Option<(&'a str, &'a [u8])> {
+    let meta = &secret.metadata;
+    if meta.namespace.is_none() || meta.namespace != session.metadata.namespace {
+        return None;
+    }
+    let labels = meta.labels.as_ref()?;
+    if labels.get(vault::OBJECT).map(String::as_str) != Some(vault::OBJECT_CREDENTIAL) {
+        return None;
+    }
+    let vault_name = labels.get(vault::VAULT)?;
+    if !session.spec.vault_refs.iter().any(|r| &r.name == vault_name) {
+        return None;
+    }
+    if meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(crate::labels::ARCHIVED_AT))
+    {
+        return None;
+    }
+    let auth = secret.data.as_ref()?.get(vault::AUTH_KEY)?;
+    Some((meta.name.as_deref()?, &auth.0))
+}
+
+/// Whether a credential's `auth` JSON is one the egress proxy injects (type `environment_variable`).
+pub fn is_injected(auth: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(auth)
+        .is_ok_and(|v| v.get("type").and_then(|t| t.as_str()) == Some(INJECTED_TYPE))
+}
+
+/// The credential type the egress proxy injects.
+pub const INJECTED_TYPE: &str = "environment_variable";
+
 /// Registry hosts a `limited` environment reaches with `allowPackageManagers: true`.
 pub const PACKAGE_MANAGER_HOSTS: &[&str] = &[
     "pypi.org",
@@ -89,7 +128,73 @@ pub const PACKAGE_MANAGER_HOSTS: &[&str] = &[
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+
     use super::*;
+
+    fn credential(ns: &str, name: &str, vault_name: &str, archived: bool) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.namespace = Some(ns.into());
+        s.metadata.name = Some(name.into());
+        s.metadata.labels = Some(BTreeMap::from([
+            (vault::OBJECT.into(), vault::OBJECT_CREDENTIAL.into()),
+            (vault::VAULT.into(), vault_name.into()),
+        ]));
+        if archived {
+            s.metadata.annotations = Some(BTreeMap::from([(
+                crate::labels::ARCHIVED_AT.into(),
+                "2026-01-01T00:00:00Z".into(),
+            )]));
+        }
+        s.data = Some(BTreeMap::from([(
+            vault::AUTH_KEY.into(),
+            ByteString(br#"{"type":"environment_variable"}"#.to_vec()),
+        )]));
+        s
+    }
+
+    #[test]
+    fn a_session_gets_the_live_credentials_of_its_own_vaults_only() {
+        let spec: crate::SessionSpec = serde_json::from_value(serde_json::json!({
+            "agent": {"name": "a"}, "environmentRef": {"name": "e"}, "vaultRefs": [{"name": "v1"}]
+        }))
+        .unwrap();
+        let mut session = Session::new("s1", spec);
+        session.metadata.namespace = Some("team".into());
+
+        let mine = credential("team", "vcrd-1", "v1", false);
+        assert_eq!(
+            session_credential(&session, &mine),
+            Some(("vcrd-1", &br#"{"type":"environment_variable"}"#[..]))
+        );
+        assert!(is_injected(session_credential(&session, &mine).unwrap().1));
+        assert_eq!(
+            session_credential(&session, &credential("team", "vcrd-2", "v2", false)),
+            None,
+            "a vault the session does not reference"
+        );
+        assert_eq!(
+            session_credential(&session, &credential("other", "vcrd-3", "v1", false)),
+            None,
+            "a vault of the same name in another namespace"
+        );
+        assert_eq!(
+            session_credential(&session, &credential("team", "vcrd-4", "v1", true)),
+            None,
+            "an archived credential"
+        );
+        let mut unlabelled = mine.clone();
+        unlabelled.metadata.labels.as_mut().unwrap().remove(vault::OBJECT);
+        assert_eq!(
+            session_credential(&session, &unlabelled),
+            None,
+            "not a credential"
+        );
+        assert!(!is_injected(br#"{"type":"mcp_oauth"}"#));
+        assert!(!is_injected(b"nonsense"));
+    }
 
     #[test]
     fn an_identity_verifies_only_for_its_own_pod_and_key() {

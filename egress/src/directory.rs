@@ -3,10 +3,7 @@
 //! the per-sandbox grants the operator writes into one namespace (the proxy reads no other Secret), or every vault
 //! credential Secret of the cluster.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use corral_api::{Agent, Environment, Session, labels};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -168,29 +165,11 @@ impl ClusterDirectory {
                 .map(|grant| granted(&grant, session_name))
                 .unwrap_or_default();
         }
-        let vaults: BTreeSet<&str> = session.spec.vault_refs.iter().map(|r| r.name.as_str()).collect();
         self.secrets
             .state()
             .iter()
-            .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|s| {
-                s.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("corral.dev/vault"))
-                    .is_some_and(|v| vaults.contains(v.as_str()))
-            })
-            .filter(|s| {
-                s.metadata
-                    .annotations
-                    .as_ref()
-                    .is_none_or(|a| !a.contains_key(labels::ARCHIVED_AT))
-            })
-            .filter_map(|s| {
-                let id = s.metadata.name.as_deref()?;
-                let auth = s.data.as_ref()?.get("auth")?;
-                Credential::from_auth(id, &auth.0)
-            })
+            .filter_map(|s| corral_api::egress::session_credential(session, s))
+            .filter_map(|(id, auth)| Credential::from_auth(id, auth))
             .collect()
     }
 

@@ -103,6 +103,12 @@ pub struct Args {
     #[arg(long, env = "CORRAL_EGRESS_CA_SECRET")]
     pub egress_ca_secret: Option<String>,
 
+    /// The egress proxy's grants namespace. When set, the operator writes there a credential grant for each sandbox
+    /// pod bound to a session with vaults (and deletes it when the pod goes), so the proxy reads no other Secret;
+    /// set it when the proxy runs with `--credentials grants` and the same namespace.
+    #[arg(long, env = "CORRAL_EGRESS_GRANTS_NAMESPACE")]
+    pub egress_grants_namespace: Option<String>,
+
     /// Pull policy of Corral's own images (the daemon image).
     #[arg(long, env = "CORRAL_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,

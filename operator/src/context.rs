@@ -98,6 +98,7 @@ impl Context {
                 egress,
                 storage,
                 policy: args.sandbox_policy.clone(),
+                grants_namespace: args.egress_grants_namespace.clone(),
             },
             isolation: std::sync::Arc::default(),
             harness: args.harness_enabled.then(|| HarnessConfig {

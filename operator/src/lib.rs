@@ -103,6 +103,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(grants) = ctx.sandbox.grants_namespace.clone() {
+        tokio::spawn(sandbox::grants::run(ctx.clone(), grants, stop_rx.clone()));
+    }
     let controllers = controllers::run_all(ctx, stop);
     match leadership {
         Some(lost) => {

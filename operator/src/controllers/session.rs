@@ -1,7 +1,9 @@
 //! The Session controller: resolves the Agent (pinning its version) and the Environment, reports `Ready` with the
 //! reason when a reference does not resolve, sets the initial phase, and removes a deleted Session's event log
-//! from Redis through a finalizer. Once both references resolve, the session's sandbox is reconciled by
-//! [`crate::sandbox::reconcile()`], whose decision this controller writes as `status.sandbox` and `SandboxReady`.
+//! from Redis (and its sandbox's credential grant) through a finalizer. Once both references resolve, the session's
+//! sandbox is reconciled by [`crate::sandbox::reconcile()`], whose decision this controller writes as
+//! `status.sandbox` and `SandboxReady`. With credential grants, changes to vault credential Secrets re-trigger the
+//! sessions whose vaults hold them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,8 +12,12 @@ use corral_api::{
     conditions::{self, new_condition, reasons, set_condition, types},
     labels,
     session::{SandboxPhase, SandboxStatus, SessionPhase},
+    vault,
 };
-use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
+use k8s_openapi::{
+    api::core::v1::{Pod, Secret},
+    jiff::Timestamp,
+};
 use kube::{
     Api, ResourceExt,
     runtime::{
@@ -45,6 +51,24 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
     let controller = Controller::new(sessions, watcher::Config::default().any_semantic());
     let store = controller.store();
     let by_agent = store.clone();
+    let by_vault = store.clone();
+    // With credential grants, a change to a vault's credentials re-applies the grants of the sessions using it.
+    let controller = if ctx.sandbox.grants_namespace.is_some() {
+        controller.watches(
+            watched_api::<Secret>(&ctx.client, ns.as_deref()),
+            watcher::Config::default().labels(&credential_selector()),
+            move |s: Secret| {
+                let Some(vault) = s.labels().get(vault::VAULT).cloned() else {
+                    return vec![];
+                };
+                referencing(&by_vault, &s.namespace().unwrap_or_default(), |session| {
+                    session.spec.vault_refs.iter().any(|r| r.name == vault)
+                })
+            },
+        )
+    } else {
+        controller
+    };
     let stream = controller
         .watches(
             watched_api::<Agent>(&ctx.client, ns.as_deref()),
@@ -72,6 +96,11 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
         .graceful_shutdown_on(stop)
         .run(reconcile, error_policy::<Session>(CONTROLLER), ctx);
     log_results(CONTROLLER, stream).await;
+}
+
+/// The label selector of vault credential Secrets.
+fn credential_selector() -> String {
+    format!("{}={}", vault::OBJECT, vault::OBJECT_CREDENTIAL)
 }
 
 fn referencing(store: &Store<Session>, ns: &str, pred: impl Fn(&Session) -> bool) -> Vec<ObjectRef<Session>> {
@@ -375,6 +404,15 @@ pub fn compute_status(
 
 async fn cleanup(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
     let ns = session.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    // The pod goes with the Session (it is owned); its grant lives in another namespace and goes now.
+    let pod = session
+        .status
+        .as_ref()
+        .and_then(|s| s.sandbox.as_ref())
+        .and_then(|s| s.pod.as_deref());
+    if let (Some(grants), Some(pod)) = (ctx.sandbox.grants_namespace.as_deref(), pod) {
+        sandbox::grants::delete_grant(&ctx, grants, &ns, pod).await?;
+    }
     match ctx.session_log.clone() {
         Some(mut conn) => {
             corral_session::delete_session_log(&mut conn, &ns, &session.name_any()).await?;

@@ -21,6 +21,9 @@ pub struct SandboxConfig {
     pub storage: StorageDefaults,
     /// What Environments may ask for: RuntimeClasses, tolerations, node selectors.
     pub policy: SandboxPolicy,
+    /// The egress proxy's grants namespace: when set, each pod bound to a session with vaults gets a credential
+    /// grant there ([`super::grants`]); when not, the proxy reads vault credentials itself.
+    pub grants_namespace: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -32,6 +35,7 @@ impl Default for SandboxConfig {
             egress: None,
             storage: StorageDefaults::default(),
             policy: SandboxPolicy::default(),
+            grants_namespace: None,
         }
     }
 }

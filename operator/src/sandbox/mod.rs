@@ -10,7 +10,8 @@
 //!   provisioned, ready, reaped after the idle timeout, replaced after it died).
 //! - I/O: [`mod@reconcile`] (a session's sandbox), [`provision`] (claiming a warm pod or creating one, after its
 //!   NetworkPolicy), [`warm_pool`] and [`environment`] (an Environment's NetworkPolicy and pool), and
-//!   [`isolation`] (the probe that checks the NetworkPolicy is enforced).
+//!   [`isolation`] (the probe that checks the NetworkPolicy is enforced), and [`grants`] (the egress proxy's
+//!   credential [`grant`] of each bound pod, swept when the pod is gone).
 
 pub mod census;
 pub mod config;
@@ -18,6 +19,8 @@ pub mod contract;
 pub mod decide;
 pub mod egress;
 pub mod environment;
+pub mod grant;
+pub mod grants;
 pub mod isolation;
 pub mod naming;
 pub mod network_policy;

@@ -1,5 +1,6 @@
 //! Carrying out a Session's sandbox decision: observe the session's pod, decide, then provision one or delete it
-//! (reaping an idle pod, removing a dead one, or the pod of a terminated session).
+//! (reaping an idle pod, removing a dead one, or the pod of a terminated session), and keep the egress proxy's
+//! credential grant in step with the pod the session is bound to.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use kube::{
 
 use super::{
     decide::{Action, Decision, Observed, decide},
+    grants::{apply_grant, delete_grant},
     naming::session_pod_selector,
     pod_state::PodView,
     provision::provision,
@@ -48,14 +50,28 @@ pub async fn reconcile(ctx: &Context, ns: &str, session: &Session, env: &Environ
             .map(|e| e.to_string()),
     };
     let mut decision = decide(&observed);
+    let grants = ctx.sandbox.grants_namespace.as_deref();
     match &decision.action {
-        Action::Keep => {}
+        Action::Keep => {
+            // Bound and alive: its grant follows the session's credentials.
+            let live = pod.filter(|p| p.metadata.deletion_timestamp.is_none());
+            if let (Some(grants), Some(pod)) = (grants, live) {
+                apply_grant(ctx, grants, ns, &pod.name_any(), session).await?;
+            }
+        }
         Action::Delete { pod } => {
             ignore_not_found(pods.delete(pod, &DeleteParams::default().grace_period(2)).await)?;
             tracing::info!(session = %name, pod, reason = decision.condition.1, "deleted sandbox pod");
+            if let Some(grants) = grants {
+                delete_grant(ctx, grants, ns, pod).await?;
+            }
         }
         Action::Provision => {
             let pod = provision(ctx, ns, session, env).await?;
+            // Before the status says Ready: the sandbox is used only once it does.
+            if let Some(grants) = grants {
+                apply_grant(ctx, grants, ns, &pod, session).await?;
+            }
             if let Some(s) = decision.status.as_mut() {
                 s.pod = Some(pod);
             }

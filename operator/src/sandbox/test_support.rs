@@ -114,20 +114,33 @@ pub fn assert_locked_down(pod: &Pod) {
 
 /// A client whose API server answers like a real one for the calls provisioning makes, and records them.
 pub fn recording_client() -> (Client, Arc<Mutex<Vec<String>>>) {
+    recording_client_with(&[])
+}
+
+/// [`recording_client`] whose lists of `(path, items)` hold these items (JSON); other lists are empty.
+pub fn recording_client_with(lists: &[(&str, serde_json::Value)]) -> (Client, Arc<Mutex<Vec<String>>>) {
+    let lists: Arc<std::collections::BTreeMap<String, serde_json::Value>> =
+        Arc::new(lists.iter().map(|(p, v)| ((*p).to_owned(), v.clone())).collect());
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = calls.clone();
     let service = tower::service_fn(move |req: http::Request<Body>| {
         let seen = seen.clone();
+        let lists = lists.clone();
         async move {
             let (method, path) = (req.method().clone(), req.uri().path().to_owned());
             seen.lock().unwrap().push(format!("{method} {path}"));
+            let is_list = path.ends_with("/pods") || path.ends_with("/secrets");
             let (status, body) = match method.as_str() {
                 // Server-side apply answers with the object applied.
                 "PATCH" => (200, req.into_body().collect_bytes().await?.to_vec()),
-                "GET" if path.ends_with("/pods") => (
-                    200,
-                    br#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#.to_vec(),
-                ),
+                "DELETE" if lists.values().flat_map(|v| v.as_array().into_iter().flatten()).any(|o| {
+                    path.ends_with(&format!("/{}", o["metadata"]["name"].as_str().unwrap_or("-")))
+                }) => (200, br#"{"apiVersion":"v1","kind":"Status","status":"Success"}"#.to_vec()),
+                "GET" if is_list => {
+                    let items = lists.get(&path).cloned().unwrap_or(serde_json::json!([]));
+                    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items});
+                    (200, serde_json::to_vec(&list)?)
+                }
                 _ => (
                     404,
                     br#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404}"#
