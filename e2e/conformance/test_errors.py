@@ -101,6 +101,9 @@ def test_invalid_events_name_the_event(strict: anthropic.Anthropic, hello_agent,
     with pytest.raises(anthropic.BadRequestError) as error:
         strict.beta.sessions.events.send(session.id, events=[{"type": "user.message", "content": []}])
     assert error.value.body["error"]["message"].startswith("events[0].content:")
+    with pytest.raises(anthropic.BadRequestError) as error:
+        strict.beta.sessions.events.send(session.id, events=[{**user_message("hi"), "priority": "high"}])
+    assert error.value.body["error"]["message"] == "events[0].priority: Extra inputs are not permitted"
     assert list(strict.beta.sessions.events.list(session.id)) == [], "a refused batch appends nothing"
     strict.beta.sessions.delete(session.id)
 

@@ -181,9 +181,10 @@ fn parse_param(value: &Value, path: &str) -> Result<EventParam, EventParamError>
     })
 }
 
-/// Deserializes `value` as `T`, reporting the deepest field serde can name under `path`.
-fn typed<T: DeserializeOwned>(value: &Value, path: &str) -> Result<T, EventParamError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+/// Deserializes `value` as `T`, reporting the deepest field serde can name under `path`, and refuses a field `T` does
+/// not know (the API's `Extra inputs are not permitted`): nothing a client sends is accepted and then dropped.
+fn typed<T: DeserializeOwned + Serialize>(value: &Value, path: &str) -> Result<T, EventParamError> {
+    let parsed: T = serde_path_to_error::deserialize(value).map_err(|e| {
         let inner = e.path().to_string();
         let field = if inner == "." {
             path.to_owned()
@@ -191,7 +192,36 @@ fn typed<T: DeserializeOwned>(value: &Value, path: &str) -> Result<T, EventParam
             format!("{path}.{inner}")
         };
         EventParamError::new(field, e.into_inner().to_string())
-    })
+    })?;
+    // What was kept is what the parsed event writes back; the `type` tag is read by `parse_param`, not by `T`.
+    let mut kept = serde_json::to_value(&parsed).unwrap_or(Value::Null);
+    if let (Value::Object(kept), Some(kind)) = (&mut kept, value.get("type")) {
+        kept.insert("type".to_owned(), kind.clone());
+    }
+    match dropped_field(value, &kept, path) {
+        Some(field) => Err(EventParamError::new(field, "Extra inputs are not permitted")),
+        None => Ok(parsed),
+    }
+}
+
+/// The path of the first field of `sent` that `kept` (the same value parsed and written back) lost. A `null` field
+/// counts as absent.
+fn dropped_field(sent: &Value, kept: &Value, path: &str) -> Option<String> {
+    match (sent, kept) {
+        (Value::Object(sent), Value::Object(kept)) => {
+            sent.iter().find_map(|(key, value)| match kept.get(key) {
+                Some(kept) => dropped_field(value, kept, &format!("{path}.{key}")),
+                None if value.is_null() => None,
+                None => Some(format!("{path}.{key}")),
+            })
+        }
+        (Value::Array(sent), Value::Array(kept)) if sent.len() == kept.len() => sent
+            .iter()
+            .zip(kept)
+            .enumerate()
+            .find_map(|(i, (sent, kept))| dropped_field(sent, kept, &format!("{path}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// Checks what a schema cannot: non-empty content of the kinds each event allows, `deny_message` only with `deny`,

@@ -335,3 +335,32 @@ fn malformed_known_events_in_a_log_are_kept_raw() {
         "id is required"
     );
 }
+
+#[test]
+fn client_events_with_fields_corral_does_not_know_are_refused_by_name() {
+    let refused = |body: Value| send(body).expect_err("refused").to_string();
+    assert_eq!(
+        refused(
+            json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "a"}], "colour": 1}]})
+        ),
+        "events[0].colour: Extra inputs are not permitted"
+    );
+    assert_eq!(
+        refused(
+            json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "a", "bold": true}]}]})
+        ),
+        "events[0].content[0].bold: Extra inputs are not permitted"
+    );
+    assert_eq!(
+        refused(json!({"events": [{"type": "user.interrupt", "reason": "x"}]})),
+        "events[0].reason: Extra inputs are not permitted"
+    );
+    // What the API defines passes, and a field sent as null is the same as one left out.
+    send(json!({"events": [
+        {"type": "user.message", "content": [{"type": "text", "text": "a"}]},
+        {"type": "user.interrupt", "session_thread_id": null},
+    ]}))
+    .expect("known fields pass");
+    send(json!({"events": [{"type": "user.tool_confirmation", "tool_use_id": "sevt_1", "result": "deny", "deny_message": "no"}]}))
+        .expect("a denial with its message passes");
+}
