@@ -390,25 +390,11 @@ pub fn credential_object(secret: &Secret) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::vault::{VaultCreate, is_credential_of, vault_secret};
+    use crate::mapping::vault::{is_credential_of, tests::vault};
 
     fn bearer() -> CredentialAuth {
         parse_auth(json!({"type": "static_bearer", "mcp_server_url": "https://mcp.example.com/mcp", "token": "tok-1"}))
             .unwrap()
-    }
-
-    fn vault() -> Secret {
-        let mut v = vault_secret(
-            "team-a",
-            "vlt-1",
-            &VaultCreate {
-                display_name: "Prod".into(),
-                metadata: Some(Metadata::from([("env".into(), "prod".into())])),
-            },
-        )
-        .unwrap();
-        v.metadata.uid = Some("uid-1".into());
-        v
     }
 
     #[test]

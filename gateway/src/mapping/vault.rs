@@ -175,10 +175,11 @@ pub fn vault_object(secret: &Secret) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn vault() -> Secret {
+    /// A vault Secret as the gateway stores it (also the fixture of the credential tests).
+    pub(crate) fn vault() -> Secret {
         let mut v = vault_secret(
             "team-a",
             "vlt-1",
