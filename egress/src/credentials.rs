@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::policy::host_matches;
+use corral_api::network::host_matches;
 
 /// A credential the proxy injects.
 #[derive(Clone, PartialEq, Eq)]

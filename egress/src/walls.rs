@@ -3,65 +3,13 @@
 //! ports a destination may have, and the operator's allow-list of named internal hosts that lifts the first rule.
 //! Addresses are judged after name resolution, on the very addresses the proxy then connects to.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use corral_api::network::{embedded_v4, host_matches, pattern_port};
+pub use corral_api::network::is_internal;
+use ipnet::IpNet;
 
-use crate::policy::{HostPolicy, host_matches, pattern_port};
-
-/// IPv4 ranges closed to every sandbox.
-const CLOSED_V4: [Ipv4Net; 11] = [
-    Ipv4Net::new_assert(Ipv4Addr::new(0, 0, 0, 0), 8), // "this network", unspecified
-    Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 8), // RFC 1918
-    Ipv4Net::new_assert(Ipv4Addr::new(100, 64, 0, 0), 10), // shared address space (CGNAT)
-    Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8), // loopback
-    Ipv4Net::new_assert(Ipv4Addr::new(169, 254, 0, 0), 16), // link-local: cloud metadata
-    Ipv4Net::new_assert(Ipv4Addr::new(172, 16, 0, 0), 12), // RFC 1918
-    Ipv4Net::new_assert(Ipv4Addr::new(192, 0, 0, 0), 24), // IETF protocol assignments
-    Ipv4Net::new_assert(Ipv4Addr::new(192, 168, 0, 0), 16), // RFC 1918
-    Ipv4Net::new_assert(Ipv4Addr::new(198, 18, 0, 0), 15), // benchmarking
-    Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4), // multicast
-    Ipv4Net::new_assert(Ipv4Addr::new(240, 0, 0, 0), 4), // reserved and broadcast
-];
-
-/// IPv6 ranges closed to every sandbox (ranges embedding an IPv4 address are judged by that address).
-const CLOSED_V6: [Ipv6Net; 8] = [
-    Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 128),
-    Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128),
-    Ipv6Net::new_assert(Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use NAT64
-    Ipv6Net::new_assert(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64),     // discard
-    Ipv6Net::new_assert(Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7),     // unique local (ULA)
-    Ipv6Net::new_assert(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),    // link-local
-    Ipv6Net::new_assert(Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10),    // site-local
-    Ipv6Net::new_assert(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),     // multicast
-];
-
-/// The IPv4 address an IPv6 address carries (IPv4-mapped, IPv4-compatible, NAT64 `64:ff9b::/96`, 6to4
-/// `2002::/16`), which is where a packet to it may end up.
-fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = v6.segments();
-    let from = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
-    if let Some(v4) = v6.to_ipv4_mapped() {
-        return Some(v4);
-    }
-    match s {
-        [0, 0, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),
-        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(from(hi, lo)),
-        [0x2002, hi, lo, ..] => Some(from(hi, lo)),
-        _ => None,
-    }
-}
-
-/// Whether `ip` is internal: in a range no sandbox reaches unless the operator opens a host by name.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => CLOSED_V4.iter().any(|net| net.contains(&v4)),
-        IpAddr::V6(v6) => {
-            CLOSED_V6.iter().any(|net| net.contains(&v6))
-                || embedded_v4(v6).is_some_and(|v4| is_internal(v4.into()))
-        }
-    }
-}
+use crate::policy::HostPolicy;
 
 /// The operator's rules, which no Environment or agent changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,43 +92,6 @@ impl Walls {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn internal_addresses_are_recognised_in_every_spelling() {
-        for internal in [
-            "10.203.0.1",
-            "172.16.0.1",
-            "192.168.1.1",
-            "127.0.0.1",
-            "127.8.9.10",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "ff02::1",
-            "::ffff:10.0.0.1",
-            "::ffff:169.254.169.254",
-            "::169.254.169.254",
-            "64:ff9b::a9fe:a9fe",
-            "2002:a9fe:a9fe::1",
-        ] {
-            assert!(is_internal(internal.parse().unwrap()), "{internal}");
-        }
-        for public in [
-            "8.8.8.8",
-            "140.82.112.3",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-            "64:ff9b::808:808",
-        ] {
-            assert!(!is_internal(public.parse().unwrap()), "{public}");
-        }
-    }
 
     #[test]
     fn cluster_ranges_close_public_looking_addresses_too() {

@@ -16,6 +16,7 @@ pub mod local;
 pub mod log;
 pub mod mcp;
 pub mod metrics;
+pub mod outbound;
 pub mod pricing;
 pub mod providers;
 pub mod status;

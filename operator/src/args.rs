@@ -137,6 +137,11 @@ pub struct Args {
     #[arg(long, env = "CORRAL_HARNESS_PRICE_TABLE", default_value = "")]
     pub harness_price_table: String,
 
+    /// Hosts the harness may reach although they resolve to internal addresses (comma-separated host patterns, the
+    /// chart's `egress.internalHosts`); given to the harness as `CORRAL_INTERNAL_HOSTS`.
+    #[arg(long, env = "CORRAL_HARNESS_INTERNAL_HOSTS", value_delimiter = ',')]
+    pub harness_internal_hosts: Vec<String>,
+
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,

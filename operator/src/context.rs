@@ -109,6 +109,12 @@ impl Context {
                 redis_url: args.redis_url.clone(),
                 log_filter: args.harness_log.clone(),
                 price_table: args.harness_price_table.clone(),
+                internal_hosts: args
+                    .harness_internal_hosts
+                    .iter()
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
                 otlp_endpoint: args.log.otlp_endpoint.clone(),
             }),
         }

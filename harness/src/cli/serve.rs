@@ -10,6 +10,7 @@ use clap::Args;
 use corral_harness::agent::{AgentSource, FileAgentSource, kube::KubeAgentSource, manifest::Manifest};
 use corral_harness::engine::{Engine, EngineConfig};
 use corral_harness::mcp::McpHub;
+use corral_harness::outbound::{self, OutboundWall};
 use corral_harness::mcp::credentials::{CredentialSource, KubeCredentials, StaticCredentials};
 use corral_harness::metrics::Metrics;
 use corral_harness::pricing::PriceTable;
@@ -70,6 +71,11 @@ pub struct ServeArgs {
     /// Cluster mode: how long to wait for a sandbox pod to become ready.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     sandbox_ready_timeout: Duration,
+    /// Cluster mode: hosts the harness may reach although they resolve to internal addresses (comma-separated
+    /// host patterns: the platform's `egress.internalHosts`). Any other internal address is refused as a model
+    /// endpoint or MCP server; local mode (`--agent-file`) connects anywhere.
+    #[arg(long, env = "CORRAL_INTERNAL_HOSTS", value_delimiter = ',')]
+    internal_hosts: Vec<String>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -118,6 +124,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
         }
         None => {
+            outbound::install(OutboundWall::closed(args.internal_hosts.clone()));
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to the Kubernetes API")?;

@@ -84,7 +84,7 @@ impl McpHub {
     /// A hub taking credentials from `credentials`.
     pub fn new(credentials: Arc<dyn CredentialSource>) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let http = crate::outbound::client_builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
@@ -139,6 +139,9 @@ impl McpHub {
         url: &str,
         credential: Option<&McpCredential>,
     ) -> Result<(Client, Vec<McpToolInfo>), (FailureKind, String)> {
+        crate::outbound::current()
+            .check_url(url)
+            .map_err(|e| (FailureKind::Connection, e))?;
         let mut config = StreamableHttpClientTransportConfig::with_uri(url);
         if let Some(credential) = credential {
             let token = oauth::bearer(&self.http, &credential.auth).await.map_err(|e| {

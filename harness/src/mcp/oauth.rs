@@ -45,6 +45,7 @@ async fn refreshed(http: &reqwest::Client, refresh: &OauthRefresh) -> Result<Str
     if let Some(resource) = &refresh.resource {
         pairs.push(("resource", resource));
     }
+    crate::outbound::current().check_url(&refresh.token_endpoint)?;
     let mut request = http.post(&refresh.token_endpoint);
     match &refresh.token_endpoint_auth {
         TokenEndpointAuth::ClientSecretBasic { client_secret } => {

@@ -75,6 +75,9 @@ pub enum BuildError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    /// The base URL is an address the harness's outbound wall keeps closed.
+    #[error("{0}")]
+    Walled(String),
     /// A provider needs a setting it was not given.
     #[error("{0}")]
     Missing(&'static str),
@@ -88,19 +91,21 @@ pub enum BuildError {
 pub(crate) fn client(settings: &HttpSettings) -> Result<reqwest::Client, BuildError> {
     // Installing fails harmlessly when a provider is already installed process-wide.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(reqwest::Client::builder()
+    Ok(crate::outbound::client_builder()
         .connect_timeout(settings.connect_timeout)
         .build()?)
 }
 
-/// Checks a base URL and drops its trailing slashes.
+/// Checks a base URL (an http(s) URL the harness's outbound wall lets it reach) and drops its trailing slashes.
 pub(crate) fn base_url(url: &str) -> Result<String, BuildError> {
     let trimmed = url.trim().trim_end_matches('/');
-    if trimmed.starts_with("http://") || trimmed.starts_with("https://") {
-        Ok(trimmed.to_owned())
-    } else {
-        Err(BuildError::BaseUrl(url.to_owned()))
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+        return Err(BuildError::BaseUrl(url.to_owned()));
     }
+    crate::outbound::current()
+        .check_url(trimmed)
+        .map_err(BuildError::Walled)?;
+    Ok(trimmed.to_owned())
 }
 
 /// Turns one provider's SSE events into provider-neutral events. A fresh decoder serves each attempt.

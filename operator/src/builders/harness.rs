@@ -48,6 +48,8 @@ pub struct HarnessConfig {
     pub price_table: String,
     /// Where to export traces (OTLP/HTTP), given as `OTEL_EXPORTER_OTLP_ENDPOINT` when not empty.
     pub otlp_endpoint: String,
+    /// Internal hosts the harness may reach as model endpoints or MCP servers, given as `CORRAL_INTERNAL_HOSTS`.
+    pub internal_hosts: Vec<String>,
 }
 
 /// Every object that makes up one namespace's harness.
@@ -236,6 +238,9 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
     if !config.otlp_endpoint.is_empty() {
         env_vars.push(env_var("OTEL_EXPORTER_OTLP_ENDPOINT", &config.otlp_endpoint));
     }
+    if !config.internal_hosts.is_empty() {
+        env_vars.push(env_var("CORRAL_INTERNAL_HOSTS", &config.internal_hosts.join(",")));
+    }
     if !config.price_table.trim().is_empty() {
         env_vars.push(env_var("CORRAL_PRICE_TABLE", &config.price_table));
     }
@@ -321,6 +326,7 @@ mod tests {
             log_filter: "info".into(),
             price_table: "[{\"model\": \"m\", \"input\": 1, \"output\": 2}]".into(),
             otlp_endpoint: String::new(),
+            internal_hosts: vec!["10.201.0.1".into()],
         }
     }
 
@@ -375,6 +381,8 @@ mod tests {
         );
         let prices = env.iter().find(|e| e.name == "CORRAL_PRICE_TABLE").unwrap();
         assert!(prices.value.as_deref().unwrap().contains("\"model\": \"m\""));
+        let opened = env.iter().find(|e| e.name == "CORRAL_INTERNAL_HOSTS").unwrap();
+        assert_eq!(opened.value.as_deref(), Some("10.201.0.1"), "the operator's opened hosts reach the harness");
         assert!(
             env.iter()
                 .any(|e| e.name == "CORRAL_NAMESPACE" && e.value_from.is_some())
