@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::{
     Json, Router,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -37,6 +37,7 @@ pub struct ModelServer {
     /// The loopback port it listens on.
     pub port: u16,
     requests: Arc<Mutex<Vec<Value>>>,
+    authorizations: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -44,14 +45,19 @@ impl ModelServer {
     /// Serves `replies` on a free loopback port.
     pub async fn start(replies: Vec<Reply>) -> anyhow::Result<Self> {
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let recorded = requests.clone();
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
+        let (recorded, keys) = (requests.clone(), authorizations.clone());
         let replies = Arc::new(replies);
         let app = Router::new().route(
             "/chat/completions",
-            post(move |Json(body): Json<Value>| {
-                let (recorded, replies) = (recorded.clone(), replies.clone());
+            post(move |headers: HeaderMap, Json(body): Json<Value>| {
+                let (recorded, keys, replies) = (recorded.clone(), keys.clone(), replies.clone());
                 async move {
                     let turn = assistant_messages(&body);
+                    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                    keys.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(key.unwrap_or_default().to_owned());
                     recorded.lock().unwrap_or_else(PoisonError::into_inner).push(body);
                     answer(turn, replies.get(turn))
                 }
@@ -62,7 +68,20 @@ impl ModelServer {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { port, requests, task })
+        Ok(Self {
+            port,
+            requests,
+            authorizations,
+            task,
+        })
+    }
+
+    /// The `Authorization` header of each request so far, in order (empty when there was none).
+    pub fn authorizations(&self) -> Vec<String> {
+        self.authorizations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The request bodies received so far, in order.
