@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Work on the wake-ups of one namespace (the default).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run one session on this machine: no cluster, a local Redis and a local sandbox.
     Run(run::RunArgs),
 }
@@ -34,7 +34,7 @@ enum Command {
 pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Run(args)) => run::run(args).await,
-        Some(Command::Serve(args)) => serve::serve(args).await.map(|()| ExitCode::SUCCESS),
+        Some(Command::Serve(args)) => serve::serve(*args).await.map(|()| ExitCode::SUCCESS),
         None => serve::serve(cli.serve).await.map(|()| ExitCode::SUCCESS),
     }
 }
