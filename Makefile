@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test gateway-it cli-it viewer-test dashboard-shot bench lint fmt generate generate-check chart-lint demo conformance e2e check
+.PHONY: help tools build test gateway-it cli-it viewer-test dashboard-shot bench bench-noisy lint fmt generate generate-check chart-lint demo conformance e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -54,6 +54,9 @@ lint: tools ## fmt check, clippy -D warnings, shellcheck, cargo-deny (licences, 
 
 bench: tools ## The benchmark suite: runs every benchmark once and writes docs/benchmarks.md (with the local cluster; BENCH_CLUSTER=0 leaves the cluster figures out)
 	bench/run.sh
+
+bench-noisy: tools ## Noisy neighbour: one tenant's p99 alone and while another abuses the gateway (release; BENCH_NOISY_SHORT=1 for the short form)
+	bench/noisy.sh
 
 demo: ## Install Corral (local cluster unless KUBECONFIG is set) and stream a session through the gateway
 	@hack/demo.sh

@@ -13,6 +13,16 @@ pub fn p50_p95(samples: &[Duration]) -> Option<(Duration, Duration)> {
     Some((rank(0.50), rank(0.95)))
 }
 
+/// The `p` quantile (0 < p ≤ 1) of a set of durations (nearest-rank), or `None` when empty.
+pub fn percentile(samples: &[Duration], p: f64) -> Option<Duration> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    Some(sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,5 +40,7 @@ mod tests {
             Some((Duration::from_millis(50), Duration::from_millis(95)))
         );
         assert_eq!(p50_p95(&[]), None);
+        assert_eq!(percentile(&ms(&hundred), 0.99), Some(Duration::from_millis(99)));
+        assert_eq!(percentile(&[], 0.5), None);
     }
 }

@@ -1,8 +1,41 @@
-//! Request bodies: JSON parsed with errors that name the offending field, never a 500.
+//! Request bodies: a size limit that names itself, and JSON parsed with errors that name the offending field, never
+//! a 500.
 
+use axum::{
+    extract::{Request, State},
+    http::header,
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
-use crate::error::ApiError;
+use crate::{error::ApiError, state::AppState};
+
+/// The default of `--max-body-bytes`: 4 MiB, room for a few events of the largest size.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
+
+/// Middleware: refuses a body whose `Content-Length` is over the gateway's limit with a 413 naming the limit,
+/// before reading any of it. Bodies without a length (chunked) are cut at the same limit while read
+/// (`DefaultBodyLimit`, a plain 413).
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let max = state.settings.max_body_bytes;
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match length {
+        Some(length) if length > max as u64 => too_large(length, max).into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// 413 for a body of `length` bytes over `max`.
+pub fn too_large(length: u64, max: usize) -> ApiError {
+    let mut err = ApiError::for_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE);
+    err.message = format!("request body is {length} bytes, over the limit of {max} bytes per request");
+    err.with_code("request_too_large")
+}
 
 /// Parses a JSON request body as `T`. An empty body is parsed as `{}`. A field of the wrong type is reported with
 /// its path (`tools[0].type: unknown variant ...`); so is a field the request type does not know (request types
@@ -152,6 +185,16 @@ mod tests {
         assert_eq!(b.title, Some(None));
         let b: Body = parse(br#"{"name":"a","title":"t"}"#).unwrap();
         assert_eq!(b.title, Some(Some("t".into())));
+    }
+
+    #[test]
+    fn a_body_over_the_limit_names_the_limit() {
+        let err = too_large(5 << 20, 4 << 20);
+        assert_eq!(err.status, 413);
+        assert_eq!(
+            err.message,
+            "request body is 5242880 bytes, over the limit of 4194304 bytes per request"
+        );
     }
 
     #[test]

@@ -44,12 +44,28 @@ pub struct ServeArgs {
     /// Requests an API key may send in a burst above its rate.
     #[arg(long, env = "CORRAL_GATEWAY_RATE_BURST", default_value_t = 100)]
     pub rate_burst: u32,
+    /// Bytes of request bodies per second allowed per API key (0 disables the limit); over it: 429.
+    #[arg(long, env = "CORRAL_GATEWAY_RATE_LIMIT_BYTES", default_value_t = 8 << 20)]
+    pub rate_limit_bytes: u64,
+    /// Bytes of request bodies an API key may send in a burst above its byte rate.
+    #[arg(long, env = "CORRAL_GATEWAY_RATE_BURST_BYTES", default_value_t = 32 << 20)]
+    pub rate_burst_bytes: u64,
+    /// Event streams (SSE) one API key may hold open at once (0: no cap); one more is a 429.
+    #[arg(long, env = "CORRAL_GATEWAY_MAX_STREAMS", default_value_t = 100)]
+    pub max_streams_per_key: usize,
     /// Interval of keep-alive pings on idle SSE streams.
     #[arg(long, env = "CORRAL_GATEWAY_KEEP_ALIVE", default_value = "15s", value_parser = humantime_duration)]
     pub keep_alive: Duration,
-    /// Largest request body accepted, in bytes.
-    #[arg(long, env = "CORRAL_GATEWAY_MAX_BODY", default_value_t = 32 << 20)]
+    /// Largest request body accepted, in bytes (a bigger one is a 413 naming the limit).
+    #[arg(long, env = "CORRAL_GATEWAY_MAX_BODY", default_value_t = crate::body::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+    /// Caps of events and session logs.
+    #[command(flatten)]
+    pub log_limits: LogLimits,
+    /// How often the gateway reads Redis's memory use (`INFO memory`) into the `corral_gateway_redis_*_memory_bytes`
+    /// gauges (0 disables it).
+    #[arg(long, env = "CORRAL_GATEWAY_REDIS_MEMORY_POLL", default_value = "15s", value_parser = humantime_duration)]
+    pub redis_memory_poll: Duration,
     /// Confirming a tool call (`user.tool_confirmation`) also needs Kubernetes RBAC: the identity bound to the key
     /// (annotations corral.dev/rbac-user and corral.dev/rbac-groups on its Secret) must be allowed
     /// --approval-rbac-verb on the Session (a SubjectAccessReview).
@@ -58,6 +74,36 @@ pub struct ServeArgs {
     /// The verb checked on `sessions.corral.dev` with --approval-rbac.
     #[arg(long, env = "CORRAL_GATEWAY_APPROVAL_RBAC_VERB", default_value = crate::approval::DEFAULT_VERB)]
     pub approval_rbac_verb: String,
+}
+
+/// Caps of events and session logs (see docs/limits.md). The harness takes the same flags.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LogLimits {
+    /// Largest event accepted, in bytes of its JSON (a bigger one is a 413 naming the limit; 0: no cap).
+    #[arg(long, env = "CORRAL_MAX_EVENT_BYTES", default_value_t = corral_session::DEFAULT_MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
+    /// Most bytes of event JSON one session's log holds; further sends are refused with a 400 naming the cap
+    /// (0: no cap).
+    #[arg(long, env = "CORRAL_MAX_SESSION_BYTES", default_value_t = corral_session::DEFAULT_MAX_SESSION_BYTES)]
+    pub max_session_bytes: u64,
+    /// Most events one session's log holds; further sends are refused with a 400 naming the cap (0: no cap).
+    #[arg(long, env = "CORRAL_MAX_SESSION_EVENTS", default_value_t = corral_session::DEFAULT_MAX_SESSION_EVENTS)]
+    pub max_session_events: u64,
+}
+
+impl LogLimits {
+    /// The session log's settings with these caps.
+    pub fn config(&self) -> corral_session::Config {
+        corral_session::Config {
+            max_event_bytes: self.max_event_bytes,
+            session_caps: corral_session::SessionCaps {
+                max_bytes: self.max_session_bytes,
+                max_events: self.max_session_events,
+                ..corral_session::SessionCaps::default()
+            },
+            ..corral_session::Config::default()
+        }
+    }
 }
 
 /// `corral-gateway create-key`.
@@ -104,6 +150,17 @@ mod tests {
         };
         assert_eq!(args.keep_alive, Duration::from_millis(500));
         assert_eq!(args.rate_limit, 50);
+        assert_eq!(args.max_body_bytes, 4 << 20);
+        assert_eq!(args.max_streams_per_key, 100);
+        assert_eq!(
+            (args.rate_limit_bytes, args.rate_burst_bytes),
+            (8 << 20, 32 << 20)
+        );
+        let config = args.log_limits.config();
+        assert_eq!(config.max_event_bytes, 2 << 20);
+        assert_eq!(config.session_caps.max_bytes, 64 << 20);
+        assert_eq!(config.session_caps.max_events, 100_000);
+        assert_eq!(args.redis_memory_poll, Duration::from_secs(15));
         assert!(!args.approval_rbac);
         assert_eq!(args.approval_rbac_verb, "approve");
         assert!(humantime_duration("soon").is_err());

@@ -201,6 +201,19 @@ impl From<corral_session::Error> for ApiError {
         match err {
             corral_session::Error::InvalidCursor(c) => Self::invalid(format!("page: invalid cursor {c:?}")),
             corral_session::Error::InvalidArgument(m) => Self::invalid(m),
+            corral_session::Error::EventTooLarge { index, size, limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!("events[{index}]: the event is {size} bytes of JSON, over the limit of {limit} bytes per event"),
+            )
+            .with_code("event_too_large"),
+            e @ corral_session::Error::SessionFull { .. } => {
+                Self::invalid(format!("{e}; no more events can be sent to it")).with_code("session_log_full")
+            }
+            e @ corral_session::Error::OutOfMemory(_) => Self {
+                session_log_failure: true,
+                ..Self::unavailable(format!("session log: {e}")).with_code("session_log_out_of_memory")
+            },
             e if e.is_transient() => Self {
                 session_log_failure: true,
                 ..Self::unavailable(format!("session log: {e}"))

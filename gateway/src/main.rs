@@ -36,7 +36,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
-    let store = corral_session::Store::connect(&args.redis_url, corral_session::Config::default())
+    let store = corral_session::Store::connect(&args.redis_url, args.log_limits.config())
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
     let (keys, watch) = KeyIndex::watch(client.clone());
@@ -61,9 +61,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         client,
         store,
         keys,
-        Limiter::new(args.rate_limit, args.rate_burst),
+        Limiter::new(args.rate_limit, args.rate_burst)
+            .with_bytes(args.rate_limit_bytes, args.rate_burst_bytes)
+            .with_streams(args.max_streams_per_key),
         settings,
     );
+    if !args.redis_memory_poll.is_zero() {
+        tokio::spawn(corral_gateway::metrics::watch_redis_memory(
+            state.log.clone(),
+            state.metrics.clone(),
+            args.redis_memory_poll,
+        ));
+    }
     let stopped = state.shutdown.clone();
     let metrics = server::metrics_server(&state, readiness.clone());
     tokio::spawn(async move {

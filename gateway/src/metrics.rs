@@ -1,5 +1,9 @@
 //! Prometheus metrics of the gateway (prefix `corral_gateway`): requests by route, method and status, request
-//! durations, SSE clients and events, rate-limited requests, requests failed by the session log (Redis).
+//! durations, SSE clients and events, rate-limited requests, requests failed by the session log (Redis), Redis
+//! memory.
+//!
+//! Every label has a bounded set of values, whatever clients send: the route is a route template (or `unmatched`)
+//! and the method one of [`KNOWN_METHODS`] (or `other`), so a client cannot grow the series without end.
 
 use std::{
     sync::{Arc, Mutex},
@@ -8,6 +12,7 @@ use std::{
 
 use axum::{
     extract::{MatchedPath, Request, State},
+    http::Method,
     middleware::Next,
     response::Response,
 };
@@ -19,13 +24,32 @@ use prometheus_client::{
 
 use crate::state::AppState;
 
+/// The methods counted under their own name; any other is counted as `other`.
+pub const KNOWN_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+];
+
+/// The `method` label of a request: its name when it is one of [`KNOWN_METHODS`], else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|m| *m == method)
+        .map_or("other", Method::as_str)
+}
+
 /// Labels of a request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The route template, for example `/v1/sessions/{session_id}`.
     pub route: String,
-    /// The HTTP method.
-    pub method: String,
+    /// The HTTP method, bounded by [`method_label`].
+    pub method: &'static str,
     /// The response status code.
     pub status: u16,
 }
@@ -52,6 +76,10 @@ pub struct Metrics {
     pub rate_limited: Counter,
     /// Requests failed by the session log (Redis).
     pub redis_errors: Counter,
+    /// Redis's `used_memory`, read every `--redis-memory-poll`.
+    pub redis_used_memory: Gauge,
+    /// Redis's `maxmemory` (0: none set).
+    pub redis_maxmemory: Gauge,
     /// The registry holding them (for `/metrics`).
     pub registry: Arc<Mutex<Registry>>,
 }
@@ -74,6 +102,18 @@ impl Metrics {
         let sse_events = Counter::default();
         let rate_limited = Counter::default();
         let redis_errors = Counter::default();
+        let redis_used_memory = Gauge::default();
+        let redis_maxmemory = Gauge::default();
+        registry.register(
+            "redis_used_memory_bytes",
+            "Memory Redis uses (INFO memory used_memory)",
+            redis_used_memory.clone(),
+        );
+        registry.register(
+            "redis_maxmemory_bytes",
+            "Redis's maxmemory (0: unlimited); at it, appends fail with 503 session_log_out_of_memory",
+            redis_maxmemory.clone(),
+        );
         registry.register(
             "redis_errors",
             "Requests failed by the session log (Redis)",
@@ -99,6 +139,8 @@ impl Metrics {
             sse_events,
             rate_limited,
             redis_errors,
+            redis_used_memory,
+            redis_maxmemory,
             registry: Arc::new(Mutex::new(registry)),
         }
     }
@@ -106,11 +148,16 @@ impl Metrics {
 
 /// Middleware: counts every request by route template, method and status.
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    count(&state.metrics, request, next).await
+}
+
+/// Runs the request and counts it in `metrics`.
+async fn count(metrics: &Metrics, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let start = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
@@ -119,15 +166,13 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         .get::<crate::error::ApiError>()
         .is_some_and(|e| e.session_log_failure)
     {
-        state.metrics.redis_errors.inc();
+        metrics.redis_errors.inc();
     }
-    state
-        .metrics
+    metrics
         .durations
         .get_or_create(&RouteLabels { route: route.clone() })
         .observe(start.elapsed().as_secs_f64());
-    state
-        .metrics
+    metrics
         .requests
         .get_or_create(&RequestLabels {
             route,
@@ -136,4 +181,99 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         })
         .inc();
     response
+}
+
+/// Reads Redis's memory use into [`Metrics::redis_used_memory`] and [`Metrics::redis_maxmemory`] every `every`,
+/// forever (a failed read is logged at debug and retried at the next tick).
+pub async fn watch_redis_memory(store: corral_session::Store, metrics: Metrics, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match store.memory().await {
+            Ok(memory) => {
+                metrics
+                    .redis_used_memory
+                    .set(i64::try_from(memory.used).unwrap_or(i64::MAX));
+                metrics
+                    .redis_maxmemory
+                    .set(i64::try_from(memory.max).unwrap_or(i64::MAX));
+            }
+            Err(err) => tracing::debug!(error = %err, "cannot read Redis's memory use"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, body::Body, middleware, routing::get};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Serves `/v1/x` and an unmatched fallback through the counting middleware.
+    fn app(metrics: Metrics) -> Router {
+        Router::new()
+            .route("/v1/x", get(|| async { "x" }))
+            .layer(middleware::from_fn(move |request: Request, next: Next| {
+                let metrics = metrics.clone();
+                async move { count(&metrics, request, next).await }
+            }))
+    }
+
+    fn request_series(metrics: &Metrics) -> usize {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry.lock().expect("registry"))
+            .expect("encode");
+        text.lines()
+            .filter(|l| l.starts_with("corral_gateway_http_requests_total{"))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn random_methods_and_paths_make_a_bounded_number_of_series() {
+        let metrics = Metrics::new();
+        let app = app(metrics.clone());
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for i in 0..1000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let method = Method::from_bytes(format!("M{seed:X}").as_bytes()).expect("method");
+            let path = if i % 2 == 0 {
+                "/v1/x".to_owned()
+            } else {
+                format!("/p{seed}")
+            };
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(Body::empty())
+                .expect("request");
+            app.clone().oneshot(request).await.expect("response");
+        }
+        // Two routes (`/v1/x`, `unmatched`) times one method (`other`) times the statuses seen (405, 404).
+        let series = request_series(&metrics);
+        assert!((1..=4).contains(&series), "{series} series");
+        let request = Request::builder()
+            .uri("/v1/x")
+            .body(Body::empty())
+            .expect("request");
+        app.oneshot(request).await.expect("response");
+        assert_eq!(
+            request_series(&metrics),
+            series + 1,
+            "a known method has its own series"
+        );
+    }
+
+    #[test]
+    fn known_methods_keep_their_names() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"BREW").expect("method")),
+            "other"
+        );
+        assert_eq!(method_label(&Method::TRACE), "other");
+    }
 }

@@ -1,6 +1,11 @@
-//! Per-key rate limits: a token bucket per API key (`governor`), refilled at a steady rate with a burst allowance.
+//! Per-key limits, so that one tenant's load leaves others their share: a token bucket of requests per API key
+//! (`governor`), a token bucket of request-body bytes per key, and a cap on each key's open event streams.
 
-use std::{num::NonZeroU32, sync::Arc};
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
@@ -11,16 +16,63 @@ use governor::{
 #[derive(Clone, Debug)]
 pub struct Limiter {
     inner: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    /// Request-body KiB per key.
+    bytes: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    /// The most event streams a key may hold open (0: no cap), and how many each key holds.
+    max_streams: usize,
+    streams: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One open event stream of a key; dropping it frees its place.
+#[derive(Debug)]
+pub struct StreamSlot {
+    key: String,
+    streams: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = streams.get_mut(&self.key) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Limiter {
-    /// `per_second` requests per second per key, with bursts of up to `burst`. A zero rate disables limiting.
+    /// `per_second` requests per second per key, with bursts of up to `burst`. A zero rate disables limiting. No
+    /// byte or stream limits: see [`Limiter::with_bytes`] and [`Limiter::with_streams`].
     pub fn new(per_second: u32, burst: u32) -> Self {
         let inner = NonZeroU32::new(per_second).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
             Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
         });
-        Self { inner }
+        Self {
+            inner,
+            bytes: None,
+            max_streams: 0,
+            streams: Arc::default(),
+        }
+    }
+
+    /// Also limits each key to `per_second` bytes of request bodies per second, in bursts of up to `burst` bytes
+    /// (counted in KiB; a zero rate disables it).
+    pub fn with_bytes(mut self, per_second: u64, burst: u64) -> Self {
+        let kib = |b: u64| NonZeroU32::new(u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX));
+        self.bytes = kib(per_second).map(|rate| {
+            let burst = kib(burst).unwrap_or(rate).max(rate);
+            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+        });
+        self
+    }
+
+    /// Also caps each key's open event streams at `max` (0: no cap).
+    pub fn with_streams(mut self, max: usize) -> Self {
+        self.max_streams = max;
+        self
     }
 
     /// Takes a token for `key`, or says how many whole seconds to wait (at least 1).
@@ -30,17 +82,64 @@ impl Limiter {
         };
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.as_secs() == 0))
+            whole_seconds(wait)
+        })
+    }
+
+    /// Takes `bytes` of `key`'s byte budget, or says how many whole seconds to wait (at least 1). A body larger
+    /// than the whole burst waits as long as the rate needs to pay for it, and is then let through once.
+    pub fn check_bytes(&self, key: &str, bytes: usize) -> Result<(), u64> {
+        let Some(limiter) = &self.bytes else {
+            return Ok(());
+        };
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let Some(cost) = NonZeroU32::new(kib) else {
+            return Ok(());
+        };
+        match limiter.check_key_n(&key.to_owned(), cost) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(whole_seconds(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )),
+            // Larger than the burst: it can never fit in one go. Charge the whole burst instead.
+            Err(governor::InsufficientCapacity(burst)) => {
+                let burst = NonZeroU32::new(burst).unwrap_or(cost);
+                match limiter.check_key_n(&key.to_owned(), burst) {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(not_until)) => Err(whole_seconds(
+                        not_until.wait_time_from(DefaultClock::default().now()),
+                    )),
+                    Err(_) => Err(1),
+                }
+            }
+        }
+    }
+
+    /// A place for one more open event stream of `key`, or `None` when it holds the most it may (the cap).
+    pub fn open_stream(&self, key: &str) -> Result<StreamSlot, usize> {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = streams.entry(key.to_owned()).or_default();
+        if self.max_streams > 0 && *open >= self.max_streams {
+            return Err(self.max_streams);
+        }
+        *open += 1;
+        Ok(StreamSlot {
+            key: key.to_owned(),
+            streams: self.streams.clone(),
         })
     }
 
     /// Forgets keys whose buckets are full again (call periodically to bound memory).
     pub fn shrink(&self) {
-        if let Some(limiter) = &self.inner {
+        for limiter in [&self.inner, &self.bytes].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
     }
+}
+
+fn whole_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.as_secs() == 0))
 }
 
 #[cfg(test)]
@@ -60,9 +159,38 @@ mod tests {
 
     #[test]
     fn zero_disables_the_limit() {
-        let limiter = Limiter::new(0, 0);
+        let limiter = Limiter::new(0, 0).with_bytes(0, 0);
         for _ in 0..1000 {
             assert!(limiter.check("a").is_ok());
+            assert!(limiter.check_bytes("a", 1 << 20).is_ok());
+            std::mem::forget(limiter.open_stream("a").expect("no stream cap"));
         }
+    }
+
+    #[test]
+    fn a_key_over_its_byte_budget_must_wait_and_keys_are_independent() {
+        let limiter = Limiter::new(0, 0).with_bytes(1 << 20, 4 << 20);
+        for _ in 0..4 {
+            assert!(limiter.check_bytes("a", 1 << 20).is_ok());
+        }
+        assert!(limiter.check_bytes("a", 1 << 20).unwrap_err() >= 1);
+        assert!(limiter.check_bytes("b", 100).is_ok());
+        // Larger than the burst: charged the whole burst, so it passes only with a full bucket.
+        assert!(limiter.check_bytes("c", 8 << 20).is_ok());
+        assert!(limiter.check_bytes("c", 1024).is_err());
+    }
+
+    #[test]
+    fn a_key_holds_at_most_its_cap_of_streams() {
+        let limiter = Limiter::new(0, 0).with_streams(2);
+        let first = limiter.open_stream("a").unwrap();
+        let _second = limiter.open_stream("a").unwrap();
+        assert_eq!(limiter.open_stream("a").unwrap_err(), 2);
+        assert!(limiter.open_stream("b").is_ok());
+        drop(first);
+        assert!(
+            limiter.open_stream("a").is_ok(),
+            "a closed stream frees its place"
+        );
     }
 }

@@ -50,7 +50,8 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
 pub fn router(state: AppState, readiness: Readiness) -> Router {
     let api = routes::v1()
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::body::limit));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

@@ -21,7 +21,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             keep_alive: Duration::from_secs(15),
-            max_body_bytes: 32 << 20,
+            max_body_bytes: crate::body::DEFAULT_MAX_BODY_BYTES,
             approval_rbac_verb: None,
         }
     }

@@ -391,3 +391,47 @@ async fn a_stale_worker_is_fenced_and_writes_nothing_after_the_takeover() {
         ])
     );
 }
+
+#[tokio::test]
+async fn a_full_session_ends_its_turn_with_an_error_instead_of_failing_again_and_again() {
+    let script = "turns:\n  - content: [{text: \"a reply that does not fit\"}]\n";
+    let mut h = harness(script, "").await;
+    let config = corral_session::Config {
+        session_caps: corral_session::SessionCaps {
+            max_events: 4,
+            ..corral_session::SessionCaps::default()
+        },
+        ..corral_session::Config::default()
+    };
+    let store = corral_session::Store::connect(&h.redis.url(), config)
+        .await
+        .unwrap();
+    h.engine = support::engine(store.clone());
+    h.store = store;
+    h.say("full", "hello").await;
+    assert_eq!(h.run("full").await, Outcome::Idle, "the wake-up is done with");
+    let entries = h.entries("full").await;
+    let types: Vec<String> = entries.iter().map(|e| e.type_name().to_owned()).collect();
+    assert_eq!(
+        &types[types.len() - 2..],
+        ["session.error", "session.status_idle"],
+        "{types:?}"
+    );
+    let error = serde_json::to_string(&entries[entries.len() - 2].body).unwrap();
+    assert!(error.contains("the limit is 4 events per session"), "{error}");
+    // Nothing is left to do, and the client is refused further messages.
+    assert_eq!(h.run("full").await, Outcome::Idle);
+    assert_eq!(h.entries("full").await.len(), entries.len());
+    let refused = h
+        .store
+        .session(support::NS, "full")
+        .append_user([EventBody::UserMessage(corral_api::events::UserMessage {
+            content: vec![ContentBlock::text("more")],
+        })])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, corral_session::Error::SessionFull { .. }),
+        "{refused:?}"
+    );
+}

@@ -522,7 +522,7 @@ async fn a_stalled_stream_is_broken_off_by_the_idle_timeout() {
     let mut config = AnthropicConfig::new(ApiKey::new(KEY));
     config.base_url = server.url.clone();
     config.http = fast_http();
-    config.http.idle_timeout = std::time::Duration::from_millis(100);
+    config.http.timeouts.idle = std::time::Duration::from_millis(100);
     let provider = AnthropicProvider::new(config).unwrap();
     let err = collect(provider.stream(request())).await.unwrap_err();
     assert_eq!(
@@ -531,6 +531,38 @@ async fn a_stalled_stream_is_broken_off_by_the_idle_timeout() {
     );
     assert!(err.message.contains("stalled"), "{}", err.message);
     assert_eq!(server.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_broken_off_by_the_response_timeout() {
+    // The server accepts connections and never sends a status line.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let mut config = AnthropicConfig::new(ApiKey::new(KEY));
+    config.base_url = url;
+    config.http = fast_http();
+    config.http.timeouts.response = std::time::Duration::from_millis(100);
+    let provider = AnthropicProvider::new(config).unwrap();
+    let started = std::time::Instant::now();
+    let err = collect(provider.stream(request())).await.unwrap_err();
+    assert_eq!(
+        (err.kind, err.retryable, err.attempts),
+        (ErrorKind::RequestFailed, true, 3)
+    );
+    assert!(
+        err.message
+            .contains("no response within 100ms (the model response timeout)"),
+        "{}",
+        err.message
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    held.abort();
 }
 
 #[tokio::test]

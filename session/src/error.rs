@@ -56,6 +56,30 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An event is larger than [`crate::Config::max_event_bytes`]; nothing was written.
+    #[error("event {index} is {size} bytes, over the limit of {limit} bytes per event")]
+    EventTooLarge {
+        /// Its position in the append (from 0).
+        index: usize,
+        /// Its size as stored (JSON bytes).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The session's log is full ([`crate::SessionCaps`]); nothing was written.
+    #[error("the session's log is full: it holds {used} {unit}, the limit is {limit} {unit} per session")]
+    SessionFull {
+        /// `"bytes"` or `"events"`: the cap reached.
+        unit: &'static str,
+        /// What the log holds.
+        used: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// Redis is out of memory (`maxmemory` reached with `noeviction`): nothing was written. Retry later; an
+    /// operator must raise `maxmemory` or delete sessions.
+    #[error("session log out of memory (Redis maxmemory reached); nothing was written: {0}")]
+    OutOfMemory(#[source] redis::RedisError),
     /// An event could not be encoded.
     #[error("cannot encode event: {0}")]
     Encode(#[from] serde_json::Error),
@@ -64,12 +88,17 @@ pub enum Error {
 impl Error {
     /// Whether retrying later may succeed (Redis down or slow).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Timeout { .. } | Self::OutOfMemory(_)
+        )
     }
 
     /// Sorts a Redis error by cause.
     pub(crate) fn from_redis(err: redis::RedisError, operation: &'static str, after: Duration) -> Self {
-        if err.is_timeout() {
+        if err.code() == Some("OOM") || err.to_string().contains("OOM command not allowed") {
+            Self::OutOfMemory(err)
+        } else if err.is_timeout() {
             Self::Timeout { operation, after }
         } else if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() {
             Self::Unavailable(err)

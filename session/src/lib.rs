@@ -35,12 +35,15 @@ mod wakeup;
 
 pub use cursor::Cursor;
 pub use error::{Error, Result};
-pub use follow::Follower;
+pub use follow::{FollowHub, Follower};
 pub use keys::SessionKeys;
 pub use lease::{FencingToken, Lease};
 pub use ledger::SessionSpend;
 pub use log::{Appended, NewEvent, Order, Page, SessionLog, StoredEvent};
-pub use store::{Config, Store};
+pub use store::{
+    Config, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_SESSION_BYTES, DEFAULT_MAX_SESSION_EVENTS, Memory,
+    SessionCaps, Store,
+};
 pub use wakeup::{QueueStats, WakeConsumer, Wakeup};
 
 /// Deletes every key of a session's log. Idempotent: deleting a log that is already gone succeeds.

@@ -90,6 +90,8 @@ struct AppendOptions<'a> {
     token: Option<FencingToken>,
     wake: bool,
     idempotency_key: Option<&'a str>,
+    /// Whether the append may use the closing reserve above the session's caps.
+    closing: bool,
 }
 
 /// What the append script did.
@@ -123,6 +125,7 @@ impl SessionLog {
             token: None,
             wake: false,
             idempotency_key: None,
+            closing: false,
         };
         self.stored(
             self.append_inner(options, events.into_iter().map(Into::into).collect())
@@ -149,6 +152,7 @@ impl SessionLog {
             token: None,
             wake,
             idempotency_key: idempotency_key.filter(|k| !k.is_empty()),
+            closing: false,
         };
         match self.append_inner(options, events).await? {
             AppendReply::Stored(events) => Ok(Appended {
@@ -171,10 +175,31 @@ impl SessionLog {
         token: FencingToken,
         events: impl IntoIterator<Item = impl Into<NewEvent>>,
     ) -> Result<Vec<StoredEvent>> {
+        self.append_fenced(token, events, false).await
+    }
+
+    /// Appends a writer's closing events (a `session.error` and the idle status that end a turn) into the reserve
+    /// above the session's caps ([`crate::SessionCaps`]): how a writer whose append was refused with
+    /// [`Error::SessionFull`] still ends its turn with a clear error. Fenced like [`SessionLog::append`].
+    pub async fn append_closing(
+        &self,
+        token: FencingToken,
+        events: impl IntoIterator<Item = impl Into<NewEvent>>,
+    ) -> Result<Vec<StoredEvent>> {
+        self.append_fenced(token, events, true).await
+    }
+
+    async fn append_fenced(
+        &self,
+        token: FencingToken,
+        events: impl IntoIterator<Item = impl Into<NewEvent>>,
+        closing: bool,
+    ) -> Result<Vec<StoredEvent>> {
         let options = AppendOptions {
             token: Some(token),
             wake: false,
             idempotency_key: None,
+            closing,
         };
         self.stored(
             self.append_inner(options, events.into_iter().map(Into::into).collect())
@@ -220,19 +245,39 @@ impl SessionLog {
                 .to_string(),
             None => String::new(),
         };
+        let config = self.store.config();
+        let caps = config.session_caps;
+        let (max_bytes, max_events) = match (options.closing, caps.max_bytes, caps.max_events) {
+            (true, bytes, events) => (
+                cap_with_reserve(bytes, caps.closing_reserve_bytes),
+                cap_with_reserve(events, caps.closing_reserve_events),
+            ),
+            (false, bytes, events) => (bytes, events),
+        };
         let mut invocation = keys::scripts::APPEND.key(self.keys.events());
         invocation
             .key(self.keys.fence())
             .key(self.keys.wakeups())
             .key(self.keys.idempotency(options.idempotency_key.unwrap_or_default()))
+            .key(self.keys.size())
             .arg(token.map(|t| t.0.to_string()).unwrap_or_default())
             .arg(if options.wake { self.session.as_str() } else { "" })
-            .arg(window);
-        for event in &events {
+            .arg(window)
+            .arg(max_bytes)
+            .arg(max_events);
+        for (index, event) in events.iter().enumerate() {
+            let data = serde_json::to_string(&event.body)?;
+            if config.max_event_bytes > 0 && data.len() > config.max_event_bytes {
+                return Err(Error::EventTooLarge {
+                    index,
+                    size: data.len(),
+                    limit: config.max_event_bytes,
+                });
+            }
             invocation
                 .arg(event.id.as_str())
                 .arg(event.body.type_name())
-                .arg(serde_json::to_string(&event.body)?);
+                .arg(data);
         }
         let mut conn = self.store.connection();
         let reply: Vec<String> = self
@@ -258,6 +303,11 @@ impl SessionLog {
             Some((status, [current])) if status == "fenced" => Err(Error::Fenced {
                 token: token.map(|t| t.0).unwrap_or_default(),
                 current: current.parse().unwrap_or_default(),
+            }),
+            Some((status, [unit, used, limit])) if status == "full" => Err(Error::SessionFull {
+                unit: if unit == "events" { "events" } else { "bytes" },
+                used: used.parse().unwrap_or_default(),
+                limit: limit.parse().unwrap_or_default(),
             }),
             Some((status, [first, last])) if status == "repeat" => Ok(AppendReply::Repeat {
                 first: first.parse()?,
@@ -348,7 +398,7 @@ impl SessionLog {
             Some(cursor) => cursor,
             None => self.last_cursor().await?.unwrap_or(Cursor::START),
         };
-        Ok(Follower::new(self.clone(), after))
+        Ok(Follower::new(self.clone(), after).await)
     }
 
     /// Deletes every key of the session's log. Idempotent.
@@ -361,6 +411,11 @@ impl SessionLog {
             })
             .await
     }
+}
+
+/// A cap raised by a reserve; no cap (0) stays none.
+fn cap_with_reserve(cap: u64, reserve: u64) -> u64 {
+    if cap == 0 { 0 } else { cap.saturating_add(reserve) }
 }
 
 /// Turns a stream entry into a stored event, skipping (with a warning) an entry this library did not write, so

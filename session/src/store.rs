@@ -1,13 +1,16 @@
 //! The connection to Redis and the settings every session log shares.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use redis::{
     AsyncConnectionConfig, Client, RedisResult,
     aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
 };
 
-use crate::{Error, Result, SessionLog, wakeup::WakeConsumer};
+use crate::{Error, Result, SessionLog, follow::FollowHub, wakeup::WakeConsumer};
 
 /// Timeouts and batch sizes of the session log.
 #[derive(Clone, Debug)]
@@ -23,7 +26,46 @@ pub struct Config {
     /// How long a client append made with an idempotency key is remembered: a repeat within this window gets the
     /// first append's events back and appends nothing.
     pub idempotency_window: Duration,
+    /// The largest event accepted, in bytes of its stored JSON: a bigger one is refused with
+    /// [`crate::Error::EventTooLarge`] before anything is written.
+    pub max_event_bytes: usize,
+    /// The caps of one session's log: appends that would pass them are refused with [`crate::Error::SessionFull`].
+    pub session_caps: SessionCaps,
 }
+
+/// How much one session's log may hold. Client and writer appends are refused once the log reaches a cap; a writer
+/// may still append its closing events (a `session.error` and the idle status, [`crate::SessionLog::append_closing`])
+/// into [`SessionCaps::closing_reserve_bytes`] and [`SessionCaps::closing_reserve_events`] above them, so a full
+/// session ends its turn with a clear error instead of failing over and over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionCaps {
+    /// The most bytes of event JSON a session's log holds (0: no cap).
+    pub max_bytes: u64,
+    /// The most events a session's log holds (0: no cap).
+    pub max_events: u64,
+    /// Bytes above `max_bytes` kept for a writer's closing events.
+    pub closing_reserve_bytes: u64,
+    /// Events above `max_events` kept for a writer's closing events.
+    pub closing_reserve_events: u64,
+}
+
+impl Default for SessionCaps {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_SESSION_BYTES,
+            max_events: DEFAULT_MAX_SESSION_EVENTS,
+            closing_reserve_bytes: 256 << 10,
+            closing_reserve_events: 64,
+        }
+    }
+}
+
+/// The default of [`Config::max_event_bytes`]: 2 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 2 << 20;
+/// The default of [`SessionCaps::max_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_SESSION_BYTES: u64 = 64 << 20;
+/// The default of [`SessionCaps::max_events`]: 100,000.
+pub const DEFAULT_MAX_SESSION_EVENTS: u64 = 100_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -33,17 +75,20 @@ impl Default for Config {
             block: Duration::from_secs(10),
             follow_batch: 256,
             idempotency_window: Duration::from_secs(24 * 60 * 60),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            session_caps: SessionCaps::default(),
         }
     }
 }
 
 /// A connection to the Redis holding the session logs. Cheap to clone; clones share one multiplexed connection
-/// that reconnects by itself.
+/// that reconnects by itself, and one [`FollowHub`] (with a connection of its own) for every follow.
 #[derive(Clone)]
 pub struct Store {
     client: Client,
     conn: ConnectionManager,
     config: Arc<Config>,
+    hub: Arc<OnceLock<FollowHub>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -79,6 +124,7 @@ impl Store {
             client,
             conn,
             config: Arc::new(config),
+            hub: Arc::new(OnceLock::new()),
         };
         store.check_layout().await;
         Ok(store)
@@ -160,19 +206,70 @@ impl Store {
 
     /// A connection of its own, for blocking reads that would stall the shared one.
     pub(crate) async fn dedicated(&self) -> Result<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.connect_timeout))
-            .set_response_timeout(Some(self.config.block + self.config.command_timeout));
-        let after = self.config.connect_timeout;
-        tokio::time::timeout(
-            after,
-            self.client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| Error::Timeout {
-            operation: "connect",
-            after,
-        })?
-        .map_err(|e| Error::from_redis(e, "connect", after))
+        dedicated(&self.client, &self.config).await
     }
+
+    /// Redis's memory use and limit (`INFO memory`), for the operator's gauges and alerts.
+    pub async fn memory(&self) -> Result<Memory> {
+        let mut conn = self.connection();
+        let info: String = self
+            .run("info", async move {
+                redis::cmd("INFO").arg("memory").query_async(&mut conn).await
+            })
+            .await?;
+        Ok(Memory::parse(&info))
+    }
+
+    /// The hub every follow of this store shares, started on first use (it must be called inside a Tokio runtime).
+    pub fn follow_hub(&self) -> &FollowHub {
+        self.hub
+            .get_or_init(|| FollowHub::start(self.client.clone(), self.config.clone(), self.conn.clone()))
+    }
+}
+
+/// Redis's memory use, from `INFO memory`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// `used_memory`: bytes Redis has allocated.
+    pub used: u64,
+    /// `maxmemory`: the limit (0: none). With `maxmemory-policy noeviction`, writes past it fail with
+    /// [`Error::OutOfMemory`] and nothing is evicted.
+    pub max: u64,
+    /// `maxmemory_policy`.
+    pub policy: String,
+}
+
+impl Memory {
+    /// Reads the fields from an `INFO memory` reply (missing ones stay 0 or empty).
+    pub fn parse(info: &str) -> Self {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let number = |name: &str| field(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Self {
+            used: number("used_memory"),
+            max: number("maxmemory"),
+            policy: field("maxmemory_policy").unwrap_or_default().to_owned(),
+        }
+    }
+}
+
+/// A connection of its own to `client`, for blocking reads that would stall the shared one.
+pub(crate) async fn dedicated(client: &Client, config: &Config) -> Result<MultiplexedConnection> {
+    let connection = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.block + config.command_timeout));
+    let after = config.connect_timeout;
+    tokio::time::timeout(
+        after,
+        client.get_multiplexed_async_connection_with_config(&connection),
+    )
+    .await
+    .map_err(|_| Error::Timeout {
+        operation: "connect",
+        after,
+    })?
+    .map_err(|e| Error::from_redis(e, "connect", after))
 }

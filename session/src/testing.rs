@@ -210,3 +210,10 @@ fn ping(port: u16) -> bool {
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
 }
+
+/// How many clients the Redis of `store` has connected (`CLIENT LIST`), the asking connection included.
+pub async fn client_count(store: &crate::Store) -> crate::Result<usize> {
+    let mut conn = store.connection();
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await?;
+    Ok(list.lines().count())
+}

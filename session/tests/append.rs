@@ -124,7 +124,7 @@ async fn a_tenants_keys_are_under_its_acl_prefix() {
     let prefix = corral_session::keys::tenant_prefix("team-a");
     let mut tenant_keys: Vec<&String> = keys.iter().filter(|k| !k.starts_with("corral:sys:")).collect();
     tenant_keys.sort();
-    assert_eq!(tenant_keys.len(), 6, "{tenant_keys:?}");
+    assert_eq!(tenant_keys.len(), 7, "{tenant_keys:?}");
     for key in tenant_keys {
         assert!(key.starts_with(&prefix), "{key}");
     }
@@ -172,6 +172,17 @@ async fn a_tenants_redis_user_reaches_its_own_keys_and_no_others() {
         .await
         .unwrap();
     assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 2);
+    // A follow (the hub's doorbell is under the tenant's prefix) sees the next event at once.
+    let mut follower = log.follow(None).await.unwrap();
+    log.append(lease.token, [common::agent("followed")])
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(1), follower.next())
+        .await
+        .expect("delivered before the fallback re-read")
+        .unwrap();
+    assert_eq!(common::text_of(&next.event.body), "followed");
+    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 3);
 
     // Tenant B's user can neither read nor write tenant A's session, nor take its wake-ups.
     let foreign = b.session("team-a", "sesn_1");
@@ -185,5 +196,5 @@ async fn a_tenants_redis_user_reaches_its_own_keys_and_no_others() {
         let err = denied.expect("refused");
         assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
     }
-    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 2);
+    assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 3);
 }

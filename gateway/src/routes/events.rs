@@ -226,6 +226,10 @@ pub async fn send(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let idempotency_key = idempotency_key(&headers)?;
+    if let Err(wait) = state.limiter.check_bytes(&tenant.key_hash, body.len()) {
+        state.metrics.rate_limited.inc();
+        return Err(ApiError::rate_limited(wait));
+    }
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     refuse_unknown_top_level(&body)?;
     let params = parse_send_events(&body).map_err(|e| ApiError::field(&e.field, e.message))?;

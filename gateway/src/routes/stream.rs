@@ -27,16 +27,21 @@ use crate::{
     auth::Tenant,
     error::{ApiError, ApiResult},
     query::Query,
+    ratelimit::StreamSlot,
     request_id,
     state::AppState,
 };
 
-/// Decrements the SSE clients gauge when the stream is dropped (client gone or stream ended).
-struct ClientGuard(Gauge);
+/// Decrements the SSE clients gauge when the stream is dropped (client gone or stream ended), and frees the key's
+/// place among its open streams.
+struct ClientGuard {
+    gauge: Gauge,
+    _slot: StreamSlot,
+}
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
     }
 }
 
@@ -82,9 +87,19 @@ pub async fn stream(
     let after = resume_cursor(&headers, &query)?;
     let session = objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     let terminated = session.status.as_ref().and_then(|s| s.phase) == Some(SessionPhase::Terminated);
+    let slot = state.limiter.open_stream(&tenant.key_hash).map_err(|max| {
+        state.metrics.rate_limited.inc();
+        let mut err = ApiError::rate_limited(1);
+        err.message =
+            format!("this API key holds {max} open event streams, the most it may; close one first");
+        err
+    })?;
     let follower = state.log.session(&tenant.namespace, &id).follow(after).await?;
     state.metrics.sse_clients.inc();
-    let guard = ClientGuard(state.metrics.sse_clients.clone());
+    let guard = ClientGuard {
+        gauge: state.metrics.sse_clients.clone(),
+        _slot: slot,
+    };
     // Nothing follows the end of a terminated session: without a cursor to replay from, the stream ends at once
     // (with a cursor, it replays what came after it, through the terminal event).
     let events = events(state.clone(), follower, guard, terminated && after.is_none());

@@ -122,9 +122,14 @@ impl Gateway {
 
     /// A gateway with the given limits and settings.
     pub async fn start_with_settings(limiter: Limiter, settings: Settings) -> Self {
+        Self::start_with_log(limiter, settings, corral_session::Config::default()).await
+    }
+
+    /// A gateway with the given limits, settings and session log settings (its caps).
+    pub async fn start_with_log(limiter: Limiter, settings: Settings, log: corral_session::Config) -> Self {
         let kube = kube_client().await;
         let redis = RedisServer::start().expect("redis-server");
-        let store = corral_session::Store::connect(&redis.url(), corral_session::Config::default())
+        let store = corral_session::Store::connect(&redis.url(), log)
             .await
             .expect("redis");
         let (keys, watch) = KeyIndex::watch(kube.clone());

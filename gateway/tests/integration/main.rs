@@ -10,6 +10,7 @@ mod budgets;
 mod environments;
 mod events;
 mod harness;
+mod limits;
 mod platform;
 mod sessions;
 mod stream;

@@ -76,6 +76,26 @@ pub struct ServeArgs {
     /// endpoint or MCP server; local mode (`--agent-file`) connects anywhere.
     #[arg(long, env = "CORRAL_INTERNAL_HOSTS", value_delimiter = ',')]
     internal_hosts: Vec<String>,
+    /// Longest wait for a model API's TCP/TLS connection.
+    #[arg(long, env = "CORRAL_MODEL_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    model_connect_timeout: Duration,
+    /// Longest wait for a model API's response status and headers after sending a request.
+    #[arg(long, env = "CORRAL_MODEL_RESPONSE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    model_response_timeout: Duration,
+    /// Longest silence between two events of a model's streamed reply.
+    #[arg(long, env = "CORRAL_MODEL_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    model_idle_timeout: Duration,
+    /// Largest event the harness appends, in bytes of its JSON (0: no cap); a bigger tool result or reply ends the
+    /// turn with a `session.error`. Set it as the gateway's.
+    #[arg(long, env = "CORRAL_MAX_EVENT_BYTES", default_value_t = corral_session::DEFAULT_MAX_EVENT_BYTES)]
+    max_event_bytes: usize,
+    /// Most bytes of event JSON one session's log holds (0: no cap): the harness's in-memory copy of a running
+    /// session is bounded by it. Set it as the gateway's.
+    #[arg(long, env = "CORRAL_MAX_SESSION_BYTES", default_value_t = corral_session::DEFAULT_MAX_SESSION_BYTES)]
+    max_session_bytes: u64,
+    /// Most events one session's log holds (0: no cap). Set it as the gateway's.
+    #[arg(long, env = "CORRAL_MAX_SESSION_EVENTS", default_value_t = corral_session::DEFAULT_MAX_SESSION_EVENTS)]
+    max_session_events: u64,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -94,8 +114,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // A blocked take must come back soon after the visibility timeout to reclaim the wake-ups a dead replica held.
     let config = Config {
         block: (args.visibility_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(10)),
+        max_event_bytes: args.max_event_bytes,
+        session_caps: corral_session::SessionCaps {
+            max_bytes: args.max_session_bytes,
+            max_events: args.max_session_events,
+            ..corral_session::SessionCaps::default()
+        },
         ..Config::default()
     };
+    corral_harness::providers::ModelTimeouts::set_process_default(corral_harness::providers::ModelTimeouts {
+        connect: args.model_connect_timeout,
+        response: args.model_response_timeout,
+        idle: args.model_idle_timeout,
+    });
     let store = Store::connect(&args.redis_url, config)
         .await
         .with_context(|| format!("connecting to the session log at {}", redact(&args.redis_url)))?;

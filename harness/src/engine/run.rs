@@ -1,5 +1,6 @@
 //! The engine's I/O loop: refresh the log, plan, act, append; until the plan says there is nothing to do.
 
+mod full;
 mod model;
 mod tools;
 
@@ -306,11 +307,16 @@ impl Run<'_> {
                 _ => None,
             })
             .collect();
-        self.engine
+        let appended = self
+            .engine
             .store
             .session(self.namespace, self.session)
             .append(self.token, events)
-            .await?;
+            .await;
+        match appended {
+            Err(err) if full::is_cap(&err) => return Err(self.close_on_cap(err).await),
+            other => other?,
+        };
         self.engine.metrics.events_appended.inc_by(n);
         for stop in stops {
             self.engine.metrics.turn(&stop);

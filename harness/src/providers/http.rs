@@ -2,6 +2,7 @@
 //! with retries and turns the SSE reply into provider-neutral events through a per-provider decoder.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use eventsource_stream::{Event, Eventsource};
@@ -50,18 +51,53 @@ impl fmt::Debug for ApiKey {
 pub struct HttpSettings {
     /// Retries before any output (see [`RetryPolicy`]).
     pub retry: RetryPolicy,
-    /// Longest silence between two SSE events before the stream counts as broken (pings reset it).
-    pub idle_timeout: Duration,
+    /// The timeouts of one model request.
+    pub timeouts: ModelTimeouts,
+}
+
+/// The timeouts of a model request; each one that fires fails the attempt with an error naming it (retried like
+/// any transport failure before output, else reported as the turn's `session.error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelTimeouts {
     /// Longest wait for a TCP/TLS connection.
-    pub connect_timeout: Duration,
+    pub connect: Duration,
+    /// Longest wait from sending the request to the response's status and headers (and, for an error status, for
+    /// each chunk of its body).
+    pub response: Duration,
+    /// Longest silence between two SSE events before the stream counts as broken (pings reset it).
+    pub idle: Duration,
+}
+
+impl Default for ModelTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(10),
+            response: Duration::from_secs(60),
+            idle: Duration::from_secs(120),
+        }
+    }
+}
+
+static PROCESS_TIMEOUTS: OnceLock<ModelTimeouts> = OnceLock::new();
+
+impl ModelTimeouts {
+    /// Sets the timeouts every [`HttpSettings::default`] of this process starts from (the harness's flags). Only
+    /// the first call counts.
+    pub fn set_process_default(timeouts: Self) {
+        let _ = PROCESS_TIMEOUTS.set(timeouts);
+    }
+
+    /// The process's timeouts: those set at start-up, else the built-in defaults.
+    pub fn process_default() -> Self {
+        PROCESS_TIMEOUTS.get().copied().unwrap_or_default()
+    }
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
-            idle_timeout: Duration::from_secs(120),
-            connect_timeout: Duration::from_secs(10),
+            timeouts: ModelTimeouts::process_default(),
         }
     }
 }
@@ -92,7 +128,7 @@ pub(crate) fn client(settings: &HttpSettings) -> Result<reqwest::Client, BuildEr
     // Installing fails harmlessly when a provider is already installed process-wide.
     let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(crate::outbound::client_builder()
-        .connect_timeout(settings.connect_timeout)
+        .connect_timeout(settings.timeouts.connect)
         .build()?)
 }
 
@@ -140,22 +176,31 @@ where
                     return;
                 }
             };
-            let failure = match request.send().await {
-                Err(err) => with_attempts(transport_error(&err), attempt),
-                Ok(response) if !response.status().is_success() => {
-                    with_attempts(status_error::<D>(response).await, attempt)
+            let timeouts = settings.timeouts;
+            let sent = tokio::time::timeout(timeouts.response, request.send()).await;
+            let failure = match sent {
+                Err(_) => with_attempts(
+                    ProviderError::transport(format!(
+                        "no response within {:?} (the model response timeout)",
+                        timeouts.response
+                    )),
+                    attempt,
+                ),
+                Ok(Err(err)) => with_attempts(transport_error(&err), attempt),
+                Ok(Ok(response)) if !response.status().is_success() => {
+                    with_attempts(status_error::<D>(response, timeouts.response).await, attempt)
                 }
-                Ok(response) => {
+                Ok(Ok(response)) => {
                     let request_id = request_id(response.headers());
                     let mut events = response.bytes_stream().eventsource();
                     let mut decoder = new_decoder();
                     let mut yielded = false;
                     loop {
-                        let next = tokio::time::timeout(settings.idle_timeout, events.next()).await;
+                        let next = tokio::time::timeout(timeouts.idle, events.next()).await;
                         let decoded = match next {
                             Err(_) => Err(ProviderError::transport(format!(
-                                "no event for {:?}: the stream stalled",
-                                settings.idle_timeout
+                                "no event for {:?}: the stream stalled (the model idle timeout)",
+                                timeouts.idle
                             ))),
                             Ok(None) => decoder.end(),
                             Ok(Some(Err(err))) => Err(ProviderError::transport(format!("stream broke: {err}"))),
@@ -229,12 +274,12 @@ fn transport_error(err: &reqwest::Error) -> ProviderError {
 /// The most of an error body we read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-async fn status_error<D: Decoder>(response: Response) -> ProviderError {
+async fn status_error<D: Decoder>(response: Response, chunk_timeout: Duration) -> ProviderError {
     let status = response.status();
     let headers = response.headers().clone();
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
-    while let Some(Ok(chunk)) = chunks.next().await {
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(chunk_timeout, chunks.next()).await {
         body.extend_from_slice(&chunk);
         if body.len() >= MAX_ERROR_BODY {
             body.truncate(MAX_ERROR_BODY);

@@ -50,7 +50,7 @@ use futures::Stream;
 pub use anthropic::{AnthropicConfig, AnthropicProvider, AuthHeader, DEFAULT_API_VERSION, DEFAULT_BASE_URL};
 pub use error::{ErrorKind, ProviderError};
 pub use event::{ProviderEvent, StopReason, ToolCall, ToolInput, Usage};
-pub use http::{ApiKey, BuildError, HttpSettings};
+pub use http::{ApiKey, BuildError, HttpSettings, ModelTimeouts};
 pub use openai::{Dialect, MaxTokensField, OPENAI_BASE_URL, OpenAiConfig, OpenAiProvider};
 pub use request::{
     Block, CacheHints, CacheTtl, Effort, Message, ModelRequest, Role, Thinking, ToolDefinition,

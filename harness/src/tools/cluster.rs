@@ -9,7 +9,6 @@
 //! 3. The harness calls the daemon at `http://<endpoint>` with that token. A pod that cannot be reached becomes an
 //!    `is_error` result saying the sandbox was lost and will be replaced, and the next call asks again.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
 use tokio::sync::Mutex;
 
+use super::client_cache::BoundedCache;
 use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
 use crate::agent::manifest::secret_value;
 use crate::status::StatusWriter;
@@ -31,10 +31,10 @@ pub struct ClusterToolRunner {
     client: Client,
     status: Arc<StatusWriter>,
     ready_timeout: Duration,
-    /// The daemon client of each session's sandbox, with the endpoint it talks to.
-    clients: Mutex<HashMap<(String, String), (String, SandboxClient)>>,
+    /// The daemon client of each session's sandbox, with the endpoint it talks to (bounded, entries expire).
+    clients: Mutex<BoundedCache<(String, SandboxClient)>>,
     /// The endpoint of each session's sandbox that was found gone; its stale status is not trusted again.
-    lost: Mutex<HashMap<(String, String), String>>,
+    lost: Mutex<BoundedCache<String>>,
 }
 
 impl std::fmt::Debug for ClusterToolRunner {
@@ -58,9 +58,9 @@ impl ClusterToolRunner {
     async fn sandbox(&self, namespace: &str, session: &str) -> Result<SandboxClient, String> {
         let key = (namespace.to_owned(), session.to_owned());
         if let Some((_, client)) = self.clients.lock().await.get(&key) {
-            return Ok(client.clone());
+            return Ok(client);
         }
-        let lost = self.lost.lock().await.get(&key).cloned();
+        let lost = self.lost.lock().await.get(&key);
         let usable = |endpoint: &Option<String>| endpoint.is_some() && *endpoint != lost;
         let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
         let current = sessions

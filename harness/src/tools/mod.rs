@@ -6,6 +6,7 @@
 //! A runner never fails a call: a sandbox or server that cannot be started, reached or trusted becomes an
 //! `is_error` result the model reads ("losing the pod is a tool error, never a lost session").
 
+mod client_cache;
 mod cluster;
 mod local;
 

@@ -160,6 +160,15 @@ impl Tenant {
         format!("{}webhook:{webhook}:log", self.prefix)
     }
 
+    /// The doorbell of follow hub `hub` in this namespace (one hub per gateway or harness process; stream,
+    /// `MAXLEN 1`, expires an hour after its last ring): a new follower of one of the namespace's sessions rings it
+    /// so that the hub's blocking read returns and takes the session's log in. Under the tenant's prefix, so a
+    /// tenant's Redis user may ring and read it. Untagged: the hub's read spans many slots, like a
+    /// `WakeConsumer`'s.
+    pub fn follow_doorbell(&self, hub: &str) -> String {
+        format!("{}follow:{hub}:bell", self.prefix)
+    }
+
     /// The keys of environment `environment` (work queues, warm pools).
     pub fn environment(&self, environment: &str) -> EnvironmentKeys {
         EnvironmentKeys {
@@ -222,6 +231,12 @@ impl SessionKeys {
         format!("{}fence", self.base)
     }
 
+    /// The bytes of event JSON in the session's log (string: counter), kept by `APPEND` for the per-session cap
+    /// ([`crate::SessionCaps`]). Deleted with the session.
+    pub fn size(&self) -> String {
+        format!("{}size", self.base)
+    }
+
     /// The wake-up shard the session's wake-ups go to: in the session's slot.
     pub fn wakeups(&self) -> String {
         self.tenant.wakeups(self.shard)
@@ -250,7 +265,7 @@ impl SessionKeys {
     /// The keys a session's deletion removes. Idempotency records expire by themselves; thread keys are added
     /// here by the together issue.
     pub fn all(&self) -> Vec<String> {
-        vec![self.events(), self.lease(), self.fence()]
+        vec![self.events(), self.lease(), self.fence(), self.size()]
     }
 }
 

@@ -6,13 +6,15 @@ use redis::Script;
 
 /// Appends events in order, refusing when a fencing token is given and is not the session's current one; with a
 /// session name, also enqueues its wake-up; with an idempotency window, records the append under the client's key
-/// and answers a repeat with the first append's entries instead of appending again. All keys are in the session's
-/// slot, so this is one atomic step.
+/// and answers a repeat with the first append's entries instead of appending again; refuses, writing nothing, an
+/// append that would take the log past its caps (bytes of event JSON, kept in the size counter, and entries). All
+/// keys are in the session's slot, so this is one atomic step.
 ///
-/// KEYS: events stream, fence counter, wake-up shard, idempotency record. ARGV: token (`""` for an unfenced
-/// client append), session to wake (`""`: none), idempotency window in milliseconds (`""`: none), then one
-/// `event id, type, JSON body` triple per event. Returns `{"ok", entry ids...}`, `{"fenced", current token}` or
-/// `{"repeat", first entry id, last entry id}`.
+/// KEYS: events stream, fence counter, wake-up shard, idempotency record, size counter. ARGV: token (`""` for an
+/// unfenced client append), session to wake (`""`: none), idempotency window in milliseconds (`""`: none), the
+/// most bytes and the most entries the log may hold after this append (`"0"`: no cap), then one `event id, type,
+/// JSON body` triple per event. Returns `{"ok", entry ids...}`, `{"fenced", current token}`, `{"repeat", first
+/// entry id, last entry id}` or `{"full", "bytes" | "events", held, cap}`.
 pub(crate) static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -29,10 +31,27 @@ if ARGV[3] ~= '' then
     return {'repeat', first, last}
   end
 end
+local added = 0
+for i = 8, #ARGV, 3 do
+  added = added + #ARGV[i]
+end
+local max_bytes = tonumber(ARGV[4]) or 0
+local size = tonumber(redis.call('GET', KEYS[5]) or '0')
+if max_bytes > 0 and size + added > max_bytes then
+  return {'full', 'bytes', tostring(size), ARGV[4]}
+end
+local max_events = tonumber(ARGV[5]) or 0
+if max_events > 0 then
+  local held = redis.call('XLEN', KEYS[1])
+  if held + (#ARGV - 5) / 3 > max_events then
+    return {'full', 'events', tostring(held), ARGV[5]}
+  end
+end
 local reply = {'ok'}
-for i = 4, #ARGV, 3 do
+for i = 6, #ARGV, 3 do
   reply[#reply + 1] = redis.call('XADD', KEYS[1], '*', 'id', ARGV[i], 'type', ARGV[i + 1], 'data', ARGV[i + 2])
 end
+redis.call('INCRBY', KEYS[5], added)
 if ARGV[2] ~= '' then
   redis.call('XADD', KEYS[3], '*', 'session', ARGV[2])
 end

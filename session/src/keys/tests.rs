@@ -27,6 +27,7 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         thread.lease(),
         thread.fence(),
         tenant.agent_spend("coder"),
+        tenant.follow_doorbell("gw-1"),
         tenant.replica("harness-0"),
         tenant.replica_sessions("harness-0"),
         tenant.replicas(),
@@ -80,6 +81,7 @@ fn every_tenant_key_is_under_the_tenants_acl_prefix_and_no_other() {
         assert!(!key.starts_with(a.prefix()), "team-a's pattern reaches {key}");
     }
     assert!(system::layout().starts_with(SYSTEM_PREFIX));
+    assert_ne!(a.follow_doorbell("gw-1"), a.follow_doorbell("gw-2"));
 }
 
 #[test]

@@ -1,0 +1,105 @@
+//! Many follows share one Redis connection, against a real redis-server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{start, user};
+use corral_session::{Cursor, Store, testing::client_count};
+
+#[tokio::test]
+async fn many_followers_share_one_connection_and_each_sees_every_event_in_order() {
+    let (_server, store) = start().await;
+    // One follow starts the hub: the store's shared connection and the hub's.
+    let log = store.session("ns", "sesn_0");
+    let first = log.follow(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let baseline = client_count(&store).await.unwrap();
+
+    // 500 followers over 100 sessions, half of them resuming from the start.
+    let mut followers = Vec::new();
+    for i in 0..500 {
+        let log = store.session("ns", &format!("sesn_{}", i % 100));
+        let from = (i % 2 == 0).then_some(Cursor::START);
+        followers.push((i % 100, log.follow(from).await.unwrap()));
+    }
+    assert_eq!(store.follow_hub().followed(), 100);
+    assert_eq!(
+        client_count(&store).await.unwrap(),
+        baseline,
+        "no connection per follower"
+    );
+
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for round in 0..5 {
+                for s in 0..100 {
+                    store
+                        .session("ns", &format!("sesn_{s}"))
+                        .append_user([user(&format!("{round}"))])
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    };
+    let readers: Vec<_> = followers
+        .into_iter()
+        .map(|(_, mut follower)| {
+            tokio::spawn(async move {
+                let mut texts = Vec::new();
+                for _ in 0..5 {
+                    let event = tokio::time::timeout(Duration::from_secs(10), follower.next())
+                        .await
+                        .expect("every event arrives")
+                        .unwrap();
+                    texts.push(common::text_of(&event.event.body));
+                }
+                texts
+            })
+        })
+        .collect();
+    writer.await.unwrap();
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), ["0", "1", "2", "3", "4"]);
+    }
+    assert_eq!(client_count(&store).await.unwrap(), baseline);
+    drop(first);
+    // Followers gone, their logs leave the hub's read.
+    assert_eq!(store.follow_hub().followed(), 0);
+}
+
+#[tokio::test]
+async fn a_new_follower_is_woken_at_once_not_after_the_hubs_blocking_read() {
+    let (server, _) = start().await;
+    let mut config = common::config();
+    config.block = Duration::from_secs(30);
+    let store = Store::connect(&server.url(), config).await.unwrap();
+    // The hub blocks on one log for 30 s; a follower of another log must still hear of its events at once.
+    let _busy = store.session("ns", "sesn_a").follow(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = store.session("ns", "sesn_b");
+    let mut follower = log.follow(None).await.unwrap();
+    let started = std::time::Instant::now();
+    let writer = tokio::spawn({
+        let log = log.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            log.append_user([user("now")]).await.unwrap();
+        }
+    });
+    let event = tokio::time::timeout(Duration::from_secs(5), follower.next())
+        .await
+        .expect("woken before the hub's read ends")
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(common::text_of(&event.event.body), "now");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
