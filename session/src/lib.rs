@@ -28,7 +28,9 @@ pub mod keys;
 mod lease;
 mod ledger;
 mod log;
+mod settle;
 mod store;
+mod sweep;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod wakeup;
@@ -40,7 +42,9 @@ pub use keys::SessionKeys;
 pub use lease::{FencingToken, Lease};
 pub use ledger::SessionSpend;
 pub use log::{Appended, NewEvent, Order, Page, SessionLog, StoredEvent};
+pub use settle::generated_key;
 pub use store::{Config, Store};
+pub use sweep::{TAIL as SWEEP_TAIL, unanswered_in};
 pub use wakeup::{QueueStats, WakeConsumer, Wakeup};
 
 /// Deletes every key of a session's log. Idempotent: deleting a log that is already gone succeeds.

@@ -122,15 +122,25 @@ impl Gateway {
 
     /// A gateway with the given limits and settings.
     pub async fn start_with_settings(limiter: Limiter, settings: Settings) -> Self {
+        Self::start_via(limiter, settings, |url| url).await
+    }
+
+    /// A gateway whose own Redis connection goes to `via(<the redis-server's URL>)` (for example a proxy that
+    /// injects faults), while [`Gateway::store`] talks to the redis-server directly.
+    pub async fn start_via(limiter: Limiter, settings: Settings, via: impl FnOnce(String) -> String) -> Self {
         let kube = kube_client().await;
         let redis = RedisServer::start().expect("redis-server");
         let store = corral_session::Store::connect(&redis.url(), corral_session::Config::default())
             .await
             .expect("redis");
+        let gateway_store =
+            corral_session::Store::connect(&via(redis.url()), corral_session::Config::default())
+                .await
+                .expect("redis");
         let (keys, watch) = KeyIndex::watch(kube.clone());
         tokio::spawn(watch);
         assert!(keys.ready().await, "the key reflector syncs");
-        let state = server::state(kube.clone(), store.clone(), keys, limiter, settings);
+        let state = server::state(kube.clone(), gateway_store, keys, limiter, settings);
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_url = format!("http://{}", metrics_listener.local_addr().expect("addr"));
         let metrics = server::metrics_server(&state, Readiness::default()).router();

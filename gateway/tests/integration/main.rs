@@ -10,6 +10,7 @@ mod budgets;
 mod environments;
 mod events;
 mod harness;
+mod lost_answers;
 mod platform;
 mod sessions;
 mod stream;
