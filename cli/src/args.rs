@@ -77,6 +77,8 @@ pub enum Command {
     Send(SendArgs),
     /// Stop the session's current turn (sends `user.interrupt`).
     Interrupt(SessionArg),
+    /// Confirm (or with --deny refuse) a tool call that waits for a person (sends `user.tool_confirmation`).
+    Approve(ApproveArgs),
     /// Talk with a session: type a message, watch the agent's answer, tool calls and results stream live.
     #[command(
         after_help = "Ctrl-C during a turn interrupts the agent; a second Ctrl-C (or Ctrl-D at the prompt) \
@@ -304,6 +306,26 @@ pub struct SendArgs {
     /// Then stream the turn until the agent is idle.
     #[arg(short, long)]
     pub wait: bool,
+}
+
+/// `approve`.
+#[derive(Debug, Clone, Args)]
+pub struct ApproveArgs {
+    /// The session's id.
+    pub session: String,
+    /// The waiting `agent.tool_use` (or `agent.mcp_tool_use`) event's id.
+    pub tool_use: String,
+    /// Refuse the call instead of allowing it.
+    #[arg(long)]
+    pub deny: bool,
+    /// With --deny: the reason the model reads.
+    #[arg(long, requires = "deny")]
+    pub message: Option<String>,
+    /// A file holding your own Kubernetes token (`-` reads standard input), for gateways that check approvals
+    /// with Kubernetes RBAC; for example `--approver-token-file <(kubectl create token alice)`. Without it the
+    /// token comes from CORRAL_APPROVER_TOKEN, if set.
+    #[arg(long, value_name = "PATH")]
+    pub approver_token_file: Option<String>,
 }
 
 /// `events`.

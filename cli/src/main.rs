@@ -1,5 +1,6 @@
 //! `corral`: the command line for Corral's HTTP API. Run `corral --help`.
 
+mod approve;
 mod args;
 mod body;
 mod chat;
@@ -68,6 +69,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sessions(cmd) => resources::sessions(&connect()?, format, cmd).await,
         Command::Send(args) => chat::send(&connect()?, format, args).await,
         Command::Interrupt(a) => chat::interrupt(&connect()?, format, &a.session).await,
+        Command::Approve(args) => approve::run(&connect()?, format, args).await,
         Command::Chat(a) => chat::chat(&connect()?, format, &a.session).await,
         Command::Events(args) => events::run(&connect()?, format, args).await,
         Command::Run(args) => chat::run(&connect()?, format, args).await,

@@ -19,7 +19,6 @@ use kube::{
 use subtle::ConstantTimeEq;
 
 use crate::{
-    approval::{Identity, identity},
     error::ApiError,
     keys::{API_KEY_LABEL, hash_key, secret_hash},
     state::AppState,
@@ -34,8 +33,6 @@ pub struct Tenant {
     pub key_name: String,
     /// The key's hash (the rate limiter's key).
     pub key_hash: String,
-    /// The Kubernetes identity bound to the key (for approvals checked with RBAC), if any.
-    pub identity: Option<Identity>,
 }
 
 /// The watched set of API key Secrets.
@@ -84,7 +81,6 @@ impl KeyIndex {
                     namespace: s.namespace()?,
                     key_name: s.name_any(),
                     key_hash: hash.clone(),
-                    identity: identity(s),
                 })
             })
     }

@@ -66,14 +66,18 @@ pub struct ServeArgs {
     /// gauges (0 disables it).
     #[arg(long, env = "CORRAL_GATEWAY_REDIS_MEMORY_POLL", default_value = "15s", value_parser = humantime_duration)]
     pub redis_memory_poll: Duration,
-    /// Confirming a tool call (`user.tool_confirmation`) also needs Kubernetes RBAC: the identity bound to the key
-    /// (annotations corral.dev/rbac-user and corral.dev/rbac-groups on its Secret) must be allowed
-    /// --approval-rbac-verb on the Session (a SubjectAccessReview).
+    /// Confirming a tool call (`user.tool_confirmation`) also needs Kubernetes RBAC: the request carries the
+    /// approver's own Kubernetes token (header X-Corral-Approver-Token), the API server asserts its identity (a
+    /// TokenReview), and that identity must be allowed --approval-rbac-verb on the Session (a SubjectAccessReview).
     #[arg(long, env = "CORRAL_GATEWAY_APPROVAL_RBAC", default_value_t = false)]
     pub approval_rbac: bool,
     /// The verb checked on `sessions.corral.dev` with --approval-rbac.
     #[arg(long, env = "CORRAL_GATEWAY_APPROVAL_RBAC_VERB", default_value = crate::approval::DEFAULT_VERB)]
     pub approval_rbac_verb: String,
+    /// With --approval-rbac: the audience approver tokens must be issued for (`kubectl create token --audience`);
+    /// unset accepts tokens for the API server's own audiences.
+    #[arg(long, env = "CORRAL_GATEWAY_APPROVAL_TOKEN_AUDIENCE")]
+    pub approval_token_audience: Option<String>,
 }
 
 /// Caps of events and session logs (see docs/limits.md). The harness takes the same flags.
@@ -163,6 +167,7 @@ mod tests {
         assert_eq!(args.redis_memory_poll, Duration::from_secs(15));
         assert!(!args.approval_rbac);
         assert_eq!(args.approval_rbac_verb, "approve");
+        assert_eq!(args.approval_token_audience, None);
         assert!(humantime_duration("soon").is_err());
         let cli = Cli::parse_from(["corral-gateway", "create-key", "--namespace", "team-a"]);
         assert!(

@@ -55,7 +55,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings {
         keep_alive: args.keep_alive,
         max_body_bytes: args.max_body_bytes,
-        approval_rbac_verb: args.approval_rbac.then(|| args.approval_rbac_verb.clone()),
+        approval: args.approval_rbac.then(|| corral_gateway::approval::Policy {
+            verb: args.approval_rbac_verb.clone(),
+            audience: args.approval_token_audience.clone(),
+        }),
     };
     let state = server::state(
         client,

@@ -13,8 +13,9 @@ pub struct Settings {
     pub keep_alive: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// When set, confirming a tool call also needs this RBAC verb on the Session for the key's identity.
-    pub approval_rbac_verb: Option<String>,
+    /// When set, confirming a tool call also needs the approver's own Kubernetes token, whose identity RBAC must
+    /// allow the policy's verb on the Session.
+    pub approval: Option<crate::approval::Policy>,
 }
 
 impl Default for Settings {
@@ -22,7 +23,7 @@ impl Default for Settings {
         Self {
             keep_alive: Duration::from_secs(15),
             max_body_bytes: crate::body::DEFAULT_MAX_BODY_BYTES,
-            approval_rbac_verb: None,
+            approval: None,
         }
     }
 }

@@ -85,6 +85,12 @@ pub struct Args {
     #[arg(long, env = "CORRAL_NETWORK_POLICY_PROBE_SECONDS", default_value_t = 0)]
     pub network_policy_probe_seconds: u64,
 
+    /// Seconds between two sweeps for sessions whose client event went unanswered with no wake-up pending and no
+    /// harness at work (a lost wake-up); their wake-up is enqueued again. An event must be that old before it counts.
+    /// 0 turns the sweeper off. Needs --redis-url.
+    #[arg(long, env = "CORRAL_SWEEP_INTERVAL_SECONDS", default_value_t = 30)]
+    pub sweep_interval_seconds: u64,
+
     /// `host:port` of the egress proxy's Service, as sandbox pods reach it. Without it sandboxes get no proxy:
     /// `limited` ones reach nothing and vault credentials are not injected.
     #[arg(long, env = "CORRAL_EGRESS_PROXY_ADDRESS", requires_all = ["egress_key_file", "egress_namespace"])]

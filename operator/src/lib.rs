@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod revisions;
 pub mod sandbox;
 pub mod status;
+pub mod sweeper;
 
 use std::sync::{Arc, Mutex};
 
@@ -105,6 +106,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     if let Some(grants) = ctx.sandbox.grants_namespace.clone() {
         tokio::spawn(sandbox::grants::run(ctx.clone(), grants, stop_rx.clone()));
+    }
+    match (&args.redis_url, args.sweep_interval_seconds) {
+        (Some(url), every @ 1..) => {
+            let store = corral_session::Store::connect(url, corral_session::Config::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting the sweeper to the session log Redis: {e}"))?;
+            let every = std::time::Duration::from_secs(every);
+            tokio::spawn(sweeper::run(ctx.clone(), store, every, stop_rx.clone()));
+        }
+        (None, 1..) => tracing::warn!("no --redis-url: the sweeper of lost wake-ups does not run"),
+        _ => {}
     }
     let controllers = controllers::run_all(ctx, stop);
     match leadership {

@@ -57,6 +57,7 @@ pub struct Metrics {
     sessions: Family<PhaseLabel, Gauge>,
     sandbox_pods: Family<StateLabel, Gauge>,
     provisioning: Family<ProvisionLabel, Histogram>,
+    sweeper_requeued: Counter,
 }
 
 impl Metrics {
@@ -73,7 +74,13 @@ impl Metrics {
             provisioning: Family::new_with_constructor(|| {
                 Histogram::new([0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0])
             }),
+            sweeper_requeued: Counter::default(),
         };
+        registry.register(
+            "sweeper_requeued",
+            "Wake-ups the sweeper enqueued again for sessions with an unanswered event and none pending",
+            metrics.sweeper_requeued.clone(),
+        );
         registry.register("sessions", "Sessions by phase", metrics.sessions.clone());
         registry.register(
             "sandbox_pods",
@@ -130,6 +137,11 @@ impl Metrics {
         self.provisioning
             .get_or_create(&ProvisionLabel { kind })
             .observe(seconds);
+    }
+
+    /// Counts a wake-up the sweeper enqueued again.
+    pub fn sweeper_requeued(&self) {
+        self.sweeper_requeued.inc();
     }
 
     /// Counts a failed reconcile.

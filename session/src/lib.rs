@@ -28,7 +28,9 @@ pub mod keys;
 mod lease;
 mod ledger;
 mod log;
+mod settle;
 mod store;
+mod sweep;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod wakeup;
@@ -44,6 +46,8 @@ pub use store::{
     Config, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_SESSION_BYTES, DEFAULT_MAX_SESSION_EVENTS, Memory,
     SessionCaps, Store,
 };
+pub use settle::generated_key;
+pub use sweep::{TAIL as SWEEP_TAIL, unanswered_in};
 pub use wakeup::{QueueStats, WakeConsumer, Wakeup};
 
 /// Deletes every key of a session's log. Idempotent: deleting a log that is already gone succeeds.

@@ -82,7 +82,7 @@ pub struct Appended {
 pub struct SessionLog {
     pub(crate) store: Store,
     pub(crate) keys: SessionKeys,
-    session: String,
+    pub(crate) session: String,
 }
 
 /// What one run of the append script does besides appending.
@@ -92,6 +92,8 @@ struct AppendOptions<'a> {
     idempotency_key: Option<&'a str>,
     /// Whether the append may use the closing reserve above the session's caps.
     closing: bool,
+    /// How long the idempotency record is kept, when not the configured window.
+    window: Option<std::time::Duration>,
 }
 
 /// What the append script did.
@@ -126,6 +128,7 @@ impl SessionLog {
             wake: false,
             idempotency_key: None,
             closing: false,
+            window: None,
         };
         self.stored(
             self.append_inner(options, events.into_iter().map(Into::into).collect())
@@ -147,12 +150,37 @@ impl SessionLog {
         idempotency_key: Option<&str>,
     ) -> Result<Appended> {
         let events: Vec<NewEvent> = events.into_iter().map(Into::into).collect();
+        match idempotency_key.filter(|k| !k.is_empty()) {
+            Some(key) => self.append_user_events_within(events, key, None).await,
+            None => self.append_user_events_inner(events, None, None).await,
+        }
+    }
+
+    /// [`SessionLog::append_user_events`] with an idempotency key remembered for `window` (the configured
+    /// idempotency window when `None`).
+    pub(crate) async fn append_user_events_within(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency_key: &str,
+        window: Option<std::time::Duration>,
+    ) -> Result<Appended> {
+        self.append_user_events_inner(events, Some(idempotency_key), window)
+            .await
+    }
+
+    async fn append_user_events_inner(
+        &self,
+        events: Vec<NewEvent>,
+        idempotency_key: Option<&str>,
+        window: Option<std::time::Duration>,
+    ) -> Result<Appended> {
         let wake = events.iter().any(|e| e.body.wakes_harness());
         let options = AppendOptions {
             token: None,
             wake,
             idempotency_key: idempotency_key.filter(|k| !k.is_empty()),
             closing: false,
+            window,
         };
         match self.append_inner(options, events).await? {
             AppendReply::Stored(events) => Ok(Appended {
@@ -200,6 +228,7 @@ impl SessionLog {
             wake: false,
             idempotency_key: None,
             closing,
+            window: None,
         };
         self.stored(
             self.append_inner(options, events.into_iter().map(Into::into).collect())
@@ -239,10 +268,15 @@ impl SessionLog {
         }
         let token = options.token;
         let window = match options.idempotency_key {
-            Some(_) => u64::try_from(self.store.config().idempotency_window.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1)
-                .to_string(),
+            Some(_) => u64::try_from(
+                options
+                    .window
+                    .unwrap_or(self.store.config().idempotency_window)
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX)
+            .max(1)
+            .to_string(),
             None => String::new(),
         };
         let config = self.store.config();

@@ -183,9 +183,16 @@ fn without_trace(mut event: StoredEvent) -> StoredEvent {
     event
 }
 
+/// How long a send keeps asking Redis whether an append whose answer was lost (a timeout, a dropped connection)
+/// landed, before it gives up with a 503.
+pub const SETTLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Appends client events and, in the same atomic step, the harness's wake-up when one of them needs it; those that
 /// wake the harness carry the current trace context. With an idempotency key, a repeat stores nothing and answers
-/// the first append's events. Answers the events as the API shows them.
+/// the first append's events. Every append carries an idempotency key (a generated one when the client sent none),
+/// so when its answer is lost it is repeated until Redis says whether it landed: an error then means nothing was
+/// stored (see [`corral_session::SessionLog::append_user_events_settled`]). Answers the events as the API shows
+/// them.
 pub async fn append_traced(
     log: &corral_session::SessionLog,
     params: Vec<EventParam>,
@@ -204,7 +211,9 @@ pub async fn append_traced(
             event
         });
     }
-    let appended = log.append_user_events(to_store, idempotency_key).await?;
+    let appended = log
+        .append_user_events_settled(to_store, idempotency_key, SETTLE_WITHIN)
+        .await?;
     if appended.repeat {
         return Ok(appended.events.into_iter().map(without_trace).collect());
     }
@@ -233,19 +242,12 @@ pub async fn send(
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     refuse_unknown_top_level(&body)?;
     let params = parse_send_events(&body).map_err(|e| ApiError::field(&e.field, e.message))?;
-    if let Some(verb) = &state.settings.approval_rbac_verb
+    if let Some(policy) = &state.settings.approval
         && params
             .iter()
             .any(|p| matches!(p, EventParam::UserToolConfirmation(_)))
     {
-        approval::authorize(
-            &state.kube,
-            tenant.identity.as_ref(),
-            &tenant.namespace,
-            &id,
-            verb,
-        )
-        .await?;
+        approval::authorize(&state.kube, policy, &headers, &tenant.namespace, &id).await?;
     }
     let stored = append_traced(
         &state.log.session(&tenant.namespace, &id),

@@ -1,24 +1,25 @@
-//! Who may confirm a tool call: only a key of the session's tenant, and with RBAC delegation on, only an identity
-//! Kubernetes RBAC allows the approval verb on the Session.
+//! Who may confirm a tool call: only a key of the session's tenant, and with RBAC delegation on, only an approver
+//! whose own Kubernetes token the API server vouches for and whom RBAC allows the approval verb on the Session.
 
 use std::time::Duration;
 
 use corral_api::events::EventBody;
 use corral_gateway::{
     admin,
-    approval::{RBAC_GROUPS_ANNOTATION, RBAC_USER_ANNOTATION},
+    approval::{APPROVER_TOKEN_HEADER, Policy},
     ratelimit::Limiter,
     state::Settings,
 };
 use k8s_openapi::api::{
-    core::v1::Secret,
+    authentication::v1::{TokenRequest, TokenRequestSpec},
+    core::v1::{Secret, ServiceAccount},
     rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
 };
 use kube::{
     Api,
     api::{ObjectMeta, Patch, PatchParams, PostParams},
 };
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::harness::{Gateway, Tenant};
@@ -81,36 +82,39 @@ async fn a_key_of_another_tenant_cannot_confirm_a_tool_call() {
     assert_eq!(wakeup_count(&gw, &owner.ns).await, 1, "the harness is woken");
 }
 
-/// A second key in `t`'s namespace bound to `user` (and `groups`), usable once the gateway sees its annotations.
-async fn key_for(gw: &Gateway, t: &Tenant, user: &str, groups: &str) -> Tenant {
-    let (key, name) = admin::create_key(&gw.kube, &t.ns, None).await.unwrap();
-    let secrets: Api<Secret> = Api::namespaced(gw.kube.clone(), &t.ns);
-    let patch = json!({ "metadata": { "annotations": {
-        RBAC_USER_ANNOTATION: user, RBAC_GROUPS_ANNOTATION: groups } } });
-    secrets
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-    Tenant {
-        ns: t.ns.clone(),
-        key,
+/// A ServiceAccount `name` in `ns` and a token for it (audience `audience`, or the API server's own).
+async fn service_account_token(gw: &Gateway, ns: &str, name: &str, audience: Option<&str>) -> String {
+    let accounts: Api<ServiceAccount> = Api::namespaced(gw.kube.clone(), ns);
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    if accounts.get_opt(name).await.unwrap().is_none() {
+        accounts.create(&PostParams::default(), &account).await.unwrap();
     }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: audience.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+            expiration_seconds: Some(600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .expect("a token")
+        .token
 }
 
-#[tokio::test]
-async fn with_rbac_delegation_only_an_allowed_identity_confirms() {
-    let settings = Settings {
-        approval_rbac_verb: Some("approve".into()),
-        ..Settings::default()
-    };
-    let gw = Gateway::start_with_settings(Limiter::new(0, 0), settings).await;
-    let t = gw.tenant().await;
-    let (_, _, session) = gw.session(&t).await;
-    let tool = waiting_tool_use(&gw, &t, &session).await;
-    let path = format!("/v1/sessions/{session}/events");
-
-    // Approvals are delegated to the group `approvers`.
-    let roles: Api<Role> = Api::namespaced(gw.kube.clone(), &t.ns);
+/// A Role allowing `approve` on Sessions in `ns`, bound to ServiceAccount `account`.
+async fn grant_approve(gw: &Gateway, ns: &str, account: &str) {
+    let roles: Api<Role> = Api::namespaced(gw.kube.clone(), ns);
     let role = Role {
         metadata: ObjectMeta {
             name: Some("session-approver".into()),
@@ -124,7 +128,7 @@ async fn with_rbac_delegation_only_an_allowed_identity_confirms() {
         }]),
     };
     roles.create(&PostParams::default(), &role).await.unwrap();
-    let bindings: Api<RoleBinding> = Api::namespaced(gw.kube.clone(), &t.ns);
+    let bindings: Api<RoleBinding> = Api::namespaced(gw.kube.clone(), ns);
     let binding = RoleBinding {
         metadata: ObjectMeta {
             name: Some("session-approvers".into()),
@@ -136,20 +140,100 @@ async fn with_rbac_delegation_only_an_allowed_identity_confirms() {
             name: "session-approver".into(),
         },
         subjects: Some(vec![Subject {
-            kind: "Group".into(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            name: "approvers".into(),
+            kind: "ServiceAccount".into(),
+            name: account.into(),
+            namespace: Some(ns.into()),
             ..Subject::default()
         }]),
     };
     bindings.create(&PostParams::default(), &binding).await.unwrap();
+}
 
-    // A key bound to no identity may still talk to the session, but not confirm.
-    let msg = gw
-        .post(&path, &t, confirmation(&tool))
+/// `POST` of `body` with the tenant's key and, when given, an approver token.
+async fn post_as(
+    gw: &Gateway,
+    path: &str,
+    t: &Tenant,
+    approver: Option<&str>,
+    body: &Value,
+) -> crate::harness::Reply {
+    let mut req = gw
+        .http
+        .request(Method::POST, format!("{}{path}", gw.url))
+        .bearer_auth(&t.key)
+        .json(body);
+    if let Some(token) = approver {
+        req = req.header(APPROVER_TOKEN_HEADER, token);
+    }
+    Gateway::read(req.send().await.unwrap()).await
+}
+
+/// Posts until RBAC caught up with a new binding (the API server's authorizer cache), or the answer is `status`.
+async fn post_until(
+    gw: &Gateway,
+    path: &str,
+    t: &Tenant,
+    approver: Option<&str>,
+    body: &Value,
+    status: StatusCode,
+) -> crate::harness::Reply {
+    let mut reply = post_as(gw, path, t, approver, body).await;
+    for _ in 0..100 {
+        if reply.status == status {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply = post_as(gw, path, t, approver, body).await;
+    }
+    reply
+}
+
+fn rbac(audience: Option<&str>) -> Settings {
+    Settings {
+        approval: Some(Policy {
+            verb: "approve".into(),
+            audience: audience.map(str::to_owned),
+        }),
+        ..Settings::default()
+    }
+}
+
+async fn confirmations(gw: &Gateway, path: &str, t: &Tenant) -> usize {
+    gw.get(path, t).await.ok()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "user.tool_confirmation")
+        .count()
+}
+
+/// A gateway delegating approvals to RBAC (tokens for `audience`), a tenant whose session waits for a
+/// confirmation, and ServiceAccount `alice` allowed to approve. Returns them, the events path and the confirmation.
+async fn waiting_with_alice_as_approver(audience: Option<&str>) -> (Gateway, Tenant, String, Value) {
+    let gw = Gateway::start_with_settings(Limiter::new(0, 0), rbac(audience)).await;
+    let t = gw.tenant().await;
+    let (_, _, session) = gw.session(&t).await;
+    let tool = waiting_tool_use(&gw, &t, &session).await;
+    grant_approve(&gw, &t.ns, "alice").await;
+    (
+        gw,
+        t,
+        format!("/v1/sessions/{session}/events"),
+        confirmation(&tool),
+    )
+}
+
+#[tokio::test]
+async fn with_rbac_delegation_only_an_approver_the_api_server_vouches_for_confirms() {
+    let (gw, t, path, confirm) = waiting_with_alice_as_approver(None).await;
+    let alice = service_account_token(&gw, &t.ns, "alice", None).await;
+    let bob = service_account_token(&gw, &t.ns, "bob", None).await;
+
+    // Without the approver's token: 403 naming the header; every other event is unaffected.
+    let msg = post_as(&gw, &path, &t, None, &confirm)
         .await
         .error(403, "permission_error");
-    assert!(msg.contains(RBAC_USER_ANNOTATION), "{msg}");
+    assert!(msg.contains(APPROVER_TOKEN_HEADER), "{msg}");
     gw.post(
         &path,
         &t,
@@ -158,41 +242,60 @@ async fn with_rbac_delegation_only_an_allowed_identity_confirms() {
     .await
     .ok();
 
-    // Bob is in no approving group.
-    let bob = key_for(&gw, &t, "bob", "developers").await;
-    let mut msg = String::new();
-    for _ in 0..100 {
-        let reply = gw.post(&path, &bob, confirmation(&tool)).await;
-        msg = reply.error(403, "permission_error");
-        if msg.contains("may not approve") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(msg.contains("\"bob\" may not approve"), "{msg}");
+    // A token the API server does not vouch for.
+    let msg = post_as(&gw, &path, &t, Some("not-a-token"), &confirm)
+        .await
+        .error(403, "permission_error");
+    assert!(msg.contains("no valid Kubernetes token"), "{msg}");
 
-    // Alice is an approver.
-    let alice = key_for(&gw, &t, "alice", "developers,approvers").await;
-    let mut confirmed = None;
-    for _ in 0..100 {
-        let reply = gw.post(&path, &alice, confirmation(&tool)).await;
-        if reply.status == StatusCode::OK {
-            confirmed = Some(reply.body);
-            break;
-        }
-        reply.error(403, "permission_error");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let confirmed = confirmed.expect("alice may confirm");
+    // Annotations on the key's Secret (the old identity binding) name no one any more, whoever may patch them.
+    let (key, name) = admin::create_key(&gw.kube, &t.ns, None).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(gw.kube.clone(), &t.ns);
+    let alice_user = format!("system:serviceaccount:{}:alice", t.ns);
+    let patch = json!({ "metadata": { "annotations": {
+        "corral.dev/rbac-user": alice_user, "corral.dev/rbac-groups": "system:masters" } } });
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let annotated = Tenant {
+        ns: t.ns.clone(),
+        key,
+    };
+    let reply = post_until(&gw, &path, &annotated, None, &confirm, StatusCode::FORBIDDEN).await;
+    let msg = reply.error(403, "permission_error");
+    assert!(msg.contains(APPROVER_TOKEN_HEADER), "{msg}");
+    let msg = post_as(&gw, &path, &annotated, Some(&bob), &confirm)
+        .await
+        .error(403, "permission_error");
+    assert!(
+        msg.contains(&format!("\"system:serviceaccount:{}:bob\" may not approve", t.ns)),
+        "{msg}"
+    );
+    assert_eq!(confirmations(&gw, &path, &t).await, 0, "nothing was appended");
+
+    // Alice's own token, from a key with no identity of its own: RBAC allows her.
+    let reply = post_until(&gw, &path, &t, Some(&alice), &confirm, StatusCode::OK).await;
+    let confirmed = reply.ok();
     assert_eq!(confirmed["data"][0]["type"], "user.tool_confirmation");
+    assert_eq!(confirmations(&gw, &path, &t).await, 1);
+    assert!(wakeup_count(&gw, &t.ns).await >= 1, "the harness is woken");
+}
 
-    // Only the allowed confirmation reached the log.
-    let all = gw.get(&path, &t).await.ok();
-    let confirmations = all["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "user.tool_confirmation")
-        .count();
-    assert_eq!(confirmations, 1);
+#[tokio::test]
+async fn with_an_approval_audience_only_tokens_issued_for_it_count() {
+    let (gw, t, path, confirm) = waiting_with_alice_as_approver(Some("corral-approvals")).await;
+
+    // Alice's API-server token is not meant for approvals.
+    let for_the_api_server = service_account_token(&gw, &t.ns, "alice", None).await;
+    let msg = post_as(&gw, &path, &t, Some(&for_the_api_server), &confirm)
+        .await
+        .error(403, "permission_error");
+    assert!(msg.contains("corral-approvals"), "{msg}");
+
+    let for_approvals = service_account_token(&gw, &t.ns, "alice", Some("corral-approvals")).await;
+    post_until(&gw, &path, &t, Some(&for_approvals), &confirm, StatusCode::OK)
+        .await
+        .ok();
+    assert_eq!(confirmations(&gw, &path, &t).await, 1);
 }

@@ -122,20 +122,39 @@ impl Gateway {
 
     /// A gateway with the given limits and settings.
     pub async fn start_with_settings(limiter: Limiter, settings: Settings) -> Self {
-        Self::start_with_log(limiter, settings, corral_session::Config::default()).await
+        Self::start_full(limiter, settings, corral_session::Config::default(), |url| url).await
     }
 
     /// A gateway with the given limits, settings and session log settings (its caps).
     pub async fn start_with_log(limiter: Limiter, settings: Settings, log: corral_session::Config) -> Self {
+        Self::start_full(limiter, settings, log, |url| url).await
+    }
+
+    /// A gateway whose own Redis connection goes to `via(<the redis-server's URL>)` (for example a proxy that
+    /// injects faults), while [`Gateway::store`] talks to the redis-server directly.
+    pub async fn start_via(limiter: Limiter, settings: Settings, via: impl FnOnce(String) -> String) -> Self {
+        Self::start_full(limiter, settings, corral_session::Config::default(), via).await
+    }
+
+    /// A gateway with the given limits, settings, session log settings, and its Redis connection through `via`.
+    async fn start_full(
+        limiter: Limiter,
+        settings: Settings,
+        log: corral_session::Config,
+        via: impl FnOnce(String) -> String,
+    ) -> Self {
         let kube = kube_client().await;
         let redis = RedisServer::start().expect("redis-server");
-        let store = corral_session::Store::connect(&redis.url(), log)
+        let store = corral_session::Store::connect(&redis.url(), log.clone())
+            .await
+            .expect("redis");
+        let gateway_store = corral_session::Store::connect(&via(redis.url()), log)
             .await
             .expect("redis");
         let (keys, watch) = KeyIndex::watch(kube.clone());
         tokio::spawn(watch);
         assert!(keys.ready().await, "the key reflector syncs");
-        let state = server::state(kube.clone(), store.clone(), keys, limiter, settings);
+        let state = server::state(kube.clone(), gateway_store, keys, limiter, settings);
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let metrics_url = format!("http://{}", metrics_listener.local_addr().expect("addr"));
         let metrics = server::metrics_server(&state, Readiness::default()).router();

@@ -11,6 +11,7 @@ mod environments;
 mod events;
 mod harness;
 mod limits;
+mod lost_answers;
 mod platform;
 mod sessions;
 mod stream;
