@@ -166,11 +166,17 @@ pub async fn run_sweeper(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiv
         return;
     }
     loop {
-        if let Err(e) = sweep(&ctx).await {
-            tracing::warn!(error = %e, "harness sweep failed");
-        }
+        // A failed sweep (often a Redis connection broken by a restart, which reconnects by itself) is tried
+        // again soon: the tenants' Redis users may be missing until it succeeds.
+        let wait = match sweep(&ctx).await {
+            Ok(()) => SWEEP_EVERY,
+            Err(e) => {
+                tracing::warn!(error = %e, "harness sweep failed");
+                Duration::from_secs(2)
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
