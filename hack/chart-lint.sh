@@ -44,6 +44,14 @@ helm template corral charts/corral --kube-version 1.33.0 --namespace corral-syst
   --set egress.credentials.source=vaults >"$out/vaults.yaml"
 egress_secrets "$out/vaults.yaml" false || die "egress.credentials.source=vaults renders wrong"
 
+# Redis: authentication always on (no open default user, users in the ACL file) and admission only from the release
+# namespace, never by a label a tenant can put on its own pods.
+grep -q 'aclfile /data/users.acl' "$out/default.yaml" || die "the bundled Redis keeps its users in an ACL file"
+! grep -q 'protected-mode no' "$out/default.yaml" || die "the bundled Redis runs with protected-mode on"
+! grep -q 'redis-client' "$out/default.yaml" || die "no label a tenant can set opens Redis"
+grep -q 'kubernetes.io/metadata.name: corral-system' "$out/default.yaml" ||
+  die "Redis admits only pods of the release namespace"
+
 # A misconfiguration must fail with a message that says what to set.
 if msg=$(helm template corral charts/corral --kube-version 1.33.0 --set redis.bundled=false 2>&1); then
   die "redis.bundled=false without an external secret must fail"

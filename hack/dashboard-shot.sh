@@ -125,12 +125,12 @@ sed "s/@GATEWAY_IP@/$gateway_ip/g" hack/dashboard/agent.yaml | kubectl -n "$DEMO
 kubectl -n "$DEMO_NS" wait --for=condition=Ready agent/dashboard environment/dashboard --timeout=120s >/dev/null
 log "waiting for the harness of $DEMO_NS to run with the price table"
 for _ in $(seq 1 90); do
-  kubectl -n "$DEMO_NS" get deploy -l app.kubernetes.io/component=harness \
+  kubectl -n "$SYSTEM_NS" get deploy -l "app.kubernetes.io/component=harness,corral.dev/tenant-namespace=$DEMO_NS" \
     -o jsonpath='{.items[*].spec.template.spec.containers[*].env}' | grep -q scripted && break
   sleep 2
 done
-for d in $(kubectl -n "$DEMO_NS" get deploy -l app.kubernetes.io/component=harness -o name); do
-  kubectl -n "$DEMO_NS" rollout status "$d" --timeout=180s >&2
+for d in $(kubectl -n "$SYSTEM_NS" get deploy -l "app.kubernetes.io/component=harness,corral.dev/tenant-namespace=$DEMO_NS" -o name); do
+  kubectl -n "$SYSTEM_NS" rollout status "$d" --timeout=180s >&2
 done
 gateway_bin=target/debug/corral-gateway
 [[ -x $gateway_bin ]] || cargo build -q -p corral-gateway --bin corral-gateway

@@ -3,7 +3,7 @@
 #
 #   1. a cluster: the one KUBECONFIG names, else the local single-node cluster (make cluster-up);
 #   2. on the local cluster, Corral's images built from this checkout and imported;
-#   3. Corral installed with Helm (operator, gateway, Redis; the harness runs in every namespace with agents);
+#   3. Corral installed with Helm (operator, gateway, Redis; a harness per namespace with agents, in Corral's namespace);
 #   4. the namespace corral-demo with an API key, an agent and an environment: the scripted example agent, or a
 #      real Claude agent when ANTHROPIC_API_KEY is set (the key is stored in a Secret the harness reads);
 #   5. a session created through the gateway with the official anthropic SDK, one message sent, and the events

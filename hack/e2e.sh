@@ -86,7 +86,9 @@ if ((local_cluster)); then
   redis_port=$(free_port)
   e2e/cluster/forward.sh stop e2e-redis # a forward of an earlier run (another port, maybe another IP)
   e2e/cluster/forward.sh to-cluster e2e-redis "$redis_port" "$redis_ip:6379"
-  export CORRAL_E2E_REDIS_URL=redis://127.0.0.1:$redis_port
+  # Redis requires Corral's system user; the tests read and check the session logs with it.
+  redis_password=$(kubectl -n "$NAMESPACE" get secret "$RELEASE"-redis-auth -o jsonpath='{.data.password}' | base64 -d)
+  export CORRAL_E2E_REDIS_URL=redis://corral:$redis_password@127.0.0.1:$redis_port
 fi
 
 if [[ ${E2E_INSTALL_ONLY:-0} == 1 ]]; then

@@ -8,7 +8,10 @@ use std::{
 
 use futures::FutureExt as _;
 
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Namespace};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, Pod},
+};
 use kube::{
     Api,
     api::{DeleteParams, PostParams},
@@ -68,7 +71,8 @@ impl TestNamespace {
     pub fn dump(&self) {
         let ns = self.name.as_str();
         eprintln!("===== e2e namespace {ns} =====");
-        let sections: [(&str, Vec<&str>); 4] = [
+        let harness = self.harness_selector();
+        let sections: [(&str, Vec<&str>); 5] = [
             (
                 "objects",
                 vec!["-n", ns, "get", "corral,all,controllerrevisions", "-o", "yaml"],
@@ -87,6 +91,19 @@ impl TestNamespace {
                     "--prefix",
                     "-l",
                     "app.kubernetes.io/name=corral",
+                ],
+            ),
+            (
+                "harness logs",
+                vec![
+                    "-n",
+                    &self.cluster.corral_namespace,
+                    "logs",
+                    "--all-containers",
+                    "--prefix",
+                    "--tail=200",
+                    "-l",
+                    &harness,
                 ],
             ),
             (
@@ -109,12 +126,35 @@ impl TestNamespace {
         }
     }
 
-    /// Waits until the namespace's harness Deployment (run by the operator once the namespace has an agent) has
-    /// an available replica.
+    /// The name of the namespace's harness Deployment, Secret and ServiceAccount in Corral's namespace (the
+    /// suite's namespace names are short enough never to be hash-shortened by the operator).
+    pub fn harness_name(&self) -> String {
+        format!("corral-harness-{}", self.name)
+    }
+
+    /// The label selector of the namespace's harness pods, which run in Corral's namespace
+    /// ([`Self::harness_pods`]).
+    pub fn harness_selector(&self) -> String {
+        format!(
+            "app.kubernetes.io/component=harness,corral.dev/tenant-namespace={}",
+            self.name
+        )
+    }
+
+    /// Pods of Corral's namespace, where the namespace's harness pods run (select them with
+    /// [`Self::harness_selector`]).
+    pub fn harness_pods(&self) -> Api<Pod> {
+        Api::namespaced(self.cluster.client.clone(), &self.cluster.corral_namespace)
+    }
+
+    /// Waits until the namespace's harness Deployment (run by the operator in Corral's namespace once the
+    /// namespace has an agent) has an available replica.
     pub async fn harness_available(&self, timeout: std::time::Duration) -> anyhow::Result<()> {
+        let deployments: Api<Deployment> =
+            Api::namespaced(self.cluster.client.clone(), &self.cluster.corral_namespace);
         crate::wait::object(
-            &self.api::<Deployment>(),
-            "corral-harness",
+            &deployments,
+            &self.harness_name(),
             timeout,
             "harness Deployment available",
             |d: &Deployment| d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0) >= 1,

@@ -122,9 +122,11 @@ impl Forecast {
             "the token is in the session log"
         );
         let cluster = ns.cluster();
-        for (namespace, component) in [(&ns.name, "harness"), (&cluster.corral_namespace, "gateway")] {
-            let logs =
-                cluster.running_pod_logs(namespace, &format!("app.kubernetes.io/component={component}"))?;
+        for (component, selector) in [
+            ("harness", ns.harness_selector()),
+            ("gateway", "app.kubernetes.io/component=gateway".to_owned()),
+        ] {
+            let logs = cluster.running_pod_logs(&cluster.corral_namespace, &selector)?;
             assert!(!logs.is_empty(), "the {component} logs something");
             assert!(!logs.contains(token), "the token is in the {component}'s logs");
         }

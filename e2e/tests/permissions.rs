@@ -150,17 +150,13 @@ fn text_of(event: &Value) -> String {
         .unwrap_or_default()
 }
 
-const HARNESS_PODS: &str = "app.kubernetes.io/component=harness";
-
 /// Deletes every harness pod of the namespace at once and waits until the harness Deployment is available again
 /// with none of them.
 async fn replace_harness_pods(ns: &TestNamespace) -> anyhow::Result<()> {
-    let pods = ns.api::<Pod>();
-    let before = pods
-        .list(&ListParams::default().labels(HARNESS_PODS))
-        .await?
-        .items;
-    anyhow::ensure!(!before.is_empty(), "a harness pod runs in the namespace");
+    let pods = ns.harness_pods();
+    let selector = ns.harness_selector();
+    let before = pods.list(&ListParams::default().labels(&selector)).await?.items;
+    anyhow::ensure!(!before.is_empty(), "a harness pod runs for the namespace");
     let old: HashSet<String> = before.iter().filter_map(|p| p.metadata.uid.clone()).collect();
     for pod in before {
         pods.delete(
@@ -173,10 +169,7 @@ async fn replace_harness_pods(ns: &TestNamespace) -> anyhow::Result<()> {
         "new harness pods, ready, and none of the old ones",
         TIMEOUT,
         || async {
-            let now = pods
-                .list(&ListParams::default().labels(HARNESS_PODS))
-                .await?
-                .items;
+            let now = pods.list(&ListParams::default().labels(&selector)).await?.items;
             let ready = |p: &Pod| {
                 p.status
                     .as_ref()

@@ -128,8 +128,8 @@ async fn turn_survives_harness_pod_deletion(test: &str, params: DeleteParams) ->
     TestNamespace::run(&cluster, test, |ns| async move {
         let log = start_turn(&ns, &url).await?;
         wait_for(&log, "span.model_request_start").await?;
-        let pods = ns.api::<Pod>();
-        let harness = ListParams::default().labels("app.kubernetes.io/component=harness");
+        let pods = ns.harness_pods();
+        let harness = ListParams::default().labels(&ns.harness_selector());
         for pod in pods.list(&harness).await?.items {
             pods.delete(&pod.metadata.name.unwrap_or_default(), &params)
                 .await?;
@@ -159,8 +159,8 @@ async fn sigkill_of_the_harness_mid_tool_call_reports_the_tool_as_interrupted() 
         let log = start_turn(&ns, &url).await?;
         wait_for(&log, "agent.tool_use").await?;
         let pods = ns
-            .api::<Pod>()
-            .list(&ListParams::default().labels("app.kubernetes.io/component=harness"))
+            .harness_pods()
+            .list(&ListParams::default().labels(&ns.harness_selector()))
             .await?;
         let mut killed = 0;
         for pod in pods.items {

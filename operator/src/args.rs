@@ -20,6 +20,17 @@ pub struct Args {
     #[arg(long, env = "CORRAL_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Give each tenant namespace's harness its own Redis ACL user, limited to the namespace's keys (the operator's
+    /// Redis user must be allowed `ACL SETUSER`, `ACL DELUSER` and `ACL SAVE`). Off: every harness connects with
+    /// the operator's own URL.
+    #[arg(long, env = "CORRAL_REDIS_TENANT_USERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub redis_tenant_users: bool,
+
+    /// The namespace Corral's own components run in (normally the operator's): the harness of every tenant
+    /// namespace runs there, beside Redis, out of reach of the tenants' pods.
+    #[arg(long, env = "CORRAL_SYSTEM_NAMESPACE", default_value = "corral-system")]
+    pub system_namespace: String,
+
     /// Elect a leader through a `coordination.k8s.io` Lease, so that only one of several replicas reconciles.
     #[arg(long, env = "CORRAL_LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
@@ -119,7 +130,7 @@ pub struct Args {
     #[arg(long, env = "CORRAL_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
     pub image_pull_policy: String,
 
-    /// Run a harness Deployment in every namespace that has Agents.
+    /// Run a harness Deployment for every namespace that has Agents (in `--system-namespace`).
     #[arg(long, env = "CORRAL_HARNESS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub harness_enabled: bool,
 

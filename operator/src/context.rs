@@ -102,11 +102,13 @@ impl Context {
             },
             isolation: std::sync::Arc::default(),
             harness: args.harness_enabled.then(|| HarnessConfig {
+                namespace: args.system_namespace.clone(),
                 image: args.harness_image.clone(),
                 image_pull_policy: args.image_pull_policy.clone(),
                 replicas: args.harness_replicas,
                 resources: args.harness_resources.clone().unwrap_or_default(),
                 redis_url: args.redis_url.clone(),
+                tenant_users: args.redis_tenant_users,
                 log_filter: args.harness_log.clone(),
                 price_table: args.harness_price_table.clone(),
                 internal_hosts: args
@@ -156,7 +158,8 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// Connects to the session log's Redis with automatic reconnection.
 pub async fn connect_session_log(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("invalid --redis-url: {e}"))?;
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("invalid --redis-url {}: {e}", corral_session::acl::redact(url)))?;
     ConnectionManager::new(client)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the session log Redis: {e}"))

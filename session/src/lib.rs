@@ -21,6 +21,7 @@
 //! Durability is Redis's: run it with `appendonly yes` and `appendfsync always` (or `everysec`, which can lose up
 //! to a second of acknowledged events if the machine dies).
 
+pub mod acl;
 mod cursor;
 mod error;
 mod follow;

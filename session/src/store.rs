@@ -103,8 +103,9 @@ impl Store {
     /// Connects to Redis at `url` (`redis://host:port/db`), failing with [`Error::Unavailable`] or
     /// [`Error::Timeout`] when it cannot be reached within `config.connect_timeout`.
     pub async fn connect(url: &str, config: Config) -> Result<Self> {
-        let client = Client::open(url)
-            .map_err(|e| Error::InvalidArgument(format!("invalid Redis URL {url:?}: {e}")))?;
+        let client = Client::open(url).map_err(|e| {
+            Error::InvalidArgument(format!("invalid Redis URL {:?}: {e}", crate::acl::redact(url)))
+        })?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout))

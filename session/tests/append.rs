@@ -135,21 +135,22 @@ async fn a_tenants_redis_user_reaches_its_own_keys_and_no_others() {
     let (server, store) = start().await;
     let mut admin = store.connection();
     for tenant in ["team-a", "team-b"] {
-        let _: () = redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg(tenant)
-            .arg("on")
-            .arg(format!(">{tenant}-secret"))
-            .arg("resetkeys")
-            .arg(corral_session::keys::tenant_acl_keys(tenant))
-            .arg("resetchannels")
-            .arg(corral_session::keys::tenant_acl_channels(tenant))
-            .arg("+@all")
-            .query_async(&mut admin)
+        corral_session::acl::ensure_tenant_user(&mut admin, tenant, &format!("{tenant}-secret"))
             .await
             .unwrap();
     }
-    let url = |tenant: &str| format!("redis://{tenant}:{tenant}-secret@127.0.0.1:{}/", server.port());
+    // Re-ensuring a user (the operator does it on every reconcile) is idempotent.
+    corral_session::acl::ensure_tenant_user(&mut admin, "team-a", "team-a-secret")
+        .await
+        .unwrap();
+    let url = |tenant: &str| {
+        corral_session::acl::with_credentials(
+            &format!("redis://127.0.0.1:{}/", server.port()),
+            &corral_session::acl::tenant_user(tenant),
+            &format!("{tenant}-secret"),
+        )
+        .unwrap()
+    };
     let a = Store::connect(&url("team-a"), common::config()).await.unwrap();
     let b = Store::connect(&url("team-b"), common::config()).await.unwrap();
 
@@ -197,4 +198,32 @@ async fn a_tenants_redis_user_reaches_its_own_keys_and_no_others() {
         assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
     }
     assert_eq!(log.range(None, 10, Order::Asc).await.unwrap().events.len(), 3);
+
+    // Nor list other tenants' key or channel names, nor reconfigure or flush Redis.
+    let mut raw = b.connection();
+    for command in [
+        redis::cmd("SCAN").arg(0).clone(),
+        redis::cmd("KEYS").arg("*").clone(),
+        redis::cmd("RANDOMKEY").clone(),
+        redis::cmd("PUBSUB").arg("CHANNELS").clone(),
+        redis::cmd("CONFIG").arg("GET").arg("*").clone(),
+        redis::cmd("FLUSHALL").clone(),
+        redis::cmd("ACL").arg("LIST").clone(),
+    ] {
+        let err = command.query_async::<redis::Value>(&mut raw).await.unwrap_err();
+        assert!(err.to_string().to_lowercase().contains("noperm"), "{err}");
+    }
+    // But it reads the layout version (the harness checks it at start).
+    let layout: Option<u32> = redis::cmd("GET")
+        .arg(corral_session::keys::system::layout())
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(layout, Some(corral_session::keys::LAYOUT_VERSION));
+
+    // A deleted user's password no longer works.
+    corral_session::acl::delete_tenant_user(&mut admin, "team-b")
+        .await
+        .unwrap();
+    assert!(Store::connect(&url("team-b"), common::config()).await.is_err());
 }

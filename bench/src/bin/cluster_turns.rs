@@ -161,9 +161,9 @@ fn report(what: &str, samples: &[Duration]) -> Option<(Duration, Duration)> {
 /// Kills every harness process of the namespace (SIGKILL, as a crash would) and deletes their pods, returning when
 /// it did. The Deployment replaces the pods.
 async fn kill_harnesses(ns: &TestNamespace) -> anyhow::Result<Instant> {
-    let pods = ns.api::<Pod>();
+    let pods = ns.harness_pods();
     let harness = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/component=harness"))
+        .list(&ListParams::default().labels(&ns.harness_selector()))
         .await?;
     let mut killed = 0;
     for pod in &harness.items {

@@ -25,14 +25,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s/%s:%s" .root.Values.image.repository .name .root.Values.image.tag -}}
 {{- end -}}
 
-{{/* The environment variable carrying the session log's Redis URL. */}}
+{{/* The Secret holding the bundled Redis's system password. */}}
+{{- define "corral.redisAuthSecret" -}}
+{{- .Values.redis.auth.existingSecret | default (printf "%s-redis-auth" (include "corral.fullname" .)) -}}
+{{- end -}}
+
+{{/* The environment variables carrying the session log's Redis URL, with Corral's system credentials. */}}
 {{- define "corral.redisUrlEnv" -}}
-- name: CORRAL_REDIS_URL
 {{- if .Values.redis.bundled }}
+- name: CORRAL_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "corral.redisAuthSecret" . }}
+      key: {{ .Values.redis.auth.existingSecretKey }}
+- name: CORRAL_REDIS_URL
   {{- /* Service environment variables rather than DNS: they work on clusters without cluster DNS too. */}}
   {{- $svc := printf "%s-redis" (include "corral.fullname" .) | upper | replace "-" "_" }}
-  value: {{ printf "redis://$(%s_SERVICE_HOST):$(%s_SERVICE_PORT)" $svc $svc | quote }}
+  value: {{ printf "redis://corral:$(CORRAL_REDIS_PASSWORD)@$(%s_SERVICE_HOST):$(%s_SERVICE_PORT)" $svc $svc | quote }}
 {{- else }}
+- name: CORRAL_REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ required "redis.external.secretName is required when redis.bundled is false" .Values.redis.external.secretName }}

@@ -1,6 +1,10 @@
-//! The harness of one namespace: a ServiceAccount, a Role and RoleBinding scoped to that namespace, the Deployment
-//! and its PodDisruptionBudget. Every object is owned by all of the namespace's Agents (none as controller), so
-//! the harness goes away with the last Agent.
+//! The harness of one tenant namespace. It runs in Corral's system namespace, beside Redis, so that no pod a tenant
+//! can create shares its network position or its credentials: a ServiceAccount, the Deployment, its
+//! PodDisruptionBudget and the Secret with the tenant's Redis URL live there, named after the tenant
+//! ([`harness_name`]) and labelled with it ([`TENANT_LABEL`]). What the harness may do in the tenant namespace is a
+//! Role and RoleBinding there, bound to the system-namespace ServiceAccount and owned by the namespace's Agents, so
+//! they go away with the last Agent; the system-namespace objects cannot be owned across namespaces, so the
+//! operator deletes them itself (`controllers::harness::sweep`).
 
 use std::collections::BTreeMap;
 
@@ -21,17 +25,41 @@ use k8s_openapi::{
     },
 };
 use kube::Resource;
+use sha2::Digest as _;
 
 use super::common::{NONROOT_UID, env_var, field_env, locked_down, runtime_default_seccomp};
 
-/// The name of every harness object in a namespace.
+/// The name of the harness's Role and RoleBinding in the tenant namespace (and, before harnesses moved to the
+/// system namespace, of every harness object there).
 pub const HARNESS_NAME: &str = "corral-harness";
 /// Port of the harness's `/metrics`, `/healthz` and `/readyz`.
 pub const HARNESS_METRICS_PORT: i32 = 8080;
+/// The label naming the tenant namespace a system-namespace harness object serves.
+pub const TENANT_LABEL: &str = "corral.dev/tenant-namespace";
+/// The key of the Redis URL in the harness Secret.
+pub const REDIS_URL_KEY: &str = "redis-url";
+/// The key of the tenant's Redis password in the harness Secret (absent without per-tenant Redis users).
+pub const REDIS_PASSWORD_KEY: &str = "redis-password";
+
+/// The name of `tenant`'s harness objects in the system namespace: `corral-harness-<tenant>`, shortened with a
+/// hash of the full name to stay within 63 characters (a label value and a DNS label).
+pub fn harness_name(tenant: &str) -> String {
+    let full = format!("{HARNESS_NAME}-{tenant}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let digest = sha2::Sha256::digest(tenant.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let keep = 63 - HARNESS_NAME.len() - 2 - hash.len();
+    let stem = tenant[..keep].trim_end_matches(['-', '.']);
+    format!("{HARNESS_NAME}-{stem}-{hash}")
+}
 
 /// Operator configuration for the harness Deployments it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HarnessConfig {
+    /// The system namespace the harness pods run in (the operator's own).
+    pub namespace: String,
     /// Container image.
     pub image: String,
     /// Image pull policy.
@@ -40,8 +68,11 @@ pub struct HarnessConfig {
     pub replicas: i32,
     /// Container resources.
     pub resources: ResourceRequirements,
-    /// Redis URL of the session log, given to the harness as `CORRAL_REDIS_URL`.
+    /// Redis URL of the session log with Corral's system credentials. Each harness gets it with its tenant's own
+    /// user and password instead when `tenant_users` is set, and as it is otherwise.
     pub redis_url: Option<String>,
+    /// Give each tenant namespace its own Redis ACL user, limited to the tenant's keys.
+    pub tenant_users: bool,
     /// Log filter of the harness pods.
     pub log_filter: String,
     /// The harness's price table (YAML or JSON), given as `CORRAL_PRICE_TABLE` when not empty.
@@ -52,28 +83,35 @@ pub struct HarnessConfig {
     pub internal_hosts: Vec<String>,
 }
 
+/// The Redis credentials of one tenant's harness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRedis {
+    /// The URL the harness connects with.
+    pub url: String,
+    /// The tenant user's password, kept in the Secret so that the operator sets the same one again; `None` when
+    /// the harness uses the system user.
+    pub password: Option<String>,
+}
+
 /// Every object that makes up one namespace's harness.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HarnessObjects {
-    /// The identity the harness runs as.
+    /// The identity the harness runs as (system namespace).
     pub service_account: ServiceAccount,
-    /// What the harness may do in its namespace.
+    /// What the harness may do in its tenant namespace (tenant namespace).
     pub role: Role,
-    /// Grants the Role to the ServiceAccount.
+    /// Grants the Role to the system-namespace ServiceAccount (tenant namespace).
     pub role_binding: RoleBinding,
-    /// The harness replicas.
+    /// The harness replicas (system namespace).
     pub deployment: Deployment,
-    /// Keeps one replica up through voluntary disruptions.
+    /// Keeps one replica up through voluntary disruptions (system namespace).
     pub pdb: PodDisruptionBudget,
-    /// The session log's Redis URL (it may carry a password), read by the harness from this Secret rather than
+    /// The tenant's Redis URL and password (system namespace), read by the harness from this Secret rather than
     /// written into the Deployment where anyone who may read Deployments would see it.
     pub redis_secret: Option<Secret>,
 }
 
-/// The key of the Redis URL in the harness Secret.
-pub const REDIS_URL_KEY: &str = "redis-url";
-
-/// Labels every harness object carries; the first two select the pods.
+/// Labels every harness object carries.
 pub fn harness_labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::NAME.to_owned(), labels::APP_NAME.to_owned()),
@@ -85,10 +123,12 @@ pub fn harness_labels() -> BTreeMap<String, String> {
     ])
 }
 
-fn selector_labels() -> BTreeMap<String, String> {
+/// The labels that select `tenant`'s harness pods (in the system namespace).
+pub fn selector_labels(tenant: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (labels::NAME.to_owned(), labels::APP_NAME.to_owned()),
         (labels::COMPONENT.to_owned(), "harness".to_owned()),
+        (TENANT_LABEL.to_owned(), tenant.to_owned()),
     ])
 }
 
@@ -109,12 +149,27 @@ pub fn agent_owners(agents: &[Agent]) -> Vec<OwnerReference> {
     owners
 }
 
-fn meta(namespace: &str, owners: &[OwnerReference]) -> ObjectMeta {
+/// Metadata of an object in the tenant namespace, owned by its Agents.
+fn tenant_meta(tenant: &str, owners: &[OwnerReference]) -> ObjectMeta {
+    let mut l = harness_labels();
+    l.insert(TENANT_LABEL.to_owned(), tenant.to_owned());
     ObjectMeta {
         name: Some(HARNESS_NAME.to_owned()),
-        namespace: Some(namespace.to_owned()),
-        labels: Some(harness_labels()),
+        namespace: Some(tenant.to_owned()),
+        labels: Some(l),
         owner_references: Some(owners.to_vec()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Metadata of an object in the system namespace: named after and labelled with the tenant, owned by nothing.
+fn system_meta(tenant: &str, config: &HarnessConfig) -> ObjectMeta {
+    let mut l = harness_labels();
+    l.insert(TENANT_LABEL.to_owned(), tenant.to_owned());
+    ObjectMeta {
+        name: Some(harness_name(tenant)),
+        namespace: Some(config.namespace.clone()),
+        labels: Some(l),
         ..ObjectMeta::default()
     }
 }
@@ -129,11 +184,17 @@ fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-/// Builds the harness objects of `namespace`, owned by `agents`.
-pub fn build_harness(namespace: &str, agents: &[Agent], config: &HarnessConfig) -> HarnessObjects {
+/// Builds the harness objects of `tenant`, whose Role is owned by `agents`, connecting to Redis with `redis`.
+pub fn build_harness(
+    tenant: &str,
+    agents: &[Agent],
+    config: &HarnessConfig,
+    redis: Option<&TenantRedis>,
+) -> HarnessObjects {
     let owners = agent_owners(agents);
+    let name = harness_name(tenant);
     let role = Role {
-        metadata: meta(namespace, &owners),
+        metadata: tenant_meta(tenant, &owners),
         rules: Some(vec![
             rule(
                 &["corral.dev"],
@@ -154,7 +215,7 @@ pub fn build_harness(namespace: &str, agents: &[Agent], config: &HarnessConfig) 
         ]),
     };
     let role_binding = RoleBinding {
-        metadata: meta(namespace, &owners),
+        metadata: tenant_meta(tenant, &owners),
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".into(),
             kind: "Role".into(),
@@ -162,30 +223,37 @@ pub fn build_harness(namespace: &str, agents: &[Agent], config: &HarnessConfig) 
         },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
-            name: HARNESS_NAME.into(),
-            namespace: Some(namespace.to_owned()),
+            name: name.clone(),
+            namespace: Some(config.namespace.clone()),
             ..Subject::default()
         }]),
     };
     HarnessObjects {
         service_account: ServiceAccount {
-            metadata: meta(namespace, &owners),
+            metadata: system_meta(tenant, config),
+            // The harness talks to the API server with this token; nothing else in its pod needs one.
             ..ServiceAccount::default()
         },
         role,
         role_binding,
-        deployment: build_deployment(namespace, &owners, config),
-        redis_secret: config.redis_url.as_ref().map(|url| Secret {
-            metadata: meta(namespace, &owners),
-            string_data: Some(BTreeMap::from([(REDIS_URL_KEY.to_owned(), url.clone())])),
-            ..Secret::default()
+        deployment: build_deployment(tenant, config, redis),
+        redis_secret: redis.map(|r| {
+            let mut data = BTreeMap::from([(REDIS_URL_KEY.to_owned(), r.url.clone())]);
+            if let Some(password) = &r.password {
+                data.insert(REDIS_PASSWORD_KEY.to_owned(), password.clone());
+            }
+            Secret {
+                metadata: system_meta(tenant, config),
+                string_data: Some(data),
+                ..Secret::default()
+            }
         }),
         pdb: PodDisruptionBudget {
-            metadata: meta(namespace, &owners),
+            metadata: system_meta(tenant, config),
             spec: Some(PodDisruptionBudgetSpec {
                 max_unavailable: Some(IntOrString::Int(1)),
                 selector: Some(LabelSelector {
-                    match_labels: Some(selector_labels()),
+                    match_labels: Some(selector_labels(tenant)),
                     ..LabelSelector::default()
                 }),
                 ..PodDisruptionBudgetSpec::default()
@@ -207,22 +275,27 @@ fn probe(path: &str, period: i32) -> Probe {
     }
 }
 
-fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &HarnessConfig) -> Deployment {
-    let mut pod_labels = selector_labels();
-    pod_labels.insert("corral.dev/redis-client".into(), "true".into());
+fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantRedis>) -> Deployment {
+    let name = harness_name(tenant);
+    let mut pod_labels = selector_labels(tenant);
+    pod_labels.insert(
+        labels::MANAGED_BY.to_owned(),
+        labels::OPERATOR_FIELD_MANAGER.to_owned(),
+    );
     let mut env_vars = vec![
         field_env("POD_NAME", "metadata.name"),
-        field_env("CORRAL_NAMESPACE", "metadata.namespace"),
+        // The namespace whose sessions it serves, not the one it runs in.
+        env_var("CORRAL_NAMESPACE", tenant),
         env_var("CORRAL_METRICS_ADDR", &format!("0.0.0.0:{HARNESS_METRICS_PORT}")),
         env_var("CORRAL_LOG", &config.log_filter),
     ];
     let mut template_annotations = BTreeMap::new();
-    if let Some(url) = &config.redis_url {
+    if let Some(redis) = redis {
         env_vars.push(EnvVar {
             name: "CORRAL_REDIS_URL".into(),
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
-                    name: HARNESS_NAME.into(),
+                    name: name.clone(),
                     key: REDIS_URL_KEY.into(),
                     optional: Some(false),
                 }),
@@ -230,8 +303,8 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
             }),
             ..EnvVar::default()
         });
-        // A changed URL rolls the pods (they read the Secret only at start).
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(url.as_bytes());
+        // A changed URL or password rolls the pods (they read the Secret only at start).
+        let digest = sha2::Sha256::digest(redis.url.as_bytes());
         let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         template_annotations.insert("corral.dev/redis-url-hash".to_owned(), hash);
     }
@@ -261,11 +334,11 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
         ..Container::default()
     };
     Deployment {
-        metadata: meta(namespace, owners),
+        metadata: system_meta(tenant, config),
         spec: Some(DeploymentSpec {
             replicas: Some(config.replicas),
             selector: LabelSelector {
-                match_labels: Some(selector_labels()),
+                match_labels: Some(selector_labels(tenant)),
                 ..LabelSelector::default()
             },
             strategy: Some(DeploymentStrategy {
@@ -282,7 +355,7 @@ fn build_deployment(namespace: &str, owners: &[OwnerReference], config: &Harness
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    service_account_name: Some(HARNESS_NAME.into()),
+                    service_account_name: Some(name),
                     // Turns in flight are finished or handed back on SIGTERM within this time.
                     termination_grace_period_seconds: Some(60),
                     security_context: Some(PodSecurityContext {
@@ -318,11 +391,13 @@ mod tests {
 
     fn config() -> HarnessConfig {
         HarnessConfig {
+            namespace: "corral-system".into(),
             image: "corral/harness:dev".into(),
             image_pull_policy: "IfNotPresent".into(),
             replicas: 2,
             resources: ResourceRequirements::default(),
-            redis_url: Some("redis://corral-redis.corral-system.svc:6379".into()),
+            redis_url: Some("redis://corral:sys@corral-redis.corral-system.svc:6379".into()),
+            tenant_users: true,
             log_filter: "info".into(),
             price_table: "[{\"model\": \"m\", \"input\": 1, \"output\": 2}]".into(),
             otlp_endpoint: String::new(),
@@ -330,10 +405,22 @@ mod tests {
         }
     }
 
+    fn redis() -> TenantRedis {
+        TenantRedis {
+            url: "redis://tenant-team:pw@corral-redis.corral-system.svc:6379".into(),
+            password: Some("pw".into()),
+        }
+    }
+
     #[test]
     fn owned_by_every_agent_and_controlled_by_none() {
-        let objs = build_harness("team", &[agent("b", "u2"), agent("a", "u1")], &config());
-        let owners = objs.deployment.metadata.owner_references.unwrap();
+        let objs = build_harness(
+            "team",
+            &[agent("b", "u2"), agent("a", "u1")],
+            &config(),
+            Some(&redis()),
+        );
+        let owners = objs.role.metadata.owner_references.unwrap();
         assert_eq!(
             owners.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
             vec!["a", "b"]
@@ -343,16 +430,20 @@ mod tests {
                 .iter()
                 .all(|o| o.controller == Some(false) && o.kind == "Agent")
         );
-        assert_eq!(objs.pdb.metadata.owner_references.unwrap().len(), 2);
+        assert_eq!(objs.role_binding.metadata.owner_references.unwrap().len(), 2);
+        // Owner references cannot cross namespaces: the system-namespace objects have none.
+        assert!(objs.deployment.metadata.owner_references.is_none());
+        assert!(objs.pdb.metadata.owner_references.is_none());
     }
 
     #[test]
     fn deployment_is_locked_down_and_probed() {
-        let d = build_harness("team", &[agent("a", "u1")], &config()).deployment;
-        let spec = d.spec.unwrap();
+        let d = build_harness("team", &[agent("a", "u1")], &config(), Some(&redis())).deployment;
+        let spec = d.spec.clone().unwrap();
         assert_eq!(spec.replicas, Some(2));
         let pod = spec.template.spec.unwrap();
-        assert_eq!(pod.service_account_name.as_deref(), Some(HARNESS_NAME));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("corral-system"));
+        assert_eq!(pod.service_account_name.as_deref(), Some("corral-harness-team"));
         let c = &pod.containers[0];
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.run_as_non_root, Some(true));
@@ -385,20 +476,26 @@ mod tests {
         assert_eq!(opened.value.as_deref(), Some("10.201.0.1"), "the operator's opened hosts reach the harness");
         assert!(
             env.iter()
-                .any(|e| e.name == "CORRAL_NAMESPACE" && e.value_from.is_some())
+                .any(|e| e.name == "CORRAL_NAMESPACE" && e.value.as_deref() == Some("team")),
+            "the harness serves the tenant namespace, not the one it runs in"
         );
         let labels = spec.template.metadata.unwrap().labels.unwrap();
-        assert_eq!(
-            labels.get("corral.dev/redis-client").map(String::as_str),
-            Some("true")
+        assert!(!labels.contains_key("corral.dev/redis-client"));
+        assert!(
+            selector_labels("team")
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
         );
-        assert!(selector_labels().iter().all(|(k, v)| labels.get(k) == Some(v)));
     }
 
     #[test]
     fn role_is_scoped_and_grants_no_writes_to_specs() {
-        let role = build_harness("team", &[agent("a", "u1")], &config()).role;
+        let objs = build_harness("team", &[agent("a", "u1")], &config(), Some(&redis()));
+        let role = objs.role;
         assert_eq!(role.metadata.namespace.as_deref(), Some("team"));
+        let subject = &objs.role_binding.subjects.unwrap()[0];
+        assert_eq!(subject.name, "corral-harness-team");
+        assert_eq!(subject.namespace.as_deref(), Some("corral-system"));
         for r in role.rules.unwrap() {
             let resources = r.resources.unwrap_or_default();
             let writes = r
@@ -424,5 +521,28 @@ mod tests {
             k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
         ));
         assert_eq!(agent_owners(&[agent("a", "u1"), gone]).len(), 1);
+    }
+
+    #[test]
+    fn names_fit_in_63_characters_and_stay_distinct() {
+        assert_eq!(harness_name("team"), "corral-harness-team");
+        let long = "a".repeat(63);
+        let other = format!("{}b", "a".repeat(62));
+        assert!(harness_name(&long).len() <= 63);
+        assert_ne!(harness_name(&long), harness_name(&other));
+        let dashed = format!("{}-{}", "a".repeat(38), "b".repeat(24));
+        let name = harness_name(&dashed);
+        assert!(name.len() <= 63 && !name.contains("--"), "{name}");
+    }
+
+    #[test]
+    fn the_secret_holds_the_tenant_url_and_password_in_the_system_namespace() {
+        let secret = build_harness("team", &[agent("a", "u1")], &config(), Some(&redis()))
+            .redis_secret
+            .unwrap();
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("corral-system"));
+        let data = secret.string_data.unwrap();
+        assert!(data[REDIS_URL_KEY].starts_with("redis://tenant-team:"));
+        assert_eq!(data[REDIS_PASSWORD_KEY], "pw");
     }
 }

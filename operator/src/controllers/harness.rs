@@ -1,20 +1,36 @@
-//! Runs the harness of a namespace: whenever an Agent of the namespace is reconciled, the harness objects are
-//! applied, owned by every Agent there, so the harness exists exactly while the namespace has Agents.
+//! Runs the harness of each tenant namespace in the system namespace: whenever an Agent of the namespace is
+//! reconciled, its Redis user is ensured and the harness objects applied ([`ensure`]); a sweep ([`run_sweeper`])
+//! deletes the harness of a namespace with no Agents left (owner references cannot cross namespaces) and
+//! re-ensures the Redis users of the others, so a Redis that lost its ACL file gets them back.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use corral_api::{Agent, labels};
+use corral_session::acl;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Secret, ServiceAccount},
+    policy::v1::PodDisruptionBudget,
+};
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams},
 };
 use serde::Serialize;
 
 use crate::{
-    builders::harness::{HARNESS_NAME, build_harness},
+    builders::harness::{
+        HARNESS_NAME, HarnessConfig, REDIS_PASSWORD_KEY, TENANT_LABEL, TenantRedis, build_harness,
+        harness_name,
+    },
     context::Context,
-    error::Result,
+    error::{Error, Result},
 };
 
-/// Applies the harness objects of `ns`.
+/// How often the sweep runs.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(20);
+
+/// Applies the harness objects of tenant namespace `ns`, when it has an Agent that is not being deleted.
 pub async fn ensure(ctx: &Context, ns: &str) -> Result<()> {
     let Some(config) = &ctx.harness else {
         return Ok(());
@@ -24,16 +40,109 @@ pub async fn ensure(ctx: &Context, ns: &str) -> Result<()> {
     if list.iter().all(|a| a.metadata.deletion_timestamp.is_some()) {
         return Ok(());
     }
-    let objs = build_harness(ns, &list, config);
-    apply(ctx, ns, &objs.service_account).await?;
+    let redis = tenant_redis(ctx, config, ns).await?;
+    let objs = build_harness(ns, &list, config, redis.as_ref());
+    let system = config.namespace.as_str();
+    apply(ctx, system, &objs.service_account).await?;
     apply(ctx, ns, &objs.role).await?;
     apply(ctx, ns, &objs.role_binding).await?;
     if let Some(secret) = &objs.redis_secret {
-        apply(ctx, ns, secret).await?;
+        apply(ctx, system, secret).await?;
     }
-    apply(ctx, ns, &objs.deployment).await?;
-    apply(ctx, ns, &objs.pdb).await?;
+    apply(ctx, system, &objs.deployment).await?;
+    apply(ctx, system, &objs.pdb).await?;
+    remove_legacy(ctx, ns).await
+}
+
+/// The Redis URL (and password) `ns`'s harness connects with: its own ACL user, created or reset here with the
+/// password kept in its Secret (a new random one the first time), or the system URL without per-tenant users.
+async fn tenant_redis(ctx: &Context, config: &HarnessConfig, ns: &str) -> Result<Option<TenantRedis>> {
+    let Some(system_url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let (true, Some(log)) = (config.tenant_users, &ctx.session_log) else {
+        return Ok(Some(TenantRedis {
+            url: system_url.clone(),
+            password: None,
+        }));
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &config.namespace);
+    let kept = secrets
+        .get_opt(&harness_name(ns))
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(REDIS_PASSWORD_KEY).cloned())
+        .and_then(|v| String::from_utf8(v.0).ok())
+        .filter(|p| p.len() >= 32);
+    let password = match kept {
+        Some(p) => p,
+        None => new_password()?,
+    };
+    acl::ensure_tenant_user(&mut log.clone(), ns, &password).await?;
+    let url = acl::with_credentials(system_url, &acl::tenant_user(ns), &password)?;
+    Ok(Some(TenantRedis {
+        url,
+        password: Some(password),
+    }))
+}
+
+/// 40 random alphanumeric characters (URL-safe, about 238 bits).
+fn new_password() -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(40);
+    while out.len() < 40 {
+        let mut bytes = [0u8; 64];
+        getrandom::fill(&mut bytes).map_err(|e| Error::Randomness(e.to_string()))?;
+        // 248 = 4 × 62: rejecting the bytes above it keeps every character equally likely.
+        out.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 248)
+                .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+                .take(40 - out.len()),
+        );
+    }
+    Ok(out)
+}
+
+/// Deletes what an older operator ran in the tenant namespace: the harness Deployment, its disruption budget,
+/// ServiceAccount and the Secret with the Redis URL. Only objects that carry the harness labels go.
+async fn remove_legacy(ctx: &Context, ns: &str) -> Result<()> {
+    delete_if_harness::<Deployment>(ctx, ns, HARNESS_NAME).await?;
+    delete_if_harness::<PodDisruptionBudget>(ctx, ns, HARNESS_NAME).await?;
+    delete_if_harness::<Secret>(ctx, ns, HARNESS_NAME).await?;
+    delete_if_harness::<ServiceAccount>(ctx, ns, HARNESS_NAME).await
+}
+
+async fn delete_if_harness<K>(ctx: &Context, ns: &str, name: &str) -> Result<()>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(obj) = api.get_opt(name).await? else {
+        return Ok(());
+    };
+    let ours = obj.labels().get(labels::COMPONENT).map(String::as_str) == Some("harness")
+        && obj.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::OPERATOR_FIELD_MANAGER);
+    if ours {
+        delete(&api, name).await?;
+        tracing::info!(namespace = ns, kind = %K::kind(&()), name, "deleted a harness object left in the tenant namespace");
+    }
     Ok(())
+}
+
+async fn delete<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<()>
@@ -46,7 +155,128 @@ where
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams::apply(labels::OPERATOR_FIELD_MANAGER).force();
-    api.patch(HARNESS_NAME, &params, &Patch::Apply(obj)).await?;
+    api.patch(&obj.name_any(), &params, &Patch::Apply(obj)).await?;
     tracing::debug!(namespace = ns, kind = %K::kind(&()), name = %obj.name_any(), "applied harness object");
     Ok(())
+}
+
+/// Sweeps every [`SWEEP_EVERY`] until `stop`.
+pub async fn run_sweeper(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if ctx.harness.is_none() {
+        return;
+    }
+    loop {
+        // A failed sweep (often a Redis connection broken by a restart, which reconnects by itself) is tried
+        // again soon: the tenants' Redis users may be missing until it succeeds.
+        let wait = match sweep(&ctx).await {
+            Ok(()) => SWEEP_EVERY,
+            Err(e) => {
+                tracing::warn!(error = %e, "harness sweep failed");
+                Duration::from_secs(2)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One sweep: the tenants with harness objects in the system namespace either still have an Agent (their Redis
+/// user is ensured again) or lose their harness objects and Redis user.
+pub async fn sweep(ctx: &Context) -> Result<()> {
+    let Some(config) = &ctx.harness else {
+        return Ok(());
+    };
+    let system = config.namespace.as_str();
+    let selector = ListParams::default().labels(&format!(
+        "{}=harness,{}={},{TENANT_LABEL}",
+        labels::COMPONENT,
+        labels::MANAGED_BY,
+        labels::OPERATOR_FIELD_MANAGER
+    ));
+    let mut tenants = BTreeSet::new();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), system);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), system);
+    let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), system);
+    for d in deployments.list_metadata(&selector).await?.items {
+        tenants.extend(d.labels().get(TENANT_LABEL).cloned());
+    }
+    for s in secrets.list_metadata(&selector).await?.items {
+        tenants.extend(s.labels().get(TENANT_LABEL).cloned());
+    }
+    for a in accounts.list_metadata(&selector).await?.items {
+        tenants.extend(a.labels().get(TENANT_LABEL).cloned());
+    }
+    for tenant in tenants {
+        let agents: Api<Agent> = Api::namespaced(ctx.client.clone(), &tenant);
+        let live = agents
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|a| a.metadata.deletion_timestamp.is_none());
+        if live {
+            refresh_user(ctx, config, &tenant).await?;
+        } else {
+            remove(ctx, config, &tenant).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets `tenant`'s Redis user again with the password in its Secret (a Redis restarted without its ACL file gets
+/// it back); a tenant without that Secret gets its whole harness ensured.
+async fn refresh_user(ctx: &Context, config: &HarnessConfig, tenant: &str) -> Result<()> {
+    let (true, Some(log)) = (config.tenant_users, &ctx.session_log) else {
+        return Ok(());
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &config.namespace);
+    let password = secrets
+        .get_opt(&harness_name(tenant))
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|d| d.get(REDIS_PASSWORD_KEY).cloned())
+        .and_then(|v| String::from_utf8(v.0).ok());
+    match password {
+        Some(p) => Ok(acl::ensure_tenant_user(&mut log.clone(), tenant, &p).await?),
+        None => ensure(ctx, tenant).await,
+    }
+}
+
+/// Deletes `tenant`'s harness objects from the system namespace and its Redis user.
+async fn remove(ctx: &Context, config: &HarnessConfig, tenant: &str) -> Result<()> {
+    let system = config.namespace.as_str();
+    let name = harness_name(tenant);
+    delete(&Api::<Deployment>::namespaced(ctx.client.clone(), system), &name).await?;
+    delete(
+        &Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), system),
+        &name,
+    )
+    .await?;
+    delete(
+        &Api::<ServiceAccount>::namespaced(ctx.client.clone(), system),
+        &name,
+    )
+    .await?;
+    if let (true, Some(log)) = (config.tenant_users, &ctx.session_log) {
+        acl::delete_tenant_user(&mut log.clone(), tenant).await?;
+    }
+    delete(&Api::<Secret>::namespaced(ctx.client.clone(), system), &name).await?;
+    tracing::info!(tenant, "removed the harness of a namespace without Agents");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_long_alphanumeric_and_different() {
+        let a = new_password().unwrap();
+        let b = new_password().unwrap();
+        assert_eq!(a.len(), 40);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
 }

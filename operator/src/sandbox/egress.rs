@@ -74,7 +74,7 @@ mod tests {
             "the key is never logged"
         );
 
-        let np = build_network_policy("team", &limited, &owner("Environment"), Some(&egress()));
+        let np = build_network_policy("team", &limited, &owner("Environment"), Some(&egress()), None);
         let rules = np.spec.unwrap().egress.unwrap();
         assert_eq!(rules.len(), 1, "limited: the proxy and nothing else");
         let peer = &rules[0].to.as_ref().unwrap()[0];
@@ -87,6 +87,7 @@ mod tests {
             &env(serde_json::json!({})),
             &owner("Environment"),
             Some(&egress()),
+            None,
         );
         assert_eq!(
             open.spec.unwrap().egress.unwrap().len(),

@@ -24,7 +24,13 @@ pub async fn apply_network_policy(ctx: &Context, ns: &str, env: &Environment) ->
     let owner = env
         .controller_owner_ref(&())
         .ok_or(Error::MissingObjectKey("uid"))?;
-    let policy = build_network_policy(ns, env, &owner, ctx.sandbox.egress.as_ref());
+    let policy = build_network_policy(
+        ns,
+        env,
+        &owner,
+        ctx.sandbox.egress.as_ref(),
+        ctx.harness.as_ref().map(|h| h.namespace.as_str()),
+    );
     let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), ns);
     api.patch(
         &policy.name_any(),

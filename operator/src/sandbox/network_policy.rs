@@ -52,7 +52,9 @@ fn tcp_port(port: i32) -> Option<Vec<NetworkPolicyPort>> {
     }])
 }
 
-/// The Environment's NetworkPolicy for its sandboxes: ingress only from the harness on the daemon port; egress
+/// The Environment's NetworkPolicy for its sandboxes: ingress only from the harness on the daemon port (the
+/// namespace's own harness in `harness_namespace`, the system namespace, when the operator runs the harnesses;
+/// a harness pod of the namespace itself otherwise); egress
 /// `unrestricted` (the public internet but no internal range) or `limited` (nothing directly), plus the egress
 /// proxy in both modes when there is one (`limited`: for its host list; `unrestricted`: for credentials).
 pub fn build_network_policy(
@@ -60,11 +62,23 @@ pub fn build_network_policy(
     env: &Environment,
     owner: &OwnerReference,
     proxy: Option<&EgressConfig>,
+    harness_namespace: Option<&str>,
 ) -> NetworkPolicy {
     let env_name = env.metadata.name.clone().unwrap_or_default();
-    let harness = NetworkPolicyPeer {
-        pod_selector: labels_selector([(labels::COMPONENT.to_owned(), "harness".to_owned())]),
-        ..NetworkPolicyPeer::default()
+    let harness = match harness_namespace {
+        // The API server sets `kubernetes.io/metadata.name`; no tenant can give it to its own namespace.
+        Some(system) => NetworkPolicyPeer {
+            namespace_selector: labels_selector([(
+                "kubernetes.io/metadata.name".to_owned(),
+                system.to_owned(),
+            )]),
+            pod_selector: labels_selector(crate::builders::harness::selector_labels(namespace)),
+            ..NetworkPolicyPeer::default()
+        },
+        None => NetworkPolicyPeer {
+            pod_selector: labels_selector([(labels::COMPONENT.to_owned(), "harness".to_owned())]),
+            ..NetworkPolicyPeer::default()
+        },
     };
     let direct = match env.spec.config.networking.kind {
         NetworkingType::Unrestricted => Some(NetworkPolicyEgressRule {
@@ -129,7 +143,13 @@ mod tests {
 
     #[test]
     fn network_policy_admits_only_the_harness_and_keeps_internal_ranges_closed() {
-        let np = build_network_policy("team", &env(serde_json::json!({})), &owner("Environment"), None);
+        let np = build_network_policy(
+            "team",
+            &env(serde_json::json!({})),
+            &owner("Environment"),
+            None,
+            None,
+        );
         let spec = np.spec.unwrap();
         assert_eq!(
             spec.policy_types.as_deref(),
@@ -163,11 +183,35 @@ mod tests {
             &env(serde_json::json!({ "config": { "networking": { "type": "limited" } } })),
             &owner("Environment"),
             None,
+            None,
         );
         assert_eq!(
             limited.spec.unwrap().egress,
             Some(vec![]),
             "limited egress without a proxy reaches nothing"
         );
+    }
+
+    #[test]
+    fn the_harness_is_admitted_from_the_system_namespace_with_its_tenants_labels() {
+        let np = build_network_policy(
+            "team",
+            &env(serde_json::json!({})),
+            &owner("Environment"),
+            None,
+            Some("corral-system"),
+        );
+        let from = &np.spec.unwrap().ingress.unwrap()[0].from.clone().unwrap()[0];
+        let ns = from
+            .namespace_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(ns["kubernetes.io/metadata.name"], "corral-system");
+        let pods = from.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        assert_eq!(pods[labels::COMPONENT], "harness");
+        assert_eq!(pods[crate::builders::harness::TENANT_LABEL], "team");
     }
 }
