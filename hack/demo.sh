@@ -83,8 +83,10 @@ kubectl -n "$DEMO_NS" delete secret demo-api-key --ignore-not-found >/dev/null 2
 key=$("$gateway_bin" create-key --namespace "$DEMO_NS" --name demo-api-key 2>/dev/null)
 if [[ -n ${ANTHROPIC_API_KEY:-} ]]; then
   agent=coder
+  # The label marks the Secret as a model key: an apiKeySecretRef names no other Secret.
   kubectl -n "$DEMO_NS" create secret generic anthropic --from-literal=api-key="$ANTHROPIC_API_KEY" \
-    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    --dry-run=client -o yaml | kubectl label --local -f - corral.dev/credential=model -o yaml \
+    | kubectl apply -f - >/dev/null
   # examples/agent.yaml's shape: Claude through the Messages API, the key read by the harness from the Secret.
   kubectl -n "$DEMO_NS" apply --server-side -f - >/dev/null <<EOF
 apiVersion: corral.dev/v1alpha1

@@ -153,7 +153,9 @@ pub struct ProviderConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('http://') || self.startsWith('https://')").message("baseUrl must be an http(s) URL"))]
     pub base_url: Option<String>,
-    /// The Secret key holding the API key. Keys are only ever read by the harness, never by the sandbox.
+    /// The Secret key holding the API key. The Secret must carry the label `corral.dev/credential=model`; vault
+    /// credentials and the Secrets Corral manages are never read. Keys are only ever read by the harness, never by
+    /// the sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
     /// The ConfigMap key holding the script a `scripted` provider replays.

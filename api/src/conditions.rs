@@ -23,6 +23,9 @@ pub mod reasons {
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     /// A referenced Secret exists but lacks the referenced key.
     pub const SECRET_KEY_MISSING: &str = "SecretKeyMissing";
+    /// A referenced Secret may not be read for this use (a model key without the `corral.dev/credential=model`
+    /// label, a vault credential, a Secret Corral keeps for itself); see [`crate::model_key`].
+    pub const SECRET_NOT_ALLOWED: &str = "SecretNotAllowed";
     /// A referenced ConfigMap (or its key) does not exist.
     pub const CONFIG_MAP_NOT_FOUND: &str = "ConfigMapNotFound";
     /// The Session's Agent does not exist.

@@ -15,6 +15,7 @@ pub mod egress;
 pub mod environment;
 pub mod events;
 pub mod labels;
+pub mod model_key;
 pub mod network;
 pub mod revision;
 pub mod session;

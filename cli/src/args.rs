@@ -186,7 +186,8 @@ pub struct AgentCreateArgs {
     /// The Secret key holding a scripted provider's script, as SECRET/KEY (implies --provider scripted).
     #[arg(long, value_name = "SECRET/KEY")]
     pub script_ref: Option<String>,
-    /// The Secret key holding the provider's API key, as SECRET/KEY.
+    /// The Secret key holding the provider's API key, as SECRET/KEY. The Secret must be labelled
+    /// `corral.dev/credential=model`.
     #[arg(long, value_name = "SECRET/KEY")]
     pub api_key_ref: Option<String>,
     /// Give the agent the built-in toolset (bash, files, search).

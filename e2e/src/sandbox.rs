@@ -5,12 +5,8 @@ use std::time::Duration;
 
 use corral_api::{Session, labels::HARNESS_FIELD_MANAGER, session::SandboxPhase};
 use corral_sandbox_protocol::SandboxClient;
-use corral_sandbox_protocol::pod::{TOKEN_KEY, sandbox_name};
-use k8s_openapi::{
-    api::core::v1::{Pod, Secret},
-    jiff::Timestamp,
-};
-use kube::ResourceExt;
+use corral_session::keys::Tenant;
+use k8s_openapi::{api::core::v1::Pod, jiff::Timestamp};
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
@@ -91,22 +87,33 @@ pub async fn wait_ready(ns: &TestNamespace, what: &str) -> anyhow::Result<Sessio
     .await
 }
 
-/// A client for the session's daemon, through a forward from this host into the cluster.
+/// A client for the session's daemon, through a forward from this host into the cluster, with the daemon's token
+/// read where the harness reads it (Redis, under the tenant's prefix).
 pub async fn client(ns: &TestNamespace, session: &Session, forward: &str) -> anyhow::Result<SandboxClient> {
-    let endpoint = session
-        .status
-        .as_ref()
-        .and_then(|s| s.sandbox.as_ref())
-        .and_then(|b| b.endpoint.clone());
+    let sandbox = session.status.as_ref().and_then(|s| s.sandbox.as_ref());
+    let endpoint = sandbox.and_then(|b| b.endpoint.clone());
     let endpoint = endpoint.ok_or_else(|| anyhow::anyhow!("a Ready sandbox publishes its endpoint"))?;
-    let secret = ns.api::<Secret>().get(&sandbox_name(&session.name_any())).await?;
-    let token = secret.data.and_then(|d| {
-        d.get(TOKEN_KEY)
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-    });
-    let token = token.ok_or_else(|| anyhow::anyhow!("the sandbox Secret holds a token"))?;
+    let pod = sandbox.and_then(|b| b.pod.clone());
+    let pod = pod.ok_or_else(|| anyhow::anyhow!("a Ready sandbox names its pod"))?;
+    let token = sandbox_token(&ns.name, &pod)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("Redis holds the token of sandbox pod {pod}"))?;
     let port = ns.cluster().forward(forward, &endpoint)?;
     Ok(SandboxClient::new(format!("http://127.0.0.1:{port}"), token)?)
+}
+
+/// The daemon token of sandbox pod `pod` in `namespace`, from the installed Redis (`CORRAL_E2E_REDIS_URL`).
+pub async fn sandbox_token(namespace: &str, pod: &str) -> anyhow::Result<Option<String>> {
+    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
+        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)")
+    })?;
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    Ok(redis::cmd("GET")
+        .arg(Tenant::new(namespace).sandbox_token(pod))
+        .query_async(&mut conn)
+        .await?)
 }
 
 /// Runs `command` with the `bash` tool; its output, or an error when the tool reports one.

@@ -16,6 +16,9 @@ pub enum Error {
     /// An object could not be serialized.
     #[error("serializing an object: {0}")]
     Serialization(#[from] serde_json::Error),
+    /// A sandbox daemon token could not be stored, read or deleted (Redis), or no Redis is configured.
+    #[error("sandbox token store: {0}")]
+    SandboxTokens(String),
     /// The operating system could not provide random bytes for a token.
     #[error("no randomness for a sandbox token: {0}")]
     Randomness(String),
@@ -47,6 +50,7 @@ impl Error {
             Self::Serialization(_) => "serialization",
             Self::MissingObjectKey(_) => "missing_object_key",
             Self::Randomness(_) => "randomness",
+            Self::SandboxTokens(_) => "sandbox_tokens",
         }
     }
 }

@@ -71,6 +71,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let ctx = Arc::new(Context::new(client.clone(), metrics, log, &args, egress, storage));
+    {
+        // Earlier versions kept sandbox daemon tokens in Secrets of the tenant's namespace: remove them.
+        let (client, namespace) = (client.clone(), ctx.watch_namespace.clone());
+        tokio::spawn(async move {
+            match sandbox::token::delete_legacy_token_secrets(client, namespace.as_deref()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    count = n,
+                    "deleted the sandbox token Secrets of an earlier version"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot delete the sandbox token Secrets of an earlier version")
+                }
+            }
+        });
+    }
 
     let stop = {
         let mut rx = stop_rx.clone();

@@ -4,8 +4,10 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
 
+use crate::pod::token_sha256;
 use crate::wire::{
-    DaemonInfo, EXECUTE_PATH, ErrorEnvelope, ExecuteRequest, HEALTH_PATH, INFO_PATH, ToolResult,
+    DaemonIdentity, DaemonInfo, EXECUTE_PATH, ErrorEnvelope, ExecuteRequest, HEALTH_PATH, IDENTITY_PATH,
+    INFO_PATH, ToolResult,
 };
 
 /// Why a call did not produce a tool result. The harness turns these into `is_error` tool results for the model
@@ -47,11 +49,14 @@ pub enum ClientError {
     Decode(String),
 }
 
-/// Calls one sandbox daemon. Cheap to clone (connections are pooled and shared).
+/// Calls one sandbox daemon. Cheap to clone (connections are pooled and shared). Before each call that carries the
+/// token it asks the daemon which token it accepts (by digest, [`IDENTITY_PATH`]): an address that another pod took
+/// over answers [`ClientError::Refused`] and never receives the token.
 #[derive(Clone)]
 pub struct SandboxClient {
     base_url: String,
     token: String,
+    token_sha256: String,
     http: reqwest::Client,
 }
 
@@ -78,9 +83,11 @@ impl SandboxClient {
                 url: base_url.clone(),
                 message: e.to_string(),
             })?;
+        let token = token.into();
         Ok(Self {
             base_url,
-            token: token.into(),
+            token_sha256: token_sha256(&token),
+            token,
             http,
         })
     }
@@ -112,6 +119,7 @@ impl SandboxClient {
         request: &ExecuteRequest,
         timeout: Duration,
     ) -> Result<ToolResult, ClientError> {
+        self.check_identity().await?;
         let mut post = self
             .http
             .post(format!("{}{EXECUTE_PATH}", self.base_url))
@@ -134,6 +142,7 @@ impl SandboxClient {
 
     /// `GET /v1/info`.
     pub async fn info(&self) -> Result<DaemonInfo, ClientError> {
+        self.check_identity().await?;
         let timeout = Duration::from_secs(10);
         let response = self
             .http
@@ -144,6 +153,39 @@ impl SandboxClient {
             .await
             .map_err(|e| self.transport_error(e, timeout))?;
         self.decode(response, timeout).await
+    }
+
+    /// `GET /v1/identity` (no token): succeeds only when the daemon at the address accepts this client's token. A
+    /// daemon that accepts another token, or does not say, is treated as a refused connection: the call never
+    /// reached the intended sandbox, nothing ran, and the token was not sent.
+    pub async fn check_identity(&self) -> Result<(), ClientError> {
+        let timeout = Duration::from_secs(5);
+        let response = self
+            .http
+            .get(format!("{}{IDENTITY_PATH}", self.base_url))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        let identity: Result<DaemonIdentity, _> = self.decode(response, timeout).await;
+        match identity {
+            Ok(identity) if identity.token_sha256 == self.token_sha256 => Ok(()),
+            Ok(_) => Err(self.impostor("it accepts another token")),
+            Err(ClientError::Rejected { status, .. }) => {
+                Err(self.impostor(&format!("it answered {status} to the identity check")))
+            }
+            Err(ClientError::Decode(message)) => Err(self.impostor(&message)),
+            Err(other) => Err(other),
+        }
+    }
+
+    fn impostor(&self, why: &str) -> ClientError {
+        ClientError::Refused {
+            url: self.base_url.clone(),
+            message: format!(
+                "the daemon answering there is not this sandbox's ({why}); the token was not sent"
+            ),
+        }
     }
 
     /// `GET /healthz`: whether the daemon serves.

@@ -2,7 +2,7 @@
 //!
 //! - [`wire`]: the HTTP protocol's requests, results and errors;
 //! - [`catalogue`]: the built-in tools, one input type each, from which the model-facing schemas are generated;
-//! - [`pod`]: the sandbox pod contract (names, the token's Secret key, the daemon's variables and port);
+//! - [`pod`]: the sandbox pod contract (names, the token digest, the daemon's variables and port);
 //! - with feature `client`, [`client`]: the daemon's HTTP client;
 //! - with feature `launcher`, [`launcher`]: the daemon run as a local child process (local mode and tests);
 //! - with feature `random`, [`random_hex`] for tokens and markers.

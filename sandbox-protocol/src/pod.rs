@@ -1,6 +1,14 @@
 //! The sandbox pod contract: what the operator, the harness and the daemon agree on about a sandbox pod. The
 //! operator builds the pod from these names, the daemon reads its settings from the variables, and the harness
-//! finds the token and the endpoint with them.
+//! finds the pod and its endpoint with them.
+//!
+//! The daemon's bearer token never enters the tenant's namespace: the operator keeps it in Redis (under the
+//! tenant's prefix, `corral_session::keys::Tenant::sandbox_token`, read by the tenant's harness) and gives the pod
+//! only its [`token_sha256`] in [`vars::TOKEN_SHA256`]. Knowing the digest lets nobody authenticate; it lets the
+//! harness check, through the daemon's open identity route, that the pod at an address is the one whose token it
+//! holds before it sends the token (a pod address can be reused by another pod).
+
+use sha2::{Digest, Sha256};
 
 /// The daemon binary's file name (in Corral's daemon image and next to the harness in local mode).
 pub const BINARY_NAME: &str = "corral-sandbox";
@@ -18,13 +26,25 @@ pub const POD_COMPONENT: &str = "sandbox";
 /// The port the daemon listens on in a sandbox pod (its `host:port` endpoint is published in the Session status).
 pub const DAEMON_PORT: u16 = 7070;
 
-/// The key of the daemon's token in the sandbox Secret.
+/// The key of the daemon's token in the token Secrets of earlier versions (the operator deletes those Secrets).
 pub const TOKEN_KEY: &str = "token";
+
+/// The `app.kubernetes.io/component` label of the token Secrets of earlier versions, which the operator deletes.
+pub const LEGACY_TOKEN_SECRET_COMPONENT: &str = "sandbox-token";
+
+/// The SHA-256 of a daemon token, in lowercase hex: what a sandbox pod carries in [`vars::TOKEN_SHA256`] and what
+/// the daemon's identity route answers.
+pub fn token_sha256(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// The prefix of every variable the daemon reads; a launcher clears inherited ones.
 pub const ENV_PREFIX: &str = "CORRAL_SANDBOX_";
 
-/// The name of a session's sandbox pod and of its token Secret (the harness finds both by this name).
+/// The name of a session's own sandbox pod (a claimed warm pod keeps its name; the Session status names the pod).
 pub fn sandbox_name(session: &str) -> String {
     format!("sandbox-{session}")
 }
@@ -37,6 +57,8 @@ pub mod vars {
     pub const TOKEN_FILE: &str = "CORRAL_SANDBOX_TOKEN_FILE";
     /// The bearer token itself.
     pub const TOKEN: &str = "CORRAL_SANDBOX_TOKEN";
+    /// The SHA-256 of the bearer token (hex), instead of the token: how a sandbox pod gets it.
+    pub const TOKEN_SHA256: &str = "CORRAL_SANDBOX_TOKEN_SHA256";
     /// The workspace directory.
     pub const WORKSPACE: &str = "CORRAL_SANDBOX_WORKSPACE";
     /// Where the daemon writes its bound address once listening.
@@ -69,6 +91,7 @@ mod tests {
             vars::ADDR,
             vars::TOKEN_FILE,
             vars::TOKEN,
+            vars::TOKEN_SHA256,
             vars::WORKSPACE,
             vars::ADDR_FILE,
             vars::PACKAGES_DIR,
@@ -81,6 +104,14 @@ mod tests {
         ] {
             assert!(name.starts_with(ENV_PREFIX), "{name}");
         }
+    }
+
+    #[test]
+    fn a_token_digest_is_its_lowercase_hex_sha256() {
+        assert_eq!(
+            token_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

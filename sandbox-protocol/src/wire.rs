@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub const EXECUTE_PATH: &str = "/v1/execute";
 /// The route that describes the daemon (version, workspace, tools).
 pub const INFO_PATH: &str = "/v1/info";
+/// The unauthenticated route naming the token the daemon accepts, by its SHA-256 ([`DaemonIdentity`]).
+pub const IDENTITY_PATH: &str = "/v1/identity";
 /// The unauthenticated liveness route for probes.
 pub const HEALTH_PATH: &str = "/healthz";
 
@@ -102,6 +104,14 @@ pub struct ErrorBody {
     pub kind: String,
     /// A sentence for people.
     pub message: String,
+}
+
+/// `GET /v1/identity` (no token): which token this daemon accepts, as its SHA-256. A client checks it before it
+/// sends its token, so a pod that took over a lost pod's address never receives that pod's token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonIdentity {
+    /// The SHA-256 of the accepted token, lowercase hex (`crate::pod::token_sha256`).
+    pub token_sha256: String,
 }
 
 /// `GET /v1/info`: what this daemon is.

@@ -31,6 +31,31 @@ impl TokenCheck {
         }
     }
 
+    /// Accepts the token whose SHA-256 is `hex` (64 hex characters): how a sandbox pod is configured, so the
+    /// token itself is nowhere in the pod's spec or environment.
+    pub fn from_sha256_hex(hex: &str) -> Result<Self, String> {
+        let hex = hex.trim();
+        let bad = || {
+            format!(
+                "the token digest must be 64 hex characters (a SHA-256), got {} characters",
+                hex.len()
+            )
+        };
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Self { digest })
+    }
+
+    /// The accepted token's SHA-256 in lowercase hex, which the open identity route tells (it lets nobody in).
+    pub fn sha256_hex(&self) -> String {
+        self.digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Whether `candidate` is the token, compared in constant time.
     pub fn accepts(&self, candidate: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
@@ -73,5 +98,25 @@ mod tests {
         assert!(!check.accepts("0123456789abcdeF"));
         assert!(!check.accepts(""));
         assert!(!check.accepts("0123456789abcdef0"));
+    }
+
+    #[test]
+    fn a_digest_configures_the_same_check_as_its_token() {
+        let token = "0123456789abcdef";
+        let digest = corral_sandbox_protocol::pod::token_sha256(token);
+        let check = TokenCheck::from_sha256_hex(&digest).unwrap();
+        assert!(check.accepts(token));
+        assert!(!check.accepts(&digest), "the digest itself is no token");
+        assert_eq!(check.sha256_hex(), digest);
+        assert_eq!(TokenCheck::new(token).sha256_hex(), digest);
+        for bad in [
+            "",
+            "abc",
+            &digest[..63],
+            &format!("{}zz", &digest[..62]),
+            &"é".repeat(32),
+        ] {
+            assert!(TokenCheck::from_sha256_hex(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -6,6 +6,8 @@ use clap::{Args, Parser};
 use corral_runtime::LogArgs;
 use corral_sandbox_protocol::pod::{DAEMON_PORT, vars};
 
+use crate::auth::TokenCheck;
+
 /// The sandbox daemon: runs the agent toolset for the harness over HTTP.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "corral-sandbox", version, about)]
@@ -19,6 +21,10 @@ pub struct Config {
     /// The bearer token itself. Prefer --token-file: a flag is visible to other processes.
     #[arg(long, env = vars::TOKEN, hide_env_values = true)]
     pub token: Option<String>,
+    /// The SHA-256 of the bearer token (64 hex characters) instead of the token: what a sandbox pod is given, so
+    /// the token is not in its spec.
+    #[arg(long, env = vars::TOKEN_SHA256, conflicts_with_all = ["token", "token_file"])]
+    pub token_sha256: Option<String>,
     /// The workspace: relative paths resolve against it and the shell starts in it. Created if missing.
     #[arg(long, env = vars::WORKSPACE, default_value = ".")]
     pub workspace: PathBuf,
@@ -111,14 +117,24 @@ impl Default for Limits {
 }
 
 impl Config {
-    /// The token, from `--token-file` or `--token`. A daemon without a token refuses to start.
-    pub fn load_token(&self) -> anyhow::Result<String> {
+    /// The check of the bearer token, from `--token-sha256`, `--token-file` or `--token`. A daemon without one
+    /// refuses to start.
+    pub fn token_check(&self) -> anyhow::Result<TokenCheck> {
+        match &self.token_sha256 {
+            Some(hex) => TokenCheck::from_sha256_hex(hex).map_err(|e| anyhow::anyhow!("--token-sha256: {e}")),
+            None => Ok(TokenCheck::new(&self.load_token()?)),
+        }
+    }
+
+    /// The token, from `--token-file` or `--token`.
+    fn load_token(&self) -> anyhow::Result<String> {
         let token = match (&self.token_file, &self.token) {
             (Some(path), _) => std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?,
             (None, Some(token)) => token.clone(),
             (None, None) => anyhow::bail!(
-                "no token: give --token-file (CORRAL_SANDBOX_TOKEN_FILE) or CORRAL_SANDBOX_TOKEN"
+                "no token: give --token-sha256 (CORRAL_SANDBOX_TOKEN_SHA256), --token-file \
+                 (CORRAL_SANDBOX_TOKEN_FILE) or CORRAL_SANDBOX_TOKEN"
             ),
         };
         let token = token.trim().to_owned();

@@ -1,4 +1,5 @@
-//! The HTTP surface: `GET /healthz` (open), `GET /v1/info` and `POST /v1/execute` (bearer token).
+//! The HTTP surface: `GET /healthz` and `GET /v1/identity` (open), `GET /v1/info` and `POST /v1/execute` (bearer
+//! token).
 
 use std::{path::Path, sync::Arc, time::Instant};
 
@@ -11,7 +12,9 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use corral_sandbox_protocol::wire::{DaemonInfo, EXECUTE_PATH, ExecuteRequest, HEALTH_PATH, INFO_PATH};
+use corral_sandbox_protocol::wire::{
+    DaemonIdentity, DaemonInfo, EXECUTE_PATH, ExecuteRequest, HEALTH_PATH, IDENTITY_PATH, INFO_PATH,
+};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
@@ -21,18 +24,20 @@ use crate::{
     tools::{ToolName, Toolbox},
 };
 
-/// The routes of a daemon running `toolbox`, accepting `token`, refusing bodies over `max_body_bytes`.
-pub fn router(toolbox: Arc<Toolbox>, token: &str, max_body_bytes: usize) -> Router {
+/// The routes of a daemon running `toolbox`, accepting the token `check` accepts, refusing bodies over
+/// `max_body_bytes`.
+pub fn router(toolbox: Arc<Toolbox>, check: TokenCheck, max_body_bytes: usize) -> Router {
+    let identity = DaemonIdentity {
+        token_sha256: check.sha256_hex(),
+    };
     let api = Router::new()
         .route(EXECUTE_PATH, post(execute))
         .route(INFO_PATH, get(info))
-        .route_layer(middleware::from_fn_with_state(
-            TokenCheck::new(token),
-            require_token,
-        ))
+        .route_layer(middleware::from_fn_with_state(check, require_token))
         .with_state(toolbox);
     Router::new()
         .route(HEALTH_PATH, get(|| async { "ok" }))
+        .route(IDENTITY_PATH, get(move || async move { Json(identity) }))
         .merge(api)
         .fallback(|| async { ApiError::not_found("no such route; see the sandbox README for the protocol") })
         .method_not_allowed_fallback(|| async {
@@ -118,7 +123,7 @@ async fn execute(
 
 /// Runs the daemon until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let token = config.load_token()?;
+    let check = config.token_check()?;
     std::fs::create_dir_all(&config.workspace)
         .map_err(|e| anyhow::anyhow!("creating the workspace {}: {e}", config.workspace.display()))?;
     let workspace = std::fs::canonicalize(&config.workspace)
@@ -142,7 +147,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_egress(config.egress()),
     );
     crate::reaper::start(toolbox.shell().clone());
-    let app = router(toolbox.clone(), &token, config.limits.max_body_bytes);
+    let app = router(toolbox.clone(), check, config.limits.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.addr))?;

@@ -22,6 +22,7 @@ async fn the_daemon_refuses_to_start_without_a_usable_token() {
             vec!["--token-file=/nonexistent/token".to_owned()],
             "reading the token file",
         ),
+        (vec!["--token-sha256=abc".to_owned()], "64 hex characters"),
     ] {
         let output = tokio::process::Command::new(BINARY)
             .args(&args)
@@ -29,6 +30,7 @@ async fn the_daemon_refuses_to_start_without_a_usable_token() {
             .arg(format!("--workspace={}", dir.path().display()))
             .env_remove("CORRAL_SANDBOX_TOKEN")
             .env_remove("CORRAL_SANDBOX_TOKEN_FILE")
+            .env_remove("CORRAL_SANDBOX_TOKEN_SHA256")
             .stdin(Stdio::null())
             .output()
             .await
@@ -39,15 +41,17 @@ async fn the_daemon_refuses_to_start_without_a_usable_token() {
     }
 }
 
-#[tokio::test]
-async fn configuration_from_the_environment_works_and_sigterm_stops_a_busy_daemon_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let addr_file = dir.path().join("addr");
-    let token = "0123456789abcdef0123456789abcdef";
+/// Starts the daemon binary configured through the environment (workspace `dir/ws`) with `credential` (a token
+/// variable and its value); returns it and the address it listens on.
+async fn spawn_daemon(dir: &std::path::Path, credential: (&str, &str)) -> (tokio::process::Child, String) {
+    let addr_file = dir.join("addr");
     let mut child = tokio::process::Command::new(BINARY)
+        .env_remove("CORRAL_SANDBOX_TOKEN")
+        .env_remove("CORRAL_SANDBOX_TOKEN_FILE")
+        .env_remove("CORRAL_SANDBOX_TOKEN_SHA256")
         .env("CORRAL_SANDBOX_ADDR", "127.0.0.1:0")
-        .env("CORRAL_SANDBOX_TOKEN", token)
-        .env("CORRAL_SANDBOX_WORKSPACE", dir.path().join("ws"))
+        .env(credential.0, credential.1)
+        .env("CORRAL_SANDBOX_WORKSPACE", dir.join("ws"))
         .env("CORRAL_SANDBOX_ADDR_FILE", &addr_file)
         .env("CORRAL_LOG", "warn")
         .stdin(Stdio::null())
@@ -61,6 +65,42 @@ async fn configuration_from_the_environment_works_and_sigterm_stops_a_busy_daemo
         assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    (child, addr)
+}
+
+/// How a sandbox pod runs the daemon: with only the token's digest. The token works, the digest itself is no
+/// token, the identity route tells the digest, and the shell does not see it.
+#[tokio::test]
+async fn a_daemon_given_only_the_token_digest_accepts_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "fedcba9876543210fedcba9876543210";
+    let digest = corral_sandbox_protocol::pod::token_sha256(token);
+    let (_child, addr) = spawn_daemon(dir.path(), ("CORRAL_SANDBOX_TOKEN_SHA256", &digest)).await;
+    let client = SandboxClient::new(format!("http://{addr}"), token).unwrap();
+    let env = bash_ok(&client, "env").await;
+    assert!(!env.contains(&digest) && !env.contains("CORRAL_SANDBOX"), "{env}");
+    let identity: serde_json::Value = reqwest::get(format!("http://{addr}/v1/identity"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(identity, json!({ "token_sha256": digest }));
+    let with_digest = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/execute"))
+        .bearer_auth(&digest)
+        .json(&json!({"tool": "bash", "input": {"command": "true"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_digest.status().as_u16(), 401, "the digest is no token");
+}
+
+#[tokio::test]
+async fn configuration_from_the_environment_works_and_sigterm_stops_a_busy_daemon_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "0123456789abcdef0123456789abcdef";
+    let (mut child, addr) = spawn_daemon(dir.path(), ("CORRAL_SANDBOX_TOKEN", token)).await;
     let client = SandboxClient::new(format!("http://{addr}"), token).unwrap();
     assert_eq!(
         bash_ok(&client, "pwd").await,

@@ -50,16 +50,24 @@ async fn requests_without_the_right_token_are_refused_and_run_nothing() {
         assert_eq!(error_type(&response), "authentication_error");
     }
     assert!(!marker.exists(), "a refused request ran its command");
+    // A client holding another sandbox's token (its pod's address was reused by this one) checks the daemon's
+    // identity first: it never sends that token, and nothing runs.
     let wrong = SandboxClient::new(base, "not-the-token-at-all").unwrap();
     match wrong
-        .execute("bash", json!({"command": "true"}), Duration::from_secs(5))
+        .execute(
+            "bash",
+            json!({"command": format!("touch {}", marker.display())}),
+            Duration::from_secs(5),
+        )
         .await
     {
-        Err(ClientError::Rejected {
-            status: 401, kind, ..
-        }) => assert_eq!(kind, "authentication_error"),
-        other => panic!("expected a 401, got {other:?}"),
+        Err(ClientError::Refused { message, .. }) => {
+            assert!(message.contains("not this sandbox's"), "{message}");
+        }
+        other => panic!("expected a refusal before sending, got {other:?}"),
     }
+    assert!(!marker.exists(), "a refused request ran its command");
+    sandbox.client().check_identity().await.unwrap();
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Agents from the Kubernetes API: the Session names its agent and pinned version; the version's spec is the
 //! Agent's ControllerRevision `<agent>-v<version>`; the provider's key and script come from the referenced Secret
-//! and ConfigMap. Built providers are cached per agent version for a minute, so keys rotate without a restart; an
-//! Environment's provisioning mode is cached for a minute too.
+//! (only one meant as a model key, see [`corral_api::model_key`]) and ConfigMap. Built providers are cached per
+//! agent version for a minute, so keys rotate without a restart; an Environment's provisioning mode is cached for a
+//! minute too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -139,6 +140,13 @@ impl KubeAgentSource {
         if let Some(reference) = &provider_config.api_key_secret_ref {
             let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
             let secret = secrets.get(&reference.name).await.map_err(api_error)?;
+            // The key goes to the model's base URL, which the Agent's author chooses: only a Secret meant as a
+            // model key may be named (never a vault credential or a Secret Corral keeps for itself).
+            if let Some(refusal) = corral_api::model_key::refusal(&secret) {
+                return Err(LoadError::Invalid(format!(
+                    "spec.model.provider.apiKeySecretRef: {refusal}"
+                )));
+            }
             let key = secret_value(&secret, &reference.key).ok_or_else(|| {
                 LoadError::Invalid(format!("Secret {} has no key {}", reference.name, reference.key))
             })?;

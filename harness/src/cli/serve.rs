@@ -164,6 +164,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 Arc::new(KubeAgentSource::new(client.clone())),
                 Arc::new(ClusterToolRunner::new(
                     client.clone(),
+                    store.connection(),
                     writer.clone(),
                     args.sandbox_ready_timeout,
                 )),

@@ -3,32 +3,43 @@
 //! The contract with the operator (see the crate README):
 //! 1. The harness writes `status.sandbox.requestedAt` (now, RFC 3339) by server-side apply under the field manager
 //!    `corral-harness`, on a session's first tool call and whenever its sandbox was lost.
-//! 2. The operator creates (or claims) a pod and publishes `status.sandbox.phase: Ready` and `endpoint`
-//!    (`host:port`), and the daemon's token in Secret `sandbox-<session>`, key `token` (the names are the pod
-//!    contract of `corral_sandbox_protocol::pod`).
-//! 3. The harness calls the daemon at `http://<endpoint>` with that token. A pod that cannot be reached becomes an
-//!    `is_error` result saying the sandbox was lost and will be replaced, and the next call asks again.
+//! 2. The operator creates (or claims) a pod and publishes `status.sandbox.phase: Ready`, `pod` and `endpoint`
+//!    (`host:port`). The daemon's token is in Redis under the tenant's prefix, keyed by the pod
+//!    (`corral_session::keys::Tenant::sandbox_token`); no Secret of the namespace holds it.
+//! 3. The harness calls the daemon at `http://<endpoint>` with that token, after the daemon proved it is the pod
+//!    the token belongs to (`SandboxClient::check_identity`: an address another pod took over never gets the
+//!    token). A pod that cannot be reached becomes an `is_error` result saying the sandbox was lost and will be
+//!    replaced, and the next call asks again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral_api::Session;
 use corral_api::session::SandboxPhase;
-use corral_sandbox_protocol::pod::{TOKEN_KEY, sandbox_name};
 use corral_sandbox_protocol::{ClientError, SandboxClient};
-use k8s_openapi::api::core::v1::Secret;
+use corral_session::keys::Tenant;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
+use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 
 use super::client_cache::BoundedCache;
 use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
-use crate::agent::manifest::secret_value;
 use crate::status::StatusWriter;
+
+/// What looking for a session's sandbox found.
+enum Found {
+    /// A client of its daemon.
+    Client(SandboxClient),
+    /// A Ready pod at this endpoint without a token in Redis (made by an earlier version, or being deleted).
+    NoToken(String),
+}
 
 /// Runs tools in sandbox pods the operator manages.
 pub struct ClusterToolRunner {
     client: Client,
+    /// Redis, where the operator keeps each sandbox pod's daemon token.
+    tokens: ConnectionManager,
     status: Arc<StatusWriter>,
     ready_timeout: Duration,
     /// The daemon client of each session's sandbox, with the endpoint it talks to (bounded, entries expire).
@@ -44,10 +55,16 @@ impl std::fmt::Debug for ClusterToolRunner {
 }
 
 impl ClusterToolRunner {
-    /// A runner that waits up to `ready_timeout` for a sandbox to become ready.
-    pub fn new(client: Client, status: Arc<StatusWriter>, ready_timeout: Duration) -> Self {
+    /// A runner that waits up to `ready_timeout` for a sandbox to become ready, reading daemon tokens from `tokens`.
+    pub fn new(
+        client: Client,
+        tokens: ConnectionManager,
+        status: Arc<StatusWriter>,
+        ready_timeout: Duration,
+    ) -> Self {
         Self {
             client,
+            tokens,
             status,
             ready_timeout,
             clients: Mutex::default(),
@@ -56,9 +73,26 @@ impl ClusterToolRunner {
     }
 
     async fn sandbox(&self, namespace: &str, session: &str) -> Result<SandboxClient, String> {
+        match self.find(namespace, session).await? {
+            Found::Client(client) => Ok(client),
+            // A pod without a token cannot be called: it is treated as lost, and a new one is asked for.
+            Found::NoToken(endpoint) => {
+                let key = (namespace.to_owned(), session.to_owned());
+                self.lost.lock().await.insert(key, endpoint);
+                match self.find(namespace, session).await? {
+                    Found::Client(client) => Ok(client),
+                    Found::NoToken(endpoint) => Err(format!(
+                        "the sandbox at {endpoint} has no daemon token in Redis; it will be replaced"
+                    )),
+                }
+            }
+        }
+    }
+
+    async fn find(&self, namespace: &str, session: &str) -> Result<Found, String> {
         let key = (namespace.to_owned(), session.to_owned());
         if let Some((_, client)) = self.clients.lock().await.get(&key) {
-            return Ok(client);
+            return Ok(Found::Client(client));
         }
         let lost = self.lost.lock().await.get(&key);
         let usable = |endpoint: &Option<String>| endpoint.is_some() && *endpoint != lost;
@@ -91,19 +125,19 @@ impl ClusterToolRunner {
                 .map_err(|e| format!("cannot ask for a sandbox: {e}"))?;
         }
         let deadline = Instant::now() + self.ready_timeout;
-        let endpoint = loop {
+        let (endpoint, pod) = loop {
             let current = sessions
                 .get(session)
                 .await
                 .map_err(|e| format!("cannot read the session: {e}"))?;
             let sandbox = current.status.and_then(|s| s.sandbox).unwrap_or_default();
-            match (sandbox.phase, sandbox.endpoint) {
-                (Some(SandboxPhase::Ready), Some(endpoint))
+            match (sandbox.phase, sandbox.endpoint, sandbox.pod) {
+                (Some(SandboxPhase::Ready), Some(endpoint), Some(pod))
                     if usable(&Some(endpoint.clone())) || fresh(&sandbox.since) =>
                 {
-                    break endpoint;
+                    break (endpoint, pod);
                 }
-                (Some(SandboxPhase::Failed), _) if fresh(&sandbox.since) => {
+                (Some(SandboxPhase::Failed), _, _) if fresh(&sandbox.since) => {
                     return Err(format!(
                         "the sandbox failed to start: {}",
                         sandbox.message.unwrap_or_else(|| "no reason given".into())
@@ -118,21 +152,21 @@ impl ClusterToolRunner {
                 _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         };
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let name = sandbox_name(session);
-        let secret = secrets
-            .get(&name)
+        let token: Option<String> = redis::cmd("GET")
+            .arg(Tenant::new(namespace).sandbox_token(&pod))
+            .query_async(&mut self.tokens.clone())
             .await
-            .map_err(|e| format!("cannot read Secret {name}: {e}"))?;
-        let token = secret_value(&secret, TOKEN_KEY)
-            .ok_or_else(|| format!("Secret {name} has no key {TOKEN_KEY}"))?;
+            .map_err(|e| format!("cannot read the token of sandbox pod {pod}: {e}"))?;
+        let Some(token) = token else {
+            return Ok(Found::NoToken(endpoint));
+        };
         let client = SandboxClient::new(format!("http://{endpoint}"), token).map_err(|e| e.to_string())?;
         self.clients
             .lock()
             .await
             .insert(key.clone(), (endpoint, client.clone()));
         self.lost.lock().await.remove(&key);
-        Ok(client)
+        Ok(Found::Client(client))
     }
 
     /// Drops the session's client; its sandbox is gone, so its endpoint is not used again.

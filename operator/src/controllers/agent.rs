@@ -145,7 +145,7 @@ pub fn became_unready(old: &[conditions::Condition], new: &[conditions::Conditio
 async fn check_references(ctx: &Context, ns: &str, agent: &Agent) -> Result<Option<Problem>> {
     let provider = &agent.spec.model.provider;
     if let Some(secret) = &provider.api_key_secret_ref
-        && let Some(p) = check_secret(ctx, ns, secret, "spec.model.provider.apiKeySecretRef").await?
+        && let Some(p) = check_model_key(ctx, ns, secret, "spec.model.provider.apiKeySecretRef").await?
     {
         return Ok(Some(p));
     }
@@ -157,9 +157,22 @@ async fn check_references(ctx: &Context, ns: &str, agent: &Agent) -> Result<Opti
     Ok(None)
 }
 
-async fn check_secret(ctx: &Context, ns: &str, r: &SecretKeyRef, field: &str) -> Result<Option<Problem>> {
+/// The model key's Secret: it must exist, hold the key and be one a model reference may name (the harness refuses
+/// the others; the condition says so before a session tries).
+async fn check_model_key(ctx: &Context, ns: &str, r: &SecretKeyRef, field: &str) -> Result<Option<Problem>> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    Ok(match api.get_opt(&r.name).await? {
+    let found = api.get_opt(&r.name).await?;
+    if let Some(refusal) = found.as_ref().and_then(corral_api::model_key::refusal) {
+        return Ok(Some(Problem {
+            reason: reasons::SECRET_NOT_ALLOWED,
+            message: format!("{field}: {refusal}"),
+        }));
+    }
+    Ok(secret_problem(found, ns, r, field))
+}
+
+fn secret_problem(found: Option<Secret>, ns: &str, r: &SecretKeyRef, field: &str) -> Option<Problem> {
+    match found {
         None => Some(Problem {
             reason: reasons::SECRET_NOT_FOUND,
             message: format!("{field}: Secret {:?} does not exist in namespace {ns:?}", r.name),
@@ -169,7 +182,7 @@ async fn check_secret(ctx: &Context, ns: &str, r: &SecretKeyRef, field: &str) ->
             message: format!("{field}: Secret {:?} has no key {:?}", r.name, r.key),
         }),
         Some(_) => None,
-    })
+    }
 }
 
 async fn check_config_map(

@@ -413,6 +413,11 @@ async fn cleanup(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
     if let (Some(grants), Some(pod)) = (ctx.sandbox.grants_namespace.as_deref(), pod) {
         sandbox::grants::delete_grant(&ctx, grants, &ns, pod).await?;
     }
+    // The daemon tokens of its pod (a claimed warm pod keeps its own name) go too.
+    let own = sandbox::naming::sandbox_name(&session.name_any());
+    for pod in pod.into_iter().chain([own.as_str()]) {
+        sandbox::token::delete_token(&ctx, &ns, pod).await?;
+    }
     match ctx.session_log.clone() {
         Some(mut conn) => {
             corral_session::delete_session_log(&mut conn, &ns, &session.name_any()).await?;

@@ -2,7 +2,7 @@
 //! proxy agree on all come from the sandbox protocol crate; this module only adapts their types to Kubernetes'.
 
 pub use corral_sandbox_protocol::pod::{
-    BINARY_NAME, DAEMON_IMAGE_BINARY, INSTALL_PACKAGES_COMMAND, POD_COMPONENT, TOKEN_KEY, sandbox_name, vars,
+    BINARY_NAME, DAEMON_IMAGE_BINARY, INSTALL_PACKAGES_COMMAND, POD_COMPONENT, sandbox_name, vars,
 };
 pub use corral_sandbox_protocol::wire::HEALTH_PATH;
 

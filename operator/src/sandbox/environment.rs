@@ -44,12 +44,12 @@ pub async fn apply_network_policy(ctx: &Context, ns: &str, env: &Environment) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::test_support::{context, env, recording_client};
+    use crate::sandbox::test_support::{context_with_redis, env, recording_client, stored_token};
 
     #[tokio::test]
     async fn warm_pods_are_created_after_their_network_policy() {
         let (client, calls) = recording_client();
-        let ctx = context(client);
+        let (ctx, _redis) = context_with_redis(client).await;
         let pool = reconcile_environment(
             &ctx,
             "team",
@@ -58,19 +58,23 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((pool.desired, pool.ready, pool.pending), (1, 0, 1));
-        let calls = calls.lock().unwrap();
+        let calls = calls.lock().unwrap().clone();
         let expected = [
             "PATCH /apis/networking.k8s.io/v1/namespaces/team/networkpolicies/sandbox-py",
             "GET /api/v1/namespaces/team/pods",
-            "PATCH /api/v1/namespaces/team/secrets/warm-py-",
             "PATCH /api/v1/namespaces/team/pods/warm-py-",
         ];
         assert_eq!(calls.len(), expected.len(), "{calls:?}");
         for (call, prefix) in calls.iter().zip(expected) {
             assert!(
                 call.starts_with(prefix),
-                "the walls, the pool's listing, then a token and a pod: {calls:?}"
+                "the walls, the pool's listing, then the pod, and no Secret: {calls:?}"
             );
         }
+        let pod = calls[2].rsplit('/').next().unwrap();
+        assert!(
+            stored_token(&ctx, "team", pod).await.is_some(),
+            "the warm pod's token is in Redis before the pod"
+        );
     }
 }

@@ -102,7 +102,9 @@ mod tests {
     use corral_api::{SessionSpec, SessionStatus, session::SandboxStatus};
 
     use super::*;
-    use crate::sandbox::test_support::{context, env, recording_client, recording_client_with};
+    use corral_session::testing::RedisServer;
+
+    use crate::sandbox::test_support::{context_with_redis, env, recording_client, recording_client_with};
 
     fn session(vaults: serde_json::Value) -> Session {
         let spec: SessionSpec = serde_json::from_value(serde_json::json!({
@@ -127,16 +129,17 @@ mod tests {
         s
     }
 
-    fn granting(client: kube::Client) -> Context {
-        let mut ctx = context(client);
+    /// A context with grants on, and the Redis its sandbox tokens go to (kept alive by the handle).
+    async fn granting(client: kube::Client) -> (Context, RedisServer) {
+        let (mut ctx, redis) = context_with_redis(client).await;
         ctx.sandbox.grants_namespace = Some("corral-grants".into());
-        ctx
+        (ctx, redis)
     }
 
     #[tokio::test]
     async fn a_new_sandbox_gets_its_grant_before_the_session_hears_of_it() {
         let (client, calls) = recording_client();
-        let ctx = granting(client);
+        let (ctx, _redis) = granting(client).await;
         let session = requesting(session(serde_json::json!([{"name": "v1"}])));
 
         let decision = crate::sandbox::reconcile(&ctx, "team", &session, &env(serde_json::json!({})))
@@ -161,7 +164,7 @@ mod tests {
         let pod = serde_json::json!({"metadata": {"name": "sandbox-s1", "namespace": "team"}});
         let (client, calls) =
             recording_client_with(&[("/api/v1/namespaces/team/pods", serde_json::json!([pod]))]);
-        let ctx = granting(client);
+        let (ctx, _redis) = granting(client).await;
         let mut session = session(serde_json::json!([{"name": "v1"}]));
         session.status = Some(SessionStatus {
             phase: Some(corral_api::session::SessionPhase::Terminated),
@@ -185,7 +188,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_without_vaults_or_an_operator_without_grants_writes_none() {
         let (client, calls) = recording_client();
-        let ctx = granting(client);
+        let (ctx, _redis) = granting(client).await;
         apply_grant(
             &ctx,
             "corral-grants",
@@ -198,7 +201,7 @@ mod tests {
         assert!(calls.lock().unwrap().is_empty(), "no vaults, no grant");
 
         let (client, calls) = recording_client();
-        let ctx = context(client);
+        let (ctx, _redis) = context_with_redis(client).await;
         let s = requesting(session(serde_json::json!([{"name": "v1"}])));
         crate::sandbox::reconcile(&ctx, "team", &s, &env(serde_json::json!({})))
             .await
@@ -229,7 +232,7 @@ mod tests {
                 serde_json::json!([{"metadata": {"name": "sandbox-s1", "namespace": "team"}}]),
             ),
         ]);
-        let ctx = granting(client);
+        let (ctx, _redis) = granting(client).await;
 
         assert_eq!(sweep(&ctx, "corral-grants").await.unwrap(), 1);
         assert_eq!(

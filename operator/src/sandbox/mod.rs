@@ -3,15 +3,16 @@
 //! through [`reconcile()`] and [`reconcile_environment`]; the gauges read pods through [`census`].
 //!
 //! - Pure builders: [`pod`] (the pod), [`packages`] (its package installation), [`egress`] (its proxy settings),
-//!   [`storage`] (its disk limits), [`network_policy`], [`token`] (the daemon's token Secret), [`workspace`] (the
-//!   persistent claim), with the names and labels in [`naming`] and the pod contract shared with the harness and the
-//!   daemon in [`contract`]. [`policy`] says what an Environment may ask for.
+//!   [`storage`] (its disk limits), [`network_policy`], [`workspace`] (the persistent claim), with the names and
+//!   labels in [`naming`] and the pod contract shared with the harness and the daemon in [`contract`]. [`policy`]
+//!   says what an Environment may ask for.
 //! - Pure decisions: [`pod_state`] (what a pod's status means) and [`decide`] (what a session's sandbox becomes:
 //!   provisioned, ready, reaped after the idle timeout, replaced after it died).
 //! - I/O: [`mod@reconcile`] (a session's sandbox), [`provision`] (claiming a warm pod or creating one, after its
 //!   NetworkPolicy), [`warm_pool`] and [`environment`] (an Environment's NetworkPolicy and pool), and
-//!   [`isolation`] (the probe that checks the NetworkPolicy is enforced), and [`grants`] (the egress proxy's
-//!   credential [`grant`] of each bound pod, swept when the pod is gone).
+//!   [`isolation`] (the probe that checks the NetworkPolicy is enforced), [`grants`] (the egress proxy's
+//!   credential [`grant`] of each bound pod, swept when the pod is gone), and [`token`] (each pod's daemon token,
+//!   kept in Redis; the pod gets only its digest).
 
 pub mod census;
 pub mod config;

@@ -29,7 +29,7 @@ pub enum SandboxOwner {
     },
 }
 
-/// The name of a warm pool pod (and of its token Secret).
+/// The name of a warm pool pod (and of its token's Redis key).
 pub fn warm_pod_name(environment: &str, suffix: &str) -> String {
     format!("warm-{environment}-{suffix}")
 }

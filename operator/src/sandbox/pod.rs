@@ -9,14 +9,14 @@ use corral_api::Environment;
 use k8s_openapi::{
     api::core::v1::{
         Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction, Pod, PodSecurityContext,
-        PodSpec, Probe, ResourceRequirements, SecretVolumeSource, Volume, VolumeMount,
+        PodSpec, Probe, ResourceRequirements, Volume, VolumeMount,
     },
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
 
 use super::{
     SandboxConfig,
-    contract::{BINARY_NAME, DAEMON_IMAGE_BINARY, DAEMON_PORT, HEALTH_PATH, TOKEN_KEY, sandbox_name, vars},
+    contract::{BINARY_NAME, DAEMON_IMAGE_BINARY, DAEMON_PORT, HEALTH_PATH, sandbox_name, vars},
     egress::egress_env,
     naming::{SandboxOwner, meta, sandbox_labels, warm_pod_name},
     packages::{self, PACKAGES_DIR, install_packages},
@@ -25,8 +25,6 @@ use super::{
 };
 use crate::builders::common::{NONROOT_UID, env_var, locked_down, merge_env, runtime_default_seccomp};
 
-/// Where the daemon's token is mounted.
-pub const TOKEN_DIR: &str = "/var/run/corral/token";
 /// The sandbox's working directory.
 pub const WORKSPACE_DIR: &str = "/workspace";
 /// The uid sandbox processes run as.
@@ -100,6 +98,7 @@ fn sandbox_container(
     with_packages: bool,
     user_env: &[EnvVar],
     resources: ResourceRequirements,
+    token_sha256: &str,
 ) -> Container {
     let probe = Probe {
         http_get: Some(HTTPGetAction {
@@ -118,7 +117,7 @@ fn sandbox_container(
         env: Some(merge_env(
             [
                 env_var(vars::ADDR, &format!("0.0.0.0:{DAEMON_PORT}")),
-                env_var(vars::TOKEN_FILE, &format!("{TOKEN_DIR}/{TOKEN_KEY}")),
+                env_var(vars::TOKEN_SHA256, token_sha256),
                 env_var(vars::WORKSPACE, WORKSPACE_DIR),
                 env_var("HOME", WORKSPACE_DIR),
                 env_var("TMPDIR", "/tmp"),
@@ -139,7 +138,6 @@ fn sandbox_container(
         volume_mounts: Some(
             [
                 mount(DAEMON_BIN_VOLUME, DAEMON_BIN_DIR, true),
-                mount("token", TOKEN_DIR, true),
                 mount(workspace::VOLUME, WORKSPACE_DIR, false),
                 mount("tmp", "/tmp", false),
             ]
@@ -151,12 +149,13 @@ fn sandbox_container(
     }
 }
 
-/// Builds a sandbox pod for `owner` from the Environment. `token_secret` names the Secret holding its token.
+/// Builds a sandbox pod for `owner` from the Environment. Its daemon accepts the token whose SHA-256 is
+/// `token_sha256` (the token itself is in Redis, never in the pod or the namespace).
 pub fn build_sandbox_pod(
     namespace: &str,
     env: &Environment,
     owner: &SandboxOwner,
-    token_secret: &str,
+    token_sha256: &str,
     config: &SandboxConfig,
 ) -> Pod {
     let env_name = env.metadata.name.clone().unwrap_or_default();
@@ -191,16 +190,7 @@ pub fn build_sandbox_pod(
         .collect();
     let install = install_packages(env, &image, &user_env, &resources);
     let with_packages = install.is_some();
-    let sandbox = sandbox_container(image, env, with_packages, &user_env, resources);
-    let token = Volume {
-        name: "token".into(),
-        secret: Some(SecretVolumeSource {
-            secret_name: Some(token_secret.to_owned()),
-            default_mode: Some(0o440),
-            ..SecretVolumeSource::default()
-        }),
-        ..Volume::default()
-    };
+    let sandbox = sandbox_container(image, env, with_packages, &user_env, resources, token_sha256);
     Pod {
         metadata: meta(name, namespace, sandbox_labels(&env_name, owner), owner_ref),
         spec: Some(PodSpec {
@@ -224,7 +214,6 @@ pub fn build_sandbox_pod(
             volumes: Some(
                 [
                     empty_dir(DAEMON_BIN_VOLUME, &Quantity(DAEMON_BIN_SIZE.into())),
-                    token,
                     workspace,
                     empty_dir("tmp", &tmp),
                 ]
@@ -288,8 +277,18 @@ mod tests {
             suffix: "abc12".into(),
             owner: owner("Environment"),
         };
-        let pod = build_sandbox_pod("team", &e, &owner, "warm-py-abc12", &SandboxConfig::default());
+        let digest = corral_sandbox_protocol::pod::token_sha256("the-token-of-warm-py-abc12");
+        let pod = build_sandbox_pod("team", &e, &owner, &digest, &SandboxConfig::default());
         assert_locked_down(&pod);
+        let env = pod.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+        let value = |name: &str| env.iter().find(|v| v.name == name).and_then(|v| v.value.clone());
+        assert_eq!(
+            value(vars::TOKEN_SHA256),
+            Some(digest),
+            "the daemon gets the digest"
+        );
+        assert_eq!(value(vars::TOKEN), None, "never the token");
+        assert_eq!(value(vars::TOKEN_FILE), None);
         let labels = pod.metadata.labels.clone().unwrap();
         assert_eq!(labels.get(WARM_LABEL).map(String::as_str), Some("true"));
         assert!(!labels.contains_key(labels::SESSION));

@@ -1,12 +1,14 @@
-//! Giving a session a sandbox pod: claim a ready warm pod of its Environment, or create the session's own pod with
-//! its token Secret and workspace claim, always after the NetworkPolicy the pod falls under (a pod never runs a
-//! moment without its walls; warm pods get theirs from [`super::environment`] in the same order).
+//! Giving a session a sandbox pod: claim a ready warm pod of its Environment (its token, stored under the pod's
+//! name, goes with it), or create the session's own pod with its token (in Redis, see [`super::token`]) and
+//! workspace claim, always after the NetworkPolicy the pod falls under (a pod never runs a moment without its walls;
+//! warm pods get theirs from [`super::environment`] in the same order).
 
 use corral_api::{Environment, Session, environment::WorkspaceType, labels};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use corral_sandbox_protocol::pod::token_sha256;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
 };
 
 use super::{
@@ -14,8 +16,7 @@ use super::{
     environment::apply_network_policy,
     naming::{SandboxOwner, WARM_LABEL, sandbox_name, warm_pods_selector},
     pod_state::PodView,
-    reconcile::ignore_not_found,
-    token::{build_token_secret, new_token, token_of},
+    token::ensure_token,
     workspace::build_workspace_claim,
 };
 use crate::{
@@ -29,7 +30,6 @@ pub async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environ
     let owner = session
         .controller_owner_ref(&())
         .ok_or(Error::MissingObjectKey("uid"))?;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let apply = PatchParams::apply(labels::OPERATOR_FIELD_MANAGER).force();
 
     if env.spec.sandbox.workspace.kind == WorkspaceType::Ephemeral
@@ -40,13 +40,7 @@ pub async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environ
 
     // Applied before the pod exists, whatever the Environment controller has done so far.
     apply_network_policy(ctx, ns, env).await?;
-    let secret_name = sandbox_name(&name);
-    if secrets.get_opt(&secret_name).await?.is_none() {
-        let secret = build_token_secret(&secret_name, ns, &owner, &new_token()?);
-        secrets
-            .patch(&secret_name, &apply, &Patch::Apply(&secret))
-            .await?;
-    }
+    let token = ensure_token(ctx, ns, &sandbox_name(&name)).await?;
     if let Some(claim) = build_workspace_claim(&name, ns, env, &owner) {
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
         if claims.get_opt(&claim.name_any()).await?.is_none() {
@@ -62,7 +56,7 @@ pub async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environ
             name: name.clone(),
             owner,
         },
-        &secret_name,
+        &token_sha256(&token),
         &ctx.sandbox,
     );
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
@@ -75,7 +69,6 @@ pub async fn provision(ctx: &Context, ns: &str, session: &Session, env: &Environ
 /// sessions can never get the same pod: the loser gets a 409 and tries the next one.
 async fn claim_warm(ctx: &Context, ns: &str, session: &Session, env: &Environment) -> Result<Option<String>> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let selector = warm_pods_selector(&env.name_any());
     let candidates = pods.list(&ListParams::default().labels(&selector)).await?.items;
     let owner = session
@@ -101,23 +94,7 @@ async fn claim_warm(ctx: &Context, ns: &str, session: &Session, env: &Environmen
             Err(kube::Error::Api(ae)) if ae.code == 409 || ae.code == 404 => continue,
             Err(e) => return Err(e.into()),
         }
-        // The warm pod's daemon already holds its token; hand the same token to the session.
-        let token = secrets
-            .get_opt(&pod_name)
-            .await?
-            .as_ref()
-            .and_then(token_of)
-            .unwrap_or_default();
-        let secret_name = sandbox_name(&session.name_any());
-        let secret = build_token_secret(&secret_name, ns, &owner, &token);
-        secrets
-            .patch(
-                &secret_name,
-                &PatchParams::apply(labels::OPERATOR_FIELD_MANAGER).force(),
-                &Patch::Apply(&secret),
-            )
-            .await?;
-        ignore_not_found(secrets.delete(&pod_name, &DeleteParams::default()).await)?;
+        // The warm pod keeps its name, and so its token: the harness finds both through the Session status.
         tracing::info!(session = %session.name_any(), pod = %pod_name, "claimed a warm sandbox pod");
         return Ok(Some(pod_name));
     }
@@ -129,12 +106,12 @@ mod tests {
     use corral_api::SessionSpec;
 
     use super::*;
-    use crate::sandbox::test_support::{context, env, recording_client};
+    use crate::sandbox::test_support::{context_with_redis, env, recording_client, stored_token};
 
     #[tokio::test]
     async fn the_network_policy_is_applied_before_the_pod_is_created() {
         let (client, calls) = recording_client();
-        let ctx = context(client);
+        let (ctx, _redis) = context_with_redis(client).await;
         let spec: SessionSpec = serde_json::from_value(
             serde_json::json!({"agent": {"name": "a"}, "environmentRef": {"name": "py"}}),
         )
@@ -153,11 +130,17 @@ mod tests {
             [
                 "GET /api/v1/namespaces/team/pods",
                 "PATCH /apis/networking.k8s.io/v1/namespaces/team/networkpolicies/sandbox-py",
-                "GET /api/v1/namespaces/team/secrets/sandbox-s1",
-                "PATCH /api/v1/namespaces/team/secrets/sandbox-s1",
                 "PATCH /api/v1/namespaces/team/pods/sandbox-s1",
             ],
-            "no warm pod to claim; then the walls, the token and the pod, in that order"
+            "no warm pod to claim; then the walls and the pod, and no Secret"
+        );
+        let token = stored_token(&ctx, "team", "sandbox-s1")
+            .await
+            .expect("the token is stored");
+        assert_eq!(
+            ensure_token(&ctx, "team", "sandbox-s1").await.unwrap(),
+            token,
+            "a pod made again keeps its token"
         );
     }
 }

@@ -17,6 +17,7 @@ use super::{
     naming::session_pod_selector,
     pod_state::PodView,
     provision::provision,
+    token::delete_token,
 };
 use crate::{context::Context, error::Result};
 
@@ -61,6 +62,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, session: &Session, env: &Environ
         }
         Action::Delete { pod } => {
             ignore_not_found(pods.delete(pod, &DeleteParams::default().grace_period(2)).await)?;
+            delete_token(ctx, ns, pod).await?;
             tracing::info!(session = %name, pod, reason = decision.condition.1, "deleted sandbox pod");
             if let Some(grants) = grants {
                 delete_grant(ctx, grants, ns, pod).await?;

@@ -79,6 +79,13 @@ pub fn assert_locked_down(pod: &Pod) {
         Some(false),
         "no Service addresses in the environment"
     );
+    assert!(
+        spec.volumes
+            .iter()
+            .flatten()
+            .all(|v| v.secret.is_none() && v.projected.is_none()),
+        "no Secret is mounted: the daemon gets only its token's digest"
+    );
     let psc = spec.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
@@ -168,4 +175,26 @@ pub fn context(client: Client) -> Context {
         isolation: Arc::default(),
         harness: None,
     }
+}
+
+/// A context whose token store is a real, throw-away redis-server (kept alive by the returned handle).
+pub async fn context_with_redis(client: Client) -> (Context, corral_session::testing::RedisServer) {
+    let redis = corral_session::testing::RedisServer::start().expect("redis-server starts");
+    let mut ctx = context(client);
+    ctx.session_log = Some(
+        crate::context::connect_session_log(&redis.url())
+            .await
+            .expect("connects to redis"),
+    );
+    (ctx, redis)
+}
+
+/// The token stored for `pod`, if any.
+pub async fn stored_token(ctx: &Context, ns: &str, pod: &str) -> Option<String> {
+    let mut conn = ctx.session_log.clone()?;
+    redis::cmd("GET")
+        .arg(corral_session::keys::Tenant::new(ns).sandbox_token(pod))
+        .query_async(&mut conn)
+        .await
+        .ok()?
 }

@@ -1,8 +1,10 @@
 //! An Environment's warm pool: keeps `spec.sandbox.warmPool` ready, unassigned sandbox pods (each with its own
-//! token Secret), deletes extras, and counts them for the status. Sessions claim them in [`super::provision`].
+//! token, in Redis under the pod's name), deletes extras, and counts them for the status. Sessions claim them in
+//! [`super::provision`].
 
 use corral_api::{Environment, environment::WarmPoolStatus, labels};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use corral_sandbox_protocol::pod::token_sha256;
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
@@ -12,7 +14,8 @@ use super::{
     build_sandbox_pod,
     naming::{SandboxOwner, warm_pod_name, warm_pods_selector},
     pod_state::{PodState, PodView},
-    token::{build_token_secret, new_token},
+    reconcile::ignore_not_found,
+    token::{delete_token, ensure_token, new_token},
 };
 use crate::{
     context::Context,
@@ -26,7 +29,6 @@ type Member = (Pod, PodView);
 pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<WarmPoolStatus> {
     let desired = env.spec.sandbox.warm_pool.unwrap_or(0).max(0);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let selector = warm_pods_selector(&env.name_any());
     let (mut alive, dead): (Vec<Member>, Vec<Member>) = pods
         .list(&ListParams::default().labels(&selector))
@@ -40,13 +42,13 @@ pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<War
         })
         .partition(|(_, v)| !matches!(v.state, PodState::Ended { .. }));
     for (pod, _) in dead {
-        delete_pod_and_token(&pods, &secrets, &pod.name_any()).await?;
+        delete_pod_and_token(ctx, &pods, ns, &pod.name_any()).await?;
     }
     // Extras go first among those not yet ready, so ready capacity is kept.
     alive.sort_by_key(|(_, v)| v.state.is_ready());
     while alive.len() > desired as usize {
         let (pod, _) = alive.remove(0);
-        delete_pod_and_token(&pods, &secrets, &pod.name_any()).await?;
+        delete_pod_and_token(ctx, &pods, ns, &pod.name_any()).await?;
     }
     let owner = env
         .controller_owner_ref(&())
@@ -59,9 +61,8 @@ pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<War
             suffix,
             owner: owner.clone(),
         };
-        let secret = build_token_secret(&pod_name, ns, &owner, &new_token()?);
-        secrets.patch(&pod_name, &apply, &Patch::Apply(&secret)).await?;
-        let pod = build_sandbox_pod(ns, env, &sandbox_owner, &pod_name, &ctx.sandbox);
+        let token = ensure_token(ctx, ns, &pod_name).await?;
+        let pod = build_sandbox_pod(ns, env, &sandbox_owner, &token_sha256(&token), &ctx.sandbox);
         pods.patch(&pod_name, &apply, &Patch::Apply(&pod)).await?;
         tracing::info!(environment = %env.name_any(), pod = %pod_name, "created warm sandbox pod");
     }
@@ -74,16 +75,7 @@ pub async fn reconcile(ctx: &Context, ns: &str, env: &Environment) -> Result<War
     })
 }
 
-async fn delete_pod_and_token(pods: &Api<Pod>, secrets: &Api<Secret>, name: &str) -> Result<()> {
-    for result in [
-        pods.delete(name, &DeleteParams::default()).await.map(|_| ()),
-        secrets.delete(name, &DeleteParams::default()).await.map(|_| ()),
-    ] {
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(ae)) if ae.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
+async fn delete_pod_and_token(ctx: &Context, pods: &Api<Pod>, ns: &str, name: &str) -> Result<()> {
+    ignore_not_found(pods.delete(name, &DeleteParams::default()).await)?;
+    delete_token(ctx, ns, name).await
 }

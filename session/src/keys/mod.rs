@@ -126,6 +126,13 @@ impl Tenant {
         format!("{}agent:{agent}:spend", self.prefix)
     }
 
+    /// The bearer token of sandbox pod `pod`'s daemon (string: 64 hex characters). Written by the operator
+    /// before it creates the pod (whose daemon gets only the token's SHA-256), read by the namespace's harness
+    /// to call the daemon, deleted by the operator with the pod. Untagged: a single key that no script touches.
+    pub fn sandbox_token(&self, pod: &str) -> String {
+        format!("{}sandbox:{pod}:token", self.prefix)
+    }
+
     /// Reserved (speed issue): harness replica `replica`'s liveness key (string: its epoch, with a short TTL
     /// renewed every ~200 ms). Session leases point at it; a watcher reclaims a dead replica's sessions.
     pub fn replica(&self, replica: &str) -> String {

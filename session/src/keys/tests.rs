@@ -28,6 +28,7 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         thread.fence(),
         tenant.agent_spend("coder"),
         tenant.follow_doorbell("gw-1"),
+        tenant.sandbox_token("sandbox-sesn_1"),
         tenant.replica("harness-0"),
         tenant.replica_sessions("harness-0"),
         tenant.replicas(),
@@ -112,4 +113,11 @@ fn a_client_chosen_idempotency_key_cannot_break_the_tag_or_prefix() {
     assert!(!key.contains("other"));
     assert_ne!(key, keys.idempotency("another"));
     assert_eq!(key, keys.idempotency("}{corral:t:other:*"));
+}
+
+#[test]
+fn a_sandbox_token_is_a_tenant_key_named_after_its_pod() {
+    let key = Tenant::new("team-a").sandbox_token("sandbox-s1");
+    assert_eq!(key, "corral:t:team-a:sandbox:sandbox-s1:token");
+    assert_ne!(key, Tenant::new("team-b").sandbox_token("sandbox-s1"));
 }
