@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::Context as _;
 use corral_e2e::{
     Cluster, TestNamespace,
+    cluster::HOST_IP,
     gateway::{Client, Forward, gateway_url, is_end_turn, read_until, tenant},
     mcp::WeatherServer,
     model::{ModelServer, Reply},
@@ -241,7 +242,7 @@ stringData: {{token: "{repo_token}"}}
             let vault = api.create("/v1/vaults", json!({ "display_name": "canaries" })).await?;
             for auth in [
                 json!({"type": "environment_variable", "secret_name": "API_TOKEN", "secret_value": env_value,
-                       "networking": {"type": "limited", "allowed_hosts": [allowed]}}),
+                       "networking": {"type": "limited", "allowed_hosts": [HOST_IP]}}),
                 json!({"type": "static_bearer", "mcp_server_url": mcp_url, "token": bearer}),
                 json!({"type": "mcp_oauth", "mcp_server_url": "https://mcp.example.com/mcp", "access_token": access,
                        "refresh": {"client_id": "c", "refresh_token": refresh,
