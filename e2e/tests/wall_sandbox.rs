@@ -70,18 +70,21 @@ spec: {sandbox: {nodeSelector: {kubernetes.io/hostname: anything}}}
             assert!(message.contains(field), "{name}'s refusal names {field}: {message}");
         }
 
-        // A tool call asking for a sandbox anyway gets a Failed sandbox and no pod.
-        request_sandbox(&ns, "s1").await?;
-        let failed = wait::object(&ns.api::<Session>(), "s1", TIMEOUT, "sandbox Failed", |s: &Session| {
-            sandbox_phase(s) == Some(SandboxPhase::Failed)
+        // The Session says why it cannot run, and a tool call asking for a sandbox anyway gets no pod.
+        let session = wait::object(&ns.api::<Session>(), "s1", TIMEOUT, "session not Ready", |s: &Session| {
+            s.status
+                .as_ref()
+                .and_then(|s| condition_of(&s.conditions, types::READY))
+                .is_some_and(|(status, _)| status == "False")
         })
         .await?;
-        let reason = failed
-            .status
-            .as_ref()
-            .and_then(|s| condition_of(&s.conditions, types::SANDBOX_READY));
-        assert_eq!(reason, Some(("False".to_owned(), "NotAllowed".to_owned())));
+        let ready = session.status.as_ref().and_then(|s| condition_of(&s.conditions, types::READY));
+        assert_eq!(ready, Some(("False".to_owned(), "EnvironmentNotReady".to_owned())));
+        request_sandbox(&ns, "s1").await?;
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         assert!(session_pods(&ns).await?.is_empty(), "no pod for a refused placement");
+        let phase = sandbox_phase(&ns.api::<Session>().get("s1").await?);
+        assert_ne!(phase, Some(SandboxPhase::Ready), "no sandbox is ready");
 
         // The permitted position: the same Environment without the RuntimeClass gets its sandbox.
         ns.cluster().kubectl(&[

@@ -1,6 +1,6 @@
 //! The wall around a namespace's Secrets (issue 14, finding 2): an Agent's `apiKeySecretRef` is sent to the
 //! model's `baseUrl`, a server of the Agent author's choosing, so it must reach only Secrets meant as model keys.
-//! A listener pod in the tenant namespace plays the author's server and logs the headers it receives. Agents
+//! A listener on the test's host (an internal host the platform opened) plays the author's server and logs the headers it receives. Agents
 //! aimed at it name (a) a vault credential made through the API, (b) an unlabelled Secret and (c) a sandbox token
 //! Secret as earlier versions left them, holding a live daemon token; (a) and (c) even forged with the model-key
 //! label: the listener never sees their values, and each session and Agent says why. The same Agent with a
@@ -24,41 +24,36 @@ use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// A pod that answers every request with a 400 and prints its method, path and headers, one request a line.
+/// A server on this host (reached from the cluster at 10.201.0.1, a host the platform opened to the harness) that
+/// answers every request with a 400 and prints its method, path and headers, one request a line.
 const LISTENER: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: listener}
-spec:
-  automountServiceAccountToken: false
-  securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
-  containers:
-    - name: listen
-      image: corral/sandbox-base:dev
-      imagePullPolicy: IfNotPresent
-      command:
-        - python3
-        - -c
-        - |
-          import http.server, json
-          class Handler(http.server.BaseHTTPRequestHandler):
-              def do_POST(self):
-                  self.rfile.read(int(self.headers.get("content-length") or 0))
-                  print("REQUEST", self.command, self.path, json.dumps(dict(self.headers)), flush=True)
-                  body = b'{"error": {"type": "invalid_request_error", "message": "the listener only listens"}}'
-                  self.send_response(400)
-                  self.send_header("content-type", "application/json")
-                  self.send_header("content-length", str(len(body)))
-                  self.end_headers()
-                  self.wfile.write(body)
-              do_GET = do_POST
-              def log_message(self, *args):
-                  pass
-          http.server.ThreadingHTTPServer(("", 8080), Handler).serve_forever()
-      securityContext:
-        allowPrivilegeEscalation: false
-        capabilities: {drop: [ALL]}
+import http.server, json, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        print("REQUEST", self.command, self.path, json.dumps(dict(self.headers)), flush=True)
+        body = b'{"error": {"type": "invalid_request_error", "message": "the listener only listens"}}'
+        self.send_response(400)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    do_GET = do_POST
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 "#;
+
+/// Starts [`LISTENER`] on a free loopback port, printing into `record`: the process and the port.
+fn start_listener(record: &std::path::Path) -> anyhow::Result<(std::process::Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = std::process::Command::new("python3")
+        .args(["-c", LISTENER, &port.to_string()])
+        .stdout(std::fs::File::create(record)?)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    Ok((child, port))
+}
 
 /// An Agent `name` on the OpenAI-compatible provider at `base_url` whose key is `secret`/`key`.
 fn agent(name: &str, base_url: &str, secret: &str, key: &str) -> String {
@@ -102,8 +97,14 @@ async fn a_model_key_reference_reaches_only_labelled_model_keys() -> anyhow::Res
     })?;
     let cluster = Cluster::connect().await?;
     let (base, _gateway) = gateway_url(&cluster, "e2e-wall-secrets").await?;
-    TestNamespace::run(&cluster, "wall-secrets", |ns| async move {
-        ns.apply(LISTENER)?;
+    let dir = tempfile::tempdir()?;
+    let record = dir.path().join("requests");
+    let (mut listener, port) = start_listener(&record)?;
+    let result = TestNamespace::run(&cluster, "wall-secrets", |ns| async move {
+        let address = ns
+            .cluster()
+            .forward_from_host(&format!("{}-listen", ns.name), port)?;
+        let _forward = corral_e2e::gateway::Forward::owned(format!("{}-listen", ns.name));
         // A sandbox, so the daemon's token exists wherever the operator keeps it.
         ns.apply(&manifests("{}", ""))?;
         request_sandbox(&ns, "s1").await?;
@@ -143,20 +144,7 @@ async fn a_model_key_reference_reaches_only_labelled_model_keys() -> anyhow::Res
             pods.contains(&corral_sandbox_protocol::pod::token_sha256(&token)),
             "the sandbox pod carries the token's digest (so the probe above looked at the right pod)"
         );
-        let listener = wait::object(
-            &ns.api::<Pod>(),
-            "listener",
-            TIMEOUT,
-            "the listener running",
-            |p: &Pod| {
-                p.status
-                    .as_ref()
-                    .is_some_and(|s| s.phase.as_deref() == Some("Running") && s.pod_ip.is_some())
-            },
-        )
-        .await?;
-        let ip = listener.status.and_then(|s| s.pod_ip).unwrap_or_default();
-        let base_url = format!("http://{ip}:8080");
+        let base_url = format!("http://{address}");
 
         // (a) A vault credential made through the API, forged with the model-key label.
         let api = tenant(&base, ns.cluster(), &ns.name).await?;
@@ -255,7 +243,7 @@ async fn a_model_key_reference_reaches_only_labelled_model_keys() -> anyhow::Res
             store.enqueue(&ns.name, session).await?;
         }
 
-        let listener_log = || ns.cluster().kubectl(&["-n", &ns.name, "logs", "listener"]);
+        let listener_log = || anyhow::Ok(std::fs::read_to_string(&record)?);
         wait::until(
             "the labelled model key to reach the listener",
             TIMEOUT,
@@ -317,5 +305,7 @@ async fn a_model_key_reference_reaches_only_labelled_model_keys() -> anyhow::Res
         }
         Ok(())
     })
-    .await
+    .await;
+    let _ = listener.kill();
+    result
 }
