@@ -135,17 +135,12 @@ impl Window {
     }
 
     /// Adds the entries that follow `to` in the log, then drops the oldest beyond the window's size.
-    fn extend(&mut self, entries: &[redis::streams::StreamId], max_events: usize) {
-        for entry in entries {
-            // An id that is no cursor is no event either (a read of the log skips it too).
-            let Ok(cursor) = entry.id.parse::<Cursor>() else {
-                continue;
-            };
+    fn extend(&mut self, entries: Vec<Decoded>, max_events: usize) {
+        for (cursor, event) in entries {
             self.to = cursor;
-            if let Some(event) = decode_lossy(entry) {
-                let size = entry_bytes(entry);
+            if let Some((event, size)) = event {
                 self.bytes += size;
-                self.events.push_back((SharedEvent::new(event), size));
+                self.events.push_back((event, size));
             }
         }
         while self.events.len() > max_events.max(1) || (self.bytes > WINDOW_BYTES && self.events.len() > 1) {
@@ -166,6 +161,22 @@ impl Window {
         let events = self.events.range(start..).map(|(e, _)| e.clone()).collect();
         Some((events, self.to))
     }
+}
+
+/// An entry as the hub read it: its position, and the event with its size (none when it is not an event).
+type Decoded = (Cursor, Option<(Arc<SharedEvent>, usize)>);
+
+/// Decodes the entries of a log's read (done before the hub takes its lock, so followers are not held up).
+fn decode_entries(entries: &[redis::streams::StreamId]) -> Vec<Decoded> {
+    entries
+        .iter()
+        // An id that is no cursor is no event either (a read of the log skips it too).
+        .filter_map(|entry| {
+            let cursor = entry.id.parse::<Cursor>().ok()?;
+            let event = decode_lossy(entry).map(|e| (SharedEvent::new(e), entry_bytes(entry)));
+            Some((cursor, event))
+        })
+        .collect()
 }
 
 /// The size of an entry's fields, as the window counts it.
@@ -386,6 +397,16 @@ async fn read_loop(hub: Weak<HubInner>) {
             Ok(reply) => {
                 failures = 0;
                 let read_from: HashMap<&String, &String> = keys.iter().zip(&positions).collect();
+                let read: Vec<_> = reply
+                    .map(|r| r.keys)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|key| {
+                        let last = key.ids.last()?.id.clone();
+                        let decoded = (!bells.contains_key(&key.key)).then(|| decode_entries(&key.ids));
+                        Some((key.key, last, decoded))
+                    })
+                    .collect();
                 let mut logs = inner.logs();
                 for (key, from) in &read_from {
                     if let Some(followed) = logs.get_mut(*key)
@@ -394,16 +415,17 @@ async fn read_loop(hub: Weak<HubInner>) {
                         followed.window.stale = false;
                     }
                 }
-                for key in reply.map(|r| r.keys).unwrap_or_default() {
-                    let Some(last) = key.ids.last() else { continue };
-                    if let Some(position) = bells.get_mut(&key.key) {
-                        position.clone_from(&last.id);
-                    } else if let Some(followed) = logs.get_mut(&key.key) {
+                for (key, last, decoded) in read {
+                    if let Some(position) = bells.get_mut(&key) {
+                        position.clone_from(&last);
+                    } else if let Some(followed) = logs.get_mut(&key) {
                         // A log left and followed again meanwhile may start elsewhere: its window takes only
                         // entries that follow its own position (the next read brings them).
-                        if read_from.get(&key.key) == Some(&&followed.position) {
-                            followed.window.extend(&key.ids, config.follow_batch);
-                            followed.position.clone_from(&last.id);
+                        if read_from.get(&key) == Some(&&followed.position) {
+                            followed
+                                .window
+                                .extend(decoded.unwrap_or_default(), config.follow_batch);
+                            followed.position = last;
                         }
                         followed.notify.send_modify(|n| *n = n.wrapping_add(1));
                     }
