@@ -38,6 +38,12 @@ const FALLBACK_FACTOR: u32 = 6;
 /// The most bytes of recent entries the hub keeps per followed log (at least the newest entry is kept).
 const WINDOW_BYTES: usize = 16 << 20;
 
+/// About how many bytes of entries a follower behind the window reads at once (at least one entry).
+const CATCH_UP_BYTES: usize = 4 << 20;
+
+/// How many entries a follower's first read of the log asks for, before it knows how large they are.
+const FIRST_CATCH_UP: usize = 16;
+
 /// An event of a followed log, decoded once and serialised at most once, however many followers send it.
 #[derive(Debug)]
 pub struct SharedEvent {
@@ -459,6 +465,8 @@ pub struct Follower {
     cursor: Cursor,
     read_to: Cursor,
     buffer: VecDeque<Arc<SharedEvent>>,
+    /// How many entries the next read of the log asks for.
+    batch: usize,
 }
 
 impl std::fmt::Debug for Follower {
@@ -484,6 +492,7 @@ impl Follower {
             cursor: after,
             read_to: after,
             buffer: VecDeque::new(),
+            batch: FIRST_CATCH_UP,
         }
     }
 
@@ -531,17 +540,13 @@ impl Follower {
             return Ok(read);
         }
         let config = self.log.store.config();
-        // Large events come a few at a time, so that one read stays near the window's size.
-        let count = match config.max_event_bytes {
-            0 => config.follow_batch,
-            max => config.follow_batch.min((WINDOW_BYTES / max).max(8)),
-        };
+        let count = self.batch.clamp(1, config.follow_batch.max(1));
         let cmd = redis::cmd("XRANGE")
             .arg(self.log.keys.events())
             .arg(format!("({}", self.read_to))
             .arg("+")
             .arg("COUNT")
-            .arg(count.max(1))
+            .arg(count)
             .to_owned();
         let hub = &self.subscription.hub;
         let mut conn = hub.catch_up().await?;
@@ -559,6 +564,13 @@ impl Follower {
             }
         };
         let read = !reply.ids.is_empty();
+        // The next read's size: about CATCH_UP_BYTES of entries as large as these, so that a follower behind a
+        // log of large events holds a few of them, not a batch.
+        let bytes: usize = reply.ids.iter().map(entry_bytes).sum();
+        if read {
+            let average = (bytes / reply.ids.len()).max(1);
+            self.batch = (CATCH_UP_BYTES / average).clamp(1, config.follow_batch.max(1));
+        }
         for entry in &reply.ids {
             let cursor: Cursor = entry
                 .id
