@@ -5,8 +5,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use corral_api::network::{embedded_v4, host_matches, pattern_port};
 pub use corral_api::network::is_internal;
+use corral_api::network::{embedded_v4, host_matches, pattern_port};
 use ipnet::IpNet;
 
 use crate::policy::HostPolicy;

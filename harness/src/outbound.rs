@@ -129,19 +129,29 @@ mod tests {
     fn internal_addresses_are_closed_unless_opened_by_the_operator() {
         let wall = OutboundWall::closed(["10.201.0.1".to_owned(), "*.corp.example".to_owned()]);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(wall.check_addresses("api.example.com", &[ip("140.82.112.3")]).is_none());
+        assert!(
+            wall.check_addresses("api.example.com", &[ip("140.82.112.3")])
+                .is_none()
+        );
         let reason = wall
             .check_addresses("corral-redis.corral-system", &[ip("10.96.0.12")])
             .unwrap();
         assert!(reason.contains("internal address"), "{reason}");
         assert!(wall.check_addresses("10.201.0.1", &[ip("10.201.0.1")]).is_none());
-        assert!(wall.check_addresses("git.corp.example", &[ip("10.0.0.7")]).is_none());
+        assert!(
+            wall.check_addresses("git.corp.example", &[ip("10.0.0.7")])
+                .is_none()
+        );
         assert!(
             wall.check_addresses("mixed.example", &[ip("140.82.112.3"), ip("127.0.0.1")])
                 .is_some(),
             "one internal address among public ones is enough to refuse"
         );
-        assert!(OutboundWall::Open.check_addresses("localhost", &[ip("127.0.0.1")]).is_none());
+        assert!(
+            OutboundWall::Open
+                .check_addresses("localhost", &[ip("127.0.0.1")])
+                .is_none()
+        );
     }
 
     #[test]
@@ -155,7 +165,10 @@ mod tests {
         ] {
             assert!(wall.check_url(url).is_err(), "{url}");
         }
-        assert!(wall.check_url("https://api.anthropic.com/v1").is_ok(), "names wait for resolution");
+        assert!(
+            wall.check_url("https://api.anthropic.com/v1").is_ok(),
+            "names wait for resolution"
+        );
         assert!(wall.check_url("https://140.82.112.3/").is_ok());
     }
 

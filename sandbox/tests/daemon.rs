@@ -43,7 +43,10 @@ async fn the_daemon_refuses_to_start_without_a_usable_token() {
 
 /// Starts the daemon binary configured through the environment (workspace `dir/ws`) with `credential` (a token
 /// variable and its value); returns it and the address it listens on.
-async fn spawn_daemon(dir: &std::path::Path, credential: (&str, &str)) -> (tokio::process::Child, String) {
+async fn spawn_daemon(
+    dir: &std::path::Path,
+    credential: (&str, &str),
+) -> std::io::Result<(tokio::process::Child, String)> {
     let addr_file = dir.join("addr");
     let mut child = tokio::process::Command::new(BINARY)
         .env_remove("CORRAL_SANDBOX_TOKEN")
@@ -56,16 +59,17 @@ async fn spawn_daemon(dir: &std::path::Path, credential: (&str, &str)) -> (tokio
         .env("CORRAL_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .spawn()?;
     let addr = loop {
         if let Ok(addr) = std::fs::read_to_string(&addr_file) {
             break addr;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+        if child.try_wait()?.is_some() {
+            return Err(std::io::Error::other("the daemon exited"));
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    (child, addr)
+    Ok((child, addr))
 }
 
 /// How a sandbox pod runs the daemon: with only the token's digest. The token works, the digest itself is no
@@ -75,7 +79,9 @@ async fn a_daemon_given_only_the_token_digest_accepts_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let token = "fedcba9876543210fedcba9876543210";
     let digest = corral_sandbox_protocol::pod::token_sha256(token);
-    let (_child, addr) = spawn_daemon(dir.path(), ("CORRAL_SANDBOX_TOKEN_SHA256", &digest)).await;
+    let (_child, addr) = spawn_daemon(dir.path(), ("CORRAL_SANDBOX_TOKEN_SHA256", &digest))
+        .await
+        .unwrap();
     let client = SandboxClient::new(format!("http://{addr}"), token).unwrap();
     let env = bash_ok(&client, "env").await;
     assert!(!env.contains(&digest) && !env.contains("CORRAL_SANDBOX"), "{env}");
@@ -100,7 +106,9 @@ async fn a_daemon_given_only_the_token_digest_accepts_the_token() {
 async fn configuration_from_the_environment_works_and_sigterm_stops_a_busy_daemon_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let token = "0123456789abcdef0123456789abcdef";
-    let (mut child, addr) = spawn_daemon(dir.path(), ("CORRAL_SANDBOX_TOKEN", token)).await;
+    let (mut child, addr) = spawn_daemon(dir.path(), ("CORRAL_SANDBOX_TOKEN", token))
+        .await
+        .unwrap();
     let client = SandboxClient::new(format!("http://{addr}"), token).unwrap();
     assert_eq!(
         bash_ok(&client, "pwd").await,

@@ -473,7 +473,11 @@ mod tests {
         let prices = env.iter().find(|e| e.name == "CORRAL_PRICE_TABLE").unwrap();
         assert!(prices.value.as_deref().unwrap().contains("\"model\": \"m\""));
         let opened = env.iter().find(|e| e.name == "CORRAL_INTERNAL_HOSTS").unwrap();
-        assert_eq!(opened.value.as_deref(), Some("10.201.0.1"), "the operator's opened hosts reach the harness");
+        assert_eq!(
+            opened.value.as_deref(),
+            Some("10.201.0.1"),
+            "the operator's opened hosts reach the harness"
+        );
         assert!(
             env.iter()
                 .any(|e| e.name == "CORRAL_NAMESPACE" && e.value.as_deref() == Some("team")),
