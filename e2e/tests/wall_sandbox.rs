@@ -71,15 +71,12 @@ spec: {sandbox: {nodeSelector: {kubernetes.io/hostname: anything}}}
         }
 
         // The Session says why it cannot run, and a tool call asking for a sandbox anyway gets no pod.
-        let session = wait::object(&ns.api::<Session>(), "s1", TIMEOUT, "session not Ready", |s: &Session| {
-            s.status
-                .as_ref()
-                .and_then(|s| condition_of(&s.conditions, types::READY))
-                .is_some_and(|(status, _)| status == "False")
+        // (It may say AgentNotReady for a moment first, until the Agent's version is stored.)
+        wait::object(&ns.api::<Session>(), "s1", TIMEOUT, "session EnvironmentNotReady", |s: &Session| {
+            s.status.as_ref().and_then(|s| condition_of(&s.conditions, types::READY))
+                == Some(("False".to_owned(), "EnvironmentNotReady".to_owned()))
         })
         .await?;
-        let ready = session.status.as_ref().and_then(|s| condition_of(&s.conditions, types::READY));
-        assert_eq!(ready, Some(("False".to_owned(), "EnvironmentNotReady".to_owned())));
         request_sandbox(&ns, "s1").await?;
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         assert!(session_pods(&ns).await?.is_empty(), "no pod for a refused placement");
