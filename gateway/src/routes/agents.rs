@@ -68,9 +68,16 @@ impl ApiResource for Agents {
             _ => None,
         };
         let all = all_versions(&cx.state.kube, &cx.tenant.namespace, only).await?;
+        // `updated_at` is the current version's, as `retrieve` gives it, so a created or listed agent reads the
+        // same as a fetched one (the version is stored a moment after the object).
         Ok(agents
             .iter()
-            .map(|a| agent_object(a, &a.spec, current_version(a, &versions_of(a, &all)), None))
+            .map(|a| {
+                let stored = versions_of(a, &all);
+                let version = current_version(a, &stored);
+                let updated = spec_at(a, &stored, version).and_then(|(_, updated)| updated);
+                agent_object(a, &a.spec, version, updated)
+            })
             .collect())
     }
 
