@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod gateway;
+pub mod host;
 pub mod mcp;
 pub mod model;
 pub mod namespace;

@@ -2,37 +2,11 @@
 //! a vault credential arrives at that host with its real value while the sandbox only ever holds a placeholder.
 #![cfg(feature = "e2e")]
 
-use std::process::{Child, Command, Stdio};
-
 use corral_e2e::{
     Cluster, TestNamespace,
+    host::recorder,
     sandbox::{bash, client, request_sandbox, wait_ready},
 };
-
-/// A server on this host that records the Authorization header of every request to a file and answers `ok`.
-fn recorder(port: u16, record: &std::path::Path) -> anyhow::Result<Child> {
-    let script = r#"
-import http.server, sys
-record = sys.argv[2]
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        with open(record, "a") as f:
-            f.write(self.path + " " + str(self.headers.get("Authorization")) + "\n")
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-"#;
-    Ok(Command::new("python3")
-        .args(["-c", script, &port.to_string()])
-        .arg(record)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
-}
 
 /// A `limited` Environment allowing only `host`, a vault with an `environment_variable` credential bound to it
 /// (stored as the gateway stores it, docs/trust.md), and a Session using the vault.

@@ -6,13 +6,12 @@
 //! Kubernetes event, object status or metric.
 #![cfg(feature = "e2e")]
 
-use std::process::{Child, Command, Stdio};
-
 use anyhow::Context as _;
 use corral_e2e::{
     Cluster, TestNamespace,
     cluster::HOST_IP,
     gateway::{Client, Forward, gateway_url, is_end_turn, read_until, tenant},
+    host::recorder,
     mcp::WeatherServer,
     model::{ModelServer, Reply},
 };
@@ -26,31 +25,6 @@ fn canary(prefix: &str, kind: &str) -> anyhow::Result<String> {
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("{prefix}-{kind}-{hex}"))
-}
-
-/// A server on this host that records the Authorization header of every request and answers `ok`.
-fn recorder(port: u16, record: &std::path::Path) -> anyhow::Result<Child> {
-    let script = r#"
-import http.server, sys
-record = sys.argv[2]
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        with open(record, "a") as f:
-            f.write(str(self.headers.get("Authorization")) + "\n")
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-"#;
-    Ok(Command::new("python3")
-        .args(["-c", script, &port.to_string()])
-        .arg(record)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
 }
 
 /// Every value of every Secret in `namespace` labelled as Redis's (the installation's Redis passwords).
