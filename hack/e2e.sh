@@ -61,7 +61,8 @@ egress_build_id=$(sha256sum target/debug/corral-egress | cut -c1-16)
 gateway_build_id=$(sha256sum target/debug/corral-gateway | cut -c1-16)
 log "installing Corral with Helm into $NAMESPACE"
 # harness.resources.requests.cpu: the one local node has 2 CPUs and the tests run several namespaces at once, each
-# with a harness Deployment of 2 replicas (removed by the operator's sweep up to 20 s after its namespace goes).
+# with a harness Deployment of 2 replicas (removed by the operator as soon as the namespace's last Agent goes).
+# gateway.limits.maxSessionEvents: small, so e2e/tests/wall_limits.rs fills a session to its cap in one request.
 # sandbox.networkPolicyProbe: every 5 s, so e2e/tests/wall_sandbox.rs sees the probe's verdict quickly.
 # egress.internalHosts: the tests' upstream servers run on the host side of the cluster network (10.201.0.1), an
 # internal address the egress proxy refuses unless the operator-level allow-list names it.
@@ -76,7 +77,7 @@ helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --creat
   --set redis.image.repository=corral/redis --set redis.image.tag=dev \
   --set redis.persistence.ephemeral=true \
   --set 'egress.internalHosts={10.201.0.1}' --set sandbox.networkPolicyProbe.intervalSeconds=5 \
-  --set harness.resources.requests.cpu=20m \
+  --set harness.resources.requests.cpu=20m --set gateway.limits.maxSessionEvents=5000 \
   --set operator.logFormat=text --set-string "operator.logLevel=info\\,corral_operator=debug"
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-operator --timeout=120s
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-gateway --timeout=120s

@@ -1,5 +1,6 @@
-//! Lifecycle across components: a deleted Session's event log leaves Redis, GitOps-style re-applies see no drift,
-//! and losing the operator pod disturbs nothing.
+//! Lifecycle across components: a deleted Session's event log leaves Redis, a namespace's harness goes at once
+//! with its last Agent or with the namespace, GitOps-style re-applies see no drift, and losing the operator pod
+//! disturbs nothing.
 #![cfg(feature = "e2e")]
 
 use std::time::Duration;
@@ -9,7 +10,11 @@ use corral_api::{
     conditions::{self, types},
 };
 use corral_e2e::{Cluster, TestNamespace, wait};
-use k8s_openapi::api::{coordination::v1::Lease, core::v1::Pod};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{Namespace, Pod, Secret, ServiceAccount},
+};
 use kube::api::{DeleteParams, ListParams};
 use redis::AsyncCommands;
 
@@ -156,6 +161,79 @@ async fn losing_the_leading_operator_pod_disturbs_nothing() -> anyhow::Result<()
         wait::object(&sessions, "s2", TIMEOUT, "new session Ready after the operator restarted", session_ready).await?;
         let s1 = sessions.get("s1").await?;
         assert_eq!(s1.status.and_then(|s| s.agent_version), Some(1));
+        Ok(())
+    })
+    .await
+}
+
+/// The harness objects of namespace `ns` in Corral's namespace that still exist (Deployment, ServiceAccount,
+/// Secret), by kind.
+async fn harness_objects(ns: &TestNamespace) -> anyhow::Result<Vec<&'static str>> {
+    let (client, system, name) = (ns.cluster().client.clone(), ns.cluster().corral_namespace.clone(), ns.harness_name());
+    let mut found = Vec::new();
+    if kube::Api::<Deployment>::namespaced(client.clone(), &system).get_opt(&name).await?.is_some() {
+        found.push("Deployment");
+    }
+    if kube::Api::<ServiceAccount>::namespaced(client.clone(), &system).get_opt(&name).await?.is_some() {
+        found.push("ServiceAccount");
+    }
+    if kube::Api::<Secret>::namespaced(client, &system).get_opt(&name).await?.is_some() {
+        found.push("Secret");
+    }
+    Ok(found)
+}
+
+/// Within this time of the last Agent's deletion the harness is gone: well under the operator's 20 s sweep, so the
+/// sweep alone would mostly miss it.
+const REMOVED_WITHIN: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn the_harness_goes_at_once_with_the_last_agent_and_with_the_namespace() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let gone_with_namespace = TestNamespace::create(&cluster, "harness-ns").await?;
+    gone_with_namespace.apply(MANIFESTS)?;
+    TestNamespace::run(&cluster, "harness-gone", |ns| async move {
+        ns.apply(MANIFESTS)?;
+        ns.apply(
+            "apiVersion: corral.dev/v1alpha1\nkind: Agent\nmetadata: {name: helper-2}\nspec:\n  model:\n    id: scripted\n    provider: {type: scripted, scriptRef: {name: script, key: script.yaml}}\n",
+        )?;
+        for tenant in [&ns, &gone_with_namespace] {
+            wait::until("the harness objects made", TIMEOUT, || async {
+                Ok((harness_objects(tenant).await?.len() == 3).then_some(()))
+            })
+            .await?;
+        }
+
+        // One Agent of two deleted: the harness stays for the other.
+        let agents = ns.api::<Agent>();
+        agents.delete("helper", &DeleteParams::default()).await?;
+        tokio::time::sleep(REMOVED_WITHIN).await;
+        assert_eq!(harness_objects(&ns).await?.len(), 3, "the harness serves the remaining Agent");
+
+        // The last one deleted: gone at once.
+        agents.delete("helper-2", &DeleteParams::default()).await?;
+        let deleted = tokio::time::Instant::now();
+        wait::until("the harness removed with the last Agent", REMOVED_WITHIN, || async {
+            Ok(harness_objects(&ns).await?.is_empty().then_some(()))
+        })
+        .await?;
+        eprintln!("harness removed {:?} after the last Agent's deletion", deleted.elapsed());
+
+        // A deleted namespace takes its Agents, and the harness goes with them.
+        kube::Api::<Namespace>::all(ns.cluster().client.clone())
+            .delete(&gone_with_namespace.name, &DeleteParams::background())
+            .await?;
+        let deleted = tokio::time::Instant::now();
+        let agents_gone = gone_with_namespace.api::<Agent>();
+        wait::until("the namespace's Agents deleted", TIMEOUT, || async {
+            Ok(agents_gone.list(&ListParams::default()).await?.items.is_empty().then_some(()))
+        })
+        .await?;
+        wait::until("the harness removed with the namespace's Agents", REMOVED_WITHIN, || async {
+            Ok(harness_objects(&gone_with_namespace).await?.is_empty().then_some(()))
+        })
+        .await?;
+        eprintln!("harness removed {:?} after the namespace's deletion", deleted.elapsed());
         Ok(())
     })
     .await

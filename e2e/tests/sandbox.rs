@@ -2,6 +2,8 @@
 //! through `status.sandbox.requestedAt`, waits for the endpoint, and runs tools through the real daemon.
 #![cfg(feature = "e2e")]
 
+use std::time::Duration;
+
 use corral_api::{
     Environment, Session,
     conditions::{self, types},
@@ -9,7 +11,7 @@ use corral_api::{
 };
 use corral_e2e::{
     Cluster, TestNamespace,
-    sandbox::{TIMEOUT, bash, client, request_sandbox, sandbox_phase, session_pods, wait_ready},
+    sandbox::{TIMEOUT, bash, client, request_sandbox, sandbox_phase, sandbox_token, session_pods, wait_ready},
     wait,
 };
 use k8s_openapi::api::core::v1::Pod;
@@ -181,6 +183,29 @@ async fn a_warm_pool_is_kept_full_and_serves_claims() -> anyhow::Result<()> {
         assert!(
             warm.iter()
                 .all(|p| p.metadata.name.as_deref() != Some(pod.as_str()))
+        );
+
+        // Deleting the Environment takes its warm pods, and their daemon tokens leave Redis with them.
+        let warm: Vec<String> = warm.into_iter().filter_map(|p| p.metadata.name).collect();
+        assert!(!warm.is_empty());
+        for name in &warm {
+            assert!(sandbox_token(&ns.name, name).await?.is_some(), "the warm pod {name} has its token");
+        }
+        envs.delete("box", &DeleteParams::default()).await?;
+        let pods = ns.api::<Pod>();
+        for name in &warm {
+            wait::until("the warm pod gone with its Environment", TIMEOUT, || async {
+                Ok(pods.get_opt(name).await?.is_none().then_some(()))
+            })
+            .await?;
+            wait::until("its token gone with it", Duration::from_secs(10), || async {
+                Ok(sandbox_token(&ns.name, name).await?.is_none().then_some(()))
+            })
+            .await?;
+        }
+        assert!(
+            sandbox_token(&ns.name, &pod).await?.is_some(),
+            "the claimed pod, still the session's, keeps its token"
         );
         Ok(())
     })

@@ -41,6 +41,8 @@ pub struct Context {
     pub isolation: std::sync::Arc<crate::sandbox::isolation::Verdicts>,
     /// How harness Deployments are built; `None` when the operator does not run harnesses.
     pub harness: Option<HarnessConfig>,
+    /// Serialises ensuring and removing each namespace's harness.
+    pub harness_locks: crate::controllers::harness::Locks,
 }
 
 /// The egress proxy settings from the flags: `None` without `--egress-proxy-address`; an error when its key file
@@ -119,6 +121,7 @@ impl Context {
                     .collect(),
                 otlp_endpoint: args.log.otlp_endpoint.clone(),
             }),
+            harness_locks: Default::default(),
         }
     }
 

@@ -111,6 +111,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!("starting controllers");
     tokio::spawn(gauges::run(ctx.clone(), stop_rx.clone()));
     tokio::spawn(controllers::harness::run_sweeper(ctx.clone(), stop_rx.clone()));
+    tokio::spawn(controllers::harness::run_removals(ctx.clone(), stop_rx.clone()));
+    tokio::spawn(sandbox::token_reaper::run(ctx.clone(), stop_rx.clone()));
     if args.network_policy_probe_seconds > 0 {
         // Outside the cluster, pod addresses may be unroutable, and every probe would look refused.
         if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::StatusCode;
 
 use crate::pod::token_sha256;
+use crate::verified::VerifyLayer;
 use crate::wire::{
     DaemonIdentity, DaemonInfo, EXECUTE_PATH, ErrorEnvelope, ExecuteRequest, HEALTH_PATH, IDENTITY_PATH,
     INFO_PATH, ToolResult,
@@ -49,9 +50,10 @@ pub enum ClientError {
     Decode(String),
 }
 
-/// Calls one sandbox daemon. Cheap to clone (connections are pooled and shared). Before each call that carries the
-/// token it asks the daemon which token it accepts (by digest, [`IDENTITY_PATH`]): an address that another pod took
-/// over answers [`ClientError::Refused`] and never receives the token.
+/// Calls one sandbox daemon. Cheap to clone (connections are pooled and shared). Each new connection asks the daemon
+/// which token it accepts (by digest, [`IDENTITY_PATH`]) before it carries anything ([`crate::verified`]), so the
+/// check costs one round trip per connection, not per call; a connection to an address that another pod took over
+/// fails as [`ClientError::Refused`] and never receives the token.
 #[derive(Clone)]
 pub struct SandboxClient {
     base_url: String,
@@ -75,18 +77,27 @@ impl SandboxClient {
         // The daemon speaks plain HTTP, but when another crate of the same binary turns on reqwest's rustls
         // (feature unification), building a client needs a process-wide crypto provider: install ring's, once.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let token = token.into();
+        let digest = token_sha256(&token);
+        let unusable = |message: String| ClientError::Unreachable {
+            url: base_url.clone(),
+            message,
+        };
+        let url = reqwest::Url::parse(&base_url).map_err(|e| unusable(format!("not a URL: {e}")))?;
+        let authority = match (url.host_str(), url.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            _ => return Err(unusable("the URL names no host".into())),
+        };
+        // The connect timeout covers the identity check of a new connection too.
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
+            .connector_layer(VerifyLayer::new(authority, digest.clone()))
             .build()
-            .map_err(|e| ClientError::Unreachable {
-                url: base_url.clone(),
-                message: e.to_string(),
-            })?;
-        let token = token.into();
+            .map_err(|e| unusable(e.to_string()))?;
         Ok(Self {
             base_url,
-            token_sha256: token_sha256(&token),
+            token_sha256: digest,
             token,
             http,
         })
@@ -119,7 +130,6 @@ impl SandboxClient {
         request: &ExecuteRequest,
         timeout: Duration,
     ) -> Result<ToolResult, ClientError> {
-        self.check_identity().await?;
         let mut post = self
             .http
             .post(format!("{}{EXECUTE_PATH}", self.base_url))
@@ -142,7 +152,6 @@ impl SandboxClient {
 
     /// `GET /v1/info`.
     pub async fn info(&self) -> Result<DaemonInfo, ClientError> {
-        self.check_identity().await?;
         let timeout = Duration::from_secs(10);
         let response = self
             .http
@@ -157,7 +166,8 @@ impl SandboxClient {
 
     /// `GET /v1/identity` (no token): succeeds only when the daemon at the address accepts this client's token. A
     /// daemon that accepts another token, or does not say, is treated as a refused connection: the call never
-    /// reached the intended sandbox, nothing ran, and the token was not sent.
+    /// reached the intended sandbox, nothing ran, and the token was not sent. Calls need not ask first: every
+    /// connection they use was checked the same way when it was made.
     pub async fn check_identity(&self) -> Result<(), ClientError> {
         let timeout = Duration::from_secs(5);
         let response = self

@@ -3,7 +3,7 @@
 //! - [`wire`]: the HTTP protocol's requests, results and errors;
 //! - [`catalogue`]: the built-in tools, one input type each, from which the model-facing schemas are generated;
 //! - [`pod`]: the sandbox pod contract (names, the token digest, the daemon's variables and port);
-//! - with feature `client`, [`client`]: the daemon's HTTP client;
+//! - with feature `client`, [`client`]: the daemon's HTTP client, whose connections are checked by [`verified`];
 //! - with feature `launcher`, [`launcher`]: the daemon run as a local child process (local mode and tests);
 //! - with feature `random`, [`random_hex`] for tokens and markers.
 //!
@@ -18,6 +18,8 @@ pub mod wire;
 pub mod client;
 #[cfg(feature = "launcher")]
 pub mod launcher;
+#[cfg(feature = "client")]
+pub mod verified;
 #[cfg(feature = "random")]
 mod random;
 

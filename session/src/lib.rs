@@ -29,6 +29,7 @@ pub mod keys;
 mod lease;
 mod ledger;
 mod log;
+pub mod sandbox_tokens;
 mod settle;
 mod store;
 mod sweep;

@@ -6,9 +6,9 @@
 //! 2. The operator creates (or claims) a pod and publishes `status.sandbox.phase: Ready`, `pod` and `endpoint`
 //!    (`host:port`). The daemon's token is in Redis under the tenant's prefix, keyed by the pod
 //!    (`corral_session::keys::Tenant::sandbox_token`); no Secret of the namespace holds it.
-//! 3. The harness calls the daemon at `http://<endpoint>` with that token, after the daemon proved it is the pod
-//!    the token belongs to (`SandboxClient::check_identity`: an address another pod took over never gets the
-//!    token). A pod that cannot be reached becomes an `is_error` result saying the sandbox was lost and will be
+//! 3. The harness calls the daemon at `http://<endpoint>` with that token, on connections whose daemon proved it
+//!    is the pod the token belongs to (`corral_sandbox_protocol::verified`: each new connection asks once, so an
+//!    address another pod took over never gets the token). A pod that cannot be reached becomes an `is_error` result saying the sandbox was lost and will be
 //!    replaced, and the next call asks again.
 
 use std::sync::Arc;

@@ -1,9 +1,15 @@
 //! Runs the harness of each tenant namespace in the system namespace: whenever an Agent of the namespace is
-//! reconciled, its Redis user is ensured and the harness objects applied ([`ensure`]); a sweep ([`run_sweeper`])
-//! deletes the harness of a namespace with no Agents left (owner references cannot cross namespaces) and
-//! re-ensures the Redis users of the others, so a Redis that lost its ACL file gets them back.
+//! reconciled, its Redis user is ensured and the harness objects applied ([`ensure`]). When the namespace's last
+//! Agent is deleted (or the namespace with it), a watch on Agents removes the harness objects and the Redis user at
+//! once ([`run_removals`]); owner references cannot cross namespaces. A sweep ([`run_sweeper`]) is the backstop:
+//! it removes what a missed deletion left and re-ensures the Redis users of the others, so a Redis that lost its
+//! ACL file gets them back. Ensuring and removing one namespace's harness never overlap ([`Locks`]).
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use corral_api::{Agent, labels};
 use corral_session::acl;
@@ -12,9 +18,11 @@ use k8s_openapi::api::{
     core::v1::{Secret, ServiceAccount},
     policy::v1::PodDisruptionBudget,
 };
+use futures::{StreamExt, TryStreamExt};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
+    runtime::{WatchStreamExt, watcher},
 };
 use serde::Serialize;
 
@@ -24,14 +32,35 @@ use crate::{
         harness_name,
     },
     context::Context,
+    controllers::watched_api,
     error::{Error, Result},
 };
 
 /// How often the sweep runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(20);
 
+/// One lock per tenant namespace: its harness is ensured or removed by one task at a time, so a removal that found
+/// no Agent cannot delete what an ensure for a new Agent just applied.
+#[derive(Default)]
+pub struct Locks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Locks {
+    async fn lock(&self, ns: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(ns.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
 /// Applies the harness objects of tenant namespace `ns`, when it has an Agent that is not being deleted.
 pub async fn ensure(ctx: &Context, ns: &str) -> Result<()> {
+    let _locked = ctx.harness_locks.lock(ns).await;
+    ensure_locked(ctx, ns).await
+}
+
+async fn ensure_locked(ctx: &Context, ns: &str) -> Result<()> {
     let Some(config) = &ctx.harness else {
         return Ok(());
     };
@@ -160,6 +189,62 @@ where
     Ok(())
 }
 
+/// Watches the Agents (their metadata) until `stop`, and removes a namespace's harness as soon as an Agent of it is
+/// deleted (or marked for deletion) and none is left. A deletion missed while the watch restarts is the sweep's.
+pub async fn run_removals(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if ctx.harness.is_none() {
+        return;
+    }
+    let agents = watched_api::<Agent>(&ctx.client, ctx.watch_namespace.as_deref());
+    let gone = watcher::metadata_watcher(agents, watcher::Config::default())
+        .default_backoff()
+        .try_filter_map(|event| async move {
+            Ok(match event {
+                watcher::Event::Delete(agent) => agent.namespace(),
+                watcher::Event::Apply(agent) if agent.metadata.deletion_timestamp.is_some() => agent.namespace(),
+                _ => None,
+            })
+        });
+    let removals = gone.for_each(|ns| {
+        let ctx = ctx.clone();
+        async move {
+            match ns {
+                Ok(ns) => {
+                    if let Err(e) = remove_if_unused(&ctx, &ns).await {
+                        tracing::warn!(namespace = %ns, error = %e, "cannot remove the harness of a namespace without Agents; the sweep will");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the watch of Agent deletions failed; retrying"),
+            }
+        }
+    });
+    tokio::select! {
+        () = removals => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+/// Removes `ns`'s harness objects and Redis user when the namespace has no Agent left that is not being deleted;
+/// returns whether it did.
+pub async fn remove_if_unused(ctx: &Context, ns: &str) -> Result<bool> {
+    let Some(config) = &ctx.harness else {
+        return Ok(false);
+    };
+    let _locked = ctx.harness_locks.lock(ns).await;
+    let agents: Api<Agent> = Api::namespaced(ctx.client.clone(), ns);
+    let live = agents
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .any(|a| a.metadata.deletion_timestamp.is_none());
+    if live {
+        return Ok(false);
+    }
+    remove(ctx, config, ns).await?;
+    Ok(true)
+}
+
 /// Sweeps every [`SWEEP_EVERY`] until `stop`.
 pub async fn run_sweeper(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if ctx.harness.is_none() {
@@ -209,17 +294,8 @@ pub async fn sweep(ctx: &Context) -> Result<()> {
         tenants.extend(a.labels().get(TENANT_LABEL).cloned());
     }
     for tenant in tenants {
-        let agents: Api<Agent> = Api::namespaced(ctx.client.clone(), &tenant);
-        let live = agents
-            .list_metadata(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .any(|a| a.metadata.deletion_timestamp.is_none());
-        if live {
+        if !remove_if_unused(ctx, &tenant).await? {
             refresh_user(ctx, config, &tenant).await?;
-        } else {
-            remove(ctx, config, &tenant).await?;
         }
     }
     Ok(())

@@ -12,7 +12,7 @@
 //!   NetworkPolicy), [`warm_pool`] and [`environment`] (an Environment's NetworkPolicy and pool), and
 //!   [`isolation`] (the probe that checks the NetworkPolicy is enforced), [`grants`] (the egress proxy's
 //!   credential [`grant`] of each bound pod, swept when the pod is gone), and [`token`] (each pod's daemon token,
-//!   kept in Redis; the pod gets only its digest).
+//!   kept in Redis; the pod gets only its digest), deleted with its pod by [`token_reaper`].
 
 pub mod census;
 pub mod config;
@@ -33,6 +33,7 @@ pub mod provision;
 pub mod reconcile;
 pub mod storage;
 pub mod token;
+pub mod token_reaper;
 pub mod warm_pool;
 pub mod workspace;
 

@@ -161,6 +161,31 @@ pub fn recording_client_with(lists: &[(&str, serde_json::Value)]) -> (Client, Ar
     (Client::new(service, "default"), calls)
 }
 
+/// A client whose API server answers `GET`s with what `answer(path)` gives (404 for `None`) and everything else
+/// with 404.
+pub fn answering_client(answer: impl Fn(&str) -> Option<serde_json::Value> + Send + Sync + 'static) -> Client {
+    let answer = Arc::new(answer);
+    let service = tower::service_fn(move |req: http::Request<Body>| {
+        let answer = answer.clone();
+        async move {
+            let found = (req.method() == http::Method::GET)
+                .then(|| answer(req.uri().path()))
+                .flatten();
+            let (status, body) = match found {
+                Some(value) => (200, serde_json::to_vec(&value)?),
+                None => (
+                    404,
+                    br#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404}"#
+                        .to_vec(),
+                ),
+            };
+            let response = http::Response::builder().status(status).body(Body::from(body))?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)
+        }
+    });
+    Client::new(service, "default")
+}
+
 pub fn context(client: Client) -> Context {
     let mut registry = prometheus_client::registry::Registry::default();
     Context {
@@ -174,6 +199,7 @@ pub fn context(client: Client) -> Context {
         sandbox: crate::sandbox::SandboxConfig::default(),
         isolation: Arc::default(),
         harness: None,
+        harness_locks: Default::default(),
     }
 }
 

@@ -50,6 +50,19 @@ pub fn tenant_acl_channels(namespace: &str) -> String {
     format!("&{}*", tenant_prefix(namespace))
 }
 
+/// The `SCAN` pattern of every tenant's sandbox daemon tokens ([`Tenant::sandbox_token`]). It may match other keys
+/// too; [`parse_sandbox_token`] keeps only the tokens.
+pub const SANDBOX_TOKENS_PATTERN: &str = "corral:t:*:sandbox:*:token";
+
+/// The namespace and pod of a sandbox daemon token's key ([`Tenant::sandbox_token`]); `None` for any other key.
+pub fn parse_sandbox_token(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("corral:t:")?;
+    let (namespace, rest) = rest.split_once(':')?;
+    let pod = rest.strip_prefix("sandbox:")?.strip_suffix(":token")?;
+    let plain = |part: &str| !part.is_empty() && !part.contains([':', '{', '}']);
+    (plain(namespace) && plain(pod)).then_some((namespace, pod))
+}
+
 /// The wake-up shard of `session`: the first eight bytes of the SHA-256 of its id, modulo [`WAKEUP_SHARDS`].
 /// Stable across processes, versions and languages.
 pub fn shard_of(session: &str) -> u16 {

@@ -140,3 +140,25 @@ return 0
 ",
     )
 });
+
+/// Deletes a single key when it has gone unread and unwritten for at least `ARGV[1]` seconds (`OBJECT IDLETIME`,
+/// which is not a read itself), so a key read or written just before cannot be deleted under its reader. Returns
+/// 1 when deleted, 0 when kept (or gone), -1 when Redis keeps no idle time (an LFU `maxmemory-policy`).
+///
+/// KEYS: the key. ARGV: the idle seconds.
+pub(crate) static DELETE_IF_IDLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local idle = redis.pcall('OBJECT', 'IDLETIME', KEYS[1])
+if type(idle) == 'table' and idle.err then
+  if string.find(idle.err, 'LFU') then return -1 end
+  return 0
+end
+if type(idle) ~= 'number' then return 0 end
+if idle >= tonumber(ARGV[1]) then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});

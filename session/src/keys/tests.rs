@@ -121,3 +121,30 @@ fn a_sandbox_token_is_a_tenant_key_named_after_its_pod() {
     assert_eq!(key, "corral:t:team-a:sandbox:sandbox-s1:token");
     assert_ne!(key, Tenant::new("team-b").sandbox_token("sandbox-s1"));
 }
+
+#[test]
+fn sandbox_token_keys_are_parsed_back_and_nothing_else_is() {
+    let key = Tenant::new("team-a").sandbox_token("warm-py-1a2b3c4d");
+    assert_eq!(parse_sandbox_token(&key), Some(("team-a", "warm-py-1a2b3c4d")));
+    // The pattern's literal parts, in order, are the key's.
+    let mut rest = key.as_str();
+    for (i, part) in SANDBOX_TOKENS_PATTERN.split('*').enumerate() {
+        let at = if i == 0 { rest.strip_prefix(part).map(|_| 0) } else { rest.find(part) };
+        let at = at.unwrap_or_else(|| panic!("the SCAN pattern misses {key} at {part:?}"));
+        rest = &rest[at + part.len()..];
+    }
+    assert!(rest.is_empty(), "the SCAN pattern matches all of {key}");
+    for other in tenant_keys(&Tenant::new("team-a")) {
+        if other != key {
+            assert_eq!(parse_sandbox_token(&other), None, "{other}");
+        }
+    }
+    for other in [
+        "corral:t:team-a:sandbox:a:b:token",
+        "corral:t:team-a:sandbox::token",
+        "corral:t:{team-a:1}:sandbox:p:token",
+        "corral:sys:sandbox:p:token",
+    ] {
+        assert_eq!(parse_sandbox_token(other), None, "{other}");
+    }
+}
