@@ -169,15 +169,31 @@ async fn losing_the_leading_operator_pod_disturbs_nothing() -> anyhow::Result<()
 /// The harness objects of namespace `ns` in Corral's namespace that still exist (Deployment, ServiceAccount,
 /// Secret), by kind.
 async fn harness_objects(ns: &TestNamespace) -> anyhow::Result<Vec<&'static str>> {
-    let (client, system, name) = (ns.cluster().client.clone(), ns.cluster().corral_namespace.clone(), ns.harness_name());
+    let (client, system, name) = (
+        ns.cluster().client.clone(),
+        ns.cluster().corral_namespace.clone(),
+        ns.harness_name(),
+    );
     let mut found = Vec::new();
-    if kube::Api::<Deployment>::namespaced(client.clone(), &system).get_opt(&name).await?.is_some() {
+    if kube::Api::<Deployment>::namespaced(client.clone(), &system)
+        .get_opt(&name)
+        .await?
+        .is_some()
+    {
         found.push("Deployment");
     }
-    if kube::Api::<ServiceAccount>::namespaced(client.clone(), &system).get_opt(&name).await?.is_some() {
+    if kube::Api::<ServiceAccount>::namespaced(client.clone(), &system)
+        .get_opt(&name)
+        .await?
+        .is_some()
+    {
         found.push("ServiceAccount");
     }
-    if kube::Api::<Secret>::namespaced(client, &system).get_opt(&name).await?.is_some() {
+    if kube::Api::<Secret>::namespaced(client, &system)
+        .get_opt(&name)
+        .await?
+        .is_some()
+    {
         found.push("Secret");
     }
     Ok(found)

@@ -11,7 +11,9 @@ use corral_api::{
 };
 use corral_e2e::{
     Cluster, TestNamespace,
-    sandbox::{TIMEOUT, bash, client, request_sandbox, sandbox_phase, sandbox_token, session_pods, wait_ready},
+    sandbox::{
+        TIMEOUT, bash, client, request_sandbox, sandbox_phase, sandbox_token, session_pods, wait_ready,
+    },
     wait,
 };
 use k8s_openapi::api::core::v1::Pod;
@@ -189,7 +191,10 @@ async fn a_warm_pool_is_kept_full_and_serves_claims() -> anyhow::Result<()> {
         let warm: Vec<String> = warm.into_iter().filter_map(|p| p.metadata.name).collect();
         assert!(!warm.is_empty());
         for name in &warm {
-            assert!(sandbox_token(&ns.name, name).await?.is_some(), "the warm pod {name} has its token");
+            assert!(
+                sandbox_token(&ns.name, name).await?.is_some(),
+                "the warm pod {name} has its token"
+            );
         }
         envs.delete("box", &DeleteParams::default()).await?;
         let pods = ns.api::<Pod>();

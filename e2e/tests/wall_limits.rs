@@ -30,7 +30,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 async fn gateway_cap(cluster: &Cluster, variable: &str) -> anyhow::Result<usize> {
     let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), &cluster.corral_namespace);
     let gateway = deployments.get("corral-gateway").await?;
-    let containers = gateway.spec.and_then(|s| s.template.spec).map(|s| s.containers).unwrap_or_default();
+    let containers = gateway
+        .spec
+        .and_then(|s| s.template.spec)
+        .map(|s| s.containers)
+        .unwrap_or_default();
     let value = containers
         .iter()
         .flat_map(|c| c.env.iter().flatten())
@@ -68,7 +72,10 @@ async fn gateway_pod(cluster: &Cluster) -> anyhow::Result<GatewayPod> {
             .map(|p| u16::try_from(p.container_port).unwrap_or_default())
             .with_context(|| format!("the gateway's {name} port"))
     };
-    let (api_name, metrics_name) = (Forward::unique_name("e2e-lim-api"), Forward::unique_name("e2e-lim-met"));
+    let (api_name, metrics_name) = (
+        Forward::unique_name("e2e-lim-api"),
+        Forward::unique_name("e2e-lim-met"),
+    );
     let api = cluster.forward(&api_name, &format!("{ip}:{}", port("http")?))?;
     let metrics = cluster.forward(&metrics_name, &format!("{ip}:{}", port("metrics")?))?;
     Ok(GatewayPod {
@@ -85,16 +92,23 @@ async fn session(ns: &TestNamespace, api: &Client) -> anyhow::Result<String> {
     }))?;
     ns.api::<ConfigMap>().create(&PostParams::default(), &cm).await?;
     let agent = api
-        .create("/v1/agents", json!({
-            "name": "capped",
-            "model": { "id": "scripted", "provider": {
-                "type": "scripted", "script_ref": { "name": "script", "key": "script.yaml" } } },
-        }))
+        .create(
+            "/v1/agents",
+            json!({
+                "name": "capped",
+                "model": { "id": "scripted", "provider": {
+                    "type": "scripted", "script_ref": { "name": "script", "key": "script.yaml" } } },
+            }),
+        )
         .await?;
     let env = api
-        .create("/v1/environments", json!({ "name": "box", "config": { "type": "cloud" } }))
+        .create(
+            "/v1/environments",
+            json!({ "name": "box", "config": { "type": "cloud" } }),
+        )
         .await?;
-    api.create("/v1/sessions", json!({ "agent": agent, "environment_id": env })).await
+    api.create("/v1/sessions", json!({ "agent": agent, "environment_id": env }))
+        .await
 }
 
 /// A `system.message` (stored, and it wakes no harness, so the log holds only what the test sent) of `text`.
@@ -114,7 +128,9 @@ fn refusal(status: u16, body: &Value, want_status: u16, kind: &str, code: &str) 
 /// How many events session `id` of `ns` holds, read from its log in Redis.
 async fn stored(ns: &str, id: &str) -> anyhow::Result<usize> {
     let url = std::env::var("CORRAL_E2E_REDIS_URL").context("CORRAL_E2E_REDIS_URL (hack/e2e.sh)")?;
-    let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
     Ok(redis::cmd("XLEN")
         .arg(Tenant::new(ns).session(id).events())
         .query_async(&mut conn)
@@ -134,9 +150,18 @@ async fn an_event_or_a_body_over_its_cap_gets_413_and_stores_nothing() -> anyhow
 
         // Permitted: two events just under the event cap, in a body just under the body cap.
         let near = max_event - 1024;
-        assert!(2 * near + 1024 < max_body, "two events near the event cap fit one body");
-        api.post(&path, json!({ "events": [note(&"a".repeat(near)), note(&"b".repeat(near))] })).await?;
-        let listed = api.ok(reqwest::Method::GET, &format!("{path}?limit=10"), None).await?;
+        assert!(
+            2 * near + 1024 < max_body,
+            "two events near the event cap fit one body"
+        );
+        api.post(
+            &path,
+            json!({ "events": [note(&"a".repeat(near)), note(&"b".repeat(near))] }),
+        )
+        .await?;
+        let listed = api
+            .ok(reqwest::Method::GET, &format!("{path}?limit=10"), None)
+            .await?;
         let texts: Vec<usize> = listed["data"]
             .as_array()
             .context("data")?
@@ -147,23 +172,45 @@ async fn an_event_or_a_body_over_its_cap_gets_413_and_stores_nothing() -> anyhow
 
         // One event over the cap: 413, the cap named, nothing of the request stored.
         let (status, body) = api
-            .call(reqwest::Method::POST, &path, Some(json!({ "events": [note("small"), note(&"c".repeat(max_event))] })))
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({ "events": [note("small"), note(&"c".repeat(max_event))] })),
+            )
             .await?;
         let message = refusal(status, &body, 413, "invalid_request_error", "event_too_large");
         assert!(
-            message.starts_with("events[1]: ") && message.contains(&format!("over the limit of {max_event} bytes per event")),
+            message.starts_with("events[1]: ")
+                && message.contains(&format!("over the limit of {max_event} bytes per event")),
             "{message}"
         );
-        assert_eq!(stored(&ns.name, &id).await?, 2, "nothing of the refused request was stored");
+        assert_eq!(
+            stored(&ns.name, &id).await?,
+            2,
+            "nothing of the refused request was stored"
+        );
 
         // A body over the cap, announced by its Content-Length: refused before it is sent.
         let (status, body) = announce_body(&gw.api, &api_key_of(&ns).await?, &path, max_body + 1).await?;
         let message = refusal(status, &body, 413, "invalid_request_error", "request_too_large");
-        assert!(message.contains(&format!("over the limit of {max_body} bytes per request")), "{message}");
+        assert!(
+            message.contains(&format!("over the limit of {max_body} bytes per request")),
+            "{message}"
+        );
         assert_eq!(stored(&ns.name, &id).await?, 2);
         // Permitted: the same head announcing a body the gateway takes is waited for, not answered.
-        let waited = announce_body_for(&gw.api, &api_key_of(&ns).await?, &path, max_body - 1, Duration::from_secs(3)).await;
-        assert!(waited.is_err(), "a body within the cap is read, not refused from its head: {waited:?}");
+        let waited = announce_body_for(
+            &gw.api,
+            &api_key_of(&ns).await?,
+            &path,
+            max_body - 1,
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(
+            waited.is_err(),
+            "a body within the cap is read, not refused from its head: {waited:?}"
+        );
         Ok(())
     })
     .await
@@ -205,7 +252,11 @@ async fn announce_body_for(
             .await
             .context("no answer while the body was still unsent")??;
         let text = String::from_utf8_lossy(&answer);
-        let status: u16 = text.get(9..12).unwrap_or_default().parse().context("an HTTP status line")?;
+        let status: u16 = text
+            .get(9..12)
+            .unwrap_or_default()
+            .parse()
+            .context("an HTTP status line")?;
         if status == 401 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
@@ -239,15 +290,30 @@ async fn a_full_session_is_refused_while_another_tenants_session_takes_events() 
         }
         // Two more do not fit: refused whole, with the cap named.
         let (status, body) = api
-            .call(reqwest::Method::POST, &path, Some(json!({ "events": [note("over-1"), note("over-2")] })))
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({ "events": [note("over-1"), note("over-2")] })),
+            )
             .await?;
         let message = refusal(status, &body, 400, "invalid_request_error", "session_log_full");
-        assert!(message.contains(&format!("the limit is {cap} events per session")), "{message}");
-        assert_eq!(stored(&ns.name, &id).await?, cap - 1, "the refused request stored nothing");
+        assert!(
+            message.contains(&format!("the limit is {cap} events per session")),
+            "{message}"
+        );
+        assert_eq!(
+            stored(&ns.name, &id).await?,
+            cap - 1,
+            "the refused request stored nothing"
+        );
         // One fits exactly; after it, even one is refused.
         api.post(&path, json!({ "events": [note("last")] })).await?;
         let (status, body) = api
-            .call(reqwest::Method::POST, &path, Some(json!({ "events": [note("over-3")] })))
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(json!({ "events": [note("over-3")] })),
+            )
             .await?;
         refusal(status, &body, 400, "invalid_request_error", "session_log_full");
         assert_eq!(stored(&ns.name, &id).await?, cap);
@@ -256,9 +322,14 @@ async fn a_full_session_is_refused_while_another_tenants_session_takes_events() 
         let neighbour = tenant(&gw.api, other.cluster(), &other.name).await?;
         let theirs = session(&other, &neighbour).await?;
         let their_path = format!("/v1/sessions/{theirs}/events");
-        neighbour.post(&their_path, json!({ "events": [note("still served")] })).await?;
+        neighbour
+            .post(&their_path, json!({ "events": [note("still served")] }))
+            .await?;
         let listed = neighbour.ok(reqwest::Method::GET, &their_path, None).await?;
-        assert_eq!(listed["data"][0]["content"][0]["text"], "still served", "{listed}");
+        assert_eq!(
+            listed["data"][0]["content"][0]["text"], "still served",
+            "{listed}"
+        );
         Ok(())
     })
     .await;
@@ -270,7 +341,10 @@ async fn a_full_session_is_refused_while_another_tenants_session_takes_events() 
 async fn a_key_at_its_stream_cap_gets_429_and_metrics_are_not_on_the_api_port() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     let max_streams = gateway_cap(&cluster, "CORRAL_GATEWAY_MAX_STREAMS").await?;
-    anyhow::ensure!((1..=1000).contains(&max_streams), "the stream cap is {max_streams}");
+    anyhow::ensure!(
+        (1..=1000).contains(&max_streams),
+        "the stream cap is {max_streams}"
+    );
     let gw = gateway_pod(&cluster).await?;
     TestNamespace::run(&cluster, "lim-streams", |ns| async move {
         let api = tenant(&gw.api, ns.cluster(), &ns.name).await?;
@@ -278,22 +352,35 @@ async fn a_key_at_its_stream_cap_gets_429_and_metrics_are_not_on_the_api_port() 
         // Up to the cap, every stream opens; the first one over it gets 429 in the error envelope.
         let mut open = Vec::new();
         for i in 0..max_streams {
-            let stream = api.stream(&id, None).await.with_context(|| format!("stream {i} of {max_streams}"))?;
+            let stream = api
+                .stream(&id, None)
+                .await
+                .with_context(|| format!("stream {i} of {max_streams}"))?;
             open.push(stream);
         }
         let url = format!("/v1/sessions/{id}/events/stream");
         let (status, body) = api.call(reqwest::Method::GET, &url, None).await?;
         let message = refusal_without_code(status, &body, 429, "rate_limit_error");
-        assert!(message.contains(&format!("holds {max_streams} open event streams")), "{message}");
+        assert!(
+            message.contains(&format!("holds {max_streams} open event streams")),
+            "{message}"
+        );
         // Another key of the same tenant streams: the cap is the key's.
         let second = Client::new(&gw.api, Some(&api_key_of(&ns).await?));
         second.wait_until_accepted().await?;
-        drop(second.stream(&id, None).await.context("another key's stream opens")?);
+        drop(
+            second
+                .stream(&id, None)
+                .await
+                .context("another key's stream opens")?,
+        );
         // Closing one frees its place.
         drop(open.pop());
-        let reopened = corral_e2e::wait::until("a stream opens after one closed", Duration::from_secs(10), || async {
-            Ok(api.stream(&id, None).await.ok())
-        })
+        let reopened = corral_e2e::wait::until(
+            "a stream opens after one closed",
+            Duration::from_secs(10),
+            || async { Ok(api.stream(&id, None).await.ok()) },
+        )
         .await?;
         drop(reopened);
         drop(open);
@@ -301,13 +388,19 @@ async fn a_key_at_its_stream_cap_gets_429_and_metrics_are_not_on_the_api_port() 
         // `/metrics` is served on the metrics port, not on the API port (with or without a key).
         let metrics = reqwest::get(format!("{}/metrics", gw.metrics)).await?;
         assert_eq!(metrics.status(), 200);
-        assert!(metrics.text().await?.contains("corral_"), "the metrics port serves Corral's metrics");
+        assert!(
+            metrics.text().await?.contains("corral_"),
+            "the metrics port serves Corral's metrics"
+        );
         let (status, body) = api.call(reqwest::Method::GET, "/metrics", None).await?;
         assert_eq!(status, 404, "{body}");
         assert!(!body.to_string().contains("corral_"), "{body}");
         let anonymous = reqwest::get(format!("{}/metrics", gw.api)).await?;
         let status = anonymous.status().as_u16();
-        assert!(!anonymous.text().await?.contains("corral_gateway"), "no metrics without a key either");
+        assert!(
+            !anonymous.text().await?.contains("corral_gateway"),
+            "no metrics without a key either"
+        );
         assert!(matches!(status, 401 | 404), "{status}");
         Ok(())
     })

@@ -18,10 +18,10 @@ pub mod wire;
 pub mod client;
 #[cfg(feature = "launcher")]
 pub mod launcher;
-#[cfg(feature = "client")]
-pub mod verified;
 #[cfg(feature = "random")]
 mod random;
+#[cfg(feature = "client")]
+pub mod verified;
 
 pub use catalogue::{TOOLSET, ToolName};
 #[cfg(feature = "client")]

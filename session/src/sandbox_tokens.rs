@@ -12,7 +12,10 @@ use crate::{
 
 /// The (namespace, pod) of every stored sandbox daemon token, in `namespace` or in every namespace (`SCAN`, so
 /// Redis is never blocked for long).
-pub async fn stored(conn: &mut impl ConnectionLike, namespace: Option<&str>) -> Result<BTreeSet<(String, String)>> {
+pub async fn stored(
+    conn: &mut impl ConnectionLike,
+    namespace: Option<&str>,
+) -> Result<BTreeSet<(String, String)>> {
     let pattern = match namespace {
         Some(ns) => Tenant::new(ns).sandbox_token("*"),
         None => SANDBOX_TOKENS_PATTERN.to_owned(),

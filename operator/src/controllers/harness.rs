@@ -13,15 +13,16 @@ use std::{
 
 use corral_api::{Agent, labels};
 use corral_session::acl;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Secret, ServiceAccount},
     policy::v1::PodDisruptionBudget,
 };
-use futures::{StreamExt, TryStreamExt};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
+    core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
 use serde::Serialize;
@@ -195,13 +196,16 @@ pub async fn run_removals(ctx: Arc<Context>, mut stop: tokio::sync::watch::Recei
     if ctx.harness.is_none() {
         return;
     }
-    let agents = watched_api::<Agent>(&ctx.client, ctx.watch_namespace.as_deref());
-    let gone = watcher::metadata_watcher(agents, watcher::Config::default())
+    // Metadata only: `Api<PartialObjectMeta<_>>` asks for no specs.
+    let agents = watched_api::<PartialObjectMeta<Agent>>(&ctx.client, ctx.watch_namespace.as_deref());
+    let gone = watcher::watcher(agents, watcher::Config::default())
         .default_backoff()
         .try_filter_map(|event| async move {
             Ok(match event {
                 watcher::Event::Delete(agent) => agent.namespace(),
-                watcher::Event::Apply(agent) if agent.metadata.deletion_timestamp.is_some() => agent.namespace(),
+                watcher::Event::Apply(agent) if agent.metadata.deletion_timestamp.is_some() => {
+                    agent.namespace()
+                }
                 _ => None,
             })
         });

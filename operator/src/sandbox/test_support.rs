@@ -163,7 +163,9 @@ pub fn recording_client_with(lists: &[(&str, serde_json::Value)]) -> (Client, Ar
 
 /// A client whose API server answers `GET`s with what `answer(path)` gives (404 for `None`) and everything else
 /// with 404.
-pub fn answering_client(answer: impl Fn(&str) -> Option<serde_json::Value> + Send + Sync + 'static) -> Client {
+pub fn answering_client(
+    answer: impl Fn(&str) -> Option<serde_json::Value> + Send + Sync + 'static,
+) -> Client {
     let answer = Arc::new(answer);
     let service = tower::service_fn(move |req: http::Request<Body>| {
         let answer = answer.clone();

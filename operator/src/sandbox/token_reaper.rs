@@ -18,16 +18,13 @@ use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::ObjectM
 use kube::{
     Api, ResourceExt,
     api::ListParams,
+    core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
 use redis::aio::ConnectionManager;
 
 use super::{naming::pods_selector, token::delete_token};
-use crate::{
-    context::Context,
-    controllers::watched_api,
-    error::Result,
-};
+use crate::{context::Context, controllers::watched_api, error::Result};
 
 /// How often the sweep runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -45,8 +42,9 @@ pub async fn run(ctx: Arc<Context>, stop: tokio::sync::watch::Receiver<bool>) {
 
 /// Forgets the token of each sandbox pod the API server reports deleted.
 async fn watch(ctx: Arc<Context>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let pods = watched_api::<Pod>(&ctx.client, ctx.watch_namespace.as_deref());
-    let deleted = watcher::metadata_watcher(pods, watcher::Config::default().labels(&pods_selector()))
+    // Metadata only: `Api<PartialObjectMeta<_>>` asks for no specs.
+    let pods = watched_api::<PartialObjectMeta<Pod>>(&ctx.client, ctx.watch_namespace.as_deref());
+    let deleted = watcher::watcher(pods, watcher::Config::default().labels(&pods_selector()))
         .default_backoff()
         .try_filter_map(|event| async move {
             Ok(match event {
@@ -93,15 +91,26 @@ pub async fn forget_pod(ctx: &Context, pod: &ObjectMeta) -> Result<bool> {
         }
     }
     delete_token(ctx, ns, name).await?;
-    tracing::debug!(namespace = ns, pod = name, "deleted the token of a deleted sandbox pod");
+    tracing::debug!(
+        namespace = ns,
+        pod = name,
+        "deleted the token of a deleted sandbox pod"
+    );
     Ok(true)
 }
 
-async fn run_sweeps(ctx: Arc<Context>, mut conn: ConnectionManager, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn run_sweeps(
+    ctx: Arc<Context>,
+    mut conn: ConnectionManager,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         match sweep(&ctx, &mut conn, SWEEP_GRACE).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(count = n, "deleted the daemon tokens of sandbox pods that are gone"),
+            Ok(n) => tracing::info!(
+                count = n,
+                "deleted the daemon tokens of sandbox pods that are gone"
+            ),
             Err(e) => tracing::warn!(error = %e, "cannot sweep the sandbox daemon tokens"),
         }
         tokio::select! {
@@ -156,7 +165,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_sweep_deletes_idle_tokens_of_gone_pods_only() {
-        let client = answering_client(|path| (path == "/api/v1/pods").then(|| pod_list(&[("team", "warm-py-alive")])));
+        let client =
+            answering_client(|path| (path == "/api/v1/pods").then(|| pod_list(&[("team", "warm-py-alive")])));
         let (ctx, _redis) = context_with_redis(client).await;
         for pod in ["warm-py-alive", "warm-py-gone", "sandbox-s1"] {
             ensure_token(&ctx, "team", pod).await.unwrap();
@@ -166,7 +176,7 @@ mod tests {
         assert_eq!(sweep(&ctx, &mut conn, Duration::from_secs(120)).await.unwrap(), 0);
         assert!(stored_token(&ctx, "team", "warm-py-gone").await.is_some());
         // Untouched for the grace: the gone pods' tokens go, the living pod's stays.
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        tokio::time::sleep(Duration::from_millis(3100)).await;
         assert_eq!(sweep(&ctx, &mut conn, Duration::from_secs(2)).await.unwrap(), 2);
         assert!(stored_token(&ctx, "team", "warm-py-alive").await.is_some());
         assert!(stored_token(&ctx, "team", "warm-py-gone").await.is_none());
@@ -178,12 +188,15 @@ mod tests {
         let client = answering_client(|path| (path == "/api/v1/pods").then(|| pod_list(&[])));
         let (ctx, _redis) = context_with_redis(client).await;
         let first = ensure_token(&ctx, "team", "sandbox-s1").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        tokio::time::sleep(Duration::from_millis(3100)).await;
         // The session's pod is made again: the stored token is read (and kept) just before the sweep looks.
         assert_eq!(ensure_token(&ctx, "team", "sandbox-s1").await.unwrap(), first);
         let mut conn = ctx.session_log.clone().unwrap();
         assert_eq!(sweep(&ctx, &mut conn, Duration::from_secs(2)).await.unwrap(), 0);
-        assert_eq!(stored_token(&ctx, "team", "sandbox-s1").await.as_deref(), Some(first.as_str()));
+        assert_eq!(
+            stored_token(&ctx, "team", "sandbox-s1").await.as_deref(),
+            Some(first.as_str())
+        );
     }
 
     fn deleted_pod(name: &str, session: Option<&str>) -> ObjectMeta {
@@ -211,10 +224,22 @@ mod tests {
         }
         // A warm pod, and a warm pod a session claimed: their names are never used again.
         assert!(forget_pod(&ctx, &deleted_pod("warm-py-1", None)).await.unwrap());
-        assert!(forget_pod(&ctx, &deleted_pod("warm-py-2", Some("s1"))).await.unwrap());
+        assert!(
+            forget_pod(&ctx, &deleted_pod("warm-py-2", Some("s1")))
+                .await
+                .unwrap()
+        );
         // Session s1 lives: its own pod may be made again with its token. Session s2 is gone.
-        assert!(!forget_pod(&ctx, &deleted_pod("sandbox-s1", Some("s1"))).await.unwrap());
-        assert!(forget_pod(&ctx, &deleted_pod("sandbox-s2", Some("s2"))).await.unwrap());
+        assert!(
+            !forget_pod(&ctx, &deleted_pod("sandbox-s1", Some("s1")))
+                .await
+                .unwrap()
+        );
+        assert!(
+            forget_pod(&ctx, &deleted_pod("sandbox-s2", Some("s2")))
+                .await
+                .unwrap()
+        );
         for (pod, kept) in [
             ("warm-py-1", false),
             ("warm-py-2", false),

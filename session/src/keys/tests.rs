@@ -129,7 +129,11 @@ fn sandbox_token_keys_are_parsed_back_and_nothing_else_is() {
     // The pattern's literal parts, in order, are the key's.
     let mut rest = key.as_str();
     for (i, part) in SANDBOX_TOKENS_PATTERN.split('*').enumerate() {
-        let at = if i == 0 { rest.strip_prefix(part).map(|_| 0) } else { rest.find(part) };
+        let at = if i == 0 {
+            rest.strip_prefix(part).map(|_| 0)
+        } else {
+            rest.find(part)
+        };
         let at = at.unwrap_or_else(|| panic!("the SCAN pattern misses {key} at {part:?}"));
         rest = &rest[at + part.len()..];
     }
