@@ -24,6 +24,9 @@ use tokio::{
     task::JoinHandle,
 };
 
+/// Every chunk the client sent, with the daemon it went to.
+type Sent = Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>;
+
 /// An address that leads to one daemon and can be moved to another, as a pod IP is reused: it counts the identity
 /// checks sent through it, records what was sent to each daemon, and can cut its connections, as the end of a pod
 /// does.
@@ -31,7 +34,7 @@ struct Address {
     addr: SocketAddr,
     target: Arc<Mutex<SocketAddr>>,
     identity_checks: Arc<AtomicUsize>,
-    sent: Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>,
+    sent: Sent,
     relays: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -41,7 +44,7 @@ impl Address {
         let addr = listener.local_addr().unwrap();
         let target = Arc::new(Mutex::new(target));
         let identity_checks = Arc::new(AtomicUsize::new(0));
-        let sent: Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>> = Arc::default();
+        let sent: Sent = Arc::default();
         let relays: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (t, checks, log, r) = (
             target.clone(),
