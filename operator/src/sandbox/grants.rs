@@ -2,10 +2,10 @@
 //! Secrets change), delete it when the pod goes, and sweep the grants whose pod is gone, since a grant in the grants
 //! namespace cannot be owned by a pod of another namespace. Only with a grants namespace configured.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::time::Duration;
 
 use corral_api::{Session, labels};
-use k8s_openapi::{api::core::v1::Pod, api::core::v1::Secret, jiff::Timestamp};
+use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
 use kube::{
     Api, ResourceExt,
     api::{DeleteParams, ListParams, Patch, PatchParams},
@@ -13,10 +13,9 @@ use kube::{
 
 use super::{
     grant::{build_grant, credentials_selector, grants_selector, orphaned},
-    naming::pods_selector,
     reconcile::ignore_not_found,
 };
-use crate::{context::Context, controllers::watched_api, error::Result};
+use crate::{context::Context, error::Result};
 
 /// How often grants whose pod is gone are swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -62,14 +61,7 @@ pub async fn sweep(ctx: &Context, grants: &str) -> Result<usize> {
         .await?
         .items;
     let written: Vec<_> = listed.into_iter().map(|m| m.metadata).collect();
-    let pods = watched_api::<Pod>(&ctx.client, ctx.watch_namespace.as_deref())
-        .list_metadata(&ListParams::default().labels(&pods_selector()))
-        .await?
-        .items;
-    let alive: BTreeSet<(String, String)> = pods
-        .iter()
-        .map(|p| (p.namespace().unwrap_or_default(), p.name_any()))
-        .collect();
+    let alive = super::census::existing(ctx).await?;
     let gone = orphaned(
         &written,
         &alive,

@@ -119,6 +119,10 @@ pub fn assert_locked_down(pod: &Pod) {
     }
 }
 
+/// The API server's answer for an object that does not exist.
+const NOT_FOUND: &[u8] =
+    br#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404}"#;
+
 /// A client whose API server answers like a real one for the calls provisioning makes, and records them.
 pub fn recording_client() -> (Client, Arc<Mutex<Vec<String>>>) {
     recording_client_with(&[])
@@ -140,19 +144,25 @@ pub fn recording_client_with(lists: &[(&str, serde_json::Value)]) -> (Client, Ar
             let (status, body) = match method.as_str() {
                 // Server-side apply answers with the object applied.
                 "PATCH" => (200, req.into_body().collect_bytes().await?.to_vec()),
-                "DELETE" if lists.values().flat_map(|v| v.as_array().into_iter().flatten()).any(|o| {
-                    path.ends_with(&format!("/{}", o["metadata"]["name"].as_str().unwrap_or("-")))
-                }) => (200, br#"{"apiVersion":"v1","kind":"Status","status":"Success"}"#.to_vec()),
+                "DELETE"
+                    if lists
+                        .values()
+                        .flat_map(|v| v.as_array().into_iter().flatten())
+                        .any(|o| {
+                            path.ends_with(&format!("/{}", o["metadata"]["name"].as_str().unwrap_or("-")))
+                        }) =>
+                {
+                    (
+                        200,
+                        br#"{"apiVersion":"v1","kind":"Status","status":"Success"}"#.to_vec(),
+                    )
+                }
                 "GET" if is_list => {
                     let items = lists.get(&path).cloned().unwrap_or(serde_json::json!([]));
                     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items});
                     (200, serde_json::to_vec(&list)?)
                 }
-                _ => (
-                    404,
-                    br#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404}"#
-                        .to_vec(),
-                ),
+                _ => (404, NOT_FOUND.to_vec()),
             };
             let response = http::Response::builder().status(status).body(Body::from(body))?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)
@@ -175,11 +185,7 @@ pub fn answering_client(
                 .flatten();
             let (status, body) = match found {
                 Some(value) => (200, serde_json::to_vec(&value)?),
-                None => (
-                    404,
-                    br#"{"apiVersion":"v1","kind":"Status","status":"Failure","reason":"NotFound","code":404}"#
-                        .to_vec(),
-                ),
+                None => (404, NOT_FOUND.to_vec()),
             };
             let response = http::Response::builder().status(status).body(Body::from(body))?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(response)

@@ -9,15 +9,14 @@
 //! [`SWEEP_GRACE`], checked atomically in Redis ([`sandbox_tokens::delete_if_idle`]): a token just stored for a pod
 //! about to be created, or just read again for a pod made again, is never deleted under it.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use corral_api::{Session, labels};
 use corral_session::sandbox_tokens;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{
-    Api, ResourceExt,
-    api::ListParams,
+    Api,
     core::PartialObjectMeta,
     runtime::{WatchStreamExt, watcher},
 };
@@ -127,14 +126,7 @@ pub async fn sweep(ctx: &Context, conn: &mut ConnectionManager, grace: Duration)
     if stored.is_empty() {
         return Ok(0);
     }
-    let pods = watched_api::<Pod>(&ctx.client, ctx.watch_namespace.as_deref())
-        .list_metadata(&ListParams::default().labels(&pods_selector()))
-        .await?
-        .items;
-    let alive: BTreeSet<(String, String)> = pods
-        .iter()
-        .map(|p| (p.namespace().unwrap_or_default(), p.name_any()))
-        .collect();
+    let alive = super::census::existing(ctx).await?;
     let mut deleted = 0;
     for (ns, pod) in stored.difference(&alive) {
         if sandbox_tokens::delete_if_idle(conn, ns, pod, grace).await? {
