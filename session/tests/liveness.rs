@@ -82,6 +82,24 @@ async fn fence(store: &Store, session: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Registers two replicas, `harness-a-…` and `harness-b-…`.
+async fn two_replicas(store: &Store) -> (String, String) {
+    let ids = (
+        liveness::new_replica_id("harness-a"),
+        liveness::new_replica_id("harness-b"),
+    );
+    store.replicas(NS).register(&ids.0).await.unwrap();
+    store.replicas(NS).register(&ids.1).await.unwrap();
+    ids
+}
+
+async fn consumer(store: &Store, replica: &str) -> WakeConsumer {
+    store
+        .wake_consumer(NS, replica, Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
 async fn past_stale() {
     tokio::time::sleep(STALE_AFTER + Duration::from_millis(150)).await;
 }
@@ -89,17 +107,9 @@ async fn past_stale() {
 #[tokio::test]
 async fn a_reaped_replicas_writes_are_fenced_and_its_session_resumed_elsewhere() {
     let (_server, store) = start().await;
-    let (a, b) = (
-        liveness::new_replica_id("harness-a"),
-        liveness::new_replica_id("harness-b"),
-    );
+    let (a, b) = two_replicas(&store).await;
     let replicas = store.replicas(NS);
-    replicas.register(&a).await.unwrap();
-    replicas.register(&b).await.unwrap();
-    let mut consumer_a = store
-        .wake_consumer(NS, &a, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let mut consumer_a = consumer(&store, &a).await;
     let log = store.session(NS, "sesn_1");
     log.append_user([user("hi")]).await.unwrap();
     let lease = take_and_lease(&store, &mut consumer_a, &a, "sesn_1").await;
@@ -140,10 +150,7 @@ async fn a_reaped_replicas_writes_are_fenced_and_its_session_resumed_elsewhere()
 
     // The session was woken again, and b takes it with a newer token.
     assert_eq!(queued(&store, NS).await.get("sesn_1"), Some(&1));
-    let mut consumer_b = store
-        .wake_consumer(NS, &b, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let mut consumer_b = consumer(&store, &b).await;
     let wakeup = take_one(&mut consumer_b, "sesn_1").await;
     let ReplicaAcquire::Taken(new) = log.acquire_for_replica(&b, Some(&wakeup.entry)).await.unwrap() else {
         panic!("b takes the session");
@@ -162,20 +169,9 @@ async fn a_reaped_replicas_writes_are_fenced_and_its_session_resumed_elsewhere()
 #[tokio::test]
 async fn a_wakeup_for_a_held_session_is_answered_by_its_holder_without_waiting() {
     let (_server, store) = start().await;
-    let (a, b) = (
-        liveness::new_replica_id("harness-a"),
-        liveness::new_replica_id("harness-b"),
-    );
-    store.replicas(NS).register(&a).await.unwrap();
-    store.replicas(NS).register(&b).await.unwrap();
-    let mut consumer_a = store
-        .wake_consumer(NS, &a, Duration::from_secs(60))
-        .await
-        .unwrap();
-    let mut consumer_b = store
-        .wake_consumer(NS, &b, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let (a, b) = two_replicas(&store).await;
+    let mut consumer_a = consumer(&store, &a).await;
+    let mut consumer_b = consumer(&store, &b).await;
     let log = store.session(NS, "sesn_1");
     store.enqueue(NS, "sesn_1").await.unwrap();
     let first = take_one(&mut consumer_a, "sesn_1").await;
@@ -213,10 +209,7 @@ async fn concurrent_reapers_take_each_session_over_exactly_once() {
     let dead = liveness::new_replica_id("harness-a");
     let replicas = store.replicas(NS);
     replicas.register(&dead).await.unwrap();
-    let mut consumer = store
-        .wake_consumer(NS, &dead, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let mut consumer = consumer(&store, &dead).await;
     let sessions: Vec<String> = (0..60).map(|i| format!("sesn_{i}")).collect();
     for s in &sessions {
         take_and_lease(&store, &mut consumer, &dead, s).await;
@@ -258,17 +251,9 @@ async fn concurrent_reapers_take_each_session_over_exactly_once() {
 #[tokio::test]
 async fn a_reap_left_unfinished_by_a_crashed_reaper_is_finished_by_another() {
     let (_server, store) = start().await;
-    let (dead, live) = (
-        liveness::new_replica_id("harness-a"),
-        liveness::new_replica_id("harness-b"),
-    );
+    let (dead, live) = two_replicas(&store).await;
     let replicas = store.replicas(NS);
-    replicas.register(&dead).await.unwrap();
-    replicas.register(&live).await.unwrap();
-    let mut consumer = store
-        .wake_consumer(NS, &dead, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let mut consumer = consumer(&store, &dead).await;
     take_and_lease(&store, &mut consumer, &dead, "sesn_1").await;
     // What a reaper that died right after beginning leaves: the replica out of the registry, under a lock.
     let tenant = Tenant::new(NS);
@@ -310,17 +295,9 @@ async fn a_reap_left_unfinished_by_a_crashed_reaper_is_finished_by_another() {
 #[tokio::test]
 async fn a_redis_restart_moves_no_session() {
     let (mut server, store) = start().await;
-    let (a, b) = (
-        liveness::new_replica_id("harness-a"),
-        liveness::new_replica_id("harness-b"),
-    );
+    let (a, b) = two_replicas(&store).await;
     let replicas = store.replicas(NS);
-    replicas.register(&a).await.unwrap();
-    replicas.register(&b).await.unwrap();
-    let mut consumer = store
-        .wake_consumer(NS, &a, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let mut consumer = consumer(&store, &a).await;
     let log = store.session(NS, "sesn_1");
     let lease = take_and_lease(&store, &mut consumer, &a, "sesn_1").await;
 
@@ -379,22 +356,14 @@ async fn a_tenants_redis_user_runs_every_liveness_and_lease_script() {
         corral_session::acl::with_credentials(&server.url(), &corral_session::acl::tenant_user(NS), "secret")
             .unwrap();
     let store = Store::connect(&url, common::config()).await.unwrap();
-    let (a, b) = (
-        liveness::new_replica_id("harness-a"),
-        liveness::new_replica_id("harness-b"),
-    );
+    let (a, b) = two_replicas(&store).await;
     let replicas = store.replicas(NS);
-    replicas.register(&a).await.unwrap();
-    replicas.register(&b).await.unwrap();
     let mut own = store.dedicated().await.unwrap();
     assert!(matches!(
         liveness::beat(&mut own, NS, &b).await.unwrap(),
         Beat::Alive { .. }
     ));
-    let mut consumer = store
-        .wake_consumer(NS, &a, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let mut consumer = consumer(&store, &a).await;
     let released = take_and_lease(&store, &mut consumer, &a, "sesn_0").await;
     assert_eq!(
         store

@@ -12,15 +12,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use corral_bench::p50_p95;
-use corral_e2e::gateway::{Client, Events, data, gateway_url, tenant};
+use corral_bench::{next_event, p50_p95, until_idle};
+use corral_e2e::gateway::{Client, gateway_url, tenant};
 use corral_e2e::{Cluster, TestNamespace, cluster::processes_of_pod, wait};
 use corral_session::{Config, Store};
-use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -46,30 +45,6 @@ apiVersion: corral.dev/v1alpha1
 kind: Environment
 metadata: {name: lazy}
 "#;
-
-async fn next_event(stream: &mut Events) -> anyhow::Result<eventsource_stream::Event> {
-    loop {
-        let event = tokio::time::timeout(TIMEOUT, stream.next())
-            .await
-            .context("no event within the timeout")?
-            .context("the stream ended")??;
-        if event.event != "ping" {
-            return Ok(event);
-        }
-    }
-}
-
-async fn until_idle(stream: &mut Events) -> anyhow::Result<()> {
-    loop {
-        let event = next_event(stream).await?;
-        if event.event == "session.status_idle" {
-            let reason = data(&event)["stop_reason"]["type"].clone();
-            anyhow::ensure!(reason == "end_turn", "the turn ended with {reason}");
-            return Ok(());
-        }
-        anyhow::ensure!(event.event != "session.error", "session error: {}", event.data);
-    }
-}
 
 /// Waits until the namespace's harness Deployment has `n` ready replicas that beat (registered a while ago).
 async fn replicas_ready(ns: &TestNamespace, n: i32) -> anyhow::Result<()> {
