@@ -1,6 +1,40 @@
-//! Shared helpers of the benchmark binaries: order statistics over measured durations.
+//! Shared helpers of the benchmark binaries: order statistics over measured durations, and reading a session's
+//! SSE stream through the installed gateway.
 
 use std::time::Duration;
+
+use anyhow::Context as _;
+use corral_e2e::gateway::{Events, data};
+use futures::StreamExt as _;
+
+/// How long a stream may stay silent before a cluster benchmark gives up.
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The next SSE event that is not a ping.
+pub async fn next_event(stream: &mut Events) -> anyhow::Result<eventsource_stream::Event> {
+    loop {
+        let event = tokio::time::timeout(STREAM_TIMEOUT, stream.next())
+            .await
+            .context("no event within the timeout")?
+            .context("the stream ended")??;
+        if event.event != "ping" {
+            return Ok(event);
+        }
+    }
+}
+
+/// Reads the stream until the turn ends; fails when it ends other than with `end_turn`.
+pub async fn until_idle(stream: &mut Events) -> anyhow::Result<()> {
+    loop {
+        let event = next_event(stream).await?;
+        if event.event == "session.status_idle" {
+            let reason = data(&event)["stop_reason"]["type"].clone();
+            anyhow::ensure!(reason == "end_turn", "the turn ended with {reason}");
+            return Ok(());
+        }
+        anyhow::ensure!(event.event != "session.error", "session error: {}", event.data);
+    }
+}
 
 /// Median and 95th percentile of a set of durations (nearest-rank), or `None` when empty.
 pub fn p50_p95(samples: &[Duration]) -> Option<(Duration, Duration)> {

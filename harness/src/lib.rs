@@ -3,6 +3,7 @@
 //! every result to the log.
 //!
 //! - [`engine`]: the turn engine (log → scan → plan → act), the context builder and compaction;
+//! - [`liveness`]: this replica's liveness beat, its self-fence and the reaper of dead replicas;
 //! - [`worker`]: takes wake-ups from the namespace's queue, leases sessions, runs the engine, shuts down gracefully;
 //! - [`tools`]: the [`tools::ToolRunner`] interface, with local sandboxes and cluster sandbox pods;
 //! - [`agent`]: agents from a manifest file or the Kubernetes API, their tools and permissions;
@@ -12,6 +13,7 @@
 
 pub mod agent;
 pub mod engine;
+pub mod liveness;
 pub mod local;
 pub mod log;
 pub mod mcp;

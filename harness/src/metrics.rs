@@ -123,6 +123,14 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Age of the oldest wake-up, in seconds.
     pub queue_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Session leases this replica holds (the HPA's load signal: running turns hold no wake-up).
+    pub held_sessions: Gauge,
+    /// Sessions this replica took over from reaped replicas.
+    pub reaped_sessions: Counter,
+    /// From a reaped replica's last beat to its sessions taken over.
+    pub takeover_seconds: Histogram,
+    /// Times this replica stopped its running sessions because its liveness beats failed.
+    pub self_fenced: Counter,
 }
 
 impl Default for Metrics {
@@ -142,6 +150,10 @@ impl Default for Metrics {
             redis_errors: Counter::default(),
             queue_depth: Gauge::default(),
             queue_oldest_age: Gauge::default(),
+            held_sessions: Gauge::default(),
+            reaped_sessions: Counter::default(),
+            takeover_seconds: Histogram::new(exponential_buckets(0.05, 1.5, 16)),
+            self_fenced: Counter::default(),
         }
     }
 }
@@ -210,6 +222,26 @@ impl Metrics {
             "wakeup_queue_oldest_age_seconds",
             "Age of the oldest wake-up of the namespace",
             self.queue_oldest_age.clone(),
+        );
+        registry.register(
+            "held_sessions",
+            "Session leases this replica holds",
+            self.held_sessions.clone(),
+        );
+        registry.register(
+            "reaped_sessions",
+            "Sessions taken over from dead replicas by this replica",
+            self.reaped_sessions.clone(),
+        );
+        registry.register(
+            "takeover_seconds",
+            "Time from a dead replica's last liveness beat to its sessions taken over",
+            self.takeover_seconds.clone(),
+        );
+        registry.register(
+            "self_fenced",
+            "Times this replica stopped its running sessions because its liveness beats failed",
+            self.self_fenced.clone(),
         );
     }
 

@@ -1,28 +1,31 @@
 //! The worker: takes wake-ups from the namespace's queue and works on their sessions, `concurrency` at a time.
 //!
-//! For each wake-up: take the session's lease (waiting while another holder has it, since that holder may be
-//! finishing and a new event may have come after its last read), load the agent, run the engine until the session
-//! is idle, release the lease, acknowledge the wake-up. While it works, a keeper renews the lease and touches the
-//! wake-up every third of their time limits; losing the lease cancels the run at once (nothing more is appended:
-//! every append is fenced anyway).
+//! The replica registers and beats (see [`crate::liveness`]); its session leases point at it and are never renewed
+//! one by one. For each wake-up: take the session's lease for this replica, which acknowledges the wake-up in the
+//! same step (a session another replica holds, or this one, is marked to be woken again when its holder lets go,
+//! and the task ends at once: no slot waits on a held lease), load the agent, run the engine until the session is
+//! idle, release the lease (waking the session again if a wake-up came meanwhile). When the replica's beats fail
+//! it fences itself: every running session is cancelled and handed back.
 //!
 //! Shutdown (SIGTERM): stop taking wake-ups, give running sessions `grace` to finish, then cancel them and hand them
-//! back: release the lease, enqueue a fresh wake-up and acknowledge the old one, so another replica continues at
-//! once. A crashed replica's wake-ups are reclaimed by another after the visibility timeout, and its lease expires
-//! after the lease time: the log tells the new holder where the turn stands.
+//! back (release the lease and wake the session again in one step), so another replica continues at once; then the
+//! replica reaps itself, which hands back anything it still held. A crashed replica is reaped by a live one within
+//! about a second of its last beat: its sessions get new fencing tokens and fresh wake-ups.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use corral_api::events::{RetryStatus, StopReason, error_types};
-use corral_session::{Error as LogError, Lease, Store, WakeConsumer, Wakeup};
-use tokio::sync::Semaphore;
+use corral_session::{
+    Error as LogError, Lease, ReplicaAcquire, ReplicaRelease, SessionLog, Store, WakeConsumer, Wakeup,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{AgentSource, LoadError};
 use crate::engine::events;
 use crate::engine::{Engine, Outcome};
+use crate::liveness::{Liveness, reap_one};
 use crate::log::LogView;
 use crate::metrics::Metrics;
 
@@ -31,14 +34,15 @@ use crate::metrics::Metrics;
 pub struct WorkerConfig {
     /// The namespace whose queue this worker serves.
     pub namespace: String,
-    /// This process's unique name (consumer name and lease holder prefix).
+    /// This replica's id, never reused (`<pod>-<epoch>`, [`corral_session::liveness::new_replica_id`]): its
+    /// consumer name and the holder of its leases.
     pub name: String,
     /// Sessions worked on at once.
     pub concurrency: usize,
-    /// How long a taken wake-up may go untouched before another replica reclaims it.
+    /// How long a taken wake-up may stay unacknowledged before another replica reclaims it: a backstop only, since
+    /// taking a lease acknowledges its wake-up and a dead replica's pending wake-ups are handed back when it is
+    /// reaped.
     pub visibility: Duration,
-    /// How long a session lease lasts without renewal.
-    pub lease_ttl: Duration,
     /// How long running sessions may take to finish after shutdown begins.
     pub grace: Duration,
 }
@@ -50,7 +54,6 @@ pub struct Worker {
     agents: Arc<dyn AgentSource>,
     config: WorkerConfig,
     metrics: Metrics,
-    seq: AtomicU64,
 }
 
 impl std::fmt::Debug for Worker {
@@ -76,12 +79,19 @@ impl Worker {
             agents,
             config,
             metrics,
-            seq: AtomicU64::new(0),
         }
     }
 
-    /// Takes and works on wake-ups until `shutdown` fires, then drains as described in the module docs.
+    /// Takes and works on wake-ups until `shutdown` fires, then drains as described in the module docs. Fails when
+    /// this replica was reaped by another (it must restart under a new id).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let liveness = Liveness::start(
+            &self.store,
+            &self.config.namespace,
+            &self.config.name,
+            self.metrics.clone(),
+        )
+        .await?;
         let mut consumer = self
             .store
             .wake_consumer(&self.config.namespace, &self.config.name, self.config.visibility)
@@ -89,20 +99,30 @@ impl Worker {
         let consumer_ref = Arc::new(ConsumerHandle::new(&self.store, &self.config).await?);
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let abort = CancellationToken::new();
+        let dead = liveness.dead();
         let mut tasks = tokio::task::JoinSet::new();
-        tracing::info!(namespace = %self.config.namespace, name = %self.config.name, "taking wake-ups");
-        while !shutdown.is_cancelled() {
+        tracing::info!(namespace = %self.config.namespace, replica = %self.config.name, "taking wake-ups");
+        while !shutdown.is_cancelled() && !dead.is_cancelled() {
+            if !liveness.is_fresh() {
+                tokio::select! {
+                    () = liveness.wait_fresh() => {}
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            }
             let free = slots.available_permits();
             if free == 0 {
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     () = shutdown.cancelled() => break,
+                    () = dead.cancelled() => break,
                 }
                 continue;
             }
             let taken = tokio::select! {
                 taken = consumer.take(free) => taken,
                 () = shutdown.cancelled() => break,
+                () = dead.cancelled() => break,
             };
             let wakeups = match taken {
                 Ok(w) => w,
@@ -118,14 +138,23 @@ impl Worker {
                 };
                 let this = self.clone();
                 let consumer = consumer_ref.clone();
+                let liveness = liveness.clone();
                 let abort = abort.clone();
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    this.handle(&consumer, wakeup, &shutdown, &abort).await;
-                    drop(permit);
+                    this.handle(&consumer, &liveness, wakeup, permit, &shutdown, &abort)
+                        .await;
                 });
             }
             while tasks.try_join_next().is_some() {}
+        }
+        if dead.is_cancelled() {
+            abort.cancel();
+            while tasks.join_next().await.is_some() {}
+            anyhow::bail!(
+                "replica {} was reaped by another (its liveness lapsed): restarting under a new id",
+                self.config.name
+            );
         }
         tracing::info!(running = tasks.len(), grace = ?self.config.grace, "shutting down: finishing running sessions");
         let drained = tokio::time::timeout(self.config.grace, async {
@@ -139,6 +168,10 @@ impl Worker {
             abort.cancel();
             while tasks.join_next().await.is_some() {}
         }
+        liveness.stop();
+        // Whatever this replica still holds (a release that failed) and its pending wake-ups go back at once.
+        let replicas = self.store.replicas(&self.config.namespace);
+        reap_one(&replicas, &self.config.name, true, &self.metrics).await;
         Ok(())
     }
 
@@ -146,52 +179,53 @@ impl Worker {
     async fn handle(
         &self,
         consumer: &Arc<ConsumerHandle>,
+        liveness: &Liveness,
         wakeup: Wakeup,
+        permit: OwnedSemaphorePermit,
         shutdown: &CancellationToken,
         abort: &CancellationToken,
     ) {
         let session = wakeup.session.clone();
         let namespace = self.config.namespace.clone();
-        let holder = format!(
-            "{}-{}",
-            self.config.name,
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        );
         let log = self.store.session(&namespace, &session);
-        self.metrics.active_sessions.inc();
-        // Take the lease, waiting while another holder has it. The usual holder is the run of the previous turn
-        // writing its last status (an API server round trip), so the first second is polled every 20 ms; a holder
-        // still there after that is running a turn, and the wait grows to a second.
-        let started = tokio::time::Instant::now();
-        let mut wait = Duration::from_millis(5);
-        let lease = loop {
-            if abort.is_cancelled() {
-                self.metrics.active_sessions.dec();
-                consumer.hand_back(&wakeup).await;
+        let Some(fence) = liveness.session_token() else {
+            // Not beating: take no lease; the wake-up goes back to the pool.
+            consumer.hand_back(&wakeup).await;
+            Metrics::count(&self.metrics.wakeups, "handed_back");
+            return;
+        };
+        let lease = match self.acquire(&log, liveness, &wakeup).await {
+            Some(ReplicaAcquire::Taken(lease)) => lease,
+            Some(ReplicaAcquire::Marked { holder }) => {
+                tracing::debug!(%session, %holder, "the session is held; its holder wakes it again when done");
+                Metrics::count(&self.metrics.wakeups, "held");
                 return;
             }
-            match log.acquire_lease(&holder, self.config.lease_ttl).await {
-                Ok(lease) => break lease,
-                Err(LogError::LeaseHeld { .. }) => {}
-                Err(err) => tracing::warn!(%session, error = %err, "cannot take the session lease; retrying"),
+            Some(ReplicaAcquire::Expiring { holder, expires_in }) => {
+                // An expiring lease (a replica of an older release): wait for it without a slot, then put the
+                // wake-up back.
+                tracing::debug!(%session, %holder, ?expires_in, "the session has an expiring lease; retrying after it");
+                drop(permit);
+                tokio::time::sleep(expires_in.min(Duration::from_secs(5)) + Duration::from_millis(50)).await;
+                consumer.hand_back(&wakeup).await;
+                Metrics::count(&self.metrics.wakeups, "held");
+                return;
             }
-            let _ = consumer.touch(&wakeup).await;
-            tokio::time::sleep(wait).await;
-            wait = if started.elapsed() < Duration::from_secs(1) {
-                (wait * 2).min(Duration::from_millis(20))
-            } else {
-                (wait * 2).min(Duration::from_secs(1))
-            };
+            None => {
+                consumer.hand_back(&wakeup).await;
+                Metrics::count(&self.metrics.wakeups, "failed");
+                return;
+            }
         };
+        self.metrics.active_sessions.inc();
+        self.metrics.held_sessions.inc();
         let cancel = abort.child_token();
-        let keeper = tokio::spawn(keep(
-            log.clone(),
-            lease.clone(),
-            consumer.clone(),
-            wakeup.clone(),
-            cancel.clone(),
-            self.config.lease_ttl.min(self.config.visibility) / 3,
-        ));
+        let fenced = fence.clone();
+        let linked = cancel.clone();
+        let link = tokio::spawn(async move {
+            fenced.cancelled().await;
+            linked.cancel();
+        });
         let outcome = match self.agents.load(&namespace, &session).await {
             Ok(agent) => {
                 self.engine
@@ -207,40 +241,91 @@ impl Worker {
                 self.fail_session(&namespace, &session, &lease, &message).await
             }
         };
-        keeper.abort();
-        let lost = cancel.is_cancelled() && !abort.is_cancelled() && !shutdown.is_cancelled();
-        let outcome = if lost && outcome == Outcome::Cancelled {
-            Outcome::Lost
-        } else {
-            outcome
-        };
-        if outcome != Outcome::Lost
-            && let Err(err) = log.release(&lease).await
-        {
-            tracing::warn!(%session, error = %err, "cannot release the session lease (it will expire)");
-        }
-        match &outcome {
+        link.abort();
+        let self_fenced = fence.is_cancelled() && !abort.is_cancelled() && !shutdown.is_cancelled();
+        let label = match &outcome {
             Outcome::Idle => {
-                if let Err(err) = consumer.ack(&wakeup).await {
-                    tracing::warn!(%session, error = %err, "cannot acknowledge the wake-up");
-                }
+                self.release(&log, liveness, &lease, false).await;
+                "idle"
             }
-            Outcome::Lost => tracing::info!(%session, "another replica took the session over"),
-            Outcome::Cancelled => consumer.hand_back(&wakeup).await,
+            Outcome::Lost => {
+                tracing::info!(%session, "another replica took the session over");
+                "lost"
+            }
+            Outcome::Cancelled => {
+                if self_fenced {
+                    tracing::warn!(%session, "stopped: this replica's liveness lapsed; handing the session back");
+                }
+                self.release(&log, liveness, &lease, true).await;
+                "handed_back"
+            }
             Outcome::Failed(message) => {
                 tracing::warn!(%session, error = %message, "session run failed; handing it back");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                consumer.hand_back(&wakeup).await;
+                self.release(&log, liveness, &lease, true).await;
+                "failed"
             }
-        }
-        let label = match outcome {
-            Outcome::Idle => "idle",
-            Outcome::Lost => "lost",
-            Outcome::Cancelled => "handed_back",
-            Outcome::Failed(_) => "failed",
         };
         Metrics::count(&self.metrics.wakeups, label);
+        self.metrics.held_sessions.dec();
         self.metrics.active_sessions.dec();
+        drop(permit);
+    }
+
+    /// Takes the session's lease for this replica, retrying transient failures for a few seconds (a retry after a
+    /// lost reply answers the lease the first try took). `None`: not taken; the wake-up is still pending.
+    async fn acquire(
+        &self,
+        log: &SessionLog,
+        liveness: &Liveness,
+        wakeup: &Wakeup,
+    ) -> Option<ReplicaAcquire> {
+        let mut wait = Duration::from_millis(50);
+        for _ in 0..8 {
+            if !liveness.is_fresh() {
+                return None;
+            }
+            match log
+                .acquire_for_replica(liveness.replica(), Some(&wakeup.entry))
+                .await
+            {
+                Ok(found) => return Some(found),
+                Err(err) => {
+                    tracing::warn!(session = %wakeup.session, error = %err, "cannot take the session lease; retrying")
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
+        None
+    }
+
+    /// Releases the lease (waking the session again with `requeue`), retrying transient failures for up to 30 s.
+    /// A lease that cannot be released stays this replica's until it is reaped (on shutdown, it reaps itself).
+    async fn release(&self, log: &SessionLog, liveness: &Liveness, lease: &Lease, requeue: bool) {
+        let mut wait = Duration::from_millis(50);
+        let started = tokio::time::Instant::now();
+        loop {
+            match log.release_for_replica(lease, requeue).await {
+                Ok(ReplicaRelease::Lost) => {
+                    tracing::info!(session = %log.id(), "the lease was taken over before its release");
+                    return;
+                }
+                Ok(_) => return,
+                Err(err)
+                    if started.elapsed() < Duration::from_secs(30) && !liveness.dead().is_cancelled() =>
+                {
+                    tracing::warn!(session = %log.id(), error = %err, "cannot release the session lease; retrying");
+                }
+                Err(err) => {
+                    tracing::error!(session = %log.id(), error = %err,
+                        "cannot release the session lease: it stays held until this replica is reaped");
+                    return;
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Ends a turn that cannot run because the agent is unusable, if the session has work waiting.
@@ -297,14 +382,6 @@ impl ConsumerHandle {
         })
     }
 
-    async fn ack(&self, wakeup: &Wakeup) -> Result<(), LogError> {
-        self.consumer.ack(wakeup).await
-    }
-
-    async fn touch(&self, wakeup: &Wakeup) -> Result<bool, LogError> {
-        self.consumer.touch(wakeup).await
-    }
-
     /// Gives a wake-up back to the pool at once: a fresh entry for the session, then the old one acknowledged.
     async fn hand_back(&self, wakeup: &Wakeup) {
         match self.store.enqueue(&self.namespace, &wakeup.session).await {
@@ -317,35 +394,6 @@ impl ConsumerHandle {
                 session = %wakeup.session, error = %err,
                 "cannot hand the session back; another replica reclaims it after the visibility timeout"
             ),
-        }
-    }
-}
-
-/// Renews the lease and touches the wake-up every `every`; cancels the run when the lease is lost.
-async fn keep(
-    log: corral_session::SessionLog,
-    lease: Lease,
-    consumer: Arc<ConsumerHandle>,
-    wakeup: Wakeup,
-    cancel: CancellationToken,
-    every: Duration,
-) {
-    let every = every.max(Duration::from_millis(50));
-    loop {
-        tokio::time::sleep(every).await;
-        match log.renew(&lease).await {
-            Ok(()) => {}
-            Err(LogError::LeaseLost { .. }) => {
-                tracing::warn!(session = %wakeup.session, "lost the session lease; stopping at once");
-                cancel.cancel();
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(session = %wakeup.session, error = %err, "cannot renew the session lease")
-            }
-        }
-        if let Err(err) = consumer.touch(&wakeup).await {
-            tracing::debug!(session = %wakeup.session, error = %err, "cannot touch the wake-up");
         }
     }
 }

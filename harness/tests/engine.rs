@@ -384,6 +384,8 @@ async fn a_stale_worker_is_fenced_and_writes_nothing_after_the_takeover() {
             "user.message",
             "session.status_running",
             "span.model_request_start",
+            // The new holder says at once that the cut-off call is made again.
+            "session.status_rescheduled",
             "agent.message",
             "span.model_request_end",
             "session.usage",

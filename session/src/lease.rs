@@ -22,8 +22,41 @@ pub struct Lease {
     pub holder: String,
     /// The fencing token to append with.
     pub token: FencingToken,
-    /// How long it lasts without renewal.
+    /// How long it lasts without renewal; zero for a replica-mode lease, which lasts as long as its replica lives
+    /// (see [`crate::liveness`]).
     pub ttl: Duration,
+}
+
+/// What [`SessionLog::acquire_for_replica`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaAcquire {
+    /// The lease is this replica's now, and the wake-up was acknowledged.
+    Taken(Lease),
+    /// A replica holds the session (this one included): it was marked to be woken again when its holder lets go,
+    /// and the wake-up was acknowledged. Nothing more to do.
+    Marked {
+        /// The holding replica.
+        holder: String,
+    },
+    /// An expiring lease (a local harness's, or one of a replica of an older release) holds the session; the
+    /// wake-up stays pending: give it back once the lease may have expired.
+    Expiring {
+        /// The holder.
+        holder: String,
+        /// Time left on its lease.
+        expires_in: Duration,
+    },
+}
+
+/// What [`SessionLog::release_for_replica`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaRelease {
+    /// Released.
+    Released,
+    /// Released, and the session woken again (asked for, or a wake-up came while it was held).
+    Requeued,
+    /// The lease was no longer this token's (the replica was reaped and the session taken over).
+    Lost,
 }
 
 impl SessionLog {
@@ -90,6 +123,76 @@ impl SessionLog {
             .run("release lease", invocation.invoke_async(&mut conn))
             .await?;
         Ok(())
+    }
+}
+
+impl SessionLog {
+    /// Takes the session's lease for harness replica `replica` (see [`crate::liveness`]): no expiry, no renewal;
+    /// it lasts until released or until the replica is reaped. `wakeup` is the queue entry that brought the
+    /// session (from this replica's [`crate::WakeConsumer`]), acknowledged in the same step unless the lease is
+    /// held by an expiring lease.
+    pub async fn acquire_for_replica(&self, replica: &str, wakeup: Option<&str>) -> Result<ReplicaAcquire> {
+        if replica.is_empty() {
+            return Err(Error::InvalidArgument("lease holder must not be empty".into()));
+        }
+        let mut invocation = keys::replica_scripts::ACQUIRE_FOR_REPLICA.key(self.keys.lease());
+        invocation
+            .key(self.keys.fence())
+            .key(self.keys.wakeups())
+            .key(self.keys.tenant().replica_sessions(replica, self.keys.shard()))
+            .arg(replica)
+            .arg(&self.session)
+            .arg(wakeup.unwrap_or(""))
+            .arg(keys::WAKEUP_GROUP);
+        let mut conn = self.store.connection();
+        let reply: Vec<String> = self
+            .store
+            .run("acquire lease", invocation.invoke_async(&mut conn))
+            .await?;
+        match reply.as_slice() {
+            [status, token] if status == "ok" => Ok(ReplicaAcquire::Taken(Lease {
+                holder: replica.to_owned(),
+                token: FencingToken(parse_token(token)?),
+                ttl: Duration::ZERO,
+            })),
+            [status, holder, pttl] if status == "held" => match pttl.parse::<u64>() {
+                Ok(ms) => Ok(ReplicaAcquire::Expiring {
+                    holder: holder.clone(),
+                    expires_in: Duration::from_millis(ms),
+                }),
+                Err(_) => Ok(ReplicaAcquire::Marked {
+                    holder: holder.clone(),
+                }),
+            },
+            _ => Err(unexpected(&reply)),
+        }
+    }
+
+    /// Releases a lease of [`SessionLog::acquire_for_replica`]; with `requeue`, the session is woken again in the
+    /// same step (a hand-back), as it is anyway when a wake-up came while it was held.
+    pub async fn release_for_replica(&self, lease: &Lease, requeue: bool) -> Result<ReplicaRelease> {
+        let mut invocation = keys::replica_scripts::RELEASE_FOR_REPLICA.key(self.keys.lease());
+        invocation
+            .key(self.keys.wakeups())
+            .key(
+                self.keys
+                    .tenant()
+                    .replica_sessions(&lease.holder, self.keys.shard()),
+            )
+            .arg(lease.token.0)
+            .arg(&self.session)
+            .arg(if requeue { "1" } else { "0" });
+        let mut conn = self.store.connection();
+        let reply: String = self
+            .store
+            .run("release lease", invocation.invoke_async(&mut conn))
+            .await?;
+        match reply.as_str() {
+            "released" => Ok(ReplicaRelease::Released),
+            "requeued" => Ok(ReplicaRelease::Requeued),
+            "lost" => Ok(ReplicaRelease::Lost),
+            _ => Err(unexpected(&[reply])),
+        }
     }
 }
 

@@ -103,6 +103,11 @@ enum AppendReply {
 }
 
 impl SessionLog {
+    /// The session's id.
+    pub fn id(&self) -> &str {
+        &self.session
+    }
+
     pub(crate) fn new(store: Store, namespace: &str, session: &str) -> Self {
         Self {
             store,

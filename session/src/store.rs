@@ -205,8 +205,9 @@ impl Store {
         }
     }
 
-    /// A connection of its own, for blocking reads that would stall the shared one.
-    pub(crate) async fn dedicated(&self) -> Result<MultiplexedConnection> {
+    /// A connection of its own, for blocking reads that would stall the shared one, or for a task that must not
+    /// queue behind other commands (a replica's liveness beat). Its driver runs on the calling Tokio runtime.
+    pub async fn dedicated(&self) -> Result<MultiplexedConnection> {
         dedicated(&self.client, &self.config).await
     }
 

@@ -92,7 +92,16 @@ pub struct WakeConsumer {
     claim_from: Vec<String>,
     rotation: usize,
     conn: Option<MultiplexedConnection>,
+    last_prune: Option<std::time::Instant>,
 }
+
+/// How many times a wake-up may be handed to a consumer before it is dropped as a poison pill: a session whose
+/// turn kills every replica that takes it must not take the whole pool down, one replica after another.
+pub const MAX_DELIVERIES: u64 = 5;
+
+/// How long a consumer with no pending wake-ups may stay silent before it is deleted from the group (a live
+/// consumer reads at least every blocking-read time; a dead one would otherwise stay listed forever).
+const PRUNE_IDLE: Duration = Duration::from_secs(10 * 60);
 
 impl std::fmt::Debug for WakeConsumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +139,7 @@ impl WakeConsumer {
             visibility,
             rotation: 0,
             conn: None,
+            last_prune: None,
         };
         this.ensure_groups().await?;
         Ok(this)
@@ -266,9 +276,119 @@ impl WakeConsumer {
             if let Some(from) = self.claim_from.get_mut(usize::from(shard)) {
                 *from = reply.next_stream_id;
             }
-            out.extend(self.wakeups(&reply.claimed, true, shard).await);
+            let claimed = self.drop_poison(shard, reply.claimed).await;
+            out.extend(self.wakeups(&claimed, true, shard).await);
         }
+        self.prune_consumers().await;
         Ok(out)
+    }
+
+    /// Drops (acknowledges and deletes, with an error log) the reclaimed entries delivered more than
+    /// [`MAX_DELIVERIES`] times, and returns the others.
+    async fn drop_poison(&self, shard: u16, claimed: Vec<StreamId>) -> Vec<StreamId> {
+        if claimed.is_empty() {
+            return claimed;
+        }
+        let key = self.tenant.wakeups(shard);
+        let mut conn = self.store.connection();
+        let mut pipe = redis::pipe();
+        for entry in &claimed {
+            pipe.cmd("XPENDING")
+                .arg(&key)
+                .arg(WAKEUP_GROUP)
+                .arg(&entry.id)
+                .arg(&entry.id)
+                .arg(1);
+        }
+        let counts: Vec<Vec<(String, String, u64, u64)>> = match self
+            .store
+            .run("count wake-up deliveries", async move {
+                pipe.query_async(&mut conn).await
+            })
+            .await
+        {
+            Ok(counts) => counts,
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot count wake-up deliveries");
+                return claimed;
+            }
+        };
+        let mut kept = Vec::with_capacity(claimed.len());
+        for (entry, pending) in claimed.into_iter().zip(counts) {
+            let deliveries = pending.first().map_or(0, |p| p.3);
+            if deliveries > MAX_DELIVERIES {
+                let session = entry.get::<String>("session").unwrap_or_default();
+                tracing::error!(%session, entry = %entry.id, deliveries, namespace = %self.tenant.namespace(),
+                    "dropping a wake-up that was taken too many times without an answer (its replicas died)");
+                if let Err(err) = self.ack_entry(shard, &entry.id).await {
+                    tracing::warn!(entry = %entry.id, error = %err, "cannot drop a poison wake-up");
+                }
+            } else {
+                kept.push(entry);
+            }
+        }
+        kept
+    }
+
+    /// Deletes, at most once per [`PRUNE_IDLE`], the consumers of every shard that hold nothing and have been
+    /// silent that long (replicas that died without being reaped: those of an older release).
+    async fn prune_consumers(&mut self) {
+        if self.last_prune.is_some_and(|at| at.elapsed() < PRUNE_IDLE) {
+            return;
+        }
+        self.last_prune = Some(std::time::Instant::now());
+        let idle_ms = u64::try_from(PRUNE_IDLE.max(self.visibility).as_millis()).unwrap_or(u64::MAX);
+        for key in &self.queues {
+            let mut conn = self.store.connection();
+            let cmd = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(key)
+                .arg(WAKEUP_GROUP)
+                .to_owned();
+            let consumers: Vec<std::collections::HashMap<String, redis::Value>> = match self
+                .store
+                .run("list wake-up consumers", async move {
+                    cmd.query_async(&mut conn).await
+                })
+                .await
+            {
+                Ok(c) => c,
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot list wake-up consumers");
+                    continue;
+                }
+            };
+            for consumer in consumers {
+                let number = |field: &str| match consumer.get(field) {
+                    Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                    _ => 0,
+                };
+                let name = match consumer.get("name") {
+                    Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                    _ => continue,
+                };
+                if number("pending") > 0 || number("idle") < idle_ms || name == self.consumer {
+                    continue;
+                }
+                let mut conn = self.store.connection();
+                let cmd = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(key)
+                    .arg(WAKEUP_GROUP)
+                    .arg(&name)
+                    .to_owned();
+                match self
+                    .store
+                    .run("delete a dead consumer", async move {
+                        cmd.query_async::<i64>(&mut conn).await
+                    })
+                    .await
+                {
+                    Ok(_) => tracing::info!(consumer = %name, "deleted a silent wake-up consumer"),
+                    Err(err) => tracing::debug!(consumer = %name, error = %err, "cannot delete a consumer"),
+                }
+            }
+        }
     }
 
     /// One blocking read of new entries over every shard.

@@ -13,11 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use corral_bench::p50_p95;
-use corral_e2e::gateway::{Client, Events, data, gateway_url, tenant};
+use corral_bench::{next_event, p50_p95, until_idle};
+use corral_e2e::gateway::{Client, Events, gateway_url, tenant};
 use corral_e2e::{Cluster, TestNamespace, cluster::processes_of_pod, wait};
-use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::{Value, json};
@@ -66,34 +64,6 @@ metadata: {{name: eager}}
 spec: {{sandbox: {{provisioning: Eager}}}}
 "#
     )
-}
-
-/// The next SSE event that is not a ping.
-async fn next_event(stream: &mut Events) -> anyhow::Result<eventsource_stream::Event> {
-    loop {
-        let event = tokio::time::timeout(TIMEOUT, stream.next())
-            .await
-            .context("no event within the timeout")?
-            .context("the stream ended")??;
-        if event.event != "ping" {
-            return Ok(event);
-        }
-    }
-}
-
-/// Reads the stream until the turn ends; fails when it ends other than with `end_turn`.
-async fn until_idle(stream: &mut Events) -> anyhow::Result<()> {
-    loop {
-        let event = next_event(stream).await?;
-        if event.event == "session.status_idle" {
-            let reason = data(&event)["stop_reason"]["type"].clone();
-            anyhow::ensure!(reason == "end_turn", "the turn ended with {reason}");
-            return Ok(());
-        }
-        if event.event == "session.error" {
-            anyhow::bail!("session error: {}", event.data);
-        }
-    }
 }
 
 /// Sends a user message and returns the time until the first `agent.*` event on `stream`, then reads to the end

@@ -76,7 +76,6 @@ async fn overhead(store: &Store, turns: usize) -> anyhow::Result<()> {
         name: "bench".into(),
         concurrency: 4,
         visibility: Duration::from_secs(30),
-        lease_ttl: Duration::from_secs(15),
         grace: Duration::from_secs(5),
     };
     let worker = Arc::new(Worker::new(

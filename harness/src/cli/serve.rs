@@ -31,20 +31,17 @@ pub struct ServeArgs {
     /// The namespace whose sessions this harness serves.
     #[arg(long, env = "CORRAL_NAMESPACE", default_value = "default")]
     namespace: String,
-    /// This replica's name (the pod name); a random suffix is added.
+    /// This replica's name (the pod name); a random epoch is added, so a restarted replica never reuses its id.
     #[arg(long, env = "POD_NAME", default_value = "harness")]
     name: String,
     /// Sessions worked on at once.
     #[arg(long, env = "CORRAL_CONCURRENCY", default_value_t = 16)]
     concurrency: usize,
-    /// How long a taken wake-up may go untouched before another replica reclaims it: with the lease TTL, how long
-    /// a killed replica's sessions wait before another replica resumes them. Live replicas touch their wake-ups
-    /// every third of the shorter of the two.
-    #[arg(long, env = "CORRAL_VISIBILITY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How long a taken wake-up may stay unacknowledged before another replica reclaims it. A backstop only: taking
+    /// a session's lease acknowledges its wake-up, and a killed replica's sessions and pending wake-ups are taken
+    /// over by a live replica within about a second of its last liveness beat.
+    #[arg(long, env = "CORRAL_VISIBILITY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     visibility_timeout: Duration,
-    /// How long a session lease lasts without renewal.
-    #[arg(long, env = "CORRAL_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
-    lease_ttl: Duration,
     /// How long running sessions may take to finish on SIGTERM before they are handed back.
     #[arg(long, env = "CORRAL_SHUTDOWN_GRACE", default_value = "45s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -111,9 +108,9 @@ type Sources = (
 /// Serves until SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.log.init()?;
-    // A blocked take must come back soon after the visibility timeout to reclaim the wake-ups a dead replica held.
+    // A blocked take comes back now and then to reclaim wake-ups held past the visibility timeout (the backstop).
     let config = Config {
-        block: (args.visibility_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(10)),
+        block: (args.visibility_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)),
         max_event_bytes: args.max_event_bytes,
         session_caps: corral_session::SessionCaps {
             max_bytes: args.max_session_bytes,
@@ -194,7 +191,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_secs(5),
         shutdown.clone(),
     ));
-    let name = format!("{}-{}", args.name, corral_sandbox_protocol::random_hex(4));
+    let name = corral_session::liveness::new_replica_id(&args.name);
     let worker = Arc::new(Worker::new(
         store,
         engine,
@@ -204,7 +201,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             name,
             concurrency: args.concurrency,
             visibility: args.visibility_timeout,
-            lease_ttl: args.lease_ttl,
             grace: args.shutdown_grace,
         },
         metrics,

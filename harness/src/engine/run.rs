@@ -2,6 +2,7 @@
 
 mod full;
 mod model;
+mod resume;
 mod tools;
 
 use std::collections::HashSet;
@@ -228,6 +229,7 @@ impl Engine {
 
 impl Run<'_> {
     async fn run(&mut self) -> Result<(), Stop> {
+        self.mark_resumed().await?;
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Stop::Outcome(Outcome::Cancelled));

@@ -194,7 +194,9 @@ pub fn scan(entries: &[LogEntry], tools: &ToolSet) -> Scan {
             EventBody::SessionStatusRunning(_) => s.status = Status::Running,
             EventBody::SessionStatusRescheduled(_) => {
                 s.status = Status::Rescheduled;
-                s.retry_pending = true;
+                // A failed call waits for its retry; a call cut off by a takeover is repeated under its open span,
+                // and nothing is pending once it ends.
+                s.retry_pending = s.open_span.is_none();
             }
             EventBody::SessionStatusIdle(idle) => {
                 s.interrupt = false;

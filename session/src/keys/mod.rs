@@ -17,6 +17,7 @@
 //! (`[a-z0-9._-]`): they never hold `{`, `}` or `:`, which would break a hash tag or a prefix. Client-chosen strings
 //! (idempotency keys) are hashed before they become part of a key.
 
+pub(crate) mod replica_scripts;
 pub(crate) mod scripts;
 
 use sha2::{Digest, Sha256};
@@ -146,21 +147,34 @@ impl Tenant {
         format!("{}sandbox:{pod}:token", self.prefix)
     }
 
-    /// Reserved (speed issue): harness replica `replica`'s liveness key (string: its epoch, with a short TTL
-    /// renewed every ~200 ms). Session leases point at it; a watcher reclaims a dead replica's sessions.
+    /// Harness replica `replica`'s liveness key (string: its epoch, `PX` 800 ms renewed every 200 ms by `BEAT`).
+    /// `replica` is `<pod>-<random epoch>` and never reused, so a replica once reaped stays dead.
     pub fn replica(&self, replica: &str) -> String {
         format!("{}{}:replica:{replica}", self.prefix, self.tag())
     }
 
-    /// Reserved (speed issue): the sessions replica `replica` holds (set), so a watcher can hand them over at
-    /// once when the replica's liveness key lapses.
-    pub fn replica_sessions(&self, replica: &str) -> String {
-        format!("{}{}:replica:{replica}:sessions", self.prefix, self.tag())
+    /// The sessions of wake-up shard `shard` whose lease replica `replica` holds (set of session ids), in the
+    /// shard's slot, so `ACQUIRE` adds a session and `RELEASE` and `RECLAIM` remove it in the same step that
+    /// changes its lease: the set is exactly the replica's leases of that shard, and a reaper finds them all.
+    pub fn replica_sessions(&self, replica: &str, shard: u16) -> String {
+        format!(
+            "{}{}:replica:{replica}:sessions",
+            self.prefix,
+            self.shard_tag(shard)
+        )
     }
 
-    /// Reserved (speed issue): the namespace's live replicas (sorted set: replica → last renewal, ms).
+    /// The namespace's registered replicas (sorted set: replica → its last beat, Unix ms of the Redis clock). A
+    /// replica leaves it only when reaped: an old score makes it a suspect, not dead, so a Redis outage moves no
+    /// session.
     pub fn replicas(&self) -> String {
         format!("{}{}:replicas", self.prefix, self.tag())
+    }
+
+    /// Replicas being reaped (sorted set: replica → when the reaper's lock lapses, Unix ms). An entry whose lock
+    /// lapsed is a reap that a crashed reaper left unfinished: any live replica takes it over.
+    pub fn reaping(&self) -> String {
+        format!("{}{}:reaping", self.prefix, self.tag())
     }
 
     /// Reserved (outward issue): webhook outbox shard `shard` (sorted set: delivery id → due time, ms). Sharded
@@ -241,7 +255,9 @@ impl SessionKeys {
         format!("{}events", self.base)
     }
 
-    /// The session's writer lease (hash: `holder`, `token`; expires unless renewed).
+    /// The session's writer lease (hash: `holder`, `token`; a harness replica's lease also has `mode` = `r` and
+    /// no expiry, and `again` = `1` once a wake-up came while it was held; a local or older lease expires unless
+    /// renewed).
     pub fn lease(&self) -> String {
         format!("{}lease", self.base)
     }

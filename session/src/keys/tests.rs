@@ -30,8 +30,9 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         tenant.follow_doorbell("gw-1"),
         tenant.sandbox_token("sandbox-sesn_1"),
         tenant.replica("harness-0"),
-        tenant.replica_sessions("harness-0"),
+        tenant.replica_sessions("harness-0", 3),
         tenant.replicas(),
+        tenant.reaping(),
         tenant.outbox(3),
         tenant.delivery(3, "dlv_1"),
         tenant.webhook_log("whk_1"),
@@ -56,6 +57,7 @@ fn a_sessions_keys_and_its_wakeup_shard_share_one_slot() {
         keys.idempotency("k"),
         keys.deltas(),
         thread.events(),
+        keys.tenant().replica_sessions("harness-0-00ff", keys.shard()),
     ]) {
         assert_eq!(format!("{{{}}}", hash_tag(&key)), tag, "{key}");
     }
