@@ -59,6 +59,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             verb: args.approval_rbac_verb.clone(),
             audience: args.approval_token_audience.clone(),
         }),
+        files: args.object_store.storage()?,
     };
     let state = server::state(
         client,
