@@ -153,14 +153,24 @@ def _python_name(td: Any, wire: str) -> str:
     raise KeyError(wire)
 
 
-def _split(path: str) -> tuple[str, str | None, str]:
-    """`a:v.b.c` -> ("a", "v", "b.c"); `a.b` -> ("a", None, "b")."""
-    head, _, rest = path.partition(".")
-    name, _, variant = head.partition(":")
-    if variant and ":" in variant:  # a:v:w: nested unions (a list of a union), keep the rest for the next level
-        variant, _, more = variant.partition(":")
-        rest = f":{more}.{rest}" if rest else f":{more}"
-    return name, variant or None, rest
+def _take_name(rest: str) -> tuple[str, str]:
+    """`name.more` or `name:variant...` -> (name, what follows for the field's type)."""
+    for i, c in enumerate(rest):
+        if c in ".:":
+            return rest[:i], rest[i + 1 :] if c == "." else rest[i:]
+    return rest, ""
+
+
+def _take_variant(tp: Any, rest: str) -> tuple[Any, str]:
+    """`:user.message.content...` -> (the member named `user.message`, `content...`): names may hold dots, so the
+    longest member name that the path continues from wins."""
+    names = [(m, _variant_name(m)) for m in _members(tp) or []]
+    found = [(m, n) for m, n in names if rest == n or rest.startswith(n + ".") or rest.startswith(n + ":")]
+    if not found:
+        raise KeyError(f"no union member {rest!r} in {tp}")
+    member, name = max(found, key=lambda f: len(f[1]))
+    after = rest[len(name) :]
+    return member, after[1:] if after.startswith(".") else after
 
 
 def _build(tp: Any, path: str, leaf: Any) -> Any:
@@ -171,17 +181,12 @@ def _build(tp: Any, path: str, leaf: Any) -> Any:
     if element is not None:
         return [_build(element, path, leaf)]
     if path.startswith(":"):
-        variant, _, rest = path[1:].partition(".")
-        if ":" in variant:
-            variant, _, more = variant.partition(":")
-            rest = f":{more}.{rest}" if rest else f":{more}"
-        member = next(m for m in _members(tp) or [] if _variant_name(m) == variant)
+        member, rest = _take_variant(tp, path[1:])
         return _build(member, rest, leaf)
-    name, variant, rest = _split(path)
     assert is_typeddict(tp), f"{path}: not an object"
+    name, rest = _take_name(path)
     value = example(tp)
-    inner = hints(tp)[_python_name(tp, name)][0]
-    value[name] = _build(inner, (f":{variant}." + rest if rest else f":{variant}") if variant else rest, leaf)
+    value[name] = _build(hints(tp)[_python_name(tp, name)][0], rest, leaf)
     return value
 
 
@@ -199,16 +204,28 @@ def leaf_type(td: Any, path: str) -> Any:
         element = _element(tp)
         if element is not None:
             tp = element
-            continue
-        if rest.startswith(":"):
-            variant, _, rest = rest[1:].partition(".")
-            if ":" in variant:
-                variant, _, more = variant.partition(":")
-                rest = f":{more}.{rest}" if rest else f":{more}"
-            tp = next(m for m in _members(tp) or [] if _variant_name(m) == variant)
-            continue
-        name, variant, rest = _split(rest)
-        tp = hints(tp)[_python_name(tp, name)][0]
-        if variant:
-            rest = f":{variant}.{rest}" if rest else f":{variant}"
+        elif rest.startswith(":"):
+            tp, rest = _take_variant(tp, rest[1:])
+        else:
+            name, rest = _take_name(rest)
+            tp = hints(tp)[_python_name(tp, name)][0]
     return tp
+
+
+def plain(td: Any, path: str) -> str:
+    """`path` without its union members (`events:user.message.content:text.text` -> `events.content.text`)."""
+    tp: Any = td
+    rest = path
+    names = []
+    while rest:
+        tp, _ = _strip(tp)
+        element = _element(tp)
+        if element is not None:
+            tp = element
+        elif rest.startswith(":"):
+            tp, rest = _take_variant(tp, rest[1:])
+        else:
+            name, rest = _take_name(rest)
+            names.append(name)
+            tp = hints(tp)[_python_name(tp, name)][0]
+    return ".".join(names)

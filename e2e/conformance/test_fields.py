@@ -240,7 +240,7 @@ REFUSED: dict[str, dict[str, str]] = {
         **_CONTENT_REFUSED,
     },
     "sessions.update": {"agent": "a session's agent cannot change", "vault_ids": "fixed at create"},
-    "events.send": {**_CONTENT_REFUSED, "*:user.tool_result": "no self-hosted environments"},
+    "events.send": {"*:user.tool_result": "no self-hosted environments", **_CONTENT_REFUSED},
     "events.stream": {"event_deltas": "no streaming deltas yet"},
 }
 
@@ -250,8 +250,18 @@ for _name in HONOURED:
 # --- example values where the type's smallest value is not a valid one --------------------------------------------
 
 LEAVES: dict[str, Any] = {
+    # The objects of the test's context (callables of the Context).
+    ".agent": lambda c: c.agent,
+    ".agent.id": lambda c: c.agent,
+    ".agent.version": 1,
+    ".environment_id": lambda c: c.environment,
+    ".vault_ids": lambda c: [c.vault],
+    ".vault_id": lambda c: c.vault,
+    "**.events.result": "deny",
     "**mcp_servers.url": "https://mcp.example.com/mcp",
-    "**url": "https://example.com/x",
+    "**mcp_servers.name": "docs",
+    "**mcp_server_name": "docs",
+    "**.url": "https://example.com/x",
     "**mount_path": "/mnt/x",
     "**.limit": 5,
     "**page": None,  # a cursor comes from a previous page: sent as absent
@@ -262,9 +272,7 @@ LEAVES: dict[str, Any] = {
     "**input_schema.properties": {"q": {"type": "string"}},
     "**input_schema.required": ["q"],
     "**allowed_hosts": ["example.com"],
-    "**media_type": "text/plain",
-    "**base64.data": "aGk=",
-    "**image.source:base64.media_type": "image/png",
+    "**source.data": "aGk=",
     "**tool_use_id": "sevt_00000000000000000000000000",
     "**custom_tool_use_id": "sevt_00000000000000000000000000",
     "**mcp_server_url": "https://mcp.example.com/mcp",
@@ -302,13 +310,43 @@ def _match(table: dict[str, Any], path: str, subtree: bool) -> str | None:
     return None
 
 
-def _leaf(path: str, td: Any) -> Any:
-    # Paths start with the field name; give them a leading "." so that "**.x" patterns match top-level fields too.
-    dotted = "." + path
+_NO_VALUE = object()
+
+
+def _plain(td: Any, path: str) -> str:
+    """A path without its union members, with a leading "." so that "**.x" patterns match top-level fields too."""
+    return "." + sdk_fields.plain(td, path)
+
+
+def _valid(plain: str, ctx: "Context") -> Any:
     for pattern, value in LEAVES.items():
-        if _regex(pattern).fullmatch(dotted):
-            return value
-    return sdk_fields.example(sdk_fields.leaf_type(td, path))
+        if _regex(pattern).fullmatch(plain):
+            return value(ctx) if callable(value) else value
+    return _NO_VALUE
+
+
+def _leaf(path: str, td: Any, ctx: "Context") -> Any:
+    value = _valid(_plain(td, path), ctx)
+    return sdk_fields.example(sdk_fields.leaf_type(td, path)) if value is _NO_VALUE else value
+
+
+def _fix(value: Any, plain: str, keep: str, ctx: "Context") -> Any:
+    """Replaces the placeholder values of required fields around the field under test with valid ones."""
+    if plain == keep:
+        return value
+    valid = _valid(plain, ctx)
+    if valid is not _NO_VALUE and valid is not None and not (isinstance(value, dict) and isinstance(valid, str)):
+        return valid
+    if isinstance(value, dict):
+        fixed = {k: _fix(v, f"{plain}.{k}", keep, ctx) for k, v in value.items()}
+        if fixed.get("type") == "base64" and "media_type" in fixed and not keep.endswith(".media_type"):
+            fixed["media_type"] = "image/png"  # inline data is an image (base64 documents are refused anyway)
+        if fixed.get("type") == "document" and not keep.startswith(f"{plain}.source"):
+            fixed["source"] = {"type": "text", "media_type": "text/plain", "data": "d"}
+        return fixed
+    if isinstance(value, list):
+        return [_fix(v, plain, keep, ctx) for v in value]
+    return value
 
 
 # --- the endpoints ----------------------------------------------------------------------------------------------
@@ -388,28 +426,33 @@ ENDPOINTS = [
 
 # Paths whose request needs a companion field to be valid at all (an MCP server must be used by a toolset).
 COMPANIONS: dict[str, dict[str, Any]] = {
-    "mcp_servers": {"tools": [{"type": "mcp_toolset", "mcp_server_name": "x"}]},
-    "tools:mcp_toolset": {"mcp_servers": [{"type": "url", "name": "x", "url": "https://mcp.example.com/mcp"}]},
+    "mcp_servers": {"tools": [{"type": "mcp_toolset", "mcp_server_name": "docs"}]},
+    "tools:mcp_toolset": {"mcp_servers": [{"type": "url", "name": "docs", "url": "https://mcp.example.com/mcp"}]},
 }
 
 
 def _request(endpoint: Endpoint, ctx: Context, path: str) -> dict[str, Any]:
-    leaf = _leaf(path, endpoint.params)
+    leaf = _leaf(path, endpoint.params, ctx)
     body = sdk_fields.value_at(endpoint.params, path, leaf)
-    kw = {**{k: v for k, v in sdk_fields.example(endpoint.params).items()}, **endpoint.base(ctx), **body}
+    kw = {**body, **endpoint.base(ctx)}
     top = path.split(".")[0].split(":")[0]
     kw[top] = body[top]
-    for prefix, extra in COMPANIONS.items():
-        if path.startswith(prefix) and endpoint.name.startswith("agents.") or (
-            prefix.startswith("mcp") and path.startswith(prefix) and endpoint.name.startswith("agents.")
-        ):
-            for k, v in extra.items():
-                kw.setdefault(k, v)
-    if endpoint.name == "credentials.update" and top == "auth":
-        # An update keeps the credential's kind: rotate the static bearer's token.
-        kind = path.split(":")[1].split(".")[0]
-        if kind != "static_bearer":
-            kw["auth"] = body["auth"]
+    kw = {k: _fix(v, f".{k}", _plain(endpoint.params, path), ctx) for k, v in kw.items()}
+    if "system.message" in path:
+        kw["events"] = [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}, *kw["events"]]
+    if endpoint.name.startswith("agents."):
+        for prefix, extra in COMPANIONS.items():
+            if path.startswith(prefix):
+                for k, v in extra.items():
+                    kw.setdefault(k, v)
+    if endpoint.name == "agents.update":
+        # Earlier updates leave tools and MCP servers behind: replace both, so each request stands alone.
+        kw.setdefault("tools", [])
+        kw.setdefault("mcp_servers", [])
+    if endpoint.name.startswith("environments.") and "packages" in path:
+        kw["config"]["networking"] = {"type": "unrestricted"}
+    if endpoint.name == "sessions.list" and path == "agent_version":
+        kw["agent_id"] = ctx.agent
     return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -458,7 +501,11 @@ def test_every_sdk_field_is_classified_and_every_entry_is_an_sdk_field() -> None
 def ctx(client: anthropic.Anthropic) -> Context:
     agent = client.beta.agents.create(**_scripted("fields-agent"))
     environment = client.beta.environments.create(name="fields-env")
-    session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
+    session = client.beta.sessions.create(
+        agent=agent.id,
+        environment_id=environment.id,
+        budget={"type": "limit", "max_list_cost": {"amount": "50", "currency": "USD"}},
+    )
     vault = client.beta.vaults.create(display_name="fields")
     credential = client.beta.vaults.credentials.create(
         vault.id, auth={"type": "static_bearer", "token": "t0", "mcp_server_url": "https://mcp.example.com/mcp"}
@@ -474,6 +521,15 @@ def test_field_is_honoured_or_refused_by_name(
     honoured = _match(HONOURED.get(endpoint.name, {}), path, False)
     assert refused or honoured, f"{endpoint.name}: {path} is not classified"
     kw = _request(endpoint, ctx, path)
+    if endpoint.name == "agents.update" and path == "version":
+        kw["version"] = client.beta.agents.retrieve(ctx.agent).version
+    if endpoint.name == "credentials.update" and path.startswith("auth:"):
+        # A credential keeps its kind: update one of the kind under test.
+        kind = path.split(":")[1].split(".")[0]
+        create = next(e for e in ENDPOINTS if e.name == "credentials.create")
+        like = path if path in sdk_fields.fields(create.params) else f"auth:{kind}.type"
+        made = client.beta.vaults.credentials.create(ctx.vault, **_request(create, ctx, like))
+        ctx = Context(ctx.agent, ctx.environment, ctx.session, ctx.vault, made.id)
     if refused:
         field = re.split(r"[.:]", refused.replace("*", ""))[0] or refused
         named = [s for s in re.split(r"[.:]", refused) if s and "*" not in s]
