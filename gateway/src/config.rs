@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create an API key for a namespace: prints the key and stores its hash in a labelled Secret.
     CreateKey(CreateKeyArgs),
 }

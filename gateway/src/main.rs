@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     cli.log.init()?;
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::CreateKey(args) => {
             let client = kube::Client::try_default()
                 .await

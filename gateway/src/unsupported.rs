@@ -26,10 +26,9 @@ fn check(request: &Request) -> Option<ApiError> {
         ));
     }
     let deltas = request.uri().path().ends_with("/events/stream")
-        && request
-            .uri()
-            .query()
-            .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.starts_with("event_deltas")));
+        && request.uri().query().is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k.starts_with("event_deltas"))
+        });
     deltas.then(|| {
         ApiError::field(
             "event_deltas",

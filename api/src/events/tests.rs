@@ -295,10 +295,22 @@ fn what_the_model_would_not_receive_is_refused_by_name() {
     );
     // Sources the harness does not fetch yet would reach the model as a placeholder.
     for (block, field) in [
-        (json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}), "source.type"),
-        (json!({"type": "image", "source": {"type": "file", "file_id": "file_1"}}), "source.type"),
-        (json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}}), "source.type"),
-        (json!({"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}), "source.type"),
+        (
+            json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}),
+            "source.type",
+        ),
+        (
+            json!({"type": "image", "source": {"type": "file", "file_id": "file_1"}}),
+            "source.type",
+        ),
+        (
+            json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}}),
+            "source.type",
+        ),
+        (
+            json!({"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}),
+            "source.type",
+        ),
     ] {
         let body = json!({"events": [{"type": "user.message", "content": [block]}]});
         assert_eq!(field_of(body), format!("events[0].content[0].{field}"));
@@ -330,7 +342,8 @@ fn system_message_must_be_last_and_follow_its_event() {
         ),
         "events[1].content[0].type"
     );
-    send(json!({"events": [{"type": "user.custom_tool_result", "custom_tool_use_id": "t"}, sys]})).expect("valid");
+    send(json!({"events": [{"type": "user.custom_tool_result", "custom_tool_use_id": "t"}, sys]}))
+        .expect("valid");
 }
 
 #[test]

@@ -17,10 +17,20 @@ pub struct ObjectStoreArgs {
     #[arg(long, env = "CORRAL_OBJECT_STORE_REGION", default_value = "us-east-1")]
     pub object_store_region: String,
     /// Access key id (the chart reads it from a Secret).
-    #[arg(long, env = "CORRAL_OBJECT_STORE_ACCESS_KEY_ID", default_value = "", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CORRAL_OBJECT_STORE_ACCESS_KEY_ID",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub object_store_access_key_id: String,
     /// Secret access key (the chart reads it from a Secret).
-    #[arg(long, env = "CORRAL_OBJECT_STORE_SECRET_ACCESS_KEY", default_value = "", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CORRAL_OBJECT_STORE_SECRET_ACCESS_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub object_store_secret_access_key: String,
     /// Largest file one upload may carry, in bytes (a bigger one is a 413).
     #[arg(long, env = "CORRAL_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]

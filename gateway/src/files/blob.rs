@@ -31,7 +31,12 @@ pub type ByteStream<'a> = BoxStream<'a, Result<Bytes, BlobError>>;
 pub trait Blobs: Send + Sync + fmt::Debug {
     /// Streams `body` to `key`, failing with [`BlobError::TooLarge`] (and keeping nothing) once more than `max`
     /// bytes came. Returns the size.
-    fn put<'a>(&'a self, key: &'a str, body: ByteStream<'a>, max: u64) -> BoxFuture<'a, Result<u64, BlobError>>;
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        body: ByteStream<'a>,
+        max: u64,
+    ) -> BoxFuture<'a, Result<u64, BlobError>>;
     /// The blob's bytes.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<ByteStream<'static>, BlobError>>;
     /// Deletes the blob; a missing one is not an error.
@@ -65,7 +70,12 @@ fn store_error(err: object_store::Error) -> BlobError {
 }
 
 impl Blobs for ObjectBlobs {
-    fn put<'a>(&'a self, key: &'a str, mut body: ByteStream<'a>, max: u64) -> BoxFuture<'a, Result<u64, BlobError>> {
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        mut body: ByteStream<'a>,
+        max: u64,
+    ) -> BoxFuture<'a, Result<u64, BlobError>> {
         Box::pin(async move {
             let path = Path::from(key);
             let upload = self.store.put_multipart(&path).await.map_err(store_error)?;
@@ -124,7 +134,8 @@ mod tests {
     use super::*;
 
     fn body(chunks: &[&'static [u8]]) -> ByteStream<'static> {
-        let chunks: Vec<Result<Bytes, BlobError>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        let chunks: Vec<Result<Bytes, BlobError>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
         futures::stream::iter(chunks).boxed()
     }
 
@@ -138,8 +149,14 @@ mod tests {
         blobs.delete("t/a").await.unwrap();
         assert!(matches!(blobs.get("t/a").await, Err(BlobError::NotFound)));
         blobs.delete("t/a").await.expect("deleting twice is fine");
-        let err = blobs.put("t/b", body(&[b"12345", b"67890"]), 8).await.unwrap_err();
+        let err = blobs
+            .put("t/b", body(&[b"12345", b"67890"]), 8)
+            .await
+            .unwrap_err();
         assert!(matches!(err, BlobError::TooLarge(8)), "{err}");
-        assert!(matches!(blobs.get("t/b").await, Err(BlobError::NotFound)), "nothing kept");
+        assert!(
+            matches!(blobs.get("t/b").await, Err(BlobError::NotFound)),
+            "nothing kept"
+        );
     }
 }

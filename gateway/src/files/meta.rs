@@ -136,7 +136,8 @@ impl FileIndex {
             pipe.zadd(self.keys.scope(&scope.id), &meta.id, 0).ignore();
         }
         if let Some(at) = meta.expires_at {
-            pipe.zadd(self.keys.expiring(), &meta.id, at.as_millisecond()).ignore();
+            pipe.zadd(self.keys.expiring(), &meta.id, at.as_millisecond())
+                .ignore();
         }
         pipe.query_async(&mut self.redis.clone()).await
     }
@@ -164,7 +165,12 @@ impl FileIndex {
     }
 
     /// Up to `limit` file ids, newest first, older than `before` (exclusive) when given; of one scope when given.
-    pub async fn page(&self, scope: Option<&str>, before: Option<&str>, limit: usize) -> redis::RedisResult<Vec<String>> {
+    pub async fn page(
+        &self,
+        scope: Option<&str>,
+        before: Option<&str>,
+        limit: usize,
+    ) -> redis::RedisResult<Vec<String>> {
         let key = scope.map_or_else(|| self.keys.index(), |s| self.keys.scope(s));
         let max = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
         self.redis
@@ -177,7 +183,13 @@ impl FileIndex {
     pub async fn expired(&self, now: jiff::Timestamp, limit: usize) -> redis::RedisResult<Vec<String>> {
         self.redis
             .clone()
-            .zrangebyscore_limit(self.keys.expiring(), "-inf", now.as_millisecond(), 0, limit as isize)
+            .zrangebyscore_limit(
+                self.keys.expiring(),
+                "-inf",
+                now.as_millisecond(),
+                0,
+                limit as isize,
+            )
             .await
     }
 }
@@ -201,7 +213,11 @@ mod tests {
                 id: "sesn-1".into(),
             }),
         };
-        let fields: HashMap<String, String> = meta.fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let fields: HashMap<String, String> = meta
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         assert_eq!(FileMeta::from_fields("file_01J", &fields), Some(meta.clone()));
         let obj = meta.object();
         assert_eq!(obj["type"], "file");

@@ -632,16 +632,20 @@ mod tests {
         let err = create(json!({ "name": "a", "model": "m", "metadata": { "": "x" } })).unwrap_err();
         assert_eq!(err.error_code, Some("invalid_metadata"));
         // Accepted and ignored is worse than refused: what Corral does not act on yet is a 400 naming it.
-        let err = create(json!({ "name": "a", "model": "m", "skills": [{ "type": "custom", "skill_id": "s" }] }))
-            .unwrap_err();
+        let err =
+            create(json!({ "name": "a", "model": "m", "skills": [{ "type": "custom", "skill_id": "s" }] }))
+                .unwrap_err();
         assert!(err.message.starts_with("skills:"), "{}", err.message);
         let err = create(json!({ "name": "a", "model": { "id": "m", "speed": "fast" } })).unwrap_err();
         assert!(err.message.starts_with("model.speed:"), "{}", err.message);
         let err = create(json!({ "name": "a", "model": { "id": "m", "inference_geo": "eu" } })).unwrap_err();
         assert!(err.message.starts_with("model.inference_geo:"), "{}", err.message);
         let spec = create(json!({ "name": "a", "model": "m" })).unwrap();
-        let err = apply_update(&spec, parse(br#"{"skills":[{"type":"custom","skill_id":"s"}]}"#).unwrap())
-            .unwrap_err();
+        let err = apply_update(
+            &spec,
+            parse(br#"{"skills":[{"type":"custom","skill_id":"s"}]}"#).unwrap(),
+        )
+        .unwrap_err();
         assert!(err.message.starts_with("skills:"), "{}", err.message);
     }
 

@@ -74,7 +74,9 @@ fn too_large(max: u64) -> ApiError {
 fn blob_error(err: BlobError, max: u64) -> ApiError {
     match err {
         BlobError::TooLarge(_) => too_large(max),
-        BlobError::Body(msg) => ApiError::field("file", format!("the upload failed while it was read: {msg}")),
+        BlobError::Body(msg) => {
+            ApiError::field("file", format!("the upload failed while it was read: {msg}"))
+        }
         BlobError::NotFound => ApiError::internal("the file's bytes are missing from object storage"),
         BlobError::Store(msg) => ApiError::unavailable(format!("object storage: {msg}")),
     }
@@ -146,11 +148,14 @@ async fn upload(
     let key = blob_key(&tenant.namespace, &id);
     let mut stored: Option<(String, String, u64)> = None;
     let mut expires_in: Option<i64> = None;
-    let multipart_error = |e: axum::extract::multipart::MultipartError| ApiError::invalid(format!("body: {e}"));
+    let multipart_error =
+        |e: axum::extract::multipart::MultipartError| ApiError::invalid(format!("body: {e}"));
     let outcome: ApiResult<()> = async {
         while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
             match field.name().unwrap_or_default() {
-                "file" if stored.is_some() => return Err(ApiError::field("file", "only one file per upload")),
+                "file" if stored.is_some() => {
+                    return Err(ApiError::field("file", "only one file per upload"));
+                }
                 "file" => {
                     let filename = field
                         .file_name()
@@ -200,7 +205,10 @@ async fn upload(
             let _ = files.blobs.delete(&key).await;
         }
         outcome?;
-        return Err(ApiError::field("file", "is required (a multipart part named \"file\")"));
+        return Err(ApiError::field(
+            "file",
+            "is required (a multipart part named \"file\")",
+        ));
     };
     let created_at = jiff::Timestamp::now();
     let meta = FileMeta {
@@ -319,7 +327,9 @@ async fn download(
     let files = storage(&state)?;
     let meta = find(&state, &tenant, &id).await?;
     if !meta.downloadable {
-        return Err(ApiError::field("file_id", "this file cannot be downloaded").with_code("file_not_downloadable"));
+        return Err(
+            ApiError::field("file_id", "this file cannot be downloaded").with_code("file_not_downloadable")
+        );
     }
     let stream = files
         .blobs
@@ -363,7 +373,10 @@ mod tests {
 
     #[test]
     fn a_page_names_its_ends_and_whether_more_follow() {
-        let page = page_object(vec![json!({ "id": "file_b" }), json!({ "id": "file_a" })], Some("page_file_a".into()));
+        let page = page_object(
+            vec![json!({ "id": "file_b" }), json!({ "id": "file_a" })],
+            Some("page_file_a".into()),
+        );
         assert_eq!(page["first_id"], "file_b");
         assert_eq!(page["last_id"], "file_a");
         assert_eq!(page["has_more"], true);

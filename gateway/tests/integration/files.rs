@@ -22,7 +22,10 @@ async fn gateway(s3: &S3Server, max_bytes: u64) -> Gateway {
 async fn upload(gw: &Gateway, t: &Tenant, name: &str, bytes: Vec<u8>, expires: Option<&str>) -> Reply {
     let mut form = Form::new().part(
         "file",
-        Part::bytes(bytes).file_name(name.to_owned()).mime_str("text/plain").unwrap(),
+        Part::bytes(bytes)
+            .file_name(name.to_owned())
+            .mime_str("text/plain")
+            .unwrap(),
     );
     if let Some(e) = expires {
         form = form.text("expires_in_seconds", e.to_owned());
@@ -65,7 +68,9 @@ async fn upload_list_download_delete_and_other_tenants_find_nothing() {
     let t = gw.tenant().await;
     let stranger = gw.tenant().await;
 
-    let first = upload(&gw, &t, "notes/a.txt", b"first file".to_vec(), None).await.ok();
+    let first = upload(&gw, &t, "notes/a.txt", b"first file".to_vec(), None)
+        .await
+        .ok();
     assert!(first["id"].as_str().unwrap().starts_with("file_"), "{first}");
     assert_eq!(first["type"], "file");
     assert_eq!(first["filename"], "a.txt", "only the last path component is kept");
@@ -91,25 +96,42 @@ async fn upload_list_download_delete_and_other_tenants_find_nothing() {
     assert_eq!(ids(&only), [a]);
     let none = gw.get("/v1/files?scope_id=sesn-nothing", &t).await.ok();
     assert_eq!(ids(&none), Vec::<String>::new(), "no file belongs to that scope");
-    let msg = gw.get("/v1/files?colour=red", &t).await.error(400, "invalid_request_error");
+    let msg = gw
+        .get("/v1/files?colour=red", &t)
+        .await
+        .error(400, "invalid_request_error");
     assert!(msg.starts_with("colour:"), "{msg}");
 
     assert_eq!(gw.get(&format!("/v1/files/{a}"), &t).await.ok(), first);
     assert_eq!(content(&gw, &t, b).await, (200, payload));
 
     // Another namespace's key: nothing is there.
-    gw.get(&format!("/v1/files/{a}"), &stranger).await.error(404, "not_found_error");
+    gw.get(&format!("/v1/files/{a}"), &stranger)
+        .await
+        .error(404, "not_found_error");
     assert_eq!(content(&gw, &stranger, a).await.0, 404);
-    gw.delete(&format!("/v1/files/{a}"), &stranger).await.error(404, "not_found_error");
-    assert_eq!(ids(&gw.get("/v1/files", &stranger).await.ok()), Vec::<String>::new());
-    assert_eq!(ids(&gw.get(&format!("/v1/files?ids={a}"), &stranger).await.ok()), Vec::<String>::new());
+    gw.delete(&format!("/v1/files/{a}"), &stranger)
+        .await
+        .error(404, "not_found_error");
+    assert_eq!(
+        ids(&gw.get("/v1/files", &stranger).await.ok()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(&gw.get(&format!("/v1/files?ids={a}"), &stranger).await.ok()),
+        Vec::<String>::new()
+    );
 
     let deleted = gw.delete(&format!("/v1/files/{a}"), &t).await.ok();
     assert_eq!(deleted, serde_json::json!({ "id": a, "type": "file_deleted" }));
-    gw.get(&format!("/v1/files/{a}"), &t).await.error(404, "not_found_error");
+    gw.get(&format!("/v1/files/{a}"), &t)
+        .await
+        .error(404, "not_found_error");
     assert_eq!(content(&gw, &t, a).await.0, 404);
     assert_eq!(ids(&gw.get("/v1/files", &t).await.ok()), [b]);
-    gw.get("/v1/files/file_..%2F..%2Fx", &t).await.error(404, "not_found_error");
+    gw.get("/v1/files/file_..%2F..%2Fx", &t)
+        .await
+        .error(404, "not_found_error");
 }
 
 #[tokio::test]
@@ -124,7 +146,10 @@ async fn the_size_limit_is_a_413_and_expired_files_are_removed() {
     assert_eq!(reply.body["error"]["details"]["error_code"], "file_too_large");
     // Chunked (no Content-Length): cut while it streams, nothing kept.
     let chunks = futures::stream::iter((0..30).map(|_| Ok::<_, std::io::Error>(vec![1u8; 10_000])));
-    let form = Form::new().part("file", Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("s.bin"));
+    let form = Form::new().part(
+        "file",
+        Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("s.bin"),
+    );
     let res = gw
         .http
         .post(format!("{}/v1/files", gw.url))
@@ -134,12 +159,25 @@ async fn the_size_limit_is_a_413_and_expired_files_are_removed() {
         .await
         .expect("request");
     Gateway::read(res).await.error(413, "invalid_request_error");
-    assert_eq!(ids(&gw.get("/v1/files", &t).await.ok()), Vec::<String>::new(), "nothing kept");
-    assert!(upload(&gw, &t, "ok.bin", vec![7; 100_000], None).await.status.is_success());
+    assert_eq!(
+        ids(&gw.get("/v1/files", &t).await.ok()),
+        Vec::<String>::new(),
+        "nothing kept"
+    );
+    assert!(
+        upload(&gw, &t, "ok.bin", vec![7; 100_000], None)
+            .await
+            .status
+            .is_success()
+    );
 
-    let msg = upload(&gw, &t, "e.txt", b"x".to_vec(), Some("60")).await.error(400, "invalid_request_error");
+    let msg = upload(&gw, &t, "e.txt", b"x".to_vec(), Some("60"))
+        .await
+        .error(400, "invalid_request_error");
     assert!(msg.starts_with("expires_in_seconds:"), "{msg}");
-    let file = upload(&gw, &t, "e.txt", b"soon gone".to_vec(), Some("3600")).await.ok();
+    let file = upload(&gw, &t, "e.txt", b"soon gone".to_vec(), Some("3600"))
+        .await
+        .ok();
     let id = file["id"].as_str().unwrap().to_owned();
     let created: jiff::Timestamp = file["created_at"].as_str().unwrap().parse().unwrap();
     let expires: jiff::Timestamp = file["expires_at"].as_str().unwrap().parse().unwrap();
@@ -152,7 +190,9 @@ async fn the_size_limit_is_a_413_and_expired_files_are_removed() {
     let mut redis = gw.store.connection();
     let _: () = redis.hset(keys.file(&id), "expires_at", past).await.unwrap();
     let _: () = redis.zadd(keys.expiring(), &id, past).await.unwrap();
-    gw.get(&format!("/v1/files/{id}"), &t).await.error(404, "not_found_error");
+    gw.get(&format!("/v1/files/{id}"), &t)
+        .await
+        .error(404, "not_found_error");
     assert!(!ids(&gw.get("/v1/files", &t).await.ok()).contains(&id));
     let exists: bool = redis.exists(keys.file(&id)).await.unwrap();
     assert!(!exists, "the expired file's metadata is removed");

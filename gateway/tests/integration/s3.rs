@@ -40,7 +40,10 @@ impl S3Server {
     pub async fn start() -> Self {
         let weed = std::env::var("CORRAL_WEED")
             .expect("CORRAL_WEED names SeaweedFS's weed binary: run hack/gateway-it.sh (it builds one)");
-        let dir = tempfile::Builder::new().prefix("corral-s3-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("corral-s3-")
+            .tempdir()
+            .expect("tempdir");
         let [master, volume, filer, s3] = [(); 4].map(|()| free_port_pair());
         let child = Command::new(weed)
             .args([

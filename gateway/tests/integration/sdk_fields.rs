@@ -25,7 +25,16 @@ async fn every_sdk_request_field_is_honoured_or_refused_by_name() {
     let t = gw.tenant().await;
     let other = gw.tenant().await;
     let status = tokio::process::Command::new(python)
-        .args(["-m", "pytest", "test_fields.py", "-q", "-p", "no:cacheprovider", "--tb=line", "-rf"])
+        .args([
+            "-m",
+            "pytest",
+            "test_fields.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--tb=line",
+            "-rf",
+        ])
         .current_dir(CONFORMANCE)
         .env("CORRAL_BASE_URL", &gw.url)
         .env("CORRAL_API_KEY", &t.key)

@@ -130,7 +130,12 @@ fn a_sandbox_token_is_a_tenant_key_named_after_its_pod() {
 #[test]
 fn a_tenants_file_keys_share_one_slot() {
     let files = Tenant::new("team-a").files();
-    for key in [files.index(), files.scope("sesn_1"), files.expiring(), files.file("file_1")] {
+    for key in [
+        files.index(),
+        files.scope("sesn_1"),
+        files.expiring(),
+        files.file("file_1"),
+    ] {
         assert_eq!(hash_tag(&key), "team-a:files", "{key}");
         assert!(key.starts_with("corral:t:team-a:"), "{key}");
     }
