@@ -23,6 +23,8 @@ import anthropic
 import pytest
 from anthropic.types.beta import (
     agent_create_params,
+    file_list_params,
+    file_upload_params,
     agent_list_params,
     agent_update_params,
     environment_create_params,
@@ -196,6 +198,16 @@ HONOURED: dict[str, dict[str, str]] = {
         "auth:environment_variable.**": "a rotated value is used from then on",
     },
     "credentials.list": _LIST,
+    "files.upload": {
+        "file": "stored in object storage; download returns its bytes (test_files.py)",
+        "expires_in_seconds": "sets expires_at; an expired file is gone (test_files.py, gateway files tests)",
+    },
+    "files.list": {
+        "limit": "page size",
+        "page": "the cursor of the next page",
+        "ids": "only those files (test_files.py)",
+        "scope_id": "only one scope's files",
+    },
 }
 
 # Headers every method takes.
@@ -282,6 +294,9 @@ LEAVES: dict[str, Any] = {
     "**.statuses": ["idle"],
     "**.types": ["user.message"],
     "**agent_version": 1,
+    ".file": ("fields.txt", b"fields", "text/plain"),
+    ".expires_in_seconds": 3600,
+    ".ids": ["file_00000000000000000000000000"],
     "**session_thread_id": None,
 }
 
@@ -422,6 +437,10 @@ ENDPOINTS = [
              lambda cl, c, kw: cl.beta.vaults.credentials.update(c.credential, **kw)),
     Endpoint("credentials.list", credential_list_params.CredentialListParams, lambda c: {},
              lambda cl, c, kw: cl.beta.vaults.credentials.list(c.vault, **kw)),
+    Endpoint("files.upload", file_upload_params.FileUploadParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.files.upload(**kw)),
+    Endpoint("files.list", file_list_params.FileListParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.files.list(**kw)),
 ]
 
 # Paths whose request needs a companion field to be valid at all (an MCP server must be used by a toolset).

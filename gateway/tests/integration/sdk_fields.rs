@@ -1,10 +1,13 @@
-//! The official Python SDK against this gateway, without a cluster: e2e/conformance/test_fields.py walks every
-//! request field of the SDK's parameter types and checks each is honoured or refused with a 400 naming it. The
-//! SDK's virtual environment comes from e2e/conformance/venv.sh (`CORRAL_SDK_PYTHON` overrides it).
+//! The official Python SDK against this gateway (with a real S3 server for files), without a cluster:
+//! e2e/conformance/test_fields.py walks every request field of the SDK's parameter types and checks each is
+//! honoured or refused with a 400 naming it; test_files.py uses the SDK's Files API. The SDK's virtual environment
+//! comes from e2e/conformance/venv.sh (`CORRAL_SDK_PYTHON` overrides it).
 
 use std::process::Stdio;
 
-use crate::harness::Gateway;
+use corral_gateway::{ratelimit::Limiter, state::Settings};
+
+use crate::{harness::Gateway, s3::S3Server};
 
 const CONFORMANCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../e2e/conformance");
 
@@ -21,7 +24,12 @@ async fn every_sdk_request_field_is_honoured_or_refused_by_name() {
             String::from_utf8(out.stdout).unwrap().trim().to_owned()
         }
     };
-    let gw = Gateway::start().await;
+    let s3 = S3Server::start().await;
+    let settings = Settings {
+        files: Some(s3.storage(corral_gateway::files::DEFAULT_MAX_FILE_BYTES)),
+        ..Settings::default()
+    };
+    let gw = Gateway::start_with_settings(Limiter::new(0, 0), settings).await;
     let t = gw.tenant().await;
     let other = gw.tenant().await;
     let status = tokio::process::Command::new(python)
@@ -29,6 +37,7 @@ async fn every_sdk_request_field_is_honoured_or_refused_by_name() {
             "-m",
             "pytest",
             "test_fields.py",
+            "test_files.py",
             "-q",
             "-p",
             "no:cacheprovider",
@@ -43,5 +52,8 @@ async fn every_sdk_request_field_is_honoured_or_refused_by_name() {
         .status()
         .await
         .expect("pytest runs");
-    assert!(status.success(), "test_fields.py failed (its output is above)");
+    assert!(
+        status.success(),
+        "test_fields.py or test_files.py failed (its output is above)"
+    );
 }
