@@ -2,8 +2,9 @@
 # The gateway's handler tests against a real kube-apiserver (the light mode: etcd + kube-apiserver only), a real
 # redis-server, a real S3 server for the Files API (SeaweedFS, built by e2e/cluster/s3-binary.sh) and the official
 # Python SDK for the field walk (e2e/conformance/venv.sh). Brings the light API server up unless one already answers
-# at $CORRAL_STATE/kubeconfig (or $KUBECONFIG), applies the CRDs, runs `cargo test -p corral-gateway --features integration`, and brings the API
-# server down again if this script started it. Needs root (the light mode runs in its own namespaces).
+# at $CORRAL_STATE/kubeconfig (or $KUBECONFIG), applies the CRDs, runs
+# `cargo test -p corral-gateway --features integration`, and brings the API server down again if this script started
+# it. Needs root (the light mode runs in its own namespaces).
 # Honours CORRAL_STATE (default e2e/.state) and CORRAL_API_PORT (default 6443), so it can run beside another
 # engineer's cluster.
 # Extra arguments go to `cargo test` (for example a test name filter).
