@@ -8,7 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 helm dependency build charts/corral >/dev/null
 helm lint --strict charts/corral-crds
 helm lint --strict charts/corral
-helm lint --strict charts/corral --set redis.bundled=false --set redis.external.secretName=redis-url
+helm lint --strict charts/corral --set redis.bundled=false --set redis.external.secretName=redis-url \
+  --set objectStore.bundled=false --set objectStore.external.secretName=files-s3
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -53,6 +53,7 @@ if ((local_cluster)); then
   for c in operator harness gateway egress; do e2e/images/build.sh component "$c" "target/debug/corral-$c" >&2; done
   e2e/images/build.sh component sandbox "$daemon" >&2
   e2e/images/build.sh redis >&2
+  e2e/images/build.sh seaweedfs >&2
   # Images keep the tag `dev`: a digest of the binaries in the pod annotations rolls the pods when they changed.
   build=$(cat target/debug/corral-operator target/debug/corral-harness "$daemon" | sha256sum | cut -c1-16)
   gateway_build=$(sha256sum target/debug/corral-gateway | cut -c1-16)
@@ -62,6 +63,8 @@ if ((local_cluster)); then
     --set-string "gateway.podAnnotations.corral\\.dev/build=$gateway_build"
     --set-string "egress.podAnnotations.corral\\.dev/build=$egress_build"
     --set redis.image.repository=corral/redis --set redis.image.tag=dev --set redis.persistence.ephemeral=true
+    --set objectStore.image.repository=corral/seaweedfs --set objectStore.image.tag=dev
+    --set objectStore.persistence.ephemeral=true
     --set operator.logFormat=text --set gateway.logFormat=text --set egress.logFormat=text)
 else
   [[ -n ${CORRAL_IMAGE_REPOSITORY:-} ]] && helm_args+=(--set "image.repository=$CORRAL_IMAGE_REPOSITORY")

@@ -53,6 +53,7 @@ if ((local_cluster)); then
   e2e/images/build.sh component gateway target/debug/corral-gateway
   e2e/images/build.sh component egress target/debug/corral-egress
   e2e/images/build.sh redis
+  e2e/images/build.sh seaweedfs
 fi
 
 # Images keep the tag `dev`: a digest of the binary in a pod annotation rolls the pods when the code changed.
@@ -76,6 +77,8 @@ helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --creat
   --set-string "egress.podAnnotations.corral\\.dev/build=$egress_build_id" --set egress.logFormat=text \
   --set redis.image.repository=corral/redis --set redis.image.tag=dev \
   --set redis.persistence.ephemeral=true \
+  --set objectStore.image.repository=corral/seaweedfs --set objectStore.image.tag=dev \
+  --set objectStore.persistence.ephemeral=true \
   --set 'egress.internalHosts={10.201.0.1}' --set sandbox.networkPolicyProbe.intervalSeconds=5 \
   --set harness.resources.requests.cpu=20m --set gateway.limits.maxSessionEvents=5000 \
   --set operator.logFormat=text --set-string "operator.logLevel=info\\,corral_operator=debug"

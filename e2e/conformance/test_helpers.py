@@ -20,7 +20,8 @@ def test_accumulate_folds_the_stream_into_the_last_agent_message(client: anthrop
     deadline = time.monotonic() + TURN_TIMEOUT
     snapshot = None
     messages = []
-    with client.beta.sessions.events.stream(session.id, event_deltas=True) as stream:
+    # Without `event_deltas` (Corral refuses it: it streams whole events), the helper folds each agent.message.
+    with client.beta.sessions.events.stream(session.id) as stream:
         client.beta.sessions.events.send(session.id, events=[user_message("hello")])
         for event in stream:
             snapshot = accumulate_managed_agents_event(snapshot, event)

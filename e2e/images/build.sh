@@ -12,6 +12,8 @@
 #                                     /usr/local/bin/NAME (entrypoint), uid 65532
 #   build.sh redis                    corral/redis:dev = Debian 12 + redis-server (the
 #                                     session log's Redis for the local cluster)
+#   build.sh seaweedfs                corral/seaweedfs:dev = Debian 12 + SeaweedFS's weed built
+#                                     from Go modules (the Files API's object store)
 #   build.sh import ARCHIVE...        import image archives into the cluster
 #   build.sh cluster-base             pause + sandbox-base, reusing the cached
 #                                     sandbox-base archive (run by up.sh)
@@ -199,6 +201,20 @@ build_redis() {
   archive corral/redis:dev redis
 }
 
+# The Files API's object store for clusters without a registry: SeaweedFS's weed, built from Go modules
+# (e2e/cluster/s3-binary.sh), on the component base (the chart's default for real clusters is the upstream image).
+build_seaweedfs() {
+  local weed base ctr
+  weed=$("$E2E_CLUSTER_DIR/s3-binary.sh")
+  base=$(ensure_component_base)
+  ctr=$("${B[@]}" from --pull-never "$base")
+  "${B[@]}" copy --chown 0:0 --chmod 0755 "$ctr" "$weed" /usr/local/bin/weed >/dev/null
+  "${B[@]}" config --entrypoint '["/usr/local/bin/weed"]' --cmd '' --user 65532:65532 --workingdir /data \
+    --label org.opencontainers.image.title=corral-seaweedfs "$ctr"
+  "${B[@]}" commit --quiet --rm "$ctr" "$(qualified corral/seaweedfs:dev)" >/dev/null
+  archive corral/seaweedfs:dev seaweedfs
+}
+
 build_pause() {
   local tmp ctr
   tmp=$(mktemp -d)
@@ -237,6 +253,7 @@ case "${1:-all}" in
   sandbox-base) build_sandbox_base ;;
   pause) build_pause ;;
   redis) build_redis ;;
+  seaweedfs) build_seaweedfs ;;
   component)
     (($# == 3)) || die "usage: $0 component NAME BINARY"
     build_component "$2" "$3"

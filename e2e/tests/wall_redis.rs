@@ -1,11 +1,14 @@
-//! The wall around the session log's Redis (issue 14, finding 1), tried from a tenant's position:
+//! The wall around the session log's Redis (issue 14, finding 1) and the Files API's object store, tried from a
+//! tenant's position:
 //!
 //! - the network: a pod a tenant creates in its own namespace, with every label a harness has (and the label that
 //!   used to open Redis), cannot open a TCP connection to Redis; the same probe from a pod in Corral's namespace
 //!   with a harness's labels connects, so the test can fail;
 //! - the credentials: no command works without a password, even from that permitted position; the Redis user of
 //!   tenant A's harness (read from its Secret in Corral's namespace) reads A's session log and is refused B's; no
-//!   Secret of a tenant namespace holds a Redis password.
+//!   Secret of a tenant namespace holds a Redis password;
+//! - the object store: a pod a tenant creates with every label of a gateway pod cannot open a TCP connection to its
+//!   S3 port; the gateway itself can.
 #![cfg(feature = "e2e")]
 
 use std::{collections::BTreeMap, time::Duration};
@@ -60,20 +63,26 @@ async fn run_pod(cluster: &Cluster, namespace: &str, pod: &Pod) -> anyhow::Resul
     Ok(pods)
 }
 
+/// Whether a TCP connection to `ip:port` from `pod` opens: `open` or `closed`.
+fn tcp(cluster: &Cluster, namespace: &str, pod: &str, ip: &str, port: u16) -> anyhow::Result<String> {
+    let tcp =
+        format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{ip}/{port}' 2>/dev/null && echo open || echo closed");
+    let tcp = cluster.kubectl(&["-n", namespace, "exec", pod, "--", "bash", "-c", &tcp])?;
+    Ok(tcp.trim().to_owned())
+}
+
 /// What a TCP connection and an unauthenticated `PING` to `ip:6379` from `pod` give: `open`/`closed`, then
 /// redis-cli's answer.
 fn probe(cluster: &Cluster, namespace: &str, pod: &str, ip: &str) -> anyhow::Result<(String, String)> {
-    let tcp =
-        format!("timeout 3 bash -c 'exec 3<>/dev/tcp/{ip}/6379' 2>/dev/null && echo open || echo closed");
-    let tcp = cluster.kubectl(&["-n", namespace, "exec", pod, "--", "bash", "-c", &tcp])?;
+    let tcp = tcp(cluster, namespace, pod, ip, 6379)?;
     let ping = format!("timeout 5 redis-cli -h {ip} -p 6379 PING 2>&1 || true");
     let ping = cluster.kubectl(&["-n", namespace, "exec", pod, "--", "bash", "-c", &ping])?;
-    Ok((tcp.trim().to_owned(), ping.trim().to_owned()))
+    Ok((tcp, ping.trim().to_owned()))
 }
 
-/// The Redis Service's cluster IP and the Redis pod's own address.
-async fn redis_addresses(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
-    let selector = ListParams::default().labels("app.kubernetes.io/component=redis");
+/// The cluster IP of the Service and the pod address of Corral's `component` (`redis`, `object-store`).
+async fn addresses(cluster: &Cluster, component: &str) -> anyhow::Result<Vec<String>> {
+    let selector = ListParams::default().labels(&format!("app.kubernetes.io/component={component}"));
     let services: Api<Service> = Api::namespaced(cluster.client.clone(), &cluster.corral_namespace);
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.corral_namespace);
     let service = services
@@ -91,7 +100,7 @@ async fn redis_addresses(cluster: &Cluster) -> anyhow::Result<Vec<String>> {
     match (service, pod) {
         (Some(s), Some(p)) => Ok(vec![s, p]),
         _ => anyhow::bail!(
-            "cannot find the Redis Service and pod in {}",
+            "cannot find the {component} Service and pod in {}",
             cluster.corral_namespace
         ),
     }
@@ -133,7 +142,7 @@ async fn a_pod_in_a_tenant_namespace_cannot_reach_redis_whatever_its_labels() ->
         .await?;
 
         let outcome = async {
-            for ip in redis_addresses(&cluster).await? {
+            for ip in addresses(&cluster, "redis").await? {
                 let (tcp, ping) = probe(&cluster, &cluster.corral_namespace, &permitted, &ip)?;
                 assert_eq!(
                     tcp, "open",
@@ -157,6 +166,39 @@ async fn a_pod_in_a_tenant_namespace_cannot_reach_redis_whatever_its_labels() ->
             .delete(&permitted, &DeleteParams::default().grace_period(0))
             .await?;
         outcome
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_pod_in_a_tenant_namespace_cannot_reach_the_object_store_whatever_its_labels() -> anyhow::Result<()>
+{
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "wall-s3-net", |ns| async move {
+        let cluster = ns.cluster().clone();
+        // The permitted position is the gateway itself; the forger carries every label of a gateway pod.
+        let gateways: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.corral_namespace);
+        let gateway = gateways
+            .list(&ListParams::default().labels("app.kubernetes.io/component=gateway"))
+            .await?
+            .items
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .ok_or_else(|| anyhow::anyhow!("no running gateway pod"))?;
+        let gateway_name = gateway.metadata.name.clone().unwrap_or_default();
+        let mut labels = gateway.metadata.labels.unwrap_or_default();
+        labels.remove("pod-template-hash");
+        run_pod(&cluster, &ns.name, &probe_pod("forger", &labels)?).await?;
+        for ip in addresses(&cluster, "object-store").await? {
+            let permitted = tcp(&cluster, &cluster.corral_namespace, &gateway_name, &ip, 8333)?;
+            assert_eq!(permitted, "open", "the gateway reaches the object store at {ip}");
+            let forged = tcp(&cluster, &ns.name, "forger", &ip, 8333)?;
+            assert_eq!(
+                forged, "closed",
+                "a tenant's pod with a gateway's labels reaches the object store at {ip}"
+            );
+        }
+        Ok(())
     })
     .await
 }

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create an API key for a namespace: prints the key and stores its hash in a labelled Secret.
     CreateKey(CreateKeyArgs),
 }
@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// unset accepts tokens for the API server's own audiences.
     #[arg(long, env = "CORRAL_GATEWAY_APPROVAL_TOKEN_AUDIENCE")]
     pub approval_token_audience: Option<String>,
+    /// The Files API's object storage.
+    #[command(flatten)]
+    pub object_store: crate::files::args::ObjectStoreArgs,
 }
 
 /// Caps of events and session logs (see docs/limits.md). The harness takes the same flags.

@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     cli.log.init()?;
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::CreateKey(args) => {
             let client = kube::Client::try_default()
                 .await
@@ -59,6 +59,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             verb: args.approval_rbac_verb.clone(),
             audience: args.approval_token_audience.clone(),
         }),
+        files: args.object_store.storage()?,
     };
     let state = server::state(
         client,

@@ -82,6 +82,11 @@ impl Query {
         Self { pairs }
     }
 
+    /// Every parameter name, in order (repeated names repeat).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(k, _)| k.as_str())
+    }
+
     /// The last value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs

@@ -49,15 +49,22 @@ async fn ready(State(readiness): State<Readiness>) -> impl IntoResponse {
 /// here: [`metrics_server`] serves it on its own port.
 pub fn router(state: AppState, readiness: Readiness) -> Router {
     let api = routes::v1()
+        .route_layer(middleware::from_fn(crate::unsupported::refuse))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(state.clone(), crate::body::limit));
+    // Uploads stream past the API's body limit, counted against the file size limit instead.
+    let files = routes::files::routes()
+        .route_layer(middleware::from_fn(crate::unsupported::refuse))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(DefaultBodyLimit::disable());
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(readiness);
     Router::new()
         .merge(api)
+        .merge(files)
         .route("/v1/openapi.yaml", get(openapi))
         .merge(crate::viewer::routes())
         .fallback(unknown_route)
@@ -158,6 +165,9 @@ mod tests {
                 "/v1/vaults/{vault_id}/credentials/{credential_id}/archive",
                 &["post"],
             ),
+            ("/v1/files", &["post", "get"]),
+            ("/v1/files/{file_id}", &["get", "delete"]),
+            ("/v1/files/{file_id}/content", &["get"]),
             ("/v1/openapi.yaml", &["get"]),
         ] {
             for method in methods {

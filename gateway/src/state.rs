@@ -16,6 +16,8 @@ pub struct Settings {
     /// When set, confirming a tool call also needs the approver's own Kubernetes token, whose identity RBAC must
     /// allow the policy's verb on the Session.
     pub approval: Option<crate::approval::Policy>,
+    /// The Files API's object storage; `None` answers its routes with a 503 naming the missing setting.
+    pub files: Option<crate::files::FileStorage>,
 }
 
 impl Default for Settings {
@@ -24,6 +26,7 @@ impl Default for Settings {
             keep_alive: Duration::from_secs(15),
             max_body_bytes: crate::body::DEFAULT_MAX_BODY_BYTES,
             approval: None,
+            files: None,
         }
     }
 }

@@ -264,11 +264,13 @@ pub fn validate_params(params: &[EventParam], path: &str) -> Result<(), EventPar
                     check_blocks(content, &format!("{at}.content"), RESULT_BLOCKS)?;
                 }
             }
-            EventParam::UserToolResult(e) => {
-                check_id(&e.tool_use_id, &at, "tool_use_id")?;
-                if let Some(content) = &e.content {
-                    check_blocks(content, &format!("{at}.content"), RESULT_BLOCKS)?;
-                }
+            EventParam::UserToolResult(_) => {
+                // The answer of a self-hosted sandbox; Corral runs every tool itself, so nothing would read it.
+                return Err(EventParamError::new(
+                    format!("{at}.type"),
+                    "user.tool_result answers a tool run by a self-hosted environment, which Corral does not \
+                     support; answer custom tools with user.custom_tool_result",
+                ));
             }
             EventParam::SystemMessage(e) => {
                 check_content(&e.content, &format!("{at}.content"), &["text"])?;
@@ -304,6 +306,10 @@ pub fn validate_params(params: &[EventParam], path: &str) -> Result<(), EventPar
 
 const MESSAGE_BLOCKS: &[&str] = &["text", "image", "document", "redacted"];
 const RESULT_BLOCKS: &[&str] = &["text", "image", "document", "search_result"];
+/// Image sources the model receives: inline data.
+const IMAGE_SOURCES: &[&str] = &["base64"];
+/// Document sources the model receives: plain text.
+const DOCUMENT_SOURCES: &[&str] = &["text"];
 
 fn check_id(id: &str, at: &str, field: &str) -> Result<(), EventParamError> {
     if id.trim().is_empty() {
@@ -343,15 +349,13 @@ fn check_blocks(content: &[ContentBlock], path: &str, allowed: &[&str]) -> Resul
             ContentBlock::Text(TextBlock { text }) if text.is_empty() => {
                 return Err(EventParamError::new(format!("{at}.text"), "must not be empty"));
             }
+            // Only the sources the harness hands to the model; the others (url, file, PDFs) would reach it as a
+            // placeholder, so they are refused until they are fetched.
             ContentBlock::Image(ImageBlock { source }) => {
-                check_source(source, &format!("{at}.source"), &["base64", "url", "file"])?;
+                check_source(source, &format!("{at}.source"), IMAGE_SOURCES)?;
             }
             ContentBlock::Document(DocumentBlock { source, .. }) => {
-                check_source(
-                    source,
-                    &format!("{at}.source"),
-                    &["base64", "url", "file", "text"],
-                )?;
+                check_source(source, &format!("{at}.source"), DOCUMENT_SOURCES)?;
             }
             ContentBlock::SearchResult(SearchResultBlock { source, .. }) if source.is_empty() => {
                 return Err(EventParamError::new(format!("{at}.source"), "must not be empty"));
@@ -391,7 +395,7 @@ fn check_source(source: &Source, path: &str, allowed: &[&str]) -> Result<(), Eve
         return Err(EventParamError::new(
             format!("{path}.type"),
             format!(
-                "unsupported source type {kind:?}; allowed: {}",
+                "source type {kind:?} is not supported by Corral yet; allowed: {}",
                 allowed.join(", ")
             ),
         ));

@@ -280,10 +280,46 @@ fn client_event_errors_name_the_field() {
     );
     assert_eq!(
         field_of(
-            json!({"events": [{"type": "user.tool_result", "tool_use_id": "x", "content": [{"type": "redacted"}]}]})
+            json!({"events": [{"type": "user.custom_tool_result", "custom_tool_use_id": "x", "content": [{"type": "redacted"}]}]})
         ),
         "events[0].content[0].type"
     );
+}
+
+#[test]
+fn what_the_model_would_not_receive_is_refused_by_name() {
+    // No self-hosted environments: nothing would read a user.tool_result.
+    assert_eq!(
+        field_of(json!({"events": [{"type": "user.tool_result", "tool_use_id": "x"}]})),
+        "events[0].type"
+    );
+    // Sources the harness does not fetch yet would reach the model as a placeholder.
+    for (block, field) in [
+        (
+            json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}),
+            "source.type",
+        ),
+        (
+            json!({"type": "image", "source": {"type": "file", "file_id": "file_1"}}),
+            "source.type",
+        ),
+        (
+            json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}}),
+            "source.type",
+        ),
+        (
+            json!({"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}),
+            "source.type",
+        ),
+    ] {
+        let body = json!({"events": [{"type": "user.message", "content": [block]}]});
+        assert_eq!(field_of(body), format!("events[0].content[0].{field}"));
+    }
+    send(json!({"events": [{"type": "user.message", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}, "title": "t"}
+    ]}]}))
+    .expect("inline images and text documents reach the model");
 }
 
 #[test]
@@ -306,7 +342,8 @@ fn system_message_must_be_last_and_follow_its_event() {
         ),
         "events[1].content[0].type"
     );
-    send(json!({"events": [{"type": "user.tool_result", "tool_use_id": "t"}, sys]})).expect("valid");
+    send(json!({"events": [{"type": "user.custom_tool_result", "custom_tool_use_id": "t"}, sys]}))
+        .expect("valid");
 }
 
 #[test]

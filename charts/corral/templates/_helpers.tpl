@@ -51,6 +51,45 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end -}}
 
+{{/* The Secret holding the object store's S3 credentials (accessKeyId, secretAccessKey). */}}
+{{- define "corral.objectStoreSecret" -}}
+{{- if .Values.objectStore.bundled -}}
+{{- .Values.objectStore.auth.existingSecret | default (printf "%s-object-store-auth" (include "corral.fullname" .)) -}}
+{{- else -}}
+{{- required "objectStore.external.secretName is required when objectStore.bundled is false" .Values.objectStore.external.secretName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The gateway's object store settings: the bundled server's Service, or the external bucket. */}}
+{{- define "corral.objectStoreEnv" -}}
+- name: CORRAL_OBJECT_STORE_BUCKET
+  value: {{ .Values.objectStore.bucket | quote }}
+- name: CORRAL_MAX_FILE_BYTES
+  value: {{ .Values.objectStore.maxFileBytes | int64 | quote }}
+{{- if .Values.objectStore.bundled }}
+- name: CORRAL_OBJECT_STORE_ENDPOINT
+  {{- $svc := printf "%s-object-store" (include "corral.fullname" .) | upper | replace "-" "_" }}
+  value: {{ printf "http://$(%s_SERVICE_HOST):$(%s_SERVICE_PORT)" $svc $svc | quote }}
+{{- else }}
+{{- with .Values.objectStore.external.endpoint }}
+- name: CORRAL_OBJECT_STORE_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+- name: CORRAL_OBJECT_STORE_REGION
+  value: {{ .Values.objectStore.external.region | quote }}
+{{- end }}
+- name: CORRAL_OBJECT_STORE_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "corral.objectStoreSecret" . }}
+      key: accessKeyId
+- name: CORRAL_OBJECT_STORE_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "corral.objectStoreSecret" . }}
+      key: secretAccessKey
+{{- end -}}
+
 {{/* Locked-down container security context shared by Corral's own containers. */}}
 {{- define "corral.containerSecurityContext" -}}
 allowPrivilegeEscalation: false

@@ -105,11 +105,11 @@ pub fn spec_from_create(req: AgentCreate) -> Result<AgentSpec, ApiError> {
     let spec = AgentSpec {
         name: Some(req.name),
         description: req.description.filter(|d| !d.is_empty()),
-        model: model_config(req.model),
+        model: model_config(req.model)?,
         system: req.system.filter(|s| !s.is_empty()),
         tools: tools(req.tools.unwrap_or_default())?,
         mcp_servers: mcp_servers(req.mcp_servers.unwrap_or_default())?,
-        skills: skills(req.skills.unwrap_or_default()),
+        skills: skills(req.skills.unwrap_or_default())?,
         metadata: req.metadata.unwrap_or_default(),
         budget: None,
         total_budget: None,
@@ -135,7 +135,7 @@ pub fn apply_update(current: &AgentSpec, req: AgentUpdate) -> Result<AgentSpec, 
         spec.system = system.filter(|s| !s.is_empty());
     }
     match req.model {
-        Some(Some(model)) => spec.model = model_config(model),
+        Some(Some(model)) => spec.model = model_config(model)?,
         Some(None) => return Err(ApiError::field("model", "cannot be cleared")),
         None => {}
     }
@@ -146,7 +146,7 @@ pub fn apply_update(current: &AgentSpec, req: AgentUpdate) -> Result<AgentSpec, 
         spec.mcp_servers = mcp_servers(m.unwrap_or_default())?;
     }
     if let Some(s) = req.skills {
-        spec.skills = skills(s.unwrap_or_default());
+        spec.skills = skills(s.unwrap_or_default())?;
     }
     if let Some(patch) = &req.metadata {
         spec.metadata = patch_metadata(&spec.metadata, patch, false);
@@ -177,14 +177,28 @@ pub fn check(spec: &AgentSpec) -> Result<(), ApiError> {
     validate_agent(spec).map_err(spec_error)
 }
 
-fn model_config(model: ModelParam) -> ModelConfig {
-    ModelConfig {
+/// The model config. `speed` and `inference_geo` are choices of Anthropic's hosted inference that Corral's providers
+/// cannot make: only the defaults (`standard`, none) are accepted, so no request is silently served otherwise.
+fn model_config(model: ModelParam) -> Result<ModelConfig, ApiError> {
+    if model.speed.is_some_and(|s| s != Speed::Standard) {
+        return Err(ApiError::field(
+            "model.speed",
+            "only \"standard\" is supported by Corral (its providers have no fast mode)",
+        ));
+    }
+    if model.inference_geo.is_some() {
+        return Err(ApiError::field(
+            "model.inference_geo",
+            "is not supported by Corral: where inference runs is the provider's base_url",
+        ));
+    }
+    Ok(ModelConfig {
         id: model.id,
         effort: model.effort,
-        inference_geo: model.inference_geo,
+        inference_geo: None,
         speed: model.speed,
         provider: model.provider.map(provider_config).unwrap_or_default(),
-    }
+    })
 }
 
 fn provider_config(p: ProviderParam) -> ProviderConfig {
@@ -290,15 +304,16 @@ fn mcp_servers(params: Vec<McpServerParam>) -> Result<Vec<McpServer>, ApiError> 
         .collect()
 }
 
-fn skills(params: Vec<SkillParam>) -> Vec<Skill> {
-    params
-        .into_iter()
-        .map(|s| Skill {
-            kind: s.kind,
-            skill_id: s.skill_id,
-            version: s.version,
-        })
-        .collect()
+/// Skills are refused until Corral loads them (their descriptions in the system prompt, their files in the
+/// sandbox): an agent that names one would otherwise run without it. An empty list is fine.
+fn skills(params: Vec<SkillParam>) -> Result<Vec<Skill>, ApiError> {
+    if !params.is_empty() {
+        return Err(ApiError::field(
+            "skills",
+            "skills are not supported by Corral yet (nothing would load them); send an empty list",
+        ));
+    }
+    Ok(Vec::new())
 }
 
 /// The definition part of an Agent object (what a Session's `agent` snapshot also carries): `name`,
@@ -504,7 +519,7 @@ mod tests {
             "name": "coder",
             "description": "writes code",
             "system": "be brief",
-            "model": { "id": "m", "effort": "low", "speed": "fast", "inference_geo": "eu",
+            "model": { "id": "m", "effort": "low", "speed": "standard",
                        "provider": { "type": "scripted", "script_ref": { "name": "s", "key": "k" } } },
             "tools": [
                 { "type": "agent_toolset_20260401", "default_config": { "permission_policy": { "type": "always_ask" } },
@@ -513,7 +528,7 @@ mod tests {
                 { "type": "custom", "name": "lookup", "description": "d", "input_schema": { "type": "object" } }
             ],
             "mcp_servers": [{ "type": "url", "name": "docs", "url": "https://mcp.example.com" }],
-            "skills": [{ "type": "anthropic", "skill_id": "xlsx" }],
+            "skills": [],
             "metadata": { "team": "a" },
             "execution_identity": { "type": "service_account" }
         });
@@ -547,10 +562,7 @@ mod tests {
             obj["mcp_servers"][0],
             json!({ "type": "url", "name": "docs", "url": "https://mcp.example.com" })
         );
-        assert_eq!(
-            obj["skills"][0],
-            json!({ "type": "anthropic", "skill_id": "xlsx", "version": "latest" })
-        );
+        assert_eq!(obj["skills"], json!([]));
         // The object's fields, sent back as a create request, give the same spec: nothing is lost.
         // Read-only fields are not request fields: refused by name.
         let err = create(obj.clone()).unwrap_err();
@@ -571,7 +583,7 @@ mod tests {
             again.model,
             ModelConfig {
                 effort: Some(Effort::Low),
-                speed: Some(Speed::Fast),
+                speed: Some(Speed::Standard),
                 ..spec.model.clone()
             }
         );
@@ -619,12 +631,28 @@ mod tests {
         assert!(err.message.starts_with("multiagent:"), "{}", err.message);
         let err = create(json!({ "name": "a", "model": "m", "metadata": { "": "x" } })).unwrap_err();
         assert_eq!(err.error_code, Some("invalid_metadata"));
+        // Accepted and ignored is worse than refused: what Corral does not act on yet is a 400 naming it.
+        let err =
+            create(json!({ "name": "a", "model": "m", "skills": [{ "type": "custom", "skill_id": "s" }] }))
+                .unwrap_err();
+        assert!(err.message.starts_with("skills:"), "{}", err.message);
+        let err = create(json!({ "name": "a", "model": { "id": "m", "speed": "fast" } })).unwrap_err();
+        assert!(err.message.starts_with("model.speed:"), "{}", err.message);
+        let err = create(json!({ "name": "a", "model": { "id": "m", "inference_geo": "eu" } })).unwrap_err();
+        assert!(err.message.starts_with("model.inference_geo:"), "{}", err.message);
+        let spec = create(json!({ "name": "a", "model": "m" })).unwrap();
+        let err = apply_update(
+            &spec,
+            parse(br#"{"skills":[{"type":"custom","skill_id":"s"}]}"#).unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.message.starts_with("skills:"), "{}", err.message);
     }
 
     #[test]
     fn update_keeps_omitted_fields_replaces_arrays_and_patches_metadata() {
         let spec = create(json!({
-            "name": "a", "model": { "id": "m", "inference_geo": "eu" }, "system": "s", "description": "d",
+            "name": "a", "model": { "id": "m", "effort": "low" }, "system": "s", "description": "d",
             "tools": [{ "type": "agent_toolset_20260401" }], "metadata": { "k": "v", "x": "y" }
         }))
         .unwrap();
@@ -643,7 +671,7 @@ mod tests {
             [("n".to_owned(), "1".to_owned()), ("x".into(), "y".into())].into()
         );
         let model = upd(json!({ "model": { "id": "m2" } })).unwrap();
-        assert_eq!(model.model.inference_geo, None, "model is replaced whole");
+        assert_eq!(model.model.effort, None, "model is replaced whole");
         assert!(
             upd(json!({ "name": null }))
                 .unwrap_err()

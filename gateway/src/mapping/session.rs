@@ -174,6 +174,14 @@ pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec
         .enumerate()
         .map(|(i, r)| resource(r, i))
         .collect::<Result<Vec<_>, _>>()?;
+    if !resources.is_empty() {
+        // Checked after parsing, so a malformed resource is still reported field by field.
+        return Err(ApiError::field(
+            "resources",
+            "session resources (files, repositories) are not supported by Corral yet: nothing would be mounted \
+             in the sandbox; send an empty list",
+        ));
+    }
     let spec = SessionSpec {
         agent: SessionAgentRef {
             name: req.agent.id.clone(),
@@ -492,10 +500,6 @@ mod tests {
         let spec = create(json!({
             "agent": "agent-1", "environment_id": "env-1", "title": "t", "metadata": { "k": "v" },
             "vault_ids": ["v1"],
-            "resources": [
-                { "type": "github_repository", "url": "https://github.com/o/r.git", "checkout": { "type": "branch", "name": "main" } },
-                { "type": "file", "file_id": "file_1", "mount_path": "/data/x" }
-            ]
         }))
         .unwrap();
         assert_eq!(
@@ -507,10 +511,16 @@ mod tests {
         );
         assert_eq!(spec.environment_ref.name, "env-1");
         assert_eq!(spec.vault_refs[0].name, "v1");
-        assert_eq!(
-            spec.resources[0].checkout.as_ref().unwrap().name.as_deref(),
-            Some("main")
-        );
+        let mut spec = spec;
+        // A Session custom resource may carry resources (the API refuses them until they are mounted).
+        spec.resources = [
+            json!({ "type": "github_repository", "url": "https://github.com/o/r.git", "checkout": { "type": "branch", "name": "main" } }),
+            json!({ "type": "file", "file_id": "file_1", "mount_path": "/data/x" }),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| resource(&serde_json::from_value(r.clone()).unwrap(), i).unwrap())
+        .collect();
         let mut s = Session::new("sesn-1", spec);
         s.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             "2026-05-01T10:00:00Z".parse().unwrap(),
@@ -576,12 +586,13 @@ mod tests {
 
     #[test]
     fn invalid_input_names_the_field() {
-        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "file", "file_id": "f", "mount_path": "rel" }] })).unwrap_err();
+        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "file", "file_id": "file_1" }] })).unwrap_err();
         assert!(
-            err.message.starts_with("resources[0].mount_path:"),
-            "{}",
+            err.message.starts_with("resources: session resources"),
+            "refused until they are mounted: {}",
             err.message
         );
+        assert!(create(json!({ "agent": "a", "environment_id": "e", "resources": [] })).is_ok());
         let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y", "authorization_token": "t" }] })).unwrap_err();
         assert!(
             err.message.starts_with("resources[0].authorization_token:"),

@@ -4,6 +4,7 @@ pub mod agents;
 pub mod credentials;
 pub mod environments;
 pub mod events;
+pub mod files;
 pub mod objects;
 pub mod sessions;
 pub mod stream;

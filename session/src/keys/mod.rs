@@ -210,6 +210,13 @@ impl Tenant {
         }
     }
 
+    /// The keys of the namespace's Files API objects.
+    pub fn files(&self) -> FileKeys {
+        FileKeys {
+            base: format!("{}{{{}:files}}:", self.prefix, self.namespace),
+        }
+    }
+
     /// The keys of memory store `store`.
     pub fn memory_store(&self, store: &str) -> MemoryStoreKeys {
         MemoryStoreKeys {
@@ -350,6 +357,35 @@ impl EnvironmentKeys {
     /// atomically by a claim.
     pub fn warm_pool(&self) -> String {
         format!("{}warm", self.base)
+    }
+}
+
+/// The keys of a namespace's files (the Files API), under the tag `{<namespace>:files}`, so that a file's metadata
+/// and its index entries are written and removed in one transaction. The bytes live in object storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileKeys {
+    base: String,
+}
+
+impl FileKeys {
+    /// Every file, newest first by id (sorted set, all scores 0: file ids are ULIDs, so lexical order is time).
+    pub fn index(&self) -> String {
+        format!("{}index", self.base)
+    }
+
+    /// The files of one scope, for example a session's outputs (sorted set like [`FileKeys::index`]).
+    pub fn scope(&self, scope: &str) -> String {
+        format!("{}scope:{scope}", self.base)
+    }
+
+    /// Files that expire (sorted set: file id → expiry, ms since the epoch).
+    pub fn expiring(&self) -> String {
+        format!("{}expiring", self.base)
+    }
+
+    /// One file's metadata (hash: filename, mime_type, size_bytes, created_at, expires_at, downloadable, scope).
+    pub fn file(&self, file: &str) -> String {
+        format!("{}file:{file}", self.base)
     }
 }
 

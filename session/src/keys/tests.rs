@@ -18,6 +18,7 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
     let session = tenant.session("sesn_1");
     let env = tenant.environment("env-1");
     let mem = tenant.memory_store("notes");
+    let files = tenant.files();
     let thread = session.thread("sthr_1");
     let mut keys = session.all();
     keys.extend([
@@ -42,6 +43,10 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         mem.paths(),
         mem.memory("mem_1"),
         mem.versions("mem_1"),
+        files.index(),
+        files.scope("sesn_1"),
+        files.expiring(),
+        files.file("file_1"),
     ]);
     keys.extend(tenant.wakeup_queues());
     keys
@@ -153,5 +158,19 @@ fn sandbox_token_keys_are_parsed_back_and_nothing_else_is() {
         "corral:sys:sandbox:p:token",
     ] {
         assert_eq!(parse_sandbox_token(other), None, "{other}");
+    }
+}
+
+#[test]
+fn a_tenants_file_keys_share_one_slot() {
+    let files = Tenant::new("team-a").files();
+    for key in [
+        files.index(),
+        files.scope("sesn_1"),
+        files.expiring(),
+        files.file("file_1"),
+    ] {
+        assert_eq!(hash_tag(&key), "team-a:files", "{key}");
+        assert!(key.starts_with("corral:t:team-a:"), "{key}");
     }
 }
