@@ -127,6 +127,29 @@ async fn sweep(index: &FileIndex, files: &FileStorage, namespace: &str) {
     }
 }
 
+/// The longest non-file part an upload may have (its only one, `expires_in_seconds`, is a few digits).
+const MAX_FIELD_BYTES: usize = 64;
+
+/// Reads a non-file part, refusing it once it passes `MAX_FIELD_BYTES`: `Field::text` would hold a part of any
+/// length in memory, and a chunked body has no length to refuse up front.
+async fn small_text(mut field: axum::extract::multipart::Field<'_>, name: &str) -> ApiResult<String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| ApiError::invalid(format!("body: {e}")))?
+    {
+        if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(ApiError::field(
+                name,
+                format!("longer than {MAX_FIELD_BYTES} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::field(name, "not UTF-8 text"))
+}
+
 /// `POST /v1/files`: a multipart body with the part `file` (streamed to object storage) and, optionally,
 /// `expires_in_seconds`.
 async fn upload(
@@ -176,7 +199,7 @@ async fn upload(
                     stored = Some((filename, mime, size));
                 }
                 "expires_in_seconds" => {
-                    let text = field.text().await.map_err(multipart_error)?;
+                    let text = small_text(field, "expires_in_seconds").await?;
                     let seconds = text
                         .trim()
                         .parse::<i64>()

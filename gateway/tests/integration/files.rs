@@ -171,6 +171,25 @@ async fn the_size_limit_is_a_413_and_expired_files_are_removed() {
             .is_success()
     );
 
+    // A text part of any length streamed without a Content-Length is refused once past its few bytes, not held.
+    let digits = futures::stream::iter((0..32).map(|_| Ok::<_, std::io::Error>(vec![b'9'; 16 * 1024])));
+    let form = Form::new()
+        .part(
+            "expires_in_seconds",
+            Part::stream(reqwest::Body::wrap_stream(digits)),
+        )
+        .part("file", Part::bytes(b"x".to_vec()).file_name("f.txt"));
+    let res = gw
+        .http
+        .post(format!("{}/v1/files", gw.url))
+        .bearer_auth(&t.key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("request");
+    let msg = Gateway::read(res).await.error(400, "invalid_request_error");
+    assert!(msg.contains("longer than 64 bytes"), "{msg}");
+
     let msg = upload(&gw, &t, "e.txt", b"x".to_vec(), Some("60"))
         .await
         .error(400, "invalid_request_error");
