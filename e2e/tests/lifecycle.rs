@@ -203,28 +203,39 @@ async fn harness_objects(ns: &TestNamespace) -> anyhow::Result<Vec<&'static str>
 /// sweep alone would mostly miss it.
 const REMOVED_WITHIN: Duration = Duration::from_secs(5);
 
-/// How many times the operator's leadership changed hands (the Lease's `leaseTransitions`).
-async fn leader_changes(cluster: &Cluster) -> anyhow::Result<i32> {
+/// The operator's leader now: the Lease's holder (a pod name) and how often leadership changed hands.
+async fn leader(cluster: &Cluster) -> anyhow::Result<(Option<String>, i32)> {
     let leases: kube::Api<Lease> = kube::Api::namespaced(cluster.client.clone(), &cluster.corral_namespace);
-    Ok(leases
-        .get("corral-operator")
-        .await?
-        .spec
-        .and_then(|s| s.lease_transitions)
-        .unwrap_or(0))
+    let spec = leases.get("corral-operator").await?.spec.unwrap_or_default();
+    Ok((spec.holder_identity, spec.lease_transitions.unwrap_or(0)))
 }
 
-/// Waits [`REMOVED_WITHIN`] for `ns`'s harness objects to be gone. When the operator's leadership changed hands
-/// meanwhile (another test deletes the leader), the new leader gets a lease period more to see the deletion.
+/// Whether the leader seen before is still leading: the same holder, no transition since, and its pod neither gone
+/// nor being deleted. Another test deletes the leader; until the standby takes the Lease (a lease period later) the
+/// Lease still names the deleted pod, so the holder's pod is what shows the leadership lapsed.
+async fn still_leading(cluster: &Cluster, before: &(Option<String>, i32)) -> anyhow::Result<bool> {
+    if leader(cluster).await? != *before {
+        return Ok(false);
+    }
+    let Some(holder) = &before.0 else { return Ok(false) };
+    let pods: kube::Api<Pod> = kube::Api::namespaced(cluster.client.clone(), &cluster.corral_namespace);
+    Ok(pods
+        .get_opt(holder)
+        .await?
+        .is_some_and(|p| p.metadata.deletion_timestamp.is_none()))
+}
+
+/// Waits [`REMOVED_WITHIN`] for `ns`'s harness objects to be gone. When the operator's leader went meanwhile
+/// (another test deletes it), the new leader gets a lease period and its sweep more to see the deletion.
 async fn until_removed(ns: &TestNamespace, what: &str) -> anyhow::Result<()> {
-    let before = leader_changes(ns.cluster()).await?;
+    let before = leader(ns.cluster()).await?;
     let gone = || async { Ok(harness_objects(ns).await?.is_empty().then_some(())) };
     match wait::until(what, REMOVED_WITHIN, gone).await {
         Ok(()) => Ok(()),
-        Err(e) if leader_changes(ns.cluster()).await? == before => Err(e),
+        Err(e) if still_leading(ns.cluster(), &before).await? => Err(e),
         Err(_) => {
-            eprintln!("the operator's leader changed while waiting for {what}: waiting longer");
-            wait::until(what, Duration::from_secs(40), gone).await
+            eprintln!("the operator's leader went while waiting for {what}: waiting longer");
+            wait::until(what, Duration::from_secs(60), gone).await
         }
     }
 }
