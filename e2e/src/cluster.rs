@@ -78,7 +78,8 @@ impl Cluster {
 impl Cluster {
     /// The logs (every container, from the start) of the Running pods in `namespace` that match the label
     /// `selector`. Pods still starting are skipped: they have logged nothing, and kubectl refuses a selector that
-    /// matches one.
+    /// matches one. So is a pod deleted between the listing and the reading (another test's harness, removed with
+    /// its namespace's last Agent): its logs went with it.
     pub fn running_pod_logs(&self, namespace: &str, selector: &str) -> anyhow::Result<String> {
         let pods = self.kubectl(&[
             "-n",
@@ -93,7 +94,23 @@ impl Cluster {
         ])?;
         let mut logs = String::new();
         for pod in pods.lines().filter(|l| !l.trim().is_empty()) {
-            logs.push_str(&self.kubectl(&["-n", namespace, "logs", pod.trim(), "--all-containers"])?);
+            match self.kubectl(&["-n", namespace, "logs", pod.trim(), "--all-containers"]) {
+                Ok(pod_logs) => logs.push_str(&pod_logs),
+                Err(e) => {
+                    let still_there = self.kubectl(&[
+                        "-n",
+                        namespace,
+                        "get",
+                        pod.trim(),
+                        "--ignore-not-found",
+                        "-o",
+                        "name",
+                    ])?;
+                    if !still_there.trim().is_empty() {
+                        return Err(e);
+                    }
+                }
+            }
         }
         Ok(logs)
     }
