@@ -126,8 +126,16 @@ impl Forecast {
             ("harness", ns.harness_selector()),
             ("gateway", "app.kubernetes.io/component=gateway".to_owned()),
         ] {
-            let logs = cluster.running_pod_logs(&cluster.corral_namespace, &selector)?;
-            assert!(!logs.is_empty(), "the {component} logs something");
+            // A harness just started may not be Running, or readable, the moment the turn ends: wait for its lines.
+            let logs = corral_e2e::wait::until(
+                &format!("the {component} logs something"),
+                std::time::Duration::from_secs(20),
+                || async {
+                    let logs = cluster.running_pod_logs(&cluster.corral_namespace, &selector)?;
+                    Ok((!logs.is_empty()).then_some(logs))
+                },
+            )
+            .await?;
             assert!(!logs.contains(token), "the token is in the {component}'s logs");
         }
         Ok(())
