@@ -30,6 +30,11 @@ async fn upload(gw: &Gateway, t: &Tenant, name: &str, bytes: Vec<u8>, expires: O
     if let Some(e) = expires {
         form = form.text("expires_in_seconds", e.to_owned());
     }
+    post_form(gw, t, form).await
+}
+
+/// `POST /v1/files` with `form` as `t`.
+async fn post_form(gw: &Gateway, t: &Tenant, form: Form) -> Reply {
     let res = gw
         .http
         .post(format!("{}/v1/files", gw.url))
@@ -150,15 +155,7 @@ async fn the_size_limit_is_a_413_and_expired_files_are_removed() {
         "file",
         Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("s.bin"),
     );
-    let res = gw
-        .http
-        .post(format!("{}/v1/files", gw.url))
-        .bearer_auth(&t.key)
-        .multipart(form)
-        .send()
-        .await
-        .expect("request");
-    Gateway::read(res).await.error(413, "invalid_request_error");
+    post_form(&gw, &t, form).await.error(413, "invalid_request_error");
     assert_eq!(
         ids(&gw.get("/v1/files", &t).await.ok()),
         Vec::<String>::new(),
@@ -179,15 +176,7 @@ async fn the_size_limit_is_a_413_and_expired_files_are_removed() {
             Part::stream(reqwest::Body::wrap_stream(digits)),
         )
         .part("file", Part::bytes(b"x".to_vec()).file_name("f.txt"));
-    let res = gw
-        .http
-        .post(format!("{}/v1/files", gw.url))
-        .bearer_auth(&t.key)
-        .multipart(form)
-        .send()
-        .await
-        .expect("request");
-    let msg = Gateway::read(res).await.error(400, "invalid_request_error");
+    let msg = post_form(&gw, &t, form).await.error(400, "invalid_request_error");
     assert!(msg.contains("longer than 64 bytes"), "{msg}");
 
     let msg = upload(&gw, &t, "e.txt", b"x".to_vec(), Some("60"))
