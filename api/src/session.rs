@@ -79,11 +79,22 @@ pub struct SessionAgentRef {
     pub version: Option<i64>,
 }
 
-/// A file or repository mounted into the sandbox, discriminated by `type` as in the API.
+/// Why the API server refuses a `github_repository` resource: nothing would clone it yet, and a resource accepted and
+/// ignored is worse than a refusal.
+pub const REPOSITORY_UNSUPPORTED: &str =
+    "github_repository resources are not supported by Corral yet: nothing would be cloned into the sandbox";
+/// Why the API server refuses a `file` resource: nothing would mount it yet.
+pub const FILE_UNSUPPORTED: &str =
+    "file resources are not supported by Corral yet: nothing would be mounted into the sandbox";
+
+/// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Both kinds are refused
+/// by the schema until Corral provisions them ([`REPOSITORY_UNSUPPORTED`], [`FILE_UNSUPPORTED`]).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'github_repository' ? has(self.url) : !has(self.url) && !has(self.checkout) && !has(self.authorizationSecretRef)").message("url, checkout and authorizationSecretRef apply only to github_repository resources, which need url"))]
 #[x_kube(validation = Rule::new("self.type == 'file' ? has(self.fileId) : !has(self.fileId)").message("fileId applies only to file resources, which need it"))]
+#[x_kube(validation = Rule::new("self.type != 'github_repository'").message(crate::session::REPOSITORY_UNSUPPORTED))]
+#[x_kube(validation = Rule::new("self.type != 'file'").message(crate::session::FILE_UNSUPPORTED))]
 pub struct SessionResource {
     /// `github_repository` (any git repository reachable over HTTPS) or `file`.
     #[serde(rename = "type")]

@@ -91,6 +91,32 @@ spec:
 }
 
 #[tokio::test]
+async fn sessions_with_resources_nothing_would_provision_are_refused_by_kubectl() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "given", |ns| async move {
+        let session = |resource: &str| {
+            format!(
+                "apiVersion: corral.dev/v1alpha1\nkind: Session\nmetadata: {{name: given}}\nspec:\n  agent: {{name: helper}}\n  environmentRef: {{name: sandbox}}\n  resources:\n  - {resource}\n"
+            )
+        };
+        let err = ns
+            .apply(&session("{type: github_repository, url: \"https://github.com/o/r\"}"))
+            .expect_err("a repository nothing would clone must be refused")
+            .to_string();
+        assert!(err.contains("spec.resources[0]"), "{err}");
+        assert!(err.contains(corral_api::session::REPOSITORY_UNSUPPORTED), "{err}");
+        let err = ns
+            .apply(&session("{type: file, fileId: file_01JABCDEFGHJKMNPQRSTVWXYZ0}"))
+            .expect_err("a file nothing would mount must be refused")
+            .to_string();
+        assert!(err.contains(corral_api::session::FILE_UNSUPPORTED), "{err}");
+        assert!(ns.api::<Session>().get_opt("given").await?.is_none(), "nothing was stored");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
 async fn agent_environment_and_session_reconcile_to_ready() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "ready", |ns| async move {

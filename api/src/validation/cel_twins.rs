@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use super::{SpecError, validate_agent, validate_environment, validate_session, validate_session_update};
 use crate::{
-    Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec, common::METADATA_RULE_MESSAGE,
+    Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec,
+    common::METADATA_RULE_MESSAGE,
+    session::{FILE_UNSUPPORTED, REPOSITORY_UNSUPPORTED},
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -361,18 +363,20 @@ fn session_cases() -> Vec<Case> {
     };
     let file = json!({ "type": "file", "fileId": "file-1" });
     let resources = |r: Value| json!({ "resources": [r] });
+    let repository = json!({ "type": "github_repository", "url": "https://github.com/o/r",
+        "checkout": { "type": "branch", "name": "main" }, "authorizationSecretRef": { "name": "s", "key": "k" },
+        "mountPath": "/workspace/r" });
     vec![
         s(json!({}), Nothing),
         s(
             json!({
                 "title": "t", "metadata": { "k": "v" }, "vaultRefs": [{ "name": "vlt-1" }],
-                "resources": [file.clone(), { "type": "github_repository", "url": "https://github.com/o/r",
-                    "checkout": { "type": "branch", "name": "main" }, "authorizationSecretRef": { "name": "s", "key": "k" },
-                    "mountPath": "/workspace/r" }],
                 "budget": { "maxTokens": 10 },
             }),
             Nothing,
         ),
+        s(resources(repository), Cel(REPOSITORY_UNSUPPORTED)),
+        s(resources(file.clone()), Cel(FILE_UNSUPPORTED)),
         update(
             json!({}),
             json!({ "title": "new", "metadata": { "k": "v" } }),
