@@ -116,6 +116,15 @@ pub async fn serve(
             limiter.shrink();
         }
     });
+    let sweep = state.settings.files.clone().map(|files| {
+        let interval = files.sweep_interval;
+        tokio::spawn(crate::files::sweep::run(
+            state.log.connection(),
+            files,
+            interval,
+            shutdown.clone(),
+        ))
+    });
     let app = router(state, readiness.clone());
     tracing::info!(%addr, "serving the API");
     let graceful = {
@@ -128,6 +137,9 @@ pub async fn serve(
     };
     let result = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
     shrink.abort();
+    if let Some(sweep) = sweep {
+        sweep.abort();
+    }
     result.map_err(Into::into)
 }
 

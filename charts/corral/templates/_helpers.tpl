@@ -66,6 +66,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.objectStore.bucket | quote }}
 - name: CORRAL_MAX_FILE_BYTES
   value: {{ .Values.objectStore.maxFileBytes | int64 | quote }}
+- name: CORRAL_FILES_NAMESPACE_QUOTA_BYTES
+  value: {{ .Values.objectStore.namespaceQuotaBytes | int64 | quote }}
+- name: CORRAL_MAX_UPLOADS
+  value: {{ .Values.objectStore.maxUploads | int64 | quote }}
+- name: CORRAL_MAX_UPLOADS_PER_NAMESPACE
+  value: {{ .Values.objectStore.maxUploadsPerNamespace | int64 | quote }}
+- name: CORRAL_UPLOAD_IDLE_TIMEOUT_SECONDS
+  value: {{ .Values.objectStore.uploadIdleTimeoutSeconds | int64 | quote }}
 {{- if .Values.objectStore.bundled }}
 - name: CORRAL_OBJECT_STORE_ENDPOINT
   {{- $svc := printf "%s-object-store" (include "corral.fullname" .) | upper | replace "-" "_" }}

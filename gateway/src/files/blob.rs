@@ -19,6 +19,9 @@ pub enum BlobError {
     /// The client's body failed while it was read.
     #[error("reading the upload: {0}")]
     Body(String),
+    /// The client sent nothing for this long.
+    #[error("the upload stalled for {0:?}")]
+    Idle(std::time::Duration),
     /// The store failed.
     #[error("object storage: {0}")]
     Store(String),

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use corral_session::keys::{FileKeys, Tenant};
-use redis::{AsyncCommands, aio::ConnectionManager};
+use corral_session::keys::{FileKeys, Tenant, system};
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
 use serde_json::{Value, json};
 
 use crate::mapping::common::time;
@@ -113,7 +113,23 @@ pub fn blob_key(namespace: &str, file: &str) -> String {
 pub struct FileIndex {
     redis: ConnectionManager,
     keys: FileKeys,
+    namespace: String,
 }
+
+/// Adds `ARGV[1]` bytes to the usage counter unless the sum would pass the quota `ARGV[2]`: the new usage, or -1.
+const RESERVE: &str = r"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return -1 end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+";
+
+/// Lowers the usage counter by `ARGV[1]`, never below zero (files stored before the counter existed are not in it).
+const RELEASE: &str = r"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = used - tonumber(ARGV[1])
+if left <= 0 then redis.call('DEL', KEYS[1]) return 0 end
+return redis.call('DECRBY', KEYS[1], ARGV[1])
+";
 
 impl FileIndex {
     /// The files of `namespace`.
@@ -121,7 +137,35 @@ impl FileIndex {
         Self {
             redis,
             keys: Tenant::new(namespace).files(),
+            namespace: namespace.to_owned(),
         }
+    }
+
+    /// The bytes the namespace's files take.
+    pub async fn usage(&self) -> redis::RedisResult<u64> {
+        let used: Option<u64> = self.redis.clone().get(self.keys.usage()).await?;
+        Ok(used.unwrap_or(0))
+    }
+
+    /// Counts `bytes` more against the namespace's `quota`; false (and nothing counted) when they do not fit.
+    pub async fn reserve(&self, bytes: u64, quota: u64) -> redis::RedisResult<bool> {
+        let used: i64 = Script::new(RESERVE)
+            .key(self.keys.usage())
+            .arg(bytes)
+            .arg(quota)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(used >= 0)
+    }
+
+    /// Gives back `bytes` of the namespace's quota (a deleted or expired file, an upload that was not indexed).
+    pub async fn release(&self, bytes: u64) -> redis::RedisResult<()> {
+        let _: i64 = Script::new(RELEASE)
+            .key(self.keys.usage())
+            .arg(bytes)
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(())
     }
 
     /// Records a new file (its bytes are stored already).
@@ -139,7 +183,22 @@ impl FileIndex {
             pipe.zadd(self.keys.expiring(), &meta.id, at.as_millisecond())
                 .ignore();
         }
-        pipe.query_async(&mut self.redis.clone()).await
+        pipe.query_async::<()>(&mut self.redis.clone()).await?;
+        if meta.expires_at.is_some() {
+            // Another slot than the namespace's keys, so not in the transaction: at worst the background sweep
+            // misses this namespace until its next expiring upload, and the lazy sweeps still remove the file.
+            let _: () = self
+                .redis
+                .clone()
+                .sadd(system::expiring_file_namespaces(), &self.namespace)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// How many of the namespace's files have an expiry.
+    pub async fn expiring_count(&self) -> redis::RedisResult<u64> {
+        self.redis.clone().zcard(self.keys.expiring()).await
     }
 
     /// A file's metadata, if it exists (expired or not).
@@ -148,7 +207,8 @@ impl FileIndex {
         Ok(FileMeta::from_fields(id, &fields))
     }
 
-    /// Forgets a file; true when it existed.
+    /// Forgets a file and gives its bytes back to the quota; true when it existed (then only this call released
+    /// them, however many remove it at once).
     pub async fn remove(&self, meta: &FileMeta) -> redis::RedisResult<bool> {
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -161,6 +221,9 @@ impl FileIndex {
             pipe.zrem(self.keys.scope(&scope.id), &meta.id).ignore();
         }
         let (deleted,): (u64,) = pipe.query_async(&mut self.redis.clone()).await?;
+        if deleted > 0 {
+            self.release(meta.size_bytes).await?;
+        }
         Ok(deleted > 0)
     }
 
@@ -192,6 +255,19 @@ impl FileIndex {
             )
             .await
     }
+}
+
+/// The namespaces the background sweep visits: those that uploaded a file with an expiry.
+pub async fn expiring_namespaces(redis: &ConnectionManager) -> redis::RedisResult<Vec<String>> {
+    redis.clone().smembers(system::expiring_file_namespaces()).await
+}
+
+/// Drops `namespace` from the sweep's set (it has no expiring file left; its next one adds it back).
+pub async fn forget_expiring_namespace(redis: &ConnectionManager, namespace: &str) -> redis::RedisResult<()> {
+    redis
+        .clone()
+        .srem(system::expiring_file_namespaces(), namespace)
+        .await
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 
 pub mod args;
 pub mod blob;
+pub mod limits;
 pub mod meta;
+pub mod sweep;
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc, time::Duration};
 
 use object_store::{ClientOptions, aws::AmazonS3Builder};
 
@@ -13,6 +15,16 @@ pub use blob::{BlobError, Blobs, ObjectBlobs};
 
 /// The default upper bound of one file: 500 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 500 << 20;
+/// The default storage quota of one namespace: 10 GiB.
+pub const DEFAULT_NAMESPACE_QUOTA_BYTES: u64 = 10 << 30;
+/// The default number of uploads one gateway streams at once, and one namespace's share of them.
+pub const DEFAULT_MAX_UPLOADS: usize = 16;
+/// See [`DEFAULT_MAX_UPLOADS`].
+pub const DEFAULT_MAX_UPLOADS_PER_NAMESPACE: usize = 4;
+/// The default time an upload may send nothing before it is dropped.
+pub const DEFAULT_UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default interval of the background sweep of expired files.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where files go and how large they may be.
 #[derive(Debug, Clone)]
@@ -21,10 +33,18 @@ pub struct FileStorage {
     pub blobs: Arc<dyn Blobs>,
     /// Largest file accepted, in bytes (larger uploads get a 413).
     pub max_bytes: u64,
+    /// Bytes one namespace's files may take together (past it, a 413 `storage_quota_exceeded`).
+    pub namespace_quota_bytes: u64,
+    /// Uploads streamed at once (past them, a 429 or 503).
+    pub slots: limits::UploadSlots,
+    /// How long an upload may send nothing before it fails (a stalled client holds a slot and its buffers).
+    pub idle_timeout: Duration,
+    /// How often the background sweep removes expired files.
+    pub sweep_interval: Duration,
 }
 
-/// How to reach an S3 bucket.
-#[derive(Debug, Clone)]
+/// How to reach an S3 bucket. Its `Debug` leaves the secret key out.
+#[derive(Clone)]
 pub struct S3Config {
     /// The S3 API's URL (`http://corral-objects:8333`); empty for AWS S3 itself.
     pub endpoint: Option<String>,
@@ -36,6 +56,18 @@ pub struct S3Config {
     pub access_key_id: String,
     /// Secret access key.
     pub secret_access_key: String,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl S3Config {

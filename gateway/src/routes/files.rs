@@ -18,7 +18,9 @@ use crate::{
     error::{ApiError, ApiResult},
     files::{
         BlobError, FileStorage,
+        limits::Busy,
         meta::{FileIndex, FileMeta, blob_key},
+        sweep::{forget, sweep},
     },
     query::Query,
     state::AppState,
@@ -33,8 +35,8 @@ const MAX_LIMIT: usize = 1000;
 const MAX_IDS: usize = 100;
 /// Room for the multipart framing and the other fields of an upload, above the file's own limit.
 const FRAMING_BYTES: u64 = 64 << 10;
-/// Expired files removed per sweep (each upload and list sweeps the tenant's).
-const SWEEP_BATCH: usize = 100;
+/// Seconds a client is asked to wait when its namespace has every upload slot it may have.
+const BUSY_RETRY_SECONDS: u64 = 5;
 
 /// The Files API's routes (authentication is layered on by [`crate::server::router`]; request bodies are not
 /// capped by the API's body limit here: an upload is counted against the file size limit as it streams).
@@ -59,8 +61,10 @@ fn index(state: &AppState, tenant: &Tenant) -> FileIndex {
     FileIndex::new(state.log.connection(), &tenant.namespace)
 }
 
+/// A Redis failure: a generic message in the envelope, the cause (addresses, server text) only in the log.
 fn redis_error(err: redis::RedisError) -> ApiError {
-    let mut err = ApiError::unavailable(format!("file metadata: {err}"));
+    tracing::warn!(error = %err, "file metadata: Redis failed");
+    let mut err = ApiError::unavailable("file metadata");
     err.session_log_failure = true;
     err
 }
@@ -71,14 +75,48 @@ fn too_large(max: u64) -> ApiError {
     err.with_code("file_too_large")
 }
 
+fn over_quota(quota: u64) -> ApiError {
+    let mut err = ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE);
+    err.message = format!(
+        "file: this namespace's files would take more than its storage quota of {quota} bytes; delete files to make room"
+    );
+    err.with_code("storage_quota_exceeded")
+}
+
+fn busy(why: Busy) -> ApiError {
+    match why {
+        Busy::Namespace(n) => {
+            let mut err = ApiError::rate_limited(BUSY_RETRY_SECONDS);
+            err.message = format!("this namespace already has {n} uploads in progress; retry when one ends");
+            err.with_code("too_many_uploads")
+        }
+        Busy::Gateway(n) => {
+            let mut err = ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE);
+            err.message = format!("this gateway already streams {n} uploads; retry later");
+            err.retry_after = Some(BUSY_RETRY_SECONDS);
+            err.with_code("too_many_uploads")
+        }
+    }
+}
+
+/// A blob failure; object storage's own text (endpoint, bucket, server messages) goes only to the log.
 fn blob_error(err: BlobError, max: u64) -> ApiError {
     match err {
         BlobError::TooLarge(_) => too_large(max),
+        BlobError::Idle(after) => ApiError::field(
+            "file",
+            format!("the upload sent nothing for {} seconds and was dropped", after.as_secs()),
+        )
+        .with_code("upload_timeout"),
         BlobError::Body(msg) => {
-            ApiError::field("file", format!("the upload failed while it was read: {msg}"))
+            tracing::info!(error = %msg, "an upload's body failed while it was read");
+            ApiError::field("file", "the upload failed while it was read (the client sent a broken or incomplete body)")
         }
         BlobError::NotFound => ApiError::internal("the file's bytes are missing from object storage"),
-        BlobError::Store(msg) => ApiError::unavailable(format!("object storage: {msg}")),
+        BlobError::Store(msg) => {
+            tracing::warn!(error = %msg, "object storage failed");
+            ApiError::unavailable("object storage")
+        }
     }
 }
 
@@ -105,40 +143,23 @@ async fn find(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<FileMeta
     Ok(meta)
 }
 
-/// Removes a file's metadata, then its bytes (a failure leaves at worst an orphaned blob, never a listed file
-/// without bytes).
-async fn forget(index: &FileIndex, files: &FileStorage, namespace: &str, meta: &FileMeta) -> bool {
-    let removed = index.remove(meta).await.unwrap_or(false);
-    if let Err(err) = files.blobs.delete(&blob_key(namespace, &meta.id)).await {
-        tracing::warn!(file = %meta.id, error = %err, "could not delete an expired or deleted file's bytes");
-    }
-    removed
-}
-
-/// Removes up to [`SWEEP_BATCH`] of the tenant's expired files.
-async fn sweep(index: &FileIndex, files: &FileStorage, namespace: &str) {
-    let Ok(ids) = index.expired(jiff::Timestamp::now(), SWEEP_BATCH).await else {
-        return;
-    };
-    for id in ids {
-        if let Ok(Some(meta)) = index.get(&id).await {
-            forget(index, files, namespace, &meta).await;
-        }
-    }
-}
-
 /// The longest non-file part an upload may have (its only one, `expires_in_seconds`, is a few digits).
 const MAX_FIELD_BYTES: usize = 64;
 
 /// Reads a non-file part, refusing it once it passes `MAX_FIELD_BYTES`: `Field::text` would hold a part of any
 /// length in memory, and a chunked body has no length to refuse up front.
-async fn small_text(mut field: axum::extract::multipart::Field<'_>, name: &str) -> ApiResult<String> {
+async fn small_text(
+    mut field: axum::extract::multipart::Field<'_>,
+    name: &str,
+    idle: std::time::Duration,
+) -> ApiResult<String> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = field
-        .chunk()
-        .await
-        .map_err(|e| ApiError::invalid(format!("body: {e}")))?
-    {
+    loop {
+        let chunk = tokio::time::timeout(idle, field.chunk())
+            .await
+            .map_err(|_| blob_error(BlobError::Idle(idle), 0))?
+            .map_err(|e| ApiError::invalid(format!("body: {e}")))?;
+        let Some(chunk) = chunk else { break };
         if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
             return Err(ApiError::field(
                 name,
@@ -151,14 +172,15 @@ async fn small_text(mut field: axum::extract::multipart::Field<'_>, name: &str) 
 }
 
 /// `POST /v1/files`: a multipart body with the part `file` (streamed to object storage) and, optionally,
-/// `expires_in_seconds`.
+/// `expires_in_seconds`. Bounded four ways: the file size limit, the namespace's storage quota, the number of
+/// uploads in progress (per gateway and per namespace), and an idle timeout for a client that stops sending.
 async fn upload(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<Value>> {
-    let files = storage(&state)?;
+    let files = storage(&state)?.clone();
     let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -166,15 +188,48 @@ async fn upload(
     if length.is_some_and(|l| l > files.max_bytes + FRAMING_BYTES) {
         return Err(too_large(files.max_bytes));
     }
-    let mut multipart = multipart.map_err(|e| ApiError::invalid(format!("body: {}", e.body_text())))?;
+    let slot = files.slots.acquire(&tenant.namespace).map_err(busy)?;
+    let index = index(&state, &tenant);
+    let used = index.usage().await.map_err(redis_error)?;
+    let room = files.namespace_quota_bytes.saturating_sub(used);
+    if room == 0 || length.is_some_and(|l| l.saturating_sub(FRAMING_BYTES) > room) {
+        return Err(over_quota(files.namespace_quota_bytes));
+    }
+    let multipart = multipart.map_err(|e| ApiError::invalid(format!("body: {}", e.body_text())))?;
+    // The upload runs in a task of its own: a client that goes away mid-upload ends the body (the parts sent so
+    // far are aborted), but can never stop the task between storing the bytes and indexing them, which would leave
+    // a stored blob that nothing lists.
+    let namespace = tenant.namespace.clone();
+    let task = tokio::spawn(async move {
+        let _slot = slot;
+        store(&files, &index, &namespace, multipart, room).await
+    });
+    let meta = task.await.map_err(ApiError::internal)??;
+    Ok(Json(meta.object()))
+}
+
+/// Streams the upload's file to object storage (at most `room` bytes, the namespace's quota left), then counts
+/// it against the quota and indexes it; on any failure nothing is kept.
+async fn store(
+    files: &FileStorage,
+    index: &FileIndex,
+    namespace: &str,
+    mut multipart: Multipart,
+    room: u64,
+) -> ApiResult<FileMeta> {
     let id = format!("file_{}", ulid::Ulid::new());
-    let key = blob_key(&tenant.namespace, &id);
+    let key = blob_key(namespace, &id);
+    let idle = files.idle_timeout;
+    let limit = files.max_bytes.min(room);
     let mut stored: Option<(String, String, u64)> = None;
     let mut expires_in: Option<i64> = None;
-    let multipart_error =
-        |e: axum::extract::multipart::MultipartError| ApiError::invalid(format!("body: {e}"));
     let outcome: ApiResult<()> = async {
-        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        loop {
+            let field = tokio::time::timeout(idle, multipart.next_field())
+                .await
+                .map_err(|_| blob_error(BlobError::Idle(idle), 0))?
+                .map_err(|e| ApiError::invalid(format!("body: {e}")))?;
+            let Some(field) = field else { break };
             match field.name().unwrap_or_default() {
                 "file" if stored.is_some() => {
                     return Err(ApiError::field("file", "only one file per upload"));
@@ -190,16 +245,25 @@ async fn upload(
                         .content_type()
                         .unwrap_or("application/octet-stream")
                         .to_owned();
-                    let body = field.map_err(|e| BlobError::Body(e.to_string())).boxed();
-                    let size = files
-                        .blobs
-                        .put(&key, body, files.max_bytes)
-                        .await
-                        .map_err(|e| blob_error(e, files.max_bytes))?;
+                    let body = futures::stream::unfold(field, move |mut field| async move {
+                        match tokio::time::timeout(idle, field.chunk()).await {
+                            Err(_) => Some((Err(BlobError::Idle(idle)), field)),
+                            Ok(Err(e)) => Some((Err(BlobError::Body(e.to_string())), field)),
+                            Ok(Ok(Some(chunk))) => Some((Ok(chunk), field)),
+                            Ok(Ok(None)) => None,
+                        }
+                    })
+                    .boxed();
+                    let size = match files.blobs.put(&key, body, limit).await {
+                        Err(BlobError::TooLarge(_)) if limit < files.max_bytes => {
+                            return Err(over_quota(files.namespace_quota_bytes));
+                        }
+                        other => other.map_err(|e| blob_error(e, files.max_bytes))?,
+                    };
                     stored = Some((filename, mime, size));
                 }
                 "expires_in_seconds" => {
-                    let text = small_text(field, "expires_in_seconds").await?;
+                    let text = small_text(field, "expires_in_seconds", idle).await?;
                     let seconds = text
                         .trim()
                         .parse::<i64>()
@@ -233,9 +297,25 @@ async fn upload(
             "is required (a multipart part named \"file\")",
         ));
     };
+    let discard = || async {
+        if let Err(err) = files.blobs.delete(&key).await {
+            tracing::warn!(file = %id, error = %err, "could not delete the bytes of an upload that was not kept");
+        }
+    };
+    match index.reserve(size_bytes, files.namespace_quota_bytes).await {
+        Ok(true) => {}
+        Ok(false) => {
+            discard().await;
+            return Err(over_quota(files.namespace_quota_bytes));
+        }
+        Err(err) => {
+            discard().await;
+            return Err(redis_error(err));
+        }
+    }
     let created_at = jiff::Timestamp::now();
     let meta = FileMeta {
-        id,
+        id: id.clone(),
         filename,
         mime_type,
         size_bytes,
@@ -244,13 +324,13 @@ async fn upload(
         downloadable: true,
         scope: None,
     };
-    let index = index(&state, &tenant);
     if let Err(err) = index.insert(&meta).await {
-        let _ = files.blobs.delete(&key).await;
+        let _ = index.release(size_bytes).await;
+        discard().await;
         return Err(redis_error(err));
     }
-    sweep(&index, files, &tenant.namespace).await;
-    Ok(Json(meta.object()))
+    sweep(index, files, namespace).await;
+    Ok(meta)
 }
 
 /// `GET /v1/files`: newest first; `limit` (1 to 1000, default 20) and `page`, or `ids` (at most 100, one page);
@@ -365,7 +445,38 @@ async fn download(
         headers.insert(header::CONTENT_TYPE, mime);
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size_bytes));
+    // A tenant's bytes are never rendered as a page of the API's origin: no type sniffing, always a download.
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Ok(disposition) = HeaderValue::from_str(&attachment(&meta.filename)) {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
     Ok(response)
+}
+
+/// `Content-Disposition` for a download of `filename`: an ASCII fallback name (anything outside a safe set becomes
+/// `_`) and the exact name percent-encoded as RFC 6266's `filename*`.
+fn attachment(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' ') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let exact: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}")
 }
 
 /// `DELETE /v1/files/{id}`: metadata first, then the bytes.
@@ -404,6 +515,45 @@ mod tests {
         assert_eq!(page["last_id"], "file_a");
         assert_eq!(page["has_more"], true);
         assert_eq!(page_object(vec![], None)["has_more"], false);
+    }
+
+    #[test]
+    fn a_download_is_an_attachment_whatever_its_name() {
+        assert_eq!(
+            attachment("report 1.pdf"),
+            "attachment; filename=\"report 1.pdf\"; filename*=UTF-8''report%201.pdf"
+        );
+        let odd = attachment("a\"b\r\n;é.txt");
+        assert!(HeaderValue::from_str(&odd).is_ok(), "{odd}");
+        assert!(odd.starts_with("attachment; filename=\"a_b____.txt\";"), "{odd}");
+        assert!(odd.ends_with("a%22b%0D%0A%3B%C3%A9.txt"), "{odd}");
+    }
+
+    #[test]
+    fn store_and_redis_failures_do_not_show_their_cause() {
+        let err = blob_error(
+            BlobError::Store("PUT http://corral-objects:8333/corral-files/t/x: 500".into()),
+            10,
+        );
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!err.message.contains("8333") && !err.message.contains("corral-files"), "{}", err.message);
+        let err = redis_error(redis::RedisError::from((
+            redis::ErrorKind::IoError,
+            "connection refused",
+            "redis://corral-redis:6379".to_owned(),
+        )));
+        assert!(!err.message.contains("6379"), "{}", err.message);
+    }
+
+    #[test]
+    fn busy_uploads_are_a_429_for_the_namespace_and_a_503_for_the_gateway() {
+        let err = busy(Busy::Namespace(4));
+        assert_eq!((err.status, err.error_code), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_uploads")));
+        let err = busy(Busy::Gateway(16));
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.retry_after, Some(BUSY_RETRY_SECONDS));
+        let err = over_quota(100);
+        assert_eq!((err.status, err.error_code), (StatusCode::PAYLOAD_TOO_LARGE, Some("storage_quota_exceeded")));
     }
 
     #[test]

@@ -104,6 +104,10 @@ impl S3Server {
         FileStorage {
             blobs: Arc::new(blobs),
             max_bytes,
+            namespace_quota_bytes: corral_gateway::files::DEFAULT_NAMESPACE_QUOTA_BYTES,
+            slots: corral_gateway::files::limits::UploadSlots::new(16, 4),
+            idle_timeout: std::time::Duration::from_secs(30),
+            sweep_interval: std::time::Duration::from_secs(60),
         }
     }
 }

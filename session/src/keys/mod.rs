@@ -387,6 +387,11 @@ impl FileKeys {
     pub fn file(&self, file: &str) -> String {
         format!("{}file:{file}", self.base)
     }
+
+    /// The bytes the namespace's files take (integer), counted against its storage quota.
+    pub fn usage(&self) -> String {
+        format!("{}usage", self.base)
+    }
 }
 
 /// Reserved (memory issue): the keys of one memory store, under the tag `{<namespace>:mem:<store>}`, so an
@@ -418,6 +423,11 @@ pub mod system {
     /// The layout version of this Redis (string), written on first connect.
     pub fn layout() -> String {
         format!("{}layout", super::SYSTEM_PREFIX)
+    }
+
+    /// The namespaces that have (or had) files with an expiry (set), walked by the gateway's expiry sweep.
+    pub fn expiring_file_namespaces() -> String {
+        format!("{}files:expiring-namespaces", super::SYSTEM_PREFIX)
     }
 }
 

@@ -47,6 +47,7 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         files.scope("sesn_1"),
         files.expiring(),
         files.file("file_1"),
+        files.usage(),
     ]);
     keys.extend(tenant.wakeup_queues());
     keys
@@ -89,6 +90,7 @@ fn every_tenant_key_is_under_the_tenants_acl_prefix_and_no_other() {
         assert!(!key.starts_with(a.prefix()), "team-a's pattern reaches {key}");
     }
     assert!(system::layout().starts_with(SYSTEM_PREFIX));
+    assert!(system::expiring_file_namespaces().starts_with(SYSTEM_PREFIX));
     assert_ne!(a.follow_doorbell("gw-1"), a.follow_doorbell("gw-2"));
 }
 
@@ -169,6 +171,7 @@ fn a_tenants_file_keys_share_one_slot() {
         files.scope("sesn_1"),
         files.expiring(),
         files.file("file_1"),
+        files.usage(),
     ] {
         assert_eq!(hash_tag(&key), "team-a:files", "{key}");
         assert!(key.starts_with("corral:t:team-a:"), "{key}");

@@ -1,0 +1,78 @@
+//! Removing files: one at a time (delete, expiry found on read) and in bounded sweeps of expired files, both lazy
+//! (each upload and list sweeps its tenant's) and in the background (every namespace with expiring files, so a
+//! tenant that never lists still loses its expired files).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    FileStorage,
+    meta::{FileIndex, FileMeta, blob_key, expiring_namespaces, forget_expiring_namespace},
+};
+
+/// Expired files removed per namespace per sweep.
+pub const SWEEP_BATCH: usize = 100;
+
+/// Removes a file's metadata (giving its bytes back to the quota), then its bytes: a failure leaves at worst an
+/// orphaned blob, never a listed file without bytes. True when this call removed the metadata.
+pub async fn forget(index: &FileIndex, files: &FileStorage, namespace: &str, meta: &FileMeta) -> bool {
+    let removed = match index.remove(meta).await {
+        Ok(removed) => removed,
+        Err(err) => {
+            tracing::warn!(file = %meta.id, error = %err, "could not remove a file's metadata");
+            return false;
+        }
+    };
+    if let Err(err) = files.blobs.delete(&blob_key(namespace, &meta.id)).await {
+        tracing::warn!(file = %meta.id, error = %err, "could not delete a removed file's bytes");
+    }
+    removed
+}
+
+/// Removes up to [`SWEEP_BATCH`] of the namespace's expired files; how many it removed.
+pub async fn sweep(index: &FileIndex, files: &FileStorage, namespace: &str) -> usize {
+    let Ok(ids) = index.expired(jiff::Timestamp::now(), SWEEP_BATCH).await else {
+        return 0;
+    };
+    let mut removed = 0;
+    for id in ids {
+        if let Ok(Some(meta)) = index.get(&id).await
+            && forget(index, files, namespace, &meta).await
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Every `interval` until `stop`, sweeps each namespace that has expiring files (a bounded batch each), and drops
+/// from the set those with none left. Every gateway replica runs it; removing a file twice is harmless.
+pub async fn run(redis: ConnectionManager, files: FileStorage, interval: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let namespaces = match expiring_namespaces(&redis).await {
+            Ok(n) => n,
+            Err(err) => {
+                tracing::warn!(error = %err, "file expiry sweep: could not read the namespaces");
+                continue;
+            }
+        };
+        for namespace in namespaces {
+            let index = FileIndex::new(redis.clone(), &namespace);
+            let removed = sweep(&index, &files, &namespace).await;
+            if removed > 0 {
+                tracing::info!(%namespace, removed, "removed expired files");
+            }
+            if index.expiring_count().await.is_ok_and(|n| n == 0) {
+                let _ = forget_expiring_namespace(&redis, &namespace).await;
+            }
+        }
+    }
+}
