@@ -30,7 +30,10 @@ def test_upload_list_download_delete(client: anthropic.Anthropic) -> None:
 
     assert client.beta.files.retrieve_metadata(first.id) == first
     assert client.beta.files.download(second.id).read() == payload
-    assert client.beta.files.download(first.id).read() == b"hello files"
+    download = client.beta.files.download(first.id)
+    assert download.read() == b"hello files"
+    assert download.headers["content-disposition"].startswith('attachment; filename="notes.txt"')
+    assert download.headers["x-content-type-options"] == "nosniff"
 
     deleted = client.beta.files.delete(first.id)
     assert (deleted.id, deleted.type) == (first.id, "file_deleted")

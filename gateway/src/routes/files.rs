@@ -10,7 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::{
@@ -538,7 +538,7 @@ mod tests {
         assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!err.message.contains("8333") && !err.message.contains("corral-files"), "{}", err.message);
         let err = redis_error(redis::RedisError::from((
-            redis::ErrorKind::IoError,
+            redis::ErrorKind::Io,
             "connection refused",
             "redis://corral-redis:6379".to_owned(),
         )));

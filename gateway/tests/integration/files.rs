@@ -19,7 +19,7 @@ async fn gateway(s3: &S3Server, max_bytes: u64) -> Gateway {
     Gateway::start_with_settings(Limiter::new(0, 0), settings).await
 }
 
-async fn upload(gw: &Gateway, t: &Tenant, name: &str, bytes: Vec<u8>, expires: Option<&str>) -> Reply {
+pub(crate) async fn upload(gw: &Gateway, t: &Tenant, name: &str, bytes: Vec<u8>, expires: Option<&str>) -> Reply {
     let mut form = Form::new().part(
         "file",
         Part::bytes(bytes)
@@ -34,7 +34,7 @@ async fn upload(gw: &Gateway, t: &Tenant, name: &str, bytes: Vec<u8>, expires: O
 }
 
 /// `POST /v1/files` with `form` as `t`.
-async fn post_form(gw: &Gateway, t: &Tenant, form: Form) -> Reply {
+pub(crate) async fn post_form(gw: &Gateway, t: &Tenant, form: Form) -> Reply {
     let res = gw
         .http
         .post(format!("{}/v1/files", gw.url))
@@ -46,7 +46,7 @@ async fn post_form(gw: &Gateway, t: &Tenant, form: Form) -> Reply {
     Gateway::read(res).await
 }
 
-async fn content(gw: &Gateway, t: &Tenant, id: &str) -> (u16, Vec<u8>) {
+pub(crate) async fn content(gw: &Gateway, t: &Tenant, id: &str) -> (u16, Vec<u8>) {
     let res = gw
         .http
         .get(format!("{}/v1/files/{id}/content", gw.url))
@@ -57,7 +57,7 @@ async fn content(gw: &Gateway, t: &Tenant, id: &str) -> (u16, Vec<u8>) {
     (res.status().as_u16(), res.bytes().await.expect("body").to_vec())
 }
 
-fn ids(list: &Value) -> Vec<String> {
+pub(crate) fn ids(list: &Value) -> Vec<String> {
     list["data"]
         .as_array()
         .unwrap()

@@ -10,6 +10,7 @@ mod budgets;
 mod environments;
 mod events;
 mod files;
+mod files_limits;
 mod harness;
 mod limits;
 mod lost_answers;
