@@ -112,5 +112,9 @@ fn resource_rules(at: &str, r: &SessionResource) -> Result<(), SpecError> {
         || at.to_owned(),
         REPOSITORY_UNSUPPORTED,
     )?;
-    rule(r.kind != SessionResourceType::File, || at.to_owned(), FILE_UNSUPPORTED)
+    rule(
+        r.kind != SessionResourceType::File,
+        || at.to_owned(),
+        FILE_UNSUPPORTED,
+    )
 }

@@ -5,8 +5,9 @@ use std::{fmt, time::Duration};
 use clap::Args;
 
 use super::{
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_NAMESPACE, DEFAULT_NAMESPACE_QUOTA_BYTES,
-    DEFAULT_SWEEP_INTERVAL, DEFAULT_UPLOAD_IDLE_TIMEOUT, FileStorage, S3Config, limits::UploadSlots,
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_NAMESPACE,
+    DEFAULT_NAMESPACE_QUOTA_BYTES, DEFAULT_SWEEP_INTERVAL, DEFAULT_UPLOAD_IDLE_TIMEOUT, FileStorage,
+    S3Config, limits::UploadSlots,
 };
 
 /// Where the Files API keeps bytes. Without `--object-store-bucket` the Files API answers 503. Its `Debug` leaves
@@ -122,7 +123,10 @@ mod tests {
             "--object-store-secret-access-key=hunter2-secret",
         ]);
         let args = format!("{:?}", cli.store);
-        assert!(args.contains("AKID") && !args.contains("hunter2-secret"), "{args}");
+        assert!(
+            args.contains("AKID") && !args.contains("hunter2-secret"),
+            "{args}"
+        );
         let config = S3Config {
             endpoint: None,
             bucket: "b".into(),
@@ -131,6 +135,9 @@ mod tests {
             secret_access_key: "hunter2-secret".into(),
         };
         let config = format!("{config:?}");
-        assert!(config.contains("AKID") && !config.contains("hunter2-secret"), "{config}");
+        assert!(
+            config.contains("AKID") && !config.contains("hunter2-secret"),
+            "{config}"
+        );
     }
 }

@@ -105,12 +105,18 @@ fn blob_error(err: BlobError, max: u64) -> ApiError {
         BlobError::TooLarge(_) => too_large(max),
         BlobError::Idle(after) => ApiError::field(
             "file",
-            format!("the upload sent nothing for {} seconds and was dropped", after.as_secs()),
+            format!(
+                "the upload sent nothing for {} seconds and was dropped",
+                after.as_secs()
+            ),
         )
         .with_code("upload_timeout"),
         BlobError::Body(msg) => {
             tracing::info!(error = %msg, "an upload's body failed while it was read");
-            ApiError::field("file", "the upload failed while it was read (the client sent a broken or incomplete body)")
+            ApiError::field(
+                "file",
+                "the upload failed while it was read (the client sent a broken or incomplete body)",
+            )
         }
         BlobError::NotFound => ApiError::internal("the file's bytes are missing from object storage"),
         BlobError::Store(msg) => {
@@ -446,7 +452,10 @@ async fn download(
     }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size_bytes));
     // A tenant's bytes are never rendered as a page of the API's origin: no type sniffing, always a download.
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(disposition) = HeaderValue::from_str(&attachment(&meta.filename)) {
         headers.insert(header::CONTENT_DISPOSITION, disposition);
     }
@@ -536,7 +545,11 @@ mod tests {
             10,
         );
         assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(!err.message.contains("8333") && !err.message.contains("corral-files"), "{}", err.message);
+        assert!(
+            !err.message.contains("8333") && !err.message.contains("corral-files"),
+            "{}",
+            err.message
+        );
         let err = redis_error(redis::RedisError::from((
             redis::ErrorKind::Io,
             "connection refused",
@@ -548,12 +561,18 @@ mod tests {
     #[test]
     fn busy_uploads_are_a_429_for_the_namespace_and_a_503_for_the_gateway() {
         let err = busy(Busy::Namespace(4));
-        assert_eq!((err.status, err.error_code), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_uploads")));
+        assert_eq!(
+            (err.status, err.error_code),
+            (StatusCode::TOO_MANY_REQUESTS, Some("too_many_uploads"))
+        );
         let err = busy(Busy::Gateway(16));
         assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(err.retry_after, Some(BUSY_RETRY_SECONDS));
         let err = over_quota(100);
-        assert_eq!((err.status, err.error_code), (StatusCode::PAYLOAD_TOO_LARGE, Some("storage_quota_exceeded")));
+        assert_eq!(
+            (err.status, err.error_code),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("storage_quota_exceeded"))
+        );
     }
 
     #[test]

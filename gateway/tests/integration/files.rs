@@ -19,7 +19,13 @@ async fn gateway(s3: &S3Server, max_bytes: u64) -> Gateway {
     Gateway::start_with_settings(Limiter::new(0, 0), settings).await
 }
 
-pub(crate) async fn upload(gw: &Gateway, t: &Tenant, name: &str, bytes: Vec<u8>, expires: Option<&str>) -> Reply {
+pub(crate) async fn upload(
+    gw: &Gateway,
+    t: &Tenant,
+    name: &str,
+    bytes: Vec<u8>,
+    expires: Option<&str>,
+) -> Reply {
     let mut form = Form::new().part(
         "file",
         Part::bytes(bytes)

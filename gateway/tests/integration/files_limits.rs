@@ -30,7 +30,8 @@ fn stalled_upload(gw: &Gateway, t: &Tenant) -> (mpsc::Sender<Vec<u8>>, tokio::ta
     let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|c| c.map(Ok)));
     let form = Form::new().part(
         "file",
-        Part::stream(reqwest::Body::wrap_stream(futures::StreamExt::chain(first, rest))).file_name("slow.bin"),
+        Part::stream(reqwest::Body::wrap_stream(futures::StreamExt::chain(first, rest)))
+            .file_name("slow.bin"),
     );
     let (http, url, key) = (gw.http.clone(), gw.url.clone(), t.key.clone());
     let task = tokio::spawn(async move {
@@ -66,14 +67,27 @@ async fn a_namespace_cannot_store_past_its_quota_and_a_delete_gives_room_back() 
     let reply = upload(&gw, &t, "b.bin", vec![2; 60_000], None).await;
     let msg = reply.error(413, "invalid_request_error");
     assert!(msg.contains("storage quota of 150000 bytes"), "{msg}");
-    assert_eq!(reply.body["error"]["details"]["error_code"], "storage_quota_exceeded");
+    assert_eq!(
+        reply.body["error"]["details"]["error_code"],
+        "storage_quota_exceeded"
+    );
     // Chunked: no Content-Length to refuse up front; cut once the stream passes the room left.
     let chunks = futures::stream::iter((0..6).map(|_| Ok::<_, std::io::Error>(vec![3u8; 10_000])));
-    let form = Form::new().part("file", Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("c.bin"));
+    let form = Form::new().part(
+        "file",
+        Part::stream(reqwest::Body::wrap_stream(chunks)).file_name("c.bin"),
+    );
     let reply = post_form(&gw, &t, form).await;
     reply.error(413, "invalid_request_error");
-    assert_eq!(reply.body["error"]["details"]["error_code"], "storage_quota_exceeded");
-    assert_eq!(ids(&gw.get("/v1/files", &t).await.ok()).len(), 1, "nothing over quota kept");
+    assert_eq!(
+        reply.body["error"]["details"]["error_code"],
+        "storage_quota_exceeded"
+    );
+    assert_eq!(
+        ids(&gw.get("/v1/files", &t).await.ok()).len(),
+        1,
+        "nothing over quota kept"
+    );
     assert_eq!(usage(&gw, &t).await, 100_000);
 
     // Another namespace has a quota of its own.
@@ -141,7 +155,10 @@ async fn a_client_that_disconnects_mid_upload_leaves_nothing_and_frees_its_slot(
             break;
         }
         assert_eq!(reply.status.as_u16(), 429, "{:?}", reply.body);
-        assert!(tokio::time::Instant::now() < deadline, "the disconnected upload never freed its slot");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the disconnected upload never freed its slot"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let listed = gw.get("/v1/files", &t).await.ok();
@@ -157,9 +174,15 @@ async fn downloads_are_attachments_and_expired_files_go_without_anyone_listing()
     let gw = gateway(storage).await;
     let t = gw.tenant().await;
 
-    let file = upload(&gw, &t, "page.html", b"<script>alert(1)</script>".to_vec(), Some("3600"))
-        .await
-        .ok();
+    let file = upload(
+        &gw,
+        &t,
+        "page.html",
+        b"<script>alert(1)</script>".to_vec(),
+        Some("3600"),
+    )
+    .await
+    .ok();
     let id = file["id"].as_str().unwrap().to_owned();
     let res = gw
         .http
@@ -171,7 +194,10 @@ async fn downloads_are_attachments_and_expired_files_go_without_anyone_listing()
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     let disposition = res.headers()["content-disposition"].to_str().unwrap().to_owned();
-    assert!(disposition.starts_with("attachment; filename=\"page.html\""), "{disposition}");
+    assert!(
+        disposition.starts_with("attachment; filename=\"page.html\""),
+        "{disposition}"
+    );
 
     // The expiry passes; nobody lists or fetches: the background sweep removes the file and gives its bytes back.
     let keys = corral_session::keys::Tenant::new(&t.ns).files();
@@ -185,7 +211,10 @@ async fn downloads_are_attachments_and_expired_files_go_without_anyone_listing()
         if !exists {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the background sweep never removed the expired file");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the background sweep never removed the expired file"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(usage(&gw, &t).await, 0);
