@@ -52,14 +52,18 @@ pub(crate) async fn post_form(gw: &Gateway, t: &Tenant, form: Form) -> Reply {
     Gateway::read(res).await
 }
 
-pub(crate) async fn content(gw: &Gateway, t: &Tenant, id: &str) -> (u16, Vec<u8>) {
-    let res = gw
-        .http
+/// `GET /v1/files/{id}/content` as `t`.
+pub(crate) async fn download(gw: &Gateway, t: &Tenant, id: &str) -> reqwest::Response {
+    gw.http
         .get(format!("{}/v1/files/{id}/content", gw.url))
         .bearer_auth(&t.key)
         .send()
         .await
-        .expect("request");
+        .expect("request")
+}
+
+pub(crate) async fn content(gw: &Gateway, t: &Tenant, id: &str) -> (u16, Vec<u8>) {
+    let res = download(gw, t, id).await;
     (res.status().as_u16(), res.bytes().await.expect("body").to_vec())
 }
 

@@ -10,7 +10,7 @@ use reqwest::multipart::{Form, Part};
 use tokio::sync::mpsc;
 
 use crate::{
-    files::{ids, post_form, upload},
+    files::{download, ids, post_form, upload},
     harness::{Gateway, Reply, Tenant},
     s3::S3Server,
 };
@@ -184,13 +184,7 @@ async fn downloads_are_attachments_and_expired_files_go_without_anyone_listing()
     .await
     .ok();
     let id = file["id"].as_str().unwrap().to_owned();
-    let res = gw
-        .http
-        .get(format!("{}/v1/files/{id}/content", gw.url))
-        .bearer_auth(&t.key)
-        .send()
-        .await
-        .unwrap();
+    let res = download(&gw, &t, &id).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     let disposition = res.headers()["content-disposition"].to_str().unwrap().to_owned();
