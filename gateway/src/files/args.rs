@@ -127,6 +127,8 @@ mod tests {
             args.contains("AKID") && !args.contains("hunter2-secret"),
             "{args}"
         );
+        let storage = format!("{:?}", cli.store.storage().unwrap().unwrap());
+        assert!(!storage.contains("hunter2-secret"), "{storage}");
         let config = S3Config {
             endpoint: None,
             bucket: "b".into(),
