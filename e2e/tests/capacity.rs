@@ -94,7 +94,7 @@ fn running(pod: &Pod) -> bool {
 }
 
 #[tokio::test]
-async fn a_harness_killed_on_a_full_node_comes_back_by_preempting_sandboxes() -> anyhow::Result<()> {
+async fn a_harness_rollout_on_a_full_node_completes_by_preempting_sandboxes() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "capacity-harness", |ns| async move {
         let example = std::fs::read_to_string(corral_e2e::cluster::repo_root().join("examples/agent-scripted.yaml"))?;
@@ -127,21 +127,22 @@ async fn a_harness_killed_on_a_full_node_comes_back_by_preempting_sandboxes() ->
         let sandbox_priority = hog.spec.as_ref().and_then(|s| s.priority);
         assert!(sandbox_priority.is_some_and(|p| p < 0), "sandboxes run below ordinary pods: {sandbox_priority:?}");
 
-        // Kill one harness pod: its replacement needs CPU that only the sandbox holds.
-        let victim = harness_pods.list(&selector).await?.items.remove(0);
-        let victim_name = victim.metadata.name.clone().unwrap_or_default();
-        let killed = Instant::now();
-        harness_pods.delete(&victim_name, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await?;
-        let deployments: Api<Deployment> = Api::namespaced(ns.cluster().client.clone(), &ns.cluster().corral_namespace);
+        // Roll the harness (as an upgrade does): the surge pod needs CPU that only the sandbox holds.
+        let before: Vec<String> =
+            harness_pods.list(&selector).await?.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
         let harness = ns.harness_name();
-        wait::until("the harness back to two running replicas", Duration::from_secs(120), || async {
+        let rolled = Instant::now();
+        ns.cluster().kubectl(&["-n", &ns.cluster().corral_namespace, "rollout", "restart", &format!("deployment/{harness}")])?;
+        let deployments: Api<Deployment> = Api::namespaced(ns.cluster().client.clone(), &ns.cluster().corral_namespace);
+        wait::until("the harness rolled to two new running replicas", Duration::from_secs(120), || async {
             let pods = harness_pods.list(&selector).await?.items;
-            let back = pods.iter().filter(|p| running(p) && p.metadata.name.as_deref() != Some(&victim_name)).count() == 2;
-            let ready = deployments.get(&harness).await?.status.and_then(|s| s.ready_replicas) == Some(2);
-            Ok((back && ready).then_some(()))
+            let new = pods.iter().filter(|p| running(p) && !before.iter().any(|b| p.metadata.name.as_ref() == Some(b))).count();
+            let status = deployments.get(&harness).await?.status.unwrap_or_default();
+            let done = status.updated_replicas == Some(2) && status.ready_replicas == Some(2) && status.replicas == Some(2);
+            Ok((new == 2 && done).then_some(()))
         })
         .await?;
-        let back_after = killed.elapsed();
+        let back_after = rolled.elapsed();
         let replacement = harness_pods.list(&selector).await?.items;
         assert!(
             replacement.iter().all(|p| p.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p > 0)),
@@ -149,7 +150,7 @@ async fn a_harness_killed_on_a_full_node_comes_back_by_preempting_sandboxes() ->
         );
         let still_there = pods.list(&warm).await?.items.into_iter().any(|p| p.metadata.uid.as_deref() == Some(&hog_uid) && running(&p));
         assert!(!still_there, "the warm sandbox was preempted to make room");
-        eprintln!("harness back {back_after:?} after the kill, by preempting the warm sandbox");
+        eprintln!("harness rolled in {back_after:?}, by preempting the warm sandbox");
         Ok(())
     })
     .await
