@@ -103,11 +103,13 @@ if [[ ${E2E_INSTALL_ONLY:-0} == 1 ]]; then
   exit 0
 fi
 
-# Tests that kill a shared component (Redis) run alone, after everything else, so they cannot break other tests.
+# Tests that kill a shared component (Redis) or take every free CPU of the node (capacity.rs: names with
+# `full_node`) run alone, after everything else, so they cannot break other tests.
 DISRUPTIVE=a_redis_restart_loses_no_acknowledged_event
+FULL_NODE=full_node
 log "running the e2e tests"
 rc=0
-cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4 --skip "$DISRUPTIVE" "$@" || rc=$?
+cargo test -p corral-e2e --features e2e --no-fail-fast -- --test-threads=4 --skip "$DISRUPTIVE" --skip "$FULL_NODE" "$@" || rc=$?
 
 # The official SDK against the installed gateway; it runs even when a Rust test failed, and either failure fails.
 if [[ ${E2E_CONFORMANCE:-1} != 0 ]]; then
@@ -118,5 +120,9 @@ fi
 if (($# == 0)) || [[ $DISRUPTIVE == *"$1"* ]]; then
   log "running the disruptive e2e tests alone"
   cargo test -p corral-e2e --features e2e --test recovery -- --exact "$DISRUPTIVE" || rc=$?
+fi
+if (($# == 0)) || [[ $1 == *"$FULL_NODE"* || $1 == capacity ]]; then
+  log "running the full-node e2e tests alone, one at a time"
+  cargo test -p corral-e2e --features e2e --test capacity -- --test-threads=1 || rc=$?
 fi
 exit "$rc"

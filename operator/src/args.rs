@@ -154,6 +154,16 @@ pub struct Args {
     #[arg(long, env = "CORRAL_HARNESS_PRICE_TABLE", default_value = "")]
     pub harness_price_table: String,
 
+    /// PriorityClass of the harness pods. Corral's own pods run above sandboxes, so a restarted harness preempts
+    /// sandboxes instead of waiting for them to be reaped. Empty: none (the cluster's default priority).
+    #[arg(long, env = "CORRAL_HARNESS_PRIORITY_CLASS", default_value = "")]
+    pub harness_priority_class: String,
+
+    /// PriorityClass of sandbox pods (session pods and warm pools): below Corral's own pods and below ordinary
+    /// workloads, so the scheduler preempts sandboxes first when a node is full. Empty: none.
+    #[arg(long, env = "CORRAL_SANDBOX_PRIORITY_CLASS", default_value = "")]
+    pub sandbox_priority_class: String,
+
     /// Hosts the harness may reach although they resolve to internal addresses (comma-separated host patterns, the
     /// chart's `egress.internalHosts`); given to the harness as `CORRAL_INTERNAL_HOSTS`.
     #[arg(long, env = "CORRAL_HARNESS_INTERNAL_HOSTS", value_delimiter = ',')]

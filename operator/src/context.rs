@@ -101,6 +101,7 @@ impl Context {
                 storage,
                 policy: args.sandbox_policy.clone(),
                 grants_namespace: args.egress_grants_namespace.clone(),
+                priority_class: non_empty(&args.sandbox_priority_class),
             },
             isolation: std::sync::Arc::default(),
             harness: args.harness_enabled.then(|| HarnessConfig {
@@ -120,6 +121,7 @@ impl Context {
                     .filter(|h| !h.is_empty())
                     .collect(),
                 otlp_endpoint: args.log.otlp_endpoint.clone(),
+                priority_class: non_empty(&args.harness_priority_class),
             }),
             harness_locks: Default::default(),
         }
@@ -166,4 +168,10 @@ pub async fn connect_session_log(url: &str) -> anyhow::Result<ConnectionManager>
     ConnectionManager::new(client)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the session log Redis: {e}"))
+}
+
+/// `None` for an empty (or blank) flag value.
+fn non_empty(value: &str) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
 }

@@ -108,3 +108,19 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* The PriorityClass of Corral's own pods and of sandboxes ("" when none is set). */}}
+{{- define "corral.systemPriorityClass" -}}
+{{- .Values.priorityClasses.system.name | default (ternary (printf "%s-system" (include "corral.fullname" .)) "" .Values.priorityClasses.create) -}}
+{{- end -}}
+
+{{- define "corral.sandboxPriorityClass" -}}
+{{- .Values.priorityClasses.sandbox.name | default (ternary (printf "%s-sandbox" (include "corral.fullname" .)) "" .Values.priorityClasses.create) -}}
+{{- end -}}
+
+{{/* `priorityClassName: ...` for a pod spec of Corral's own, or nothing. */}}
+{{- define "corral.systemPriority" -}}
+{{- with include "corral.systemPriorityClass" . }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}

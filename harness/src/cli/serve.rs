@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Cluster mode: how long to wait for a sandbox pod to become ready.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     sandbox_ready_timeout: Duration,
+    /// Cluster mode: how long a tool call waits for a sandbox pod that no node can take (the scheduler says
+    /// why) before it fails with that reason; the client is told on the event stream while it waits.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    sandbox_unschedulable_timeout: Duration,
     /// Cluster mode: hosts the harness may reach although they resolve to internal addresses (comma-separated
     /// host patterns: the platform's `egress.internalHosts`). Any other internal address is refused as a model
     /// endpoint or MCP server; local mode (`--agent-file`) connects anywhere.
@@ -159,12 +163,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let writer = Arc::new(StatusWriter::new(client.clone()));
             (
                 Arc::new(KubeAgentSource::new(client.clone())),
-                Arc::new(ClusterToolRunner::new(
-                    client.clone(),
-                    store.connection(),
-                    writer.clone(),
-                    args.sandbox_ready_timeout,
-                )),
+                Arc::new(
+                    ClusterToolRunner::new(
+                        client.clone(),
+                        store.connection(),
+                        writer.clone(),
+                        args.sandbox_ready_timeout,
+                    )
+                    .with_unschedulable_timeout(args.sandbox_unschedulable_timeout),
+                ),
                 writer,
                 Arc::new(KubeCredentials::new(client)),
             )

@@ -3,6 +3,7 @@
 mod full;
 mod model;
 mod resume;
+mod sandbox_wait;
 mod tools;
 
 use std::collections::HashSet;

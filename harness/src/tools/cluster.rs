@@ -24,8 +24,12 @@ use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 
 use super::client_cache::BoundedCache;
+use super::sandbox_waits::SandboxWaits;
 use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
 use crate::status::StatusWriter;
+
+/// How long a call waits for a sandbox pod that no node can take, unless told otherwise.
+pub const DEFAULT_UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What looking for a session's sandbox found.
 enum Found {
@@ -42,6 +46,10 @@ pub struct ClusterToolRunner {
     tokens: ConnectionManager,
     status: Arc<StatusWriter>,
     ready_timeout: Duration,
+    /// How long a call waits for a sandbox pod that no node can take before it fails (within `ready_timeout`).
+    unschedulable_timeout: Duration,
+    /// The sessions whose calls wait for a sandbox that cannot be scheduled, and why.
+    waits: SandboxWaits,
     /// The daemon client of each session's sandbox, with the endpoint it talks to (bounded, entries expire).
     clients: Mutex<BoundedCache<(String, SandboxClient)>>,
     /// The endpoint of each session's sandbox that was found gone; its stale status is not trusted again.
@@ -67,9 +75,18 @@ impl ClusterToolRunner {
             tokens,
             status,
             ready_timeout,
+            unschedulable_timeout: DEFAULT_UNSCHEDULABLE_TIMEOUT,
+            waits: SandboxWaits::default(),
             clients: Mutex::default(),
             lost: Mutex::default(),
         }
+    }
+
+    /// Fails a call whose sandbox pod no node could take for `timeout` (instead of the whole `ready_timeout`).
+    #[must_use]
+    pub fn with_unschedulable_timeout(mut self, timeout: Duration) -> Self {
+        self.unschedulable_timeout = timeout;
+        self
     }
 
     async fn sandbox(&self, namespace: &str, session: &str) -> Result<SandboxClient, String> {
@@ -125,12 +142,31 @@ impl ClusterToolRunner {
                 .map_err(|e| format!("cannot ask for a sandbox: {e}"))?;
         }
         let deadline = Instant::now() + self.ready_timeout;
+        let wait = self.waits.waiting(namespace, session);
+        let mut unschedulable_since = None;
         let (endpoint, pod) = loop {
             let current = sessions
                 .get(session)
                 .await
                 .map_err(|e| format!("cannot read the session: {e}"))?;
             let sandbox = current.status.and_then(|s| s.sandbox).unwrap_or_default();
+            // The operator reports a pod that no node can take as provisioning with the scheduler's reason.
+            let unschedulable = (sandbox.phase == Some(SandboxPhase::Provisioning))
+                .then(|| sandbox.message.clone())
+                .flatten();
+            wait.set(unschedulable.as_deref());
+            match &unschedulable {
+                Some(reason) => {
+                    let since = *unschedulable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > self.unschedulable_timeout {
+                        return Err(format!(
+                            "the sandbox pod could not be scheduled within {:?}: {reason}",
+                            self.unschedulable_timeout
+                        ));
+                    }
+                }
+                None => unschedulable_since = None,
+            }
             match (sandbox.phase, sandbox.endpoint, sandbox.pod) {
                 (Some(SandboxPhase::Ready), Some(endpoint), Some(pod))
                     if usable(&Some(endpoint.clone())) || fresh(&sandbox.since) =>
@@ -181,6 +217,10 @@ impl ClusterToolRunner {
 impl ToolRunner for ClusterToolRunner {
     fn prepare<'a>(&'a self, namespace: &'a str, session: &'a str) -> PrepareFuture<'a> {
         Box::pin(async move { self.sandbox(namespace, session).await.map(drop) })
+    }
+
+    fn sandbox_wait(&self, namespace: &str, session: &str) -> Option<String> {
+        self.waits.reason(namespace, session)
     }
 
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a> {

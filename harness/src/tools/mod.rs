@@ -9,6 +9,7 @@
 mod client_cache;
 mod cluster;
 mod local;
+mod sandbox_waits;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -100,6 +101,12 @@ pub trait ToolRunner: Send + Sync {
     /// costs nothing to start are ready at once.
     fn prepare<'a>(&'a self, _namespace: &'a str, _session: &'a str) -> PrepareFuture<'a> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// While a call or [`ToolRunner::prepare`] waits for the session's sandbox: why it is not ready yet when that
+    /// is worth telling the client (no node can take its pod). `None` when nothing is waiting or all is well.
+    fn sandbox_wait(&self, _namespace: &str, _session: &str) -> Option<String> {
+        None
     }
 }
 

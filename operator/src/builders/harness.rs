@@ -81,6 +81,8 @@ pub struct HarnessConfig {
     pub otlp_endpoint: String,
     /// Internal hosts the harness may reach as model endpoints or MCP servers, given as `CORRAL_INTERNAL_HOSTS`.
     pub internal_hosts: Vec<String>,
+    /// PriorityClass of the harness pods (`None`: the cluster's default priority).
+    pub priority_class: Option<String>,
 }
 
 /// The Redis credentials of one tenant's harness.
@@ -366,6 +368,7 @@ fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantR
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![container],
+                    priority_class_name: config.priority_class.clone(),
                     ..PodSpec::default()
                 }),
             },
@@ -402,6 +405,7 @@ mod tests {
             price_table: "[{\"model\": \"m\", \"input\": 1, \"output\": 2}]".into(),
             otlp_endpoint: String::new(),
             internal_hosts: vec!["10.201.0.1".into()],
+            priority_class: Some("corral-system".into()),
         }
     }
 
@@ -444,6 +448,8 @@ mod tests {
         let pod = spec.template.spec.unwrap();
         assert_eq!(d.metadata.namespace.as_deref(), Some("corral-system"));
         assert_eq!(pod.service_account_name.as_deref(), Some("corral-harness-team"));
+        // Above sandboxes: a harness pod that is killed on a full node comes back by preempting sandboxes.
+        assert_eq!(pod.priority_class_name.as_deref(), Some("corral-system"));
         let c = &pod.containers[0];
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.run_as_non_root, Some(true));

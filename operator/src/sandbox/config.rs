@@ -24,6 +24,8 @@ pub struct SandboxConfig {
     /// The egress proxy's grants namespace: when set, each pod bound to a session with vaults gets a credential
     /// grant there ([`super::grants`]); when not, the proxy reads vault credentials itself.
     pub grants_namespace: Option<String>,
+    /// PriorityClass of every sandbox pod (`None`: the cluster's default priority).
+    pub priority_class: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -36,6 +38,7 @@ impl Default for SandboxConfig {
             storage: StorageDefaults::default(),
             policy: SandboxPolicy::default(),
             grants_namespace: None,
+            priority_class: None,
         }
     }
 }

@@ -199,6 +199,7 @@ pub fn build_sandbox_pod(
             enable_service_links: Some(false),
             restart_policy: Some("Never".into()),
             runtime_class_name: config.policy.runtime_class(sb),
+            priority_class_name: config.priority_class.clone(),
             node_selector: (!sb.node_selector.is_empty()).then(|| sb.node_selector.clone()),
             tolerations: (!sb.tolerations.is_empty()).then(|| sb.tolerations.clone()),
             security_context: Some(PodSecurityContext {
@@ -267,6 +268,26 @@ mod tests {
             !labels.contains_key("corral.dev/redis-client"),
             "sandboxes never reach Redis"
         );
+    }
+
+    #[test]
+    fn sandboxes_get_the_configured_priority_class_or_none() {
+        let e = env(serde_json::json!({ "sandbox": {} }));
+        let owner = SandboxOwner::WarmPool {
+            suffix: "abc12".into(),
+            owner: owner("Environment"),
+        };
+        let config = SandboxConfig {
+            priority_class: Some("corral-sandbox".into()),
+            ..SandboxConfig::default()
+        };
+        let pod = build_sandbox_pod("team", &e, &owner, "digest", &config);
+        assert_eq!(
+            pod.spec.unwrap().priority_class_name.as_deref(),
+            Some("corral-sandbox")
+        );
+        let pod = build_sandbox_pod("team", &e, &owner, "digest", &SandboxConfig::default());
+        assert_eq!(pod.spec.unwrap().priority_class_name, None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Instant;
 use corral_session::NewEvent;
 use tracing::Instrument;
 
+use super::sandbox_wait::announce_sandbox_wait;
 use super::{Outcome, Run, Stop};
 use crate::engine::events;
 use crate::engine::scan::{ToolUse, UseKind};
@@ -49,8 +50,10 @@ impl Run<'_> {
             .tools
             .prepare(self.namespace, self.session)
             .instrument(tracing::info_span!("sandbox_wait"));
+        let announce = announce_sandbox_wait(self.engine, self.namespace, self.session, self.token);
         let outcome = tokio::select! {
             outcome = prepare => outcome,
+            never = announce => match never {},
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
         };
         if let Err(reason) = outcome {
@@ -92,8 +95,16 @@ impl Run<'_> {
             tool_use_id = %id,
             is_error = tracing::field::Empty,
         );
+        let announce = async {
+            if mcp {
+                std::future::pending().await
+            } else {
+                announce_sandbox_wait(engine, self.namespace, self.session, self.token).await
+            }
+        };
         let output = tokio::select! {
             output = runner.execute(call).instrument(tool_span.clone()) => output,
+            never = announce => match never {},
             () = self.interrupts.wait_newer_than(seen) => {
                 engine.metrics.tool_call(&tool.name, "interrupted", None);
                 return Ok(());
