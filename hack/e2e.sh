@@ -81,6 +81,7 @@ helm upgrade --install "$RELEASE" charts/corral --namespace "$NAMESPACE" --creat
   --set objectStore.persistence.ephemeral=true \
   --set 'egress.internalHosts={10.201.0.1}' --set sandbox.networkPolicyProbe.intervalSeconds=5 \
   --set harness.resources.requests.cpu=20m --set gateway.limits.maxSessionEvents=5000 \
+  --set harness.sandboxUnschedulableTimeout=60s \
   --set operator.logFormat=text --set-string "operator.logLevel=info\\,corral_operator=debug"
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-operator --timeout=120s
 kubectl -n "$NAMESPACE" rollout status deploy/"$RELEASE"-gateway --timeout=120s

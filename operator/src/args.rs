@@ -154,6 +154,16 @@ pub struct Args {
     #[arg(long, env = "CORRAL_HARNESS_PRICE_TABLE", default_value = "")]
     pub harness_price_table: String,
 
+    /// How long a harness tool call waits for a sandbox pod that no node can take before it fails with the
+    /// scheduler's reason (a duration such as `120s`), given to the harness as `CORRAL_SANDBOX_UNSCHEDULABLE_TIMEOUT`.
+    /// Empty: the harness's default (120 s). Leave a cluster autoscaler time to add a node.
+    #[arg(
+        long,
+        env = "CORRAL_HARNESS_SANDBOX_UNSCHEDULABLE_TIMEOUT",
+        default_value = ""
+    )]
+    pub harness_sandbox_unschedulable_timeout: String,
+
     /// PriorityClass of the harness pods. Corral's own pods run above sandboxes, so a restarted harness preempts
     /// sandboxes instead of waiting for them to be reaped. Empty: none (the cluster's default priority).
     #[arg(long, env = "CORRAL_HARNESS_PRIORITY_CLASS", default_value = "")]

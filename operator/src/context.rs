@@ -122,6 +122,7 @@ impl Context {
                     .collect(),
                 otlp_endpoint: args.log.otlp_endpoint.clone(),
                 priority_class: non_empty(&args.harness_priority_class),
+                sandbox_unschedulable_timeout: args.harness_sandbox_unschedulable_timeout.trim().to_owned(),
             }),
             harness_locks: Default::default(),
         }

@@ -70,7 +70,12 @@ pub struct ServeArgs {
     sandbox_ready_timeout: Duration,
     /// Cluster mode: how long a tool call waits for a sandbox pod that no node can take (the scheduler says
     /// why) before it fails with that reason; the client is told on the event stream while it waits.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(
+        long,
+        env = "CORRAL_SANDBOX_UNSCHEDULABLE_TIMEOUT",
+        default_value = "120s",
+        value_parser = humantime::parse_duration
+    )]
     sandbox_unschedulable_timeout: Duration,
     /// Cluster mode: hosts the harness may reach although they resolve to internal addresses (comma-separated
     /// host patterns: the platform's `egress.internalHosts`). Any other internal address is refused as a model

@@ -124,6 +124,9 @@ struct Run<'a> {
     turn: Option<(usize, tracing::Span)>,
     /// Whether this run already waited for the session's sandbox (eager provisioning).
     sandbox_prepared: bool,
+    /// Whether the client was told in this run that the session's sandbox cannot be scheduled (once per run: an
+    /// eager `prepare` and the first tool call may both wait for the same pod).
+    sandbox_wait_told: std::sync::atomic::AtomicBool,
     /// The Session status write under way: written in the background, so a turn does not wait for the API server.
     status_report: Option<tokio::task::JoinHandle<()>>,
     /// This session's spend as last recorded in its agent's ledger (agents with a `totalBudget`).
@@ -202,6 +205,7 @@ impl Engine {
             },
             turn: None,
             sandbox_prepared: false,
+            sandbox_wait_told: std::sync::atomic::AtomicBool::new(false),
             status_report: None,
             recorded_spend: None,
         };

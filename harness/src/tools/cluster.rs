@@ -29,7 +29,7 @@ use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_ti
 use crate::status::StatusWriter;
 
 /// How long a call waits for a sandbox pod that no node can take, unless told otherwise.
-pub const DEFAULT_UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_UNSCHEDULABLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What looking for a session's sandbox found.
 enum Found {

@@ -83,6 +83,9 @@ pub struct HarnessConfig {
     pub internal_hosts: Vec<String>,
     /// PriorityClass of the harness pods (`None`: the cluster's default priority).
     pub priority_class: Option<String>,
+    /// How long a tool call waits for an unschedulable sandbox, given as `CORRAL_SANDBOX_UNSCHEDULABLE_TIMEOUT`
+    /// when not empty.
+    pub sandbox_unschedulable_timeout: String,
 }
 
 /// The Redis credentials of one tenant's harness.
@@ -319,6 +322,12 @@ fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantR
     if !config.price_table.trim().is_empty() {
         env_vars.push(env_var("CORRAL_PRICE_TABLE", &config.price_table));
     }
+    if !config.sandbox_unschedulable_timeout.is_empty() {
+        env_vars.push(env_var(
+            "CORRAL_SANDBOX_UNSCHEDULABLE_TIMEOUT",
+            &config.sandbox_unschedulable_timeout,
+        ));
+    }
     let container = Container {
         name: "harness".into(),
         image: Some(config.image.clone()),
@@ -406,6 +415,7 @@ mod tests {
             otlp_endpoint: String::new(),
             internal_hosts: vec!["10.201.0.1".into()],
             priority_class: Some("corral-system".into()),
+            sandbox_unschedulable_timeout: "30s".into(),
         }
     }
 
@@ -450,6 +460,11 @@ mod tests {
         assert_eq!(pod.service_account_name.as_deref(), Some("corral-harness-team"));
         // Above sandboxes: a harness pod that is killed on a full node comes back by preempting sandboxes.
         assert_eq!(pod.priority_class_name.as_deref(), Some("corral-system"));
+        let env = pod.containers[0].env.clone().unwrap_or_default();
+        let timeout = env
+            .iter()
+            .find(|e| e.name == "CORRAL_SANDBOX_UNSCHEDULABLE_TIMEOUT");
+        assert_eq!(timeout.and_then(|e| e.value.as_deref()), Some("30s"));
         let c = &pod.containers[0];
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.run_as_non_root, Some(true));

@@ -1,7 +1,8 @@
 //! Telling the client, while a tool call waits for its sandbox, that no node can take the sandbox's pod yet: a
-//! `session.error` with `retry_status: retrying` on the event stream, once per wait, instead of minutes of silence.
+//! `session.error` with `retry_status: retrying` on the event stream, once per run, instead of minutes of silence.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use corral_api::events::{RetryStatus, error_types};
@@ -14,16 +15,20 @@ use crate::engine::events;
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs beside a wait for the session's sandbox and is dropped with it: appends one `session.error` (retrying)
-/// when the runner reports the sandbox cannot be scheduled. Appended under the run's fencing token, so a replica
-/// that lost the session writes nothing.
+/// when the runner reports the sandbox cannot be scheduled, unless `told` says the run did already. Appended under
+/// the run's fencing token, so a replica that lost the session writes nothing.
 pub(super) async fn announce_sandbox_wait(
     engine: &Engine,
     namespace: &str,
     session: &str,
     token: FencingToken,
+    told: &AtomicBool,
 ) -> Infallible {
     loop {
         tokio::time::sleep(LOOK_EVERY).await;
+        if told.load(Ordering::Relaxed) {
+            return std::future::pending().await;
+        }
         let Some(reason) = engine.tools.sandbox_wait(namespace, session) else {
             continue;
         };
@@ -43,6 +48,7 @@ pub(super) async fn announce_sandbox_wait(
         {
             Ok(_) => {
                 engine.metrics.events_appended.inc();
+                told.store(true, Ordering::Relaxed);
             }
             Err(err) => tracing::warn!(%err, "cannot tell the client that the sandbox cannot be scheduled"),
         }

@@ -50,7 +50,13 @@ impl Run<'_> {
             .tools
             .prepare(self.namespace, self.session)
             .instrument(tracing::info_span!("sandbox_wait"));
-        let announce = announce_sandbox_wait(self.engine, self.namespace, self.session, self.token);
+        let announce = announce_sandbox_wait(
+            self.engine,
+            self.namespace,
+            self.session,
+            self.token,
+            &self.sandbox_wait_told,
+        );
         let outcome = tokio::select! {
             outcome = prepare => outcome,
             never = announce => match never {},
@@ -99,7 +105,14 @@ impl Run<'_> {
             if mcp {
                 std::future::pending().await
             } else {
-                announce_sandbox_wait(engine, self.namespace, self.session, self.token).await
+                announce_sandbox_wait(
+                    engine,
+                    self.namespace,
+                    self.session,
+                    self.token,
+                    &self.sandbox_wait_told,
+                )
+                .await
             }
         };
         let output = tokio::select! {
