@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use corral_session::keys::{FileKeys, Tenant};
-use redis::{AsyncCommands, aio::ConnectionManager};
+use corral_session::Connection;
+use redis::AsyncCommands;
 use serde_json::{Value, json};
 
 use crate::mapping::common::time;
@@ -111,13 +112,13 @@ pub fn blob_key(namespace: &str, file: &str) -> String {
 /// The file metadata of one namespace.
 #[derive(Clone)]
 pub struct FileIndex {
-    redis: ConnectionManager,
+    redis: Connection,
     keys: FileKeys,
 }
 
 impl FileIndex {
     /// The files of `namespace`.
-    pub fn new(redis: ConnectionManager, namespace: &str) -> Self {
+    pub fn new(redis: Connection, namespace: &str) -> Self {
         Self {
             redis,
             keys: Tenant::new(namespace).files(),

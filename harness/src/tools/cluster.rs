@@ -20,7 +20,6 @@ use corral_sandbox_protocol::{ClientError, SandboxClient};
 use corral_session::keys::Tenant;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
-use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 
 use super::client_cache::BoundedCache;
@@ -39,7 +38,7 @@ enum Found {
 pub struct ClusterToolRunner {
     client: Client,
     /// Redis, where the operator keeps each sandbox pod's daemon token.
-    tokens: ConnectionManager,
+    tokens: corral_session::Connection,
     status: Arc<StatusWriter>,
     ready_timeout: Duration,
     /// The daemon client of each session's sandbox, with the endpoint it talks to (bounded, entries expire).
@@ -58,7 +57,7 @@ impl ClusterToolRunner {
     /// A runner that waits up to `ready_timeout` for a sandbox to become ready, reading daemon tokens from `tokens`.
     pub fn new(
         client: Client,
-        tokens: ConnectionManager,
+        tokens: corral_session::Connection,
         status: Arc<StatusWriter>,
         ready_timeout: Duration,
     ) -> Self {
