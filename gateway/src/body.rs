@@ -95,6 +95,46 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// For a field whose type accepts unknown fields (a custom resource's own type, which must stay lenient when it is
+/// read back from Kubernetes): refuses the first field the type would ignore, as `unknown field `<path>``, which
+/// [`parse`] reports as `<field>.<path>: Extra inputs are not permitted`.
+pub fn strict<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let mut ignored = None;
+    let value = serde_ignored::deserialize(deserializer, |path| {
+        // serde_ignored writes `?` for the `Some` of an `Option`: not a field.
+        ignored.get_or_insert_with(|| {
+            let path = path.to_string();
+            path.split('.').filter(|s| *s != "?").collect::<Vec<_>>().join(".")
+        });
+    })?;
+    match ignored {
+        Some(path) => Err(serde::de::Error::custom(format!("unknown field `{path}`"))),
+        None => Ok(value),
+    }
+}
+
+/// [`strict`] for an optional field.
+pub fn strict_option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    strict(deserializer).map(Some)
+}
+
+/// [`strict`] for an update's nullable field (see [`nullable`]).
+pub fn strict_nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    strict::<D, Option<T>>(deserializer).map(Some)
+}
+
 /// For update bodies: tells an absent field (`None`) from an explicit `null` (`Some(None)`).
 pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
