@@ -41,9 +41,12 @@ def send(gateway, method, path, body=None, headers=None, key=True, read_limit=No
         body = json.dumps(body).encode()
     start = time.monotonic()
     try:
-        conn.request(method, path, body=body, headers=all_headers)
+        try:
+            conn.request(method, path, body=body, headers=all_headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered (a 413) and closed before the whole body was sent: read its answer
         res = conn.getresponse()
-        data = res.read(read_limit) if read_limit else res.read()
+        data = res.read(read_limit) if read_limit and res.status == 200 else res.read()
         return Reply(res.status, {k.lower(): v for k, v in res.getheaders()}, data, time.monotonic() - start)
     finally:
         conn.close()
@@ -181,7 +184,7 @@ CURSORS = ["", "0", "0-0", "0-1", "18446744073709551615-18446744073709551615", "
            "page_" + "z" * 200]
 
 
-@pytest.mark.parametrize("cursor", CURSORS)
+@pytest.mark.parametrize("cursor", CURSORS, ids=lambda c: c[:24])
 def test_cursors_at_the_extremes_never_fail_the_server(gateway, ids, cursor):
     session = ids["session"]
     for path in [f"/v1/agents?page={cursor}", f"/v1/sessions?page={cursor}", f"/v1/vaults?page={cursor}",
@@ -205,10 +208,10 @@ def test_an_open_stream_answers_its_head_at_once(gateway, ids):
 
 
 ODD_IDS = [".", "..", "%2e%2e", "%2E", "%2e%2e%2f%2e%2e", "..%2f..%2fkube-system", "a" * 254, "a" * 10_000,
-           "%00", "a%00b", "%ff", "%", "%zz", "sesn_" + "0" * 26, "😀", "a%20b", "-", "a.b", "A"]
+           "%00", "a%00b", "%ff", "%", "%zz", "sesn_" + "0" * 26, "%F0%9F%98%80", "a%20b", "-", "a.b", "A"]
 
 
-@pytest.mark.parametrize("odd", ODD_IDS)
+@pytest.mark.parametrize("odd", ODD_IDS, ids=lambda o: o[:24])
 def test_odd_ids_are_a_4xx(gateway, ids, odd):
     paths = [
         f"/v1/agents/{odd}", f"/v1/agents/{odd}/versions", f"/v1/environments/{odd}", f"/v1/sessions/{odd}",
@@ -229,7 +232,7 @@ def test_odd_ids_are_a_4xx(gateway, ids, odd):
 METHODS = ["PUT", "PATCH", "HEAD", "OPTIONS", "TRACE", "PROPFIND", "MKCOL", "FOO", "get", "X" * 100, "DELETE"]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m[:24])
 def test_random_methods_are_a_4xx(gateway, ids, method):
     for path in ["/v1/agents", f"/v1/agents/{ids['agent']}", f"/v1/sessions/{ids['session']}/events",
                  f"/v1/sessions/{ids['session']}/events/stream", "/v1/files", "/v1/openapi.yaml", "/v1/nothing",

@@ -46,6 +46,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     } else {
         bytes
     };
+    // Every request body is a JSON object; serde would also read a struct from an array (`[null, null]`).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid("body: must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -57,6 +61,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::field(&field, "Extra inputs are not permitted")
         } else if path == "." {
             ApiError::invalid(format!("body: {}", strip_position(&inner.to_string())))
+        } else if let Some((inner_path, rest)) = message.strip_prefix(INNER).and_then(|m| m.split_once(": ")) {
+            ApiError::field(&format!("{path}.{inner_path}"), strip_position(rest))
         } else {
             ApiError::field(&path, strip_position(&inner.to_string()))
         }
@@ -95,25 +101,56 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// For a field whose type accepts unknown fields (a custom resource's own type, which must stay lenient when it is
-/// read back from Kubernetes): refuses the first field the type would ignore, as `unknown field `<path>``, which
-/// [`parse`] reports as `<field>.<path>: Extra inputs are not permitted`.
+/// Marks a [`strict`] field's error that names a path inside the field, for [`parse`] to join to the field's own.
+const INNER: &str = "\u{1}inner:";
+
+/// For a field whose type accepts more than the API does (a custom resource's own type, which must stay lenient
+/// when it is read back from Kubernetes, or any struct, which serde also reads from an array): refuses anything but
+/// a JSON object, and the first field the type would ignore, as `unknown field `<path>``, which [`parse`] reports as
+/// `<field>.<path>: Extra inputs are not permitted`.
 pub fn strict<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if !value.is_object() {
+        return Err(D::Error::custom(format!(
+            "must be an object, got {}",
+            kind_of(&value)
+        )));
+    }
     let mut ignored = None;
-    let value = serde_ignored::deserialize(deserializer, |path| {
+    let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut |path: serde_ignored::Path<'_>| {
         // serde_ignored writes `?` for the `Some` of an `Option`: not a field.
         ignored.get_or_insert_with(|| {
             let path = path.to_string();
             path.split('.').filter(|s| *s != "?").collect::<Vec<_>>().join(".")
         });
+    }))
+    .map_err(|err| {
+        let path = err.path().to_string();
+        let message = strip_position(&err.into_inner().to_string());
+        match path.as_str() {
+            "." | "" => D::Error::custom(message),
+            path => D::Error::custom(format!("{INNER}{path}: {message}")),
+        }
     })?;
     match ignored {
-        Some(path) => Err(serde::de::Error::custom(format!("unknown field `{path}`"))),
-        None => Ok(value),
+        Some(path) => Err(D::Error::custom(format!("unknown field `{path}`"))),
+        None => Ok(parsed),
+    }
+}
+
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -132,7 +169,10 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    strict::<D, Option<T>>(deserializer).map(Some)
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None => Ok(Some(None)),
+        Some(value) => strict(value).map(|v| Some(Some(v))).map_err(serde::de::Error::custom),
+    }
 }
 
 /// For update bodies: tells an absent field (`None`) from an explicit `null` (`Some(None)`).

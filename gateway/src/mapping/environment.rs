@@ -29,7 +29,7 @@ pub struct EnvironmentCreate {
     #[serde(default)]
     pub description: Option<String>,
     /// `{type:"cloud", networking?, packages?}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_option")]
     pub config: Option<ConfigParam>,
     /// Free-form pairs.
     #[serde(default)]
@@ -53,7 +53,7 @@ pub struct EnvironmentUpdate {
     #[serde(default, deserialize_with = "nullable")]
     pub description: Option<Option<String>>,
     /// Omitted sub-fields keep their values.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_option")]
     pub config: Option<ConfigParam>,
     /// A patch: a string sets, `null` or `""` deletes.
     #[serde(default)]
@@ -371,6 +371,11 @@ mod tests {
         let err = parse::<EnvironmentUpdate>(br#"{"sandbox":{"a":{"a":1}}}"#).unwrap_err();
         assert!(err.message.starts_with("sandbox.a:"), "{}", err.message);
         assert!(parse::<EnvironmentUpdate>(br#"{"sandbox":null}"#).is_ok());
+        // serde reads a struct from an array too; the API does not.
+        let err = create(json!({ "name": "x", "config": [null, null] })).unwrap_err();
+        assert!(err.message.starts_with("config: must be an object"), "{}", err.message);
+        let err = parse::<EnvironmentUpdate>(b"[null, null]").unwrap_err();
+        assert_eq!(err.message, "body: must be a JSON object");
     }
 
     #[test]
