@@ -61,7 +61,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             ApiError::field(&field, "Extra inputs are not permitted")
         } else if path == "." {
             ApiError::invalid(format!("body: {}", strip_position(&inner.to_string())))
-        } else if let Some((inner_path, rest)) = message.strip_prefix(INNER).and_then(|m| m.split_once(": ")) {
+        } else if let Some((inner_path, rest)) = message.strip_prefix(INNER).and_then(|m| m.split_once(": "))
+        {
             ApiError::field(&format!("{path}.{inner_path}"), strip_position(rest))
         } else {
             ApiError::field(&path, strip_position(&inner.to_string()))
@@ -122,13 +123,19 @@ where
         )));
     }
     let mut ignored = None;
-    let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut |path: serde_ignored::Path<'_>| {
-        // serde_ignored writes `?` for the `Some` of an `Option`: not a field.
-        ignored.get_or_insert_with(|| {
-            let path = path.to_string();
-            path.split('.').filter(|s| *s != "?").collect::<Vec<_>>().join(".")
-        });
-    }))
+    let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+        value,
+        &mut |path: serde_ignored::Path<'_>| {
+            // serde_ignored writes `?` for the `Some` of an `Option`: not a field.
+            ignored.get_or_insert_with(|| {
+                let path = path.to_string();
+                path.split('.')
+                    .filter(|s| *s != "?")
+                    .collect::<Vec<_>>()
+                    .join(".")
+            });
+        },
+    ))
     .map_err(|err| {
         let path = err.path().to_string();
         let message = strip_position(&err.into_inner().to_string());
@@ -171,7 +178,9 @@ where
 {
     match Option::<serde_json::Value>::deserialize(deserializer)? {
         None => Ok(Some(None)),
-        Some(value) => strict(value).map(|v| Some(Some(v))).map_err(serde::de::Error::custom),
+        Some(value) => strict(value)
+            .map(|v| Some(Some(v)))
+            .map_err(serde::de::Error::custom),
     }
 }
 

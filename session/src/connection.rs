@@ -13,9 +13,34 @@ use redis::{
 
 /// Commands that change nothing: the ones this library and its users send to read.
 const READ_ONLY: &[&str] = &[
-    "EXISTS", "GET", "HGET", "HGETALL", "HMGET", "HLEN", "INFO", "MGET", "PING", "PTTL", "SCAN", "SCARD", "SISMEMBER",
-    "SMEMBERS", "TIME", "TTL", "TYPE", "XINFO", "XLEN", "XPENDING", "XRANGE", "XREVRANGE", "ZCARD", "ZCOUNT", "ZRANGE",
-    "ZRANGEBYSCORE", "ZREVRANGE", "ZSCORE",
+    "EXISTS",
+    "GET",
+    "HGET",
+    "HGETALL",
+    "HMGET",
+    "HLEN",
+    "INFO",
+    "MGET",
+    "PING",
+    "PTTL",
+    "SCAN",
+    "SCARD",
+    "SISMEMBER",
+    "SMEMBERS",
+    "TIME",
+    "TTL",
+    "TYPE",
+    "XINFO",
+    "XLEN",
+    "XPENDING",
+    "XRANGE",
+    "XREVRANGE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZRANGE",
+    "ZRANGEBYSCORE",
+    "ZREVRANGE",
+    "ZSCORE",
 ];
 
 /// The shared connection (see the module's documentation). Cheap to clone; clones share the connection.
@@ -38,8 +63,7 @@ fn read_only(cmd: &Cmd) -> bool {
         return false;
     };
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-    READ_ONLY.contains(&name.as_str())
-        || (name == "XREAD" && !args.any(|a| a.eq_ignore_ascii_case(b"BLOCK")))
+    READ_ONLY.contains(&name.as_str()) || (name == "XREAD" && !args.any(|a| a.eq_ignore_ascii_case(b"BLOCK")))
 }
 
 /// Whether the command failed because the connection had dropped (the manager is reconnecting).
@@ -89,7 +113,14 @@ mod tests {
         assert!(read_only(redis::cmd("XRANGE").arg("k").arg("-").arg("+")));
         assert!(read_only(redis::cmd("xrevrange").arg("k")));
         assert!(read_only(redis::cmd("XREAD").arg("STREAMS").arg("k").arg("0")));
-        assert!(!read_only(redis::cmd("XREAD").arg("BLOCK").arg(10).arg("STREAMS").arg("k").arg("0")));
+        assert!(!read_only(
+            redis::cmd("XREAD")
+                .arg("BLOCK")
+                .arg(10)
+                .arg("STREAMS")
+                .arg("k")
+                .arg("0")
+        ));
         assert!(!read_only(redis::cmd("XADD").arg("k").arg("*").arg("f").arg("v")));
         assert!(!read_only(redis::cmd("EVALSHA").arg("abc").arg(0)));
         assert!(!read_only(redis::cmd("SET").arg("k").arg("v")));

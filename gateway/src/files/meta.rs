@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use corral_session::keys::{FileKeys, Tenant};
 use corral_session::Connection;
+use corral_session::keys::{FileKeys, Tenant};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 

@@ -365,15 +365,25 @@ mod tests {
         // The sandbox's own type is lenient (it is read back from Kubernetes); the API is not.
         let err = create(json!({ "name": "x", "sandbox": { "imag": "python:3.12" } })).unwrap_err();
         assert_eq!(err.message, "sandbox.imag: Extra inputs are not permitted");
-        let err = create(json!({ "name": "x", "sandbox": { "workspace": { "type": "persistent", "sise": "1Gi" } } }))
-            .unwrap_err();
-        assert!(err.message.starts_with("sandbox.workspace.sise:"), "{}", err.message);
+        let err = create(
+            json!({ "name": "x", "sandbox": { "workspace": { "type": "persistent", "sise": "1Gi" } } }),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.starts_with("sandbox.workspace.sise:"),
+            "{}",
+            err.message
+        );
         let err = parse::<EnvironmentUpdate>(br#"{"sandbox":{"a":{"a":1}}}"#).unwrap_err();
         assert!(err.message.starts_with("sandbox.a:"), "{}", err.message);
         assert!(parse::<EnvironmentUpdate>(br#"{"sandbox":null}"#).is_ok());
         // serde reads a struct from an array too; the API does not.
         let err = create(json!({ "name": "x", "config": [null, null] })).unwrap_err();
-        assert!(err.message.starts_with("config: must be an object"), "{}", err.message);
+        assert!(
+            err.message.starts_with("config: must be an object"),
+            "{}",
+            err.message
+        );
         let err = parse::<EnvironmentUpdate>(b"[null, null]").unwrap_err();
         assert_eq!(err.message, "body: must be a JSON object");
     }

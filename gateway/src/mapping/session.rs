@@ -490,7 +490,8 @@ mod tests {
             serde_json::from_value(json!({ "type": "agent", "id": "agent-1", "version": 3 })).unwrap();
         assert_eq!(a.version, Some(3));
         for v in ["0", "-1"] {
-            let body = format!(r#"{{"agent":{{"type":"agent","id":"a","version":{v}}},"environment_id":"e"}}"#);
+            let body =
+                format!(r#"{{"agent":{{"type":"agent","id":"a","version":{v}}},"environment_id":"e"}}"#);
             let err = parse::<SessionCreate>(body.as_bytes()).unwrap_err();
             assert_eq!(err.status, 400, "{}", err.message);
             assert!(err.message.contains("at least 1"), "{}", err.message);

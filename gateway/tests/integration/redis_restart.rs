@@ -11,7 +11,8 @@ async fn the_first_read_after_a_redis_restart_is_answered() {
     let t = gw.tenant().await;
     let (_, _, session) = gw.session(&t).await;
     let events = format!("/v1/sessions/{session}/events");
-    let message = json!({ "events": [{ "type": "user.message", "content": [{ "type": "text", "text": "kept" }] }] });
+    let message =
+        json!({ "events": [{ "type": "user.message", "content": [{ "type": "text", "text": "kept" }] }] });
     gw.post(&events, &t, message).await.ok();
     let before = gw.get(&events, &t).await.ok();
     assert_eq!(before["data"].as_array().map(Vec::len), Some(1), "{before}");
