@@ -52,20 +52,22 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
+        let mut path = err.path().to_string();
         let inner = err.into_inner();
-        let message = inner.to_string();
+        let mut message = strip_position(&inner.to_string());
+        // A strict field's error names a path inside the field: join the two.
+        if let Some((inner_path, rest)) = message.strip_prefix(INNER).and_then(|m| m.split_once(": ")) {
+            path = format!("{path}.{inner_path}");
+            message = rest.to_owned();
+        }
         if inner.is_syntax() || inner.is_eof() {
             ApiError::invalid(format!("body: invalid JSON: {inner}"))
         } else if let Some(field) = unknown_field(&path, &message) {
             ApiError::field(&field, "Extra inputs are not permitted")
         } else if path == "." {
-            ApiError::invalid(format!("body: {}", strip_position(&inner.to_string())))
-        } else if let Some((inner_path, rest)) = message.strip_prefix(INNER).and_then(|m| m.split_once(": "))
-        {
-            ApiError::field(&format!("{path}.{inner_path}"), strip_position(rest))
+            ApiError::invalid(format!("body: {message}"))
         } else {
-            ApiError::field(&path, strip_position(&inner.to_string()))
+            ApiError::field(&path, message)
         }
     })?;
     de.end()

@@ -384,6 +384,14 @@ mod tests {
             "{}",
             err.message
         );
+        let err = create(
+            json!({ "name": "x", "config": { "networking": { "type": "unrestricted", "hosts": [] } } }),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "config.networking.hosts: Extra inputs are not permitted"
+        );
         let err = parse::<EnvironmentUpdate>(b"[null, null]").unwrap_err();
         assert_eq!(err.message, "body: must be a JSON object");
     }
