@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test gateway-it cli-it viewer-test dashboard-shot bench bench-noisy lint fmt generate generate-check chart-lint demo conformance e2e check
+.PHONY: help tools build test gateway-it fuzz fuzz-short cli-it viewer-test dashboard-shot bench bench-noisy lint fmt generate generate-check chart-lint demo conformance e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -21,6 +21,12 @@ test: tools ## Unit and integration tests (starts its own Redis on loopback)
 
 gateway-it: tools ## The gateway's tests on a real kube-apiserver (light mode) and Redis
 	hack/gateway-it.sh
+
+fuzz: tools ## API fuzzing, the full run: schemathesis for 10 min and the hostile cases against a real gateway (docs/fuzzing.md)
+	hack/fuzz.sh
+
+fuzz-short: tools ## The time-boxed form of make fuzz that make check runs (schemathesis for 60 s; about 2.5 min)
+	FUZZ_SHORT=1 hack/fuzz.sh
 
 cli-it: tools ## The corral CLI against a real gateway, kube-apiserver (light mode) and Redis
 	hack/cli-it.sh

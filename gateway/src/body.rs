@@ -46,19 +46,28 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     } else {
         bytes
     };
+    // Every request body is a JSON object; serde would also read a struct from an array (`[null, null]`).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid("body: must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
+        let mut path = err.path().to_string();
         let inner = err.into_inner();
-        let message = inner.to_string();
+        let mut message = strip_position(&inner.to_string());
+        // A strict field's error names a path inside the field: join the two.
+        if let Some((inner_path, rest)) = message.strip_prefix(INNER).and_then(|m| m.split_once(": ")) {
+            path = format!("{path}.{inner_path}");
+            message = rest.to_owned();
+        }
         if inner.is_syntax() || inner.is_eof() {
             ApiError::invalid(format!("body: invalid JSON: {inner}"))
         } else if let Some(field) = unknown_field(&path, &message) {
             ApiError::field(&field, "Extra inputs are not permitted")
         } else if path == "." {
-            ApiError::invalid(format!("body: {}", strip_position(&inner.to_string())))
+            ApiError::invalid(format!("body: {message}"))
         } else {
-            ApiError::field(&path, strip_position(&inner.to_string()))
+            ApiError::field(&path, message)
         }
     })?;
     de.end()
@@ -92,6 +101,88 @@ fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
+    }
+}
+
+/// Marks a [`strict`] field's error that names a path inside the field, for [`parse`] to join to the field's own.
+const INNER: &str = "\u{1}inner:";
+
+/// For a field whose type accepts more than the API does (a custom resource's own type, which must stay lenient
+/// when it is read back from Kubernetes, or any struct, which serde also reads from an array): refuses anything but
+/// a JSON object, and the first field the type would ignore, as `unknown field `<path>``, which [`parse`] reports as
+/// `<field>.<path>: Extra inputs are not permitted`.
+pub fn strict<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if !value.is_object() {
+        return Err(D::Error::custom(format!(
+            "must be an object, got {}",
+            kind_of(&value)
+        )));
+    }
+    let mut ignored = None;
+    let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+        value,
+        &mut |path: serde_ignored::Path<'_>| {
+            // serde_ignored writes `?` for the `Some` of an `Option`: not a field.
+            ignored.get_or_insert_with(|| {
+                let path = path.to_string();
+                path.split('.')
+                    .filter(|s| *s != "?")
+                    .collect::<Vec<_>>()
+                    .join(".")
+            });
+        },
+    ))
+    .map_err(|err| {
+        let path = err.path().to_string();
+        let message = strip_position(&err.into_inner().to_string());
+        match path.as_str() {
+            "." | "" => D::Error::custom(message),
+            path => D::Error::custom(format!("{INNER}{path}: {message}")),
+        }
+    })?;
+    match ignored {
+        Some(path) => Err(D::Error::custom(format!("unknown field `{path}`"))),
+        None => Ok(parsed),
+    }
+}
+
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// [`strict`] for an optional field.
+pub fn strict_option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    strict(deserializer).map(Some)
+}
+
+/// [`strict`] for an update's nullable field (see [`nullable`]).
+pub fn strict_nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None => Ok(Some(None)),
+        Some(value) => strict(value)
+            .map(|v| Some(Some(v)))
+            .map_err(serde::de::Error::custom),
     }
 }
 

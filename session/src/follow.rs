@@ -21,7 +21,7 @@ use std::{
 use futures::Stream;
 use redis::{
     Client, RedisResult,
-    aio::{ConnectionManager, MultiplexedConnection},
+    aio::MultiplexedConnection,
     streams::{StreamRangeReply, StreamReadReply},
 };
 use tokio::sync::watch;
@@ -50,7 +50,7 @@ struct HubInner {
     client: Client,
     config: Arc<Config>,
     /// The store's shared connection, for ringing the doorbells.
-    conn: ConnectionManager,
+    conn: crate::Connection,
     /// This hub's name, part of its doorbells' keys.
     id: String,
     logs: Mutex<HashMap<String, Followed>>,
@@ -69,7 +69,7 @@ struct Followed {
 
 impl FollowHub {
     /// A hub over `client` (its own connection for the blocking read) that rings through `conn`; starts its task.
-    pub(crate) fn start(client: Client, config: Arc<Config>, conn: ConnectionManager) -> Self {
+    pub(crate) fn start(client: Client, config: Arc<Config>, conn: crate::Connection) -> Self {
         let inner = Arc::new(HubInner {
             client,
             config,

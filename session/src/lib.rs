@@ -22,6 +22,7 @@
 //! to a second of acknowledged events if the machine dies).
 
 pub mod acl;
+mod connection;
 mod cursor;
 mod error;
 mod follow;
@@ -38,6 +39,7 @@ mod sweep;
 pub mod testing;
 mod wakeup;
 
+pub use connection::Connection;
 pub use cursor::Cursor;
 pub use error::{Error, Result};
 pub use follow::{FollowHub, Follower};

@@ -10,7 +10,7 @@ use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection},
 };
 
-use crate::{Error, Result, SessionLog, follow::FollowHub, wakeup::WakeConsumer};
+use crate::{Error, Result, SessionLog, connection::Connection, follow::FollowHub, wakeup::WakeConsumer};
 
 /// Timeouts and batch sizes of the session log.
 #[derive(Clone, Debug)]
@@ -86,7 +86,7 @@ impl Default for Config {
 #[derive(Clone)]
 pub struct Store {
     client: Client,
-    conn: ConnectionManager,
+    conn: Connection,
     config: Arc<Config>,
     hub: Arc<OnceLock<FollowHub>>,
 }
@@ -123,7 +123,7 @@ impl Store {
         .map_err(|e| Error::from_redis(e, "connect", config.connect_timeout))?;
         let store = Self {
             client,
-            conn,
+            conn: Connection::new(conn),
             config: Arc::new(config),
             hub: Arc::new(OnceLock::new()),
         };
@@ -161,8 +161,9 @@ impl Store {
         &self.config
     }
 
-    /// A handle on the shared connection, for commands this library does not wrap.
-    pub fn connection(&self) -> ConnectionManager {
+    /// A handle on the shared connection, for commands this library does not wrap (a read that failed because the
+    /// connection dropped is sent again once it is back: see [`Connection`]).
+    pub fn connection(&self) -> Connection {
         self.conn.clone()
     }
 

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 
+use corral_session::Connection;
 use corral_session::keys::{FileKeys, Tenant, system};
-use redis::{AsyncCommands, Script, aio::ConnectionManager};
+use redis::{AsyncCommands, Script};
 use serde_json::{Value, json};
 
 use crate::mapping::common::time;
@@ -111,7 +112,7 @@ pub fn blob_key(namespace: &str, file: &str) -> String {
 /// The file metadata of one namespace.
 #[derive(Clone)]
 pub struct FileIndex {
-    redis: ConnectionManager,
+    redis: Connection,
     keys: FileKeys,
     namespace: String,
 }
@@ -133,7 +134,7 @@ return redis.call('DECRBY', KEYS[1], ARGV[1])
 
 impl FileIndex {
     /// The files of `namespace`.
-    pub fn new(redis: ConnectionManager, namespace: &str) -> Self {
+    pub fn new(redis: Connection, namespace: &str) -> Self {
         Self {
             redis,
             keys: Tenant::new(namespace).files(),
@@ -258,12 +259,12 @@ impl FileIndex {
 }
 
 /// The namespaces the background sweep visits: those that uploaded a file with an expiry.
-pub async fn expiring_namespaces(redis: &ConnectionManager) -> redis::RedisResult<Vec<String>> {
+pub async fn expiring_namespaces(redis: &Connection) -> redis::RedisResult<Vec<String>> {
     redis.clone().smembers(system::expiring_file_namespaces()).await
 }
 
 /// Drops `namespace` from the sweep's set (it has no expiring file left; its next one adds it back).
-pub async fn forget_expiring_namespace(redis: &ConnectionManager, namespace: &str) -> redis::RedisResult<()> {
+pub async fn forget_expiring_namespace(redis: &Connection, namespace: &str) -> redis::RedisResult<()> {
     redis
         .clone()
         .srem(system::expiring_file_namespaces(), namespace)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use corral_session::Connection;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -49,7 +49,7 @@ pub async fn sweep(index: &FileIndex, files: &FileStorage, namespace: &str) -> u
 
 /// Every `interval` until `stop`, sweeps each namespace that has expiring files (a bounded batch each), and drops
 /// from the set those with none left. Every gateway replica runs it; removing a file twice is harmless.
-pub async fn run(redis: ConnectionManager, files: FileStorage, interval: Duration, stop: CancellationToken) {
+pub async fn run(redis: Connection, files: FileStorage, interval: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -14,7 +14,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::common::{archived_at, created_at, id, patch_metadata, spec_error, time, updated_at};
-use crate::{body::nullable, error::ApiError};
+use crate::{
+    body::{nullable, strict_nullable, strict_option},
+    error::ApiError,
+};
 
 /// `POST /v1/environments`.
 #[derive(Deserialize, Debug, Clone)]
@@ -26,7 +29,7 @@ pub struct EnvironmentCreate {
     #[serde(default)]
     pub description: Option<String>,
     /// `{type:"cloud", networking?, packages?}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_option")]
     pub config: Option<ConfigParam>,
     /// Free-form pairs.
     #[serde(default)]
@@ -35,7 +38,7 @@ pub struct EnvironmentCreate {
     #[serde(default)]
     pub scope: Option<Scope>,
     /// Corral's extension: how sandbox pods run.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_option")]
     pub sandbox: Option<SandboxSpec>,
 }
 
@@ -50,7 +53,7 @@ pub struct EnvironmentUpdate {
     #[serde(default, deserialize_with = "nullable")]
     pub description: Option<Option<String>>,
     /// Omitted sub-fields keep their values.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_option")]
     pub config: Option<ConfigParam>,
     /// A patch: a string sets, `null` or `""` deletes.
     #[serde(default)]
@@ -59,7 +62,7 @@ pub struct EnvironmentUpdate {
     #[serde(default, deserialize_with = "nullable")]
     pub scope: Option<Option<Scope>>,
     /// Corral's extension, replaced whole; `null` restores the defaults.
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "strict_nullable")]
     pub sandbox: Option<Option<SandboxSpec>>,
 }
 
@@ -359,6 +362,38 @@ mod tests {
         );
         let err = create(json!({ "name": "x", "config": { "networking": { "type": "open" } } })).unwrap_err();
         assert!(err.message.starts_with("config.networking"), "{}", err.message);
+        // The sandbox's own type is lenient (it is read back from Kubernetes); the API is not.
+        let err = create(json!({ "name": "x", "sandbox": { "imag": "python:3.12" } })).unwrap_err();
+        assert_eq!(err.message, "sandbox.imag: Extra inputs are not permitted");
+        let err = create(
+            json!({ "name": "x", "sandbox": { "workspace": { "type": "persistent", "sise": "1Gi" } } }),
+        )
+        .unwrap_err();
+        assert!(
+            err.message.starts_with("sandbox.workspace.sise:"),
+            "{}",
+            err.message
+        );
+        let err = parse::<EnvironmentUpdate>(br#"{"sandbox":{"a":{"a":1}}}"#).unwrap_err();
+        assert!(err.message.starts_with("sandbox.a:"), "{}", err.message);
+        assert!(parse::<EnvironmentUpdate>(br#"{"sandbox":null}"#).is_ok());
+        // serde reads a struct from an array too; the API does not.
+        let err = create(json!({ "name": "x", "config": [null, null] })).unwrap_err();
+        assert!(
+            err.message.starts_with("config: must be an object"),
+            "{}",
+            err.message
+        );
+        let err = create(
+            json!({ "name": "x", "config": { "networking": { "type": "unrestricted", "hosts": [] } } }),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "config.networking.hosts: Extra inputs are not permitted"
+        );
+        let err = parse::<EnvironmentUpdate>(b"[null, null]").unwrap_err();
+        assert_eq!(err.message, "body: must be a JSON object");
     }
 
     #[test]

@@ -94,6 +94,9 @@ impl<'de> Deserialize<'de> for AgentRefParam {
             Value::String(id) => Ok(Self { id, version: None }),
             value @ Value::Object(_) => {
                 let o: Object = serde_json::from_value(value).map_err(D::Error::custom)?;
+                if o.version.is_some_and(|v| v < 1) {
+                    return Err(D::Error::custom("version: must be at least 1"));
+                }
                 match o.kind.as_deref() {
                     None | Some("agent") => Ok(Self {
                         id: o.id,
@@ -486,6 +489,13 @@ mod tests {
         let a: AgentRefParam =
             serde_json::from_value(json!({ "type": "agent", "id": "agent-1", "version": 3 })).unwrap();
         assert_eq!(a.version, Some(3));
+        for v in ["0", "-1"] {
+            let body =
+                format!(r#"{{"agent":{{"type":"agent","id":"a","version":{v}}},"environment_id":"e"}}"#);
+            let err = parse::<SessionCreate>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.status, 400, "{}", err.message);
+            assert!(err.message.contains("at least 1"), "{}", err.message);
+        }
         let err = parse::<SessionCreate>(
             br#"{"agent":{"type":"agent_with_overrides","id":"a"},"environment_id":"e"}"#,
         )

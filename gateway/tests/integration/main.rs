@@ -15,6 +15,7 @@ mod harness;
 mod limits;
 mod lost_answers;
 mod platform;
+mod redis_restart;
 mod s3;
 mod sdk_fields;
 mod sessions;

@@ -121,7 +121,7 @@ impl LogView {
         }
     }
 
-    fn log_connection(&self) -> redis::aio::ConnectionManager {
+    fn log_connection(&self) -> corral_session::Connection {
         self.store.connection()
     }
 }

@@ -20,7 +20,6 @@ use corral_sandbox_protocol::{ClientError, SandboxClient};
 use corral_session::keys::Tenant;
 use k8s_openapi::jiff::Timestamp;
 use kube::{Api, Client};
-use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
 
 use super::client_cache::BoundedCache;
@@ -43,7 +42,7 @@ enum Found {
 pub struct ClusterToolRunner {
     client: Client,
     /// Redis, where the operator keeps each sandbox pod's daemon token.
-    tokens: ConnectionManager,
+    tokens: corral_session::Connection,
     status: Arc<StatusWriter>,
     ready_timeout: Duration,
     /// How long a call waits for a sandbox pod that no node can take before it fails (within `ready_timeout`).
@@ -66,7 +65,7 @@ impl ClusterToolRunner {
     /// A runner that waits up to `ready_timeout` for a sandbox to become ready, reading daemon tokens from `tokens`.
     pub fn new(
         client: Client,
-        tokens: ConnectionManager,
+        tokens: corral_session::Connection,
         status: Arc<StatusWriter>,
         ready_timeout: Duration,
     ) -> Self {
