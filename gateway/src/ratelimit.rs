@@ -1,5 +1,7 @@
 //! Per-key limits, so that one tenant's load leaves others their share: a token bucket of requests per API key
-//! (`governor`), a token bucket of request-body bytes per key, and a cap on each key's open event streams.
+//! (`governor`), a token bucket of request-body bytes per key, a cap on each key's open event streams, and a token
+//! bucket of the bytes all of a key's event streams send together (its fan-out: streams × event bytes), which
+//! slows the key's streams rather than refusing anything.
 
 use std::{
     collections::HashMap,
@@ -18,6 +20,8 @@ pub struct Limiter {
     inner: Option<Arc<DefaultKeyedRateLimiter<String>>>,
     /// Request-body KiB per key.
     bytes: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    /// KiB per key that the key's event streams send, all together.
+    streamed: Option<Arc<DefaultKeyedRateLimiter<String>>>,
     /// The most event streams a key may hold open (0: no cap), and how many each key holds.
     max_streams: usize,
     streams: Arc<Mutex<HashMap<String, usize>>>,
@@ -53,19 +57,26 @@ impl Limiter {
         Self {
             inner,
             bytes: None,
+            streamed: None,
             max_streams: 0,
             streams: Arc::default(),
         }
     }
 
     /// Also limits each key to `per_second` bytes of request bodies per second, in bursts of up to `burst` bytes
-    /// (counted in KiB; a zero rate disables it).
+    /// (counted in KiB; a zero rate disables it). The key's event streams together may then send
+    /// [`FANOUT`] times as much: a key that follows its own events on a few streams never waits, one that fans
+    /// large events out to many streams gets them more slowly instead of taking the gateway's CPU from others.
     pub fn with_bytes(mut self, per_second: u64, burst: u64) -> Self {
         let kib = |b: u64| NonZeroU32::new(u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX));
-        self.bytes = kib(per_second).map(|rate| {
-            let burst = kib(burst).unwrap_or(rate).max(rate);
-            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
-        });
+        let bucket = |per_second: u64, burst: u64| {
+            kib(per_second).map(|rate| {
+                let burst = kib(burst).unwrap_or(rate).max(rate);
+                Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+            })
+        };
+        self.bytes = bucket(per_second, burst);
+        self.streamed = bucket(per_second.saturating_mul(FANOUT), burst.saturating_mul(FANOUT));
         self
     }
 
@@ -115,6 +126,23 @@ impl Limiter {
         }
     }
 
+    /// Waits until `key`'s event streams may send `bytes` more (at once when there is no byte limit). A message
+    /// larger than the whole burst waits for a full bucket and is then let through.
+    pub async fn stream_send(&self, key: &str, bytes: usize) {
+        let Some(limiter) = &self.streamed else {
+            return;
+        };
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let Some(cost) = NonZeroU32::new(kib) else {
+            return;
+        };
+        let key = key.to_owned();
+        if let Err(governor::InsufficientCapacity(burst)) = limiter.until_key_n_ready(&key, cost).await {
+            let burst = NonZeroU32::new(burst).unwrap_or(cost);
+            let _ = limiter.until_key_n_ready(&key, burst).await;
+        }
+    }
+
     /// A place for one more open event stream of `key`, or `None` when it holds the most it may (the cap).
     pub fn open_stream(&self, key: &str) -> Result<StreamSlot, usize> {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
@@ -131,12 +159,15 @@ impl Limiter {
 
     /// Forgets keys whose buckets are full again (call periodically to bound memory).
     pub fn shrink(&self) {
-        for limiter in [&self.inner, &self.bytes].into_iter().flatten() {
+        for limiter in [&self.inner, &self.bytes, &self.streamed].into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
     }
 }
+
+/// How many times its request-body byte budget a key's event streams may send together.
+pub const FANOUT: u64 = 8;
 
 fn whole_seconds(wait: std::time::Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.as_secs() == 0))
@@ -144,6 +175,8 @@ fn whole_seconds(wait: std::time::Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -178,6 +211,36 @@ mod tests {
         // Larger than the burst: charged the whole burst, so it passes only with a full bucket.
         assert!(limiter.check_bytes("c", 8 << 20).is_ok());
         assert!(limiter.check_bytes("c", 1024).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_key_fanning_out_past_its_stream_budget_waits_and_keys_are_independent() {
+        // 1 MiB/s of bodies: 8 MiB/s (bursts of 16 MiB) over the key's streams.
+        let limiter = Limiter::new(0, 0).with_bytes(1 << 20, 2 << 20);
+        let started = std::time::Instant::now();
+        for _ in 0..16 {
+            limiter.stream_send("a", 1 << 20).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "the burst passes at once"
+        );
+        let started = std::time::Instant::now();
+        limiter.stream_send("a", 2 << 20).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            started.elapsed()
+        );
+        let started = std::time::Instant::now();
+        limiter.stream_send("b", 4 << 20).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "another key has its own budget"
+        );
+        // No byte limit: nothing waits.
+        let open = Limiter::new(0, 0);
+        open.stream_send("a", usize::MAX).await;
     }
 
     #[test]
