@@ -106,6 +106,7 @@ pub async fn stream(
     let events = events(
         state.clone(),
         tenant.key_hash.clone(),
+        tenant.namespace.clone(),
         follower,
         guard,
         terminated && after.is_none(),
@@ -123,6 +124,7 @@ pub async fn stream(
 fn events(
     state: AppState,
     key: String,
+    namespace: String,
     mut follower: corral_session::Follower,
     guard: ClientGuard,
     finished: bool,
@@ -146,14 +148,15 @@ fn events(
                         failures = 0;
                         state.metrics.sse_events.inc();
                         let terminal = event.stored().event.body.ends_stream();
-                        // The key's fan-out budget: many streams of large events slow down, others don't notice.
+                        // The key's and the tenant's fan-out budgets: many streams of large events slow down, others
+                        // don't notice.
                         tokio::select! {
                             biased;
                             () = shutdown.cancelled() => {
                                 yield Ok(SseEvent::default().comment("shutting down"));
                                 break;
                             }
-                            () = state.limiter.stream_send(&key, event.json().len()) => {}
+                            () = state.limiter.stream_send(&key, &namespace, event.json().len()) => {}
                         }
                         yield Ok(sse_event(&event));
                         if terminal {
