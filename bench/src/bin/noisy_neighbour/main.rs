@@ -1,245 +1,209 @@
 //! Noisy neighbour: tenant B's send → delivery latency through one gateway, measured alone and then while tenant A
-//! abuses the same gateway and Redis, in one run. A sends events of the largest size (and some over it) from
-//! several connections as fast as they go, holds more event streams than it may, and fills its sessions to their
-//! cap. Everything runs with the gateway's default limits (per-key request, byte and stream caps; event and session
-//! caps). Reports B's p50 and p99 in both phases, their ratio, and what A got.
+//! abuses the same gateway and Redis, several times in one run. A sends events of the largest size (and some over
+//! it) from several connections as fast as they go, holds more event streams than it may, and fills its sessions
+//! towards their cap. Everything runs with the gateway's default limits (per-key and per-tenant request, byte and
+//! stream caps; event and session caps). Reports B's p50 and p99 in both phases of each run, the ratio of the p99s
+//! per run and their median (the verdict), and what A got.
 //!
-//! The gateway runs in this process against a real redis-server and the kube-apiserver of `$KUBECONFIG` (the light
-//! mode: `make apiserver-up`, CRDs applied). Usage: `noisy_neighbour [ROUNDS] [A_STREAMS] [A_SENDERS]`.
+//! Three kinds of process, as in a deployment: the release `corral-gateway` (next to this binary) against a real
+//! redis-server and the kube-apiserver of `$KUBECONFIG` (the light mode: `make apiserver-up`, CRDs applied); tenant
+//! B's client (this process); tenant A's client (this binary again, `abuse ...`, see [`abuser`]). Usage:
+//! `noisy_neighbour [ROUNDS] [A_STREAMS] [A_SENDERS] [RUNS]`.
 
-use std::collections::{BTreeMap, HashMap};
+mod abuser;
+mod gateway;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use corral_gateway::{admin, auth::KeyIndex, ratelimit::Limiter, server, state::Settings};
-use corral_runtime::Readiness;
-use corral_session::{Config, Store, testing::RedisServer};
+use corral_gateway::admin;
+use corral_session::{Config, testing::RedisServer};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
-/// A tenant: its API key and sessions.
+/// A tenant: its API key, agent and environment, and sessions.
 struct Tenant {
     key: String,
+    agent: String,
+    environment: String,
     sessions: Vec<String>,
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
-    let arg = |i: usize, default: usize| -> usize {
-        std::env::args()
-            .nth(i)
-            .and_then(|a| a.parse().ok())
-            .unwrap_or(default)
-    };
-    let (rounds, a_streams, a_senders) = (arg(1, 200), arg(2, 150), arg(3, 4));
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new()?;
+    if args.first().map(String::as_str) == Some("abuse") {
+        return runtime.block_on(abuser::run(abuser::Orders::parse(&args[1..])?));
+    }
+    runtime.block_on(bench(&args))
+}
+
+async fn bench(args: &[String]) -> anyhow::Result<()> {
+    let arg =
+        |i: usize, default: usize| -> usize { args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default) };
+    let (rounds, a_streams, a_senders, runs) = (arg(0, 1000), arg(1, 150), arg(2, 4), arg(3, 3));
     let kube = kube::Client::try_default().await.context("KUBECONFIG")?;
     let redis = tokio::task::spawn_blocking(RedisServer::start).await??;
-    let config = Config::default();
-    let max_event = config.max_event_bytes;
-    let store = Store::connect(&redis.url(), config).await?;
-    let (keys, watch) = KeyIndex::watch(kube.clone());
-    tokio::spawn(watch);
-    if !keys.ready().await {
-        bail!("the API key reflector did not sync");
-    }
-    // The defaults of `corral-gateway serve`.
-    let limiter = Limiter::new(50, 100)
-        .with_bytes(8 << 20, 32 << 20)
-        .with_streams(100);
-    let state = server::state(kube.clone(), store, keys, limiter, Settings::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let readiness = Readiness::default();
-    readiness.set(true);
-    tokio::spawn(server::serve(listener, state, readiness, std::future::pending()));
-
-    let b = tenant(&kube, &url, "b", 1).await?;
-    let a = Arc::new(tenant(&kube, &url, "a", 4).await?);
-
-    let b_http = reqwest::Client::new();
-    let alone = measure(&b_http, &url, &b, rounds, "alone").await?;
-
-    // A's abuse, in the background until B's second measurement ends.
-    let stop = CancellationToken::new();
-    let statuses: Arc<Mutex<BTreeMap<u16, u64>>> = Arc::default();
-    let streamed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let a_http = reqwest::Client::builder().pool_max_idle_per_host(1000).build()?;
-    let mut abuse = Vec::new();
-    let mut opened = 0;
-    for i in 0..a_streams {
-        let id = &a.sessions[i % a.sessions.len()];
-        let res = a_http
-            .get(format!("{url}/v1/sessions/{id}/events/stream"))
-            .header("x-api-key", &a.key)
-            .send()
-            .await?;
-        count(&statuses, res.status().as_u16());
-        if !res.status().is_success() {
-            continue;
-        }
-        opened += 1;
-        let (stop, streamed) = (stop.clone(), streamed.clone());
-        abuse.push(tokio::spawn(async move {
-            let mut body = res.bytes_stream();
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    chunk = body.next() => match chunk {
-                        Some(Ok(chunk)) => {
-                            streamed.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        _ => break,
-                    },
-                }
-            }
-        }));
-    }
-    // Events just under the cap (their JSON is a few bytes more than the text), and now and then one over it. The
-    // bodies are made once: A's own serialising would otherwise take this process's CPU (which the gateway shares)
-    // and be billed to the gateway.
-    let big = "x".repeat(max_event - 200);
-    let over = "x".repeat(max_event + 1024);
-    let body = |text: &str| -> &'static [u8] {
-        let body = json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]});
-        Box::leak(body.to_string().into_bytes().into_boxed_slice())
-    };
-    let (big_body, over_body) = (body(&big), body(&over));
-    for sender in 0..a_senders {
-        let (stop, statuses, a, http, url) = (
-            stop.clone(),
-            statuses.clone(),
-            a.clone(),
-            a_http.clone(),
-            url.clone(),
-        );
-        abuse.push(tokio::spawn(async move {
-            let mut n = 0usize;
-            while !stop.is_cancelled() {
-                let id = &a.sessions[(sender + n) % a.sessions.len()];
-                let body = if n % 10 == 9 { over_body } else { big_body };
-                match http
-                    .post(format!("{url}/v1/sessions/{id}/events"))
-                    .header("x-api-key", &a.key)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                {
-                    Ok(res) => count(&statuses, res.status().as_u16()),
-                    Err(_) => count(&statuses, 0),
-                }
-                n += 1;
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let abused_started = Instant::now();
-    let abused = measure(&b_http, &url, &b, rounds, "while A abuses").await?;
-    let abused_for = abused_started.elapsed();
-    stop.cancel();
-    for task in abuse {
-        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-    }
+    let gateway = gateway::Gateway::start(&redis.url()).await?;
+    let url = gateway.url.clone();
+    println!("gateway pid {}", gateway.pid);
+    let http = reqwest::Client::new();
+    let b = tenant(&kube, &http, &url, "b").await?;
+    let b_session = new_session(&http, &url, &b).await?;
+    let mut a = tenant(&kube, &http, &url, "a").await?;
 
     let p = |l: &[Duration], q: f64| corral_bench::percentile(l, q).unwrap_or_default();
-    let (b50, b99) = (p(&alone, 0.50), p(&alone, 0.99));
-    let (n50, n99) = (p(&abused, 0.50), p(&abused, 0.99));
+    let (mut all_alone, mut all_abused, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("?").to_owned();
+        let alone = measure(&http, &url, &b, &b_session, rounds, &format!("alone {run}")).await?;
+        // A's fresh sessions for this run, so that every run's abuse is the same (its sessions fill up within one).
+        a.sessions.clear();
+        for _ in 0..4 {
+            let id = new_session(&http, &url, &a).await?;
+            a.sessions.push(id);
+        }
+        let orders = abuser::Orders {
+            url: url.clone(),
+            key: a.key.clone(),
+            streams: a_streams,
+            senders: a_senders,
+            max_event_bytes: Config::default().max_event_bytes,
+            sessions: a.sessions.clone(),
+        };
+        let mut abuser = Command::new(std::env::current_exe()?)
+            .arg("abuse")
+            .args(orders.args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let abused = measure(&http, &url, &b, &b_session, rounds, &format!("abused {run}")).await;
+        drop(abuser.stdin.take());
+        let output = tokio::task::spawn_blocking(move || abuser.wait_with_output()).await??;
+        let abused = abused?;
+        let said = String::from_utf8_lossy(&output.stdout);
+        // No figure without the abuse: A must have run to the end.
+        let Some(a_line) = said
+            .lines()
+            .find(|l| l.starts_with("A: "))
+            .filter(|_| output.status.success())
+        else {
+            bail!("tenant A's client failed ({}): {said}", output.status);
+        };
+        let (b99, n99) = (p(&alone, 0.99), p(&abused, 0.99));
+        let ratio = n99.as_secs_f64() / b99.as_secs_f64().max(1e-9);
+        println!(
+            "run {run} (load {load}): B alone p50 {:.1?}, p99 {b99:.1?}; while A abuses p50 {:.1?}, p99 {n99:.1?}; ratio {ratio:.2}; {a_line}",
+            p(&alone, 0.5),
+            p(&abused, 0.5),
+        );
+        std::io::stdout().flush()?;
+        ratios.push(ratio);
+        all_alone.extend(alone);
+        all_abused.extend(abused);
+        // A's closed streams and refused uploads settle before B measures alone again.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    drop(gateway);
+
     println!(
-        "B alone: send → delivery over {} events: p50 {b50:.1?}, p99 {b99:.1?}",
-        alone.len()
+        "B alone: send → delivery over {} events in {runs} runs: p50 {:.1?}, p99 {:.1?}",
+        all_alone.len(),
+        p(&all_alone, 0.5),
+        p(&all_alone, 0.99)
     );
     println!(
-        "B while A abuses: send → delivery over {} events: p50 {n50:.1?}, p99 {n99:.1?}",
-        abused.len()
+        "B while A abuses: send → delivery over {} events in {runs} runs: p50 {:.1?}, p99 {:.1?}",
+        all_abused.len(),
+        p(&all_abused, 0.5),
+        p(&all_abused, 0.99)
     );
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
     println!(
-        "ratio p99 abused/alone: {:.2}",
-        n99.as_secs_f64() / b99.as_secs_f64().max(1e-9)
-    );
-    let statuses = statuses.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-    let summary: Vec<String> = statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
-    println!(
-        "A: {a_senders} senders of {} KiB events, {opened} of {a_streams} streams opened, {:.1} MiB streamed in {abused_for:.1?}; answers {}",
-        big.len() / 1024,
-        streamed.load(std::sync::atomic::Ordering::Relaxed) as f64 / (1 << 20) as f64,
-        summary.join(", ")
+        "ratio p99 abused/alone: {median:.2} (median of runs: {})",
+        each.join(", ")
     );
     Ok(())
 }
 
-fn count(statuses: &Mutex<BTreeMap<u16, u64>>, status: u16) {
-    if let Ok(mut s) = statuses.lock() {
-        *s.entry(status).or_default() += 1;
-    }
-}
-
-/// A new namespace with a key, an agent, an environment and `sessions` sessions.
-async fn tenant(kube: &kube::Client, url: &str, name: &str, sessions: usize) -> anyhow::Result<Tenant> {
+/// A new namespace with a key, an agent and an environment.
+async fn tenant(
+    kube: &kube::Client,
+    http: &reqwest::Client,
+    url: &str,
+    name: &str,
+) -> anyhow::Result<Tenant> {
     let suffix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
     let ns = format!("bench-noisy-{name}-{suffix}");
     let (key, _) = admin::create_key(kube, &ns, None).await?;
-    let http = reqwest::Client::new();
-    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
-        let mut req = http
-            .request(method, format!("{url}{path}"))
-            .header("x-api-key", &key);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        req.send()
-    };
     for _ in 0..200 {
-        if call(reqwest::Method::GET, "/v1/agents", None).await?.status() != 401 {
+        let res = http
+            .get(format!("{url}/v1/agents"))
+            .header("x-api-key", &key)
+            .send()
+            .await?;
+        if res.status() != 401 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let agent: Value = call(
-        reqwest::Method::POST,
-        "/v1/agents",
-        Some(json!({"name": "a", "model": "m"})),
-    )
-    .await?
-    .json()
-    .await?;
-    let env: Value = call(
-        reqwest::Method::POST,
-        "/v1/environments",
-        Some(json!({"name": "e"})),
-    )
-    .await?
-    .json()
-    .await?;
-    let mut ids = Vec::new();
-    for _ in 0..sessions {
-        let s: Value = call(
-            reqwest::Method::POST,
-            "/v1/sessions",
-            Some(json!({"agent": agent["id"], "environment_id": env["id"]})),
-        )
+    let create = |path: &str, body: Value| {
+        http.post(format!("{url}{path}"))
+            .header("x-api-key", &key)
+            .json(&body)
+            .send()
+    };
+    let agent: Value = create("/v1/agents", json!({"name": "a", "model": "m"}))
         .await?
         .json()
         .await?;
-        ids.push(s["id"].as_str().context("session id")?.to_owned());
-    }
-    Ok(Tenant { key, sessions: ids })
+    let env: Value = create("/v1/environments", json!({"name": "e"}))
+        .await?
+        .json()
+        .await?;
+    Ok(Tenant {
+        agent: agent["id"].as_str().context("agent id")?.to_owned(),
+        environment: env["id"].as_str().context("environment id")?.to_owned(),
+        key,
+        sessions: Vec::new(),
+    })
 }
 
-/// Sends `rounds` small messages to B's session, one every 25 ms (under its request rate), and answers each one's
+/// A new session of `tenant`'s agent.
+async fn new_session(http: &reqwest::Client, url: &str, tenant: &Tenant) -> anyhow::Result<String> {
+    let s: Value = http
+        .post(format!("{url}/v1/sessions"))
+        .header("x-api-key", &tenant.key)
+        .json(&json!({"agent": tenant.agent, "environment_id": tenant.environment}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(s["id"].as_str().context("session id")?.to_owned())
+}
+
+/// Sends `rounds` small messages to B's session `id`, one every 25 ms (under its request rate), and answers each one's
 /// send → delivery latency on a stream of that session.
 async fn measure(
     http: &reqwest::Client,
     url: &str,
     b: &Tenant,
+    id: &str,
     rounds: usize,
     phase: &str,
 ) -> anyhow::Result<Vec<Duration>> {
-    let id = &b.sessions[0];
     let response = http
         .get(format!("{url}/v1/sessions/{id}/events/stream"))
         .header("x-api-key", &b.key)
@@ -268,7 +232,7 @@ async fn measure(
                         continue;
                     };
                     if let Some(text) = event.pointer("/content/0/text").and_then(Value::as_str)
-                        && text.starts_with(&phase)
+                        && text.starts_with(&format!("{phase} "))
                         && let Some(at) = sent.lock().ok().and_then(|s| s.get(text).copied())
                     {
                         latencies.push(at.elapsed());
@@ -286,15 +250,18 @@ async fn measure(
             s.insert(text.clone(), Instant::now());
         }
         let body = json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]});
-        let status = http
+        let res = http
             .post(format!("{url}/v1/sessions/{id}/events"))
             .header("x-api-key", &b.key)
             .json(&body)
             .send()
-            .await?
-            .status();
+            .await?;
+        let status = res.status();
         if !status.is_success() {
-            bail!("B's send {round} ({phase}): {status}");
+            bail!(
+                "B's send {round} ({phase}): {status} {}",
+                res.text().await.unwrap_or_default()
+            );
         }
     }
     let latencies = tokio::time::timeout(Duration::from_secs(120), reader).await??;
