@@ -11,22 +11,42 @@ use std::{
 };
 
 use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
+    Quota, RateLimiter,
+    clock::{Clock, MonotonicClock},
+    state::keyed::DefaultKeyedStateStore,
 };
+
+/// A keyed token bucket on the kernel's monotonic clock. (Governor's default clock reads the TSC through `quanta`,
+/// calibrated once at start; on a loaded virtual machine that calibration can be off enough to refuse a client far
+/// below its rate, and each refusal's `retry-after` asked the CPU for its features, a trap in a VM.)
+type Bucket = RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    MonotonicClock,
+    governor::middleware::NoOpMiddleware<std::time::Instant>,
+>;
+
+/// A bucket of `quota` for every key.
+fn keyed(quota: Quota) -> Arc<Bucket> {
+    Arc::new(RateLimiter::new(
+        quota,
+        DefaultKeyedStateStore::default(),
+        MonotonicClock,
+    ))
+}
 
 /// The limiter shared by every request.
 #[derive(Clone, Debug)]
 pub struct Limiter {
-    inner: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    inner: Option<Arc<Bucket>>,
     /// Request-body KiB per key.
-    bytes: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    bytes: Option<Arc<Bucket>>,
     /// KiB per key that the key's event streams send, all together.
-    streamed: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    streamed: Option<Arc<Bucket>>,
     /// Request-body KiB per tenant (namespace), all its keys together.
-    tenant_bytes: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    tenant_bytes: Option<Arc<Bucket>>,
     /// KiB per tenant that all its event streams send together.
-    tenant_streamed: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    tenant_streamed: Option<Arc<Bucket>>,
     /// The most event streams a key may hold open (0: no cap), and how many each key holds.
     max_streams: usize,
     streams: Arc<Mutex<HashMap<String, usize>>>,
@@ -57,7 +77,7 @@ impl Limiter {
     pub fn new(per_second: u32, burst: u32) -> Self {
         let inner = NonZeroU32::new(per_second).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
-            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+            keyed(Quota::per_second(rate).allow_burst(burst))
         });
         Self {
             inner,
@@ -101,7 +121,7 @@ impl Limiter {
             return Ok(());
         };
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(MonotonicClock.now());
             whole_seconds(wait)
         })
     }
@@ -156,17 +176,17 @@ impl Limiter {
 pub const FANOUT: u64 = 8;
 
 /// A bucket of `per_second` bytes (counted in KiB) with bursts of `burst`; `None` for a zero rate.
-fn byte_bucket(per_second: u64, burst: u64) -> Option<Arc<DefaultKeyedRateLimiter<String>>> {
+fn byte_bucket(per_second: u64, burst: u64) -> Option<Arc<Bucket>> {
     let kib = |b: u64| NonZeroU32::new(u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX));
     kib(per_second).map(|rate| {
         let burst = kib(burst).unwrap_or(rate).max(rate);
-        Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+        keyed(Quota::per_second(rate).allow_burst(burst))
     })
 }
 
 /// Takes `bytes` from `id`'s bucket, or says how many whole seconds to wait. More than the whole burst is charged
 /// the burst: it passes only with a full bucket.
-fn take(limiter: Option<&DefaultKeyedRateLimiter<String>>, id: &str, bytes: usize) -> Result<(), u64> {
+fn take(limiter: Option<&Bucket>, id: &str, bytes: usize) -> Result<(), u64> {
     let Some(limiter) = limiter else {
         return Ok(());
     };
@@ -177,23 +197,19 @@ fn take(limiter: Option<&DefaultKeyedRateLimiter<String>>, id: &str, bytes: usiz
     let cost = match limiter.check_key_n(&id, cost) {
         Ok(Ok(())) => return Ok(()),
         Ok(Err(not_until)) => {
-            return Err(whole_seconds(
-                not_until.wait_time_from(DefaultClock::default().now()),
-            ));
+            return Err(whole_seconds(not_until.wait_time_from(MonotonicClock.now())));
         }
         Err(governor::InsufficientCapacity(burst)) => NonZeroU32::new(burst).unwrap_or(cost),
     };
     match limiter.check_key_n(&id, cost) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(not_until)) => Err(whole_seconds(
-            not_until.wait_time_from(DefaultClock::default().now()),
-        )),
+        Ok(Err(not_until)) => Err(whole_seconds(not_until.wait_time_from(MonotonicClock.now()))),
         Err(_) => Err(1),
     }
 }
 
 /// Waits until `id`'s bucket holds `bytes` (or, for more than the whole burst, a full bucket) and takes them.
-async fn wait(limiter: Option<&DefaultKeyedRateLimiter<String>>, id: &str, bytes: usize) {
+async fn wait(limiter: Option<&Bucket>, id: &str, bytes: usize) {
     let Some(limiter) = limiter else {
         return;
     };
