@@ -172,6 +172,17 @@ impl Limiter {
     }
 }
 
+/// How long the gateway waits before it answers a 429 for a key's request rate or byte budget.
+pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits [`REFUSAL_DELAY`] before a refusal is answered, so that a client repeating refused requests at once on a
+/// few connections sends a few a second instead of thousands (each a new connection, since the gateway closes one
+/// whose body it did not read); a sleeping request costs the gateway nothing. A client that honours `retry-after`
+/// (at least 1 s) waits longer than this anyway.
+pub async fn slow_down() {
+    tokio::time::sleep(REFUSAL_DELAY).await;
+}
+
 /// How many times its request-body byte budget a key's event streams may send together.
 pub const FANOUT: u64 = 8;
 

@@ -241,21 +241,24 @@ pub async fn send(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let charge = |bytes: usize| {
-        state
+    let charge =
+        async |bytes: usize| match state
             .limiter
             .check_bytes(&tenant.key_hash, &tenant.namespace, bytes)
-            .map_err(|wait| {
+        {
+            Ok(()) => Ok(()),
+            Err(wait) => {
                 state.metrics.rate_limited.inc();
-                ApiError::rate_limited(wait)
-            })
-    };
+                crate::ratelimit::slow_down().await;
+                Err(ApiError::rate_limited(wait))
+            }
+        };
     if let Some(length) = declared {
-        charge(length)?;
+        charge(length).await?;
     }
     let body = read_body(request, state.settings.max_body_bytes).await?;
     if declared.is_none() {
-        charge(body.len())?;
+        charge(body.len()).await?;
     }
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     refuse_unknown_top_level(&body)?;
