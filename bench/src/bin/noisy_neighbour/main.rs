@@ -12,6 +12,7 @@
 
 mod abuser;
 mod gateway;
+mod redis_watch;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -50,6 +51,7 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
     let kube = kube::Client::try_default().await.context("KUBECONFIG")?;
     let redis = tokio::task::spawn_blocking(RedisServer::start).await??;
     let gateway = gateway::Gateway::start(&redis.url()).await?;
+    let mut watch = redis_watch::RedisWatch::connect(&redis.url()).await?;
     let url = gateway.url.clone();
     println!("gateway pid {}", gateway.pid);
     let http = reqwest::Client::new();
@@ -62,7 +64,9 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
     for run in 1..=runs {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let load = load.split_whitespace().next().unwrap_or("?").to_owned();
+        watch.reset().await?;
         let alone = measure(&http, &url, &b, &b_session, rounds, &format!("alone {run}")).await?;
+        let quiet = watch.stalls().await?;
         // A's fresh sessions for this run, so that every run's abuse is the same (its sessions fill up within one).
         a.sessions.clear();
         for _ in 0..4 {
@@ -84,10 +88,12 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
             .stdout(Stdio::piped())
             .spawn()?;
         tokio::time::sleep(Duration::from_secs(3)).await;
+        watch.reset().await?;
         let abused = measure(&http, &url, &b, &b_session, rounds, &format!("abused {run}")).await;
         drop(abuser.stdin.take());
         let output = tokio::task::spawn_blocking(move || abuser.wait_with_output()).await??;
         let abused = abused?;
+        let loud = watch.stalls().await?;
         let said = String::from_utf8_lossy(&output.stdout);
         // No figure without the abuse: A must have run to the end.
         let Some(a_line) = said
@@ -99,10 +105,19 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
         };
         let (b99, n99) = (p(&alone, 0.99), p(&abused, 0.99));
         let ratio = n99.as_secs_f64() / b99.as_secs_f64().max(1e-9);
+        let slow = |l: &[Duration]| l.iter().filter(|d| **d > Duration::from_millis(100)).count();
         println!(
             "run {run} (load {load}): B alone p50 {:.1?}, p99 {b99:.1?}; while A abuses p50 {:.1?}, p99 {n99:.1?}; ratio {ratio:.2}; {a_line}",
             p(&alone, 0.5),
             p(&abused, 0.5),
+        );
+        println!(
+            "run {run} redis: longest fsync alone {} ms, while A abuses {} ms; AOF rewrites so far {}; B's sends over 100 ms alone {}, while A abuses {}",
+            quiet.fsync_max_ms,
+            loud.fsync_max_ms,
+            loud.rewrites,
+            slow(&alone),
+            slow(&abused)
         );
         std::io::stdout().flush()?;
         ratios.push(ratio);
