@@ -49,7 +49,7 @@ mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
   echo "|---|---|---|---|---|---|"
   sed -nE 's#^run ([0-9]+) \(load ([0-9.]+)\): B alone (.*); while A abuses (.*); ratio ([0-9.]+); A: (.*)$#| \1 | \2 | \3 | \4 | \5 | \6 |#p' "$work/noisy.txt"
   echo
-  sed -nE 's#^run ([0-9]+) redis: (.*)$#- run \1, Redis: \2#p' "$work/noisy.txt"
+  sed -nE 's#^run ([0-9]+) (redis|gateway): (.*)$#- run \1, \2: \3#p' "$work/noisy.txt"
   echo
 } >bench/noisy-neighbour.md
 rm -rf "$work"

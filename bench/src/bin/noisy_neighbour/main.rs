@@ -26,6 +26,9 @@ use corral_session::{Config, testing::RedisServer};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+/// B's messages slower than this are counted, and split by where the time went (the send, or the delivery after it).
+const SLOW: Duration = Duration::from_millis(50);
+
 /// A tenant: its API key, agent and environment, and sessions.
 struct Tenant {
     key: String,
@@ -65,8 +68,10 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let load = load.split_whitespace().next().unwrap_or("?").to_owned();
         watch.reset().await?;
+        let (cpu_at, at) = (cpu_seconds(gateway.pid), Instant::now());
         let alone = measure(&http, &url, &b, &b_session, rounds, &format!("alone {run}")).await?;
         let quiet = watch.stalls().await?;
+        let cpu_alone = (cpu_seconds(gateway.pid) - cpu_at) / at.elapsed().as_secs_f64();
         // A's fresh sessions for this run, so that every run's abuse is the same (its sessions fill up within one).
         a.sessions.clear();
         for _ in 0..4 {
@@ -89,7 +94,9 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
             .spawn()?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         watch.reset().await?;
+        let (cpu_at, at) = (cpu_seconds(gateway.pid), Instant::now());
         let abused = measure(&http, &url, &b, &b_session, rounds, &format!("abused {run}")).await;
+        let cpu_abused = (cpu_seconds(gateway.pid) - cpu_at) / at.elapsed().as_secs_f64();
         drop(abuser.stdin.take());
         let output = tokio::task::spawn_blocking(move || abuser.wait_with_output()).await??;
         let abused = abused?;
@@ -103,21 +110,29 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
         else {
             bail!("tenant A's client failed ({}): {said}", output.status);
         };
+        let (slow_alone, slow_abused) = (alone.slow(SLOW), abused.slow(SLOW));
+        let (alone, abused) = (alone.latencies, abused.latencies);
         let (b99, n99) = (p(&alone, 0.99), p(&abused, 0.99));
         let ratio = n99.as_secs_f64() / b99.as_secs_f64().max(1e-9);
-        let slow = |l: &[Duration]| l.iter().filter(|d| **d > Duration::from_millis(100)).count();
         println!(
             "run {run} (load {load}): B alone p50 {:.1?}, p99 {b99:.1?}; while A abuses p50 {:.1?}, p99 {n99:.1?}; ratio {ratio:.2}; {a_line}",
             p(&alone, 0.5),
             p(&abused, 0.5),
         );
         println!(
-            "run {run} redis: longest fsync alone {} ms, while A abuses {} ms; AOF rewrites so far {}; B's sends over 100 ms alone {}, while A abuses {}",
+            "run {run} redis: longest fsync alone {} ms, while A abuses {} ms; AOF rewrites so far {}; B's messages over {SLOW:?} alone {} ({} in the send), while A abuses {} ({} in the send)",
             quiet.fsync_max_ms,
             loud.fsync_max_ms,
             loud.rewrites,
-            slow(&alone),
-            slow(&abused)
+            slow_alone.0,
+            slow_alone.1,
+            slow_abused.0,
+            slow_abused.1,
+        );
+        println!(
+            "run {run} gateway: CPU alone {:.0} %, while A abuses {:.0} % (of one core)",
+            cpu_alone * 100.0,
+            cpu_abused * 100.0
         );
         std::io::stdout().flush()?;
         ratios.push(ratio);
@@ -149,6 +164,18 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
         each.join(", ")
     );
     Ok(())
+}
+
+/// The CPU time `pid` has used so far (user and system), in seconds; 0 when it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime are the 14th and 15th of the line.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // Linux reports in clock ticks of 1/100 s.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// A new namespace with a key, an agent and an environment.
@@ -209,6 +236,26 @@ async fn new_session(http: &reqwest::Client, url: &str, tenant: &Tenant) -> anyh
     Ok(s["id"].as_str().context("session id")?.to_owned())
 }
 
+/// One phase of B's: each message's send → delivery latency, and how long its send (the `POST`) took of that.
+struct Phase {
+    latencies: Vec<Duration>,
+    posts: Vec<Duration>,
+}
+
+impl Phase {
+    /// Of the messages slower than `over`: how many there were, and in how many the send took most of the time.
+    fn slow(&self, over: Duration) -> (usize, usize) {
+        let slow: Vec<usize> = (0..self.latencies.len())
+            .filter(|&i| self.latencies[i] > over)
+            .collect();
+        let in_send = slow
+            .iter()
+            .filter(|&&i| self.posts.get(i).is_some_and(|p| *p * 2 > self.latencies[i]))
+            .count();
+        (slow.len(), in_send)
+    }
+}
+
 /// Sends `rounds` small messages to B's session `id`, one every 25 ms (under its request rate), and answers each one's
 /// send → delivery latency on a stream of that session.
 async fn measure(
@@ -218,7 +265,7 @@ async fn measure(
     id: &str,
     rounds: usize,
     phase: &str,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<Phase> {
     let response = http
         .get(format!("{url}/v1/sessions/{id}/events/stream"))
         .header("x-api-key", &b.key)
@@ -234,8 +281,9 @@ async fn measure(
         tokio::spawn(async move {
             let mut body = response.bytes_stream();
             let mut buffer = String::new();
-            let mut latencies = Vec::with_capacity(rounds);
-            while latencies.len() < rounds {
+            let mut latencies = vec![Duration::ZERO; rounds];
+            let mut delivered = 0;
+            while delivered < rounds {
                 let Some(Ok(chunk)) = body.next().await else { break };
                 buffer.push_str(&String::from_utf8_lossy(&chunk));
                 while let Some(cut) = buffer.find("\n\n") {
@@ -249,20 +297,25 @@ async fn measure(
                     if let Some(text) = event.pointer("/content/0/text").and_then(Value::as_str)
                         && text.starts_with(&format!("{phase} "))
                         && let Some(at) = sent.lock().ok().and_then(|s| s.get(text).copied())
+                        && let Some(round) = text.rsplit(' ').next().and_then(|r| r.parse::<usize>().ok())
+                        && round < rounds
                     {
-                        latencies.push(at.elapsed());
+                        latencies[round] = at.elapsed();
+                        delivered += 1;
                     }
                 }
             }
-            latencies
+            (latencies, delivered)
         })
     };
     let mut tick = tokio::time::interval(Duration::from_millis(25));
+    let mut posts = Vec::with_capacity(rounds);
     for round in 0..rounds {
         tick.tick().await;
         let text = format!("{phase} {round}");
+        let at = Instant::now();
         if let Ok(mut s) = sent.lock() {
-            s.insert(text.clone(), Instant::now());
+            s.insert(text.clone(), at);
         }
         let body = json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}]});
         let res = http
@@ -272,6 +325,7 @@ async fn measure(
             .send()
             .await?;
         let status = res.status();
+        posts.push(at.elapsed());
         if !status.is_success() {
             bail!(
                 "B's send {round} ({phase}): {status} {}",
@@ -279,12 +333,9 @@ async fn measure(
             );
         }
     }
-    let latencies = tokio::time::timeout(Duration::from_secs(120), reader).await??;
-    if latencies.len() < rounds {
-        bail!(
-            "B's stream delivered {} of {rounds} events ({phase})",
-            latencies.len()
-        );
+    let (latencies, delivered) = tokio::time::timeout(Duration::from_secs(120), reader).await??;
+    if delivered < rounds {
+        bail!("B's stream delivered {delivered} of {rounds} events ({phase})");
     }
-    Ok(latencies)
+    Ok(Phase { latencies, posts })
 }
