@@ -38,7 +38,10 @@ mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
   echo "session's event stream; first alone, then while tenant A, on the same gateway and Redis, sends events of the"
   echo "largest size (every tenth one over it) from several connections as fast as they go, tries to hold more event"
   echo "streams than its cap, and fills fresh sessions towards their cap. Each run measures both phases; the verdict"
-  echo "is the median over the runs of the ratio of B's p99s."
+  echo "is the median over the runs of the ratio of B's p99s. Per run: Redis's longest fsync in each phase, B's"
+  echo "messages over 50 ms and how many of them were slow in the send (the append) rather than the delivery, and the"
+  echo "gateway's CPU. What A may do is set by the byte budgets; why they are sized as they are, and what the earlier,"
+  echo "larger ones did to B: [limits.md](limits.md#byte-budgets)."
   echo
   echo "| figure | value | target | verdict | command |"
   echo "|---|---|---|---|---|"
