@@ -118,6 +118,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     };
     if let Err(retry_after) = state.limiter.check(&tenant.key_hash) {
         state.metrics.rate_limited.inc();
+        crate::ratelimit::slow_down().await;
         return ApiError::rate_limited(retry_after).into_response();
     }
     request.extensions_mut().insert(tenant);

@@ -37,6 +37,13 @@ pub fn too_large(length: u64, max: usize) -> ApiError {
     err.with_code("request_too_large")
 }
 
+/// 413 for a body without a `Content-Length` cut off when it passed `max` bytes.
+pub fn cut_off(max: usize) -> ApiError {
+    let mut err = ApiError::for_status(axum::http::StatusCode::PAYLOAD_TOO_LARGE);
+    err.message = format!("request body is over the limit of {max} bytes per request");
+    err.with_code("request_too_large")
+}
+
 /// Parses a JSON request body as `T`. An empty body is parsed as `{}`. A field of the wrong type is reported with
 /// its path (`tools[0].type: unknown variant ...`); so is a field the request type does not know (request types
 /// deny unknown fields, as the API does: `tools[0].colour: Extra inputs are not permitted`).

@@ -44,12 +44,20 @@ pub struct ServeArgs {
     /// Requests an API key may send in a burst above its rate.
     #[arg(long, env = "CORRAL_GATEWAY_RATE_BURST", default_value_t = 100)]
     pub rate_burst: u32,
-    /// Bytes of request bodies per second allowed per API key (0 disables the limit); over it: 429.
-    #[arg(long, env = "CORRAL_GATEWAY_RATE_LIMIT_BYTES", default_value_t = 8 << 20)]
+    /// Bytes of request bodies per second allowed per API key (0 disables the limit); over it: 429. Sized so that one
+    /// key at its cap takes a small share of a gateway and of Redis's disk (docs/limits.md).
+    #[arg(long, env = "CORRAL_GATEWAY_RATE_LIMIT_BYTES", default_value_t = 512 << 10)]
     pub rate_limit_bytes: u64,
     /// Bytes of request bodies an API key may send in a burst above its byte rate.
-    #[arg(long, env = "CORRAL_GATEWAY_RATE_BURST_BYTES", default_value_t = 32 << 20)]
+    #[arg(long, env = "CORRAL_GATEWAY_RATE_BURST_BYTES", default_value_t = 16 << 20)]
     pub rate_burst_bytes: u64,
+    /// Bytes of request bodies per second allowed per tenant (namespace), all its API keys together (0 disables
+    /// the limit); over it: 429. Its event streams together may send 8 times as much.
+    #[arg(long, env = "CORRAL_GATEWAY_TENANT_RATE_LIMIT_BYTES", default_value_t = 1 << 20)]
+    pub tenant_rate_limit_bytes: u64,
+    /// Bytes of request bodies a tenant may send in a burst above its byte rate.
+    #[arg(long, env = "CORRAL_GATEWAY_TENANT_RATE_BURST_BYTES", default_value_t = 32 << 20)]
+    pub tenant_rate_burst_bytes: u64,
     /// Event streams (SSE) one API key may hold open at once (0: no cap); one more is a 429.
     #[arg(long, env = "CORRAL_GATEWAY_MAX_STREAMS", default_value_t = 100)]
     pub max_streams_per_key: usize,
@@ -161,7 +169,11 @@ mod tests {
         assert_eq!(args.max_streams_per_key, 100);
         assert_eq!(
             (args.rate_limit_bytes, args.rate_burst_bytes),
-            (8 << 20, 32 << 20)
+            (512 << 10, 16 << 20)
+        );
+        assert_eq!(
+            (args.tenant_rate_limit_bytes, args.tenant_rate_burst_bytes),
+            (1 << 20, 32 << 20)
         );
         let config = args.log_limits.config();
         assert_eq!(config.max_event_bytes, 2 << 20);

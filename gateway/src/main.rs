@@ -67,6 +67,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         keys,
         Limiter::new(args.rate_limit, args.rate_burst)
             .with_bytes(args.rate_limit_bytes, args.rate_burst_bytes)
+            .with_tenant_bytes(args.tenant_rate_limit_bytes, args.tenant_rate_burst_bytes)
             .with_streams(args.max_streams_per_key),
         settings,
     );

@@ -1,5 +1,8 @@
-//! Per-key limits, so that one tenant's load leaves others their share: a token bucket of requests per API key
-//! (`governor`), a token bucket of request-body bytes per key, and a cap on each key's open event streams.
+//! Per-key and per-tenant limits, so that one tenant's load leaves others their share: a token bucket of requests
+//! per API key (`governor`), token buckets of request-body bytes per key and per tenant (namespace: a tenant with
+//! many keys gets no more), a cap on each key's open event streams, and token buckets of the bytes all of a key's
+//! (and a tenant's) event streams send together (their fan-out: streams × event bytes), which slow the streams
+//! rather than refusing anything.
 
 use std::{
     collections::HashMap,
@@ -8,16 +11,42 @@ use std::{
 };
 
 use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
+    Quota, RateLimiter,
+    clock::{Clock, MonotonicClock},
+    state::keyed::DefaultKeyedStateStore,
 };
+
+/// A keyed token bucket on the kernel's monotonic clock. (Governor's default clock reads the TSC through `quanta`,
+/// calibrated once at start; on a loaded virtual machine that calibration can be off enough to refuse a client far
+/// below its rate, and each refusal's `retry-after` asked the CPU for its features, a trap in a VM.)
+type Bucket = RateLimiter<
+    String,
+    DefaultKeyedStateStore<String>,
+    MonotonicClock,
+    governor::middleware::NoOpMiddleware<std::time::Instant>,
+>;
+
+/// A bucket of `quota` for every key.
+fn keyed(quota: Quota) -> Arc<Bucket> {
+    Arc::new(RateLimiter::new(
+        quota,
+        DefaultKeyedStateStore::default(),
+        MonotonicClock,
+    ))
+}
 
 /// The limiter shared by every request.
 #[derive(Clone, Debug)]
 pub struct Limiter {
-    inner: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    inner: Option<Arc<Bucket>>,
     /// Request-body KiB per key.
-    bytes: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    bytes: Option<Arc<Bucket>>,
+    /// KiB per key that the key's event streams send, all together.
+    streamed: Option<Arc<Bucket>>,
+    /// Request-body KiB per tenant (namespace), all its keys together.
+    tenant_bytes: Option<Arc<Bucket>>,
+    /// KiB per tenant that all its event streams send together.
+    tenant_streamed: Option<Arc<Bucket>>,
     /// The most event streams a key may hold open (0: no cap), and how many each key holds.
     max_streams: usize,
     streams: Arc<Mutex<HashMap<String, usize>>>,
@@ -48,24 +77,35 @@ impl Limiter {
     pub fn new(per_second: u32, burst: u32) -> Self {
         let inner = NonZeroU32::new(per_second).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
-            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+            keyed(Quota::per_second(rate).allow_burst(burst))
         });
         Self {
             inner,
             bytes: None,
+            streamed: None,
+            tenant_bytes: None,
+            tenant_streamed: None,
             max_streams: 0,
             streams: Arc::default(),
         }
     }
 
     /// Also limits each key to `per_second` bytes of request bodies per second, in bursts of up to `burst` bytes
-    /// (counted in KiB; a zero rate disables it).
+    /// (counted in KiB; a zero rate disables it). The key's event streams together may then send
+    /// [`FANOUT`] times as much: a key that follows its own events on a few streams never waits, one that fans
+    /// large events out to many streams gets them more slowly instead of taking the gateway's CPU from others.
     pub fn with_bytes(mut self, per_second: u64, burst: u64) -> Self {
-        let kib = |b: u64| NonZeroU32::new(u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX));
-        self.bytes = kib(per_second).map(|rate| {
-            let burst = kib(burst).unwrap_or(rate).max(rate);
-            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
-        });
+        self.bytes = byte_bucket(per_second, burst);
+        self.streamed = byte_bucket(per_second.saturating_mul(FANOUT), burst.saturating_mul(FANOUT));
+        self
+    }
+
+    /// Also limits each tenant (namespace), all its keys together, to `per_second` bytes of request bodies per
+    /// second in bursts of up to `burst` (a zero rate disables it), and its event streams together to [`FANOUT`]
+    /// times as much.
+    pub fn with_tenant_bytes(mut self, per_second: u64, burst: u64) -> Self {
+        self.tenant_bytes = byte_bucket(per_second, burst);
+        self.tenant_streamed = byte_bucket(per_second.saturating_mul(FANOUT), burst.saturating_mul(FANOUT));
         self
     }
 
@@ -81,38 +121,25 @@ impl Limiter {
             return Ok(());
         };
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(MonotonicClock.now());
             whole_seconds(wait)
         })
     }
 
-    /// Takes `bytes` of `key`'s byte budget, or says how many whole seconds to wait (at least 1). A body larger
-    /// than the whole burst waits as long as the rate needs to pay for it, and is then let through once.
-    pub fn check_bytes(&self, key: &str, bytes: usize) -> Result<(), u64> {
-        let Some(limiter) = &self.bytes else {
-            return Ok(());
-        };
-        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        let Some(cost) = NonZeroU32::new(kib) else {
-            return Ok(());
-        };
-        match limiter.check_key_n(&key.to_owned(), cost) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(whole_seconds(
-                not_until.wait_time_from(DefaultClock::default().now()),
-            )),
-            // Larger than the burst: it can never fit in one go. Charge the whole burst instead.
-            Err(governor::InsufficientCapacity(burst)) => {
-                let burst = NonZeroU32::new(burst).unwrap_or(cost);
-                match limiter.check_key_n(&key.to_owned(), burst) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(not_until)) => Err(whole_seconds(
-                        not_until.wait_time_from(DefaultClock::default().now()),
-                    )),
-                    Err(_) => Err(1),
-                }
-            }
-        }
+    /// Takes `bytes` of `key`'s byte budget and of its tenant's, or says how many whole seconds to wait (at least
+    /// 1). A body larger than the whole burst waits as long as the rate needs to pay for it, and is then let through
+    /// once. (A body the key may send but its tenant may not has still spent the key's share: a tenant at its cap
+    /// is refused either way.)
+    pub fn check_bytes(&self, key: &str, tenant: &str, bytes: usize) -> Result<(), u64> {
+        take(self.bytes.as_deref(), key, bytes)?;
+        take(self.tenant_bytes.as_deref(), tenant, bytes)
+    }
+
+    /// Waits until `key`'s event streams, and its tenant's, may send `bytes` more (at once when there is no byte
+    /// limit). A message larger than the whole burst waits for a full bucket and is then let through.
+    pub async fn stream_send(&self, key: &str, tenant: &str, bytes: usize) {
+        wait(self.streamed.as_deref(), key, bytes).await;
+        wait(self.tenant_streamed.as_deref(), tenant, bytes).await;
     }
 
     /// A place for one more open event stream of `key`, or `None` when it holds the most it may (the cap).
@@ -131,10 +158,79 @@ impl Limiter {
 
     /// Forgets keys whose buckets are full again (call periodically to bound memory).
     pub fn shrink(&self) {
-        for limiter in [&self.inner, &self.bytes].into_iter().flatten() {
+        let all = [
+            &self.inner,
+            &self.bytes,
+            &self.streamed,
+            &self.tenant_bytes,
+            &self.tenant_streamed,
+        ];
+        for limiter in all.into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+    }
+}
+
+/// How long the gateway waits before it answers a 429 for a key's request rate or byte budget.
+pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits [`REFUSAL_DELAY`] before a refusal is answered, so that a client repeating refused requests at once on a
+/// few connections sends a few a second instead of thousands (each a new connection, since the gateway closes one
+/// whose body it did not read); a sleeping request costs the gateway nothing. A client that honours `retry-after`
+/// (at least 1 s) waits longer than this anyway.
+pub async fn slow_down() {
+    tokio::time::sleep(REFUSAL_DELAY).await;
+}
+
+/// How many times its request-body byte budget a key's event streams may send together.
+pub const FANOUT: u64 = 8;
+
+/// A bucket of `per_second` bytes (counted in KiB) with bursts of `burst`; `None` for a zero rate.
+fn byte_bucket(per_second: u64, burst: u64) -> Option<Arc<Bucket>> {
+    let kib = |b: u64| NonZeroU32::new(u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX));
+    kib(per_second).map(|rate| {
+        let burst = kib(burst).unwrap_or(rate).max(rate);
+        keyed(Quota::per_second(rate).allow_burst(burst))
+    })
+}
+
+/// Takes `bytes` from `id`'s bucket, or says how many whole seconds to wait. More than the whole burst is charged
+/// the burst: it passes only with a full bucket.
+fn take(limiter: Option<&Bucket>, id: &str, bytes: usize) -> Result<(), u64> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    let Some(cost) = NonZeroU32::new(u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)) else {
+        return Ok(());
+    };
+    let id = id.to_owned();
+    let cost = match limiter.check_key_n(&id, cost) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(not_until)) => {
+            return Err(whole_seconds(not_until.wait_time_from(MonotonicClock.now())));
+        }
+        Err(governor::InsufficientCapacity(burst)) => NonZeroU32::new(burst).unwrap_or(cost),
+    };
+    match limiter.check_key_n(&id, cost) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => Err(whole_seconds(not_until.wait_time_from(MonotonicClock.now()))),
+        Err(_) => Err(1),
+    }
+}
+
+/// Waits until `id`'s bucket holds `bytes` (or, for more than the whole burst, a full bucket) and takes them.
+async fn wait(limiter: Option<&Bucket>, id: &str, bytes: usize) {
+    let Some(limiter) = limiter else {
+        return;
+    };
+    let Some(cost) = NonZeroU32::new(u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)) else {
+        return;
+    };
+    let id = id.to_owned();
+    if let Err(governor::InsufficientCapacity(burst)) = limiter.until_key_n_ready(&id, cost).await {
+        let burst = NonZeroU32::new(burst).unwrap_or(cost);
+        let _ = limiter.until_key_n_ready(&id, burst).await;
     }
 }
 
@@ -144,6 +240,8 @@ fn whole_seconds(wait: std::time::Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -159,10 +257,10 @@ mod tests {
 
     #[test]
     fn zero_disables_the_limit() {
-        let limiter = Limiter::new(0, 0).with_bytes(0, 0);
+        let limiter = Limiter::new(0, 0).with_bytes(0, 0).with_tenant_bytes(0, 0);
         for _ in 0..1000 {
             assert!(limiter.check("a").is_ok());
-            assert!(limiter.check_bytes("a", 1 << 20).is_ok());
+            assert!(limiter.check_bytes("a", "t", 1 << 20).is_ok());
             std::mem::forget(limiter.open_stream("a").expect("no stream cap"));
         }
     }
@@ -171,13 +269,81 @@ mod tests {
     fn a_key_over_its_byte_budget_must_wait_and_keys_are_independent() {
         let limiter = Limiter::new(0, 0).with_bytes(1 << 20, 4 << 20);
         for _ in 0..4 {
-            assert!(limiter.check_bytes("a", 1 << 20).is_ok());
+            assert!(limiter.check_bytes("a", "t", 1 << 20).is_ok());
         }
-        assert!(limiter.check_bytes("a", 1 << 20).unwrap_err() >= 1);
-        assert!(limiter.check_bytes("b", 100).is_ok());
+        assert!(limiter.check_bytes("a", "t", 1 << 20).unwrap_err() >= 1);
+        assert!(limiter.check_bytes("b", "t", 100).is_ok());
         // Larger than the burst: charged the whole burst, so it passes only with a full bucket.
-        assert!(limiter.check_bytes("c", 8 << 20).is_ok());
-        assert!(limiter.check_bytes("c", 1024).is_err());
+        assert!(limiter.check_bytes("c", "t", 8 << 20).is_ok());
+        assert!(limiter.check_bytes("c", "t", 1024).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_key_fanning_out_past_its_stream_budget_waits_and_keys_are_independent() {
+        // 1 MiB/s of bodies: 8 MiB/s (bursts of 16 MiB) over the key's streams.
+        let limiter = Limiter::new(0, 0).with_bytes(1 << 20, 2 << 20);
+        let started = std::time::Instant::now();
+        for _ in 0..16 {
+            limiter.stream_send("a", "t", 1 << 20).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "the burst passes at once"
+        );
+        let started = std::time::Instant::now();
+        limiter.stream_send("a", "t", 2 << 20).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            started.elapsed()
+        );
+        let started = std::time::Instant::now();
+        limiter.stream_send("b", "t", 4 << 20).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "another key has its own budget"
+        );
+        // No byte limit: nothing waits.
+        let open = Limiter::new(0, 0);
+        open.stream_send("a", "t", usize::MAX).await;
+    }
+
+    #[test]
+    fn a_tenant_over_its_byte_budget_must_wait_whatever_key_it_uses() {
+        let limiter = Limiter::new(0, 0)
+            .with_bytes(1 << 20, 4 << 20)
+            .with_tenant_bytes(1 << 20, 6 << 20);
+        for _ in 0..4 {
+            assert!(limiter.check_bytes("a1", "t", 1 << 20).is_ok());
+        }
+        for _ in 0..2 {
+            assert!(limiter.check_bytes("a2", "t", 1 << 20).is_ok());
+        }
+        assert!(
+            limiter.check_bytes("a3", "t", 1 << 20).unwrap_err() >= 1,
+            "a new key of the same tenant"
+        );
+        assert!(
+            limiter.check_bytes("b1", "u", 1 << 20).is_ok(),
+            "another tenant has its own budget"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_fanning_out_past_its_budget_waits_whatever_key_it_uses() {
+        // 1 MiB/s per tenant: 8 MiB/s (bursts of 8 MiB) over its streams.
+        let limiter = Limiter::new(0, 0).with_tenant_bytes(1 << 20, 1 << 20);
+        limiter.stream_send("a1", "t", 8 << 20).await;
+        let started = std::time::Instant::now();
+        limiter.stream_send("a2", "t", 2 << 20).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            started.elapsed()
+        );
+        let started = std::time::Instant::now();
+        limiter.stream_send("b1", "u", 4 << 20).await;
+        assert!(started.elapsed() < Duration::from_millis(100));
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Blocking follows of a session's log (for SSE), multiplexed over one Redis connection per process.
 //!
 //! A [`FollowHub`] (one per [`Store`](crate::Store), made on the first follow) runs one blocking `XREAD` over the
-//! logs that have followers, on one connection of its own, and tells their followers when a log grew. A follower
-//! then reads what came after its own cursor with a plain `XRANGE` on the store's shared connection. So a process
-//! holds two Redis connections however many streams it follows, and every follower keeps its own position: order,
-//! resume from a cursor, and no loss come from reading the log itself, not from the notification.
+//! logs that have followers, on one connection of its own. It decodes each new entry once, keeps the latest ones of
+//! each log in a small window ([`SharedEvent`]s, serialised once for every stream that sends them) and tells the
+//! log's followers. A follower whose cursor lies in that window takes the events from it without asking Redis; one
+//! behind it (a resume from an old cursor, a slow reader) reads what came after its own cursor with a plain `XRANGE`
+//! on the store's shared connection until it catches up. So a process holds two Redis connections however many
+//! streams it follows, a large event is read and decoded once however many streams follow its log, and every
+//! follower keeps its own position: the window holds every entry between two positions of the log, so order,
+//! resume from a cursor and no loss hold whichever way a follower reads.
 //!
 //! A new log is taken into the hub's read at once: the follower rings the hub's doorbell in its namespace (a tiny
 //! stream under the tenant's prefix, so a tenant's Redis user may ring and read it,
@@ -14,7 +18,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak},
     time::Duration,
 };
 
@@ -30,6 +34,42 @@ use crate::{Config, Cursor, Error, Result, SessionLog, StoredEvent, log::decode_
 
 /// How much longer than a blocking read a follower waits for a notification before it re-reads the log anyway.
 const FALLBACK_FACTOR: u32 = 6;
+
+/// The most bytes of recent entries the hub keeps per followed log (at least the newest entry is kept).
+const WINDOW_BYTES: usize = 16 << 20;
+
+/// About how many bytes of entries a follower behind the window reads at once (at least one entry).
+const CATCH_UP_BYTES: usize = 4 << 20;
+
+/// How many entries a follower's first read of the log asks for, before it knows how large they are.
+const FIRST_CATCH_UP: usize = 16;
+
+/// An event of a followed log, decoded once and serialised at most once, however many followers send it.
+#[derive(Debug)]
+pub struct SharedEvent {
+    stored: StoredEvent,
+    json: OnceLock<String>,
+}
+
+impl SharedEvent {
+    fn new(stored: StoredEvent) -> Arc<Self> {
+        Arc::new(Self {
+            stored,
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The event and its cursor.
+    pub fn stored(&self) -> &StoredEvent {
+        &self.stored
+    }
+
+    /// The event as the API shows it, in JSON (made on first use, then shared).
+    pub fn json(&self) -> &str {
+        self.json
+            .get_or_init(|| serde_json::to_string(&self.stored.event).unwrap_or_else(|_| "{}".to_owned()))
+    }
+}
 
 /// One process's shared follow of many session logs. Cheap to clone.
 #[derive(Clone)]
@@ -54,17 +94,107 @@ struct HubInner {
     /// This hub's name, part of its doorbells' keys.
     id: String,
     logs: Mutex<HashMap<String, Followed>>,
+    /// A connection of its own for followers behind the window, so that their reads (possibly large) never queue
+    /// ahead of the shared connection's commands (another tenant's appends, say). Made on first use.
+    catch_up: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     /// Wakes the hub's task when it has nothing to read and a follower arrives.
     arrived: tokio::sync::Notify,
 }
 
-/// A log the hub reads: where it has read to, how to tell its followers, how many there are, and the doorbell of
-/// its namespace.
+/// A log the hub reads: where it has read to, its window of recent events, how to tell its followers, how many
+/// there are, and the doorbell of its namespace.
 struct Followed {
     position: String,
+    window: Window,
     notify: watch::Sender<u64>,
     followers: usize,
     bell: String,
+}
+
+/// Every event of a log after `from` through `to` (an entry that is not an event is left out, as a read of the log
+/// would), newest last.
+struct Window {
+    from: Cursor,
+    to: Cursor,
+    /// Each event with its entry's size.
+    events: VecDeque<(Arc<SharedEvent>, usize)>,
+    bytes: usize,
+    /// Set while the hub cannot read: followers then read the log themselves (and see why it fails).
+    stale: bool,
+}
+
+impl Window {
+    fn new(at: Cursor) -> Self {
+        Self {
+            from: at,
+            to: at,
+            events: VecDeque::new(),
+            bytes: 0,
+            stale: false,
+        }
+    }
+
+    /// Forgets the events and serves no follower until the hub reads the log again.
+    fn spoil(&mut self) {
+        *self = Self::new(self.to);
+        self.stale = true;
+    }
+
+    /// Adds the entries that follow `to` in the log, then drops the oldest beyond the window's size.
+    fn extend(&mut self, entries: Vec<Decoded>, max_events: usize) {
+        for (cursor, event) in entries {
+            self.to = cursor;
+            if let Some((event, size)) = event {
+                self.bytes += size;
+                self.events.push_back((event, size));
+            }
+        }
+        while self.events.len() > max_events.max(1) || (self.bytes > WINDOW_BYTES && self.events.len() > 1) {
+            let Some((old, size)) = self.events.pop_front() else {
+                break;
+            };
+            self.from = old.stored.cursor;
+            self.bytes = self.bytes.saturating_sub(size);
+        }
+    }
+
+    /// The events after `after`, and the position they reach, when the window covers `after`.
+    fn after(&self, after: Cursor) -> Option<(Vec<Arc<SharedEvent>>, Cursor)> {
+        if self.stale || after < self.from || after > self.to {
+            return None;
+        }
+        let start = self.events.partition_point(|(e, _)| e.stored.cursor <= after);
+        let events = self.events.range(start..).map(|(e, _)| e.clone()).collect();
+        Some((events, self.to))
+    }
+}
+
+/// An entry as the hub read it: its position, and the event with its size (none when it is not an event).
+type Decoded = (Cursor, Option<(Arc<SharedEvent>, usize)>);
+
+/// Decodes the entries of a log's read (done before the hub takes its lock, so followers are not held up).
+fn decode_entries(entries: &[redis::streams::StreamId]) -> Vec<Decoded> {
+    entries
+        .iter()
+        // An id that is no cursor is no event either (a read of the log skips it too).
+        .filter_map(|entry| {
+            let cursor = entry.id.parse::<Cursor>().ok()?;
+            let event = decode_lossy(entry).map(|e| (SharedEvent::new(e), entry_bytes(entry)));
+            Some((cursor, event))
+        })
+        .collect()
+}
+
+/// The size of an entry's fields, as the window counts it.
+fn entry_bytes(entry: &redis::streams::StreamId) -> usize {
+    entry
+        .map
+        .values()
+        .map(|v| match v {
+            redis::Value::BulkString(b) => b.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 impl FollowHub {
@@ -76,6 +206,7 @@ impl FollowHub {
             conn,
             id: hub_id(),
             logs: Mutex::new(HashMap::new()),
+            catch_up: tokio::sync::Mutex::new(None),
             arrived: tokio::sync::Notify::new(),
         });
         tokio::spawn(read_loop(Arc::downgrade(&inner)));
@@ -104,6 +235,7 @@ impl FollowHub {
                         key.to_owned(),
                         Followed {
                             position: from.to_string(),
+                            window: Window::new(from),
                             notify,
                             followers: 1,
                             bell: bell.clone(),
@@ -160,9 +292,20 @@ impl HubInner {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Wakes every follower (after the hub's read failed: they re-read their logs).
+    /// The catch-up connection, connecting when there is none.
+    async fn catch_up(&self) -> Result<MultiplexedConnection> {
+        let mut conn = self.catch_up.lock().await;
+        if let Some(conn) = &*conn {
+            return Ok(conn.clone());
+        }
+        let made = crate::store::dedicated(&self.client, &self.config).await?;
+        Ok(conn.insert(made).clone())
+    }
+
+    /// Wakes every follower after the hub's read failed: they read their logs themselves until it reads again.
     fn notify_all(&self) {
-        for followed in self.logs().values() {
+        for followed in self.logs().values_mut() {
+            followed.window.spoil();
             followed.notify.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
@@ -259,13 +402,37 @@ async fn read_loop(hub: Weak<HubInner>) {
         match reply {
             Ok(reply) => {
                 failures = 0;
+                let read_from: HashMap<&String, &String> = keys.iter().zip(&positions).collect();
+                let read: Vec<_> = reply
+                    .map(|r| r.keys)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|key| {
+                        let last = key.ids.last()?.id.clone();
+                        let decoded = (!bells.contains_key(&key.key)).then(|| decode_entries(&key.ids));
+                        Some((key.key, last, decoded))
+                    })
+                    .collect();
                 let mut logs = inner.logs();
-                for key in reply.map(|r| r.keys).unwrap_or_default() {
-                    let Some(last) = key.ids.last() else { continue };
-                    if let Some(position) = bells.get_mut(&key.key) {
-                        position.clone_from(&last.id);
-                    } else if let Some(followed) = logs.get_mut(&key.key) {
-                        followed.position.clone_from(&last.id);
+                for (key, from) in &read_from {
+                    if let Some(followed) = logs.get_mut(*key)
+                        && &&followed.position == from
+                    {
+                        followed.window.stale = false;
+                    }
+                }
+                for (key, last, decoded) in read {
+                    if let Some(position) = bells.get_mut(&key) {
+                        position.clone_from(&last);
+                    } else if let Some(followed) = logs.get_mut(&key) {
+                        // A log left and followed again meanwhile may start elsewhere: its window takes only
+                        // entries that follow its own position (the next read brings them).
+                        if read_from.get(&key) == Some(&&followed.position) {
+                            followed
+                                .window
+                                .extend(decoded.unwrap_or_default(), config.follow_batch);
+                            followed.position = last;
+                        }
                         followed.notify.send_modify(|n| *n = n.wrapping_add(1));
                     }
                 }
@@ -297,7 +464,9 @@ pub struct Follower {
     subscription: Subscription,
     cursor: Cursor,
     read_to: Cursor,
-    buffer: VecDeque<StoredEvent>,
+    buffer: VecDeque<Arc<SharedEvent>>,
+    /// How many entries the next read of the log asks for.
+    batch: usize,
 }
 
 impl std::fmt::Debug for Follower {
@@ -323,6 +492,7 @@ impl Follower {
             cursor: after,
             read_to: after,
             buffer: VecDeque::new(),
+            batch: FIRST_CATCH_UP,
         }
     }
 
@@ -333,9 +503,14 @@ impl Follower {
 
     /// The next event, waiting for it as long as it takes.
     pub async fn next(&mut self) -> Result<StoredEvent> {
+        self.next_shared().await.map(|e| e.stored.clone())
+    }
+
+    /// The next event as the hub shares it with every follower of the log (no copy), waiting as long as it takes.
+    pub async fn next_shared(&mut self) -> Result<Arc<SharedEvent>> {
         loop {
             if let Some(event) = self.buffer.pop_front() {
-                self.cursor = event.cursor;
+                self.cursor = event.stored.cursor;
                 return Ok(event);
             }
             // Marked seen before reading: a notification of anything the read misses wakes the wait below.
@@ -350,30 +525,59 @@ impl Follower {
         }
     }
 
-    /// Reads what follows the last buffered or returned event; answers whether there was any.
+    /// Reads what follows the last buffered or returned event (from the hub's window when it covers the cursor,
+    /// else from the log); answers whether there was any.
     async fn fill(&mut self) -> Result<bool> {
+        let shared = {
+            let logs = self.subscription.hub.logs();
+            logs.get(&self.subscription.key)
+                .and_then(|followed| followed.window.after(self.read_to))
+        };
+        if let Some((events, to)) = shared {
+            self.read_to = to;
+            let read = !events.is_empty();
+            self.buffer.extend(events);
+            return Ok(read);
+        }
         let config = self.log.store.config();
+        let count = self.batch.clamp(1, config.follow_batch.max(1));
         let cmd = redis::cmd("XRANGE")
             .arg(self.log.keys.events())
             .arg(format!("({}", self.read_to))
             .arg("+")
             .arg("COUNT")
-            .arg(config.follow_batch.max(1))
+            .arg(count)
             .to_owned();
-        let mut conn = self.log.store.connection();
-        let reply: StreamRangeReply = self
+        let hub = &self.subscription.hub;
+        let mut conn = hub.catch_up().await?;
+        let reply: Result<StreamRangeReply> = self
             .log
             .store
             .run("follow", async move { cmd.query_async(&mut conn).await })
-            .await?;
+            .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(err) => {
+                // Connect afresh next time (a command timed out on it, or the connection broke).
+                *hub.catch_up.lock().await = None;
+                return Err(err);
+            }
+        };
         let read = !reply.ids.is_empty();
+        // The next read's size: about CATCH_UP_BYTES of entries as large as these, so that a follower behind a
+        // log of large events holds a few of them, not a batch.
+        let bytes: usize = reply.ids.iter().map(entry_bytes).sum();
+        if read {
+            let average = (bytes / reply.ids.len()).max(1);
+            self.batch = (CATCH_UP_BYTES / average).clamp(1, config.follow_batch.max(1));
+        }
         for entry in &reply.ids {
             let cursor: Cursor = entry
                 .id
                 .parse()
                 .map_err(|_| Error::InvalidCursor(entry.id.clone()))?;
             self.read_to = cursor;
-            self.buffer.extend(decode_lossy(entry));
+            self.buffer.extend(decode_lossy(entry).map(SharedEvent::new));
         }
         Ok(read)
     }

@@ -42,7 +42,7 @@ mod wakeup;
 pub use connection::Connection;
 pub use cursor::Cursor;
 pub use error::{Error, Result};
-pub use follow::{FollowHub, Follower};
+pub use follow::{FollowHub, Follower, SharedEvent};
 pub use keys::SessionKeys;
 pub use lease::{FencingToken, Lease, ReplicaAcquire, ReplicaRelease};
 pub use ledger::SessionSpend;

@@ -103,3 +103,55 @@ async fn a_new_follower_is_woken_at_once_not_after_the_hubs_blocking_read() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn followers_of_one_log_share_each_event_and_one_behind_catches_up_in_order() {
+    let (_server, store) = start().await;
+    let log = store.session("ns", "sesn_shared");
+    let early = log.append_user([user("early")]).await.unwrap();
+    let mut live: Vec<_> = Vec::new();
+    for _ in 0..3 {
+        live.push(log.follow(None).await.unwrap());
+    }
+    log.append_user([user("one"), user("two")]).await.unwrap();
+    let mut seen = Vec::new();
+    for follower in &mut live {
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            events.push(
+                tokio::time::timeout(Duration::from_secs(10), follower.next_shared())
+                    .await
+                    .expect("every event arrives")
+                    .unwrap(),
+            );
+        }
+        seen.push(events);
+    }
+    for events in &seen[1..] {
+        for (a, b) in events.iter().zip(&seen[0]) {
+            assert!(
+                std::sync::Arc::ptr_eq(a, b),
+                "the hub decodes an event once for every follower of its log"
+            );
+        }
+    }
+    assert_eq!(common::text_of(&seen[0][1].stored().event.body), "two");
+    assert_eq!(
+        seen[0][0].json(),
+        serde_json::to_string(&seen[0][0].stored().event).unwrap()
+    );
+    // A follower from before the hub's window reads the log itself, then joins the window: nothing missed or
+    // repeated.
+    let mut behind = log.follow(Some(Cursor::START)).await.unwrap();
+    log.append_user([user("three")]).await.unwrap();
+    let mut texts = Vec::new();
+    for _ in 0..4 {
+        let event = tokio::time::timeout(Duration::from_secs(10), behind.next())
+            .await
+            .expect("every event arrives")
+            .unwrap();
+        texts.push(common::text_of(&event.event.body));
+    }
+    assert_eq!(texts, ["early", "one", "two", "three"]);
+    assert_eq!(early.len(), 1);
+}

@@ -225,19 +225,40 @@ pub async fn append_traced(
 }
 
 /// `POST /v1/sessions/{session_id}/events`: validates, appends in order together with the wake-up, and answers the
-/// stored events at once (`{"data": [...]}`). An `Idempotency-Key` header makes a retry store nothing twice.
+/// stored events at once (`{"data": [...]}`). An `Idempotency-Key` header makes a retry store nothing twice. The
+/// key's and tenant's byte budgets are charged from the body's `Content-Length` before any of it is read, so a
+/// refused body costs the gateway nothing (a body without a length is charged once read).
 #[tracing::instrument(name = "send_events", skip_all, fields(namespace = %tenant.namespace, session = %id))]
 pub async fn send(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> ApiResult<Json<Value>> {
     let idempotency_key = idempotency_key(&headers)?;
-    if let Err(wait) = state.limiter.check_bytes(&tenant.key_hash, body.len()) {
-        state.metrics.rate_limited.inc();
-        return Err(ApiError::rate_limited(wait));
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let charge =
+        async |bytes: usize| match state
+            .limiter
+            .check_bytes(&tenant.key_hash, &tenant.namespace, bytes)
+        {
+            Ok(()) => Ok(()),
+            Err(wait) => {
+                state.metrics.rate_limited.inc();
+                crate::ratelimit::slow_down().await;
+                Err(ApiError::rate_limited(wait))
+            }
+        };
+    if let Some(length) = declared {
+        charge(length).await?;
+    }
+    let body = read_body(request, state.settings.max_body_bytes).await?;
+    if declared.is_none() {
+        charge(body.len()).await?;
     }
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     refuse_unknown_top_level(&body)?;
@@ -257,6 +278,18 @@ pub async fn send(
     .await?;
     let data: Vec<Value> = stored.iter().map(event_json).collect();
     Ok(Json(json!({ "data": data })))
+}
+
+/// Reads a request's body, at most `max` bytes (the router's `DefaultBodyLimit`; over it: 413 naming the limit).
+async fn read_body(request: axum::extract::Request, max: usize) -> ApiResult<Bytes> {
+    use axum::extract::FromRequest as _;
+    Bytes::from_request(request, &()).await.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            crate::body::cut_off(max)
+        } else {
+            ApiError::invalid(format!("body: could not be read: {}", rejection.body_text()))
+        }
+    })
 }
 
 /// `GET /v1/sessions/{session_id}/events`: `order` (asc), `limit` (100, at most 1000), `page`, `types[]`,

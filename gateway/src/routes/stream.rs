@@ -18,7 +18,7 @@ use axum::{
     },
 };
 use corral_api::{Session, session::SessionPhase};
-use corral_session::{Cursor, StoredEvent};
+use corral_session::{Cursor, SharedEvent};
 use futures::Stream;
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -45,12 +45,13 @@ impl Drop for ClientGuard {
     }
 }
 
-fn sse_event(event: &StoredEvent) -> SseEvent {
-    let data = serde_json::to_string(&event.event).unwrap_or_else(|_| "{}".to_owned());
+/// The SSE message of an event; its JSON is made once for every stream of the log (see [`SharedEvent::json`]).
+fn sse_event(event: &SharedEvent) -> SseEvent {
+    let stored = event.stored();
     SseEvent::default()
-        .event(event.event.type_name())
-        .id(event.cursor.to_string())
-        .data(data)
+        .event(stored.event.type_name())
+        .id(stored.cursor.to_string())
+        .data(event.json())
 }
 
 /// The resume point: `Last-Event-ID`, else `?after=`.
@@ -102,7 +103,14 @@ pub async fn stream(
     };
     // Nothing follows the end of a terminated session: without a cursor to replay from, the stream ends at once
     // (with a cursor, it replays what came after it, through the terminal event).
-    let events = events(state.clone(), follower, guard, terminated && after.is_none());
+    let events = events(
+        state.clone(),
+        tenant.key_hash.clone(),
+        tenant.namespace.clone(),
+        follower,
+        guard,
+        terminated && after.is_none(),
+    );
     let keep_alive = KeepAlive::new()
         .interval(state.settings.keep_alive)
         .event(SseEvent::default().event("ping").data("{}"));
@@ -115,6 +123,8 @@ pub async fn stream(
 
 fn events(
     state: AppState,
+    key: String,
+    namespace: String,
     mut follower: corral_session::Follower,
     guard: ClientGuard,
     finished: bool,
@@ -133,11 +143,21 @@ fn events(
                     yield Ok(SseEvent::default().comment("shutting down"));
                     break;
                 }
-                next = follower.next() => match next {
+                next = follower.next_shared() => match next {
                     Ok(event) => {
                         failures = 0;
                         state.metrics.sse_events.inc();
-                        let terminal = event.event.body.ends_stream();
+                        let terminal = event.stored().event.body.ends_stream();
+                        // The key's and the tenant's fan-out budgets: many streams of large events slow down, others
+                        // don't notice.
+                        tokio::select! {
+                            biased;
+                            () = shutdown.cancelled() => {
+                                yield Ok(SseEvent::default().comment("shutting down"));
+                                break;
+                            }
+                            () = state.limiter.stream_send(&key, &namespace, event.json().len()) => {}
+                        }
                         yield Ok(sse_event(&event));
                         if terminal {
                             break;
