@@ -40,7 +40,10 @@ async fn a_redis_stall_longer_than_the_self_fence_cuts_no_model_stream() {
     ));
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(worker.run(shutdown.clone()));
+    // The worker's consumer groups read new wake-ups only: let it start first.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     h.say("s", "hello").await;
+    h.store.enqueue(NS, "s").await.unwrap();
     h.wait_for("s", "span.model_request_start").await;
     h.redis.pause().unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
