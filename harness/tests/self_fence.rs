@@ -23,8 +23,7 @@ async fn a_redis_stall_longer_than_the_self_fence_cuts_no_model_stream() {
     delay_ms: 250
 "#;
     let h = harness(script, "").await;
-    let agents =
-        FileAgentSource::from_manifest(&Manifest::parse(&manifest(script, "")).unwrap()).unwrap();
+    let agents = FileAgentSource::from_manifest(&Manifest::parse(&manifest(script, "")).unwrap()).unwrap();
     let worker = Arc::new(Worker::new(
         h.store.clone(),
         h.engine.clone(),
@@ -50,7 +49,11 @@ async fn a_redis_stall_longer_than_the_self_fence_cuts_no_model_stream() {
     h.redis.resume().unwrap();
     let started = Instant::now();
     while !h.types("s").await.contains(&"session.status_idle".to_owned()) {
-        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", h.types("s").await);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            h.types("s").await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     shutdown.cancel();
@@ -62,5 +65,8 @@ async fn a_redis_stall_longer_than_the_self_fence_cuts_no_model_stream() {
         1,
         "{types:?}"
     );
-    assert!(!types.contains(&"session.status_rescheduled".to_owned()), "{types:?}");
+    assert!(
+        !types.contains(&"session.status_rescheduled".to_owned()),
+        "{types:?}"
+    );
 }

@@ -258,7 +258,8 @@ mod tests {
         let sessions = BTreeMap::from([("team-a".to_owned(), vec!["wedged".to_owned()])]);
         let wedged = store.session("team-a", "wedged");
         let ghost = corral_session::liveness::new_replica_id("harness-gone");
-        let corral_session::ReplicaAcquire::Taken(lease) = wedged.acquire_for_replica(&ghost, None).await.unwrap()
+        let corral_session::ReplicaAcquire::Taken(lease) =
+            wedged.acquire_for_replica(&ghost, None).await.unwrap()
         else {
             panic!("taken");
         };
@@ -273,7 +274,10 @@ mod tests {
         // A live replica takes the wake-up: the lease is held, so it only marks it and acknowledges the wake-up.
         let taken = consumer.take(10).await.unwrap();
         assert!(matches!(
-            wedged.acquire_for_replica("live-0", Some(&taken[0].entry)).await.unwrap(),
+            wedged
+                .acquire_for_replica("live-0", Some(&taken[0].entry))
+                .await
+                .unwrap(),
             corral_session::ReplicaAcquire::Marked { .. }
         ));
         let mut sweeper = Sweeper::default();
@@ -292,7 +296,10 @@ mod tests {
         let again = consumer.take(10).await.unwrap();
         assert_eq!(again.len(), 1);
         assert!(matches!(
-            wedged.acquire_for_replica("live-0", Some(&again[0].entry)).await.unwrap(),
+            wedged
+                .acquire_for_replica("live-0", Some(&again[0].entry))
+                .await
+                .unwrap(),
             corral_session::ReplicaAcquire::Taken(_)
         ));
     }

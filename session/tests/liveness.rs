@@ -241,11 +241,7 @@ async fn concurrent_reapers_take_each_session_over_exactly_once() {
     }
     past_stale().await;
     let seen = suspect(&store, &dead).await;
-    let (r1, r2, r3) = tokio::join!(
-        replicas.reap(&seen),
-        replicas.reap(&seen),
-        replicas.reap(&seen)
-    );
+    let (r1, r2, r3) = tokio::join!(replicas.reap(&seen), replicas.reap(&seen), replicas.reap(&seen));
     let results = [r1.unwrap(), r2.unwrap(), r3.unwrap()];
     assert_eq!(results.iter().filter(|r| r.reaped).count(), 1, "{results:?}");
     assert_eq!(results.iter().map(|r| r.sessions).sum::<u64>(), 60);
@@ -503,7 +499,10 @@ async fn a_step_of_the_redis_clock_reaps_nobody_who_keeps_beating() {
         other => panic!("{other:?}"),
     };
     assert_eq!(first.len(), 1);
-    assert!(watch.observe(first.clone(), Instant::now()).is_empty(), "ripe at first sight");
+    assert!(
+        watch.observe(first.clone(), Instant::now()).is_empty(),
+        "ripe at first sight"
+    );
     // Both keep beating for longer than the stale time: a never ripens, and the first observation reaps nothing.
     let started = Instant::now();
     while started.elapsed() < STALE_AFTER * 2 {
@@ -563,7 +562,10 @@ async fn a_fence_that_lost_its_last_increment_still_issues_a_larger_token() {
     ));
     // The same holds for the expiring leases of a local harness, and for a reclaim.
     let local = store.session(NS, "sesn_2");
-    let held = local.acquire_lease("local-1", Duration::from_secs(30)).await.unwrap();
+    let held = local
+        .acquire_lease("local-1", Duration::from_secs(30))
+        .await
+        .unwrap();
     let _: () = redis::pipe()
         .cmd("DEL")
         .arg(local.keys().lease())
@@ -574,7 +576,10 @@ async fn a_fence_that_lost_its_last_increment_still_issues_a_larger_token() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let next = local.acquire_lease("local-2", Duration::from_secs(30)).await.unwrap();
+    let next = local
+        .acquire_lease("local-2", Duration::from_secs(30))
+        .await
+        .unwrap();
     assert!(next.token > held.token);
 }
 

@@ -176,11 +176,7 @@ impl Tenant {
     /// [`crate::liveness::REAP_TOMBSTONE`]): written by a reaper before it reads the replica's sessions of the shard, and checked
     /// by `ACQUIRE`, so an `ACQUIRE` of the reaped replica that lands late (a stalled network) takes nothing.
     pub fn replica_reaped_in_shard(&self, replica: &str, shard: u16) -> String {
-        format!(
-            "{}{}:replica:{replica}:dead",
-            self.prefix,
-            self.shard_tag(shard)
-        )
+        format!("{}{}:replica:{replica}:dead", self.prefix, self.shard_tag(shard))
     }
 
     /// The namespace's registered replicas (sorted set: replica → its last beat, Unix ms of the Redis clock). A
