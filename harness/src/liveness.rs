@@ -206,7 +206,10 @@ impl Liveness {
                         // Redis lost the registration without anyone reaping this replica (no tombstone): register
                         // again rather than stop every replica of the namespace at once. Its leases went with the
                         // data; what its sessions still append is fenced.
-                        tracing::warn!(replica = %self.replica, "this replica's registration vanished (Redis lost data): registering again");
+                        tracing::warn!(
+                            replica = %self.replica,
+                            "this replica's registration vanished (Redis lost data): registering again"
+                        );
                         if let Some(c) = conn.as_mut()
                             && let Err(err) = liveness::register(c, &namespace, &self.replica).await
                         {
