@@ -36,9 +36,11 @@ pub const LIVENESS_TTL: Duration = Duration::from_millis(800);
 /// How long after its last beat a replica may be reaped (by the Redis clock), and how long a reaper must have seen
 /// that last beat unchanged (by its own clock, [`SuspectWatch`]).
 pub const STALE_AFTER: Duration = Duration::from_millis(800);
-/// How long after its last beat beats report a replica as a suspect: a little more than one beat, so a reaper's
-/// [`SuspectWatch`] starts its own clock on a dead replica soon after its last beat, not only once it is stale.
-pub const SUSPECT_AFTER: Duration = Duration::from_millis(250);
+/// How long after its last beat beats report a replica as a suspect: zero, so every beat reports the other
+/// replicas' last beats (the oldest [`SUSPECTS_PER_BEAT`]) and a reaper's [`SuspectWatch`] starts its own clock on
+/// a dead replica within one beat of its last one: it ripens 0.8–1 s after that last beat, as if the registry's
+/// clock were trusted, yet no step of that clock ripens a replica that still beats.
+pub const SUSPECT_AFTER: Duration = Duration::ZERO;
 /// How long a replica stops working (no model call, no tool, no new lease) after its last successful beat: a
 /// beat's liveness key outlives it by [`LIVENESS_TTL`] − this, so a replica has stopped before anyone may reap it.
 pub const SELF_FENCE_AFTER: Duration = Duration::from_millis(600);
@@ -56,8 +58,8 @@ pub const REAP_TOMBSTONE: Duration = Duration::from_secs(3600);
 /// How recent a replica's last good beat must be for it to register again when its registration vanished without a
 /// reap (Redis lost its data); past it the replica stops instead, as if reaped.
 pub const REREGISTER_WITHIN: Duration = Duration::from_secs(600);
-/// How many suspects one beat returns at most.
-const SUSPECTS_PER_BEAT: usize = 16;
+/// How many suspects one beat returns at most (the replicas silent longest come first).
+pub const SUSPECTS_PER_BEAT: usize = 16;
 /// Sessions reclaimed per pipelined round trip.
 const RECLAIM_BATCH: usize = 500;
 

@@ -34,7 +34,7 @@ return now
 });
 
 /// One beat of a replica: renews its liveness (or revives it after an outage, as long as nobody reaped it) and
-/// returns the replicas a live one should watch to reap: registered ones silent for longer than the suspect time
+/// returns the replicas a live one should watch to reap: registered ones silent for at least the suspect time
 /// (with their last beat, which the reaper must see unchanged for a while on its own clock before it reaps), and
 /// reaps whose reaper's lock lapsed (with `""`).
 ///
