@@ -4,15 +4,20 @@
 //!
 //! The beat runs on an OS thread of its own, with its own Tokio runtime and Redis connection: a saturated worker
 //! runtime must not make a live replica look dead. Each successful beat records when it was *sent*; once the last
-//! one was sent more than [`SELF_FENCE_AFTER`] ago, every running session is cancelled (no model call, tool or new
-//! lease follows) before its liveness key, which outlives a beat by [`LIVENESS_TTL`], lets anybody reap it.
+//! one was sent more than [`SELF_FENCE_AFTER`] ago the replica fences itself: it takes no new lease and starts no
+//! tool (each tool call waits for [`Liveness::is_fresh`]) before its liveness key, which outlives a beat by
+//! `LIVENESS_TTL`, lets anybody reap it. Model streams go on: what they append is fenced by the session's token
+//! if the replica is reaped meanwhile, and a Redis stall of a second (an fsync, an AOF rewrite's fork) then costs
+//! no model call.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corral_session::liveness::{self, BEAT_EVERY, Beat, REAP_AFTER_GOOD_BEATS, SELF_FENCE_AFTER};
+use corral_session::liveness::{
+    self, BEAT_EVERY, Beat, REAP_AFTER_GOOD_BEATS, REREGISTER_WITHIN, SELF_FENCE_AFTER, Suspect, SuspectWatch,
+};
 
 use corral_session::Store;
 use corral_session::liveness::Replicas;
@@ -32,9 +37,8 @@ pub struct Liveness {
     base: Instant,
     /// When the last successful beat was sent, in ms since `base` (+1, so 0 means never).
     last_ok: AtomicU64,
-    /// The parent of every running session's cancellation: cancelled when the replica fences itself, and replaced
-    /// once it beats again.
-    fence: Mutex<CancellationToken>,
+    /// Whether the replica has fenced itself (its beats failing) and not beaten since.
+    fenced: AtomicBool,
     /// Fired when this replica was reaped: it must stop for good.
     dead: CancellationToken,
     stop: CancellationToken,
@@ -64,7 +68,7 @@ impl Liveness {
             replica: replica.to_owned(),
             base: Instant::now(),
             last_ok: AtomicU64::new(0),
-            fence: Mutex::new(CancellationToken::new()),
+            fenced: AtomicBool::new(false),
             dead: CancellationToken::new(),
             stop: CancellationToken::new(),
             metrics: metrics.clone(),
@@ -103,24 +107,18 @@ impl Liveness {
         last > 0 && self.now_ms().saturating_sub(last - 1) < millis(SELF_FENCE_AFTER)
     }
 
-    /// A cancellation for one session's run, cancelled when this replica fences itself; `None` while it is not
-    /// fresh.
-    pub fn session_token(&self) -> Option<CancellationToken> {
-        if !self.is_fresh() {
-            return None;
-        }
-        let fence = self
-            .fence
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (!fence.is_cancelled()).then(|| fence.child_token())
-    }
-
     /// Waits until this replica is fresh again (or dead, or stopped).
     pub async fn wait_fresh(&self) {
         while !self.is_fresh() && !self.dead.is_cancelled() && !self.stop.is_cancelled() {
             tokio::time::sleep(FENCE_CHECK).await;
         }
+    }
+
+    /// Waits until this replica may start a tool: fresh and not reaped. Returns false once it was reaped (or
+    /// stopped beating) instead: the tool must not run.
+    pub async fn may_run_tool(&self) -> bool {
+        self.wait_fresh().await;
+        self.is_fresh() && !self.dead.is_cancelled()
     }
 
     /// Fired once this replica was reaped by another: it holds no lease any more and must exit.
@@ -140,12 +138,7 @@ impl Liveness {
     fn beat_ok(&self, sent: Instant) {
         let at = u64::try_from(sent.duration_since(self.base).as_millis()).unwrap_or(u64::MAX);
         self.last_ok.fetch_max(at + 1, Ordering::AcqRel);
-        let mut fence = self
-            .fence
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if fence.is_cancelled() && self.is_fresh() && !self.dead.is_cancelled() {
-            *fence = CancellationToken::new();
+        if self.is_fresh() && !self.dead.is_cancelled() && self.fenced.swap(false, Ordering::AcqRel) {
             tracing::info!(replica = %self.replica, "beating again: taking work again");
         }
     }
@@ -154,15 +147,16 @@ impl Liveness {
         if self.is_fresh() && !self.dead.is_cancelled() {
             return;
         }
-        let fence = self
-            .fence
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !fence.is_cancelled() {
-            tracing::warn!(replica = %self.replica, "liveness beats failing: stopping every running session");
-            fence.cancel();
+        if !self.fenced.swap(true, Ordering::AcqRel) {
+            tracing::warn!(replica = %self.replica, "liveness beats failing: no new lease, no tool start");
             self.metrics.self_fenced.inc();
         }
+    }
+
+    /// How long ago the last successful beat was sent.
+    fn since_last_ok(&self) -> Duration {
+        let last = self.last_ok.load(Ordering::Acquire);
+        Duration::from_millis(self.now_ms().saturating_sub(last.saturating_sub(1)))
     }
 
     /// The beat loop and the self-fence check, on the liveness thread.
@@ -170,7 +164,7 @@ impl Liveness {
         self: Arc<Self>,
         store: Store,
         namespace: String,
-        suspects: mpsc::UnboundedSender<Vec<String>>,
+        suspects: mpsc::UnboundedSender<Vec<Suspect>>,
     ) {
         let checker = {
             let this = self.clone();
@@ -204,11 +198,27 @@ impl Liveness {
                     Ok(Ok(Beat::Alive { suspects: found })) => {
                         self.beat_ok(sent);
                         let since = *good_since.get_or_insert(sent);
-                        if !found.is_empty() && since.elapsed() >= REAP_AFTER_GOOD_BEATS {
+                        if since.elapsed() >= REAP_AFTER_GOOD_BEATS {
                             let _ = suspects.send(found);
                         }
                     }
-                    Ok(Ok(Beat::Dead)) => {
+                    Ok(Ok(Beat::Unregistered)) if self.since_last_ok() < REREGISTER_WITHIN => {
+                        // Redis lost the registration without anyone reaping this replica (no tombstone): register
+                        // again rather than stop every replica of the namespace at once. Its leases went with the
+                        // data; what its sessions still append is fenced.
+                        tracing::warn!(
+                            replica = %self.replica,
+                            "this replica's registration vanished (Redis lost data): registering again"
+                        );
+                        if let Some(c) = conn.as_mut()
+                            && let Err(err) = liveness::register(c, &namespace, &self.replica).await
+                        {
+                            tracing::warn!(error = %err, "cannot register again; retrying");
+                            conn = None;
+                        }
+                        good_since = None;
+                    }
+                    Ok(Ok(Beat::Dead | Beat::Unregistered)) => {
                         tracing::error!(replica = %self.replica, "this replica was reaped by another: stopping");
                         self.dead.cancel();
                         self.fence_if_stale();
@@ -234,23 +244,30 @@ impl Liveness {
     }
 }
 
-/// Reaps the suspects the beats report, one reap per suspect at a time.
+impl crate::engine::ToolGate for Liveness {
+    fn may_run_tool(&self) -> futures::future::BoxFuture<'_, bool> {
+        Box::pin(Liveness::may_run_tool(self))
+    }
+}
+
+/// Reaps the suspects the beats report once they ripen (see [`SuspectWatch`]), one reap per suspect at a time.
 async fn reap_suspects(
     replicas: Replicas,
     me: Arc<Liveness>,
-    mut suspects: mpsc::UnboundedReceiver<Vec<String>>,
+    mut suspects: mpsc::UnboundedReceiver<Vec<Suspect>>,
     metrics: Metrics,
 ) {
     let in_flight = Arc::new(Mutex::new(HashSet::<String>::new()));
+    let mut watch = SuspectWatch::default();
     while let Some(batch) = suspects.recv().await {
-        for suspect in batch {
-            if suspect == me.replica {
+        for suspect in watch.observe(batch, Instant::now()) {
+            if suspect.replica == me.replica {
                 continue;
             }
             if !in_flight
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(suspect.clone())
+                .insert(suspect.replica.clone())
             {
                 continue;
             }
@@ -258,20 +275,33 @@ async fn reap_suspects(
             let metrics = metrics.clone();
             let in_flight = in_flight.clone();
             tokio::spawn(async move {
-                reap_one(&replicas, &suspect, false, &metrics).await;
+                reap_one(&replicas, Target::Suspect(&suspect), &metrics).await;
                 in_flight
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remove(&suspect);
+                    .remove(&suspect.replica);
             });
         }
     }
 }
 
-/// Reaps `replica` (at once with `force`), recording what it took over.
-pub async fn reap_one(replicas: &Replicas, replica: &str, force: bool, metrics: &Metrics) {
+/// Which replica [`reap_one`] reaps, and how.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// A suspect that ripened: reaped only if still stale at the observed beat.
+    Suspect(&'a Suspect),
+    /// A replica reaped at once (this one on shutdown).
+    Now(&'a str),
+}
+
+/// Reaps `target`, recording what it took over.
+pub async fn reap_one(replicas: &Replicas, target: Target<'_>, metrics: &Metrics) {
     let started = Instant::now();
-    match replicas.reap(replica, force).await {
+    let (replica, force, result) = match target {
+        Target::Suspect(suspect) => (suspect.replica.as_str(), false, replicas.reap(suspect).await),
+        Target::Now(replica) => (replica, true, replicas.reap_now(replica).await),
+    };
+    match result {
         Ok(reaped) if reaped.reaped => {
             let since_beat = reaped
                 .last_beat_ms

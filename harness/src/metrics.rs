@@ -129,7 +129,7 @@ pub struct Metrics {
     pub reaped_sessions: Counter,
     /// From a reaped replica's last beat to its sessions taken over.
     pub takeover_seconds: Histogram,
-    /// Times this replica stopped its running sessions because its liveness beats failed.
+    /// Times this replica fenced itself (no new lease, no tool start) because its liveness beats failed.
     pub self_fenced: Counter,
 }
 
@@ -240,7 +240,7 @@ impl Metrics {
         );
         registry.register(
             "self_fenced",
-            "Times this replica stopped its running sessions because its liveness beats failed",
+            "Times this replica fenced itself (no new lease, no tool start) because its liveness beats failed",
             self.self_fenced.clone(),
         );
     }

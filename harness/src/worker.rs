@@ -5,7 +5,8 @@
 //! same step (a session another replica holds, or this one, is marked to be woken again when its holder lets go,
 //! and the task ends at once: no slot waits on a held lease), load the agent, run the engine until the session is
 //! idle, release the lease (waking the session again if a wake-up came meanwhile). When the replica's beats fail
-//! it fences itself: every running session is cancelled and handed back.
+//! it fences itself: it takes no new lease and starts no tool until it beats again (model streams go on; their
+//! appends are fenced if it was reaped meanwhile).
 //!
 //! Shutdown (SIGTERM): stop taking wake-ups, give running sessions `grace` to finish, then cancel them and hand them
 //! back (release the lease and wake the session again in one step), so another replica continues at once; then the
@@ -25,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{AgentSource, LoadError};
 use crate::engine::events;
 use crate::engine::{Engine, Outcome};
-use crate::liveness::{Liveness, reap_one};
+use crate::liveness::{Liveness, Target, reap_one};
 use crate::log::LogView;
 use crate::metrics::Metrics;
 
@@ -140,10 +141,8 @@ impl Worker {
                 let consumer = consumer_ref.clone();
                 let liveness = liveness.clone();
                 let abort = abort.clone();
-                let shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    this.handle(&consumer, &liveness, wakeup, permit, &shutdown, &abort)
-                        .await;
+                    this.handle(&consumer, &liveness, wakeup, permit, &abort).await;
                 });
             }
             while tasks.try_join_next().is_some() {}
@@ -171,7 +170,7 @@ impl Worker {
         liveness.stop();
         // Whatever this replica still holds (a release that failed) and its pending wake-ups go back at once.
         let replicas = self.store.replicas(&self.config.namespace);
-        reap_one(&replicas, &self.config.name, true, &self.metrics).await;
+        reap_one(&replicas, Target::Now(&self.config.name), &self.metrics).await;
         Ok(())
     }
 
@@ -182,18 +181,17 @@ impl Worker {
         liveness: &Liveness,
         wakeup: Wakeup,
         permit: OwnedSemaphorePermit,
-        shutdown: &CancellationToken,
         abort: &CancellationToken,
     ) {
         let session = wakeup.session.clone();
         let namespace = self.config.namespace.clone();
         let log = self.store.session(&namespace, &session);
-        let Some(fence) = liveness.session_token() else {
+        if !liveness.is_fresh() {
             // Not beating: take no lease; the wake-up goes back to the pool.
             consumer.hand_back(&wakeup).await;
             Metrics::count(&self.metrics.wakeups, "handed_back");
             return;
-        };
+        }
         let lease = match self.acquire(&log, liveness, &wakeup).await {
             Some(ReplicaAcquire::Taken(lease)) => lease,
             Some(ReplicaAcquire::Marked { holder }) => {
@@ -211,6 +209,13 @@ impl Worker {
                 Metrics::count(&self.metrics.wakeups, "held");
                 return;
             }
+            Some(ReplicaAcquire::Dead) => {
+                // This replica was reaped while its ACQUIRE was on its way: its wake-ups were handed back.
+                tracing::error!(%session, "this replica was reaped: taking nothing");
+                liveness.dead().cancel();
+                Metrics::count(&self.metrics.wakeups, "dead");
+                return;
+            }
             None => {
                 consumer.hand_back(&wakeup).await;
                 Metrics::count(&self.metrics.wakeups, "failed");
@@ -220,16 +225,10 @@ impl Worker {
         self.metrics.active_sessions.inc();
         self.metrics.held_sessions.inc();
         let cancel = abort.child_token();
-        let fenced = fence.clone();
-        let linked = cancel.clone();
-        let link = tokio::spawn(async move {
-            fenced.cancelled().await;
-            linked.cancel();
-        });
         let outcome = match self.agents.load(&namespace, &session).await {
             Ok(agent) => {
                 self.engine
-                    .run(&namespace, &session, &agent, lease.token, &cancel)
+                    .run_gated(&namespace, &session, &agent, lease.token, &cancel, liveness)
                     .await
             }
             Err(LoadError::NoSession(_)) => {
@@ -241,8 +240,6 @@ impl Worker {
                 self.fail_session(&namespace, &session, &lease, &message).await
             }
         };
-        link.abort();
-        let self_fenced = fence.is_cancelled() && !abort.is_cancelled() && !shutdown.is_cancelled();
         let label = match &outcome {
             Outcome::Idle => {
                 self.release(&log, liveness, &lease, false).await;
@@ -253,9 +250,6 @@ impl Worker {
                 "lost"
             }
             Outcome::Cancelled => {
-                if self_fenced {
-                    tracing::warn!(%session, "stopped: this replica's liveness lapsed; handing the session back");
-                }
                 self.release(&log, liveness, &lease, true).await;
                 "handed_back"
             }

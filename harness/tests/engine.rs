@@ -437,3 +437,41 @@ async fn a_full_session_ends_its_turn_with_an_error_instead_of_failing_again_and
         "{refused:?}"
     );
 }
+
+/// A gate that never opens: the replica's lease may be lost.
+struct LeaseLost;
+
+impl corral_harness::engine::ToolGate for LeaseLost {
+    fn may_run_tool(&self) -> futures::future::BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(false))
+    }
+}
+
+/// Review bug 5: a saturated replica whose lease may have moved on must not start a tool (the sandbox would get
+/// two drivers); the old engine checked nothing before a tool call.
+#[tokio::test]
+async fn no_tool_starts_once_the_replicas_lease_may_be_lost() {
+    let marker =
+        std::env::temp_dir().join(format!("corral-gated-{}", corral_sandbox_protocol::random_hex(6)));
+    let script = format!(
+        "turns:\n  - content: [{{tool_use: {{name: bash, input: {{command: \"touch {}\"}}}}}}]\n  - content: [{{text: \"done\"}}]\n",
+        marker.display()
+    );
+    let h = harness(&script, "").await;
+    h.say("s", "go").await;
+    let lease = h
+        .store
+        .session(NS, "s")
+        .acquire_lease("gated", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let outcome = h
+        .engine
+        .run_gated(NS, "s", &h.agent, lease.token, &Default::default(), &LeaseLost)
+        .await;
+    assert_eq!(outcome, Outcome::Lost);
+    assert!(!marker.exists(), "the tool ran");
+    let types = h.types("s").await;
+    assert!(types.contains(&"agent.tool_use".to_owned()), "{types:?}");
+    assert!(!types.contains(&"agent.tool_result".to_owned()), "{types:?}");
+}

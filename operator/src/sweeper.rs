@@ -4,6 +4,10 @@
 //! again. Each check reads the wake-up queues of a namespace and a bounded tail of each session's log, never whole
 //! logs. Only one replica sweeps (the leader), and a session is re-enqueued at most once per unanswered event, so an
 //! event the harness deliberately leaves unanswered (an interrupt of an idle session) does not wake it forever.
+//!
+//! Before re-enqueueing, it takes over a replica-mode lease whose holder is neither registered nor being reaped
+//! (see `corral_session::liveness`): a wake-up would only mark such a lease `again`, and its holder will never
+//! release it. This costs two reads per unanswered session, none for the others.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -48,13 +52,13 @@ impl Sweeper {
             let mut results = stream::iter(unqueued)
                 .map(|session| {
                     let log = store.session(namespace, &session);
-                    async move { (session, log.unanswered().await) }
+                    async move { (session, log.unanswered_or_held().await) }
                 })
                 .buffer_unordered(CONCURRENCY);
             while let Some((session, unanswered)) = results.next().await {
                 match unanswered {
-                    Ok(Some(cursor)) if cursor.millis().saturating_add(grace_ms) <= now => {
-                        found.push((namespace.clone(), session, cursor));
+                    Ok(Some((cursor, holder))) if cursor.millis().saturating_add(grace_ms) <= now => {
+                        found.push((namespace.clone(), session, cursor, holder.is_some()));
                     }
                     Ok(_) => {}
                     Err(err) => {
@@ -66,7 +70,26 @@ impl Sweeper {
         self.requeued
             .retain(|(ns, s), _| sessions.get(ns).is_some_and(|names| names.contains(s)));
         let mut requeued = 0;
-        for (namespace, session, cursor) in found {
+        for (namespace, session, cursor, held) in found {
+            if held {
+                // A replica's lease: take it over if its holder is gone; else its turn answers the event.
+                match store.replicas(&namespace).reclaim_orphaned(&session).await {
+                    Ok(Some(holder)) => {
+                        metrics.sweeper_requeued();
+                        tracing::warn!(
+                            %namespace, %session, %holder,
+                            "took over a lease held by a replica that is neither registered nor being reaped"
+                        );
+                        self.requeued.insert((namespace, session), cursor);
+                        requeued += 1;
+                    }
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::debug!(%namespace, %session, error = %err, "cannot check the session's lease")
+                    }
+                }
+                continue;
+            }
             let key = (namespace, session);
             if self.requeued.get(&key) == Some(&cursor) {
                 continue;
@@ -222,5 +245,62 @@ mod tests {
                 .unwrap(),
             1
         );
+    }
+
+    /// Review bug 1's backstop: a session whose lease is held, without expiry, by a replica that was reaped (its
+    /// late `ACQUIRE` landed after the reap) or never registered. Its wake-ups only mark the lease `again`, so
+    /// re-enqueueing alone (the old sweeper) left it wedged.
+    #[tokio::test]
+    async fn a_session_wedged_by_a_dead_replicas_lease_is_taken_over() {
+        let redis = RedisServer::start().expect("redis-server");
+        let store = Store::connect(&redis.url(), Config::default()).await.unwrap();
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let sessions = BTreeMap::from([("team-a".to_owned(), vec!["wedged".to_owned()])]);
+        let wedged = store.session("team-a", "wedged");
+        let ghost = corral_session::liveness::new_replica_id("harness-gone");
+        let corral_session::ReplicaAcquire::Taken(lease) =
+            wedged.acquire_for_replica(&ghost, None).await.unwrap()
+        else {
+            panic!("taken");
+        };
+        wedged
+            .append_user_events([message("hello?")], None)
+            .await
+            .unwrap();
+        let mut consumer = store
+            .wake_consumer("team-a", "live", Duration::from_secs(60))
+            .await
+            .unwrap();
+        // A live replica takes the wake-up: the lease is held, so it only marks it and acknowledges the wake-up.
+        let taken = consumer.take(10).await.unwrap();
+        assert!(matches!(
+            wedged
+                .acquire_for_replica("live-0", Some(&taken[0].entry))
+                .await
+                .unwrap(),
+            corral_session::ReplicaAcquire::Marked { .. }
+        ));
+        let mut sweeper = Sweeper::default();
+        assert_eq!(
+            sweeper
+                .sweep(&store, &metrics, &sessions, Duration::ZERO)
+                .await
+                .unwrap(),
+            1
+        );
+        // The lease is gone (the dead holder fenced) and the session woken: a live replica takes it now.
+        assert!(matches!(
+            wedged.append(lease.token, [message("late")]).await,
+            Err(corral_session::Error::Fenced { .. })
+        ));
+        let again = consumer.take(10).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert!(matches!(
+            wedged
+                .acquire_for_replica("live-0", Some(&again[0].entry))
+                .await
+                .unwrap(),
+            corral_session::ReplicaAcquire::Taken(_)
+        ));
     }
 }

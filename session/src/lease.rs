@@ -46,6 +46,9 @@ pub enum ReplicaAcquire {
         /// Time left on its lease.
         expires_in: Duration,
     },
+    /// This replica was reaped (its `ACQUIRE` landed after the reap began): nothing was taken or acknowledged, and
+    /// the replica must stop.
+    Dead,
 }
 
 /// What [`SessionLog::release_for_replica`] did.
@@ -140,6 +143,11 @@ impl SessionLog {
             .key(self.keys.fence())
             .key(self.keys.wakeups())
             .key(self.keys.tenant().replica_sessions(replica, self.keys.shard()))
+            .key(
+                self.keys
+                    .tenant()
+                    .replica_reaped_in_shard(replica, self.keys.shard()),
+            )
             .arg(replica)
             .arg(&self.session)
             .arg(wakeup.unwrap_or(""))
@@ -155,6 +163,7 @@ impl SessionLog {
                 token: FencingToken(parse_token(token)?),
                 ttl: Duration::ZERO,
             })),
+            [status] if status == "dead" => Ok(ReplicaAcquire::Dead),
             [status, holder, pttl] if status == "held" => match pttl.parse::<u64>() {
                 Ok(ms) => Ok(ReplicaAcquire::Expiring {
                     holder: holder.clone(),

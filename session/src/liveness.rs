@@ -9,9 +9,18 @@
 //!
 //! Dead means reaped, not silent: a replica whose beats stop during a Redis outage is revived by its next beat as
 //! long as nobody reaped it, and a live replica reaps others only after beating without a gap for a while
-//! ([`REAP_AFTER_GOOD_BEATS`]), so the replicas of a Redis that comes back have time to beat again first.
+//! ([`REAP_AFTER_GOOD_BEATS`]), so the replicas of a Redis that comes back have time to beat again first. A
+//! suspect is reaped only once the reaper saw its last beat unchanged for [`STALE_AFTER`] of its own monotonic
+//! clock ([`SuspectWatch`]), so a forward step of the Redis clock, which makes every replica a suspect at once,
+//! reaps nobody who keeps beating.
+//!
+//! A reap leaves tombstones ([`REAP_TOMBSTONE`]): one in the namespace's slot, so the reaped replica's beat
+//! answers [`Beat::Dead`] while a replica that lost its registration with Redis's data ([`Beat::Unregistered`])
+//! may register again, and one per wake-up shard, so an `ACQUIRE` of the reaped replica that lands late takes
+//! nothing ([`crate::ReplicaAcquire::Dead`]).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
 
@@ -24,8 +33,14 @@ use crate::{
 pub const BEAT_EVERY: Duration = Duration::from_millis(200);
 /// How long a replica's liveness key lives after a beat.
 pub const LIVENESS_TTL: Duration = Duration::from_millis(800);
-/// How long after its last beat a replica may be reaped.
+/// How long after its last beat a replica may be reaped (by the Redis clock), and how long a reaper must have seen
+/// that last beat unchanged (by its own clock, [`SuspectWatch`]).
 pub const STALE_AFTER: Duration = Duration::from_millis(800);
+/// How long after its last beat beats report a replica as a suspect: zero, so every beat reports the other
+/// replicas' last beats (the oldest [`SUSPECTS_PER_BEAT`]) and a reaper's [`SuspectWatch`] starts its own clock on
+/// a dead replica within one beat of its last one: it ripens 0.8–1 s after that last beat, as if the registry's
+/// clock were trusted, yet no step of that clock ripens a replica that still beats.
+pub const SUSPECT_AFTER: Duration = Duration::ZERO;
 /// How long a replica stops working (no model call, no tool, no new lease) after its last successful beat: a
 /// beat's liveness key outlives it by [`LIVENESS_TTL`] − this, so a replica has stopped before anyone may reap it.
 pub const SELF_FENCE_AFTER: Duration = Duration::from_millis(600);
@@ -33,8 +48,18 @@ pub const SELF_FENCE_AFTER: Duration = Duration::from_millis(600);
 pub const REAP_AFTER_GOOD_BEATS: Duration = Duration::from_secs(2);
 /// How long a reaper's lock lasts; a reap left unfinished by a crashed reaper is taken over after it.
 pub const REAP_LOCK: Duration = Duration::from_secs(5);
-/// How many suspects one beat returns at most.
-const SUSPECTS_PER_BEAT: usize = 16;
+/// How long a reap's tombstones last. They must outlive every command the reaped replica sent before it was
+/// reaped: such a command can only land while the TCP connection that carries it lives, and a connection whose
+/// bytes go unacknowledged is given up by the kernel after at most about 15 minutes (Linux's default
+/// `tcp_retries2` = 15, ≈ 924 s), so an hour leaves a wide margin. The cost is 17 small keys per reaped replica for
+/// an hour. A replica stops on its own once it has not beaten for [`REREGISTER_WITHIN`], far less than this, so
+/// one reaped long ago never takes a missing tombstone for lost data.
+pub const REAP_TOMBSTONE: Duration = Duration::from_secs(3600);
+/// How recent a replica's last good beat must be for it to register again when its registration vanished without a
+/// reap (Redis lost its data); past it the replica stops instead, as if reaped.
+pub const REREGISTER_WITHIN: Duration = Duration::from_secs(600);
+/// How many suspects one beat returns at most (the replicas silent longest come first).
+pub const SUSPECTS_PER_BEAT: usize = 16;
 /// Sessions reclaimed per pipelined round trip.
 const RECLAIM_BATCH: usize = 500;
 
@@ -45,16 +70,29 @@ pub fn new_replica_id(pod: &str) -> String {
     format!("{pod}-{random:016x}")
 }
 
+/// A replica that a beat reported as a candidate for reaping.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Suspect {
+    /// The replica.
+    pub replica: String,
+    /// Its last beat as the registry held it (Unix ms, the Redis clock); `None` for a reap left unfinished.
+    pub last_beat_ms: Option<u64>,
+}
+
 /// What a beat found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Beat {
-    /// The replica is alive; these replicas are suspects to reap.
+    /// The replica is alive; these replicas are suspects to reap (through a [`SuspectWatch`]).
     Alive {
-        /// Replicas silent past [`STALE_AFTER`], and reaps left unfinished.
-        suspects: Vec<String>,
+        /// Replicas silent past [`SUSPECT_AFTER`], and reaps left unfinished.
+        suspects: Vec<Suspect>,
     },
     /// The replica was reaped: its leases are gone and it must not write again.
     Dead,
+    /// The replica is not registered, yet nobody reaped it: Redis lost its data (a wipe, or a failover to a replica
+    /// that had not received the registration). It may [`register`] again under the same id, unless its last good
+    /// beat is older than [`REREGISTER_WITHIN`].
+    Unregistered,
 }
 
 /// What one [`Replicas::reap`] did.
@@ -104,18 +142,57 @@ pub async fn beat(conn: &mut impl ConnectionLike, namespace: &str, replica: &str
     invocation
         .key(tenant.replicas())
         .key(tenant.reaping())
+        .key(tenant.replica_reaped(replica))
         .arg(replica)
         .arg(epoch_of(replica))
         .arg(millis(LIVENESS_TTL))
-        .arg(millis(STALE_AFTER))
+        .arg(millis(SUSPECT_AFTER))
         .arg(SUSPECTS_PER_BEAT);
     let reply: Vec<String> = invocation.invoke_async(conn).await?;
     match reply.split_first() {
-        Some((status, suspects)) if status == "ok" => Ok(Beat::Alive {
-            suspects: suspects.iter().filter(|s| *s != replica).cloned().collect(),
+        Some((status, suspects)) if status == "ok" && suspects.len() % 2 == 0 => Ok(Beat::Alive {
+            suspects: suspects
+                .chunks_exact(2)
+                .filter(|pair| pair[0] != replica)
+                .map(|pair| Suspect {
+                    replica: pair[0].clone(),
+                    last_beat_ms: pair[1].parse::<f64>().ok().map(|ms| ms as u64),
+                })
+                .collect(),
         }),
         Some((status, _)) if status == "dead" => Ok(Beat::Dead),
+        Some((status, _)) if status == "unregistered" => Ok(Beat::Unregistered),
         _ => Err(unexpected("beat", &reply)),
+    }
+}
+
+/// Decides which suspects to reap: only one whose last beat this reaper saw unchanged for at least
+/// [`STALE_AFTER`] of its own monotonic clock. The registry's scores are the Redis clock's, which may step forward
+/// (an NTP correction, a failover to a host whose clock is ahead) and make every replica look silent at once; a
+/// replica that is alive beats again within [`BEAT_EVERY`], changing its score, so it never ripens.
+#[derive(Debug, Default)]
+pub struct SuspectWatch {
+    seen: HashMap<String, (Option<u64>, Instant)>,
+}
+
+impl SuspectWatch {
+    /// Records the suspects of one beat, taken at `now`, and returns those ripe for [`Replicas::reap`]. Suspects
+    /// missing from `suspects` are forgotten.
+    pub fn observe(&mut self, suspects: Vec<Suspect>, now: Instant) -> Vec<Suspect> {
+        let mut seen = HashMap::with_capacity(suspects.len());
+        let mut ripe = Vec::new();
+        for suspect in suspects {
+            let since = match self.seen.remove(&suspect.replica) {
+                Some((last, since)) if last == suspect.last_beat_ms => since,
+                _ => now,
+            };
+            if now.saturating_duration_since(since) >= STALE_AFTER {
+                ripe.push(suspect.clone());
+            }
+            seen.insert(suspect.replica, (suspect.last_beat_ms, since));
+        }
+        self.seen = seen;
+        ripe
     }
 }
 
@@ -157,21 +234,35 @@ impl Replicas {
         Ok(exists && score.is_some())
     }
 
-    /// Reaps `replica` if it is stale (or at once with `force`: a replica reaping itself on shutdown, or the pod
-    /// of a replica that was deleted): removes it from the registry, takes every session it holds over and hands
-    /// its pending wake-ups back. Idempotent and safe to run from several replicas at once: one reaps, the others
-    /// find it busy or gone; a reap cut short by a crash is finished by another replica after [`REAP_LOCK`].
-    pub async fn reap(&self, replica: &str, force: bool) -> Result<Reaped> {
+    /// Reaps `suspect` if it is still stale and its last beat is still the one observed (see [`SuspectWatch`]):
+    /// removes it from the registry, takes every session it holds over and hands its pending wake-ups back.
+    /// Idempotent and safe to run from several replicas at once: one reaps, the others find it busy or gone; a
+    /// reap cut short by a crash is finished by another replica after [`REAP_LOCK`].
+    pub async fn reap(&self, suspect: &Suspect) -> Result<Reaped> {
+        let observed = suspect.last_beat_ms.map(|ms| ms.to_string()).unwrap_or_default();
+        self.reap_with(&suspect.replica, false, &observed).await
+    }
+
+    /// Reaps `replica` at once, alive or not: a replica reaping itself on shutdown, or the pod of a replica that
+    /// was deleted.
+    pub async fn reap_now(&self, replica: &str) -> Result<Reaped> {
+        self.reap_with(replica, true, "").await
+    }
+
+    async fn reap_with(&self, replica: &str, force: bool, observed: &str) -> Result<Reaped> {
         check_id(replica)?;
         let mut conn = self.store.connection();
         let mut begin = scripts::REAP_BEGIN.key(self.tenant.replica(replica));
         begin
             .key(self.tenant.replicas())
             .key(self.tenant.reaping())
+            .key(self.tenant.replica_reaped(replica))
             .arg(replica)
             .arg(millis(STALE_AFTER))
             .arg(millis(REAP_LOCK))
-            .arg(if force { "1" } else { "0" });
+            .arg(if force { "1" } else { "0" })
+            .arg(observed)
+            .arg(millis(REAP_TOMBSTONE));
         let reply: Vec<String> = self
             .store
             .run("begin a reap", begin.invoke_async(&mut conn))
@@ -200,10 +291,25 @@ impl Replicas {
         Ok(reaped)
     }
 
-    /// Takes over every session `replica` holds in `shard`, [`RECLAIM_BATCH`] per round trip.
+    /// Takes over every session `replica` holds in `shard`, [`RECLAIM_BATCH`] per round trip, after writing its
+    /// tombstone in the shard: from then on its `ACQUIRE`s there take nothing, so the set read next holds all its
+    /// leases of the shard.
     async fn reclaim_shard(&self, replica: &str, shard: u16) -> Result<u64> {
         let set = self.tenant.replica_sessions(replica, shard);
         let mut conn = self.store.connection();
+        let tombstone = redis::cmd("SET")
+            .arg(self.tenant.replica_reaped_in_shard(replica, shard))
+            .arg(1)
+            .arg("PX")
+            .arg(millis(REAP_TOMBSTONE))
+            .to_owned();
+        let _: () = self
+            .store
+            .run("write a reaped replica's tombstone", {
+                let mut conn = conn.clone();
+                async move { tombstone.query_async(&mut conn).await }
+            })
+            .await?;
         let mut taken = 0;
         let mut loaded = false;
         loop {
@@ -249,6 +355,62 @@ impl Replicas {
                 .await?;
             taken += results.iter().sum::<u64>();
         }
+    }
+
+    /// Takes session `session` over if a replica-mode lease holds it for a replica that is neither registered nor
+    /// being reaped (a backstop for a lease that no reaper will find, whatever put it there). Returns the holder
+    /// whose lease was taken over. Two round trips, three when it takes over: for the operator's sweeper, which
+    /// asks only about sessions with an unanswered event and no wake-up.
+    pub async fn reclaim_orphaned(&self, session: &str) -> Result<Option<String>> {
+        let keys = crate::keys::SessionKeys::new(self.tenant.namespace(), session);
+        let mut conn = self.store.connection();
+        let read = redis::cmd("HMGET")
+            .arg(keys.lease())
+            .arg("holder")
+            .arg("mode")
+            .to_owned();
+        let (holder, mode): (Option<String>, Option<String>) = self
+            .store
+            .run("read a session's lease", {
+                let mut conn = conn.clone();
+                async move { read.query_async(&mut conn).await }
+            })
+            .await?;
+        let (Some(holder), Some("r")) = (holder, mode.as_deref()) else {
+            return Ok(None);
+        };
+        if check_id(&holder).is_err() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZSCORE")
+            .arg(self.tenant.replicas())
+            .arg(&holder)
+            .cmd("ZSCORE")
+            .arg(self.tenant.reaping())
+            .arg(&holder);
+        let (registered, reaping): (Option<f64>, Option<f64>) = self
+            .store
+            .run("read a lease holder's registration", {
+                let mut conn = conn.clone();
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        if registered.is_some() || reaping.is_some() {
+            return Ok(None);
+        }
+        let mut invocation = scripts::RECLAIM.key(keys.lease());
+        invocation
+            .key(keys.fence())
+            .key(keys.wakeups())
+            .key(self.tenant.replica_sessions(&holder, keys.shard()))
+            .arg(&holder)
+            .arg(session);
+        let taken: u64 = self
+            .store
+            .run("reclaim an orphaned lease", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok((taken == 1).then_some(holder))
     }
 
     /// Hands `replica`'s pending wake-ups of `shard` back and deletes it as a consumer.

@@ -67,6 +67,16 @@ impl SessionLog {
     /// is for the caller to check ([`Store::sessions_with_wakeups`]) *before* this, so that a turn that started and
     /// ended in between is seen here.
     pub async fn unanswered(&self) -> Result<Option<Cursor>> {
+        Ok(match self.unanswered_or_held().await? {
+            Some((cursor, None)) => Some(cursor),
+            _ => None,
+        })
+    }
+
+    /// Like [`SessionLog::unanswered`], but a session held by a harness replica's lease (which never expires) still
+    /// answers its unanswered event, with the replica: the caller checks whether that replica still lives
+    /// ([`crate::liveness::Replicas::reclaim_orphaned`]). An expiring lease still answers `None`.
+    pub async fn unanswered_or_held(&self) -> Result<Option<(Cursor, Option<String>)>> {
         let mut pipe = redis::pipe();
         pipe.cmd("XREVRANGE")
             .arg(self.keys.events())
@@ -74,25 +84,29 @@ impl SessionLog {
             .arg("-")
             .arg("COUNT")
             .arg(TAIL)
-            .cmd("EXISTS")
-            .arg(self.keys.lease());
+            .cmd("HMGET")
+            .arg(self.keys.lease())
+            .arg("holder")
+            .arg("mode");
         let mut conn = self.store.connection();
-        let (tail, leased): (StreamRangeReply, bool) = self
+        let (tail, (holder, mode)): (StreamRangeReply, (Option<String>, Option<String>)) = self
             .store
             .run(
                 "read the log's tail",
                 async move { pipe.query_async(&mut conn).await },
             )
             .await?;
-        if leased {
-            return Ok(None);
-        }
+        let replica = match (holder, mode.as_deref()) {
+            (None, _) => None,
+            (Some(replica), Some("r")) => Some(replica),
+            (Some(_), _) => return Ok(None),
+        };
         let entries: Vec<(Cursor, String)> = tail
             .ids
             .iter()
             .filter_map(|e| Some((e.id.parse().ok()?, e.get::<String>("type")?)))
             .collect();
-        Ok(unanswered_in(entries.iter().map(|(c, t)| (*c, t.as_str()))))
+        Ok(unanswered_in(entries.iter().map(|(c, t)| (*c, t.as_str()))).map(|cursor| (cursor, replica)))
     }
 }
 

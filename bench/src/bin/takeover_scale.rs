@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use corral_session::liveness::{self, BEAT_EVERY, Beat};
+use corral_session::liveness::{self, BEAT_EVERY, Beat, SuspectWatch};
 use corral_session::testing::RedisServer;
 use corral_session::{Config, ReplicaAcquire, Store};
 use futures::StreamExt as _;
@@ -62,16 +62,25 @@ async fn main() -> anyhow::Result<()> {
             liveness::beat(&mut conn, &namespace, &dead).await?;
             let last_beat = Instant::now();
             let mut ticks = tokio::time::interval(BEAT_EVERY);
-            let found = loop {
+            let mut watch = SuspectWatch::default();
+            let suspect = loop {
                 ticks.tick().await;
                 match liveness::beat(&mut conn, &namespace, &live).await? {
-                    Beat::Alive { suspects } if suspects.contains(&dead) => break last_beat.elapsed(),
-                    Beat::Alive { .. } => {}
-                    Beat::Dead => bail!("the live replica was reaped"),
+                    Beat::Alive { suspects } => {
+                        if let Some(ripe) = watch
+                            .observe(suspects, Instant::now())
+                            .into_iter()
+                            .find(|s| s.replica == dead)
+                        {
+                            break ripe;
+                        }
+                    }
+                    Beat::Dead | Beat::Unregistered => bail!("the live replica lost its registration"),
                 }
             };
+            let found = last_beat.elapsed();
             let started = Instant::now();
-            let reaped = replicas.reap(&dead, false).await?;
+            let reaped = replicas.reap(&suspect).await?;
             if reaped.sessions != n as u64 {
                 bail!("reaped {} of {n} sessions", reaped.sessions);
             }

@@ -29,4 +29,4 @@ pub mod scan;
 mod tests;
 mod watch;
 
-pub use run::{Engine, EngineConfig, Outcome};
+pub use run::{AlwaysOpen, Engine, EngineConfig, Outcome, ToolGate};

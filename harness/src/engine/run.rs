@@ -58,6 +58,24 @@ impl Default for EngineConfig {
     }
 }
 
+/// Decides whether a tool may start: a replica's lease outlives its beats by a fraction of a second only, so each
+/// tool waits until the replica beats again and runs only if it was not reaped meanwhile (a model call needs no
+/// gate: what it appends is fenced by the session's token).
+pub trait ToolGate: Send + Sync {
+    /// Waits until a tool may start; false: it must not (the replica was reaped, or stopped beating).
+    fn may_run_tool(&self) -> futures::future::BoxFuture<'_, bool>;
+}
+
+/// The gate of a run whose lease needs no liveness (a local harness, tests): always open.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AlwaysOpen;
+
+impl ToolGate for AlwaysOpen {
+    fn may_run_tool(&self) -> futures::future::BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
+}
+
 /// How a session run ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -114,6 +132,7 @@ struct Run<'a> {
     mcp: Option<McpConnections>,
     token: FencingToken,
     cancel: &'a CancellationToken,
+    gate: &'a dyn ToolGate,
     view: LogView,
     armed: HashSet<EventId>,
     interrupts: InterruptWatch,
@@ -180,6 +199,20 @@ impl Engine {
         token: FencingToken,
         cancel: &CancellationToken,
     ) -> Outcome {
+        self.run_gated(namespace, session, agent, token, cancel, &AlwaysOpen)
+            .await
+    }
+
+    /// [`Engine::run`], starting each tool only once `gate` allows it.
+    pub async fn run_gated(
+        &self,
+        namespace: &str,
+        session: &str,
+        agent: &ResolvedAgent,
+        token: FencingToken,
+        cancel: &CancellationToken,
+        gate: &dyn ToolGate,
+    ) -> Outcome {
         let mut view = LogView::new(&self.store, namespace, session);
         if let Err(err) = view.refresh().await {
             self.metrics.redis_errors.inc();
@@ -194,6 +227,7 @@ impl Engine {
             mcp: None,
             token,
             cancel,
+            gate,
             view,
             armed: HashSet::new(),
             interrupts,

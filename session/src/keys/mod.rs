@@ -164,6 +164,22 @@ impl Tenant {
         )
     }
 
+    /// Replica `replica`'s reap tombstone in the namespace's slot (string `1`, `PX`
+    /// [`crate::liveness::REAP_TOMBSTONE`]): written by `REAP_BEGIN` in the step that removes it from the registry,
+    /// so its next `BEAT` answers `dead`, while a replica missing from the registry without a tombstone lost its
+    /// registration with Redis's data and registers again.
+    pub fn replica_reaped(&self, replica: &str) -> String {
+        format!("{}{}:replica:{replica}:dead", self.prefix, self.tag())
+    }
+
+    /// Replica `replica`'s reap tombstone in wake-up shard `shard`'s slot (string `1`, `PX`
+    /// [`crate::liveness::REAP_TOMBSTONE`]): written by a reaper before it reads the replica's sessions of the
+    /// shard, and checked by `ACQUIRE`, so an `ACQUIRE` of the reaped replica that lands late (a stalled network)
+    /// takes nothing.
+    pub fn replica_reaped_in_shard(&self, replica: &str, shard: u16) -> String {
+        format!("{}{}:replica:{replica}:dead", self.prefix, self.shard_tag(shard))
+    }
+
     /// The namespace's registered replicas (sorted set: replica → its last beat, Unix ms of the Redis clock). A
     /// replica leaves it only when reaped: an old score makes it a suspect, not dead, so a Redis outage moves no
     /// session.

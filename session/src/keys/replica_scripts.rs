@@ -9,6 +9,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::scripts::NEXT_TOKEN;
+
 /// The Redis server's clock in Unix milliseconds, as a Lua prelude (`now`). Scripts replicate their effects, so
 /// reading the clock inside one is allowed.
 const NOW: &str =
@@ -32,38 +34,49 @@ return now
 });
 
 /// One beat of a replica: renews its liveness (or revives it after an outage, as long as nobody reaped it) and
-/// returns the replicas a live one should reap: registered ones silent for longer than the stale time, and reaps
-/// whose reaper's lock lapsed.
+/// returns the replicas a live one should watch to reap: registered ones silent for at least the suspect time
+/// (with their last beat, which the reaper must see unchanged for a while on its own clock before it reaps), and
+/// reaps whose reaper's lock lapsed (with `""`).
 ///
-/// KEYS: replica liveness key, registry, reap locks. ARGV: replica, epoch, liveness ttl (ms), stale after (ms),
-/// most suspects returned. Returns `{"dead"}` once the replica was reaped, else `{"ok", suspects...}`.
+/// KEYS: replica liveness key, registry, reap locks, the replica's reap tombstone (namespace slot). ARGV: replica,
+/// epoch, liveness ttl (ms), suspect after (ms), most suspects returned. Returns `{"dead"}` once the replica was
+/// reaped, `{"unregistered"}` when it is missing from the registry without a tombstone (Redis lost its data), else
+/// `{"ok", suspect, last beat, suspect, last beat...}`.
 pub(crate) static BEAT: LazyLock<Script> = LazyLock::new(|| {
     with_clock(
         r"
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  return {'dead'}
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    return {'dead'}
+  end
+  return {'unregistered'}
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 local reply = {'ok'}
-for _, r in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]), 'LIMIT', 0, ARGV[5])) do
-  reply[#reply + 1] = r
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]), 'WITHSCORES', 'LIMIT', 0, ARGV[5])
+for i = 1, #stale, 2 do
+  reply[#reply + 1] = stale[i]
+  reply[#reply + 1] = stale[i + 1]
 end
 for _, r in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, ARGV[5])) do
   reply[#reply + 1] = r
+  reply[#reply + 1] = ''
 end
 return reply
 ",
     )
 });
 
-/// Starts reaping a replica: unless forced, only a replica whose liveness key lapsed and whose last beat is older
-/// than the stale time, or a reap whose lock lapsed. Removes it from the registry for good (its next beat answers
-/// `dead`) and takes the reap lock.
+/// Starts reaping a replica: unless forced, only a replica whose liveness key lapsed, whose last beat is older
+/// than the stale time and still the one the reaper observed (a beat since, or a reaper that saw it only briefly
+/// after a step of the Redis clock, reaps nothing), or a reap whose lock lapsed. Removes it from the registry for
+/// good and writes its tombstone (its next beat answers `dead`), and takes the reap lock.
 ///
-/// KEYS: the replica's liveness key, registry, reap locks. ARGV: replica, stale after (ms), lock time (ms), `1` to
-/// force. Returns `{"ok", last beat or "", now}`, `{"alive"}`, `{"busy"}` (another reaper holds the lock) or
-/// `{"gone"}` (already reaped, or never registered).
+/// KEYS: the replica's liveness key, registry, reap locks, the replica's reap tombstone (namespace slot). ARGV:
+/// replica, stale after (ms), lock time (ms), `1` to force, the last beat the reaper observed (`""`: none),
+/// tombstone time (ms). Returns `{"ok", last beat or "", now}`, `{"alive"}` (it beat, or beat since it was
+/// observed), `{"busy"}` (another reaper holds the lock) or `{"gone"}` (already reaped, or never registered).
 pub(crate) static REAP_BEGIN: LazyLock<Script> = LazyLock::new(|| {
     with_clock(
         r"
@@ -73,7 +86,7 @@ if ARGV[4] ~= '1' then
     return {'alive'}
   end
   if last then
-    if tonumber(last) > now - tonumber(ARGV[2]) then
+    if tonumber(last) > now - tonumber(ARGV[2]) or tonumber(last) ~= tonumber(ARGV[5]) then
       return {'alive'}
     end
   else
@@ -88,6 +101,7 @@ if ARGV[4] ~= '1' then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
 return {'ok', last or '', tostring(now)}
 ",
@@ -112,12 +126,21 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 /// with its time left and the wake-up stays pending. Running it again for the same replica and wake-up answers
 /// the lease it took (a retry after a lost reply).
 ///
-/// KEYS: lease, fence, wake-up shard, the replica's session set of the shard. ARGV: replica, session, wake-up
-/// entry id (`""`: none), consumer group. Returns `{"ok", token}`, `{"held", holder, "-1"}` (acknowledged) or
-/// `{"held", holder, pttl}` (expiring lease, not acknowledged).
+/// A replica whose reap tombstone is in the shard takes nothing and acknowledges nothing: its `ACQUIRE` was
+/// delayed past its own reap (which already handed its wake-ups back), and a lease taken now would be in a set no
+/// reaper reads again.
+///
+/// KEYS: lease, fence, wake-up shard, the replica's session set of the shard, the replica's reap tombstone of the
+/// shard. ARGV: replica, session, wake-up entry id (`""`: none), consumer group. Returns `{"ok", token}`,
+/// `{"held", holder, "-1"}` (acknowledged), `{"held", holder, pttl}` (expiring lease, not acknowledged) or
+/// `{"dead"}`.
 pub(crate) static ACQUIRE_FOR_REPLICA: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{NEXT_TOKEN}{}",
         r"
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  return {'dead'}
+end
 local function ack()
   if ARGV[3] ~= '' then
     redis.call('XACK', KEYS[3], ARGV[4], ARGV[3])
@@ -137,13 +160,13 @@ if holder then
   ack()
   return {'held', holder, '-1'}
 end
-local token = tostring(redis.call('INCR', KEYS[2]))
+local token = next_token(KEYS[2])
 redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', token, 'mode', 'r', 'entry', ARGV[3])
 redis.call('SADD', KEYS[4], ARGV[2])
 ack()
 return {'ok', token}
-",
-    )
+"
+    ))
 });
 
 /// Gives a replica-mode lease up if its token still holds it, removing the session from the replica's set, and
@@ -176,18 +199,19 @@ return 'released'
 /// KEYS: lease, fence, wake-up shard, the reaped replica's session set of the shard. ARGV: reaped replica,
 /// session. Returns 1 when the session was taken over, 0 when the replica no longer held it.
 pub(crate) static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{NEXT_TOKEN}{}",
         r"
 redis.call('SREM', KEYS[4], ARGV[2])
 if redis.call('HGET', KEYS[1], 'holder') ~= ARGV[1] then
   return 0
 end
-redis.call('INCR', KEYS[2])
+next_token(KEYS[2])
 redis.call('DEL', KEYS[1])
 redis.call('XADD', KEYS[3], '*', 'session', ARGV[2])
 return 1
-",
-    )
+"
+    ))
 });
 
 /// Hands a reaped consumer's pending wake-ups of one shard back to the pool (a fresh entry each, the old one

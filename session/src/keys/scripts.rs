@@ -63,13 +63,33 @@ return reply
     )
 });
 
-/// Takes the lease for a holder: a free (or expired) lease is taken with a new fencing token (INCR); a lease the
-/// holder already has is extended with its token unchanged.
+/// A Lua prelude defining `next_token(fence)`: bumps a fence counter to max(counter + 1, the Redis clock in
+/// microseconds) and returns it as a string. The clock floor keeps tokens rising even when a Redis failover lost the
+/// last `INCR` (an asynchronous replica promoted) or Redis lost its data: a token issued later is larger as long as
+/// the clock moved on, so two holders never share one. The comparison is on decimal strings (Lua's numbers print
+/// 16-digit values in exponent form), and the fence is read back with `GET` for the same reason.
+pub(crate) const NEXT_TOKEN: &str = r"
+local function next_token(fence)
+  local t = redis.call('TIME')
+  local floor = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('INCR', fence)
+  local token = redis.call('GET', fence)
+  if #token < #floor or (#token == #floor and token < floor) then
+    redis.call('SET', fence, floor)
+    token = floor
+  end
+  return token
+end
+";
+
+/// Takes the lease for a holder: a free (or expired) lease is taken with a new fencing token (`next_token`); a
+/// lease the holder already has is extended with its token unchanged.
 ///
 /// KEYS: lease hash, fence counter. ARGV: holder, ttl in milliseconds. Returns `{"ok", token}` or
 /// `{"held", holder, pttl}`.
 pub(crate) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{NEXT_TOKEN}{}",
         r"
 local holder = redis.call('HGET', KEYS[1], 'holder')
 if holder and holder ~= ARGV[1] then
@@ -79,13 +99,13 @@ local token
 if holder then
   token = redis.call('HGET', KEYS[1], 'token')
 else
-  token = tostring(redis.call('INCR', KEYS[2]))
+  token = next_token(KEYS[2])
   redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', token)
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {'ok', token}
-",
-    )
+"
+    ))
 });
 
 /// Extends a lease if the token still holds it. A lease that expired without anyone taking over is taken back,

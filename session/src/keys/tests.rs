@@ -32,6 +32,8 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         tenant.sandbox_token("sandbox-sesn_1"),
         tenant.replica("harness-0"),
         tenant.replica_sessions("harness-0", 3),
+        tenant.replica_reaped("harness-0"),
+        tenant.replica_reaped_in_shard("harness-0", 3),
         tenant.replicas(),
         tenant.reaping(),
         tenant.outbox(3),

@@ -94,6 +94,14 @@ impl Run<'_> {
             input: &tool.input,
             server: tool.server.as_deref(),
         };
+        let may_run = tokio::select! {
+            may_run = self.gate.may_run_tool() => may_run,
+            () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
+        };
+        if !may_run {
+            tracing::warn!(tool_use_id = %id, "this replica's lease may be lost: not starting the tool");
+            return Err(Stop::Outcome(Outcome::Lost));
+        }
         let started = Instant::now();
         let tool_span = tracing::info_span!(
             "tool_call",
