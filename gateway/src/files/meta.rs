@@ -307,7 +307,81 @@ pub async fn forget_expiring_namespace_if_idle(index: &FileIndex) -> redis::Redi
 
 #[cfg(test)]
 mod tests {
+    use corral_session::testing::RedisServer;
+
     use super::*;
+
+    fn file(size: u64, expires: bool) -> FileMeta {
+        let created_at = jiff::Timestamp::now();
+        FileMeta {
+            id: format!("file_{}", ulid::Ulid::new()),
+            filename: "f".into(),
+            mime_type: "text/plain".into(),
+            size_bytes: size,
+            created_at,
+            expires_at: expires.then(|| created_at + jiff::SignedDuration::from_secs(3600)),
+            downloadable: true,
+            scope: Some(Scope {
+                kind: "session".into(),
+                id: "sesn-1".into(),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_is_charged_with_its_metadata_and_released_once_and_only_if_it_was_charged() {
+        let server = RedisServer::start().expect("redis-server");
+        let redis = ConnectionManager::new(redis::Client::open(server.url()).unwrap())
+            .await
+            .unwrap();
+        let index = FileIndex::new(redis.clone(), "team-a");
+        let (a, b) = (file(60, true), file(50, false));
+        assert_eq!(index.insert(&a, 100).await.unwrap(), Inserted::Stored);
+        assert_eq!(index.insert(&b, 100).await.unwrap(), Inserted::OverQuota);
+        assert_eq!(index.get(&b.id).await.unwrap(), None, "nothing written past the quota");
+        assert_eq!(index.usage().await.unwrap(), 60);
+        assert_eq!(index.get(&a.id).await.unwrap(), Some(a.clone()));
+        assert_eq!(index.page(Some("sesn-1"), None, 10).await.unwrap(), vec![a.id.clone()]);
+        assert_eq!(index.expiring_count().await.unwrap(), 1);
+
+        // Two removals at once: one finds the file, and the bytes are given back once.
+        let (first, second) = tokio::join!(index.remove(&a), index.remove(&a));
+        assert_eq!(first.unwrap() as u8 + second.unwrap() as u8, 1);
+        assert_eq!(index.usage().await.unwrap(), 0);
+        assert_eq!(index.page(None, None, 10).await.unwrap(), Vec::<String>::new());
+        assert_eq!(index.expiring_count().await.unwrap(), 0);
+
+        // A file indexed before the counter existed (no charge record) gives nothing back.
+        assert_eq!(index.insert(&b, 100).await.unwrap(), Inserted::Stored);
+        let old = file(40, false);
+        let mut conn = redis.clone();
+        let keys = Tenant::new("team-a").files();
+        let _: () = conn.hset_multiple(keys.file(&old.id), &old.fields()).await.unwrap();
+        assert!(index.remove(&old).await.unwrap());
+        assert_eq!(index.usage().await.unwrap(), 50);
+
+        // An expiry entry without metadata is dropped by id.
+        let _: () = conn.zadd(keys.expiring(), "file_ghost", 1).await.unwrap();
+        assert!(!index.remove_id("file_ghost", None).await.unwrap());
+        assert_eq!(index.expiring_count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_namespace_leaves_the_sweeps_set_only_without_expiring_files() {
+        let server = RedisServer::start().expect("redis-server");
+        let redis = ConnectionManager::new(redis::Client::open(server.url()).unwrap())
+            .await
+            .unwrap();
+        let index = FileIndex::new(redis.clone(), "team-a");
+        let a = file(1, true);
+        index.insert(&a, 100).await.unwrap();
+        assert_eq!(expiring_namespaces(&redis).await.unwrap(), vec!["team-a".to_owned()]);
+        forget_expiring_namespace_if_idle(&index).await.unwrap();
+        assert_eq!(expiring_namespaces(&redis).await.unwrap().len(), 1, "it still has one");
+        index.remove(&a).await.unwrap();
+        forget_expiring_namespace_if_idle(&index).await.unwrap();
+        assert!(expiring_namespaces(&redis).await.unwrap().is_empty());
+    }
 
     #[test]
     fn metadata_round_trips_through_its_hash_and_shows_as_the_sdk_types_it() {

@@ -15,20 +15,22 @@ use super::{
 /// Expired files removed per namespace per sweep.
 pub const SWEEP_BATCH: usize = 100;
 
-/// Removes a file's metadata and gives its bytes back to the quota (one script), then its bytes: a failure leaves at worst an
-/// orphaned blob, never a listed file without bytes. True when this call removed the metadata.
-pub async fn forget(index: &FileIndex, files: &FileStorage, namespace: &str, meta: &FileMeta) -> bool {
-    let removed = match index.remove(meta).await {
-        Ok(removed) => removed,
-        Err(err) => {
-            tracing::warn!(file = %meta.id, error = %err, "could not remove a file's metadata");
-            return false;
-        }
-    };
+/// Removes a file's metadata and gives its bytes back to the quota (one script), then its bytes: a failure leaves
+/// at worst an orphaned blob, never a listed file without bytes. True when this call removed the metadata; an error
+/// when Redis failed (then nothing was removed).
+pub async fn forget(
+    index: &FileIndex,
+    files: &FileStorage,
+    namespace: &str,
+    meta: &FileMeta,
+) -> redis::RedisResult<bool> {
+    let removed = index.remove(meta).await.inspect_err(|err| {
+        tracing::warn!(file = %meta.id, error = %err, "could not remove a file's metadata");
+    })?;
     if let Err(err) = files.blobs.delete(&blob_key(namespace, &meta.id)).await {
         tracing::warn!(file = %meta.id, error = %err, "could not delete a removed file's bytes");
     }
-    removed
+    Ok(removed)
 }
 
 /// Removes up to [`SWEEP_BATCH`] of the namespace's expired files; how many it removed. An expiry entry whose
@@ -42,7 +44,7 @@ pub async fn sweep(index: &FileIndex, files: &FileStorage, namespace: &str) -> u
     for id in ids {
         match index.get(&id).await {
             Ok(Some(meta)) => {
-                if forget(index, files, namespace, &meta).await {
+                if matches!(forget(index, files, namespace, &meta).await, Ok(true)) {
                     removed += 1;
                 }
             }

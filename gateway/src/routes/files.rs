@@ -150,7 +150,7 @@ async fn find(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<FileMeta
     let meta = index.get(id).await.map_err(redis_error)?.ok_or_else(not_found)?;
     if meta.expired(jiff::Timestamp::now()) {
         if let Ok(files) = storage(state) {
-            forget(&index, files, &tenant.namespace, &meta).await;
+            let _ = forget(&index, files, &tenant.namespace, &meta).await;
         }
         return Err(not_found());
     }
@@ -551,7 +551,12 @@ async fn delete(
 ) -> ApiResult<Json<Value>> {
     let files = storage(&state)?;
     let meta = find(&state, &tenant, &id).await?;
-    if !forget(&index(&state, &tenant), files, &tenant.namespace, &meta).await {
+    // A Redis failure is a 503 with the file untouched (one script removes and releases it, or nothing); only a
+    // file someone else removed first is a 404.
+    if !forget(&index(&state, &tenant), files, &tenant.namespace, &meta)
+        .await
+        .map_err(redis_error)?
+    {
         return Err(ApiError::not_found("file", &id));
     }
     Ok(Json(json!({ "id": id, "type": "file_deleted" })))
