@@ -143,12 +143,18 @@ mod tests {
         // A burst, then silence: the window's average is what counts.
         assert!(pace.record(Duration::from_secs(1), 3000));
         assert_eq!(pace.window_left(), Some(Duration::from_secs(29)));
-        assert!(pace.record(Duration::from_secs(29), 0), "3000 bytes in 30 s is 100 B/s");
+        assert!(
+            pace.record(Duration::from_secs(29), 0),
+            "3000 bytes in 30 s is 100 B/s"
+        );
         // The next window starts afresh: a byte now and then is too slow however regular.
         for _ in 0..29 {
             assert!(pace.record(Duration::from_secs(1), 10));
         }
-        assert!(!pace.record(Duration::from_secs(1), 10), "300 bytes in 30 s is 10 B/s");
+        assert!(
+            !pace.record(Duration::from_secs(1), 10),
+            "300 bytes in 30 s is 10 B/s"
+        );
         let mut off = Pace::new(MinRate {
             bytes_per_second: 0,
             ..min

@@ -312,7 +312,8 @@ mod tests {
     use super::*;
 
     fn file(size: u64, expires: bool) -> FileMeta {
-        let created_at = jiff::Timestamp::now();
+        // Milliseconds, as stored.
+        let created_at = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond()).unwrap();
         FileMeta {
             id: format!("file_{}", ulid::Ulid::new()),
             filename: "f".into(),
@@ -338,10 +339,17 @@ mod tests {
         let (a, b) = (file(60, true), file(50, false));
         assert_eq!(index.insert(&a, 100).await.unwrap(), Inserted::Stored);
         assert_eq!(index.insert(&b, 100).await.unwrap(), Inserted::OverQuota);
-        assert_eq!(index.get(&b.id).await.unwrap(), None, "nothing written past the quota");
+        assert_eq!(
+            index.get(&b.id).await.unwrap(),
+            None,
+            "nothing written past the quota"
+        );
         assert_eq!(index.usage().await.unwrap(), 60);
         assert_eq!(index.get(&a.id).await.unwrap(), Some(a.clone()));
-        assert_eq!(index.page(Some("sesn-1"), None, 10).await.unwrap(), vec![a.id.clone()]);
+        assert_eq!(
+            index.page(Some("sesn-1"), None, 10).await.unwrap(),
+            vec![a.id.clone()]
+        );
         assert_eq!(index.expiring_count().await.unwrap(), 1);
 
         // Two removals at once: one finds the file, and the bytes are given back once.
@@ -356,7 +364,10 @@ mod tests {
         let old = file(40, false);
         let mut conn = redis.clone();
         let keys = Tenant::new("team-a").files();
-        let _: () = conn.hset_multiple(keys.file(&old.id), &old.fields()).await.unwrap();
+        let _: () = conn
+            .hset_multiple(keys.file(&old.id), &old.fields())
+            .await
+            .unwrap();
         assert!(index.remove(&old).await.unwrap());
         assert_eq!(index.usage().await.unwrap(), 50);
 
@@ -375,9 +386,16 @@ mod tests {
         let index = FileIndex::new(redis.clone(), "team-a");
         let a = file(1, true);
         index.insert(&a, 100).await.unwrap();
-        assert_eq!(expiring_namespaces(&redis).await.unwrap(), vec!["team-a".to_owned()]);
+        assert_eq!(
+            expiring_namespaces(&redis).await.unwrap(),
+            vec!["team-a".to_owned()]
+        );
         forget_expiring_namespace_if_idle(&index).await.unwrap();
-        assert_eq!(expiring_namespaces(&redis).await.unwrap().len(), 1, "it still has one");
+        assert_eq!(
+            expiring_namespaces(&redis).await.unwrap().len(),
+            1,
+            "it still has one"
+        );
         index.remove(&a).await.unwrap();
         forget_expiring_namespace_if_idle(&index).await.unwrap();
         assert!(expiring_namespaces(&redis).await.unwrap().is_empty());

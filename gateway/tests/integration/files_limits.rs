@@ -208,7 +208,10 @@ async fn downloads_are_attachments_and_expired_files_go_without_anyone_listing()
     // drops them instead of stalling on them.
     for n in 0..150 {
         let ghost = format!("file_{}", ulid::Ulid::new());
-        let _: () = redis.zadd(keys.expiring(), ghost, past - 10_000 - n).await.unwrap();
+        let _: () = redis
+            .zadd(keys.expiring(), ghost, past - 10_000 - n)
+            .await
+            .unwrap();
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -283,7 +286,11 @@ async fn a_redis_failure_while_deleting_leaves_the_file_whole_and_counted() {
     let reply = gw.delete(&format!("/v1/files/{id}"), &t).await;
     assert_eq!(reply.status.as_u16(), 503, "{:?}", reply.body);
     gw.get(&format!("/v1/files/{id}"), &t).await.ok();
-    assert_eq!(download(&gw, &t, &id).await.status(), 200, "its bytes are still there");
+    assert_eq!(
+        download(&gw, &t, &id).await.status(),
+        200,
+        "its bytes are still there"
+    );
     let charged: Option<u64> = redis.hget(keys.charged(), &id).await.unwrap();
     assert_eq!(charged, Some(1000), "still counted");
 
@@ -291,7 +298,9 @@ async fn a_redis_failure_while_deleting_leaves_the_file_whole_and_counted() {
     let _: () = redis.set(keys.usage(), 1000).await.unwrap();
     gw.delete(&format!("/v1/files/{id}"), &t).await.ok();
     assert_eq!(usage(&gw, &t).await, 0);
-    gw.get(&format!("/v1/files/{id}"), &t).await.error(404, "not_found_error");
+    gw.get(&format!("/v1/files/{id}"), &t)
+        .await
+        .error(404, "not_found_error");
 }
 
 #[tokio::test]
@@ -304,7 +313,9 @@ async fn an_expiring_upload_is_kept_when_the_sweeps_set_cannot_be_written() {
     let mut redis = gw.store.connection();
     let _: () = redis.set(&set, "not a set").await.unwrap();
 
-    let file = upload(&gw, &t, "e.txt", b"expiring".to_vec(), Some("3600")).await.ok();
+    let file = upload(&gw, &t, "e.txt", b"expiring".to_vec(), Some("3600"))
+        .await
+        .ok();
     let id = file["id"].as_str().unwrap();
     let res = download(&gw, &t, id).await;
     assert_eq!(res.status(), 200);
