@@ -74,6 +74,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.objectStore.maxUploadsPerNamespace | int64 | quote }}
 - name: CORRAL_UPLOAD_IDLE_TIMEOUT_SECONDS
   value: {{ .Values.objectStore.uploadIdleTimeoutSeconds | int64 | quote }}
+- name: CORRAL_UPLOAD_MIN_KIB_PER_SECOND
+  value: {{ .Values.objectStore.uploadMinKiBPerSecond | int64 | quote }}
 {{- if .Values.objectStore.bundled }}
 - name: CORRAL_OBJECT_STORE_ENDPOINT
   {{- $svc := printf "%s-object-store" (include "corral.fullname" .) | upper | replace "-" "_" }}

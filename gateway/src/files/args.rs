@@ -6,8 +6,9 @@ use clap::Args;
 
 use super::{
     DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_UPLOADS_PER_NAMESPACE,
-    DEFAULT_NAMESPACE_QUOTA_BYTES, DEFAULT_SWEEP_INTERVAL, DEFAULT_UPLOAD_IDLE_TIMEOUT, FileStorage,
-    S3Config, limits::UploadSlots,
+    DEFAULT_NAMESPACE_QUOTA_BYTES, DEFAULT_SWEEP_INTERVAL, DEFAULT_UPLOAD_IDLE_TIMEOUT,
+    DEFAULT_UPLOAD_MIN_RATE, FileStorage, S3Config,
+    limits::{MinRate, UploadSlots},
 };
 
 /// Where the Files API keeps bytes. Without `--object-store-bucket` the Files API answers 503. Its `Debug` leaves
@@ -54,6 +55,10 @@ pub struct ObjectStoreArgs {
     /// Seconds an upload may send nothing before it fails with a 400 (a stalled client frees its slot).
     #[arg(long, env = "CORRAL_UPLOAD_IDLE_TIMEOUT_SECONDS", default_value_t = DEFAULT_UPLOAD_IDLE_TIMEOUT.as_secs())]
     pub upload_idle_timeout_seconds: u64,
+    /// KiB per second an upload must send on average over each 30 s of waiting for it, or it fails with a 400
+    /// `upload_too_slow` (0 turns the check off).
+    #[arg(long, env = "CORRAL_UPLOAD_MIN_KIB_PER_SECOND", default_value_t = DEFAULT_UPLOAD_MIN_RATE.bytes_per_second >> 10)]
+    pub upload_min_kib_per_second: u64,
     /// Seconds between background sweeps of expired files (each removes at most 100 per namespace).
     #[arg(long, env = "CORRAL_FILES_SWEEP_INTERVAL_SECONDS", default_value_t = DEFAULT_SWEEP_INTERVAL.as_secs())]
     pub files_sweep_interval_seconds: u64,
@@ -72,6 +77,7 @@ impl fmt::Debug for ObjectStoreArgs {
             .field("max_uploads", &self.max_uploads)
             .field("max_uploads_per_namespace", &self.max_uploads_per_namespace)
             .field("upload_idle_timeout_seconds", &self.upload_idle_timeout_seconds)
+            .field("upload_min_kib_per_second", &self.upload_min_kib_per_second)
             .field("files_sweep_interval_seconds", &self.files_sweep_interval_seconds)
             .finish()
     }
@@ -97,6 +103,10 @@ impl ObjectStoreArgs {
             namespace_quota_bytes: self.files_namespace_quota_bytes,
             slots: UploadSlots::new(self.max_uploads, self.max_uploads_per_namespace),
             idle_timeout: Duration::from_secs(self.upload_idle_timeout_seconds.max(1)),
+            min_rate: MinRate {
+                bytes_per_second: self.upload_min_kib_per_second.saturating_mul(1024),
+                window: DEFAULT_UPLOAD_MIN_RATE.window,
+            },
             sweep_interval: Duration::from_secs(self.files_sweep_interval_seconds.max(1)),
         }))
     }

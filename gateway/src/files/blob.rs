@@ -22,6 +22,9 @@ pub enum BlobError {
     /// The client sent nothing for this long.
     #[error("the upload stalled for {0:?}")]
     Idle(std::time::Duration),
+    /// The client sent less than this many bytes per second on average over a window (see `limits::MinRate`).
+    #[error("the upload was slower than {0} bytes per second")]
+    TooSlow(u64),
     /// The store failed.
     #[error("object storage: {0}")]
     Store(String),

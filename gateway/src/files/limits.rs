@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 /// Upload slots: a total for the gateway and a share per namespace.
@@ -69,9 +70,98 @@ impl Drop for UploadSlot {
     }
 }
 
+/// The slowest an upload may send: at least `bytes_per_second` on average over each `window` of time spent waiting
+/// for the client (time spent waiting for object storage is not the client's and is not counted). The idle timeout
+/// alone would let a client that sends a byte just before each timeout hold a slot for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    /// Bytes per second; 0 turns the check off.
+    pub bytes_per_second: u64,
+    /// How long the average is taken over.
+    pub window: Duration,
+}
+
+/// An upload's progress against its [`MinRate`].
+#[derive(Debug)]
+pub struct Pace {
+    min: MinRate,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl Pace {
+    /// A new upload's.
+    pub fn new(min: MinRate) -> Self {
+        Self {
+            min,
+            waited: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+
+    /// The rate it is held to.
+    pub fn min(&self) -> MinRate {
+        self.min
+    }
+
+    /// How much longer the client may be waited for before the current window closes (None: no check).
+    pub fn window_left(&self) -> Option<Duration> {
+        (self.min.bytes_per_second > 0).then(|| self.min.window.saturating_sub(self.waited))
+    }
+
+    /// Counts `waited` more time waiting for the client and the `bytes` it brought; false when that closed a
+    /// window under the rate (a closed window that kept up starts the next one).
+    pub fn record(&mut self, waited: Duration, bytes: u64) -> bool {
+        if self.min.bytes_per_second == 0 {
+            return true;
+        }
+        self.waited += waited;
+        self.bytes += bytes;
+        if self.waited < self.min.window {
+            return true;
+        }
+        let needed = self.min.bytes_per_second as f64 * self.waited.as_secs_f64();
+        let kept_up = self.bytes as f64 >= needed;
+        self.waited = Duration::ZERO;
+        self.bytes = 0;
+        kept_up
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upload_must_keep_its_average_over_each_window() {
+        let min = MinRate {
+            bytes_per_second: 100,
+            window: Duration::from_secs(30),
+        };
+        let mut pace = Pace::new(min);
+        assert_eq!(pace.window_left(), Some(Duration::from_secs(30)));
+        // A burst, then silence: the window's average is what counts.
+        assert!(pace.record(Duration::from_secs(1), 3000));
+        assert_eq!(pace.window_left(), Some(Duration::from_secs(29)));
+        assert!(
+            pace.record(Duration::from_secs(29), 0),
+            "3000 bytes in 30 s is 100 B/s"
+        );
+        // The next window starts afresh: a byte now and then is too slow however regular.
+        for _ in 0..29 {
+            assert!(pace.record(Duration::from_secs(1), 10));
+        }
+        assert!(
+            !pace.record(Duration::from_secs(1), 10),
+            "300 bytes in 30 s is 10 B/s"
+        );
+        let mut off = Pace::new(MinRate {
+            bytes_per_second: 0,
+            ..min
+        });
+        assert_eq!(off.window_left(), None);
+        assert!(off.record(Duration::from_secs(3600), 0));
+    }
 
     #[test]
     fn a_namespace_gets_its_share_and_the_gateway_its_total_and_dropping_frees_a_slot() {

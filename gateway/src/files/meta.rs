@@ -117,20 +117,49 @@ pub struct FileIndex {
     namespace: String,
 }
 
-/// Adds `ARGV[1]` bytes to the usage counter unless the sum would pass the quota `ARGV[2]`: the new usage, or -1.
-const RESERVE: &str = r"
+/// Charges and indexes a file in one step, so no crash or error can leave a file counted but not listed or listed
+/// but not counted. KEYS: usage, charged, the file's hash, index, expiring, and the scope's index if any. ARGV:
+/// id, bytes, quota, expiry (ms, or empty), then the hash's field/value pairs. 0 (nothing written) when the bytes
+/// would pass the quota, else 1.
+const INSERT: &str = r"
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return -1 end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
+if used + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return 0 end
+redis.call('INCRBY', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
+if ARGV[4] ~= '' then redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1]) end
+if KEYS[6] then redis.call('ZADD', KEYS[6], 0, ARGV[1]) end
+return 1
 ";
 
-/// Lowers the usage counter by `ARGV[1]`, never below zero (files stored before the counter existed are not in it).
-const RELEASE: &str = r"
+/// Forgets a file and gives back what it was charged, in one step. KEYS as [`INSERT`]'s; ARGV: id. The reads
+/// (which fail on a key of the wrong type) come before any write, so a failing call changes nothing. Only a file
+/// with a charge record is released (once: the record goes with it), never below zero. 1 when the file's hash
+/// existed.
+const REMOVE: &str = r"
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-local left = used - tonumber(ARGV[1])
-if left <= 0 then redis.call('DEL', KEYS[1]) return 0 end
-return redis.call('DECRBY', KEYS[1], ARGV[1])
+local charged = redis.call('HGET', KEYS[2], ARGV[1])
+local existed = redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if KEYS[6] then redis.call('ZREM', KEYS[6], ARGV[1]) end
+if charged then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  local left = used - tonumber(charged)
+  if left <= 0 then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], left) end
+end
+return existed
 ";
+
+/// What [`FileIndex::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The file is charged and listed.
+    Stored,
+    /// Its bytes would pass the quota: nothing written.
+    OverQuota,
+}
 
 impl FileIndex {
     /// The files of `namespace`.
@@ -148,53 +177,53 @@ impl FileIndex {
         Ok(used.unwrap_or(0))
     }
 
-    /// Counts `bytes` more against the namespace's `quota`; false (and nothing counted) when they do not fit.
-    pub async fn reserve(&self, bytes: u64, quota: u64) -> redis::RedisResult<bool> {
-        let used: i64 = Script::new(RESERVE)
-            .key(self.keys.usage())
-            .arg(bytes)
-            .arg(quota)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(used >= 0)
+    /// The keys a file's scripts touch, in [`INSERT`]'s order.
+    fn script_keys(&self, id: &str, scope: Option<&str>) -> Vec<String> {
+        let mut keys = vec![
+            self.keys.usage(),
+            self.keys.charged(),
+            self.keys.file(id),
+            self.keys.index(),
+            self.keys.expiring(),
+        ];
+        keys.extend(scope.map(|s| self.keys.scope(s)));
+        keys
     }
 
-    /// Gives back `bytes` of the namespace's quota (a deleted or expired file, an upload that was not indexed).
-    pub async fn release(&self, bytes: u64) -> redis::RedisResult<()> {
-        let _: i64 = Script::new(RELEASE)
-            .key(self.keys.usage())
-            .arg(bytes)
-            .invoke_async(&mut self.redis.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// Records a new file (its bytes are stored already).
-    pub async fn insert(&self, meta: &FileMeta) -> redis::RedisResult<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .hset_multiple(self.keys.file(&meta.id), &meta.fields())
-            .ignore()
-            .zadd(self.keys.index(), &meta.id, 0)
-            .ignore();
-        if let Some(scope) = &meta.scope {
-            pipe.zadd(self.keys.scope(&scope.id), &meta.id, 0).ignore();
+    /// Charges a new file's bytes against the namespace's `quota` and records it, in one script (its bytes are
+    /// stored already). On an error the file may or may not have been recorded: ask [`FileIndex::get`].
+    pub async fn insert(&self, meta: &FileMeta, quota: u64) -> redis::RedisResult<Inserted> {
+        let script = Script::new(INSERT);
+        let mut call = script.prepare_invoke();
+        for key in self.script_keys(&meta.id, meta.scope.as_ref().map(|s| s.id.as_str())) {
+            call.key(key);
         }
-        if let Some(at) = meta.expires_at {
-            pipe.zadd(self.keys.expiring(), &meta.id, at.as_millisecond())
-                .ignore();
+        call.arg(&meta.id).arg(meta.size_bytes).arg(quota).arg(
+            meta.expires_at
+                .map(|at| at.as_millisecond().to_string())
+                .unwrap_or_default(),
+        );
+        for (field, value) in meta.fields() {
+            call.arg(field).arg(value);
         }
-        pipe.query_async::<()>(&mut self.redis.clone()).await?;
+        let stored: i64 = call.invoke_async(&mut self.redis.clone()).await?;
+        if stored == 0 {
+            return Ok(Inserted::OverQuota);
+        }
         if meta.expires_at.is_some() {
-            // Another slot than the namespace's keys, so not in the transaction: at worst the background sweep
-            // misses this namespace until its next expiring upload, and the lazy sweeps still remove the file.
-            let _: () = self
+            // Another slot than the namespace's keys, so not in the script; the file is stored whatever happens
+            // here: at worst the background sweep misses this namespace until its next expiring upload, and the
+            // lazy sweeps (each list and upload) still remove the file.
+            let added: redis::RedisResult<()> = self
                 .redis
                 .clone()
                 .sadd(system::expiring_file_namespaces(), &self.namespace)
-                .await?;
+                .await;
+            if let Err(err) = added {
+                tracing::warn!(namespace = %self.namespace, error = %err, "could not add the namespace to the expiry sweep's set");
+            }
         }
-        Ok(())
+        Ok(Inserted::Stored)
     }
 
     /// How many of the namespace's files have an expiry.
@@ -208,24 +237,22 @@ impl FileIndex {
         Ok(FileMeta::from_fields(id, &fields))
     }
 
-    /// Forgets a file and gives its bytes back to the quota; true when it existed (then only this call released
-    /// them, however many remove it at once).
+    /// Forgets a file and gives back what it was charged, in one script; true when its metadata existed.
     pub async fn remove(&self, meta: &FileMeta) -> redis::RedisResult<bool> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .del(self.keys.file(&meta.id))
-            .zrem(self.keys.index(), &meta.id)
-            .ignore()
-            .zrem(self.keys.expiring(), &meta.id)
-            .ignore();
-        if let Some(scope) = &meta.scope {
-            pipe.zrem(self.keys.scope(&scope.id), &meta.id).ignore();
+        self.remove_id(&meta.id, meta.scope.as_ref().map(|s| s.id.as_str()))
+            .await
+    }
+
+    /// [`FileIndex::remove`] by id, for an id whose metadata may be gone (then only its index entries and charge
+    /// are removed); `scope` names the scope index it may be in.
+    pub async fn remove_id(&self, id: &str, scope: Option<&str>) -> redis::RedisResult<bool> {
+        let script = Script::new(REMOVE);
+        let mut call = script.prepare_invoke();
+        for key in self.script_keys(id, scope) {
+            call.key(key);
         }
-        let (deleted,): (u64,) = pipe.query_async(&mut self.redis.clone()).await?;
-        if deleted > 0 {
-            self.release(meta.size_bytes).await?;
-        }
-        Ok(deleted > 0)
+        let existed: i64 = call.arg(id).invoke_async(&mut self.redis.clone()).await?;
+        Ok(existed > 0)
     }
 
     /// Up to `limit` file ids, newest first, older than `before` (exclusive) when given; of one scope when given.
@@ -263,17 +290,119 @@ pub async fn expiring_namespaces(redis: &Connection) -> redis::RedisResult<Vec<S
     redis.clone().smembers(system::expiring_file_namespaces()).await
 }
 
-/// Drops `namespace` from the sweep's set (it has no expiring file left; its next one adds it back).
-pub async fn forget_expiring_namespace(redis: &Connection, namespace: &str) -> redis::RedisResult<()> {
-    redis
-        .clone()
-        .srem(system::expiring_file_namespaces(), namespace)
-        .await
+/// Drops `namespace` from the sweep's set when it has no expiring file left (its next one adds it back). The set
+/// and the namespace's keys are in different slots, so an upload may add an expiring file between the count and
+/// the removal: counting again after it and adding the namespace back closes that gap.
+pub async fn forget_expiring_namespace_if_idle(index: &FileIndex) -> redis::RedisResult<()> {
+    if index.expiring_count().await? > 0 {
+        return Ok(());
+    }
+    let mut redis = index.redis.clone();
+    let set = system::expiring_file_namespaces();
+    let _: () = redis.srem(&set, &index.namespace).await?;
+    if index.expiring_count().await? > 0 {
+        let _: () = redis.sadd(&set, &index.namespace).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use corral_session::testing::RedisServer;
+
     use super::*;
+
+    fn file(size: u64, expires: bool) -> FileMeta {
+        // Milliseconds, as stored.
+        let created_at = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond()).unwrap();
+        FileMeta {
+            id: format!("file_{}", ulid::Ulid::new()),
+            filename: "f".into(),
+            mime_type: "text/plain".into(),
+            size_bytes: size,
+            created_at,
+            expires_at: expires.then(|| created_at + jiff::SignedDuration::from_secs(3600)),
+            downloadable: true,
+            scope: Some(Scope {
+                kind: "session".into(),
+                id: "sesn-1".into(),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_is_charged_with_its_metadata_and_released_once_and_only_if_it_was_charged() {
+        let server = RedisServer::start().expect("redis-server");
+        let redis = corral_session::Store::connect(&server.url(), corral_session::Config::default())
+            .await
+            .unwrap()
+            .connection();
+        let index = FileIndex::new(redis.clone(), "team-a");
+        let (a, b) = (file(60, true), file(50, false));
+        assert_eq!(index.insert(&a, 100).await.unwrap(), Inserted::Stored);
+        assert_eq!(index.insert(&b, 100).await.unwrap(), Inserted::OverQuota);
+        assert_eq!(
+            index.get(&b.id).await.unwrap(),
+            None,
+            "nothing written past the quota"
+        );
+        assert_eq!(index.usage().await.unwrap(), 60);
+        assert_eq!(index.get(&a.id).await.unwrap(), Some(a.clone()));
+        assert_eq!(
+            index.page(Some("sesn-1"), None, 10).await.unwrap(),
+            vec![a.id.clone()]
+        );
+        assert_eq!(index.expiring_count().await.unwrap(), 1);
+
+        // Two removals at once: one finds the file, and the bytes are given back once.
+        let (first, second) = tokio::join!(index.remove(&a), index.remove(&a));
+        assert_eq!(first.unwrap() as u8 + second.unwrap() as u8, 1);
+        assert_eq!(index.usage().await.unwrap(), 0);
+        assert_eq!(index.page(None, None, 10).await.unwrap(), Vec::<String>::new());
+        assert_eq!(index.expiring_count().await.unwrap(), 0);
+
+        // A file indexed before the counter existed (no charge record) gives nothing back.
+        assert_eq!(index.insert(&b, 100).await.unwrap(), Inserted::Stored);
+        let old = file(40, false);
+        let mut conn = redis.clone();
+        let keys = Tenant::new("team-a").files();
+        let _: () = conn
+            .hset_multiple(keys.file(&old.id), &old.fields())
+            .await
+            .unwrap();
+        assert!(index.remove(&old).await.unwrap());
+        assert_eq!(index.usage().await.unwrap(), 50);
+
+        // An expiry entry without metadata is dropped by id.
+        let _: () = conn.zadd(keys.expiring(), "file_ghost", 1).await.unwrap();
+        assert!(!index.remove_id("file_ghost", None).await.unwrap());
+        assert_eq!(index.expiring_count().await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_namespace_leaves_the_sweeps_set_only_without_expiring_files() {
+        let server = RedisServer::start().expect("redis-server");
+        let redis = corral_session::Store::connect(&server.url(), corral_session::Config::default())
+            .await
+            .unwrap()
+            .connection();
+        let index = FileIndex::new(redis.clone(), "team-a");
+        let a = file(1, true);
+        index.insert(&a, 100).await.unwrap();
+        assert_eq!(
+            expiring_namespaces(&redis).await.unwrap(),
+            vec!["team-a".to_owned()]
+        );
+        forget_expiring_namespace_if_idle(&index).await.unwrap();
+        assert_eq!(
+            expiring_namespaces(&redis).await.unwrap().len(),
+            1,
+            "it still has one"
+        );
+        index.remove(&a).await.unwrap();
+        forget_expiring_namespace_if_idle(&index).await.unwrap();
+        assert!(expiring_namespaces(&redis).await.unwrap().is_empty());
+    }
 
     #[test]
     fn metadata_round_trips_through_its_hash_and_shows_as_the_sdk_types_it() {

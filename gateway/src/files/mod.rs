@@ -23,6 +23,11 @@ pub const DEFAULT_MAX_UPLOADS: usize = 16;
 pub const DEFAULT_MAX_UPLOADS_PER_NAMESPACE: usize = 4;
 /// The default time an upload may send nothing before it is dropped.
 pub const DEFAULT_UPLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default slowest upload: 32 KiB/s on average over each 30 s of waiting for the client.
+pub const DEFAULT_UPLOAD_MIN_RATE: limits::MinRate = limits::MinRate {
+    bytes_per_second: 32 << 10,
+    window: Duration::from_secs(30),
+};
 /// The default interval of the background sweep of expired files.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -39,6 +44,9 @@ pub struct FileStorage {
     pub slots: limits::UploadSlots,
     /// How long an upload may send nothing before it fails (a stalled client holds a slot and its buffers).
     pub idle_timeout: Duration,
+    /// The slowest an upload may send (past it, a 400 `upload_too_slow`): a client sending a little just before
+    /// each idle timeout would otherwise hold its slot for ever.
+    pub min_rate: limits::MinRate,
     /// How often the background sweep removes expired files.
     pub sweep_interval: Duration,
 }

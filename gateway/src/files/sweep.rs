@@ -9,39 +9,55 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     FileStorage,
-    meta::{FileIndex, FileMeta, blob_key, expiring_namespaces, forget_expiring_namespace},
+    meta::{FileIndex, FileMeta, blob_key, expiring_namespaces, forget_expiring_namespace_if_idle},
 };
 
 /// Expired files removed per namespace per sweep.
 pub const SWEEP_BATCH: usize = 100;
 
-/// Removes a file's metadata (giving its bytes back to the quota), then its bytes: a failure leaves at worst an
-/// orphaned blob, never a listed file without bytes. True when this call removed the metadata.
-pub async fn forget(index: &FileIndex, files: &FileStorage, namespace: &str, meta: &FileMeta) -> bool {
-    let removed = match index.remove(meta).await {
-        Ok(removed) => removed,
-        Err(err) => {
-            tracing::warn!(file = %meta.id, error = %err, "could not remove a file's metadata");
-            return false;
-        }
-    };
+/// Removes a file's metadata and gives its bytes back to the quota (one script), then its bytes: a failure leaves
+/// at worst an orphaned blob, never a listed file without bytes. True when this call removed the metadata; an error
+/// when Redis failed (then nothing was removed).
+pub async fn forget(
+    index: &FileIndex,
+    files: &FileStorage,
+    namespace: &str,
+    meta: &FileMeta,
+) -> redis::RedisResult<bool> {
+    let removed = index.remove(meta).await.inspect_err(|err| {
+        tracing::warn!(file = %meta.id, error = %err, "could not remove a file's metadata");
+    })?;
     if let Err(err) = files.blobs.delete(&blob_key(namespace, &meta.id)).await {
         tracing::warn!(file = %meta.id, error = %err, "could not delete a removed file's bytes");
     }
-    removed
+    Ok(removed)
 }
 
-/// Removes up to [`SWEEP_BATCH`] of the namespace's expired files; how many it removed.
+/// Removes up to [`SWEEP_BATCH`] of the namespace's expired files; how many it removed. An expiry entry whose
+/// metadata is gone (or unreadable) is dropped too, with any bytes and charge left under its id, so such entries
+/// never fill the batch and stall the namespace's expiry.
 pub async fn sweep(index: &FileIndex, files: &FileStorage, namespace: &str) -> usize {
     let Ok(ids) = index.expired(jiff::Timestamp::now(), SWEEP_BATCH).await else {
         return 0;
     };
     let mut removed = 0;
     for id in ids {
-        if let Ok(Some(meta)) = index.get(&id).await
-            && forget(index, files, namespace, &meta).await
-        {
-            removed += 1;
+        match index.get(&id).await {
+            Ok(Some(meta)) => {
+                if matches!(forget(index, files, namespace, &meta).await, Ok(true)) {
+                    removed += 1;
+                }
+            }
+            Ok(None) => {
+                if let Err(err) = index.remove_id(&id, None).await {
+                    tracing::warn!(file = %id, error = %err, "could not drop an expiry entry without metadata");
+                    continue;
+                }
+                if let Err(err) = files.blobs.delete(&blob_key(namespace, &id)).await {
+                    tracing::warn!(file = %id, error = %err, "could not delete the bytes of a file without metadata");
+                }
+            }
+            Err(_) => {}
         }
     }
     removed
@@ -70,8 +86,8 @@ pub async fn run(redis: Connection, files: FileStorage, interval: Duration, stop
             if removed > 0 {
                 tracing::info!(%namespace, removed, "removed expired files");
             }
-            if index.expiring_count().await.is_ok_and(|n| n == 0) {
-                let _ = forget_expiring_namespace(&redis, &namespace).await;
+            if let Err(err) = forget_expiring_namespace_if_idle(&index).await {
+                tracing::warn!(%namespace, error = %err, "file expiry sweep: could not update the namespaces");
             }
         }
     }

@@ -18,8 +18,8 @@ use crate::{
     error::{ApiError, ApiResult},
     files::{
         BlobError, FileStorage,
-        limits::Busy,
-        meta::{FileIndex, FileMeta, blob_key},
+        limits::{Busy, Pace},
+        meta::{FileIndex, FileMeta, Inserted, blob_key},
         sweep::{forget, sweep},
     },
     query::Query,
@@ -111,6 +111,14 @@ fn blob_error(err: BlobError, max: u64) -> ApiError {
             ),
         )
         .with_code("upload_timeout"),
+        BlobError::TooSlow(rate) => ApiError::field(
+            "file",
+            format!(
+                "the upload sent less than {} KiB per second on average and was dropped",
+                rate.div_ceil(1024)
+            ),
+        )
+        .with_code("upload_too_slow"),
         BlobError::Body(msg) => {
             tracing::info!(error = %msg, "an upload's body failed while it was read");
             ApiError::field(
@@ -142,7 +150,7 @@ async fn find(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<FileMeta
     let meta = index.get(id).await.map_err(redis_error)?.ok_or_else(not_found)?;
     if meta.expired(jiff::Timestamp::now()) {
         if let Ok(files) = storage(state) {
-            forget(&index, files, &tenant.namespace, &meta).await;
+            let _ = forget(&index, files, &tenant.namespace, &meta).await;
         }
         return Err(not_found());
     }
@@ -175,6 +183,46 @@ async fn small_text(
         bytes.extend_from_slice(&chunk);
     }
     String::from_utf8(bytes).map_err(|_| ApiError::field(name, "not UTF-8 text"))
+}
+
+/// The file part's next chunk, failing when the client sends nothing for `idle` or falls under its minimum rate
+/// (checked whenever a window of waiting for it closes, chunk or not); None at the part's end.
+async fn next_chunk(
+    field: &mut axum::extract::multipart::Field<'_>,
+    pace: &mut Pace,
+    idle: std::time::Duration,
+) -> Option<Result<bytes::Bytes, BlobError>> {
+    let since = tokio::time::Instant::now();
+    let rate = pace.min().bytes_per_second;
+    let slow = || Some(Err(BlobError::TooSlow(rate)));
+    loop {
+        let waited = since.elapsed();
+        let idle_left = idle.saturating_sub(waited);
+        let wait = pace.window_left().map_or(idle_left, |w| w.min(idle_left));
+        let start = tokio::time::Instant::now();
+        // `Field::chunk` keeps what it has read in the field's buffer, so a wait cut short by a window's end
+        // loses nothing.
+        let read = tokio::time::timeout(wait, field.chunk()).await;
+        let this_wait = start.elapsed();
+        match read {
+            Ok(Ok(Some(chunk))) => {
+                if !pace.record(this_wait, chunk.len() as u64) {
+                    return slow();
+                }
+                return Some(Ok(chunk));
+            }
+            Ok(Ok(None)) => return None,
+            Ok(Err(e)) => return Some(Err(BlobError::Body(e.to_string()))),
+            Err(_) => {
+                if !pace.record(this_wait, 0) {
+                    return slow();
+                }
+                if since.elapsed() >= idle {
+                    return Some(Err(BlobError::Idle(idle)));
+                }
+            }
+        }
+    }
 }
 
 /// `POST /v1/files`: a multipart body with the part `file` (streamed to object storage) and, optionally,
@@ -214,8 +262,9 @@ async fn upload(
     Ok(Json(meta.object()))
 }
 
-/// Streams the upload's file to object storage (at most `room` bytes, the namespace's quota left), then counts
-/// it against the quota and indexes it; on any failure nothing is kept.
+/// Streams the upload's file to object storage (at most `room` bytes, the namespace's quota left when the upload
+/// began), then charges it against the quota and indexes it in one script, which checks the quota again (uploads
+/// running at once may each have fitted alone); on any failure nothing is kept.
 async fn store(
     files: &FileStorage,
     index: &FileIndex,
@@ -251,14 +300,13 @@ async fn store(
                         .content_type()
                         .unwrap_or("application/octet-stream")
                         .to_owned();
-                    let body = futures::stream::unfold(field, move |mut field| async move {
-                        match tokio::time::timeout(idle, field.chunk()).await {
-                            Err(_) => Some((Err(BlobError::Idle(idle)), field)),
-                            Ok(Err(e)) => Some((Err(BlobError::Body(e.to_string())), field)),
-                            Ok(Ok(Some(chunk))) => Some((Ok(chunk), field)),
-                            Ok(Ok(None)) => None,
-                        }
-                    })
+                    let body = futures::stream::unfold(
+                        (field, Pace::new(files.min_rate)),
+                        move |(mut field, mut pace)| async move {
+                            let item = next_chunk(&mut field, &mut pace, idle).await?;
+                            Some((item, (field, pace)))
+                        },
+                    )
                     .boxed();
                     let size = match files.blobs.put(&key, body, limit).await {
                         Err(BlobError::TooLarge(_)) if limit < files.max_bytes => {
@@ -308,17 +356,6 @@ async fn store(
             tracing::warn!(file = %id, error = %err, "could not delete the bytes of an upload that was not kept");
         }
     };
-    match index.reserve(size_bytes, files.namespace_quota_bytes).await {
-        Ok(true) => {}
-        Ok(false) => {
-            discard().await;
-            return Err(over_quota(files.namespace_quota_bytes));
-        }
-        Err(err) => {
-            discard().await;
-            return Err(redis_error(err));
-        }
-    }
     let created_at = jiff::Timestamp::now();
     let meta = FileMeta {
         id: id.clone(),
@@ -330,10 +367,28 @@ async fn store(
         downloadable: true,
         scope: None,
     };
-    if let Err(err) = index.insert(&meta).await {
-        let _ = index.release(size_bytes).await;
-        discard().await;
-        return Err(redis_error(err));
+    match index.insert(&meta, files.namespace_quota_bytes).await {
+        Ok(Inserted::Stored) => {}
+        Ok(Inserted::OverQuota) => {
+            discard().await;
+            return Err(over_quota(files.namespace_quota_bytes));
+        }
+        // The script may have run before the reply was lost: undo only what is surely not stored. A file that is
+        // there is the upload's result; one whose state is unknown keeps its bytes (at worst an orphaned blob,
+        // never a listed file without them).
+        Err(err) => match index.get(&id).await {
+            Ok(Some(_)) => {
+                tracing::warn!(file = %id, error = %err, "Redis failed after storing a file's metadata; it is kept");
+            }
+            Ok(None) => {
+                discard().await;
+                return Err(redis_error(err));
+            }
+            Err(again) => {
+                tracing::warn!(file = %id, error = %again, "could not tell whether a file was stored; its bytes are kept");
+                return Err(redis_error(err));
+            }
+        },
     }
     sweep(index, files, namespace).await;
     Ok(meta)
@@ -496,7 +551,12 @@ async fn delete(
 ) -> ApiResult<Json<Value>> {
     let files = storage(&state)?;
     let meta = find(&state, &tenant, &id).await?;
-    if !forget(&index(&state, &tenant), files, &tenant.namespace, &meta).await {
+    // A Redis failure is a 503 with the file untouched (one script removes and releases it, or nothing); only a
+    // file someone else removed first is a 404.
+    if !forget(&index(&state, &tenant), files, &tenant.namespace, &meta)
+        .await
+        .map_err(redis_error)?
+    {
         return Err(ApiError::not_found("file", &id));
     }
     Ok(Json(json!({ "id": id, "type": "file_deleted" })))

@@ -1,10 +1,15 @@
 //! The Files API's bounds against a real S3-compatible server and a real Redis: a namespace's storage quota, upload
 //! slots per namespace and per gateway, the idle timeout of a stalled upload, a client that disconnects mid-upload,
-//! download headers, and the background sweep of expired files.
+//! a client that sends too slowly, download headers, the background sweep of expired files, and the quota's counter
+//! staying true through Redis failures and files stored before it existed.
 
 use std::time::Duration;
 
-use corral_gateway::{files::limits::UploadSlots, ratelimit::Limiter, state::Settings};
+use corral_gateway::{
+    files::limits::{MinRate, UploadSlots},
+    ratelimit::Limiter,
+    state::Settings,
+};
 use redis::AsyncCommands;
 use reqwest::multipart::{Form, Part};
 use tokio::sync::mpsc;
@@ -199,6 +204,15 @@ async fn downloads_are_attachments_and_expired_files_go_without_anyone_listing()
     let mut redis = gw.store.connection();
     let _: () = redis.hset(keys.file(&id), "expires_at", past).await.unwrap();
     let _: () = redis.zadd(keys.expiring(), &id, past).await.unwrap();
+    // Expiry entries whose metadata is gone, due before the real file and more than a sweep's batch: the sweep
+    // drops them instead of stalling on them.
+    for n in 0..150 {
+        let ghost = format!("file_{}", ulid::Ulid::new());
+        let _: () = redis
+            .zadd(keys.expiring(), ghost, past - 10_000 - n)
+            .await
+            .unwrap();
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let exists: bool = redis.exists(keys.file(&id)).await.unwrap();
@@ -212,10 +226,130 @@ async fn downloads_are_attachments_and_expired_files_go_without_anyone_listing()
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(usage(&gw, &t).await, 0);
+    let left: u64 = redis.zcard(keys.expiring()).await.unwrap();
+    assert_eq!(left, 0, "the expiry entries without metadata are dropped");
     let blob = s3
         .storage(1)
         .blobs
         .get(&corral_gateway::files::meta::blob_key(&t.ns, &id))
         .await;
     assert!(blob.is_err(), "the expired file's bytes are removed");
+}
+
+#[tokio::test]
+async fn an_upload_slower_than_the_minimum_rate_fails_and_frees_its_slot() {
+    let s3 = S3Server::start().await;
+    let mut storage = s3.storage(1 << 20);
+    storage.slots = UploadSlots::new(4, 1);
+    storage.min_rate = MinRate {
+        bytes_per_second: 10_000,
+        window: Duration::from_secs(2),
+    };
+    let gw = gateway(storage).await;
+    let t = gw.tenant().await;
+
+    // A trickle well inside the idle timeout (30 s) but far under 10 kB/s.
+    let (more, task) = stalled_upload(&gw, &t);
+    let trickle = tokio::spawn(async move {
+        while more.send(vec![5u8; 100]).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let reply = tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the slow upload is ended")
+        .unwrap();
+    trickle.abort();
+    let msg = reply.error(400, "invalid_request_error");
+    assert!(msg.contains("KiB per second"), "{msg}");
+    assert_eq!(reply.body["error"]["details"]["error_code"], "upload_too_slow");
+    assert_eq!(ids(&gw.get("/v1/files", &t).await.ok()).len(), 0, "nothing kept");
+    assert_eq!(usage(&gw, &t).await, 0);
+    // A normal upload is quick enough, and the slot is free again.
+    upload(&gw, &t, "quick.bin", vec![6; 200_000], None).await.ok();
+}
+
+#[tokio::test]
+async fn a_redis_failure_while_deleting_leaves_the_file_whole_and_counted() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(s3.storage(1 << 20)).await;
+    let t = gw.tenant().await;
+    let id = upload(&gw, &t, "a.bin", vec![1; 1000], None).await.ok()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The counter becomes unreadable: the delete's one script fails before it changes anything.
+    let keys = corral_session::keys::Tenant::new(&t.ns).files();
+    let mut redis = gw.store.connection();
+    let _: () = redis.del(keys.usage()).await.unwrap();
+    let _: () = redis.hset(keys.usage(), "broken", 1).await.unwrap();
+    let reply = gw.delete(&format!("/v1/files/{id}"), &t).await;
+    assert_eq!(reply.status.as_u16(), 503, "{:?}", reply.body);
+    gw.get(&format!("/v1/files/{id}"), &t).await.ok();
+    assert_eq!(
+        download(&gw, &t, &id).await.status(),
+        200,
+        "its bytes are still there"
+    );
+    let charged: Option<u64> = redis.hget(keys.charged(), &id).await.unwrap();
+    assert_eq!(charged, Some(1000), "still counted");
+
+    let _: () = redis.del(keys.usage()).await.unwrap();
+    let _: () = redis.set(keys.usage(), 1000).await.unwrap();
+    gw.delete(&format!("/v1/files/{id}"), &t).await.ok();
+    assert_eq!(usage(&gw, &t).await, 0);
+    gw.get(&format!("/v1/files/{id}"), &t)
+        .await
+        .error(404, "not_found_error");
+}
+
+#[tokio::test]
+async fn an_expiring_upload_is_kept_when_the_sweeps_set_cannot_be_written() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(s3.storage(1 << 20)).await;
+    let t = gw.tenant().await;
+    // The namespace set of the background sweep (another slot, written after the file's script) fails.
+    let set = corral_session::keys::system::expiring_file_namespaces();
+    let mut redis = gw.store.connection();
+    let _: () = redis.set(&set, "not a set").await.unwrap();
+
+    let file = upload(&gw, &t, "e.txt", b"expiring".to_vec(), Some("3600"))
+        .await
+        .ok();
+    let id = file["id"].as_str().unwrap();
+    let res = download(&gw, &t, id).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"expiring");
+    assert_eq!(usage(&gw, &t).await, 8, "counted once");
+    gw.delete(&format!("/v1/files/{id}"), &t).await.ok();
+    assert_eq!(usage(&gw, &t).await, 0, "released once");
+}
+
+#[tokio::test]
+async fn deleting_a_file_stored_before_the_counter_gives_back_nothing() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(s3.storage(1 << 20)).await;
+    let t = gw.tenant().await;
+    upload(&gw, &t, "new.bin", vec![1; 100_000], None).await.ok();
+    // A file indexed before the quota existed: metadata and index entry, no charge.
+    let keys = corral_session::keys::Tenant::new(&t.ns).files();
+    let old = format!("file_{}", ulid::Ulid::new());
+    let mut redis = gw.store.connection();
+    let fields = [
+        ("filename", "old.bin".to_owned()),
+        ("mime_type", "application/octet-stream".to_owned()),
+        ("size_bytes", "60000".to_owned()),
+        ("created_at", jiff::Timestamp::now().as_millisecond().to_string()),
+        ("downloadable", "true".to_owned()),
+    ];
+    let _: () = redis.hset_multiple(keys.file(&old), &fields).await.unwrap();
+    let _: () = redis.zadd(keys.index(), &old, 0).await.unwrap();
+    assert_eq!(ids(&gw.get("/v1/files", &t).await.ok()).len(), 2);
+
+    gw.delete(&format!("/v1/files/{old}"), &t).await.ok();
+    assert_eq!(
+        usage(&gw, &t).await,
+        100_000,
+        "the uncounted file's delete leaves the counted one's bytes counted"
+    );
 }

@@ -107,6 +107,7 @@ impl S3Server {
             namespace_quota_bytes: corral_gateway::files::DEFAULT_NAMESPACE_QUOTA_BYTES,
             slots: corral_gateway::files::limits::UploadSlots::new(16, 4),
             idle_timeout: std::time::Duration::from_secs(30),
+            min_rate: corral_gateway::files::DEFAULT_UPLOAD_MIN_RATE,
             sweep_interval: std::time::Duration::from_secs(60),
         }
     }

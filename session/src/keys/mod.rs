@@ -230,6 +230,7 @@ impl Tenant {
     pub fn files(&self) -> FileKeys {
         FileKeys {
             base: format!("{}{{{}:files}}:", self.prefix, self.namespace),
+            system: format!("{SYSTEM_PREFIX}{{{}:files}}:", self.namespace),
         }
     }
 
@@ -377,10 +378,13 @@ impl EnvironmentKeys {
 }
 
 /// The keys of a namespace's files (the Files API), under the tag `{<namespace>:files}`, so that a file's metadata
-/// and its index entries are written and removed in one transaction. The bytes live in object storage.
+/// and its index entries are written and removed in one script. The bytes live in object storage. The quota's
+/// keys ([`FileKeys::usage`], [`FileKeys::charged`]) share the tag but sit under [`SYSTEM_PREFIX`], out of reach of
+/// the tenant's own Redis user, which could otherwise lower its usage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileKeys {
     base: String,
+    system: String,
 }
 
 impl FileKeys {
@@ -404,9 +408,16 @@ impl FileKeys {
         format!("{}file:{file}", self.base)
     }
 
-    /// The bytes the namespace's files take (integer), counted against its storage quota.
+    /// The bytes the namespace's files take (integer), counted against its storage quota. A system key.
     pub fn usage(&self) -> String {
-        format!("{}usage", self.base)
+        format!("{}usage", self.system)
+    }
+
+    /// The bytes each counted file added to [`FileKeys::usage`] (hash: file id → bytes), so a removal gives back
+    /// exactly what its file took, once, and a file stored before the counter existed gives back nothing. A
+    /// system key.
+    pub fn charged(&self) -> String {
+        format!("{}charged", self.system)
     }
 }
 

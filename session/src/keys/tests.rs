@@ -49,7 +49,6 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         files.scope("sesn_1"),
         files.expiring(),
         files.file("file_1"),
-        files.usage(),
     ]);
     keys.extend(tenant.wakeup_queues());
     keys
@@ -173,9 +172,15 @@ fn a_tenants_file_keys_share_one_slot() {
         files.scope("sesn_1"),
         files.expiring(),
         files.file("file_1"),
-        files.usage(),
     ] {
         assert_eq!(hash_tag(&key), "team-a:files", "{key}");
         assert!(key.starts_with("corral:t:team-a:"), "{key}");
+    }
+    // The quota's keys share the slot (one script charges and indexes a file) but the tenant's user cannot write
+    // them: a tenant that could lower its own usage would have no quota.
+    for key in [files.usage(), files.charged()] {
+        assert_eq!(hash_tag(&key), "team-a:files", "{key}");
+        assert!(key.starts_with(SYSTEM_PREFIX), "{key}");
+        assert!(!key.starts_with(&tenant_prefix("team-a")), "{key}");
     }
 }
