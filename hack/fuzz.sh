@@ -18,7 +18,7 @@ CORRAL_WEED=${CORRAL_WEED:-$(e2e/cluster/s3-binary.sh)}
 export CORRAL_WEED
 if [[ ${FUZZ_SHORT:-0} == 1 ]]; then
   export FUZZ_MAX_TIME=${FUZZ_MAX_TIME:-60}
-  # A fixed seed keeps `make check` repeatable: what it finds once it finds every time. `make fuzz` draws a new
+  # A fixed seed keeps `make check` close to repeatable (two workers and a time budget still vary it). `make fuzz` draws a new
   # seed each run and is where new findings come from.
   export FUZZ_SEED=${FUZZ_SEED:-20261206}
 else

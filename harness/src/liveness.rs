@@ -115,10 +115,21 @@ impl Liveness {
     }
 
     /// Waits until this replica may start a tool: fresh and not reaped. Returns false once it was reaped (or
-    /// stopped beating) instead: the tool must not run.
+    /// stopped beating) instead: the tool must not run. Freshness is judged once per look, so a replica that is
+    /// alive is never refused by a second look landing just past the limit (a refusal ends the run as lost).
     pub async fn may_run_tool(&self) -> bool {
-        self.wait_fresh().await;
-        self.is_fresh() && !self.dead.is_cancelled()
+        loop {
+            if self.dead.is_cancelled() {
+                return false;
+            }
+            if self.is_fresh() {
+                return true;
+            }
+            if self.stop.is_cancelled() {
+                return false;
+            }
+            tokio::time::sleep(FENCE_CHECK).await;
+        }
     }
 
     /// Fired once this replica was reaped by another: it holds no lease any more and must exit.
