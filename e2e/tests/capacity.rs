@@ -24,6 +24,35 @@ fn millicores(quantity: &str) -> anyhow::Result<i64> {
     })
 }
 
+/// The node's free CPU (see [`free_cpu`]) once nothing on it is going away: these tests run right after the rest
+/// of the suite, whose namespaces may still be terminating, and a pod that goes later would leave room the test
+/// counted as taken.
+async fn settled_free_cpu(cluster: &Cluster) -> anyhow::Result<(String, i64)> {
+    let pods: Api<Pod> = Api::all(cluster.client.clone());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client.clone());
+    wait::until(
+        "no pod or namespace going away",
+        Duration::from_secs(300),
+        || async {
+            let leaving_pods = pods
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .any(|p| p.metadata.deletion_timestamp.is_some());
+            let leaving_namespaces = namespaces
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .any(|n| n.metadata.deletion_timestamp.is_some());
+            Ok((!leaving_pods && !leaving_namespaces).then_some(()))
+        },
+    )
+    .await?;
+    free_cpu(cluster).await
+}
+
 /// The node's CPU that no running or pending pod has requested yet, in millicores (the local cluster has one node).
 async fn free_cpu(cluster: &Cluster) -> anyhow::Result<(String, i64)> {
     let nodes: Api<Node> = Api::all(cluster.client.clone());
@@ -109,7 +138,7 @@ async fn a_harness_rollout_on_a_full_node_completes_by_preempting_sandboxes() ->
         .await?;
 
         // A warm sandbox that takes every CPU request the node has left.
-        let (node, free) = free_cpu(ns.cluster()).await?;
+        let (node, free) = settled_free_cpu(ns.cluster()).await?;
         anyhow::ensure!(free > 0, "node {node} has no CPU left before the test");
         ns.apply(&format!(
             "apiVersion: corral.dev/v1alpha1\nkind: Environment\nmetadata: {{name: hog}}\nspec:\n  sandbox:\n    warmPool: 1\n    resources: {{requests: {{cpu: {free}m, memory: 64Mi}}, limits: {{memory: 256Mi}}}}\n"
@@ -175,7 +204,7 @@ async fn a_tool_call_on_a_full_node_tells_the_client_and_fails_with_the_schedule
         )?;
         ns.harness_available(TIMEOUT).await?;
         // An ordinary pod takes what the node has left; sandboxes may not preempt it.
-        let (_, free) = free_cpu(ns.cluster()).await?;
+        let (_, free) = settled_free_cpu(ns.cluster()).await?;
         let pods = ns.api::<Pod>();
         if free > 0 {
             pods.create(&PostParams::default(), &filler(free)?).await?;
