@@ -174,7 +174,7 @@ async fn a_harness_rollout_on_a_full_node_completes_by_preempting_sandboxes() ->
         let back_after = rolled.elapsed();
         let replacement = harness_pods.list(&selector).await?.items;
         assert!(
-            replacement.iter().all(|p| p.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p > 0)),
+            replacement.iter().all(|p| p.spec.as_ref().and_then(|s| s.priority) > sandbox_priority),
             "Corral's own pods run above sandboxes"
         );
         let still_there = pods.list(&warm).await?.items.into_iter().any(|p| p.metadata.uid.as_deref() == Some(&hog_uid) && running(&p));
