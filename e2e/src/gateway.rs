@@ -27,11 +27,15 @@ pub struct Forward {
 impl Forward {
     /// A fresh forward name starting with `prefix`: the name of an earlier run's forward may still be taken,
     /// pointing elsewhere.
+    /// Unique within this process too: tests of one binary start in the same millisecond, and two forwards under
+    /// one name are one forward, stopped by whichever test ends first (a stream test lost its connections that way).
     pub fn unique_name(prefix: &str) -> String {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let millis = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
-        format!("{prefix}-{:x}", millis % 0xff_ffff)
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{prefix}-{:x}-{n}", millis % 0xff_ffff)
     }
 
     /// Takes ownership of the forward called `name` (made with [`Cluster::forward`] or

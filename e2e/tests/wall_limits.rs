@@ -413,7 +413,7 @@ async fn a_key_at_its_stream_cap_gets_429_and_metrics_are_not_on_the_api_port() 
             let stream = match api.stream(&id, None).await {
                 Ok(stream) => stream,
                 // A connection that fails before any answer (the SDK retries these by itself) is tried once more;
-                // an answer, a 429 above all, never is. Seen once in CI under the whole suite's load.
+                // an answer, a 429 above all, never is.
                 Err(err)
                     if err
                         .downcast_ref::<reqwest::Error>()
