@@ -330,14 +330,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_file_is_charged_with_its_metadata_and_released_once_and_only_if_it_was_charged() {
-        let server = RedisServer::start().expect("redis-server");
+    /// The file index of namespace `team-a` on `server`, and the shared connection it uses.
+    async fn team_a_index(server: &RedisServer) -> (FileIndex, Connection) {
         let redis = corral_session::Store::connect(&server.url(), corral_session::Config::default())
             .await
             .unwrap()
             .connection();
-        let index = FileIndex::new(redis.clone(), "team-a");
+        (FileIndex::new(redis.clone(), "team-a"), redis)
+    }
+
+    #[tokio::test]
+    async fn a_file_is_charged_with_its_metadata_and_released_once_and_only_if_it_was_charged() {
+        let server = RedisServer::start().expect("redis-server");
+        let (index, redis) = team_a_index(&server).await;
         let (a, b) = (file(60, true), file(50, false));
         assert_eq!(index.insert(&a, 100).await.unwrap(), Inserted::Stored);
         assert_eq!(index.insert(&b, 100).await.unwrap(), Inserted::OverQuota);
@@ -382,11 +387,7 @@ mod tests {
     #[tokio::test]
     async fn a_namespace_leaves_the_sweeps_set_only_without_expiring_files() {
         let server = RedisServer::start().expect("redis-server");
-        let redis = corral_session::Store::connect(&server.url(), corral_session::Config::default())
-            .await
-            .unwrap()
-            .connection();
-        let index = FileIndex::new(redis.clone(), "team-a");
+        let (index, redis) = team_a_index(&server).await;
         let a = file(1, true);
         index.insert(&a, 100).await.unwrap();
         assert_eq!(
