@@ -16,3 +16,10 @@ pub mod wait;
 
 pub use cluster::Cluster;
 pub use namespace::TestNamespace;
+
+/// The installed Redis as this host reaches it, with Corral's system user (`CORRAL_E2E_REDIS_URL`, forwarded by
+/// hack/e2e.sh).
+pub fn installed_redis_url() -> anyhow::Result<String> {
+    std::env::var("CORRAL_E2E_REDIS_URL")
+        .map_err(|_| anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)"))
+}

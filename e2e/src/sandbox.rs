@@ -104,9 +104,7 @@ pub async fn client(ns: &TestNamespace, session: &Session, forward: &str) -> any
 
 /// The daemon token of sandbox pod `pod` in `namespace`, from the installed Redis (`CORRAL_E2E_REDIS_URL`).
 pub async fn sandbox_token(namespace: &str, pod: &str) -> anyhow::Result<Option<String>> {
-    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
-        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)")
-    })?;
+    let url = crate::installed_redis_url()?;
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;

@@ -192,9 +192,7 @@ fn text_of(event: &StoredEvent) -> String {
 #[tokio::test]
 async fn a_tool_call_on_a_full_node_tells_the_client_and_fails_with_the_schedulers_reason()
 -> anyhow::Result<()> {
-    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
-        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)")
-    })?;
+    let url = corral_e2e::installed_redis_url()?;
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "capacity-tool", |ns| async move {
         let example = std::fs::read_to_string(corral_e2e::cluster::repo_root().join("examples/agent-scripted.yaml"))?;

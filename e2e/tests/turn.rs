@@ -23,9 +23,7 @@ fn types(events: &[corral_session::StoredEvent]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_turn_runs_through_the_harness_with_a_lazy_sandbox() -> anyhow::Result<()> {
-    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
-        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)")
-    })?;
+    let url = corral_e2e::installed_redis_url()?;
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "turn", |ns| async move {
         let example = std::fs::read_to_string(corral_e2e::cluster::repo_root().join("examples/agent-scripted.yaml"))?;
@@ -127,9 +125,7 @@ spec:
 
 #[tokio::test]
 async fn an_eager_environment_readies_the_sandbox_before_the_model_is_called() -> anyhow::Result<()> {
-    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
-        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)")
-    })?;
+    let url = corral_e2e::installed_redis_url()?;
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "eager", |ns| async move {
         ns.apply(TALKER)?;

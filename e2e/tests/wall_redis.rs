@@ -26,8 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The installed Redis as this host reaches it, with Corral's system user (forwarded by hack/e2e.sh).
 fn system_url() -> anyhow::Result<String> {
-    std::env::var("CORRAL_E2E_REDIS_URL")
-        .map_err(|_| anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)"))
+    corral_e2e::installed_redis_url()
 }
 
 /// A pod of the Redis image (it has `redis-cli` and bash) that sleeps, so probes can be run in it.

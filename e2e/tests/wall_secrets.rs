@@ -92,9 +92,7 @@ async fn readiness(ns: &TestNamespace, name: &str) -> anyhow::Result<Option<(Str
 
 #[tokio::test]
 async fn a_model_key_reference_reaches_only_labelled_model_keys() -> anyhow::Result<()> {
-    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
-        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)")
-    })?;
+    let url = corral_e2e::installed_redis_url()?;
     let cluster = Cluster::connect().await?;
     let (base, _gateway) = gateway_url(&cluster, "e2e-wall-secrets").await?;
     let dir = tempfile::tempdir()?;

@@ -46,9 +46,7 @@ spec:
 
 #[tokio::test]
 async fn a_message_whose_wakeup_was_lost_is_answered_after_a_sweep() -> anyhow::Result<()> {
-    let url = std::env::var("CORRAL_E2E_REDIS_URL").map_err(|_| {
-        anyhow::anyhow!("CORRAL_E2E_REDIS_URL must point at the installed Redis (hack/e2e.sh)")
-    })?;
+    let url = corral_e2e::installed_redis_url()?;
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "lost-wakeup", |ns| async move {
         ns.apply(TALKER)?;
