@@ -170,13 +170,16 @@ fn kind_of(value: &serde_json::Value) -> &'static str {
     }
 }
 
-/// [`strict`] for an optional field.
+/// [`strict`] for an optional field; `null` means absent (the SDK types such fields `Optional[...]`).
 pub fn strict_option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    strict(deserializer).map(Some)
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(value) => strict(value).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// [`strict`] for an update's nullable field (see [`nullable`]).

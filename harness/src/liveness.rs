@@ -8,7 +8,9 @@
 //! tool (each tool call waits for [`Liveness::is_fresh`]) before its liveness key, which outlives a beat by
 //! `LIVENESS_TTL`, lets anybody reap it. Model streams go on: what they append is fenced by the session's token
 //! if the replica is reaped meanwhile, and a Redis stall of a second (an fsync, an AOF rewrite's fork) then costs
-//! no model call.
+//! no model call. A tool already running when the replica was reaped is not run again by the new holder: the
+//! sandbox daemon joins the new holder's request for the same `tool_use_id` to the run in flight, and refuses any
+//! later call carrying the old fencing token (see the sandbox README).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -221,11 +223,23 @@ impl Liveness {
                             replica = %self.replica,
                             "this replica's registration vanished (Redis lost data): registering again"
                         );
-                        if let Some(c) = conn.as_mut()
-                            && let Err(err) = liveness::register(c, &namespace, &self.replica).await
-                        {
-                            tracing::warn!(error = %err, "cannot register again; retrying");
-                            conn = None;
+                        if let Some(c) = conn.as_mut() {
+                            match liveness::register(c, &namespace, &self.replica).await {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    tracing::error!(
+                                        replica = %self.replica,
+                                        "this replica was reaped before it could register again: stopping"
+                                    );
+                                    self.dead.cancel();
+                                    self.fence_if_stale();
+                                    return;
+                                }
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "cannot register again; retrying");
+                                    conn = None;
+                                }
+                            }
                         }
                         good_since = None;
                     }

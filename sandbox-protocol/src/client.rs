@@ -120,6 +120,7 @@ impl SandboxClient {
             tool: tool.to_owned(),
             input,
             tool_use_id: None,
+            fencing_token: None,
         };
         self.execute_request(&request, timeout).await
     }

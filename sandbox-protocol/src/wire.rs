@@ -25,6 +25,10 @@ pub struct ExecuteRequest {
     /// The id of the `agent.tool_use` this call answers; echoed back and logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_use_id: Option<String>,
+    /// The fencing token of the caller's lease on the session. The daemon refuses a call whose token is older than
+    /// one it has seen (409 `conflict_error`): its sender lost the session to another replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<u64>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -99,7 +103,8 @@ pub struct ErrorEnvelope {
 /// The `error` object of an [`ErrorEnvelope`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// `authentication_error`, `invalid_request_error`, `not_found_error`, `request_too_large` or `api_error`.
+    /// `authentication_error`, `invalid_request_error`, `not_found_error`, `conflict_error` (a stale fencing token,
+    /// or a `tool_use_id` reused for another call), `request_too_large` or `api_error`.
     #[serde(rename = "type")]
     pub kind: String,
     /// A sentence for people.

@@ -3,6 +3,7 @@
 //! `corral-sandbox-protocol`; the protocol is described in the crate's README.
 
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod egress;
 pub mod error;

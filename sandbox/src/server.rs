@@ -12,6 +12,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use corral_sandbox_protocol::ToolResult;
 use corral_sandbox_protocol::wire::{
     DaemonIdentity, DaemonInfo, EXECUTE_PATH, ExecuteRequest, HEALTH_PATH, IDENTITY_PATH, INFO_PATH,
 };
@@ -19,6 +20,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     auth::{TokenCheck, require_token},
+    calls::{Answer, Calls},
     config::Config,
     error::ApiError,
     tools::{ToolName, Toolbox},
@@ -34,7 +36,10 @@ pub fn router(toolbox: Arc<Toolbox>, check: TokenCheck, max_body_bytes: usize) -
         .route(EXECUTE_PATH, post(execute))
         .route(INFO_PATH, get(info))
         .route_layer(middleware::from_fn_with_state(check, require_token))
-        .with_state(toolbox);
+        .with_state(Daemon {
+            toolbox,
+            calls: Calls::default(),
+        });
     Router::new()
         .route(HEALTH_PATH, get(|| async { "ok" }))
         .route(IDENTITY_PATH, get(move || async move { Json(identity) }))
@@ -58,7 +63,14 @@ pub fn router(toolbox: Arc<Toolbox>, check: TokenCheck, max_body_bytes: usize) -
         }))
 }
 
-async fn info(State(toolbox): State<Arc<Toolbox>>) -> Json<DaemonInfo> {
+/// What the authenticated routes share: the tools, and the calls run with them.
+#[derive(Clone)]
+struct Daemon {
+    toolbox: Arc<Toolbox>,
+    calls: Calls,
+}
+
+async fn info(State(Daemon { toolbox, .. }): State<Daemon>) -> Json<DaemonInfo> {
     Json(DaemonInfo {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         workspace: toolbox.workspace().display().to_string(),
@@ -67,7 +79,7 @@ async fn info(State(toolbox): State<Arc<Toolbox>>) -> Json<DaemonInfo> {
 }
 
 async fn execute(
-    State(toolbox): State<Arc<Toolbox>>,
+    State(daemon): State<Daemon>,
     headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -96,7 +108,8 @@ async fn execute(
         Ok(request) => request,
         Err(e) => {
             return ApiError::invalid(format!(
-                "the body must be JSON {{\"tool\": string, \"input\": object, \"tool_use_id\"?: string}}: {e}"
+                "the body must be JSON {{\"tool\": string, \"input\": object, \"tool_use_id\"?: string, \
+                 \"fencing_token\"?: integer}}: {e}"
             ))
             .into_response();
         }
@@ -105,15 +118,31 @@ async fn execute(
         Ok(tool) => tool,
         Err(e) => return ApiError::invalid(e).into_response(),
     };
+    let tool_use_id = request.tool_use_id.as_deref().unwrap_or("");
     let started = Instant::now();
-    let mut result = toolbox.execute(tool, request.input).await;
+    let run = daemon.calls.start(
+        &daemon.toolbox,
+        tool,
+        request.input,
+        request.tool_use_id.as_deref(),
+        request.fencing_token,
+    );
+    let (run, answer) = match run {
+        Ok(run) => run,
+        Err(refusal) => {
+            tracing::warn!(tool = tool.as_str(), tool_use_id, traceparent, %refusal, "refused a tool call");
+            return ApiError::conflict(refusal.to_string()).into_response();
+        }
+    };
+    let mut result = ToolResult::clone(&*run.await);
     let elapsed = started.elapsed();
     tracing::info!(
         tool = tool.as_str(),
-        tool_use_id = request.tool_use_id.as_deref().unwrap_or(""),
+        tool_use_id,
         traceparent,
         is_error = result.is_error,
         elapsed_ms = elapsed.as_millis() as u64,
+        joined = answer == Answer::Joined,
         "ran a tool"
     );
     result.tool_use_id = request.tool_use_id;

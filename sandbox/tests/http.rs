@@ -180,6 +180,7 @@ async fn the_tool_use_id_is_echoed() {
         tool: "bash".into(),
         input: json!({"command": "echo x"}),
         tool_use_id: Some("toolu_123".into()),
+        fencing_token: None,
     };
     let result = sandbox
         .client()
@@ -239,4 +240,34 @@ async fn an_unreachable_sandbox_is_a_client_error() {
         Err(ClientError::Refused { .. } | ClientError::Unreachable { .. }) => {}
         other => panic!("expected Unreachable, got {other:?}"),
     }
+}
+
+/// A replica that lost its session's lease may still ask for a call after another replica took the session over:
+/// the daemon refuses its older fencing token, and the new holder asking again for a call the old one started gets
+/// that run's result instead of a second run.
+#[tokio::test]
+async fn a_taken_over_session_neither_reruns_a_call_nor_lets_the_old_holder_start_one() {
+    let sandbox = start().await;
+    let base = sandbox.client().base_url().to_owned();
+    let token = format!("Bearer {}", sandbox.token());
+    let push = json!({"command": "sleep 0.5; echo pushed >> pushes; wc -l < pushes"});
+    let body = |fence: u64| {
+        json!({"tool": "bash", "input": push.clone(), "tool_use_id": "sevt_push", "fencing_token": fence})
+            .to_string()
+    };
+    let (old_holder, new_holder) = tokio::join!(post(&base, Some(&token), body(3)), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        post(&base, Some(&token), body(4)).await
+    });
+    assert_eq!((old_holder.0, new_holder.0), (200, 200));
+    assert_eq!(old_holder.1["content"], new_holder.1["content"]);
+    assert_eq!(new_holder.1["content"][0]["text"].as_str().unwrap().trim(), "1");
+    let pushes = std::fs::read_to_string(sandbox.workspace().join("pushes")).unwrap();
+    assert_eq!(pushes, "pushed\n", "the call ran twice");
+
+    let late = json!({"tool": "bash", "input": {"command": "touch late"}, "tool_use_id": "sevt_late", "fencing_token": 3});
+    let (status, response) = post(&base, Some(&token), late.to_string()).await;
+    assert_eq!(status, 409);
+    assert_eq!(error_type(&response), "conflict_error");
+    assert!(!sandbox.workspace().join("late").exists());
 }

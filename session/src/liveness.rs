@@ -117,11 +117,12 @@ pub struct Replicas {
     tenant: Tenant,
 }
 
-/// Registers `replica` of `namespace` on `conn` (its epoch is the id's random tail).
-pub async fn register(conn: &mut impl ConnectionLike, namespace: &str, replica: &str) -> Result<()> {
+/// Registers `replica` of `namespace` again on `conn` (its epoch is the id's random tail), after a beat answered
+/// [`Beat::Unregistered`]. Returns false, registering nothing, when it was reaped meanwhile: it must stop.
+pub async fn register(conn: &mut impl ConnectionLike, namespace: &str, replica: &str) -> Result<bool> {
     check_id(replica)?;
-    let _: i64 = register_call(namespace, replica).invoke_async(conn).await?;
-    Ok(())
+    let now: i64 = register_call(namespace, replica).invoke_async(conn).await?;
+    Ok(now >= 0)
 }
 
 fn register_call(namespace: &str, replica: &str) -> redis::ScriptInvocation<'static> {
@@ -129,6 +130,7 @@ fn register_call(namespace: &str, replica: &str) -> redis::ScriptInvocation<'sta
     let mut invocation = scripts::REGISTER.key(tenant.replica(replica));
     invocation
         .key(tenant.replicas())
+        .key(tenant.replica_reaped(replica))
         .arg(replica)
         .arg(epoch_of(replica))
         .arg(millis(LIVENESS_TTL));
@@ -209,10 +211,15 @@ impl Replicas {
         check_id(replica)?;
         let invocation = register_call(self.tenant.namespace(), replica);
         let mut conn = self.store.connection();
-        let _: i64 = self
+        let now: i64 = self
             .store
             .run("register replica", invocation.invoke_async(&mut conn))
             .await?;
+        if now < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "replica {replica} was reaped: a reaped replica id is never registered again"
+            )));
+        }
         Ok(())
     }
 

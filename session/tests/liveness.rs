@@ -592,10 +592,30 @@ async fn a_replica_whose_registration_redis_lost_may_register_again_but_a_reaped
     let mut conn = store.connection();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
     assert_eq!(beat(&store, &a).await, Beat::Unregistered);
-    liveness::register(&mut conn, NS, &a).await.unwrap();
+    assert!(liveness::register(&mut conn, NS, &a).await.unwrap());
     assert!(matches!(beat(&store, &a).await, Beat::Alive { .. }));
     store.replicas(NS).reap_now(&b).await.unwrap();
     assert_eq!(beat(&store, &b).await, Beat::Dead);
+}
+
+/// Review (low): a replica that saw `unregistered` and was reaped before its `REGISTER` landed came back to life,
+/// holding sessions another replica had taken over. The tombstone now makes `REGISTER` refuse.
+#[tokio::test]
+async fn a_replica_reaped_between_unregistered_and_its_register_stays_dead() {
+    let (_server, store) = start().await;
+    let (a, _b) = two_replicas(&store).await;
+    let mut conn = store.connection();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    assert_eq!(beat(&store, &a).await, Beat::Unregistered);
+    let _: () = redis::cmd("SET")
+        .arg(Tenant::new(NS).replica_reaped(&a))
+        .arg("1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!liveness::register(&mut conn, NS, &a).await.unwrap());
+    assert_eq!(beat(&store, &a).await, Beat::Dead);
+    assert!(store.replicas(NS).register(&a).await.is_err());
 }
 
 /// The backstop of review bug 1: a replica-mode lease whose holder is neither registered nor being reaped (however

@@ -377,6 +377,15 @@ mod tests {
         let err = parse::<EnvironmentUpdate>(br#"{"sandbox":{"a":{"a":1}}}"#).unwrap_err();
         assert!(err.message.starts_with("sandbox.a:"), "{}", err.message);
         assert!(parse::<EnvironmentUpdate>(br#"{"sandbox":null}"#).is_ok());
+        // The SDK types `config` as `Optional[Config]`: `null` is the same as leaving it out.
+        let absent = create(json!({ "name": "x" })).unwrap();
+        let null = create(json!({ "name": "x", "config": null, "sandbox": null })).unwrap();
+        assert_eq!(
+            serde_json::to_value(&null).unwrap(),
+            serde_json::to_value(&absent).unwrap()
+        );
+        let update = parse::<EnvironmentUpdate>(br#"{"config":null}"#).unwrap();
+        assert!(update.config.is_none());
         // serde reads a struct from an array too; the API does not.
         let err = create(json!({ "name": "x", "config": [null, null] })).unwrap_err();
         assert!(

@@ -37,6 +37,8 @@ pub struct ToolCall<'a> {
     pub input: &'a Value,
     /// The MCP server whose tool this is; `None` for a built-in tool.
     pub server: Option<&'a str>,
+    /// The fencing token of the run's lease: the sandbox refuses the call once a newer holder of the session used it.
+    pub fencing_token: u64,
 }
 
 impl ToolCall<'_> {
@@ -46,6 +48,7 @@ impl ToolCall<'_> {
             tool: self.name.to_owned(),
             input: self.input.clone(),
             tool_use_id: Some(self.tool_use_id.to_owned()),
+            fencing_token: Some(self.fencing_token),
         }
     }
 }
@@ -162,6 +165,25 @@ mod tests {
             kind: "x".into(),
             message: "no".into(),
         }
+    }
+
+    #[test]
+    fn a_sandbox_request_carries_the_call_id_and_the_lease_token() {
+        let input = serde_json::json!({"command": "true"});
+        let call = ToolCall {
+            namespace: "team-a",
+            session: "sesn_1",
+            tool_use_id: "sevt_1",
+            name: "bash",
+            input: &input,
+            server: None,
+            fencing_token: 42,
+        };
+        let request = call.sandbox_request();
+        assert_eq!(
+            (request.tool_use_id.as_deref(), request.fencing_token),
+            (Some("sevt_1"), Some(42))
+        );
     }
 
     #[test]

@@ -20,12 +20,17 @@ fn with_clock(body: &str) -> Script {
     Script::new(&format!("{NOW}{body}"))
 }
 
-/// Registers a new replica: its liveness key and its entry in the registry.
+/// Registers a replica: its liveness key and its entry in the registry, unless it was reaped (its tombstone is
+/// there: a replica registering again after Redis lost its registration may have been reaped since).
 ///
-/// KEYS: replica liveness key, registry. ARGV: replica, epoch, liveness ttl (ms). Returns the server's clock (ms).
+/// KEYS: replica liveness key, registry, the replica's reap tombstone (namespace slot). ARGV: replica, epoch,
+/// liveness ttl (ms). Returns the server's clock (ms), or -1 when the replica was reaped.
 pub(crate) static REGISTER: LazyLock<Script> = LazyLock::new(|| {
     with_clock(
         r"
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return -1
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 return now

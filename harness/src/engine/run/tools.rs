@@ -93,6 +93,7 @@ impl Run<'_> {
             name: &tool.name,
             input: &tool.input,
             server: tool.server.as_deref(),
+            fencing_token: self.token.0,
         };
         let may_run = tokio::select! {
             may_run = self.gate.may_run_tool() => may_run,
