@@ -53,6 +53,17 @@ grep -q 'aclfile /data/users.acl' "$out/default.yaml" || die "the bundled Redis 
 grep -q 'kubernetes.io/metadata.name: corral-system' "$out/default.yaml" ||
   die "Redis admits only pods of the release namespace"
 
+# Drains: one budget (maxUnavailable, never minAvailable, so no drain is blocked forever) per replicated component,
+# none for Redis; replicas spread over nodes by preference only; slow starts waited for by a startup probe.
+[[ $(grep -c '^kind: PodDisruptionBudget' "$out/default.yaml") == 3 ]] || die "budgets for gateway, operator, egress proxy"
+! grep -q 'minAvailable' "$out/default.yaml" || die "a minAvailable budget can block a drain forever"
+! grep -q 'requiredDuringScheduling' "$out/default.yaml" || die "anti-affinity must be a preference (one-node clusters)"
+[[ $(grep -c 'preferredDuringSchedulingIgnoredDuringExecution' "$out/default.yaml") == 3 ]] ||
+  die "gateway, operator and egress proxy replicas spread over nodes by default"
+[[ $(grep -c 'startupProbe:' "$out/default.yaml") -ge 2 ]] || die "gateway and operator wait for Redis under a startup probe"
+[[ $(helm template corral charts/corral --kube-version 1.33.0 --set podDisruptionBudgets.enabled=false |
+  grep -c '^kind: PodDisruptionBudget') == 0 ]] || die "podDisruptionBudgets.enabled=false renders no budget"
+
 # A misconfiguration must fail with a message that says what to set.
 if msg=$(helm template corral charts/corral --kube-version 1.33.0 --set redis.bundled=false 2>&1); then
   die "redis.bundled=false without an external secret must fail"

@@ -36,9 +36,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
-    let store = corral_session::Store::connect(&args.redis_url, args.log_limits.config())
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
+    let store = corral_session::Store::connect_waiting(
+        &args.redis_url,
+        args.log_limits.config(),
+        corral_session::STARTUP_PATIENCE,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
     let (keys, watch) = KeyIndex::watch(client.clone());
     tokio::spawn(watch);
     let readiness = Readiness::default();

@@ -128,9 +128,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     match (&args.redis_url, args.sweep_interval_seconds) {
         (Some(url), every @ 1..) => {
-            let store = corral_session::Store::connect(url, corral_session::Config::default())
-                .await
-                .map_err(|e| anyhow::anyhow!("connecting the sweeper to the session log Redis: {e}"))?;
+            let store = corral_session::Store::connect_waiting(
+                url,
+                corral_session::Config::default(),
+                corral_session::STARTUP_PATIENCE,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting the sweeper to the session log Redis: {e}"))?;
             let every = std::time::Duration::from_secs(every);
             tokio::spawn(sweeper::run(ctx.clone(), store, every, stop_rx.clone()));
         }

@@ -12,6 +12,10 @@ use redis::{
 
 use crate::{Error, Result, SessionLog, connection::Connection, follow::FollowHub, wakeup::WakeConsumer};
 
+/// How long a component starting beside Redis waits for it ([`Store::connect_waiting`]) before it gives up and
+/// exits: five minutes covers a Redis pod being scheduled, pulled and loading its append-only file.
+pub const STARTUP_PATIENCE: Duration = Duration::from_secs(300);
+
 /// Timeouts and batch sizes of the session log.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -129,6 +133,31 @@ impl Store {
         };
         store.check_layout().await;
         Ok(store)
+    }
+
+    /// [`Store::connect`], waiting up to `patience` for a Redis that is not there yet (it is starting, or being
+    /// replaced) instead of failing at once: at install and upgrade the components start together, and a process
+    /// that exits while Redis starts only crash-loops. Retries with a backoff of 0.5 s doubling to 5 s, logging each
+    /// failure; a URL that cannot be parsed fails at once.
+    pub async fn connect_waiting(url: &str, config: Config, patience: Duration) -> Result<Self> {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match Self::connect(url, config.clone()).await {
+                Ok(store) => return Ok(store),
+                Err(err @ Error::InvalidArgument(_)) => return Err(err),
+                Err(err) if started.elapsed() + delay >= patience => return Err(err),
+                Err(err) => {
+                    tracing::warn!(
+                        error = %err,
+                        waited_s = started.elapsed().as_secs(),
+                        "the session log's Redis is not reachable yet; waiting for it"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     /// Marks a new Redis with this key layout's version, and warns when Redis holds another one. Best effort: a

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{agent, config, start, user};
-use corral_session::{Cursor, Error, Order, Store, testing::RedisServer};
+use corral_session::{Config, Cursor, Error, Order, Store, testing::RedisServer};
 
 /// Retries `f` until Redis is back (the connection reconnects by itself).
 async fn until_back<T, F, Fut>(mut f: F) -> T
@@ -182,4 +182,35 @@ async fn a_stalled_redis_times_out_clearly_and_nothing_is_applied_twice() {
     let after = log.append_user([user("after")]).await.unwrap();
     let last = log.last_cursor().await.unwrap();
     assert_eq!(last, Some(after[0].cursor));
+}
+
+/// At install the components start beside Redis: a process that connects before Redis answers waits for it
+/// (`connect_waiting`) instead of exiting and crash-looping, and one that waits too long still gets the error.
+#[tokio::test]
+async fn connecting_waits_for_a_redis_that_starts_later() {
+    let mut redis = RedisServer::start().unwrap();
+    let url = redis.url();
+    redis.kill();
+    let config = Config {
+        connect_timeout: Duration::from_millis(300),
+        ..config()
+    };
+    let impatient = Store::connect_waiting(&url, config.clone(), Duration::from_millis(800)).await;
+    assert!(impatient.is_err(), "nothing listens yet");
+    let waiting = tokio::spawn(async move {
+        let store = Store::connect_waiting(&url, config, Duration::from_secs(60))
+            .await
+            .expect("connected once Redis started");
+        store.session("team-a", "sesn_1").append_user([user("hi")]).await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!waiting.is_finished());
+    redis.restart().unwrap();
+    let appended = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(appended.is_ok(), "{appended:?}");
+    let bad = Store::connect_waiting("not a url", Config::default(), Duration::from_secs(60)).await;
+    assert!(matches!(bad, Err(Error::InvalidArgument(_))));
 }

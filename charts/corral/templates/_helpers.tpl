@@ -126,3 +126,24 @@ seccompProfile:
 priorityClassName: {{ . }}
 {{- end }}
 {{- end -}}
+
+{{/*
+A pod's affinity: the values' own when set, else a preference (never a requirement, so a one-node cluster still
+runs every replica) for spreading the component's replicas over nodes. Call with (dict "root" . "component" "gateway"
+"affinity" .Values.gateway.affinity).
+*/}}
+{{- define "corral.affinity" -}}
+{{- if .affinity }}
+{{- toYaml .affinity }}
+{{- else }}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "corral.selector" .root | nindent 12 }}
+            app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}

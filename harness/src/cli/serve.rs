@@ -133,7 +133,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         response: args.model_response_timeout,
         idle: args.model_idle_timeout,
     });
-    let store = Store::connect(&args.redis_url, config)
+    let store = Store::connect_waiting(&args.redis_url, config, corral_session::STARTUP_PATIENCE)
         .await
         .with_context(|| format!("connecting to the session log at {}", redact(&args.redis_url)))?;
     let metrics = Metrics::default();

@@ -340,6 +340,12 @@ fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantR
         }]),
         readiness_probe: Some(probe("/readyz", 5)),
         liveness_probe: Some(probe("/healthz", 10)),
+        // The harness waits up to five minutes for Redis at start (corral_session::STARTUP_PATIENCE); liveness
+        // checks begin once its health server answers.
+        startup_probe: Some(Probe {
+            failure_threshold: Some(150),
+            ..probe("/healthz", 2)
+        }),
         resources: Some(config.resources.clone()),
         security_context: Some(locked_down()),
         ..Container::default()
@@ -474,6 +480,11 @@ mod tests {
             Some(&["ALL".to_owned()][..])
         );
         assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
+        let startup = c.startup_probe.as_ref().expect("a startup probe");
+        assert!(
+            startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3) >= 300,
+            "the startup probe outlasts the wait for Redis"
+        );
         let env = c.env.as_ref().unwrap();
         let redis = env.iter().find(|e| e.name == "CORRAL_REDIS_URL").unwrap();
         assert_eq!(
