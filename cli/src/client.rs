@@ -67,12 +67,17 @@ impl Client {
     /// Sends a request and returns the response of a success (for streams), or the API's error.
     /// A 429 (the request was not processed) is retried twice after its `retry-after` (at most 10 s).
     pub async fn execute(&self, req: RequestBuilder) -> Result<Response> {
+        // A streaming body (an upload) cannot be copied for a retry: it is sent once.
+        let Some(mut this) = req.try_clone() else {
+            let res = req.send().await.map_err(|e| self.unreachable(&e))?;
+            return if res.status().is_success() {
+                Ok(res)
+            } else {
+                Err(CliError::Api(read_error(res).await))
+            };
+        };
         let mut attempt = 0;
         loop {
-            // Every body here is JSON in memory, so a request can always be copied for a retry.
-            let this = req
-                .try_clone()
-                .ok_or_else(|| CliError::Other("a request with a streaming body cannot be sent".into()))?;
             let res = this.send().await.map_err(|e| self.unreachable(&e))?;
             if res.status().is_success() {
                 return Ok(res);
@@ -83,6 +88,9 @@ impl Client {
             {
                 attempt += 1;
                 tokio::time::sleep(wait).await;
+                this = req
+                    .try_clone()
+                    .ok_or_else(|| CliError::Other("the request cannot be sent again".into()))?;
                 continue;
             }
             return Err(CliError::Api(read_error(res).await));

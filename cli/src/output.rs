@@ -1,6 +1,6 @@
 //! Printing objects: tables for people, JSON or YAML for machines.
 
-use comfy_table::{ContentArrangement, Table, presets};
+use comfy_table::{Attribute, Cell, ColumnConstraint, ContentArrangement, Row, Table, Width, presets};
 use serde_json::Value;
 
 use crate::{
@@ -28,12 +28,48 @@ macro_rules! out {
     };
 }
 
-/// A column of a list table: its header and how to read the cell from an object.
+/// A column of a list table: its header, how to read the cell from an object, and where it shows.
 pub struct Column {
     /// The header.
     pub header: &'static str,
     /// The cell.
     pub cell: fn(&Value) -> String,
+    /// Shown only with `-o wide`.
+    pub wide_only: bool,
+    /// The object's own id: kept whole while the terminal has room, cut with a marker only when it has none.
+    pub id: bool,
+}
+
+impl Column {
+    /// A column shown in every table view.
+    pub const fn new(header: &'static str, cell: fn(&Value) -> String) -> Self {
+        Self {
+            header,
+            cell,
+            wide_only: false,
+            id: false,
+        }
+    }
+
+    /// The object's id column (the first).
+    pub const fn id(cell: fn(&Value) -> String) -> Self {
+        Self {
+            header: "ID",
+            cell,
+            wide_only: false,
+            id: true,
+        }
+    }
+
+    /// A column shown only with `-o wide`.
+    pub const fn wide(header: &'static str, cell: fn(&Value) -> String) -> Self {
+        Self {
+            header,
+            cell,
+            wide_only: true,
+            id: false,
+        }
+    }
 }
 
 /// The string at `pointer` (a JSON pointer), `-` when absent or null; numbers and booleans as text.
@@ -64,30 +100,90 @@ pub fn short_time(t: &str) -> String {
     format!("{date} {clock}{zone}")
 }
 
-fn table() -> Table {
+/// A borderless table. Styles go through comfy-table's cell attributes, never escape codes inside the text, so
+/// widths are measured on what shows; colors only when the terminal takes them (`NO_COLOR`, `CLICOLOR_FORCE`).
+fn table(arrangement: ContentArrangement) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+        .set_content_arrangement(arrangement)
+        .set_truncation_indicator("…");
+    if console::colors_enabled() {
+        t.enforce_styling();
+    }
     t
 }
 
-/// Prints a list: a table with `columns`, or the objects as a JSON (YAML) array.
+/// A header or key cell: bold where colors show, plain text otherwise.
+fn heading(text: &str) -> Cell {
+    let cell = Cell::new(text);
+    if console::colors_enabled() {
+        cell.add_attribute(Attribute::Bold)
+    } else {
+        cell
+    }
+}
+
+/// The id of an object (`-o name`), or its compact JSON when it has none.
+pub fn id_of(v: &Value) -> String {
+    match v.get("id").and_then(Value::as_str) {
+        Some(id) => id.to_owned(),
+        None => v.to_string(),
+    }
+}
+
+/// The list table of `items`. The default view fits the terminal: every row is one line, a cell that does not fit
+/// is cut with `…`, and the id column keeps its whole width unless the terminal is too narrow for it and a few
+/// characters of every other column. `wide` shows every column with whole cells, however wide.
+/// `width` overrides the terminal's width (tests).
+fn list_table(items: &[Value], columns: &[Column], wide: bool, width: Option<u16>) -> Table {
+    let shown: Vec<&Column> = columns.iter().filter(|c| wide || !c.wide_only).collect();
+    let mut t = table(if wide {
+        ContentArrangement::Disabled
+    } else {
+        ContentArrangement::Dynamic
+    });
+    if let Some(w) = width {
+        t.set_width(w);
+    }
+    t.set_header(shown.iter().map(|c| heading(c.header)));
+    for item in items {
+        let mut row = Row::from(shown.iter().map(|c| (c.cell)(item)));
+        if !wide {
+            row.max_height(1);
+        }
+        t.add_row(row);
+    }
+    if !wide && let Some(width) = t.width() {
+        // Each column takes two spaces of padding; leave every other column room for a character and the marker.
+        let others = shown.iter().filter(|c| !c.id).count();
+        let room = usize::from(width).saturating_sub(2 * shown.len() + 2 * others);
+        for (i, c) in shown.iter().enumerate() {
+            if !c.id {
+                continue;
+            }
+            let longest = items.iter().map(|item| (c.cell)(item).chars().count()).max().unwrap_or(0);
+            let keep = longest.min(room).max(4);
+            if let Some(column) = t.column_mut(i) {
+                // The constraint's width includes the padding.
+                column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
+                    u16::try_from(keep + 2).unwrap_or(u16::MAX),
+                )));
+            }
+        }
+    }
+    t
+}
+
+/// Prints a list: a table with `columns` (`-o wide`: all of them), the ids, or the objects as a JSON (YAML)
+/// array.
 pub fn list(format: Output, items: &[Value], columns: &[Column], empty: &str) -> Result<()> {
     match format {
-        Output::Table => {
+        Output::Table | Output::Wide => {
             if items.is_empty() {
                 eprintln!("{empty}");
                 return Ok(());
             }
-            let mut t = table();
-            t.set_header(
-                columns
-                    .iter()
-                    .map(|c| console::style(c.header).bold().to_string()),
-            );
-            for item in items {
-                t.add_row(columns.iter().map(|c| (c.cell)(item)));
-            }
+            let t = list_table(items, columns, format == Output::Wide, None);
             crate::out!("{}", trim_lines(&t.to_string()));
             Ok(())
         }
@@ -126,7 +222,7 @@ fn without_nulls(v: &Value) -> Value {
 /// or JSON (YAML).
 pub fn object(format: Output, obj: &Value) -> Result<()> {
     match (format, obj) {
-        (Output::Table, Value::Object(map)) => {
+        (Output::Table | Output::Wide, Value::Object(map)) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort_by_key(|k| {
                 (
@@ -134,31 +230,45 @@ pub fn object(format: Output, obj: &Value) -> Result<()> {
                     k.as_str(),
                 )
             });
-            let mut t = table();
+            let mut t = table(if format == Output::Wide {
+                ContentArrangement::Disabled
+            } else {
+                ContentArrangement::Dynamic
+            });
             for k in keys {
                 let value = match &map[k.as_str()] {
                     Value::Null => "-".to_owned(),
                     Value::String(s) => s.clone(),
                     other => without_nulls(other).to_string(),
                 };
-                t.add_row(vec![console::style(k).bold().to_string(), value]);
+                t.add_row(vec![heading(k), Cell::new(value)]);
             }
             crate::out!("{}", trim_lines(&t.to_string()));
             Ok(())
         }
-        (Output::Table, other) => data(Output::Json, other),
+        (Output::Table | Output::Wide, other) => data(Output::Json, other),
         _ => data(format, obj),
     }
 }
 
-/// Prints data as pretty JSON or YAML.
+/// Prints data as pretty JSON or YAML, or (`-o name`) the ids of an object or of a list's objects.
 pub fn data(format: Output, v: &Value) -> Result<()> {
-    let text = match format {
+    let text = match (format, v) {
+        (Output::Name, Value::Array(items)) => items.iter().map(id_of).collect::<Vec<_>>().join("\n"),
+        (Output::Name, other) => id_of(other),
+        _ => data_text(format, v)?,
+    };
+    if !text.is_empty() {
+        crate::out!("{}", text.trim_end());
+    }
+    Ok(())
+}
+
+fn data_text(format: Output, v: &Value) -> Result<String> {
+    Ok(match format {
         Output::Yaml => serde_yaml::to_string(v).map_err(|e| CliError::Other(e.to_string()))?,
         _ => serde_json::to_string_pretty(v).map_err(|e| CliError::Other(e.to_string()))?,
-    };
-    crate::out!("{}", text.trim_end());
-    Ok(())
+    })
 }
 
 /// comfy-table pads every line to the widest; people and `grep` prefer no trailing spaces.
@@ -194,6 +304,54 @@ mod tests {
             without_nulls(&v).to_string(),
             r#"{"list":[{"b":1}],"provider":{"type":"anthropic"}}"#
         );
+    }
+
+    const COLUMNS: &[Column] = &[
+        Column::id(|v| field(v, "/id")),
+        Column::new("STATUS", |v| field(v, "/status")),
+        Column::new("TITLE", |v| field(v, "/title")),
+        Column::wide("ENVIRONMENT", |v| field(v, "/env")),
+        Column::new("CREATED", |v| time(v, "/created_at")),
+    ];
+
+    fn rows() -> Vec<Value> {
+        let long = "a title far too long for the room an eighty column terminal leaves it";
+        vec![
+            json!({"id": "sesn-01kbx7m2q8c9v3w4e5r6t7y8u9", "status": "idle", "title": long, "env": "env-01kbx7",
+                   "created_at": "2026-05-01T10:00:02.120Z"}),
+            json!({"id": "sesn-01kbx7m2q8c9v3w4e5r6t7y8zz", "status": "rescheduling", "title": null, "env": "env-2",
+                   "created_at": "2026-05-01T10:00:03Z"}),
+        ]
+    }
+
+    #[test]
+    fn a_narrow_table_cuts_cells_keeps_ids_and_lines_up() {
+        let items = rows();
+        let text = trim_lines(&list_table(&items, COLUMNS, false, Some(60)).to_string());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(!text.contains("ENVIRONMENT"), "wide-only columns stay out:\n{text}");
+        let starts: Vec<usize> = ["STATUS", "TITLE", "CREATED"]
+            .iter()
+            .map(|h| lines[0].find(h).expect("header"))
+            .collect();
+        for (line, item) in lines[1..].iter().zip(&items) {
+            assert!(line.chars().count() <= 60, "{line}");
+            assert!(line.starts_with(item["id"].as_str().unwrap()), "{line}");
+            let chars: Vec<char> = line.chars().collect();
+            for &p in &starts {
+                assert!(chars[p] != ' ' && chars[p - 1] == ' ', "column {p} of {line}");
+            }
+        }
+        assert!(lines[1].contains('…') && !text.contains("eighty"), "{text}");
+    }
+
+    #[test]
+    fn a_wide_table_shows_every_column_whole() {
+        let items = rows();
+        let text = trim_lines(&list_table(&items, COLUMNS, true, Some(60)).to_string());
+        assert!(text.contains("ENVIRONMENT") && text.contains("env-01kbx7"), "{text}");
+        assert!(text.contains("leaves it") && !text.contains('…'), "{text}");
     }
 
     #[test]

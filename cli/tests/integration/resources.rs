@@ -260,10 +260,22 @@ fn sessions_create_list_filter_get_archive_delete() {
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(
         rows[0].split_whitespace().collect::<Vec<_>>(),
+        ["ID", "STATUS", "AGENT", "TITLE", "TOKENS", "COST", "CREATED"]
+    );
+    assert!(
+        rows[1].starts_with(&s2_id) && rows[1].contains("fix the build"),
+        "{table}"
+    );
+    let table = t.run(&["sessions", "list", "-o", "wide"]).ok().to_owned();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        rows[0].split_whitespace().collect::<Vec<_>>(),
         [
             "ID",
             "STATUS",
             "AGENT",
+            "AGENT",
+            "ID",
             "ENVIRONMENT",
             "TITLE",
             "ACTIVE",

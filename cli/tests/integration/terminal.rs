@@ -1,0 +1,85 @@
+//! Tables in a real terminal: every list command under a pseudo-terminal of 140 and of 80 columns, with colors
+//! and with `NO_COLOR`, each data column starting under its header, no line wider than the terminal, and ids
+//! whole on one line.
+
+use crate::harness::{Gateway, Tenant};
+
+/// Where each header starts: the first character, and every character after two spaces.
+pub fn column_starts(header: &str) -> Vec<usize> {
+    let chars: Vec<char> = header.chars().collect();
+    (0..chars.len())
+        .filter(|&i| chars[i] != ' ' && (i == 0 || (i >= 2 && chars[i - 1] == ' ' && chars[i - 2] == ' ')))
+        .collect()
+}
+
+/// Checks one table as the terminal shows it (escape codes removed): `rows` data lines, each at most `cols`
+/// wide (`None`: `-o wide`, as wide as it needs), each column's cell starting where its header does, and each
+/// row starting with its whole id.
+pub fn assert_table(screen: &str, cols: Option<usize>, ids: &[&str]) {
+    let visible = console::strip_ansi_codes(screen).to_string();
+    let lines: Vec<&str> = visible.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), ids.len() + 1, "one line per object and a header:\n{visible}");
+    let starts = column_starts(lines[0]);
+    assert!(starts.len() >= 4, "a header of several columns:\n{visible}");
+    for (line, id) in lines[1..].iter().zip(ids) {
+        if let Some(cols) = cols {
+            assert!(line.chars().count() <= cols, "wider than {cols} columns: {line:?}\n{visible}");
+        }
+        assert!(line.starts_with(&format!("{id} ")), "{id} is not whole at the start of {line:?}\n{visible}");
+        let chars: Vec<char> = line.chars().collect();
+        for &p in &starts {
+            assert!(
+                p < chars.len() && chars[p] != ' ' && (p == 0 || chars[p - 1] == ' '),
+                "the cell at column {p} is not under its header in {line:?}\n{visible}"
+            );
+        }
+    }
+}
+
+/// Runs a list command in terminals of 140 and 80 columns, colored and not, and in `-o wide`.
+pub fn check_everywhere(t: &Tenant, args: &[&str], ids: &[&str]) {
+    for cols in [140u16, 80] {
+        let colored = t.in_terminal(args, cols, false);
+        assert!(
+            colored.contains("\u{1b}[1m"),
+            "a terminal shows bold headers: {colored:?}"
+        );
+        assert_table(&colored, Some(usize::from(cols)), ids);
+        let plain = t.in_terminal(args, cols, true);
+        assert!(!plain.contains('\u{1b}'), "NO_COLOR means no escape codes: {plain:?}");
+        assert_table(&plain, Some(usize::from(cols)), ids);
+    }
+    let mut wide = args.to_vec();
+    wide.extend(["-o", "wide"]);
+    assert_table(&t.in_terminal(&wide, 80, false), None, ids);
+}
+
+#[test]
+fn every_list_lines_up_in_a_real_terminal() {
+    let gw = Gateway::start();
+    let t = gw.tenant();
+    let (agent, env, first) = t.session();
+    let long = "a title long enough that it cannot fit beside the other columns of an eighty column terminal";
+    let second = t
+        .run(&["sessions", "create", "--agent", &agent, "--env", &env, "--title", long, "-o", "name"])
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(second.starts_with("sesn-"), "-o name prints the id alone: {second:?}");
+    t.run(&["sessions", "archive", &first]).ok();
+
+    check_everywhere(&t, &["agents", "list"], &[&agent]);
+    check_everywhere(&t, &["agents", "versions", &agent], &[&agent]);
+    check_everywhere(&t, &["environments", "list"], &[&env]);
+    check_everywhere(
+        &t,
+        &["sessions", "list", "--include-archived"],
+        &[&second, &first],
+    );
+
+    // The default view cuts what does not fit with a marker; `-o wide` shows it whole, with more columns.
+    let narrow = console::strip_ansi_codes(&t.in_terminal(&["sessions", "list"], 80, true)).to_string();
+    assert!(!narrow.contains(long) && narrow.contains('…'), "{narrow}");
+    let wide = t.in_terminal(&["sessions", "list", "-o", "wide"], 80, true);
+    assert!(wide.contains(long) && wide.contains("ENVIRONMENT") && wide.contains(&env), "{wide}");
+}
