@@ -1,6 +1,6 @@
 //! Printing objects: tables for people, JSON or YAML for machines.
 
-use comfy_table::{Attribute, Cell, ColumnConstraint, ContentArrangement, Row, Table, Width, presets};
+use comfy_table::{Attribute, Cell, ContentArrangement, Table, presets};
 use serde_json::Value;
 
 use crate::{
@@ -90,6 +90,29 @@ pub fn time(v: &Value, pointer: &str) -> String {
     }
 }
 
+/// How long ago the RFC 3339 time at `pointer` was, kubectl style (`45s`, `12m`, `5h`, `3d`); `-` when absent or
+/// unreadable.
+pub fn age(v: &Value, pointer: &str) -> String {
+    let Some(then) = v
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    else {
+        return "-".into();
+    };
+    age_between(then, jiff::Timestamp::now())
+}
+
+fn age_between(then: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let secs = now.as_second().saturating_sub(then.as_second()).max(0);
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7_200 => format!("{}m", secs / 60),
+        7_200..172_800 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
 /// `2026-05-01T10:00:02.123Z` → `2026-05-01 10:00:02Z`; anything else unchanged.
 pub fn short_time(t: &str) -> String {
     let Some((date, rest)) = t.split_once('T') else {
@@ -108,7 +131,8 @@ fn table(arrangement: ContentArrangement) -> Table {
         .set_content_arrangement(arrangement)
         .set_truncation_indicator("…");
     if console::colors_enabled() {
-        t.enforce_styling();
+        // Only the text is styled, so padding stays plain spaces that line up (and trim) like any other.
+        t.enforce_styling().style_text_only();
     }
     t
 }
@@ -131,47 +155,90 @@ pub fn id_of(v: &Value) -> String {
     }
 }
 
-/// The list table of `items`. The default view fits the terminal: every row is one line, a cell that does not fit
-/// is cut with `…`, and the id column keeps its whole width unless the terminal is too narrow for it and a few
-/// characters of every other column. `wide` shows every column with whole cells, however wide.
-/// `width` overrides the terminal's width (tests).
-fn list_table(items: &[Value], columns: &[Column], wide: bool, width: Option<u16>) -> Table {
-    let shown: Vec<&Column> = columns.iter().filter(|c| wide || !c.wide_only).collect();
-    let mut t = table(if wide {
-        ContentArrangement::Disabled
-    } else {
-        ContentArrangement::Dynamic
-    });
-    if let Some(w) = width {
-        t.set_width(w);
+/// How wide each column may be so that a line of `natural` columns (padding: two spaces between columns) fits in
+/// `width`. Nothing changes when everything fits; otherwise the widest non-id columns shrink first, each down to
+/// its header's width at least, and only then the id columns.
+fn column_caps(natural: &[usize], floors: &[usize], ids: &[bool], width: usize) -> Vec<usize> {
+    let room = width.saturating_sub(2 * natural.len().saturating_sub(1));
+    if natural.iter().sum::<usize>() <= room {
+        return natural.to_vec();
     }
-    t.set_header(shown.iter().map(|c| heading(c.header)));
-    for item in items {
-        let mut row = Row::from(shown.iter().map(|c| (c.cell)(item)));
-        if !wide {
-            row.max_height(1);
+    let id_width: usize = natural.iter().zip(ids).filter(|(_, id)| **id).map(|(w, _)| w).sum();
+    let others = |cap: usize| -> usize {
+        natural
+            .iter()
+            .zip(floors)
+            .zip(ids)
+            .filter(|(_, id)| !**id)
+            .map(|((w, f), _)| (*w).min(cap.max(*f)))
+            .sum()
+    };
+    let widest = natural.iter().copied().max().unwrap_or(0);
+    // The largest cap that fits beside the whole ids (caps only shrink what they bind, so `others` grows with it).
+    let cap = (0..=widest).rev().find(|&c| id_width + others(c) <= room);
+    let id_cap = match cap {
+        Some(_) => usize::MAX,
+        None => room.saturating_sub(others(0)).max(4),
+    };
+    let cap = cap.unwrap_or(0);
+    natural
+        .iter()
+        .zip(floors)
+        .zip(ids)
+        .map(|((w, f), id)| if *id { (*w).min(id_cap) } else { (*w).min(cap.max(*f)) })
+        .collect()
+}
+
+/// The terminal's width when standard output is one.
+fn terminal_width() -> Option<usize> {
+    let term = console::Term::stdout();
+    term.is_term()
+        .then(|| term.size_checked().map(|(_, w)| usize::from(w)))
+        .flatten()
+}
+
+/// The list table of `items`. The default view fits `width` (the terminal's, when output is one): every row is
+/// one line, a cell that does not fit is cut with `…`, and ids stay whole unless the terminal has no room for them
+/// beside a few characters of every other column. `wide` shows every column with whole cells, however wide.
+fn list_table(items: &[Value], columns: &[Column], wide: bool, width: Option<usize>) -> Table {
+    let shown: Vec<&Column> = columns.iter().filter(|c| wide || !c.wide_only).collect();
+    let mut rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| shown.iter().map(|c| one_line(&(c.cell)(item))).collect())
+        .collect();
+    if let Some(width) = width.filter(|_| !wide) {
+        let measure = |s: &str| console::measure_text_width(s);
+        let natural: Vec<usize> = shown
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                rows.iter()
+                    .map(|r| measure(&r[i]))
+                    .chain([measure(c.header)])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let floors: Vec<usize> = shown.iter().map(|c| measure(c.header).max(3)).collect();
+        let ids: Vec<bool> = shown.iter().map(|c| c.id).collect();
+        let caps = column_caps(&natural, &floors, &ids, width);
+        for row in &mut rows {
+            for (cell, cap) in row.iter_mut().zip(&caps) {
+                *cell = console::truncate_str(cell, *cap, "…").into_owned();
+            }
         }
+    }
+    let mut t = table(ContentArrangement::Disabled);
+    t.set_header(shown.iter().map(|c| heading(c.header)));
+    for row in rows {
         t.add_row(row);
     }
-    if !wide && let Some(width) = t.width() {
-        // Each column takes two spaces of padding; leave every other column room for a character and the marker.
-        let others = shown.iter().filter(|c| !c.id).count();
-        let room = usize::from(width).saturating_sub(2 * shown.len() + 2 * others);
-        for (i, c) in shown.iter().enumerate() {
-            if !c.id {
-                continue;
-            }
-            let longest = items.iter().map(|item| (c.cell)(item).chars().count()).max().unwrap_or(0);
-            let keep = longest.min(room).max(4);
-            if let Some(column) = t.column_mut(i) {
-                // The constraint's width includes the padding.
-                column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
-                    u16::try_from(keep + 2).unwrap_or(u16::MAX),
-                )));
-            }
-        }
-    }
     t
+}
+
+/// A cell on one line: line breaks and tabs become spaces.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r', '\t'], " ")
 }
 
 /// Prints a list: a table with `columns` (`-o wide`: all of them), the ids, or the objects as a JSON (YAML)
@@ -183,7 +250,7 @@ pub fn list(format: Output, items: &[Value], columns: &[Column], empty: &str) ->
                 eprintln!("{empty}");
                 return Ok(());
             }
-            let t = list_table(items, columns, format == Output::Wide, None);
+            let t = list_table(items, columns, format == Output::Wide, terminal_width());
             crate::out!("{}", trim_lines(&t.to_string()));
             Ok(())
         }
@@ -298,6 +365,17 @@ mod tests {
     }
 
     #[test]
+    fn ages_read_like_kubectl() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().expect("time");
+        let now = at("2026-05-03T12:00:00Z");
+        assert_eq!(age_between(at("2026-05-03T11:59:15Z"), now), "45s");
+        assert_eq!(age_between(at("2026-05-03T11:48:00Z"), now), "12m");
+        assert_eq!(age_between(at("2026-05-03T07:00:00Z"), now), "5h");
+        assert_eq!(age_between(at("2026-04-30T12:00:00Z"), now), "3d");
+        assert_eq!(age(&json!({}), "/created_at"), "-");
+    }
+
+    #[test]
     fn nested_values_drop_nulls() {
         let v = json!({"provider": {"type": "anthropic", "base_url": null}, "list": [{"a": null, "b": 1}]});
         assert_eq!(
@@ -352,6 +430,17 @@ mod tests {
         let text = trim_lines(&list_table(&items, COLUMNS, true, Some(60)).to_string());
         assert!(text.contains("ENVIRONMENT") && text.contains("env-01kbx7"), "{text}");
         assert!(text.contains("leaves it") && !text.contains('…'), "{text}");
+    }
+
+    #[test]
+    fn columns_shrink_widest_first_and_ids_last() {
+        // Fits: unchanged.
+        assert_eq!(column_caps(&[10, 5, 5], &[2, 3, 3], &[true, false, false], 30), [10, 5, 5]);
+        // The widest other column shrinks first, down to its floor; the id stays.
+        assert_eq!(column_caps(&[10, 40, 6], &[2, 5, 3], &[true, false, false], 40), [10, 20, 6]);
+        assert_eq!(column_caps(&[10, 40, 40], &[2, 5, 5], &[true, false, false], 40), [10, 13, 13]);
+        // No room even at the floors: the id shrinks too.
+        assert_eq!(column_caps(&[30, 40, 40], &[2, 5, 5], &[true, false, false], 30), [16, 5, 5]);
     }
 
     #[test]

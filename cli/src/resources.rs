@@ -7,7 +7,7 @@ use crate::{
     body,
     client::Client,
     error::{CliError, Result},
-    output::{self, Column, field, time},
+    output::{self, Column, age, field, time},
 };
 
 fn archived(v: &Value) -> String {
@@ -81,9 +81,10 @@ const SESSION_COLUMNS: &[Column] = &[
     Column::wide("ENVIRONMENT", |v| field(v, "/environment_id")),
     Column::new("TITLE", |v| field(v, "/title")),
     Column::wide("ACTIVE", crate::usage::active),
-    Column::new("TOKENS", crate::usage::tokens),
+    Column::wide("TOKENS", crate::usage::tokens),
     Column::new("COST", crate::usage::cost),
-    Column::new("CREATED", |v| time(v, "/created_at")),
+    Column::new("AGE", |v| age(v, "/created_at")),
+    Column::wide("CREATED", |v| time(v, "/created_at")),
     Column::new("", archived),
 ];
 

@@ -81,6 +81,7 @@ fn files_upload_download_list_and_delete_streamed_and_per_tenant() {
     let dest = out.join("copy.bin");
     let download_peak = peak_kib(&t, &["files", "download", &big_id, dest.to_str().unwrap()]);
     assert!(download_peak < 32 << 10, "the download peaked at {download_peak} KiB");
+    eprintln!("48 MiB file: upload peak {upload_peak} KiB, download peak {download_peak} KiB");
     assert!(std::fs::read(&dest).unwrap() == content, "the download differs from the upload");
     assert!(!out.join("copy.bin.part").exists());
 

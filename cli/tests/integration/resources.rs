@@ -260,7 +260,7 @@ fn sessions_create_list_filter_get_archive_delete() {
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(
         rows[0].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "STATUS", "AGENT", "TITLE", "TOKENS", "COST", "CREATED"]
+        ["ID", "STATUS", "AGENT", "TITLE", "COST", "AGE"]
     );
     assert!(
         rows[1].starts_with(&s2_id) && rows[1].contains("fix the build"),
@@ -281,6 +281,7 @@ fn sessions_create_list_filter_get_archive_delete() {
             "ACTIVE",
             "TOKENS",
             "COST",
+            "AGE",
             "CREATED"
         ]
     );
