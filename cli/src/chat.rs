@@ -358,7 +358,10 @@ mod tests {
             title: None,
         };
         let body = new_session_body(&none, &defaults).expect("defaults suffice");
-        assert_eq!(body, json!({ "agent": "agent-default", "environment_id": "env-default" }));
+        assert_eq!(
+            body,
+            json!({ "agent": "agent-default", "environment_id": "env-default" })
+        );
         let flags = NewSession {
             agent: Some("agent-flag".into()),
             environment: None,

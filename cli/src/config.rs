@@ -30,6 +30,10 @@ pub struct FileConfig {
 
 /// A key of the config file, as `corral config set` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[expect(
+    clippy::enum_variant_names,
+    reason = "ApiKey is named for its `api-key` setting, not for the enum"
+)]
 pub enum Key {
     /// The gateway's base URL.
     Url,

@@ -134,10 +134,7 @@ async fn upload(client: &Client, format: Output, args: FileUploadArgs) -> Result
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| io_error("opening", path, &e))?;
-    let meta = file
-        .metadata()
-        .await
-        .map_err(|e| io_error("reading", path, &e))?;
+    let meta = file.metadata().await.map_err(|e| io_error("reading", path, &e))?;
     if !meta.is_file() {
         return Err(CliError::Input(format!("{} is not a file", path.display())));
     }
@@ -230,11 +227,7 @@ async fn download(client: &Client, format: Output, args: FileDownloadArgs) -> Re
         .await
         .map_err(|e| io_error("writing", &dest, &e))?;
     if format.human() {
-        crate::out!(
-            "downloaded {id} to {} ({})",
-            dest.display(),
-            HumanBytes(written)
-        );
+        crate::out!("downloaded {id} to {} ({})", dest.display(), HumanBytes(written));
         Ok(())
     } else {
         let done = json!({ "id": id, "path": dest.display().to_string(), "size_bytes": written });
@@ -267,9 +260,7 @@ async fn write_stream(
         written += chunk.len() as u64;
         pb.inc(chunk.len() as u64);
     }
-    file.flush()
-        .await
-        .map_err(|e| io_error("writing", path, &e))?;
+    file.flush().await.map_err(|e| io_error("writing", path, &e))?;
     Ok(written)
 }
 

@@ -163,7 +163,12 @@ fn column_caps(natural: &[usize], floors: &[usize], ids: &[bool], width: usize) 
     if natural.iter().sum::<usize>() <= room {
         return natural.to_vec();
     }
-    let id_width: usize = natural.iter().zip(ids).filter(|(_, id)| **id).map(|(w, _)| w).sum();
+    let id_width: usize = natural
+        .iter()
+        .zip(ids)
+        .filter(|(_, id)| **id)
+        .map(|(w, _)| w)
+        .sum();
     let others = |cap: usize| -> usize {
         natural
             .iter()
@@ -185,7 +190,13 @@ fn column_caps(natural: &[usize], floors: &[usize], ids: &[bool], width: usize) 
         .iter()
         .zip(floors)
         .zip(ids)
-        .map(|((w, f), id)| if *id { (*w).min(id_cap) } else { (*w).min(cap.max(*f)) })
+        .map(|((w, f), id)| {
+            if *id {
+                (*w).min(id_cap)
+            } else {
+                (*w).min(cap.max(*f))
+            }
+        })
         .collect()
 }
 
@@ -408,7 +419,10 @@ mod tests {
         let text = trim_lines(&list_table(&items, COLUMNS, false, Some(60)).to_string());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
-        assert!(!text.contains("ENVIRONMENT"), "wide-only columns stay out:\n{text}");
+        assert!(
+            !text.contains("ENVIRONMENT"),
+            "wide-only columns stay out:\n{text}"
+        );
         let starts: Vec<usize> = ["STATUS", "TITLE", "CREATED"]
             .iter()
             .map(|h| lines[0].find(h).expect("header"))
@@ -428,19 +442,34 @@ mod tests {
     fn a_wide_table_shows_every_column_whole() {
         let items = rows();
         let text = trim_lines(&list_table(&items, COLUMNS, true, Some(60)).to_string());
-        assert!(text.contains("ENVIRONMENT") && text.contains("env-01kbx7"), "{text}");
+        assert!(
+            text.contains("ENVIRONMENT") && text.contains("env-01kbx7"),
+            "{text}"
+        );
         assert!(text.contains("leaves it") && !text.contains('…'), "{text}");
     }
 
     #[test]
     fn columns_shrink_widest_first_and_ids_last() {
         // Fits: unchanged.
-        assert_eq!(column_caps(&[10, 5, 5], &[2, 3, 3], &[true, false, false], 30), [10, 5, 5]);
+        assert_eq!(
+            column_caps(&[10, 5, 5], &[2, 3, 3], &[true, false, false], 30),
+            [10, 5, 5]
+        );
         // The widest other column shrinks first, down to its floor; the id stays.
-        assert_eq!(column_caps(&[10, 40, 6], &[2, 5, 3], &[true, false, false], 40), [10, 20, 6]);
-        assert_eq!(column_caps(&[10, 40, 40], &[2, 5, 5], &[true, false, false], 40), [10, 13, 13]);
+        assert_eq!(
+            column_caps(&[10, 40, 6], &[2, 5, 3], &[true, false, false], 40),
+            [10, 20, 6]
+        );
+        assert_eq!(
+            column_caps(&[10, 40, 40], &[2, 5, 5], &[true, false, false], 40),
+            [10, 13, 13]
+        );
         // No room even at the floors: the id shrinks too.
-        assert_eq!(column_caps(&[30, 40, 40], &[2, 5, 5], &[true, false, false], 30), [16, 5, 5]);
+        assert_eq!(
+            column_caps(&[30, 40, 40], &[2, 5, 5], &[true, false, false], 30),
+            [16, 5, 5]
+        );
     }
 
     #[test]

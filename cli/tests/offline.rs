@@ -94,7 +94,10 @@ fn bash_completes(words: &[&str]) -> Vec<String> {
         words[words.len() - 1],
         words[words.len().saturating_sub(2)],
     );
-    let o = Command::new("bash").args(["--norc", "-c", &program]).output().expect("bash");
+    let o = Command::new("bash")
+        .args(["--norc", "-c", &program])
+        .output()
+        .expect("bash");
     assert!(o.status.success(), "{}", err(&o));
     out(&o).lines().map(str::to_owned).collect()
 }

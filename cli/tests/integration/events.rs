@@ -337,7 +337,10 @@ fn chat_without_a_session_starts_one_from_flags_or_the_config_defaults() {
     assert!(err.contains("corral config set agent"), "{err}");
 
     // Flags: the session is created with them, named on standard error, and the message goes to it.
-    let flagged = t.run_with_input(&["chat", "--agent", &agent, "--env", &env, "--title", "from flags"], "");
+    let flagged = t.run_with_input(
+        &["chat", "--agent", &agent, "--env", &env, "--title", "from flags"],
+        "",
+    );
     assert_eq!(flagged.status.code(), Some(0), "{}", flagged.stderr);
     let started = flagged
         .stderr

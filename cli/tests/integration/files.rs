@@ -18,7 +18,9 @@ use crate::{
 
 /// `len` bytes that differ from any shifted copy of themselves (a lost or repeated chunk shows).
 fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
 }
 
 /// Uploads a small file until the object store takes it (its S3 port opens before its volumes are ready).
@@ -33,7 +35,11 @@ fn wait_for_storage(t: &Tenant, dir: &Path) {
             t.run(&["files", "rm", &id]).ok();
             return;
         }
-        assert!(Instant::now() < deadline, "object storage never became ready: {}", run.stderr);
+        assert!(
+            Instant::now() < deadline,
+            "object storage never became ready: {}",
+            run.stderr
+        );
         thread::sleep(Duration::from_millis(500));
     }
 }
@@ -41,7 +47,9 @@ fn wait_for_storage(t: &Tenant, dir: &Path) {
 /// The peak resident memory of `corral args…`, in KiB (GNU time's `%M`).
 fn peak_kib(t: &Tenant, args: &[&str]) -> u64 {
     let mut cmd = Command::new("/usr/bin/time");
-    cmd.args(["-f", "peak %M"]).arg(env!("CARGO_BIN_EXE_corral")).args(args);
+    cmd.args(["-f", "peak %M"])
+        .arg(env!("CARGO_BIN_EXE_corral"))
+        .args(args);
     t.configure(&mut cmd);
     let out = cmd.output().expect("/usr/bin/time runs corral");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -68,7 +76,10 @@ fn files_upload_download_list_and_delete_streamed_and_per_tenant() {
     let big = dir.path().join("big.bin");
     std::fs::write(&big, &content).unwrap();
     let upload_peak = peak_kib(&t, &["files", "upload", big.to_str().unwrap(), "-o", "name"]);
-    assert!(upload_peak < 32 << 10, "the upload peaked at {upload_peak} KiB for a 48 MiB file");
+    assert!(
+        upload_peak < 32 << 10,
+        "the upload peaked at {upload_peak} KiB for a 48 MiB file"
+    );
     let listed = t.run(&["files", "list", "-o", "json"]).json();
     let meta = &listed[0];
     assert_eq!(meta["filename"], "big.bin", "{listed}");
@@ -80,15 +91,22 @@ fn files_upload_download_list_and_delete_streamed_and_per_tenant() {
     std::fs::create_dir(&out).unwrap();
     let dest = out.join("copy.bin");
     let download_peak = peak_kib(&t, &["files", "download", &big_id, dest.to_str().unwrap()]);
-    assert!(download_peak < 32 << 10, "the download peaked at {download_peak} KiB");
+    assert!(
+        download_peak < 32 << 10,
+        "the download peaked at {download_peak} KiB"
+    );
     eprintln!("48 MiB file: upload peak {upload_peak} KiB, download peak {download_peak} KiB");
-    assert!(std::fs::read(&dest).unwrap() == content, "the download differs from the upload");
+    assert!(
+        std::fs::read(&dest).unwrap() == content,
+        "the download differs from the upload"
+    );
     assert!(!out.join("copy.bin.part").exists());
 
     // An existing file is kept unless --force; a directory takes the stored name.
     let again = t.run(&["files", "download", &big_id, dest.to_str().unwrap()]);
     assert!(again.fails(2).contains("--force"), "{}", again.stderr);
-    t.run(&["files", "download", &big_id, dest.to_str().unwrap(), "--force"]).ok();
+    t.run(&["files", "download", &big_id, dest.to_str().unwrap(), "--force"])
+        .ok();
     t.run(&["files", "download", &big_id, out.to_str().unwrap()]).ok();
     assert!(std::fs::read(out.join("big.bin")).unwrap() == content);
 
@@ -112,15 +130,29 @@ fn files_upload_download_list_and_delete_streamed_and_per_tenant() {
     assert_eq!(small["mime_type"], "text/markdown", "{small}");
     assert!(small["expires_at"].is_string(), "{small}");
     let small_id = small["id"].as_str().unwrap().to_owned();
-    assert_eq!(t.run(&["files", "download", &small_id, "-"]).ok(), "# Notes\nline two\n");
+    assert_eq!(
+        t.run(&["files", "download", &small_id, "-"]).ok(),
+        "# Notes\nline two\n"
+    );
     let shown = t.run(&["files", "get", &small_id]).ok().to_owned();
-    assert!(shown.lines().any(|l| l.starts_with("filename") && l.ends_with("notes.md")), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("filename") && l.ends_with("notes.md")),
+        "{shown}"
+    );
 
     // Lists: newest first, as names, and lined up in a terminal.
     let names = t.run(&["files", "ls", "-o", "name"]).ok().to_owned();
-    assert_eq!(names.lines().collect::<Vec<_>>(), [small_id.as_str(), big_id.as_str()]);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        [small_id.as_str(), big_id.as_str()]
+    );
     let table = t.run(&["files", "list"]).ok().to_owned();
-    assert!(table.contains("48.00 MiB") && table.contains("notes.md"), "{table}");
+    assert!(
+        table.contains("48.00 MiB") && table.contains("notes.md"),
+        "{table}"
+    );
     check_everywhere(&t, &["files", "list"], &[&small_id, &big_id]);
 
     // A progress bar on a terminal for a large file.
@@ -129,13 +161,19 @@ fn files_upload_download_list_and_delete_streamed_and_per_tenant() {
 
     // Another tenant sees none of it.
     let other = gw.tenant();
-    assert_eq!(other.run(&["files", "list", "-o", "json"]).json(), Value::Array(vec![]));
+    assert_eq!(
+        other.run(&["files", "list", "-o", "json"]).json(),
+        Value::Array(vec![])
+    );
     other.run(&["files", "get", &big_id]).fails(5);
     other.run(&["files", "download", &big_id, "-"]).fails(5);
     other.run(&["files", "rm", &big_id]).fails(5);
 
     // Delete.
-    assert_eq!(t.run(&["files", "rm", &big_id]).ok().trim(), format!("deleted file {big_id}"));
+    assert_eq!(
+        t.run(&["files", "rm", &big_id]).ok().trim(),
+        format!("deleted file {big_id}")
+    );
     t.run(&["files", "get", &big_id]).fails(5);
     let missing = t.run(&["files", "upload", dir.path().join("nope").to_str().unwrap()]);
     assert!(missing.fails(2).contains("nope"), "{}", missing.stderr);

@@ -18,14 +18,24 @@ pub fn column_starts(header: &str) -> Vec<usize> {
 pub fn assert_table(screen: &str, cols: Option<usize>, ids: &[&str]) {
     let visible = console::strip_ansi_codes(screen).to_string();
     let lines: Vec<&str> = visible.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), ids.len() + 1, "one line per object and a header:\n{visible}");
+    assert_eq!(
+        lines.len(),
+        ids.len() + 1,
+        "one line per object and a header:\n{visible}"
+    );
     let starts = column_starts(lines[0]);
     assert!(starts.len() >= 4, "a header of several columns:\n{visible}");
     for (line, id) in lines[1..].iter().zip(ids) {
         if let Some(cols) = cols {
-            assert!(line.chars().count() <= cols, "wider than {cols} columns: {line:?}\n{visible}");
+            assert!(
+                line.chars().count() <= cols,
+                "wider than {cols} columns: {line:?}\n{visible}"
+            );
         }
-        assert!(line.starts_with(&format!("{id} ")), "{id} is not whole at the start of {line:?}\n{visible}");
+        assert!(
+            line.starts_with(&format!("{id} ")),
+            "{id} is not whole at the start of {line:?}\n{visible}"
+        );
         let chars: Vec<char> = line.chars().collect();
         for &p in &starts {
             assert!(
@@ -46,7 +56,10 @@ pub fn check_everywhere(t: &Tenant, args: &[&str], ids: &[&str]) {
         );
         assert_table(&colored, Some(usize::from(cols)), ids);
         let plain = t.in_terminal(args, cols, true);
-        assert!(!plain.contains('\u{1b}'), "NO_COLOR means no escape codes: {plain:?}");
+        assert!(
+            !plain.contains('\u{1b}'),
+            "NO_COLOR means no escape codes: {plain:?}"
+        );
         assert_table(&plain, Some(usize::from(cols)), ids);
     }
     let mut wide = args.to_vec();
@@ -61,11 +74,16 @@ fn every_list_lines_up_in_a_real_terminal() {
     let (agent, env, first) = t.session();
     let long = "a title long enough that it cannot fit beside the other columns of an eighty column terminal";
     let second = t
-        .run(&["sessions", "create", "--agent", &agent, "--env", &env, "--title", long, "-o", "name"])
+        .run(&[
+            "sessions", "create", "--agent", &agent, "--env", &env, "--title", long, "-o", "name",
+        ])
         .ok()
         .trim()
         .to_owned();
-    assert!(second.starts_with("sesn-"), "-o name prints the id alone: {second:?}");
+    assert!(
+        second.starts_with("sesn-"),
+        "-o name prints the id alone: {second:?}"
+    );
     t.run(&["sessions", "archive", &first]).ok();
 
     check_everywhere(&t, &["agents", "list"], &[&agent]);
@@ -81,5 +99,8 @@ fn every_list_lines_up_in_a_real_terminal() {
     let narrow = console::strip_ansi_codes(&t.in_terminal(&["sessions", "list"], 80, true)).to_string();
     assert!(!narrow.contains(long) && narrow.contains('…'), "{narrow}");
     let wide = t.in_terminal(&["sessions", "list", "-o", "wide"], 80, true);
-    assert!(wide.contains(long) && wide.contains("ENVIRONMENT") && wide.contains(&env), "{wide}");
+    assert!(
+        wide.contains(long) && wide.contains("ENVIRONMENT") && wide.contains(&env),
+        "{wide}"
+    );
 }
