@@ -16,7 +16,7 @@ use crate::{
     args::{FileCommand, FileDownloadArgs, FileListArgs, FileUploadArgs, Output},
     client::Client,
     error::{CliError, Result},
-    output::{self, Column, field, time},
+    output::{self, Column, age, field, time},
     resources::{deleted, id_segment},
 };
 
@@ -40,7 +40,8 @@ const FILE_COLUMNS: &[Column] = &[
     Column::wide("TYPE", |v| field(v, "/mime_type")),
     Column::wide("SCOPE", |v| field(v, "/scope/id")),
     Column::wide("EXPIRES", |v| time(v, "/expires_at")),
-    Column::new("CREATED", |v| time(v, "/created_at")),
+    Column::new("AGE", |v| age(v, "/created_at")),
+    Column::wide("CREATED", |v| time(v, "/created_at")),
 ];
 
 /// A progress bar on standard error for `len` bytes; hidden for machine output, small files, or when standard

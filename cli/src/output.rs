@@ -212,7 +212,12 @@ fn terminal_width() -> Option<usize> {
 /// one line, a cell that does not fit is cut with `…`, and ids stay whole unless the terminal has no room for them
 /// beside a few characters of every other column. `wide` shows every column with whole cells, however wide.
 fn list_table(items: &[Value], columns: &[Column], wide: bool, width: Option<usize>) -> Table {
-    let shown: Vec<&Column> = columns.iter().filter(|c| wide || !c.wide_only).collect();
+    // A column without a header shows only when a cell has something (the `archived` marker).
+    let shown: Vec<&Column> = columns
+        .iter()
+        .filter(|c| wide || !c.wide_only)
+        .filter(|c| !c.header.is_empty() || items.iter().any(|item| !(c.cell)(item).is_empty()))
+        .collect();
     let mut rows: Vec<Vec<String>> = items
         .iter()
         .map(|item| shown.iter().map(|c| one_line(&(c.cell)(item))).collect())

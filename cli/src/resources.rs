@@ -38,7 +38,8 @@ const AGENT_COLUMNS: &[Column] = &[
     Column::new("MODEL", model),
     Column::new("VERSION", |v| field(v, "/version")),
     Column::wide("DESCRIPTION", |v| field(v, "/description")),
-    Column::new("CREATED", |v| time(v, "/created_at")),
+    Column::new("AGE", |v| age(v, "/created_at")),
+    Column::wide("CREATED", |v| time(v, "/created_at")),
     Column::new("", archived),
 ];
 
@@ -47,7 +48,8 @@ const ENVIRONMENT_COLUMNS: &[Column] = &[
     Column::new("NAME", |v| field(v, "/name")),
     Column::new("NETWORKING", |v| field(v, "/config/networking/type")),
     Column::wide("DESCRIPTION", |v| field(v, "/description")),
-    Column::new("CREATED", |v| time(v, "/created_at")),
+    Column::new("AGE", |v| age(v, "/created_at")),
+    Column::wide("CREATED", |v| time(v, "/created_at")),
     Column::new("", archived),
 ];
 

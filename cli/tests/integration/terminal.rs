@@ -103,4 +103,33 @@ fn every_list_lines_up_in_a_real_terminal() {
         wide.contains(long) && wide.contains("ENVIRONMENT") && wide.contains(&env),
         "{wide}"
     );
+
+    if let Some(path) = std::env::var_os("CORRAL_CLI_CAPTURES") {
+        write_captures(&t, std::path::Path::new(&path));
+    }
+}
+
+/// Writes what the list commands show in terminals of 140 and 80 columns (hack/cli-captures.sh).
+fn write_captures(t: &Tenant, path: &std::path::Path) {
+    let mut doc = String::from(
+        "# The CLI in a terminal\n\nCaptured from a real pseudo-terminal against a live gateway by \
+         `hack/cli-captures.sh` (the `terminal` integration test); ids and times change with each run.\n",
+    );
+    let shots: [(&[&str], u16); 6] = [
+        (&["agents", "list"], 80),
+        (&["environments", "list"], 80),
+        (&["sessions", "list", "--include-archived"], 140),
+        (&["sessions", "list", "--include-archived"], 80),
+        (&["sessions", "list", "--include-archived", "-o", "wide"], 80),
+        (&["sessions", "list", "-o", "name"], 80),
+    ];
+    for (args, cols) in shots {
+        let screen = t.in_terminal(args, cols, true);
+        doc.push_str(&format!(
+            "\n## `corral {}` ({cols} columns)\n\n```text\n{}\n```\n",
+            args.join(" "),
+            screen.trim_end()
+        ));
+    }
+    std::fs::write(path, doc).expect("write the captures");
 }
