@@ -12,7 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-command -v redis-server >/dev/null || hack/tools.sh
+{ command -v redis-server && [[ -x /usr/bin/time ]]; } >/dev/null || hack/tools.sh
 # `corral files` needs a real S3 server behind the gateway: SeaweedFS's weed, built once from Go modules (cached,
 # shared with hack/gateway-it.sh). The terminal tests run the CLI under util-linux `script` (a pseudo-terminal).
 CORRAL_WEED=${CORRAL_WEED:-$(e2e/cluster/s3-binary.sh)}
