@@ -97,7 +97,8 @@ pub enum Command {
     /// calls and results stream live.
     #[command(
         after_help = "Ctrl-C during a turn interrupts the agent; a second Ctrl-C (or Ctrl-D at the prompt) \
-                            exits.\nWith standard input not a terminal, each input line is one message.\nWithout a \
+                            exits.\nWith standard input not a terminal, each input line is one message.\nCommands: /interrupt, \
+                            /usage, /cost, /viewer (the trace viewer's URL), /help, /quit; //text sends /text.\nWithout a \
                             session id, chat creates a session with --agent and --env, or the config's defaults \
                             (`corral config set agent …`, `corral config set environment …`)."
     )]

@@ -16,6 +16,7 @@ use crate::{
     input::{Line, Reader},
     output, render,
     resources::id_segment,
+    slash::{self, Slash, Typed},
     stream::{Follower, Start},
 };
 
@@ -300,7 +301,7 @@ pub async fn chat(client: &Client, format: Output, args: ChatArgs, defaults: &Fi
         eprintln!(
             "{}",
             console::style(format!(
-                "Chatting with {agent} in {session} ({}). Ctrl-C interrupts a turn, Ctrl-D quits.",
+                "Chatting with {agent} in {session} ({}). Ctrl-C interrupts a turn, Ctrl-D quits, /help lists commands.",
                 info.get("status").and_then(Value::as_str).unwrap_or("?")
             ))
             .dim()
@@ -315,7 +316,20 @@ pub async fn chat(client: &Client, format: Output, args: ChatArgs, defaults: &Fi
         };
         let text = match line {
             Line::Text(t) if t.trim().is_empty() => continue,
-            Line::Text(t) => t,
+            Line::Text(t) => match slash::parse(&t) {
+                Typed::Message(text) => text,
+                Typed::Command(Slash::Quit) => return Ok(()),
+                Typed::Command(cmd) => {
+                    // A mistyped command is said, and the chat goes on.
+                    if let Err(e) = slash::run(client, &session, &cmd).await {
+                        match e {
+                            CliError::Input(msg) => eprintln!("{}", console::style(msg).yellow()),
+                            other => return Err(other),
+                        }
+                    }
+                    continue;
+                }
+            },
             Line::Eof => return Ok(()),
             Line::Interrupted => return Err(CliError::Interrupted),
             Line::Failed(e) => return Err(CliError::Other(format!("reading input: {e}"))),

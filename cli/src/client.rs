@@ -46,6 +46,11 @@ impl Client {
         })
     }
 
+    /// The gateway's base URL (no trailing slash).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A request to `path` (which starts with `/v1/`) with the key.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http

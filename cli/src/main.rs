@@ -13,6 +13,7 @@ mod input;
 mod output;
 mod render;
 mod resources;
+mod slash;
 mod stream;
 mod usage;
 

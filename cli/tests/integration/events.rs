@@ -374,3 +374,38 @@ fn chat_without_a_session_starts_one_from_flags_or_the_config_defaults() {
         "a session id and --agent conflict"
     );
 }
+
+#[test]
+fn chat_slash_commands_answer_in_place_and_are_never_sent() {
+    let gw = Gateway::start();
+    let t = gw.tenant();
+    let (_, _, s) = t.session();
+    let run = t.run_with_input(
+        &["chat", &s],
+        "/usage\n/cost\n/viewer\n/nope\n/interrupt\n/quit\nnever sent\n",
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    let viewer = format!("{}/ui/#/sessions/{s}", t.url);
+    let interrupted = format!("interrupted {s}");
+    assert_eq!(
+        run.stdout.lines().collect::<Vec<_>>(),
+        [
+            "tokens - · cost - · active -",
+            "cost -",
+            viewer.as_str(),
+            interrupted.as_str(),
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("/nope is not a command"), "{}", run.stderr);
+    let stored = t.run(&["events", &s, "-o", "json"]).json();
+    let types: Vec<&str> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(!types.contains(&"user.message"), "{types:?}");
+    assert!(types.contains(&"user.interrupt"), "{types:?}");
+}
