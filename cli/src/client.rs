@@ -222,10 +222,15 @@ pub fn parse_error(status: StatusCode, header_id: Option<String>, body: &[u8]) -
         .and_then(Value::as_str)
         .map(str::to_owned)
         .or(header_id);
+    let code = envelope
+        .and_then(|e| e.pointer("/details/error_code"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     ApiError {
         status: status.as_u16(),
         kind,
         message,
+        code,
         request_id,
     }
 }
@@ -253,6 +258,13 @@ mod tests {
         assert_eq!(e.kind, "not_found_error");
         assert_eq!(e.message, "session sesn-x not found");
         assert_eq!(e.request_id.as_deref(), Some("req_9"));
+        assert_eq!(e.code, None);
+        let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":"file: over the limit","details":{"error_code":"file_too_large"}}}"#;
+        let e = parse_error(StatusCode::PAYLOAD_TOO_LARGE, None, body);
+        assert_eq!(
+            e.to_string(),
+            "file: over the limit (HTTP 413 invalid_request_error file_too_large)"
+        );
     }
 
     #[test]

@@ -158,7 +158,16 @@ async fn upload(client: &Client, format: Output, args: FileUploadArgs) -> Result
         .multipart(form.part("file", part));
     let stored = client.send(req).await;
     pb.finish_and_clear();
-    output::object(format, &stored?)
+    let stored = stored.map_err(|e| match e {
+        // The gateway refuses a file over its limits before reading it and closes the connection; the answer
+        // (413) is lost when the connection breaks under the body first.
+        CliError::Network(msg) => CliError::Network(format!(
+            "{msg}; the gateway closed the connection during the upload: the file may be over its size limit \
+             (objectStore.maxFileBytes) or the namespace's storage quota"
+        )),
+        other => other,
+    })?;
+    output::object(format, &stored)
 }
 
 /// Where a download goes when no DEST is given: the stored name (its last path component) in the current

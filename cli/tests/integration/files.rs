@@ -169,6 +169,23 @@ fn files_upload_download_list_and_delete_streamed_and_per_tenant() {
     other.run(&["files", "download", &big_id, "-"]).fails(5);
     other.run(&["files", "rm", &big_id]).fails(5);
 
+    // Past the gateway's size limit: the API's 413 when it arrives before the connection breaks under the body,
+    // else a message that names the limit (the gateway closes the connection without reading the file).
+    let mut small_limit = flags.clone();
+    small_limit.push("--max-file-bytes=1048576".into());
+    let limited = Gateway::start_with(&small_limit.iter().map(String::as_str).collect::<Vec<_>>());
+    let lt = limited.tenant();
+    let refused = lt.run(&["files", "upload", big.to_str().unwrap()]);
+    let said = refused.fails(1);
+    assert!(
+        said.contains("HTTP 413 invalid_request_error file_too_large") || said.contains("size limit"),
+        "{said}"
+    );
+    assert_eq!(
+        lt.run(&["files", "list", "-o", "json"]).json(),
+        Value::Array(vec![])
+    );
+
     // Delete.
     assert_eq!(
         t.run(&["files", "rm", &big_id]).ok().trim(),
