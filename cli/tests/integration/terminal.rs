@@ -104,19 +104,41 @@ fn every_list_lines_up_in_a_real_terminal() {
         "{wide}"
     );
 
+    // One object's field table: keys bold, values in one column that wraps within the terminal.
+    for no_color in [false, true] {
+        let screen = t.in_terminal(&["agents", "get", &agent], 80, no_color);
+        let visible = console::strip_ansi_codes(&screen).to_string();
+        let lines: Vec<&str> = visible.lines().filter(|l| !l.trim().is_empty()).collect();
+        let value_at = lines[0].find("  ").map(|i| i + 2).expect("a key and a value");
+        let value_at = value_at + lines[0][value_at..].len() - lines[0][value_at..].trim_start().len();
+        for line in &lines {
+            assert!(
+                line.chars().count() <= 80,
+                "wider than the terminal: {line:?}\n{visible}"
+            );
+            let chars: Vec<char> = line.chars().collect();
+            assert!(
+                chars.len() > value_at && chars[value_at] != ' ' && chars[value_at - 1] == ' ',
+                "the value is not in its column in {line:?}\n{visible}"
+            );
+        }
+        assert_eq!(no_color, !screen.contains('\u{1b}'), "{screen:?}");
+    }
+
     if let Some(path) = std::env::var_os("CORRAL_CLI_CAPTURES") {
-        write_captures(&t, std::path::Path::new(&path));
+        write_captures(&t, std::path::Path::new(&path), &agent);
     }
 }
 
 /// Writes what the list commands show in terminals of 140 and 80 columns (hack/cli-captures.sh).
-fn write_captures(t: &Tenant, path: &std::path::Path) {
+fn write_captures(t: &Tenant, path: &std::path::Path, agent: &str) {
     let mut doc = String::from(
         "# The CLI in a terminal\n\nCaptured from a real pseudo-terminal against a live gateway by \
          `hack/cli-captures.sh` (the `terminal` integration test); ids and times change with each run.\n",
     );
-    let shots: [(&[&str], u16); 6] = [
+    let shots: [(&[&str], u16); 7] = [
         (&["agents", "list"], 80),
+        (&["agents", "get", agent], 80),
         (&["environments", "list"], 80),
         (&["sessions", "list", "--include-archived"], 140),
         (&["sessions", "list", "--include-archived"], 80),
