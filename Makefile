@@ -5,7 +5,7 @@ CORRAL_CACHE ?= $(HOME)/.cache/corral
 export PATH := $(CORRAL_CACHE)/tools/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help tools build test gateway-it fuzz fuzz-short cli-it viewer-test dashboard-shot bench bench-noisy lint fmt generate generate-check chart-lint demo conformance e2e check
+.PHONY: help tools build test gateway-it fuzz fuzz-short cli-it cli-captures viewer-test dashboard-shot bench bench-noisy lint fmt generate generate-check chart-lint demo conformance e2e check
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n",$$1,$$2}'
@@ -28,8 +28,11 @@ fuzz: tools ## API fuzzing, the full run: schemathesis for 10 min and the hostil
 fuzz-short: tools ## The time-boxed form of make fuzz that make check runs (schemathesis for 60 s; about 2.5 min)
 	FUZZ_SHORT=1 hack/fuzz.sh
 
-cli-it: tools ## The corral CLI against a real gateway, kube-apiserver (light mode) and Redis
+cli-it: tools ## The corral CLI against a real gateway, kube-apiserver (light mode), Redis and S3 (SeaweedFS), in pipes and a pseudo-terminal
 	hack/cli-it.sh
+
+cli-captures: tools ## The CLI's list commands captured in a real pseudo-terminal (saves docs/cli-terminal.md; not in check)
+	hack/cli-captures.sh
 
 viewer-test: tools ## The session trace viewer in headless Chromium against a real gateway and harness (saves docs/viewer.png)
 	hack/viewer-test.sh

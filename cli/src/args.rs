@@ -15,6 +15,8 @@ Examples:
   corral sessions create --agent agent-01J… --env env-01J… --title 'fix the build'
   corral run --agent agent-01J… --env env-01J… 'list the files in /workspace'
   corral chat sesn-01J…
+  corral chat --agent agent-01J… --env env-01J…
+  corral files upload ./data.csv
   corral events sesn-01J… --follow
   corral sessions list -o json | jq '.[].id'
 
@@ -42,7 +44,8 @@ pub struct Cli {
     /// The config file (default: ~/.config/corral/config.toml).
     #[arg(long, global = true, env = "CORRAL_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Output format: human tables and lines, or JSON (YAML) for machines.
+    /// Output format: human tables and lines (`wide`: every column, nothing cut), JSON (YAML) for machines, or
+    /// `name`: the ids alone, one per line.
     #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// What to do.
@@ -59,6 +62,17 @@ pub enum Output {
     Json,
     /// YAML of the same data as JSON.
     Yaml,
+    /// Tables with every column and whole cells (as wide as they need; for a terminal that scrolls or a file).
+    Wide,
+    /// The ids alone, one per line (`corral sessions list -o name | xargs -n1 corral sessions archive`).
+    Name,
+}
+
+impl Output {
+    /// Whether the output is for people (tables and readable lines), not for machines.
+    pub fn human(self) -> bool {
+        matches!(self, Self::Table | Self::Wide)
+    }
 }
 
 /// The commands.
@@ -79,16 +93,23 @@ pub enum Command {
     Interrupt(SessionArg),
     /// Confirm (or with --deny refuse) a tool call that waits for a person (sends `user.tool_confirmation`).
     Approve(ApproveArgs),
-    /// Talk with a session: type a message, watch the agent's answer, tool calls and results stream live.
+    /// Talk with a session (a new one without a session id): type a message, watch the agent's answer, tool
+    /// calls and results stream live.
     #[command(
         after_help = "Ctrl-C during a turn interrupts the agent; a second Ctrl-C (or Ctrl-D at the prompt) \
-                            exits.\nWith standard input not a terminal, each input line is one message."
+                            exits.\nWith standard input not a terminal, each input line is one message.\nCommands: /interrupt, \
+                            /usage, /cost, /viewer (the trace viewer's URL), /help, /quit; //text sends /text.\nWithout a \
+                            session id, chat creates a session with --agent and --env, or the config's defaults \
+                            (`corral config set agent …`, `corral config set environment …`)."
     )]
-    Chat(SessionArg),
+    Chat(ChatArgs),
     /// A session's events: list the history, replay from a point, or follow live.
     Events(EventsArgs),
     /// Create a session, send one prompt and stream the turn until the agent is idle.
     Run(RunArgs),
+    /// Files: upload, download, list and remove the files of your namespace (the Files API).
+    #[command(subcommand, visible_alias = "file")]
+    Files(FileCommand),
     /// Read and write the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -351,21 +372,101 @@ pub struct EventsArgs {
     pub limit: Option<usize>,
 }
 
+/// The agent, environment and title of a session `run` or `chat` starts.
+#[derive(Debug, Clone, Args)]
+pub struct NewSession {
+    /// The agent's id (default: `corral config set agent …`).
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// The environment's id (default: `corral config set environment …`).
+    #[arg(long = "env", visible_alias = "environment")]
+    pub environment: Option<String>,
+    /// The new session's title.
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// `chat`.
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    /// The session's id; without it, chat starts a new session.
+    #[arg(conflicts_with_all = ["agent", "environment", "title"])]
+    pub session: Option<String>,
+    /// The new session (without a session id).
+    #[command(flatten)]
+    pub new: NewSession,
+}
+
 /// `run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The agent's id.
-    #[arg(long)]
-    pub agent: String,
-    /// The environment's id.
-    #[arg(long = "env", visible_alias = "environment")]
-    pub environment: String,
-    /// The session's title.
-    #[arg(long)]
-    pub title: Option<String>,
+    /// The new session.
+    #[command(flatten)]
+    pub new: NewSession,
     /// The prompt (several words are joined with spaces; `-` reads standard input).
     #[arg(required = true, num_args = 1..)]
     pub prompt: Vec<String>,
+}
+
+/// File commands.
+#[derive(Debug, Subcommand)]
+pub enum FileCommand {
+    /// Upload a file: streamed from disk (never read whole into memory), with a progress bar on a terminal.
+    Upload(FileUploadArgs),
+    /// Download a file's content: streamed to disk, with a progress bar on a terminal.
+    Download(FileDownloadArgs),
+    /// Show a file's metadata.
+    #[command(visible_alias = "show")]
+    Get(IdArg),
+    /// List files, newest first.
+    #[command(visible_alias = "ls")]
+    List(FileListArgs),
+    /// Delete a file (its metadata and its bytes).
+    #[command(visible_alias = "rm")]
+    Delete(IdArg),
+}
+
+/// `files upload`.
+#[derive(Debug, Clone, Args)]
+pub struct FileUploadArgs {
+    /// The file to upload.
+    pub path: PathBuf,
+    /// The name to store (default: the file's own name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The content type (default: guessed from the name's extension, else application/octet-stream).
+    #[arg(long, value_name = "TYPE")]
+    pub mime_type: Option<String>,
+    /// Delete the file this many seconds after the upload (3600 to 7776000).
+    #[arg(long, value_name = "SECONDS")]
+    pub expires_in: Option<u64>,
+}
+
+/// `files download`.
+#[derive(Debug, Clone, Args)]
+pub struct FileDownloadArgs {
+    /// The file's id.
+    pub id: String,
+    /// Where to write it (default: its stored name in the current directory; `-` writes standard output).
+    #[arg(value_name = "DEST")]
+    pub dest: Option<PathBuf>,
+    /// Replace DEST when it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `files list`.
+#[derive(Debug, Clone, Args)]
+pub struct FileListArgs {
+    /// At most this many files.
+    #[arg(long, default_value_t = 50, conflicts_with = "all")]
+    pub limit: usize,
+    /// Every file, following every page.
+    #[arg(long)]
+    pub all: bool,
+    /// Only the files of this scope (a session's id: the files it produced).
+    #[arg(long, value_name = "ID")]
+    pub scope: Option<String>,
 }
 
 /// `config`.
@@ -373,19 +474,19 @@ pub struct RunArgs {
 pub enum ConfigCommand {
     /// Set a value in the config file.
     Set {
-        /// `url` or `api-key`.
+        /// `url`, `api-key`, `agent` or `environment`.
         key: Key,
         /// The value.
         value: String,
     },
     /// Print a value from the config file (without a key: the whole file, with the API key masked).
     Get {
-        /// `url` or `api-key`.
+        /// `url`, `api-key`, `agent` or `environment`.
         key: Option<Key>,
     },
     /// Remove a value from the config file.
     Unset {
-        /// `url` or `api-key`.
+        /// `url`, `api-key`, `agent` or `environment`.
         key: Key,
     },
     /// Print the config file's path.

@@ -7,14 +7,16 @@ use serde_json::{Value, json};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
-    args::{Output, RunArgs, SendArgs},
+    args::{ChatArgs, NewSession, Output, RunArgs, SendArgs},
     body,
     client::Client,
+    config::FileConfig,
     error::{CliError, Result},
     events::print_event,
     input::{Line, Reader},
     output, render,
     resources::id_segment,
+    slash::{self, Slash, Typed},
     stream::{Follower, Start},
 };
 
@@ -87,7 +89,7 @@ fn interrupt_signal() -> Result<Signal> {
 }
 
 fn spinner(format: Output) -> ProgressBar {
-    if format != Output::Table {
+    if !format.human() {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new_spinner();
@@ -141,7 +143,7 @@ async fn stream_turn(
         if own {
             seen_mine = true;
         }
-        if format == Output::Table {
+        if format.human() {
             if (!own || show_own)
                 && let Some(text) = render::transcript(event)
             {
@@ -182,7 +184,7 @@ async fn stream_turn(
         }
     };
     pb.finish_and_clear();
-    if format == Output::Table
+    if format.human()
         && let TurnEnd::Idle(reason) = &end
     {
         eprintln!("{}", console::style(usage.line(reason, started.elapsed())).dim());
@@ -197,7 +199,7 @@ pub async fn send(client: &Client, format: Output, args: SendArgs) -> Result<()>
     if !args.wait {
         let sent = send_events(client, &session, &body::user_message(&text)).await?;
         return match format {
-            Output::Table => {
+            f if f.human() => {
                 crate::out!("sent {} to {session}", first_id(&sent).unwrap_or_default());
                 Ok(())
             }
@@ -230,7 +232,7 @@ pub async fn interrupt(client: &Client, format: Output, session: &str) -> Result
     )
     .await?;
     match format {
-        Output::Table => {
+        f if f.human() => {
             crate::out!("interrupted {session}");
             Ok(())
         }
@@ -238,21 +240,44 @@ pub async fn interrupt(client: &Client, format: Output, session: &str) -> Result
     }
 }
 
-/// `corral run`.
-pub async fn run(client: &Client, format: Output, args: RunArgs) -> Result<()> {
-    let text = body::message_text(&args.prompt)?;
-    let mut create = json!({ "agent": args.agent, "environment_id": args.environment });
-    if let Some(title) = &args.title {
-        create["title"] = Value::String(title.clone());
+/// The agent and environment of a new session: the flags, else the config file's defaults.
+fn new_session_body(new: &NewSession, defaults: &FileConfig) -> Result<Value> {
+    let pick = |flag: &Option<String>, default: &Option<String>, what: &str, key: &str| -> Result<String> {
+        let id = flag.clone().or_else(|| default.clone()).ok_or_else(|| {
+            CliError::Input(format!(
+                "no {what} for the new session: pass --{key} or run `corral config set {what} <id>`"
+            ))
+        })?;
+        id_segment(&id)?;
+        Ok(id)
+    };
+    let agent = pick(&new.agent, &defaults.agent, "agent", "agent")?;
+    let environment = pick(&new.environment, &defaults.environment, "environment", "env")?;
+    let mut body = json!({ "agent": agent, "environment_id": environment });
+    if let Some(title) = &new.title {
+        body["title"] = Value::String(title.clone());
     }
-    let mut sigint = interrupt_signal()?;
-    let created = client.post("/v1/sessions", &create).await?;
+    Ok(body)
+}
+
+/// Creates the session and returns its id (said on standard error).
+async fn start_session(client: &Client, body: &Value) -> Result<String> {
+    let created = client.post("/v1/sessions", body).await?;
     let session = created
         .get("id")
         .and_then(Value::as_str)
         .ok_or_else(|| CliError::Other("the gateway's new session has no id".into()))?
         .to_owned();
     eprintln!("{}", console::style(format!("session {session}")).dim());
+    Ok(session)
+}
+
+/// `corral run`.
+pub async fn run(client: &Client, format: Output, args: RunArgs, defaults: &FileConfig) -> Result<()> {
+    let text = body::message_text(&args.prompt)?;
+    let create = new_session_body(&args.new, defaults)?;
+    let mut sigint = interrupt_signal()?;
+    let session = start_session(client, &create).await?;
     let mut follower = Follower::open(client, &session, Start::Now).await?;
     let sent = send_events(client, &session, &body::user_message(&text)).await?;
     let mine = first_id(&sent).unwrap_or_default();
@@ -260,9 +285,12 @@ pub async fn run(client: &Client, format: Output, args: RunArgs) -> Result<()> {
 }
 
 /// `corral chat`.
-pub async fn chat(client: &Client, format: Output, session: &str) -> Result<()> {
-    let session = id_segment(session)?.to_owned();
+pub async fn chat(client: &Client, format: Output, args: ChatArgs, defaults: &FileConfig) -> Result<()> {
     let mut sigint = interrupt_signal()?;
+    let session = match &args.session {
+        Some(id) => id_segment(id)?.to_owned(),
+        None => start_session(client, &new_session_body(&args.new, defaults)?).await?,
+    };
     let info = client.get(&format!("/v1/sessions/{session}"), &[]).await?;
     let mut reader = Reader::start();
     if reader.interactive {
@@ -273,7 +301,7 @@ pub async fn chat(client: &Client, format: Output, session: &str) -> Result<()> 
         eprintln!(
             "{}",
             console::style(format!(
-                "Chatting with {agent} in {session} ({}). Ctrl-C interrupts a turn, Ctrl-D quits.",
+                "Chatting with {agent} in {session} ({}). Ctrl-C interrupts a turn, Ctrl-D quits, /help lists commands.",
                 info.get("status").and_then(Value::as_str).unwrap_or("?")
             ))
             .dim()
@@ -288,7 +316,20 @@ pub async fn chat(client: &Client, format: Output, session: &str) -> Result<()> 
         };
         let text = match line {
             Line::Text(t) if t.trim().is_empty() => continue,
-            Line::Text(t) => t,
+            Line::Text(t) => match slash::parse(&t) {
+                Typed::Message(text) => text,
+                Typed::Command(Slash::Quit) => return Ok(()),
+                Typed::Command(cmd) => {
+                    // A mistyped command is said, and the chat goes on.
+                    if let Err(e) = slash::run(client, &session, &cmd).await {
+                        match e {
+                            CliError::Input(msg) => eprintln!("{}", console::style(msg).yellow()),
+                            other => return Err(other),
+                        }
+                    }
+                    continue;
+                }
+            },
             Line::Eof => return Ok(()),
             Line::Interrupted => return Err(CliError::Interrupted),
             Line::Failed(e) => return Err(CliError::Other(format!("reading input: {e}"))),
@@ -317,6 +358,43 @@ pub async fn chat(client: &Client, format: Output, session: &str) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_sessions_take_flags_over_the_config_defaults() {
+        let defaults = FileConfig {
+            agent: Some("agent-default".into()),
+            environment: Some("env-default".into()),
+            ..FileConfig::default()
+        };
+        let none = NewSession {
+            agent: None,
+            environment: None,
+            title: None,
+        };
+        let body = new_session_body(&none, &defaults).expect("defaults suffice");
+        assert_eq!(
+            body,
+            json!({ "agent": "agent-default", "environment_id": "env-default" })
+        );
+        let flags = NewSession {
+            agent: Some("agent-flag".into()),
+            environment: None,
+            title: Some("t".into()),
+        };
+        let body = new_session_body(&flags, &defaults).expect("flags and defaults");
+        assert_eq!(
+            body,
+            json!({ "agent": "agent-flag", "environment_id": "env-default", "title": "t" })
+        );
+        let err = new_session_body(&none, &FileConfig::default()).expect_err("nothing set");
+        assert!(err.to_string().contains("corral config set agent"), "{err}");
+        let bad = NewSession {
+            agent: Some("a/../b".into()),
+            environment: Some("e".into()),
+            title: None,
+        };
+        assert!(new_session_body(&bad, &defaults).is_err());
+    }
 
     #[test]
     fn usage_adds_up_model_requests() {

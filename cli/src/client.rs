@@ -46,6 +46,11 @@ impl Client {
         })
     }
 
+    /// The gateway's base URL (no trailing slash).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A request to `path` (which starts with `/v1/`) with the key.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
@@ -67,12 +72,17 @@ impl Client {
     /// Sends a request and returns the response of a success (for streams), or the API's error.
     /// A 429 (the request was not processed) is retried twice after its `retry-after` (at most 10 s).
     pub async fn execute(&self, req: RequestBuilder) -> Result<Response> {
+        // A streaming body (an upload) cannot be copied for a retry: it is sent once.
+        let Some(mut this) = req.try_clone() else {
+            let res = req.send().await.map_err(|e| self.unreachable(&e))?;
+            return if res.status().is_success() {
+                Ok(res)
+            } else {
+                Err(CliError::Api(read_error(res).await))
+            };
+        };
         let mut attempt = 0;
         loop {
-            // Every body here is JSON in memory, so a request can always be copied for a retry.
-            let this = req
-                .try_clone()
-                .ok_or_else(|| CliError::Other("a request with a streaming body cannot be sent".into()))?;
             let res = this.send().await.map_err(|e| self.unreachable(&e))?;
             if res.status().is_success() {
                 return Ok(res);
@@ -83,6 +93,9 @@ impl Client {
             {
                 attempt += 1;
                 tokio::time::sleep(wait).await;
+                this = req
+                    .try_clone()
+                    .ok_or_else(|| CliError::Other("the request cannot be sent again".into()))?;
                 continue;
             }
             return Err(CliError::Api(read_error(res).await));
@@ -209,10 +222,15 @@ pub fn parse_error(status: StatusCode, header_id: Option<String>, body: &[u8]) -
         .and_then(Value::as_str)
         .map(str::to_owned)
         .or(header_id);
+    let code = envelope
+        .and_then(|e| e.pointer("/details/error_code"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     ApiError {
         status: status.as_u16(),
         kind,
         message,
+        code,
         request_id,
     }
 }
@@ -240,6 +258,13 @@ mod tests {
         assert_eq!(e.kind, "not_found_error");
         assert_eq!(e.message, "session sesn-x not found");
         assert_eq!(e.request_id.as_deref(), Some("req_9"));
+        assert_eq!(e.code, None);
+        let body = br#"{"type":"error","error":{"type":"invalid_request_error","message":"file: over the limit","details":{"error_code":"file_too_large"}}}"#;
+        let e = parse_error(StatusCode::PAYLOAD_TOO_LARGE, None, body);
+        assert_eq!(
+            e.to_string(),
+            "file: over the limit (HTTP 413 invalid_request_error file_too_large)"
+        );
     }
 
     #[test]

@@ -20,15 +20,29 @@ pub struct FileConfig {
     /// The API key (`sk-corral-…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// The agent `corral chat` and `corral run` start sessions with when `--agent` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The environment `corral chat` and `corral run` start sessions in when `--env` is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// A key of the config file, as `corral config set` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[expect(
+    clippy::enum_variant_names,
+    reason = "ApiKey is named for its `api-key` setting, not for the enum"
+)]
 pub enum Key {
     /// The gateway's base URL.
     Url,
     /// The API key.
     ApiKey,
+    /// The default agent of new sessions (`chat`, `run`).
+    Agent,
+    /// The default environment of new sessions (`chat`, `run`).
+    Environment,
 }
 
 impl Key {
@@ -37,6 +51,8 @@ impl Key {
         match self {
             Self::Url => "url",
             Self::ApiKey => "api-key",
+            Self::Agent => "agent",
+            Self::Environment => "environment",
         }
     }
 }
@@ -51,7 +67,7 @@ impl FileConfig {
         };
         toml::from_str(&text).map_err(|e| {
             CliError::Config(format!(
-                "{}: {} (expected `url = \"…\"` and `api_key = \"…\"`)",
+                "{}: {} (expected `url`, `api_key`, `agent` and `environment`, each `= \"…\"`)",
                 path.display(),
                 e.message()
             ))
@@ -78,6 +94,8 @@ impl FileConfig {
         match key {
             Key::Url => self.url.as_deref(),
             Key::ApiKey => self.api_key.as_deref(),
+            Key::Agent => self.agent.as_deref(),
+            Key::Environment => self.environment.as_deref(),
         }
     }
 
@@ -86,6 +104,8 @@ impl FileConfig {
         match key {
             Key::Url => self.url = value,
             Key::ApiKey => self.api_key = value,
+            Key::Agent => self.agent = value,
+            Key::Environment => self.environment = value,
         }
     }
 }
@@ -207,6 +227,7 @@ mod tests {
         let file = FileConfig {
             url: Some("http://file:1/".into()),
             api_key: Some("file-key".into()),
+            ..FileConfig::default()
         };
         let p = Path::new("/x/config.toml");
         let r = resolve(None, None, &file, p).unwrap();

@@ -24,6 +24,8 @@ pub struct ApiError {
     pub kind: String,
     /// `error.message`.
     pub message: String,
+    /// `error.details.error_code` (Corral's finer reason, such as `file_too_large`), when given.
+    pub code: Option<String>,
     /// `request_id` of the body, else the `request-id` header.
     pub request_id: Option<String>,
 }
@@ -31,6 +33,9 @@ pub struct ApiError {
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} (HTTP {} {}", self.message, self.status, self.kind)?;
+        if let Some(code) = &self.code {
+            write!(f, " {code}")?;
+        }
         if let Some(id) = &self.request_id {
             write!(f, ", request-id {id}")?;
         }
@@ -104,6 +109,7 @@ mod tests {
             status,
             kind: "x".into(),
             message: "m".into(),
+            code: None,
             request_id: Some("req_1".into()),
         })
     }

@@ -49,7 +49,8 @@ fn wanted(types: &[String], event: &Value) -> bool {
 /// Prints one streamed event: a line, or a JSON line.
 pub fn print_event(format: Output, event: &Value) -> Result<()> {
     match format {
-        Output::Table => crate::out!("{}", render::event_line(event, width())),
+        f if f.human() => crate::out!("{}", render::event_line(event, width())),
+        Output::Name => crate::out!("{}", output::id_of(event)),
         _ => crate::out!(
             "{}",
             serde_json::to_string(event).map_err(|e| CliError::Other(e.to_string()))?
@@ -104,7 +105,7 @@ async fn history(
         }
     };
     match format {
-        Output::Table => {
+        f if f.human() => {
             if events.is_empty() {
                 eprintln!("no events");
             }

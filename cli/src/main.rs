@@ -8,10 +8,12 @@ mod client;
 mod config;
 mod error;
 mod events;
+mod files;
 mod input;
 mod output;
 mod render;
 mod resources;
+mod slash;
 mod stream;
 mod usage;
 
@@ -70,9 +72,16 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Send(args) => chat::send(&connect()?, format, args).await,
         Command::Interrupt(a) => chat::interrupt(&connect()?, format, &a.session).await,
         Command::Approve(args) => approve::run(&connect()?, format, args).await,
-        Command::Chat(a) => chat::chat(&connect()?, format, &a.session).await,
+        Command::Chat(args) => {
+            let defaults = FileConfig::load(&path)?;
+            chat::chat(&connect()?, format, args, &defaults).await
+        }
         Command::Events(args) => events::run(&connect()?, format, args).await,
-        Command::Run(args) => chat::run(&connect()?, format, args).await,
+        Command::Run(args) => {
+            let defaults = FileConfig::load(&path)?;
+            chat::run(&connect()?, format, args, &defaults).await
+        }
+        Command::Files(cmd) => files::run(&connect()?, format, cmd).await,
     }
 }
 
@@ -107,6 +116,11 @@ fn config_command(path: &std::path::Path, cmd: ConfigCommand) -> Result<()> {
                 "api-key = {}",
                 file.api_key.as_deref().map_or_else(|| "(not set)".into(), mask)
             );
+            crate::out!("agent = {}", file.agent.as_deref().unwrap_or("(not set)"));
+            crate::out!(
+                "environment = {}",
+                file.environment.as_deref().unwrap_or("(not set)")
+            );
             Ok(())
         }
         ConfigCommand::Set { key, value } => {
@@ -116,6 +130,7 @@ fn config_command(path: &std::path::Path, cmd: ConfigCommand) -> Result<()> {
                     return Err(CliError::Input("the API key is empty".into()));
                 }
                 Key::ApiKey => value.trim().to_owned(),
+                Key::Agent | Key::Environment => resources::id_segment(value.trim())?.to_owned(),
             };
             let mut file = FileConfig::load(path)?;
             file.set(key, Some(value));

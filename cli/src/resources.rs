@@ -7,7 +7,7 @@ use crate::{
     body,
     client::Client,
     error::{CliError, Result},
-    output::{self, Column, field, time},
+    output::{self, Column, age, field, time},
 };
 
 fn archived(v: &Value) -> String {
@@ -33,53 +33,24 @@ fn model(v: &Value) -> String {
 }
 
 const AGENT_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        cell: |v| field(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        cell: |v| field(v, "/name"),
-    },
-    Column {
-        header: "MODEL",
-        cell: model,
-    },
-    Column {
-        header: "VERSION",
-        cell: |v| field(v, "/version"),
-    },
-    Column {
-        header: "CREATED",
-        cell: |v| time(v, "/created_at"),
-    },
-    Column {
-        header: "",
-        cell: archived,
-    },
+    Column::id(|v| field(v, "/id")),
+    Column::new("NAME", |v| field(v, "/name")),
+    Column::new("MODEL", model),
+    Column::new("VERSION", |v| field(v, "/version")),
+    Column::wide("DESCRIPTION", |v| field(v, "/description")),
+    Column::new("AGE", |v| age(v, "/created_at")),
+    Column::wide("CREATED", |v| time(v, "/created_at")),
+    Column::new("", archived),
 ];
 
 const ENVIRONMENT_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        cell: |v| field(v, "/id"),
-    },
-    Column {
-        header: "NAME",
-        cell: |v| field(v, "/name"),
-    },
-    Column {
-        header: "NETWORKING",
-        cell: |v| field(v, "/config/networking/type"),
-    },
-    Column {
-        header: "CREATED",
-        cell: |v| time(v, "/created_at"),
-    },
-    Column {
-        header: "",
-        cell: archived,
-    },
+    Column::id(|v| field(v, "/id")),
+    Column::new("NAME", |v| field(v, "/name")),
+    Column::new("NETWORKING", |v| field(v, "/config/networking/type")),
+    Column::wide("DESCRIPTION", |v| field(v, "/description")),
+    Column::new("AGE", |v| age(v, "/created_at")),
+    Column::wide("CREATED", |v| time(v, "/created_at")),
+    Column::new("", archived),
 ];
 
 fn agent_of_session(v: &Value) -> String {
@@ -96,47 +67,27 @@ fn agent_of_session(v: &Value) -> String {
     }
 }
 
+/// The session's agent by name (its id when the name is unknown).
+fn agent_name(v: &Value) -> String {
+    match v.pointer("/agent/name").and_then(Value::as_str) {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => agent_of_session(v),
+    }
+}
+
 const SESSION_COLUMNS: &[Column] = &[
-    Column {
-        header: "ID",
-        cell: |v| field(v, "/id"),
-    },
-    Column {
-        header: "STATUS",
-        cell: |v| field(v, "/status"),
-    },
-    Column {
-        header: "AGENT",
-        cell: agent_of_session,
-    },
-    Column {
-        header: "ENVIRONMENT",
-        cell: |v| field(v, "/environment_id"),
-    },
-    Column {
-        header: "TITLE",
-        cell: |v| field(v, "/title"),
-    },
-    Column {
-        header: "ACTIVE",
-        cell: crate::usage::active,
-    },
-    Column {
-        header: "TOKENS",
-        cell: crate::usage::tokens,
-    },
-    Column {
-        header: "COST",
-        cell: crate::usage::cost,
-    },
-    Column {
-        header: "CREATED",
-        cell: |v| time(v, "/created_at"),
-    },
-    Column {
-        header: "",
-        cell: archived,
-    },
+    Column::id(|v| field(v, "/id")),
+    Column::new("STATUS", |v| field(v, "/status")),
+    Column::new("AGENT", agent_name),
+    Column::wide("AGENT ID", agent_of_session),
+    Column::wide("ENVIRONMENT", |v| field(v, "/environment_id")),
+    Column::new("TITLE", |v| field(v, "/title")),
+    Column::wide("ACTIVE", crate::usage::active),
+    Column::wide("TOKENS", crate::usage::tokens),
+    Column::new("COST", crate::usage::cost),
+    Column::new("AGE", |v| age(v, "/created_at")),
+    Column::wide("CREATED", |v| time(v, "/created_at")),
+    Column::new("", archived),
 ];
 
 /// A path segment: ids go into URLs, so refuse what would change the path.
@@ -179,7 +130,7 @@ async fn list(
 ) -> Result<()> {
     let page = client.list(path, query, limit).await?;
     output::list(format, &page.data, columns, &format!("no {what}"))?;
-    if page.next.is_some() && format == Output::Table {
+    if page.next.is_some() && format.human() {
         eprintln!(
             "{}",
             console::style(format!("(more {what}: raise --limit or pass --all)")).dim()
@@ -188,8 +139,9 @@ async fn list(
     Ok(())
 }
 
-fn deleted(format: Output, res: &Value, what: &str, id: &str) -> Result<()> {
-    if format == Output::Table {
+/// Says an object was deleted (machines get the API's answer).
+pub fn deleted(format: Output, res: &Value, what: &str, id: &str) -> Result<()> {
+    if format.human() {
         crate::out!("deleted {what} {id}");
         Ok(())
     } else {

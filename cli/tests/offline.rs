@@ -41,12 +41,21 @@ fn help_has_examples_and_every_command() {
         "events",
         "run",
         "config",
+        "files",
         "completions",
+        "wide",
+        "name",
         "Examples:",
         "Exit codes",
     ] {
         assert!(text.contains(word), "{word} missing from --help:\n{text}");
     }
+    let help = corral(&dir.path().join("c.toml"), &["files", "--help"]);
+    for word in ["upload", "download", "list", "delete", "rm"] {
+        assert!(out(&help).contains(word), "{word} missing from files --help");
+    }
+    let help = corral(&dir.path().join("c.toml"), &["chat", "--help"]);
+    assert!(out(&help).contains("--agent") && out(&help).contains("--env"));
     let help = corral(&dir.path().join("c.toml"), &["events", "--help"]);
     assert!(out(&help).contains("--follow") && out(&help).contains("--after"));
     let wrong = corral(&dir.path().join("c.toml"), &["agents", "frobnicate"]);
@@ -65,6 +74,48 @@ fn completions_for_each_shell() {
             "{shell}"
         );
     }
+}
+
+/// What bash completes after `words` (the last one being typed), with the script `corral completions bash` prints.
+fn bash_completes(words: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("corral.bash");
+    let o = corral(&dir.path().join("c.toml"), &["completions", "bash"]);
+    std::fs::write(&script, &o.stdout).unwrap();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let line = words.join(" ");
+    let program = format!(
+        "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT={}; _corral corral '{}' '{}'; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.display(),
+        quoted.join(" "),
+        words.len() - 1,
+        line.len(),
+        words[words.len() - 1],
+        words[words.len().saturating_sub(2)],
+    );
+    let o = Command::new("bash")
+        .args(["--norc", "-c", &program])
+        .output()
+        .expect("bash");
+    assert!(o.status.success(), "{}", err(&o));
+    out(&o).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn bash_completes_the_new_commands_and_formats() {
+    let top = bash_completes(&["corral", ""]);
+    assert!(top.iter().any(|w| w == "files"), "{top:?}");
+    let files = bash_completes(&["corral", "files", ""]);
+    for sub in ["upload", "download", "get", "list", "delete", "rm"] {
+        assert!(files.iter().any(|w| w == sub), "{sub} not in {files:?}");
+    }
+    let formats = bash_completes(&["corral", "sessions", "list", "-o", ""]);
+    for f in ["table", "wide", "json", "yaml", "name"] {
+        assert!(formats.iter().any(|w| w == f), "{f} not in {formats:?}");
+    }
+    let chat = bash_completes(&["corral", "chat", "--"]);
+    assert!(chat.iter().any(|w| w == "--agent"), "{chat:?}");
 }
 
 #[test]

@@ -325,3 +325,87 @@ fn a_follower_whose_reader_quits_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn chat_without_a_session_starts_one_from_flags_or_the_config_defaults() {
+    let gw = Gateway::start();
+    let t = gw.tenant();
+    let (agent, env, _) = t.session();
+
+    // Nothing to start a session with: the error says how to set a default.
+    let err = t.run_with_input(&["chat"], "hi\n").fails(2).to_owned();
+    assert!(err.contains("corral config set agent"), "{err}");
+
+    // Flags: the session is created with them, named on standard error, and the message goes to it.
+    let flagged = t.run_with_input(
+        &["chat", "--agent", &agent, "--env", &env, "--title", "from flags"],
+        "",
+    );
+    assert_eq!(flagged.status.code(), Some(0), "{}", flagged.stderr);
+    let started = flagged
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("session "))
+        .unwrap_or_else(|| panic!("no session line in {}", flagged.stderr))
+        .to_owned();
+    let made = t.run(&["sessions", "get", &started, "-o", "json"]).json();
+    assert_eq!(made["title"], "from flags", "{made}");
+    assert_eq!(made["environment_id"], env.as_str(), "{made}");
+
+    // The config file's defaults (`corral config set agent|environment`), read when no flag is given.
+    t.run(&["config", "set", "agent", &agent]).ok();
+    t.run(&["config", "set", "environment", &env]).ok();
+    let shown = t.run(&["config", "get"]).ok().to_owned();
+    assert!(shown.contains(&format!("agent = {agent}")), "{shown}");
+    let mut chat = t.spawn(&["chat"], true);
+    chat.write_line("hello from the defaults");
+    chat.until("the echo", |l| l.contains("hello from the defaults"));
+    let sessions = t.run(&["sessions", "list", "-o", "json"]).json();
+    let newest = sessions[0]["id"].as_str().unwrap().to_owned();
+    assert_ne!(newest, started);
+    let stored = t.run(&["events", &newest, "-o", "json"]).json();
+    assert_eq!(text_of(&stored[0]), "hello from the defaults");
+    chat.interrupt();
+    chat.until("the interrupt", |l| l == "(interrupted)");
+    chat.interrupt();
+    assert_eq!(chat.wait().0, Some(130));
+    assert!(
+        t.run(&["chat", "sesn-x", "--agent", &agent]).status.code() == Some(2),
+        "a session id and --agent conflict"
+    );
+}
+
+#[test]
+fn chat_slash_commands_answer_in_place_and_are_never_sent() {
+    let gw = Gateway::start();
+    let t = gw.tenant();
+    let (_, _, s) = t.session();
+    let run = t.run_with_input(
+        &["chat", &s],
+        "/usage\n/cost\n/viewer\n/nope\n/interrupt\n/quit\nnever sent\n",
+    );
+    assert_eq!(run.status.code(), Some(0), "{}", run.stderr);
+    let viewer = format!("{}/ui/#/sessions/{s}", t.url);
+    let interrupted = format!("interrupted {s}");
+    assert_eq!(
+        run.stdout.lines().collect::<Vec<_>>(),
+        [
+            "tokens - · cost - · active -",
+            "cost -",
+            viewer.as_str(),
+            interrupted.as_str(),
+        ],
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("/nope is not a command"), "{}", run.stderr);
+    let stored = t.run(&["events", &s, "-o", "json"]).json();
+    let types: Vec<&str> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(!types.contains(&"user.message"), "{types:?}");
+    assert!(types.contains(&"user.interrupt"), "{types:?}");
+}

@@ -306,14 +306,50 @@ impl Tenant {
     /// `corral` with this tenant's URL and key in the environment.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
-        cmd.args(args)
-            .env("CORRAL_URL", &self.url)
+        cmd.args(args);
+        self.configure(&mut cmd);
+        cmd
+    }
+
+    /// Gives `cmd` this tenant's URL and key in the environment, no colors and no standard input.
+    pub fn configure(&self, cmd: &mut Command) {
+        cmd.env("CORRAL_URL", &self.url)
             .env("CORRAL_API_KEY", &self.key)
             .env("CORRAL_CONFIG", &self.config)
             .env("NO_COLOR", "1")
             .env_remove("CLICOLOR_FORCE")
             .stdin(Stdio::null());
-        cmd
+    }
+
+    /// Runs `corral args…` in a real pseudo-terminal of `cols` columns (util-linux `script`, TERM=xterm-256color),
+    /// with colors unless `no_color` (then `NO_COLOR=1`); returns what the terminal received, CRLF turned to LF.
+    pub fn in_terminal(&self, args: &[&str], cols: u16, no_color: bool) -> String {
+        let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_corral"))
+            .chain(args.iter().copied())
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect();
+        let inner = format!("stty cols {cols} rows 50 && exec {}", quoted.join(" "));
+        let mut cmd = Command::new("script");
+        cmd.args(["-q", "-e", "-c", &inner, "/dev/null"])
+            .env("CORRAL_URL", &self.url)
+            .env("CORRAL_API_KEY", &self.key)
+            .env("CORRAL_CONFIG", &self.config)
+            .env("TERM", "xterm-256color")
+            .env_remove("CLICOLOR_FORCE")
+            .env_remove("CLICOLOR")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        let out = cmd.output().expect("script (util-linux) runs");
+        let screen = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+        assert!(
+            out.status.success(),
+            "corral {args:?} in a terminal failed ({}): {screen}",
+            out.status
+        );
+        screen
     }
 
     /// Runs `corral args…` to the end.

@@ -6,5 +6,8 @@
 
 mod errors;
 mod events;
+mod files;
 mod harness;
 mod resources;
+mod s3;
+mod terminal;

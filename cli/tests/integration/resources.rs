@@ -82,7 +82,7 @@ fn agents_create_list_get_version_and_archive() {
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(
         rows[0].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "NAME", "MODEL", "VERSION", "CREATED"]
+        ["ID", "NAME", "MODEL", "VERSION", "AGE"]
     );
     assert_eq!(rows.len(), 3, "{table}");
     assert!(
@@ -182,7 +182,7 @@ fn environments_create_list_get_archive_delete() {
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(
         rows[0].split_whitespace().collect::<Vec<_>>(),
-        ["ID", "NAME", "NETWORKING", "CREATED"]
+        ["ID", "NAME", "NETWORKING", "AGE"]
     );
     assert!(
         rows[1].starts_with(&e2_id) && rows[1].contains("limited"),
@@ -260,15 +260,28 @@ fn sessions_create_list_filter_get_archive_delete() {
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(
         rows[0].split_whitespace().collect::<Vec<_>>(),
+        ["ID", "STATUS", "AGENT", "TITLE", "COST", "AGE"]
+    );
+    assert!(
+        rows[1].starts_with(&s2_id) && rows[1].contains("fix the build"),
+        "{table}"
+    );
+    let table = t.run(&["sessions", "list", "-o", "wide"]).ok().to_owned();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        rows[0].split_whitespace().collect::<Vec<_>>(),
         [
             "ID",
             "STATUS",
             "AGENT",
+            "AGENT",
+            "ID",
             "ENVIRONMENT",
             "TITLE",
             "ACTIVE",
             "TOKENS",
             "COST",
+            "AGE",
             "CREATED"
         ]
     );
