@@ -175,18 +175,18 @@ async fn upload(client: &Client, format: Output, args: FileUploadArgs) -> Result
 fn default_dest(meta: &Value, id: &str) -> PathBuf {
     let stored = meta.get("filename").and_then(Value::as_str).unwrap_or("");
     let last = stored.rsplit(['/', '\\']).next().unwrap_or("");
-    if last.is_empty() || last == "." || last == ".." {
+    if last.is_empty() || last == "." || last == ".." || last.chars().any(char::is_control) {
         PathBuf::from(id)
     } else {
         PathBuf::from(last)
     }
 }
 
-/// `dest` with `.part` added: a download is written there and renamed when complete, so an interrupted one never
-/// leaves a truncated file under the real name.
+/// `dest` with `.<pid>.part` added: a download is written there (a new file, never one that exists) and renamed
+/// when complete, so an interrupted one never leaves a truncated file under the real name.
 fn partial(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(".part");
+    name.push(format!(".{}.part", std::process::id()));
     dest.with_file_name(name)
 }
 
@@ -226,8 +226,17 @@ async fn download(client: &Client, format: Output, args: FileDownloadArgs) -> Re
     let part = partial(&dest);
     let written = write_stream(&mut body, &part, &pb).await;
     pb.finish_and_clear();
+    let expected = meta.get("size_bytes").and_then(Value::as_u64);
     let written = match written {
-        Ok(n) => n,
+        Ok(n) if expected.is_none_or(|size| size == n) => n,
+        Ok(n) => {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(CliError::Network(format!(
+                "downloading {id}: got {n} bytes of {}; nothing was written to {}",
+                expected.unwrap_or_default(),
+                dest.display()
+            )));
+        }
         Err(e) => {
             let _ = tokio::fs::remove_file(&part).await;
             return Err(e);
@@ -258,7 +267,10 @@ async fn write_stream(
     path: &Path,
     pb: &ProgressBar,
 ) -> Result<u64> {
-    let mut file = tokio::fs::File::create(path)
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
         .await
         .map_err(|e| io_error("creating", path, &e))?;
     let mut written = 0u64;
@@ -282,6 +294,8 @@ mod tests {
     fn downloads_land_in_the_current_directory_under_the_stored_name() {
         let meta = json!({ "filename": "report.csv" });
         assert_eq!(default_dest(&meta, "file_1"), PathBuf::from("report.csv"));
+        let escape = json!({ "filename": "x\u{1b}]52;c;aGk=\u{7}.txt" });
+        assert_eq!(default_dest(&escape, "file_1"), PathBuf::from("file_1"));
         for odd in ["../../etc/passwd", "a/b/..", "", "..", "dir\\x.txt"] {
             let dest = default_dest(&json!({ "filename": odd }), "file_1");
             assert!(
@@ -290,7 +304,10 @@ mod tests {
                 dest.display()
             );
         }
-        assert_eq!(partial(Path::new("out/r.csv")), PathBuf::from("out/r.csv.part"));
+        assert_eq!(
+            partial(Path::new("out/r.csv")),
+            PathBuf::from(format!("out/r.csv.{}.part", std::process::id()))
+        );
     }
 
     #[test]

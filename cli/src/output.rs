@@ -253,8 +253,10 @@ fn list_table(items: &[Value], columns: &[Column], wide: bool, width: Option<usi
 }
 
 /// A cell on one line: line breaks and tabs become spaces.
+/// `s` on one line with no control character (a stored file name or an agent's text may carry escape sequences
+/// that would restyle the terminal or write its clipboard).
 fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r', '\t'], " ")
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// Prints a list: a table with `columns` (`-o wide`: all of them), the ids, or the objects as a JSON (YAML)
@@ -367,6 +369,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn cells_carry_no_control_characters() {
+        assert_eq!(one_line("a\nb\tc\u{1b}[31md\u{7}"), "a b c [31md ");
+    }
 
     #[test]
     fn fields_and_times_read_for_people() {

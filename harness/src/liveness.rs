@@ -8,9 +8,8 @@
 //! tool (each tool call waits for [`Liveness::is_fresh`]) before its liveness key, which outlives a beat by
 //! `LIVENESS_TTL`, lets anybody reap it. Model streams go on: what they append is fenced by the session's token
 //! if the replica is reaped meanwhile, and a Redis stall of a second (an fsync, an AOF rewrite's fork) then costs
-//! no model call. A tool already running when the replica was reaped is not run again by the new holder: the
-//! sandbox daemon joins the new holder's request for the same `tool_use_id` to the run in flight, and refuses any
-//! later call carrying the old fencing token (see the sandbox README).
+//! no model call. The sandbox daemon refuses a call carrying a fencing token older than one it has seen, and kills
+//! a `bash` command abandoned by a lost replica when the new holder's next call arrives (see the sandbox README).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -128,15 +128,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     match (&args.redis_url, args.sweep_interval_seconds) {
         (Some(url), every @ 1..) => {
-            let store = corral_session::Store::connect_waiting(
-                url,
-                corral_session::Config::default(),
-                corral_session::STARTUP_PATIENCE,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting the sweeper to the session log Redis: {e}"))?;
-            let every = std::time::Duration::from_secs(every);
-            tokio::spawn(sweeper::run(ctx.clone(), store, every, stop_rx.clone()));
+            // Only the sweeper needs Redis: it waits for it in its own task, so reconciling (sandboxes too) goes on
+            // while Redis starts.
+            let (ctx, url, stop_rx) = (ctx.clone(), url.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                match corral_session::Store::connect_waiting(
+                    &url,
+                    corral_session::Config::default(),
+                    corral_session::STARTUP_PATIENCE,
+                )
+                .await
+                {
+                    Ok(store) => {
+                        sweeper::run(ctx, store, std::time::Duration::from_secs(every), stop_rx).await;
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "the sweeper cannot reach the session log's Redis: lost wake-ups are not swept until the \
+                         operator restarts"
+                    ),
+                }
+            });
         }
         (None, 1..) => tracing::warn!("no --redis-url: the sweeper of lost wake-ups does not run"),
         _ => {}

@@ -121,6 +121,7 @@ impl SandboxClient {
             input,
             tool_use_id: None,
             fencing_token: None,
+            recover: false,
         };
         self.execute_request(&request, timeout).await
     }

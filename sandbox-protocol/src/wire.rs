@@ -29,6 +29,10 @@ pub struct ExecuteRequest {
     /// one it has seen (409 `conflict_error`): its sender lost the session to another replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fencing_token: Option<u64>,
+    /// Only recover the result of an earlier run of `tool_use_id` (in flight or kept), never start one: a new holder
+    /// of the session asks this for a call it found started and unanswered. No such run: 404 `not_found_error`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recover: bool,
 }
 
 fn empty_object() -> serde_json::Value {

@@ -20,7 +20,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     auth::{TokenCheck, require_token},
-    calls::{Answer, Calls},
+    calls::{self, Answer, Calls, Mode, Refusal},
     config::Config,
     error::ApiError,
     tools::{ToolName, Toolbox},
@@ -120,18 +120,28 @@ async fn execute(
     };
     let tool_use_id = request.tool_use_id.as_deref().unwrap_or("");
     let started = Instant::now();
+    if request.recover && request.tool_use_id.is_none() {
+        return ApiError::invalid("recover needs the tool_use_id of the call to recover").into_response();
+    }
     let run = daemon.calls.start(
         &daemon.toolbox,
-        tool,
-        request.input,
-        request.tool_use_id.as_deref(),
-        request.fencing_token,
+        calls::Request {
+            tool,
+            input: request.input,
+            tool_use_id: request.tool_use_id.as_deref(),
+            fencing_token: request.fencing_token,
+            mode: if request.recover { Mode::Recover } else { Mode::Run },
+        },
     );
     let (run, answer) = match run {
         Ok(run) => run,
         Err(refusal) => {
             tracing::warn!(tool = tool.as_str(), tool_use_id, traceparent, %refusal, "refused a tool call");
-            return ApiError::conflict(refusal.to_string()).into_response();
+            return match refusal {
+                Refusal::Unknown(_) => ApiError::not_found(refusal.to_string()),
+                Refusal::Fenced { .. } | Refusal::Reused(_) => ApiError::conflict(refusal.to_string()),
+            }
+            .into_response();
         }
     };
     let mut result = ToolResult::clone(&*run.await);

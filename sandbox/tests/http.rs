@@ -181,6 +181,7 @@ async fn the_tool_use_id_is_echoed() {
         input: json!({"command": "echo x"}),
         tool_use_id: Some("toolu_123".into()),
         fencing_token: None,
+        recover: false,
     };
     let result = sandbox
         .client()
@@ -251,13 +252,14 @@ async fn a_taken_over_session_neither_reruns_a_call_nor_lets_the_old_holder_star
     let base = sandbox.client().base_url().to_owned();
     let token = format!("Bearer {}", sandbox.token());
     let push = json!({"command": "sleep 0.5; echo pushed >> pushes; wc -l < pushes"});
-    let body = |fence: u64| {
-        json!({"tool": "bash", "input": push.clone(), "tool_use_id": "sevt_push", "fencing_token": fence})
-            .to_string()
+    let body = |fence: u64, recover: bool| {
+        json!({"tool": "bash", "input": push.clone(), "tool_use_id": "sevt_push", "fencing_token": fence,
+               "recover": recover})
+        .to_string()
     };
-    let (old_holder, new_holder) = tokio::join!(post(&base, Some(&token), body(3)), async {
+    let (old_holder, new_holder) = tokio::join!(post(&base, Some(&token), body(3, false)), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        post(&base, Some(&token), body(4)).await
+        post(&base, Some(&token), body(4, true)).await
     });
     assert_eq!((old_holder.0, new_holder.0), (200, 200));
     assert_eq!(old_holder.1["content"], new_holder.1["content"]);
@@ -269,5 +271,12 @@ async fn a_taken_over_session_neither_reruns_a_call_nor_lets_the_old_holder_star
     let (status, response) = post(&base, Some(&token), late.to_string()).await;
     assert_eq!(status, 409);
     assert_eq!(error_type(&response), "conflict_error");
-    assert!(!sandbox.workspace().join("late").exists());
+    // Recovering a call that never ran here starts nothing.
+    let never = json!({"tool": "bash", "input": {"command": "touch never"}, "tool_use_id": "sevt_never",
+                       "fencing_token": 5, "recover": true});
+    let (status, response) = post(&base, Some(&token), never.to_string()).await;
+    assert_eq!(status, 404);
+    assert_eq!(error_type(&response), "not_found_error");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!sandbox.workspace().join("late").exists() && !sandbox.workspace().join("never").exists());
 }

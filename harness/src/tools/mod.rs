@@ -49,6 +49,7 @@ impl ToolCall<'_> {
             input: self.input.clone(),
             tool_use_id: Some(self.tool_use_id.to_owned()),
             fencing_token: Some(self.fencing_token),
+            recover: false,
         }
     }
 }

@@ -212,6 +212,16 @@ impl Shell {
         }
     }
 
+    /// Kills the running command's shell and everything it started, without waiting for the command: the call
+    /// running it returns (the shell exited) and the next one starts a new shell in the same directory with the same
+    /// exports. For a call its caller abandoned (an interrupt, a lost replica).
+    pub fn interrupt(&self) {
+        let pgid = self.pgid.load(Ordering::SeqCst);
+        if pgid > 0 {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+
     /// Kills the shell and everything it started, without waiting for a running command, and starts no other.
     pub fn shutdown(&self) {
         self.closed.store(true, Ordering::SeqCst);
