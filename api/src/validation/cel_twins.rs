@@ -12,7 +12,7 @@ use super::{SpecError, validate_agent, validate_environment, validate_session, v
 use crate::{
     Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec,
     common::METADATA_RULE_MESSAGE,
-    session::{FILE_UNSUPPORTED, REPOSITORY_UNSUPPORTED},
+    session::FILE_UNSUPPORTED,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -375,7 +375,7 @@ fn session_cases() -> Vec<Case> {
             }),
             Nothing,
         ),
-        s(resources(repository), Cel(REPOSITORY_UNSUPPORTED)),
+        s(resources(repository), Nothing),
         s(resources(file.clone()), Cel(FILE_UNSUPPORTED)),
         update(
             json!({}),

@@ -6,7 +6,7 @@ use super::{
     rule,
 };
 use crate::session::{
-    CheckoutType, FILE_UNSUPPORTED, REPOSITORY_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec,
+    CheckoutType, FILE_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec,
 };
 
 /// Checks a Session spec: its CEL rules, and at most 16 vaults (the schema's limit).
@@ -107,11 +107,6 @@ fn resource_rules(at: &str, r: &SessionResource) -> Result<(), SpecError> {
         secret_ref(&format!("{at}.authorizationSecretRef"), secret)?;
     }
     // Last, so a malformed resource is told what is wrong with it before being told it is not supported.
-    rule(
-        r.kind != SessionResourceType::GithubRepository,
-        || at.to_owned(),
-        REPOSITORY_UNSUPPORTED,
-    )?;
     rule(
         r.kind != SessionResourceType::File,
         || at.to_owned(),
