@@ -26,7 +26,6 @@ cat >/tmp/lighttpd.conf <<CONF
 server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_cgi", "mod_setenv")
 server.document-root = "$root"
 server.port = $port
-server.errorlog = "/dev/stderr"
 alias.url = ("/" => "/usr/lib/git-core/git-http-backend/")
 cgi.assign = ("" => "")
 setenv.add-environment = ("GIT_PROJECT_ROOT" => "$root", "GIT_HTTP_EXPORT_ALL" => "", "HOME" => "/tmp")

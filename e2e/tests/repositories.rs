@@ -62,21 +62,27 @@ async fn serve_git(ns: &TestNamespace, token: &str) -> anyhow::Result<(String, [
 }
 
 /// An agent whose model is `model` (served on this host), and a `limited` environment that allows `host` only.
-async fn agent_and_environment(ns: &TestNamespace, api: &Client, model: &ModelServer, host: &str) -> anyhow::Result<(String, String)> {
+async fn agent_and_environment(
+    ns: &TestNamespace,
+    api: &Client,
+    name: &str,
+    model: &ModelServer,
+    host: &str,
+) -> anyhow::Result<(String, String)> {
     let forward = Forward::unique_name("git-model");
     let base_url = format!("http://{}", ns.cluster().forward_from_host(&forward, model.port)?);
     std::mem::forget(Forward::owned(forward)); // stopped with the cluster's forwards; the agent needs it all along
     let agent = api
         .create(
             "/v1/agents",
-            json!({"name": "coder", "model": {"id": "m", "provider": {"type": "openai", "base_url": base_url}},
+            json!({"name": name, "model": {"id": "m", "provider": {"type": "openai", "base_url": base_url}},
                    "tools": [{"type": "agent_toolset_20260401"}]}),
         )
         .await?;
     let env = api
         .create(
             "/v1/environments",
-            json!({"name": "repo-box", "config": {"type": "cloud",
+            json!({"name": name, "config": {"type": "cloud",
                    "networking": {"type": "limited", "allowed_hosts": [host]}}}),
         )
         .await?;
@@ -154,7 +160,7 @@ async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_ne
                 Reply::Text("done".into()),
             ])
             .await?;
-            let (agent, env) = agent_and_environment(&ns, &api, &model, &address).await?;
+            let (agent, env) = agent_and_environment(&ns, &api, "coder", &model, &address).await?;
             let (_, results) = turn(&api, &agent, &env, &url, &token, &model).await?;
             assert_eq!(results.len(), 3, "{results:?}");
 
@@ -177,7 +183,7 @@ async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_ne
 
             // A wrong token: the clone fails, and the first tool call says so.
             let failing = ModelServer::start(vec![bash("ls /workspace"), Reply::Text("gave up".into())]).await?;
-            let (agent, env) = agent_and_environment(&ns, &api, &failing, &address).await?;
+            let (agent, env) = agent_and_environment(&ns, &api, "locked-out", &failing, &address).await?;
             let (_, results) = turn(&api, &agent, &env, &url, "ghp_wrong", &failing).await?;
             let told = results.first().cloned().unwrap_or_default();
             assert!(

@@ -72,11 +72,25 @@ pub fn clone_script(resources: &[SessionResource]) -> Option<String> {
 }
 
 /// Clones the repositories of `session` into the sandbox behind `client`; the error says which repository could
-/// not be cloned and what git said.
+/// not be cloned and what git said. A failed clone is tried once more after [`RETRY_AFTER`]: the proxy may learn
+/// of a new sandbox's grant a moment after the sandbox is ready.
 pub async fn clone_into(client: &SandboxClient, session: &Session) -> Result<(), String> {
     let Some(script) = clone_script(&session.spec.resources) else {
         return Ok(());
     };
+    match run_script(client, &script).await {
+        Ok(()) => Ok(()),
+        Err(_) => {
+            tokio::time::sleep(RETRY_AFTER).await;
+            run_script(client, &script).await
+        }
+    }
+}
+
+/// How long a failed clone waits before its one retry.
+pub const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+async fn run_script(client: &SandboxClient, script: &str) -> Result<(), String> {
     let input = serde_json::json!({ "command": script, "timeout_ms": CLONE_TIMEOUT.as_millis() as u64 });
     let result = client
         .execute("bash", input, CLONE_TIMEOUT + Duration::from_secs(30))
