@@ -48,7 +48,7 @@ pub fn token(param: &ResourceParam, i: usize) -> Result<Option<&str>, ApiError> 
     if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(ApiError::field(&at, "must not contain whitespace or control characters"));
     }
-    Ok(Some(token))
+    Ok(Some(token.as_str()))
 }
 
 /// Points every resource of `spec` sent with a token at the Secret [`token_secrets`] writes for it.
