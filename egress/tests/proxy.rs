@@ -19,6 +19,24 @@ fn credential(hosts: &[&str], body: bool) -> Credential {
     Credential::from_auth("vcrd-1", &serde_json::to_vec(&auth).unwrap()).unwrap()
 }
 
+/// What the daemon of sandbox `team/sbx` is told when it asks the proxy for its placeholders.
+async fn placeholders_of_sbx(proxy: SocketAddr) -> String {
+    let auth = {
+        use base64::Engine;
+        let password = corral_api::egress::proxy_password(common::KEY, "team", "sbx");
+        base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
+    };
+    reqwest::Client::new()
+        .get(format!("http://{proxy}/.corral/placeholders"))
+        .header("Proxy-Authorization", format!("Basic {auth}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_allowed_host_gets_the_real_credential_and_other_hosts_get_the_placeholder_or_a_refusal() {
     let up = upstream().await;
@@ -66,21 +84,10 @@ async fn an_allowed_host_gets_the_real_credential_and_other_hosts_get_the_placeh
     );
 
     // The daemon's question: which variables hold which placeholders (never the values).
-    let auth = {
-        use base64::Engine;
-        let password = corral_api::egress::proxy_password(common::KEY, "team", "sbx");
-        base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
-    };
-    let direct = reqwest::Client::new()
-        .get(format!("http://{proxy}/.corral/placeholders"))
-        .header("Proxy-Authorization", format!("Basic {auth}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(direct, format!("{{\"API_TOKEN\":\"{placeholder}\"}}"));
+    assert_eq!(
+        placeholders_of_sbx(proxy).await,
+        format!("{{\"API_TOKEN\":\"{placeholder}\"}}")
+    );
 
     let refused = c.get("http://example.invalid/").send().await.unwrap();
     assert_eq!(refused.status(), 403);
@@ -303,19 +310,5 @@ async fn a_repository_token_is_added_for_its_repository_only() {
         assert_eq!(other.text().await.unwrap(), "auth=- body=", "{path}");
     }
     // The daemon is told of no placeholder for it.
-    let password = corral_api::egress::proxy_password(common::KEY, "team", "sbx");
-    let auth = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
-    };
-    let placeholders = reqwest::Client::new()
-        .get(format!("http://{proxy}/.corral/placeholders"))
-        .header("Proxy-Authorization", format!("Basic {auth}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(placeholders, "{}");
+    assert_eq!(placeholders_of_sbx(proxy).await, "{}");
 }
