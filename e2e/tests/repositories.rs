@@ -155,7 +155,7 @@ async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_ne
                      git -C /workspace/project config --list --show-origin; git config --global --list 2>&1",
                 ),
                 bash(&format!(
-                    "t={head}; t=$t{tail}; grep -rIlsF -e \"$t\" /etc /workspace /tmp /home /root /var 2>/dev/null; echo files-done"
+                    "t={head}; t=\"${{t}}{tail}\"; [ ${{#t}} -gt 10 ] && grep -rIlsF -e \"$t\" /etc /workspace /tmp /home /root /var 2>/dev/null; echo files-done"
                 )),
                 Reply::Text("done".into()),
             ])
