@@ -47,12 +47,21 @@ spec:
 /// Starts the git server and returns the address sandboxes reach it at (`10.201.0.1:<port>`), with the relays.
 async fn serve_git(ns: &TestNamespace, token: &str) -> anyhow::Result<(String, [Forward; 2])> {
     ns.apply(&git_server(token))?;
-    let pod = wait::object(&ns.api::<Pod>(), "git-server", Duration::from_secs(120), "git server ready", |p: &Pod| {
-        p.status.as_ref().is_some_and(|s| {
-            s.pod_ip.is_some()
-                && s.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-    })
+    let pod = wait::object(
+        &ns.api::<Pod>(),
+        "git-server",
+        Duration::from_secs(120),
+        "git server ready",
+        |p: &Pod| {
+            p.status.as_ref().is_some_and(|s| {
+                s.pod_ip.is_some()
+                    && s.conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        },
+    )
     .await?;
     let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
     let (to_pod, into_cluster) = (Forward::unique_name("git-out"), Forward::unique_name("git-in"));
@@ -91,7 +100,14 @@ async fn agent_and_environment(
 
 /// Creates a session with the repository at `url` (token `token`), runs one turn, and returns the session's id
 /// and the tool results the model was told, in order.
-async fn turn(api: &Client, agent: &str, env: &str, url: &str, token: &str, model: &ModelServer) -> anyhow::Result<(String, Vec<String>)> {
+async fn turn(
+    api: &Client,
+    agent: &str,
+    env: &str,
+    url: &str,
+    token: &str,
+    model: &ModelServer,
+) -> anyhow::Result<(String, Vec<String>)> {
     let created = api
         .post(
             "/v1/sessions",
@@ -100,8 +116,14 @@ async fn turn(api: &Client, agent: &str, env: &str, url: &str, token: &str, mode
                 "checkout": {"type": "branch", "name": "main"}}]}),
         )
         .await?;
-    assert!(!created.to_string().contains(token), "the token is never echoed: {created}");
-    assert_eq!(created["resources"][0]["mount_path"], format!("/workspace/{REPO}"));
+    assert!(
+        !created.to_string().contains(token),
+        "the token is never echoed: {created}"
+    );
+    assert_eq!(
+        created["resources"][0]["mount_path"],
+        format!("/workspace/{REPO}")
+    );
     let session = created["id"].as_str().unwrap_or_default().to_owned();
     let mut stream = api.stream(&session, None).await?;
     api.post(

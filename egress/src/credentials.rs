@@ -137,7 +137,8 @@ impl Credential {
         let port = url.port_or_known_default()?;
         let path = url.path().trim_end_matches('/');
         let path = path.strip_suffix(".git").unwrap_or(path).to_owned();
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", grant.token));
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", grant.token));
         Some(Self {
             id: id.to_owned(),
             env_name: String::new(),
@@ -234,10 +235,20 @@ mod tests {
         assert!(!format!("{c:?}").contains("ghp_s3cret"));
         let auth = c.repository.as_ref().unwrap();
         assert_eq!(auth.header, "Basic eC1hY2Nlc3MtdG9rZW46Z2hwX3MzY3JldA==");
-        for path in ["/o/r.git/info/refs", "/o/r/info/refs", "/o/r.git/git-upload-pack", "/o/r"] {
+        for path in [
+            "/o/r.git/info/refs",
+            "/o/r/info/refs",
+            "/o/r.git/git-upload-pack",
+            "/o/r",
+        ] {
             assert!(auth.covers(path), "{path}");
         }
-        for path in ["/o/rx/info/refs", "/o/other.git/info/refs", "/o/r.git/../../x/info/refs", "/o/r/%2e%2e/x"] {
+        for path in [
+            "/o/rx/info/refs",
+            "/o/other.git/info/refs",
+            "/o/r.git/../../x/info/refs",
+            "/o/r/%2e%2e/x",
+        ] {
             assert!(!auth.covers(path), "{path}");
         }
         let plain = Credential::from_auth(
@@ -247,7 +258,11 @@ mod tests {
         .unwrap();
         assert!(plain.applies_to("git.team.svc", 8080) && !plain.applies_to("git.team.svc", 80));
         assert!(
-            Credential::from_auth("x", br#"{"type": "git_repository", "url": "ftp://h/r", "token": "t"}"#).is_none()
+            Credential::from_auth(
+                "x",
+                br#"{"type": "git_repository", "url": "ftp://h/r", "token": "t"}"#
+            )
+            .is_none()
         );
     }
 

@@ -290,11 +290,16 @@ async fn a_repository_token_is_added_for_its_repository_only() {
     };
 
     let clone = c
-        .get(format!("http://{allowed}/o/r.git/info/refs?service=git-upload-pack"))
+        .get(format!(
+            "http://{allowed}/o/r.git/info/refs?service=git-upload-pack"
+        ))
         .send()
         .await
         .unwrap();
-    assert_eq!(clone.text().await.unwrap(), format!("auth=Basic {expected} body="));
+    assert_eq!(
+        clone.text().await.unwrap(),
+        format!("auth=Basic {expected} body=")
+    );
     // The sandbox cannot swap in a token of its own for the repository's.
     let push = c
         .post(format!("http://{allowed}/o/r.git/git-receive-pack"))
@@ -303,7 +308,10 @@ async fn a_repository_token_is_added_for_its_repository_only() {
         .send()
         .await
         .unwrap();
-    assert_eq!(push.text().await.unwrap(), format!("auth=Basic {expected} body=pack"));
+    assert_eq!(
+        push.text().await.unwrap(),
+        format!("auth=Basic {expected} body=pack")
+    );
     // Another repository of the same host gets nothing, and neither does a path that climbs out.
     for path in ["/o/other.git/info/refs", "/o/r.git/%2e%2e%2fother/info/refs"] {
         let other = c.get(format!("http://{allowed}{path}")).send().await.unwrap();

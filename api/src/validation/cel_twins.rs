@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 use super::{SpecError, validate_agent, validate_environment, validate_session, validate_session_update};
 use crate::{
-    Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec,
-    common::METADATA_RULE_MESSAGE,
+    Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec, common::METADATA_RULE_MESSAGE,
     session::FILE_UNSUPPORTED,
 };
 

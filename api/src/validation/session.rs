@@ -5,9 +5,7 @@ use super::{
     common::{http_url, local_ref, secret_ref, validate_budget, validate_metadata},
     rule,
 };
-use crate::session::{
-    CheckoutType, FILE_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec,
-};
+use crate::session::{CheckoutType, FILE_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec};
 
 /// Checks a Session spec: its CEL rules, and at most 16 vaults (the schema's limit).
 pub fn validate_session(spec: &SessionSpec) -> Result<(), SpecError> {

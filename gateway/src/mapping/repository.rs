@@ -46,7 +46,10 @@ pub fn token(param: &ResourceParam, i: usize) -> Result<Option<&str>, ApiError> 
         ));
     }
     if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ApiError::field(&at, "must not contain whitespace or control characters"));
+        return Err(ApiError::field(
+            &at,
+            "must not contain whitespace or control characters",
+        ));
     }
     Ok(Some(token.as_str()))
 }
@@ -108,8 +111,11 @@ mod tests {
     use crate::body::parse;
 
     fn request(resources: serde_json::Value) -> SessionCreate {
-        parse(&serde_json::to_vec(&json!({ "agent": "a", "environment_id": "e", "resources": resources })).unwrap())
-            .unwrap()
+        parse(
+            &serde_json::to_vec(&json!({ "agent": "a", "environment_id": "e", "resources": resources }))
+                .unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -122,9 +128,15 @@ mod tests {
         let mut spec = super::super::session::spec_from_create(&req, 1).unwrap();
         bind_tokens(&mut spec, &req, "sesn-1").unwrap();
         let secret_ref = spec.resources[0].authorization_secret_ref.as_ref().unwrap();
-        assert_eq!((secret_ref.name.as_str(), secret_ref.key.as_str()), ("sesn-1-repo-0", "token"));
+        assert_eq!(
+            (secret_ref.name.as_str(), secret_ref.key.as_str()),
+            ("sesn-1-repo-0", "token")
+        );
         assert!(spec.resources[1].authorization_secret_ref.is_none());
-        assert!(!serde_json::to_string(&spec).unwrap().contains("ghp_s3cret"), "the spec holds no token");
+        assert!(
+            !serde_json::to_string(&spec).unwrap().contains("ghp_s3cret"),
+            "the spec holds no token"
+        );
 
         let mut session = Session::new("sesn-1", spec);
         session.metadata.namespace = Some("team".into());
@@ -144,13 +156,23 @@ mod tests {
 
     #[test]
     fn a_token_with_a_secret_ref_or_an_empty_token_is_refused() {
-        let both = request(json!([{ "type": "github_repository", "url": "https://x/y", "authorization_token": "t",
-            "authorization_secret_ref": { "name": "s", "key": "k" } }]));
+        let both = request(
+            json!([{ "type": "github_repository", "url": "https://x/y", "authorization_token": "t",
+            "authorization_secret_ref": { "name": "s", "key": "k" } }]),
+        );
         let err = bind_tokens(&mut empty_spec(), &both, "s").unwrap_err();
-        assert!(err.message.starts_with("resources[0].authorization_token:"), "{}", err.message);
-        let empty = request(json!([{ "type": "github_repository", "url": "https://x/y", "authorization_token": "" }]));
+        assert!(
+            err.message.starts_with("resources[0].authorization_token:"),
+            "{}",
+            err.message
+        );
+        let empty = request(
+            json!([{ "type": "github_repository", "url": "https://x/y", "authorization_token": "" }]),
+        );
         assert!(bind_tokens(&mut empty_spec(), &empty, "s").is_err());
-        let spaced = request(json!([{ "type": "github_repository", "url": "https://x/y", "authorization_token": "a\nb" }]));
+        let spaced = request(
+            json!([{ "type": "github_repository", "url": "https://x/y", "authorization_token": "a\nb" }]),
+        );
         assert!(bind_tokens(&mut empty_spec(), &spaced, "s").is_err());
     }
 }

@@ -48,7 +48,11 @@ pub async fn apply_grant(ctx: &Context, grants: &str, ns: &str, pod: &str, sessi
             Some(secret) => {
                 tokens.insert(name, secret);
             }
-            None => tracing::warn!(namespace = ns, secret = name, "a repository token Secret is missing"),
+            None => tracing::warn!(
+                namespace = ns,
+                secret = name,
+                "a repository token Secret is missing"
+            ),
         }
     }
     let mut grant = build_grant(grants, ns, pod, session, &secrets);

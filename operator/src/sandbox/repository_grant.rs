@@ -5,10 +5,7 @@
 use std::collections::BTreeMap;
 
 use corral_api::{
-    Session,
-    egress::GRANT_CREDENTIALS_KEY,
-    repository::GRANT_TYPE,
-    session::SessionResourceType,
+    Session, egress::GRANT_CREDENTIALS_KEY, repository::GRANT_TYPE, session::SessionResourceType,
 };
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 
@@ -116,7 +113,10 @@ mod tests {
         add_to_grant(&mut grant, credentials);
         let all: serde_json::Value =
             serde_json::from_slice(&grant.data.unwrap()[GRANT_CREDENTIALS_KEY].0).unwrap();
-        assert_eq!(all["vcrd-1"]["type"], "environment_variable", "vault credentials stay");
+        assert_eq!(
+            all["vcrd-1"]["type"], "environment_variable",
+            "vault credentials stay"
+        );
         assert_eq!(all["repo-0"]["token"], "ghp_s3cret");
     }
 }
