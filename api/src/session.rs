@@ -84,7 +84,7 @@ pub const FILE_UNSUPPORTED: &str =
     "file resources are not supported by Corral yet: nothing would be mounted into the sandbox";
 
 /// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Repositories are cloned
-/// when the sandbox comes up (docs/repositories.md); files are refused by the schema until Corral provisions them
+/// when the sandbox comes up (docs/trust.md, Repositories); files are refused by the schema until Corral provisions them
 /// ([`FILE_UNSUPPORTED`]).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
