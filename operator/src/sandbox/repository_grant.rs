@@ -87,11 +87,13 @@ mod tests {
 
     #[test]
     fn each_repository_with_a_token_gets_a_credential_bound_to_its_url() {
-        let mut secret = Secret::default();
-        secret.data = Some(BTreeMap::from([(
-            "token".to_owned(),
-            ByteString(b"ghp_s3cret\n".to_vec()),
-        )]));
+        let secret = Secret {
+            data: Some(BTreeMap::from([(
+                "token".to_owned(),
+                ByteString(b"ghp_s3cret\n".to_vec()),
+            )])),
+            ..Secret::default()
+        };
         let secrets = BTreeMap::from([("sesn-1-repo-0".to_owned(), secret)]);
         let s = session();
         assert_eq!(token_secret_names(&s), ["gone", "sesn-1-repo-0"]);
@@ -105,11 +107,13 @@ mod tests {
             "a public repository and a missing Secret get none"
         );
 
-        let mut grant = Secret::default();
-        grant.data = Some(BTreeMap::from([(
-            GRANT_CREDENTIALS_KEY.to_owned(),
-            ByteString(br#"{"vcrd-1": {"type": "environment_variable"}}"#.to_vec()),
-        )]));
+        let mut grant = Secret {
+            data: Some(BTreeMap::from([(
+                GRANT_CREDENTIALS_KEY.to_owned(),
+                ByteString(br#"{"vcrd-1": {"type": "environment_variable"}}"#.to_vec()),
+            )])),
+            ..Secret::default()
+        };
         add_to_grant(&mut grant, credentials);
         let all: serde_json::Value =
             serde_json::from_slice(&grant.data.unwrap()[GRANT_CREDENTIALS_KEY].0).unwrap();
