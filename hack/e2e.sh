@@ -54,6 +54,7 @@ if ((local_cluster)); then
   e2e/images/build.sh component egress target/debug/corral-egress
   e2e/images/build.sh redis
   e2e/images/build.sh seaweedfs
+  e2e/images/build.sh git-server # the git remote of e2e/tests/repositories.rs
 fi
 
 # Images keep the tag `dev`: a digest of the binary in a pod annotation rolls the pods when the code changed.

@@ -17,6 +17,7 @@ pub mod events;
 pub mod labels;
 pub mod model_key;
 pub mod network;
+pub mod repository;
 pub mod revision;
 pub mod session;
 pub mod validation;

@@ -79,21 +79,17 @@ pub struct SessionAgentRef {
     pub version: Option<i64>,
 }
 
-/// Why the API server refuses a `github_repository` resource: nothing would clone it yet, and a resource accepted and
-/// ignored is worse than a refusal.
-pub const REPOSITORY_UNSUPPORTED: &str =
-    "github_repository resources are not supported by Corral yet: nothing would be cloned into the sandbox";
 /// Why the API server refuses a `file` resource: nothing would mount it yet.
 pub const FILE_UNSUPPORTED: &str =
     "file resources are not supported by Corral yet: nothing would be mounted into the sandbox";
 
-/// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Both kinds are refused
-/// by the schema until Corral provisions them ([`REPOSITORY_UNSUPPORTED`], [`FILE_UNSUPPORTED`]).
+/// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Repositories are cloned
+/// when the sandbox comes up (docs/trust.md, Repositories); files are refused by the schema until Corral provisions them
+/// ([`FILE_UNSUPPORTED`]).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'github_repository' ? has(self.url) : !has(self.url) && !has(self.checkout) && !has(self.authorizationSecretRef)").message("url, checkout and authorizationSecretRef apply only to github_repository resources, which need url"))]
 #[x_kube(validation = Rule::new("self.type == 'file' ? has(self.fileId) : !has(self.fileId)").message("fileId applies only to file resources, which need it"))]
-#[x_kube(validation = Rule::new("self.type != 'github_repository'").message(crate::session::REPOSITORY_UNSUPPORTED))]
 #[x_kube(validation = Rule::new("self.type != 'file'").message(crate::session::FILE_UNSUPPORTED))]
 pub struct SessionResource {
     /// `github_repository` (any git repository reachable over HTTPS) or `file`.
@@ -106,8 +102,9 @@ pub struct SessionResource {
     /// For `github_repository`: what to check out. The default branch when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout: Option<Checkout>,
-    /// For `github_repository`: the Secret key holding a token for private repositories. It is used by the
-    /// egress proxy, never placed in the sandbox.
+    /// For `github_repository`: the Secret key (in the session's namespace) holding a token for private
+    /// repositories. The egress proxy sends it to the repository's host only; it never enters the sandbox. The API
+    /// fills it in with a Secret of its own when a client sends `authorization_token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_secret_ref: Option<SecretKeyRef>,
     /// For `file`: the file's id.

@@ -137,6 +137,11 @@ HONOURED: dict[str, dict[str, str]] = {
         "vault_ids": RT,
         "budget.type": "the harness stops the session at the budget (budgets tests)",
         "budget.max_list_cost.*": RT,
+        "resources:github_repository.type": "cloned into the sandbox before its first tool call (e2e repositories)",
+        "resources:github_repository.url": RT,
+        "resources:github_repository.authorization_token": "stored write-only in a Secret; the egress proxy sends it to the repository's host, never echoed (e2e repositories)",
+        "resources:github_repository.checkout:*.*": RT,
+        "resources:github_repository.mount_path": RT,
         **_USER_MESSAGE_CONTENT,
     },
     "sessions.update": {
@@ -248,7 +253,8 @@ REFUSED: dict[str, dict[str, str]] = {
     "environments.update": {"config:self_hosted": "no self-hosted environments"},
     "sessions.create": {
         "agent:agent_with_overrides": "create an agent version instead",
-        "resources": "nothing is mounted yet",
+        "resources:file": "files are not mounted yet",
+        "resources:memory_store": "no memory stores",
         **_CONTENT_REFUSED,
     },
     "sessions.update": {"agent": "a session's agent cannot change", "vault_ids": "fixed at create"},

@@ -14,6 +14,8 @@
 #                                     session log's Redis for the local cluster)
 #   build.sh seaweedfs                corral/seaweedfs:dev = Debian 12 + SeaweedFS's weed built
 #                                     from Go modules (the Files API's object store)
+#   build.sh git-server               corral/git-server:dev = Debian 12 + git + lighttpd serving
+#                                     git http-backend behind basic auth (the e2e tests' git remote)
 #   build.sh import ARCHIVE...        import image archives into the cluster
 #   build.sh cluster-base             pause + sandbox-base, reusing the cached
 #                                     sandbox-base archive (run by up.sh)
@@ -215,6 +217,21 @@ build_seaweedfs() {
   archive corral/seaweedfs:dev seaweedfs
 }
 
+# The e2e tests' git smart-HTTP server (e2e/images/git-server.sh): a real web server requiring a token in front of
+# Debian's git http-backend, so repository resources are cloned and pushed to over real HTTP.
+build_git_server() {
+  local tar ctr
+  tar=$(rootfs git-server git lighttpd)
+  image_from_rootfs corral/git-server:dev "$tar" \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+  ctr=$("${B[@]}" from --pull-never "$(qualified corral/git-server:dev)")
+  "${B[@]}" copy --chown 0:0 --chmod 0755 "$ctr" "$IMAGES_DIR/git-server.sh" /usr/local/bin/git-server >/dev/null
+  "${B[@]}" config --entrypoint '["/usr/local/bin/git-server"]' --cmd '' --user 65532:65532 --workingdir /tmp \
+    --label org.opencontainers.image.title=corral-git-server "$ctr"
+  "${B[@]}" commit --quiet --rm "$ctr" "$(qualified corral/git-server:dev)" >/dev/null
+  archive corral/git-server:dev git-server
+}
+
 build_pause() {
   local tmp ctr
   tmp=$(mktemp -d)
@@ -254,6 +271,7 @@ case "${1:-all}" in
   pause) build_pause ;;
   redis) build_redis ;;
   seaweedfs) build_seaweedfs ;;
+  git-server) build_git_server ;;
   component)
     (($# == 3)) || die "usage: $0 component NAME BINARY"
     build_component "$2" "$3"

@@ -1,5 +1,6 @@
-//! Vault credentials of type `environment_variable` as the proxy uses them (pure): which hosts get the value, and
-//! the substitution of placeholders in what the sandbox sends.
+//! Credentials as the proxy uses them (pure): vault credentials of type `environment_variable` (which hosts get the
+//! value, and the substitution of placeholders in what the sandbox sends) and repository tokens (an `Authorization`
+//! header the proxy adds to requests for one git repository, see `corral_api::repository`).
 
 use serde::Deserialize;
 
@@ -22,6 +23,34 @@ pub struct Credential {
     pub header: bool,
     /// Substitute in request bodies.
     pub body: bool,
+    /// For a repository token: the header the proxy adds itself (no placeholder, nothing substituted).
+    pub repository: Option<RepositoryAuth>,
+}
+
+/// A repository token as the proxy sends it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RepositoryAuth {
+    /// The repository's path on its host, without a trailing `/` or `.git`.
+    pub path: String,
+    /// The `Authorization` header value: HTTP Basic with the user `x-access-token` and the token as the password,
+    /// which GitHub, GitLab, Gitea and `git http-backend` behind basic authentication all take.
+    pub header: String,
+}
+
+impl RepositoryAuth {
+    /// Whether a request for `path` (the request's path, without the query) is for this repository. A path with
+    /// a dot segment never matches: the token is not sent where the server might resolve it elsewhere.
+    pub fn covers(&self, path: &str) -> bool {
+        let lowered = path.to_ascii_lowercase();
+        if path.split('/').any(|s| s == ".." || s == ".") || lowered.contains("%2e") {
+            return false;
+        }
+        let Some(rest) = path.strip_prefix(&self.path) else {
+            return false;
+        };
+        let rest = rest.strip_prefix(".git").unwrap_or(rest);
+        rest.is_empty() || rest.starts_with('/')
+    }
 }
 
 impl std::fmt::Debug for Credential {
@@ -62,11 +91,21 @@ struct InjectionLocation {
     body: Option<bool>,
 }
 
+#[derive(Deserialize)]
+struct RepositoryGrant {
+    url: String,
+    token: String,
+}
+
 impl Credential {
-    /// The credential stored as `auth` (the API's auth JSON) in Secret `id`; `None` for other credential types or
-    /// unreadable data.
+    /// The credential stored as `auth` (the API's auth JSON, or a repository token of type `git_repository`) under
+    /// `id`; `None` for other credential types or unreadable data.
     pub fn from_auth(id: &str, auth: &[u8]) -> Option<Self> {
-        let auth: Auth = serde_json::from_slice(auth).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(auth).ok()?;
+        if value.get("type").and_then(|t| t.as_str()) == Some(corral_api::repository::GRANT_TYPE) {
+            return Self::repository(id, serde_json::from_value(value).ok()?);
+        }
+        let auth: Auth = serde_json::from_value(value).ok()?;
         if auth.kind != "environment_variable" {
             return None;
         }
@@ -83,6 +122,35 @@ impl Credential {
             hosts,
             header: location.as_ref().and_then(|l| l.header).unwrap_or(true),
             body: location.as_ref().and_then(|l| l.body).unwrap_or(false),
+            repository: None,
+        })
+    }
+
+    /// A repository token bound to the host (and port) of `url`, for requests under its path.
+    fn repository(id: &str, grant: RepositoryGrant) -> Option<Self> {
+        use base64::Engine;
+        let url = url::Url::parse(&grant.url).ok()?;
+        if !matches!(url.scheme(), "https" | "http") || grant.token.is_empty() {
+            return None;
+        }
+        let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port_or_known_default()?;
+        let path = url.path().trim_end_matches('/');
+        let path = path.strip_suffix(".git").unwrap_or(path).to_owned();
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", grant.token));
+        Some(Self {
+            id: id.to_owned(),
+            env_name: String::new(),
+            placeholder: String::new(),
+            value: grant.token,
+            hosts: Some(vec![format!("{host}:{port}")]),
+            header: false,
+            body: false,
+            repository: Some(RepositoryAuth {
+                path,
+                header: format!("Basic {basic}"),
+            }),
         })
     }
 
@@ -150,6 +218,51 @@ mod tests {
         assert_eq!(
             substitute_bytes(b"{\"t\":\"corral-placeholder-vcrd-abc\"}", &[&c]),
             b"{\"t\":\"s3cret\"}"
+        );
+    }
+
+    #[test]
+    fn a_repository_token_goes_to_its_repository_on_its_host_only() {
+        let c = Credential::from_auth(
+            "repo-0",
+            br#"{"type": "git_repository", "url": "https://git.example.com/o/r.git", "token": "ghp_s3cret"}"#,
+        )
+        .unwrap();
+        assert!(c.applies_to("git.example.com", 443));
+        assert!(!c.applies_to("git.example.com", 80), "another port");
+        assert!(!c.applies_to("example.com", 443));
+        assert!(!c.header && !c.body, "nothing is substituted");
+        assert!(!format!("{c:?}").contains("ghp_s3cret"));
+        let auth = c.repository.as_ref().unwrap();
+        assert_eq!(auth.header, "Basic eC1hY2Nlc3MtdG9rZW46Z2hwX3MzY3JldA==");
+        for path in [
+            "/o/r.git/info/refs",
+            "/o/r/info/refs",
+            "/o/r.git/git-upload-pack",
+            "/o/r",
+        ] {
+            assert!(auth.covers(path), "{path}");
+        }
+        for path in [
+            "/o/rx/info/refs",
+            "/o/other.git/info/refs",
+            "/o/r.git/../../x/info/refs",
+            "/o/r/%2e%2e/x",
+        ] {
+            assert!(!auth.covers(path), "{path}");
+        }
+        let plain = Credential::from_auth(
+            "repo-1",
+            br#"{"type": "git_repository", "url": "http://git.team.svc:8080/repo.git", "token": "t"}"#,
+        )
+        .unwrap();
+        assert!(plain.applies_to("git.team.svc", 8080) && !plain.applies_to("git.team.svc", 80));
+        assert!(
+            Credential::from_auth(
+                "x",
+                br#"{"type": "git_repository", "url": "ftp://h/r", "token": "t"}"#
+            )
+            .is_none()
         );
     }
 

@@ -39,6 +39,7 @@ pub const PLACEHOLDERS_PATH: &str = "/.corral/placeholders";
 fn placeholders(credentials: &[Credential]) -> Response<Body> {
     let map: std::collections::BTreeMap<&str, &str> = credentials
         .iter()
+        .filter(|c| c.repository.is_none())
         .map(|c| (c.env_name.as_str(), c.placeholder.as_str()))
         .collect();
     let mut response = Response::new(

@@ -312,6 +312,20 @@ async fn rewrite(req: Request<Incoming>, bound: &[&Credential]) -> Result<Reques
         };
         builder = builder.header(name, value);
     }
+    // A repository token is added by the proxy itself, replacing whatever the sandbox sent.
+    let repository = bound
+        .iter()
+        .filter_map(|c| c.repository.as_ref())
+        .find(|r| r.covers(parts.uri.path()));
+    if let Some(auth) = repository {
+        let value = HeaderValue::from_str(&auth.header).map_err(|e| format!("bad token: {e}"))?;
+        match builder.headers_mut() {
+            Some(headers) => {
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            None => return Err("building the request".to_owned()),
+        }
+    }
     let in_body: Vec<&Credential> = bound.iter().copied().filter(|c| c.body).collect();
     let body: Body = if in_body.is_empty() {
         body.boxed()

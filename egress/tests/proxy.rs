@@ -19,6 +19,24 @@ fn credential(hosts: &[&str], body: bool) -> Credential {
     Credential::from_auth("vcrd-1", &serde_json::to_vec(&auth).unwrap()).unwrap()
 }
 
+/// What the daemon of sandbox `team/sbx` is told when it asks the proxy for its placeholders.
+async fn placeholders_of_sbx(proxy: SocketAddr) -> String {
+    let auth = {
+        use base64::Engine;
+        let password = corral_api::egress::proxy_password(common::KEY, "team", "sbx");
+        base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
+    };
+    reqwest::Client::new()
+        .get(format!("http://{proxy}/.corral/placeholders"))
+        .header("Proxy-Authorization", format!("Basic {auth}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_allowed_host_gets_the_real_credential_and_other_hosts_get_the_placeholder_or_a_refusal() {
     let up = upstream().await;
@@ -66,21 +84,10 @@ async fn an_allowed_host_gets_the_real_credential_and_other_hosts_get_the_placeh
     );
 
     // The daemon's question: which variables hold which placeholders (never the values).
-    let auth = {
-        use base64::Engine;
-        let password = corral_api::egress::proxy_password(common::KEY, "team", "sbx");
-        base64::engine::general_purpose::STANDARD.encode(format!("team.sbx:{password}"))
-    };
-    let direct = reqwest::Client::new()
-        .get(format!("http://{proxy}/.corral/placeholders"))
-        .header("Proxy-Authorization", format!("Basic {auth}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(direct, format!("{{\"API_TOKEN\":\"{placeholder}\"}}"));
+    assert_eq!(
+        placeholders_of_sbx(proxy).await,
+        format!("{{\"API_TOKEN\":\"{placeholder}\"}}")
+    );
 
     let refused = c.get("http://example.invalid/").send().await.unwrap();
     assert_eq!(refused.status(), 403);
@@ -257,4 +264,59 @@ async fn https_to_a_credentials_host_is_intercepted_and_gets_the_real_value() {
         .await
         .unwrap();
     assert_eq!(reply, "tls auth=Bearer s3cret-value");
+}
+
+#[tokio::test]
+async fn a_repository_token_is_added_for_its_repository_only() {
+    let up = upstream().await;
+    let allowed = format!("127.0.0.1:{}", up.port());
+    let grant = serde_json::json!({
+        "type": "git_repository", "url": format!("http://{allowed}/o/r.git"), "token": "ghp_s3cret",
+    });
+    let context = SandboxContext {
+        policy: HostPolicy::new(
+            &networking(serde_json::json!({"type": "limited", "allowedHosts": [allowed]})),
+            &[],
+        ),
+        credentials: vec![Credential::from_auth("repo-0", &serde_json::to_vec(&grant).unwrap()).unwrap()],
+    };
+    let proxy = start(vec![("sbx", context)], |p| p.walls = opening(&["127.0.0.1"]))
+        .await
+        .addr;
+    let c = client(proxy, "sbx", None);
+    let expected = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("x-access-token:ghp_s3cret")
+    };
+
+    let clone = c
+        .get(format!(
+            "http://{allowed}/o/r.git/info/refs?service=git-upload-pack"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        clone.text().await.unwrap(),
+        format!("auth=Basic {expected} body=")
+    );
+    // The sandbox cannot swap in a token of its own for the repository's.
+    let push = c
+        .post(format!("http://{allowed}/o/r.git/git-receive-pack"))
+        .header("Authorization", "Basic bWluZTptaW5l")
+        .body("pack")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        push.text().await.unwrap(),
+        format!("auth=Basic {expected} body=pack")
+    );
+    // Another repository of the same host gets nothing, and neither does a path that climbs out.
+    for path in ["/o/other.git/info/refs", "/o/r.git/%2e%2e%2fother/info/refs"] {
+        let other = c.get(format!("http://{allowed}{path}")).send().await.unwrap();
+        assert_eq!(other.text().await.unwrap(), "auth=- body=", "{path}");
+    }
+    // The daemon is told of no placeholder for it.
+    assert_eq!(placeholders_of_sbx(proxy).await, "{}");
 }

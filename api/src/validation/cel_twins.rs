@@ -10,9 +10,8 @@ use serde_json::{Value, json};
 
 use super::{SpecError, validate_agent, validate_environment, validate_session, validate_session_update};
 use crate::{
-    Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec,
-    common::METADATA_RULE_MESSAGE,
-    session::{FILE_UNSUPPORTED, REPOSITORY_UNSUPPORTED},
+    Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec, common::METADATA_RULE_MESSAGE,
+    session::FILE_UNSUPPORTED,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -375,7 +374,7 @@ fn session_cases() -> Vec<Case> {
             }),
             Nothing,
         ),
-        s(resources(repository), Cel(REPOSITORY_UNSUPPORTED)),
+        s(resources(repository), Nothing),
         s(resources(file.clone()), Cel(FILE_UNSUPPORTED)),
         update(
             json!({}),

@@ -5,9 +5,7 @@ use super::{
     common::{http_url, local_ref, secret_ref, validate_budget, validate_metadata},
     rule,
 };
-use crate::session::{
-    CheckoutType, FILE_UNSUPPORTED, REPOSITORY_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec,
-};
+use crate::session::{CheckoutType, FILE_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec};
 
 /// Checks a Session spec: its CEL rules, and at most 16 vaults (the schema's limit).
 pub fn validate_session(spec: &SessionSpec) -> Result<(), SpecError> {
@@ -107,11 +105,6 @@ fn resource_rules(at: &str, r: &SessionResource) -> Result<(), SpecError> {
         secret_ref(&format!("{at}.authorizationSecretRef"), secret)?;
     }
     // Last, so a malformed resource is told what is wrong with it before being told it is not supported.
-    rule(
-        r.kind != SessionResourceType::GithubRepository,
-        || at.to_owned(),
-        REPOSITORY_UNSUPPORTED,
-    )?;
     rule(
         r.kind != SessionResourceType::File,
         || at.to_owned(),

@@ -6,5 +6,6 @@ pub mod budget;
 pub mod common;
 pub mod credential;
 pub mod environment;
+pub mod repository;
 pub mod session;
 pub mod vault;

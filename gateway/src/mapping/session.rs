@@ -124,7 +124,7 @@ pub enum ResourceParam {
     GithubRepository {
         /// Clone URL.
         url: String,
-        /// Not supported: tokens are never stored by the gateway (use `authorization_secret_ref`).
+        /// A token for a private repository: stored write-only in a Secret (`super::repository`), never echoed.
         #[serde(default)]
         authorization_token: Option<String>,
         /// Corral's extension: the Secret key holding the token.
@@ -177,12 +177,11 @@ pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec
         .enumerate()
         .map(|(i, r)| resource(r, i))
         .collect::<Result<Vec<_>, _>>()?;
-    if !resources.is_empty() {
+    if resources.iter().any(|r| r.kind == SessionResourceType::File) {
         // Checked after parsing, so a malformed resource is still reported field by field.
         return Err(ApiError::field(
             "resources",
-            "session resources (files, repositories) are not supported by Corral yet: nothing would be mounted \
-             in the sandbox; send an empty list",
+            "file resources are not supported by Corral yet: nothing would be mounted in the sandbox",
         ));
     }
     let spec = SessionSpec {
@@ -213,17 +212,13 @@ fn resource(param: &ResourceParam, i: usize) -> Result<SessionResource, ApiError
     match param {
         ResourceParam::GithubRepository {
             url,
-            authorization_token,
+            authorization_token: _,
             authorization_secret_ref,
             checkout,
             mount_path,
         } => {
-            if authorization_token.is_some() {
-                return Err(ApiError::field(
-                    &at("authorization_token"),
-                    "Corral does not take tokens in API bodies; store it in a Secret and pass authorization_secret_ref {name, key}",
-                ));
-            }
+            // The token itself goes into a Secret once the session exists (`super::repository`).
+            super::repository::token(param, i)?;
             Ok(SessionResource {
                 kind: SessionResourceType::GithubRepository,
                 url: Some(url.clone()),
@@ -598,12 +593,13 @@ mod tests {
     fn invalid_input_names_the_field() {
         let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "file", "file_id": "file_1" }] })).unwrap_err();
         assert!(
-            err.message.starts_with("resources: session resources"),
+            err.message.starts_with("resources: file resources"),
             "refused until they are mounted: {}",
             err.message
         );
         assert!(create(json!({ "agent": "a", "environment_id": "e", "resources": [] })).is_ok());
-        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y", "authorization_token": "t" }] })).unwrap_err();
+        assert!(create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y", "authorization_token": "t" }] })).is_ok());
+        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y", "authorization_token": "" }] })).unwrap_err();
         assert!(
             err.message.starts_with("resources[0].authorization_token:"),
             "{}",

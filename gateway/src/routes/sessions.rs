@@ -10,7 +10,8 @@ use corral_api::{
     events::{EventBody, EventParam, SessionUpdated, parse_send_events},
     session::SessionPhase,
 };
-use kube::api::{DeleteParams, ListParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 
 use super::{
@@ -20,6 +21,7 @@ use super::{
 use crate::{
     auth::Tenant,
     error::{ApiError, ApiResult},
+    mapping::repository,
     mapping::session::{
         MAX_INITIAL_EVENTS, SessionCreate, SessionUpdate, apply_update, changes, session_agent,
         session_object, spec_from_create,
@@ -179,16 +181,27 @@ impl ApiResource for Sessions {
         }
         check_vaults(cx, req).await?;
         let version = agent_version(cx, req).await?;
-        Ok(Session::new(id, spec_from_create(req, version)?))
+        let mut spec = spec_from_create(req, version)?;
+        repository::bind_tokens(&mut spec, req, id)?;
+        Ok(Session::new(id, spec))
     }
 
-    /// Appends the `initial_events` and wakes the harness; on failure, deletes the session again.
+    /// Stores the repository tokens, appends the `initial_events` and wakes the harness; on failure, deletes the
+    /// session again.
     async fn created(cx: &Cx, session: &Session, req: &SessionCreate) -> ApiResult<()> {
+        let id = session.metadata.name.clone().unwrap_or_default();
+        let secrets = cx.api::<Secret>();
+        for secret in repository::token_secrets(session, req)? {
+            if let Err(err) = secrets.create(&PostParams::default(), &secret).await {
+                // Leave no session behind that names a Secret that does not exist (its tokens go with it).
+                let _ = cx.api::<Session>().delete(&id, &DeleteParams::default()).await;
+                return Err(err.into());
+            }
+        }
         let initial = initial_events(req)?;
         if initial.is_empty() {
             return Ok(());
         }
-        let id = session.metadata.name.clone().unwrap_or_default();
         let (state, namespace) = (&cx.state, &cx.tenant.namespace);
         let log = state.log.session(namespace, &id);
         let appended = super::events::append_traced(&log, initial, None).await;

@@ -10,6 +10,8 @@
 //!    is the pod the token belongs to (`corral_sandbox_protocol::verified`: each new connection asks once, so an
 //!    address another pod took over never gets the token). A pod that cannot be reached becomes an `is_error` result saying the sandbox was lost and will be
 //!    replaced, and the next call asks again.
+//! 4. Before a new sandbox runs its first call, the session's repository resources are cloned into it
+//!    (`super::repositories`); a clone that fails fails the call with git's message.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use kube::{Api, Client};
 use tokio::sync::Mutex;
 
 use super::client_cache::BoundedCache;
+use super::repositories;
 use super::sandbox_waits::SandboxWaits;
 use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
 use crate::status::StatusWriter;
@@ -196,6 +199,8 @@ impl ClusterToolRunner {
             return Ok(Found::NoToken(endpoint));
         };
         let client = SandboxClient::new(format!("http://{endpoint}"), token).map_err(|e| e.to_string())?;
+        // Before any call runs in it, and before it is remembered: a clone that failed is tried again next time.
+        repositories::clone_into(&client, &current).await?;
         self.clients
             .lock()
             .await

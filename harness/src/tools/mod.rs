@@ -9,6 +9,7 @@
 mod client_cache;
 mod cluster;
 mod local;
+mod repositories;
 mod sandbox_waits;
 
 use std::future::Future;

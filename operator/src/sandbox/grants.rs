@@ -14,6 +14,7 @@ use kube::{
 use super::{
     grant::{build_grant, credentials_selector, grants_selector, orphaned},
     reconcile::ignore_not_found,
+    repository_grant::{add_to_grant, repository_credentials, token_secret_names},
 };
 use crate::{context::Context, error::Result};
 
@@ -24,17 +25,38 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const SWEEP_GRACE: Duration = Duration::from_secs(120);
 
 /// Applies the grant of pod `ns/pod`, bound to `session`, in namespace `grants`, from the session's credential
-/// Secrets. A session without vaults gets none.
+/// Secrets and the Secrets of its repository tokens. A session with neither gets none.
 pub async fn apply_grant(ctx: &Context, grants: &str, ns: &str, pod: &str, session: &Session) -> Result<()> {
-    let Some(selector) = credentials_selector(session) else {
+    let selector = credentials_selector(session);
+    let token_names = token_secret_names(session);
+    if selector.is_none() && token_names.is_empty() {
         return Ok(());
-    };
+    }
     let credentials: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let secrets = credentials
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let grant = build_grant(grants, ns, pod, session, &secrets);
+    let secrets = match &selector {
+        Some(selector) => {
+            credentials
+                .list(&ListParams::default().labels(selector))
+                .await?
+                .items
+        }
+        None => vec![],
+    };
+    let mut tokens = std::collections::BTreeMap::new();
+    for name in token_names {
+        match credentials.get_opt(&name).await? {
+            Some(secret) => {
+                tokens.insert(name, secret);
+            }
+            None => tracing::warn!(
+                namespace = ns,
+                secret = name,
+                "a repository token Secret is missing"
+            ),
+        }
+    }
+    let mut grant = build_grant(grants, ns, pod, session, &secrets);
+    add_to_grant(&mut grant, repository_credentials(session, &tokens));
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), grants);
     api.patch(
         &grant.name_any(),

@@ -31,6 +31,7 @@ pub mod pod_state;
 pub mod policy;
 pub mod provision;
 pub mod reconcile;
+pub mod repository_grant;
 pub mod storage;
 pub mod token;
 pub mod token_reaper;

@@ -1,0 +1,219 @@
+//! Repository resources on the real cluster, end to end: a real git smart-HTTP server (Debian's `git http-backend`
+//! behind lighttpd requiring a token, image `corral/git-server:dev` from e2e/images/build.sh) runs in the test
+//! namespace; a session is created through the gateway with a `github_repository` resource carrying the token as
+//! `authorization_token`, as the Managed Agents SDK sends it. The agent (a scripted model on this host) finds the
+//! repository cloned at its checkout, commits, and pushes through the egress proxy, which adds the token; from
+//! inside the sandbox the token is nowhere to be found. A session with a wrong token reports the failed clone.
+//!
+//! The server's pod is reached from sandboxes at the test host (10.201.0.1, opened to the proxy by
+//! `egress.internalHosts` in hack/e2e.sh) through a relay on this host, so the proxy's walls stay as they are: a
+//! pod of the cluster is an internal address no tenant reaches.
+#![cfg(feature = "e2e")]
+
+use std::time::Duration;
+
+use corral_e2e::{
+    Cluster, TestNamespace,
+    gateway::{Client, Forward, gateway_url, read_until, tenant},
+    model::{ModelServer, Reply, tool_messages},
+    wait,
+};
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+
+const REPO: &str = "project";
+
+fn git_server(token: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: git-server, labels: {{app: git-server}}}}
+spec:
+  automountServiceAccountToken: false
+  securityContext: {{runAsNonRoot: true, runAsUser: 65532, seccompProfile: {{type: RuntimeDefault}}}}
+  containers:
+  - name: git
+    image: corral/git-server:dev
+    imagePullPolicy: IfNotPresent
+    env: [{{name: GIT_TOKEN, value: "{token}"}}, {{name: GIT_REPO, value: {REPO}}}]
+    ports: [{{containerPort: 8080}}]
+    securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}
+    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+"#
+    )
+}
+
+/// Starts the git server and returns the address sandboxes reach it at (`10.201.0.1:<port>`), with the relays.
+async fn serve_git(ns: &TestNamespace, token: &str) -> anyhow::Result<(String, [Forward; 2])> {
+    ns.apply(&git_server(token))?;
+    let pod = wait::object(
+        &ns.api::<Pod>(),
+        "git-server",
+        Duration::from_secs(120),
+        "git server ready",
+        |p: &Pod| {
+            p.status.as_ref().is_some_and(|s| {
+                s.pod_ip.is_some()
+                    && s.conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        },
+    )
+    .await?;
+    let ip = pod.status.and_then(|s| s.pod_ip).unwrap_or_default();
+    let (to_pod, into_cluster) = (Forward::unique_name("git-out"), Forward::unique_name("git-in"));
+    let port = ns.cluster().forward(&to_pod, &format!("{ip}:8080"))?;
+    let address = ns.cluster().forward_from_host(&into_cluster, port)?;
+    Ok((address, [Forward::owned(to_pod), Forward::owned(into_cluster)]))
+}
+
+/// An agent whose model is `model` (served on this host), and a `limited` environment that allows `host` only.
+async fn agent_and_environment(
+    ns: &TestNamespace,
+    api: &Client,
+    name: &str,
+    model: &ModelServer,
+    host: &str,
+) -> anyhow::Result<(String, String)> {
+    let forward = Forward::unique_name("git-model");
+    let base_url = format!("http://{}", ns.cluster().forward_from_host(&forward, model.port)?);
+    std::mem::forget(Forward::owned(forward)); // stopped with the cluster's forwards; the agent needs it all along
+    let agent = api
+        .create(
+            "/v1/agents",
+            json!({"name": name, "model": {"id": "m", "provider": {"type": "openai", "base_url": base_url}},
+                   "tools": [{"type": "agent_toolset_20260401"}]}),
+        )
+        .await?;
+    let env = api
+        .create(
+            "/v1/environments",
+            json!({"name": name, "config": {"type": "cloud",
+                   "networking": {"type": "limited", "allowed_hosts": [host]}}}),
+        )
+        .await?;
+    Ok((agent, env))
+}
+
+/// Creates a session with the repository at `url` (token `token`), runs one turn, and returns the session's id
+/// and the tool results the model was told, in order.
+async fn turn(
+    api: &Client,
+    agent: &str,
+    env: &str,
+    url: &str,
+    token: &str,
+    model: &ModelServer,
+) -> anyhow::Result<(String, Vec<String>)> {
+    let created = api
+        .post(
+            "/v1/sessions",
+            json!({"agent": agent, "environment_id": env, "resources": [{
+                "type": "github_repository", "url": url, "authorization_token": token,
+                "checkout": {"type": "branch", "name": "main"}}]}),
+        )
+        .await?;
+    assert!(
+        !created.to_string().contains(token),
+        "the token is never echoed: {created}"
+    );
+    assert_eq!(
+        created["resources"][0]["mount_path"],
+        format!("/workspace/{REPO}")
+    );
+    let session = created["id"].as_str().unwrap_or_default().to_owned();
+    let mut stream = api.stream(&session, None).await?;
+    api.post(
+        &format!("/v1/sessions/{session}/events"),
+        json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "work on the repository"}]}]}),
+    )
+    .await?;
+    read_until(&mut stream, |e| e.event == "session.status_idle").await?;
+    let results = model
+        .requests()
+        .last()
+        .map(tool_messages)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, content)| content)
+        .collect();
+    Ok((session, results))
+}
+
+fn bash(command: &str) -> Reply {
+    Reply::ToolCall {
+        name: "bash".into(),
+        arguments: json!({ "command": command }),
+    }
+}
+
+#[tokio::test]
+async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_never_enters_the_sandbox()
+-> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let (base, _gateway) = gateway_url(&cluster, "repos").await?;
+    TestNamespace::run(&cluster, "repos", |ns| {
+        let base = base.clone();
+        async move {
+            let token = format!("ghp_e2e{}x{}", std::process::id(), ns.name.len());
+            let (address, _relays) = serve_git(&ns, &token).await?;
+            let url = format!("http://{address}/{REPO}.git");
+            let api = tenant(&base, ns.cluster(), &ns.name).await?;
+            // The token split in two, so that no command the agent runs holds it whole.
+            let (head, tail) = token.split_at(5);
+            let model = ModelServer::start(vec![
+                bash(&format!(
+                    "cd /workspace/{REPO} && git log --format=%s && git rev-parse --abbrev-ref HEAD && \
+                     echo change > agent.txt && git add agent.txt && \
+                     git -c user.name=Agent -c user.email=agent@corral.test commit -qm 'Agent change' && \
+                     git push -q origin HEAD:main 2>&1; echo push=$?; git fetch -q origin 2>&1; echo fetch=$?"
+                )),
+                bash(
+                    "env; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n'; \
+                     cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; \
+                     git -C /workspace/project config --list --show-origin; git config --global --list 2>&1",
+                ),
+                bash(&format!(
+                    "t={head}; t=\"${{t}}{tail}\"; [ ${{#t}} -gt 10 ] && grep -rIlsF -e \"$t\" /etc /workspace /tmp /home /root /var 2>/dev/null; echo files-done"
+                )),
+                Reply::Text("done".into()),
+            ])
+            .await?;
+            let (agent, env) = agent_and_environment(&ns, &api, "coder", &model, &address).await?;
+            let (_, results) = turn(&api, &agent, &env, &url, &token, &model).await?;
+            assert_eq!(results.len(), 3, "{results:?}");
+
+            let work = &results[0];
+            assert!(work.contains(&format!("Initial commit of {REPO}")), "git log sees the commit: {work}");
+            assert!(work.lines().any(|l| l == "main"), "checked out at main: {work}");
+            assert!(work.contains("push=0"), "the push went through the proxy: {work}");
+            assert!(work.contains("fetch=0"), "{work}");
+            let pushed = ns.cluster().kubectl(&[
+                "-n", &ns.name, "exec", "git-server", "--", "git", "-C", &format!("/tmp/git/{REPO}.git"), "log",
+                "--format=%s", "main",
+            ])?;
+            assert!(pushed.starts_with("Agent change"), "the server has the agent's commit: {pushed}");
+
+            let inside = &results[1];
+            assert!(inside.contains("credential") || inside.contains("file:"), "the dump ran: {inside}");
+            assert!(!inside.contains(&token), "the token is in the sandbox's environment, processes or git config");
+            assert!(!inside.contains(tail), "not even a part of it");
+            assert_eq!(results[2].trim(), "files-done", "the token is in a file of the sandbox: {}", results[2]);
+
+            // A wrong token: the clone fails, and the first tool call says so.
+            let failing = ModelServer::start(vec![bash("ls /workspace"), Reply::Text("gave up".into())]).await?;
+            let (agent, env) = agent_and_environment(&ns, &api, "locked-out", &failing, &address).await?;
+            let (_, results) = turn(&api, &agent, &env, &url, "ghp_wrong", &failing).await?;
+            let told = results.first().cloned().unwrap_or_default();
+            assert!(
+                told.contains("could not be cloned") && told.contains(&url),
+                "the failed clone is reported: {told}"
+            );
+            Ok(())
+        }
+    })
+    .await
+}

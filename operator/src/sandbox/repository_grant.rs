@@ -1,0 +1,126 @@
+//! Repository tokens in a sandbox's grant (pure): each `github_repository` resource with an
+//! `authorizationSecretRef` becomes a credential `repo-<index>` of type `git_repository` (`url`, `token`), which the
+//! egress proxy sends to the repository's host only (`corral_api::repository`).
+
+use std::collections::BTreeMap;
+
+use corral_api::{
+    Session, egress::GRANT_CREDENTIALS_KEY, repository::GRANT_TYPE, session::SessionResourceType,
+};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+
+/// The names of the Secrets the session's repository resources read their tokens from.
+pub fn token_secret_names(session: &Session) -> Vec<String> {
+    let mut names: Vec<String> = session
+        .spec
+        .resources
+        .iter()
+        .filter(|r| r.kind == SessionResourceType::GithubRepository)
+        .filter_map(|r| Some(r.authorization_secret_ref.as_ref()?.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The repository credentials of `session`, by id, from `secrets` (by name); a resource whose Secret or key is
+/// missing gets none (its clone then fails as unauthorised, which the harness reports).
+pub fn repository_credentials(
+    session: &Session,
+    secrets: &BTreeMap<String, Secret>,
+) -> BTreeMap<String, serde_json::Value> {
+    session
+        .spec
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == SessionResourceType::GithubRepository)
+        .filter_map(|(i, r)| {
+            let reference = r.authorization_secret_ref.as_ref()?;
+            let data = secrets.get(&reference.name)?.data.as_ref()?.get(&reference.key)?;
+            let token = String::from_utf8(data.0.clone()).ok()?;
+            let token = token.trim();
+            (!token.is_empty()).then(|| {
+                (
+                    format!("repo-{i}"),
+                    serde_json::json!({ "type": GRANT_TYPE, "url": r.url, "token": token }),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Adds `credentials` to the grant Secret `grant` (built by `super::grant::build_grant`).
+pub fn add_to_grant(grant: &mut Secret, credentials: BTreeMap<String, serde_json::Value>) {
+    if credentials.is_empty() {
+        return;
+    }
+    let data = grant.data.get_or_insert_with(BTreeMap::new);
+    let mut all: BTreeMap<String, serde_json::Value> = data
+        .get(GRANT_CREDENTIALS_KEY)
+        .and_then(|d| serde_json::from_slice(&d.0).ok())
+        .unwrap_or_default();
+    all.extend(credentials);
+    // A map of strings to JSON values always serialises.
+    let bytes = serde_json::to_vec(&all).unwrap_or_default();
+    data.insert(GRANT_CREDENTIALS_KEY.to_owned(), ByteString(bytes));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let spec: corral_api::SessionSpec = serde_json::from_value(serde_json::json!({
+            "agent": {"name": "a"}, "environmentRef": {"name": "e"},
+            "resources": [
+                {"type": "github_repository", "url": "https://git.example/o/r.git",
+                 "authorizationSecretRef": {"name": "sesn-1-repo-0", "key": "token"}},
+                {"type": "github_repository", "url": "https://git.example/o/public"},
+                {"type": "github_repository", "url": "https://git.example/o/missing",
+                 "authorizationSecretRef": {"name": "gone", "key": "token"}},
+            ]
+        }))
+        .unwrap();
+        Session::new("sesn-1", spec)
+    }
+
+    #[test]
+    fn each_repository_with_a_token_gets_a_credential_bound_to_its_url() {
+        let secret = Secret {
+            data: Some(BTreeMap::from([(
+                "token".to_owned(),
+                ByteString(b"ghp_s3cret\n".to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        let secrets = BTreeMap::from([("sesn-1-repo-0".to_owned(), secret)]);
+        let s = session();
+        assert_eq!(token_secret_names(&s), ["gone", "sesn-1-repo-0"]);
+        let credentials = repository_credentials(&s, &secrets);
+        assert_eq!(
+            credentials,
+            BTreeMap::from([(
+                "repo-0".to_owned(),
+                serde_json::json!({"type": "git_repository", "url": "https://git.example/o/r.git", "token": "ghp_s3cret"})
+            )]),
+            "a public repository and a missing Secret get none"
+        );
+
+        let mut grant = Secret {
+            data: Some(BTreeMap::from([(
+                GRANT_CREDENTIALS_KEY.to_owned(),
+                ByteString(br#"{"vcrd-1": {"type": "environment_variable"}}"#.to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        add_to_grant(&mut grant, credentials);
+        let all: serde_json::Value =
+            serde_json::from_slice(&grant.data.unwrap()[GRANT_CREDENTIALS_KEY].0).unwrap();
+        assert_eq!(
+            all["vcrd-1"]["type"], "environment_variable",
+            "vault credentials stay"
+        );
+        assert_eq!(all["repo-0"]["token"], "ghp_s3cret");
+    }
+}
