@@ -8,8 +8,8 @@
 //! tool (each tool call waits for [`Liveness::is_fresh`]) before its liveness key, which outlives a beat by
 //! `LIVENESS_TTL`, lets anybody reap it. Model streams go on: what they append is fenced by the session's token
 //! if the replica is reaped meanwhile, and a Redis stall of a second (an fsync, an AOF rewrite's fork) then costs
-//! no model call. The sandbox daemon refuses a call carrying a fencing token older than one it has seen, and kills
-//! a `bash` command abandoned by a lost replica when the new holder's next call arrives (see the sandbox README).
+//! no model call. A tool the reaped replica started is not run again: the new holder recovers that run's result
+//! from the sandbox (`crate::tools::ToolRunner::recover`), whose daemon from then on refuses the old fencing token.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -254,17 +254,10 @@ async fn an_interrupt_stops_a_running_tool_call() {
     assert_eq!(idle.stop_reason, StopReason::EndTurn);
 }
 
-#[tokio::test]
-async fn a_tool_use_left_without_result_by_a_crash_is_reported_interrupted_not_rerun() {
-    let marker =
-        std::env::temp_dir().join(format!("corral-rerun-{}", corral_sandbox_protocol::random_hex(6)));
-    let script = format!(
-        "turns:\n  - content: [{{tool_use: {{name: bash, input: {{command: \"touch {}\"}}}}}}]\n  - content: [{{text: \"recovered\"}}]\n",
-        marker.display()
-    );
-    let h = harness(&script, "").await;
+/// A worker appended a reply with a `bash` tool use running `command`, then died before the result; waits until its
+/// lease expired. Returns the tool use's id and the dead worker's fencing token.
+async fn a_worker_died_mid_tool(h: &support::Harness, command: &str) -> (EventId, u64) {
     h.say("s", "go").await;
-    // A worker appended the reply (with the tool use) and died before the result.
     let log = h.store.session(NS, "s");
     let dead = log
         .acquire_lease("dead", Duration::from_millis(200))
@@ -288,7 +281,7 @@ async fn a_tool_use_left_without_result_by_a_crash_is_reported_interrupted_not_r
                 tool.clone(),
                 EventBody::AgentToolUse(corral_api::events::AgentToolUse {
                     name: "bash".into(),
-                    input: serde_json::json!({"command": format!("touch {}", marker.display())}),
+                    input: serde_json::json!({ "command": command }),
                     evaluated_permission: Some(Permission::Allow),
                     evaluation: None,
                     session_thread_id: None,
@@ -306,6 +299,20 @@ async fn a_tool_use_left_without_result_by_a_crash_is_reported_interrupted_not_r
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // the dead worker's lease expires
+    (tool, dead.token.0)
+}
+
+#[tokio::test]
+async fn a_tool_use_left_without_result_by_a_crash_is_reported_interrupted_not_rerun() {
+    let marker =
+        std::env::temp_dir().join(format!("corral-rerun-{}", corral_sandbox_protocol::random_hex(6)));
+    let command = format!("touch {}", marker.display());
+    let script = format!(
+        "turns:\n  - content: [{{tool_use: {{name: bash, input: {{command: \"{command}\"}}}}}}]\n  - content: [{{text: \"recovered\"}}]\n"
+    );
+    let h = harness(&script, "").await;
+    // The call never reached a sandbox: there is none to recover it from.
+    let (tool, _) = a_worker_died_mid_tool(&h, &command).await;
 
     assert_eq!(h.run("s").await, Outcome::Idle);
     let entries = h.entries("s").await;
@@ -331,6 +338,73 @@ async fn a_tool_use_left_without_result_by_a_crash_is_reported_interrupted_not_r
         strs(&[INTERRUPTED_BY_RESTART])
     );
     assert!(!marker.exists(), "the interrupted call was run again");
+    assert_eq!(texts(&entries, "agent.message"), strs(&["recovered"]));
+}
+
+/// Review (issue 15): a replica lost mid-tool, whose call the sandbox ran, used to leave the new holder reporting the
+/// call interrupted; the model then asked again and the tool ran twice. The new holder now recovers the run's result
+/// from the sandbox, and the lost replica can start nothing there any more.
+#[tokio::test]
+async fn a_call_the_lost_replica_ran_is_answered_with_that_runs_result_not_run_again() {
+    let ledger = std::env::temp_dir().join(format!(
+        "corral-ledger-{}",
+        corral_sandbox_protocol::random_hex(6)
+    ));
+    let command = format!("sleep 0.5; echo pushed >> {0}; wc -l < {0}", ledger.display());
+    let script = format!(
+        "turns:\n  - content: [{{tool_use: {{name: bash, input: {{command: \"{command}\"}}}}}}]\n  - content: [{{text: \"recovered\"}}]\n"
+    );
+    let h = harness(&script, "").await;
+    let (tool, dead_token) = a_worker_died_mid_tool(&h, &command).await;
+    // The dead worker's call reached the sandbox and is still running there when the new holder takes over.
+    let input = serde_json::json!({ "command": command });
+    let id = tool.to_string();
+    let call = |token| corral_harness::tools::ToolCall {
+        namespace: NS,
+        session: "s",
+        tool_use_id: &id,
+        name: "bash",
+        input: &input,
+        server: None,
+        fencing_token: token,
+    };
+    let tools = h.engine.tools().clone();
+    let dead_run = tokio::spawn({
+        let tools = tools.clone();
+        let (id, input) = (id.clone(), input.clone());
+        async move {
+            tools
+                .execute(corral_harness::tools::ToolCall {
+                    namespace: NS,
+                    session: "s",
+                    tool_use_id: &id,
+                    name: "bash",
+                    input: &input,
+                    server: None,
+                    fencing_token: dead_token,
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    assert_eq!(h.run("s").await, Outcome::Idle);
+    let entries = h.entries("s").await;
+    assert_eq!(texts(&entries, "agent.tool_result"), strs(&["1\n"]));
+    assert_eq!(dead_run.await.unwrap().text(), "1\n");
+    assert_eq!(
+        std::fs::read_to_string(&ledger).unwrap(),
+        "pushed\n",
+        "the call ran twice"
+    );
+    // The lost replica's token is now refused: it starts nothing more in this sandbox.
+    let late = tools.execute(call(dead_token)).await;
+    assert!(
+        late.is_error && late.text().contains("fencing token"),
+        "{}",
+        late.text()
+    );
+    assert_eq!(std::fs::read_to_string(&ledger).unwrap(), "pushed\n");
     assert_eq!(texts(&entries, "agent.message"), strs(&["recovered"]));
 }
 

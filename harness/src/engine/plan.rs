@@ -28,6 +28,9 @@ pub enum Step {
     },
     /// Run one built-in tool call.
     RunTool(ToolUse),
+    /// A built-in call another run started and never answered (its replica was lost): ask the sandbox for that
+    /// run's result, else report it interrupted. Never runs it again.
+    RecoverTool(ToolUse),
     /// Nothing to do until a client event comes.
     Done,
 }
@@ -115,6 +118,9 @@ pub fn plan(scan: &Scan, armed: &HashSet<EventId>, limits: &Limits) -> Step {
             _ => {
                 if armed.contains(&tool.id) {
                     return Step::RunTool(tool.clone());
+                }
+                if !mcp {
+                    return Step::RecoverTool(tool.clone());
                 }
                 return append(vec![events::error_for(
                     mcp,

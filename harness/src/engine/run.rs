@@ -171,6 +171,11 @@ impl Engine {
         }
     }
 
+    /// What runs this engine's built-in tool calls.
+    pub fn tools(&self) -> &Arc<dyn ToolRunner> {
+        &self.tools
+    }
+
     /// Connects sessions to their agents' MCP servers with `hub` (by default without credentials).
     pub fn with_mcp(mut self, hub: McpHub) -> Self {
         self.mcp = hub;
@@ -303,6 +308,7 @@ impl Run<'_> {
                         .await?
                 }
                 Step::RunTool(tool) => self.run_tool(tool).instrument(turn).await?,
+                Step::RecoverTool(tool) => self.recover_tool(tool).instrument(turn).await?,
             }
             self.view.refresh().await?;
         }

@@ -28,6 +28,7 @@ use super::client_cache::BoundedCache;
 use super::repositories;
 use super::sandbox_waits::SandboxWaits;
 use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
+use super::{RecoverFuture, recovered_output};
 use crate::status::StatusWriter;
 
 /// How long a call waits for a sandbox pod that no node can take, unless told otherwise.
@@ -209,6 +210,27 @@ impl ClusterToolRunner {
         Ok(Found::Client(client))
     }
 
+    /// The client of the session's sandbox if one is ready now, without asking for one or waiting.
+    async fn existing(&self, namespace: &str, session: &str) -> Option<SandboxClient> {
+        let key = (namespace.to_owned(), session.to_owned());
+        if let Some((_, client)) = self.clients.lock().await.get(&key) {
+            return Some(client);
+        }
+        let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
+        let sandbox = sessions.get(session).await.ok()?.status?.sandbox?;
+        let (Some(SandboxPhase::Ready), Some(endpoint), Some(pod)) =
+            (sandbox.phase, sandbox.endpoint, sandbox.pod)
+        else {
+            return None;
+        };
+        let token: Option<String> = redis::cmd("GET")
+            .arg(Tenant::new(namespace).sandbox_token(&pod))
+            .query_async(&mut self.tokens.clone())
+            .await
+            .ok()?;
+        SandboxClient::new(format!("http://{endpoint}"), token?).ok()
+    }
+
     /// Drops the session's client; its sandbox is gone, so its endpoint is not used again.
     async fn forget(&self, namespace: &str, session: &str) {
         let key = (namespace.to_owned(), session.to_owned());
@@ -219,6 +241,17 @@ impl ClusterToolRunner {
 }
 
 impl ToolRunner for ClusterToolRunner {
+    fn recover<'a>(&'a self, call: ToolCall<'a>) -> RecoverFuture<'a> {
+        Box::pin(async move {
+            let client = self.existing(call.namespace, call.session).await?;
+            recovered_output(
+                client
+                    .execute_request(&call.recover_request(), call_timeout(&call))
+                    .await,
+            )
+        })
+    }
+
     fn prepare<'a>(&'a self, namespace: &'a str, session: &'a str) -> PrepareFuture<'a> {
         Box::pin(async move { self.sandbox(namespace, session).await.map(drop) })
     }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use corral_sandbox_protocol::{LocalSandbox, LocalSandboxOptions, SandboxClient};
 use tokio::sync::Mutex;
 
-use super::{ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
+use super::{
+    RecoverFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, recovered_output,
+    sandbox_output,
+};
 
 /// Runs tools in local sandbox daemons (child processes), one per session.
 #[derive(Debug)]
@@ -72,6 +75,18 @@ impl LocalToolRunner {
 }
 
 impl ToolRunner for LocalToolRunner {
+    fn recover<'a>(&'a self, call: ToolCall<'a>) -> RecoverFuture<'a> {
+        Box::pin(async move {
+            let key = (call.namespace.to_owned(), call.session.to_owned());
+            let client = self.sandboxes.lock().await.get(&key)?.client().clone();
+            recovered_output(
+                client
+                    .execute_request(&call.recover_request(), call_timeout(&call))
+                    .await,
+            )
+        })
+    }
+
     fn execute<'a>(&'a self, call: ToolCall<'a>) -> ToolFuture<'a> {
         Box::pin(async move {
             let client = match self.client(call.namespace, call.session).await {

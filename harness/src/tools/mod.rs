@@ -53,6 +53,14 @@ impl ToolCall<'_> {
             recover: false,
         }
     }
+
+    /// The sandbox daemon's request recovering this call's earlier run (see [`ToolRunner::recover`]).
+    pub fn recover_request(&self) -> ExecuteRequest {
+        ExecuteRequest {
+            recover: true,
+            ..self.sandbox_request()
+        }
+    }
 }
 
 /// The result of a call, as it goes into `agent.tool_result`.
@@ -94,6 +102,9 @@ impl ToolOutput {
 /// A boxed future of a tool's output.
 pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolOutput> + Send + 'a>>;
 
+/// A boxed future of an earlier run's output, when there is one.
+pub type RecoverFuture<'a> = Pin<Box<dyn Future<Output = Option<ToolOutput>> + Send + 'a>>;
+
 /// A boxed future of getting a session's sandbox ready: the reason when it cannot be.
 pub type PrepareFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
@@ -106,6 +117,14 @@ pub trait ToolRunner: Send + Sync {
     /// costs nothing to start are ready at once.
     fn prepare<'a>(&'a self, _namespace: &'a str, _session: &'a str) -> PrepareFuture<'a> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// For a call found started and unanswered in the log (its replica was lost mid-call): the output of the run the
+    /// lost replica started, when the session's sandbox ran it (waiting for it if it still runs). Starts nothing,
+    /// provisions no sandbox, and tells the sandbox this run's fencing token, so the lost replica can start no more
+    /// calls there. `None`: no such run; the call is reported as interrupted.
+    fn recover<'a>(&'a self, _call: ToolCall<'a>) -> RecoverFuture<'a> {
+        Box::pin(std::future::ready(None))
     }
 
     /// While a call or [`ToolRunner::prepare`] waits for the session's sandbox: why it is not ready yet when that
@@ -136,6 +155,17 @@ pub fn lost_sandbox(error: &dyn std::fmt::Display) -> ToolOutput {
         "The sandbox was lost before this tool call finished ({error}); it will be replaced on the next tool call. \
          Files and shell state of the lost sandbox may be gone. The call may have run partly; it was not retried."
     ))
+}
+
+/// The output of a recover request's outcome: the earlier run's, or `None` (no such run, or no answer).
+pub fn recovered_output(outcome: Result<ToolResult, ClientError>) -> Option<ToolOutput> {
+    match outcome {
+        Ok(result) => Some(ToolOutput::from_sandbox(result)),
+        Err(err) => {
+            tracing::info!(error = %err, "no earlier run of the call to recover");
+            None
+        }
+    }
 }
 
 /// What the model reads of a sandbox call's outcome, and whether the sandbox is gone, so its client must be dropped

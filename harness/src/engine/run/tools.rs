@@ -69,6 +69,33 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Answers a built-in call another run started and never answered: with the result of that run when the
+    /// session's sandbox has it (waiting for it if it still runs), else as interrupted. Nothing runs again.
+    pub(super) async fn recover_tool(&mut self, tool: ToolUse) -> Result<(), Stop> {
+        let id = tool.id.to_string();
+        let call = ToolCall {
+            namespace: self.namespace,
+            session: self.session,
+            tool_use_id: &id,
+            name: &tool.name,
+            input: &tool.input,
+            server: None,
+            fencing_token: self.token.0,
+        };
+        let recovered = tokio::select! {
+            recovered = self.engine.tools.recover(call) => recovered,
+            () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
+        };
+        let event = match recovered {
+            Some(output) => {
+                tracing::info!(tool_use_id = %id, "recovered the result of a call a lost replica started");
+                events::result_for(false, &tool.id, output.content, output.is_error)
+            }
+            None => events::error_for(false, &tool.id, events::INTERRUPTED_BY_RESTART),
+        };
+        self.append(vec![event]).await
+    }
+
     /// Runs one armed tool call the harness runs, a built-in tool in the session's sandbox or an MCP server's tool
     /// through the run's connections (one [`ToolRunner`] each), and appends its result.
     pub(super) async fn run_tool(&mut self, tool: ToolUse) -> Result<(), Stop> {
