@@ -83,18 +83,31 @@ pub struct SessionAgentRef {
 /// ignored is worse than a refusal.
 pub const REPOSITORY_UNSUPPORTED: &str =
     "github_repository resources are not supported by Corral yet: nothing would be cloned into the sandbox";
-/// Why the API server refuses a `file` resource: nothing would mount it yet.
-pub const FILE_UNSUPPORTED: &str =
-    "file resources are not supported by Corral yet: nothing would be mounted into the sandbox";
+/// Where a `file` resource appears when it names no `mountPath`: `/mnt/session/uploads/<fileId>`.
+pub fn default_file_mount_path(file_id: &str) -> String {
+    format!("{FILE_UPLOADS_DIR}/{file_id}")
+}
 
-/// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Both kinds are refused
-/// by the schema until Corral provisions them ([`REPOSITORY_UNSUPPORTED`], [`FILE_UNSUPPORTED`]).
+/// The directory of `file` resources without a `mountPath`.
+pub const FILE_UPLOADS_DIR: &str = "/mnt/session/uploads";
+
+/// The directories a `file` resource's `mountPath` may be under: the sandbox's root filesystem is read-only, so
+/// only its writable volumes can receive a file (`/mnt/session` is a volume of its own for them).
+pub const FILE_MOUNT_ROOTS: [&str; 2] = ["/mnt/session/", "/workspace/"];
+
+/// What the schema says of a `file` resource's `mountPath` out of bounds.
+pub const FILE_MOUNT_PATH_RULE: &str =
+    "a file's mountPath must be a file path under /mnt/session/ or /workspace/ (the sandbox's writable volumes), without ..";
+
+/// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Repositories are refused by
+/// the schema until Corral clones them ([`REPOSITORY_UNSUPPORTED`]); files are copied into the sandbox by the
+/// harness (docs/files.md).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'github_repository' ? has(self.url) : !has(self.url) && !has(self.checkout) && !has(self.authorizationSecretRef)").message("url, checkout and authorizationSecretRef apply only to github_repository resources, which need url"))]
 #[x_kube(validation = Rule::new("self.type == 'file' ? has(self.fileId) : !has(self.fileId)").message("fileId applies only to file resources, which need it"))]
 #[x_kube(validation = Rule::new("self.type != 'github_repository'").message(crate::session::REPOSITORY_UNSUPPORTED))]
-#[x_kube(validation = Rule::new("self.type != 'file'").message(crate::session::FILE_UNSUPPORTED))]
+#[x_kube(validation = Rule::new("self.type != 'file' || !has(self.mountPath) || ((self.mountPath.startsWith('/mnt/session/') || self.mountPath.startsWith('/workspace/')) && !self.mountPath.contains('/../') && !self.mountPath.endsWith('/..') && !self.mountPath.endsWith('/'))").message(crate::session::FILE_MOUNT_PATH_RULE))]
 pub struct SessionResource {
     /// `github_repository` (any git repository reachable over HTTPS) or `file`.
     #[serde(rename = "type")]
@@ -110,13 +123,15 @@ pub struct SessionResource {
     /// egress proxy, never placed in the sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_secret_ref: Option<SecretKeyRef>,
-    /// For `file`: the file's id.
+    /// For `file`: the file's id (a file of the session's namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub file_id: Option<String>,
     /// Where the resource appears in the sandbox. Defaults to `/workspace/<repo-name>` for repositories and
     /// `/mnt/session/uploads/<file_id>` for files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("mountPath must be absolute"))]
+    #[schemars(length(max = 1024))]
     pub mount_path: Option<String>,
 }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod egress;
 pub mod error;
+pub mod files;
 pub mod packages;
 pub mod reaper;
 pub mod server;

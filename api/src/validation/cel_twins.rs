@@ -12,7 +12,7 @@ use super::{SpecError, validate_agent, validate_environment, validate_session, v
 use crate::{
     Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec,
     common::METADATA_RULE_MESSAGE,
-    session::{FILE_UNSUPPORTED, REPOSITORY_UNSUPPORTED},
+    session::{FILE_MOUNT_PATH_RULE, REPOSITORY_UNSUPPORTED},
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -376,7 +376,23 @@ fn session_cases() -> Vec<Case> {
             Nothing,
         ),
         s(resources(repository), Cel(REPOSITORY_UNSUPPORTED)),
-        s(resources(file.clone()), Cel(FILE_UNSUPPORTED)),
+        s(resources(file.clone()), Nothing),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/workspace/data/in.csv" })),
+            Nothing,
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/etc/passwd" })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/workspace/../etc/x" })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/mnt/session/uploads/" })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
         update(
             json!({}),
             json!({ "title": "new", "metadata": { "k": "v" } }),

@@ -6,7 +6,7 @@ use super::{
     rule,
 };
 use crate::session::{
-    CheckoutType, FILE_UNSUPPORTED, REPOSITORY_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec,
+    CheckoutType, FILE_MOUNT_PATH_RULE, FILE_MOUNT_ROOTS, REPOSITORY_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec,
 };
 
 /// Checks a Session spec: its CEL rules, and at most 16 vaults (the schema's limit).
@@ -106,15 +106,25 @@ fn resource_rules(at: &str, r: &SessionResource) -> Result<(), SpecError> {
     if let Some(secret) = &r.authorization_secret_ref {
         secret_ref(&format!("{at}.authorizationSecretRef"), secret)?;
     }
+    rule(
+        r.kind != SessionResourceType::File || r.mount_path.as_deref().is_none_or(file_mount_path_ok),
+        || at.to_owned(),
+        FILE_MOUNT_PATH_RULE,
+    )?;
     // Last, so a malformed resource is told what is wrong with it before being told it is not supported.
     rule(
         r.kind != SessionResourceType::GithubRepository,
         || at.to_owned(),
         REPOSITORY_UNSUPPORTED,
     )?;
-    rule(
-        r.kind != SessionResourceType::File,
-        || at.to_owned(),
-        FILE_UNSUPPORTED,
-    )
+    Ok(())
+}
+
+/// Whether `path` may receive a `file` resource: under one of [`FILE_MOUNT_ROOTS`], naming a file (no trailing
+/// `/`) and never climbing out with `..`.
+pub fn file_mount_path_ok(path: &str) -> bool {
+    FILE_MOUNT_ROOTS.iter().any(|root| path.starts_with(root))
+        && !path.contains("/../")
+        && !path.ends_with("/..")
+        && !path.ends_with('/')
 }

@@ -21,7 +21,7 @@ use crate::{
     auth::Tenant,
     error::{ApiError, ApiResult},
     mapping::session::{
-        MAX_INITIAL_EVENTS, SessionCreate, SessionUpdate, apply_update, changes, session_agent,
+        MAX_INITIAL_EVENTS, ResourceParam, SessionCreate, SessionUpdate, apply_update, changes, session_agent,
         session_object, spec_from_create,
     },
     query::Query,
@@ -122,6 +122,18 @@ async fn check_vaults(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
     Ok(())
 }
 
+/// Checks that every `file` resource names a file of the tenant that is still there (404 naming the field).
+async fn check_files(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
+    for (i, r) in req.resources.iter().flatten().enumerate() {
+        if let ResourceParam::File { file_id, .. } = r {
+            super::files::find(&cx.state, &cx.tenant, file_id)
+                .await
+                .map_err(|e| e.with_field_prefix(&format!("resources[{i}].file_id")))?;
+        }
+    }
+    Ok(())
+}
+
 /// The agent version a new session runs: the one it names (which must exist), or the agent's current one.
 async fn agent_version(cx: &Cx, req: &SessionCreate) -> ApiResult<i64> {
     let agent = objects::get(&cx.api::<Agent>(), "agent", &req.agent.id).await?;
@@ -179,7 +191,9 @@ impl ApiResource for Sessions {
         }
         check_vaults(cx, req).await?;
         let version = agent_version(cx, req).await?;
-        Ok(Session::new(id, spec_from_create(req, version)?))
+        let spec = spec_from_create(req, version)?;
+        check_files(cx, req).await?;
+        Ok(Session::new(id, spec))
     }
 
     /// Appends the `initial_events` and wakes the harness; on failure, deletes the session again.
