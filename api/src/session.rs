@@ -96,8 +96,7 @@ pub const FILE_UPLOADS_DIR: &str = "/mnt/session/uploads";
 pub const FILE_MOUNT_ROOTS: [&str; 2] = ["/mnt/session/", "/workspace/"];
 
 /// What the schema says of a `file` resource's `mountPath` out of bounds.
-pub const FILE_MOUNT_PATH_RULE: &str =
-    "a file's mountPath must be a file path under /mnt/session/ or /workspace/ (the sandbox's writable volumes), without ..";
+pub const FILE_MOUNT_PATH_RULE: &str = "a file's mountPath must be a file path under /mnt/session/ or /workspace/ (the sandbox's writable volumes), without ..";
 
 /// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Repositories are refused by
 /// the schema until Corral clones them ([`REPOSITORY_UNSUPPORTED`]); files are copied into the sandbox by the

@@ -151,7 +151,12 @@ impl SandboxClient {
     }
 
     /// `PUT /v1/files?path=`: puts a file resource at `path` (read-only), its bytes streamed from `body`.
-    pub async fn put_file(&self, path: &str, body: reqwest::Body, timeout: Duration) -> Result<(), ClientError> {
+    pub async fn put_file(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
         let response = self
             .http
             .put(self.files_url(path)?)
@@ -179,7 +184,9 @@ impl SandboxClient {
         if response.status().is_success() {
             return Ok(());
         }
-        self.decode::<serde_json::Value>(response, timeout).await.map(drop)
+        self.decode::<serde_json::Value>(response, timeout)
+            .await
+            .map(drop)
     }
 
     fn files_url(&self, path: &str) -> Result<reqwest::Url, ClientError> {

@@ -45,8 +45,7 @@ fn checked(path: &str) -> Result<PathBuf, ApiError> {
     let p = Path::new(path);
     let plain = p.is_absolute()
         && p.file_name().is_some()
-        && p
-            .components()
+        && p.components()
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
     if !plain {
         return Err(ApiError::invalid(format!(
@@ -158,7 +157,9 @@ async fn write_stream(tmp: &Path, body: Body) -> Result<u64, ApiError> {
                 format!("a file resource may hold at most {MAX_RESOURCE_BYTES} bytes"),
             ));
         }
-        out.write_all(&chunk).await.map_err(|e| io_error("cannot write", tmp, &e))?;
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| io_error("cannot write", tmp, &e))?;
     }
     out.flush().await.map_err(|e| io_error("cannot write", tmp, &e))?;
     Ok(bytes)
@@ -203,7 +204,10 @@ mod tests {
         let dirs = locked_dirs(Path::new("/mnt/session"), Path::new("/mnt/session/uploads/a/f"));
         assert_eq!(
             dirs,
-            vec![PathBuf::from("/mnt/session/uploads"), PathBuf::from("/mnt/session/uploads/a")]
+            vec![
+                PathBuf::from("/mnt/session/uploads"),
+                PathBuf::from("/mnt/session/uploads/a")
+            ]
         );
         assert!(locked_dirs(Path::new("/mnt/session"), Path::new("/workspace/f")).is_empty());
     }
@@ -222,7 +226,11 @@ mod tests {
         // A new version replaces the old one whole.
         put_in(root.path(), path_str, Body::from("bye")).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "bye");
-        assert_eq!(std::fs::read_dir(root.path().join("uploads")).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(root.path().join("uploads")).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
         delete_in(root.path(), path_str).unwrap();
         assert!(!path.exists());
         assert_eq!(mode(&root.path().join("uploads")), 0o555);

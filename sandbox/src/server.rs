@@ -13,7 +13,8 @@ use axum::{
     routing::{get, post},
 };
 use corral_sandbox_protocol::wire::{
-    DaemonIdentity, DaemonInfo, EXECUTE_PATH, ExecuteRequest, FILES_PATH, HEALTH_PATH, IDENTITY_PATH, INFO_PATH,
+    DaemonIdentity, DaemonInfo, EXECUTE_PATH, ExecuteRequest, FILES_PATH, HEALTH_PATH, IDENTITY_PATH,
+    INFO_PATH,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -33,7 +34,10 @@ pub fn router(toolbox: Arc<Toolbox>, check: TokenCheck, max_body_bytes: usize) -
     let api = Router::new()
         .route(EXECUTE_PATH, post(execute))
         .route(INFO_PATH, get(info))
-        .route(FILES_PATH, axum::routing::put(crate::files::put).delete(crate::files::delete))
+        .route(
+            FILES_PATH,
+            axum::routing::put(crate::files::put).delete(crate::files::delete),
+        )
         .route_layer(middleware::from_fn_with_state(check, require_token))
         .with_state(toolbox);
     Router::new()

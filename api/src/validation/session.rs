@@ -6,7 +6,8 @@ use super::{
     rule,
 };
 use crate::session::{
-    CheckoutType, FILE_MOUNT_PATH_RULE, FILE_MOUNT_ROOTS, REPOSITORY_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec,
+    CheckoutType, FILE_MOUNT_PATH_RULE, FILE_MOUNT_ROOTS, REPOSITORY_UNSUPPORTED, SessionResource,
+    SessionResourceType, SessionSpec,
 };
 
 /// Checks a Session spec: its CEL rules, and at most 16 vaults (the schema's limit).

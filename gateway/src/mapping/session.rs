@@ -6,7 +6,8 @@ use corral_api::{
     AgentSpec, Session, SessionSpec,
     common::{LocalObjectRef, SecretKeyRef},
     session::{
-        Checkout, CheckoutType, SessionAgentRef, SessionResource, SessionResourceType, default_file_mount_path,
+        Checkout, CheckoutType, SessionAgentRef, SessionResource, SessionResourceType,
+        default_file_mount_path,
     },
     validation::{file_mount_path_ok, validate_session, validate_session_update},
 };
@@ -630,7 +631,10 @@ mod tests {
         .unwrap();
         assert_eq!(spec.resources.len(), 2);
         assert_eq!(mount_path(&spec.resources[0]), "/mnt/session/uploads/file_1");
-        assert_eq!(spec.resources[0].mount_path, None, "the default is not written into the spec");
+        assert_eq!(
+            spec.resources[0].mount_path, None,
+            "the default is not written into the spec"
+        );
         assert_eq!(mount_path(&spec.resources[1]), "/workspace/copy.txt");
         let obj = resource_object(&spec.resources[0], "t0", "t1");
         assert_eq!(
@@ -668,19 +672,28 @@ mod tests {
     fn invalid_input_names_the_field() {
         let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y" }] })).unwrap_err();
         assert!(
-            err.message.starts_with("resources[0]: github_repository resources are not supported"),
+            err.message
+                .starts_with("resources[0]: github_repository resources are not supported"),
             "refused until they are cloned: {}",
             err.message
         );
         assert!(create(json!({ "agent": "a", "environment_id": "e", "resources": [] })).is_ok());
         let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "file", "file_id": "file_1", "mount_path": "/etc/passwd" }] })).unwrap_err();
-        assert!(err.message.starts_with("resources[0].mount_path:"), "{}", err.message);
+        assert!(
+            err.message.starts_with("resources[0].mount_path:"),
+            "{}",
+            err.message
+        );
         let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [
             { "type": "file", "file_id": "file_1", "mount_path": "/workspace/in" },
             { "type": "file", "file_id": "file_2", "mount_path": "/workspace/in" },
         ] }))
         .unwrap_err();
-        assert!(err.message.starts_with("resources[1].mount_path:"), "{}", err.message);
+        assert!(
+            err.message.starts_with("resources[1].mount_path:"),
+            "{}",
+            err.message
+        );
         let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y", "authorization_token": "t" }] })).unwrap_err();
         assert!(
             err.message.starts_with("resources[0].authorization_token:"),

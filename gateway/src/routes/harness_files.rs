@@ -50,7 +50,9 @@ fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 16 << 10)
         .ok_or_else(|| {
-            ApiError::unauthenticated("this route needs a harness's ServiceAccount token (Authorization: Bearer)")
+            ApiError::unauthenticated(
+                "this route needs a harness's ServiceAccount token (Authorization: Bearer)",
+            )
         })
 }
 
@@ -62,7 +64,8 @@ async fn content(
     let token = bearer(&headers)?;
     let Some(system) = state.settings.harness_namespace.clone() else {
         let mut err = ApiError::for_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        err.message = "this gateway does not know the namespace harnesses run in (--harness-namespace)".to_owned();
+        err.message =
+            "this gateway does not know the namespace harnesses run in (--harness-namespace)".to_owned();
         return Err(err.with_code("harness_files_not_configured"));
     };
     let who = crate::approval::authenticate(&state.kube, token, Some(HARNESS_AUDIENCE))
@@ -114,7 +117,10 @@ mod tests {
         );
         let long = "t".repeat(60);
         assert!(harness_user("corral-system", &long).len() < 120);
-        assert_ne!(harness_user("corral-system", "team-a"), harness_user("corral-system", "team-b"));
+        assert_ne!(
+            harness_user("corral-system", "team-a"),
+            harness_user("corral-system", "team-b")
+        );
     }
 
     #[test]

@@ -153,7 +153,10 @@ async fn add(
             ));
         }
         if session.spec.resources.len() >= 64 {
-            return Err(ApiError::field("resources", "a session holds at most 64 resources"));
+            return Err(ApiError::field(
+                "resources",
+                "a session holds at most 64 resources",
+            ));
         }
         session.spec.resources.push(new.clone());
         Ok(session.clone())
@@ -209,5 +212,7 @@ async fn delete(
         Ok(())
     })
     .await?;
-    Ok(Json(json!({ "id": resource, "type": "session_resource_deleted" })))
+    Ok(Json(
+        json!({ "id": resource, "type": "session_resource_deleted" }),
+    ))
 }

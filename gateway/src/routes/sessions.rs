@@ -21,8 +21,8 @@ use crate::{
     auth::Tenant,
     error::{ApiError, ApiResult},
     mapping::session::{
-        MAX_INITIAL_EVENTS, ResourceParam, SessionCreate, SessionUpdate, apply_update, changes, session_agent,
-        session_object, spec_from_create,
+        MAX_INITIAL_EVENTS, ResourceParam, SessionCreate, SessionUpdate, apply_update, changes,
+        session_agent, session_object, spec_from_create,
     },
     query::Query,
     resource::{ApiResource, CustomResources, Cx, ListShape, Names, Select, Store, handlers::fetch},

@@ -30,10 +30,16 @@ async fn file_resources_are_created_listed_added_and_deleted() {
     let stranger = gw.tenant().await;
     let first = upload(&gw, &t, "a.txt", b"alpha".to_vec(), None).await.ok();
     let second = upload(&gw, &t, "b.txt", b"beta".to_vec(), None).await.ok();
-    let foreign = upload(&gw, &stranger, "c.txt", b"gamma".to_vec(), None).await.ok();
+    let foreign = upload(&gw, &stranger, "c.txt", b"gamma".to_vec(), None)
+        .await
+        .ok();
     let (f1, f2) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
     let agent = gw
-        .post("/v1/agents", &t, json!({ "name": "a", "model": "claude-sonnet-4-5" }))
+        .post(
+            "/v1/agents",
+            &t,
+            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
+        )
         .await
         .ok();
     let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
@@ -41,7 +47,11 @@ async fn file_resources_are_created_listed_added_and_deleted() {
 
     // Another tenant's file, or none at all, is a 404 naming the field; a path outside the sandbox's volumes a 400.
     let msg = gw
-        .post("/v1/sessions", &t, create(json!([{ "type": "file", "file_id": foreign["id"] }])))
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([{ "type": "file", "file_id": foreign["id"] }])),
+        )
         .await
         .error(404, "not_found_error");
     assert!(msg.starts_with("resources[0].file_id:"), "{msg}");
@@ -72,7 +82,11 @@ async fn file_resources_are_created_listed_added_and_deleted() {
     assert!(msg.starts_with("resources[0]:"), "{msg}");
 
     let session = gw
-        .post("/v1/sessions", &t, create(json!([{ "type": "file", "file_id": f1 }])))
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([{ "type": "file", "file_id": f1 }])),
+        )
         .await
         .ok();
     let id = session["id"].as_str().unwrap();
@@ -94,7 +108,11 @@ async fn file_resources_are_created_listed_added_and_deleted() {
 
     // Added on the live session: kept in the Session's spec, where the harness (and a GitOps user) reads it.
     let added = gw
-        .post(&path, &t, json!({ "type": "file", "file_id": f2, "mount_path": "/workspace/data/b.txt" }))
+        .post(
+            &path,
+            &t,
+            json!({ "type": "file", "file_id": f2, "mount_path": "/workspace/data/b.txt" }),
+        )
         .await
         .ok();
     assert_eq!(added["mount_path"], "/workspace/data/b.txt");
@@ -117,7 +135,11 @@ async fn file_resources_are_created_listed_added_and_deleted() {
 
     // The errors the SDK can meet.
     let msg = gw
-        .post(&path, &t, json!({ "type": "file", "file_id": f2, "mount_path": "/workspace/data/b.txt" }))
+        .post(
+            &path,
+            &t,
+            json!({ "type": "file", "file_id": f2, "mount_path": "/workspace/data/b.txt" }),
+        )
         .await
         .error(400, "invalid_request_error");
     assert!(msg.starts_with("mount_path:"), "{msg}");
@@ -127,17 +149,29 @@ async fn file_resources_are_created_listed_added_and_deleted() {
         .error(404, "not_found_error");
     assert!(msg.starts_with("file_id:"), "{msg}");
     let msg = gw
-        .post(&path, &t, json!({ "type": "file", "file_id": f2, "colour": "red" }))
+        .post(
+            &path,
+            &t,
+            json!({ "type": "file", "file_id": f2, "colour": "red" }),
+        )
         .await
         .error(400, "invalid_request_error");
     assert!(msg.contains("colour"), "{msg}");
     let msg = gw
-        .post(&path, &t, json!({ "type": "github_repository", "url": "https://github.com/o/r" }))
+        .post(
+            &path,
+            &t,
+            json!({ "type": "github_repository", "url": "https://github.com/o/r" }),
+        )
         .await
         .error(400, "invalid_request_error");
     assert!(msg.starts_with("type:"), "{msg}");
     let msg = gw
-        .post(&format!("{path}/{r1}"), &t, json!({ "authorization_token": "tok" }))
+        .post(
+            &format!("{path}/{r1}"),
+            &t,
+            json!({ "authorization_token": "tok" }),
+        )
         .await
         .error(400, "invalid_request_error");
     assert!(msg.starts_with("authorization_token:"), "{msg}");
@@ -179,7 +213,10 @@ async fn the_harness_route_opens_for_no_api_key_and_no_foreign_token() {
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(gw.kube.clone());
     if namespaces.get_opt(SYSTEM).await.unwrap().is_none() {
         let ns = serde_json::from_value(json!({ "metadata": { "name": SYSTEM } })).unwrap();
-        namespaces.create(&kube::api::PostParams::default(), &ns).await.unwrap();
+        namespaces
+            .create(&kube::api::PostParams::default(), &ns)
+            .await
+            .unwrap();
     }
     let own = corral_api::labels::harness_name(&t.ns);
     let token = |name: String, audience: Option<&'static str>| {
@@ -197,7 +234,13 @@ async fn the_harness_route_opens_for_no_api_key_and_no_foreign_token() {
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"alpha");
     // The same account's token for the API server is not one for the gateway.
-    let res = gw.http.get(&url).bearer_auth(token(own, None).await).send().await.unwrap();
+    let res = gw
+        .http
+        .get(&url)
+        .bearer_auth(token(own, None).await)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status(res), 403);
     // Another tenant's harness reads nothing of this tenant.
     let other = corral_api::labels::harness_name("some-other-tenant");

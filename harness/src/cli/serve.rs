@@ -184,13 +184,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         args.sandbox_ready_timeout,
                     )
                     .with_unschedulable_timeout(args.sandbox_unschedulable_timeout)
-                    .with_file_resources(corral_harness::tools::file_resources::FileResources::new(
-                        client.clone(),
-                        args.gateway_url.clone().map(|url| corral_harness::tools::file_resources::GatewayFiles {
-                            url,
-                            token_file: args.gateway_token_file.clone(),
-                        }),
-                    )),
+                    .with_file_resources(
+                        corral_harness::tools::file_resources::FileResources::new(
+                            client.clone(),
+                            args.gateway_url.clone().map(|url| {
+                                corral_harness::tools::file_resources::GatewayFiles {
+                                    url,
+                                    token_file: args.gateway_token_file.clone(),
+                                }
+                            }),
+                        ),
+                    ),
                 ),
                 writer,
                 Arc::new(KubeCredentials::new(client)),

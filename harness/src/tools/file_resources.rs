@@ -73,7 +73,10 @@ pub fn wanted(session: &Session) -> BTreeMap<String, String> {
         .filter(|r| r.kind == SessionResourceType::File)
         .filter_map(|r| {
             let id = r.file_id.clone()?;
-            let path = r.mount_path.clone().unwrap_or_else(|| default_file_mount_path(&id));
+            let path = r
+                .mount_path
+                .clone()
+                .unwrap_or_else(|| default_file_mount_path(&id));
             Some((path, id))
         })
         .collect()
@@ -155,7 +158,13 @@ impl FileResources {
         Ok(())
     }
 
-    async fn put(&self, namespace: &str, id: &str, path: &str, sandbox: &SandboxClient) -> Result<(), String> {
+    async fn put(
+        &self,
+        namespace: &str,
+        id: &str,
+        path: &str,
+        sandbox: &SandboxClient,
+    ) -> Result<(), String> {
         let fail = |why: String| format!("the file resource {id} could not be copied to {path}: {why}");
         let Some(gateway) = &self.gateway else {
             return Err(fail(
@@ -198,13 +207,20 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
     }
 
     #[test]
     fn only_what_changed_is_put_or_removed() {
         let have = map(&[("/mnt/session/uploads/f1", "f1"), ("/workspace/x", "f2")]);
-        let want = map(&[("/mnt/session/uploads/f1", "f1"), ("/workspace/x", "f3"), ("/workspace/y", "f4")]);
+        let want = map(&[
+            ("/mnt/session/uploads/f1", "f1"),
+            ("/workspace/x", "f3"),
+            ("/workspace/y", "f4"),
+        ]);
         let (put, remove) = plan(&have, &want);
         assert_eq!(
             put,
@@ -232,7 +248,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             wanted(&session),
-            map(&[("/mnt/session/uploads/file_1", "file_1"), ("/workspace/in.csv", "file_2")])
+            map(&[
+                ("/mnt/session/uploads/file_1", "file_1"),
+                ("/workspace/in.csv", "file_2")
+            ])
         );
     }
 }

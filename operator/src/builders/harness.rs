@@ -490,7 +490,10 @@ mod tests {
         let pod = d.spec.unwrap().template.spec.unwrap();
         let env = pod.containers[0].env.clone().unwrap_or_default();
         let url = env.iter().find(|e| e.name == "CORRAL_GATEWAY_URL").unwrap();
-        assert_eq!(url.value.as_deref(), Some("http://corral-gateway.corral-system.svc:8080"));
+        assert_eq!(
+            url.value.as_deref(),
+            Some("http://corral-gateway.corral-system.svc:8080")
+        );
         let volume = &pod.volumes.unwrap()[0];
         let token = volume.projected.as_ref().unwrap().sources.as_ref().unwrap()[0]
             .service_account_token
