@@ -52,7 +52,8 @@ def test_file_resources_reach_the_sandbox_and_follow_the_session(
     assert added.id.startswith("sesrsc_") and added.file_id == second.id
     listed = client.beta.sessions.resources.list(session.id)
     assert [r.id for r in listed.data] == [given.id, added.id]
-    assert client.beta.sessions.resources.retrieve(added.id, session_id=session.id) == added
+    got = client.beta.sessions.resources.retrieve(added.id, session_id=session.id)
+    assert (got.id, got.type, got.file_id, got.mount_path) == (added.id, "file", second.id, added.mount_path)
     out = _turn(client, session.id, "Read the second file")
     assert "the second file's words" in out, out
 

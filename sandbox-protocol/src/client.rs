@@ -150,16 +150,38 @@ impl SandboxClient {
         Ok(result)
     }
 
-    /// `PUT /v1/files?path=`: puts a file resource at `path` (read-only), its bytes streamed from `body`.
+    /// `GET /v1/files`: the file resources in place, path → the id given when each was put.
+    pub async fn files(&self) -> Result<std::collections::BTreeMap<String, String>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Files {
+            files: std::collections::BTreeMap<String, String>,
+        }
+        let timeout = Duration::from_secs(10);
+        let response = self
+            .http
+            .get(format!("{}{FILES_PATH}", self.base_url))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        let files: Files = self.decode(response, timeout).await?;
+        Ok(files.files)
+    }
+
+    /// `PUT /v1/files?path=&id=`: puts file resource `id` at `path` (read-only), its bytes streamed from `body`.
     pub async fn put_file(
         &self,
         path: &str,
+        id: &str,
         body: reqwest::Body,
         timeout: Duration,
     ) -> Result<(), ClientError> {
+        let mut url = self.files_url(path)?;
+        url.query_pairs_mut().append_pair("id", id);
         let response = self
             .http
-            .put(self.files_url(path)?)
+            .put(url)
             .bearer_auth(&self.token)
             .body(body)
             .timeout(timeout)

@@ -1,5 +1,5 @@
-//! `PUT /v1/files?path=` and `DELETE /v1/files?path=`: the session's file resources, put in place by the harness
-//! (never by the model: these are not tools, and the token is the harness's).
+//! `PUT /v1/files?path=&id=`, `DELETE /v1/files?path=` and `GET /v1/files`: the session's file resources, put in
+//! place by the harness (never by the model: these are not tools, and the token is the harness's), and listed back.
 //!
 //! A file arrives as the request body, streamed to a temporary file next to its destination and renamed over it
 //! once whole, so the agent never reads half a file; past [`MAX_RESOURCE_BYTES`] the upload is refused with a 413.
@@ -33,11 +33,28 @@ pub const MAX_RESOURCE_BYTES: u64 = 1 << 30;
 /// Directories under this one that the daemon makes for file resources are read-only (`0555`).
 pub const LOCKED_ROOT: &str = "/mnt/session";
 
-/// The `path` query parameter of both routes.
+/// The query of `PUT` and `DELETE`.
 #[derive(Deserialize, Debug)]
 pub struct Target {
     /// The absolute path of the file in the sandbox.
     path: String,
+    /// What the harness calls the file (its file id), listed back by `GET`.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// The file resources this daemon put in place, path → the id the harness gave: what `GET /v1/files` answers, so
+/// that any harness replica can tell what the sandbox holds (the daemon lives exactly as long as its sandbox).
+static MANIFEST: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeMap<String, String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn manifest() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<String, String>> {
+    MANIFEST.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `GET /v1/files`: `{"files": {"<path>": "<id>"}}`, the file resources in place.
+pub async fn list() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "files": *manifest() }))
 }
 
 /// An absolute file path without `..` components (`Path` drops inner `.` ones), or a 400.
@@ -118,7 +135,10 @@ impl Drop for Unlocked {
 /// `PUT /v1/files?path=`: writes the body to `path`, read-only.
 pub async fn put(Query(target): Query<Target>, body: Body) -> Response {
     match put_in(Path::new(LOCKED_ROOT), &target.path, body).await {
-        Ok(bytes) => Json(serde_json::json!({ "path": target.path, "size_bytes": bytes })).into_response(),
+        Ok(bytes) => {
+            manifest().insert(target.path.clone(), target.id.unwrap_or_default());
+            Json(serde_json::json!({ "path": target.path, "size_bytes": bytes })).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -168,7 +188,10 @@ async fn write_stream(tmp: &Path, body: Body) -> Result<u64, ApiError> {
 /// `DELETE /v1/files?path=`: removes the file (a file already gone is not an error).
 pub async fn delete(Query(target): Query<Target>) -> Response {
     match delete_in(Path::new(LOCKED_ROOT), &target.path) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Ok(()) => {
+            manifest().remove(&target.path);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

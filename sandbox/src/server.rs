@@ -36,7 +36,9 @@ pub fn router(toolbox: Arc<Toolbox>, check: TokenCheck, max_body_bytes: usize) -
         .route(INFO_PATH, get(info))
         .route(
             FILES_PATH,
-            axum::routing::put(crate::files::put).delete(crate::files::delete),
+            axum::routing::put(crate::files::put)
+                .delete(crate::files::delete)
+                .get(crate::files::list),
         )
         .route_layer(middleware::from_fn_with_state(check, require_token))
         .with_state(toolbox);

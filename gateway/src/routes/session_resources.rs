@@ -68,13 +68,13 @@ fn position(session: &Session, resource: &str) -> ApiResult<usize> {
 }
 
 /// Reads the session, lets `change` edit its spec, and writes it back with the version that was read (again on a
-/// conflict). `change` answers what the handler returns.
-async fn modify<T>(
+/// conflict). Answers the session as written.
+async fn modify(
     state: &AppState,
     tenant: &Tenant,
     id: &str,
-    mut change: impl FnMut(&mut Session) -> ApiResult<T>,
-) -> ApiResult<T> {
+    mut change: impl FnMut(&mut Session) -> ApiResult<()>,
+) -> ApiResult<Session> {
     let sessions = api::<Session>(state, tenant);
     for _ in 0..ATTEMPTS {
         let mut current = session(state, tenant, id).await?;
@@ -84,9 +84,9 @@ async fn modify<T>(
                 format!("session {id:?} is archived; its resources cannot change"),
             ));
         }
-        let answer = change(&mut current)?;
+        change(&mut current)?;
         match objects::replace(&sessions, id, &current).await {
-            Ok(_) => return Ok(answer),
+            Ok(written) => return Ok(written),
             Err(err) if err.status == 409 => continue,
             Err(err) => return Err(err),
         }
@@ -159,7 +159,7 @@ async fn add(
             ));
         }
         session.spec.resources.push(new.clone());
-        Ok(session.clone())
+        Ok(())
     })
     .await?;
     Ok(Json(object_of(&session, session.spec.resources.len() - 1)))

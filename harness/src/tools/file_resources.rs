@@ -5,25 +5,22 @@
 //! file not yet there is fetched from the gateway (`GET /internal/v1/namespaces/{ns}/files/{id}/content`,
 //! authenticated with this harness's own ServiceAccount token, which the gateway accepts for this harness's tenant
 //! only) and streamed to the daemon (`PUT /v1/files`), never held whole in memory; a file no longer listed is
-//! removed. What was delivered is remembered per sandbox endpoint, so a new sandbox (lazy provisioning, a lost pod,
-//! an idle one reaped) receives every file again at its first call. The sandbox never holds object-store
-//! credentials or a token for the gateway. See docs/files.md.
+//! removed. What the sandbox holds is asked of its daemon (`GET /v1/files`), never remembered here: any harness
+//! replica may run a session's next call, and a new sandbox (lazy provisioning, a lost pod, an idle one reaped)
+//! holds nothing, so it receives every file at its first call. The sandbox never holds object-store credentials or
+//! a token for the gateway. See docs/files.md.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use corral_api::{
     Session,
     session::{SessionResourceType, default_file_mount_path},
 };
-use corral_sandbox_protocol::SandboxClient;
+use corral_sandbox_protocol::{ClientError, SandboxClient};
 use futures::TryStreamExt as _;
 use kube::{Api, Client};
-use tokio::sync::Mutex;
-
-use super::client_cache::BoundedCache;
 
 /// Where the operator mounts the harness's ServiceAccount token for the gateway (audience `corral-gateway`).
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/corral/gateway/token";
@@ -41,19 +38,11 @@ pub struct GatewayFiles {
     pub token_file: PathBuf,
 }
 
-/// The files a sandbox holds: mount path → file id, for one sandbox endpoint.
-#[derive(Debug, Default)]
-struct Delivered {
-    endpoint: String,
-    files: BTreeMap<String, String>,
-}
-
 /// Keeps each session's sandbox in line with its `file` resources.
 pub struct FileResources {
     client: Client,
     gateway: Option<GatewayFiles>,
     http: reqwest::Client,
-    delivered: Mutex<BoundedCache<Arc<Mutex<Delivered>>>>,
 }
 
 impl std::fmt::Debug for FileResources {
@@ -108,12 +97,11 @@ impl FileResources {
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            delivered: Mutex::new(BoundedCache::new(4096, Duration::from_secs(24 * 3600))),
         }
     }
 
     /// Brings the sandbox `sandbox` of the session in line with its file resources. An error names the file that
-    /// could not be delivered; what was delivered stays recorded, and the rest is tried again at the next call.
+    /// could not be delivered; what was delivered stays in place, and the rest is tried again at the next call.
     pub async fn sync(&self, namespace: &str, session: &str, sandbox: &SandboxClient) -> Result<(), String> {
         let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
         let current = sessions
@@ -121,39 +109,25 @@ impl FileResources {
             .await
             .map_err(|e| format!("cannot read the session's resources: {e}"))?;
         let want = wanted(&current);
-        let key = (namespace.to_owned(), session.to_owned());
-        let entry = {
-            let mut cache = self.delivered.lock().await;
-            match cache.get(&key) {
-                Some(entry) => entry,
-                None if want.is_empty() => return Ok(()),
-                None => {
-                    let entry = Arc::new(Mutex::new(Delivered::default()));
-                    cache.insert(key, entry.clone());
-                    entry
-                }
-            }
+        // What the sandbox holds comes from its daemon, not from this replica's memory: another harness replica may
+        // have run the session's last call.
+        let have = match sandbox.files().await {
+            Ok(files) => files,
+            // A daemon older than file resources holds none (and cannot take any: a put then says so).
+            Err(ClientError::Rejected { status: 404, .. }) => BTreeMap::new(),
+            Err(e) => return Err(format!("cannot list the sandbox's file resources: {e}")),
         };
-        let mut delivered = entry.lock().await;
-        if delivered.endpoint != sandbox.base_url() {
-            // Another sandbox: it holds nothing yet.
-            *delivered = Delivered {
-                endpoint: sandbox.base_url().to_owned(),
-                files: BTreeMap::new(),
-            };
-        }
-        let (put, remove) = plan(&delivered.files, &want);
+        let (put, remove) = plan(&have, &want);
         for path in remove {
             sandbox
                 .delete_file(&path)
                 .await
                 .map_err(|e| format!("cannot remove the file resource at {path}: {e}"))?;
-            delivered.files.remove(&path);
+            tracing::info!(%namespace, %session, %path, "removed a file resource from the sandbox");
         }
         for (path, id) in put {
             self.put(namespace, &id, &path, sandbox).await?;
             tracing::info!(%namespace, %session, file = %id, %path, "copied a file resource into the sandbox");
-            delivered.files.insert(path, id);
         }
         Ok(())
     }
@@ -196,7 +170,7 @@ impl FileResources {
         }
         let stream = response.bytes_stream().map_err(std::io::Error::other);
         sandbox
-            .put_file(path, reqwest::Body::wrap_stream(stream), PUT_TIMEOUT)
+            .put_file(path, id, reqwest::Body::wrap_stream(stream), PUT_TIMEOUT)
             .await
             .map_err(|e| fail(e.to_string()))
     }
