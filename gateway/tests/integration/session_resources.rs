@@ -189,7 +189,14 @@ async fn file_resources_are_created_listed_added_and_deleted() {
     gw.delete(&format!("{path}/{r2}"), &t)
         .await
         .error(404, "not_found_error");
-    assert_eq!(gw.get(&path, &t).await.ok()["data"], json!([listed]));
+    let left = gw.get(&path, &t).await.ok();
+    let left = left["data"].as_array().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], r1.as_str(), "the session's first file stays");
+    assert!(
+        left[0]["updated_at"].as_str() >= listed["updated_at"].as_str(),
+        "updated_at follows the session's changes"
+    );
 }
 
 #[tokio::test]
