@@ -236,6 +236,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_daemon_lists_what_it_put_in_place_until_it_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in/data.csv").to_str().unwrap().to_owned();
+        let target = |id: Option<&str>| {
+            Query(Target {
+                path: path.clone(),
+                id: id.map(str::to_owned),
+            })
+        };
+        assert_eq!(
+            put(target(Some("file_1")), Body::from("a,b")).await.status(),
+            StatusCode::OK
+        );
+        let listed = list().await.0;
+        assert_eq!(listed["files"][&path], "file_1");
+        assert_eq!(delete(target(None)).await.status(), StatusCode::NO_CONTENT);
+        assert!(list().await.0["files"].get(&path).is_none());
+        assert!(!Path::new(&path).exists());
+    }
+
+    #[tokio::test]
     async fn a_file_lands_read_only_in_a_read_only_directory_and_goes_again() {
         let root = tempfile::tempdir().unwrap();
         let path = root.path().join("uploads/file_1");
