@@ -28,3 +28,20 @@ pub const HARNESS_FIELD_MANAGER: &str = "corral-harness";
 pub const GATEWAY_FIELD_MANAGER: &str = "corral-gateway";
 /// Finalizer that removes a deleted Session's event log from Redis.
 pub const SESSION_LOG_FINALIZER: &str = "corral.dev/session-log";
+
+/// The name of the harness Deployment, and of its ServiceAccount, that serves tenant namespace `tenant` from
+/// Corral's system namespace: `corral-harness-<tenant>`, shortened with a hash of the full name to stay within 63
+/// characters (a label value and a DNS label). The gateway recognises a harness by it (docs/files.md).
+pub fn harness_name(tenant: &str) -> String {
+    use sha2::Digest as _;
+    const HARNESS: &str = "corral-harness";
+    let full = format!("{HARNESS}-{tenant}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let digest = sha2::Sha256::digest(tenant.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let keep = 63 - HARNESS.len() - 2 - hash.len();
+    let stem = tenant[..keep].trim_end_matches(['-', '.']);
+    format!("{HARNESS}-{stem}-{hash}")
+}

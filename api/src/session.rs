@@ -79,18 +79,29 @@ pub struct SessionAgentRef {
     pub version: Option<i64>,
 }
 
-/// Why the API server refuses a `file` resource: nothing would mount it yet.
-pub const FILE_UNSUPPORTED: &str =
-    "file resources are not supported by Corral yet: nothing would be mounted into the sandbox";
+/// Where a `file` resource appears when it names no `mountPath`: `/mnt/session/uploads/<fileId>`.
+pub fn default_file_mount_path(file_id: &str) -> String {
+    format!("{FILE_UPLOADS_DIR}/{file_id}")
+}
+
+/// The directory of `file` resources without a `mountPath`.
+pub const FILE_UPLOADS_DIR: &str = "/mnt/session/uploads";
+
+/// The directories a `file` resource's `mountPath` may be under: the sandbox's root filesystem is read-only, so
+/// only its writable volumes can receive a file (`/mnt/session` is a volume of its own for them).
+pub const FILE_MOUNT_ROOTS: [&str; 2] = ["/mnt/session/", "/workspace/"];
+
+/// What the schema says of a `file` resource's `mountPath` out of bounds.
+pub const FILE_MOUNT_PATH_RULE: &str = "a file's mountPath must be a file path under /mnt/session/ or /workspace/ (the sandbox's writable volumes), without ..";
 
 /// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Repositories are cloned
-/// when the sandbox comes up (docs/trust.md, Repositories); files are refused by the schema until Corral provisions them
-/// ([`FILE_UNSUPPORTED`]).
+/// when the sandbox comes up (docs/trust.md, Repositories); files are copied into the sandbox by the harness
+/// (docs/files.md).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'github_repository' ? has(self.url) : !has(self.url) && !has(self.checkout) && !has(self.authorizationSecretRef)").message("url, checkout and authorizationSecretRef apply only to github_repository resources, which need url"))]
 #[x_kube(validation = Rule::new("self.type == 'file' ? has(self.fileId) : !has(self.fileId)").message("fileId applies only to file resources, which need it"))]
-#[x_kube(validation = Rule::new("self.type != 'file'").message(crate::session::FILE_UNSUPPORTED))]
+#[x_kube(validation = Rule::new("self.type != 'file' || !has(self.mountPath) || ((self.mountPath.startsWith('/mnt/session/') || self.mountPath.startsWith('/workspace/')) && !self.mountPath.contains('/../') && !self.mountPath.endsWith('/..') && !self.mountPath.endsWith('/'))").message(crate::session::FILE_MOUNT_PATH_RULE))]
 pub struct SessionResource {
     /// `github_repository` (any git repository reachable over HTTPS) or `file`.
     #[serde(rename = "type")]
@@ -107,13 +118,15 @@ pub struct SessionResource {
     /// fills it in with a Secret of its own when a client sends `authorization_token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_secret_ref: Option<SecretKeyRef>,
-    /// For `file`: the file's id.
+    /// For `file`: the file's id (a file of the session's namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub file_id: Option<String>,
     /// Where the resource appears in the sandbox. Defaults to `/workspace/<repo-name>` for repositories and
     /// `/mnt/session/uploads/<file_id>` for files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('/')").message("mountPath must be absolute"))]
+    #[schemars(length(max = 1024))]
     pub mount_path: Option<String>,
 }
 

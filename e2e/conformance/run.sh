@@ -66,6 +66,7 @@ other_key=$("$gateway_bin" create-key --namespace "$other" 2>/dev/null)
 kubectl label namespace "$tenant" "$other" corral.dev/e2e=conformance >/dev/null
 kubectl -n "$tenant" create configmap hello-script --from-file=script.yaml="$repo/examples/scripts/hello-tool.yaml" >/dev/null
 kubectl -n "$tenant" create configmap weather-script --from-file=script.yaml="$here/scripts/weather.yaml" >/dev/null
+kubectl -n "$tenant" create configmap resources-script --from-file=script.yaml="$here/scripts/file-resources.yaml" >/dev/null
 log "tenant namespaces $tenant (keys and scripts) and $other (a stranger's key)"
 
 # --- the gateway ---
@@ -92,7 +93,7 @@ done
 log "running the conformance suite against $base_url (anthropic $("$python" -c 'import anthropic; print(anthropic.__version__)'))"
 rc=0
 CORRAL_BASE_URL=$base_url CORRAL_API_KEY=$key CORRAL_OTHER_API_KEY=$other_key \
-  CORRAL_HELLO_SCRIPT=hello-script CORRAL_WEATHER_SCRIPT=weather-script \
+  CORRAL_HELLO_SCRIPT=hello-script CORRAL_WEATHER_SCRIPT=weather-script CORRAL_RESOURCES_SCRIPT=resources-script \
   PYTHONDONTWRITEBYTECODE=1 "$python" -m pytest "$here" -p no:cacheprovider "$@" || rc=$?
 if ((rc != 0)); then
   log "conformance suite FAILED (pytest exit status $rc)"

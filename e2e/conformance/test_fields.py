@@ -37,7 +37,13 @@ from anthropic.types.beta import (
     vault_list_params,
     vault_update_params,
 )
-from anthropic.types.beta.sessions import event_list_params, event_send_params, event_stream_params
+from anthropic.types.beta.sessions import (
+    event_list_params,
+    event_send_params,
+    event_stream_params,
+    resource_add_params,
+    resource_list_params,
+)
 from anthropic.types.beta.vaults import credential_create_params, credential_list_params, credential_update_params
 
 import sdk_fields
@@ -142,6 +148,7 @@ HONOURED: dict[str, dict[str, str]] = {
         "resources:github_repository.authorization_token": "stored write-only in a Secret; the egress proxy sends it to the repository's host, never echoed (e2e repositories)",
         "resources:github_repository.checkout:*.*": RT,
         "resources:github_repository.mount_path": RT,
+        "resources:file.*": RT,
         **_USER_MESSAGE_CONTENT,
     },
     "sessions.update": {
@@ -203,6 +210,12 @@ HONOURED: dict[str, dict[str, str]] = {
         "auth:environment_variable.**": "a rotated value is used from then on",
     },
     "credentials.list": _LIST,
+    "resources.add": {
+        "type": RT,
+        "file_id": RT,
+        "mount_path": RT,
+    },
+    "resources.list": _LIST,
     "files.upload": {
         "file": "stored in object storage; download returns its bytes (test_files.py)",
         "expires_in_seconds": "sets expires_at; an expired file is gone (test_files.py, gateway files tests)",
@@ -253,7 +266,6 @@ REFUSED: dict[str, dict[str, str]] = {
     "environments.update": {"config:self_hosted": "no self-hosted environments"},
     "sessions.create": {
         "agent:agent_with_overrides": "create an agent version instead",
-        "resources:file": "files are not mounted yet",
         "resources:memory_store": "no memory stores",
         **_CONTENT_REFUSED,
     },
@@ -280,7 +292,8 @@ LEAVES: dict[str, Any] = {
     "**mcp_servers.name": "docs",
     "**mcp_server_name": "docs",
     "**.url": "https://example.com/x",
-    "**mount_path": "/mnt/x",
+    "**mount_path": "/workspace/fields.txt",
+    "**file_id": lambda c: c.file,
     "**.limit": 5,
     "**page": None,  # a cursor comes from a previous page: sent as absent
     "**created_at_*": "2026-01-01T00:00:00Z",
@@ -388,6 +401,7 @@ class Context:
     session: str
     vault: str
     credential: str
+    file: str
 
 
 def _dump(response: Any) -> Any:
@@ -399,6 +413,13 @@ def _dump(response: Any) -> Any:
 def _stream(client: anthropic.Anthropic, ctx: Context, kw: dict[str, Any]) -> None:
     with client.beta.sessions.events.stream(ctx.session, **kw) as stream:
         stream.response.close()
+
+
+def _add_resource(client: anthropic.Anthropic, ctx: Context, kw: dict[str, Any]) -> Any:
+    """Adds a file resource and removes it again, so that each request finds its mount path free."""
+    added = client.beta.sessions.resources.add(ctx.session, **kw)
+    client.beta.sessions.resources.delete(added.id, session_id=ctx.session)
+    return added
 
 
 def _scripted(name: str = "fields") -> dict[str, Any]:
@@ -425,6 +446,12 @@ ENDPOINTS = [
              lambda cl, c, kw: cl.beta.sessions.update(c.session, **kw)),
     Endpoint("sessions.list", session_list_params.SessionListParams, lambda c: {},
              lambda cl, c, kw: cl.beta.sessions.list(**kw)),
+    Endpoint("resources.add", resource_add_params.ResourceAddParams, lambda c: {"type": "file", "file_id": c.file},
+             _add_resource),
+    Endpoint("resources.list", resource_list_params.ResourceListParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.sessions.resources.list(c.session, **kw)),
+    # resources.update takes only a repository's authorization_token, refused with github_repository resources
+    # (gateway tests: session_resources.rs).
     Endpoint("events.send", event_send_params.EventSendParams, lambda c: {},
              lambda cl, c, kw: cl.beta.sessions.events.send(c.session, **kw)),
     Endpoint("events.list", event_list_params.EventListParams, lambda c: {},
@@ -535,7 +562,8 @@ def ctx(client: anthropic.Anthropic) -> Context:
     credential = client.beta.vaults.credentials.create(
         vault.id, auth={"type": "static_bearer", "token": "t0", "mcp_server_url": "https://mcp.example.com/mcp"}
     )
-    return Context(agent.id, environment.id, session.id, vault.id, credential.id)
+    file = client.beta.files.upload(file=("fields.txt", b"fields", "text/plain"))
+    return Context(agent.id, environment.id, session.id, vault.id, credential.id, file.id)
 
 
 @pytest.mark.parametrize("endpoint,path", _all_fields(), ids=[f"{e.name}:{p}" for e, p in _all_fields()])
@@ -554,7 +582,7 @@ def test_field_is_honoured_or_refused_by_name(
         create = next(e for e in ENDPOINTS if e.name == "credentials.create")
         like = path if path in sdk_fields.fields(create.params) else f"auth:{kind}.type"
         made = client.beta.vaults.credentials.create(ctx.vault, **_request(create, ctx, like))
-        ctx = Context(ctx.agent, ctx.environment, ctx.session, ctx.vault, made.id)
+        ctx = Context(ctx.agent, ctx.environment, ctx.session, ctx.vault, made.id, ctx.file)
     if refused:
         field = re.split(r"[.:]", refused.replace("*", ""))[0] or refused
         named = [s for s in re.split(r"[.:]", refused) if s and "*" not in s]

@@ -91,7 +91,7 @@ spec:
 }
 
 #[tokio::test]
-async fn sessions_with_resources_nothing_would_provision_are_refused_by_kubectl() -> anyhow::Result<()> {
+async fn sessions_with_resources_the_sandbox_cannot_take_are_refused_by_kubectl() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "given", |ns| async move {
         let session = |resource: &str| {
@@ -100,11 +100,11 @@ async fn sessions_with_resources_nothing_would_provision_are_refused_by_kubectl(
             )
         };
         let err = ns
-            .apply(&session("{type: file, fileId: file_01JABCDEFGHJKMNPQRSTVWXYZ0}"))
-            .expect_err("a file nothing would mount must be refused")
+            .apply(&session("{type: file, fileId: file_01JABCDEFGHJKMNPQRSTVWXYZ0, mountPath: /etc/passwd}"))
+            .expect_err("a file outside the sandbox's writable volumes must be refused")
             .to_string();
         assert!(err.contains("spec.resources[0]"), "{err}");
-        assert!(err.contains(corral_api::session::FILE_UNSUPPORTED), "{err}");
+        assert!(err.contains(corral_api::session::FILE_MOUNT_PATH_RULE), "{err}");
         assert!(ns.api::<Session>().get_opt("given").await?.is_none(), "nothing was stored");
         Ok(())
     })

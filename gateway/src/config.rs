@@ -86,6 +86,10 @@ pub struct ServeArgs {
     /// unset accepts tokens for the API server's own audiences.
     #[arg(long, env = "CORRAL_GATEWAY_APPROVAL_TOKEN_AUDIENCE")]
     pub approval_token_audience: Option<String>,
+    /// The namespace the operator runs harnesses in (the chart's release namespace): their ServiceAccounts may
+    /// fetch the file resources of their own tenant's sessions (docs/files.md). Unset: no harness is served.
+    #[arg(long, env = "CORRAL_HARNESS_NAMESPACE")]
+    pub harness_namespace: Option<String>,
     /// The Files API's object storage.
     #[command(flatten)]
     pub object_store: crate::files::args::ObjectStoreArgs,

@@ -64,6 +64,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             audience: args.approval_token_audience.clone(),
         }),
         files: args.object_store.storage()?,
+        harness_namespace: args.harness_namespace.clone(),
     };
     let state = server::state(
         client,

@@ -65,6 +65,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
     Router::new()
         .merge(api)
         .merge(files)
+        .merge(routes::harness_files::routes())
         .route("/v1/openapi.yaml", get(openapi))
         .merge(crate::viewer::routes())
         .fallback(unknown_route)
@@ -165,6 +166,11 @@ mod tests {
             ("/v1/sessions/{session_id}/archive", &["post"]),
             ("/v1/sessions/{session_id}/events", &["post", "get"]),
             ("/v1/sessions/{session_id}/events/stream", &["get"]),
+            ("/v1/sessions/{session_id}/resources", &["get", "post"]),
+            (
+                "/v1/sessions/{session_id}/resources/{resource_id}",
+                &["get", "post", "delete"],
+            ),
             ("/v1/vaults", &["post", "get"]),
             ("/v1/vaults/{vault_id}", &["get", "post", "delete"]),
             ("/v1/vaults/{vault_id}/archive", &["post"]),

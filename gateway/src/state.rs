@@ -18,6 +18,9 @@ pub struct Settings {
     pub approval: Option<crate::approval::Policy>,
     /// The Files API's object storage; `None` answers its routes with a 503 naming the missing setting.
     pub files: Option<crate::files::FileStorage>,
+    /// The namespace the operator runs harnesses in: the harness of tenant `t` is served file resources when it
+    /// authenticates as `system:serviceaccount:<this>:corral-harness-<t>`; `None` answers that route with a 503.
+    pub harness_namespace: Option<String>,
 }
 
 impl Default for Settings {
@@ -27,6 +30,7 @@ impl Default for Settings {
             max_body_bytes: crate::body::DEFAULT_MAX_BODY_BYTES,
             approval: None,
             files: None,
+            harness_namespace: None,
         }
     }
 }

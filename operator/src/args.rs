@@ -164,6 +164,12 @@ pub struct Args {
     )]
     pub harness_sandbox_unschedulable_timeout: String,
 
+    /// The gateway's URL inside the cluster, given to the harness as `CORRAL_GATEWAY_URL`: the harness fetches the
+    /// sessions' file resources there with a ServiceAccount token for the audience `corral-gateway`, mounted into
+    /// its pods. Empty: file resources cannot reach sandboxes (their tool calls say so).
+    #[arg(long, env = "CORRAL_HARNESS_GATEWAY_URL", default_value = "")]
+    pub harness_gateway_url: String,
+
     /// PriorityClass of the harness pods. Corral's own pods run above sandboxes, so a restarted harness preempts
     /// sandboxes instead of waiting for them to be reaped. Empty: none (the cluster's default priority).
     #[arg(long, env = "CORRAL_HARNESS_PRIORITY_CLASS", default_value = "")]

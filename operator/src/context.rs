@@ -123,6 +123,7 @@ impl Context {
                 otlp_endpoint: args.log.otlp_endpoint.clone(),
                 priority_class: non_empty(&args.harness_priority_class),
                 sandbox_unschedulable_timeout: args.harness_sandbox_unschedulable_timeout.trim().to_owned(),
+                gateway_url: args.harness_gateway_url.trim().to_owned(),
             }),
             harness_locks: Default::default(),
         }

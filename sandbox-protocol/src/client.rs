@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use crate::pod::token_sha256;
 use crate::verified::VerifyLayer;
 use crate::wire::{
-    DaemonIdentity, DaemonInfo, EXECUTE_PATH, ErrorEnvelope, ExecuteRequest, HEALTH_PATH, IDENTITY_PATH,
-    INFO_PATH, ToolResult,
+    DaemonIdentity, DaemonInfo, EXECUTE_PATH, ErrorEnvelope, ExecuteRequest, FILES_PATH, HEALTH_PATH,
+    IDENTITY_PATH, INFO_PATH, ToolResult,
 };
 
 /// Why a call did not produce a tool result. The harness turns these into `is_error` tool results for the model
@@ -150,6 +150,74 @@ impl SandboxClient {
         let result: ToolResult = self.decode(response, timeout).await?;
         relay_daemon_span(&request.tool, &result, sent, SystemTime::now());
         Ok(result)
+    }
+
+    /// `GET /v1/files`: the file resources in place, path → the id given when each was put.
+    pub async fn files(&self) -> Result<std::collections::BTreeMap<String, String>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Files {
+            files: std::collections::BTreeMap<String, String>,
+        }
+        let timeout = Duration::from_secs(10);
+        let response = self
+            .http
+            .get(format!("{}{FILES_PATH}", self.base_url))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        let files: Files = self.decode(response, timeout).await?;
+        Ok(files.files)
+    }
+
+    /// `PUT /v1/files?path=&id=`: puts file resource `id` at `path` (read-only), its bytes streamed from `body`.
+    pub async fn put_file(
+        &self,
+        path: &str,
+        id: &str,
+        body: reqwest::Body,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let mut url = self.files_url(path)?;
+        url.query_pairs_mut().append_pair("id", id);
+        let response = self
+            .http
+            .put(url)
+            .bearer_auth(&self.token)
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        let _: serde_json::Value = self.decode(response, timeout).await?;
+        Ok(())
+    }
+
+    /// `DELETE /v1/files?path=`: removes a file resource (one already gone is no error).
+    pub async fn delete_file(&self, path: &str) -> Result<(), ClientError> {
+        let timeout = Duration::from_secs(30);
+        let response = self
+            .http
+            .delete(self.files_url(path)?)
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        self.decode::<serde_json::Value>(response, timeout)
+            .await
+            .map(drop)
+    }
+
+    fn files_url(&self, path: &str) -> Result<reqwest::Url, ClientError> {
+        let mut url = reqwest::Url::parse(&format!("{}{FILES_PATH}", self.base_url))
+            .map_err(|e| ClientError::Decode(format!("not a URL: {e}")))?;
+        url.query_pairs_mut().append_pair("path", path);
+        Ok(url)
     }
 
     /// `GET /v1/info`.

@@ -11,6 +11,10 @@ pub const EXECUTE_PATH: &str = "/v1/execute";
 pub const INFO_PATH: &str = "/v1/info";
 /// The unauthenticated route naming the token the daemon accepts, by its SHA-256 ([`DaemonIdentity`]).
 pub const IDENTITY_PATH: &str = "/v1/identity";
+/// `PUT` (the body is the file; `?path=<absolute path>&id=<file id>`), `DELETE` (`?path=`) and `GET` (what is in
+/// place, path → id): the session's file resources, put in place read-only by the harness (never a tool the model
+/// calls).
+pub const FILES_PATH: &str = "/v1/files";
 /// The unauthenticated liveness route for probes.
 pub const HEALTH_PATH: &str = "/healthz";
 

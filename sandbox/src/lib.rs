@@ -7,6 +7,7 @@ pub mod calls;
 pub mod config;
 pub mod egress;
 pub mod error;
+pub mod files;
 pub mod packages;
 pub mod reaper;
 pub mod server;

@@ -1,5 +1,5 @@
-//! The HTTP surface: `GET /healthz` and `GET /v1/identity` (open), `GET /v1/info` and `POST /v1/execute` (bearer
-//! token).
+//! The HTTP surface: `GET /healthz` and `GET /v1/identity` (open), `GET /v1/info`, `POST /v1/execute` and
+//! `PUT`/`DELETE /v1/files` (bearer token).
 
 use std::{path::Path, sync::Arc, time::Instant};
 
@@ -14,7 +14,8 @@ use axum::{
 };
 use corral_sandbox_protocol::ToolResult;
 use corral_sandbox_protocol::wire::{
-    DaemonIdentity, DaemonInfo, EXECUTE_PATH, ExecuteRequest, HEALTH_PATH, IDENTITY_PATH, INFO_PATH,
+    DaemonIdentity, DaemonInfo, EXECUTE_PATH, ExecuteRequest, FILES_PATH, HEALTH_PATH, IDENTITY_PATH,
+    INFO_PATH,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -35,6 +36,12 @@ pub fn router(toolbox: Arc<Toolbox>, check: TokenCheck, max_body_bytes: usize) -
     let api = Router::new()
         .route(EXECUTE_PATH, post(execute))
         .route(INFO_PATH, get(info))
+        .route(
+            FILES_PATH,
+            axum::routing::put(crate::files::put)
+                .delete(crate::files::delete)
+                .get(crate::files::list),
+        )
         .route_layer(middleware::from_fn_with_state(check, require_token))
         .with_state(Daemon {
             toolbox,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{SpecError, validate_agent, validate_environment, validate_session, validate_session_update};
 use crate::{
     Agent, AgentSpec, Environment, EnvironmentSpec, Session, SessionSpec, common::METADATA_RULE_MESSAGE,
-    session::FILE_UNSUPPORTED,
+    session::FILE_MOUNT_PATH_RULE,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -375,7 +375,23 @@ fn session_cases() -> Vec<Case> {
             Nothing,
         ),
         s(resources(repository), Nothing),
-        s(resources(file.clone()), Cel(FILE_UNSUPPORTED)),
+        s(resources(file.clone()), Nothing),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/workspace/data/in.csv" })),
+            Nothing,
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/etc/passwd" })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/workspace/../etc/x" })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/mnt/session/uploads/" })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
         update(
             json!({}),
             json!({ "title": "new", "metadata": { "k": "v" } }),

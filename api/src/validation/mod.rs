@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 pub use agent::validate_agent;
 pub use common::{validate_budget, validate_metadata};
 pub use environment::validate_environment;
-pub use session::{validate_session, validate_session_update};
+pub use session::{file_mount_path_ok, validate_session, validate_session_update};
 
 use crate::{conditions::reasons, environment::EnvironmentSpec};
 

@@ -5,7 +5,9 @@ use super::{
     common::{http_url, local_ref, secret_ref, validate_budget, validate_metadata},
     rule,
 };
-use crate::session::{CheckoutType, FILE_UNSUPPORTED, SessionResource, SessionResourceType, SessionSpec};
+use crate::session::{
+    CheckoutType, FILE_MOUNT_PATH_RULE, FILE_MOUNT_ROOTS, SessionResource, SessionResourceType, SessionSpec,
+};
 
 /// Checks a Session spec: its CEL rules, and at most 16 vaults (the schema's limit).
 pub fn validate_session(spec: &SessionSpec) -> Result<(), SpecError> {
@@ -104,10 +106,18 @@ fn resource_rules(at: &str, r: &SessionResource) -> Result<(), SpecError> {
     if let Some(secret) = &r.authorization_secret_ref {
         secret_ref(&format!("{at}.authorizationSecretRef"), secret)?;
     }
-    // Last, so a malformed resource is told what is wrong with it before being told it is not supported.
     rule(
-        r.kind != SessionResourceType::File,
+        r.kind != SessionResourceType::File || r.mount_path.as_deref().is_none_or(file_mount_path_ok),
         || at.to_owned(),
-        FILE_UNSUPPORTED,
+        FILE_MOUNT_PATH_RULE,
     )
+}
+
+/// Whether `path` may receive a `file` resource: under one of [`FILE_MOUNT_ROOTS`], naming a file (no trailing
+/// `/`) and never climbing out with `..`.
+pub fn file_mount_path_ok(path: &str) -> bool {
+    FILE_MOUNT_ROOTS.iter().any(|root| path.starts_with(root))
+        && !path.contains("/../")
+        && !path.ends_with("/..")
+        && !path.ends_with('/')
 }

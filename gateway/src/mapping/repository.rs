@@ -22,8 +22,9 @@ use crate::error::ApiError;
 /// The longest token accepted (GitHub's tokens are under 300 characters).
 pub const MAX_TOKEN_LEN: usize = 4096;
 
-/// The token of resource `param`, checked: `None` when it carries none.
-pub fn token(param: &ResourceParam, i: usize) -> Result<Option<&str>, ApiError> {
+/// The token of resource `param`, checked: `None` when it carries none. `prefix` names the resource in errors
+/// (`resources[0]`, or empty for the resources endpoint).
+pub fn token<'a>(param: &'a ResourceParam, prefix: &str) -> Result<Option<&'a str>, ApiError> {
     let ResourceParam::GithubRepository {
         authorization_token: Some(token),
         authorization_secret_ref,
@@ -32,7 +33,11 @@ pub fn token(param: &ResourceParam, i: usize) -> Result<Option<&str>, ApiError> 
     else {
         return Ok(None);
     };
-    let at = format!("resources[{i}].authorization_token");
+    let at = if prefix.is_empty() {
+        "authorization_token".to_owned()
+    } else {
+        format!("{prefix}.authorization_token")
+    };
     if authorization_secret_ref.is_some() {
         return Err(ApiError::field(
             &at,
@@ -57,7 +62,7 @@ pub fn token(param: &ResourceParam, i: usize) -> Result<Option<&str>, ApiError> 
 /// Points every resource of `spec` sent with a token at the Secret [`token_secrets`] writes for it.
 pub fn bind_tokens(spec: &mut SessionSpec, req: &SessionCreate, session: &str) -> Result<(), ApiError> {
     for (i, param) in req.resources.iter().flatten().enumerate() {
-        if token(param, i)?.is_some()
+        if token(param, &format!("resources[{i}]"))?.is_some()
             && let Some(resource) = spec.resources.get_mut(i)
         {
             resource.authorization_secret_ref = Some(SecretKeyRef {
@@ -79,7 +84,7 @@ pub fn token_secrets(session: &Session, req: &SessionCreate) -> Result<Vec<Secre
     });
     let mut secrets = Vec::new();
     for (i, param) in req.resources.iter().flatten().enumerate() {
-        let Some(token) = token(param, i)? else { continue };
+        let Some(token) = token(param, &format!("resources[{i}]"))? else { continue };
         secrets.push(Secret {
             metadata: ObjectMeta {
                 name: Some(token_secret_name(&name, i)),

@@ -5,8 +5,11 @@ use std::collections::BTreeMap;
 use corral_api::{
     AgentSpec, Session, SessionSpec,
     common::{LocalObjectRef, SecretKeyRef},
-    session::{Checkout, CheckoutType, SessionAgentRef, SessionResource, SessionResourceType},
-    validation::{validate_session, validate_session_update},
+    session::{
+        Checkout, CheckoutType, SessionAgentRef, SessionResource, SessionResourceType,
+        default_file_mount_path,
+    },
+    validation::{file_mount_path_ok, validate_session, validate_session_update},
 };
 use serde::{Deserialize, Deserializer, de::Error as _};
 use serde_json::{Map, Value, json};
@@ -175,14 +178,17 @@ pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, r)| resource(r, i))
+        .map(|(i, r)| resource(r, &format!("resources[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
-    if resources.iter().any(|r| r.kind == SessionResourceType::File) {
+    for (i, r) in resources.iter().enumerate() {
         // Checked after parsing, so a malformed resource is still reported field by field.
-        return Err(ApiError::field(
-            "resources",
-            "file resources are not supported by Corral yet: nothing would be mounted in the sandbox",
-        ));
+        let path = mount_path(r);
+        if resources[..i].iter().any(|o| mount_path(o) == path) {
+            return Err(ApiError::field(
+                &format!("resources[{i}].mount_path"),
+                format!("{path} is the mount_path of an earlier resource"),
+            ));
+        }
     }
     let spec = SessionSpec {
         agent: SessionAgentRef {
@@ -207,8 +213,15 @@ pub fn spec_from_create(req: &SessionCreate, version: i64) -> Result<SessionSpec
     Ok(spec)
 }
 
-fn resource(param: &ResourceParam, i: usize) -> Result<SessionResource, ApiError> {
-    let at = |f: &str| format!("resources[{i}].{f}");
+/// The spec of one resource; `prefix` names it in errors (`resources[0]`, or empty for the resources endpoint).
+pub fn resource(param: &ResourceParam, prefix: &str) -> Result<SessionResource, ApiError> {
+    let at = |f: &str| {
+        if prefix.is_empty() {
+            f.to_owned()
+        } else {
+            format!("{prefix}.{f}")
+        }
+    };
     match param {
         ResourceParam::GithubRepository {
             url,
@@ -218,7 +231,7 @@ fn resource(param: &ResourceParam, i: usize) -> Result<SessionResource, ApiError
             mount_path,
         } => {
             // The token itself goes into a Secret once the session exists (`super::repository`).
-            super::repository::token(param, i)?;
+            super::repository::token(param, prefix)?;
             Ok(SessionResource {
                 kind: SessionResourceType::GithubRepository,
                 url: Some(url.clone()),
@@ -245,6 +258,15 @@ fn resource(param: &ResourceParam, i: usize) -> Result<SessionResource, ApiError
         ResourceParam::File { file_id, mount_path } => {
             if file_id.is_empty() {
                 return Err(ApiError::field(&at("file_id"), "must not be empty"));
+            }
+            if let Some(path) = mount_path
+                && !file_mount_path_ok(path)
+            {
+                return Err(ApiError::field(
+                    &at("mount_path"),
+                    "must be a file path under /mnt/session/ or /workspace/ (the sandbox's writable volumes), \
+                     without ..",
+                ));
             }
             Ok(SessionResource {
                 kind: SessionResourceType::File,
@@ -396,8 +418,7 @@ pub fn session_object(session: &Session, agent: Value, now: jiff::Timestamp) -> 
     let resources: Vec<Value> = spec
         .resources
         .iter()
-        .enumerate()
-        .map(|(i, r)| resource_object(&session_id, i, r, &time(created), &updated))
+        .map(|r| resource_object(r, &time(created), &updated))
         .collect();
     json!({
         "id": session_id,
@@ -420,43 +441,67 @@ pub fn session_object(session: &Session, agent: Value, now: jiff::Timestamp) -> 
     })
 }
 
-fn resource_object(session: &str, i: usize, r: &SessionResource, created: &str, updated: &str) -> Value {
-    let id = format!("{session}-r{i}");
+/// Where a resource appears in the sandbox: its `mount_path`, or the default of its kind.
+pub fn mount_path(r: &SessionResource) -> String {
+    if let Some(path) = &r.mount_path {
+        return path.clone();
+    }
     match r.kind {
         SessionResourceType::GithubRepository => {
-            let url = r.url.clone().unwrap_or_default();
+            let url = r.url.as_deref().unwrap_or_default();
             let repo = url
                 .trim_end_matches('/')
                 .trim_end_matches(".git")
                 .rsplit('/')
                 .next()
-                .unwrap_or("repo")
-                .to_owned();
-            json!({
-                "id": id,
-                "type": "github_repository",
-                "url": url,
-                "mount_path": r.mount_path.clone().unwrap_or_else(|| format!("/workspace/{repo}")),
-                "checkout": r.checkout.as_ref().map(|c| match c.kind {
-                    CheckoutType::Branch => json!({ "type": "branch", "name": c.name }),
-                    CheckoutType::Commit => json!({ "type": "commit", "sha": c.sha }),
-                }),
-                "authorization_secret_ref": r.authorization_secret_ref.as_ref().map(|s| json!({ "name": s.name, "key": s.key })),
-                "created_at": created,
-                "updated_at": updated,
-            })
+                .filter(|n| !n.is_empty())
+                .unwrap_or("repo");
+            format!("/workspace/{repo}")
         }
-        SessionResourceType::File => {
-            let file_id = r.file_id.clone().unwrap_or_default();
-            json!({
-                "id": id,
-                "type": "file",
-                "file_id": file_id,
-                "mount_path": r.mount_path.clone().unwrap_or_else(|| format!("/mnt/session/uploads/{file_id}")),
-                "created_at": created,
-                "updated_at": updated,
-            })
-        }
+        SessionResourceType::File => default_file_mount_path(r.file_id.as_deref().unwrap_or_default()),
+    }
+}
+
+/// A resource's id (`sesrsc_` and 24 hex digits): derived from its kind and mount path, which no other resource of
+/// the session shares, so it stays the same while other resources come and go, and a resource a GitOps user
+/// declared in the custom resource has one too.
+pub fn resource_id(r: &SessionResource) -> String {
+    use sha2::Digest as _;
+    let kind = match r.kind {
+        SessionResourceType::GithubRepository => "github_repository",
+        SessionResourceType::File => "file",
+    };
+    let digest = sha2::Sha256::digest(format!("{kind}\n{}", mount_path(r)).as_bytes());
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("sesrsc_{hex}")
+}
+
+/// The API's object of one session resource; `created` and `updated` are the session's times (Corral does not
+/// keep a time per resource).
+pub fn resource_object(r: &SessionResource, created: &str, updated: &str) -> Value {
+    let id = resource_id(r);
+    match r.kind {
+        SessionResourceType::GithubRepository => json!({
+            "id": id,
+            "type": "github_repository",
+            "url": r.url.clone().unwrap_or_default(),
+            "mount_path": mount_path(r),
+            "checkout": r.checkout.as_ref().map(|c| match c.kind {
+                CheckoutType::Branch => json!({ "type": "branch", "name": c.name }),
+                CheckoutType::Commit => json!({ "type": "commit", "sha": c.sha }),
+            }),
+            "authorization_secret_ref": r.authorization_secret_ref.as_ref().map(|s| json!({ "name": s.name, "key": s.key })),
+            "created_at": created,
+            "updated_at": updated,
+        }),
+        SessionResourceType::File => json!({
+            "id": id,
+            "type": "file",
+            "file_id": r.file_id.clone().unwrap_or_default(),
+            "mount_path": mount_path(r),
+            "created_at": created,
+            "updated_at": updated,
+        }),
     }
 }
 
@@ -517,14 +562,13 @@ mod tests {
         assert_eq!(spec.environment_ref.name, "env-1");
         assert_eq!(spec.vault_refs[0].name, "v1");
         let mut spec = spec;
-        // A Session custom resource may carry resources (the API refuses them until they are mounted).
+        // A Session custom resource may carry resources (the API refuses repositories until they are cloned).
         spec.resources = [
             json!({ "type": "github_repository", "url": "https://github.com/o/r.git", "checkout": { "type": "branch", "name": "main" } }),
-            json!({ "type": "file", "file_id": "file_1", "mount_path": "/data/x" }),
+            json!({ "type": "file", "file_id": "file_1", "mount_path": "/workspace/data/x" }),
         ]
         .iter()
-        .enumerate()
-        .map(|(i, r)| resource(&serde_json::from_value(r.clone()).unwrap(), i).unwrap())
+        .map(|r| resource(&serde_json::from_value(r.clone()).unwrap(), "").unwrap())
         .collect();
         let mut s = Session::new("sesn-1", spec);
         s.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -543,7 +587,10 @@ mod tests {
             obj["resources"][0]["checkout"],
             json!({ "type": "branch", "name": "main" })
         );
-        assert_eq!(obj["resources"][1]["mount_path"], "/data/x");
+        assert_eq!(obj["resources"][1]["mount_path"], "/workspace/data/x");
+        let id = obj["resources"][1]["id"].as_str().unwrap();
+        assert!(id.starts_with("sesrsc_") && id.len() == 31, "{id}");
+        assert_ne!(obj["resources"][0]["id"], obj["resources"][1]["id"]);
         assert_eq!(obj["vault_ids"], json!(["v1"]));
         assert_eq!(obj["agent"]["version"], 2);
         for f in [
@@ -563,6 +610,28 @@ mod tests {
         ] {
             assert!(!obj[f].is_null(), "{f}");
         }
+    }
+
+    #[test]
+    fn file_resources_are_kept_with_their_default_mount_path() {
+        let spec = create(json!({ "agent": "a", "environment_id": "e", "resources": [
+            { "type": "file", "file_id": "file_1" },
+            { "type": "file", "file_id": "file_1", "mount_path": "/workspace/copy.txt" },
+        ] }))
+        .unwrap();
+        assert_eq!(spec.resources.len(), 2);
+        assert_eq!(mount_path(&spec.resources[0]), "/mnt/session/uploads/file_1");
+        assert_eq!(
+            spec.resources[0].mount_path, None,
+            "the default is not written into the spec"
+        );
+        assert_eq!(mount_path(&spec.resources[1]), "/workspace/copy.txt");
+        let obj = resource_object(&spec.resources[0], "t0", "t1");
+        assert_eq!(
+            obj,
+            json!({ "id": resource_id(&spec.resources[0]), "type": "file", "file_id": "file_1",
+                "mount_path": "/mnt/session/uploads/file_1", "created_at": "t0", "updated_at": "t1" })
+        );
     }
 
     #[test]
@@ -591,14 +660,24 @@ mod tests {
 
     #[test]
     fn invalid_input_names_the_field() {
-        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "file", "file_id": "file_1" }] })).unwrap_err();
+        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "file", "file_id": "file_1", "mount_path": "/etc/passwd" }] })).unwrap_err();
         assert!(
-            err.message.starts_with("resources: file resources"),
-            "refused until they are mounted: {}",
+            err.message.starts_with("resources[0].mount_path:"),
+            "{}",
             err.message
         );
         assert!(create(json!({ "agent": "a", "environment_id": "e", "resources": [] })).is_ok());
         assert!(create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y", "authorization_token": "t" }] })).is_ok());
+        let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [
+            { "type": "file", "file_id": "file_1", "mount_path": "/workspace/in" },
+            { "type": "file", "file_id": "file_2", "mount_path": "/workspace/in" },
+        ] }))
+        .unwrap_err();
+        assert!(
+            err.message.starts_with("resources[1].mount_path:"),
+            "{}",
+            err.message
+        );
         let err = create(json!({ "agent": "a", "environment_id": "e", "resources": [{ "type": "github_repository", "url": "https://x/y", "authorization_token": "" }] })).unwrap_err();
         assert!(
             err.message.starts_with("resources[0].authorization_token:"),

@@ -47,7 +47,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/files/{file_id}/content", get(download))
 }
 
-fn storage(state: &AppState) -> ApiResult<&FileStorage> {
+/// The object storage, or a 503 naming the missing setting.
+pub(crate) fn storage(state: &AppState) -> ApiResult<&FileStorage> {
     state.settings.files.as_ref().ok_or_else(|| {
         let mut err = ApiError::for_status(StatusCode::SERVICE_UNAVAILABLE);
         err.message = "the Files API needs object storage, and this gateway has none configured \
@@ -100,7 +101,7 @@ fn busy(why: Busy) -> ApiError {
 }
 
 /// A blob failure; object storage's own text (endpoint, bucket, server messages) goes only to the log.
-fn blob_error(err: BlobError, max: u64) -> ApiError {
+pub(crate) fn blob_error(err: BlobError, max: u64) -> ApiError {
     match err {
         BlobError::TooLarge(_) => too_large(max),
         BlobError::Idle(after) => ApiError::field(
@@ -141,7 +142,8 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// The file, unless it does not exist, belongs to another namespace, or has expired (then it is removed).
-async fn find(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<FileMeta> {
+/// The metadata of the tenant's file `id`: 404 when it has none (another namespace's id included) or it expired.
+pub(crate) async fn find(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<FileMeta> {
     let not_found = || ApiError::not_found("file", id);
     if !valid_id(id) {
         return Err(not_found());

@@ -5,7 +5,9 @@ pub mod credentials;
 pub mod environments;
 pub mod events;
 pub mod files;
+pub mod harness_files;
 pub mod objects;
+pub mod session_resources;
 pub mod sessions;
 pub mod stream;
 pub mod vaults;
@@ -30,4 +32,5 @@ pub fn v1() -> Router<AppState> {
             post(events::send).get(events::list),
         )
         .route("/v1/sessions/{session_id}/events/stream", get(stream::stream))
+        .merge(session_resources::routes())
 }

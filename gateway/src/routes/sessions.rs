@@ -23,8 +23,8 @@ use crate::{
     error::{ApiError, ApiResult},
     mapping::repository,
     mapping::session::{
-        MAX_INITIAL_EVENTS, SessionCreate, SessionUpdate, apply_update, changes, session_agent,
-        session_object, spec_from_create,
+        MAX_INITIAL_EVENTS, ResourceParam, SessionCreate, SessionUpdate, apply_update, changes,
+        session_agent, session_object, spec_from_create,
     },
     query::Query,
     resource::{ApiResource, CustomResources, Cx, ListShape, Names, Select, Store, handlers::fetch},
@@ -124,6 +124,18 @@ async fn check_vaults(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
     Ok(())
 }
 
+/// Checks that every `file` resource names a file of the tenant that is still there (404 naming the field).
+async fn check_files(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
+    for (i, r) in req.resources.iter().flatten().enumerate() {
+        if let ResourceParam::File { file_id, .. } = r {
+            super::files::find(&cx.state, &cx.tenant, file_id)
+                .await
+                .map_err(|e| e.with_field_prefix(&format!("resources[{i}].file_id")))?;
+        }
+    }
+    Ok(())
+}
+
 /// The agent version a new session runs: the one it names (which must exist), or the agent's current one.
 async fn agent_version(cx: &Cx, req: &SessionCreate) -> ApiResult<i64> {
     let agent = objects::get(&cx.api::<Agent>(), "agent", &req.agent.id).await?;
@@ -183,6 +195,7 @@ impl ApiResource for Sessions {
         let version = agent_version(cx, req).await?;
         let mut spec = spec_from_create(req, version)?;
         repository::bind_tokens(&mut spec, req, id)?;
+        check_files(cx, req).await?;
         Ok(Session::new(id, spec))
     }
 

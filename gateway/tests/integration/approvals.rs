@@ -83,7 +83,12 @@ async fn a_key_of_another_tenant_cannot_confirm_a_tool_call() {
 }
 
 /// A ServiceAccount `name` in `ns` and a token for it (audience `audience`, or the API server's own).
-async fn service_account_token(gw: &Gateway, ns: &str, name: &str, audience: Option<&str>) -> String {
+pub(crate) async fn service_account_token(
+    gw: &Gateway,
+    ns: &str,
+    name: &str,
+    audience: Option<&str>,
+) -> String {
     let accounts: Api<ServiceAccount> = Api::namespaced(gw.kube.clone(), ns);
     let account = ServiceAccount {
         metadata: ObjectMeta {

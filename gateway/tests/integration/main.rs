@@ -18,6 +18,7 @@ mod platform;
 mod redis_restart;
 mod s3;
 mod sdk_fields;
+mod session_resources;
 mod sessions;
 mod stream;
 mod traces;

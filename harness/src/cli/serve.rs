@@ -77,6 +77,14 @@ pub struct ServeArgs {
         value_parser = humantime::parse_duration
     )]
     sandbox_unschedulable_timeout: Duration,
+    /// Cluster mode: the gateway's URL inside the cluster, from which the session's file resources are fetched
+    /// (with the token in --gateway-token-file) and copied into its sandbox. Unset: a session with file resources
+    /// gets an error from its tool calls saying so.
+    #[arg(long, env = "CORRAL_GATEWAY_URL")]
+    gateway_url: Option<String>,
+    /// Cluster mode: this harness's ServiceAccount token for the gateway (audience `corral-gateway`).
+    #[arg(long, env = "CORRAL_GATEWAY_TOKEN_FILE", default_value = corral_harness::tools::file_resources::DEFAULT_TOKEN_FILE)]
+    gateway_token_file: std::path::PathBuf,
     /// Cluster mode: hosts the harness may reach although they resolve to internal addresses (comma-separated
     /// host patterns: the platform's `egress.internalHosts`). Any other internal address is refused as a model
     /// endpoint or MCP server; local mode (`--agent-file`) connects anywhere.
@@ -175,7 +183,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         writer.clone(),
                         args.sandbox_ready_timeout,
                     )
-                    .with_unschedulable_timeout(args.sandbox_unschedulable_timeout),
+                    .with_unschedulable_timeout(args.sandbox_unschedulable_timeout)
+                    .with_file_resources(
+                        corral_harness::tools::file_resources::FileResources::new(
+                            client.clone(),
+                            args.gateway_url.clone().map(|url| {
+                                corral_harness::tools::file_resources::GatewayFiles {
+                                    url,
+                                    token_file: args.gateway_token_file.clone(),
+                                }
+                            }),
+                        ),
+                    ),
                 ),
                 writer,
                 Arc::new(KubeCredentials::new(client)),

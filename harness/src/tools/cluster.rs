@@ -57,6 +57,8 @@ pub struct ClusterToolRunner {
     clients: Mutex<BoundedCache<(String, SandboxClient)>>,
     /// The endpoint of each session's sandbox that was found gone; its stale status is not trusted again.
     lost: Mutex<BoundedCache<String>>,
+    /// Copies the sessions' file resources into their sandboxes; `None` leaves them out (tests of other parts).
+    files: Option<super::file_resources::FileResources>,
 }
 
 impl std::fmt::Debug for ClusterToolRunner {
@@ -82,7 +84,24 @@ impl ClusterToolRunner {
             waits: SandboxWaits::default(),
             clients: Mutex::default(),
             lost: Mutex::default(),
+            files: None,
         }
+    }
+
+    /// Copies each session's file resources into its sandbox before a tool call runs there.
+    #[must_use]
+    pub fn with_file_resources(mut self, files: super::file_resources::FileResources) -> Self {
+        self.files = Some(files);
+        self
+    }
+
+    /// The session's sandbox with its file resources in place.
+    async fn sandbox_with_files(&self, namespace: &str, session: &str) -> Result<SandboxClient, String> {
+        let client = self.sandbox(namespace, session).await?;
+        if let Some(files) = &self.files {
+            files.sync(namespace, session, &client).await?;
+        }
+        Ok(client)
     }
 
     /// Fails a call whose sandbox pod no node could take for `timeout` (instead of the whole `ready_timeout`).
@@ -253,7 +272,7 @@ impl ToolRunner for ClusterToolRunner {
     }
 
     fn prepare<'a>(&'a self, namespace: &'a str, session: &'a str) -> PrepareFuture<'a> {
-        Box::pin(async move { self.sandbox(namespace, session).await.map(drop) })
+        Box::pin(async move { self.sandbox_with_files(namespace, session).await.map(drop) })
     }
 
     fn sandbox_wait(&self, namespace: &str, session: &str) -> Option<String> {
@@ -268,7 +287,7 @@ impl ToolRunner for ClusterToolRunner {
             // breaks mid-call is reported, never retried: the call may have run.
             let mut retried = false;
             let outcome = loop {
-                let client = match self.sandbox(call.namespace, call.session).await {
+                let client = match self.sandbox_with_files(call.namespace, call.session).await {
                     Ok(client) => client,
                     Err(message) => {
                         return ToolOutput::error(format!("No sandbox could run this tool call: {message}"));

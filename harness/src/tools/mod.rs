@@ -8,6 +8,7 @@
 
 mod client_cache;
 mod cluster;
+pub mod file_resources;
 mod local;
 mod repositories;
 mod sandbox_waits;

@@ -14,7 +14,8 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
         core::v1::{
             Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec,
-            PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, ServiceAccount,
+            PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, Secret, SecretKeySelector,
+            ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
         },
         policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec},
         rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
@@ -44,15 +45,7 @@ pub const REDIS_PASSWORD_KEY: &str = "redis-password";
 /// The name of `tenant`'s harness objects in the system namespace: `corral-harness-<tenant>`, shortened with a
 /// hash of the full name to stay within 63 characters (a label value and a DNS label).
 pub fn harness_name(tenant: &str) -> String {
-    let full = format!("{HARNESS_NAME}-{tenant}");
-    if full.len() <= 63 {
-        return full;
-    }
-    let digest = sha2::Sha256::digest(tenant.as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let keep = 63 - HARNESS_NAME.len() - 2 - hash.len();
-    let stem = tenant[..keep].trim_end_matches(['-', '.']);
-    format!("{HARNESS_NAME}-{stem}-{hash}")
+    corral_api::labels::harness_name(tenant)
 }
 
 /// Operator configuration for the harness Deployments it runs.
@@ -86,7 +79,15 @@ pub struct HarnessConfig {
     /// How long a tool call waits for an unschedulable sandbox, given as `CORRAL_SANDBOX_UNSCHEDULABLE_TIMEOUT`
     /// when not empty.
     pub sandbox_unschedulable_timeout: String,
+    /// The gateway's URL inside the cluster, given as `CORRAL_GATEWAY_URL` with a ServiceAccount token for the
+    /// audience [`GATEWAY_TOKEN_AUDIENCE`] when not empty: the harness fetches file resources there.
+    pub gateway_url: String,
 }
+
+/// The audience of the token the harness presents to the gateway (the gateway's `HARNESS_AUDIENCE`).
+pub const GATEWAY_TOKEN_AUDIENCE: &str = "corral-gateway";
+/// Where that token is mounted in the harness pods (the harness's default `--gateway-token-file` directory).
+pub const GATEWAY_TOKEN_DIR: &str = "/var/run/secrets/corral/gateway";
 
 /// The Redis credentials of one tenant's harness.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +281,24 @@ fn probe(path: &str, period: i32) -> Probe {
     }
 }
 
+fn gateway_token_volume() -> Volume {
+    Volume {
+        name: "gateway-token".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(GATEWAY_TOKEN_AUDIENCE.into()),
+                    expiration_seconds: Some(3600),
+                    path: "token".into(),
+                }),
+                ..VolumeProjection::default()
+            }]),
+            ..ProjectedVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
 fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantRedis>) -> Deployment {
     let name = harness_name(tenant);
     let mut pod_labels = selector_labels(tenant);
@@ -328,8 +347,20 @@ fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantR
             &config.sandbox_unschedulable_timeout,
         ));
     }
+    let with_gateway = !config.gateway_url.is_empty();
+    if with_gateway {
+        env_vars.push(env_var("CORRAL_GATEWAY_URL", &config.gateway_url));
+    }
     let container = Container {
         name: "harness".into(),
+        volume_mounts: with_gateway.then(|| {
+            vec![VolumeMount {
+                name: "gateway-token".into(),
+                mount_path: GATEWAY_TOKEN_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]
+        }),
         image: Some(config.image.clone()),
         image_pull_policy: Some(config.image_pull_policy.clone()),
         env: Some(env_vars),
@@ -383,6 +414,8 @@ fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantR
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![container],
+                    // A token only the gateway accepts (its audience), rotated by the kubelet.
+                    volumes: with_gateway.then(|| vec![gateway_token_volume()]),
                     priority_class_name: config.priority_class.clone(),
                     ..PodSpec::default()
                 }),
@@ -422,6 +455,7 @@ mod tests {
             internal_hosts: vec!["10.201.0.1".into()],
             priority_class: Some("corral-system".into()),
             sandbox_unschedulable_timeout: "30s".into(),
+            gateway_url: "http://corral-gateway.corral-system.svc:8080".into(),
         }
     }
 
@@ -454,6 +488,36 @@ mod tests {
         // Owner references cannot cross namespaces: the system-namespace objects have none.
         assert!(objs.deployment.metadata.owner_references.is_none());
         assert!(objs.pdb.metadata.owner_references.is_none());
+    }
+
+    #[test]
+    fn the_harness_gets_the_gateway_and_a_token_only_the_gateway_accepts() {
+        let d = build_harness("team", &[agent("a", "u1")], &config(), Some(&redis())).deployment;
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let env = pod.containers[0].env.clone().unwrap_or_default();
+        let url = env.iter().find(|e| e.name == "CORRAL_GATEWAY_URL").unwrap();
+        assert_eq!(
+            url.value.as_deref(),
+            Some("http://corral-gateway.corral-system.svc:8080")
+        );
+        let volume = &pod.volumes.unwrap()[0];
+        let token = volume.projected.as_ref().unwrap().sources.as_ref().unwrap()[0]
+            .service_account_token
+            .clone()
+            .unwrap();
+        assert_eq!(token.audience.as_deref(), Some(GATEWAY_TOKEN_AUDIENCE));
+        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (mount.name.as_str(), mount.mount_path.as_str(), mount.read_only),
+            (volume.name.as_str(), GATEWAY_TOKEN_DIR, Some(true))
+        );
+        let without = HarnessConfig {
+            gateway_url: String::new(),
+            ..config()
+        };
+        let d = build_harness("team", &[agent("a", "u1")], &without, Some(&redis())).deployment;
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        assert!(pod.volumes.is_none() && pod.containers[0].volume_mounts.is_none());
     }
 
     #[test]

@@ -29,6 +29,10 @@ use crate::builders::common::{NONROOT_UID, env_var, locked_down, merge_env, runt
 pub const WORKSPACE_DIR: &str = "/workspace";
 /// The uid sandbox processes run as.
 pub const SANDBOX_UID: i64 = NONROOT_UID;
+/// The volume of the session's file resources (the root filesystem is read-only).
+pub const SESSION_FILES_VOLUME: &str = "session-files";
+/// Where it is mounted: file resources land in `uploads/` by default (docs/files.md).
+pub const SESSION_FILES_DIR: &str = "/mnt/session";
 /// The volume the daemon binary is copied into.
 pub const DAEMON_BIN_VOLUME: &str = "corral-bin";
 /// Where the daemon binary's volume is mounted.
@@ -140,6 +144,7 @@ fn sandbox_container(
                 mount(DAEMON_BIN_VOLUME, DAEMON_BIN_DIR, true),
                 mount(workspace::VOLUME, WORKSPACE_DIR, false),
                 mount("tmp", "/tmp", false),
+                mount(SESSION_FILES_VOLUME, SESSION_FILES_DIR, false),
             ]
             .into_iter()
             .chain(with_packages.then(|| mount(packages::VOLUME, PACKAGES_DIR, true)))
@@ -217,6 +222,7 @@ pub fn build_sandbox_pod(
                     empty_dir(DAEMON_BIN_VOLUME, &Quantity(DAEMON_BIN_SIZE.into())),
                     workspace,
                     empty_dir("tmp", &tmp),
+                    empty_dir(SESSION_FILES_VOLUME, &budget),
                 ]
                 .into_iter()
                 .chain(
@@ -350,6 +356,7 @@ mod tests {
                     ("corral-bin", "256Mi"),
                     ("packages", "4Gi"),
                     ("packages-scratch", "1Gi"),
+                    ("session-files", "4Gi"),
                     ("tmp", "1Gi"),
                     ("workspace", "4Gi"),
                 ])

@@ -1,0 +1,218 @@
+//! `/v1/sessions/{id}/resources`: the files (and repositories) of a live session. They live in the Session custom
+//! resource's `spec.resources`, so a GitOps user declares the same list; every change is a read-modify-write of the
+//! spec with the version that was read. The harness copies file resources into the session's sandbox at the next
+//! tool call (docs/files.md).
+
+use axum::{
+    Extension, Json, Router,
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    routing::get,
+};
+use corral_api::{Session, session::SessionResourceType};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::objects::{self, api};
+use crate::{
+    auth::Tenant,
+    body::parse,
+    error::{ApiError, ApiResult},
+    mapping::{
+        common::{created_at, time, updated_at},
+        session::{ResourceParam, mount_path, resource, resource_id, resource_object},
+    },
+    query::Query,
+    state::AppState,
+};
+
+/// Attempts of a read-modify-write before answering 409.
+const ATTEMPTS: usize = 5;
+/// The most resources one page may hold.
+const MAX_LIMIT: usize = 1000;
+
+/// The routes (authentication and body limits are layered on with the other `/v1` routes).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sessions/{session_id}/resources", get(list).post(add))
+        .route(
+            "/v1/sessions/{session_id}/resources/{resource_id}",
+            get(retrieve).post(update).delete(delete),
+        )
+}
+
+/// `POST .../resources/{id}`: the SDK's only field, a repository's new token.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ResourceUpdate {
+    authorization_token: Option<String>,
+}
+
+async fn session(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Session> {
+    objects::get(&api::<Session>(state, tenant), "session", id).await
+}
+
+fn object_of(session: &Session, index: usize) -> Value {
+    let created = time(created_at(&session.metadata));
+    let updated = time(updated_at(&session.metadata));
+    resource_object(&session.spec.resources[index], &created, &updated)
+}
+
+fn position(session: &Session, resource: &str) -> ApiResult<usize> {
+    session
+        .spec
+        .resources
+        .iter()
+        .position(|r| resource_id(r) == resource)
+        .ok_or_else(|| ApiError::not_found("session resource", resource))
+}
+
+/// Reads the session, lets `change` edit its spec, and writes it back with the version that was read (again on a
+/// conflict). Answers the session as written.
+async fn modify(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &str,
+    mut change: impl FnMut(&mut Session) -> ApiResult<()>,
+) -> ApiResult<Session> {
+    let sessions = api::<Session>(state, tenant);
+    for _ in 0..ATTEMPTS {
+        let mut current = session(state, tenant, id).await?;
+        if objects::is_archived(&current) {
+            return Err(ApiError::field(
+                "session_id",
+                format!("session {id:?} is archived; its resources cannot change"),
+            ));
+        }
+        change(&mut current)?;
+        match objects::replace(&sessions, id, &current).await {
+            Ok(written) => return Ok(written),
+            Err(err) if err.status == 409 => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(ApiError::conflict("the session changed concurrently; retry"))
+}
+
+/// `GET .../resources`: every resource in the spec's order; `limit` cuts pages whose `next_page` is the last id.
+async fn list(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let query = Query::parse(raw.as_deref());
+    if let Some(other) = query.keys().find(|k| !matches!(*k, "limit" | "page")) {
+        return Err(ApiError::field(other, "unknown query parameter"));
+    }
+    let session = session(&state, &tenant, &id).await?;
+    let all = session.spec.resources.len();
+    let limit = match query.get("limit") {
+        None => all.max(1),
+        Some(_) => query.limit(all.max(1), MAX_LIMIT)?,
+    };
+    let start = match query.get("page").filter(|p| !p.is_empty()) {
+        None => 0,
+        Some(after) => {
+            position(&session, after).map_err(|_| ApiError::field("page", "invalid page token"))? + 1
+        }
+    };
+    let end = (start + limit).min(all);
+    let data: Vec<Value> = (start..end).map(|i| object_of(&session, i)).collect();
+    let next_page = (end < all).then(|| resource_id(&session.spec.resources[end - 1]));
+    Ok(Json(json!({ "data": data, "next_page": next_page })))
+}
+
+/// `POST .../resources`: adds a `file` resource (the SDK adds no other kind).
+async fn add(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let param: ResourceParam = parse(&body)?;
+    let new = resource(&param, "")?;
+    if new.kind == SessionResourceType::GithubRepository {
+        return Err(ApiError::field(
+            "type",
+            corral_api::session::REPOSITORY_UNSUPPORTED,
+        ));
+    }
+    // The file must be one of the namespace's (another tenant's id is not found), and still there.
+    if let Some(file) = &new.file_id {
+        super::files::find(&state, &tenant, file)
+            .await
+            .map_err(|e| e.with_field_prefix("file_id"))?;
+    }
+    let session = modify(&state, &tenant, &id, |session| {
+        let path = mount_path(&new);
+        if session.spec.resources.iter().any(|r| mount_path(r) == path) {
+            return Err(ApiError::field(
+                "mount_path",
+                format!("{path} is already the mount_path of a resource of this session"),
+            ));
+        }
+        if session.spec.resources.len() >= 64 {
+            return Err(ApiError::field(
+                "resources",
+                "a session holds at most 64 resources",
+            ));
+        }
+        session.spec.resources.push(new.clone());
+        Ok(())
+    })
+    .await?;
+    Ok(Json(object_of(&session, session.spec.resources.len() - 1)))
+}
+
+/// `GET .../resources/{id}`.
+async fn retrieve(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path((id, resource)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let session = session(&state, &tenant, &id).await?;
+    Ok(Json(object_of(&session, position(&session, &resource)?)))
+}
+
+/// `POST .../resources/{id}`: a repository's new `authorization_token`, which Corral does not take yet; a file
+/// resource has nothing to update.
+async fn update(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path((id, resource)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let req: ResourceUpdate = parse(&body)?;
+    let session = session(&state, &tenant, &id).await?;
+    let index = position(&session, &resource)?;
+    let kind = session.spec.resources[index].kind;
+    match (kind, req.authorization_token) {
+        (_, None) => Err(ApiError::field("authorization_token", "is required")),
+        (SessionResourceType::File, Some(_)) => Err(ApiError::field(
+            "authorization_token",
+            "file resources have no token; only github_repository resources can be updated",
+        )),
+        (SessionResourceType::GithubRepository, Some(_)) => Err(ApiError::field(
+            "authorization_token",
+            "Corral does not take tokens in API bodies; store it in a Secret and pass authorization_secret_ref {name, key}",
+        )),
+    }
+}
+
+/// `DELETE .../resources/{id}`: the harness removes a file from the sandbox at the next tool call.
+async fn delete(
+    State(state): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    Path((id, resource)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    modify(&state, &tenant, &id, |session| {
+        let index = position(session, &resource)?;
+        session.spec.resources.remove(index);
+        Ok(())
+    })
+    .await?;
+    Ok(Json(
+        json!({ "id": resource, "type": "session_resource_deleted" }),
+    ))
+}

@@ -1,0 +1,262 @@
+//! `file` session resources and `/v1/sessions/{id}/resources` against a real API server, Redis and S3 server: a
+//! session created with a file, the file added and removed on the live session (kept in the Session's spec), the
+//! SDK's shapes and errors; and the internal route harnesses fetch the bytes from, which no API key and no foreign
+//! token opens.
+
+use corral_api::Session;
+use corral_gateway::{ratelimit::Limiter, state::Settings};
+use kube::Api;
+use serde_json::{Value, json};
+
+use crate::{files::upload, harness::Gateway, s3::S3Server};
+
+/// The namespace the test's "harnesses" run in.
+const SYSTEM: &str = "corral-it-harnesses";
+
+async fn gateway(s3: &S3Server) -> Gateway {
+    let settings = Settings {
+        files: Some(s3.storage(1 << 20)),
+        harness_namespace: Some(SYSTEM.into()),
+        ..Settings::default()
+    };
+    Gateway::start_with_settings(Limiter::new(0, 0), settings).await
+}
+
+#[tokio::test]
+async fn file_resources_are_created_listed_added_and_deleted() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(&s3).await;
+    let t = gw.tenant().await;
+    let stranger = gw.tenant().await;
+    let first = upload(&gw, &t, "a.txt", b"alpha".to_vec(), None).await.ok();
+    let second = upload(&gw, &t, "b.txt", b"beta".to_vec(), None).await.ok();
+    let foreign = upload(&gw, &stranger, "c.txt", b"gamma".to_vec(), None)
+        .await
+        .ok();
+    let (f1, f2) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
+    let agent = gw
+        .post(
+            "/v1/agents",
+            &t,
+            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
+        )
+        .await
+        .ok();
+    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
+    let create = |resources: Value| json!({ "agent": agent["id"], "environment_id": env["id"], "resources": resources });
+
+    // Another tenant's file, or none at all, is a 404 naming the field; a path outside the sandbox's volumes a 400.
+    let msg = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([{ "type": "file", "file_id": foreign["id"] }])),
+        )
+        .await
+        .error(404, "not_found_error");
+    assert!(msg.starts_with("resources[0].file_id:"), "{msg}");
+    gw.post(
+        "/v1/sessions",
+        &t,
+        create(json!([{ "type": "file", "file_id": "file_01JABCDEFGHJKMNPQRSTVWXYZ0" }])),
+    )
+    .await
+    .error(404, "not_found_error");
+    let msg = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([{ "type": "file", "file_id": f1, "mount_path": "/etc/passwd" }])),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.starts_with("resources[0].mount_path:"), "{msg}");
+    let msg = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([{ "type": "github_repository", "url": "https://github.com/o/r" }])),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.starts_with("resources[0]:"), "{msg}");
+
+    let session = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([{ "type": "file", "file_id": f1 }])),
+        )
+        .await
+        .ok();
+    let id = session["id"].as_str().unwrap();
+    let listed = &session["resources"][0];
+    assert_eq!(listed["type"], "file");
+    assert_eq!(listed["file_id"], f1);
+    assert_eq!(listed["mount_path"], format!("/mnt/session/uploads/{f1}"));
+    let r1 = listed["id"].as_str().unwrap().to_owned();
+    assert!(r1.starts_with("sesrsc_"), "{r1}");
+    for f in ["created_at", "updated_at"] {
+        assert!(listed[f].is_string(), "{f}");
+    }
+
+    let path = format!("/v1/sessions/{id}/resources");
+    let list = gw.get(&path, &t).await.ok();
+    assert_eq!(list["data"], json!([listed]));
+    assert_eq!(list["next_page"], Value::Null);
+    assert_eq!(gw.get(&format!("{path}/{r1}"), &t).await.ok(), *listed);
+
+    // Added on the live session: kept in the Session's spec, where the harness (and a GitOps user) reads it.
+    let added = gw
+        .post(
+            &path,
+            &t,
+            json!({ "type": "file", "file_id": f2, "mount_path": "/workspace/data/b.txt" }),
+        )
+        .await
+        .ok();
+    assert_eq!(added["mount_path"], "/workspace/data/b.txt");
+    let r2 = added["id"].as_str().unwrap().to_owned();
+    let sessions: Api<Session> = Api::namespaced(crate::harness::kube_client().await, &t.ns);
+    let stored = sessions.get(id).await.unwrap();
+    assert_eq!(stored.spec.resources.len(), 2);
+    assert_eq!(stored.spec.resources[1].file_id.as_deref(), Some(f2));
+    assert_eq!(
+        stored.spec.resources[1].mount_path.as_deref(),
+        Some("/workspace/data/b.txt")
+    );
+
+    let page = gw.get(&format!("{path}?limit=1"), &t).await.ok();
+    assert_eq!(page["data"][0]["id"], r1.as_str());
+    let next = page["next_page"].as_str().expect("a second page");
+    let page = gw.get(&format!("{path}?limit=1&page={next}"), &t).await.ok();
+    assert_eq!(page["data"][0]["id"], r2.as_str());
+    assert_eq!(page["next_page"], Value::Null);
+
+    // The errors the SDK can meet.
+    let msg = gw
+        .post(
+            &path,
+            &t,
+            json!({ "type": "file", "file_id": f2, "mount_path": "/workspace/data/b.txt" }),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.starts_with("mount_path:"), "{msg}");
+    let msg = gw
+        .post(&path, &t, json!({ "type": "file", "file_id": foreign["id"] }))
+        .await
+        .error(404, "not_found_error");
+    assert!(msg.starts_with("file_id:"), "{msg}");
+    let msg = gw
+        .post(
+            &path,
+            &t,
+            json!({ "type": "file", "file_id": f2, "colour": "red" }),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.contains("colour"), "{msg}");
+    let msg = gw
+        .post(
+            &path,
+            &t,
+            json!({ "type": "github_repository", "url": "https://github.com/o/r" }),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.starts_with("type:"), "{msg}");
+    let msg = gw
+        .post(
+            &format!("{path}/{r1}"),
+            &t,
+            json!({ "authorization_token": "tok" }),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.starts_with("authorization_token:"), "{msg}");
+    gw.get(&format!("{path}/sesrsc_000000000000000000000000"), &t)
+        .await
+        .error(404, "not_found_error");
+    gw.get(&path, &stranger).await.error(404, "not_found_error");
+    gw.delete(&format!("{path}/{r2}"), &stranger)
+        .await
+        .error(404, "not_found_error");
+
+    let deleted = gw.delete(&format!("{path}/{r2}"), &t).await.ok();
+    assert_eq!(deleted, json!({ "id": r2, "type": "session_resource_deleted" }));
+    assert_eq!(sessions.get(id).await.unwrap().spec.resources.len(), 1);
+    gw.delete(&format!("{path}/{r2}"), &t)
+        .await
+        .error(404, "not_found_error");
+    let left = gw.get(&path, &t).await.ok();
+    let left = left["data"].as_array().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["id"], r1.as_str(), "the session's first file stays");
+    assert!(
+        left[0]["updated_at"].as_str() >= listed["updated_at"].as_str(),
+        "updated_at follows the session's changes"
+    );
+}
+
+#[tokio::test]
+async fn the_harness_route_opens_for_no_api_key_and_no_foreign_token() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(&s3).await;
+    let t = gw.tenant().await;
+    let file = upload(&gw, &t, "a.txt", b"alpha".to_vec(), None).await.ok();
+    let url = format!(
+        "{}/internal/v1/namespaces/{}/files/{}/content",
+        gw.url,
+        t.ns,
+        file["id"].as_str().unwrap()
+    );
+    let status = |res: reqwest::Response| res.status().as_u16();
+    assert_eq!(status(gw.http.get(&url).send().await.unwrap()), 401);
+    // A tenant's API key is not a harness's identity.
+    let res = gw.http.get(&url).bearer_auth(&t.key).send().await.unwrap();
+    assert_eq!(status(res), 403);
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(gw.kube.clone());
+    if namespaces.get_opt(SYSTEM).await.unwrap().is_none() {
+        let ns = serde_json::from_value(json!({ "metadata": { "name": SYSTEM } })).unwrap();
+        namespaces
+            .create(&kube::api::PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+    let own = corral_api::labels::harness_name(&t.ns);
+    let token = |name: String, audience: Option<&'static str>| {
+        let gw = &gw;
+        async move { crate::approvals::service_account_token(gw, SYSTEM, &name, audience).await }
+    };
+    // The tenant's own harness, with a token for the gateway: the bytes.
+    let res = gw
+        .http
+        .get(&url)
+        .bearer_auth(token(own.clone(), Some("corral-gateway")).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"alpha");
+    // The same account's token for the API server is not one for the gateway.
+    let res = gw
+        .http
+        .get(&url)
+        .bearer_auth(token(own, None).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(res), 403);
+    // Another tenant's harness reads nothing of this tenant.
+    let other = corral_api::labels::harness_name("some-other-tenant");
+    let res = gw
+        .http
+        .get(&url)
+        .bearer_auth(token(other, Some("corral-gateway")).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(res), 403);
+}
