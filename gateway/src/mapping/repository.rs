@@ -84,7 +84,9 @@ pub fn token_secrets(session: &Session, req: &SessionCreate) -> Result<Vec<Secre
     });
     let mut secrets = Vec::new();
     for (i, param) in req.resources.iter().flatten().enumerate() {
-        let Some(token) = token(param, &format!("resources[{i}]"))? else { continue };
+        let Some(token) = token(param, &format!("resources[{i}]"))? else {
+            continue;
+        };
         secrets.push(Secret {
             metadata: ObjectMeta {
                 name: Some(token_secret_name(&name, i)),

@@ -135,7 +135,8 @@ async fn add(
     if new.kind == SessionResourceType::GithubRepository {
         return Err(ApiError::field(
             "type",
-            corral_api::session::REPOSITORY_UNSUPPORTED,
+            "adding a github_repository to a live session is not supported by Corral yet: give it when the \
+             session is created (the SDK adds only file resources)",
         ));
     }
     // The file must be one of the namespace's (another tenant's id is not found), and still there.

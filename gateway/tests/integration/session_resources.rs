@@ -75,11 +75,14 @@ async fn file_resources_are_created_listed_added_and_deleted() {
         .post(
             "/v1/sessions",
             &t,
-            create(json!([{ "type": "github_repository", "url": "https://github.com/o/r" }])),
+            create(json!([
+                { "type": "github_repository", "url": "https://github.com/o/r", "mount_path": "/workspace/r" },
+                { "type": "file", "file_id": f1, "mount_path": "/workspace/r" },
+            ])),
         )
         .await
         .error(400, "invalid_request_error");
-    assert!(msg.starts_with("resources[0]:"), "{msg}");
+    assert!(msg.starts_with("resources[1].mount_path:"), "{msg}");
 
     let session = gw
         .post(
