@@ -36,7 +36,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
-    let store = corral_session::Store::connect(&args.redis_url, args.log_limits.config())
+    let config = corral_session::Config {
+        follow_hub_bytes: args.follow_hub_bytes,
+        ..args.log_limits.config()
+    };
+    let store = corral_session::Store::connect(&args.redis_url, config)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
     let (keys, watch) = KeyIndex::watch(client.clone());
@@ -78,6 +82,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.redis_memory_poll,
         ));
     }
+    tokio::spawn(corral_gateway::metrics::watch_follow_hub(
+        state.log.clone(),
+        state.metrics.clone(),
+    ));
     let stopped = state.shutdown.clone();
     let metrics = server::metrics_server(&state, readiness.clone());
     tokio::spawn(async move {
