@@ -260,13 +260,31 @@ impl Pacer {
         at.checked_sub(self.burst).map_or(now, |go| go.max(now))
     }
 
-    /// Waits until `id`'s bucket may send `bytes`, after every send that asked before.
+    /// Gives back `bytes` reserved for a send that will not happen, so later sends of `id` need not pay for it.
+    fn refund(&self, id: &str, bytes: usize) {
+        let now = std::time::Instant::now();
+        let cost = self.per_byte.mul_f64(bytes as f64);
+        let mut full_at = self.full_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = full_at.get_mut(id) {
+            *at = at.checked_sub(cost).map_or(now, |back| back.max(now));
+        }
+    }
+
+    /// Waits until `id`'s bucket may send `bytes`, after every send that asked before. Dropped before its turn (the
+    /// stream went away), the send gives its bytes back.
     async fn wait(&self, id: &str, bytes: usize) {
         if bytes == 0 {
             return;
         }
         let go = self.reserve(id, bytes);
+        let mut pending = Pending {
+            pacer: self,
+            id,
+            bytes,
+            sent: false,
+        };
         tokio::time::sleep_until(go.into()).await;
+        pending.sent = true;
     }
 
     /// Forgets ids whose buckets are full again.
@@ -275,6 +293,22 @@ impl Pacer {
         let mut full_at = self.full_at.lock().unwrap_or_else(PoisonError::into_inner);
         full_at.retain(|_, at| *at > now);
         full_at.shrink_to_fit();
+    }
+}
+
+/// A reservation waiting for its turn; refunded when dropped unsent.
+struct Pending<'a> {
+    pacer: &'a Pacer,
+    id: &'a str,
+    bytes: usize,
+    sent: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.pacer.refund(self.id, self.bytes);
+        }
     }
 }
 
@@ -383,6 +417,27 @@ mod tests {
         assert!(
             waited >= Duration::from_millis(900) && waited < Duration::from_millis(1500),
             "it waits for its own bytes, about a second: {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_dropped_before_its_turn_gives_its_bytes_back() {
+        // 1 MiB/s over the key's streams, bursts of 1 MiB, spent at once.
+        let limiter = Limiter::new(0, 0).with_bytes(128 << 10, 128 << 10);
+        limiter.stream_send("a", "t", 1 << 20).await;
+        // A stream asks for 4 MiB and goes away before its turn.
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            limiter.stream_send("a", "t", 4 << 20),
+        )
+        .await;
+        assert!(gone.is_err(), "it had to wait");
+        let started = std::time::Instant::now();
+        limiter.stream_send("a", "t", 64 << 10).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "the next send pays only for what was sent: {:?}",
+            started.elapsed()
         );
     }
 

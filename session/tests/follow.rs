@@ -66,7 +66,8 @@ async fn many_followers_share_one_connection_and_each_sees_every_event_in_order(
     for reader in readers {
         assert_eq!(reader.await.unwrap(), ["0", "1", "2", "3", "4"]);
     }
-    assert_eq!(client_count(&store).await.unwrap(), baseline);
+    // The followers resuming from the start caught up themselves, on the one connection kept for such reads.
+    assert_eq!(client_count(&store).await.unwrap(), baseline + 1);
     drop(first);
     // Followers gone, their logs leave the hub's read.
     assert_eq!(store.follow_hub().followed(), 0);
