@@ -180,11 +180,6 @@ impl Window {
         Some(size)
     }
 
-    /// The cursor of the oldest event held.
-    fn oldest(&self) -> Option<Cursor> {
-        self.events.front().map(|(e, _)| e.stored.cursor)
-    }
-
     /// The events after `after`, and the position they reach, when the window covers `after`.
     fn after(&self, after: Cursor) -> Option<(Vec<Arc<SharedEvent>>, Cursor)> {
         if self.stale || after < self.from || after > self.to {
