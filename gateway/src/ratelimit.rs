@@ -426,11 +426,8 @@ mod tests {
         let limiter = Limiter::new(0, 0).with_bytes(128 << 10, 128 << 10);
         limiter.stream_send("a", "t", 1 << 20).await;
         // A stream asks for 4 MiB and goes away before its turn.
-        let gone = tokio::time::timeout(
-            Duration::from_millis(50),
-            limiter.stream_send("a", "t", 4 << 20),
-        )
-        .await;
+        let gone =
+            tokio::time::timeout(Duration::from_millis(50), limiter.stream_send("a", "t", 4 << 20)).await;
         assert!(gone.is_err(), "it had to wait");
         let started = std::time::Instant::now();
         limiter.stream_send("a", "t", 64 << 10).await;

@@ -507,7 +507,9 @@ async fn read_loop(hub: Weak<HubInner>) {
                     } else if let Some(followed) = logs.get_mut(&key) {
                         // A log left and followed again meanwhile may start elsewhere: its window takes only
                         // entries that follow its own position (the next read brings them).
-                        if followed.position.is_some() && read_from.get(&key).copied() == followed.position.as_ref() {
+                        if followed.position.is_some()
+                            && read_from.get(&key).copied() == followed.position.as_ref()
+                        {
                             followed
                                 .window
                                 .extend(decoded.unwrap_or_default(), config.follow_batch);

@@ -190,17 +190,21 @@ async fn the_hub_holds_at_most_its_byte_budget_and_followers_read_what_it_forgot
     for round in 0..3 {
         for i in 0..8 {
             let log = store.session("ns", &format!("sesn_{i}"));
-            log.append_user([user(&format!("{round} {big}"))])
-                .await
-                .unwrap();
+            log.append_user([user(&format!("{round} {big}"))]).await.unwrap();
         }
     }
     let hub = store.follow_hub().clone();
     // The hub has read the last event (its window of that log holds it) and kept within its budget.
-    until("the hub reads the appends", || hub.held_bytes() >= 2 * (256 << 10)).await;
+    until("the hub reads the appends", || {
+        hub.held_bytes() >= 2 * (256 << 10)
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let held = hub.held_bytes();
-    assert!(held <= budget, "the hub holds {held} bytes, over its budget of {budget}");
+    assert!(
+        held <= budget,
+        "the hub holds {held} bytes, over its budget of {budget}"
+    );
     assert!(held >= budget / 2, "the newest events stay: {held}");
     for mut follower in followers {
         for round in 0..3 {

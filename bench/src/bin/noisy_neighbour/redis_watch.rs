@@ -62,10 +62,7 @@ impl RedisWatch {
                 .and_then(|n| n.trim().parse().ok())
                 .unwrap_or(0)
         };
-        Ok((
-            field("total_net_input_bytes:"),
-            field("total_net_output_bytes:"),
-        ))
+        Ok((field("total_net_input_bytes:"), field("total_net_output_bytes:")))
     }
 
     /// What the monitor saw since the last reset.
