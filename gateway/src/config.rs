@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// Caps of events and session logs.
     #[command(flatten)]
     pub log_limits: LogLimits,
+    /// The most bytes of memory the follow hub (one shared follow of every streamed session log) may hold in its
+    /// windows of recent events, all logs together; past it the oldest are forgotten and streams that still need
+    /// them read them from Redis.
+    #[arg(long, env = "CORRAL_GATEWAY_FOLLOW_HUB_BYTES", default_value_t = corral_session::DEFAULT_FOLLOW_HUB_BYTES)]
+    pub follow_hub_bytes: usize,
     /// How often the gateway reads Redis's memory use (`INFO memory`) into the `corral_gateway_redis_*_memory_bytes`
     /// gauges (0 disables it).
     #[arg(long, env = "CORRAL_GATEWAY_REDIS_MEMORY_POLL", default_value = "15s", value_parser = humantime_duration)]

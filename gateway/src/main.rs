@@ -36,13 +36,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
-    let store = corral_session::Store::connect_waiting(
-        &args.redis_url,
-        args.log_limits.config(),
-        corral_session::STARTUP_PATIENCE,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
+    let config = corral_session::Config {
+        follow_hub_bytes: args.follow_hub_bytes,
+        ..args.log_limits.config()
+    };
+    let store =
+        corral_session::Store::connect_waiting(&args.redis_url, config, corral_session::STARTUP_PATIENCE)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to Redis: {e}"))?;
     let (keys, watch) = KeyIndex::watch(client.clone());
     tokio::spawn(watch);
     let readiness = Readiness::default();
@@ -83,6 +84,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.redis_memory_poll,
         ));
     }
+    tokio::spawn(corral_gateway::metrics::watch_follow_hub(
+        state.log.clone(),
+        state.metrics.clone(),
+    ));
     let stopped = state.shutdown.clone();
     let metrics = server::metrics_server(&state, readiness.clone());
     tokio::spawn(async move {

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub redis_used_memory: Gauge,
     /// Redis's `maxmemory` (0: none set).
     pub redis_maxmemory: Gauge,
+    /// What the follow hub's windows of recent events hold, in bytes (capped by `--follow-hub-bytes`).
+    pub follow_hub_bytes: Gauge,
     /// The registry holding them (for `/metrics`).
     pub registry: Arc<Mutex<Registry>>,
 }
@@ -104,6 +106,12 @@ impl Metrics {
         let redis_errors = Counter::default();
         let redis_used_memory = Gauge::default();
         let redis_maxmemory = Gauge::default();
+        let follow_hub_bytes = Gauge::default();
+        registry.register(
+            "follow_hub_bytes",
+            "Bytes the follow hub's windows of recent events hold (all streamed logs together)",
+            follow_hub_bytes.clone(),
+        );
         registry.register(
             "redis_used_memory_bytes",
             "Memory Redis uses (INFO memory used_memory)",
@@ -141,6 +149,7 @@ impl Metrics {
             redis_errors,
             redis_used_memory,
             redis_maxmemory,
+            follow_hub_bytes,
             registry: Arc::new(Mutex::new(registry)),
         }
     }
@@ -200,6 +209,18 @@ pub async fn watch_redis_memory(store: corral_session::Store, metrics: Metrics, 
             }
             Err(err) => tracing::debug!(error = %err, "cannot read Redis's memory use"),
         }
+    }
+}
+
+/// Copies what the follow hub holds into [`Metrics::follow_hub_bytes`] every second, forever.
+pub async fn watch_follow_hub(store: corral_session::Store, metrics: Metrics) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let held = store.follow_hub_held_bytes();
+        metrics
+            .follow_hub_bytes
+            .set(i64::try_from(held).unwrap_or(i64::MAX));
     }
 }
 

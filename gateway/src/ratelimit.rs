@@ -2,7 +2,8 @@
 //! per API key (`governor`), token buckets of request-body bytes per key and per tenant (namespace: a tenant with
 //! many keys gets no more), a cap on each key's open event streams, and token buckets of the bytes all of a key's
 //! (and a tenant's) event streams send together (their fan-out: streams × event bytes), which slow the streams
-//! rather than refusing anything.
+//! rather than refusing anything. A stream's send waits its turn in arrival order ([`Pacer`]), so a large event
+//! is never overtaken for ever by smaller ones that fit the refilled bucket first.
 
 use std::{
     collections::HashMap,
@@ -41,12 +42,12 @@ pub struct Limiter {
     inner: Option<Arc<Bucket>>,
     /// Request-body KiB per key.
     bytes: Option<Arc<Bucket>>,
-    /// KiB per key that the key's event streams send, all together.
-    streamed: Option<Arc<Bucket>>,
+    /// Bytes per key that the key's event streams send, all together.
+    streamed: Option<Arc<Pacer>>,
     /// Request-body KiB per tenant (namespace), all its keys together.
     tenant_bytes: Option<Arc<Bucket>>,
-    /// KiB per tenant that all its event streams send together.
-    tenant_streamed: Option<Arc<Bucket>>,
+    /// Bytes per tenant that all its event streams send together.
+    tenant_streamed: Option<Arc<Pacer>>,
     /// The most event streams a key may hold open (0: no cap), and how many each key holds.
     max_streams: usize,
     streams: Arc<Mutex<HashMap<String, usize>>>,
@@ -96,7 +97,7 @@ impl Limiter {
     /// large events out to many streams gets them more slowly instead of taking the gateway's CPU from others.
     pub fn with_bytes(mut self, per_second: u64, burst: u64) -> Self {
         self.bytes = byte_bucket(per_second, burst);
-        self.streamed = byte_bucket(per_second.saturating_mul(FANOUT), burst.saturating_mul(FANOUT));
+        self.streamed = Pacer::new(per_second.saturating_mul(FANOUT), burst.saturating_mul(FANOUT));
         self
     }
 
@@ -105,7 +106,7 @@ impl Limiter {
     /// times as much.
     pub fn with_tenant_bytes(mut self, per_second: u64, burst: u64) -> Self {
         self.tenant_bytes = byte_bucket(per_second, burst);
-        self.tenant_streamed = byte_bucket(per_second.saturating_mul(FANOUT), burst.saturating_mul(FANOUT));
+        self.tenant_streamed = Pacer::new(per_second.saturating_mul(FANOUT), burst.saturating_mul(FANOUT));
         self
     }
 
@@ -136,10 +137,15 @@ impl Limiter {
     }
 
     /// Waits until `key`'s event streams, and its tenant's, may send `bytes` more (at once when there is no byte
-    /// limit). A message larger than the whole burst waits for a full bucket and is then let through.
+    /// limit), in the order the sends asked. A message larger than the whole burst waits as long as the rate needs
+    /// to pay for it.
     pub async fn stream_send(&self, key: &str, tenant: &str, bytes: usize) {
-        wait(self.streamed.as_deref(), key, bytes).await;
-        wait(self.tenant_streamed.as_deref(), tenant, bytes).await;
+        if let Some(pacer) = &self.streamed {
+            pacer.wait(key, bytes).await;
+        }
+        if let Some(pacer) = &self.tenant_streamed {
+            pacer.wait(tenant, bytes).await;
+        }
     }
 
     /// A place for one more open event stream of `key`, or `None` when it holds the most it may (the cap).
@@ -158,16 +164,13 @@ impl Limiter {
 
     /// Forgets keys whose buckets are full again (call periodically to bound memory).
     pub fn shrink(&self) {
-        let all = [
-            &self.inner,
-            &self.bytes,
-            &self.streamed,
-            &self.tenant_bytes,
-            &self.tenant_streamed,
-        ];
+        let all = [&self.inner, &self.bytes, &self.tenant_bytes];
         for limiter in all.into_iter().flatten() {
             limiter.retain_recent();
             limiter.shrink_to_fit();
+        }
+        for pacer in [&self.streamed, &self.tenant_streamed].into_iter().flatten() {
+            pacer.forget_idle();
         }
     }
 }
@@ -219,18 +222,93 @@ fn take(limiter: Option<&Bucket>, id: &str, bytes: usize) -> Result<(), u64> {
     }
 }
 
-/// Waits until `id`'s bucket holds `bytes` (or, for more than the whole burst, a full bucket) and takes them.
-async fn wait(limiter: Option<&Bucket>, id: &str, bytes: usize) {
-    let Some(limiter) = limiter else {
-        return;
-    };
-    let Some(cost) = NonZeroU32::new(u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)) else {
-        return;
-    };
-    let id = id.to_owned();
-    if let Err(governor::InsufficientCapacity(burst)) = limiter.until_key_n_ready(&id, cost).await {
-        let burst = NonZeroU32::new(burst).unwrap_or(cost);
-        let _ = limiter.until_key_n_ready(&id, burst).await;
+/// A token bucket of bytes per id whose waiters are served in the order they asked (a GCRA that charges each
+/// send when it asks and lets it go once the bucket would have held it): a large send reserves its place, and the
+/// small ones asking after it wait behind it instead of taking every token the bucket refills.
+#[derive(Debug)]
+struct Pacer {
+    /// How long one byte takes to refill.
+    per_byte: std::time::Duration,
+    /// How long a full bucket takes to refill (the burst).
+    burst: std::time::Duration,
+    /// Per id: when the bucket would be full again with everything reserved so far paid for.
+    full_at: Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl Pacer {
+    /// `per_second` bytes a second in bursts of up to `burst` (at least one second's worth); `None` for a zero rate.
+    fn new(per_second: u64, burst: u64) -> Option<Arc<Self>> {
+        if per_second == 0 {
+            return None;
+        }
+        let per_byte = std::time::Duration::from_secs(1).div_f64(per_second as f64);
+        let burst = per_byte.mul_f64(burst.max(per_second) as f64);
+        Some(Arc::new(Self {
+            per_byte,
+            burst,
+            full_at: Mutex::default(),
+        }))
+    }
+
+    /// Reserves `bytes` of `id`'s bucket now and answers when they may go.
+    fn reserve(&self, id: &str, bytes: usize) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        let cost = self.per_byte.mul_f64(bytes as f64);
+        let mut full_at = self.full_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = full_at.entry(id.to_owned()).or_insert(now);
+        *at = (*at).max(now) + cost;
+        at.checked_sub(self.burst).map_or(now, |go| go.max(now))
+    }
+
+    /// Gives back `bytes` reserved for a send that will not happen, so later sends of `id` need not pay for it.
+    fn refund(&self, id: &str, bytes: usize) {
+        let now = std::time::Instant::now();
+        let cost = self.per_byte.mul_f64(bytes as f64);
+        let mut full_at = self.full_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = full_at.get_mut(id) {
+            *at = at.checked_sub(cost).map_or(now, |back| back.max(now));
+        }
+    }
+
+    /// Waits until `id`'s bucket may send `bytes`, after every send that asked before. Dropped before its turn (the
+    /// stream went away), the send gives its bytes back.
+    async fn wait(&self, id: &str, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let go = self.reserve(id, bytes);
+        let mut pending = Pending {
+            pacer: self,
+            id,
+            bytes,
+            sent: false,
+        };
+        tokio::time::sleep_until(go.into()).await;
+        pending.sent = true;
+    }
+
+    /// Forgets ids whose buckets are full again.
+    fn forget_idle(&self) {
+        let now = std::time::Instant::now();
+        let mut full_at = self.full_at.lock().unwrap_or_else(PoisonError::into_inner);
+        full_at.retain(|_, at| *at > now);
+        full_at.shrink_to_fit();
+    }
+}
+
+/// A reservation waiting for its turn; refunded when dropped unsent.
+struct Pending<'a> {
+    pacer: &'a Pacer,
+    id: &'a str,
+    bytes: usize,
+    sent: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.pacer.refund(self.id, self.bytes);
+        }
     }
 }
 
@@ -306,6 +384,68 @@ mod tests {
         // No byte limit: nothing waits.
         let open = Limiter::new(0, 0);
         open.stream_send("a", "t", usize::MAX).await;
+    }
+
+    #[tokio::test]
+    async fn a_large_stream_send_is_not_overtaken_for_ever_by_small_ones() {
+        // 128 KiB/s of bodies: 1 MiB/s (bursts of 1 MiB) over the key's streams, spent at once.
+        let limiter = Limiter::new(0, 0).with_bytes(128 << 10, 128 << 10);
+        limiter.stream_send("a", "t", 1 << 20).await;
+        let large = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                limiter.stream_send("a", "t", 1 << 20).await;
+                started.elapsed()
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Small sends asking all the time after it, each fitting what the bucket refills meanwhile.
+        let small = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                loop {
+                    limiter.stream_send("a", "t", 8 << 10).await;
+                }
+            })
+        };
+        let waited = tokio::time::timeout(Duration::from_secs(3), large)
+            .await
+            .expect("the large send goes in its turn")
+            .unwrap();
+        small.abort();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_millis(1500),
+            "it waits for its own bytes, about a second: {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_dropped_before_its_turn_gives_its_bytes_back() {
+        // 1 MiB/s over the key's streams, bursts of 1 MiB, spent at once.
+        let limiter = Limiter::new(0, 0).with_bytes(128 << 10, 128 << 10);
+        limiter.stream_send("a", "t", 1 << 20).await;
+        // A stream asks for 4 MiB and goes away before its turn.
+        let gone =
+            tokio::time::timeout(Duration::from_millis(50), limiter.stream_send("a", "t", 4 << 20)).await;
+        assert!(gone.is_err(), "it had to wait");
+        let started = std::time::Instant::now();
+        limiter.stream_send("a", "t", 64 << 10).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "the next send pays only for what was sent: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn idle_stream_budgets_are_forgotten() {
+        let limiter = Limiter::new(0, 0).with_bytes(1 << 20, 1 << 20);
+        let pacer = limiter.streamed.clone().unwrap();
+        pacer.reserve("a", 1024);
+        std::thread::sleep(Duration::from_millis(5));
+        limiter.shrink();
+        assert!(pacer.full_at.lock().unwrap().is_empty());
     }
 
     #[test]

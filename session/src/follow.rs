@@ -13,8 +13,14 @@
 //! A new log is taken into the hub's read at once: the follower rings the hub's doorbell in its namespace (a tiny
 //! stream under the tenant's prefix, so a tenant's Redis user may ring and read it,
 //! [`crate::keys::Tenant::follow_doorbell`]), which ends the blocking read so that the next one includes the new
-//! log. A follower also re-reads the log now and then without a notification, so a hub that
-//! failed costs latency, never events.
+//! log. The hub reads a new log from its end, never from an old cursor: a first follower that starts at the end
+//! (a stream without a cursor) gives the hub that position; one resuming from a cursor has the hub start at Redis's
+//! clock when it takes the log up, and catches up itself, in bounded reads. A follower also
+//! re-reads the log now and then without a notification, so a hub that failed costs latency, never events.
+//!
+//! What the windows hold is capped for the whole process ([`crate::Config::follow_hub_bytes`]): past the cap the
+//! hub forgets the oldest events of the largest window (so a log of small events keeps its window while another's
+//! large events fill the budget), and a follower that still needed them reads them from the log.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -43,6 +49,10 @@ const CATCH_UP_BYTES: usize = 4 << 20;
 
 /// How many entries a follower's first read of the log asks for, before it knows how large they are.
 const FIRST_CATCH_UP: usize = 16;
+
+/// How many bytes of memory the hub counts per byte of an entry it keeps: the decoded event, and its JSON once a
+/// stream has made it.
+const HELD_PER_ENTRY_BYTE: usize = 2;
 
 /// An event of a followed log, decoded once and serialised at most once, however many followers send it.
 #[derive(Debug)]
@@ -94,6 +104,8 @@ struct HubInner {
     /// This hub's name, part of its doorbells' keys.
     id: String,
     logs: Mutex<HashMap<String, Followed>>,
+    /// About how many bytes the windows of every log hold together (see [`HELD_PER_ENTRY_BYTE`]).
+    held: std::sync::atomic::AtomicUsize,
     /// A connection of its own for followers behind the window, so that their reads (possibly large) never queue
     /// ahead of the shared connection's commands (another tenant's appends, say). Made on first use.
     catch_up: tokio::sync::Mutex<Option<MultiplexedConnection>>,
@@ -104,7 +116,11 @@ struct HubInner {
 /// A log the hub reads: where it has read to, its window of recent events, how to tell its followers, how many
 /// there are, and the doorbell of its namespace.
 struct Followed {
-    position: String,
+    /// Where the hub has read to; `None` until the hub takes the log up at Redis's clock (or the first follower's
+    /// cursor when that is later).
+    position: Option<String>,
+    /// The first follower's cursor.
+    first: Cursor,
     window: Window,
     notify: watch::Sender<u64>,
     followers: usize,
@@ -150,12 +166,18 @@ impl Window {
             }
         }
         while self.events.len() > max_events.max(1) || (self.bytes > WINDOW_BYTES && self.events.len() > 1) {
-            let Some((old, size)) = self.events.pop_front() else {
+            if self.forget_oldest().is_none() {
                 break;
-            };
-            self.from = old.stored.cursor;
-            self.bytes = self.bytes.saturating_sub(size);
+            }
         }
+    }
+
+    /// Drops the oldest event (a follower that still needs it reads it from the log); answers its size.
+    fn forget_oldest(&mut self) -> Option<usize> {
+        let (old, size) = self.events.pop_front()?;
+        self.from = old.stored.cursor;
+        self.bytes = self.bytes.saturating_sub(size);
+        Some(size)
     }
 
     /// The events after `after`, and the position they reach, when the window covers `after`.
@@ -167,6 +189,36 @@ impl Window {
         let events = self.events.range(start..).map(|(e, _)| e.clone()).collect();
         Some((events, self.to))
     }
+}
+
+/// Forgets the oldest events of the largest window until the windows together hold at most `budget` bytes
+/// (counted as [`HELD_PER_ENTRY_BYTE`] per byte of entry); answers what they hold then. Taking from the largest
+/// window first leaves a log of small events its window while another log's large events fill the budget.
+fn keep_within(logs: &mut HashMap<String, Followed>, budget: usize) -> usize {
+    let mut held: usize = logs.values().map(|f| f.window.bytes * HELD_PER_ENTRY_BYTE).sum();
+    if held <= budget {
+        return held;
+    }
+    let mut largest: std::collections::BinaryHeap<(usize, String)> = logs
+        .iter()
+        .filter(|(_, f)| !f.window.events.is_empty())
+        .map(|(key, f)| (f.window.bytes, key.clone()))
+        .collect();
+    while held > budget {
+        let Some((_, key)) = largest.pop() else {
+            break;
+        };
+        let Some(window) = logs.get_mut(&key).map(|f| &mut f.window) else {
+            continue;
+        };
+        if let Some(size) = window.forget_oldest() {
+            held = held.saturating_sub(size * HELD_PER_ENTRY_BYTE);
+        }
+        if !window.events.is_empty() {
+            largest.push((window.bytes, key));
+        }
+    }
+    held
 }
 
 /// An entry as the hub read it: its position, and the event with its size (none when it is not an event).
@@ -206,6 +258,7 @@ impl FollowHub {
             conn,
             id: hub_id(),
             logs: Mutex::new(HashMap::new()),
+            held: std::sync::atomic::AtomicUsize::new(0),
             catch_up: tokio::sync::Mutex::new(None),
             arrived: tokio::sync::Notify::new(),
         });
@@ -218,9 +271,15 @@ impl FollowHub {
         self.inner.logs().len()
     }
 
-    /// Registers a follower of stream `key` (of namespace `namespace`) that has read to `from`; rings the doorbell
-    /// when the hub did not read that log yet.
-    async fn subscribe(&self, namespace: &str, key: &str, from: Cursor) -> Subscription {
+    /// About how many bytes of memory the hub's windows hold, all logs together: at most
+    /// [`crate::Config::follow_hub_bytes`] once the hub has taken in its latest read.
+    pub fn held_bytes(&self) -> usize {
+        self.inner.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Registers a follower of stream `key` (of namespace `namespace`) that has read to `from` (the log's end when
+    /// `at_end`); rings the doorbell when the hub did not read that log yet.
+    async fn subscribe(&self, namespace: &str, key: &str, from: Cursor, at_end: bool) -> Subscription {
         let bell = crate::keys::Tenant::new(namespace).follow_doorbell(&self.inner.id);
         let (receiver, new) = {
             let mut logs = self.inner.logs();
@@ -231,11 +290,16 @@ impl FollowHub {
                 }
                 None => {
                     let (notify, receiver) = watch::channel(0);
+                    // From the log's end the hub reads at once; from a cursor, the window serves no one until the
+                    // hub takes the log up.
+                    let mut window = Window::new(from);
+                    window.stale = !at_end;
                     logs.insert(
                         key.to_owned(),
                         Followed {
-                            position: from.to_string(),
-                            window: Window::new(from),
+                            position: at_end.then(|| from.to_string()),
+                            first: from,
+                            window,
                             notify,
                             followers: 1,
                             bell: bell.clone(),
@@ -354,25 +418,6 @@ async fn read_loop(hub: Weak<HubInner>) {
     loop {
         let Some(inner) = hub.upgrade() else { return };
         let config = inner.config.clone();
-        let mut keys = Vec::new();
-        let mut positions = Vec::new();
-        let mut followed_bells = std::collections::HashSet::new();
-        for (key, followed) in inner.logs().iter() {
-            keys.push(key.clone());
-            positions.push(followed.position.clone());
-            followed_bells.insert(followed.bell.clone());
-        }
-        if keys.is_empty() {
-            // Nothing to read: wait for a follower (looking now and then whether the hub was dropped).
-            let _ = tokio::time::timeout(config.block, inner.arrived.notified()).await;
-            continue;
-        }
-        bells.retain(|bell, _| followed_bells.contains(bell));
-        for bell in followed_bells {
-            let position = bells.entry(bell.clone()).or_insert_with(|| "0-0".to_owned());
-            keys.push(bell);
-            positions.push(position.clone());
-        }
         let connection = match &mut conn {
             Some(c) => c,
             None => match crate::store::dedicated(&inner.client, &config).await {
@@ -386,6 +431,41 @@ async fn read_loop(hub: Weak<HubInner>) {
                 }
             },
         };
+        if let Err(err) = take_up_new_logs(&inner, connection).await {
+            conn = None;
+            failures += 1;
+            tracing::warn!(error = %err, "the follow hub cannot read Redis's clock; retrying");
+            drop(inner);
+            tokio::time::sleep(backoff(failures)).await;
+            continue;
+        }
+        let mut keys = Vec::new();
+        let mut positions = Vec::new();
+        let mut followed_bells = std::collections::HashSet::new();
+        let mut arrived_meanwhile = false;
+        for (key, followed) in inner.logs().iter() {
+            let Some(position) = &followed.position else {
+                arrived_meanwhile = true;
+                continue;
+            };
+            keys.push(key.clone());
+            positions.push(position.clone());
+            followed_bells.insert(followed.bell.clone());
+        }
+        if arrived_meanwhile {
+            continue;
+        }
+        if keys.is_empty() {
+            // Nothing to read: wait for a follower (looking now and then whether the hub was dropped).
+            let _ = tokio::time::timeout(config.block, inner.arrived.notified()).await;
+            continue;
+        }
+        bells.retain(|bell, _| followed_bells.contains(bell));
+        for bell in followed_bells {
+            let position = bells.entry(bell.clone()).or_insert_with(|| "0-0".to_owned());
+            keys.push(bell);
+            positions.push(position.clone());
+        }
         drop(inner);
         let block_ms = u64::try_from(config.block.as_millis()).unwrap_or(u64::MAX).max(1);
         let reply: RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
@@ -416,7 +496,7 @@ async fn read_loop(hub: Weak<HubInner>) {
                 let mut logs = inner.logs();
                 for (key, from) in &read_from {
                     if let Some(followed) = logs.get_mut(*key)
-                        && &&followed.position == from
+                        && followed.position.as_ref() == Some(*from)
                     {
                         followed.window.stale = false;
                     }
@@ -427,15 +507,19 @@ async fn read_loop(hub: Weak<HubInner>) {
                     } else if let Some(followed) = logs.get_mut(&key) {
                         // A log left and followed again meanwhile may start elsewhere: its window takes only
                         // entries that follow its own position (the next read brings them).
-                        if read_from.get(&key) == Some(&&followed.position) {
+                        if followed.position.is_some()
+                            && read_from.get(&key).copied() == followed.position.as_ref()
+                        {
                             followed
                                 .window
                                 .extend(decoded.unwrap_or_default(), config.follow_batch);
-                            followed.position = last;
+                            followed.position = Some(last);
                         }
                         followed.notify.send_modify(|n| *n = n.wrapping_add(1));
                     }
                 }
+                let held = keep_within(&mut logs, config.follow_hub_bytes);
+                inner.held.store(held, std::sync::atomic::Ordering::Relaxed);
             }
             Err(err) => {
                 conn = None;
@@ -447,6 +531,27 @@ async fn read_loop(hub: Weak<HubInner>) {
             }
         }
     }
+}
+
+/// Takes up the logs followed since the last read at their end: Redis's clock now (less a millisecond, so that
+/// nothing appended from now on is missed), or their first follower's cursor when that is later. Their followers
+/// are told, so that they read what came before that point from the log themselves.
+async fn take_up_new_logs(hub: &HubInner, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+    if hub.logs().values().all(|f| f.position.is_some()) {
+        return Ok(());
+    }
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    let now_ms = seconds.saturating_mul(1000).saturating_add(micros / 1000);
+    let end = Cursor::new(now_ms.saturating_sub(1), u64::MAX);
+    for followed in hub.logs().values_mut() {
+        if followed.position.is_none() {
+            let at = end.max(followed.first);
+            followed.position = Some(at.to_string());
+            followed.window = Window::new(at);
+            followed.notify.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+    Ok(())
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -480,11 +585,12 @@ impl std::fmt::Debug for Follower {
 }
 
 impl Follower {
-    pub(crate) async fn new(log: SessionLog, after: Cursor) -> Self {
+    /// A follower of `log` after `after`, which is the log's end when `at_end` (a follow from now).
+    pub(crate) async fn new(log: SessionLog, after: Cursor, at_end: bool) -> Self {
         let subscription = log
             .store
             .follow_hub()
-            .subscribe(log.keys.tenant().namespace(), &log.keys.events(), after)
+            .subscribe(log.keys.tenant().namespace(), &log.keys.events(), after, at_end)
             .await;
         Self {
             log,

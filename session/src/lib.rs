@@ -49,8 +49,8 @@ pub use ledger::SessionSpend;
 pub use log::{Appended, NewEvent, Order, Page, SessionLog, StoredEvent};
 pub use settle::generated_key;
 pub use store::{
-    Config, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_SESSION_BYTES, DEFAULT_MAX_SESSION_EVENTS, Memory,
-    STARTUP_PATIENCE, SessionCaps, Store,
+    Config, DEFAULT_FOLLOW_HUB_BYTES, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_SESSION_BYTES,
+    DEFAULT_MAX_SESSION_EVENTS, Memory, STARTUP_PATIENCE, SessionCaps, Store,
 };
 pub use sweep::{TAIL as SWEEP_TAIL, unanswered_in};
 pub use wakeup::{QueueStats, WakeConsumer, Wakeup};

@@ -433,11 +433,11 @@ impl SessionLog {
     /// in order, blocking while there is none. A reader that reconnects with the last cursor it saw misses nothing
     /// and sees nothing twice.
     pub async fn follow(&self, after: Option<Cursor>) -> Result<Follower> {
-        let after = match after {
-            Some(cursor) => cursor,
-            None => self.last_cursor().await?.unwrap_or(Cursor::START),
+        let (after, at_end) = match after {
+            Some(cursor) => (cursor, false),
+            None => (self.last_cursor().await?.unwrap_or(Cursor::START), true),
         };
-        Ok(Follower::new(self.clone(), after).await)
+        Ok(Follower::new(self.clone(), after, at_end).await)
     }
 
     /// Deletes every key of the session's log. Idempotent.

@@ -27,6 +27,10 @@ pub struct Config {
     pub block: Duration,
     /// How many events a follow reads per round trip.
     pub follow_batch: usize,
+    /// The most bytes of memory the [`FollowHub`]'s windows of recent events may hold, all followed logs together
+    /// (each event counted twice its size in the log: decoded, and as JSON). Past it the oldest events of any log
+    /// are forgotten; a follower that still needs them reads them from the log.
+    pub follow_hub_bytes: usize,
     /// How long a client append made with an idempotency key is remembered: a repeat within this window gets the
     /// first append's events back and appends nothing.
     pub idempotency_window: Duration,
@@ -66,6 +70,8 @@ impl Default for SessionCaps {
 
 /// The default of [`Config::max_event_bytes`]: 2 MiB.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 2 << 20;
+/// The default of [`Config::follow_hub_bytes`]: 96 MiB.
+pub const DEFAULT_FOLLOW_HUB_BYTES: usize = 96 << 20;
 /// The default of [`SessionCaps::max_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_SESSION_BYTES: u64 = 64 << 20;
 /// The default of [`SessionCaps::max_events`]: 100,000.
@@ -78,6 +84,7 @@ impl Default for Config {
             command_timeout: Duration::from_secs(5),
             block: Duration::from_secs(10),
             follow_batch: 256,
+            follow_hub_bytes: DEFAULT_FOLLOW_HUB_BYTES,
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             session_caps: SessionCaps::default(),
@@ -256,6 +263,11 @@ impl Store {
     pub fn follow_hub(&self) -> &FollowHub {
         self.hub
             .get_or_init(|| FollowHub::start(self.client.clone(), self.config.clone(), self.conn.clone()))
+    }
+
+    /// What the follow hub's windows hold ([`FollowHub::held_bytes`]); 0 while no follow started it.
+    pub fn follow_hub_held_bytes(&self) -> usize {
+        self.hub.get().map_or(0, FollowHub::held_bytes)
     }
 }
 

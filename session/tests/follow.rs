@@ -66,7 +66,8 @@ async fn many_followers_share_one_connection_and_each_sees_every_event_in_order(
     for reader in readers {
         assert_eq!(reader.await.unwrap(), ["0", "1", "2", "3", "4"]);
     }
-    assert_eq!(client_count(&store).await.unwrap(), baseline);
+    // The followers resuming from the start caught up themselves, on the one connection kept for such reads.
+    assert_eq!(client_count(&store).await.unwrap(), baseline + 1);
     drop(first);
     // Followers gone, their logs leave the hub's read.
     assert_eq!(store.follow_hub().followed(), 0);
@@ -154,4 +155,96 @@ async fn followers_of_one_log_share_each_event_and_one_behind_catches_up_in_orde
     }
     assert_eq!(texts, ["early", "one", "two", "three"]);
     assert_eq!(early.len(), 1);
+}
+
+/// Waits until `done` holds (checked every 20 ms), failing after 10 s.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_hub_holds_at_most_its_byte_budget_and_followers_read_what_it_forgot_from_the_log() {
+    let (server, _) = start().await;
+    let budget = 2 << 20;
+    let store = Store::connect(
+        &server.url(),
+        corral_session::Config {
+            follow_hub_bytes: budget,
+            ..common::config()
+        },
+    )
+    .await
+    .unwrap();
+    // Eight logs with a follower each that reads nothing yet, three events of 256 KiB on each: 6 MiB of entries,
+    // 12 MiB decoded and as JSON, six times the budget.
+    let mut followers = Vec::new();
+    for i in 0..8 {
+        let log = store.session("ns", &format!("sesn_{i}"));
+        followers.push(log.follow(None).await.unwrap());
+    }
+    let big = "x".repeat(256 << 10);
+    for round in 0..3 {
+        for i in 0..8 {
+            let log = store.session("ns", &format!("sesn_{i}"));
+            log.append_user([user(&format!("{round} {big}"))]).await.unwrap();
+        }
+    }
+    let hub = store.follow_hub().clone();
+    // The hub has read the last event (its window of that log holds it) and kept within its budget.
+    until("the hub reads the appends", || {
+        hub.held_bytes() >= 2 * (256 << 10)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = hub.held_bytes();
+    assert!(
+        held <= budget,
+        "the hub holds {held} bytes, over its budget of {budget}"
+    );
+    assert!(held >= budget / 2, "the newest events stay: {held}");
+    for mut follower in followers {
+        for round in 0..3 {
+            let event = tokio::time::timeout(Duration::from_secs(10), follower.next())
+                .await
+                .expect("every event arrives")
+                .unwrap();
+            let text = common::text_of(&event.event.body);
+            assert!(text.starts_with(&format!("{round} ")), "in order");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_follower_resuming_from_long_ago_catches_up_itself_the_hub_reads_only_what_is_new() {
+    let (_server, store) = start().await;
+    let log = store.session("ns", "sesn_long");
+    let filler = "y".repeat(64 << 10);
+    for i in 0..20 {
+        log.append_user([user(&format!("{i} {filler}"))]).await.unwrap();
+    }
+    let mut follower = log.follow(Some(Cursor::START)).await.unwrap();
+    log.append_user([user("last")]).await.unwrap();
+    let mut texts = Vec::new();
+    for _ in 0..21 {
+        let event = tokio::time::timeout(Duration::from_secs(10), follower.next())
+            .await
+            .expect("every event arrives")
+            .unwrap();
+        let text = common::text_of(&event.event.body);
+        texts.push(text.split(' ').next().unwrap().to_owned());
+    }
+    let mut expected: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    expected.push("last".to_owned());
+    assert_eq!(texts, expected);
+    let hub = store.follow_hub().clone();
+    until("the hub reads the new event", || hub.held_bytes() > 0).await;
+    let held = hub.held_bytes();
+    assert!(
+        held < 64 << 10,
+        "the hub took up the log at its end, not at the follower's cursor: it holds {held} bytes"
+    );
 }

@@ -120,9 +120,13 @@ async fn bench(args: &[String]) -> anyhow::Result<()> {
             p(&abused, 0.5),
         );
         println!(
-            "run {run} redis: longest fsync alone {} ms, while A abuses {} ms; AOF rewrites so far {}; B's messages over {SLOW:?} alone {} ({} in the send), while A abuses {} ({} in the send)",
+            "run {run} redis: longest fsync alone {} ms, while A abuses {} ms; took in {:.0} MiB alone, {:.0} MiB while A abuses; sent {:.0} MiB alone, {:.0} MiB while A abuses; AOF rewrites so far {}; B's messages over {SLOW:?} alone {} ({} in the send), while A abuses {} ({} in the send)",
             quiet.fsync_max_ms,
             loud.fsync_max_ms,
+            quiet.mib_in,
+            loud.mib_in,
+            quiet.mib_out,
+            loud.mib_out,
             loud.rewrites,
             slow_alone.0,
             slow_alone.1,

@@ -7,12 +7,17 @@ use redis::aio::MultiplexedConnection;
 /// A connection to the benchmark's Redis, for its latency monitor.
 pub struct RedisWatch {
     conn: MultiplexedConnection,
+    /// Redis's network byte counters (in, out) at the last reset.
+    net_at_reset: (u64, u64),
 }
 
 /// One phase's figures.
 pub struct Stalls {
     /// The longest fsync of the phase, in ms (0: none over the monitor's threshold).
     pub fsync_max_ms: u64,
+    /// MiB Redis received (appends, mostly) and sent (reads: the follow hub's, and streams catching up) in the phase.
+    pub mib_in: f64,
+    pub mib_out: f64,
     /// AOF rewrites since the server started.
     pub rewrites: u64,
 }
@@ -29,7 +34,10 @@ impl RedisWatch {
             .arg(10)
             .query_async(&mut conn)
             .await?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            net_at_reset: (0, 0),
+        })
     }
 
     /// Forgets what the monitor saw (call at the start of a phase).
@@ -38,7 +46,23 @@ impl RedisWatch {
             .arg("RESET")
             .query_async(&mut self.conn)
             .await?;
+        self.net_at_reset = self.net().await?;
         Ok(())
+    }
+
+    /// Redis's `total_net_input_bytes` and `total_net_output_bytes`.
+    async fn net(&mut self) -> anyhow::Result<(u64, u64)> {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut self.conn)
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((field("total_net_input_bytes:"), field("total_net_output_bytes:")))
     }
 
     /// What the monitor saw since the last reset.
@@ -62,9 +86,13 @@ impl RedisWatch {
             .find_map(|l| l.strip_prefix("aof_rewrites:"))
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0);
+        let (now_in, now_out) = self.net().await?;
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         Ok(Stalls {
             fsync_max_ms,
             rewrites,
+            mib_in: mib(now_in.saturating_sub(self.net_at_reset.0)),
+            mib_out: mib(now_out.saturating_sub(self.net_at_reset.1)),
         })
     }
 }
