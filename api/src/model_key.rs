@@ -18,7 +18,7 @@ pub const CREDENTIAL_LABEL: &str = "corral.dev/credential";
 pub const CREDENTIAL_MODEL: &str = "model";
 
 /// `app.kubernetes.io/managed-by` values of Corral's components: Secrets they manage are internal.
-const CORRAL_MANAGERS: [&str; 4] = [
+pub(crate) const CORRAL_MANAGERS: [&str; 4] = [
     vault::MANAGED_BY_VALUE,
     labels::OPERATOR_FIELD_MANAGER,
     labels::GATEWAY_FIELD_MANAGER,

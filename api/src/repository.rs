@@ -3,7 +3,12 @@
 //! grant), the proxy (which sends it to the repository's host) and the harness (which clones into the sandbox).
 //! The token itself never enters the sandbox. Pure; no I/O.
 
-use crate::session::SessionResource;
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::{labels, model_key, session::SessionResource, vault};
+
+/// [`model_key::CREDENTIAL_LABEL`] value of a repository token a person made for `authorizationSecretRef` (GitOps).
+pub const CREDENTIAL_REPOSITORY: &str = "repository";
 
 /// The `corral.dev/object` label value of a Secret the gateway writes for an `authorization_token`.
 pub const TOKEN_OBJECT: &str = "repository-token";
@@ -16,6 +21,49 @@ pub const TOKEN_KEY: &str = "token";
 
 /// The `type` of a repository credential in an egress grant: `{"type": "git_repository", "url", "token"}`.
 pub const GRANT_TYPE: &str = "git_repository";
+
+/// Why `secret` cannot be the token of a repository resource of session `session`, as a sentence naming it, or
+/// `None` when it may. The token is sent to the repository's host, a server the session's author chooses, so a
+/// reference reaches only Secrets meant as repository tokens: one the gateway wrote for this very session (an
+/// `authorization_token`), or one labelled [`model_key::CREDENTIAL_LABEL`]`=`[`CREDENTIAL_REPOSITORY`] by whoever
+/// made it; never a vault credential, another session's token or any Secret Corral keeps for itself.
+pub fn token_refusal(secret: &Secret, session: &str) -> Option<String> {
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let label = |key: &str| {
+        secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .map(String::as_str)
+    };
+    if secret.type_.as_deref() == Some(TOKEN_SECRET_TYPE) {
+        return (label(labels::SESSION) != Some(session)).then(|| {
+            format!(
+                "Secret {name:?} holds another session's repository token and is never readable by this one"
+            )
+        });
+    }
+    if secret.type_.as_deref() == Some(vault::CREDENTIAL_SECRET_TYPE) || label(vault::OBJECT).is_some() {
+        return Some(format!(
+            "Secret {name:?} is a Corral object (a vault credential, vault or grant) and is never readable as a \
+             repository token"
+        ));
+    }
+    if label(labels::MANAGED_BY).is_some_and(|m| model_key::CORRAL_MANAGERS.contains(&m)) {
+        return Some(format!(
+            "Secret {name:?} is managed by Corral for its own use and is never readable as a repository token"
+        ));
+    }
+    if label(model_key::CREDENTIAL_LABEL) != Some(CREDENTIAL_REPOSITORY) {
+        return Some(format!(
+            "Secret {name:?} lacks the label {label}={CREDENTIAL_REPOSITORY} that marks a repository token \
+             (`kubectl label secret {name} {label}={CREDENTIAL_REPOSITORY}`)",
+            label = model_key::CREDENTIAL_LABEL
+        ));
+    }
+    None
+}
 
 /// The name of the Secret holding the token of resource `index` of session `session`.
 pub fn token_secret_name(session: &str, index: usize) -> String {
@@ -50,6 +98,57 @@ pub fn mount_path(resource: &SessionResource) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn secret(type_: Option<&str>, labels: &[(&str, &str)]) -> Secret {
+        Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("s".into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            type_: type_.map(str::to_owned),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn a_repository_token_reference_reaches_only_repository_tokens() {
+        let own = secret(Some(TOKEN_SECRET_TYPE), &[(labels::SESSION, "sesn-1")]);
+        assert_eq!(token_refusal(&own, "sesn-1"), None);
+        assert!(token_refusal(&own, "sesn-2").unwrap().contains("another session"));
+        let labelled = secret(None, &[(model_key::CREDENTIAL_LABEL, CREDENTIAL_REPOSITORY)]);
+        assert_eq!(token_refusal(&labelled, "sesn-1"), None);
+        for refused in [
+            secret(None, &[]),
+            secret(Some("Opaque"), &[(model_key::CREDENTIAL_LABEL, "model")]),
+            secret(
+                Some(vault::CREDENTIAL_SECRET_TYPE),
+                &[(model_key::CREDENTIAL_LABEL, CREDENTIAL_REPOSITORY)],
+            ),
+            secret(
+                None,
+                &[
+                    (vault::OBJECT, "grant"),
+                    (model_key::CREDENTIAL_LABEL, CREDENTIAL_REPOSITORY),
+                ],
+            ),
+            secret(
+                None,
+                &[
+                    (labels::MANAGED_BY, labels::OPERATOR_FIELD_MANAGER),
+                    (model_key::CREDENTIAL_LABEL, CREDENTIAL_REPOSITORY),
+                ],
+            ),
+            secret(Some(TOKEN_SECRET_TYPE), &[]),
+        ] {
+            assert!(token_refusal(&refused, "sesn-1").is_some(), "{refused:?}");
+        }
+    }
 
     #[test]
     fn the_repository_name_is_the_last_path_segment_without_git() {

@@ -35,21 +35,41 @@ pub struct RepositoryAuth {
     /// The `Authorization` header value: HTTP Basic with the user `x-access-token` and the token as the password,
     /// which GitHub, GitLab, Gitea and `git http-backend` behind basic authentication all take.
     pub header: String,
+    /// The repository's `host[:port]` as its URL gives it: the `Host` of every request the token goes with, whatever
+    /// the sandbox sent (a shared ingress routes by `Host`, and must not route the token to another backend).
+    pub authority: String,
 }
 
 impl RepositoryAuth {
-    /// Whether a request for `path` (the request's path, without the query) is for this repository. A path with
-    /// a dot segment never matches: the token is not sent where the server might resolve it elsewhere.
-    pub fn covers(&self, path: &str) -> bool {
+    /// Whether a request (`method`, the path without the query, and the query) is a git smart-HTTP request for this
+    /// repository: `GET <repo>/info/refs?service=git-upload-pack|git-receive-pack` or `POST
+    /// <repo>/git-upload-pack|git-receive-pack`. Nothing else gets the token (no `TRACE` to echo it, no other
+    /// endpoint of the host), and no path a server might resolve elsewhere: dot segments, encoded separators or dots,
+    /// backslashes, `;` parameters.
+    pub fn covers(&self, method: &str, path: &str, query: Option<&str>) -> bool {
         let lowered = path.to_ascii_lowercase();
-        if path.split('/').any(|s| s == ".." || s == ".") || lowered.contains("%2e") {
+        if path.split('/').any(|s| s == ".." || s == ".")
+            || ["%2e", "%2f", "%5c", "\\", ";", "//"]
+                .iter()
+                .any(|bad| lowered.contains(bad))
+        {
             return false;
         }
         let Some(rest) = path.strip_prefix(&self.path) else {
             return false;
         };
         let rest = rest.strip_prefix(".git").unwrap_or(rest);
-        rest.is_empty() || rest.starts_with('/')
+        let service = || {
+            query
+                .unwrap_or_default()
+                .split('&')
+                .any(|p| p == "service=git-upload-pack" || p == "service=git-receive-pack")
+        };
+        match (method, rest) {
+            ("GET", "/info/refs") => service(),
+            ("POST", "/git-upload-pack" | "/git-receive-pack") => true,
+            _ => false,
+        }
     }
 }
 
@@ -150,6 +170,10 @@ impl Credential {
             repository: Some(RepositoryAuth {
                 path,
                 header: format!("Basic {basic}"),
+                authority: match url.port() {
+                    Some(port) => format!("{}:{port}", url.host_str()?),
+                    None => url.host_str()?.to_owned(),
+                },
             }),
         })
     }
@@ -235,21 +259,34 @@ mod tests {
         assert!(!format!("{c:?}").contains("ghp_s3cret"));
         let auth = c.repository.as_ref().unwrap();
         assert_eq!(auth.header, "Basic eC1hY2Nlc3MtdG9rZW46Z2hwX3MzY3JldA==");
-        for path in [
-            "/o/r.git/info/refs",
-            "/o/r/info/refs",
-            "/o/r.git/git-upload-pack",
-            "/o/r",
+        assert_eq!(auth.authority, "git.example.com");
+        let upload = Some("service=git-upload-pack");
+        let receive = Some("service=git-receive-pack");
+        for (method, path, query) in [
+            ("GET", "/o/r.git/info/refs", upload),
+            ("GET", "/o/r/info/refs", receive),
+            ("POST", "/o/r.git/git-upload-pack", None),
+            ("POST", "/o/r/git-receive-pack", None),
         ] {
-            assert!(auth.covers(path), "{path}");
+            assert!(auth.covers(method, path, query), "{method} {path}");
         }
-        for path in [
-            "/o/rx/info/refs",
-            "/o/other.git/info/refs",
-            "/o/r.git/../../x/info/refs",
-            "/o/r/%2e%2e/x",
+        // Review (MED/HIGH): only git's own endpoints get the token, and no path a server may resolve elsewhere.
+        for (method, path, query) in [
+            ("GET", "/o/rx/info/refs", upload),
+            ("GET", "/o/other.git/info/refs", upload),
+            ("GET", "/o/r.git/../../x/info/refs", upload),
+            ("GET", "/o/r/%2e%2e/x/info/refs", upload),
+            ("GET", "/o/r.git/..%2Fother/info/refs", upload),
+            ("GET", "/o/r.git/..;/other/info/refs", upload),
+            ("GET", "/o/r.git/..\\other/info/refs", upload),
+            ("GET", "/o/r.git/info/refs", None),
+            ("GET", "/o/r.git/info/refs", Some("service=other")),
+            ("TRACE", "/o/r.git/info/refs", upload),
+            ("GET", "/o/r", None),
+            ("GET", "/o/r.git/raw/secret", None),
+            ("PUT", "/o/r.git/git-receive-pack", None),
         ] {
-            assert!(!auth.covers(path), "{path}");
+            assert!(!auth.covers(method, path, query), "{method} {path} {query:?}");
         }
         let plain = Credential::from_auth(
             "repo-1",
@@ -257,6 +294,7 @@ mod tests {
         )
         .unwrap();
         assert!(plain.applies_to("git.team.svc", 8080) && !plain.applies_to("git.team.svc", 80));
+        assert_eq!(plain.repository.as_ref().unwrap().authority, "git.team.svc:8080");
         assert!(
             Credential::from_auth(
                 "x",

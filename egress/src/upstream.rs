@@ -316,12 +316,14 @@ async fn rewrite(req: Request<Incoming>, bound: &[&Credential]) -> Result<Reques
     let repository = bound
         .iter()
         .filter_map(|c| c.repository.as_ref())
-        .find(|r| r.covers(parts.uri.path()));
+        .find(|r| r.covers(parts.method.as_str(), parts.uri.path(), parts.uri.query()));
     if let Some(auth) = repository {
         let value = HeaderValue::from_str(&auth.header).map_err(|e| format!("bad token: {e}"))?;
+        let host = HeaderValue::from_str(&auth.authority).map_err(|e| format!("bad host: {e}"))?;
         match builder.headers_mut() {
             Some(headers) => {
                 headers.insert(header::AUTHORIZATION, value);
+                headers.insert(header::HOST, host);
             }
             None => return Err("building the request".to_owned()),
         }

@@ -317,6 +317,22 @@ async fn a_repository_token_is_added_for_its_repository_only() {
         let other = c.get(format!("http://{allowed}{path}")).send().await.unwrap();
         assert_eq!(other.text().await.unwrap(), "auth=- body=", "{path}");
     }
+    // Only git's own requests get it: not a TRACE that would echo it, nor another endpoint of the repository.
+    let trace = c
+        .request(
+            reqwest::Method::TRACE,
+            format!("http://{allowed}/o/r.git/info/refs?service=git-upload-pack"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(trace.text().await.unwrap(), "auth=- body=");
+    let raw = c
+        .get(format!("http://{allowed}/o/r.git/raw/main/README"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.text().await.unwrap(), "auth=- body=");
     // The daemon is told of no placeholder for it.
     assert_eq!(placeholders_of_sbx(proxy).await, "{}");
 }

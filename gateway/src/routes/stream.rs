@@ -95,7 +95,21 @@ pub async fn stream(
             format!("this API key holds {max} open event streams, the most it may; close one first");
         err
     })?;
-    let follower = state.log.session(&tenant.namespace, &id).follow(after).await?;
+    let log = state.log.session(&tenant.namespace, &id);
+    if let Some(cursor) = after {
+        // A cursor past the log's end was never this stream's (the log is never trimmed): following from it would
+        // skip what comes next, and hold the follow hub's read of the log at a point in the future.
+        let last = log.last_cursor().await?;
+        if last.is_none_or(|last| cursor > last) {
+            return Err(ApiError::field(
+                "after",
+                format!(
+                    "{cursor} is past the end of this session's log: it is no event cursor of this stream"
+                ),
+            ));
+        }
+    }
+    let follower = log.follow(after).await?;
     state.metrics.sse_clients.inc();
     let guard = ClientGuard {
         gauge: state.metrics.sse_clients.clone(),

@@ -37,7 +37,12 @@ pub fn repository_credentials(
         .filter(|(_, r)| r.kind == SessionResourceType::GithubRepository)
         .filter_map(|(i, r)| {
             let reference = r.authorization_secret_ref.as_ref()?;
-            let data = secrets.get(&reference.name)?.data.as_ref()?.get(&reference.key)?;
+            let secret = secrets.get(&reference.name)?;
+            if let Some(why) = corral_api::repository::token_refusal(secret, session.metadata.name.as_deref()?) {
+                tracing::warn!(resource = i, %why, "a repository resource names a Secret that is not a repository token");
+                return None;
+            }
+            let data = secret.data.as_ref()?.get(&reference.key)?;
             let token = String::from_utf8(data.0.clone()).ok()?;
             let token = token.trim();
             (!token.is_empty()).then(|| {
@@ -87,14 +92,32 @@ mod tests {
 
     #[test]
     fn each_repository_with_a_token_gets_a_credential_bound_to_its_url() {
-        let secret = Secret {
+        let token = |type_: &str, session: &str| Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                labels: Some(BTreeMap::from([(
+                    corral_api::labels::SESSION.to_owned(),
+                    session.to_owned(),
+                )])),
+                ..Default::default()
+            },
+            type_: Some(type_.to_owned()),
             data: Some(BTreeMap::from([(
                 "token".to_owned(),
                 ByteString(b"ghp_s3cret\n".to_vec()),
             )])),
             ..Secret::default()
         };
-        let secrets = BTreeMap::from([("sesn-1-repo-0".to_owned(), secret)]);
+        let own = token(corral_api::repository::TOKEN_SECRET_TYPE, "sesn-1");
+        // Review (HIGH): a reference to any other Secret of the namespace (another session's token, a vault
+        // credential, a database password) must not be sent to the host the session's author names.
+        for other in [
+            token(corral_api::repository::TOKEN_SECRET_TYPE, "sesn-2"),
+            token("Opaque", "sesn-1"),
+        ] {
+            let secrets = BTreeMap::from([("sesn-1-repo-0".to_owned(), other)]);
+            assert!(repository_credentials(&session(), &secrets).is_empty());
+        }
+        let secrets = BTreeMap::from([("sesn-1-repo-0".to_owned(), own)]);
         let s = session();
         assert_eq!(token_secret_names(&s), ["gone", "sesn-1-repo-0"]);
         let credentials = repository_credentials(&s, &secrets);
