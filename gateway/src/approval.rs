@@ -128,9 +128,12 @@ pub async fn authenticate(kube: &kube::Client, token: &str, audience: Option<&st
         .await
         .map_err(ApiError::unavailable)?;
     let status = answer.status.unwrap_or_default();
+    // An authenticator that ignores audiences answers without them: a token for another audience is refused.
+    let audience_ok = audience.is_none_or(|a| status.audiences.iter().flatten().any(|s| s == a));
     match status.user {
         Some(user)
             if status.authenticated == Some(true)
+                && audience_ok
                 && user.username.as_deref().is_some_and(|u| !u.is_empty()) =>
         {
             Ok(user.into())

@@ -144,7 +144,17 @@ impl Limiter {
             pacer.wait(key, bytes).await;
         }
         if let Some(pacer) = &self.tenant_streamed {
+            // Dropped while waiting for the tenant's turn, the send gives the key's bytes back too.
+            let mut key_paid = self.streamed.as_deref().map(|streamed| Pending {
+                pacer: streamed,
+                id: key,
+                bytes,
+                sent: false,
+            });
             pacer.wait(tenant, bytes).await;
+            if let Some(paid) = key_paid.as_mut() {
+                paid.sent = true;
+            }
         }
     }
 
@@ -227,8 +237,8 @@ fn take(limiter: Option<&Bucket>, id: &str, bytes: usize) -> Result<(), u64> {
 /// small ones asking after it wait behind it instead of taking every token the bucket refills.
 #[derive(Debug)]
 struct Pacer {
-    /// How long one byte takes to refill.
-    per_byte: std::time::Duration,
+    /// Bytes refilled a second.
+    per_second: u64,
     /// How long a full bucket takes to refill (the burst).
     burst: std::time::Duration,
     /// Per id: when the bucket would be full again with everything reserved so far paid for.
@@ -241,19 +251,22 @@ impl Pacer {
         if per_second == 0 {
             return None;
         }
-        let per_byte = std::time::Duration::from_secs(1).div_f64(per_second as f64);
-        let burst = per_byte.mul_f64(burst.max(per_second) as f64);
         Some(Arc::new(Self {
-            per_byte,
-            burst,
+            per_second,
+            burst: refill_time(burst.max(per_second), per_second),
             full_at: Mutex::default(),
         }))
+    }
+
+    /// How long `bytes` take to refill.
+    fn cost(&self, bytes: usize) -> std::time::Duration {
+        refill_time(u64::try_from(bytes).unwrap_or(u64::MAX), self.per_second)
     }
 
     /// Reserves `bytes` of `id`'s bucket now and answers when they may go.
     fn reserve(&self, id: &str, bytes: usize) -> std::time::Instant {
         let now = std::time::Instant::now();
-        let cost = self.per_byte.mul_f64(bytes as f64);
+        let cost = self.cost(bytes);
         let mut full_at = self.full_at.lock().unwrap_or_else(PoisonError::into_inner);
         let at = full_at.entry(id.to_owned()).or_insert(now);
         *at = (*at).max(now) + cost;
@@ -263,7 +276,7 @@ impl Pacer {
     /// Gives back `bytes` reserved for a send that will not happen, so later sends of `id` need not pay for it.
     fn refund(&self, id: &str, bytes: usize) {
         let now = std::time::Instant::now();
-        let cost = self.per_byte.mul_f64(bytes as f64);
+        let cost = self.cost(bytes);
         let mut full_at = self.full_at.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(at) = full_at.get_mut(id) {
             *at = at.checked_sub(cost).map_or(now, |back| back.max(now));
@@ -294,6 +307,13 @@ impl Pacer {
         full_at.retain(|_, at| *at > now);
         full_at.shrink_to_fit();
     }
+}
+
+/// How long `bytes` take to refill at `per_second`, exact to the nanosecond at any rate (a per-byte duration would
+/// round to zero past 1 GB/s).
+fn refill_time(bytes: u64, per_second: u64) -> std::time::Duration {
+    let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(per_second.max(1));
+    std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// A reservation waiting for its turn; refunded when dropped unsent.
@@ -417,6 +437,34 @@ mod tests {
         assert!(
             waited >= Duration::from_millis(900) && waited < Duration::from_millis(1500),
             "it waits for its own bytes, about a second: {waited:?}"
+        );
+    }
+
+    #[test]
+    fn refill_times_are_exact_at_any_rate() {
+        assert_eq!(refill_time(1, 1 << 30).as_nanos(), 0, "under a nanosecond");
+        assert_eq!(refill_time(4 << 30, 1 << 30), Duration::from_secs(4));
+        assert_eq!(refill_time(3, 1_000_000_000 / 3), Duration::from_nanos(9));
+        let pacer = Pacer::new(8 << 30, 8 << 30).unwrap();
+        assert_eq!(pacer.cost(8 << 30), Duration::from_secs(1), "8 GiB/s still paces");
+    }
+
+    #[tokio::test]
+    async fn a_send_dropped_before_its_tenants_turn_gives_the_keys_bytes_back_too() {
+        // The key may send 1 MiB/s; the tenant too, and the tenant's budget is spent by another key.
+        let limiter = Limiter::new(0, 0).with_bytes(128 << 10, 128 << 10);
+        let limiter = limiter.with_tenant_bytes(128 << 10, 128 << 10);
+        limiter.stream_send("other", "t", 1 << 20).await;
+        let gone =
+            tokio::time::timeout(Duration::from_millis(50), limiter.stream_send("a", "t", 1 << 20)).await;
+        assert!(gone.is_err(), "it waited for the tenant");
+        let key = limiter.streamed.as_ref().unwrap();
+        let started = std::time::Instant::now();
+        key.wait("a", 1 << 20).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "the key's bytes came back: {:?}",
+            started.elapsed()
         );
     }
 

@@ -5,6 +5,13 @@
 //! system namespace) is served, so one tenant's harness never reads another tenant's files. Sandboxes never reach
 //! this route (their egress refuses cluster addresses) and hold no token for it.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
 use axum::{
     Router,
     body::Body,
@@ -42,6 +49,80 @@ pub fn harness_user(system_namespace: &str, namespace: &str) -> String {
     )
 }
 
+/// How long a token the API server accepted is taken without asking again (projected tokens live 10 minutes at
+/// least): a harness asks for files before every tool call, and each TokenReview is a round trip to the API server.
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// The most tokens remembered as verified.
+const MAX_VERIFIED: usize = 1024;
+/// The most TokenReviews this route has in flight: a flood of forged tokens costs the API server no more.
+const MAX_REVIEWS: usize = 4;
+
+/// Tokens the API server accepted, by SHA-256: the user, and when that answer is too old.
+type Verified = HashMap<[u8; 32], (String, Instant)>;
+static VERIFIED: LazyLock<Mutex<Verified>> = LazyLock::new(Mutex::default);
+static REVIEWS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(MAX_REVIEWS));
+
+/// Whether `token` could be a ServiceAccount token of `user` for [`HARNESS_AUDIENCE`], judged from its claims
+/// without checking its signature: anything else is refused before it costs the API server a TokenReview.
+fn claims_fit(token: &str, user: &str) -> bool {
+    use base64::Engine;
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('='))
+    else {
+        return false;
+    };
+    let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    let audience_fits = match &claims["aud"] {
+        serde_json::Value::String(a) => a == HARNESS_AUDIENCE,
+        serde_json::Value::Array(all) => all.iter().any(|a| a == HARNESS_AUDIENCE),
+        _ => false,
+    };
+    audience_fits && claims["sub"] == user
+}
+
+/// The user `token` authenticates as for [`HARNESS_AUDIENCE`], from the cache or a TokenReview.
+async fn verified_user(state: &AppState, token: &str, expected: &str) -> ApiResult<String> {
+    let forged = || ApiError::forbidden("the token is not a valid harness token for this gateway");
+    if !claims_fit(token, expected) {
+        return Err(forged());
+    }
+    let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let now = Instant::now();
+    if let Some((user, until)) = lock(&VERIFIED).get(&key)
+        && *until > now
+    {
+        return Ok(user.clone());
+    }
+    let _review = REVIEWS.try_acquire().map_err(|_| {
+        let mut err = ApiError::rate_limited(1);
+        err.message = "too many harness token checks at once; retry".to_owned();
+        err
+    })?;
+    let who = crate::approval::authenticate(&state.kube, token, Some(HARNESS_AUDIENCE))
+        .await
+        .map_err(|e| {
+            if e.status == axum::http::StatusCode::FORBIDDEN {
+                forged()
+            } else {
+                e
+            }
+        })?;
+    let mut verified = lock(&VERIFIED);
+    verified.retain(|_, (_, until)| *until > now);
+    if verified.len() < MAX_VERIFIED {
+        verified.insert(key, (who.user.clone(), now + VERIFIED_FOR));
+    }
+    Ok(who.user)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
     headers
         .get(header::AUTHORIZATION)
@@ -68,17 +149,10 @@ async fn content(
             "this gateway does not know the namespace harnesses run in (--harness-namespace)".to_owned();
         return Err(err.with_code("harness_files_not_configured"));
     };
-    let who = crate::approval::authenticate(&state.kube, token, Some(HARNESS_AUDIENCE))
-        .await
-        .map_err(|e| {
-            if e.status == axum::http::StatusCode::FORBIDDEN {
-                ApiError::forbidden("the token is not a valid harness token for this gateway")
-            } else {
-                e
-            }
-        })?;
-    if who.user != harness_user(&system, &namespace) {
-        tracing::warn!(user = %who.user, %namespace, "a file resource was asked for by another identity than the namespace's harness");
+    let expected = harness_user(&system, &namespace);
+    let user = verified_user(&state, token, &expected).await?;
+    if user != expected {
+        tracing::warn!(%user, %namespace, "a file resource was asked for by another identity than the namespace's harness");
         return Err(ApiError::forbidden(format!(
             "only the harness of namespace {namespace:?} may read its files"
         )));
@@ -121,6 +195,41 @@ mod tests {
             harness_user("corral-system", "team-a"),
             harness_user("corral-system", "team-b")
         );
+    }
+
+    #[test]
+    fn only_a_token_claiming_the_harness_and_the_audience_is_worth_a_token_review() {
+        use base64::Engine;
+        let jwt = |claims: serde_json::Value| {
+            let part = |v: &serde_json::Value| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+            };
+            format!(
+                "{}.{}.sig",
+                part(&serde_json::json!({"alg": "RS256"})),
+                part(&claims)
+            )
+        };
+        let user = harness_user("corral-system", "team-a");
+        assert!(claims_fit(
+            &jwt(serde_json::json!({"sub": user, "aud": ["corral-gateway"]})),
+            &user
+        ));
+        assert!(claims_fit(
+            &jwt(serde_json::json!({"sub": user, "aud": "corral-gateway"})),
+            &user
+        ));
+        for other in [
+            jwt(serde_json::json!({"sub": user, "aud": ["https://kubernetes.default.svc"]})),
+            jwt(
+                serde_json::json!({"sub": harness_user("corral-system", "team-b"), "aud": ["corral-gateway"]}),
+            ),
+            jwt(serde_json::json!({"aud": ["corral-gateway"]})),
+            "x".repeat(16 << 10),
+            "a.%%%.c".to_owned(),
+        ] {
+            assert!(!claims_fit(&other, &user), "{other:.60}");
+        }
     }
 
     #[test]
