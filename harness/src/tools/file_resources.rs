@@ -126,20 +126,27 @@ impl FileResources {
             tracing::info!(%namespace, %session, %path, "removed a file resource from the sandbox");
         }
         for (path, id) in put {
-            self.put(namespace, &id, &path, sandbox).await?;
-            tracing::info!(%namespace, %session, file = %id, %path, "copied a file resource into the sandbox");
+            match self.put(namespace, &id, &path, sandbox).await {
+                Ok(()) => {
+                    tracing::info!(%namespace, %session, file = %id, %path, "copied a file resource into the sandbox")
+                }
+                // A file deleted or expired since it was given can never be delivered: the session's calls go on
+                // without it (its path stays empty) instead of failing one after another.
+                Err(Put::Gone(why)) => {
+                    tracing::warn!(%namespace, %session, file = %id, %path, %why, "a file resource is gone; skipped")
+                }
+                Err(Put::Failed(why)) => return Err(why),
+            }
         }
         Ok(())
     }
 
-    async fn put(
-        &self,
-        namespace: &str,
-        id: &str,
-        path: &str,
-        sandbox: &SandboxClient,
-    ) -> Result<(), String> {
-        let fail = |why: String| format!("the file resource {id} could not be copied to {path}: {why}");
+    async fn put(&self, namespace: &str, id: &str, path: &str, sandbox: &SandboxClient) -> Result<(), Put> {
+        let fail = |why: String| {
+            Put::Failed(format!(
+                "the file resource {id} could not be copied to {path}: {why}"
+            ))
+        };
         let Some(gateway) = &self.gateway else {
             return Err(fail(
                 "this harness has no gateway to fetch files from (--gateway-url)".into(),
@@ -166,6 +173,9 @@ impl FileResources {
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
                 .unwrap_or(body);
+            if status == reqwest::StatusCode::NOT_FOUND {
+                return Err(Put::Gone(message));
+            }
             return Err(fail(format!("the gateway answered {status}: {message}")));
         }
         let stream = response.bytes_stream().map_err(std::io::Error::other);
@@ -174,6 +184,14 @@ impl FileResources {
             .await
             .map_err(|e| fail(e.to_string()))
     }
+}
+
+/// Why a file resource was not put in place.
+enum Put {
+    /// The file is no more (deleted, expired): it never will be.
+    Gone(String),
+    /// Anything else: tried again at the next call.
+    Failed(String),
 }
 
 #[cfg(test)]
