@@ -369,29 +369,14 @@ async fn a_call_the_lost_replica_ran_is_answered_with_that_runs_result_not_run_a
         fencing_token: token,
     };
     let tools = h.engine.tools().clone();
-    let dead_run = tokio::spawn({
-        let tools = tools.clone();
-        let (id, input) = (id.clone(), input.clone());
-        async move {
-            tools
-                .execute(corral_harness::tools::ToolCall {
-                    namespace: NS,
-                    session: "s",
-                    tool_use_id: &id,
-                    name: "bash",
-                    input: &input,
-                    server: None,
-                    fencing_token: dead_token,
-                })
-                .await
-        }
+    let (dead_run, outcome) = tokio::join!(tools.execute(call(dead_token)), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        h.run("s").await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-
-    assert_eq!(h.run("s").await, Outcome::Idle);
+    assert_eq!(outcome, Outcome::Idle);
     let entries = h.entries("s").await;
     assert_eq!(texts(&entries, "agent.tool_result"), strs(&["1\n"]));
-    assert_eq!(dead_run.await.unwrap().text(), "1\n");
+    assert_eq!(dead_run.text(), "1\n");
     assert_eq!(
         std::fs::read_to_string(&ledger).unwrap(),
         "pushed\n",

@@ -73,15 +73,7 @@ impl Run<'_> {
     /// session's sandbox has it (waiting for it if it still runs), else as interrupted. Nothing runs again.
     pub(super) async fn recover_tool(&mut self, tool: ToolUse) -> Result<(), Stop> {
         let id = tool.id.to_string();
-        let call = ToolCall {
-            namespace: self.namespace,
-            session: self.session,
-            tool_use_id: &id,
-            name: &tool.name,
-            input: &tool.input,
-            server: None,
-            fencing_token: self.token.0,
-        };
+        let call = tool_call(self.namespace, self.session, self.token.0, &tool, &id);
         let recovered = tokio::select! {
             recovered = self.engine.tools.recover(call) => recovered,
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
@@ -113,15 +105,7 @@ impl Run<'_> {
             _ => engine.tools.as_ref(),
         };
         let id = tool.id.to_string();
-        let call = ToolCall {
-            namespace: self.namespace,
-            session: self.session,
-            tool_use_id: &id,
-            name: &tool.name,
-            input: &tool.input,
-            server: tool.server.as_deref(),
-            fencing_token: self.token.0,
-        };
+        let call = tool_call(self.namespace, self.session, self.token.0, &tool, &id);
         let may_run = tokio::select! {
             may_run = self.gate.may_run_tool() => may_run,
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
@@ -174,5 +158,24 @@ impl Run<'_> {
         .await?;
         self.armed.remove(&tool.id);
         Ok(())
+    }
+}
+
+/// The runner's view of `tool` (whose id is `id`) in session `namespace/session`, under fencing token `token`.
+fn tool_call<'c>(
+    namespace: &'c str,
+    session: &'c str,
+    token: u64,
+    tool: &'c ToolUse,
+    id: &'c str,
+) -> ToolCall<'c> {
+    ToolCall {
+        namespace,
+        session,
+        tool_use_id: id,
+        name: &tool.name,
+        input: &tool.input,
+        server: tool.server.as_deref(),
+        fencing_token: token,
     }
 }
