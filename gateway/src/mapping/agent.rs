@@ -620,6 +620,12 @@ mod tests {
         assert!(err.message.starts_with("model:"), "{}", err.message);
         let err = create(json!({ "name": "a", "model": 7 })).unwrap_err();
         assert!(err.message.starts_with("model:"), "{}", err.message);
+        let err = create(json!({ "name": "a", "model": "m", "tools": [{ "type": "agent_toolset_20260401", "default_config": { "permission_policy": { "type": "always_ask", "extra": 42 } } }] })).unwrap_err();
+        assert!(
+            err.message.ends_with("extra: Extra inputs are not permitted"),
+            "{}",
+            err.message
+        );
         let err = create(json!({ "name": "a", "model": "m", "tools": [{ "type": "agent_toolset_20260401", "default_config": { "permission_policy": { "type": "auto" } } }] })).unwrap_err();
         assert!(err.message.contains("auto"), "{}", err.message);
         let err = create(json!({ "name": "a", "model": "m", "tools": [{ "type": "browser" }] })).unwrap_err();

@@ -81,6 +81,7 @@ pub struct PolicyParam(pub PermissionPolicy);
 impl<'de> Deserialize<'de> for PolicyParam {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
+        only_type(&value).map_err(D::Error::custom)?;
         let kind = match &value {
             Value::String(s) => Some(s.as_str()),
             Value::Object(o) => o.get("type").and_then(Value::as_str),
@@ -99,11 +100,23 @@ impl<'de> Deserialize<'de> for PolicyParam {
     }
 }
 
+/// An object form `{"type": ...}` holds nothing else: another field would be accepted and ignored.
+fn only_type(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Object(o) => match o.keys().find(|k| *k != "type") {
+            Some(other) => Err(format!("unknown field `{other}`, expected `type`")),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// Reads an enum given as `"x"` or `{"type":"x"}`.
 fn tagged_or_bare<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
     deserializer: D,
 ) -> Result<T, D::Error> {
     let value = Value::deserialize(deserializer)?;
+    only_type(&value).map_err(D::Error::custom)?;
     let bare = match value {
         Value::Object(mut o) => o.remove("type").unwrap_or(Value::Null),
         other => other,
