@@ -100,7 +100,7 @@ pub async fn stream(
         // A cursor past the log's end was never this stream's (the log is never trimmed): following from it would
         // skip what comes next, and hold the follow hub's read of the log at a point in the future.
         let last = log.last_cursor().await?;
-        if last.is_none_or(|last| cursor > last) {
+        if cursor > Cursor::START && last.is_none_or(|last| cursor > last) {
             return Err(ApiError::field(
                 "after",
                 format!(

@@ -184,6 +184,24 @@ async fn stream_errors() {
     gw.get(&format!("/v1/sessions/{id}/events/stream?after=x"), &t)
         .await
         .error(400, "invalid_request_error");
+    // A cursor past the log's end was never this stream's (review: it held the follow hub's read in the future);
+    // the start of the log always is one.
+    let msg = gw
+        .get(
+            &format!("/v1/sessions/{id}/events/stream?after=99999999999999-0"),
+            &t,
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.contains("past the end"), "{msg}");
+    let res = gw
+        .http
+        .get(format!("{}/v1/sessions/{id}/events/stream?after=0-0", gw.url))
+        .bearer_auth(&t.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
 }
 
 #[tokio::test]
