@@ -97,11 +97,30 @@ impl ClusterToolRunner {
 
     /// The session's sandbox with its file resources in place.
     async fn sandbox_with_files(&self, namespace: &str, session: &str) -> Result<SandboxClient, String> {
-        let client = self.sandbox(namespace, session).await?;
-        if let Some(files) = &self.files {
-            files.sync(namespace, session, &client).await?;
+        let mut retried = false;
+        loop {
+            let client = self.sandbox(namespace, session).await?;
+            let Some(files) = &self.files else {
+                return Ok(client);
+            };
+            match files.sync(namespace, session, &client).await {
+                Ok(()) => return Ok(client),
+                // A daemon that refuses connections is gone (its pod was lost; the status may not say so yet): a
+                // new sandbox is asked for, once, as a call that finds it gone does.
+                Err(message)
+                    if !retried
+                        && matches!(
+                            client.health().await,
+                            Err(ClientError::Refused { .. } | ClientError::Unreachable { .. })
+                        ) =>
+                {
+                    tracing::info!(%namespace, %session, %message, "the sandbox is gone; asking for a new one");
+                    self.forget(namespace, session).await;
+                    retried = true;
+                }
+                Err(message) => return Err(message),
+            }
         }
-        Ok(client)
     }
 
     /// Fails a call whose sandbox pod no node could take for `timeout` (instead of the whole `ready_timeout`).
