@@ -18,7 +18,7 @@ pub const CREDENTIAL_LABEL: &str = "corral.dev/credential";
 pub const CREDENTIAL_MODEL: &str = "model";
 
 /// `app.kubernetes.io/managed-by` values of Corral's components: Secrets they manage are internal.
-pub(crate) const CORRAL_MANAGERS: [&str; 4] = [
+const CORRAL_MANAGERS: [&str; 4] = [
     vault::MANAGED_BY_VALUE,
     labels::OPERATOR_FIELD_MANAGER,
     labels::GATEWAY_FIELD_MANAGER,
@@ -27,39 +27,43 @@ pub(crate) const CORRAL_MANAGERS: [&str; 4] = [
 
 /// Why `secret` cannot be a model key, as a sentence naming it, or `None` when it may.
 pub fn refusal(secret: &Secret) -> Option<String> {
+    credential_refusal(secret, CREDENTIAL_MODEL, "model key")
+}
+
+/// Why `secret` cannot be a credential of kind `kind` (a [`CREDENTIAL_LABEL`] value; `what` names it in
+/// sentences), or `None` when it may: never a Secret Corral keeps for itself, and only one labelled as that kind.
+pub(crate) fn credential_refusal(secret: &Secret, kind: &str, what: &str) -> Option<String> {
     let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let label = |key: &str| {
-        secret
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(key))
-            .map(String::as_str)
-    };
+    let label = |key: &str| label(secret, key);
     if secret.type_.as_deref() == Some(vault::CREDENTIAL_SECRET_TYPE)
         || label(vault::OBJECT) == Some(vault::OBJECT_CREDENTIAL)
     {
         return Some(format!(
-            "Secret {name:?} is a vault credential; vault credentials are never readable as a model key"
+            "Secret {name:?} is a vault credential; vault credentials are never readable as a {what}"
         ));
     }
     if let Some(object) = label(vault::OBJECT) {
         return Some(format!(
-            "Secret {name:?} is a Corral {object} object and is never readable as a model key"
+            "Secret {name:?} is a Corral {object} object and is never readable as a {what}"
         ));
     }
     if let Some(manager) = label(labels::MANAGED_BY).filter(|m| CORRAL_MANAGERS.contains(m)) {
         return Some(format!(
-            "Secret {name:?} is managed by {manager} for Corral's own use and is never readable as a model key"
+            "Secret {name:?} is managed by {manager} for Corral's own use and is never readable as a {what}"
         ));
     }
-    if label(CREDENTIAL_LABEL) != Some(CREDENTIAL_MODEL) {
+    if label(CREDENTIAL_LABEL) != Some(kind) {
         return Some(format!(
-            "Secret {name:?} lacks the label {CREDENTIAL_LABEL}={CREDENTIAL_MODEL} that marks a model key \
-             (`kubectl label secret {name} {CREDENTIAL_LABEL}={CREDENTIAL_MODEL}`)"
+            "Secret {name:?} lacks the label {CREDENTIAL_LABEL}={kind} that marks a {what} \
+             (`kubectl label secret {name} {CREDENTIAL_LABEL}={kind}`)"
         ));
     }
     None
+}
+
+/// The value of `secret`'s label `key`.
+pub(crate) fn label<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
+    secret.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
 #[cfg(test)]

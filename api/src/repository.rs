@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::{labels, model_key, session::SessionResource, vault};
+use crate::{labels, model_key, session::SessionResource};
 
 /// [`model_key::CREDENTIAL_LABEL`] value of a repository token a person made for `authorizationSecretRef` (GitOps).
 pub const CREDENTIAL_REPOSITORY: &str = "repository";
@@ -28,41 +28,15 @@ pub const GRANT_TYPE: &str = "git_repository";
 /// `authorization_token`), or one labelled [`model_key::CREDENTIAL_LABEL`]`=`[`CREDENTIAL_REPOSITORY`] by whoever
 /// made it; never a vault credential, another session's token or any Secret Corral keeps for itself.
 pub fn token_refusal(secret: &Secret, session: &str) -> Option<String> {
-    let name = secret.metadata.name.as_deref().unwrap_or_default();
-    let label = |key: &str| {
-        secret
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(key))
-            .map(String::as_str)
-    };
     if secret.type_.as_deref() == Some(TOKEN_SECRET_TYPE) {
-        return (label(labels::SESSION) != Some(session)).then(|| {
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
+        return (model_key::label(secret, labels::SESSION) != Some(session)).then(|| {
             format!(
                 "Secret {name:?} holds another session's repository token and is never readable by this one"
             )
         });
     }
-    if secret.type_.as_deref() == Some(vault::CREDENTIAL_SECRET_TYPE) || label(vault::OBJECT).is_some() {
-        return Some(format!(
-            "Secret {name:?} is a Corral object (a vault credential, vault or grant) and is never readable as a \
-             repository token"
-        ));
-    }
-    if label(labels::MANAGED_BY).is_some_and(|m| model_key::CORRAL_MANAGERS.contains(&m)) {
-        return Some(format!(
-            "Secret {name:?} is managed by Corral for its own use and is never readable as a repository token"
-        ));
-    }
-    if label(model_key::CREDENTIAL_LABEL) != Some(CREDENTIAL_REPOSITORY) {
-        return Some(format!(
-            "Secret {name:?} lacks the label {label}={CREDENTIAL_REPOSITORY} that marks a repository token \
-             (`kubectl label secret {name} {label}={CREDENTIAL_REPOSITORY}`)",
-            label = model_key::CREDENTIAL_LABEL
-        ));
-    }
-    None
+    model_key::credential_refusal(secret, CREDENTIAL_REPOSITORY, "repository token")
 }
 
 /// The name of the Secret holding the token of resource `index` of session `session`.
@@ -98,6 +72,7 @@ pub fn mount_path(resource: &SessionResource) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vault;
 
     fn secret(type_: Option<&str>, labels: &[(&str, &str)]) -> Secret {
         Secret {
