@@ -397,6 +397,24 @@ mod tests {
             .unwrap()
     }
 
+    /// The SDK types these as `Optional[...]`, so a client may send null; null means absent (openapi.yaml says so).
+    #[test]
+    fn the_sdks_nullable_auth_fields_take_null_as_absent() {
+        let oauth = parse_auth(json!({
+            "type": "mcp_oauth", "mcp_server_url": "https://m/mcp", "access_token": "at", "expires_at": null, "refresh": null
+        }))
+        .unwrap();
+        let CredentialAuth::McpOauth(o) = &oauth else { panic!("{oauth:?}") };
+        assert_eq!((o.expires_at.as_deref(), o.refresh.is_none()), (None, true));
+        let env = parse_auth(json!({
+            "type": "environment_variable", "secret_name": "K", "secret_value": "v",
+            "networking": {"type": "unrestricted"}, "injection_location": null
+        }))
+        .unwrap();
+        let CredentialAuth::EnvironmentVariable(e) = &env else { panic!("{env:?}") };
+        assert!(e.injection_location.is_none());
+    }
+
     #[test]
     fn credentials_store_the_whole_auth_and_show_only_its_public_part() {
         let c = credential_secret(&vault(), "vcrd-1", &bearer(), Some("GitHub"), &Metadata::new()).unwrap();

@@ -342,6 +342,22 @@ mod tests {
         );
     }
 
+    /// The SDK types these as `Optional[...]`, so a client may send null; null means absent (openapi.yaml says so).
+    #[test]
+    fn the_sdks_nullable_config_fields_take_null_as_absent() {
+        let spec = create(json!({ "name": "x", "config": { "type": "cloud", "networking": null, "packages": null } })).unwrap();
+        assert_eq!(spec.config, EnvironmentConfig::default());
+        let spec = create(json!({ "name": "x", "config": { "type": "cloud",
+            "networking": { "type": "limited", "allowed_hosts": null, "allow_mcp_servers": null, "allow_package_managers": null } } }))
+        .unwrap();
+        assert_eq!(spec.config.networking.allowed_hosts, None);
+        let spec = create(json!({ "name": "x", "config": { "type": "cloud",
+            "packages": { "type": null, "apt": null, "pip": ["a"] } } }))
+        .unwrap();
+        assert_eq!(spec.config.packages.pip, Some(vec!["a".to_owned()]));
+        assert_eq!(spec.config.packages.apt, None);
+    }
+
     #[test]
     fn invalid_input_names_the_field() {
         let err = create(json!({ "name": "x", "config": { "type": "cloud", "networking": { "type": "limited" }, "packages": { "apt": ["curl"] } } })).unwrap_err();
