@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod egress;
 pub mod environment;
 pub mod events;
+pub mod json_object;
 pub mod labels;
 pub mod model_key;
 pub mod network;

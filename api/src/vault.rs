@@ -167,7 +167,11 @@ pub struct EnvironmentVariable {
     /// Which hosts the secret may be sent to.
     pub networking: CredentialNetworking,
     /// Where the proxy may substitute it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json_object::object_or_null"
+    )]
     pub injection_location: Option<InjectionLocation>,
 }
 

@@ -6,7 +6,7 @@ objects gone, no response slower than 10 s). The document is the contract, so th
 describes what the gateway serves. e2e/fuzz/schemathesis.toml lists the few rules a schema cannot state.
 
 FUZZ_MAX_TIME (seconds, default 90) bounds the run; hack/fuzz.sh sets it for the short and the full form.
-FUZZ_SEED replays a run.
+FUZZ_SEED replays a run. FUZZ_PHASES (e.g. `coverage`) runs only the named phases, to sweep one of them whole.
 """
 
 import os
@@ -37,6 +37,8 @@ def test_schemathesis_finds_nothing(gateway, tmp_path):
     ]
     if seed := os.environ.get("FUZZ_SEED"):
         args += ["--seed", seed]
+    if phases := os.environ.get("FUZZ_PHASES"):
+        args += ["--phases", phases]
     run = subprocess.run(args, cwd=tmp_path, text=True, capture_output=True, timeout=int(max_time) + 600)
     print(run.stdout[-30000:])
     print(run.stderr[-5000:], file=sys.stderr)

@@ -404,15 +404,30 @@ mod tests {
             "type": "mcp_oauth", "mcp_server_url": "https://m/mcp", "access_token": "at", "expires_at": null, "refresh": null
         }))
         .unwrap();
-        let CredentialAuth::McpOauth(o) = &oauth else { panic!("{oauth:?}") };
+        let CredentialAuth::McpOauth(o) = &oauth else {
+            panic!("{oauth:?}")
+        };
         assert_eq!((o.expires_at.as_deref(), o.refresh.is_none()), (None, true));
         let env = parse_auth(json!({
             "type": "environment_variable", "secret_name": "K", "secret_value": "v",
             "networking": {"type": "unrestricted"}, "injection_location": null
         }))
         .unwrap();
-        let CredentialAuth::EnvironmentVariable(e) = &env else { panic!("{env:?}") };
+        let CredentialAuth::EnvironmentVariable(e) = &env else {
+            panic!("{env:?}")
+        };
         assert!(e.injection_location.is_none());
+        // serde would read `[]` as a struct of defaults; the API takes an object or null only.
+        let err = parse_auth(json!({
+            "type": "environment_variable", "secret_name": "K", "secret_value": "v",
+            "networking": {"type": "unrestricted"}, "injection_location": []
+        }))
+        .unwrap_err();
+        assert!(
+            err.message.starts_with("auth:") && err.message.contains("expected an object"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -74,10 +74,10 @@ pub struct ConfigParam {
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
     /// Network access.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_option")]
     pub networking: Option<NetworkingParam>,
     /// Packages by manager.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict_option")]
     pub packages: Option<PackagesParam>,
 }
 
@@ -209,6 +209,12 @@ fn merge_config(config: &mut EnvironmentConfig, param: ConfigParam, update: bool
         };
     }
     if let Some(p) = param.packages {
+        if let Some(other) = p.kind.as_deref().filter(|kind| *kind != "packages") {
+            return Err(ApiError::field(
+                "config.packages.type",
+                format!("unknown type {other:?}; expected packages"),
+            ));
+        }
         let packages = &mut config.packages;
         for (slot, new) in [
             (&mut packages.apt, p.apt),
@@ -345,7 +351,10 @@ mod tests {
     /// The SDK types these as `Optional[...]`, so a client may send null; null means absent (openapi.yaml says so).
     #[test]
     fn the_sdks_nullable_config_fields_take_null_as_absent() {
-        let spec = create(json!({ "name": "x", "config": { "type": "cloud", "networking": null, "packages": null } })).unwrap();
+        let spec = create(
+            json!({ "name": "x", "config": { "type": "cloud", "networking": null, "packages": null } }),
+        )
+        .unwrap();
         assert_eq!(spec.config, EnvironmentConfig::default());
         let spec = create(json!({ "name": "x", "config": { "type": "cloud",
             "networking": { "type": "limited", "allowed_hosts": null, "allow_mcp_servers": null, "allow_package_managers": null } } }))
@@ -356,6 +365,26 @@ mod tests {
         .unwrap();
         assert_eq!(spec.config.packages.pip, Some(vec!["a".to_owned()]));
         assert_eq!(spec.config.packages.apt, None);
+    }
+
+    #[test]
+    fn an_array_or_a_wrong_type_where_an_object_is_expected_is_refused() {
+        for (config, field) in [
+            (json!({ "packages": [] }), "config.packages"),
+            (json!({ "networking": [] }), "config.networking"),
+            (json!({ "packages": { "type": "AAA" } }), "config.packages.type"),
+            (
+                json!({ "networking": { "type": "limited" }, "packages": "x" }),
+                "config.packages",
+            ),
+        ] {
+            let err = create(json!({ "name": "x", "config": config })).unwrap_err();
+            assert!(
+                err.message.starts_with(&format!("{field}:")),
+                "{config}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]
