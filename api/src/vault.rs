@@ -179,8 +179,9 @@ pub struct EnvironmentVariable {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CredentialNetworking {
-    /// Any host.
-    Unrestricted,
+    /// Any host. A struct variant so that its `deny_unknown_fields` holds: `{"type": "unrestricted", "allowed_hosts":
+    /// [...]}` is refused, not read as unrestricted.
+    Unrestricted {},
     /// Only these hosts (host names, IPv4 addresses or `*.domain`; at most 16).
     Limited {
         /// The hosts.

@@ -6,10 +6,12 @@ objects gone, no response slower than 10 s). The document is the contract, so th
 describes what the gateway serves. e2e/fuzz/schemathesis.toml lists the few rules a schema cannot state.
 
 FUZZ_MAX_TIME (seconds, default 90) bounds the run; hack/fuzz.sh sets it for the short and the full form.
-FUZZ_SEED replays a run. FUZZ_PHASES (e.g. `coverage`) runs only the named phases, to sweep one of them whole.
+FUZZ_SEED replays a run. FUZZ_PHASES (e.g. `coverage`) runs only the named phases, to sweep one of them whole. FUZZ_ARGS adds schemathesis
+arguments (e.g. `--include-operation-id createCredential --output-sanitize false` to see one operation's bodies whole).
 """
 
 import os
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -39,6 +41,7 @@ def test_schemathesis_finds_nothing(gateway, tmp_path):
         args += ["--seed", seed]
     if phases := os.environ.get("FUZZ_PHASES"):
         args += ["--phases", phases]
+    args += shlex.split(os.environ.get("FUZZ_ARGS", ""))
     run = subprocess.run(args, cwd=tmp_path, text=True, capture_output=True, timeout=int(max_time) + 600)
     print(run.stdout[-30000:])
     print(run.stderr[-5000:], file=sys.stderr)

@@ -57,6 +57,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::invalid("body: must be a JSON object"));
     }
+    if let Some(field) = numeric_type_tag(bytes) {
+        return Err(ApiError::field(&field, "must be a string"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let mut path = err.path().to_string();
@@ -80,6 +83,37 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::invalid(format!("body: invalid JSON: {e}")))?;
     Ok(value)
+}
+
+/// The path of the first `type` field of `bytes` whose value is a number. Every internally tagged enum of the API is
+/// tagged `type`, and nested in another one (a credential's `auth.networking`), serde takes a number for a variant's
+/// index: `{"type": 0, ...}` would be the first variant, its other fields unread. No `type`
+/// of the API is a number. Free-form JSON (a custom tool's `input_schema`, `metadata`) is not looked into. `None`
+/// when the body is not JSON: parsing it reports that.
+fn numeric_type_tag(bytes: &[u8]) -> Option<String> {
+    fn walk(value: &serde_json::Value, path: &str) -> Option<String> {
+        match value {
+            serde_json::Value::Object(map) => map.iter().find_map(|(key, child)| {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match (key.as_str(), child) {
+                    ("type", serde_json::Value::Number(_)) => Some(here),
+                    ("input_schema" | "metadata", _) => None,
+                    _ => walk(child, &here),
+                }
+            }),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| walk(item, &format!("{path}[{i}]"))),
+            _ => None,
+        }
+    }
+    memchr::memmem::find(bytes, b"\"type\"")?;
+    walk(&serde_json::from_slice(bytes).ok()?, "")
 }
 
 /// The full path of the field serde's "unknown field `name`, expected ..." message is about, when it is one. `path`
@@ -210,6 +244,46 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    enum Tagged {
+        First,
+        Second { input_schema: serde_json::Value },
+        Wrap { inner: Box<Tagged> },
+    }
+
+    #[derive(Deserialize, Debug)]
+    struct Holder {
+        item: Tagged,
+        #[serde(default)]
+        items: Vec<Tagged>,
+    }
+
+    #[test]
+    fn a_numeric_type_tag_is_refused_where_serde_would_read_it_as_a_variant_index() {
+        // Why: inside another tagged enum (a credential's `auth.networking`), serde takes 0 for the first variant and
+        // never looks at the rest.
+        let wrapped = r#"{"type":"wrap","inner":{"type":0,"hosts":["x"]}}"#;
+        let read: Tagged = serde_json::from_str(wrapped).unwrap();
+        assert_eq!(
+            read,
+            Tagged::Wrap {
+                inner: Box::new(Tagged::First)
+            }
+        );
+        let err = parse::<Holder>(format!(r#"{{"item":{wrapped}}}"#).as_bytes()).unwrap_err();
+        assert_eq!(err.message, "item.inner.type: must be a string");
+        let err = parse::<Holder>(br#"{"item":{"type":"first"},"items":[{"type":"first"},{"type":1.5}]}"#)
+            .unwrap_err();
+        assert_eq!(err.message, "items[1].type: must be a string");
+        // Free-form JSON may have a property named `type`, and a JSON Schema's `type` of a number is its own affair.
+        let ok = parse::<Holder>(
+            br#"{"item":{"type":"second","input_schema":{"type":"object","properties":{"type":{"type":"integer"}},"x":{"type":1}}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(ok.item, Tagged::Second { .. }) && ok.items.is_empty());
+    }
 
     #[derive(Deserialize, Debug)]
     #[allow(dead_code)]

@@ -417,6 +417,16 @@ mod tests {
             panic!("{env:?}")
         };
         assert!(e.injection_location.is_none());
+        let err = parse_auth(json!({
+            "type": "environment_variable", "secret_name": "K", "secret_value": "v",
+            "networking": {"type": "unrestricted", "allowed_hosts": ["a.example"]}
+        }))
+        .unwrap_err();
+        assert!(
+            err.message.contains("unknown field `allowed_hosts`"),
+            "{}",
+            err.message
+        );
         // serde would read `[]` as a struct of defaults; the API takes an object or null only.
         let err = parse_auth(json!({
             "type": "environment_variable", "secret_name": "K", "secret_value": "v",
