@@ -193,7 +193,8 @@ fn counter_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 #[tokio::test]
-async fn a_warm_claim_reaches_the_harness_through_its_watch_without_reading_the_session() -> anyhow::Result<()> {
+async fn a_warm_claim_reaches_the_harness_through_its_watch_without_reading_the_session() -> anyhow::Result<()>
+{
     let url = corral_e2e::installed_redis_url()?;
     let cluster = Cluster::connect().await?;
     TestNamespace::run(&cluster, "watch", |ns| async move {

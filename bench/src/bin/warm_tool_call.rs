@@ -51,14 +51,32 @@ async fn one_round(ns: &TestNamespace, store: &Store, i: usize) -> anyhow::Resul
             .ok_or_else(|| anyhow::anyhow!("no {kind} in round {i}"))
     };
     let (asked, answered) = (at("agent.tool_use")?, at("agent.tool_result")?);
-    let pod = sessions
+    let sandbox = sessions
         .get(&name)
         .await?
         .status
         .and_then(|s| s.sandbox)
-        .and_then(|b| b.pod)
         .unwrap_or_default();
-    anyhow::ensure!(pod.starts_with("warm-warm-"), "round {i} was not served from the pool: {pod:?}");
+    let stamp = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())
+    };
+    if let (Some(requested), Some(ready)) = (stamp(&sandbox.requested_at), stamp(&sandbox.since)) {
+        let ms = |a: k8s_openapi::jiff::Timestamp, b: k8s_openapi::jiff::Timestamp| {
+            b.duration_since(a).as_millis()
+        };
+        println!(
+            "round {i}: tool_use -> requestedAt {} ms, -> Ready (operator) {} ms, -> tool_result {} ms",
+            ms(asked, requested),
+            ms(requested, ready),
+            ms(ready, answered)
+        );
+    }
+    let pod = sandbox.pod.unwrap_or_default();
+    anyhow::ensure!(
+        pod.starts_with("warm-warm-"),
+        "round {i} was not served from the pool: {pod:?}"
+    );
     // Free the node for the next round.
     sessions.delete(&name, &Default::default()).await?;
     Ok(answered.duration_since(asked).unsigned_abs())

@@ -168,8 +168,7 @@ impl SessionCache {
 
     /// The session as last reported, if the watch is live and has seen it.
     pub fn get(&self, session: &str) -> Option<Arc<Session>> {
-        self.reader
-            .get(&ObjectRef::new(session).within(&self.namespace))
+        self.reader.get(&ObjectRef::new(session).within(&self.namespace))
     }
 
     /// A handle that wakes on each change of `session` from now on.
@@ -190,10 +189,7 @@ impl SessionCache {
 
     /// How many sessions have waiters now.
     pub fn waited_on(&self) -> usize {
-        self.waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     fn wake(&self, session: &str) {
@@ -291,7 +287,12 @@ impl Sessions {
     }
 
     /// The session: cached when the watch is live and has it, else read from the API server for `purpose`.
-    pub async fn read(&self, namespace: &str, session: &str, purpose: &'static str) -> Result<Arc<Session>, String> {
+    pub async fn read(
+        &self,
+        namespace: &str,
+        session: &str,
+        purpose: &'static str,
+    ) -> Result<Arc<Session>, String> {
         self.read_at_least(namespace, session, 0, purpose).await
     }
 
@@ -426,7 +427,10 @@ mod tests {
     async fn a_waiter_wakes_on_its_sessions_change_not_on_a_timer_and_leaves_nothing_behind() {
         let metrics = Metrics::default();
         let cache = SessionCache::new("team", &metrics);
-        listed(&cache, &[session("s1", 1, "Provisioning"), session("s2", 1, "Provisioning")]);
+        listed(
+            &cache,
+            &[session("s1", 1, "Provisioning"), session("s2", 1, "Provisioning")],
+        );
         let mut changes = cache.subscribe("s1");
         let started = tokio::time::Instant::now();
         let waiter = tokio::spawn(async move {
@@ -445,7 +449,16 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(
-            cache.get("s1").unwrap().status.as_ref().unwrap().sandbox.as_ref().unwrap().phase,
+            cache
+                .get("s1")
+                .unwrap()
+                .status
+                .as_ref()
+                .unwrap()
+                .sandbox
+                .as_ref()
+                .unwrap()
+                .phase,
             Some(corral_api::session::SandboxPhase::Ready)
         );
         assert_eq!(cache.waited_on(), 1);
