@@ -147,6 +147,47 @@ impl TestNamespace {
         Api::namespaced(self.cluster.client.clone(), &self.cluster.corral_namespace)
     }
 
+    /// The Prometheus text of each running harness pod of the namespace's `/metrics`, read through a forward to its
+    /// metrics port (a turn may run on any replica: sum a counter over them).
+    pub async fn harness_metrics(&self) -> anyhow::Result<Vec<String>> {
+        let pods = self
+            .harness_pods()
+            .list(&kube::api::ListParams::default().labels(&self.harness_selector()))
+            .await?
+            .items;
+        let targets: Vec<String> = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| {
+                let ip = p.status.as_ref()?.pod_ip.clone()?;
+                let port = p
+                    .spec
+                    .as_ref()?
+                    .containers
+                    .iter()
+                    .flat_map(|c| c.ports.iter().flatten())
+                    .find(|port| port.name.as_deref() == Some("metrics"))?
+                    .container_port;
+                Some(format!("{ip}:{port}"))
+            })
+            .collect();
+        anyhow::ensure!(!targets.is_empty(), "no running harness pod with a metrics port");
+        let mut texts = Vec::new();
+        for target in targets {
+            let name = crate::gateway::Forward::unique_name("e2e-harness-met");
+            let port = self.cluster.forward(&name, &target)?;
+            let _forward = crate::gateway::Forward::owned(name);
+            texts.push(
+                reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                    .await?
+                    .error_for_status()?
+                    .text()
+                    .await?,
+            );
+        }
+        Ok(texts)
+    }
+
     /// Waits until the namespace's harness Deployment (run by the operator in Corral's namespace once the
     /// namespace has an agent) has an available replica.
     pub async fn harness_available(&self, timeout: std::time::Duration) -> anyhow::Result<()> {

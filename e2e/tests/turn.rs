@@ -181,3 +181,90 @@ async fn an_eager_environment_readies_the_sandbox_before_the_model_is_called() -
     })
     .await
 }
+
+/// The sum of a counter's samples whose labels contain every one of `labels` (`name="value"`).
+fn counter_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_warm_claim_reaches_the_harness_through_its_watch_without_reading_the_session() -> anyhow::Result<()>
+{
+    let url = corral_e2e::installed_redis_url()?;
+    let cluster = Cluster::connect().await?;
+    TestNamespace::run(&cluster, "watch", |ns| async move {
+        let example = std::fs::read_to_string(corral_e2e::cluster::repo_root().join("examples/agent-scripted.yaml"))?;
+        ns.apply(&example)?;
+        ns.apply(
+            "apiVersion: corral.dev/v1alpha1\nkind: Environment\nmetadata: {name: box}\nspec: {sandbox: {warmPool: 1}}\n---\napiVersion: corral.dev/v1alpha1\nkind: Session\nmetadata: {name: s1}\nspec:\n  agent: {name: scripted}\n  environmentRef: {name: box}\n",
+        )?;
+        ns.harness_available(TIMEOUT).await?;
+        let sessions = ns.api::<Session>();
+        wait::object(&sessions, "s1", TIMEOUT, "session Ready", |s: &Session| {
+            s.status.as_ref().is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
+        })
+        .await?;
+        let envs = ns.api::<corral_api::Environment>();
+        wait::object(&envs, "box", TIMEOUT, "one warm pod ready", |e: &corral_api::Environment| {
+            e.status.as_ref().and_then(|s| s.warm_pool.as_ref()).is_some_and(|w| w.ready == 1)
+        })
+        .await?;
+        for replica in ns.harness_metrics().await? {
+            assert!(
+                replica.lines().any(|l| l == "corral_harness_session_watch_up 1"),
+                "every harness replica watches the namespace's Sessions:\n{replica}"
+            );
+        }
+
+        let store = Store::connect(&url, Config::default()).await?;
+        let log = store.session(&ns.name, "s1");
+        let message: EventBody = serde_json::from_value(serde_json::json!({
+            "type": "user.message", "content": [{"type": "text", "text": "say hello and check the sandbox"}]
+        }))?;
+        log.append_user([message]).await?;
+        store.enqueue(&ns.name, "s1").await?;
+        let events = wait::until("the turn to end", TIMEOUT, || async {
+            let page = log.range(None, 1000, Order::Asc).await?;
+            let done = page.events.iter().any(|e| e.event.body.type_name() == "session.status_idle");
+            Ok(done.then_some(page.events))
+        })
+        .await?;
+        let result = events
+            .iter()
+            .find(|e| e.event.body.type_name() == "agent.tool_result")
+            .ok_or_else(|| anyhow::anyhow!("no tool result in {:?}", types(&events)))?;
+        let result_json = serde_json::to_string(&result.event)?;
+        assert!(result_json.contains("hello"), "bash ran in the sandbox: {result_json}");
+        assert!(!result_json.contains("\"is_error\":true"), "{result_json}");
+        let pod = sessions
+            .get("s1")
+            .await?
+            .status
+            .and_then(|s| s.sandbox)
+            .and_then(|b| b.pod)
+            .unwrap_or_default();
+        assert!(pod.starts_with("warm-box-"), "the call ran in a pod claimed from the pool: {pod:?}");
+
+        // The harness learned of the claimed pod, and read the session's resources, from its watch: not one read
+        // of the Session from the API server for the sandbox or its files.
+        let after = ns.harness_metrics().await?.join("\n");
+        let reads = "corral_harness_session_api_reads_total";
+        for purpose in ["purpose=\"sandbox\"", "purpose=\"files\""] {
+            assert_eq!(
+                counter_sum(&after, reads, &[purpose]),
+                0.0,
+                "API-server reads of the Session ({purpose}):\n{}",
+                after.lines().filter(|l| l.starts_with(reads)).collect::<Vec<_>>().join("\n")
+            );
+        }
+        let calls = counter_sum(&after, "corral_harness_tool_calls_total", &["tool=\"bash\"", "outcome=\"ok\""]);
+        assert_eq!(calls, 1.0, "the replicas' metrics count this turn's call");
+        Ok(())
+    })
+    .await
+}

@@ -17,6 +17,8 @@
 //! | `redis_errors_total` | | session runs stopped, and queue samples lost, by a failing session log (Redis) |
 //! | `wakeup_queue_depth` | | wake-ups of the namespace waiting or being worked on (sampled every 5 s) |
 //! | `wakeup_queue_oldest_age_seconds` | | age of the oldest of them (0 when there is none) |
+//! | `session_api_reads_total` | `purpose`, `reason` | Sessions read from the API server because the watch-fed cache could not answer (`purpose`: `sandbox`, `files`, `recover`; `reason`: `watch_down`, `not_cached`, `cache_behind`, `no_watch`); 0 on the hot path |
+//! | `session_watch_up` | | 1 while the watch of the namespace's Sessions is live, else 0 |
 
 use corral_api::events::ModelUsage;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -87,6 +89,15 @@ pub struct ToolOutcomeLabels {
     pub outcome: String,
 }
 
+/// Why and for what a Session was read from the API server.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionReadLabels {
+    /// What needed it: `sandbox`, `files` or `recover`.
+    pub purpose: &'static str,
+    /// Why the cache could not answer: `watch_down`, `not_cached`, `cache_behind` or `no_watch`.
+    pub reason: &'static str,
+}
+
 fn seconds_histogram() -> Histogram {
     // 5 ms … about 164 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 16))
@@ -131,6 +142,10 @@ pub struct Metrics {
     pub takeover_seconds: Histogram,
     /// Times this replica fenced itself (no new lease, no tool start) because its liveness beats failed.
     pub self_fenced: Counter,
+    /// Sessions read from the API server instead of the watch-fed cache, by purpose and reason.
+    pub session_api_reads: Family<SessionReadLabels, Counter>,
+    /// 1 while the watch of the namespace's Sessions is live.
+    pub session_watch_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -154,6 +169,8 @@ impl Default for Metrics {
             reaped_sessions: Counter::default(),
             takeover_seconds: Histogram::new(exponential_buckets(0.05, 1.5, 16)),
             self_fenced: Counter::default(),
+            session_api_reads: Family::default(),
+            session_watch_up: Gauge::default(),
         }
     }
 }
@@ -242,6 +259,16 @@ impl Metrics {
             "self_fenced",
             "Times this replica fenced itself (no new lease, no tool start) because its liveness beats failed",
             self.self_fenced.clone(),
+        );
+        registry.register(
+            "session_api_reads",
+            "Sessions read from the API server because the watch-fed cache could not answer, by purpose and reason",
+            self.session_api_reads.clone(),
+        );
+        registry.register(
+            "session_watch_up",
+            "1 while the watch of the namespace's Sessions is live",
+            self.session_watch_up.clone(),
         );
     }
 

@@ -440,6 +440,35 @@ impl SessionLog {
         Ok(Follower::new(self.clone(), after, at_end).await)
     }
 
+    /// Records that the Session custom resource's spec is at `generation` or newer (never lowered): the gateway calls
+    /// it after writing the spec and before answering, so a reader of a watch-fed cache knows its copy is too old
+    /// ([`Self::spec_generation`]).
+    pub async fn raise_spec_generation(&self, generation: i64) -> Result<()> {
+        let mut conn = self.store.connection();
+        let mut invocation = crate::keys::scripts::RAISE.key(self.keys.spec_generation());
+        invocation.arg(generation);
+        self.store
+            .run("raise spec generation", async move {
+                invocation.invoke_async::<i64>(&mut conn).await.map(drop)
+            })
+            .await
+    }
+
+    /// The newest spec generation recorded by [`Self::raise_spec_generation`] (0 when none was).
+    pub async fn spec_generation(&self) -> Result<i64> {
+        let mut conn = self.store.connection();
+        let key = self.keys.spec_generation();
+        self.store
+            .run("read spec generation", async move {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<i64>>(&mut conn)
+                    .await
+                    .map(Option::unwrap_or_default)
+            })
+            .await
+    }
+
     /// Deletes every key of the session's log. Idempotent.
     pub async fn delete(&self) -> Result<()> {
         let mut conn = self.store.connection();

@@ -251,3 +251,18 @@ async fn deleting_a_log_removes_it() {
     log.delete().await.unwrap();
     log.acquire_lease("other", Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_recorded_spec_generation_only_rises_and_goes_with_the_session() {
+    let (_server, store) = start().await;
+    let log = store.session("ns", "sesn_spec");
+    assert_eq!(log.spec_generation().await.unwrap(), 0, "none recorded");
+    log.raise_spec_generation(3).await.unwrap();
+    // A slower writer of an older generation does not lower it.
+    log.raise_spec_generation(2).await.unwrap();
+    assert_eq!(log.spec_generation().await.unwrap(), 3);
+    log.raise_spec_generation(4).await.unwrap();
+    assert_eq!(log.spec_generation().await.unwrap(), 4);
+    log.delete().await.unwrap();
+    assert_eq!(log.spec_generation().await.unwrap(), 0);
+}

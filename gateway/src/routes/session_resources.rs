@@ -1,7 +1,8 @@
 //! `/v1/sessions/{id}/resources`: the files (and repositories) of a live session. They live in the Session custom
 //! resource's `spec.resources`, so a GitOps user declares the same list; every change is a read-modify-write of the
 //! spec with the version that was read. The harness copies file resources into the session's sandbox at the next
-//! tool call (docs/files.md).
+//! tool call (docs/files.md); the spec's new generation is recorded in Redis before the answer, so the harness's
+//! watch-fed copy of the Session is never trusted when it is older than a change already answered.
 
 use axum::{
     Extension, Json, Router,
@@ -86,7 +87,18 @@ async fn modify(
         }
         change(&mut current)?;
         match objects::replace(&sessions, id, &current).await {
-            Ok(written) => return Ok(written),
+            Ok(written) => {
+                // Before answering: a tool call that starts after this answer finds the harness's watch-fed copy
+                // of the Session older than this generation and reads the spec from the API server instead.
+                if let Some(generation) = written.metadata.generation {
+                    state
+                        .log
+                        .session(&tenant.namespace, id)
+                        .raise_spec_generation(generation)
+                        .await?;
+                }
+                return Ok(written);
+            }
             Err(err) if err.status == 409 => continue,
             Err(err) => return Err(err),
         }

@@ -128,6 +128,12 @@ async fn file_resources_are_created_listed_added_and_deleted() {
         stored.spec.resources[1].mount_path.as_deref(),
         Some("/workspace/data/b.txt")
     );
+    // Recorded before the answer: a harness whose watch-fed copy of the Session is older reads it afresh.
+    assert_eq!(
+        gw.store.session(&t.ns, id).spec_generation().await.unwrap(),
+        stored.metadata.generation.unwrap(),
+        "the spec generation the gateway answered for is in Redis"
+    );
 
     let page = gw.get(&format!("{path}?limit=1"), &t).await.ok();
     assert_eq!(page["data"][0]["id"], r1.as_str());

@@ -15,6 +15,8 @@ use corral_harness::metrics::Metrics;
 use corral_harness::outbound::{self, OutboundWall};
 use corral_harness::pricing::PriceTable;
 use corral_harness::status::{NoStatus, StatusSink, StatusWriter};
+use corral_harness::tools::file_resources::{FileResources, GatewayFiles};
+use corral_harness::tools::sessions::{SessionCache, Sessions};
 use corral_harness::tools::{ClusterToolRunner, LocalToolRunner, ToolRunner};
 use corral_harness::worker::{Worker, WorkerConfig};
 use corral_runtime::{HealthServer, LogArgs, Readiness};
@@ -174,27 +176,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .context("connecting to the Kubernetes API")?;
             let writer = Arc::new(StatusWriter::new(client.clone()));
+            // One watch of the namespace's Sessions: sandbox waits wake on it and file resources are read from it.
+            let cache = SessionCache::new(&args.namespace, &metrics);
+            cache.spawn_watch(client.clone(), shutdown.clone());
+            let sessions = Sessions::new(client.clone(), Some(cache), &metrics);
             (
                 Arc::new(KubeAgentSource::new(client.clone())),
                 Arc::new(
                     ClusterToolRunner::new(
-                        client.clone(),
+                        sessions.clone(),
                         store.connection(),
                         writer.clone(),
                         args.sandbox_ready_timeout,
                     )
                     .with_unschedulable_timeout(args.sandbox_unschedulable_timeout)
-                    .with_file_resources(
-                        corral_harness::tools::file_resources::FileResources::new(
-                            client.clone(),
-                            args.gateway_url.clone().map(|url| {
-                                corral_harness::tools::file_resources::GatewayFiles {
-                                    url,
-                                    token_file: args.gateway_token_file.clone(),
-                                }
-                            }),
-                        ),
-                    ),
+                    .with_file_resources(FileResources::new(
+                        sessions,
+                        store.clone(),
+                        args.gateway_url.clone().map(|url| GatewayFiles {
+                            url,
+                            token_file: args.gateway_token_file.clone(),
+                        }),
+                    )),
                 ),
                 writer,
                 Arc::new(KubeCredentials::new(client)),

@@ -4,7 +4,8 @@
 //! 1. The harness writes `status.sandbox.requestedAt` (now, RFC 3339) by server-side apply under the field manager
 //!    `corral-harness`, on a session's first tool call and whenever its sandbox was lost.
 //! 2. The operator creates (or claims) a pod and publishes `status.sandbox.phase: Ready`, `pod` and `endpoint`
-//!    (`host:port`). The daemon's token is in Redis under the tenant's prefix, keyed by the pod
+//!    (`host:port`). The harness learns of it from its watch of the namespace's Sessions (`super::sessions`): the
+//!    waiting call wakes on that status change; the API server is read only while the watch is down. The daemon's token is in Redis under the tenant's prefix, keyed by the pod
 //!    (`corral_session::keys::Tenant::sandbox_token`); no Secret of the namespace holds it.
 //! 3. The harness calls the daemon at `http://<endpoint>` with that token, on connections whose daemon proved it
 //!    is the pod the token belongs to (`corral_sandbox_protocol::verified`: each new connection asks once, so an
@@ -16,17 +17,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_api::Session;
 use corral_api::session::SandboxPhase;
 use corral_sandbox_protocol::{ClientError, SandboxClient};
 use corral_session::keys::Tenant;
 use k8s_openapi::jiff::Timestamp;
-use kube::{Api, Client};
 use tokio::sync::Mutex;
 
 use super::client_cache::BoundedCache;
 use super::repositories;
 use super::sandbox_waits::SandboxWaits;
+use super::sessions::Sessions;
 use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
 use super::{RecoverFuture, recovered_output};
 use crate::status::StatusWriter;
@@ -44,7 +44,8 @@ enum Found {
 
 /// Runs tools in sandbox pods the operator manages.
 pub struct ClusterToolRunner {
-    client: Client,
+    /// The Sessions, from the namespace's watch (the API server when it cannot answer).
+    sessions: Sessions,
     /// Redis, where the operator keeps each sandbox pod's daemon token.
     tokens: corral_session::Connection,
     status: Arc<StatusWriter>,
@@ -70,13 +71,13 @@ impl std::fmt::Debug for ClusterToolRunner {
 impl ClusterToolRunner {
     /// A runner that waits up to `ready_timeout` for a sandbox to become ready, reading daemon tokens from `tokens`.
     pub fn new(
-        client: Client,
+        sessions: Sessions,
         tokens: corral_session::Connection,
         status: Arc<StatusWriter>,
         ready_timeout: Duration,
     ) -> Self {
         Self {
-            client,
+            sessions,
             tokens,
             status,
             ready_timeout,
@@ -154,11 +155,9 @@ impl ClusterToolRunner {
         }
         let lost = self.lost.lock().await.get(&key);
         let usable = |endpoint: &Option<String>| endpoint.is_some() && *endpoint != lost;
-        let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
-        let current = sessions
-            .get(session)
-            .await
-            .map_err(|e| format!("cannot read the session: {e}"))?;
+        // Subscribed before the first read: a change landing between that read and the wait still wakes it.
+        let mut changes = self.sessions.changes(namespace, session);
+        let current = self.sessions.read(namespace, session, "sandbox").await?;
         let sandbox = current
             .status
             .as_ref()
@@ -185,12 +184,13 @@ impl ClusterToolRunner {
         let deadline = Instant::now() + self.ready_timeout;
         let wait = self.waits.waiting(namespace, session);
         let mut unschedulable_since = None;
-        let (endpoint, pod) = loop {
-            let current = sessions
-                .get(session)
-                .await
-                .map_err(|e| format!("cannot read the session: {e}"))?;
-            let sandbox = current.status.and_then(|s| s.sandbox).unwrap_or_default();
+        let (current, endpoint, pod) = loop {
+            let current = self.sessions.read(namespace, session, "sandbox").await?;
+            let sandbox = current
+                .status
+                .as_ref()
+                .and_then(|s| s.sandbox.clone())
+                .unwrap_or_default();
             // The operator reports a pod that no node can take as provisioning with the scheduler's reason.
             let unschedulable = (sandbox.phase == Some(SandboxPhase::Provisioning))
                 .then(|| sandbox.message.clone())
@@ -212,7 +212,7 @@ impl ClusterToolRunner {
                 (Some(SandboxPhase::Ready), Some(endpoint), Some(pod))
                     if usable(&Some(endpoint.clone())) || fresh(&sandbox.since) =>
                 {
-                    break (endpoint, pod);
+                    break (current, endpoint, pod);
                 }
                 (Some(SandboxPhase::Failed), _, _) if fresh(&sandbox.since) => {
                     return Err(format!(
@@ -226,7 +226,7 @@ impl ClusterToolRunner {
                         self.ready_timeout
                     ));
                 }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                _ => changes.next().await,
             }
         };
         let token: Option<String> = redis::cmd("GET")
@@ -254,8 +254,8 @@ impl ClusterToolRunner {
         if let Some((_, client)) = self.clients.lock().await.get(&key) {
             return Some(client);
         }
-        let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
-        let sandbox = sessions.get(session).await.ok()?.status?.sandbox?;
+        let current = self.sessions.read(namespace, session, "recover").await.ok()?;
+        let sandbox = current.status.clone()?.sandbox?;
         let (Some(SandboxPhase::Ready), Some(endpoint), Some(pod)) =
             (sandbox.phase, sandbox.endpoint, sandbox.pod)
         else {

@@ -1,7 +1,11 @@
 //! The session's `file` resources, copied into its sandbox before a tool call runs there.
 //!
 //! Before each call in a session's sandbox the harness reads the Session's `spec.resources` (the API's
-//! `/v1/sessions/{id}/resources` and a GitOps user write the same list) and brings the sandbox in line with it: a
+//! `/v1/sessions/{id}/resources` and a GitOps user write the same list) from its watch-fed cache
+//! (`super::sessions`) and brings the sandbox in line with it. The cache may lag the API server by a few
+//! milliseconds; a change the gateway already answered for is never missed: the gateway records the spec's new
+//! generation in Redis before answering, and a cached spec older than that is read from the API server instead. A
+//! GitOps change has no such answer to order against, and is seen as soon as the watch delivers it. Then: a
 //! file not yet there is fetched from the gateway (`GET /internal/v1/namespaces/{ns}/files/{id}/content`,
 //! authenticated with this harness's own ServiceAccount token, which the gateway accepts for this harness's tenant
 //! only) and streamed to the daemon (`PUT /v1/files`), never held whole in memory; a file no longer listed is
@@ -20,7 +24,8 @@ use corral_api::{
 };
 use corral_sandbox_protocol::{ClientError, SandboxClient};
 use futures::TryStreamExt as _;
-use kube::{Api, Client};
+
+use super::sessions::Sessions;
 
 /// Where the operator mounts the harness's ServiceAccount token for the gateway (audience `corral-gateway`).
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/corral/gateway/token";
@@ -40,7 +45,9 @@ pub struct GatewayFiles {
 
 /// Keeps each session's sandbox in line with its `file` resources.
 pub struct FileResources {
-    client: Client,
+    sessions: Sessions,
+    /// The session logs' Redis, where the gateway records the newest spec generation it answered for.
+    log: corral_session::Store,
     gateway: Option<GatewayFiles>,
     http: reqwest::Client,
 }
@@ -86,11 +93,13 @@ fn plan(
 }
 
 impl FileResources {
-    /// Copies file resources through `gateway`; without one, a session with file resources gets an error on its
+    /// Copies file resources through `gateway`, reading each session's resources through `sessions` no older than
+    /// the spec generation the gateway recorded in `log`; without a gateway, a session with file resources gets an error on its
     /// tool calls saying so.
-    pub fn new(client: Client, gateway: Option<GatewayFiles>) -> Self {
+    pub fn new(sessions: Sessions, log: corral_session::Store, gateway: Option<GatewayFiles>) -> Self {
         Self {
-            client,
+            sessions,
+            log,
             gateway,
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -103,9 +112,15 @@ impl FileResources {
     /// Brings the sandbox `sandbox` of the session in line with its file resources. An error names the file that
     /// could not be delivered; what was delivered stays in place, and the rest is tried again at the next call.
     pub async fn sync(&self, namespace: &str, session: &str, sandbox: &SandboxClient) -> Result<(), String> {
-        let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
-        let current = sessions
-            .get(session)
+        let answered = self
+            .log
+            .session(namespace, session)
+            .spec_generation()
+            .await
+            .map_err(|e| format!("cannot read the session's resources: {e}"))?;
+        let current = self
+            .sessions
+            .read_at_least(namespace, session, answered, "files")
             .await
             .map_err(|e| format!("cannot read the session's resources: {e}"))?;
         let want = wanted(&current);

@@ -12,6 +12,7 @@ pub mod file_resources;
 mod local;
 mod repositories;
 mod sandbox_waits;
+pub mod sessions;
 
 use std::future::Future;
 use std::pin::Pin;

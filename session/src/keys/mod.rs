@@ -297,6 +297,13 @@ impl SessionKeys {
         format!("{}size", self.base)
     }
 
+    /// The newest `metadata.generation` of the Session custom resource the gateway wrote (string: integer), raised
+    /// before it answers a change of the spec (its resources): a harness reading Sessions from a watch-fed cache
+    /// reads the spec from the API server instead when its copy is older. Deleted with the session.
+    pub fn spec_generation(&self) -> String {
+        format!("{}spec", self.base)
+    }
+
     /// The wake-up shard the session's wake-ups go to: in the session's slot.
     pub fn wakeups(&self) -> String {
         self.tenant.wakeups(self.shard)
@@ -325,7 +332,13 @@ impl SessionKeys {
     /// The keys a session's deletion removes. Idempotency records expire by themselves; thread keys are added
     /// here by the together issue.
     pub fn all(&self) -> Vec<String> {
-        vec![self.events(), self.lease(), self.fence(), self.size()]
+        vec![
+            self.events(),
+            self.lease(),
+            self.fence(),
+            self.size(),
+            self.spec_generation(),
+        ]
     }
 }
 

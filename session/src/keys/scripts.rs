@@ -182,3 +182,20 @@ return 0
 ",
     )
 });
+
+/// Raises a counter to a value, never lowering it: two writers finishing out of order leave the larger value.
+///
+/// KEYS: the counter (string). ARGV: the value. Returns the counter's value after the call.
+pub(crate) static RAISE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if wanted > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return wanted
+end
+return current
+",
+    )
+});
