@@ -13,7 +13,12 @@ use corral_api::{Session, session::SessionResourceType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::objects::{self, api};
+use std::collections::BTreeMap;
+
+use super::{
+    objects::{self, api},
+    session_disk,
+};
 use crate::{
     auth::Tenant,
     body::parse,
@@ -75,23 +80,40 @@ async fn modify(
     id: &str,
     mut change: impl FnMut(&mut Session) -> ApiResult<()>,
 ) -> ApiResult<Session> {
-    let sessions = api::<Session>(state, tenant);
     for _ in 0..ATTEMPTS {
-        let mut current = session(state, tenant, id).await?;
-        if objects::is_archived(&current) {
-            return Err(ApiError::field(
-                "session_id",
-                format!("session {id:?} is archived; its resources cannot change"),
-            ));
-        }
+        let mut current = writable(state, tenant, id).await?;
         change(&mut current)?;
-        match objects::replace(&sessions, id, &current).await {
-            Ok(written) => return Ok(written),
-            Err(err) if err.status == 409 => continue,
-            Err(err) => return Err(err),
+        if let Some(written) = write_back(state, tenant, id, &current).await? {
+            return Ok(written);
         }
     }
     Err(ApiError::conflict("the session changed concurrently; retry"))
+}
+
+/// The session, unless it is archived (then its resources cannot change).
+async fn writable(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Session> {
+    let current = session(state, tenant, id).await?;
+    if objects::is_archived(&current) {
+        return Err(ApiError::field(
+            "session_id",
+            format!("session {id:?} is archived; its resources cannot change"),
+        ));
+    }
+    Ok(current)
+}
+
+/// Writes `changed` with the version it was read at: `None` when the session changed meanwhile (read it again).
+async fn write_back(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &str,
+    changed: &Session,
+) -> ApiResult<Option<Session>> {
+    match objects::replace(&api::<Session>(state, tenant), id, changed).await {
+        Ok(written) => Ok(Some(written)),
+        Err(err) if err.status == 409 => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// `GET .../resources`: every resource in the spec's order; `limit` cuts pages whose `next_page` is the last id.
@@ -140,12 +162,15 @@ async fn add(
         ));
     }
     // The file must be one of the namespace's (another tenant's id is not found), and still there.
+    let mut sizes = BTreeMap::new();
     if let Some(file) = &new.file_id {
-        super::files::find(&state, &tenant, file)
+        let meta = super::files::find(&state, &tenant, file)
             .await
             .map_err(|e| e.with_field_prefix("file_id"))?;
+        sizes.insert(file.clone(), meta.size_bytes);
     }
-    let session = modify(&state, &tenant, &id, |session| {
+    for _ in 0..ATTEMPTS {
+        let mut session = writable(&state, &tenant, &id).await?;
         let path = mount_path(&new);
         if session.spec.resources.iter().any(|r| mount_path(r) == path) {
             return Err(ApiError::field(
@@ -160,10 +185,15 @@ async fn add(
             ));
         }
         session.spec.resources.push(new.clone());
-        Ok(())
-    })
-    .await?;
-    Ok(Json(object_of(&session, session.spec.resources.len() - 1)))
+        // Counted on the version that is written: a concurrent add makes this write conflict and be counted again.
+        sizes = session_disk::file_sizes(&state, &tenant, &session.spec.resources, sizes).await?;
+        let env = session_disk::environment(&state, &tenant, &session.spec.environment_ref.name).await?;
+        session_disk::check_fits(&state, env.as_ref(), &session.spec.resources, &sizes)?;
+        if let Some(written) = write_back(&state, &tenant, &id, &session).await? {
+            return Ok(Json(object_of(&written, written.spec.resources.len() - 1)));
+        }
+    }
+    Err(ApiError::conflict("the session changed concurrently; retry"))
 }
 
 /// `GET .../resources/{id}`.

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::{
     objects::{self, api},
+    session_disk,
     vaults::Vaults,
 };
 use crate::{
@@ -124,16 +125,19 @@ async fn check_vaults(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
     Ok(())
 }
 
-/// Checks that every `file` resource names a file of the tenant that is still there (404 naming the field).
-async fn check_files(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
+/// Checks that every `file` resource names a file of the tenant that is still there (404 naming the field), and
+/// answers each file's size.
+async fn check_files(cx: &Cx, req: &SessionCreate) -> ApiResult<BTreeMap<String, u64>> {
+    let mut sizes = BTreeMap::new();
     for (i, r) in req.resources.iter().flatten().enumerate() {
         if let ResourceParam::File { file_id, .. } = r {
-            super::files::find(&cx.state, &cx.tenant, file_id)
+            let meta = super::files::find(&cx.state, &cx.tenant, file_id)
                 .await
                 .map_err(|e| e.with_field_prefix(&format!("resources[{i}].file_id")))?;
+            sizes.insert(file_id.clone(), meta.size_bytes);
         }
     }
-    Ok(())
+    Ok(sizes)
 }
 
 /// The agent version a new session runs: the one it names (which must exist), or the agent's current one.
@@ -195,7 +199,8 @@ impl ApiResource for Sessions {
         let version = agent_version(cx, req).await?;
         let mut spec = spec_from_create(req, version)?;
         repository::bind_tokens(&mut spec, req, id)?;
-        check_files(cx, req).await?;
+        let sizes = check_files(cx, req).await?;
+        session_disk::check_fits(&cx.state, Some(&env), &spec.resources, &sizes)?;
         Ok(Session::new(id, spec))
     }
 

@@ -263,3 +263,97 @@ async fn the_harness_route_opens_for_no_api_key_and_no_foreign_token() {
         .unwrap();
     assert_eq!(status(res), 403);
 }
+
+#[tokio::test]
+async fn file_resources_must_fit_in_the_sandbox_disk_counting_each_mount_path() {
+    let s3 = S3Server::start().await;
+    // A sandbox disk of 100 KiB (102400 bytes), as the chart's sandbox.storage.limit sets it for gateway and operator.
+    let settings = Settings {
+        files: Some(s3.storage(1 << 20)),
+        sandbox_disk_limit: "100Ki".into(),
+        ..Settings::default()
+    };
+    let gw = Gateway::start_with_settings(Limiter::new(0, 0), settings).await;
+    let t = gw.tenant().await;
+    let big = upload(&gw, &t, "big.bin", vec![1; 60_000], None).await.ok();
+    let rest = upload(&gw, &t, "rest.bin", vec![2; 42_400], None).await.ok();
+    let one = upload(&gw, &t, "one.bin", vec![3; 1], None).await.ok();
+    let (big, rest, one) = (&big["id"], &rest["id"], &one["id"]);
+    let agent = gw
+        .post(
+            "/v1/agents",
+            &t,
+            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
+        )
+        .await
+        .ok();
+    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
+    let create = |resources: Value| json!({ "agent": agent["id"], "environment_id": env["id"], "resources": resources });
+
+    // One byte over: refused up front, naming the field and the limit, and no session is made.
+    let msg = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([
+                { "type": "file", "file_id": big },
+                { "type": "file", "file_id": rest },
+                { "type": "file", "file_id": one },
+            ])),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.starts_with("resources:"), "{msg}");
+    assert!(msg.contains("102401 bytes") && msg.contains("100Ki"), "{msg}");
+    // One file at two paths is two copies in the sandbox, so it counts twice.
+    let msg = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([
+                { "type": "file", "file_id": big },
+                { "type": "file", "file_id": big, "mount_path": "/workspace/big-copy.bin" },
+            ])),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.contains("120000 bytes"), "{msg}");
+    let listed = gw.get("/v1/sessions", &t).await.ok();
+    assert_eq!(listed["data"], json!([]), "no session was made");
+
+    // Exactly the limit: accepted.
+    let session = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([{ "type": "file", "file_id": big }, { "type": "file", "file_id": rest }])),
+        )
+        .await
+        .ok();
+    let path = format!("/v1/sessions/{}/resources", session["id"].as_str().unwrap());
+    // Full: one more byte added on the live session is refused, and the session keeps its two files.
+    let msg = gw
+        .post(&path, &t, json!({ "type": "file", "file_id": one }))
+        .await
+        .error(400, "invalid_request_error");
+    assert!(
+        msg.starts_with("resources:") && msg.contains("102401 bytes"),
+        "{msg}"
+    );
+    let kept = gw.get(&path, &t).await.ok();
+    assert_eq!(kept["data"].as_array().unwrap().len(), 2);
+
+    // Room made by removing a file is room to add one.
+    let rest_id = kept["data"][1]["id"].as_str().unwrap().to_owned();
+    gw.delete(&format!("{path}/{rest_id}"), &t).await.ok();
+    gw.post(&path, &t, json!({ "type": "file", "file_id": one }))
+        .await
+        .ok();
+    gw.post(
+        &path,
+        &t,
+        json!({ "type": "file", "file_id": rest, "mount_path": "/workspace/rest.bin" }),
+    )
+    .await
+    .error(400, "invalid_request_error");
+}
