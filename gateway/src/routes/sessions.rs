@@ -140,6 +140,40 @@ async fn check_files(cx: &Cx, req: &SessionCreate) -> ApiResult<BTreeMap<String,
     Ok(sizes)
 }
 
+/// Refuses (400 naming the field) an `authorization_secret_ref` whose Secret is missing, lacks the key, or may not
+/// be used as a repository token (`corral_api::repository::token_refusal`): the operator would never send that
+/// token, and the clone of a private repository would fail only at the first tool call.
+async fn check_token_refs(cx: &Cx, req: &SessionCreate, session: &str) -> ApiResult<()> {
+    let secrets = cx.api::<Secret>();
+    for (i, r) in req.resources.iter().flatten().enumerate() {
+        let ResourceParam::GithubRepository {
+            authorization_secret_ref: Some(reference),
+            ..
+        } = r
+        else {
+            continue;
+        };
+        let name = &reference.name;
+        let refusal = match secrets.get_opt(name).await? {
+            None => Some(format!("Secret {name:?} does not exist in this namespace")),
+            Some(secret) => corral_api::repository::token_refusal(&secret, session).or_else(|| {
+                let has_key = secret
+                    .data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(&reference.key));
+                (!has_key).then(|| format!("Secret {name:?} has no key {:?}", reference.key))
+            }),
+        };
+        if let Some(why) = refusal {
+            return Err(ApiError::field(
+                &format!("resources[{i}].authorization_secret_ref"),
+                why,
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The agent version a new session runs: the one it names (which must exist), or the agent's current one.
 async fn agent_version(cx: &Cx, req: &SessionCreate) -> ApiResult<i64> {
     let agent = objects::get(&cx.api::<Agent>(), "agent", &req.agent.id).await?;
@@ -199,6 +233,7 @@ impl ApiResource for Sessions {
         let version = agent_version(cx, req).await?;
         let mut spec = spec_from_create(req, version)?;
         repository::bind_tokens(&mut spec, req, id)?;
+        check_token_refs(cx, req, id).await?;
         let sizes = check_files(cx, req).await?;
         session_disk::check_fits(&cx.state, Some(&env), &spec.resources, &sizes)?;
         Ok(Session::new(id, spec))

@@ -357,3 +357,70 @@ async fn file_resources_must_fit_in_the_sandbox_disk_counting_each_mount_path() 
     .await
     .error(400, "invalid_request_error");
 }
+
+#[tokio::test]
+async fn a_repository_secret_that_is_missing_or_not_a_repository_token_is_refused_up_front() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(&s3).await;
+    let t = gw.tenant().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(gw.kube.clone(), &t.ns);
+    let secret = |name: &str, labelled: bool| {
+        let labels = if labelled {
+            json!({ corral_api::model_key::CREDENTIAL_LABEL: corral_api::repository::CREDENTIAL_REPOSITORY })
+        } else {
+            json!({})
+        };
+        serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(json!({
+            "metadata": { "name": name, "labels": labels },
+            "stringData": { "token": "ghp_x" },
+        }))
+        .unwrap()
+    };
+    for (name, labelled) in [("db-password", false), ("repo-token", true)] {
+        secrets
+            .create(&kube::api::PostParams::default(), &secret(name, labelled))
+            .await
+            .unwrap();
+    }
+    let agent = gw
+        .post(
+            "/v1/agents",
+            &t,
+            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
+        )
+        .await
+        .ok();
+    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
+    let create = |name: &str, key: &str| {
+        json!({ "agent": agent["id"], "environment_id": env["id"], "resources": [
+            { "type": "github_repository", "url": "https://git.example/o/public" },
+            { "type": "github_repository", "url": "https://git.example/o/r",
+              "authorization_secret_ref": { "name": name, "key": key } },
+        ] })
+    };
+    for (name, key, says) in [
+        ("nowhere", "token", "does not exist"),
+        // Any other Secret of the namespace (a database password) is never sent to the repository's host.
+        ("db-password", "token", "corral.dev/credential"),
+        ("repo-token", "other", "has no key"),
+    ] {
+        let msg = gw
+            .post("/v1/sessions", &t, create(name, key))
+            .await
+            .error(400, "invalid_request_error");
+        assert!(
+            msg.starts_with("resources[1].authorization_secret_ref:") && msg.contains(says),
+            "{name}: {msg}"
+        );
+    }
+    let listed = gw.get("/v1/sessions", &t).await.ok();
+    assert_eq!(listed["data"], json!([]), "no session was made");
+    let session = gw
+        .post("/v1/sessions", &t, create("repo-token", "token"))
+        .await
+        .ok();
+    assert_eq!(
+        session["resources"][1]["authorization_secret_ref"],
+        json!({ "name": "repo-token", "key": "token" })
+    );
+}

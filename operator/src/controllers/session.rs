@@ -186,6 +186,8 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         set_condition(&mut status.conditions, condition);
     }
     let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
+    let tokens = sandbox::grants::token_secrets(&ctx, &ns, &session).await?;
+    let refused_token = repository_token_condition(&session, &tokens, old, &mut status);
     let notify = became_unready(old, &status.conditions);
     apply_status(&api, &session, &status).await?;
     if let Some((kind, seconds)) = provisioned(
@@ -200,6 +202,10 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         ctx.publish(&session, EventType::Warning, reason, message.clone(), "Resolve")
             .await;
     }
+    if let Some((reason, message)) = refused_token {
+        ctx.publish(&session, EventType::Warning, reason, message, "Resolve")
+            .await;
+    }
     ctx.backoff.succeeded(&backoff_key(&session));
     let periodic = Duration::from_secs(600);
     Ok(match resolution {
@@ -211,6 +217,29 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         // Changes to Agents and Environments re-trigger the sessions that reference them.
         Resolution::Problem { .. } => Action::await_change(),
     })
+}
+
+/// Sets the `RepositoryTokens` condition in `status` from the Secrets the repository resources name; answers the
+/// Warning Event to publish when it turns false or its message changes (not again at every pass).
+fn repository_token_condition(
+    session: &Session,
+    tokens: &std::collections::BTreeMap<String, Secret>,
+    old: &[conditions::Condition],
+    status: &mut SessionStatus,
+) -> Option<(&'static str, String)> {
+    let (ok, reason, message) = sandbox::repository_grant::token_condition(session, tokens)?;
+    let before = conditions::find(old, types::REPOSITORY_TOKENS);
+    let news = before.is_none_or(|c| c.status != "False" || c.message != message);
+    let condition = new_condition(
+        types::REPOSITORY_TOKENS,
+        ok,
+        reason,
+        message.clone(),
+        session.metadata.generation,
+        Timestamp::now(),
+    );
+    set_condition(&mut status.conditions, condition);
+    (!ok && news).then_some((reason, message))
 }
 
 async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<(Resolution, Option<Environment>)> {
