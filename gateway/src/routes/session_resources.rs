@@ -9,7 +9,14 @@ use axum::{
     extract::{Path, RawQuery, State},
     routing::get,
 };
-use corral_api::{Session, session::SessionResourceType};
+use corral_api::{
+    Session,
+    common::SecretKeyRef,
+    repository::{TOKEN_KEY, TOKEN_SECRET_TYPE, token_refusal},
+    session::SessionResourceType,
+};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::api::PostParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,6 +32,7 @@ use crate::{
     error::{ApiError, ApiResult},
     mapping::{
         common::{created_at, time, updated_at},
+        repository,
         session::{ResourceParam, mount_path, resource, resource_id, resource_object},
     },
     query::Query,
@@ -206,8 +214,9 @@ async fn retrieve(
     Ok(Json(object_of(&session, position(&session, &resource)?)))
 }
 
-/// `POST .../resources/{id}`: a repository's new `authorization_token`, which Corral does not take yet; a file
-/// resource has nothing to update.
+/// `POST .../resources/{id}`: a repository's new `authorization_token` (the SDK's only update); a file resource has
+/// nothing to update. The token is written where the resource reads it from, and the operator carries it into the
+/// sandbox's egress grant, so the next `git fetch` or `git push` uses it.
 async fn update(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
@@ -215,20 +224,94 @@ async fn update(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: ResourceUpdate = parse(&body)?;
-    let session = session(&state, &tenant, &id).await?;
+    let session = writable(&state, &tenant, &id).await?;
     let index = position(&session, &resource)?;
-    let kind = session.spec.resources[index].kind;
-    match (kind, req.authorization_token) {
-        (_, None) => Err(ApiError::field("authorization_token", "is required")),
-        (SessionResourceType::File, Some(_)) => Err(ApiError::field(
-            "authorization_token",
-            "file resources have no token; only github_repository resources can be updated",
-        )),
-        (SessionResourceType::GithubRepository, Some(_)) => Err(ApiError::field(
-            "authorization_token",
-            "Corral does not take tokens in API bodies; store it in a Secret and pass authorization_secret_ref {name, key}",
-        )),
+    let token = match (session.spec.resources[index].kind, req.authorization_token) {
+        (_, None) => return Err(ApiError::field("authorization_token", "is required")),
+        (SessionResourceType::File, Some(_)) => {
+            return Err(ApiError::field(
+                "authorization_token",
+                "file resources have no token; only github_repository resources can be updated",
+            ));
+        }
+        (SessionResourceType::GithubRepository, Some(token)) => token,
+    };
+    repository::check_token(&token, "authorization_token")?;
+    let session = rotate(&state, &tenant, &session, &resource, &token).await?;
+    Ok(Json(object_of(&session, position(&session, &resource)?)))
+}
+
+/// Puts `token` where repository resource `resource` of `session` reads its token from: the Secret the gateway
+/// wrote for it is rewritten in place; a resource without one (or whose Secret is gone) gets a new one, which its
+/// spec then names. A Secret the gateway did not write (a GitOps user's) is its author's to change.
+async fn rotate(
+    state: &AppState,
+    tenant: &Tenant,
+    session: &Session,
+    resource: &str,
+    token: &str,
+) -> ApiResult<Session> {
+    let id = session.metadata.name.clone().unwrap_or_default();
+    let secrets = api::<Secret>(state, tenant);
+    let own = |secret: &Secret| {
+        secret.type_.as_deref() == Some(TOKEN_SECRET_TYPE) && token_refusal(secret, &id).is_none()
+    };
+    let index = position(session, resource)?;
+    if let Some(reference) = &session.spec.resources[index].authorization_secret_ref {
+        match secrets.get_opt(&reference.name).await? {
+            Some(mut secret) if own(&secret) => {
+                let data = secret.data.get_or_insert_with(Default::default);
+                data.insert(reference.key.clone(), ByteString(token.as_bytes().to_vec()));
+                secrets
+                    .replace(&reference.name, &PostParams::default(), &secret)
+                    .await?;
+                return Ok(session.clone());
+            }
+            Some(_) => {
+                return Err(ApiError::field(
+                    "authorization_token",
+                    format!(
+                        "this repository's token is in Secret {:?}, which Corral does not write; change the \
+                         token there (the sandbox's egress grant follows it)",
+                        reference.name
+                    ),
+                ));
+            }
+            None => {}
+        }
     }
+    // A Secret of its own, named after the resource (whose id is stable while others come and go).
+    let name = format!("{id}-repo-{}", resource.trim_start_matches("sesrsc_"));
+    let secret = repository::token_secret(session, name.clone(), token);
+    match secrets.get_opt(&name).await? {
+        Some(existing) if own(&existing) => {
+            let replaced = Secret {
+                metadata: kube::api::ObjectMeta {
+                    resource_version: existing.metadata.resource_version.clone(),
+                    ..secret.metadata.clone()
+                },
+                ..secret
+            };
+            secrets.replace(&name, &PostParams::default(), &replaced).await?;
+        }
+        Some(_) => {
+            return Err(ApiError::conflict(format!(
+                "Secret {name:?} exists and is not this session's repository token"
+            )));
+        }
+        None => {
+            secrets.create(&PostParams::default(), &secret).await?;
+        }
+    }
+    modify(state, tenant, &id, |session| {
+        let index = position(session, resource)?;
+        session.spec.resources[index].authorization_secret_ref = Some(SecretKeyRef {
+            name: name.clone(),
+            key: TOKEN_KEY.to_owned(),
+        });
+        Ok(())
+    })
+    .await
 }
 
 /// `DELETE .../resources/{id}`: the harness removes a file from the sandbox at the next tool call.

@@ -424,3 +424,104 @@ async fn a_repository_secret_that_is_missing_or_not_a_repository_token_is_refuse
         json!({ "name": "repo-token", "key": "token" })
     );
 }
+
+#[tokio::test]
+async fn a_repository_token_is_rotated_where_the_resource_reads_it() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(&s3).await;
+    let t = gw.tenant().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(gw.kube.clone(), &t.ns);
+    let user_secret = serde_json::from_value(json!({
+        "metadata": { "name": "gitops-token", "labels": {
+            corral_api::model_key::CREDENTIAL_LABEL: corral_api::repository::CREDENTIAL_REPOSITORY } },
+        "stringData": { "token": "ghp_gitops" },
+    }))
+    .unwrap();
+    secrets
+        .create(&kube::api::PostParams::default(), &user_secret)
+        .await
+        .unwrap();
+    let agent = gw
+        .post(
+            "/v1/agents",
+            &t,
+            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
+        )
+        .await
+        .ok();
+    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
+    let session = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            json!({ "agent": agent["id"], "environment_id": env["id"], "resources": [
+                { "type": "github_repository", "url": "https://git.example/o/private", "authorization_token": "ghp_old" },
+                { "type": "github_repository", "url": "https://git.example/o/public" },
+                { "type": "github_repository", "url": "https://git.example/o/gitops",
+                  "authorization_secret_ref": { "name": "gitops-token", "key": "token" } },
+            ] }),
+        )
+        .await
+        .ok();
+    let id = session["id"].as_str().unwrap();
+    let rid = |i: usize| session["resources"][i]["id"].as_str().unwrap().to_owned();
+    let path = |i: usize| format!("/v1/sessions/{id}/resources/{}", rid(i));
+    let token_in = |name: String| {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets.get(&name).await.unwrap();
+            String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap()
+        }
+    };
+    assert_eq!(token_in(format!("{id}-repo-0")).await, "ghp_old");
+
+    // Rotated in the Secret the gateway wrote for it; the answer is the resource, without the token.
+    let updated = gw
+        .post(&path(0), &t, json!({ "authorization_token": "ghp_new" }))
+        .await
+        .ok();
+    assert_eq!(updated["id"], rid(0).as_str());
+    assert_eq!(updated["type"], "github_repository");
+    assert!(!updated.to_string().contains("ghp_"), "{updated}");
+    assert_eq!(token_in(format!("{id}-repo-0")).await, "ghp_new");
+
+    // A repository given no token before gets a Secret of its own, which the Session's spec then names.
+    gw.post(&path(1), &t, json!({ "authorization_token": "ghp_first" }))
+        .await
+        .ok();
+    let sessions: Api<Session> = Api::namespaced(gw.kube.clone(), &t.ns);
+    let stored = sessions.get(id).await.unwrap();
+    let reference = stored.spec.resources[1]
+        .authorization_secret_ref
+        .clone()
+        .expect("the spec names the new Secret");
+    assert_eq!(token_in(reference.name.clone()).await, "ghp_first");
+    assert_eq!(
+        corral_api::repository::token_refusal(&secrets.get(&reference.name).await.unwrap(), id),
+        None,
+        "a token this session may use"
+    );
+
+    // A GitOps user's Secret is theirs to change; malformed tokens and a missing token are refused.
+    let msg = gw
+        .post(&path(2), &t, json!({ "authorization_token": "ghp_x" }))
+        .await
+        .error(400, "invalid_request_error");
+    assert!(
+        msg.starts_with("authorization_token:") && msg.contains("gitops-token"),
+        "{msg}"
+    );
+    assert_eq!(token_in("gitops-token".into()).await, "ghp_gitops");
+    for bad in [
+        json!({ "authorization_token": "" }),
+        json!({ "authorization_token": "a b" }),
+        json!({}),
+    ] {
+        let msg = gw
+            .post(&path(0), &t, bad)
+            .await
+            .error(400, "invalid_request_error");
+        assert!(msg.starts_with("authorization_token:"), "{msg}");
+    }
+    assert_eq!(token_in(format!("{id}-repo-0")).await, "ghp_new");
+}

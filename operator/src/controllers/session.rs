@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use corral_api::{
     Agent, Environment, Session, SessionStatus,
     conditions::{self, new_condition, reasons, set_condition, types},
-    labels,
+    labels, model_key, repository,
     session::{SandboxPhase, SandboxStatus, SessionPhase},
     vault,
 };
@@ -69,7 +69,25 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
     } else {
         controller
     };
+    // A repository token Secret written or rotated (by the gateway's resources.update, or by a GitOps user)
+    // re-triggers the sessions naming it: their RepositoryTokens condition and their sandbox's grant follow it.
+    let by_token = store.clone();
+    let by_user_token = store.clone();
     let stream = controller
+        .watches(
+            watched_api::<Secret>(&ctx.client, ns.as_deref()),
+            watcher::Config::default().labels(&format!("{}={}", vault::OBJECT, repository::TOKEN_OBJECT)),
+            move |s: Secret| naming_token(&by_token, &s),
+        )
+        .watches(
+            watched_api::<Secret>(&ctx.client, ns.as_deref()),
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                model_key::CREDENTIAL_LABEL,
+                repository::CREDENTIAL_REPOSITORY
+            )),
+            move |s: Secret| naming_token(&by_user_token, &s),
+        )
         .watches(
             watched_api::<Agent>(&ctx.client, ns.as_deref()),
             watcher::Config::default(),
@@ -101,6 +119,14 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
 /// The label selector of vault credential Secrets.
 fn credential_selector() -> String {
     format!("{}={}", vault::OBJECT, vault::OBJECT_CREDENTIAL)
+}
+
+/// The sessions of the Secret's namespace with a repository resource whose `authorizationSecretRef` names it.
+fn naming_token(store: &Store<Session>, secret: &Secret) -> Vec<ObjectRef<Session>> {
+    let name = secret.name_any();
+    referencing(store, &secret.namespace().unwrap_or_default(), |session| {
+        sandbox::repository_grant::token_secret_names(session).contains(&name)
+    })
 }
 
 fn referencing(store: &Store<Session>, ns: &str, pred: impl Fn(&Session) -> bool) -> Vec<ObjectRef<Session>> {
