@@ -8,7 +8,11 @@ use corral_gateway::{ratelimit::Limiter, state::Settings};
 use kube::Api;
 use serde_json::{Value, json};
 
-use crate::{files::upload, harness::Gateway, s3::S3Server};
+use crate::{
+    files::upload,
+    harness::{Gateway, Tenant},
+    s3::S3Server,
+};
 
 /// The namespace the test's "harnesses" run in.
 const SYSTEM: &str = "corral-it-harnesses";
@@ -20,6 +24,20 @@ async fn gateway(s3: &S3Server) -> Gateway {
         ..Settings::default()
     };
     Gateway::start_with_settings(Limiter::new(0, 0), settings).await
+}
+
+/// A new agent and environment of tenant `t`; answers the body of a session create for them with `resources`.
+async fn session_body(gw: &Gateway, t: &Tenant) -> impl Fn(Value) -> Value + use<> {
+    let agent = gw
+        .post(
+            "/v1/agents",
+            t,
+            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
+        )
+        .await
+        .ok();
+    let env = gw.post("/v1/environments", t, json!({ "name": "e" })).await.ok();
+    move |resources| json!({ "agent": agent["id"], "environment_id": env["id"], "resources": resources })
 }
 
 #[tokio::test]
@@ -34,16 +52,7 @@ async fn file_resources_are_created_listed_added_and_deleted() {
         .await
         .ok();
     let (f1, f2) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
-    let agent = gw
-        .post(
-            "/v1/agents",
-            &t,
-            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
-        )
-        .await
-        .ok();
-    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
-    let create = |resources: Value| json!({ "agent": agent["id"], "environment_id": env["id"], "resources": resources });
+    let create = session_body(&gw, &t).await;
 
     // Another tenant's file, or none at all, is a 404 naming the field; a path outside the sandbox's volumes a 400.
     let msg = gw
@@ -279,16 +288,7 @@ async fn file_resources_must_fit_in_the_sandbox_disk_counting_each_mount_path() 
     let rest = upload(&gw, &t, "rest.bin", vec![2; 42_400], None).await.ok();
     let one = upload(&gw, &t, "one.bin", vec![3; 1], None).await.ok();
     let (big, rest, one) = (&big["id"], &rest["id"], &one["id"]);
-    let agent = gw
-        .post(
-            "/v1/agents",
-            &t,
-            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
-        )
-        .await
-        .ok();
-    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
-    let create = |resources: Value| json!({ "agent": agent["id"], "environment_id": env["id"], "resources": resources });
+    let create = session_body(&gw, &t).await;
 
     // One byte over: refused up front, naming the field and the limit, and no session is made.
     let msg = gw
@@ -382,21 +382,13 @@ async fn a_repository_secret_that_is_missing_or_not_a_repository_token_is_refuse
             .await
             .unwrap();
     }
-    let agent = gw
-        .post(
-            "/v1/agents",
-            &t,
-            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
-        )
-        .await
-        .ok();
-    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
+    let session_with = session_body(&gw, &t).await;
     let create = |name: &str, key: &str| {
-        json!({ "agent": agent["id"], "environment_id": env["id"], "resources": [
+        session_with(json!([
             { "type": "github_repository", "url": "https://git.example/o/public" },
             { "type": "github_repository", "url": "https://git.example/o/r",
               "authorization_secret_ref": { "name": name, "key": key } },
-        ] })
+        ]))
     };
     for (name, key, says) in [
         ("nowhere", "token", "does not exist"),
@@ -441,25 +433,17 @@ async fn a_repository_token_is_rotated_where_the_resource_reads_it() {
         .create(&kube::api::PostParams::default(), &user_secret)
         .await
         .unwrap();
-    let agent = gw
-        .post(
-            "/v1/agents",
-            &t,
-            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
-        )
-        .await
-        .ok();
-    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
+    let session_with = session_body(&gw, &t).await;
     let session = gw
         .post(
             "/v1/sessions",
             &t,
-            json!({ "agent": agent["id"], "environment_id": env["id"], "resources": [
+            session_with(json!([
                 { "type": "github_repository", "url": "https://git.example/o/private", "authorization_token": "ghp_old" },
                 { "type": "github_repository", "url": "https://git.example/o/public" },
                 { "type": "github_repository", "url": "https://git.example/o/gitops",
                   "authorization_secret_ref": { "name": "gitops-token", "key": "token" } },
-            ] }),
+            ])),
         )
         .await
         .ok();

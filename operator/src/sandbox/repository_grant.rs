@@ -163,9 +163,9 @@ mod tests {
         Session::new("sesn-1", spec)
     }
 
-    #[test]
-    fn each_repository_with_a_token_gets_a_credential_bound_to_its_url() {
-        let token = |type_: &str, session: &str| Secret {
+    /// A Secret of type `type_` labelled for `session`, holding `value` at `key`.
+    fn secret(type_: &str, session: &str, key: &str, value: &str) -> Secret {
+        Secret {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 labels: Some(BTreeMap::from([(
                     corral_api::labels::SESSION.to_owned(),
@@ -175,11 +175,16 @@ mod tests {
             },
             type_: Some(type_.to_owned()),
             data: Some(BTreeMap::from([(
-                "token".to_owned(),
-                ByteString(b"ghp_s3cret\n".to_vec()),
+                key.to_owned(),
+                ByteString(value.as_bytes().to_vec()),
             )])),
             ..Secret::default()
-        };
+        }
+    }
+
+    #[test]
+    fn each_repository_with_a_token_gets_a_credential_bound_to_its_url() {
+        let token = |type_: &str, session: &str| secret(type_, session, "token", "ghp_s3cret\n");
         let own = token(corral_api::repository::TOKEN_SECRET_TYPE, "sesn-1");
         // Review (HIGH): a reference to any other Secret of the namespace (another session's token, a vault
         // credential, a database password) must not be sent to the host the session's author names.
@@ -222,21 +227,10 @@ mod tests {
 
     #[test]
     fn a_refused_missing_or_keyless_token_secret_is_a_false_condition_naming_the_resource() {
-        let secret = |type_: &str, session: &str, key: &str| Secret {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                labels: Some(BTreeMap::from([(
-                    corral_api::labels::SESSION.to_owned(),
-                    session.to_owned(),
-                )])),
-                ..Default::default()
-            },
-            type_: Some(type_.to_owned()),
-            data: Some(BTreeMap::from([(key.to_owned(), ByteString(b"t".to_vec()))])),
-            ..Secret::default()
-        };
         let kind = corral_api::repository::TOKEN_SECRET_TYPE;
         let s = session();
-        let own = |key: &str| BTreeMap::from([("sesn-1-repo-0".to_owned(), secret(kind, "sesn-1", key))]);
+        let own =
+            |key: &str| BTreeMap::from([("sesn-1-repo-0".to_owned(), secret(kind, "sesn-1", key, "t"))]);
 
         // resources[2]'s Secret "gone" is missing.
         let (ok, reason, message) = token_condition(&s, &own("token")).unwrap();
@@ -251,7 +245,7 @@ mod tests {
         assert!(!message.contains("resources[0]"), "{message}");
 
         let mut all = own("token");
-        all.insert("gone".into(), secret(kind, "sesn-1", "token"));
+        all.insert("gone".into(), secret(kind, "sesn-1", "token", "t"));
         assert_eq!(
             token_condition(&s, &all),
             Some((
@@ -262,7 +256,7 @@ mod tests {
         );
 
         // Another session's token: refused, named, and why.
-        all.insert("sesn-1-repo-0".into(), secret(kind, "sesn-2", "token"));
+        all.insert("sesn-1-repo-0".into(), secret(kind, "sesn-2", "token", "t"));
         let (ok, reason, message) = token_condition(&s, &all).unwrap();
         assert!(!ok);
         assert_eq!(reason, reasons::SECRET_NOT_ALLOWED);
@@ -272,7 +266,7 @@ mod tests {
         );
 
         // The right Secret without the key.
-        all.insert("sesn-1-repo-0".into(), secret(kind, "sesn-1", "other"));
+        all.insert("sesn-1-repo-0".into(), secret(kind, "sesn-1", "other", "t"));
         let (ok, reason, message) = token_condition(&s, &all).unwrap();
         assert!(!ok);
         assert_eq!(reason, reasons::SECRET_KEY_MISSING);
