@@ -11,6 +11,9 @@ pub mod types {
     pub const READY: &str = "Ready";
     /// A Session's sandbox pod is scheduled and running (or not needed right now).
     pub const SANDBOX_READY: &str = "SandboxReady";
+    /// Every Secret a Session's repository resources name (`authorizationSecretRef`) exists, holds the key and may
+    /// be used as a repository token; set only on Sessions with such a reference.
+    pub const REPOSITORY_TOKENS: &str = "RepositoryTokens";
 }
 
 /// Condition reasons (CamelCase, as Kubernetes expects). Each names one cause a user can act on.

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod budget;
 pub mod common;
 pub mod conditions;
+pub mod disk;
 pub mod egress;
 pub mod environment;
 pub mod events;

@@ -89,10 +89,10 @@ pub const FILE_UPLOADS_DIR: &str = "/mnt/session/uploads";
 
 /// The directories a `file` resource's `mountPath` may be under: the sandbox's root filesystem is read-only, so
 /// only its writable volumes can receive a file (`/mnt/session` is a volume of its own for them).
-pub const FILE_MOUNT_ROOTS: [&str; 2] = ["/mnt/session/", "/workspace/"];
+pub const FILE_MOUNT_ROOTS: [&str; 2] = corral_sandbox_protocol::pod::FILE_RESOURCE_ROOTS;
 
 /// What the schema says of a `file` resource's `mountPath` out of bounds.
-pub const FILE_MOUNT_PATH_RULE: &str = "a file's mountPath must be a file path under /mnt/session/ or /workspace/ (the sandbox's writable volumes), without ..";
+pub const FILE_MOUNT_PATH_RULE: &str = "a file's mountPath must be a file path under /mnt/session/ or /workspace/ (the sandbox's writable volumes), without empty, . or .. segments";
 
 /// A file or repository mounted into the sandbox, discriminated by `type` as in the API. Repositories are cloned
 /// when the sandbox comes up (docs/trust.md, Repositories); files are copied into the sandbox by the harness
@@ -101,7 +101,7 @@ pub const FILE_MOUNT_PATH_RULE: &str = "a file's mountPath must be a file path u
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type == 'github_repository' ? has(self.url) : !has(self.url) && !has(self.checkout) && !has(self.authorizationSecretRef)").message("url, checkout and authorizationSecretRef apply only to github_repository resources, which need url"))]
 #[x_kube(validation = Rule::new("self.type == 'file' ? has(self.fileId) : !has(self.fileId)").message("fileId applies only to file resources, which need it"))]
-#[x_kube(validation = Rule::new("self.type != 'file' || !has(self.mountPath) || ((self.mountPath.startsWith('/mnt/session/') || self.mountPath.startsWith('/workspace/')) && !self.mountPath.contains('/../') && !self.mountPath.endsWith('/..') && !self.mountPath.endsWith('/'))").message(crate::session::FILE_MOUNT_PATH_RULE))]
+#[x_kube(validation = Rule::new("self.type != 'file' || !has(self.mountPath) || ((self.mountPath.startsWith('/mnt/session/') || self.mountPath.startsWith('/workspace/')) && !self.mountPath.contains('/../') && !self.mountPath.endsWith('/..') && !self.mountPath.contains('/./') && !self.mountPath.endsWith('/.') && !self.mountPath.contains('//') && !self.mountPath.endsWith('/'))").message(crate::session::FILE_MOUNT_PATH_RULE))]
 pub struct SessionResource {
     /// `github_repository` (any git repository reachable over HTTPS) or `file`.
     #[serde(rename = "type")]

@@ -450,8 +450,8 @@ ENDPOINTS = [
              _add_resource),
     Endpoint("resources.list", resource_list_params.ResourceListParams, lambda c: {},
              lambda cl, c, kw: cl.beta.sessions.resources.list(c.session, **kw)),
-    # resources.update takes only a repository's authorization_token, refused with github_repository resources
-    # (gateway tests: session_resources.rs).
+    # resources.update takes only a repository's authorization_token, which it rotates (gateway tests:
+    # session_resources.rs; e2e repositories: the rotated token clones).
     Endpoint("events.send", event_send_params.EventSendParams, lambda c: {},
              lambda cl, c, kw: cl.beta.sessions.events.send(c.session, **kw)),
     Endpoint("events.list", event_list_params.EventListParams, lambda c: {},

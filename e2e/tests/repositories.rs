@@ -3,7 +3,8 @@
 //! namespace; a session is created through the gateway with a `github_repository` resource carrying the token as
 //! `authorization_token`, as the Managed Agents SDK sends it. The agent (a scripted model on this host) finds the
 //! repository cloned at its checkout, commits, and pushes through the egress proxy, which adds the token; from
-//! inside the sandbox the token is nowhere to be found. A session with a wrong token reports the failed clone.
+//! inside the sandbox the token is nowhere to be found. A session with a wrong token reports the failed clone, and
+//! clones once its token is rotated through `resources.update`.
 //!
 //! The server's pod is reached from sandboxes at the test host (10.201.0.1, opened to the proxy by
 //! `egress.internalHosts` in hack/e2e.sh) through a relay on this host, so the proxy's walls stay as they are: a
@@ -132,15 +133,19 @@ async fn turn(
     )
     .await?;
     read_until(&mut stream, |e| e.event == "session.status_idle").await?;
-    let results = model
+    Ok((session, tool_results(model)))
+}
+
+/// The tool results the model was told in its last request, in order.
+fn tool_results(model: &ModelServer) -> Vec<String> {
+    model
         .requests()
         .last()
         .map(tool_messages)
         .unwrap_or_default()
         .into_iter()
         .map(|(_, content)| content)
-        .collect();
-    Ok((session, results))
+        .collect()
 }
 
 fn bash(command: &str) -> Reply {
@@ -204,13 +209,46 @@ async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_ne
             assert_eq!(results[2].trim(), "files-done", "the token is in a file of the sandbox: {}", results[2]);
 
             // A wrong token: the clone fails, and the first tool call says so.
-            let failing = ModelServer::start(vec![bash("ls /workspace"), Reply::Text("gave up".into())]).await?;
+            let failing = ModelServer::start(vec![
+                bash("ls /workspace"),
+                Reply::Text("gave up".into()),
+                bash(&format!("git -C /workspace/{REPO} log --format=%s")),
+                Reply::Text("done".into()),
+            ])
+            .await?;
             let (agent, env) = agent_and_environment(&ns, &api, "locked-out", &failing, &address).await?;
-            let (_, results) = turn(&api, &agent, &env, &url, "ghp_wrong", &failing).await?;
+            let (session, results) = turn(&api, &agent, &env, &url, "ghp_wrong", &failing).await?;
             let told = results.first().cloned().unwrap_or_default();
             assert!(
                 told.contains("could not be cloned") && told.contains(&url),
                 "the failed clone is reported: {told}"
+            );
+
+            // Rotated as the SDK does it (resources.update): the gateway rewrites the token Secret, the operator
+            // carries it into the sandbox's egress grant, and the next tool call clones with it.
+            let listed = api
+                .ok(reqwest::Method::GET, &format!("/v1/sessions/{session}/resources"), None)
+                .await?;
+            let resource = listed["data"][0]["id"].as_str().unwrap_or_default().to_owned();
+            let updated = api
+                .post(
+                    &format!("/v1/sessions/{session}/resources/{resource}"),
+                    json!({"authorization_token": token}),
+                )
+                .await?;
+            assert_eq!(updated["id"], resource.as_str());
+            assert!(!updated.to_string().contains(&token), "the token is never echoed: {updated}");
+            let mut stream = api.stream(&session, None).await?;
+            api.post(
+                &format!("/v1/sessions/{session}/events"),
+                json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "try again"}]}]}),
+            )
+            .await?;
+            read_until(&mut stream, |e| e.event == "session.status_idle").await?;
+            let after = tool_results(&failing).last().cloned().unwrap_or_default();
+            assert!(
+                after.contains(&format!("Initial commit of {REPO}")),
+                "the rotated token clones: {after}"
             );
             Ok(())
         }

@@ -95,6 +95,16 @@ pub struct ServeArgs {
     /// fetch the file resources of their own tenant's sessions (docs/files.md). Unset: no harness is served.
     #[arg(long, env = "CORRAL_HARNESS_NAMESPACE")]
     pub harness_namespace: Option<String>,
+    /// The disk (ephemeral-storage limit) of a sandbox whose Environment names none: the operator's flag of the
+    /// same name, set from the same chart value (`sandbox.storage.limit`). A session's file resources must fit in
+    /// it (a 400 otherwise).
+    #[arg(
+        long,
+        env = "CORRAL_SANDBOX_EPHEMERAL_STORAGE_LIMIT",
+        default_value = corral_api::disk::DEFAULT_SANDBOX_DISK_LIMIT,
+        value_parser = quantity
+    )]
+    pub sandbox_ephemeral_storage_limit: String,
     /// The Files API's object storage.
     #[command(flatten)]
     pub object_store: crate::files::args::ObjectStoreArgs,
@@ -139,6 +149,12 @@ pub struct CreateKeyArgs {
     /// Name of the Secret holding the key's hash (generated when omitted).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+fn quantity(s: &str) -> Result<String, String> {
+    corral_api::disk::quantity_bytes(s)
+        .map(|_| s.trim().to_owned())
+        .ok_or_else(|| format!("{s:?} is not a quantity such as 512Mi or 4Gi"))
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {

@@ -66,6 +66,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         files: args.object_store.storage()?,
         harness_namespace: args.harness_namespace.clone(),
+        sandbox_disk_limit: args.sandbox_ephemeral_storage_limit.clone(),
     };
     let state = server::state(
         client,

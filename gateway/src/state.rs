@@ -21,6 +21,9 @@ pub struct Settings {
     /// The namespace the operator runs harnesses in: the harness of tenant `t` is served file resources when it
     /// authenticates as `system:serviceaccount:<this>:corral-harness-<t>`; `None` answers that route with a 503.
     pub harness_namespace: Option<String>,
+    /// The disk of a sandbox whose Environment names no ephemeral-storage limit (a Kubernetes quantity, the
+    /// operator's default too): a session's file resources must fit in it.
+    pub sandbox_disk_limit: String,
 }
 
 impl Default for Settings {
@@ -31,6 +34,7 @@ impl Default for Settings {
             approval: None,
             files: None,
             harness_namespace: None,
+            sandbox_disk_limit: corral_api::disk::DEFAULT_SANDBOX_DISK_LIMIT.into(),
         }
     }
 }

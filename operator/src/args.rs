@@ -77,7 +77,7 @@ pub struct Args {
 
     /// Ephemeral-storage limit of a sandbox container whose Environment's `sandbox.resources` names none; also the
     /// `sizeLimit` of the ephemeral workspace and of the installed packages.
-    #[arg(long, env = "CORRAL_SANDBOX_EPHEMERAL_STORAGE_LIMIT", default_value = "4Gi")]
+    #[arg(long, env = "CORRAL_SANDBOX_EPHEMERAL_STORAGE_LIMIT", default_value = corral_api::disk::DEFAULT_SANDBOX_DISK_LIMIT)]
     pub sandbox_ephemeral_storage_limit: String,
 
     /// `sizeLimit` of a sandbox's `/tmp` (and of its package installation's scratch space).

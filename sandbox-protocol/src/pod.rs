@@ -23,6 +23,20 @@ pub const DAEMON_IMAGE_BINARY: &str = "/usr/local/bin/sandbox";
 /// The `app.kubernetes.io/component` label of every sandbox pod (the egress proxy finds sandbox pods by it).
 pub const POD_COMPONENT: &str = "sandbox";
 
+/// The directories a file resource may be put under: the sandbox's root filesystem is read-only, so only its
+/// writable volumes can receive a file (`/mnt/session` is a volume of its own for them).
+pub const FILE_RESOURCE_ROOTS: [&str; 2] = ["/mnt/session/", "/workspace/"];
+
+/// Whether `path` may receive a file resource: under one of [`FILE_RESOURCE_ROOTS`], naming a file below it by
+/// plain segments (none empty, `.` or `..`, so no trailing `/` either). The Session schema, the gateway and the
+/// daemon all hold paths to this rule.
+pub fn file_resource_path_ok(path: &str) -> bool {
+    FILE_RESOURCE_ROOTS.iter().any(|root| {
+        path.strip_prefix(root)
+            .is_some_and(|rest| rest.split('/').all(|seg| !matches!(seg, "" | "." | "..")))
+    })
+}
+
 /// The port the daemon listens on in a sandbox pod (its `host:port` endpoint is published in the Session status).
 pub const DAEMON_PORT: u16 = 7070;
 
@@ -84,6 +98,34 @@ pub mod vars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_resources_go_under_the_writable_volumes_by_plain_segments() {
+        for ok in [
+            "/mnt/session/uploads/file_1",
+            "/workspace/data/in.csv",
+            "/workspace/.env",
+            "/workspace/a..b",
+        ] {
+            assert!(file_resource_path_ok(ok), "{ok}");
+        }
+        for bad in [
+            "/etc/passwd",
+            "/workspace",
+            "/workspace/",
+            "/workspace/.",
+            "/workspace/..",
+            "/workspace/./x",
+            "/workspace/a/../../etc/x",
+            "/mnt/session//x",
+            "/mnt/session/uploads/",
+            "/mnt/sessionx/y",
+            "relative/x",
+            "",
+        ] {
+            assert!(!file_resource_path_ok(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn every_variable_carries_the_prefix_a_launcher_clears() {

@@ -11,7 +11,7 @@
 
 use std::{
     os::unix::fs::PermissionsExt,
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
 };
 
 use axum::{
@@ -21,6 +21,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use corral_sandbox_protocol::pod::file_resource_path_ok;
 use futures::StreamExt as _;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
@@ -32,6 +33,9 @@ pub const MAX_RESOURCE_BYTES: u64 = 1 << 30;
 
 /// Directories under this one that the daemon makes for file resources are read-only (`0555`).
 pub const LOCKED_ROOT: &str = "/mnt/session";
+
+/// The sandbox's workspace, the other volume file resources may go to.
+pub const WORKSPACE_ROOT: &str = "/workspace";
 
 /// The query of `PUT` and `DELETE`.
 #[derive(Deserialize, Debug)]
@@ -57,19 +61,47 @@ pub async fn list() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "files": *manifest() }))
 }
 
-/// An absolute file path without `..` components (`Path` drops inner `.` ones), or a 400.
-fn checked(path: &str) -> Result<PathBuf, ApiError> {
-    let p = Path::new(path);
-    let plain = p.is_absolute()
-        && p.file_name().is_some()
-        && p.components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    if !plain {
-        return Err(ApiError::invalid(format!(
-            "path must be an absolute file path without . or .. components, got {path:?}"
-        )));
+/// Where the sandbox's writable volumes are: `/mnt/session` and `/workspace` in a sandbox pod (tests put them in
+/// temporary directories). A path the harness names is under one of them by the pod contract's rule
+/// ([`file_resource_path_ok`]), and lands in the directory standing for it.
+#[derive(Debug, Clone)]
+pub struct Volumes {
+    /// The directory of `/mnt/session/…` paths.
+    pub session: PathBuf,
+    /// The directory of `/workspace/…` paths.
+    pub workspace: PathBuf,
+}
+
+impl Volumes {
+    /// A sandbox pod's volumes, at their own paths.
+    pub fn of_pod() -> Self {
+        Self {
+            session: PathBuf::from(LOCKED_ROOT),
+            workspace: PathBuf::from(WORKSPACE_ROOT),
+        }
     }
-    Ok(p.to_path_buf())
+
+    /// The file `path` names, or a 400 when it is not a file path under `/mnt/session/` or `/workspace/` by plain
+    /// segments (no empty, `.` or `..` one).
+    fn resolve(&self, path: &str) -> Result<PathBuf, ApiError> {
+        let refused = || {
+            ApiError::invalid(format!(
+                "path must be a file path under /mnt/session/ or /workspace/ without empty, . or .. segments, got \
+                 {path:?}"
+            ))
+        };
+        if !file_resource_path_ok(path) {
+            return Err(refused());
+        }
+        let (dir, rest) = match path.strip_prefix("/mnt/session/") {
+            Some(rest) => (&self.session, rest),
+            None => (
+                &self.workspace,
+                path.strip_prefix("/workspace/").ok_or_else(refused)?,
+            ),
+        };
+        Ok(dir.join(rest))
+    }
 }
 
 /// The directories between [`LOCKED_ROOT`] (excluded) and `file` (excluded), outermost first: the ones kept
@@ -134,7 +166,12 @@ impl Drop for Unlocked {
 
 /// `PUT /v1/files?path=`: writes the body to `path`, read-only.
 pub async fn put(Query(target): Query<Target>, body: Body) -> Response {
-    match put_in(Path::new(LOCKED_ROOT), &target.path, body).await {
+    put_at(&Volumes::of_pod(), target, body).await
+}
+
+/// [`put`] into `volumes`.
+async fn put_at(volumes: &Volumes, target: Target, body: Body) -> Response {
+    match put_in(volumes, &target.path, body).await {
         Ok(bytes) => {
             manifest().insert(target.path.clone(), target.id.unwrap_or_default());
             Json(serde_json::json!({ "path": target.path, "size_bytes": bytes })).into_response()
@@ -143,10 +180,10 @@ pub async fn put(Query(target): Query<Target>, body: Body) -> Response {
     }
 }
 
-/// [`put`] with the locked root given (tests use a temporary directory).
-pub async fn put_in(root: &Path, path: &str, body: Body) -> Result<u64, ApiError> {
-    let file = checked(path)?;
-    let _unlocked = Unlocked::open(root, &file)?;
+/// Writes `body` to the file `path` names in `volumes`, read-only; answers its size.
+pub async fn put_in(volumes: &Volumes, path: &str, body: Body) -> Result<u64, ApiError> {
+    let file = volumes.resolve(path)?;
+    let _unlocked = Unlocked::open(&volumes.session, &file)?;
     let name = file.file_name().unwrap_or_default().to_string_lossy();
     let tmp = file.with_file_name(format!(".{name}.corral-{}", crate::random_hex(6)));
     let written = write_stream(&tmp, body).await;
@@ -187,7 +224,12 @@ async fn write_stream(tmp: &Path, body: Body) -> Result<u64, ApiError> {
 
 /// `DELETE /v1/files?path=`: removes the file (a file already gone is not an error).
 pub async fn delete(Query(target): Query<Target>) -> Response {
-    match delete_in(Path::new(LOCKED_ROOT), &target.path) {
+    delete_at(&Volumes::of_pod(), target)
+}
+
+/// [`delete`] in `volumes`.
+fn delete_at(volumes: &Volumes, target: Target) -> Response {
+    match delete_in(volumes, &target.path) {
         Ok(()) => {
             manifest().remove(&target.path);
             StatusCode::NO_CONTENT.into_response()
@@ -196,13 +238,13 @@ pub async fn delete(Query(target): Query<Target>) -> Response {
     }
 }
 
-/// [`delete`] with the locked root given.
-pub fn delete_in(root: &Path, path: &str) -> Result<(), ApiError> {
-    let file = checked(path)?;
+/// Removes the file `path` names in `volumes` (a file already gone is not an error).
+pub fn delete_in(volumes: &Volumes, path: &str) -> Result<(), ApiError> {
+    let file = volumes.resolve(path)?;
     if std::fs::symlink_metadata(&file).is_err() {
         return Ok(());
     }
-    let _unlocked = Unlocked::open(root, &file)?;
+    let _unlocked = Unlocked::open(&volumes.session, &file)?;
     match std::fs::remove_file(&file) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -214,11 +256,43 @@ pub fn delete_in(root: &Path, path: &str) -> Result<(), ApiError> {
 mod tests {
     use super::*;
 
+    /// Volumes in a temporary directory.
+    fn volumes(dir: &Path) -> Volumes {
+        let v = Volumes {
+            session: dir.join("mnt-session"),
+            workspace: dir.join("workspace"),
+        };
+        std::fs::create_dir_all(&v.session).unwrap();
+        std::fs::create_dir_all(&v.workspace).unwrap();
+        v
+    }
+
     #[test]
-    fn only_plain_absolute_paths_are_taken() {
-        assert!(checked("/mnt/session/uploads/file_1").is_ok());
-        for bad in ["relative/x", "/mnt/../etc/passwd", "/mnt/session/..", "/", ""] {
-            assert!(checked(bad).is_err(), "{bad}");
+    fn only_file_paths_under_the_two_volumes_are_taken() {
+        let v = Volumes::of_pod();
+        assert_eq!(
+            v.resolve("/mnt/session/uploads/file_1").unwrap(),
+            PathBuf::from("/mnt/session/uploads/file_1")
+        );
+        assert_eq!(
+            v.resolve("/workspace/in.csv").unwrap(),
+            PathBuf::from("/workspace/in.csv")
+        );
+        for bad in [
+            "relative/x",
+            "/mnt/../etc/passwd",
+            "/mnt/session/..",
+            "/workspace/.",
+            "/workspace/./x",
+            "/workspace//x",
+            "/etc/passwd",
+            "/tmp/x",
+            "/workspace",
+            "/",
+            "",
+        ] {
+            let err = v.resolve(bad).unwrap_err();
+            assert_eq!(err.into_response().status(), StatusCode::BAD_REQUEST, "{bad}");
         }
     }
 
@@ -238,46 +312,75 @@ mod tests {
     #[tokio::test]
     async fn the_daemon_lists_what_it_put_in_place_until_it_is_deleted() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("in/data.csv").to_str().unwrap().to_owned();
-        let target = |id: Option<&str>| {
-            Query(Target {
-                path: path.clone(),
-                id: id.map(str::to_owned),
-            })
+        let v = volumes(dir.path());
+        let path = "/workspace/in/data.csv";
+        let target = |id: Option<&str>| Target {
+            path: path.to_owned(),
+            id: id.map(str::to_owned),
         };
+        let put = put_at(&v, target(Some("file_1")), Body::from("a,b")).await;
+        assert_eq!(put.status(), StatusCode::OK);
         assert_eq!(
-            put(target(Some("file_1")), Body::from("a,b")).await.status(),
-            StatusCode::OK
+            std::fs::read_to_string(v.workspace.join("in/data.csv")).unwrap(),
+            "a,b"
         );
         let listed = list().await.0;
-        assert_eq!(listed["files"][&path], "file_1");
-        assert_eq!(delete(target(None)).await.status(), StatusCode::NO_CONTENT);
-        assert!(list().await.0["files"].get(&path).is_none());
-        assert!(!Path::new(&path).exists());
+        assert_eq!(listed["files"][path], "file_1");
+        assert_eq!(delete_at(&v, target(None)).status(), StatusCode::NO_CONTENT);
+        assert!(list().await.0["files"].get(path).is_none());
+        assert!(!v.workspace.join("in/data.csv").exists());
+
+        // Outside the two volumes: refused, nothing written, nothing listed.
+        let outside = Target {
+            path: format!("{}/escaped", dir.path().display()),
+            id: Some("file_2".into()),
+        };
+        let refused = put_at(&v, outside, Body::from("x")).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(!dir.path().join("escaped").exists());
+        let dot = Target {
+            path: "/workspace/.".into(),
+            id: Some("file_3".into()),
+        };
+        assert_eq!(
+            put_at(&v, dot, Body::from("x")).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert!(v.workspace.is_dir(), "the workspace is still a directory");
+        let listed = list().await.0;
+        assert!(
+            listed["files"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|id| id != "file_2" && id != "file_3"),
+            "{listed}"
+        );
     }
 
     #[tokio::test]
     async fn a_file_lands_read_only_in_a_read_only_directory_and_goes_again() {
-        let root = tempfile::tempdir().unwrap();
-        let path = root.path().join("uploads/file_1");
-        let path_str = path.to_str().unwrap();
-        let written = put_in(root.path(), path_str, Body::from("hello")).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let v = volumes(dir.path());
+        let path = v.session.join("uploads/file_1");
+        let name = "/mnt/session/uploads/file_1";
+        let written = put_in(&v, name, Body::from("hello")).await.unwrap();
         assert_eq!(written, 5);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o444);
-        assert_eq!(mode(&root.path().join("uploads")), 0o555);
+        assert_eq!(mode(&v.session.join("uploads")), 0o555);
         // A new version replaces the old one whole.
-        put_in(root.path(), path_str, Body::from("bye")).await.unwrap();
+        put_in(&v, name, Body::from("bye")).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "bye");
         assert_eq!(
-            std::fs::read_dir(root.path().join("uploads")).unwrap().count(),
+            std::fs::read_dir(v.session.join("uploads")).unwrap().count(),
             1,
             "no temporary file left"
         );
-        delete_in(root.path(), path_str).unwrap();
+        delete_in(&v, name).unwrap();
         assert!(!path.exists());
-        assert_eq!(mode(&root.path().join("uploads")), 0o555);
-        delete_in(root.path(), path_str).unwrap();
+        assert_eq!(mode(&v.session.join("uploads")), 0o555);
+        delete_in(&v, name).unwrap();
     }
 }

@@ -392,6 +392,26 @@ fn session_cases() -> Vec<Case> {
             resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/mnt/session/uploads/" })),
             Cel(FILE_MOUNT_PATH_RULE),
         ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/workspace/." })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/workspace/./x" })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/mnt/session//x" })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/workspace/.." })),
+            Cel(FILE_MOUNT_PATH_RULE),
+        ),
+        s(
+            resources(json!({ "type": "file", "fileId": "file-1", "mountPath": "/workspace/.env" })),
+            Nothing,
+        ),
         update(
             json!({}),
             json!({ "title": "new", "metadata": { "k": "v" } }),

@@ -5,9 +5,7 @@ use super::{
     common::{http_url, local_ref, secret_ref, validate_budget, validate_metadata},
     rule,
 };
-use crate::session::{
-    CheckoutType, FILE_MOUNT_PATH_RULE, FILE_MOUNT_ROOTS, SessionResource, SessionResourceType, SessionSpec,
-};
+use crate::session::{CheckoutType, FILE_MOUNT_PATH_RULE, SessionResource, SessionResourceType, SessionSpec};
 
 /// Checks a Session spec: its CEL rules, and at most 16 vaults (the schema's limit).
 pub fn validate_session(spec: &SessionSpec) -> Result<(), SpecError> {
@@ -113,11 +111,8 @@ fn resource_rules(at: &str, r: &SessionResource) -> Result<(), SpecError> {
     )
 }
 
-/// Whether `path` may receive a `file` resource: under one of [`FILE_MOUNT_ROOTS`], naming a file (no trailing
-/// `/`) and never climbing out with `..`.
+/// Whether `path` may receive a `file` resource: under one of [`crate::session::FILE_MOUNT_ROOTS`], naming a file by plain
+/// segments (the schema's CEL rule; the sandbox daemon holds paths to the same rule).
 pub fn file_mount_path_ok(path: &str) -> bool {
-    FILE_MOUNT_ROOTS.iter().any(|root| path.starts_with(root))
-        && !path.contains("/../")
-        && !path.ends_with("/..")
-        && !path.ends_with('/')
+    corral_sandbox_protocol::pod::file_resource_path_ok(path)
 }

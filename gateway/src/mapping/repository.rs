@@ -44,19 +44,26 @@ pub fn token<'a>(param: &'a ResourceParam, prefix: &str) -> Result<Option<&'a st
             "send either authorization_token or authorization_secret_ref, not both",
         ));
     }
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+    check_token(token, &at)?;
+    Ok(Some(token.as_str()))
+}
+
+/// Checks a token's form (1 to [`MAX_TOKEN_LEN`] characters, no whitespace or control character); `at` names the
+/// field in errors.
+pub fn check_token(token: &str, at: &str) -> Result<(), ApiError> {
+    if token.is_empty() || token.chars().count() > MAX_TOKEN_LEN {
         return Err(ApiError::field(
-            &at,
+            at,
             format!("must be 1 to {MAX_TOKEN_LEN} characters"),
         ));
     }
     if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(ApiError::field(
-            &at,
+            at,
             "must not contain whitespace or control characters",
         ));
     }
-    Ok(Some(token.as_str()))
+    Ok(())
 }
 
 /// Points every resource of `spec` sent with a token at the Secret [`token_secrets`] writes for it.
@@ -77,37 +84,43 @@ pub fn bind_tokens(spec: &mut SessionSpec, req: &SessionCreate, session: &str) -
 /// The Secrets holding the tokens `req` carries for the created `session`, owned by it (deleted with it).
 pub fn token_secrets(session: &Session, req: &SessionCreate) -> Result<Vec<Secret>, ApiError> {
     let name = session.metadata.name.clone().unwrap_or_default();
+    let mut secrets = Vec::new();
+    for (i, param) in req.resources.iter().flatten().enumerate() {
+        if let Some(token) = token(param, &format!("resources[{i}]"))? {
+            secrets.push(token_secret(session, token_secret_name(&name, i), token));
+        }
+    }
+    Ok(secrets)
+}
+
+/// The Secret `name` holding `token` (key [`TOKEN_KEY`]) for a repository of `session`, owned by it (deleted with
+/// it) and labelled as its token, which `corral_api::repository::token_refusal` lets only this session read.
+pub fn token_secret(session: &Session, name: String, token: &str) -> Secret {
+    let session_name = session.metadata.name.clone().unwrap_or_default();
     let owner = session.controller_owner_ref(&()).map(|o| OwnerReference {
         controller: None,
         block_owner_deletion: None,
         ..o
     });
-    let mut secrets = Vec::new();
-    for (i, param) in req.resources.iter().flatten().enumerate() {
-        let Some(token) = token(param, &format!("resources[{i}]"))? else {
-            continue;
-        };
-        secrets.push(Secret {
-            metadata: ObjectMeta {
-                name: Some(token_secret_name(&name, i)),
-                namespace: session.metadata.namespace.clone(),
-                labels: Some(
-                    [
-                        (labels::MANAGED_BY.to_owned(), labels::APP_NAME.to_owned()),
-                        (vault::OBJECT.to_owned(), TOKEN_OBJECT.to_owned()),
-                        (labels::SESSION.to_owned(), name.clone()),
-                    ]
-                    .into(),
-                ),
-                owner_references: owner.clone().map(|o| vec![o]),
-                ..ObjectMeta::default()
-            },
-            type_: Some(TOKEN_SECRET_TYPE.to_owned()),
-            data: Some([(TOKEN_KEY.to_owned(), ByteString(token.as_bytes().to_vec()))].into()),
-            ..Secret::default()
-        });
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: session.metadata.namespace.clone(),
+            labels: Some(
+                [
+                    (labels::MANAGED_BY.to_owned(), labels::APP_NAME.to_owned()),
+                    (vault::OBJECT.to_owned(), TOKEN_OBJECT.to_owned()),
+                    (labels::SESSION.to_owned(), session_name),
+                ]
+                .into(),
+            ),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        type_: Some(TOKEN_SECRET_TYPE.to_owned()),
+        data: Some([(TOKEN_KEY.to_owned(), ByteString(token.as_bytes().to_vec()))].into()),
+        ..Secret::default()
     }
-    Ok(secrets)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod events;
 pub mod files;
 pub mod harness_files;
 pub mod objects;
+pub mod session_disk;
 pub mod session_resources;
 pub mod sessions;
 pub mod stream;

@@ -10,17 +10,30 @@ use axum::{
     extract::{Path, RawQuery, State},
     routing::get,
 };
-use corral_api::{Session, session::SessionResourceType};
+use corral_api::{
+    Session,
+    common::SecretKeyRef,
+    repository::{TOKEN_KEY, TOKEN_SECRET_TYPE, token_refusal},
+    session::SessionResourceType,
+};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::api::PostParams;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::objects::{self, api};
+use std::collections::BTreeMap;
+
+use super::{
+    objects::{self, api},
+    session_disk,
+};
 use crate::{
     auth::Tenant,
     body::parse,
     error::{ApiError, ApiResult},
     mapping::{
         common::{created_at, time, updated_at},
+        repository,
         session::{ResourceParam, mount_path, resource, resource_id, resource_object},
     },
     query::Query,
@@ -76,34 +89,51 @@ async fn modify(
     id: &str,
     mut change: impl FnMut(&mut Session) -> ApiResult<()>,
 ) -> ApiResult<Session> {
-    let sessions = api::<Session>(state, tenant);
     for _ in 0..ATTEMPTS {
-        let mut current = session(state, tenant, id).await?;
-        if objects::is_archived(&current) {
-            return Err(ApiError::field(
-                "session_id",
-                format!("session {id:?} is archived; its resources cannot change"),
-            ));
-        }
+        let mut current = writable(state, tenant, id).await?;
         change(&mut current)?;
-        match objects::replace(&sessions, id, &current).await {
-            Ok(written) => {
-                // Before answering: a tool call that starts after this answer finds the harness's watch-fed copy
-                // of the Session older than this generation and reads the spec from the API server instead.
-                if let Some(generation) = written.metadata.generation {
-                    state
-                        .log
-                        .session(&tenant.namespace, id)
-                        .raise_spec_generation(generation)
-                        .await?;
-                }
-                return Ok(written);
-            }
-            Err(err) if err.status == 409 => continue,
-            Err(err) => return Err(err),
+        if let Some(written) = write_back(state, tenant, id, &current).await? {
+            return Ok(written);
         }
     }
     Err(ApiError::conflict("the session changed concurrently; retry"))
+}
+
+/// The session, unless it is archived (then its resources cannot change).
+async fn writable(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Session> {
+    let current = session(state, tenant, id).await?;
+    if objects::is_archived(&current) {
+        return Err(ApiError::field(
+            "session_id",
+            format!("session {id:?} is archived; its resources cannot change"),
+        ));
+    }
+    Ok(current)
+}
+
+/// Writes `changed` with the version it was read at: `None` when the session changed meanwhile (read it again).
+async fn write_back(
+    state: &AppState,
+    tenant: &Tenant,
+    id: &str,
+    changed: &Session,
+) -> ApiResult<Option<Session>> {
+    match objects::replace(&api::<Session>(state, tenant), id, changed).await {
+        Ok(written) => {
+            // Before answering: a tool call that starts after this answer finds the harness's watch-fed copy of the
+            // Session older than this generation and reads the spec from the API server instead.
+            if let Some(generation) = written.metadata.generation {
+                state
+                    .log
+                    .session(&tenant.namespace, id)
+                    .raise_spec_generation(generation)
+                    .await?;
+            }
+            Ok(Some(written))
+        }
+        Err(err) if err.status == 409 => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// `GET .../resources`: every resource in the spec's order; `limit` cuts pages whose `next_page` is the last id.
@@ -152,12 +182,15 @@ async fn add(
         ));
     }
     // The file must be one of the namespace's (another tenant's id is not found), and still there.
+    let mut sizes = BTreeMap::new();
     if let Some(file) = &new.file_id {
-        super::files::find(&state, &tenant, file)
+        let meta = super::files::find(&state, &tenant, file)
             .await
             .map_err(|e| e.with_field_prefix("file_id"))?;
+        sizes.insert(file.clone(), meta.size_bytes);
     }
-    let session = modify(&state, &tenant, &id, |session| {
+    for _ in 0..ATTEMPTS {
+        let mut session = writable(&state, &tenant, &id).await?;
         let path = mount_path(&new);
         if session.spec.resources.iter().any(|r| mount_path(r) == path) {
             return Err(ApiError::field(
@@ -172,10 +205,15 @@ async fn add(
             ));
         }
         session.spec.resources.push(new.clone());
-        Ok(())
-    })
-    .await?;
-    Ok(Json(object_of(&session, session.spec.resources.len() - 1)))
+        // Counted on the version that is written: a concurrent add makes this write conflict and be counted again.
+        sizes = session_disk::file_sizes(&state, &tenant, &session.spec.resources, sizes).await?;
+        let env = session_disk::environment(&state, &tenant, &session.spec.environment_ref.name).await?;
+        session_disk::check_fits(&state, env.as_ref(), &session.spec.resources, &sizes)?;
+        if let Some(written) = write_back(&state, &tenant, &id, &session).await? {
+            return Ok(Json(object_of(&written, written.spec.resources.len() - 1)));
+        }
+    }
+    Err(ApiError::conflict("the session changed concurrently; retry"))
 }
 
 /// `GET .../resources/{id}`.
@@ -188,8 +226,9 @@ async fn retrieve(
     Ok(Json(object_of(&session, position(&session, &resource)?)))
 }
 
-/// `POST .../resources/{id}`: a repository's new `authorization_token`, which Corral does not take yet; a file
-/// resource has nothing to update.
+/// `POST .../resources/{id}`: a repository's new `authorization_token` (the SDK's only update); a file resource has
+/// nothing to update. The token is written where the resource reads it from, and the operator carries it into the
+/// sandbox's egress grant, so the next `git fetch` or `git push` uses it.
 async fn update(
     State(state): State<AppState>,
     Extension(tenant): Extension<Tenant>,
@@ -197,20 +236,94 @@ async fn update(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let req: ResourceUpdate = parse(&body)?;
-    let session = session(&state, &tenant, &id).await?;
+    let session = writable(&state, &tenant, &id).await?;
     let index = position(&session, &resource)?;
-    let kind = session.spec.resources[index].kind;
-    match (kind, req.authorization_token) {
-        (_, None) => Err(ApiError::field("authorization_token", "is required")),
-        (SessionResourceType::File, Some(_)) => Err(ApiError::field(
-            "authorization_token",
-            "file resources have no token; only github_repository resources can be updated",
-        )),
-        (SessionResourceType::GithubRepository, Some(_)) => Err(ApiError::field(
-            "authorization_token",
-            "Corral does not take tokens in API bodies; store it in a Secret and pass authorization_secret_ref {name, key}",
-        )),
+    let token = match (session.spec.resources[index].kind, req.authorization_token) {
+        (_, None) => return Err(ApiError::field("authorization_token", "is required")),
+        (SessionResourceType::File, Some(_)) => {
+            return Err(ApiError::field(
+                "authorization_token",
+                "file resources have no token; only github_repository resources can be updated",
+            ));
+        }
+        (SessionResourceType::GithubRepository, Some(token)) => token,
+    };
+    repository::check_token(&token, "authorization_token")?;
+    let session = rotate(&state, &tenant, &session, &resource, &token).await?;
+    Ok(Json(object_of(&session, position(&session, &resource)?)))
+}
+
+/// Puts `token` where repository resource `resource` of `session` reads its token from: the Secret the gateway
+/// wrote for it is rewritten in place; a resource without one (or whose Secret is gone) gets a new one, which its
+/// spec then names. A Secret the gateway did not write (a GitOps user's) is its author's to change.
+async fn rotate(
+    state: &AppState,
+    tenant: &Tenant,
+    session: &Session,
+    resource: &str,
+    token: &str,
+) -> ApiResult<Session> {
+    let id = session.metadata.name.clone().unwrap_or_default();
+    let secrets = api::<Secret>(state, tenant);
+    let own = |secret: &Secret| {
+        secret.type_.as_deref() == Some(TOKEN_SECRET_TYPE) && token_refusal(secret, &id).is_none()
+    };
+    let index = position(session, resource)?;
+    if let Some(reference) = &session.spec.resources[index].authorization_secret_ref {
+        match secrets.get_opt(&reference.name).await? {
+            Some(mut secret) if own(&secret) => {
+                let data = secret.data.get_or_insert_with(Default::default);
+                data.insert(reference.key.clone(), ByteString(token.as_bytes().to_vec()));
+                secrets
+                    .replace(&reference.name, &PostParams::default(), &secret)
+                    .await?;
+                return Ok(session.clone());
+            }
+            Some(_) => {
+                return Err(ApiError::field(
+                    "authorization_token",
+                    format!(
+                        "this repository's token is in Secret {:?}, which Corral does not write; change the \
+                         token there (the sandbox's egress grant follows it)",
+                        reference.name
+                    ),
+                ));
+            }
+            None => {}
+        }
     }
+    // A Secret of its own, named after the resource (whose id is stable while others come and go).
+    let name = format!("{id}-repo-{}", resource.trim_start_matches("sesrsc_"));
+    let secret = repository::token_secret(session, name.clone(), token);
+    match secrets.get_opt(&name).await? {
+        Some(existing) if own(&existing) => {
+            let replaced = Secret {
+                metadata: kube::api::ObjectMeta {
+                    resource_version: existing.metadata.resource_version.clone(),
+                    ..secret.metadata.clone()
+                },
+                ..secret
+            };
+            secrets.replace(&name, &PostParams::default(), &replaced).await?;
+        }
+        Some(_) => {
+            return Err(ApiError::conflict(format!(
+                "Secret {name:?} exists and is not this session's repository token"
+            )));
+        }
+        None => {
+            secrets.create(&PostParams::default(), &secret).await?;
+        }
+    }
+    modify(state, tenant, &id, |session| {
+        let index = position(session, resource)?;
+        session.spec.resources[index].authorization_secret_ref = Some(SecretKeyRef {
+            name: name.clone(),
+            key: TOKEN_KEY.to_owned(),
+        });
+        Ok(())
+    })
+    .await
 }
 
 /// `DELETE .../resources/{id}`: the harness removes a file from the sandbox at the next tool call.

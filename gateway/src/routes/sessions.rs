@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::{
     objects::{self, api},
+    session_disk,
     vaults::Vaults,
 };
 use crate::{
@@ -124,13 +125,50 @@ async fn check_vaults(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
     Ok(())
 }
 
-/// Checks that every `file` resource names a file of the tenant that is still there (404 naming the field).
-async fn check_files(cx: &Cx, req: &SessionCreate) -> ApiResult<()> {
+/// Checks that every `file` resource names a file of the tenant that is still there (404 naming the field), and
+/// answers each file's size.
+async fn check_files(cx: &Cx, req: &SessionCreate) -> ApiResult<BTreeMap<String, u64>> {
+    let mut sizes = BTreeMap::new();
     for (i, r) in req.resources.iter().flatten().enumerate() {
         if let ResourceParam::File { file_id, .. } = r {
-            super::files::find(&cx.state, &cx.tenant, file_id)
+            let meta = super::files::find(&cx.state, &cx.tenant, file_id)
                 .await
                 .map_err(|e| e.with_field_prefix(&format!("resources[{i}].file_id")))?;
+            sizes.insert(file_id.clone(), meta.size_bytes);
+        }
+    }
+    Ok(sizes)
+}
+
+/// Refuses (400 naming the field) an `authorization_secret_ref` whose Secret is missing, lacks the key, or may not
+/// be used as a repository token (`corral_api::repository::token_refusal`): the operator would never send that
+/// token, and the clone of a private repository would fail only at the first tool call.
+async fn check_token_refs(cx: &Cx, req: &SessionCreate, session: &str) -> ApiResult<()> {
+    let secrets = cx.api::<Secret>();
+    for (i, r) in req.resources.iter().flatten().enumerate() {
+        let ResourceParam::GithubRepository {
+            authorization_secret_ref: Some(reference),
+            ..
+        } = r
+        else {
+            continue;
+        };
+        let name = &reference.name;
+        let refusal = match secrets.get_opt(name).await? {
+            None => Some(format!("Secret {name:?} does not exist in this namespace")),
+            Some(secret) => corral_api::repository::token_refusal(&secret, session).or_else(|| {
+                let has_key = secret
+                    .data
+                    .as_ref()
+                    .is_some_and(|d| d.contains_key(&reference.key));
+                (!has_key).then(|| format!("Secret {name:?} has no key {:?}", reference.key))
+            }),
+        };
+        if let Some(why) = refusal {
+            return Err(ApiError::field(
+                &format!("resources[{i}].authorization_secret_ref"),
+                why,
+            ));
         }
     }
     Ok(())
@@ -195,7 +233,9 @@ impl ApiResource for Sessions {
         let version = agent_version(cx, req).await?;
         let mut spec = spec_from_create(req, version)?;
         repository::bind_tokens(&mut spec, req, id)?;
-        check_files(cx, req).await?;
+        check_token_refs(cx, req, id).await?;
+        let sizes = check_files(cx, req).await?;
+        session_disk::check_fits(&cx.state, Some(&env), &spec.resources, &sizes)?;
         Ok(Session::new(id, spec))
     }
 

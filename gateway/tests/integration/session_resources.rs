@@ -8,7 +8,11 @@ use corral_gateway::{ratelimit::Limiter, state::Settings};
 use kube::Api;
 use serde_json::{Value, json};
 
-use crate::{files::upload, harness::Gateway, s3::S3Server};
+use crate::{
+    files::upload,
+    harness::{Gateway, Tenant},
+    s3::S3Server,
+};
 
 /// The namespace the test's "harnesses" run in.
 const SYSTEM: &str = "corral-it-harnesses";
@@ -20,6 +24,20 @@ async fn gateway(s3: &S3Server) -> Gateway {
         ..Settings::default()
     };
     Gateway::start_with_settings(Limiter::new(0, 0), settings).await
+}
+
+/// A new agent and environment of tenant `t`; answers the body of a session create for them with `resources`.
+async fn session_body(gw: &Gateway, t: &Tenant) -> impl Fn(Value) -> Value + use<> {
+    let agent = gw
+        .post(
+            "/v1/agents",
+            t,
+            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
+        )
+        .await
+        .ok();
+    let env = gw.post("/v1/environments", t, json!({ "name": "e" })).await.ok();
+    move |resources| json!({ "agent": agent["id"], "environment_id": env["id"], "resources": resources })
 }
 
 #[tokio::test]
@@ -34,16 +52,7 @@ async fn file_resources_are_created_listed_added_and_deleted() {
         .await
         .ok();
     let (f1, f2) = (first["id"].as_str().unwrap(), second["id"].as_str().unwrap());
-    let agent = gw
-        .post(
-            "/v1/agents",
-            &t,
-            json!({ "name": "a", "model": "claude-sonnet-4-5" }),
-        )
-        .await
-        .ok();
-    let env = gw.post("/v1/environments", &t, json!({ "name": "e" })).await.ok();
-    let create = |resources: Value| json!({ "agent": agent["id"], "environment_id": env["id"], "resources": resources });
+    let create = session_body(&gw, &t).await;
 
     // Another tenant's file, or none at all, is a 404 naming the field; a path outside the sandbox's volumes a 400.
     let msg = gw
@@ -268,4 +277,241 @@ async fn the_harness_route_opens_for_no_api_key_and_no_foreign_token() {
         .await
         .unwrap();
     assert_eq!(status(res), 403);
+}
+
+#[tokio::test]
+async fn file_resources_must_fit_in_the_sandbox_disk_counting_each_mount_path() {
+    let s3 = S3Server::start().await;
+    // A sandbox disk of 100 KiB (102400 bytes), as the chart's sandbox.storage.limit sets it for gateway and operator.
+    let settings = Settings {
+        files: Some(s3.storage(1 << 20)),
+        sandbox_disk_limit: "100Ki".into(),
+        ..Settings::default()
+    };
+    let gw = Gateway::start_with_settings(Limiter::new(0, 0), settings).await;
+    let t = gw.tenant().await;
+    let big = upload(&gw, &t, "big.bin", vec![1; 60_000], None).await.ok();
+    let rest = upload(&gw, &t, "rest.bin", vec![2; 42_400], None).await.ok();
+    let one = upload(&gw, &t, "one.bin", vec![3; 1], None).await.ok();
+    let (big, rest, one) = (&big["id"], &rest["id"], &one["id"]);
+    let create = session_body(&gw, &t).await;
+
+    // One byte over: refused up front, naming the field and the limit, and no session is made.
+    let msg = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([
+                { "type": "file", "file_id": big },
+                { "type": "file", "file_id": rest },
+                { "type": "file", "file_id": one },
+            ])),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.starts_with("resources:"), "{msg}");
+    assert!(msg.contains("102401 bytes") && msg.contains("100Ki"), "{msg}");
+    // One file at two paths is two copies in the sandbox, so it counts twice.
+    let msg = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([
+                { "type": "file", "file_id": big },
+                { "type": "file", "file_id": big, "mount_path": "/workspace/big-copy.bin" },
+            ])),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(msg.contains("120000 bytes"), "{msg}");
+    let listed = gw.get("/v1/sessions", &t).await.ok();
+    assert_eq!(listed["data"], json!([]), "no session was made");
+
+    // Exactly the limit: accepted.
+    let session = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            create(json!([{ "type": "file", "file_id": big }, { "type": "file", "file_id": rest }])),
+        )
+        .await
+        .ok();
+    let path = format!("/v1/sessions/{}/resources", session["id"].as_str().unwrap());
+    // Full: one more byte added on the live session is refused, and the session keeps its two files.
+    let msg = gw
+        .post(&path, &t, json!({ "type": "file", "file_id": one }))
+        .await
+        .error(400, "invalid_request_error");
+    assert!(
+        msg.starts_with("resources:") && msg.contains("102401 bytes"),
+        "{msg}"
+    );
+    let kept = gw.get(&path, &t).await.ok();
+    assert_eq!(kept["data"].as_array().unwrap().len(), 2);
+
+    // Room made by removing a file is room to add one.
+    let rest_id = kept["data"][1]["id"].as_str().unwrap().to_owned();
+    gw.delete(&format!("{path}/{rest_id}"), &t).await.ok();
+    gw.post(&path, &t, json!({ "type": "file", "file_id": one }))
+        .await
+        .ok();
+    gw.post(
+        &path,
+        &t,
+        json!({ "type": "file", "file_id": rest, "mount_path": "/workspace/rest.bin" }),
+    )
+    .await
+    .error(400, "invalid_request_error");
+}
+
+#[tokio::test]
+async fn a_repository_secret_that_is_missing_or_not_a_repository_token_is_refused_up_front() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(&s3).await;
+    let t = gw.tenant().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(gw.kube.clone(), &t.ns);
+    let secret = |name: &str, labelled: bool| {
+        let labels = if labelled {
+            json!({ corral_api::model_key::CREDENTIAL_LABEL: corral_api::repository::CREDENTIAL_REPOSITORY })
+        } else {
+            json!({})
+        };
+        serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(json!({
+            "metadata": { "name": name, "labels": labels },
+            "stringData": { "token": "ghp_x" },
+        }))
+        .unwrap()
+    };
+    for (name, labelled) in [("db-password", false), ("repo-token", true)] {
+        secrets
+            .create(&kube::api::PostParams::default(), &secret(name, labelled))
+            .await
+            .unwrap();
+    }
+    let session_with = session_body(&gw, &t).await;
+    let create = |name: &str, key: &str| {
+        session_with(json!([
+            { "type": "github_repository", "url": "https://git.example/o/public" },
+            { "type": "github_repository", "url": "https://git.example/o/r",
+              "authorization_secret_ref": { "name": name, "key": key } },
+        ]))
+    };
+    for (name, key, says) in [
+        ("nowhere", "token", "does not exist"),
+        // Any other Secret of the namespace (a database password) is never sent to the repository's host.
+        ("db-password", "token", "corral.dev/credential"),
+        ("repo-token", "other", "has no key"),
+    ] {
+        let msg = gw
+            .post("/v1/sessions", &t, create(name, key))
+            .await
+            .error(400, "invalid_request_error");
+        assert!(
+            msg.starts_with("resources[1].authorization_secret_ref:") && msg.contains(says),
+            "{name}: {msg}"
+        );
+    }
+    let listed = gw.get("/v1/sessions", &t).await.ok();
+    assert_eq!(listed["data"], json!([]), "no session was made");
+    let session = gw
+        .post("/v1/sessions", &t, create("repo-token", "token"))
+        .await
+        .ok();
+    assert_eq!(
+        session["resources"][1]["authorization_secret_ref"],
+        json!({ "name": "repo-token", "key": "token" })
+    );
+}
+
+#[tokio::test]
+async fn a_repository_token_is_rotated_where_the_resource_reads_it() {
+    let s3 = S3Server::start().await;
+    let gw = gateway(&s3).await;
+    let t = gw.tenant().await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(gw.kube.clone(), &t.ns);
+    let user_secret = serde_json::from_value(json!({
+        "metadata": { "name": "gitops-token", "labels": {
+            corral_api::model_key::CREDENTIAL_LABEL: corral_api::repository::CREDENTIAL_REPOSITORY } },
+        "stringData": { "token": "ghp_gitops" },
+    }))
+    .unwrap();
+    secrets
+        .create(&kube::api::PostParams::default(), &user_secret)
+        .await
+        .unwrap();
+    let session_with = session_body(&gw, &t).await;
+    let session = gw
+        .post(
+            "/v1/sessions",
+            &t,
+            session_with(json!([
+                { "type": "github_repository", "url": "https://git.example/o/private", "authorization_token": "ghp_old" },
+                { "type": "github_repository", "url": "https://git.example/o/public" },
+                { "type": "github_repository", "url": "https://git.example/o/gitops",
+                  "authorization_secret_ref": { "name": "gitops-token", "key": "token" } },
+            ])),
+        )
+        .await
+        .ok();
+    let id = session["id"].as_str().unwrap();
+    let rid = |i: usize| session["resources"][i]["id"].as_str().unwrap().to_owned();
+    let path = |i: usize| format!("/v1/sessions/{id}/resources/{}", rid(i));
+    let token_in = |name: String| {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets.get(&name).await.unwrap();
+            String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap()
+        }
+    };
+    assert_eq!(token_in(format!("{id}-repo-0")).await, "ghp_old");
+
+    // Rotated in the Secret the gateway wrote for it; the answer is the resource, without the token.
+    let updated = gw
+        .post(&path(0), &t, json!({ "authorization_token": "ghp_new" }))
+        .await
+        .ok();
+    assert_eq!(updated["id"], rid(0).as_str());
+    assert_eq!(updated["type"], "github_repository");
+    assert!(!updated.to_string().contains("ghp_"), "{updated}");
+    assert_eq!(token_in(format!("{id}-repo-0")).await, "ghp_new");
+
+    // A repository given no token before gets a Secret of its own, which the Session's spec then names.
+    gw.post(&path(1), &t, json!({ "authorization_token": "ghp_first" }))
+        .await
+        .ok();
+    let sessions: Api<Session> = Api::namespaced(gw.kube.clone(), &t.ns);
+    let stored = sessions.get(id).await.unwrap();
+    let reference = stored.spec.resources[1]
+        .authorization_secret_ref
+        .clone()
+        .expect("the spec names the new Secret");
+    assert_eq!(token_in(reference.name.clone()).await, "ghp_first");
+    assert_eq!(
+        corral_api::repository::token_refusal(&secrets.get(&reference.name).await.unwrap(), id),
+        None,
+        "a token this session may use"
+    );
+
+    // A GitOps user's Secret is theirs to change; malformed tokens and a missing token are refused.
+    let msg = gw
+        .post(&path(2), &t, json!({ "authorization_token": "ghp_x" }))
+        .await
+        .error(400, "invalid_request_error");
+    assert!(
+        msg.starts_with("authorization_token:") && msg.contains("gitops-token"),
+        "{msg}"
+    );
+    assert_eq!(token_in("gitops-token".into()).await, "ghp_gitops");
+    for bad in [
+        json!({ "authorization_token": "" }),
+        json!({ "authorization_token": "a b" }),
+        json!({}),
+    ] {
+        let msg = gw
+            .post(&path(0), &t, bad)
+            .await
+            .error(400, "invalid_request_error");
+        assert!(msg.starts_with("authorization_token:"), "{msg}");
+    }
+    assert_eq!(token_in(format!("{id}-repo-0")).await, "ghp_new");
 }

@@ -30,8 +30,10 @@ use super::sessions::Sessions;
 /// Where the operator mounts the harness's ServiceAccount token for the gateway (audience `corral-gateway`).
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/corral/gateway/token";
 
-/// How long one file may take to reach the sandbox.
-const PUT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one tool call's file resources may take to reach the sandbox, all files together (a session's files
+/// fit in its sandbox's disk, 4 GiB by default: about 7 MB/s at worst). Past it the call fails saying so instead of
+/// waiting on; what arrived stays, and the rest is tried again at the next call.
+pub const SYNC_DEADLINE: Duration = Duration::from_secs(600);
 
 /// How to reach the gateway for file resources.
 #[derive(Debug, Clone)]
@@ -50,6 +52,7 @@ pub struct FileResources {
     log: corral_session::Store,
     gateway: Option<GatewayFiles>,
     http: reqwest::Client,
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for FileResources {
@@ -106,11 +109,19 @@ impl FileResources {
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
+            deadline: SYNC_DEADLINE,
         }
     }
 
+    /// The same with another deadline for one call's files than [`SYNC_DEADLINE`].
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
     /// Brings the sandbox `sandbox` of the session in line with its file resources. An error names the file that
-    /// could not be delivered; what was delivered stays in place, and the rest is tried again at the next call.
+    /// could not be delivered (or the deadline); what was delivered stays in place, and the rest is tried again at
+    /// the next call.
     pub async fn sync(&self, namespace: &str, session: &str, sandbox: &SandboxClient) -> Result<(), String> {
         let answered = self
             .log
@@ -123,7 +134,34 @@ impl FileResources {
             .read_at_least(namespace, session, answered, "files")
             .await
             .map_err(|e| format!("cannot read the session's resources: {e}"))?;
-        let want = wanted(&current);
+        self.deliver(namespace, session, &wanted(&current), sandbox).await
+    }
+
+    /// Brings the sandbox in line with `want` (mount path → file id), all of it within the deadline.
+    async fn deliver(
+        &self,
+        namespace: &str,
+        session: &str,
+        want: &BTreeMap<String, String>,
+        sandbox: &SandboxClient,
+    ) -> Result<(), String> {
+        let work = self.bring_in_line(namespace, session, want, sandbox);
+        tokio::time::timeout(self.deadline, work).await.unwrap_or_else(|_| {
+            Err(format!(
+                "the session's file resources did not all reach the sandbox within {}s; those that did stay, the \
+                 rest are tried again at the next tool call",
+                self.deadline.as_secs_f32()
+            ))
+        })
+    }
+
+    async fn bring_in_line(
+        &self,
+        namespace: &str,
+        session: &str,
+        want: &BTreeMap<String, String>,
+        sandbox: &SandboxClient,
+    ) -> Result<(), String> {
         // What the sandbox holds comes from its daemon, not from this replica's memory: another harness replica may
         // have run the session's last call.
         let have = match sandbox.files().await {
@@ -132,7 +170,7 @@ impl FileResources {
             Err(ClientError::Rejected { status: 404, .. }) => BTreeMap::new(),
             Err(e) => return Err(format!("cannot list the sandbox's file resources: {e}")),
         };
-        let (put, remove) = plan(&have, &want);
+        let (put, remove) = plan(&have, want);
         for path in remove {
             sandbox
                 .delete_file(&path)
@@ -195,7 +233,7 @@ impl FileResources {
         }
         let stream = response.bytes_stream().map_err(std::io::Error::other);
         sandbox
-            .put_file(path, id, reqwest::Body::wrap_stream(stream), PUT_TIMEOUT)
+            .put_file(path, id, reqwest::Body::wrap_stream(stream), self.deadline)
             .await
             .map_err(|e| fail(e.to_string()))
     }
@@ -211,7 +249,109 @@ enum Put {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{Json, Router, body::Bytes, extract::Query, routing::get};
+    use corral_sandbox_protocol::{
+        pod::token_sha256,
+        wire::{DaemonIdentity, FILES_PATH, IDENTITY_PATH},
+    };
+    use futures::StreamExt as _;
+
     use super::*;
+
+    /// Serves `router` on a free local port; answers its base URL.
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    /// What the fake daemon was given: (path, bytes), in order.
+    type Kept = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+    /// A daemon's file API that keeps what it is given.
+    async fn daemon(token: &str, kept: Kept) -> SandboxClient {
+        let identity = DaemonIdentity {
+            token_sha256: token_sha256(token),
+        };
+        let router = Router::new()
+            .route(IDENTITY_PATH, get(move || async move { Json(identity) }))
+            .route(
+                FILES_PATH,
+                get(|| async { Json(serde_json::json!({ "files": {} })) }).put(
+                    move |Query(q): Query<BTreeMap<String, String>>, body: Bytes| async move {
+                        kept.lock().unwrap().push((q["path"].clone(), body.to_vec()));
+                        Json(serde_json::json!({}))
+                    },
+                ),
+            );
+        SandboxClient::new(serve(router).await, token).unwrap()
+    }
+
+    /// A gateway whose file `quick` is `abc` and whose other files take 1.5 s each (three chunks, 0.5 s apart).
+    async fn gateway() -> GatewayFiles {
+        let router = Router::new().route(
+            "/internal/v1/namespaces/{ns}/files/{id}/content",
+            get(
+                |axum::extract::Path((_, id)): axum::extract::Path<(String, String)>| async move {
+                    let slow = futures::stream::iter(0..3).then(|_| async {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        Ok::<_, std::io::Error>(Bytes::from("ab"))
+                    });
+                    match id.as_str() {
+                        "quick" => axum::body::Body::from("abc"),
+                        _ => axum::body::Body::from_stream(slow),
+                    }
+                },
+            ),
+        );
+        let token = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(token.path(), "harness-token").unwrap();
+        GatewayFiles {
+            url: serve(router).await,
+            token_file: token.into_temp_path().keep().unwrap(),
+        }
+    }
+
+    async fn files(deadline: Duration) -> FileResources {
+        let kube = Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+        FileResources::new(kube, Some(gateway().await)).with_deadline(deadline)
+    }
+
+    #[tokio::test]
+    async fn files_slower_together_than_the_deadline_fail_the_call_at_the_deadline() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let sandbox = daemon("t", kept.clone()).await;
+        let files = files(Duration::from_secs(2)).await;
+        let quick = map(&[("/mnt/session/uploads/quick", "quick")]);
+        files.deliver("ns", "s", &quick, &sandbox).await.unwrap();
+        assert_eq!(
+            *kept.lock().unwrap(),
+            vec![("/mnt/session/uploads/quick".to_owned(), b"abc".to_vec())]
+        );
+
+        let started = tokio::time::Instant::now();
+        // Each takes 1.5 s, within the deadline alone; together 3 s, past it: the call ends at 2 s.
+        let slow = map(&[("/workspace/slow-1", "slow-1"), ("/workspace/slow-2", "slow-2")]);
+        let err = files.deliver("ns", "s", &slow, &sandbox).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(err.contains("within 2s"), "{err}");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_millis(2900),
+            "the call was held {took:?}"
+        );
+        let kept = kept.lock().unwrap();
+        assert_eq!(
+            kept.last().unwrap(),
+            &("/workspace/slow-1".to_owned(), b"ababab".to_vec())
+        );
+        assert!(
+            kept.iter().all(|(path, _)| path != "/workspace/slow-2"),
+            "the second file, cut at the deadline, never arrived whole"
+        );
+    }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 use corral_api::{
     Agent, Environment, Session, SessionStatus,
     conditions::{self, new_condition, reasons, set_condition, types},
-    labels,
+    labels, model_key, repository,
     session::{SandboxPhase, SandboxStatus, SessionPhase},
     vault,
 };
@@ -69,7 +69,25 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
     } else {
         controller
     };
+    // A repository token Secret written or rotated (by the gateway's resources.update, or by a GitOps user)
+    // re-triggers the sessions naming it: their RepositoryTokens condition and their sandbox's grant follow it.
+    let by_token = store.clone();
+    let by_user_token = store.clone();
     let stream = controller
+        .watches(
+            watched_api::<Secret>(&ctx.client, ns.as_deref()),
+            watcher::Config::default().labels(&format!("{}={}", vault::OBJECT, repository::TOKEN_OBJECT)),
+            move |s: Secret| naming_token(&by_token, &s),
+        )
+        .watches(
+            watched_api::<Secret>(&ctx.client, ns.as_deref()),
+            watcher::Config::default().labels(&format!(
+                "{}={}",
+                model_key::CREDENTIAL_LABEL,
+                repository::CREDENTIAL_REPOSITORY
+            )),
+            move |s: Secret| naming_token(&by_user_token, &s),
+        )
         .watches(
             watched_api::<Agent>(&ctx.client, ns.as_deref()),
             watcher::Config::default(),
@@ -101,6 +119,14 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
 /// The label selector of vault credential Secrets.
 fn credential_selector() -> String {
     format!("{}={}", vault::OBJECT, vault::OBJECT_CREDENTIAL)
+}
+
+/// The sessions of the Secret's namespace with a repository resource whose `authorizationSecretRef` names it.
+fn naming_token(store: &Store<Session>, secret: &Secret) -> Vec<ObjectRef<Session>> {
+    let name = secret.name_any();
+    referencing(store, &secret.namespace().unwrap_or_default(), |session| {
+        sandbox::repository_grant::token_secret_names(session).contains(&name)
+    })
 }
 
 fn referencing(store: &Store<Session>, ns: &str, pred: impl Fn(&Session) -> bool) -> Vec<ObjectRef<Session>> {
@@ -186,6 +212,8 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         set_condition(&mut status.conditions, condition);
     }
     let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
+    let tokens = sandbox::grants::token_secrets(&ctx, &ns, &session).await?;
+    let refused_token = repository_token_condition(&session, &tokens, old, &mut status);
     let notify = became_unready(old, &status.conditions);
     apply_status(&api, &session, &status).await?;
     if let Some((kind, seconds)) = provisioned(
@@ -200,6 +228,10 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         ctx.publish(&session, EventType::Warning, reason, message.clone(), "Resolve")
             .await;
     }
+    if let Some((reason, message)) = refused_token {
+        ctx.publish(&session, EventType::Warning, reason, message, "Resolve")
+            .await;
+    }
     ctx.backoff.succeeded(&backoff_key(&session));
     let periodic = Duration::from_secs(600);
     Ok(match resolution {
@@ -211,6 +243,29 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
         // Changes to Agents and Environments re-trigger the sessions that reference them.
         Resolution::Problem { .. } => Action::await_change(),
     })
+}
+
+/// Sets the `RepositoryTokens` condition in `status` from the Secrets the repository resources name; answers the
+/// Warning Event to publish when it turns false or its message changes (not again at every pass).
+fn repository_token_condition(
+    session: &Session,
+    tokens: &std::collections::BTreeMap<String, Secret>,
+    old: &[conditions::Condition],
+    status: &mut SessionStatus,
+) -> Option<(&'static str, String)> {
+    let (ok, reason, message) = sandbox::repository_grant::token_condition(session, tokens)?;
+    let before = conditions::find(old, types::REPOSITORY_TOKENS);
+    let news = before.is_none_or(|c| c.status != "False" || c.message != message);
+    let condition = new_condition(
+        types::REPOSITORY_TOKENS,
+        ok,
+        reason,
+        message.clone(),
+        session.metadata.generation,
+        Timestamp::now(),
+    );
+    set_condition(&mut status.conditions, condition);
+    (!ok && news).then_some((reason, message))
 }
 
 async fn resolve(ctx: &Context, ns: &str, session: &Session) -> Result<(Resolution, Option<Environment>)> {

@@ -2,7 +2,7 @@
 //! Secrets change), delete it when the pod goes, and sweep the grants whose pod is gone, since a grant in the grants
 //! namespace cannot be owned by a pod of another namespace. Only with a grants namespace configured.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use corral_api::{Session, labels};
 use k8s_openapi::{api::core::v1::Secret, jiff::Timestamp};
@@ -42,19 +42,8 @@ pub async fn apply_grant(ctx: &Context, grants: &str, ns: &str, pod: &str, sessi
         }
         None => vec![],
     };
-    let mut tokens = std::collections::BTreeMap::new();
-    for name in token_names {
-        match credentials.get_opt(&name).await? {
-            Some(secret) => {
-                tokens.insert(name, secret);
-            }
-            None => tracing::warn!(
-                namespace = ns,
-                secret = name,
-                "a repository token Secret is missing"
-            ),
-        }
-    }
+    // A missing Secret is reported by the Session's RepositoryTokens condition.
+    let tokens = token_secrets(ctx, ns, session).await?;
     let mut grant = build_grant(grants, ns, pod, session, &secrets);
     add_to_grant(&mut grant, repository_credentials(session, &tokens));
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), grants);
@@ -65,6 +54,18 @@ pub async fn apply_grant(ctx: &Context, grants: &str, ns: &str, pod: &str, sessi
     )
     .await?;
     Ok(())
+}
+
+/// The Secrets of namespace `ns` that the session's repository resources name, by name (a missing one is absent).
+pub async fn token_secrets(ctx: &Context, ns: &str, session: &Session) -> Result<BTreeMap<String, Secret>> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut found = BTreeMap::new();
+    for name in token_secret_names(session) {
+        if let Some(secret) = secrets.get_opt(&name).await? {
+            found.insert(name, secret);
+        }
+    }
+    Ok(found)
 }
 
 /// Deletes the grant of pod `ns/pod` (nothing when there is none).

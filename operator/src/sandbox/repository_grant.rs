@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use corral_api::{
-    Session, egress::GRANT_CREDENTIALS_KEY, repository::GRANT_TYPE, session::SessionResourceType,
+    Session, conditions::reasons, egress::GRANT_CREDENTIALS_KEY, repository::GRANT_TYPE,
+    session::SessionResourceType,
 };
 use k8s_openapi::{ByteString, api::core::v1::Secret};
 
@@ -55,6 +56,78 @@ pub fn repository_credentials(
         .collect()
 }
 
+/// The session's `RepositoryTokens` condition (ok, reason, message) given the Secrets its repository resources name
+/// (by name; a missing one is absent): false naming each resource whose Secret is missing, lacks the key or is not
+/// a repository token (`corral_api::repository::token_refusal`), whose clone of a private repository will then fail
+/// as unauthorised. `None` when no repository resource names a Secret.
+pub fn token_condition(
+    session: &Session,
+    secrets: &BTreeMap<String, Secret>,
+) -> Option<(bool, &'static str, String)> {
+    let named: Vec<_> = session
+        .spec
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == SessionResourceType::GithubRepository)
+        .filter_map(|(i, r)| {
+            Some((
+                i,
+                r.url.as_deref().unwrap_or_default(),
+                r.authorization_secret_ref.as_ref()?,
+            ))
+        })
+        .collect();
+    if named.is_empty() {
+        return None;
+    }
+    let session_name = session.metadata.name.as_deref().unwrap_or_default();
+    let problems: Vec<(&'static str, String)> = named
+        .into_iter()
+        .filter_map(|(i, url, reference)| {
+            let at = format!("spec.resources[{i}].authorizationSecretRef ({url})");
+            let name = &reference.name;
+            let Some(secret) = secrets.get(name) else {
+                return Some((
+                    reasons::SECRET_NOT_FOUND,
+                    format!("{at}: Secret {name:?} does not exist"),
+                ));
+            };
+            if let Some(why) = corral_api::repository::token_refusal(secret, session_name) {
+                return Some((reasons::SECRET_NOT_ALLOWED, format!("{at}: {why}")));
+            }
+            let has_key = secret
+                .data
+                .as_ref()
+                .is_some_and(|d| d.contains_key(&reference.key));
+            (!has_key).then(|| {
+                (
+                    reasons::SECRET_KEY_MISSING,
+                    format!("{at}: Secret {name:?} has no key {:?}", reference.key),
+                )
+            })
+        })
+        .collect();
+    match problems.first() {
+        None => Some((
+            true,
+            reasons::READY,
+            "every repository token Secret may be used".into(),
+        )),
+        Some((reason, _)) => {
+            let all: Vec<&str> = problems.iter().map(|(_, m)| m.as_str()).collect();
+            Some((
+                false,
+                reason,
+                format!(
+                    "{}; the token is not sent, so cloning a private repository fails as unauthorised",
+                    all.join("; ")
+                ),
+            ))
+        }
+    }
+}
+
 /// Adds `credentials` to the grant Secret `grant` (built by `super::grant::build_grant`).
 pub fn add_to_grant(grant: &mut Secret, credentials: BTreeMap<String, serde_json::Value>) {
     if credentials.is_empty() {
@@ -90,9 +163,9 @@ mod tests {
         Session::new("sesn-1", spec)
     }
 
-    #[test]
-    fn each_repository_with_a_token_gets_a_credential_bound_to_its_url() {
-        let token = |type_: &str, session: &str| Secret {
+    /// A Secret of type `type_` labelled for `session`, holding `value` at `key`.
+    fn secret(type_: &str, session: &str, key: &str, value: &str) -> Secret {
+        Secret {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                 labels: Some(BTreeMap::from([(
                     corral_api::labels::SESSION.to_owned(),
@@ -102,11 +175,16 @@ mod tests {
             },
             type_: Some(type_.to_owned()),
             data: Some(BTreeMap::from([(
-                "token".to_owned(),
-                ByteString(b"ghp_s3cret\n".to_vec()),
+                key.to_owned(),
+                ByteString(value.as_bytes().to_vec()),
             )])),
             ..Secret::default()
-        };
+        }
+    }
+
+    #[test]
+    fn each_repository_with_a_token_gets_a_credential_bound_to_its_url() {
+        let token = |type_: &str, session: &str| secret(type_, session, "token", "ghp_s3cret\n");
         let own = token(corral_api::repository::TOKEN_SECRET_TYPE, "sesn-1");
         // Review (HIGH): a reference to any other Secret of the namespace (another session's token, a vault
         // credential, a database password) must not be sent to the host the session's author names.
@@ -145,5 +223,60 @@ mod tests {
             "vault credentials stay"
         );
         assert_eq!(all["repo-0"]["token"], "ghp_s3cret");
+    }
+
+    #[test]
+    fn a_refused_missing_or_keyless_token_secret_is_a_false_condition_naming_the_resource() {
+        let kind = corral_api::repository::TOKEN_SECRET_TYPE;
+        let s = session();
+        let own =
+            |key: &str| BTreeMap::from([("sesn-1-repo-0".to_owned(), secret(kind, "sesn-1", key, "t"))]);
+
+        // resources[2]'s Secret "gone" is missing.
+        let (ok, reason, message) = token_condition(&s, &own("token")).unwrap();
+        assert!(!ok);
+        assert_eq!(reason, reasons::SECRET_NOT_FOUND);
+        assert!(
+            message.starts_with(
+                "spec.resources[2].authorizationSecretRef (https://git.example/o/missing): Secret \"gone\""
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("resources[0]"), "{message}");
+
+        let mut all = own("token");
+        all.insert("gone".into(), secret(kind, "sesn-1", "token", "t"));
+        assert_eq!(
+            token_condition(&s, &all),
+            Some((
+                true,
+                reasons::READY,
+                "every repository token Secret may be used".into()
+            ))
+        );
+
+        // Another session's token: refused, named, and why.
+        all.insert("sesn-1-repo-0".into(), secret(kind, "sesn-2", "token", "t"));
+        let (ok, reason, message) = token_condition(&s, &all).unwrap();
+        assert!(!ok);
+        assert_eq!(reason, reasons::SECRET_NOT_ALLOWED);
+        assert!(
+            message.contains("resources[0]") && message.contains("another session"),
+            "{message}"
+        );
+
+        // The right Secret without the key.
+        all.insert("sesn-1-repo-0".into(), secret(kind, "sesn-1", "other", "t"));
+        let (ok, reason, message) = token_condition(&s, &all).unwrap();
+        assert!(!ok);
+        assert_eq!(reason, reasons::SECRET_KEY_MISSING);
+        assert!(message.contains("no key \"token\""), "{message}");
+
+        let public: corral_api::SessionSpec = serde_json::from_value(serde_json::json!({
+            "agent": {"name": "a"}, "environmentRef": {"name": "e"},
+            "resources": [{"type": "github_repository", "url": "https://git.example/o/public"}]
+        }))
+        .unwrap();
+        assert_eq!(token_condition(&Session::new("sesn-1", public), &all), None);
     }
 }

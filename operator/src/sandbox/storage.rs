@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity};
 
-/// The resource name of local disk.
-pub const EPHEMERAL_STORAGE: &str = "ephemeral-storage";
+use corral_api::disk::{DEFAULT_SANDBOX_DISK_LIMIT, sandbox_disk_limit};
+pub use corral_api::disk::{EPHEMERAL_STORAGE, quantity_bytes};
 
 /// The `sizeLimit` of the volume the daemon binary is copied into.
 pub const DAEMON_BIN_SIZE: &str = "256Mi";
@@ -28,7 +28,7 @@ impl Default for StorageDefaults {
     fn default() -> Self {
         Self {
             request: "128Mi".into(),
-            limit: "4Gi".into(),
+            limit: DEFAULT_SANDBOX_DISK_LIMIT.into(),
             tmp: "1Gi".into(),
         }
     }
@@ -65,24 +65,15 @@ pub fn with_ephemeral_storage(
     mut resources: ResourceRequirements,
     defaults: &StorageDefaults,
 ) -> ResourceRequirements {
+    let limit = sandbox_disk_limit(Some(&resources), &defaults.limit);
     let requests = resources.requests.get_or_insert_with(BTreeMap::new);
-    let limits = resources.limits.get_or_insert_with(BTreeMap::new);
-    let request = requests.get(EPHEMERAL_STORAGE).map(|q| q.0.clone());
-    let limit = limits.get(EPHEMERAL_STORAGE).map(|q| q.0.clone());
-    let (request, limit) = match (request, limit) {
-        (Some(r), Some(l)) => (r, l),
-        (Some(r), None) => {
-            let l = larger(&r, &defaults.limit);
-            (r, l)
-        }
-        (None, Some(l)) => {
-            let r = smaller(&defaults.request, &l);
-            (r, l)
-        }
-        (None, None) => (defaults.request.clone(), defaults.limit.clone()),
+    let request = match requests.get(EPHEMERAL_STORAGE) {
+        Some(own) => own.0.clone(),
+        None => smaller(&defaults.request, &limit),
     };
     requests.insert(EPHEMERAL_STORAGE.to_owned(), Quantity(request));
-    limits.insert(EPHEMERAL_STORAGE.to_owned(), Quantity(limit));
+    (resources.limits.get_or_insert_with(BTreeMap::new))
+        .insert(EPHEMERAL_STORAGE.to_owned(), Quantity(limit));
     resources
 }
 
@@ -95,44 +86,8 @@ fn bytes(q: &str) -> f64 {
     quantity_bytes(q).unwrap_or(f64::MAX)
 }
 
-fn larger(a: &str, b: &str) -> String {
-    if bytes(a) >= bytes(b) { a } else { b }.to_owned()
-}
-
 fn smaller(a: &str, b: &str) -> String {
     if bytes(a) <= bytes(b) { a } else { b }.to_owned()
-}
-
-/// The value of a Kubernetes quantity (`512Mi`, `4G`, `1.5Gi`, `1e9`), for comparing two of them; `None` when it
-/// is not one.
-pub fn quantity_bytes(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (number, suffix) = q.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        exp if exp.starts_with(['e', 'E']) => 10f64.powi(exp[1..].parse().ok()?),
-        _ => return None,
-    };
-    (number >= 0.0).then_some(number * factor)
 }
 
 #[cfg(test)]
@@ -148,16 +103,6 @@ mod tests {
             r.requests.as_ref().unwrap()[EPHEMERAL_STORAGE].0.clone(),
             r.limits.as_ref().unwrap()[EPHEMERAL_STORAGE].0.clone(),
         )
-    }
-
-    #[test]
-    fn quantities_compare_by_value() {
-        assert_eq!(quantity_bytes("512Mi"), Some(512.0 * 1024.0 * 1024.0));
-        assert_eq!(quantity_bytes("1G"), Some(1e9));
-        assert_eq!(quantity_bytes("2e3"), Some(2000.0));
-        assert!(quantity_bytes("1.5Gi") > quantity_bytes("1Gi"));
-        assert_eq!(quantity_bytes("lots"), None);
-        assert_eq!(quantity_bytes("4 GB"), None);
     }
 
     #[test]
