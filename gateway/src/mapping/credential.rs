@@ -109,6 +109,14 @@ pub fn check_auth(auth: &CredentialAuth) -> Result<(), ApiError> {
                 if r.client_id.is_empty() {
                     return Err(ApiError::field("auth.refresh.client_id", "must not be empty"));
                 }
+                if let TokenEndpointAuth::ClientSecretBasic { client_secret }
+                | TokenEndpointAuth::ClientSecretPost { client_secret } = &r.token_endpoint_auth
+                {
+                    check_secret(
+                        "auth.refresh.token_endpoint_auth.client_secret",
+                        client_secret.expose(),
+                    )?;
+                }
             }
             Ok(())
         }
@@ -426,6 +434,16 @@ mod tests {
             err.message.contains("unknown field `allowed_hosts`"),
             "{}",
             err.message
+        );
+        let err = parse_auth(json!({
+            "type": "mcp_oauth", "mcp_server_url": "https://m/mcp", "access_token": "at",
+            "refresh": {"client_id": "c", "refresh_token": "rt", "token_endpoint": "https://a/token",
+                        "token_endpoint_auth": {"type": "client_secret_post", "client_secret": ""}}
+        }))
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "auth.refresh.token_endpoint_auth.client_secret: must not be empty"
         );
         // serde would read `[]` as a struct of defaults; the API takes an object or null only.
         let err = parse_auth(json!({
