@@ -315,16 +315,26 @@ mod tests {
         }
     }
 
-    async fn files(deadline: Duration) -> FileResources {
-        let kube = Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
-        FileResources::new(kube, Some(gateway().await)).with_deadline(deadline)
+    /// Delivery through `gateway()`; the API server is unreachable and Redis is real (delivery reads neither).
+    async fn files(deadline: Duration) -> (FileResources, corral_session::testing::RedisServer) {
+        let kube = kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap();
+        let redis = tokio::task::spawn_blocking(corral_session::testing::RedisServer::start)
+            .await
+            .unwrap()
+            .expect("redis-server");
+        let log = corral_session::Store::connect(&redis.url(), corral_session::Config::default())
+            .await
+            .unwrap();
+        let sessions = Sessions::new(kube, None, &crate::metrics::Metrics::default());
+        let files = FileResources::new(sessions, log, Some(gateway().await)).with_deadline(deadline);
+        (files, redis)
     }
 
     #[tokio::test]
     async fn files_slower_together_than_the_deadline_fail_the_call_at_the_deadline() {
         let kept = Arc::new(Mutex::new(Vec::new()));
         let sandbox = daemon("t", kept.clone()).await;
-        let files = files(Duration::from_secs(2)).await;
+        let (files, _redis) = files(Duration::from_secs(2)).await;
         let quick = map(&[("/mnt/session/uploads/quick", "quick")]);
         files.deliver("ns", "s", &quick, &sandbox).await.unwrap();
         assert_eq!(
