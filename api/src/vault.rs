@@ -133,7 +133,7 @@ pub struct OauthRefresh {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TokenEndpointAuth {
     /// A public client.
-    None,
+    None {},
     /// HTTP Basic with the client id and secret.
     ClientSecretBasic {
         /// The client secret.

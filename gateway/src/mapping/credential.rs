@@ -242,7 +242,7 @@ pub fn public_auth(auth: &CredentialAuth) -> Value {
             }
             if let Some(r) = &a.refresh {
                 let auth_type = match r.token_endpoint_auth {
-                    TokenEndpointAuth::None => "none",
+                    TokenEndpointAuth::None {} => "none",
                     TokenEndpointAuth::ClientSecretBasic { .. } => "client_secret_basic",
                     TokenEndpointAuth::ClientSecretPost { .. } => "client_secret_post",
                 };
@@ -444,6 +444,17 @@ mod tests {
         assert_eq!(
             err.message,
             "auth.refresh.token_endpoint_auth.client_secret: must not be empty"
+        );
+        let err = parse_auth(json!({
+            "type": "mcp_oauth", "mcp_server_url": "https://m/mcp", "access_token": "at",
+            "refresh": {"client_id": "c", "refresh_token": "rt", "token_endpoint": "https://a/token",
+                        "token_endpoint_auth": {"type": "none", "client_secret": "s"}}
+        }))
+        .unwrap_err();
+        assert!(
+            err.message.contains("unknown field `client_secret`"),
+            "{}",
+            err.message
         );
         // serde would read `[]` as a struct of defaults; the API takes an object or null only.
         let err = parse_auth(json!({

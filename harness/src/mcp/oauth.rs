@@ -55,7 +55,7 @@ async fn refreshed(http: &reqwest::Client, refresh: &OauthRefresh) -> Result<Str
             pairs.push(("client_id", &refresh.client_id));
             pairs.push(("client_secret", client_secret.expose()));
         }
-        TokenEndpointAuth::None => pairs.push(("client_id", &refresh.client_id)),
+        TokenEndpointAuth::None {} => pairs.push(("client_id", &refresh.client_id)),
     }
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
