@@ -256,3 +256,140 @@ async fn a_follower_resuming_from_long_ago_catches_up_itself_the_hub_reads_only_
         "the hub took up the log at its end, not at the follower's cursor: it holds {held} bytes"
     );
 }
+
+/// Reads `n` events from `follower` (10 s each at most); answers the first word of each one's text.
+async fn first_words(follower: &mut corral_session::Follower, n: usize) -> Vec<String> {
+    let mut words = Vec::new();
+    for _ in 0..n {
+        let event = tokio::time::timeout(Duration::from_secs(10), follower.next())
+            .await
+            .expect("every event arrives")
+            .unwrap();
+        let text = common::text_of(&event.event.body);
+        words.push(text.split(' ').next().unwrap().to_owned());
+    }
+    words
+}
+
+#[tokio::test]
+async fn one_tenants_many_large_windows_trim_only_its_own_and_another_tenants_follower_never_reads_redis() {
+    let (server, _) = start().await;
+    let budget = 4 << 20;
+    let store = Store::connect(
+        &server.url(),
+        corral_session::Config {
+            follow_hub_bytes: budget,
+            ..common::config()
+        },
+    )
+    .await
+    .unwrap();
+    // Tenant B follows one log and gets four events of 128 KiB: a 512 KiB window (1 MiB held), a quarter of the
+    // budget, larger than any one window of tenant A's.
+    let b_log = store.session("tenant-b", "sesn_b");
+    let mut b = b_log.follow(None).await.unwrap();
+    let b_event = "b".repeat(128 << 10);
+    for i in 0..4 {
+        b_log
+            .append_user([user(&format!("{i} {b_event}"))])
+            .await
+            .unwrap();
+    }
+    let hub = store.follow_hub().clone();
+    until("the hub reads B's events", || hub.held_bytes() >= 1 << 20).await;
+
+    // Tenant A follows 40 logs with two events of 64 KiB each: 5 MiB of entries, 10 MiB held, over twice the budget.
+    let mut a = Vec::new();
+    for s in 0..40 {
+        a.push(
+            store
+                .session("tenant-a", &format!("sesn_{s}"))
+                .follow(None)
+                .await
+                .unwrap(),
+        );
+    }
+    let a_event = "a".repeat(64 << 10);
+    for i in 0..2 {
+        for s in 0..40 {
+            let log = store.session("tenant-a", &format!("sesn_{s}"));
+            log.append_user([user(&format!("{i} {a_event}"))]).await.unwrap();
+        }
+    }
+    // About 3.5 MiB of entries must go to bring 5.5 MiB within the budget's 2 MiB (twice counted).
+    until("the hub forgets what passes its budget", || {
+        hub.stats().forgotten_process_budget_bytes >= 3 << 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = hub.stats();
+    assert!(stats.held_bytes <= budget, "{stats:?}");
+    assert_eq!(stats.forgotten_tenant_cap_bytes, 0, "no tenant cap set");
+
+    // B's window stayed whole: its follower gets every event from the hub and never reads Redis itself.
+    assert_eq!(first_words(&mut b, 4).await, ["0", "1", "2", "3"]);
+    assert_eq!(
+        b.catch_up_reads(),
+        0,
+        "tenant A's windows cost tenant B's follower a read of its own: {stats:?}"
+    );
+    // A's followers read what the hub forgot of A's windows from the log: nothing lost or reordered.
+    let mut a_reads = 0;
+    for follower in &mut a {
+        assert_eq!(first_words(follower, 2).await, ["0", "1"]);
+        a_reads += follower.catch_up_reads();
+    }
+    assert!(a_reads > 0, "A paid for its own excess: {:?}", hub.stats());
+}
+
+#[tokio::test]
+async fn a_tenants_catch_up_reads_in_flight_never_pass_its_cap_and_its_followers_lose_nothing() {
+    let (server, _) = start().await;
+    let cap = 2;
+    let store = Store::connect(
+        &server.url(),
+        corral_session::Config {
+            follow_catch_up_reads: cap,
+            ..common::config()
+        },
+    )
+    .await
+    .unwrap();
+    // Two tenants, 16 logs each with 12 events of 32 KiB: every follower resumes from the start, so each reads the
+    // log itself (several reads: the first asks for two events, the size of the largest allowed).
+    let filler = "z".repeat(32 << 10);
+    for tenant in ["tenant-a", "tenant-b"] {
+        for s in 0..16 {
+            let log = store.session(tenant, &format!("sesn_{s}"));
+            for i in 0..12 {
+                log.append_user([user(&format!("{i} {filler}"))]).await.unwrap();
+            }
+        }
+    }
+    let mut readers = Vec::new();
+    for tenant in ["tenant-a", "tenant-b"] {
+        for s in 0..16 {
+            let log = store.session(tenant, &format!("sesn_{s}"));
+            readers.push(tokio::spawn(async move {
+                let mut follower = log.follow(Some(Cursor::START)).await.unwrap();
+                let words = first_words(&mut follower, 12).await;
+                (words, follower.catch_up_reads(), follower)
+            }));
+        }
+    }
+    let expected: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+    let mut followers = Vec::new();
+    for reader in readers {
+        let (words, reads, follower) = reader.await.unwrap();
+        assert_eq!(words, expected, "every event, in order");
+        assert!(reads >= 2, "caught up by reading the log: {reads} reads");
+        followers.push(follower);
+    }
+    let stats = store.follow_hub().stats();
+    assert_eq!(
+        stats.catch_up_peak_per_tenant, cap,
+        "at most {cap} reads in flight per tenant (and the followers did read at once): {stats:?}"
+    );
+    assert_eq!(stats.catch_up_in_flight, 0);
+    assert!(stats.catch_up_reads >= 64, "{stats:?}");
+}
