@@ -393,3 +393,55 @@ async fn a_tenants_catch_up_reads_in_flight_never_pass_its_cap_and_its_followers
     assert_eq!(stats.catch_up_in_flight, 0);
     assert!(stats.catch_up_reads >= 64, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_tenant_cap_trims_only_that_tenants_windows() {
+    let (server, _) = start().await;
+    let tenant_cap = 1 << 20;
+    let store = Store::connect(
+        &server.url(),
+        corral_session::Config {
+            follow_hub_tenant_bytes: tenant_cap,
+            ..common::config()
+        },
+    )
+    .await
+    .unwrap();
+    let event = "c".repeat(128 << 10);
+    // Tenant B: one log, two events, 512 KiB held: within the cap.
+    let b_log = store.session("tenant-b", "sesn_b");
+    let mut b = b_log.follow(None).await.unwrap();
+    for i in 0..2 {
+        b_log.append_user([user(&format!("{i} {event}"))]).await.unwrap();
+    }
+    let hub = store.follow_hub().clone();
+    until("the hub reads B's events", || hub.held_bytes() >= 512 << 10).await;
+    // Tenant A: eight logs, two events each, 4 MiB held: four times the cap, far within the process's budget.
+    let mut a = Vec::new();
+    for s in 0..8 {
+        let log = store.session("tenant-a", &format!("sesn_{s}"));
+        a.push(log.follow(None).await.unwrap());
+    }
+    for i in 0..2 {
+        for s in 0..8 {
+            let log = store.session("tenant-a", &format!("sesn_{s}"));
+            log.append_user([user(&format!("{i} {event}"))]).await.unwrap();
+        }
+    }
+    until("the hub keeps A within its cap", || {
+        hub.stats().forgotten_tenant_cap_bytes >= 3 * (128 << 10) * 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = hub.stats();
+    assert_eq!(stats.forgotten_process_budget_bytes, 0, "{stats:?}");
+    assert!(
+        stats.held_bytes <= tenant_cap + (512 << 10) + (16 << 10),
+        "A holds at most its cap beside B's window: {stats:?}"
+    );
+    assert_eq!(first_words(&mut b, 2).await, ["0", "1"]);
+    assert_eq!(b.catch_up_reads(), 0, "B's window stayed whole: {stats:?}");
+    for follower in &mut a {
+        assert_eq!(first_words(follower, 2).await, ["0", "1"]);
+    }
+}
