@@ -130,8 +130,10 @@ struct HubInner {
     logs: Mutex<HashMap<String, Followed>>,
     /// About how many bytes the windows of every log hold together (see [`HELD_PER_ENTRY_BYTE`]).
     held: std::sync::atomic::AtomicUsize,
-    /// Bytes of entries forgotten to keep within a tenant's cap, and within the process's budget.
-    forgotten: [std::sync::atomic::AtomicU64; 2],
+    /// Bytes of entries forgotten to keep within a tenant's cap.
+    forgotten_tenant_cap: std::sync::atomic::AtomicU64,
+    /// Bytes of entries forgotten to keep within the process's budget.
+    forgotten_process_budget: std::sync::atomic::AtomicU64,
     /// Followers' own reads of the log, per tenant.
     catch_ups: catch_up::CatchUps,
     /// A connection of its own for followers behind the window, so that their reads (possibly large) never queue
@@ -259,7 +261,8 @@ impl FollowHub {
             id: hub_id(),
             logs: Mutex::new(HashMap::new()),
             held: std::sync::atomic::AtomicUsize::new(0),
-            forgotten: Default::default(),
+            forgotten_tenant_cap: Default::default(),
+            forgotten_process_budget: Default::default(),
             catch_ups: catch_up::CatchUps::default(),
             catch_up: tokio::sync::Mutex::new(None),
             arrived: tokio::sync::Notify::new(),
@@ -285,8 +288,8 @@ impl FollowHub {
         let inner = &self.inner;
         FollowHubStats {
             held_bytes: self.held_bytes(),
-            forgotten_tenant_cap_bytes: inner.forgotten[0].load(Relaxed),
-            forgotten_process_budget_bytes: inner.forgotten[1].load(Relaxed),
+            forgotten_tenant_cap_bytes: inner.forgotten_tenant_cap.load(Relaxed),
+            forgotten_process_budget_bytes: inner.forgotten_process_budget.load(Relaxed),
             catch_up_reads: inner.catch_ups.reads.load(Relaxed),
             catch_up_in_flight: inner.catch_ups.in_flight.load(Relaxed),
             catch_up_peak_per_tenant: inner.catch_ups.peak.load(Relaxed),
@@ -548,13 +551,11 @@ async fn read_loop(hub: Weak<HubInner>) {
                 let (held, forgotten) = budget::keep_within(&mut logs, budget(&config));
                 drop(logs);
                 inner.held.store(held, std::sync::atomic::Ordering::Relaxed);
-                for (total, bytes) in inner
-                    .forgotten
-                    .iter()
-                    .zip([forgotten.tenant_cap, forgotten.process_budget])
-                {
+                let add = |total: &std::sync::atomic::AtomicU64, bytes: usize| {
                     total.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
-                }
+                };
+                add(&inner.forgotten_tenant_cap, forgotten.tenant_cap);
+                add(&inner.forgotten_process_budget, forgotten.process_budget);
             }
             Err(err) => {
                 conn = None;
