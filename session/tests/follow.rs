@@ -168,17 +168,12 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn the_hub_holds_at_most_its_byte_budget_and_followers_read_what_it_forgot_from_the_log() {
-    let (server, _) = start().await;
     let budget = 2 << 20;
-    let store = Store::connect(
-        &server.url(),
-        corral_session::Config {
-            follow_hub_bytes: budget,
-            ..common::config()
-        },
-    )
-    .await
-    .unwrap();
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_hub_bytes: budget,
+        ..common::config()
+    })
+    .await;
     // Eight logs with a follower each that reads nothing yet, three events of 256 KiB on each: 6 MiB of entries,
     // 12 MiB decoded and as JSON, six times the budget.
     let mut followers = Vec::new();
@@ -273,17 +268,12 @@ async fn first_words(follower: &mut corral_session::Follower, n: usize) -> Vec<S
 
 #[tokio::test]
 async fn one_tenants_many_large_windows_trim_only_its_own_and_another_tenants_follower_never_reads_redis() {
-    let (server, _) = start().await;
     let budget = 4 << 20;
-    let store = Store::connect(
-        &server.url(),
-        corral_session::Config {
-            follow_hub_bytes: budget,
-            ..common::config()
-        },
-    )
-    .await
-    .unwrap();
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_hub_bytes: budget,
+        ..common::config()
+    })
+    .await;
     // Tenant B follows one log and gets four events of 128 KiB: a 512 KiB window (1 MiB held), a quarter of the
     // budget, larger than any one window of tenant A's.
     let b_log = store.session("tenant-b", "sesn_b");
@@ -344,17 +334,12 @@ async fn one_tenants_many_large_windows_trim_only_its_own_and_another_tenants_fo
 
 #[tokio::test]
 async fn a_tenants_catch_up_reads_in_flight_never_pass_its_cap_and_its_followers_lose_nothing() {
-    let (server, _) = start().await;
     let cap = 2;
-    let store = Store::connect(
-        &server.url(),
-        corral_session::Config {
-            follow_catch_up_reads: cap,
-            ..common::config()
-        },
-    )
-    .await
-    .unwrap();
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_catch_up_reads: cap,
+        ..common::config()
+    })
+    .await;
     // Two tenants, 16 logs each with 12 events of 32 KiB: every follower resumes from the start, so each reads the
     // log itself (several reads: the first asks for two events, the size of the largest allowed).
     let filler = "z".repeat(32 << 10);
@@ -396,17 +381,12 @@ async fn a_tenants_catch_up_reads_in_flight_never_pass_its_cap_and_its_followers
 
 #[tokio::test]
 async fn a_tenant_cap_trims_only_that_tenants_windows() {
-    let (server, _) = start().await;
     let tenant_cap = 1 << 20;
-    let store = Store::connect(
-        &server.url(),
-        corral_session::Config {
-            follow_hub_tenant_bytes: tenant_cap,
-            ..common::config()
-        },
-    )
-    .await
-    .unwrap();
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_hub_tenant_bytes: tenant_cap,
+        ..common::config()
+    })
+    .await;
     let event = "c".repeat(128 << 10);
     // Tenant B: one log, two events, 512 KiB held: within the cap.
     let b_log = store.session("tenant-b", "sesn_b");
