@@ -425,3 +425,58 @@ async fn a_tenant_cap_trims_only_that_tenants_windows() {
         assert_eq!(first_words(follower, 2).await, ["0", "1"]);
     }
 }
+
+#[tokio::test]
+async fn a_tenant_waiting_for_catch_up_reads_never_holds_up_another_tenants() {
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_catch_up_reads: 1,
+        ..common::config()
+    })
+    .await;
+    // Tenant A: 16 logs of six 256 KiB events, every follower resuming from the start: about 32 reads, one at a time.
+    let filler = "a".repeat(256 << 10);
+    for s in 0..16 {
+        let log = store.session("tenant-a", &format!("sesn_{s}"));
+        for i in 0..6 {
+            log.append_user([user(&format!("{i} {filler}"))]).await.unwrap();
+        }
+    }
+    let b_log = store.session("tenant-b", "sesn_b");
+    for i in 0..3 {
+        b_log.append_user([user(&format!("{i} small"))]).await.unwrap();
+    }
+    let a_done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut a = Vec::new();
+    for s in 0..16 {
+        let log = store.session("tenant-a", &format!("sesn_{s}"));
+        let done = a_done.clone();
+        a.push(tokio::spawn(async move {
+            let mut follower = log.follow(Some(Cursor::START)).await.unwrap();
+            let words = first_words(&mut follower, 6).await;
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            words
+        }));
+    }
+    let hub = store.follow_hub().clone();
+    until("A's followers read the log", || hub.stats().catch_up_reads >= 2).await;
+
+    // B's follower catches up (two reads) with its own permit: a few of A's reads happen meanwhile (measured: 3 to
+    // 6), not the rest of A's queue (with one queue for every tenant: 26, and all of A's followers done first).
+    let before = hub.stats().catch_up_reads;
+    let a_finished_before = a_done.load(std::sync::atomic::Ordering::SeqCst);
+    let mut b = b_log.follow(Some(Cursor::START)).await.unwrap();
+    assert_eq!(first_words(&mut b, 3).await, ["0", "1", "2"]);
+    let during = hub.stats().catch_up_reads - before;
+    let a_finished = a_done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(a_finished_before < 16, "A was still catching up when B started");
+    assert!(
+        during < 16 && a_finished < 8,
+        "B waited behind A's queue: {during} reads were made while B caught up ({} of B's own); \
+         {a_finished_before} of A's 16 followers had caught up before, {a_finished} after",
+        b.catch_up_reads()
+    );
+    let expected: Vec<String> = (0..6).map(|i| i.to_string()).collect();
+    for reader in a {
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+}
