@@ -73,8 +73,18 @@ pub struct ServeArgs {
     /// The most bytes of memory the follow hub (one shared follow of every streamed session log) may hold in its
     /// windows of recent events, all logs together; past it the oldest are forgotten and streams that still need
     /// them read them from Redis.
+    /// The budget is shared fairly between tenants: past it the hub forgets events of the tenant holding the most,
+    /// so one tenant's many streams never trim another tenant's windows.
     #[arg(long, env = "CORRAL_GATEWAY_FOLLOW_HUB_BYTES", default_value_t = corral_session::DEFAULT_FOLLOW_HUB_BYTES)]
     pub follow_hub_bytes: usize,
+    /// The most bytes of the follow hub's windows one tenant (namespace) may hold, all its streamed logs together
+    /// (0: no cap of its own, only its fair share of --follow-hub-bytes).
+    #[arg(long, env = "CORRAL_GATEWAY_FOLLOW_HUB_TENANT_BYTES", default_value_t = 0)]
+    pub follow_hub_tenant_bytes: usize,
+    /// How many reads of Redis one tenant's event streams behind the follow hub's windows may have in flight at once
+    /// (0: no cap); its other lagging streams wait for one of them, never for another tenant's.
+    #[arg(long, env = "CORRAL_GATEWAY_FOLLOW_CATCH_UP_READS", default_value_t = corral_session::DEFAULT_FOLLOW_CATCH_UP_READS)]
+    pub follow_catch_up_reads: usize,
     /// How often the gateway reads Redis's memory use (`INFO memory`) into the `corral_gateway_redis_*_memory_bytes`
     /// gauges (0 disables it).
     #[arg(long, env = "CORRAL_GATEWAY_REDIS_MEMORY_POLL", default_value = "15s", value_parser = humantime_duration)]

@@ -38,6 +38,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
     let config = corral_session::Config {
         follow_hub_bytes: args.follow_hub_bytes,
+        follow_hub_tenant_bytes: args.follow_hub_tenant_bytes,
+        follow_catch_up_reads: args.follow_catch_up_reads,
         ..args.log_limits.config()
     };
     let store =

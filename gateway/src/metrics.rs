@@ -61,6 +61,15 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of the follow hub's forgotten bytes: which budget made it forget them (two values, so no tenant name ever
+/// becomes a label).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgottenLabels {
+    /// `tenant_cap` (the tenant held more than `--follow-hub-tenant-bytes`) or `process_budget` (all tenants held
+    /// more than `--follow-hub-bytes`; taken from the tenant holding the most).
+    pub reason: &'static str,
+}
+
 /// The gateway's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -82,6 +91,12 @@ pub struct Metrics {
     pub redis_maxmemory: Gauge,
     /// What the follow hub's windows of recent events hold, in bytes (capped by `--follow-hub-bytes`).
     pub follow_hub_bytes: Gauge,
+    /// Bytes of events the follow hub forgot to keep within its budgets, by [`ForgottenLabels`].
+    pub follow_hub_forgotten_bytes: Family<ForgottenLabels, Counter>,
+    /// Reads of Redis by event streams behind the follow hub's windows.
+    pub follow_catch_up_reads: Counter,
+    /// Such reads in flight now (each tenant has at most `--follow-catch-up-reads`).
+    pub follow_catch_up_reads_in_flight: Gauge,
     /// The registry holding them (for `/metrics`).
     pub registry: Arc<Mutex<Registry>>,
 }
@@ -107,6 +122,24 @@ impl Metrics {
         let redis_used_memory = Gauge::default();
         let redis_maxmemory = Gauge::default();
         let follow_hub_bytes = Gauge::default();
+        let follow_hub_forgotten_bytes = Family::<ForgottenLabels, Counter>::default();
+        let follow_catch_up_reads = Counter::default();
+        let follow_catch_up_reads_in_flight = Gauge::default();
+        registry.register(
+            "follow_hub_forgotten_bytes",
+            "Bytes of events the follow hub forgot to keep within a tenant's cap or the process's budget",
+            follow_hub_forgotten_bytes.clone(),
+        );
+        registry.register(
+            "follow_catch_up_reads",
+            "Reads of Redis by event streams behind the follow hub's windows",
+            follow_catch_up_reads.clone(),
+        );
+        registry.register(
+            "follow_catch_up_reads_in_flight",
+            "Reads of Redis by event streams behind the follow hub's windows, in flight now",
+            follow_catch_up_reads_in_flight.clone(),
+        );
         registry.register(
             "follow_hub_bytes",
             "Bytes the follow hub's windows of recent events hold (all streamed logs together)",
@@ -150,6 +183,9 @@ impl Metrics {
             redis_used_memory,
             redis_maxmemory,
             follow_hub_bytes,
+            follow_hub_forgotten_bytes,
+            follow_catch_up_reads,
+            follow_catch_up_reads_in_flight,
             registry: Arc::new(Mutex::new(registry)),
         }
     }
@@ -212,15 +248,48 @@ pub async fn watch_redis_memory(store: corral_session::Store, metrics: Metrics, 
     }
 }
 
-/// Copies what the follow hub holds into [`Metrics::follow_hub_bytes`] every second, forever.
+/// Copies what the follow hub holds and has done into the `follow_*` metrics every second, forever.
 pub async fn watch_follow_hub(store: corral_session::Store, metrics: Metrics) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut last = corral_session::FollowHubStats::default();
     loop {
         tick.tick().await;
-        let held = store.follow_hub_held_bytes();
+        let now = store.follow_hub_stats();
+        record_follow_hub(&metrics, &last, &now);
+        last = now;
+    }
+}
+
+/// Sets the follow hub's gauges to `now` and adds to its counters what they grew since `last`.
+fn record_follow_hub(
+    metrics: &Metrics,
+    last: &corral_session::FollowHubStats,
+    now: &corral_session::FollowHubStats,
+) {
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    metrics.follow_hub_bytes.set(gauge(now.held_bytes));
+    metrics
+        .follow_catch_up_reads_in_flight
+        .set(gauge(now.catch_up_in_flight));
+    metrics
+        .follow_catch_up_reads
+        .inc_by(now.catch_up_reads.saturating_sub(last.catch_up_reads));
+    for (reason, now, last) in [
+        (
+            "tenant_cap",
+            now.forgotten_tenant_cap_bytes,
+            last.forgotten_tenant_cap_bytes,
+        ),
+        (
+            "process_budget",
+            now.forgotten_process_budget_bytes,
+            last.forgotten_process_budget_bytes,
+        ),
+    ] {
         metrics
-            .follow_hub_bytes
-            .set(i64::try_from(held).unwrap_or(i64::MAX));
+            .follow_hub_forgotten_bytes
+            .get_or_create(&ForgottenLabels { reason })
+            .inc_by(now.saturating_sub(last));
     }
 }
 
@@ -285,6 +354,40 @@ mod tests {
             series + 1,
             "a known method has its own series"
         );
+    }
+
+    #[test]
+    fn the_follow_hubs_counters_grow_by_what_it_did_and_its_gauges_show_what_it_holds() {
+        let metrics = Metrics::new();
+        let first = corral_session::FollowHubStats {
+            held_bytes: 1000,
+            forgotten_tenant_cap_bytes: 10,
+            forgotten_process_budget_bytes: 20,
+            catch_up_reads: 3,
+            catch_up_in_flight: 2,
+            catch_up_peak_per_tenant: 2,
+        };
+        record_follow_hub(&metrics, &corral_session::FollowHubStats::default(), &first);
+        let second = corral_session::FollowHubStats {
+            held_bytes: 500,
+            forgotten_process_budget_bytes: 70,
+            catch_up_reads: 8,
+            catch_up_in_flight: 0,
+            ..first
+        };
+        record_follow_hub(&metrics, &first, &second);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry.lock().expect("registry"))
+            .expect("encode");
+        for line in [
+            "corral_gateway_follow_hub_bytes 500",
+            "corral_gateway_follow_catch_up_reads_total 8",
+            "corral_gateway_follow_catch_up_reads_in_flight 0",
+            "corral_gateway_follow_hub_forgotten_bytes_total{reason=\"tenant_cap\"} 10",
+            "corral_gateway_follow_hub_forgotten_bytes_total{reason=\"process_budget\"} 70",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
     }
 
     #[test]

@@ -18,9 +18,14 @@
 //! clock when it takes the log up, and catches up itself, in bounded reads. A follower also
 //! re-reads the log now and then without a notification, so a hub that failed costs latency, never events.
 //!
-//! What the windows hold is capped for the whole process ([`crate::Config::follow_hub_bytes`]): past the cap the
-//! hub forgets the oldest events of the largest window (so a log of small events keeps its window while another's
-//! large events fill the budget), and a follower that still needed them reads them from the log.
+//! What the windows hold is capped for the whole process ([`crate::Config::follow_hub_bytes`]) and, optionally, per
+//! tenant ([`crate::Config::follow_hub_tenant_bytes`]); the process's budget is shared fairly: past it the hub
+//! forgets the oldest events of the tenant that holds the most, largest window first ([`budget`]), so one tenant's
+//! many large windows never trim another's. A follower that still needed forgotten events reads them from the log,
+//! at most [`crate::Config::follow_catch_up_reads`] reads at once per tenant ([`catch_up`]).
+
+mod budget;
+mod catch_up;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -47,7 +52,8 @@ const WINDOW_BYTES: usize = 16 << 20;
 /// About how many bytes of entries a follower behind the window reads at once (at least one entry).
 const CATCH_UP_BYTES: usize = 4 << 20;
 
-/// How many entries a follower's first read of the log asks for, before it knows how large they are.
+/// How many entries a follower's first read of the log asks for at most, before it knows how large they are (fewer
+/// when [`CATCH_UP_BYTES`] holds fewer of the largest events: see [`first_catch_up`]).
 const FIRST_CATCH_UP: usize = 16;
 
 /// How many bytes of memory the hub counts per byte of an entry it keeps: the decoded event, and its JSON once a
@@ -81,6 +87,24 @@ impl SharedEvent {
     }
 }
 
+/// What a [`FollowHub`] holds and has done since it started (for metrics and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FollowHubStats {
+    /// About how many bytes of memory the windows hold ([`FollowHub::held_bytes`]).
+    pub held_bytes: usize,
+    /// Bytes of entries forgotten because their tenant held more than [`crate::Config::follow_hub_tenant_bytes`].
+    pub forgotten_tenant_cap_bytes: u64,
+    /// Bytes of entries forgotten because all tenants together held more than [`crate::Config::follow_hub_bytes`]
+    /// (always from the tenant holding the most).
+    pub forgotten_process_budget_bytes: u64,
+    /// Reads followers made of their logs themselves, behind the hub's windows.
+    pub catch_up_reads: u64,
+    /// Such reads in flight now, all tenants together.
+    pub catch_up_in_flight: usize,
+    /// The most such reads one tenant had in flight at once (at most [`crate::Config::follow_catch_up_reads`]).
+    pub catch_up_peak_per_tenant: usize,
+}
+
 /// One process's shared follow of many session logs. Cheap to clone.
 #[derive(Clone)]
 pub struct FollowHub {
@@ -106,6 +130,12 @@ struct HubInner {
     logs: Mutex<HashMap<String, Followed>>,
     /// About how many bytes the windows of every log hold together (see [`HELD_PER_ENTRY_BYTE`]).
     held: std::sync::atomic::AtomicUsize,
+    /// Bytes of entries forgotten to keep within a tenant's cap.
+    forgotten_tenant_cap: std::sync::atomic::AtomicU64,
+    /// Bytes of entries forgotten to keep within the process's budget.
+    forgotten_process_budget: std::sync::atomic::AtomicU64,
+    /// Followers' own reads of the log, per tenant.
+    catch_ups: catch_up::CatchUps,
     /// A connection of its own for followers behind the window, so that their reads (possibly large) never queue
     /// ahead of the shared connection's commands (another tenant's appends, say). Made on first use.
     catch_up: tokio::sync::Mutex<Option<MultiplexedConnection>>,
@@ -124,6 +154,8 @@ struct Followed {
     window: Window,
     notify: watch::Sender<u64>,
     followers: usize,
+    /// The namespace of the log: whose share of the budget its window takes.
+    tenant: String,
     bell: String,
 }
 
@@ -191,36 +223,6 @@ impl Window {
     }
 }
 
-/// Forgets the oldest events of the largest window until the windows together hold at most `budget` bytes
-/// (counted as [`HELD_PER_ENTRY_BYTE`] per byte of entry); answers what they hold then. Taking from the largest
-/// window first leaves a log of small events its window while another log's large events fill the budget.
-fn keep_within(logs: &mut HashMap<String, Followed>, budget: usize) -> usize {
-    let mut held: usize = logs.values().map(|f| f.window.bytes * HELD_PER_ENTRY_BYTE).sum();
-    if held <= budget {
-        return held;
-    }
-    let mut largest: std::collections::BinaryHeap<(usize, String)> = logs
-        .iter()
-        .filter(|(_, f)| !f.window.events.is_empty())
-        .map(|(key, f)| (f.window.bytes, key.clone()))
-        .collect();
-    while held > budget {
-        let Some((_, key)) = largest.pop() else {
-            break;
-        };
-        let Some(window) = logs.get_mut(&key).map(|f| &mut f.window) else {
-            continue;
-        };
-        if let Some(size) = window.forget_oldest() {
-            held = held.saturating_sub(size * HELD_PER_ENTRY_BYTE);
-        }
-        if !window.events.is_empty() {
-            largest.push((window.bytes, key));
-        }
-    }
-    held
-}
-
 /// An entry as the hub read it: its position, and the event with its size (none when it is not an event).
 type Decoded = (Cursor, Option<(Arc<SharedEvent>, usize)>);
 
@@ -259,6 +261,9 @@ impl FollowHub {
             id: hub_id(),
             logs: Mutex::new(HashMap::new()),
             held: std::sync::atomic::AtomicUsize::new(0),
+            forgotten_tenant_cap: Default::default(),
+            forgotten_process_budget: Default::default(),
+            catch_ups: catch_up::CatchUps::default(),
             catch_up: tokio::sync::Mutex::new(None),
             arrived: tokio::sync::Notify::new(),
         });
@@ -277,10 +282,28 @@ impl FollowHub {
         self.inner.held.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// What the hub holds and has done so far.
+    pub fn stats(&self) -> FollowHubStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let inner = &self.inner;
+        FollowHubStats {
+            held_bytes: self.held_bytes(),
+            forgotten_tenant_cap_bytes: inner.forgotten_tenant_cap.load(Relaxed),
+            forgotten_process_budget_bytes: inner.forgotten_process_budget.load(Relaxed),
+            catch_up_reads: inner.catch_ups.reads.load(Relaxed),
+            catch_up_in_flight: inner.catch_ups.in_flight.load(Relaxed),
+            catch_up_peak_per_tenant: inner.catch_ups.peak.load(Relaxed),
+        }
+    }
+
     /// Registers a follower of stream `key` (of namespace `namespace`) that has read to `from` (the log's end when
     /// `at_end`); rings the doorbell when the hub did not read that log yet.
     async fn subscribe(&self, namespace: &str, key: &str, from: Cursor, at_end: bool) -> Subscription {
         let bell = crate::keys::Tenant::new(namespace).follow_doorbell(&self.inner.id);
+        let reads = self
+            .inner
+            .catch_ups
+            .join(namespace, self.inner.config.follow_catch_up_reads);
         let (receiver, new) = {
             let mut logs = self.inner.logs();
             match logs.get_mut(key) {
@@ -302,6 +325,7 @@ impl FollowHub {
                             window,
                             notify,
                             followers: 1,
+                            tenant: namespace.to_owned(),
                             bell: bell.clone(),
                         },
                     );
@@ -316,6 +340,8 @@ impl FollowHub {
         Subscription {
             hub: self.inner.clone(),
             key: key.to_owned(),
+            tenant: namespace.to_owned(),
+            reads,
             receiver,
         }
     }
@@ -379,11 +405,15 @@ impl HubInner {
 struct Subscription {
     hub: Arc<HubInner>,
     key: String,
+    tenant: String,
+    /// The tenant's catch-up permits.
+    reads: Arc<catch_up::TenantReads>,
     receiver: watch::Receiver<u64>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.hub.catch_ups.leave(&self.tenant);
         let mut logs = self.hub.logs();
         if let Some(followed) = logs.get_mut(&self.key) {
             followed.followers = followed.followers.saturating_sub(1);
@@ -518,8 +548,14 @@ async fn read_loop(hub: Weak<HubInner>) {
                         followed.notify.send_modify(|n| *n = n.wrapping_add(1));
                     }
                 }
-                let held = keep_within(&mut logs, config.follow_hub_bytes);
+                let (held, forgotten) = budget::keep_within(&mut logs, budget(&config));
+                drop(logs);
                 inner.held.store(held, std::sync::atomic::Ordering::Relaxed);
+                let add = |total: &std::sync::atomic::AtomicU64, bytes: usize| {
+                    total.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+                };
+                add(&inner.forgotten_tenant_cap, forgotten.tenant_cap);
+                add(&inner.forgotten_process_budget, forgotten.process_budget);
             }
             Err(err) => {
                 conn = None;
@@ -554,6 +590,23 @@ async fn take_up_new_logs(hub: &HubInner, conn: &mut MultiplexedConnection) -> R
     Ok(())
 }
 
+/// The hub's budgets as `config` sets them.
+fn budget(config: &Config) -> budget::Budget {
+    budget::Budget {
+        process: config.follow_hub_bytes,
+        tenant: match config.follow_hub_tenant_bytes {
+            0 => usize::MAX,
+            bytes => bytes,
+        },
+    }
+}
+
+/// How many entries a follower's first read asks for: [`FIRST_CATCH_UP`], or fewer when that many of the largest
+/// events the log takes would pass [`CATCH_UP_BYTES`] (at least one).
+fn first_catch_up(config: &Config) -> usize {
+    (CATCH_UP_BYTES / config.max_event_bytes.max(1)).clamp(1, FIRST_CATCH_UP)
+}
+
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(100 * u64::from(1u32 << failures.min(5))).min(Duration::from_secs(3))
 }
@@ -572,6 +625,8 @@ pub struct Follower {
     buffer: VecDeque<Arc<SharedEvent>>,
     /// How many entries the next read of the log asks for.
     batch: usize,
+    /// How many times this follower read the log itself (behind the hub's window).
+    catch_up_reads: u64,
 }
 
 impl std::fmt::Debug for Follower {
@@ -593,13 +648,20 @@ impl Follower {
             .subscribe(log.keys.tenant().namespace(), &log.keys.events(), after, at_end)
             .await;
         Self {
-            log,
             subscription,
             cursor: after,
             read_to: after,
             buffer: VecDeque::new(),
-            batch: FIRST_CATCH_UP,
+            batch: first_catch_up(log.store.config()),
+            log,
+            catch_up_reads: 0,
         }
+    }
+
+    /// How many times this follower read its log itself because the hub's window did not hold what it needed
+    /// (each such read waited for one of its tenant's catch-up permits).
+    pub fn catch_up_reads(&self) -> u64 {
+        self.catch_up_reads
     }
 
     /// The cursor of the last event returned (or the starting point): resume from here.
@@ -634,17 +696,17 @@ impl Follower {
     /// Reads what follows the last buffered or returned event (from the hub's window when it covers the cursor,
     /// else from the log); answers whether there was any.
     async fn fill(&mut self) -> Result<bool> {
-        let shared = {
-            let logs = self.subscription.hub.logs();
-            logs.get(&self.subscription.key)
-                .and_then(|followed| followed.window.after(self.read_to))
-        };
-        if let Some((events, to)) = shared {
-            self.read_to = to;
-            let read = !events.is_empty();
-            self.buffer.extend(events);
+        if let Some(read) = self.fill_from_window() {
             return Ok(read);
         }
+        let hub = self.subscription.hub.clone();
+        let reads = self.subscription.reads.clone();
+        let _permit = hub.catch_ups.permit(&reads).await;
+        // The hub may have read this far while the follower waited for its permit.
+        if let Some(read) = self.fill_from_window() {
+            return Ok(read);
+        }
+        self.catch_up_reads += 1;
         let config = self.log.store.config();
         let count = self.batch.clamp(1, config.follow_batch.max(1));
         let cmd = redis::cmd("XRANGE")
@@ -654,7 +716,6 @@ impl Follower {
             .arg("COUNT")
             .arg(count)
             .to_owned();
-        let hub = &self.subscription.hub;
         let mut conn = hub.catch_up().await?;
         let reply: Result<StreamRangeReply> = self
             .log
@@ -670,12 +731,10 @@ impl Follower {
             }
         };
         let read = !reply.ids.is_empty();
-        // The next read's size: about CATCH_UP_BYTES of entries as large as these, so that a follower behind a
-        // log of large events holds a few of them, not a batch.
-        let bytes: usize = reply.ids.iter().map(entry_bytes).sum();
-        if read {
-            let average = (bytes / reply.ids.len()).max(1);
-            self.batch = (CATCH_UP_BYTES / average).clamp(1, config.follow_batch.max(1));
+        // The next read's size: about CATCH_UP_BYTES of entries as large as the largest of these, so that a
+        // follower behind a log of large events holds a few of them, not a batch.
+        if let Some(largest) = reply.ids.iter().map(entry_bytes).max() {
+            self.batch = (CATCH_UP_BYTES / largest.max(1)).clamp(1, config.follow_batch.max(1));
         }
         for entry in &reply.ids {
             let cursor: Cursor = entry
@@ -686,6 +745,20 @@ impl Follower {
             self.buffer.extend(decode_lossy(entry).map(SharedEvent::new));
         }
         Ok(read)
+    }
+
+    /// Takes what follows the follower's position from the hub's window when the window covers it; answers whether
+    /// there was anything, or none when the follower must read the log itself.
+    fn fill_from_window(&mut self) -> Option<bool> {
+        let (events, to) = {
+            let logs = self.subscription.hub.logs();
+            logs.get(&self.subscription.key)
+                .and_then(|followed| followed.window.after(self.read_to))
+        }?;
+        self.read_to = to;
+        let read = !events.is_empty();
+        self.buffer.extend(events);
+        Some(read)
     }
 
     /// The follower as a stream of events. It ends after the first error; resume with a new follower from the

@@ -42,15 +42,15 @@ mod wakeup;
 pub use connection::Connection;
 pub use cursor::Cursor;
 pub use error::{Error, Result};
-pub use follow::{FollowHub, Follower, SharedEvent};
+pub use follow::{FollowHub, FollowHubStats, Follower, SharedEvent};
 pub use keys::SessionKeys;
 pub use lease::{FencingToken, Lease, ReplicaAcquire, ReplicaRelease};
 pub use ledger::SessionSpend;
 pub use log::{Appended, NewEvent, Order, Page, SessionLog, StoredEvent};
 pub use settle::generated_key;
 pub use store::{
-    Config, DEFAULT_FOLLOW_HUB_BYTES, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_SESSION_BYTES,
-    DEFAULT_MAX_SESSION_EVENTS, Memory, STARTUP_PATIENCE, SessionCaps, Store,
+    Config, DEFAULT_FOLLOW_CATCH_UP_READS, DEFAULT_FOLLOW_HUB_BYTES, DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_SESSION_BYTES, DEFAULT_MAX_SESSION_EVENTS, Memory, STARTUP_PATIENCE, SessionCaps, Store,
 };
 pub use sweep::{TAIL as SWEEP_TAIL, unanswered_in};
 pub use wakeup::{QueueStats, WakeConsumer, Wakeup};

@@ -28,9 +28,17 @@ pub struct Config {
     /// How many events a follow reads per round trip.
     pub follow_batch: usize,
     /// The most bytes of memory the [`FollowHub`]'s windows of recent events may hold, all followed logs together
-    /// (each event counted twice its size in the log: decoded, and as JSON). Past it the oldest events of any log
-    /// are forgotten; a follower that still needs them reads them from the log.
+    /// (each event counted twice its size in the log: decoded, and as JSON). Past it the oldest events of the
+    /// tenant (namespace) holding the most are forgotten, so each tenant keeps at least its fair share (this budget
+    /// divided by the tenants holding events) of what it needs; a follower that still needs forgotten events reads
+    /// them from the log.
     pub follow_hub_bytes: usize,
+    /// The most bytes of the [`FollowHub`]'s windows one tenant (namespace) may hold, counted as
+    /// [`Config::follow_hub_bytes`] counts (0: no cap of its own, only its fair share of the process's budget).
+    pub follow_hub_tenant_bytes: usize,
+    /// How many reads of the log one tenant's followers behind the hub's windows may have in flight at once (0: no
+    /// cap); the others wait for one of them to finish, never for another tenant's.
+    pub follow_catch_up_reads: usize,
     /// How long a client append made with an idempotency key is remembered: a repeat within this window gets the
     /// first append's events back and appends nothing.
     pub idempotency_window: Duration,
@@ -72,6 +80,8 @@ impl Default for SessionCaps {
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 2 << 20;
 /// The default of [`Config::follow_hub_bytes`]: 96 MiB.
 pub const DEFAULT_FOLLOW_HUB_BYTES: usize = 96 << 20;
+/// The default of [`Config::follow_catch_up_reads`]: 4 per tenant.
+pub const DEFAULT_FOLLOW_CATCH_UP_READS: usize = 4;
 /// The default of [`SessionCaps::max_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_SESSION_BYTES: u64 = 64 << 20;
 /// The default of [`SessionCaps::max_events`]: 100,000.
@@ -85,6 +95,8 @@ impl Default for Config {
             block: Duration::from_secs(10),
             follow_batch: 256,
             follow_hub_bytes: DEFAULT_FOLLOW_HUB_BYTES,
+            follow_hub_tenant_bytes: 0,
+            follow_catch_up_reads: DEFAULT_FOLLOW_CATCH_UP_READS,
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             session_caps: SessionCaps::default(),
@@ -268,6 +280,11 @@ impl Store {
     /// What the follow hub's windows hold ([`FollowHub::held_bytes`]); 0 while no follow started it.
     pub fn follow_hub_held_bytes(&self) -> usize {
         self.hub.get().map_or(0, FollowHub::held_bytes)
+    }
+
+    /// What the follow hub holds and has done ([`FollowHub::stats`]); all zero while no follow started it.
+    pub fn follow_hub_stats(&self) -> crate::FollowHubStats {
+        self.hub.get().map(FollowHub::stats).unwrap_or_default()
     }
 }
 

@@ -168,17 +168,12 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn the_hub_holds_at_most_its_byte_budget_and_followers_read_what_it_forgot_from_the_log() {
-    let (server, _) = start().await;
     let budget = 2 << 20;
-    let store = Store::connect(
-        &server.url(),
-        corral_session::Config {
-            follow_hub_bytes: budget,
-            ..common::config()
-        },
-    )
-    .await
-    .unwrap();
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_hub_bytes: budget,
+        ..common::config()
+    })
+    .await;
     // Eight logs with a follower each that reads nothing yet, three events of 256 KiB on each: 6 MiB of entries,
     // 12 MiB decoded and as JSON, six times the budget.
     let mut followers = Vec::new();
@@ -255,4 +250,233 @@ async fn a_follower_resuming_from_long_ago_catches_up_itself_the_hub_reads_only_
         held < 64 << 10,
         "the hub took up the log at its end, not at the follower's cursor: it holds {held} bytes"
     );
+}
+
+/// Reads `n` events from `follower` (10 s each at most); answers the first word of each one's text.
+async fn first_words(follower: &mut corral_session::Follower, n: usize) -> Vec<String> {
+    let mut words = Vec::new();
+    for _ in 0..n {
+        let event = tokio::time::timeout(Duration::from_secs(10), follower.next())
+            .await
+            .expect("every event arrives")
+            .unwrap();
+        let text = common::text_of(&event.event.body);
+        words.push(text.split(' ').next().unwrap().to_owned());
+    }
+    words
+}
+
+#[tokio::test]
+async fn one_tenants_many_large_windows_trim_only_its_own_and_another_tenants_follower_never_reads_redis() {
+    let budget = 4 << 20;
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_hub_bytes: budget,
+        ..common::config()
+    })
+    .await;
+    // Tenant B follows one log and gets four events of 128 KiB: a 512 KiB window (1 MiB held), a quarter of the
+    // budget, larger than any one window of tenant A's.
+    let b_log = store.session("tenant-b", "sesn_b");
+    let mut b = b_log.follow(None).await.unwrap();
+    let b_event = "b".repeat(128 << 10);
+    for i in 0..4 {
+        b_log
+            .append_user([user(&format!("{i} {b_event}"))])
+            .await
+            .unwrap();
+    }
+    let hub = store.follow_hub().clone();
+    until("the hub reads B's events", || hub.held_bytes() >= 1 << 20).await;
+
+    // Tenant A follows 40 logs with two events of 64 KiB each: 5 MiB of entries, 10 MiB held, over twice the budget.
+    let mut a = Vec::new();
+    for s in 0..40 {
+        a.push(
+            store
+                .session("tenant-a", &format!("sesn_{s}"))
+                .follow(None)
+                .await
+                .unwrap(),
+        );
+    }
+    let a_event = "a".repeat(64 << 10);
+    for i in 0..2 {
+        for s in 0..40 {
+            let log = store.session("tenant-a", &format!("sesn_{s}"));
+            log.append_user([user(&format!("{i} {a_event}"))]).await.unwrap();
+        }
+    }
+    // About 3.5 MiB of entries must go to bring 5.5 MiB within the budget's 2 MiB (twice counted).
+    until("the hub forgets what passes its budget", || {
+        hub.stats().forgotten_process_budget_bytes >= 3 << 20
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = hub.stats();
+    assert!(stats.held_bytes <= budget, "{stats:?}");
+    assert_eq!(stats.forgotten_tenant_cap_bytes, 0, "no tenant cap set");
+
+    // B's window stayed whole: its follower gets every event from the hub and never reads Redis itself.
+    assert_eq!(first_words(&mut b, 4).await, ["0", "1", "2", "3"]);
+    assert_eq!(
+        b.catch_up_reads(),
+        0,
+        "tenant A's windows cost tenant B's follower a read of its own: {stats:?}"
+    );
+    // A's followers read what the hub forgot of A's windows from the log: nothing lost or reordered.
+    let mut a_reads = 0;
+    for follower in &mut a {
+        assert_eq!(first_words(follower, 2).await, ["0", "1"]);
+        a_reads += follower.catch_up_reads();
+    }
+    assert!(a_reads > 0, "A paid for its own excess: {:?}", hub.stats());
+}
+
+#[tokio::test]
+async fn a_tenants_catch_up_reads_in_flight_never_pass_its_cap_and_its_followers_lose_nothing() {
+    let cap = 2;
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_catch_up_reads: cap,
+        ..common::config()
+    })
+    .await;
+    // Two tenants, 16 logs each with 12 events of 32 KiB: every follower resumes from the start, so each reads the
+    // log itself (several reads: the first asks for two events, the size of the largest allowed).
+    let filler = "z".repeat(32 << 10);
+    for tenant in ["tenant-a", "tenant-b"] {
+        for s in 0..16 {
+            let log = store.session(tenant, &format!("sesn_{s}"));
+            for i in 0..12 {
+                log.append_user([user(&format!("{i} {filler}"))]).await.unwrap();
+            }
+        }
+    }
+    let mut readers = Vec::new();
+    for tenant in ["tenant-a", "tenant-b"] {
+        for s in 0..16 {
+            let log = store.session(tenant, &format!("sesn_{s}"));
+            readers.push(tokio::spawn(async move {
+                let mut follower = log.follow(Some(Cursor::START)).await.unwrap();
+                let words = first_words(&mut follower, 12).await;
+                (words, follower.catch_up_reads(), follower)
+            }));
+        }
+    }
+    let expected: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+    let mut followers = Vec::new();
+    for reader in readers {
+        let (words, reads, follower) = reader.await.unwrap();
+        assert_eq!(words, expected, "every event, in order");
+        assert!(reads >= 2, "caught up by reading the log: {reads} reads");
+        followers.push(follower);
+    }
+    let stats = store.follow_hub().stats();
+    assert_eq!(
+        stats.catch_up_peak_per_tenant, cap,
+        "at most {cap} reads in flight per tenant (and the followers did read at once): {stats:?}"
+    );
+    assert_eq!(stats.catch_up_in_flight, 0);
+    assert!(stats.catch_up_reads >= 64, "{stats:?}");
+}
+
+#[tokio::test]
+async fn a_tenant_cap_trims_only_that_tenants_windows() {
+    let tenant_cap = 1 << 20;
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_hub_tenant_bytes: tenant_cap,
+        ..common::config()
+    })
+    .await;
+    let event = "c".repeat(128 << 10);
+    // Tenant B: one log, two events, 512 KiB held: within the cap.
+    let b_log = store.session("tenant-b", "sesn_b");
+    let mut b = b_log.follow(None).await.unwrap();
+    for i in 0..2 {
+        b_log.append_user([user(&format!("{i} {event}"))]).await.unwrap();
+    }
+    let hub = store.follow_hub().clone();
+    until("the hub reads B's events", || hub.held_bytes() >= 512 << 10).await;
+    // Tenant A: eight logs, two events each, 4 MiB held: four times the cap, far within the process's budget.
+    let mut a = Vec::new();
+    for s in 0..8 {
+        let log = store.session("tenant-a", &format!("sesn_{s}"));
+        a.push(log.follow(None).await.unwrap());
+    }
+    for i in 0..2 {
+        for s in 0..8 {
+            let log = store.session("tenant-a", &format!("sesn_{s}"));
+            log.append_user([user(&format!("{i} {event}"))]).await.unwrap();
+        }
+    }
+    until("the hub keeps A within its cap", || {
+        hub.stats().forgotten_tenant_cap_bytes >= 3 * (128 << 10) * 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = hub.stats();
+    assert_eq!(stats.forgotten_process_budget_bytes, 0, "{stats:?}");
+    assert!(
+        stats.held_bytes <= tenant_cap + (512 << 10) + (16 << 10),
+        "A holds at most its cap beside B's window: {stats:?}"
+    );
+    assert_eq!(first_words(&mut b, 2).await, ["0", "1"]);
+    assert_eq!(b.catch_up_reads(), 0, "B's window stayed whole: {stats:?}");
+    for follower in &mut a {
+        assert_eq!(first_words(follower, 2).await, ["0", "1"]);
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_waiting_for_catch_up_reads_never_holds_up_another_tenants() {
+    let (_server, store) = common::start_with(corral_session::Config {
+        follow_catch_up_reads: 1,
+        ..common::config()
+    })
+    .await;
+    // Tenant A: 16 logs of six 256 KiB events, every follower resuming from the start: about 32 reads, one at a time.
+    let filler = "a".repeat(256 << 10);
+    for s in 0..16 {
+        let log = store.session("tenant-a", &format!("sesn_{s}"));
+        for i in 0..6 {
+            log.append_user([user(&format!("{i} {filler}"))]).await.unwrap();
+        }
+    }
+    let b_log = store.session("tenant-b", "sesn_b");
+    for i in 0..3 {
+        b_log.append_user([user(&format!("{i} small"))]).await.unwrap();
+    }
+    let a_done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut a = Vec::new();
+    for s in 0..16 {
+        let log = store.session("tenant-a", &format!("sesn_{s}"));
+        let done = a_done.clone();
+        a.push(tokio::spawn(async move {
+            let mut follower = log.follow(Some(Cursor::START)).await.unwrap();
+            let words = first_words(&mut follower, 6).await;
+            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            words
+        }));
+    }
+    let hub = store.follow_hub().clone();
+    until("A's followers read the log", || hub.stats().catch_up_reads >= 2).await;
+
+    // B's follower catches up (two reads) with its own permit: a few of A's reads happen meanwhile (measured: 3 to
+    // 6), not the rest of A's queue (with one queue for every tenant: 26, and all of A's followers done first).
+    let before = hub.stats().catch_up_reads;
+    let a_finished_before = a_done.load(std::sync::atomic::Ordering::SeqCst);
+    let mut b = b_log.follow(Some(Cursor::START)).await.unwrap();
+    assert_eq!(first_words(&mut b, 3).await, ["0", "1", "2"]);
+    let during = hub.stats().catch_up_reads - before;
+    let a_finished = a_done.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(a_finished_before < 16, "A was still catching up when B started");
+    assert!(
+        during < 16 && a_finished < 8,
+        "B waited behind A's queue: {during} reads were made while B caught up ({} of B's own); \
+         {a_finished_before} of A's 16 followers had caught up before, {a_finished} after",
+        b.catch_up_reads()
+    );
+    let expected: Vec<String> = (0..6).map(|i| i.to_string()).collect();
+    for reader in a {
+        assert_eq!(reader.await.unwrap(), expected);
+    }
 }

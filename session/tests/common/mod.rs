@@ -17,8 +17,13 @@ pub fn config() -> Config {
 
 /// Starts a redis-server and connects a store to it.
 pub async fn start() -> (RedisServer, Store) {
+    start_with(config()).await
+}
+
+/// Starts a redis-server and connects a store with `config` to it.
+pub async fn start_with(config: Config) -> (RedisServer, Store) {
     let server = RedisServer::start().expect("redis-server starts (run hack/tools.sh)");
-    let store = Store::connect(&server.url(), config()).await.expect("connects");
+    let store = Store::connect(&server.url(), config).await.expect("connects");
     (server, store)
 }
 
