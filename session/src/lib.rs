@@ -46,7 +46,7 @@ pub use follow::{FollowHub, FollowHubStats, Follower, SharedEvent};
 pub use keys::SessionKeys;
 pub use lease::{FencingToken, Lease, ReplicaAcquire, ReplicaRelease};
 pub use ledger::SessionSpend;
-pub use log::{Appended, NewEvent, Order, Page, SessionLog, StoredEvent};
+pub use log::{Appended, NewEvent, Order, Page, SPEC_GENERATION_TTL, SessionLog, StoredEvent};
 pub use settle::generated_key;
 pub use store::{
     Config, DEFAULT_FOLLOW_CATCH_UP_READS, DEFAULT_FOLLOW_HUB_BYTES, DEFAULT_MAX_EVENT_BYTES,

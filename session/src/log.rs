@@ -5,6 +5,9 @@ use redis::{Value, streams::StreamRangeReply};
 
 use crate::{Cursor, Error, Result, SessionKeys, Store, follow::Follower, keys, lease::FencingToken};
 
+/// How long a recorded spec generation ([`SessionLog::raise_spec_generation`]) lives: far beyond a watch's lag.
+pub const SPEC_GENERATION_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// An event about to be appended: its id is chosen before the append, so it can be announced (for example in an
 /// SSE `event_start`) before the event itself is stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -442,11 +445,15 @@ impl SessionLog {
 
     /// Records that the Session custom resource's spec is at `generation` or newer (never lowered): the gateway calls
     /// it after writing the spec and before answering, so a reader of a watch-fed cache knows its copy is too old
-    /// ([`Self::spec_generation`]).
+    /// ([`Self::spec_generation`]). The record only has to outlast a watch's lag, so it expires after
+    /// [`SPEC_GENERATION_TTL`]: a raise racing the session's deletion leaves nothing behind for good, and a Session
+    /// created again under the same name (its generation starting at 1) is not held below a stale record.
     pub async fn raise_spec_generation(&self, generation: i64) -> Result<()> {
         let mut conn = self.store.connection();
         let mut invocation = crate::keys::scripts::RAISE.key(self.keys.spec_generation());
-        invocation.arg(generation);
+        invocation
+            .arg(generation)
+            .arg(SPEC_GENERATION_TTL.as_millis() as u64);
         self.store
             .run("raise spec generation", async move {
                 invocation.invoke_async::<i64>(&mut conn).await.map(drop)

@@ -263,6 +263,21 @@ async fn the_recorded_spec_generation_only_rises_and_goes_with_the_session() {
     assert_eq!(log.spec_generation().await.unwrap(), 3);
     log.raise_spec_generation(4).await.unwrap();
     assert_eq!(log.spec_generation().await.unwrap(), 4);
+    // It only has to outlast a watch's lag: it expires, so a raise racing the deletion below leaves nothing for good.
+    let mut conn = store.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*sesn_spec*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let most = corral_session::SPEC_GENERATION_TTL.as_millis() as i64;
+    assert!(ttl > most - 60_000 && ttl <= most, "{ttl}");
     log.delete().await.unwrap();
     assert_eq!(log.spec_generation().await.unwrap(), 0);
 }

@@ -122,12 +122,17 @@ async fn write_back(
         Ok(written) => {
             // Before answering: a tool call that starts after this answer finds the harness's watch-fed copy of the
             // Session older than this generation and reads the spec from the API server instead.
-            if let Some(generation) = written.metadata.generation {
-                state
+            // The change is made either way: a Redis failure here is logged, not answered as one (a retry of the
+            // add would then be refused as a clash with itself).
+            if let Some(generation) = written.metadata.generation
+                && let Err(err) = state
                     .log
                     .session(&tenant.namespace, id)
                     .raise_spec_generation(generation)
-                    .await?;
+                    .await
+            {
+                tracing::warn!(session = id, %err, "could not record the session's spec generation; the harness may \
+                    deliver this change of its resources one tool call late");
             }
             Ok(Some(written))
         }

@@ -142,7 +142,8 @@ async fn check_files(cx: &Cx, req: &SessionCreate) -> ApiResult<BTreeMap<String,
 
 /// Refuses (400 naming the field) an `authorization_secret_ref` whose Secret is missing, lacks the key, or may not
 /// be used as a repository token (`corral_api::repository::token_refusal`): the operator would never send that
-/// token, and the clone of a private repository would fail only at the first tool call.
+/// token, and the clone of a private repository would fail only at the first tool call. The three cases read the
+/// same, so an API key cannot probe which Secrets its namespace holds, nor what they are.
 async fn check_token_refs(cx: &Cx, req: &SessionCreate, session: &str) -> ApiResult<()> {
     let secrets = cx.api::<Secret>();
     for (i, r) in req.resources.iter().flatten().enumerate() {
@@ -153,21 +154,24 @@ async fn check_token_refs(cx: &Cx, req: &SessionCreate, session: &str) -> ApiRes
         else {
             continue;
         };
-        let name = &reference.name;
-        let refusal = match secrets.get_opt(name).await? {
-            None => Some(format!("Secret {name:?} does not exist in this namespace")),
-            Some(secret) => corral_api::repository::token_refusal(&secret, session).or_else(|| {
-                let has_key = secret
+        let usable = secrets.get_opt(&reference.name).await?.is_some_and(|secret| {
+            corral_api::repository::token_refusal(&secret, session).is_none()
+                && secret
                     .data
                     .as_ref()
-                    .is_some_and(|d| d.contains_key(&reference.key));
-                (!has_key).then(|| format!("Secret {name:?} has no key {:?}", reference.key))
-            }),
-        };
-        if let Some(why) = refusal {
+                    .is_some_and(|d| d.contains_key(&reference.key))
+        });
+        if !usable {
             return Err(ApiError::field(
                 &format!("resources[{i}].authorization_secret_ref"),
-                why,
+                format!(
+                    "Secret {:?} (key {:?}) is not usable as a repository token: it must exist in this namespace, \
+                     hold the key, and carry the label {}={}",
+                    reference.name,
+                    reference.key,
+                    corral_api::model_key::CREDENTIAL_LABEL,
+                    corral_api::repository::CREDENTIAL_REPOSITORY,
+                ),
             ));
         }
     }

@@ -214,10 +214,13 @@ impl SessionCache {
         }
     }
 
-    /// Drops the session's channel once its last waiter (`leaving`, still counted) goes.
-    fn leave(&self, session: &str) {
+    /// Drops a waiter's `receiver`, and the session's channel with it when that was the last one. The receiver is
+    /// dropped under the lock that subscribing takes too, so two waiters leaving at once cannot both count the other
+    /// and leave the channel behind.
+    fn leave(&self, session: &str, receiver: Option<watch::Receiver<u64>>) {
         let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        if waiters.get(session).is_some_and(|s| s.receiver_count() <= 1) {
+        drop(receiver);
+        if waiters.get(session).is_some_and(|s| s.receiver_count() == 0) {
             waiters.remove(session);
         }
     }
@@ -250,7 +253,7 @@ impl Changes {
 impl Drop for Changes {
     fn drop(&mut self) {
         if let Some(cache) = &self.cache {
-            cache.leave(&self.session);
+            cache.leave(&self.session, self.receiver.take());
         }
     }
 }

@@ -213,7 +213,7 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
     }
     let old = session.status.as_ref().map(|s| &s.conditions[..]).unwrap_or(&[]);
     let tokens = sandbox::grants::token_secrets(&ctx, &ns, &session).await?;
-    let refused_token = repository_token_condition(&session, &tokens, old, &mut status);
+    let refused_token = repository_token_condition(&session, &tokens, old, &mut status, Timestamp::now());
     let notify = became_unready(old, &status.conditions);
     apply_status(&api, &session, &status).await?;
     if let Some((kind, seconds)) = provisioned(
@@ -245,25 +245,31 @@ async fn apply(cached: Arc<Session>, ctx: Arc<Context>) -> Result<Action> {
     })
 }
 
-/// Sets the `RepositoryTokens` condition in `status` from the Secrets the repository resources name; answers the
-/// Warning Event to publish when it turns false or its message changes (not again at every pass).
+/// Sets the `RepositoryTokens` condition in `status` (built afresh, without it) from the Secrets the repository
+/// resources name, keeping the old condition's transition time while its status holds, so that an unchanged
+/// verdict writes no new status; answers the Warning Event to publish when it turns false or its message changes
+/// (not again at every pass).
 fn repository_token_condition(
     session: &Session,
     tokens: &std::collections::BTreeMap<String, Secret>,
     old: &[conditions::Condition],
     status: &mut SessionStatus,
+    now: Timestamp,
 ) -> Option<(&'static str, String)> {
     let (ok, reason, message) = sandbox::repository_grant::token_condition(session, tokens)?;
     let before = conditions::find(old, types::REPOSITORY_TOKENS);
     let news = before.is_none_or(|c| c.status != "False" || c.message != message);
-    let condition = new_condition(
+    let mut condition = new_condition(
         types::REPOSITORY_TOKENS,
         ok,
         reason,
         message.clone(),
         session.metadata.generation,
-        Timestamp::now(),
+        now,
     );
+    if let Some(before) = before.filter(|b| b.status == condition.status) {
+        condition.last_transition_time = before.last_transition_time.clone();
+    }
     set_condition(&mut status.conditions, condition);
     (!ok && news).then_some((reason, message))
 }
@@ -491,6 +497,29 @@ mod tests {
 
     fn t(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn an_unchanged_repository_token_verdict_keeps_its_transition_time_and_sends_no_second_event() {
+        let spec: corral_api::SessionSpec = serde_json::from_value(serde_json::json!({
+            "agent": {"name": "a"}, "environmentRef": {"name": "e"},
+            "resources": [{"type": "github_repository", "url": "https://git.example/o/r.git",
+                           "authorizationSecretRef": {"name": "gone", "key": "token"}}]
+        }))
+        .unwrap();
+        let session = Session::new("sesn-1", spec);
+        let none = std::collections::BTreeMap::new();
+        let mut first = SessionStatus::default();
+        let event = repository_token_condition(&session, &none, &[], &mut first, t(100));
+        assert!(event.is_some(), "the first refusal is told");
+        // The next pass starts from a status without the condition, as compute_status builds it.
+        let mut second = SessionStatus::default();
+        let event = repository_token_condition(&session, &none, &first.conditions, &mut second, t(200));
+        assert_eq!(event, None, "the same refusal is not told again");
+        assert_eq!(
+            second.conditions, first.conditions,
+            "an unchanged verdict writes the same status"
+        );
     }
 
     #[test]

@@ -183,16 +183,17 @@ return 0
     )
 });
 
-/// Raises a counter to a value, never lowering it: two writers finishing out of order leave the larger value.
+/// Raises a counter to a value, never lowering it: two writers finishing out of order leave the larger value. The
+/// counter expires `ARGV[2]` ms after its last raise.
 ///
-/// KEYS: the counter (string). ARGV: the value. Returns the counter's value after the call.
+/// KEYS: the counter (string). ARGV: the value, the time to live in ms. Returns the counter's value after the call.
 pub(crate) static RAISE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 local wanted = tonumber(ARGV[1])
 if wanted > current then
-  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return wanted
 end
 return current
