@@ -185,17 +185,27 @@ pub async fn put_in(volumes: &Volumes, path: &str, body: Body) -> Result<u64, Ap
     let file = volumes.resolve(path)?;
     let _unlocked = Unlocked::open(&volumes.session, &file)?;
     let name = file.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = file.with_file_name(format!(".{name}.corral-{}", crate::random_hex(6)));
-    let written = write_stream(&tmp, body).await;
-    let result = written.and_then(|bytes| {
-        set_mode(&tmp, 0o444).map_err(|e| io_error("cannot protect", &tmp, &e))?;
-        std::fs::rename(&tmp, &file).map_err(|e| io_error("cannot move into place", &file, &e))?;
-        Ok(bytes)
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let partial = Partial(file.with_file_name(format!(".{name}.corral-{}", crate::random_hex(6))));
+    let tmp = &partial.0;
+    let bytes = write_stream(tmp, body).await?;
+    set_mode(tmp, 0o444).map_err(|e| io_error("cannot protect", tmp, &e))?;
+    std::fs::rename(tmp, &file).map_err(|e| io_error("cannot move into place", &file, &e))?;
+    Ok(bytes)
+}
+
+/// A file being written, removed when dropped unless it was moved into place: also when the request is cancelled
+/// mid-body (the harness gave up at its deadline), so partial copies never eat the session's disk.
+struct Partial(PathBuf);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(file = %self.0.display(), error = %e, "could not remove a partial file resource");
+            }
+            _ => {}
+        }
     }
-    result
 }
 
 async fn write_stream(tmp: &Path, body: Body) -> Result<u64, ApiError> {
@@ -356,6 +366,35 @@ mod tests {
                 .all(|id| id != "file_2" && id != "file_3"),
             "{listed}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_put_cancelled_mid_body_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = volumes(dir.path());
+        // One chunk, then a body that never ends: the request is cancelled while it waits.
+        let first = futures::stream::once(async { Ok::<_, std::io::Error>(axum::body::Bytes::from("abc")) });
+        let body = Body::from_stream(first.chain(futures::stream::pending()));
+        let task = tokio::spawn(async move { put_in(&v, "/workspace/big.bin", body).await });
+        let partials = || {
+            std::fs::read_dir(dir.path().join("workspace"))
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        let mut seen = false;
+        for _ in 0..200 {
+            if partials().iter().any(|n| n.starts_with(".big.bin.corral-")) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(seen, "the partial file was written: {:?}", partials());
+        task.abort();
+        let _ = task.await;
+        assert_eq!(partials(), Vec::<String>::new(), "nothing is left behind");
     }
 
     #[tokio::test]
