@@ -74,6 +74,15 @@ if [[ ${BENCH_CLUSTER:-1} != 0 ]]; then
   }
   log "warm-pool claim vs cold pod creation"
   KUBECONFIG=$kubeconfig target/debug/sandbox_provisioning 10 | tee "$work/sandbox.txt"
+  log "warm-pool claim → first tool call answered, through the installed harness"
+  # The benchmark reads the session's log with Corral's system Redis user, through a forward to the Redis Service.
+  redis_ip=$("$state/bin/kubectl" --kubeconfig "$kubeconfig" -n corral-system get svc corral-redis -o jsonpath='{.spec.clusterIP}')
+  redis_port=$(free_port)
+  e2e/cluster/forward.sh to-cluster bench-redis "$redis_port" "$redis_ip:6379"
+  redis_password=$("$state/bin/kubectl" --kubeconfig "$kubeconfig" -n corral-system get secret corral-redis-auth -o jsonpath='{.data.password}' | base64 -d)
+  KUBECONFIG=$kubeconfig CORRAL_E2E_REDIS_URL="redis://corral:$redis_password@127.0.0.1:$redis_port" \
+    target/debug/warm_tool_call 20 | tee "$work/warm_call.txt"
+  e2e/cluster/forward.sh stop bench-redis
   log "turns through the installed gateway: time to first token, lazy vs eager, recovery (about 5 min)"
   KUBECONFIG=$kubeconfig target/debug/cluster_turns 30 8 3 | tee "$work/turns.txt"
 fi
@@ -116,6 +125,8 @@ cold=$(pick sandbox.txt '^cold creation: +(p50 .*)$')
 warm_ratio=$(pick sandbox.txt '^ratio warm/cold p50: ([0-9.]+)')
 # "<what> over N samples: p50 Xms, p95 Yms" of cluster_turns: N, p50 and p95 in ms.
 turns_n() { pick turns.txt "^$1 over ([0-9]+) samples.*"; }
+wcall50=$(pick warm_call.txt '.*p50 ([0-9.]+) ms.*')
+wcall95=$(pick warm_call.txt '.*p95 ([0-9.]+) ms.*')
 turns_p50() { pick turns.txt "^$1 over [0-9]+ samples: p50 ([0-9.]+)ms.*"; }
 turns_p95() { pick turns.txt "^$1 over [0-9]+ samples: .*p95 ([0-9.]+)ms$"; }
 ttft_what='time to first token through the gateway, runtime overhead'
@@ -155,6 +166,8 @@ turns_cmd="\`target/debug/cluster_turns 30 8 3\` (installed gateway and harness 
   echo "| time to first token of a new session's first turn, lazy vs eager sandbox provisioning (\`sandbox.provisioning: Eager\`: the turn waits for a cold sandbox pod), same client path (the anchor reports −60% p50, −90% p95) | $lazy_eager | lazy/eager p50 < 0.4, p95 < 0.1 | $(verdict "$ratio50" lt 0.4) / $(verdict "$ratio95" lt 0.1) | same |"
   echo "| warm-pool claim, request → ready endpoint | ${warm:-$not_run} | warm/cold p50 < 0.5 | $(verdict "$warm_ratio" lt 0.5) (ratio ${warm_ratio:-—}) | $(either "$warm" "\`target/debug/sandbox_provisioning 10\`") |"
   echo "| cold pod creation, request → ready endpoint | ${cold:-$not_run} | — | — | same |"
+  if [[ -n $wcall50 ]]; then wcall="p50 $wcall50 ms, p95 $wcall95 ms (20 new sessions)"; else wcall=$not_run; fi
+  echo "| warm-pool claim → first tool call answered: the harness's \`agent.tool_use\` → its \`agent.tool_result\` (ask for a sandbox, claim, the harness learns of it through its Session watch, file sync, \`bash\`) | $wcall | p50 ≤ 20 ms, p95 ≤ 50 ms | $(verdict "$wcall50" lt 20) / $(verdict "$wcall95" lt 50) | $(either "$wcall50" "\`target/debug/warm_tool_call 20\`") |"
   echo "| harness: events appended per second (one session, whole turn loop) | ${appended:-?}/s | — | — | same as the first row |"
   echo "| harness: memory per concurrent active session, (RSS(200) − RSS(1)) / 199 | ${mem200:-?} KiB | < 256 KiB | $(verdict "$mem200" lt 256) | same |"
   echo "| harness: resident memory with 200 active sessions | ${rss200:-?} MiB | < 128 MiB | $(verdict "$rss200" lt 128) | same |"

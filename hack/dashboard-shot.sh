@@ -43,7 +43,6 @@ delete_dashboard_sessions() {
     -o jsonpath='{range .items[?(@.spec.agent.name=="dashboard")]}{.metadata.name}{"\n"}{end}')
   ((${#names[@]} == 0)) || kubectl -n "$DEMO_NS" delete sessions.corral.dev "${names[@]}" --wait=false >/dev/null
 }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # --- tools: Prometheus (Debian's package, unpacked: no service, no postinst), uPlot (npm), Chromium + Selenium.
 prometheus_tool() {

@@ -27,8 +27,6 @@ if [[ -z ${KUBECONFIG:-} ]]; then
 else
   local_cluster=0
 fi
-# free_port prints a loopback TCP port nothing listens on.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 cleanup() {
   local rc=$?
   if ((started_cluster)) && [[ ${CI:-} == true || ${E2E_CLUSTER_DOWN:-} == 1 ]]; then

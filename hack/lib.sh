@@ -74,3 +74,6 @@ stop_light_apiserver() {
   fi
   exit $rc
 }
+
+# free_port prints a loopback TCP port nothing listens on (clusters of other checkouts may run next to this one).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
