@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use super::client_cache::BoundedCache;
 use super::repositories;
 use super::sandbox_waits::SandboxWaits;
-use super::sessions::Sessions;
+use super::sessions::{self, Sessions};
 use super::{PrepareFuture, ToolCall, ToolFuture, ToolOutput, ToolRunner, call_timeout, sandbox_output};
 use super::{RecoverFuture, recovered_output};
 use crate::status::StatusWriter;
@@ -184,8 +184,18 @@ impl ClusterToolRunner {
         let deadline = Instant::now() + self.ready_timeout;
         let wait = self.waits.waiting(namespace, session);
         let mut unschedulable_since = None;
+        // Rechecks in a row that no change woke: past QUIET_RECHECKS, one read skips the watch (it may have stalled).
+        let mut quiet = 0;
         let (current, endpoint, pod) = loop {
-            let current = self.sessions.read(namespace, session, "sandbox").await?;
+            let current = if quiet >= sessions::QUIET_RECHECKS {
+                quiet = 0;
+                let reason = sessions::ReadReason::WatchQuiet;
+                self.sessions
+                    .read_from_api(namespace, session, "sandbox", reason)
+                    .await?
+            } else {
+                self.sessions.read(namespace, session, "sandbox").await?
+            };
             let sandbox = current
                 .status
                 .as_ref()
@@ -226,7 +236,8 @@ impl ClusterToolRunner {
                         self.ready_timeout
                     ));
                 }
-                _ => changes.next().await,
+                _ if changes.next().await => quiet = 0,
+                _ => quiet += 1,
             }
         };
         let token: Option<String> = redis::cmd("GET")

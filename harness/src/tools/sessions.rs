@@ -35,6 +35,10 @@ pub const DOWN_POLL: Duration = Duration::from_secs(1);
 /// the watch wakes it on every change).
 pub const LIVE_RECHECK: Duration = Duration::from_secs(5);
 
+/// After this many [`LIVE_RECHECK`]s in a row without a change, a waiter reads the Session from the API server once
+/// ([`ReadReason::WatchQuiet`]), in case the watch stalled without failing.
+pub const QUIET_RECHECKS: u32 = 3;
+
 /// Why the API server was read instead of the cache (the `reason` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadReason {
@@ -46,6 +50,9 @@ pub enum ReadReason {
     NotCached,
     /// The cached spec is older than a change the gateway already answered for.
     CacheBehind,
+    /// A waiter heard nothing from a live watch for [`QUIET_RECHECKS`] rechecks: the watch may have stalled on a
+    /// half-open connection while still counted as live.
+    WatchQuiet,
 }
 
 impl ReadReason {
@@ -55,6 +62,7 @@ impl ReadReason {
             Self::WatchDown => "watch_down",
             Self::NotCached => "not_cached",
             Self::CacheBehind => "cache_behind",
+            Self::WatchQuiet => "watch_quiet",
         }
     }
 }
@@ -236,16 +244,21 @@ pub struct Changes {
 
 impl Changes {
     /// Returns after the session changed since the last call (at once if it already did), or when it is time to
-    /// read it again anyway: [`DOWN_POLL`] while no watch is live, [`LIVE_RECHECK`] while one is.
-    pub async fn next(&mut self) {
+    /// read it again anyway: [`DOWN_POLL`] while no watch is live, [`LIVE_RECHECK`] while one is. True when a change
+    /// woke it.
+    pub async fn next(&mut self) -> bool {
         let live = self.cache.as_ref().is_some_and(|c| c.is_live());
         let after = if live { LIVE_RECHECK } else { DOWN_POLL };
         match &mut self.receiver {
             Some(receiver) => {
-                let _ = tokio::time::timeout(after, receiver.changed()).await;
+                let changed = tokio::time::timeout(after, receiver.changed()).await.is_ok();
                 receiver.borrow_and_update();
+                changed
             }
-            None => tokio::time::sleep(after).await,
+            None => {
+                tokio::time::sleep(after).await;
+                false
+            }
         }
     }
 }
@@ -319,6 +332,17 @@ impl Sessions {
                 Some(cached) => return Ok(cached),
             },
         };
+        self.read_from_api(namespace, session, purpose, reason).await
+    }
+
+    /// The session from the API server, counted for `purpose` and `reason`.
+    pub async fn read_from_api(
+        &self,
+        namespace: &str,
+        session: &str,
+        purpose: &'static str,
+        reason: ReadReason,
+    ) -> Result<Arc<Session>, String> {
         self.reads
             .get_or_create(&SessionReadLabels {
                 purpose,
@@ -480,6 +504,35 @@ mod tests {
         let started = tokio::time::Instant::now();
         changes.next().await;
         assert!(started.elapsed() < Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_tells_a_change_from_a_quiet_recheck() {
+        let metrics = Metrics::default();
+        let cache = SessionCache::new("team", &metrics);
+        listed(&cache, &[session("s1", 1, "Provisioning")]);
+        let mut changes = cache.subscribe("s1");
+        let started = tokio::time::Instant::now();
+        assert!(!changes.next().await, "nothing changed: a recheck");
+        assert_eq!(started.elapsed(), LIVE_RECHECK);
+        cache.apply(&watcher::Event::Apply(session("s1", 1, "Ready")));
+        assert!(changes.next().await, "woken by the change");
+    }
+
+    #[tokio::test]
+    async fn two_waiters_leaving_at_once_leave_no_channel_behind() {
+        let metrics = Metrics::default();
+        let cache = SessionCache::new("team", &metrics);
+        for _ in 0..200 {
+            let (a, b) = (cache.subscribe("s1"), cache.subscribe("s1"));
+            let (one, two) = (
+                std::thread::spawn(move || drop(a)),
+                std::thread::spawn(move || drop(b)),
+            );
+            one.join().unwrap();
+            two.join().unwrap();
+            assert_eq!(cache.waited_on(), 0);
+        }
     }
 
     #[tokio::test(start_paused = true)]
