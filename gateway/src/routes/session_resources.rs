@@ -294,6 +294,20 @@ async fn rotate(
                     ),
                 ));
             }
+            // Gone, and not one the gateway wrote: whoever named it (a GitOps spec) owns the reference; rewriting
+            // the spec to a Secret of the gateway's would be undone by their next sync.
+            None if !reference.name.starts_with(&format!("{id}-repo-")) => {
+                return Err(ApiError::field(
+                    "authorization_token",
+                    format!(
+                        "this repository's token is to be in Secret {:?}, which does not exist; create it there \
+                         with the token (labelled {}={})",
+                        reference.name,
+                        corral_api::model_key::CREDENTIAL_LABEL,
+                        corral_api::repository::CREDENTIAL_REPOSITORY
+                    ),
+                ));
+            }
             None => {}
         }
     }

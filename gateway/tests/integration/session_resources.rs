@@ -506,6 +506,24 @@ async fn a_repository_token_is_rotated_where_the_resource_reads_it() {
         "{msg}"
     );
     assert_eq!(token_in("gitops-token".into()).await, "ghp_gitops");
+    // Gone, it is still theirs: the spec keeps naming it (a GitOps sync would undo a rewrite).
+    secrets.delete("gitops-token", &Default::default()).await.unwrap();
+    let msg = gw
+        .post(&path(2), &t, json!({ "authorization_token": "ghp_x" }))
+        .await
+        .error(400, "invalid_request_error");
+    assert!(
+        msg.contains("gitops-token") && msg.contains("does not exist"),
+        "{msg}"
+    );
+    let stored = sessions.get(id).await.unwrap();
+    assert_eq!(
+        stored.spec.resources[2]
+            .authorization_secret_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+        Some("gitops-token")
+    );
     for bad in [
         json!({ "authorization_token": "" }),
         json!({ "authorization_token": "a b" }),

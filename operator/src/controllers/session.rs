@@ -76,7 +76,8 @@ pub async fn run(ctx: Arc<Context>, stop: impl Future<Output = ()> + Send + Sync
     let stream = controller
         .watches(
             watched_api::<Secret>(&ctx.client, ns.as_deref()),
-            watcher::Config::default().labels(&format!("{}={}", vault::OBJECT, repository::TOKEN_OBJECT)),
+            // By type, not by label: every Secret `token_refusal` accepts as a session's own token has the type.
+            watcher::Config::default().fields(&format!("type={}", repository::TOKEN_SECRET_TYPE)),
             move |s: Secret| naming_token(&by_token, &s),
         )
         .watches(
