@@ -63,7 +63,8 @@ impl std::fmt::Debug for FileResources {
     }
 }
 
-/// The file resources of a spec: mount path → file id.
+/// The file resources of a spec: mount path → file id. A path the sandbox would refuse (a Session written before the
+/// rule tightened, e.g. with `//` or `/./`) is left out with a warning: retrying it would fail every tool call.
 pub fn wanted(session: &Session) -> BTreeMap<String, String> {
     session
         .spec
@@ -76,6 +77,15 @@ pub fn wanted(session: &Session) -> BTreeMap<String, String> {
                 .mount_path
                 .clone()
                 .unwrap_or_else(|| default_file_mount_path(&id));
+            if !corral_sandbox_protocol::pod::file_resource_path_ok(&path) {
+                tracing::warn!(
+                    session = session.metadata.name.as_deref().unwrap_or_default(),
+                    file = id,
+                    path,
+                    "a file resource's mount path is not one the sandbox takes; it is not delivered"
+                );
+                return None;
+            }
             Some((path, id))
         })
         .collect()
@@ -394,13 +404,15 @@ mod tests {
     }
 
     #[test]
-    fn a_file_without_a_mount_path_goes_to_the_uploads_directory() {
+    fn a_file_without_a_mount_path_goes_to_the_uploads_directory_and_a_refused_path_is_left_out() {
         let session: Session = serde_json::from_value(serde_json::json!({
             "apiVersion": "corral.dev/v1alpha1", "kind": "Session", "metadata": { "name": "s" },
             "spec": { "agent": { "name": "a" }, "environmentRef": { "name": "e" }, "resources": [
                 { "type": "file", "fileId": "file_1" },
                 { "type": "file", "fileId": "file_2", "mountPath": "/workspace/in.csv" },
                 { "type": "github_repository", "url": "https://example.com/r.git" },
+                // Accepted by an older CRD rule, refused by the sandbox now: left out, not retried at every call.
+                { "type": "file", "fileId": "file_3", "mountPath": "/workspace//old.csv" },
             ] }
         }))
         .unwrap();
