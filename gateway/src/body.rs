@@ -180,8 +180,16 @@ where
         },
     ))
     .map_err(|err| {
-        let path = err.path().to_string();
-        let message = strip_position(&err.into_inner().to_string());
+        let mut path = err.path().to_string();
+        let mut message = strip_position(&err.into_inner().to_string());
+        // A strict field inside this one named a path inside itself: join it to this field's.
+        if let Some((inner_path, rest)) = message.strip_prefix(INNER).and_then(|m| m.split_once(": ")) {
+            path = match path.as_str() {
+                "." | "" => inner_path.to_owned(),
+                outer => format!("{outer}.{inner_path}"),
+            };
+            message = rest.to_owned();
+        }
         match path.as_str() {
             "." | "" => D::Error::custom(message),
             path => D::Error::custom(format!("{INNER}{path}: {message}")),

@@ -373,6 +373,11 @@ mod tests {
             (json!({ "packages": [] }), "config.packages"),
             (json!({ "networking": [] }), "config.networking"),
             (json!({ "packages": { "type": "AAA" } }), "config.packages.type"),
+            // Nested strict objects join their paths (the SDK conformance suite reads this one).
+            (
+                json!({ "networking": { "type": "bogus" } }),
+                "config.networking.type",
+            ),
             (
                 json!({ "networking": { "type": "limited" }, "packages": "x" }),
                 "config.packages",
