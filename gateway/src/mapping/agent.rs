@@ -478,6 +478,32 @@ mod tests {
     }
 
     #[test]
+    fn nested_objects_refuse_arrays_and_errors_name_their_field_without_markers() {
+        for (body, field) in [
+            (json!({ "model": { "id": "m", "provider": [] } }), "model"),
+            (
+                json!({ "model": { "id": "m", "provider": { "type": "bogus" } } }),
+                "model",
+            ),
+            (
+                json!({ "tools": [{ "type": "agent_toolset_20260401", "default_config": [] }] }),
+                "tools[0]",
+            ),
+        ] {
+            let mut body = body;
+            body["name"] = json!("a");
+            body.as_object_mut().unwrap().entry("model").or_insert(json!("m"));
+            let err = create(body.clone()).unwrap_err();
+            assert!(err.message.starts_with(field), "{body}: {}", err.message);
+            assert!(
+                !err.message.contains('\u{1}') && !err.message.contains("inner:"),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
     fn a_bare_model_id_gets_every_required_field() {
         let spec = create(json!({ "name": "coder", "model": "claude-sonnet-4-5" })).unwrap();
         let obj = agent_object(

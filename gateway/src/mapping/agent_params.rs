@@ -29,7 +29,7 @@ struct ModelObject {
     inference_geo: Option<String>,
     #[serde(default)]
     speed: Option<Speed>,
-    #[serde(default, deserialize_with = "crate::body::strict_option")]
+    #[serde(default, deserialize_with = "corral_api::json_object::object_or_null")]
     provider: Option<ProviderParam>,
 }
 
@@ -175,7 +175,7 @@ pub enum ToolParam {
 #[serde(deny_unknown_fields)]
 pub struct ToolsetParam {
     /// Settings of every tool.
-    #[serde(default, deserialize_with = "crate::body::strict_option")]
+    #[serde(default, deserialize_with = "corral_api::json_object::object_or_null")]
     pub default_config: Option<ToolDefaultsParam>,
     /// Per-tool overrides.
     #[serde(default)]
@@ -189,7 +189,7 @@ pub struct McpToolsetParam {
     /// The server, by name.
     pub mcp_server_name: String,
     /// Settings of every tool.
-    #[serde(default, deserialize_with = "crate::body::strict_option")]
+    #[serde(default, deserialize_with = "corral_api::json_object::object_or_null")]
     pub default_config: Option<ToolDefaultsParam>,
     /// Per-tool overrides.
     #[serde(default)]
