@@ -12,6 +12,7 @@ pub mod mcp;
 pub mod model;
 pub mod namespace;
 pub mod sandbox;
+pub mod turns;
 pub mod wait;
 
 pub use cluster::Cluster;

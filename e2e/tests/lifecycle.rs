@@ -5,11 +5,8 @@
 
 use std::time::Duration;
 
-use corral_api::{
-    Agent, Session,
-    conditions::{self, types},
-};
-use corral_e2e::{Cluster, TestNamespace, wait};
+use corral_api::{Agent, Session};
+use corral_e2e::{Cluster, TestNamespace, turns::session_ready, wait};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     coordination::v1::Lease,
@@ -45,12 +42,6 @@ spec:
   agent: {name: helper}
   environmentRef: {name: sandbox}
 "#;
-
-fn session_ready(s: &Session) -> bool {
-    s.status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, types::READY))
-}
 
 #[tokio::test]
 async fn deleting_a_session_removes_its_event_log() -> anyhow::Result<()> {

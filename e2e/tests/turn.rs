@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use corral_api::{Session, events::EventBody, session::SessionPhase};
-use corral_e2e::{Cluster, TestNamespace, wait};
-use corral_session::{Config, Order, Store};
+use corral_api::{Session, session::SessionPhase};
+use corral_e2e::{Cluster, TestNamespace, turns, wait};
+use corral_session::{Config, Store};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 
@@ -33,28 +33,13 @@ async fn a_turn_runs_through_the_harness_with_a_lazy_sandbox() -> anyhow::Result
         )?;
         ns.harness_available(TIMEOUT).await?;
         let sessions = ns.api::<Session>();
-        wait::object(&sessions, "s1", TIMEOUT, "session Ready", |s: &Session| {
-            s.status.as_ref().is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
-        })
-        .await?;
+        turns::wait_session_ready(&sessions, "s1", TIMEOUT).await?;
         let pods = ns.api::<Pod>();
         let sandbox_pods = ListParams::default().labels("corral.dev/session=s1");
         assert!(pods.list(&sandbox_pods).await?.items.is_empty(), "no sandbox before the first tool call");
 
         let store = Store::connect(&url, Config::default()).await?;
-        let log = store.session(&ns.name, "s1");
-        let message: EventBody = serde_json::from_value(serde_json::json!({
-            "type": "user.message", "content": [{"type": "text", "text": "say hello and check the sandbox"}]
-        }))?;
-        log.append_user([message]).await?;
-        store.enqueue(&ns.name, "s1").await?;
-
-        let events = wait::until("the turn to end", TIMEOUT, || async {
-            let page = log.range(None, 1000, Order::Asc).await?;
-            let done = page.events.iter().any(|e| e.event.body.type_name() == "session.status_idle");
-            Ok(done.then_some(page.events))
-        })
-        .await?;
+        let events = turns::run_turn(&store, &ns.name, "s1", "say hello and check the sandbox", TIMEOUT).await?;
         let seen = types(&events);
         for expected in [
             "user.message",
@@ -130,28 +115,9 @@ async fn an_eager_environment_readies_the_sandbox_before_the_model_is_called() -
     TestNamespace::run(&cluster, "eager", |ns| async move {
         ns.apply(TALKER)?;
         let sessions = ns.api::<Session>();
-        wait::object(&sessions, "s1", TIMEOUT, "session Ready", |s: &Session| {
-            s.status
-                .as_ref()
-                .is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
-        })
-        .await?;
+        turns::wait_session_ready(&sessions, "s1", TIMEOUT).await?;
         let store = Store::connect(&url, Config::default()).await?;
-        let log = store.session(&ns.name, "s1");
-        let message: EventBody = serde_json::from_value(serde_json::json!({
-            "type": "user.message", "content": [{"type": "text", "text": "hi"}]
-        }))?;
-        log.append_user([message]).await?;
-        store.enqueue(&ns.name, "s1").await?;
-        let events = wait::until("the turn to end", TIMEOUT, || async {
-            let page = log.range(None, 1000, Order::Asc).await?;
-            let done = page
-                .events
-                .iter()
-                .any(|e| e.event.body.type_name() == "session.status_idle");
-            Ok(done.then_some(page.events))
-        })
-        .await?;
+        let events = turns::run_turn(&store, &ns.name, "s1", "hi", TIMEOUT).await?;
         let seen = types(&events);
         assert!(
             !seen.iter().any(|t| t == "agent.tool_use"),
@@ -205,10 +171,7 @@ async fn a_warm_claim_reaches_the_harness_through_its_watch_without_reading_the_
         )?;
         ns.harness_available(TIMEOUT).await?;
         let sessions = ns.api::<Session>();
-        wait::object(&sessions, "s1", TIMEOUT, "session Ready", |s: &Session| {
-            s.status.as_ref().is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
-        })
-        .await?;
+        turns::wait_session_ready(&sessions, "s1", TIMEOUT).await?;
         let envs = ns.api::<corral_api::Environment>();
         wait::object(&envs, "box", TIMEOUT, "one warm pod ready", |e: &corral_api::Environment| {
             e.status.as_ref().and_then(|s| s.warm_pool.as_ref()).is_some_and(|w| w.ready == 1)
@@ -222,18 +185,7 @@ async fn a_warm_claim_reaches_the_harness_through_its_watch_without_reading_the_
         }
 
         let store = Store::connect(&url, Config::default()).await?;
-        let log = store.session(&ns.name, "s1");
-        let message: EventBody = serde_json::from_value(serde_json::json!({
-            "type": "user.message", "content": [{"type": "text", "text": "say hello and check the sandbox"}]
-        }))?;
-        log.append_user([message]).await?;
-        store.enqueue(&ns.name, "s1").await?;
-        let events = wait::until("the turn to end", TIMEOUT, || async {
-            let page = log.range(None, 1000, Order::Asc).await?;
-            let done = page.events.iter().any(|e| e.event.body.type_name() == "session.status_idle");
-            Ok(done.then_some(page.events))
-        })
-        .await?;
+        let events = turns::run_turn(&store, &ns.name, "s1", "say hello and check the sandbox", TIMEOUT).await?;
         let result = events
             .iter()
             .find(|e| e.event.body.type_name() == "agent.tool_result")

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use corral_api::{Environment, Session, labels::HARNESS_FIELD_MANAGER, session::SandboxPhase};
 use corral_bench::p50_p95;
-use corral_e2e::{Cluster, TestNamespace, wait};
+use corral_e2e::{Cluster, TestNamespace, turns, wait};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -21,12 +21,7 @@ async fn one_round(ns: &TestNamespace, env: &str, i: usize) -> anyhow::Result<Du
         "apiVersion: corral.dev/v1alpha1\nkind: Session\nmetadata: {{name: {name}}}\nspec:\n  agent: {{name: helper}}\n  environmentRef: {{name: {env}}}\n"
     ))?;
     let sessions = ns.api::<Session>();
-    wait::object(&sessions, &name, TIMEOUT, "session Ready", |s: &Session| {
-        s.status
-            .as_ref()
-            .is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
-    })
-    .await?;
+    turns::wait_session_ready(&sessions, &name, TIMEOUT).await?;
     let patch = json!({
         "apiVersion": "corral.dev/v1alpha1", "kind": "Session",
         "status": { "sandbox": { "requestedAt": Timestamp::now().to_string() } }

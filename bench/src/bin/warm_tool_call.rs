@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use corral_api::{Environment, Session, events::EventBody};
+use corral_api::{Environment, Session};
 use corral_bench::p50_p95;
-use corral_e2e::{Cluster, TestNamespace, wait};
-use corral_session::{Config, Order, Store};
+use corral_e2e::{Cluster, TestNamespace, turns, wait};
+use corral_session::{Config, Store};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -22,27 +22,8 @@ async fn one_round(ns: &TestNamespace, store: &Store, i: usize) -> anyhow::Resul
         "apiVersion: corral.dev/v1alpha1\nkind: Session\nmetadata: {{name: {name}}}\nspec:\n  agent: {{name: scripted}}\n  environmentRef: {{name: warm}}\n"
     ))?;
     let sessions = ns.api::<Session>();
-    wait::object(&sessions, &name, TIMEOUT, "session Ready", |s: &Session| {
-        s.status
-            .as_ref()
-            .is_some_and(|s| corral_api::conditions::is_true(&s.conditions, "Ready"))
-    })
-    .await?;
-    let log = store.session(&ns.name, &name);
-    let message: EventBody = serde_json::from_value(serde_json::json!({
-        "type": "user.message", "content": [{"type": "text", "text": "check the sandbox"}]
-    }))?;
-    log.append_user([message]).await?;
-    store.enqueue(&ns.name, &name).await?;
-    let events = wait::until("the turn to end", TIMEOUT, || async {
-        let page = log.range(None, 1000, Order::Asc).await?;
-        let done = page
-            .events
-            .iter()
-            .any(|e| e.event.body.type_name() == "session.status_idle");
-        Ok(done.then_some(page.events))
-    })
-    .await?;
+    turns::wait_session_ready(&sessions, &name, TIMEOUT).await?;
+    let events = turns::run_turn(store, &ns.name, &name, "check the sandbox", TIMEOUT).await?;
     let at = |kind: &str| {
         events
             .iter()
