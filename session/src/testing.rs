@@ -3,6 +3,8 @@
 //! Enabled by the `test-support` feature. `redis-server` comes from Debian's package (`hack/tools.sh` installs
 //! it); set `REDIS_SERVER` to use another binary.
 
+pub mod s3;
+
 use std::{
     io::{self, Read, Write},
     net::{Ipv4Addr, TcpListener, TcpStream},
