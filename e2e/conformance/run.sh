@@ -67,6 +67,7 @@ kubectl label namespace "$tenant" "$other" corral.dev/e2e=conformance >/dev/null
 kubectl -n "$tenant" create configmap hello-script --from-file=script.yaml="$repo/examples/scripts/hello-tool.yaml" >/dev/null
 kubectl -n "$tenant" create configmap weather-script --from-file=script.yaml="$here/scripts/weather.yaml" >/dev/null
 kubectl -n "$tenant" create configmap resources-script --from-file=script.yaml="$here/scripts/file-resources.yaml" >/dev/null
+kubectl -n "$tenant" create configmap skills-script --from-file=script.yaml="$here/scripts/skills.yaml" >/dev/null
 log "tenant namespaces $tenant (keys and scripts) and $other (a stranger's key)"
 
 # --- the gateway ---
@@ -94,6 +95,7 @@ log "running the conformance suite against $base_url (anthropic $("$python" -c '
 rc=0
 CORRAL_BASE_URL=$base_url CORRAL_API_KEY=$key CORRAL_OTHER_API_KEY=$other_key \
   CORRAL_HELLO_SCRIPT=hello-script CORRAL_WEATHER_SCRIPT=weather-script CORRAL_RESOURCES_SCRIPT=resources-script \
+  CORRAL_SKILLS_SCRIPT=skills-script \
   PYTHONDONTWRITEBYTECODE=1 "$python" -m pytest "$here" -p no:cacheprovider "$@" || rc=$?
 if ((rc != 0)); then
   log "conformance suite FAILED (pytest exit status $rc)"
@@ -101,5 +103,7 @@ if ((rc != 0)); then
   kubectl -n "$release_ns" logs -l app.kubernetes.io/component=gateway --tail=50 --prefix >&2 || true
   log "harness logs:"
   kubectl -n "$tenant" logs -l app.kubernetes.io/name=corral --all-containers --tail=80 --prefix >&2 || true
+  log "object store logs:"
+  kubectl -n "$release_ns" logs -l app.kubernetes.io/component=object-store --all-containers --tail=40 --prefix >&2 || true
 fi
 exit $rc

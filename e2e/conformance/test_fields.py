@@ -15,6 +15,7 @@ Runs in the conformance suite (run.sh, on a cluster) and in the gateway's integr
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,6 +26,8 @@ from anthropic.types.beta import (
     agent_create_params,
     file_list_params,
     file_upload_params,
+    skill_create_params,
+    skill_list_params,
     agent_list_params,
     agent_update_params,
     environment_create_params,
@@ -44,6 +47,7 @@ from anthropic.types.beta.sessions import (
     resource_add_params,
     resource_list_params,
 )
+from anthropic.types.beta.skills import version_create_params, version_list_params
 from anthropic.types.beta.vaults import credential_create_params, credential_list_params, credential_update_params
 
 import sdk_fields
@@ -88,6 +92,9 @@ _AGENT = {
     "tools:custom.input_schema.type": RT,
     "tools:custom.input_schema.properties": RT,
     "tools:custom.input_schema.required": RT,
+    "skills:custom.type": "named to the model, its files in the sandbox (test_skills.py)",
+    "skills:custom.skill_id": RT,
+    "skills:custom.version": RT,
 }
 
 _ENVIRONMENT = {
@@ -226,6 +233,17 @@ HONOURED: dict[str, dict[str, str]] = {
         "ids": "only those files (test_files.py)",
         "scope_id": "only one scope's files",
     },
+    "skills.create": {
+        "files": "stored; the version's archive holds them (test_skills.py)",
+        "display_name": RT,
+    },
+    "skills.list": {
+        "limit": "page size",
+        "page": "the cursor of the next page",
+        "source": "custom lists every skill; Anthropic's sources list none (test_skills.py)",
+    },
+    "skill_versions.create": {"files": "stored; the version's archive holds them (test_skills.py)"},
+    "skill_versions.list": {"limit": "page size", "page": "the cursor of the next page"},
 }
 
 # Headers every method takes.
@@ -237,7 +255,7 @@ for _endpoint in HONOURED.values():
 _AGENT_REFUSED = {
     "execution_identity:aws_role": "only service_account",
     "multiagent": "no multi-agent sessions",
-    "skills": "skills are not loaded yet",
+    "skills:anthropic": "Anthropic's pre-built skills are not Corral's to ship",
     "model:BetaManagedAgentsModelConfigParams.inference_geo": "the provider's base_url decides",
     "tools:agent_toolset_20260401.configs:*.permission_policy:auto": "no auto policy",
     "tools:agent_toolset_20260401.default_config.permission_policy:auto": "no auto policy",
@@ -314,6 +332,10 @@ LEAVES: dict[str, Any] = {
     "**.types": ["user.message"],
     "**agent_version": 1,
     ".file": ("fields.txt", b"fields", "text/plain"),
+    ".files": [("fields-skill/SKILL.md", b"---\nname: fields-skill\ndescription: d\n---\n", "text/markdown")],
+    ".skills.skill_id": lambda c: c.skill,
+    ".skills.version": lambda c: c.skill_version,
+    ".source": "custom",
     ".expires_in_seconds": 3600,
     ".ids": ["file_00000000000000000000000000"],
     "**session_thread_id": None,
@@ -402,6 +424,8 @@ class Context:
     vault: str
     credential: str
     file: str
+    skill: str
+    skill_version: str
 
 
 def _dump(response: Any) -> Any:
@@ -474,6 +498,14 @@ ENDPOINTS = [
              lambda cl, c, kw: cl.beta.files.upload(**kw)),
     Endpoint("files.list", file_list_params.FileListParams, lambda c: {},
              lambda cl, c, kw: cl.beta.files.list(**kw)),
+    Endpoint("skills.create", skill_create_params.SkillCreateParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.skills.create(**kw)),
+    Endpoint("skills.list", skill_list_params.SkillListParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.skills.list(**kw)),
+    Endpoint("skill_versions.create", version_create_params.VersionCreateParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.skills.versions.create(c.skill, **kw)),
+    Endpoint("skill_versions.list", version_list_params.VersionListParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.skills.versions.list(c.skill, **kw)),
 ]
 
 # Paths whose request needs a companion field to be valid at all (an MCP server must be used by a toolset).
@@ -563,7 +595,10 @@ def ctx(client: anthropic.Anthropic) -> Context:
         vault.id, auth={"type": "static_bearer", "token": "t0", "mcp_server_url": "https://mcp.example.com/mcp"}
     )
     file = client.beta.files.upload(file=("fields.txt", b"fields", "text/plain"))
-    return Context(agent.id, environment.id, session.id, vault.id, credential.id, file.id)
+    skill = client.beta.skills.create(files=LEAVES[".files"])
+    return Context(
+        agent.id, environment.id, session.id, vault.id, credential.id, file.id, skill.id, skill.latest_version_id
+    )
 
 
 @pytest.mark.parametrize("endpoint,path", _all_fields(), ids=[f"{e.name}:{p}" for e, p in _all_fields()])
@@ -582,7 +617,7 @@ def test_field_is_honoured_or_refused_by_name(
         create = next(e for e in ENDPOINTS if e.name == "credentials.create")
         like = path if path in sdk_fields.fields(create.params) else f"auth:{kind}.type"
         made = client.beta.vaults.credentials.create(ctx.vault, **_request(create, ctx, like))
-        ctx = Context(ctx.agent, ctx.environment, ctx.session, ctx.vault, made.id, ctx.file)
+        ctx = dataclasses.replace(ctx, credential=made.id)
     if refused:
         field = re.split(r"[.:]", refused.replace("*", ""))[0] or refused
         named = [s for s in re.split(r"[.:]", refused) if s and "*" not in s]

@@ -25,6 +25,7 @@ pub mod request_id;
 pub mod resource;
 pub mod routes;
 pub mod server;
+pub mod skills;
 pub mod state;
 pub mod unsupported;
 pub mod versions;

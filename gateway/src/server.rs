@@ -58,6 +58,13 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .route_layer(middleware::from_fn(crate::unsupported::refuse))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::disable());
+    // A skill's files are read whole (they are small): their own limit, above the API's.
+    let skills = routes::skills::routes()
+        .route_layer(middleware::from_fn(crate::unsupported::refuse))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(DefaultBodyLimit::max(
+            crate::skills::upload::MAX_SKILL_BYTES as usize + crate::skills::upload::FRAMING_BYTES,
+        ));
     let health = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -65,7 +72,9 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
     Router::new()
         .merge(api)
         .merge(files)
+        .merge(skills)
         .merge(routes::harness_files::routes())
+        .merge(routes::harness_skills::routes())
         .route("/v1/openapi.yaml", get(openapi))
         .merge(crate::viewer::routes())
         .fallback(unknown_route)

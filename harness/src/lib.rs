@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod pricing;
 pub mod providers;
+pub mod skills;
 pub mod status;
 pub mod tools;
 pub mod worker;

@@ -367,6 +367,7 @@ async fn a_call_the_lost_replica_ran_is_answered_with_that_runs_result_not_run_a
         input: &input,
         server: None,
         fencing_token: token,
+        skills: &[],
     };
     let tools = h.engine.tools().clone();
     let (dead_run, outcome) = tokio::join!(tools.execute(call(dead_token)), async {

@@ -246,3 +246,19 @@ fn an_agents_provider_settings_build_the_matching_provider() {
         .unwrap();
     assert!(err.to_string().contains("ftp://nope"), "{err}");
 }
+
+#[tokio::test]
+async fn a_turn_expecting_text_in_the_system_prompt_fails_without_it_and_plays_with_it() {
+    let provider = ScriptedProvider::parse(
+        "turns:\n  - expect_system: [\"csv-report\"]\n    content:\n      - text: \"seen\"\n",
+    )
+    .unwrap();
+    let err = collect(provider.stream(first_request())).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::RequestFailed);
+    assert!(!err.retryable);
+    assert!(err.message.contains("\"csv-report\""), "{}", err.message);
+    let mut request = first_request();
+    request.system = Some("# Skills\n- csv-report (...): reports".into());
+    let reply = collect(provider.stream(request)).await.unwrap();
+    assert_eq!(reply.text(), "seen");
+}

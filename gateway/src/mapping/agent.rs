@@ -304,16 +304,46 @@ fn mcp_servers(params: Vec<McpServerParam>) -> Result<Vec<McpServer>, ApiError> 
         .collect()
 }
 
-/// Skills are refused until Corral loads them (their descriptions in the system prompt, their files in the
-/// sandbox): an agent that names one would otherwise run without it. An empty list is fine.
+/// Most skills one agent may carry (the Managed Agents API's limit).
+pub const MAX_SKILLS: usize = 20;
+
+/// An agent's skills as sent: `custom` skills are kept (checked and pinned against the tenant's skills by the
+/// agents route), Anthropic's pre-built ones are refused (they are not Corral's to ship), and none twice.
 fn skills(params: Vec<SkillParam>) -> Result<Vec<Skill>, ApiError> {
-    if !params.is_empty() {
-        return Err(ApiError::field(
-            "skills",
-            "skills are not supported by Corral yet (nothing would load them); send an empty list",
-        ));
+    if params.len() > MAX_SKILLS {
+        return Err(ApiError::field("skills", format!("at most {MAX_SKILLS} skills")));
     }
-    Ok(Vec::new())
+    let mut out: Vec<Skill> = Vec::with_capacity(params.len());
+    for (i, p) in params.into_iter().enumerate() {
+        if p.kind == SkillType::Anthropic {
+            return Err(ApiError::field(
+                &format!("skills[{i}].type"),
+                format!(
+                    "Anthropic's pre-built skills ({:?}) are not available in Corral; upload the skill's directory \
+                     with POST /v1/skills and name it as a \"custom\" skill",
+                    p.skill_id
+                ),
+            ));
+        }
+        if p.skill_id.is_empty() {
+            return Err(ApiError::field(
+                &format!("skills[{i}].skill_id"),
+                "must not be empty",
+            ));
+        }
+        if out.iter().any(|s| s.skill_id == p.skill_id) {
+            return Err(ApiError::field(
+                &format!("skills[{i}].skill_id"),
+                format!("{:?} is named twice", p.skill_id),
+            ));
+        }
+        out.push(Skill {
+            kind: p.kind,
+            skill_id: p.skill_id,
+            version: p.version.filter(|v| !v.is_empty()),
+        });
+    }
+    Ok(out)
 }
 
 /// The definition part of an Agent object (what a Session's `agent` snapshot also carries): `name`,
@@ -663,11 +693,15 @@ mod tests {
         assert!(err.message.starts_with("multiagent:"), "{}", err.message);
         let err = create(json!({ "name": "a", "model": "m", "metadata": { "": "x" } })).unwrap_err();
         assert_eq!(err.error_code, Some("invalid_metadata"));
-        // Accepted and ignored is worse than refused: what Corral does not act on yet is a 400 naming it.
-        let err =
-            create(json!({ "name": "a", "model": "m", "skills": [{ "type": "custom", "skill_id": "s" }] }))
-                .unwrap_err();
-        assert!(err.message.starts_with("skills:"), "{}", err.message);
+        // Anthropic's pre-built skills are not Corral's to ship: refused by name, not accepted and ignored.
+        let err = create(
+            json!({ "name": "a", "model": "m", "skills": [{ "type": "anthropic", "skill_id": "xlsx" }] }),
+        )
+        .unwrap_err();
+        assert!(err.message.starts_with("skills[0].type:"), "{}", err.message);
+        let twice = json!({ "type": "custom", "skill_id": "skill_1" });
+        let err = create(json!({ "name": "a", "model": "m", "skills": [twice, twice] })).unwrap_err();
+        assert!(err.message.starts_with("skills[1].skill_id:"), "{}", err.message);
         let err = create(json!({ "name": "a", "model": { "id": "m", "speed": "fast" } })).unwrap_err();
         assert!(err.message.starts_with("model.speed:"), "{}", err.message);
         let err = create(json!({ "name": "a", "model": { "id": "m", "inference_geo": "eu" } })).unwrap_err();
@@ -675,10 +709,16 @@ mod tests {
         let spec = create(json!({ "name": "a", "model": "m" })).unwrap();
         let err = apply_update(
             &spec,
-            parse(br#"{"skills":[{"type":"custom","skill_id":"s"}]}"#).unwrap(),
+            parse(br#"{"skills":[{"type":"anthropic","skill_id":"pdf"}]}"#).unwrap(),
         )
         .unwrap_err();
-        assert!(err.message.starts_with("skills:"), "{}", err.message);
+        assert!(err.message.starts_with("skills[0].type:"), "{}", err.message);
+        let kept = apply_update(
+            &spec,
+            parse(br#"{"skills":[{"type":"custom","skill_id":"skill_1","version":"17"}]}"#).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(kept.skills[0].version.as_deref(), Some("17"));
     }
 
     #[test]

@@ -30,8 +30,10 @@ impl ApiResource for Agents {
     const NAMES: Names = Names::new("agent", "agent", "/v1/agents", "agent_id");
     const STORE: fn(&Cx) -> Self::Store = CustomResources::of;
 
-    async fn create(_cx: &Cx, id: &str, req: &AgentCreate) -> ApiResult<Agent> {
-        Ok(Agent::new(id, spec_from_create(req.clone())?))
+    async fn create(cx: &Cx, id: &str, req: &AgentCreate) -> ApiResult<Agent> {
+        let mut spec = spec_from_create(req.clone())?;
+        pin_skills(cx, &mut spec).await?;
+        Ok(Agent::new(id, spec))
     }
 
     /// Stores the first version.
@@ -50,7 +52,11 @@ impl ApiResource for Agents {
                 "version: the agent is at version {current}, not {expected}; read it again and retry"
             )));
         }
-        let spec = apply_update(&agent.spec, req)?;
+        let skills_sent = req.skills.is_some();
+        let mut spec = apply_update(&agent.spec, req)?;
+        if skills_sent {
+            pin_skills(cx, &mut spec).await?;
+        }
         Ok((spec != agent.spec).then(|| Agent {
             spec,
             ..agent.clone()
@@ -97,6 +103,30 @@ impl ApiResource for Agents {
     fn extra_routes(router: Router<AppState>) -> Router<AppState> {
         router.route("/v1/agents/{agent_id}/versions", get(versions))
     }
+}
+
+/// Checks that each custom skill of `spec` is one of the tenant's and pins its version: an omitted version (or
+/// `latest`) becomes the skill's newest, so an agent version always runs the same files.
+async fn pin_skills(cx: &Cx, spec: &mut AgentSpec) -> ApiResult<()> {
+    let index = crate::routes::skills::index(&cx.state, &cx.tenant.namespace);
+    for (i, skill) in spec.skills.iter_mut().enumerate() {
+        let named = |err: ApiError, field: &str| {
+            if err.status == axum::http::StatusCode::NOT_FOUND {
+                ApiError::field(&format!("skills[{i}].{field}"), err.message)
+            } else {
+                err
+            }
+        };
+        crate::routes::skills::find(&index, &skill.skill_id)
+            .await
+            .map_err(|e| named(e, "skill_id"))?;
+        let wanted = skill.version.as_deref().unwrap_or("latest");
+        let version = crate::routes::skills::find_version(&index, &skill.skill_id, wanted)
+            .await
+            .map_err(|e| named(e, "version"))?;
+        skill.version = Some(version.version);
+    }
+    Ok(())
 }
 
 /// `GET /v1/agents/{agent_id}/versions`: newest first, `limit` (20, at most 100), `page`.

@@ -137,32 +137,42 @@ fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
         })
 }
 
-async fn content(
-    State(state): State<AppState>,
-    Path((namespace, file_id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let token = bearer(&headers)?;
+/// The tenant whose harness presented the request's token: only the ServiceAccount of `namespace`'s own harness
+/// is let through (401 without a token, 403 for any other identity).
+pub(crate) async fn harness_tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+    namespace: &str,
+) -> ApiResult<Tenant> {
+    let token = bearer(headers)?;
     let Some(system) = state.settings.harness_namespace.clone() else {
         let mut err = ApiError::for_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
         err.message =
             "this gateway does not know the namespace harnesses run in (--harness-namespace)".to_owned();
         return Err(err.with_code("harness_files_not_configured"));
     };
-    let expected = harness_user(&system, &namespace);
-    let user = verified_user(&state, token, &expected).await?;
+    let expected = harness_user(&system, namespace);
+    let user = verified_user(state, token, &expected).await?;
     if user != expected {
-        tracing::warn!(%user, %namespace, "a file resource was asked for by another identity than the namespace's harness");
+        tracing::warn!(%user, %namespace, "an internal route was asked by another identity than the namespace's harness");
         return Err(ApiError::forbidden(format!(
             "only the harness of namespace {namespace:?} may read its files"
         )));
     }
-    let files = storage(&state)?;
-    let tenant = Tenant {
-        namespace: namespace.clone(),
+    Ok(Tenant {
+        namespace: namespace.to_owned(),
         key_name: String::new(),
         key_hash: String::new(),
-    };
+    })
+}
+
+async fn content(
+    State(state): State<AppState>,
+    Path((namespace, file_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let tenant = harness_tenant(&state, &headers, &namespace).await?;
+    let files = storage(&state)?;
     let meta = find(&state, &tenant, &file_id).await?;
     let stream = files
         .blobs

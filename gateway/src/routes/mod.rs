@@ -6,10 +6,12 @@ pub mod environments;
 pub mod events;
 pub mod files;
 pub mod harness_files;
+pub mod harness_skills;
 pub mod objects;
 pub mod session_disk;
 pub mod session_resources;
 pub mod sessions;
+pub mod skills;
 pub mod stream;
 pub mod vaults;
 

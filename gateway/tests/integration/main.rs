@@ -20,6 +20,7 @@ mod s3;
 mod sdk_fields;
 mod session_resources;
 mod sessions;
+mod skills;
 mod stream;
 mod traces;
 mod vaults;

@@ -17,6 +17,19 @@ use crate::{
 /// The namespace the test's "harnesses" run in.
 const SYSTEM: &str = "corral-it-harnesses";
 
+/// Creates namespace `name` unless it exists.
+pub(crate) async fn ensure_namespace(gw: &Gateway, name: &str) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(gw.kube.clone());
+    if namespaces.get_opt(name).await.unwrap().is_none() {
+        let ns = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+        let created = namespaces.create(&kube::api::PostParams::default(), &ns).await;
+        assert!(
+            created.is_ok() || namespaces.get_opt(name).await.unwrap().is_some(),
+            "{created:?}"
+        );
+    }
+}
+
 async fn gateway(s3: &S3Server) -> Gateway {
     let settings = Settings {
         files: Some(s3.storage(1 << 20)),
@@ -235,14 +248,7 @@ async fn the_harness_route_opens_for_no_api_key_and_no_foreign_token() {
     let res = gw.http.get(&url).bearer_auth(&t.key).send().await.unwrap();
     assert_eq!(status(res), 403);
 
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(gw.kube.clone());
-    if namespaces.get_opt(SYSTEM).await.unwrap().is_none() {
-        let ns = serde_json::from_value(json!({ "metadata": { "name": SYSTEM } })).unwrap();
-        namespaces
-            .create(&kube::api::PostParams::default(), &ns)
-            .await
-            .unwrap();
-    }
+    ensure_namespace(&gw, SYSTEM).await;
     let own = corral_api::labels::harness_name(&t.ns);
     let token = |name: String, audience: Option<&'static str>| {
         let gw = &gw;

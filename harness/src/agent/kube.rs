@@ -32,6 +32,7 @@ type EagerCache = HashMap<(String, String), (Instant, bool)>;
 #[derive(Clone)]
 pub struct KubeAgentSource {
     client: Client,
+    skills: Option<Arc<crate::skills::SkillLoader>>,
     cache: Arc<Mutex<Cache>>,
     eager: Arc<Mutex<EagerCache>>,
 }
@@ -54,9 +55,17 @@ impl KubeAgentSource {
     pub fn new(client: Client) -> Self {
         Self {
             client,
+            skills: None,
             cache: Arc::default(),
             eager: Arc::default(),
         }
+    }
+
+    /// Reads agents' skills through `loader` (without one, an agent with skills cannot run, saying why).
+    #[must_use]
+    pub fn with_skills(mut self, loader: Arc<crate::skills::SkillLoader>) -> Self {
+        self.skills = Some(loader);
+        self
     }
 
     async fn load_inner(&self, namespace: &str, session: &str) -> Result<Arc<ResolvedAgent>, LoadError> {
@@ -168,7 +177,27 @@ impl KubeAgentSource {
             inputs.script = Some(script.clone());
         }
         let provider = providers::build(provider_config, inputs)?;
-        let agent = Arc::new(ResolvedAgent::new(agent_name, spec, provider));
+        let skills = match &self.skills {
+            Some(loader) => loader
+                .load_all(namespace, &spec.skills)
+                .await
+                .map_err(|e| match e {
+                    crate::skills::SkillError::Missing(why) => {
+                        LoadError::Invalid(format!("spec.skills: {why}"))
+                    }
+                    crate::skills::SkillError::Unavailable(why) => LoadError::Unavailable(why),
+                })?,
+            None if !spec.skills.is_empty() => {
+                return Err(LoadError::Invalid(
+                    "spec.skills: this harness has no gateway to read skills from (--gateway-url)".into(),
+                ));
+            }
+            None => Vec::new(),
+        };
+        let agent = Arc::new(ResolvedAgent {
+            skills,
+            ..ResolvedAgent::new(agent_name, spec, provider)
+        });
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -34,6 +34,8 @@ pub struct ResolvedAgent {
     /// Whether each turn waits for the session's sandbox before its first model request (the Environment's
     /// `sandbox.provisioning: Eager`); otherwise the sandbox is asked for on the first tool call.
     pub sandbox_up_front: bool,
+    /// Its skills at their versions: named in the system prompt, their files put in the sandbox.
+    pub skills: Vec<Arc<crate::skills::LoadedSkill>>,
 }
 
 impl std::fmt::Debug for ResolvedAgent {
@@ -56,6 +58,7 @@ impl ResolvedAgent {
             provider,
             tools,
             sandbox_up_front: false,
+            skills: Vec::new(),
         }
     }
 

@@ -52,6 +52,13 @@ pub struct FileAgentSource {
 impl FileAgentSource {
     /// Reads the manifest and builds its provider once.
     pub fn from_manifest(manifest: &Manifest) -> Result<Self, LoadError> {
+        if !manifest.agent.spec.skills.is_empty() {
+            return Err(LoadError::Invalid(
+                "spec.skills: skills are read from the gateway, which a harness serving a manifest file has not; \
+                 run the agent on a cluster"
+                    .into(),
+            ));
+        }
         let inputs = manifest.provider_inputs()?;
         let provider = providers::build(&manifest.agent.spec.model.provider, inputs)?;
         let name = manifest

@@ -14,6 +14,7 @@ use corral_harness::mcp::credentials::{CredentialSource, KubeCredentials, Static
 use corral_harness::metrics::Metrics;
 use corral_harness::outbound::{self, OutboundWall};
 use corral_harness::pricing::PriceTable;
+use corral_harness::skills::SkillLoader;
 use corral_harness::status::{NoStatus, StatusSink, StatusWriter};
 use corral_harness::tools::file_resources::{FileResources, GatewayFiles};
 use corral_harness::tools::sessions::{SessionCache, Sessions};
@@ -180,8 +181,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let cache = SessionCache::new(&args.namespace, &metrics);
             cache.spawn_watch(client.clone(), shutdown.clone());
             let sessions = Sessions::new(client.clone(), Some(cache), &metrics);
+            let gateway = args.gateway_url.clone().map(|url| GatewayFiles {
+                url,
+                token_file: args.gateway_token_file.clone(),
+            });
             (
-                Arc::new(KubeAgentSource::new(client.clone())),
+                Arc::new(
+                    KubeAgentSource::new(client.clone())
+                        .with_skills(Arc::new(SkillLoader::new(gateway.clone()))),
+                ),
                 Arc::new(
                     ClusterToolRunner::new(
                         sessions.clone(),
@@ -193,10 +201,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .with_file_resources(FileResources::new(
                         sessions,
                         store.clone(),
-                        args.gateway_url.clone().map(|url| GatewayFiles {
-                            url,
-                            token_file: args.gateway_token_file.clone(),
-                        }),
+                        gateway,
                     )),
                 ),
                 writer,

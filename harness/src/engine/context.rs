@@ -7,7 +7,8 @@
 //! - Every tool use is answered in the next user message, in call order, by its result wherever it is in the log;
 //!   a built-in call without one is answered with an error saying it was interrupted and not re-run, a custom call
 //!   without one with an error saying no result came. Results that answer nothing are dropped.
-//! - `system.message` text is appended to the agent's system prompt.
+//! - The agent's skills are named after its system prompt (`crate::skills::prompt_section`), and `system.message`
+//!   text is appended after them.
 
 use std::collections::HashMap;
 
@@ -27,6 +28,13 @@ pub const SUMMARY_PREFIX: &str = "The earlier part of this conversation was comp
 pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> ModelRequest {
     let entries = &entries[..limit.min(entries.len())];
     let mut system = agent.spec.system.clone().unwrap_or_default();
+    let skills = crate::skills::prompt_section(&agent.skills);
+    if !skills.is_empty() {
+        if !system.is_empty() {
+            system.push_str("\n\n");
+        }
+        system.push_str(&skills);
+    }
     let (start, summary) = compaction_start(entries);
     let results = results(entries);
     let mut builder = Builder::default();

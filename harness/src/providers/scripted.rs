@@ -79,6 +79,10 @@ pub struct ScriptTurn {
     /// An error to fail the call with.
     #[serde(default)]
     pub error: Option<InjectedError>,
+    /// Texts the request's system prompt must hold; a request without one of them fails (not retryable) naming it,
+    /// so a test learns what the model was told.
+    #[serde(default)]
+    pub expect_system: Vec<String>,
 }
 
 /// One block of a scripted reply: a map with exactly one key, `text`, `thinking` or `tool_use`.
@@ -276,6 +280,18 @@ impl Provider for ScriptedProvider {
             );
             return Box::pin(futures::stream::once(async move { Err(err) }));
         };
+        let system = request.system.as_deref().unwrap_or_default();
+        if let Some(missing) = turn.expect_system.iter().find(|t| !system.contains(t.as_str())) {
+            let err = ProviderError::new(
+                ErrorKind::RequestFailed,
+                format!(
+                    "turn {}: the system prompt does not hold {missing:?}; it is: {system:?}",
+                    step + 1
+                ),
+                false,
+            );
+            return Box::pin(futures::stream::once(async move { Err(err) }));
+        }
         let error = turn
             .error
             .as_ref()

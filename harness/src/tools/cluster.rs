@@ -97,14 +97,19 @@ impl ClusterToolRunner {
     }
 
     /// The session's sandbox with its file resources in place.
-    async fn sandbox_with_files(&self, namespace: &str, session: &str) -> Result<SandboxClient, String> {
+    async fn sandbox_with_files(
+        &self,
+        namespace: &str,
+        session: &str,
+        skills: Option<&[Arc<crate::skills::LoadedSkill>]>,
+    ) -> Result<SandboxClient, String> {
         let mut retried = false;
         loop {
             let client = self.sandbox(namespace, session).await?;
             let Some(files) = &self.files else {
                 return Ok(client);
             };
-            match files.sync(namespace, session, &client).await {
+            match files.sync(namespace, session, skills, &client).await {
                 Ok(()) => return Ok(client),
                 // A daemon that refuses connections is gone (its pod was lost; the status may not say so yet): a
                 // new sandbox is asked for, once, as a call that finds it gone does.
@@ -302,7 +307,7 @@ impl ToolRunner for ClusterToolRunner {
     }
 
     fn prepare<'a>(&'a self, namespace: &'a str, session: &'a str) -> PrepareFuture<'a> {
-        Box::pin(async move { self.sandbox_with_files(namespace, session).await.map(drop) })
+        Box::pin(async move { self.sandbox_with_files(namespace, session, None).await.map(drop) })
     }
 
     fn sandbox_wait(&self, namespace: &str, session: &str) -> Option<String> {
@@ -317,7 +322,10 @@ impl ToolRunner for ClusterToolRunner {
             // breaks mid-call is reported, never retried: the call may have run.
             let mut retried = false;
             let outcome = loop {
-                let client = match self.sandbox_with_files(call.namespace, call.session).await {
+                let client = match self
+                    .sandbox_with_files(call.namespace, call.session, Some(call.skills))
+                    .await
+                {
                     Ok(client) => client,
                     Err(message) => {
                         return ToolOutput::error(format!("No sandbox could run this tool call: {message}"));

@@ -129,10 +129,17 @@ impl FileResources {
         self
     }
 
-    /// Brings the sandbox `sandbox` of the session in line with its file resources. An error names the file that
-    /// could not be delivered (or the deadline); what was delivered stays in place, and the rest is tried again at
-    /// the next call.
-    pub async fn sync(&self, namespace: &str, session: &str, sandbox: &SandboxClient) -> Result<(), String> {
+    /// Brings the sandbox `sandbox` of the session in line with its file resources and, when `skills` is given,
+    /// its agent's skills (`None` leaves the skill files the sandbox holds as they are). An error names the file
+    /// that could not be delivered (or the deadline); what was delivered stays in place, and the rest is tried
+    /// again at the next call.
+    pub async fn sync(
+        &self,
+        namespace: &str,
+        session: &str,
+        skills: Option<&[std::sync::Arc<crate::skills::LoadedSkill>]>,
+        sandbox: &SandboxClient,
+    ) -> Result<(), String> {
         let answered = self
             .log
             .session(namespace, session)
@@ -144,7 +151,17 @@ impl FileResources {
             .read_at_least(namespace, session, answered, "files")
             .await
             .map_err(|e| format!("cannot read the session's resources: {e}"))?;
-        self.deliver(namespace, session, &wanted(&current), sandbox).await
+        let mut want = wanted(&current);
+        let skills = match skills {
+            Some(skills) => {
+                for skill in skills {
+                    want.extend(skill.placements());
+                }
+                Skills::Given
+            }
+            None => Skills::AsTheyAre,
+        };
+        self.deliver(namespace, session, &want, skills, sandbox).await
     }
 
     /// Brings the sandbox in line with `want` (mount path → file id), all of it within the deadline.
@@ -153,9 +170,10 @@ impl FileResources {
         namespace: &str,
         session: &str,
         want: &BTreeMap<String, String>,
+        skills: Skills,
         sandbox: &SandboxClient,
     ) -> Result<(), String> {
-        let work = self.bring_in_line(namespace, session, want, sandbox);
+        let work = self.bring_in_line(namespace, session, want, skills, sandbox);
         tokio::time::timeout(self.deadline, work).await.unwrap_or_else(|_| {
             Err(format!(
                 "the session's file resources did not all reach the sandbox within {}s; those that did stay, the \
@@ -170,6 +188,7 @@ impl FileResources {
         namespace: &str,
         session: &str,
         want: &BTreeMap<String, String>,
+        skills: Skills,
         sandbox: &SandboxClient,
     ) -> Result<(), String> {
         // What the sandbox holds comes from its daemon, not from this replica's memory: another harness replica may
@@ -180,7 +199,15 @@ impl FileResources {
             Err(ClientError::Rejected { status: 404, .. }) => BTreeMap::new(),
             Err(e) => return Err(format!("cannot list the sandbox's file resources: {e}")),
         };
-        let (put, remove) = plan(&have, want);
+        let mut want = want.clone();
+        if skills == Skills::AsTheyAre {
+            want.extend(
+                have.iter()
+                    .filter(|(_, id)| id.starts_with(crate::skills::SKILL_ID_PREFIX))
+                    .map(|(p, i)| (p.clone(), i.clone())),
+            );
+        }
+        let (put, remove) = plan(&have, &want);
         for path in remove {
             sandbox
                 .delete_file(&path)
@@ -218,10 +245,20 @@ impl FileResources {
         let token = tokio::fs::read_to_string(&gateway.token_file)
             .await
             .map_err(|e| fail(format!("cannot read {}: {e}", gateway.token_file.display())))?;
-        let url = format!(
-            "{}/internal/v1/namespaces/{namespace}/files/{id}/content",
-            gateway.url.trim_end_matches('/')
-        );
+        // A skill's file is read from the skill's version (its id is that path); any other id is a file's.
+        let url = match id.strip_prefix(crate::skills::SKILL_ID_PREFIX) {
+            Some(_) => {
+                let mut segments = vec!["internal", "v1", "namespaces", namespace];
+                segments.extend(id.split('/'));
+                crate::skills::gateway_url(&gateway.url, &segments)
+                    .map_err(|e| fail(format!("{e:?}")))?
+                    .to_string()
+            }
+            None => format!(
+                "{}/internal/v1/namespaces/{namespace}/files/{id}/content",
+                gateway.url.trim_end_matches('/')
+            ),
+        };
         let response = self
             .http
             .get(url)
@@ -247,6 +284,15 @@ impl FileResources {
             .await
             .map_err(|e| fail(e.to_string()))
     }
+}
+
+/// What a sync does with the skill files the sandbox holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skills {
+    /// The skills are given: the sandbox is brought in line with them too.
+    Given,
+    /// Not known here (getting a sandbox ready before a turn's first call): they stay as they are.
+    AsTheyAre,
 }
 
 /// Why a file resource was not put in place.
@@ -346,7 +392,10 @@ mod tests {
         let sandbox = daemon("t", kept.clone()).await;
         let (files, _redis) = files(Duration::from_secs(4)).await;
         let quick = map(&[("/mnt/session/uploads/quick", "quick")]);
-        files.deliver("ns", "s", &quick, &sandbox).await.unwrap();
+        files
+            .deliver("ns", "s", &quick, Skills::Given, &sandbox)
+            .await
+            .unwrap();
         assert_eq!(
             *kept.lock().unwrap(),
             vec![("/mnt/session/uploads/quick".to_owned(), b"abc".to_vec())]
@@ -356,7 +405,10 @@ mod tests {
         // Each takes 3 s, within the deadline alone; together 6 s, past it: the call ends at 4 s (the bound leaves a busy
         // machine 1.8 s of slack and still fails if the files had a deadline each).
         let slow = map(&[("/workspace/slow-1", "slow-1"), ("/workspace/slow-2", "slow-2")]);
-        let err = files.deliver("ns", "s", &slow, &sandbox).await.unwrap_err();
+        let err = files
+            .deliver("ns", "s", &slow, Skills::Given, &sandbox)
+            .await
+            .unwrap_err();
         let took = started.elapsed();
         assert!(err.contains("within 4s"), "{err}");
         assert!(

@@ -42,6 +42,8 @@ pub struct ToolCall<'a> {
     pub server: Option<&'a str>,
     /// The fencing token of the run's lease: the sandbox refuses the call once a newer holder of the session used it.
     pub fencing_token: u64,
+    /// The agent's skills, whose files the sandbox is to hold when the call runs.
+    pub skills: &'a [std::sync::Arc<crate::skills::LoadedSkill>],
 }
 
 impl ToolCall<'_> {
@@ -212,6 +214,7 @@ mod tests {
             input: &input,
             server: None,
             fencing_token: 42,
+            skills: &[],
         };
         let request = call.sandbox_request();
         assert_eq!(

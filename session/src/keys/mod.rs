@@ -234,6 +234,13 @@ impl Tenant {
         }
     }
 
+    /// The keys of the namespace's skills.
+    pub fn skills(&self) -> SkillKeys {
+        SkillKeys {
+            base: format!("{}{{{}:skills}}:", self.prefix, self.namespace),
+        }
+    }
+
     /// The keys of memory store `store`.
     pub fn memory_store(&self, store: &str) -> MemoryStoreKeys {
         MemoryStoreKeys {
@@ -431,6 +438,36 @@ impl FileKeys {
     /// system key.
     pub fn charged(&self) -> String {
         format!("{}charged", self.system)
+    }
+}
+
+/// The keys of one namespace's skills, all under the tag `{<namespace>:skills}`, so a skill and its versions
+/// change together in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkillKeys {
+    base: String,
+}
+
+impl SkillKeys {
+    /// Every skill, newest first by id (sorted set, all scores 0: skill ids are ULIDs, so lexical order is time).
+    pub fn index(&self) -> String {
+        format!("{}index", self.base)
+    }
+
+    /// One skill (hash: display_name, name, created_at, updated_at).
+    pub fn skill(&self, skill: &str) -> String {
+        format!("{}skill:{skill}", self.base)
+    }
+
+    /// One skill's versions (sorted set: version id → the same number; version ids are microseconds since the
+    /// epoch, increasing per skill).
+    pub fn versions(&self, skill: &str) -> String {
+        format!("{}skill:{skill}:versions", self.base)
+    }
+
+    /// One version (string: JSON with name, description, created_at and the files with their sizes).
+    pub fn version(&self, skill: &str, version: &str) -> String {
+        format!("{}skill:{skill}:version:{version}", self.base)
     }
 }
 

@@ -19,6 +19,7 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
     let env = tenant.environment("env-1");
     let mem = tenant.memory_store("notes");
     let files = tenant.files();
+    let skills = tenant.skills();
     let thread = session.thread("sthr_1");
     let mut keys = session.all();
     keys.extend([
@@ -49,6 +50,10 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         files.scope("sesn_1"),
         files.expiring(),
         files.file("file_1"),
+        skills.index(),
+        skills.skill("skill_1"),
+        skills.versions("skill_1"),
+        skills.version("skill_1", "1759178010641129"),
     ]);
     keys.extend(tenant.wakeup_queues());
     keys
@@ -161,6 +166,20 @@ fn sandbox_token_keys_are_parsed_back_and_nothing_else_is() {
         "corral:sys:sandbox:p:token",
     ] {
         assert_eq!(parse_sandbox_token(other), None, "{other}");
+    }
+}
+
+#[test]
+fn a_tenants_skill_keys_share_one_slot_under_its_prefix() {
+    let skills = Tenant::new("team-a").skills();
+    for key in [
+        skills.index(),
+        skills.skill("skill_1"),
+        skills.versions("skill_1"),
+        skills.version("skill_1", "1759178010641129"),
+    ] {
+        assert_eq!(hash_tag(&key), "team-a:skills", "{key}");
+        assert!(key.starts_with("corral:t:team-a:"), "{key}");
     }
 }
 

@@ -73,7 +73,14 @@ impl Run<'_> {
     /// session's sandbox has it (waiting for it if it still runs), else as interrupted. Nothing runs again.
     pub(super) async fn recover_tool(&mut self, tool: ToolUse) -> Result<(), Stop> {
         let id = tool.id.to_string();
-        let call = tool_call(self.namespace, self.session, self.token.0, &tool, &id);
+        let call = tool_call(
+            self.namespace,
+            self.session,
+            self.token.0,
+            &tool,
+            &id,
+            &self.agent.skills,
+        );
         let recovered = tokio::select! {
             recovered = self.engine.tools.recover(call) => recovered,
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
@@ -105,7 +112,14 @@ impl Run<'_> {
             _ => engine.tools.as_ref(),
         };
         let id = tool.id.to_string();
-        let call = tool_call(self.namespace, self.session, self.token.0, &tool, &id);
+        let call = tool_call(
+            self.namespace,
+            self.session,
+            self.token.0,
+            &tool,
+            &id,
+            &self.agent.skills,
+        );
         let may_run = tokio::select! {
             may_run = self.gate.may_run_tool() => may_run,
             () = self.cancel.cancelled() => return Err(Stop::Outcome(Outcome::Cancelled)),
@@ -168,6 +182,7 @@ fn tool_call<'c>(
     token: u64,
     tool: &'c ToolUse,
     id: &'c str,
+    skills: &'c [std::sync::Arc<crate::skills::LoadedSkill>],
 ) -> ToolCall<'c> {
     ToolCall {
         namespace,
@@ -177,5 +192,6 @@ fn tool_call<'c>(
         input: &tool.input,
         server: tool.server.as_deref(),
         fencing_token: token,
+        skills,
     }
 }
