@@ -94,6 +94,49 @@ pub(crate) async fn find_version(index: &SkillIndex, skill: &str, version: &str)
         .ok_or_else(missing)
 }
 
+/// The wire form of `skill`, with its newest version's id.
+async fn render(index: &SkillIndex, skill: &SkillMeta) -> ApiResult<Value> {
+    let latest = index
+        .latest(&skill.id)
+        .await
+        .map_err(redis_error)?
+        .unwrap_or_default();
+    Ok(skill.object(&latest))
+}
+
+/// Stores an upload's files and records them as skill `id`'s newest version (creating the skill when `create` is
+/// given); on any failure the files are removed again.
+async fn store_version(
+    files: &FileStorage,
+    index: &SkillIndex,
+    namespace: &str,
+    id: &str,
+    upload: SkillUpload,
+    create: Option<&SkillMeta>,
+) -> ApiResult<VersionMeta> {
+    let prefix = blob_prefix(namespace, id, &ulid::Ulid::new().to_string());
+    let stored = store_files(files, &prefix, &upload).await?;
+    let mut version = VersionMeta {
+        skill_id: id.to_owned(),
+        version: String::new(),
+        name: upload.name,
+        description: upload.description,
+        blobs: prefix,
+        files: stored,
+    };
+    let err = match index.add_version(id, &version, create).await {
+        Ok(Added::Stored(v)) => {
+            version.version = v;
+            return Ok(version);
+        }
+        Ok(Added::NoSkill) => ApiError::not_found("skill", id),
+        Ok(Added::Exists) => ApiError::internal("a new skill's id is taken"),
+        Err(err) => redis_error(err),
+    };
+    remove_files(files, &version.blobs, &version.files).await;
+    Err(err)
+}
+
 fn no_query(raw: Option<&str>) -> ApiResult<()> {
     match Query::parse(raw).keys().next() {
         Some(key) => Err(ApiError::field(key, "Extra inputs are not permitted")),
@@ -146,8 +189,6 @@ async fn create(
     let files = storage(&state)?.clone();
     let upload = upload::read(multipart_body(multipart)?, true).await?;
     let id = format!("skill_{}", ulid::Ulid::new());
-    let prefix = blob_prefix(&tenant.namespace, &id, &ulid::Ulid::new().to_string());
-    let stored = store_files(&files, &prefix, &upload).await?;
     let now = jiff::Timestamp::now();
     let skill = SkillMeta {
         id: id.clone(),
@@ -156,31 +197,9 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
-    let version = VersionMeta {
-        skill_id: id.clone(),
-        version: String::new(),
-        name: upload.name,
-        description: upload.description,
-        blobs: prefix.clone(),
-        files: stored,
-    };
     let index = index(&state, &tenant.namespace);
-    match index.add_version(&id, &version, Some(&skill)).await {
-        Ok(Added::Stored(_)) => {}
-        Ok(other) => {
-            remove_files(&files, &prefix, &version.files).await;
-            return Err(ApiError::internal(format!(
-                "a new skill could not be stored: {other:?}"
-            )));
-        }
-        Err(err) => {
-            remove_files(&files, &prefix, &version.files).await;
-            return Err(redis_error(err));
-        }
-    }
-    let skill = find(&index, &id).await?;
-    let latest = index.latest(&id).await.map_err(redis_error)?.unwrap_or_default();
-    Ok(Json(skill.object(&latest)))
+    store_version(&files, &index, &tenant.namespace, &id, upload, Some(&skill)).await?;
+    Ok(Json(render(&index, &find(&index, &id).await?).await?))
 }
 
 /// `GET /v1/skills`: newest first; `limit` (1 to 1000, default 20), `page`, `source`.
@@ -214,8 +233,7 @@ async fn list(
     let mut last = None;
     for id in ids.into_iter().take(limit) {
         if let Some(skill) = index.get(&id).await.map_err(redis_error)? {
-            let latest = index.latest(&id).await.map_err(redis_error)?.unwrap_or_default();
-            data.push(skill.object(&latest));
+            data.push(render(&index, &skill).await?);
         }
         last = Some(id);
     }
@@ -248,9 +266,7 @@ async fn retrieve(
 ) -> ApiResult<Json<Value>> {
     no_query(raw.as_deref())?;
     let index = index(&state, &tenant.namespace);
-    let skill = find(&index, &id).await?;
-    let latest = index.latest(&id).await.map_err(redis_error)?.unwrap_or_default();
-    Ok(Json(skill.object(&latest)))
+    Ok(Json(render(&index, &find(&index, &id).await?).await?))
 }
 
 /// `DELETE /v1/skills/{id}`: the skill, every version and their files.
@@ -298,27 +314,7 @@ async fn create_version(
             ),
         ));
     }
-    let prefix = blob_prefix(&tenant.namespace, &id, &ulid::Ulid::new().to_string());
-    let stored = store_files(&files, &prefix, &upload).await?;
-    let mut version = VersionMeta {
-        skill_id: id.clone(),
-        version: String::new(),
-        name: upload.name,
-        description: upload.description,
-        blobs: prefix.clone(),
-        files: stored,
-    };
-    match index.add_version(&id, &version, None).await {
-        Ok(Added::Stored(v)) => version.version = v,
-        Ok(_) => {
-            remove_files(&files, &prefix, &version.files).await;
-            return Err(ApiError::not_found("skill", &id));
-        }
-        Err(err) => {
-            remove_files(&files, &prefix, &version.files).await;
-            return Err(redis_error(err));
-        }
-    }
+    let version = store_version(&files, &index, &tenant.namespace, &id, upload, None).await?;
     Ok(Json(version.object()))
 }
 
