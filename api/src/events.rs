@@ -24,7 +24,10 @@ pub use content::{
 };
 pub use id::{EventId, InvalidEventId};
 pub use kind::{EventProps, EventType, KNOWN_EVENT_TYPES, Sender};
-pub use params::{EventParam, EventParamError, MAX_EVENTS_PER_REQUEST, parse_send_events, validate_params};
+pub use params::{
+    DOCUMENT_MEDIA_TYPE, EventParam, EventParamError, IMAGE_MEDIA_TYPES, MAX_EVENTS_PER_REQUEST,
+    parse_send_events, validate_params,
+};
 pub use parts::{
     AutoPermission, CacheCreation, ConfirmationResult, Cost, Evaluation, ModelUsage, Permission, RetryStatus,
     ServerToolUse, SessionErrorInfo, StopDetails, StopReason, Usage, error_types,

@@ -18,6 +18,13 @@ import pytest
 TURN_TIMEOUT = float(os.environ.get("CORRAL_TURN_TIMEOUT", "240"))
 
 
+# The smallest PNG: one transparent pixel.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8cfc0f01f0005000201e5270ede0000000049454e44ae426082"
+)
+
+
 def _env(name: str) -> str:
     value = os.environ.get(name)
     if not value:

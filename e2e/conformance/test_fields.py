@@ -51,8 +51,10 @@ from anthropic.types.beta.skills import version_create_params, version_list_para
 from anthropic.types.beta.vaults import credential_create_params, credential_list_params, credential_update_params
 
 import sdk_fields
+from conftest import PNG
 
 RT = "round-trips: stored and shown in the response"
+
 
 # --- what Corral honours, and how -------------------------------------------------------------------------------
 
@@ -125,6 +127,9 @@ _USER_MESSAGE_CONTENT = {
     "*:user.message.content:text.text": "the text reaches the model",
     "*:user.message.content:image.type": "inline images reach the model (harness context tests)",
     "*:user.message.content:image.source:base64.*": "inline images reach the model (harness context tests)",
+    "*:user.message.content:image.source:file.*": "the harness reads the file and hands it to the model (test_attachments.py)",
+    "*:user.message.content:document.source:base64.*": "the PDF reaches the model (test_attachments.py)",
+    "*:user.message.content:document.source:file.*": "the harness reads the file: a PDF to the model, text as text (test_attachments.py)",
     "*:user.message.content:document.type": "text documents reach the model as text",
     "*:user.message.content:document.title": "kept with the document in the log",
     "*:user.message.content:document.context": "kept with the document in the log",
@@ -183,6 +188,9 @@ HONOURED: dict[str, dict[str, str]] = {
         "*:user.custom_tool_result.content:text.*": "reaches the model as the tool result",
         "*:user.custom_tool_result.content:image.type": "inline images reach the model",
         "*:user.custom_tool_result.content:image.source:base64.*": "inline images reach the model",
+        "*:user.custom_tool_result.content:image.source:file.*": "the harness reads the file and hands it to the model",
+        "*:user.custom_tool_result.content:document.source:base64.*": "the PDF reaches the model",
+        "*:user.custom_tool_result.content:document.source:file.*": "the harness reads the file and hands it to the model",
         "*:user.custom_tool_result.content:document.type": "text documents reach the model as text",
         "*:user.custom_tool_result.content:document.title": "kept with the document in the log",
         "*:user.custom_tool_result.content:document.context": "kept with the document in the log",
@@ -270,10 +278,7 @@ _AGENT_REFUSED = {
 
 _CONTENT_REFUSED = {
     "**.content:image.source:url": "images from URLs are not fetched yet",
-    "**.content:image.source:file": "images from files are not read yet",
-    "**.content:document.source:base64": "PDF documents are not passed to the model yet",
     "**.content:document.source:url": "documents from URLs are not fetched yet",
-    "**.content:document.source:file": "documents from files are not read yet",
     "*:user.define_outcome": "no outcome evaluations",
 }
 
@@ -395,10 +400,16 @@ def _fix(value: Any, plain: str, keep: str, ctx: "Context") -> Any:
         return valid
     if isinstance(value, dict):
         fixed = {k: _fix(v, f"{plain}.{k}", keep, ctx) for k, v in value.items()}
-        if fixed.get("type") == "base64" and "media_type" in fixed and not keep.endswith(".media_type"):
-            fixed["media_type"] = "image/png"  # inline data is an image (base64 documents are refused anyway)
         if fixed.get("type") == "document" and not keep.startswith(f"{plain}.source"):
             fixed["source"] = {"type": "text", "media_type": "text/plain", "data": "d"}
+        source = fixed.get("source")
+        if fixed.get("type") in ("image", "document") and isinstance(source, dict):
+            image = fixed["type"] == "image"
+            if source.get("type") == "base64" and not keep.endswith(".media_type"):
+                # Inline data of the type its block takes.
+                source["media_type"] = "image/png" if image else "application/pdf"
+            if source.get("type") == "file" and image:
+                source["file_id"] = ctx.image_file  # an image block takes an image file
         return fixed
     if isinstance(value, list):
         return [_fix(v, plain, keep, ctx) for v in value]
@@ -426,6 +437,7 @@ class Context:
     file: str
     skill: str
     skill_version: str
+    image_file: str
 
 
 def _dump(response: Any) -> Any:
@@ -596,8 +608,17 @@ def ctx(client: anthropic.Anthropic) -> Context:
     )
     file = client.beta.files.upload(file=("fields.txt", b"fields", "text/plain"))
     skill = client.beta.skills.create(files=LEAVES[".files"])
+    image = client.beta.files.upload(file=("fields.png", PNG, "image/png"))
     return Context(
-        agent.id, environment.id, session.id, vault.id, credential.id, file.id, skill.id, skill.latest_version_id
+        agent.id,
+        environment.id,
+        session.id,
+        vault.id,
+        credential.id,
+        file.id,
+        skill.id,
+        skill.latest_version_id,
+        image.id,
     )
 
 

@@ -34,7 +34,7 @@ def _upload(name: str = "csv-report", skill_md: bytes = SKILL_MD) -> list[Any]:
 def test_a_skill_and_its_versions_round_trip(client: anthropic.Anthropic) -> None:
     skill = client.beta.skills.create(files=_upload(), display_name="CSV reports")
     assert skill.id.startswith("skill_")
-    assert (skill.type, skill.display_name, skill.source) == ("skill", "CSV reports", "custom")
+    assert (skill.type, skill.display_name, skill.source.type) == ("skill", "CSV reports", "custom")
     first = skill.latest_version_id
     assert client.beta.skills.retrieve(skill.id) == skill
     assert skill.id in [s.id for s in client.beta.skills.list(limit=1000)]

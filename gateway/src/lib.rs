@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod approval;
+pub mod attachments;
 pub mod auth;
 pub mod body;
 pub mod config;

@@ -12,6 +12,7 @@
 //! - [`local`]: the local runner (`corral-harness run`).
 
 pub mod agent;
+pub mod attachments;
 pub mod engine;
 pub mod liveness;
 pub mod local;

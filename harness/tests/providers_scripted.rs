@@ -262,3 +262,20 @@ async fn a_turn_expecting_text_in_the_system_prompt_fails_without_it_and_plays_w
     let reply = collect(provider.stream(request)).await.unwrap();
     assert_eq!(reply.text(), "seen");
 }
+
+#[tokio::test]
+async fn a_turn_expecting_a_media_type_fails_without_such_a_block() {
+    let provider = ScriptedProvider::parse(
+        "turns:\n  - expect_media: [\"application/pdf\"]\n    content:\n      - text: \"read\"\n",
+    )
+    .unwrap();
+    let err = collect(provider.stream(first_request())).await.unwrap_err();
+    assert!(err.message.contains("application/pdf"), "{}", err.message);
+    let mut request = first_request();
+    request.messages[0].content.push(Block::Document {
+        media_type: "application/pdf".into(),
+        data: "JVBERi0=".into(),
+        title: None,
+    });
+    assert_eq!(collect(provider.stream(request)).await.unwrap().text(), "read");
+}

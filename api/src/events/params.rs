@@ -306,10 +306,14 @@ pub fn validate_params(params: &[EventParam], path: &str) -> Result<(), EventPar
 
 const MESSAGE_BLOCKS: &[&str] = &["text", "image", "document", "redacted"];
 const RESULT_BLOCKS: &[&str] = &["text", "image", "document", "search_result"];
-/// Image sources the model receives: inline data.
-const IMAGE_SOURCES: &[&str] = &["base64"];
-/// Document sources the model receives: plain text.
-const DOCUMENT_SOURCES: &[&str] = &["text"];
+/// Image sources the model receives: inline data, and files of the Files API (read by the harness).
+const IMAGE_SOURCES: &[&str] = &["base64", "file"];
+/// Document sources the model receives: plain text, inline PDFs, and files of the Files API.
+const DOCUMENT_SOURCES: &[&str] = &["text", "base64", "file"];
+/// The image types the model providers take.
+pub const IMAGE_MEDIA_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+/// The type of an inline document: a PDF (plain text comes as a `text` source).
+pub const DOCUMENT_MEDIA_TYPE: &str = "application/pdf";
 
 fn check_id(id: &str, at: &str, field: &str) -> Result<(), EventParamError> {
     if id.trim().is_empty() {
@@ -349,13 +353,15 @@ fn check_blocks(content: &[ContentBlock], path: &str, allowed: &[&str]) -> Resul
             ContentBlock::Text(TextBlock { text }) if text.is_empty() => {
                 return Err(EventParamError::new(format!("{at}.text"), "must not be empty"));
             }
-            // Only the sources the harness hands to the model; the others (url, file, PDFs) would reach it as a
-            // placeholder, so they are refused until they are fetched.
+            // Only the sources the harness hands to the model; a URL would have to be fetched (through the egress
+            // policy) and is refused until it is.
             ContentBlock::Image(ImageBlock { source }) => {
                 check_source(source, &format!("{at}.source"), IMAGE_SOURCES)?;
+                check_media_type(source, &format!("{at}.source"), IMAGE_MEDIA_TYPES)?;
             }
             ContentBlock::Document(DocumentBlock { source, .. }) => {
                 check_source(source, &format!("{at}.source"), DOCUMENT_SOURCES)?;
+                check_media_type(source, &format!("{at}.source"), &[DOCUMENT_MEDIA_TYPE])?;
             }
             ContentBlock::SearchResult(SearchResultBlock { source, .. }) if source.is_empty() => {
                 return Err(EventParamError::new(format!("{at}.source"), "must not be empty"));
@@ -386,6 +392,21 @@ fn explain_other_block(raw: &Value, at: &str, allowed: &[&str]) -> EventParamErr
             ),
         ),
         (None, None) => EventParamError::new(format!("{at}.type"), "is required (a string)"),
+    }
+}
+
+/// An inline (`base64`) source's media type must be one the model takes.
+fn check_media_type(source: &Source, path: &str, allowed: &[&str]) -> Result<(), EventParamError> {
+    match source {
+        Source::Base64 { media_type, .. }
+            if !media_type.is_empty() && !allowed.contains(&media_type.as_str()) =>
+        {
+            Err(EventParamError::new(
+                format!("{path}.media_type"),
+                format!("{media_type:?} is not accepted; allowed: {}", allowed.join(", ")),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -293,23 +293,24 @@ fn what_the_model_would_not_receive_is_refused_by_name() {
         field_of(json!({"events": [{"type": "user.tool_result", "tool_use_id": "x"}]})),
         "events[0].type"
     );
-    // Sources the harness does not fetch yet would reach the model as a placeholder.
+    // URLs would have to be fetched through the egress policy: refused until they are. Inline data of a type no
+    // model takes is refused too.
     for (block, field) in [
         (
             json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}),
             "source.type",
         ),
         (
-            json!({"type": "image", "source": {"type": "file", "file_id": "file_1"}}),
-            "source.type",
-        ),
-        (
-            json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}}),
-            "source.type",
-        ),
-        (
             json!({"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}),
             "source.type",
+        ),
+        (
+            json!({"type": "image", "source": {"type": "base64", "media_type": "image/tiff", "data": "AA=="}}),
+            "source.media_type",
+        ),
+        (
+            json!({"type": "document", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}),
+            "source.media_type",
         ),
     ] {
         let body = json!({"events": [{"type": "user.message", "content": [block]}]});
@@ -317,9 +318,12 @@ fn what_the_model_would_not_receive_is_refused_by_name() {
     }
     send(json!({"events": [{"type": "user.message", "content": [
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}},
-        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}, "title": "t"}
+        {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}, "title": "t"},
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}},
+        {"type": "document", "source": {"type": "file", "file_id": "file_2"}}
     ]}]}))
-    .expect("inline images and text documents reach the model");
+    .expect("inline images, PDFs, text documents and files reach the model");
 }
 
 #[test]

@@ -263,6 +263,7 @@ pub async fn send(
     objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
     refuse_unknown_top_level(&body)?;
     let params = parse_send_events(&body).map_err(|e| ApiError::field(&e.field, e.message))?;
+    crate::attachments::check_files(&state, &tenant, &params, "events").await?;
     if let Some(policy) = &state.settings.approval
         && params
             .iter()

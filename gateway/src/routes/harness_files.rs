@@ -1,9 +1,10 @@
-//! `GET /internal/v1/namespaces/{namespace}/files/{file_id}/content`: the bytes of a file resource, for the harness
-//! that copies them into a session's sandbox. Not an API route: no API key opens it. The caller presents a
-//! ServiceAccount token issued for the audience [`HARNESS_AUDIENCE`]; the API server asserts whose it is (a
-//! TokenReview), and only the ServiceAccount of that namespace's own harness (`corral-harness-<namespace>` in the
-//! system namespace) is served, so one tenant's harness never reads another tenant's files. Sandboxes never reach
-//! this route (their egress refuses cluster addresses) and hold no token for it.
+//! `GET /internal/v1/namespaces/{namespace}/files/{file_id}/content`: the bytes of a file (with its own type), for
+//! the harness that copies them into a session's sandbox or hands them to the model. Not an API route: no API key
+//! opens it. The caller presents a ServiceAccount token issued for the audience [`HARNESS_AUDIENCE`]; the API server
+//! asserts whose it is (a TokenReview), and only the ServiceAccount of that namespace's own harness
+//! (`corral-harness-<namespace>` in the system namespace) is served, so one tenant's harness never reads another
+//! tenant's files. Sandboxes never reach this route (their egress refuses cluster addresses) and hold no token for
+//! it.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -181,9 +182,11 @@ async fn content(
         .map_err(|e| blob_error(e, files.max_bytes))?;
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
+    // The file's own type: the harness hands attached files to the model by it.
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
+        HeaderValue::from_str(&meta.mime_type)
+            .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.size_bytes));
     Ok(response)

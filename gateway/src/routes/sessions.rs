@@ -215,7 +215,8 @@ impl ApiResource for Sessions {
     };
 
     async fn create(cx: &Cx, id: &str, req: &SessionCreate) -> ApiResult<Session> {
-        initial_events(req)?;
+        let initial = initial_events(req)?;
+        crate::attachments::check_files(&cx.state, &cx.tenant, &initial, "initial_events").await?;
         let env_id = &req.environment_id;
         let env = objects::get(&cx.api::<Environment>(), "environment", env_id)
             .await

@@ -47,7 +47,7 @@ impl SkillMeta {
             "type": "skill",
             "display_name": self.display_name,
             "latest_version_id": latest,
-            "source": "custom",
+            "source": { "type": "custom" },
             "created_at": time(self.created_at),
             "updated_at": time(self.updated_at),
         })

@@ -56,6 +56,7 @@ async fn a_skill_keeps_its_versions_in_order_and_another_tenant_finds_nothing() 
     let skill = upload(&gw, &t, "/v1/skills", &files).await.ok();
     let id = skill["id"].as_str().unwrap().to_owned();
     assert_eq!(skill["display_name"], "csv-report");
+    assert_eq!(skill["source"], json!({ "type": "custom" }));
     let v1 = skill["latest_version_id"].as_str().unwrap().to_owned();
     let v2 = upload(&gw, &t, &format!("/v1/skills/{id}/versions"), &files)
         .await

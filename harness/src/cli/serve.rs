@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use corral_harness::agent::{AgentSource, FileAgentSource, kube::KubeAgentSource, manifest::Manifest};
+use corral_harness::attachments::AttachmentLoader;
 use corral_harness::engine::{Engine, EngineConfig};
 use corral_harness::mcp::McpHub;
 use corral_harness::mcp::credentials::{CredentialSource, KubeCredentials, StaticCredentials};
@@ -218,6 +219,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 compaction_budget: (args.compaction_budget > 0).then_some(args.compaction_budget),
                 retry_base: args.retry_base,
                 prices: args.price_table.clone(),
+                // Attached files come from the gateway, as file resources do (cluster mode only).
+                attachments: args
+                    .gateway_url
+                    .clone()
+                    .filter(|_| args.agent_file.is_none())
+                    .map(|url| {
+                        Arc::new(AttachmentLoader::new(GatewayFiles {
+                            url,
+                            token_file: args.gateway_token_file.clone(),
+                        }))
+                    }),
                 ..EngineConfig::default()
             },
             metrics.clone(),

@@ -26,6 +26,8 @@ pub fn estimate_tokens(request: &ModelRequest) -> u64 {
             Block::Thinking { thinking, .. } => thinking.len(),
             Block::RedactedThinking { data } => data.len(),
             Block::Image { .. } => 4 * 1600,
+            // About a token per four bytes of the PDF (base64 holds four characters per three bytes).
+            Block::Document { data, .. } => data.len() * 3 / 4,
             Block::ToolUse { name, input, .. } => name.len() + input.to_string().len(),
             Block::ToolResult { content, .. } => content.iter().map(chars).sum(),
         }

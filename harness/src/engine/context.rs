@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::events::{self as ev, Purpose};
 use crate::agent::ResolvedAgent;
+use crate::attachments::{Attachment, Attachments};
 use crate::log::LogEntry;
 use crate::providers::{Block, CacheHints, Message, ModelRequest, Role};
 
@@ -24,8 +25,18 @@ use crate::providers::{Block, CacheHints, Message, ModelRequest, Role};
 pub const SUMMARY_PREFIX: &str = "The earlier part of this conversation was compacted. Summary of it:\n\n";
 
 /// Builds the request for a model call whose `span.model_request_start` is at `limit` (or after every entry when
-/// `limit` is `entries.len()`).
+/// `limit` is `entries.len()`), without the attached files' contents (a note stands for each).
 pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> ModelRequest {
+    build_with(entries, limit, agent, &Attachments::new())
+}
+
+/// [`build`], with the files the messages attach (`crate::attachments`) handed to the model.
+pub fn build_with(
+    entries: &[LogEntry],
+    limit: usize,
+    agent: &ResolvedAgent,
+    files: &Attachments,
+) -> ModelRequest {
     let entries = &entries[..limit.min(entries.len())];
     let mut system = agent.spec.system.clone().unwrap_or_default();
     let skills = crate::skills::prompt_section(&agent.skills);
@@ -36,7 +47,7 @@ pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> Model
         system.push_str(&skills);
     }
     let (start, summary) = compaction_start(entries);
-    let results = results(entries);
+    let results = results(entries, files);
     let mut builder = Builder::default();
     if let Some(summary) = summary {
         builder.user(Block::Text {
@@ -61,7 +72,7 @@ pub fn build(entries: &[LogEntry], limit: usize, agent: &ResolvedAgent) -> Model
                 in_span = false;
             }
             EventBody::UserMessage(message) => {
-                for block in message.content.iter().filter_map(user_block) {
+                for block in message.content.iter().filter_map(|b| user_block(b, files)) {
                     if in_span {
                         deferred.push(block)
                     } else {
@@ -151,7 +162,7 @@ fn compaction_start(entries: &[LogEntry]) -> (usize, Option<String>) {
 }
 
 /// The result of each tool use id: the first one in the log.
-fn results(entries: &[LogEntry]) -> HashMap<String, (Vec<Block>, bool)> {
+fn results(entries: &[LogEntry], files: &Attachments) -> HashMap<String, (Vec<Block>, bool)> {
     let mut out = HashMap::new();
     for entry in entries {
         let (id, content, is_error) = match &entry.body {
@@ -181,38 +192,60 @@ fn results(entries: &[LogEntry]) -> HashMap<String, (Vec<Block>, bool)> {
             | EventBody::SpanModelRequestEnd(_)
             | EventBody::Other(_) => continue,
         };
-        let blocks = content.iter().flatten().filter_map(user_block).collect();
+        let blocks = content
+            .iter()
+            .flatten()
+            .filter_map(|b| user_block(b, files))
+            .collect();
         out.entry(id.clone())
             .or_insert((blocks, is_error.unwrap_or(false)));
     }
     out
 }
 
-/// A client content block as a model block (documents as text when they are text; other kinds as a note).
-fn user_block(block: &ContentBlock) -> Option<Block> {
+/// A client content block as a model block: inline images and PDFs as they are, attached files from `files`
+/// (text files as text), text documents as text; what the model cannot have is a note saying why.
+fn user_block(block: &ContentBlock, files: &Attachments) -> Option<Block> {
     match block {
         ContentBlock::Text(t) => Some(Block::Text { text: t.text.clone() }),
-        ContentBlock::Image(image) => match &image.source {
-            Source::Base64 { media_type, data } => Some(Block::Image {
+        ContentBlock::Image(image) => Some(match &image.source {
+            Source::Base64 { media_type, data } => Block::Image {
                 media_type: media_type.clone(),
                 data: data.clone(),
-            }),
-            other => Some(Block::Text {
-                text: format!(
-                    "[an image from a {} source, not available here]",
-                    other.type_name()
-                ),
-            }),
-        },
-        ContentBlock::Document(doc) => match &doc.source {
-            Source::Text { data, .. } => Some(Block::Text { text: data.clone() }),
-            other => Some(Block::Text {
-                text: format!(
-                    "[a document from a {} source, not available here]",
-                    other.type_name()
-                ),
-            }),
-        },
+            },
+            Source::File { file_id } => match files.get(file_id).map(AsRef::as_ref) {
+                Some(Attachment::Inline { media_type, data }) => Block::Image {
+                    media_type: media_type.clone(),
+                    data: data.clone(),
+                },
+                other => unavailable("image", file_id, other),
+            },
+            other => note(&format!(
+                "[an image from a {} source, not available here]",
+                other.type_name()
+            )),
+        }),
+        ContentBlock::Document(doc) => Some(match &doc.source {
+            Source::Text { data, .. } => Block::Text { text: data.clone() },
+            Source::Base64 { media_type, data } => Block::Document {
+                media_type: media_type.clone(),
+                data: data.clone(),
+                title: doc.title.clone(),
+            },
+            Source::File { file_id } => match files.get(file_id).map(AsRef::as_ref) {
+                Some(Attachment::Inline { media_type, data }) => Block::Document {
+                    media_type: media_type.clone(),
+                    data: data.clone(),
+                    title: doc.title.clone(),
+                },
+                Some(Attachment::Text(text)) => Block::Text { text: text.clone() },
+                other => unavailable("document", file_id, other),
+            },
+            other => note(&format!(
+                "[a document from a {} source, not available here]",
+                other.type_name()
+            )),
+        }),
         ContentBlock::SearchResult(result) => Some(Block::Text {
             text: format!(
                 "{} ({})\n{}",
@@ -227,6 +260,25 @@ fn user_block(block: &ContentBlock) -> Option<Block> {
             ),
         }),
         ContentBlock::Redacted | ContentBlock::Other(_) => None,
+    }
+}
+
+fn note(text: &str) -> Block {
+    Block::Text {
+        text: text.to_owned(),
+    }
+}
+
+/// The note standing for an attached file the model cannot have.
+fn unavailable(kind: &str, file_id: &str, attachment: Option<&Attachment>) -> Block {
+    match attachment {
+        Some(Attachment::Unavailable(why)) => note(&format!("[an attached {kind}: {why}]")),
+        Some(Attachment::Text(_)) => note(&format!(
+            "[an attached {kind} ({file_id}) that is text, not an image]"
+        )),
+        _ => note(&format!(
+            "[an attached {kind} ({file_id}), not read for this request]"
+        )),
     }
 }
 

@@ -181,7 +181,7 @@ pub fn reply_events(
                     }
                 }
             }
-            Block::Image { .. } | Block::ToolResult { .. } => {}
+            Block::Image { .. } | Block::Document { .. } | Block::ToolResult { .. } => {}
         }
     }
     flush(&mut text, &mut batch);

@@ -43,6 +43,8 @@ pub struct EngineConfig {
     pub compaction_budget: Option<u64>,
     /// List prices, for each request's estimated cost.
     pub prices: Arc<PriceTable>,
+    /// Reads the files messages attach; without it the model gets a note in place of each.
+    pub attachments: Option<Arc<crate::attachments::AttachmentLoader>>,
 }
 
 impl Default for EngineConfig {
@@ -54,6 +56,7 @@ impl Default for EngineConfig {
             retry_max: Duration::from_secs(30),
             compaction_budget: Some(150_000),
             prices: Arc::default(),
+            attachments: None,
         }
     }
 }

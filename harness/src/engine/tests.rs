@@ -305,3 +305,81 @@ fn an_interrupt_closes_the_open_span_answers_tool_uses_and_ends_the_turn() {
         ["span.model_request_end", "session.status_idle"]
     );
 }
+
+#[test]
+fn attached_files_reach_the_model_inline_and_what_cannot_is_a_note_saying_why() {
+    use crate::attachments::{Attachment, Attachments, file_ids};
+    let block = |json: serde_json::Value| serde_json::from_value::<ContentBlock>(json).unwrap();
+    let mut log = Log::default();
+    log.push(EventBody::UserMessage(UserMessage {
+        content: vec![
+            block(serde_json::json!({"type": "image", "source": {"type": "file", "file_id": "file_png"}})),
+            block(serde_json::json!({"type": "document", "source": {"type": "file", "file_id": "file_pdf"}, "title": "Q3"})),
+            block(serde_json::json!({"type": "document", "source": {"type": "file", "file_id": "file_txt"}})),
+            block(serde_json::json!({"type": "image", "source": {"type": "file", "file_id": "file_gone"}})),
+            block(serde_json::json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}})),
+        ],
+    }));
+    assert_eq!(
+        file_ids(&log.0),
+        ["file_png", "file_pdf", "file_txt", "file_gone"]
+    );
+    let inline = |media_type: &str, data: &str| {
+        Arc::new(Attachment::Inline {
+            media_type: media_type.into(),
+            data: data.into(),
+        })
+    };
+    let files: Attachments = [
+        ("file_png".to_owned(), inline("image/png", "iVBO")),
+        ("file_pdf".to_owned(), inline("application/pdf", "JVBERi0")),
+        (
+            "file_txt".to_owned(),
+            Arc::new(Attachment::Text("a,b\n1,2".into())),
+        ),
+        (
+            "file_gone".to_owned(),
+            Arc::new(Attachment::Unavailable(
+                "the file file_gone was deleted before the model read it".into(),
+            )),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let a = agent(serde_json::json!([]));
+    let content = &context::build_with(&log.0, log.0.len(), &a, &files).messages[0].content;
+    assert_eq!(
+        content[0],
+        Block::Image {
+            media_type: "image/png".into(),
+            data: "iVBO".into()
+        }
+    );
+    assert_eq!(
+        content[1],
+        Block::Document {
+            media_type: "application/pdf".into(),
+            data: "JVBERi0".into(),
+            title: Some("Q3".into())
+        }
+    );
+    assert_eq!(
+        content[2],
+        Block::Text {
+            text: "a,b\n1,2".into()
+        }
+    );
+    assert!(
+        matches!(&content[3], Block::Text { text } if text.contains("deleted before the model read it")),
+        "{:?}",
+        content[3]
+    );
+    assert!(matches!(&content[4], Block::Document { data, .. } if data == "JVBE"));
+    // Without the files (a compaction request), each stands as a note.
+    let bare = &context::build(&log.0, log.0.len(), &a).messages[0].content;
+    assert!(
+        matches!(&bare[0], Block::Text { text } if text.contains("file_png")),
+        "{:?}",
+        bare[0]
+    );
+}

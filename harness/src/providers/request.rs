@@ -109,6 +109,16 @@ pub enum Block {
         /// The base64-encoded bytes.
         data: String,
     },
+    /// A PDF document, base64-encoded (user messages and tool results).
+    Document {
+        /// `application/pdf`.
+        media_type: String,
+        /// The base64-encoded bytes.
+        data: String,
+        /// Its title, if the client gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
     /// The model's visible reasoning. Echo it back unchanged, signature included.
     Thinking {
         /// The reasoning text.

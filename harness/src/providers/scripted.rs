@@ -83,6 +83,10 @@ pub struct ScriptTurn {
     /// so a test learns what the model was told.
     #[serde(default)]
     pub expect_system: Vec<String>,
+    /// Media types the request's messages must hold an image or document of (`image/png`, `application/pdf`); a
+    /// request without one fails the same way.
+    #[serde(default)]
+    pub expect_media: Vec<String>,
 }
 
 /// One block of a scripted reply: a map with exactly one key, `text`, `thinking` or `tool_use`.
@@ -280,14 +284,10 @@ impl Provider for ScriptedProvider {
             );
             return Box::pin(futures::stream::once(async move { Err(err) }));
         };
-        let system = request.system.as_deref().unwrap_or_default();
-        if let Some(missing) = turn.expect_system.iter().find(|t| !system.contains(t.as_str())) {
+        if let Some(why) = unmet_expectation(&turn, &request) {
             let err = ProviderError::new(
                 ErrorKind::RequestFailed,
-                format!(
-                    "turn {}: the system prompt does not hold {missing:?}; it is: {system:?}",
-                    step + 1
-                ),
+                format!("turn {}: {why}", step + 1),
                 false,
             );
             return Box::pin(futures::stream::once(async move { Err(err) }));
@@ -334,6 +334,37 @@ impl Provider for ScriptedProvider {
             yield Ok(ProviderEvent::Stop { reason, raw: None });
         })
     }
+}
+
+/// What the request lacks of what `turn` expects of it (its system prompt's texts, its media), if anything.
+fn unmet_expectation(turn: &ScriptTurn, request: &ModelRequest) -> Option<String> {
+    let system = request.system.as_deref().unwrap_or_default();
+    if let Some(missing) = turn.expect_system.iter().find(|t| !system.contains(t.as_str())) {
+        return Some(format!(
+            "the system prompt does not hold {missing:?}; it is: {system:?}"
+        ));
+    }
+    fn media(block: &Block, out: &mut Vec<String>) {
+        match block {
+            Block::Image { media_type, .. } | Block::Document { media_type, .. } => {
+                out.push(media_type.clone())
+            }
+            Block::ToolResult { content, .. } => content.iter().for_each(|b| media(b, out)),
+            _ => {}
+        }
+    }
+    let mut held = Vec::new();
+    request
+        .messages
+        .iter()
+        .flat_map(|m| &m.content)
+        .for_each(|b| media(b, &mut held));
+    turn.expect_media
+        .iter()
+        .find(|m| !held.contains(m))
+        .map(|missing| {
+            format!("the request holds no image or document of type {missing:?}; it holds {held:?}")
+        })
 }
 
 /// The events of a turn's blocks, each marked whether it is a chunk (a delta, which delays and error injection
@@ -420,7 +451,7 @@ fn estimate_tokens(request: &ModelRequest) -> u64 {
             Block::Thinking { thinking, .. } => thinking.len(),
             Block::ToolUse { name, input, .. } => name.len() + input.to_string().len(),
             Block::ToolResult { content, .. } => content.iter().map(block_chars).sum(),
-            Block::Image { .. } | Block::RedactedThinking { .. } => 0,
+            Block::Image { .. } | Block::Document { .. } | Block::RedactedThinking { .. } => 0,
         }
     }
     let chars = request.system.as_deref().map_or(0, str::len)

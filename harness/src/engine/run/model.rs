@@ -100,7 +100,17 @@ impl Run<'_> {
         self.ensure_mcp().await?;
         let entries = self.view.entries();
         let request = match span.purpose {
-            Purpose::Reply => context::build(entries, span.index, &self.agent),
+            Purpose::Reply => {
+                let files = match &self.engine.config.attachments {
+                    // A gateway that cannot answer now is tried again with the session's next wake-up.
+                    Some(loader) => loader
+                        .load(self.namespace, &entries[..span.index.min(entries.len())])
+                        .await
+                        .map_err(|why| Stop::Outcome(Outcome::Failed(why)))?,
+                    None => crate::attachments::Attachments::new(),
+                };
+                context::build_with(entries, span.index, &self.agent, &files)
+            }
             Purpose::Compaction => {
                 let cut = scan.turn_start.filter(|c| *c < span.index).unwrap_or(span.index);
                 compaction::request(entries, cut, &self.agent)

@@ -98,6 +98,11 @@ fn block(block: &Block) -> Option<Value> {
         Block::Text { text } if text.trim().is_empty() => return None,
         Block::Text { text } => json!({"type": "text", "text": text}),
         Block::Image { media_type, data } => image(media_type, data),
+        Block::Document {
+            media_type,
+            data,
+            title,
+        } => document(media_type, data, title.as_deref()),
         Block::Thinking { thinking, signature } => {
             json!({"type": "thinking", "thinking": thinking, "signature": signature.as_deref().unwrap_or("")})
         }
@@ -122,6 +127,11 @@ fn block(block: &Block) -> Option<Value> {
                         Some(json!({"type": "text", "text": text}))
                     }
                     Block::Image { media_type, data } => Some(image(media_type, data)),
+                    Block::Document {
+                        media_type,
+                        data,
+                        title,
+                    } => Some(document(media_type, data, title.as_deref())),
                     _ => None,
                 })
                 .collect();
@@ -136,6 +146,15 @@ fn block(block: &Block) -> Option<Value> {
 
 fn image(media_type: &str, data: &str) -> Value {
     json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
+}
+
+fn document(media_type: &str, data: &str, title: Option<&str>) -> Value {
+    let mut out =
+        json!({"type": "document", "source": {"type": "base64", "media_type": media_type, "data": data}});
+    if let Some(title) = title {
+        out["title"] = json!(title);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -91,12 +91,12 @@ fn convert(message: &Message, out: &mut Vec<Value>) {
                             text = format!("Error: {text}");
                         }
                         out.push(json!({"role": "tool", "tool_call_id": tool_use_id, "content": text}));
-                        parts.extend(content.iter().filter_map(image_part));
+                        parts.extend(content.iter().filter_map(media_part));
                     }
                     Block::Text { text } if !text.trim().is_empty() => {
                         parts.push(json!({"type": "text", "text": text}));
                     }
-                    other => parts.extend(image_part(other)),
+                    other => parts.extend(media_part(other)),
                 }
             }
             if parts.is_empty() {
@@ -130,11 +130,20 @@ fn joined_text(blocks: &[Block]) -> String {
         .join("\n\n")
 }
 
-fn image_part(block: &Block) -> Option<Value> {
+/// An image as an `image_url` part, a document as a `file` part (both as data URLs).
+fn media_part(block: &Block) -> Option<Value> {
     match block {
         Block::Image { media_type, data } => Some(
             json!({"type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")}}),
         ),
+        Block::Document {
+            media_type,
+            data,
+            title,
+        } => Some(json!({"type": "file", "file": {
+            "filename": title.as_deref().unwrap_or("document.pdf"),
+            "file_data": format!("data:{media_type};base64,{data}"),
+        }})),
         _ => None,
     }
 }
