@@ -405,8 +405,8 @@ def _fix(value: Any, plain: str, keep: str, ctx: "Context") -> Any:
         source = fixed.get("source")
         if fixed.get("type") in ("image", "document") and isinstance(source, dict):
             image = fixed["type"] == "image"
-            if source.get("type") == "base64" and not keep.endswith(".media_type"):
-                # Inline data of the type its block takes.
+            if source.get("type") == "base64":
+                # Inline data of a type its block takes (the SDK types media_type as any string).
                 source["media_type"] = "image/png" if image else "application/pdf"
             if source.get("type") == "file" and image:
                 source["file_id"] = ctx.image_file  # an image block takes an image file

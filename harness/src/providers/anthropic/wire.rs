@@ -231,4 +231,23 @@ mod tests {
         assert_eq!(body["messages"][1]["content"][0]["is_error"], json!(true));
         assert_eq!(body["messages"][1]["content"][1]["text"], "and then?");
     }
+
+    #[test]
+    fn a_pdf_is_a_base64_document_block_with_its_title() {
+        let pdf = Block::Document {
+            media_type: "application/pdf".into(),
+            data: "JVBE".into(),
+            title: Some("Q3".into()),
+        };
+        assert_eq!(
+            block(&pdf).unwrap(),
+            json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}, "title": "Q3"})
+        );
+        let result = Block::ToolResult {
+            tool_use_id: "t".into(),
+            content: vec![pdf],
+            is_error: false,
+        };
+        assert_eq!(block(&result).unwrap()["content"][0]["type"], "document");
+    }
 }

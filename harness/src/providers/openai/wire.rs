@@ -216,4 +216,18 @@ mod tests {
         assert_eq!(body["tools"][0]["function"]["name"], json!("bash"));
         assert_eq!(body["stream_options"], json!({"include_usage": true}));
     }
+
+    #[test]
+    fn a_pdf_is_a_file_part_with_a_data_url() {
+        let part = media_part(&Block::Document {
+            media_type: "application/pdf".into(),
+            data: "JVBE".into(),
+            title: None,
+        })
+        .unwrap();
+        assert_eq!(
+            part,
+            json!({"type": "file", "file": {"filename": "document.pdf", "file_data": "data:application/pdf;base64,JVBE"}})
+        );
+    }
 }
