@@ -13,8 +13,13 @@ use corral_api::events::{ContentBlock, EventBody, Source};
 use crate::log::LogEntry;
 use crate::tools::file_resources::GatewayFiles;
 
-/// The largest file handed to a model (the providers' own limits are lower for images: 5 MB at Anthropic).
+/// The largest document handed to a model.
 pub const MAX_ATTACHMENT_BYTES: usize = 32 << 20;
+/// The largest image handed to a model (Anthropic's limit).
+pub const MAX_IMAGE_BYTES: usize = 5 << 20;
+/// Base64 characters of attachments one request carries at most (a provider refuses a request past about
+/// 32 MB); the newest attachments are kept, older ones become notes.
+pub const REQUEST_ATTACHMENT_CHARS: usize = 24 << 20;
 /// Bytes of attachments kept in memory per replica.
 const CACHE_BYTES: usize = 128 << 20;
 
@@ -99,10 +104,13 @@ impl AttachmentLoader {
     }
 
     /// The attachments `entries` name. An error (the gateway unreachable) is worth retrying; a file that is gone
-    /// or unfit is an [`Attachment::Unavailable`].
+    /// or unfit is an [`Attachment::Unavailable`], and so are the oldest once the request would carry more than
+    /// [`REQUEST_ATTACHMENT_CHARS`].
     pub async fn load(&self, namespace: &str, entries: &[LogEntry]) -> Result<Attachments, String> {
+        let ids = file_ids(entries);
         let mut out = Attachments::new();
-        for id in file_ids(entries) {
+        let mut carried = 0usize;
+        for id in ids.into_iter().rev() {
             let key = (namespace.to_owned(), id.clone());
             let cached = self.lock().files.get(&key).cloned();
             let attachment = match cached {
@@ -112,6 +120,20 @@ impl AttachmentLoader {
                     self.remember(key, fetched.clone());
                     fetched
                 }
+            };
+            let size = match attachment.as_ref() {
+                Attachment::Inline { data, .. } => data.len(),
+                Attachment::Text(text) => text.len(),
+                Attachment::Unavailable(_) => 0,
+            };
+            let attachment = if carried + size > REQUEST_ATTACHMENT_CHARS {
+                Arc::new(Attachment::Unavailable(format!(
+                    "the file {id} was left out: with the newer attachments the request would carry more than {} MiB",
+                    REQUEST_ATTACHMENT_CHARS >> 20
+                )))
+            } else {
+                carried += size;
+                attachment
             };
             out.insert(id, attachment);
         }
@@ -160,6 +182,12 @@ impl AttachmentLoader {
                 "the file {id} was deleted before the model read it"
             )));
         }
+        if status.is_client_error() {
+            // Retrying cannot help (a harness without the right to read files): the model is told instead.
+            return Ok(Attachment::Unavailable(format!(
+                "the file {id} could not be read (the gateway answered {status})"
+            )));
+        }
         if !status.is_success() {
             return Err(format!(
                 "the gateway answered {status} for the attached file {id}"
@@ -204,6 +232,12 @@ fn attachment(id: &str, media_type: String, bytes: &[u8]) -> Attachment {
             Err(_) => Attachment::Unavailable(format!("the text file {id} is not UTF-8")),
         };
     }
+    if essence.starts_with("image/") && bytes.len() > MAX_IMAGE_BYTES {
+        return Attachment::Unavailable(format!(
+            "the image {id} is larger than the {} MiB a model takes",
+            MAX_IMAGE_BYTES >> 20
+        ));
+    }
     Attachment::Inline {
         media_type: essence,
         data: base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -230,6 +264,10 @@ mod tests {
         assert!(matches!(
             attachment("file_3", "text/plain".into(), &[0xff, 0xfe]),
             Attachment::Unavailable(_)
+        ));
+        assert!(matches!(
+            attachment("file_4", "image/png".into(), &vec![0; MAX_IMAGE_BYTES + 1]),
+            Attachment::Unavailable(why) if why.contains("5 MiB")
         ));
     }
 }

@@ -134,9 +134,21 @@ impl SkillLoader {
         namespace: &str,
         skills: &[Skill],
     ) -> Result<Vec<Arc<LoadedSkill>>, SkillError> {
-        let mut out = Vec::with_capacity(skills.len());
+        let mut out: Vec<Arc<LoadedSkill>> = Vec::with_capacity(skills.len());
         for skill in skills.iter().filter(|s| s.kind == SkillType::Custom) {
-            out.push(self.load(namespace, skill).await?);
+            let loaded = self.load(namespace, skill).await?;
+            // An Agent written with kubectl is not checked by the gateway: two skills of one name would share a
+            // directory in the sandbox.
+            if let Some(other) = out.iter().find(|o| o.name == loaded.name) {
+                return Err(SkillError::Missing(format!(
+                    "skills {} and {} are both named {:?}; their files would share {}",
+                    other.skill_id,
+                    loaded.skill_id,
+                    loaded.name,
+                    loaded.dir()
+                )));
+            }
+            out.push(loaded);
         }
         Ok(out)
     }

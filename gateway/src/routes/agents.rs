@@ -109,6 +109,8 @@ impl ApiResource for Agents {
 /// `latest`) becomes the skill's newest, so an agent version always runs the same files.
 async fn pin_skills(cx: &Cx, spec: &mut AgentSpec) -> ApiResult<()> {
     let index = crate::routes::skills::index(&cx.state, &cx.tenant.namespace);
+    // Each skill's files go to a directory named after it: two skills of one name would share it.
+    let mut names: Vec<String> = Vec::with_capacity(spec.skills.len());
     for (i, skill) in spec.skills.iter_mut().enumerate() {
         let named = |err: ApiError, field: &str| {
             if err.status == axum::http::StatusCode::NOT_FOUND {
@@ -124,6 +126,16 @@ async fn pin_skills(cx: &Cx, spec: &mut AgentSpec) -> ApiResult<()> {
         let version = crate::routes::skills::find_version(&index, &skill.skill_id, wanted)
             .await
             .map_err(|e| named(e, "version"))?;
+        if let Some(j) = names.iter().position(|n| *n == version.name) {
+            return Err(ApiError::field(
+                &format!("skills[{i}].skill_id"),
+                format!(
+                    "skill {:?} is named {:?}, as skills[{j}] is; their files would share /mnt/session/skills/{}",
+                    skill.skill_id, version.name, version.name
+                ),
+            ));
+        }
+        names.push(version.name);
         skill.version = Some(version.version);
     }
     Ok(())

@@ -22,7 +22,7 @@ use crate::{
     files::FileStorage,
     query::Query,
     skills::{
-        Added, Removed, SkillIndex, SkillMeta, VersionMeta, blob_prefix,
+        Added, MAX_SKILLS, MAX_VERSIONS, Removed, SkillIndex, SkillMeta, VersionMeta, blob_prefix,
         upload::{self, SkillUpload},
         valid_skill_id, valid_version_id,
     },
@@ -131,6 +131,16 @@ async fn store_version(
         }
         Ok(Added::NoSkill) => ApiError::not_found("skill", id),
         Ok(Added::Exists) => ApiError::internal("a new skill's id is taken"),
+        Ok(Added::TooManySkills) => ApiError::field(
+            "files",
+            format!("this namespace holds {MAX_SKILLS} skills, the most it may; delete one first"),
+        )
+        .with_code("too_many_skills"),
+        Ok(Added::TooManyVersions) => ApiError::field(
+            "files",
+            format!("this skill holds {MAX_VERSIONS} versions, the most it may; delete an old one first"),
+        )
+        .with_code("too_many_skill_versions"),
         Err(err) => redis_error(err),
     };
     remove_files(files, &version.blobs, &version.files).await;

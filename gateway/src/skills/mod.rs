@@ -128,20 +128,28 @@ pub fn valid_version_id(version: &str) -> bool {
     !version.is_empty() && version.len() <= 20 && version.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// The most skills one namespace may hold.
+pub const MAX_SKILLS: u64 = 500;
+/// The most versions one skill may hold.
+pub const MAX_VERSIONS: u64 = 100;
+
 /// Adds a version (and, for a new skill, the skill) in one step. KEYS: the skill's hash, its versions, the new
-/// version's key, the index. ARGV: version id, version JSON, skill id, `create` or `add`, then for `create` the
-/// skill hash's field/value pairs. 1: stored; 0: the id is not newer than the skill's newest (pick a later one);
-/// -1: `create` of a skill that exists; -2: `add` to a skill that does not.
+/// version's key, the index. ARGV: version id, version JSON, skill id, `create` or `add`, the most skills, the most
+/// versions, then for `create` the skill hash's field/value pairs. 1: stored; 0: the id is not newer than the
+/// skill's newest (pick a later one); -1: `create` of a skill that exists; -2: `add` to a skill that does not;
+/// -3: the namespace holds the most skills; -4: the skill holds the most versions.
 const ADD_VERSION: &str = r"
 if ARGV[4] == 'create' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then return -3 end
 else
   if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return -4 end
 local last = redis.call('ZREVRANGE', KEYS[2], 0, 0)
 if last[1] and tonumber(last[1]) >= tonumber(ARGV[1]) then return 0 end
 if ARGV[4] == 'create' then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
   redis.call('ZADD', KEYS[4], 0, ARGV[3])
 end
 redis.call('SET', KEYS[3], ARGV[2])
@@ -186,6 +194,10 @@ pub enum Added {
     Exists,
     /// The skill is gone.
     NoSkill,
+    /// The namespace holds [`MAX_SKILLS`] skills.
+    TooManySkills,
+    /// The skill holds [`MAX_VERSIONS`] versions.
+    TooManyVersions,
 }
 
 /// What [`SkillIndex::remove_version`] did.
@@ -280,7 +292,9 @@ impl SkillIndex {
                 .arg(&v)
                 .arg(&json)
                 .arg(skill)
-                .arg(if create.is_some() { "create" } else { "add" });
+                .arg(if create.is_some() { "create" } else { "add" })
+                .arg(MAX_SKILLS)
+                .arg(MAX_VERSIONS);
             if let Some(meta) = create {
                 invocation
                     .arg("display_name")
@@ -295,6 +309,8 @@ impl SkillIndex {
                 1 => return Ok(Added::Stored(v)),
                 -1 => return Ok(Added::Exists),
                 -2 => return Ok(Added::NoSkill),
+                -3 => return Ok(Added::TooManySkills),
+                -4 => return Ok(Added::TooManyVersions),
                 _ => {
                     let newest = self.latest(skill).await?.and_then(|l| l.parse::<i64>().ok());
                     id = newest.map_or(id + 1, |n| n.max(id) + 1);

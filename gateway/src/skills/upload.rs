@@ -14,6 +14,9 @@ pub const FRAMING_BYTES: usize = 1 << 20;
 pub const MAX_SKILL_FILES: usize = 500;
 /// Longest path of one file.
 const MAX_PATH_BYTES: usize = 512;
+/// Longest segment of a path (the sandbox writes each file next to its place under a longer temporary name, and a
+/// file name has at most 255 bytes).
+const MAX_SEGMENT_BYTES: usize = 200;
 /// Longest `display_name`.
 const MAX_DISPLAY_NAME_CHARS: usize = 255;
 /// Longest slug.
@@ -133,6 +136,15 @@ pub fn check(files: Vec<(String, Bytes)>, display_name: Option<String>) -> ApiRe
         if out.iter().any(|(p, _)| p == rest) {
             return Err(ApiError::field("files", format!("{path:?} is uploaded twice")));
         }
+        // A path cannot be a file and a directory at once.
+        if let Some((p, _)) = out.iter().find(|(p, _)| is_below(rest, p) || is_below(p, rest)) {
+            return Err(ApiError::field(
+                "files",
+                format!(
+                    "{path:?} and {dir}/{p} cannot both be: one names a file the other needs as a directory"
+                ),
+            ));
+        }
         out.push((rest.to_owned(), bytes));
     }
     let top = top.unwrap_or_default();
@@ -183,6 +195,11 @@ fn split_path(path: &str) -> ApiResult<(&str, &str)> {
     if path.split('/').any(|seg| matches!(seg, "" | "." | "..")) {
         return Err(bad("no segment may be empty, . or .."));
     }
+    if path.split('/').any(|seg| seg.len() > MAX_SEGMENT_BYTES) {
+        return Err(bad(&format!(
+            "a segment is longer than {MAX_SEGMENT_BYTES} bytes"
+        )));
+    }
     Ok((dir, rest))
 }
 
@@ -217,6 +234,11 @@ fn frontmatter(text: &str) -> ApiResult<Frontmatter> {
     serde_yaml::from_str::<Option<Frontmatter>>(yaml)
         .map(Option::unwrap_or_default)
         .map_err(|e| ApiError::field("files", format!("SKILL.md's frontmatter is not valid YAML: {e}")))
+}
+
+/// Whether `path` lies below `dir` (`dir/...`).
+fn is_below(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn slug_ok(name: &str) -> bool {
@@ -287,6 +309,17 @@ mod tests {
             (
                 vec![file("a/SKILL.md", SKILL), file("a/SKILL.md", SKILL)],
                 "uploaded twice",
+            ),
+            (
+                vec![file("a/SKILL.md", SKILL), file("a/x", ""), file("a/x/y", "")],
+                "as a directory",
+            ),
+            (
+                vec![
+                    file("a/SKILL.md", SKILL),
+                    file(&format!("a/{}", "n".repeat(201)), ""),
+                ],
+                "longer than 200",
             ),
         ];
         for (files, want) in cases {

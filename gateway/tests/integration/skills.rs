@@ -180,14 +180,17 @@ async fn the_harness_routes_serve_a_skill_only_to_the_namespaces_own_harness() {
     let res = gw.http.get(&file_url).bearer_auth(&own).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"echo hi\n");
-    let res = gw
-        .http
-        .get(format!("{version_url}/files/../SKILL.md"))
-        .bearer_auth(&own)
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(res.status().as_u16(), 200);
+    // Only the version's own files are served: the path is looked up among them, never used as a key.
+    for missing in ["nope", "scripts", "SKILL.md/x", "scripts/run%20me.sh/.."] {
+        let res = gw
+            .http
+            .get(format!("{version_url}/files/{missing}"))
+            .bearer_auth(&own)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 404, "{missing}");
+    }
 
     let other = crate::approvals::service_account_token(
         &gw,

@@ -161,6 +161,11 @@ fn compaction_start(entries: &[LogEntry]) -> (usize, Option<String>) {
     (kept, Some(summary))
 }
 
+/// Where the model's context starts in `entries`: after the newest compaction, at the first event it kept.
+pub fn context_start(entries: &[LogEntry]) -> usize {
+    compaction_start(entries).0
+}
+
 /// The result of each tool use id: the first one in the log.
 fn results(entries: &[LogEntry], files: &Attachments) -> HashMap<String, (Vec<Block>, bool)> {
     let mut out = HashMap::new();

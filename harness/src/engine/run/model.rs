@@ -103,10 +103,14 @@ impl Run<'_> {
             Purpose::Reply => {
                 let files = match &self.engine.config.attachments {
                     // A gateway that cannot answer now is tried again with the session's next wake-up.
-                    Some(loader) => loader
-                        .load(self.namespace, &entries[..span.index.min(entries.len())])
-                        .await
-                        .map_err(|why| Stop::Outcome(Outcome::Failed(why)))?,
+                    Some(loader) => {
+                        let context = &entries[..span.index.min(entries.len())];
+                        let from = context::context_start(context);
+                        loader
+                            .load(self.namespace, &context[from..])
+                            .await
+                            .map_err(|why| Stop::Outcome(Outcome::Failed(why)))?
+                    }
                     None => crate::attachments::Attachments::new(),
                 };
                 context::build_with(entries, span.index, &self.agent, &files)
