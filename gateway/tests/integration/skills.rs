@@ -115,6 +115,22 @@ async fn a_skill_keeps_its_versions_in_order_and_another_tenant_finds_nothing() 
         v2.as_str(),
         "latest is pinned when the agent is saved"
     );
+    // Another skill of the same name would share the first one's directory in the sandbox.
+    let twin = upload(&gw, &t, "/v1/skills", &files).await.ok();
+    let msg = gw
+        .post(
+            "/v1/agents",
+            &t,
+            json!({ "name": "b", "model": "m", "skills": [
+                { "type": "custom", "skill_id": id }, { "type": "custom", "skill_id": twin["id"] }
+            ] }),
+        )
+        .await
+        .error(400, "invalid_request_error");
+    assert!(
+        msg.starts_with("skills[1].skill_id:") && msg.contains("csv-report"),
+        "{msg}"
+    );
 
     let msg = gw
         .delete(&format!("/v1/skills/{id}/versions/{v1}"), &t)
