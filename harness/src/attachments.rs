@@ -93,12 +93,7 @@ impl AttachmentLoader {
     pub fn new(gateway: GatewayFiles) -> Self {
         Self {
             gateway,
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(120))
-                .build()
-                .unwrap_or_default(),
+            http: GatewayFiles::client(Some(Duration::from_secs(120))),
             cache: Mutex::default(),
         }
     }
@@ -161,21 +156,10 @@ impl AttachmentLoader {
     }
 
     async fn fetch(&self, namespace: &str, id: &str) -> Result<Attachment, String> {
-        let token = tokio::fs::read_to_string(&self.gateway.token_file)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", self.gateway.token_file.display()))?;
-        let url = crate::skills::gateway_url(
-            &self.gateway.url,
-            &["internal", "v1", "namespaces", namespace, "files", id, "content"],
-        )
-        .map_err(|e| format!("{e:?}"))?;
         let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .map_err(|e| format!("the gateway is unreachable: {e}"))?;
+            .gateway
+            .get(&self.http, namespace, &["files", id, "content"])
+            .await?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(Attachment::Unavailable(format!(

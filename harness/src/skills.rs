@@ -118,12 +118,7 @@ impl SkillLoader {
     pub fn new(gateway: Option<GatewayFiles>) -> Self {
         Self {
             gateway,
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+            http: GatewayFiles::client(Some(Duration::from_secs(30))),
             pinned: Mutex::default(),
         }
     }
@@ -182,31 +177,10 @@ impl SkillLoader {
                     .into(),
             ));
         };
-        let token = tokio::fs::read_to_string(&gateway.token_file)
+        let response = gateway
+            .get(&self.http, namespace, &["skills", skill, "versions", version])
             .await
-            .map_err(|e| {
-                SkillError::Unavailable(format!("cannot read {}: {e}", gateway.token_file.display()))
-            })?;
-        let url = gateway_url(
-            &gateway.url,
-            &[
-                "internal",
-                "v1",
-                "namespaces",
-                namespace,
-                "skills",
-                skill,
-                "versions",
-                version,
-            ],
-        )?;
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .map_err(|e| SkillError::Unavailable(format!("the gateway is unreachable: {e}")))?;
+            .map_err(SkillError::Unavailable)?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(SkillError::Missing(format!(
@@ -223,17 +197,6 @@ impl SkillLoader {
             .await
             .map_err(|e| SkillError::Unavailable(format!("the gateway's answer for skill {skill}: {e}")))
     }
-}
-
-/// `base` with `segments` appended, each percent-encoded.
-pub fn gateway_url(base: &str, segments: &[&str]) -> Result<reqwest::Url, SkillError> {
-    let mut url = reqwest::Url::parse(base)
-        .map_err(|e| SkillError::Unavailable(format!("the gateway URL {base:?}: {e}")))?;
-    url.path_segments_mut()
-        .map_err(|()| SkillError::Unavailable(format!("the gateway URL {base:?} cannot take a path")))?
-        .pop_if_empty()
-        .extend(segments);
-    Ok(url)
 }
 
 #[cfg(test)]
@@ -288,11 +251,5 @@ mod tests {
             ),
             "{text}"
         );
-    }
-
-    #[test]
-    fn gateway_paths_are_percent_encoded_segment_by_segment() {
-        let url = gateway_url("http://gw:8080/", &["internal", "a b", "x/y"]).unwrap();
-        assert_eq!(url.as_str(), "http://gw:8080/internal/a%20b/x%2Fy");
     }
 }

@@ -45,6 +45,50 @@ pub struct GatewayFiles {
     pub token_file: PathBuf,
 }
 
+impl GatewayFiles {
+    /// An HTTP client for the gateway: no proxy, 5 s to connect, at most `timeout` per request when given.
+    pub fn client(timeout: Option<Duration>) -> reqwest::Client {
+        let builder = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(5));
+        match timeout {
+            Some(t) => builder.timeout(t),
+            None => builder,
+        }
+        .build()
+        .unwrap_or_default()
+    }
+
+    /// `GET /internal/v1/namespaces/{namespace}/{segments...}` (each segment percent-encoded) with this harness's
+    /// token, read afresh (the kubelet rotates it). An error says why no answer came.
+    pub async fn get(
+        &self,
+        http: &reqwest::Client,
+        namespace: &str,
+        segments: &[&str],
+    ) -> Result<reqwest::Response, String> {
+        let token = tokio::fs::read_to_string(&self.token_file)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", self.token_file.display()))?;
+        http.get(internal_url(&self.url, namespace, segments)?)
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .map_err(|e| format!("the gateway is unreachable: {e}"))
+    }
+}
+
+/// `base` + `/internal/v1/namespaces/{namespace}/` + `segments`, each percent-encoded.
+fn internal_url(base: &str, namespace: &str, segments: &[&str]) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(base).map_err(|e| format!("the gateway URL {base:?}: {e}"))?;
+    url.path_segments_mut()
+        .map_err(|()| format!("the gateway URL {base:?} cannot take a path"))?
+        .pop_if_empty()
+        .extend(["internal", "v1", "namespaces", namespace])
+        .extend(segments);
+    Ok(url)
+}
+
 /// Keeps each session's sandbox in line with its `file` resources.
 pub struct FileResources {
     sessions: Sessions,
@@ -114,11 +158,7 @@ impl FileResources {
             sessions,
             log,
             gateway,
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            http: GatewayFiles::client(None),
             deadline: SYNC_DEADLINE,
         }
     }
@@ -242,30 +282,16 @@ impl FileResources {
                 "this harness has no gateway to fetch files from (--gateway-url)".into(),
             ));
         };
-        let token = tokio::fs::read_to_string(&gateway.token_file)
-            .await
-            .map_err(|e| fail(format!("cannot read {}: {e}", gateway.token_file.display())))?;
         // A skill's file is read from the skill's version (its id is that path); any other id is a file's.
-        let url = match id.strip_prefix(crate::skills::SKILL_ID_PREFIX) {
-            Some(_) => {
-                let mut segments = vec!["internal", "v1", "namespaces", namespace];
-                segments.extend(id.split('/'));
-                crate::skills::gateway_url(&gateway.url, &segments)
-                    .map_err(|e| fail(format!("{e:?}")))?
-                    .to_string()
-            }
-            None => format!(
-                "{}/internal/v1/namespaces/{namespace}/files/{id}/content",
-                gateway.url.trim_end_matches('/')
-            ),
+        let segments: Vec<&str> = if id.starts_with(crate::skills::SKILL_ID_PREFIX) {
+            id.split('/').collect()
+        } else {
+            vec!["files", id, "content"]
         };
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.trim())
-            .send()
+        let response = gateway
+            .get(&self.http, namespace, &segments)
             .await
-            .map_err(|e| fail(format!("the gateway is unreachable: {e}")))?;
+            .map_err(fail)?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -474,6 +500,15 @@ mod tests {
                 ("/mnt/session/uploads/file_1", "file_1"),
                 ("/workspace/in.csv", "file_2")
             ])
+        );
+    }
+
+    #[test]
+    fn internal_paths_are_percent_encoded_segment_by_segment() {
+        let url = internal_url("http://gw:8080/", "team-a", &["skills", "a b", "x/y"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://gw:8080/internal/v1/namespaces/team-a/skills/a%20b/x%2Fy"
         );
     }
 }
