@@ -290,10 +290,12 @@ async fn a_model_key_reference_reaches_only_labelled_model_keys() -> anyhow::Res
                 "Agent {name}: {message}"
             );
         }
-        assert_eq!(
-            readiness(&ns, "honest").await?.map(|r| r.0),
-            Some("True".to_owned())
-        );
+        // The operator may not have reconciled the honest Agent yet (its session already ran): wait for its verdict.
+        let honest = wait::until("Agent honest to get its Ready condition", TIMEOUT, || async {
+            Ok(readiness(&ns, "honest").await?.map(|r| r.0))
+        })
+        .await?;
+        assert_eq!(honest, "True");
         let log = listener_log()?;
         for (name, _, _, secret_value, _) in &refused {
             assert!(
