@@ -352,8 +352,26 @@ async fn a_redis_restart_loses_no_acknowledged_event() -> anyhow::Result<()> {
         )
         .await?;
 
+        // Read through a new connection each time: what is tested is what the restarted server kept, not how this
+        // test's own client reconnects (the gateway's reconnection has its own test). Errors are printed, so a
+        // timeout says why.
         let stored = wait::until("the log to be readable again", TIMEOUT, || async {
-            Ok(log.range(None, 1000, Order::Asc).await.ok().map(|p| p.events))
+            let read = async {
+                let fresh = Store::connect(&url, Config::default()).await?;
+                Ok::<_, anyhow::Error>(
+                    fresh
+                        .session(&ns.name, "durable")
+                        .range(None, 1000, Order::Asc)
+                        .await?,
+                )
+            };
+            match read.await {
+                Ok(page) => Ok(Some(page.events)),
+                Err(err) => {
+                    eprintln!("the log is not readable yet: {err:#}");
+                    Ok(None)
+                }
+            }
         })
         .await?;
         let ids: Vec<String> = stored.iter().map(|e| e.event.id.to_string()).collect();
