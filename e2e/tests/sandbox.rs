@@ -419,7 +419,7 @@ async fn a_persistent_workspace_keeps_its_files_across_reaping() -> anyhow::Resu
         let volume = volume.clone();
         async move {
             ns.apply(&manifests(&format!(
-                "{{sandbox: {{idleTimeout: 10s, workspace: {{type: persistent, size: 1Gi, storageClassName: {volume}}}}}}}"
+                "{{sandbox: {{idleTimeout: 15s, workspace: {{type: persistent, size: 1Gi, storageClassName: {volume}}}}}}}"
             )))?;
             request_sandbox(&ns, "s1").await?;
             let ready = wait_ready(&ns, "sandbox Ready").await?;

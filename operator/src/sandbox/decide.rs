@@ -261,7 +261,7 @@ pub fn decide(o: &Observed<'_>) -> Decision {
             requeue: None,
         },
         PodState::Ready { ip } => {
-            let last_activity = [Some(pod.created), requested, o.last_event_time]
+            let last_activity = [Some(pod.created), pod.ready_since, requested, o.last_event_time]
                 .into_iter()
                 .flatten()
                 .max();
@@ -325,6 +325,7 @@ mod tests {
         PodView {
             name: "sandbox-s1".into(),
             created: t(created),
+            ready_since: None,
             terminating: false,
             state,
         }
@@ -437,6 +438,16 @@ mod tests {
         );
         o.phase = Some(SessionPhase::Running);
         assert_eq!(decide(&o).action, Action::Keep);
+    }
+
+    #[test]
+    fn a_pod_slower_to_start_than_the_idle_timeout_is_not_reaped_on_arrival() {
+        let s = requested(0);
+        let mut slow = pod(PodState::Ready { ip: "ip".into() }, 1);
+        slow.ready_since = Some(t(650));
+        let d = decide(&observed(Some(&s), Some(slow), 700));
+        assert_eq!(d.action, Action::Keep, "idle counts from readiness, not creation");
+        assert_eq!(d.status.unwrap().phase, Some(SandboxPhase::Ready));
     }
 
     #[test]

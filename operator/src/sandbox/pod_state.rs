@@ -39,6 +39,8 @@ pub struct PodView {
     pub name: String,
     /// When it was created.
     pub created: Timestamp,
+    /// When its Ready condition last turned true: a pod that took long to start is not idle from its creation.
+    pub ready_since: Option<Timestamp>,
     /// Whether it is being deleted.
     pub terminating: bool,
     /// Its state.
@@ -121,9 +123,14 @@ impl PodView {
         } else {
             PodState::Starting
         };
+        let ready_since = condition("Ready")
+            .filter(|c| c.status == "True")
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0);
         Self {
             name,
             created,
+            ready_since,
             terminating: pod.metadata.deletion_timestamp.is_some(),
             state,
         }
