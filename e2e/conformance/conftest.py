@@ -109,6 +109,18 @@ def read_until_idle(stream: Iterator[Any], deadline: float) -> list[Any]:
     raise AssertionError(f"no end_turn idle within {TURN_TIMEOUT:.0f} s; saw {[e.type for e in events]}")
 
 
+def one_tool_result(client: anthropic.Anthropic, session_id: str, text: str) -> str:
+    """Sends `text`, follows the turn to its end and returns the text of its one tool result."""
+    deadline = time.monotonic() + TURN_TIMEOUT
+    with client.beta.sessions.events.stream(session_id) as stream:
+        client.beta.sessions.events.send(session_id, events=[user_message(text)])
+        events = read_until_idle(stream, deadline)
+    results = [e for e in events if e.type == "agent.tool_result"]
+    assert len(results) == 1, [e.type for e in events]
+    content: Any = results[0].content
+    return "".join(block.text for block in content if getattr(block, "type", "") == "text")
+
+
 @dataclass
 class RawEvent:
     """One SSE event as sent on the wire: its cursor, its `event:` name and its JSON data."""

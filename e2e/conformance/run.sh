@@ -69,6 +69,7 @@ kubectl -n "$tenant" create configmap weather-script --from-file=script.yaml="$h
 kubectl -n "$tenant" create configmap resources-script --from-file=script.yaml="$here/scripts/file-resources.yaml" >/dev/null
 kubectl -n "$tenant" create configmap skills-script --from-file=script.yaml="$here/scripts/skills.yaml" >/dev/null
 kubectl -n "$tenant" create configmap attachments-script --from-file=script.yaml="$here/scripts/attachments.yaml" >/dev/null
+kubectl -n "$tenant" create configmap outputs-script --from-file=script.yaml="$here/scripts/outputs.yaml" >/dev/null
 log "tenant namespaces $tenant (keys and scripts) and $other (a stranger's key)"
 
 # --- the gateway ---
@@ -96,7 +97,7 @@ log "running the conformance suite against $base_url (anthropic $("$python" -c '
 rc=0
 CORRAL_BASE_URL=$base_url CORRAL_API_KEY=$key CORRAL_OTHER_API_KEY=$other_key \
   CORRAL_HELLO_SCRIPT=hello-script CORRAL_WEATHER_SCRIPT=weather-script CORRAL_RESOURCES_SCRIPT=resources-script \
-  CORRAL_SKILLS_SCRIPT=skills-script CORRAL_ATTACHMENTS_SCRIPT=attachments-script \
+  CORRAL_SKILLS_SCRIPT=skills-script CORRAL_ATTACHMENTS_SCRIPT=attachments-script CORRAL_OUTPUTS_SCRIPT=outputs-script \
   PYTHONDONTWRITEBYTECODE=1 "$python" -m pytest "$here" -p no:cacheprovider "$@" || rc=$?
 if ((rc != 0)); then
   log "conformance suite FAILED (pytest exit status $rc)"

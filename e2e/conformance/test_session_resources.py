@@ -4,24 +4,10 @@ first `bash` call, read-only; a file added on the live session appears there, an
 from __future__ import annotations
 
 import os
-import time
-from typing import Any
 
 import anthropic
 
-from conftest import TURN_TIMEOUT, read_until_idle, scripted_model, user_message
-
-
-def _turn(client: anthropic.Anthropic, session_id: str, text: str) -> str:
-    """Sends `text`, follows the turn to its end and returns the text of its one bash result."""
-    deadline = time.monotonic() + TURN_TIMEOUT
-    with client.beta.sessions.events.stream(session_id) as stream:
-        client.beta.sessions.events.send(session_id, events=[user_message(text)])
-        events = read_until_idle(stream, deadline)
-    results = [e for e in events if e.type == "agent.tool_result"]
-    assert len(results) == 1, [e.type for e in events]
-    content: Any = results[0].content
-    return "".join(block.text for block in content if getattr(block, "type", "") == "text")
+from conftest import one_tool_result, scripted_model
 
 
 def test_file_resources_reach_the_sandbox_and_follow_the_session(
@@ -42,7 +28,7 @@ def test_file_resources_reach_the_sandbox_and_follow_the_session(
     (given,) = session.resources
     assert (given.type, given.file_id, given.mount_path) == ("file", first.id, "/mnt/session/uploads/first.txt")
 
-    out = _turn(client, session.id, "Read the first file")
+    out = one_tool_result(client, session.id, "Read the first file")
     assert "the first file's words" in out, out
     assert "READONLY" in out and "WRITABLE" not in out, f"the agent could overwrite a file resource: {out}"
 
@@ -54,12 +40,12 @@ def test_file_resources_reach_the_sandbox_and_follow_the_session(
     assert [r.id for r in listed.data] == [given.id, added.id]
     got = client.beta.sessions.resources.retrieve(added.id, session_id=session.id)
     assert (got.id, got.type, got.file_id, got.mount_path) == (added.id, "file", second.id, added.mount_path)
-    out = _turn(client, session.id, "Read the second file")
+    out = one_tool_result(client, session.id, "Read the second file")
     assert "the second file's words" in out, out
 
     deleted = client.beta.sessions.resources.delete(added.id, session_id=session.id)
     assert (deleted.id, deleted.type) == (added.id, "session_resource_deleted")
-    out = _turn(client, session.id, "List the files")
+    out = one_tool_result(client, session.id, "List the files")
     assert "GONE" in out and "first.txt" in out, out
 
     client.beta.sessions.delete(session.id)

@@ -74,6 +74,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .merge(files)
         .merge(skills)
         .merge(routes::harness_files::routes())
+        .merge(routes::harness_outputs::routes())
         .merge(routes::harness_skills::routes())
         .route("/v1/openapi.yaml", get(openapi))
         .merge(crate::viewer::routes())

@@ -213,6 +213,47 @@ impl SandboxClient {
             .map(drop)
     }
 
+    /// `GET /v1/outputs`: the files under the outputs directory.
+    pub async fn outputs(&self) -> Result<crate::wire::OutputsListing, ClientError> {
+        let timeout = Duration::from_secs(30);
+        let response = self
+            .http
+            .get(format!("{}{}", self.base_url, crate::wire::OUTPUTS_PATH))
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        self.decode(response, timeout).await
+    }
+
+    /// `GET /v1/outputs/content?path=`: one output's bytes, as a response to stream (its status checked).
+    pub async fn output_content(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut url = reqwest::Url::parse(&format!("{}{}", self.base_url, crate::wire::OUTPUT_CONTENT_PATH))
+            .map_err(|e| ClientError::Decode(format!("not a URL: {e}")))?;
+        url.query_pairs_mut().append_pair("path", path);
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, timeout))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(self
+            .decode::<serde_json::Value>(response, timeout)
+            .await
+            .err()
+            .unwrap_or_else(|| ClientError::Decode("an error status with a JSON body".into())))
+    }
+
     fn files_url(&self, path: &str) -> Result<reqwest::Url, ClientError> {
         let mut url = reqwest::Url::parse(&format!("{}{FILES_PATH}", self.base_url))
             .map_err(|e| ClientError::Decode(format!("not a URL: {e}")))?;

@@ -37,6 +37,15 @@ pub fn file_resource_path_ok(path: &str) -> bool {
     })
 }
 
+/// The directory whose files become the session's outputs: Files scoped to the session (docs/files.md).
+pub const OUTPUTS_DIR: &str = "/mnt/session/outputs";
+
+/// Whether `path` may name an output: a relative path of plain segments (no empty, `.` or `..` one), at most 512
+/// bytes.
+pub fn output_path_ok(path: &str) -> bool {
+    !path.is_empty() && path.len() <= 512 && path.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+}
+
 /// The port the daemon listens on in a sandbox pod (its `host:port` endpoint is published in the Session status).
 pub const DAEMON_PORT: u16 = 7070;
 

@@ -15,6 +15,10 @@ pub const IDENTITY_PATH: &str = "/v1/identity";
 /// place, path → id): the session's file resources, put in place read-only by the harness (never a tool the model
 /// calls).
 pub const FILES_PATH: &str = "/v1/files";
+/// `GET`: the session's outputs, the regular files under [`crate::pod::OUTPUTS_DIR`] ([`OutputsListing`]).
+pub const OUTPUTS_PATH: &str = "/v1/outputs";
+/// `GET ?path=<path relative to the outputs directory>`: one output's bytes.
+pub const OUTPUT_CONTENT_PATH: &str = "/v1/outputs/content";
 /// The unauthenticated liveness route for probes.
 pub const HEALTH_PATH: &str = "/healthz";
 
@@ -136,6 +140,34 @@ pub struct DaemonInfo {
     pub workspace: String,
     /// The tools it runs.
     pub tools: Vec<String>,
+}
+
+/// One file under the outputs directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Its path relative to the outputs directory, `/`-separated.
+    pub path: String,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// What changes when the file does: its size and modification time (`<size>:<mtime in ns>`).
+    pub fingerprint: String,
+}
+
+/// `GET /v1/outputs`: the regular files under the outputs directory (symlinks and other kinds are not listed), at
+/// most [`OutputsListing::MAX_FILES`], sorted by path.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OutputsListing {
+    /// The files.
+    pub files: Vec<OutputFile>,
+    /// Whether more files were there than listed (or some path was not UTF-8 or too deep).
+    pub truncated: bool,
+}
+
+impl OutputsListing {
+    /// The most files one listing names.
+    pub const MAX_FILES: usize = 1000;
+    /// The deepest directory nesting walked under the outputs directory.
+    pub const MAX_DEPTH: usize = 16;
 }
 
 #[cfg(test)]

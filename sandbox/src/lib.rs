@@ -8,6 +8,7 @@ pub mod config;
 pub mod egress;
 pub mod error;
 pub mod files;
+pub mod outputs;
 pub mod packages;
 pub mod reaper;
 pub mod server;

@@ -1,5 +1,5 @@
 //! The HTTP surface: `GET /healthz` and `GET /v1/identity` (open), `GET /v1/info`, `POST /v1/execute` and
-//! `PUT`/`DELETE /v1/files` (bearer token).
+//! `PUT`/`DELETE /v1/files` and `GET /v1/outputs[/content]` (bearer token).
 
 use std::{path::Path, sync::Arc, time::Instant};
 
@@ -15,7 +15,7 @@ use axum::{
 use corral_sandbox_protocol::ToolResult;
 use corral_sandbox_protocol::wire::{
     DaemonIdentity, DaemonInfo, EXECUTE_PATH, ExecuteRequest, FILES_PATH, HEALTH_PATH, IDENTITY_PATH,
-    INFO_PATH,
+    INFO_PATH, OUTPUT_CONTENT_PATH, OUTPUTS_PATH,
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -36,6 +36,8 @@ pub fn router(toolbox: Arc<Toolbox>, check: TokenCheck, max_body_bytes: usize) -
     let api = Router::new()
         .route(EXECUTE_PATH, post(execute))
         .route(INFO_PATH, get(info))
+        .route(OUTPUTS_PATH, get(crate::outputs::list))
+        .route(OUTPUT_CONTENT_PATH, get(crate::outputs::content))
         .route(
             FILES_PATH,
             axum::routing::put(crate::files::put)
@@ -193,6 +195,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_egress(config.egress()),
     );
     crate::reaper::start(toolbox.shell().clone());
+    crate::outputs::prepare();
     let app = router(toolbox.clone(), check, config.limits.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

@@ -226,6 +226,39 @@ impl FileIndex {
         Ok(Inserted::Stored)
     }
 
+    /// The outputs recorded for `session`: path → (file id, fingerprint).
+    pub async fn outputs(&self, session: &str) -> redis::RedisResult<HashMap<String, (String, String)>> {
+        let all: HashMap<String, String> = self.redis.clone().hgetall(self.keys.outputs(session)).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(path, v)| {
+                let (id, fingerprint) = v.split_once(' ')?;
+                Some((path, (id.to_owned(), fingerprint.to_owned())))
+            })
+            .collect())
+    }
+
+    /// Records `file` as `session`'s output at `path` with `fingerprint`; answers the file it replaces, if any.
+    pub async fn record_output(
+        &self,
+        session: &str,
+        path: &str,
+        file: &str,
+        fingerprint: &str,
+    ) -> redis::RedisResult<Option<String>> {
+        let key = self.keys.outputs(session);
+        let (previous,): (Option<String>,) = redis::pipe()
+            .atomic()
+            .hget(&key, path)
+            .hset(&key, path, format!("{file} {fingerprint}"))
+            .ignore()
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(previous
+            .and_then(|v| v.split_once(' ').map(|(id, _)| id.to_owned()))
+            .filter(|id| id != file))
+    }
+
     /// How many of the namespace's files have an expiry.
     pub async fn expiring_count(&self) -> redis::RedisResult<u64> {
         self.redis.clone().zcard(self.keys.expiring()).await

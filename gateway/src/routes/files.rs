@@ -58,25 +58,25 @@ pub(crate) fn storage(state: &AppState) -> ApiResult<&FileStorage> {
     })
 }
 
-fn index(state: &AppState, tenant: &Tenant) -> FileIndex {
+pub(crate) fn index(state: &AppState, tenant: &Tenant) -> FileIndex {
     FileIndex::new(state.log.connection(), &tenant.namespace)
 }
 
 /// A Redis failure: a generic message in the envelope, the cause (addresses, server text) only in the log.
-fn redis_error(err: redis::RedisError) -> ApiError {
+pub(crate) fn redis_error(err: redis::RedisError) -> ApiError {
     tracing::warn!(error = %err, "file metadata: Redis failed");
     let mut err = ApiError::unavailable("file metadata");
     err.session_log_failure = true;
     err
 }
 
-fn too_large(max: u64) -> ApiError {
+pub(crate) fn too_large(max: u64) -> ApiError {
     let mut err = ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE);
     err.message = format!("file: over the limit of {max} bytes per file");
     err.with_code("file_too_large")
 }
 
-fn over_quota(quota: u64) -> ApiError {
+pub(crate) fn over_quota(quota: u64) -> ApiError {
     let mut err = ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE);
     err.message = format!(
         "file: this namespace's files would take more than its storage quota of {quota} bytes; delete files to make room"
@@ -84,7 +84,7 @@ fn over_quota(quota: u64) -> ApiError {
     err.with_code("storage_quota_exceeded")
 }
 
-fn busy(why: Busy) -> ApiError {
+pub(crate) fn busy(why: Busy) -> ApiError {
     match why {
         Busy::Namespace(n) => {
             let mut err = ApiError::rate_limited(BUSY_RETRY_SECONDS);

@@ -6,6 +6,7 @@ pub mod environments;
 pub mod events;
 pub mod files;
 pub mod harness_files;
+pub mod harness_outputs;
 pub mod harness_skills;
 pub mod objects;
 pub mod session_disk;

@@ -336,12 +336,18 @@ impl ToolRunner for ClusterToolRunner {
                         self.forget(call.namespace, call.session).await;
                         retried = true;
                     }
-                    other => break other,
+                    other => break (client, other),
                 }
             };
-            let (output, lost) = sandbox_output(outcome);
+            let (client, outcome) = outcome;
+            let (mut output, lost) = sandbox_output(outcome);
             if lost {
                 self.forget(call.namespace, call.session).await;
+            } else if let Some((gateway, http)) = self.files.as_ref().and_then(|f| f.gateway())
+                && let Some(note) =
+                    super::outputs::save(gateway, http, call.namespace, call.session, &client).await
+            {
+                output.content.push(corral_api::events::ContentBlock::text(note));
             }
             output
         })

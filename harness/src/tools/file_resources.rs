@@ -67,10 +67,29 @@ impl GatewayFiles {
         namespace: &str,
         segments: &[&str],
     ) -> Result<reqwest::Response, String> {
+        self.send(http.get(internal_url(&self.url, namespace, segments)?))
+            .await
+    }
+
+    /// `PUT /internal/v1/namespaces/{namespace}/{segments...}?{query}` with `body` and this harness's token.
+    pub async fn put(
+        &self,
+        http: &reqwest::Client,
+        namespace: &str,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response, String> {
+        let mut url = internal_url(&self.url, namespace, segments)?;
+        url.query_pairs_mut().extend_pairs(query);
+        self.send(http.put(url).body(body)).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
         let token = tokio::fs::read_to_string(&self.token_file)
             .await
             .map_err(|e| format!("cannot read {}: {e}", self.token_file.display()))?;
-        http.get(internal_url(&self.url, namespace, segments)?)
+        request
             .bearer_auth(token.trim())
             .send()
             .await
@@ -161,6 +180,11 @@ impl FileResources {
             http: GatewayFiles::client(None),
             deadline: SYNC_DEADLINE,
         }
+    }
+
+    /// The gateway and the client to reach it, when there is one.
+    pub fn gateway(&self) -> Option<(&GatewayFiles, &reqwest::Client)> {
+        self.gateway.as_ref().map(|g| (g, &self.http))
     }
 
     /// The same with another deadline for one call's files than [`SYNC_DEADLINE`].

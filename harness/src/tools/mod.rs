@@ -10,6 +10,7 @@ mod client_cache;
 mod cluster;
 pub mod file_resources;
 mod local;
+pub mod outputs;
 mod repositories;
 mod sandbox_waits;
 pub mod sessions;

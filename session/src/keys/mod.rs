@@ -418,6 +418,12 @@ impl FileKeys {
         format!("{}scope:{scope}", self.base)
     }
 
+    /// The outputs a session's sandbox produced (hash: path under the outputs directory → `<file id> <fingerprint>`),
+    /// so a file is stored again only when it changed, and a changed one replaces its earlier File.
+    pub fn outputs(&self, session: &str) -> String {
+        format!("{}outputs:{session}", self.base)
+    }
+
     /// Files that expire (sorted set: file id → expiry, ms since the epoch).
     pub fn expiring(&self) -> String {
         format!("{}expiring", self.base)
