@@ -3,8 +3,8 @@
 //! namespace; a session is created through the gateway with a `github_repository` resource carrying the token as
 //! `authorization_token`, as the Managed Agents SDK sends it. The agent (a scripted model on this host) finds the
 //! repository cloned at its checkout, commits, and pushes through the egress proxy, which adds the token; from
-//! inside the sandbox the token is nowhere to be found. A session with a wrong token reports the failed clone, and
-//! clones once its token is rotated through `resources.update`.
+//! inside the sandbox the token is nowhere to be found, nor the object store's secret key. A session with a wrong
+//! token reports the failed clone, and clones once its token is rotated through `resources.update`.
 //!
 //! The server's pod is reached from sandboxes at the test host (10.201.0.1, opened to the proxy by
 //! `egress.internalHosts` in hack/e2e.sh) through a relay on this host, so the proxy's walls stay as they are: a
@@ -23,6 +23,23 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
 const REPO: &str = "project";
+
+/// The bundled object store's S3 secret key (the chart's Secret labelled `app.kubernetes.io/component:
+/// object-store` in Corral's namespace).
+async fn object_store_secret_key(cluster: &Cluster) -> anyhow::Result<String> {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(cluster.client.clone(), &cluster.corral_namespace);
+    let listed = secrets
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/component=object-store"))
+        .await?;
+    listed
+        .items
+        .iter()
+        .find_map(|s| s.data.as_ref()?.get("secretAccessKey"))
+        .and_then(|key| String::from_utf8(key.0.clone()).ok())
+        .filter(|key| key.len() > 12)
+        .ok_or_else(|| anyhow::anyhow!("the bundled object store's Secret holds no secretAccessKey"))
+}
 
 fn git_server(token: &str) -> String {
     format!(
@@ -167,8 +184,11 @@ async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_ne
             let (address, _relays) = serve_git(&ns, &token).await?;
             let url = format!("http://{address}/{REPO}.git");
             let api = tenant(&base, ns.cluster(), &ns.name).await?;
-            // The token split in two, so that no command the agent runs holds it whole.
+            // The token split in two, so that no command the agent runs holds it whole; the same for the bundled
+            // object store's secret key, which no sandbox may see either.
             let (head, tail) = token.split_at(5);
+            let store_key = object_store_secret_key(ns.cluster()).await?;
+            let (key_head, key_tail) = store_key.split_at(6);
             let model = ModelServer::start(vec![
                 bash(&format!(
                     "cd /workspace/{REPO} && git log --format=%s && git rev-parse --abbrev-ref HEAD && \
@@ -182,7 +202,8 @@ async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_ne
                      git -C /workspace/project config --list --show-origin; git config --global --list 2>&1",
                 ),
                 bash(&format!(
-                    "t={head}; t=\"${{t}}{tail}\"; [ ${{#t}} -gt 10 ] && grep -rIlsF -e \"$t\" /etc /workspace /tmp /home /root /var 2>/dev/null; echo files-done"
+                    "t={head}; t=\"${{t}}{tail}\"; k={key_head}; k=\"${{k}}{key_tail}\"; [ ${{#t}} -gt 10 ] && [ ${{#k}} -gt 10 ] && \
+                     grep -rIlsF -e \"$t\" -e \"$k\" /etc /workspace /tmp /home /root /var /mnt 2>/dev/null; echo files-done"
                 )),
                 Reply::Text("done".into()),
             ])
@@ -206,6 +227,7 @@ async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_ne
             assert!(inside.contains("credential") || inside.contains("file:"), "the dump ran: {inside}");
             assert!(!inside.contains(&token), "the token is in the sandbox's environment, processes or git config");
             assert!(!inside.contains(tail), "not even a part of it");
+            assert!(!inside.contains(key_tail), "the object store's secret key is in the sandbox's environment or processes");
             assert_eq!(results[2].trim(), "files-done", "the token is in a file of the sandbox: {}", results[2]);
 
             // A wrong token: the clone fails, and the first tool call says so.
