@@ -9,7 +9,8 @@
 # Cluster figures, on the local cluster (started here unless it is up, and stopped again if it was started here)
 # with Corral built from this checkout and installed (`E2E_INSTALL_ONLY=1 hack/e2e.sh`): time to first token
 # through the installed gateway, lazy versus eager sandbox provisioning, warm-pool claim versus cold pod creation,
-# and recovery after the harness is killed mid-turn. BENCH_CLUSTER=0 leaves them out (their rows then say "not
+# Files API throughput and what a 100 MiB file resource adds to a first tool call, and recovery after the harness
+# is killed mid-turn. BENCH_CLUSTER=0 leaves them out (their rows then say "not
 # measured in this run"). Debug builds, like the tests. Honours CORRAL_STATE and CORRAL_API_PORT.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../hack/lib.sh
@@ -83,6 +84,8 @@ if [[ ${BENCH_CLUSTER:-1} != 0 ]]; then
   KUBECONFIG=$kubeconfig CORRAL_E2E_REDIS_URL="redis://corral:$redis_password@127.0.0.1:$redis_port" \
     target/debug/warm_tool_call 20 | tee "$work/warm_call.txt"
   e2e/cluster/forward.sh stop bench-redis
+  log "Files API throughput and what a 100 MiB file resource adds to the first tool call (about 3 min)"
+  KUBECONFIG=$kubeconfig target/debug/files_transfer 100 3 | tee "$work/files.txt"
   log "turns through the installed gateway: time to first token, lazy vs eager, recovery (about 5 min)"
   KUBECONFIG=$kubeconfig target/debug/cluster_turns 30 8 3 | tee "$work/turns.txt"
 fi
@@ -127,6 +130,11 @@ warm_ratio=$(pick sandbox.txt '^ratio warm/cold p50: ([0-9.]+)')
 turns_n() { pick turns.txt "^$1 over ([0-9]+) samples.*"; }
 wcall50=$(pick warm_call.txt '.*p50 ([0-9.]+) ms.*')
 wcall95=$(pick warm_call.txt '.*p95 ([0-9.]+) ms.*')
+up_rate=$(pick files.txt '^upload of .* = ([0-9.]+) MiB/s$')
+down_rate=$(pick files.txt '^download of .* = ([0-9.]+) MiB/s$')
+res_without=$(pick files.txt '^first tool call .*without the file p50 ([0-9]+)ms.*')
+res_with=$(pick files.txt '^first tool call .*file resource p50 ([0-9]+)ms.*')
+res_added=$(pick files.txt '^first tool call .* added ([0-9-]+)ms$')
 turns_p50() { pick turns.txt "^$1 over [0-9]+ samples: p50 ([0-9.]+)ms.*"; }
 turns_p95() { pick turns.txt "^$1 over [0-9]+ samples: .*p95 ([0-9.]+)ms$"; }
 ttft_what='time to first token through the gateway, runtime overhead'
@@ -168,6 +176,10 @@ turns_cmd="\`target/debug/cluster_turns 30 8 3\` (installed gateway and harness 
   echo "| cold pod creation, request → ready endpoint | ${cold:-$not_run} | — | — | same |"
   if [[ -n $wcall50 ]]; then wcall="p50 $wcall50 ms, p95 $wcall95 ms (20 new sessions)"; else wcall=$not_run; fi
   echo "| warm-pool claim → first tool call answered: the harness's \`agent.tool_use\` → its \`agent.tool_result\` (ask for a sandbox, claim, the harness learns of it through its Session watch, file sync, \`bash\`) | $wcall | p50 ≤ 20 ms, p95 ≤ 50 ms | $(verdict "$wcall50" lt 20) / $(verdict "$wcall95" lt 50) | $(either "$wcall50" "\`target/debug/warm_tool_call 20\`") |"
+  if [[ -n $up_rate ]]; then files_up="upload p50 $up_rate MiB/s, download p50 $down_rate MiB/s (3 files of 100 MiB)"; else files_up=$not_run; fi
+  echo "| Files API: one 100 MiB file streamed through the installed gateway to the bundled object store and back (\`POST /v1/files\`, \`GET /v1/files/{id}/content\`) | $files_up | ≥ 50 MiB/s each way | $(verdict "$up_rate" gt 50) / $(verdict "$down_rate" gt 50) | $(either "$up_rate" "\`target/debug/files_transfer 100 3\`") |"
+  if [[ -n $res_added ]]; then files_res="adds $res_added ms (first tool call p50 $res_without ms without, $res_with ms with; 3 new sessions each)"; else files_res=$not_run; fi
+  echo "| a 100 MiB \`file\` resource: what it adds to a new session's first tool call (\`agent.tool_use\` → \`agent.tool_result\`, lazy sandbox both times; gateway → harness → daemon, streamed) | $files_res | ≤ 2,000 ms | $(verdict "$res_added" lt 2000) | same |"
   echo "| harness: events appended per second (one session, whole turn loop) | ${appended:-?}/s | — | — | same as the first row |"
   echo "| harness: memory per concurrent active session, (RSS(200) − RSS(1)) / 199 | ${mem200:-?} KiB | < 256 KiB | $(verdict "$mem200" lt 256) | same |"
   echo "| harness: resident memory with 200 active sessions | ${rss200:-?} MiB | < 128 MiB | $(verdict "$rss200" lt 128) | same |"

@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use corral_e2e::gateway::{Events, data};
+use corral_e2e::gateway::{Client, Events, data};
+use corral_e2e::{TestNamespace, wait};
 use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
 
 /// How long a stream may stay silent before a cluster benchmark gives up.
 pub const STREAM_TIMEOUT: Duration = Duration::from_secs(240);
@@ -34,6 +37,18 @@ pub async fn until_idle(stream: &mut Events) -> anyhow::Result<()> {
         }
         anyhow::ensure!(event.event != "session.error", "session error: {}", event.data);
     }
+}
+
+/// Deletes the session and waits until its sandbox pod is gone, so that rounds do not crowd the node.
+pub async fn delete_session(ns: &TestNamespace, api: &Client, session: &str) -> anyhow::Result<()> {
+    api.ok(reqwest::Method::DELETE, &format!("/v1/sessions/{session}"), None)
+        .await?;
+    let pods = ns.api::<Pod>();
+    let selector = ListParams::default().labels(&format!("corral.dev/session={session}"));
+    wait::until("the session's sandbox pod gone", STREAM_TIMEOUT, || async {
+        Ok(pods.list(&selector).await?.items.is_empty().then_some(()))
+    })
+    .await
 }
 
 /// Median and 95th percentile of a set of durations (nearest-rank), or `None` when empty.

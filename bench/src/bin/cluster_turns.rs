@@ -13,10 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use corral_bench::{next_event, p50_p95, until_idle};
+use corral_bench::{delete_session, next_event, p50_p95, until_idle};
 use corral_e2e::gateway::{Client, Events, gateway_url, tenant};
-use corral_e2e::{Cluster, TestNamespace, cluster::processes_of_pod, wait};
-use k8s_openapi::api::core::v1::Pod;
+use corral_e2e::{Cluster, TestNamespace, cluster::processes_of_pod};
 use kube::api::{DeleteParams, ListParams};
 use serde_json::{Value, json};
 
@@ -98,18 +97,6 @@ async fn new_session(api: &Client, agent: &str, environment: &str) -> anyhow::Re
         "/v1/sessions",
         json!({ "agent": agent, "environment_id": environment }),
     )
-    .await
-}
-
-/// Deletes the session and waits until its sandbox pod is gone, so that rounds do not crowd the node.
-async fn delete_session(ns: &TestNamespace, api: &Client, session: &str) -> anyhow::Result<()> {
-    api.ok(reqwest::Method::DELETE, &format!("/v1/sessions/{session}"), None)
-        .await?;
-    let pods = ns.api::<Pod>();
-    let selector = ListParams::default().labels(&format!("corral.dev/session={session}"));
-    wait::until("the session's sandbox pod gone", TIMEOUT, || async {
-        Ok(pods.list(&selector).await?.items.is_empty().then_some(()))
-    })
     .await
 }
 
