@@ -286,11 +286,13 @@ pub struct McpServer {
 /// A skill the agent may load.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.type != 'configMap' || !has(self.version)").message("a configMap skill has no version: its ConfigMap is read as it is"))]
 pub struct Skill {
-    /// `anthropic` (a published skill) or `custom` (one uploaded to this installation).
+    /// `anthropic` (a published skill), `custom` (one uploaded to this installation) or `configMap` (a ConfigMap of
+    /// the Agent's namespace holding the skill's files, each key a file name, `SKILL.md` among them).
     #[serde(rename = "type")]
     pub kind: SkillType,
-    /// The skill's id, for example `xlsx` or `skill_01...`.
+    /// The skill's id, for example `xlsx` or `skill_01...`; for a `configMap` skill, the ConfigMap's name.
     #[x_kube(validation = Rule::new("self.size() > 0").message("skillId must not be empty"))]
     pub skill_id: String,
     /// A pinned version. The latest when omitted.
@@ -306,6 +308,9 @@ pub enum SkillType {
     Anthropic,
     /// A skill uploaded to this installation.
     Custom,
+    /// A skill kept in a ConfigMap of the Agent's namespace (GitOps): its keys are the skill's files.
+    #[serde(rename = "configMap")]
+    ConfigMap,
 }
 
 /// Observed state of an Agent.

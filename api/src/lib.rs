@@ -22,6 +22,7 @@ pub mod network;
 pub mod repository;
 pub mod revision;
 pub mod session;
+pub mod skill_md;
 pub mod validation;
 pub mod vault;
 

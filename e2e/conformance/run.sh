@@ -70,6 +70,8 @@ kubectl -n "$tenant" create configmap resources-script --from-file=script.yaml="
 kubectl -n "$tenant" create configmap skills-script --from-file=script.yaml="$here/scripts/skills.yaml" >/dev/null
 kubectl -n "$tenant" create configmap attachments-script --from-file=script.yaml="$here/scripts/attachments.yaml" >/dev/null
 kubectl -n "$tenant" create configmap outputs-script --from-file=script.yaml="$here/scripts/outputs.yaml" >/dev/null
+kubectl -n "$tenant" create configmap config-map-skill-script --from-file=script.yaml="$here/scripts/config-map-skill.yaml" >/dev/null
+kubectl -n "$tenant" apply -f "$here/manifests/config-map-skill.yaml" >/dev/null
 log "tenant namespaces $tenant (keys and scripts) and $other (a stranger's key)"
 
 # --- the gateway ---
@@ -98,6 +100,7 @@ rc=0
 CORRAL_BASE_URL=$base_url CORRAL_API_KEY=$key CORRAL_OTHER_API_KEY=$other_key \
   CORRAL_HELLO_SCRIPT=hello-script CORRAL_WEATHER_SCRIPT=weather-script CORRAL_RESOURCES_SCRIPT=resources-script \
   CORRAL_SKILLS_SCRIPT=skills-script CORRAL_ATTACHMENTS_SCRIPT=attachments-script CORRAL_OUTPUTS_SCRIPT=outputs-script \
+  CORRAL_CONFIG_MAP_SKILL_AGENT=cm-reporter \
   PYTHONDONTWRITEBYTECODE=1 "$python" -m pytest "$here" -p no:cacheprovider "$@" || rc=$?
 if ((rc != 0)); then
   log "conformance suite FAILED (pytest exit status $rc)"

@@ -12,7 +12,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from conftest import TURN_TIMEOUT, read_until_idle, scripted_model, user_message
+from conftest import TURN_TIMEOUT, one_tool_result, read_until_idle, scripted_model, user_message
 
 SKILL_MD = b"""---
 name: csv-report
@@ -142,3 +142,24 @@ def test_an_agents_skill_reaches_the_model_and_the_sandbox(client: anthropic.Ant
     client.beta.sessions.delete(session.id)
     client.beta.agents.archive(agent.id)
     client.beta.skills.delete(skill.id)
+
+
+def test_a_skill_kept_in_a_config_map_reaches_the_model_and_the_sandbox(
+    client: anthropic.Anthropic, environment
+) -> None:
+    """The Agent `cm-reporter` and its skill's ConfigMap were applied with kubectl (e2e/conformance/manifests)."""
+    agent_id = os.environ["CORRAL_CONFIG_MAP_SKILL_AGENT"]
+    agent = client.beta.agents.retrieve(agent_id)
+    (shown,) = agent.skills
+    shown_type = shown["type"] if isinstance(shown, dict) else shown.type
+    assert shown_type == "config_map", shown
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client.beta.agents.update(
+            agent_id, version=agent.version, skills=[{"type": "configMap", "skill_id": "cm-report-skill"}]
+        )
+    assert "skills[0].type" in refused.value.message
+    session = client.beta.sessions.create(agent=agent_id, environment_id=environment.id)
+    out = one_tool_result(client, session.id, "Report")
+    assert "Writes a report from a ConfigMap's skill." in out, out
+    assert "CM-REPORT-READY" in out, out
+    client.beta.sessions.delete(session.id)

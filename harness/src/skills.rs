@@ -4,11 +4,12 @@
 //! [`SKILLS_ROOT`] by the file resources' sync (`crate::tools::file_resources`). A pinned version never changes, so
 //! it is read once per replica; an unpinned one (an Agent written with kubectl) is read again with the agent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use corral_api::agent::{Skill, SkillType};
+use k8s_openapi::api::core::v1::ConfigMap;
 use serde::Deserialize;
 
 use crate::tools::file_resources::GatewayFiles;
@@ -42,6 +43,10 @@ pub struct LoadedSkill {
     pub description: String,
     /// Its files.
     pub files: Vec<SkillFile>,
+    /// The files' bytes, for a skill read from a ConfigMap (path → bytes); `None` for one read through the gateway,
+    /// whose files are fetched from it one by one.
+    #[serde(skip)]
+    pub inline: Option<Arc<BTreeMap<String, bytes::Bytes>>>,
 }
 
 impl LoadedSkill {
@@ -65,8 +70,26 @@ impl LoadedSkill {
     }
 }
 
+impl LoadedSkill {
+    /// The bytes of each of its files by the id it is placed under, when the skill carries them (a ConfigMap's).
+    pub fn inline_files(&self) -> Vec<(String, bytes::Bytes)> {
+        let Some(inline) = &self.inline else {
+            return Vec::new();
+        };
+        self.placements()
+            .zip(&self.files)
+            .filter_map(|((_, id), f)| Some((id, inline.get(&f.path)?.clone())))
+            .collect()
+    }
+}
+
 /// The prefix of the ids skill files are listed under in the sandbox (see [`LoadedSkill::placements`]).
 pub const SKILL_ID_PREFIX: &str = "skills/";
+
+/// The `skill_id` of a skill read from ConfigMap `name`: `configmap/<name>` (never an uploaded skill's `skill_...`).
+pub fn config_map_skill_id(name: &str) -> String {
+    format!("configmap/{name}")
+}
 
 /// The `# Skills` section of the system prompt for `skills` (empty for none).
 pub fn prompt_section(skills: &[Arc<LoadedSkill>]) -> String {
@@ -98,9 +121,10 @@ pub enum SkillError {
     Unavailable(String),
 }
 
-/// Reads skill versions from the gateway, remembering pinned ones.
+/// Reads skill versions from the gateway, remembering pinned ones, and skills kept in ConfigMaps.
 pub struct SkillLoader {
     gateway: Option<GatewayFiles>,
+    kube: Option<kube::Client>,
     http: reqwest::Client,
     pinned: Mutex<HashMap<(String, String, String), Arc<LoadedSkill>>>,
 }
@@ -118,9 +142,17 @@ impl SkillLoader {
     pub fn new(gateway: Option<GatewayFiles>) -> Self {
         Self {
             gateway,
+            kube: None,
             http: GatewayFiles::client(Some(Duration::from_secs(30))),
             pinned: Mutex::default(),
         }
+    }
+
+    /// Reads `configMap` skills through `client` (without one, an agent with such a skill cannot run, saying why).
+    #[must_use]
+    pub fn with_config_maps(mut self, client: kube::Client) -> Self {
+        self.kube = Some(client);
+        self
     }
 
     /// The custom skills of an agent, in its order.
@@ -130,8 +162,11 @@ impl SkillLoader {
         skills: &[Skill],
     ) -> Result<Vec<Arc<LoadedSkill>>, SkillError> {
         let mut out: Vec<Arc<LoadedSkill>> = Vec::with_capacity(skills.len());
-        for skill in skills.iter().filter(|s| s.kind == SkillType::Custom) {
-            let loaded = self.load(namespace, skill).await?;
+        for skill in skills.iter().filter(|s| s.kind != SkillType::Anthropic) {
+            let loaded = match skill.kind {
+                SkillType::ConfigMap => Arc::new(self.load_config_map(namespace, &skill.skill_id).await?),
+                _ => self.load(namespace, skill).await?,
+            };
             // An Agent written with kubectl is not checked by the gateway: two skills of one name would share a
             // directory in the sandbox.
             if let Some(other) = out.iter().find(|o| o.name == loaded.name) {
@@ -164,6 +199,27 @@ impl SkillLoader {
             pinned.insert(key, loaded.clone());
         }
         Ok(loaded)
+    }
+
+    /// A skill kept in ConfigMap `name` of `namespace`: each key (of `data` and `binaryData`) a file of the skill's
+    /// directory, `SKILL.md` among them. Read as it is at every load of the agent; its `resourceVersion` is the
+    /// version, so an edited ConfigMap replaces the skill's files in the sandbox at the next tool call.
+    pub async fn load_config_map(&self, namespace: &str, name: &str) -> Result<LoadedSkill, SkillError> {
+        let Some(client) = &self.kube else {
+            return Err(SkillError::Missing(format!(
+                "skill ConfigMap {name}: this harness does not read ConfigMaps for skills"
+            )));
+        };
+        let maps: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), namespace);
+        let map = maps
+            .get_opt(name)
+            .await
+            .map_err(|e| SkillError::Unavailable(format!("reading skill ConfigMap {name}: {e}")))?
+            .ok_or_else(|| {
+                SkillError::Missing(format!("skill ConfigMap {name} does not exist in {namespace}"))
+            })?;
+        config_map_skill(name, &map)
+            .map_err(|why| SkillError::Missing(format!("skill ConfigMap {name}: {why}")))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), Arc<LoadedSkill>>> {
@@ -199,6 +255,40 @@ impl SkillLoader {
     }
 }
 
+/// The skill ConfigMap `name` holds (see [`SkillLoader::load_config_map`]); an error says what is wrong with it.
+pub fn config_map_skill(name: &str, map: &ConfigMap) -> Result<LoadedSkill, String> {
+    let mut inline: BTreeMap<String, bytes::Bytes> = BTreeMap::new();
+    for (key, text) in map.data.iter().flatten() {
+        inline.insert(key.clone(), bytes::Bytes::from(text.clone().into_bytes()));
+    }
+    for (key, data) in map.binary_data.iter().flatten() {
+        inline.insert(key.clone(), bytes::Bytes::from(data.0.clone()));
+    }
+    let skill_md = inline
+        .get("SKILL.md")
+        .ok_or("it has no key SKILL.md (each key is a file of the skill's directory)")?;
+    let text = std::str::from_utf8(skill_md).map_err(|_| "SKILL.md is not UTF-8 text".to_owned())?;
+    let header = corral_api::skill_md::parse(text)?;
+    let slug = header.name.unwrap_or_else(|| name.to_owned());
+    if !corral_api::skill_md::slug_ok(&slug) {
+        return Err(corral_api::skill_md::bad_slug(&slug));
+    }
+    Ok(LoadedSkill {
+        skill_id: config_map_skill_id(name),
+        version: map.metadata.resource_version.clone().unwrap_or_default(),
+        name: slug,
+        description: header.description,
+        files: inline
+            .iter()
+            .map(|(path, bytes)| SkillFile {
+                path: path.clone(),
+                size: bytes.len() as u64,
+            })
+            .collect(),
+        inline: Some(Arc::new(inline)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,7 +309,52 @@ mod tests {
                     size: 3,
                 },
             ],
+            inline: None,
         }
+    }
+
+    #[test]
+    fn a_config_map_holds_a_skill_directory_named_by_its_frontmatter() {
+        let map: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "csv-skill", "resourceVersion": "42"},
+            "data": {"SKILL.md": "---\nname: csv-report\ndescription: Turns CSV into reports.\n---\n", "run.sh": "echo hi\n"},
+            "binaryData": {"logo.png": "iVBORw=="}
+        }))
+        .unwrap();
+        let skill = config_map_skill("csv-skill", &map).unwrap();
+        assert_eq!(
+            (skill.name.as_str(), skill.version.as_str()),
+            ("csv-report", "42")
+        );
+        assert_eq!(skill.description, "Turns CSV into reports.");
+        let inline = skill.inline_files();
+        assert_eq!(inline.len(), 3);
+        assert!(inline.contains(&(
+            "skills/configmap/csv-skill/versions/42/files/run.sh".to_owned(),
+            bytes::Bytes::from_static(b"echo hi\n")
+        )));
+        let placed: Vec<_> = skill.placements().map(|(p, _)| p).collect();
+        assert!(
+            placed.contains(&"/mnt/session/skills/csv-report/logo.png".to_owned()),
+            "{placed:?}"
+        );
+    }
+
+    #[test]
+    fn a_config_map_without_a_good_skill_md_is_refused_saying_why() {
+        let map = |data: serde_json::Value| -> ConfigMap {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "m"}, "data": data})).unwrap()
+        };
+        let err = config_map_skill("m", &map(serde_json::json!({"run.sh": "x"}))).unwrap_err();
+        assert!(err.contains("no key SKILL.md"), "{err}");
+        let err = config_map_skill("m", &map(serde_json::json!({"SKILL.md": "# none"}))).unwrap_err();
+        assert!(err.contains("frontmatter"), "{err}");
+        let err = config_map_skill(
+            "Bad_Name",
+            &map(serde_json::json!({"SKILL.md": "---\ndescription: d\n---\n"})),
+        )
+        .unwrap_err();
+        assert!(err.contains("kebab-case"), "{err}");
     }
 
     #[test]

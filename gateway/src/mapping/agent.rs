@@ -315,6 +315,13 @@ fn skills(params: Vec<SkillParam>) -> Result<Vec<Skill>, ApiError> {
     }
     let mut out: Vec<Skill> = Vec::with_capacity(params.len());
     for (i, p) in params.into_iter().enumerate() {
+        if p.kind == SkillType::ConfigMap {
+            return Err(ApiError::field(
+                &format!("skills[{i}].type"),
+                "skills kept in ConfigMaps are declared in the Agent custom resource (kubectl, GitOps), not through \
+                 the API; upload the skill with POST /v1/skills to name it here",
+            ));
+        }
         if p.kind == SkillType::Anthropic {
             return Err(ApiError::field(
                 &format!("skills[{i}].type"),
@@ -374,9 +381,17 @@ pub fn definition(name: &str, spec: &AgentSpec) -> Map<String, Value> {
                 .iter()
                 .map(|s| {
                     json!({
-                        "type": match s.kind { SkillType::Anthropic => "anthropic", SkillType::Custom => "custom" },
+                        "type": match s.kind {
+                            SkillType::Anthropic => "anthropic",
+                            SkillType::Custom => "custom",
+                            // Declared in the custom resource only; shown as it is (the API refuses to set it).
+                            SkillType::ConfigMap => "config_map",
+                        },
                         "skill_id": s.skill_id,
-                        "version": s.version.as_deref().unwrap_or("latest"),
+                        "version": match s.kind {
+                            SkillType::ConfigMap => None,
+                            _ => Some(s.version.as_deref().unwrap_or("latest")),
+                        },
                     })
                 })
                 .collect(),
@@ -699,6 +714,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message.starts_with("skills[0].type:"), "{}", err.message);
+        // A ConfigMap's skill is declared in the custom resource only.
+        for kind in ["configMap", "config_map"] {
+            let err =
+                create(json!({ "name": "a", "model": "m", "skills": [{ "type": kind, "skill_id": "cm" }] }))
+                    .unwrap_err();
+            assert!(
+                err.message.starts_with("skills[0].type"),
+                "{kind}: {}",
+                err.message
+            );
+        }
         let twice = json!({ "type": "custom", "skill_id": "skill_1" });
         let err = create(json!({ "name": "a", "model": "m", "skills": [twice, twice] })).unwrap_err();
         assert!(err.message.starts_with("skills[1].skill_id:"), "{}", err.message);

@@ -3,6 +3,7 @@
 
 use axum::extract::Multipart;
 use bytes::Bytes;
+use corral_api::skill_md;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -19,10 +20,6 @@ const MAX_PATH_BYTES: usize = 512;
 const MAX_SEGMENT_BYTES: usize = 200;
 /// Longest `display_name`.
 const MAX_DISPLAY_NAME_CHARS: usize = 255;
-/// Longest slug.
-const MAX_NAME_CHARS: usize = 64;
-/// Longest description.
-const MAX_DESCRIPTION_CHARS: usize = 1024;
 /// How long the client may send nothing.
 const IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -154,24 +151,12 @@ pub fn check(files: Vec<(String, Bytes)>, display_name: Option<String>) -> ApiRe
         .ok_or_else(|| ApiError::field("files", format!("{top}/SKILL.md is required")))?;
     let text = std::str::from_utf8(&skill_md.1)
         .map_err(|_| ApiError::field("files", "SKILL.md is not UTF-8 text"))?;
-    let front = frontmatter(text)?;
-    let name = front.name.unwrap_or_else(|| top.clone());
-    if !slug_ok(&name) {
-        return Err(ApiError::field(
-            "files",
-            format!(
-                "SKILL.md's name {name:?} must be 1 to {MAX_NAME_CHARS} lowercase letters, digits and single hyphens \
-                 (kebab-case)"
-            ),
-        ));
+    let header = skill_md::parse(text).map_err(|why| ApiError::field("files", why))?;
+    let name = header.name.unwrap_or_else(|| top.clone());
+    if !skill_md::slug_ok(&name) {
+        return Err(ApiError::field("files", skill_md::bad_slug(&name)));
     }
-    let description = front.description.map(|d| d.trim().to_owned()).unwrap_or_default();
-    if description.is_empty() || description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(ApiError::field(
-            "files",
-            format!("SKILL.md's frontmatter needs a description of 1 to {MAX_DESCRIPTION_CHARS} characters"),
-        ));
-    }
+    let description = header.description;
     Ok(SkillUpload {
         name,
         description,
@@ -203,53 +188,9 @@ fn split_path(path: &str) -> ApiResult<(&str, &str)> {
     Ok((dir, rest))
 }
 
-/// `name` and `description` of a `SKILL.md`'s YAML frontmatter.
-#[derive(Debug, Default, serde::Deserialize)]
-struct Frontmatter {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-fn frontmatter(text: &str) -> ApiResult<Frontmatter> {
-    let missing = || {
-        ApiError::field(
-            "files",
-            "SKILL.md must start with YAML frontmatter between --- lines, with a description",
-        )
-    };
-    let body = text.trim_start_matches('\u{feff}');
-    let rest = body
-        .strip_prefix("---\n")
-        .or_else(|| body.strip_prefix("---\r\n"))
-        .ok_or_else(missing)?;
-    let end = rest
-        .match_indices("\n---")
-        .map(|(i, _)| i)
-        .next()
-        .or_else(|| rest.starts_with("---").then_some(0))
-        .ok_or_else(missing)?;
-    let yaml = &rest[..end];
-    serde_yaml::from_str::<Option<Frontmatter>>(yaml)
-        .map(Option::unwrap_or_default)
-        .map_err(|e| ApiError::field("files", format!("SKILL.md's frontmatter is not valid YAML: {e}")))
-}
-
 /// Whether `path` lies below `dir` (`dir/...`).
 fn is_below(path: &str, dir: &str) -> bool {
     path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
-}
-
-fn slug_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_CHARS
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--")
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]

@@ -187,10 +187,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 token_file: args.gateway_token_file.clone(),
             });
             (
-                Arc::new(
-                    KubeAgentSource::new(client.clone())
-                        .with_skills(Arc::new(SkillLoader::new(gateway.clone()))),
-                ),
+                Arc::new(KubeAgentSource::new(client.clone()).with_skills(Arc::new(
+                    SkillLoader::new(gateway.clone()).with_config_maps(client.clone()),
+                ))),
                 Arc::new(
                     ClusterToolRunner::new(
                         sessions.clone(),

@@ -14,7 +14,7 @@
 //! holds nothing, so it receives every file at its first call. The sandbox never holds object-store credentials or
 //! a token for the gateway. See docs/files.md.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -216,15 +216,18 @@ impl FileResources {
             .await
             .map_err(|e| format!("cannot read the session's resources: {e}"))?;
         let mut want = wanted(&current);
+        let mut inline = HashMap::new();
         let skills = match skills {
             Some(skills) => {
                 for skill in skills {
                     want.extend(skill.placements());
+                    inline.extend(skill.inline_files());
                 }
                 Skills::Given
             }
             None => Skills::AsTheyAre,
         };
+        let want = Wanted { paths: want, inline };
         self.deliver(namespace, session, &want, skills, sandbox).await
     }
 
@@ -233,7 +236,7 @@ impl FileResources {
         &self,
         namespace: &str,
         session: &str,
-        want: &BTreeMap<String, String>,
+        want: &Wanted,
         skills: Skills,
         sandbox: &SandboxClient,
     ) -> Result<(), String> {
@@ -251,7 +254,7 @@ impl FileResources {
         &self,
         namespace: &str,
         session: &str,
-        want: &BTreeMap<String, String>,
+        wanted: &Wanted,
         skills: Skills,
         sandbox: &SandboxClient,
     ) -> Result<(), String> {
@@ -263,7 +266,7 @@ impl FileResources {
             Err(ClientError::Rejected { status: 404, .. }) => BTreeMap::new(),
             Err(e) => return Err(format!("cannot list the sandbox's file resources: {e}")),
         };
-        let mut want = want.clone();
+        let mut want = wanted.paths.clone();
         if skills == Skills::AsTheyAre {
             want.extend(
                 have.iter()
@@ -280,7 +283,16 @@ impl FileResources {
             tracing::info!(%namespace, %session, %path, "removed a file resource from the sandbox");
         }
         for (path, id) in put {
-            match self.put(namespace, &id, &path, sandbox).await {
+            let done = match wanted.inline.get(&id) {
+                Some(bytes) => sandbox
+                    .put_file(&path, &id, reqwest::Body::from(bytes.clone()), self.deadline)
+                    .await
+                    .map_err(|e| {
+                        Put::Failed(format!("the skill file {id} could not be copied to {path}: {e}"))
+                    }),
+                None => self.put(namespace, &id, &path, sandbox).await,
+            };
+            match done {
                 Ok(()) => {
                     tracing::info!(%namespace, %session, file = %id, %path, "copied a file resource into the sandbox")
                 }
@@ -334,6 +346,13 @@ impl FileResources {
             .await
             .map_err(|e| fail(e.to_string()))
     }
+}
+
+/// What a sandbox should hold: mount path → id, and the bytes of the files carried here rather than fetched from
+/// the gateway (skills read from ConfigMaps), by id.
+struct Wanted {
+    paths: BTreeMap<String, String>,
+    inline: HashMap<String, bytes::Bytes>,
 }
 
 /// What a sync does with the skill files the sandbox holds.
@@ -436,6 +455,37 @@ mod tests {
         (files, redis)
     }
 
+    /// Files all fetched from the gateway.
+    fn fetched(paths: BTreeMap<String, String>) -> Wanted {
+        Wanted {
+            paths,
+            inline: HashMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_skill_files_carried_bytes_are_put_without_asking_the_gateway() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let sandbox = daemon("t", kept.clone()).await;
+        let (files, _redis) = files(Duration::from_secs(4)).await;
+        let id = "skills/configmap/cm/versions/7/files/SKILL.md";
+        let want = Wanted {
+            paths: map(&[("/mnt/session/skills/cm/SKILL.md", id)]),
+            inline: HashMap::from([(id.to_owned(), Bytes::from_static(b"---\ndescription: d\n---\n"))]),
+        };
+        files
+            .deliver("ns", "s", &want, Skills::Given, &sandbox)
+            .await
+            .unwrap();
+        assert_eq!(
+            *kept.lock().unwrap(),
+            vec![(
+                "/mnt/session/skills/cm/SKILL.md".to_owned(),
+                b"---\ndescription: d\n---\n".to_vec()
+            )]
+        );
+    }
+
     #[tokio::test]
     async fn files_slower_together_than_the_deadline_fail_the_call_at_the_deadline() {
         let kept = Arc::new(Mutex::new(Vec::new()));
@@ -443,7 +493,7 @@ mod tests {
         let (files, _redis) = files(Duration::from_secs(4)).await;
         let quick = map(&[("/mnt/session/uploads/quick", "quick")]);
         files
-            .deliver("ns", "s", &quick, Skills::Given, &sandbox)
+            .deliver("ns", "s", &fetched(quick), Skills::Given, &sandbox)
             .await
             .unwrap();
         assert_eq!(
@@ -456,7 +506,7 @@ mod tests {
         // machine 1.8 s of slack and still fails if the files had a deadline each).
         let slow = map(&[("/workspace/slow-1", "slow-1"), ("/workspace/slow-2", "slow-2")]);
         let err = files
-            .deliver("ns", "s", &slow, Skills::Given, &sandbox)
+            .deliver("ns", "s", &fetched(slow), Skills::Given, &sandbox)
             .await
             .unwrap_err();
         let took = started.elapsed();
