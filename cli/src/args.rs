@@ -110,6 +110,9 @@ pub enum Command {
     /// Files: upload, download, list and remove the files of your namespace (the Files API).
     #[command(subcommand, visible_alias = "file")]
     Files(FileCommand),
+    /// Skills: upload a skill's directory, its new versions, list, download and remove them (the Skills API).
+    #[command(subcommand, visible_alias = "skill")]
+    Skills(SkillCommand),
     /// Read and write the config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -467,6 +470,74 @@ pub struct FileListArgs {
     /// Only the files of this scope (a session's id: the files it produced).
     #[arg(long, value_name = "ID")]
     pub scope: Option<String>,
+}
+
+/// `skills`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SkillCommand {
+    /// Upload a skill: DIR holds SKILL.md (frontmatter `name` and `description`) and the files it points to.
+    Create(SkillUploadArgs),
+    /// Upload a new version of a skill from DIR (the skill's name cannot change).
+    Update(SkillVersionArgs),
+    /// Show a skill.
+    #[command(visible_alias = "show")]
+    Get(IdArg),
+    /// List skills, newest first.
+    #[command(visible_alias = "ls")]
+    List(SkillListArgs),
+    /// List a skill's versions, newest first.
+    Versions(IdArg),
+    /// Download a skill version's files as a zip.
+    Download(SkillDownloadArgs),
+    /// Delete a skill and every version.
+    #[command(visible_alias = "rm")]
+    Delete(IdArg),
+}
+
+/// `skills create`.
+#[derive(Debug, Clone, Args)]
+pub struct SkillUploadArgs {
+    /// The skill's directory.
+    pub dir: PathBuf,
+    /// The name people see (default: SKILL.md's name).
+    #[arg(long)]
+    pub display_name: Option<String>,
+}
+
+/// `skills list`.
+#[derive(Debug, Clone, Args)]
+pub struct SkillListArgs {
+    /// At most this many skills.
+    #[arg(long, default_value_t = 50, conflicts_with = "all")]
+    pub limit: usize,
+    /// Every skill, following every page.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `skills update`.
+#[derive(Debug, Clone, Args)]
+pub struct SkillVersionArgs {
+    /// The skill's id.
+    pub id: String,
+    /// The directory of the new version.
+    pub dir: PathBuf,
+}
+
+/// `skills download`.
+#[derive(Debug, Clone, Args)]
+pub struct SkillDownloadArgs {
+    /// The skill's id.
+    pub id: String,
+    /// The version (default: the newest).
+    #[arg(long, default_value = "latest")]
+    pub version: String,
+    /// Where to write the zip (default: `<id>-<version>.zip` in the current directory; `-` writes standard output).
+    #[arg(value_name = "DEST")]
+    pub dest: Option<PathBuf>,
+    /// Replace DEST when it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `config`.

@@ -184,7 +184,7 @@ fn default_dest(meta: &Value, id: &str) -> PathBuf {
 
 /// `dest` with `.<pid>.part` added: a download is written there (a new file, never one that exists) and renamed
 /// when complete, so an interrupted one never leaves a truncated file under the real name.
-fn partial(dest: &Path) -> PathBuf {
+pub(crate) fn partial(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.part", std::process::id()));
     dest.with_file_name(name)
@@ -262,7 +262,7 @@ fn stdout_error(e: std::io::Error) -> CliError {
 }
 
 /// Writes the response body to `path` chunk by chunk; returns the bytes written.
-async fn write_stream(
+pub(crate) async fn write_stream(
     body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
     path: &Path,
     pb: &ProgressBar,

@@ -13,6 +13,7 @@ mod input;
 mod output;
 mod render;
 mod resources;
+mod skills;
 mod slash;
 mod stream;
 mod usage;
@@ -82,6 +83,7 @@ async fn run(cli: Cli) -> Result<()> {
             chat::run(&connect()?, format, args, &defaults).await
         }
         Command::Files(cmd) => files::run(&connect()?, format, cmd).await,
+        Command::Skills(cmd) => skills::run(&connect()?, format, cmd).await,
     }
 }
 

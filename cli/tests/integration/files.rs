@@ -24,7 +24,7 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// Uploads a small file until the object store takes it (its S3 port opens before its volumes are ready).
-fn wait_for_storage(t: &Tenant, dir: &Path) {
+pub(crate) fn wait_for_storage(t: &Tenant, dir: &Path) {
     let probe = dir.join("probe.txt");
     std::fs::write(&probe, "ready").unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -10,4 +10,5 @@ mod files;
 mod harness;
 mod resources;
 mod s3;
+mod skills;
 mod terminal;
