@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A scripted agent whose every turn is one `bash` call printing the resource's size (or `none`), then a word.
 fn manifests(rounds: usize) -> String {
-    let turn = "      - content: [{tool_use: {name: bash, input: {command: \"wc -c < /mnt/session/uploads/big.bin 2>/dev/null || echo none\"}}}]\n      - content: [{text: [\"Done.\"]}]\n";
+    let turn = "      - content: [{tool_use: {name: bash, input: {command: \"if test -f /mnt/session/uploads/big.bin; then wc -c < /mnt/session/uploads/big.bin; else echo none; fi\"}}}]\n      - content: [{text: [\"Done.\"]}]\n";
     let turns: String = (0..rounds).map(|_| turn).collect();
     format!(
         r#"

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::{files::wait_for_storage, harness::Gateway, s3::S3Server};
+use crate::{files::wait_for_storage, harness::Gateway, s3::S3Server, terminal::check_everywhere};
 
 fn skill_dir(root: &std::path::Path, description: &str) -> std::path::PathBuf {
     let dir = root.join("csv-report");
@@ -61,6 +61,14 @@ fn a_skill_directory_is_uploaded_versioned_downloaded_and_deleted() {
     let listed = t.run(&["skills", "ls", "-o", "json"]).json();
     assert_eq!(listed[0]["id"], id.as_str());
     assert_eq!(listed[0]["latest_version_id"], version["id"]);
+    check_everywhere(&t, &["skills", "list"], &[&id]);
+    let version_ids: Vec<&str> = versions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    check_everywhere(&t, &["skills", "versions", &id], &version_ids);
 
     let zip = work.path().join("skill.zip");
     t.run(&["skills", "download", &id, zip.to_str().unwrap()]).ok();
