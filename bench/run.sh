@@ -52,7 +52,8 @@ if ! "$state/bin/kubectl" --kubeconfig "$kubeconfig" get --raw /readyz >/dev/nul
   started=1
 fi
 KUBECTL="$state/bin/kubectl --kubeconfig $kubeconfig"
-$KUBECTL apply --server-side -f crds/ >/dev/null
+# The installed chart may own the CRDs already (a cluster left up): they are this checkout's either way.
+$KUBECTL apply --server-side --force-conflicts -f crds/ >/dev/null
 for crd in agents environments sessions; do
   $KUBECTL wait --for=condition=Established --timeout=60s "crd/$crd.corral.dev" >/dev/null
 done

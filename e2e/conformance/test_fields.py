@@ -277,8 +277,6 @@ _AGENT_REFUSED = {
 }
 
 _CONTENT_REFUSED = {
-    "**.content:image.source:url": "images from URLs are not fetched yet",
-    "**.content:document.source:url": "documents from URLs are not fetched yet",
     "*:user.define_outcome": "no outcome evaluations",
 }
 

@@ -1,14 +1,21 @@
-//! The files that a session's messages attach (`{"type": "image" | "document", "source": {"type": "file", ...}}`),
-//! read from the gateway when the model's request is built (the same internal route file resources come through,
-//! with this harness's own ServiceAccount token) and handed to the model inline. A file never changes, so each is
-//! read once per replica and kept while its bytes fit [`CACHE_BYTES`].
+//! The files that a session's messages attach, handed to the model inline when its request is built:
+//! - `{"source": {"type": "file", ...}}`: read from the gateway (the same internal route file resources come
+//!   through, with this harness's own ServiceAccount token). A file never changes, so each is read once per replica
+//!   and kept while its bytes fit [`CACHE_BYTES`].
+//! - `{"source": {"type": "url", ...}}`: fetched by this harness under the session's environment's network policy:
+//!   with `limited` networking only a host of its `allowedHosts`; always through the harness's outbound wall (no
+//!   address inside the cluster unless the platform operator opened its host), without following redirects, within
+//!   [`URL_TIMEOUT`]. Kept per session like a file; what cannot be fetched is a note to the model saying why.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
+use corral_api::environment::{Networking, NetworkingType};
 use corral_api::events::{ContentBlock, EventBody, Source};
+use corral_api::network::host_matches;
+use corral_api::{Environment, Session};
 
 use crate::log::LogEntry;
 use crate::tools::file_resources::GatewayFiles;
@@ -42,7 +49,11 @@ pub enum Attachment {
 /// Attachments by file id, as [`crate::engine::context::build_with`] takes them.
 pub type Attachments = HashMap<String, Arc<Attachment>>;
 
-/// The file ids that image and document blocks of `entries` name, in order, once each.
+/// How long fetching one URL source may take.
+pub const URL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What image and document blocks of `entries` attach, in order, once each: file ids, and the URLs of `url`
+/// sources (the attachment's key is the URL itself: a file id never holds `://`).
 pub fn file_ids(entries: &[LogEntry]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for entry in entries {
@@ -57,20 +68,27 @@ pub fn file_ids(entries: &[LogEntry]) -> Vec<String> {
                 ContentBlock::Document(doc) => &doc.source,
                 _ => continue,
             };
-            if let Source::File { file_id } = source
-                && !out.contains(file_id)
-            {
-                out.push(file_id.clone());
+            let key = match source {
+                Source::File { file_id } => file_id,
+                Source::Url { url } => url,
+                _ => continue,
+            };
+            if !out.contains(key) {
+                out.push(key.clone());
             }
         }
     }
     out
 }
 
-/// Reads attached files from the gateway, keeping them in memory.
+/// Reads attached files from the gateway and fetches attached URLs, keeping them in memory.
 pub struct AttachmentLoader {
     gateway: GatewayFiles,
     http: reqwest::Client,
+    /// Reads the session's environment (its network policy) for URL sources; without it, URLs are not fetched.
+    kube: Option<kube::Client>,
+    /// The client URL sources are fetched with: within the harness's outbound wall, no redirects.
+    web: reqwest::Client,
     cache: Mutex<Cache>,
 }
 
@@ -94,24 +112,56 @@ impl AttachmentLoader {
         Self {
             gateway,
             http: GatewayFiles::client(Some(Duration::from_secs(120))),
+            kube: None,
+            web: crate::outbound::client_builder()
+                .timeout(URL_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
             cache: Mutex::default(),
         }
+    }
+
+    /// Fetches URL sources too, reading each session's environment through `client` for its network policy.
+    #[must_use]
+    pub fn with_urls(mut self, client: kube::Client) -> Self {
+        self.kube = Some(client);
+        self
     }
 
     /// The attachments `entries` name. An error (the gateway unreachable) is worth retrying; a file that is gone
     /// or unfit is an [`Attachment::Unavailable`], and so are the oldest once the request would carry more than
     /// [`REQUEST_ATTACHMENT_CHARS`].
-    pub async fn load(&self, namespace: &str, entries: &[LogEntry]) -> Result<Attachments, String> {
+    pub async fn load(
+        &self,
+        namespace: &str,
+        session: &str,
+        entries: &[LogEntry],
+    ) -> Result<Attachments, String> {
         let ids = file_ids(entries);
         let mut out = Attachments::new();
         let mut carried = 0usize;
         for id in ids.into_iter().rev() {
-            let key = (namespace.to_owned(), id.clone());
+            let is_url = id.contains("://");
+            // A URL is judged by the session's own environment, so it is kept per session; a file per namespace.
+            let scope = if is_url {
+                format!("{namespace}/{session}")
+            } else {
+                namespace.to_owned()
+            };
+            let key = (scope, id.clone());
             let cached = self.lock().files.get(&key).cloned();
             let attachment = match cached {
                 Some(hit) => hit,
                 None => {
-                    let fetched = Arc::new(self.fetch(namespace, &id).await?);
+                    let fetched = if is_url {
+                        let policy = match &self.kube {
+                            Some(kube) => networking(kube, namespace, session).await,
+                            None => Err("this harness does not fetch URLs".to_owned()),
+                        };
+                        Arc::new(self.fetch_url(&id, policy).await)
+                    } else {
+                        Arc::new(self.fetch(namespace, &id).await?)
+                    };
                     self.remember(key, fetched.clone());
                     fetched
                 }
@@ -177,12 +227,7 @@ impl AttachmentLoader {
                 "the gateway answered {status} for the attached file {id}"
             ));
         }
-        let media_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/octet-stream")
-            .to_owned();
+        let media_type = content_type(&response);
         if response
             .content_length()
             .is_some_and(|n| n > MAX_ATTACHMENT_BYTES as u64)
@@ -198,6 +243,108 @@ impl AttachmentLoader {
         }
         Ok(attachment(id, media_type, &bytes))
     }
+}
+
+impl AttachmentLoader {
+    /// Fetches a URL source under `policy`, the session's environment's network policy (or why it is not known);
+    /// what cannot be had is a note.
+    async fn fetch_url(&self, url: &str, policy: Result<Networking, String>) -> Attachment {
+        let refused = |why: String| Attachment::Unavailable(format!("the URL {url} was not fetched: {why}"));
+        let parsed = match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
+            _ => return refused("not an http(s) URL".into()),
+        };
+        let host = parsed
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        match policy {
+            Ok(net)
+                if net.kind == NetworkingType::Limited
+                    && !net
+                        .allowed_hosts
+                        .iter()
+                        .flatten()
+                        .any(|p| host_matches(p, &host, port)) =>
+            {
+                return refused(format!(
+                    "{host}:{port} is not in this session's environment's allowed hosts (limited networking)"
+                ));
+            }
+            Ok(_) => {}
+            Err(why) => return refused(why),
+        }
+        if let Err(why) = crate::outbound::current().check_url(url) {
+            return refused(why);
+        }
+        let response = match self.web.get(parsed).send().await {
+            Ok(r) => r,
+            Err(e) => return refused(error_chain(&e)),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return refused(format!("it answered {status}"));
+        }
+        let media_type = content_type(&response);
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_ATTACHMENT_BYTES as u64)
+        {
+            return too_large(url);
+        }
+        let mut body = response.bytes_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+            match chunk {
+                Ok(chunk) if bytes.len() + chunk.len() > MAX_ATTACHMENT_BYTES => return too_large(url),
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(e) => return refused(format!("reading it failed: {e}")),
+            }
+        }
+        attachment(url, media_type, &bytes)
+    }
+}
+
+/// An error with its causes (a refusal by the outbound wall is a cause of the request's error).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// The network policy of the session's environment.
+async fn networking(kube: &kube::Client, namespace: &str, session: &str) -> Result<Networking, String> {
+    let sessions: kube::Api<Session> = kube::Api::namespaced(kube.clone(), namespace);
+    let found = sessions
+        .get_opt(session)
+        .await
+        .map_err(|e| format!("reading the session: {e}"))?
+        .ok_or("the session is gone")?;
+    let environments: kube::Api<Environment> = kube::Api::namespaced(kube.clone(), namespace);
+    let name = &found.spec.environment_ref.name;
+    let environment = environments
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading environment {name}: {e}"))?
+        .ok_or_else(|| format!("the session's environment {name} is gone"))?;
+    Ok(environment.spec.config.networking)
+}
+
+/// The response's media type, `application/octet-stream` when it names none.
+fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned()
 }
 
 fn too_large(id: &str) -> Attachment {
@@ -231,6 +378,79 @@ fn attachment(id: &str, media_type: String, bytes: &[u8]) -> Attachment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves `/png` (an image), `/html` (a page), `/big` (past the limit) and 404 elsewhere on a local port.
+    async fn site() -> String {
+        use axum::{Router, http::header, routing::get};
+        let app = Router::new()
+            .route(
+                "/png",
+                get(|| async { ([(header::CONTENT_TYPE, "image/png")], vec![1u8, 2, 3]) }),
+            )
+            .route(
+                "/html",
+                get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<p>hi</p>") }),
+            )
+            .route("/big", get(|| async { vec![0u8; MAX_ATTACHMENT_BYTES + 1] }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    fn net(json: serde_json::Value) -> Result<Networking, String> {
+        Ok(serde_json::from_value(json).unwrap())
+    }
+
+    #[tokio::test]
+    async fn url_sources_are_fetched_only_where_the_environment_lets_the_session_go() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base = site().await;
+        let loader = AttachmentLoader::new(GatewayFiles {
+            url: "http://127.0.0.1:1".into(),
+            token_file: "/nonexistent".into(),
+        });
+        let open = || net(serde_json::json!({"type": "unrestricted"}));
+        assert_eq!(
+            loader.fetch_url(&format!("{base}/png"), open()).await,
+            Attachment::Inline {
+                media_type: "image/png".into(),
+                data: "AQID".into()
+            }
+        );
+        assert_eq!(
+            loader.fetch_url(&format!("{base}/html"), open()).await,
+            Attachment::Text("<p>hi</p>".into())
+        );
+        let limited = loader
+            .fetch_url(
+                &format!("{base}/png"),
+                net(serde_json::json!({"type": "limited", "allowedHosts": ["example.com"]})),
+            )
+            .await;
+        assert!(
+            matches!(&limited, Attachment::Unavailable(why) if why.contains("allowed hosts")),
+            "{limited:?}"
+        );
+        let allowed = loader
+            .fetch_url(
+                &format!("{base}/png"),
+                net(serde_json::json!({"type": "limited", "allowedHosts": ["127.0.0.1"]})),
+            )
+            .await;
+        assert!(matches!(allowed, Attachment::Inline { .. }), "{allowed:?}");
+        for (path, says) in [("/missing", "404"), ("/big", "32 MiB")] {
+            let got = loader.fetch_url(&format!("{base}{path}"), open()).await;
+            assert!(
+                matches!(&got, Attachment::Unavailable(why) if why.contains(says)),
+                "{path}: {got:?}"
+            );
+        }
+        let unknown = loader
+            .fetch_url(&format!("{base}/png"), Err("the session is gone".into()))
+            .await;
+        assert!(matches!(&unknown, Attachment::Unavailable(why) if why.contains("the session is gone")));
+    }
 
     #[test]
     fn text_files_become_text_and_others_inline_data() {

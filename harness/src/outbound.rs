@@ -83,8 +83,8 @@ impl OutboundWall {
             return None;
         }
         Some(format!(
-            "{host} resolves to {internal}, an internal address the harness does not connect to (model endpoints and \
-             MCP servers must be public, or opened by the platform operator in egress.internalHosts)"
+            "{host} resolves to {internal}, an internal address the harness does not connect to (model endpoints, MCP \
+             servers and attached URLs must be public, or opened by the platform operator in egress.internalHosts)"
         ))
     }
 

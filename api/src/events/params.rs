@@ -306,10 +306,14 @@ pub fn validate_params(params: &[EventParam], path: &str) -> Result<(), EventPar
 
 const MESSAGE_BLOCKS: &[&str] = &["text", "image", "document", "redacted"];
 const RESULT_BLOCKS: &[&str] = &["text", "image", "document", "search_result"];
-/// Image sources the model receives: inline data, and files of the Files API (read by the harness).
-const IMAGE_SOURCES: &[&str] = &["base64", "file"];
-/// Document sources the model receives: plain text, inline PDFs, and files of the Files API.
-const DOCUMENT_SOURCES: &[&str] = &["text", "base64", "file"];
+/// Image sources the model receives: inline data, files of the Files API (read by the harness), and URLs (fetched by
+/// the harness under the session's environment's network policy).
+const IMAGE_SOURCES: &[&str] = &["base64", "file", "url"];
+/// Document sources the model receives: plain text, inline PDFs, files of the Files API, and URLs (fetched by the
+/// harness under the session's environment's network policy).
+const DOCUMENT_SOURCES: &[&str] = &["text", "base64", "file", "url"];
+/// The longest URL a source may name.
+pub const MAX_SOURCE_URL_CHARS: usize = 2048;
 /// The image types the model providers take.
 pub const IMAGE_MEDIA_TYPES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 /// The type of an inline document: a PDF (plain text comes as a `text` source).
@@ -353,8 +357,7 @@ fn check_blocks(content: &[ContentBlock], path: &str, allowed: &[&str]) -> Resul
             ContentBlock::Text(TextBlock { text }) if text.is_empty() => {
                 return Err(EventParamError::new(format!("{at}.text"), "must not be empty"));
             }
-            // Only the sources the harness hands to the model; a URL would have to be fetched (through the egress
-            // policy) and is refused until it is.
+            // Only the sources the harness hands to the model.
             ContentBlock::Image(ImageBlock { source }) => {
                 check_source(source, &format!("{at}.source"), IMAGE_SOURCES)?;
                 check_media_type(source, &format!("{at}.source"), IMAGE_MEDIA_TYPES)?;
@@ -395,6 +398,32 @@ fn explain_other_block(raw: &Value, at: &str, allowed: &[&str]) -> EventParamErr
     }
 }
 
+/// A source URL the harness may fetch: `http` or `https`, a host, no credentials, no whitespace or control
+/// characters, at most [`MAX_SOURCE_URL_CHARS`]. Where it may go is the session's environment's to say, when it is
+/// fetched.
+fn url_ok(url: &str) -> Result<(), String> {
+    if url.chars().count() > MAX_SOURCE_URL_CHARS {
+        return Err(format!("longer than {MAX_SOURCE_URL_CHARS} characters"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("holds whitespace or control characters".into());
+    }
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err(format!("must be an http:// or https:// URL, got {url:?}"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.starts_with(':') {
+        return Err("names no host".into());
+    }
+    if authority.contains('@') {
+        return Err("must not carry credentials (user:password@)".into());
+    }
+    Ok(())
+}
+
 /// An inline (`base64`) source's media type must be one the model takes.
 fn check_media_type(source: &Source, path: &str, allowed: &[&str]) -> Result<(), EventParamError> {
     match source {
@@ -432,6 +461,9 @@ fn check_source(source: &Source, path: &str, allowed: &[&str]) -> Result<(), Eve
             }
         }
         Source::Url { url } if url.is_empty() => Some("url"),
+        Source::Url { url } => {
+            return url_ok(url).map_err(|why| EventParamError::new(format!("{path}.url"), why));
+        }
         Source::File { file_id } if file_id.is_empty() => Some("file_id"),
         _ => None,
     };

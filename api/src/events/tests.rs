@@ -293,16 +293,23 @@ fn what_the_model_would_not_receive_is_refused_by_name() {
         field_of(json!({"events": [{"type": "user.tool_result", "tool_use_id": "x"}]})),
         "events[0].type"
     );
-    // URLs would have to be fetched through the egress policy: refused until they are. Inline data of a type no
-    // model takes is refused too.
+    // A URL the harness could not fetch is refused by name; inline data of a type no model takes too.
     for (block, field) in [
         (
-            json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}),
-            "source.type",
+            json!({"type": "image", "source": {"type": "url", "url": "ftp://example.com/a.png"}}),
+            "source.url",
         ),
         (
-            json!({"type": "document", "source": {"type": "url", "url": "https://example.com/a.pdf"}}),
-            "source.type",
+            json!({"type": "document", "source": {"type": "url", "url": "https://user:pw@example.com/a.pdf"}}),
+            "source.url",
+        ),
+        (
+            json!({"type": "document", "source": {"type": "url", "url": "https:///a.pdf"}}),
+            "source.url",
+        ),
+        (
+            json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a b.png"}}),
+            "source.url",
         ),
         (
             json!({"type": "image", "source": {"type": "base64", "media_type": "image/tiff", "data": "AA=="}}),
@@ -321,9 +328,11 @@ fn what_the_model_would_not_receive_is_refused_by_name() {
         {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
         {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "d"}, "title": "t"},
         {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "AA=="}},
-        {"type": "document", "source": {"type": "file", "file_id": "file_2"}}
+        {"type": "document", "source": {"type": "file", "file_id": "file_2"}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+        {"type": "document", "source": {"type": "url", "url": "http://docs.example.com:8080/a.pdf?v=1"}}
     ]}]}))
-    .expect("inline images, PDFs, text documents and files reach the model");
+    .expect("inline images, PDFs, text documents, files and URLs reach the model");
 }
 
 #[test]

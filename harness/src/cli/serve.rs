@@ -157,6 +157,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let health_task = tokio::spawn(health.serve(args.metrics_addr, shutdown.clone().cancelled_owned()));
 
     let mut local_runner = None;
+    // The cluster's client, for the attachments' URL sources (their session's environment decides where they go).
+    let mut kube_for_urls = None;
     let (agents, tools, status, credentials): Sources = match &args.agent_file {
         Some(path) => {
             let runner = Arc::new(LocalToolRunner::new(
@@ -178,6 +180,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .await
                 .context("connecting to the Kubernetes API")?;
             let writer = Arc::new(StatusWriter::new(client.clone()));
+            kube_for_urls = Some(client.clone());
             // One watch of the namespace's Sessions: sandbox waits wake on it and file resources are read from it.
             let cache = SessionCache::new(&args.namespace, &metrics);
             cache.spawn_watch(client.clone(), shutdown.clone());
@@ -224,10 +227,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     .clone()
                     .filter(|_| args.agent_file.is_none())
                     .map(|url| {
-                        Arc::new(AttachmentLoader::new(GatewayFiles {
+                        let loader = AttachmentLoader::new(GatewayFiles {
                             url,
                             token_file: args.gateway_token_file.clone(),
-                        }))
+                        });
+                        Arc::new(match &kube_for_urls {
+                            Some(client) => loader.with_urls(client.clone()),
+                            None => loader,
+                        })
                     }),
                 ..EngineConfig::default()
             },

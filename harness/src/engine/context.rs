@@ -218,13 +218,15 @@ fn user_block(block: &ContentBlock, files: &Attachments) -> Option<Block> {
                 media_type: media_type.clone(),
                 data: data.clone(),
             },
-            Source::File { file_id } => match files.get(file_id).map(AsRef::as_ref) {
-                Some(Attachment::Inline { media_type, data }) => Block::Image {
-                    media_type: media_type.clone(),
-                    data: data.clone(),
-                },
-                other => unavailable("image", file_id, other),
-            },
+            Source::File { file_id: id } | Source::Url { url: id } => {
+                match files.get(id).map(AsRef::as_ref) {
+                    Some(Attachment::Inline { media_type, data }) => Block::Image {
+                        media_type: media_type.clone(),
+                        data: data.clone(),
+                    },
+                    other => unavailable("image", id, other),
+                }
+            }
             other => note(&format!(
                 "[an image from a {} source, not available here]",
                 other.type_name()
@@ -237,15 +239,17 @@ fn user_block(block: &ContentBlock, files: &Attachments) -> Option<Block> {
                 data: data.clone(),
                 title: doc.title.clone(),
             },
-            Source::File { file_id } => match files.get(file_id).map(AsRef::as_ref) {
-                Some(Attachment::Inline { media_type, data }) => Block::Document {
-                    media_type: media_type.clone(),
-                    data: data.clone(),
-                    title: doc.title.clone(),
-                },
-                Some(Attachment::Text(text)) => Block::Text { text: text.clone() },
-                other => unavailable("document", file_id, other),
-            },
+            Source::File { file_id: id } | Source::Url { url: id } => {
+                match files.get(id).map(AsRef::as_ref) {
+                    Some(Attachment::Inline { media_type, data }) => Block::Document {
+                        media_type: media_type.clone(),
+                        data: data.clone(),
+                        title: doc.title.clone(),
+                    },
+                    Some(Attachment::Text(text)) => Block::Text { text: text.clone() },
+                    other => unavailable("document", id, other),
+                }
+            }
             other => note(&format!(
                 "[a document from a {} source, not available here]",
                 other.type_name()

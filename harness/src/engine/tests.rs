@@ -318,11 +318,18 @@ fn attached_files_reach_the_model_inline_and_what_cannot_is_a_note_saying_why() 
             block(serde_json::json!({"type": "document", "source": {"type": "file", "file_id": "file_txt"}})),
             block(serde_json::json!({"type": "image", "source": {"type": "file", "file_id": "file_gone"}})),
             block(serde_json::json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}})),
+            block(serde_json::json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}})),
         ],
     }));
     assert_eq!(
         file_ids(&log.0),
-        ["file_png", "file_pdf", "file_txt", "file_gone"]
+        [
+            "file_png",
+            "file_pdf",
+            "file_txt",
+            "file_gone",
+            "https://example.com/a.png"
+        ]
     );
     let inline = |media_type: &str, data: &str| {
         Arc::new(Attachment::Inline {
@@ -336,6 +343,10 @@ fn attached_files_reach_the_model_inline_and_what_cannot_is_a_note_saying_why() 
         (
             "file_txt".to_owned(),
             Arc::new(Attachment::Text("a,b\n1,2".into())),
+        ),
+        (
+            "https://example.com/a.png".to_owned(),
+            inline("image/png", "AQID"),
         ),
         (
             "file_gone".to_owned(),
@@ -375,6 +386,14 @@ fn attached_files_reach_the_model_inline_and_what_cannot_is_a_note_saying_why() 
         content[3]
     );
     assert!(matches!(&content[4], Block::Document { data, .. } if data == "JVBE"));
+    assert_eq!(
+        content[5],
+        Block::Image {
+            media_type: "image/png".into(),
+            data: "AQID".into()
+        },
+        "an image from a URL reaches the model as the fetched bytes"
+    );
     // Without the files (a compaction request), each stands as a note.
     let bare = &context::build(&log.0, log.0.len(), &a).messages[0].content;
     assert!(

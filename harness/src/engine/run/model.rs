@@ -107,7 +107,7 @@ impl Run<'_> {
                         let context = &entries[..span.index.min(entries.len())];
                         let from = context::context_start(context);
                         loader
-                            .load(self.namespace, &context[from..])
+                            .load(self.namespace, self.session, &context[from..])
                             .await
                             .map_err(|why| Stop::Outcome(Outcome::Failed(why)))?
                     }
