@@ -199,6 +199,8 @@ turns_cmd="\`target/debug/cluster_turns 30 8 3\` (installed gateway and harness 
   echo "local daemon → client, release static build: median 0.52 ms (3 runs of 200 calls; p99 ≈ 0.8 ms), target < 5 ms"
   echo "(\`target/x86_64-unknown-linux-gnu/release/examples/roundtrip 200\`, see sandbox/README.md)."
   echo
+  # Figures measured by hand, kept as they are until a benchmark of make bench replaces them.
+  [[ -f bench/by-hand.md ]] && sed '/^<!--/,/-->$/d' bench/by-hand.md && echo
   # The noisy-neighbour figures come from their own run (`make bench-noisy`, release build).
   [[ -f bench/noisy-neighbour.md ]] && cat bench/noisy-neighbour.md
   cat bench/local-cluster.md
