@@ -67,7 +67,7 @@ def test_an_inline_pdf_reaches_the_model(client: anthropic.Anthropic, environmen
     client.beta.agents.archive(agent.id)
 
 
-def test_foreign_unfit_and_url_attachments_are_refused_by_field(
+def test_foreign_unfit_and_malformed_url_attachments_are_refused_by_field(
     client: anthropic.Anthropic, other_tenant: anthropic.Anthropic, environment, hello_agent
 ) -> None:
     session = client.beta.sessions.create(agent=hello_agent.id, environment_id=environment.id)
@@ -76,7 +76,11 @@ def test_foreign_unfit_and_url_attachments_are_refused_by_field(
     for block, field in (
         (_file("image", theirs.id), "events[0].content[0].source.file_id"),
         (_file("image", text.id), "events[0].content[0].source.file_id"),
-        ({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}, "events[0].content[0].source.type"),
+        ({"type": "image", "source": {"type": "url", "url": "ftp://example.com/a.png"}}, "events[0].content[0].source.url"),
+        (
+            {"type": "document", "source": {"type": "url", "url": "https://user:pw@example.com/a.pdf"}},
+            "events[0].content[0].source.url",
+        ),
         (
             {"type": "document", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}},
             "events[0].content[0].source.media_type",
