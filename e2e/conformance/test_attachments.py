@@ -1,6 +1,6 @@
 """Attachments with the official SDK: images and PDFs in a user message, inline or as uploaded files, reach the model
 (the scripted model fails a request that lacks them); files that are not the tenant's, or not of a type the block
-takes, and URLs are refused with a 400 naming the field."""
+takes, and malformed URLs are refused with a 400 naming the field (a URL's fetch is e2e/tests/attachments.rs)."""
 
 from __future__ import annotations
 
