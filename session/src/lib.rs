@@ -55,7 +55,8 @@ pub use store::{
 pub use sweep::{TAIL as SWEEP_TAIL, unanswered_in};
 pub use wakeup::{QueueStats, WakeConsumer, Wakeup};
 
-/// Deletes every key of a session's log. Idempotent: deleting a log that is already gone succeeds.
+/// Deletes every key of a session's log, and the record of its outputs (the Files they are stay: they are the
+/// tenant's). Idempotent: deleting a log that is already gone succeeds.
 pub async fn delete_session_log(
     conn: &mut impl redis::aio::ConnectionLike,
     namespace: &str,
@@ -63,6 +64,9 @@ pub async fn delete_session_log(
 ) -> Result<(), Error> {
     let keys = SessionKeys::new(namespace, session);
     let _: () = redis::cmd("DEL").arg(keys.all()).query_async(conn).await?;
+    // Another hash slot (the namespace's files): a command of its own.
+    let outputs = keys::Tenant::new(namespace).files().outputs(session);
+    let _: () = redis::cmd("DEL").arg(outputs).query_async(conn).await?;
     tracing::debug!(namespace, session, "deleted session log");
     Ok(())
 }

@@ -244,10 +244,26 @@ async fn deleting_a_log_removes_it() {
     let log = store.session("ns", "sesn_del");
     log.append_user([user("a")]).await.unwrap();
     log.acquire_lease("h", Duration::from_secs(5)).await.unwrap();
+    let outputs = corral_session::keys::Tenant::new("ns")
+        .files()
+        .outputs("sesn_del");
+    let _: () = redis::cmd("HSET")
+        .arg(&outputs)
+        .arg("report.md")
+        .arg("file_1 3:1")
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
     corral_session::delete_session_log(&mut store.connection(), "ns", "sesn_del")
         .await
         .unwrap();
     assert!(log.range(None, 10, Order::Asc).await.unwrap().events.is_empty());
+    let left: i64 = redis::cmd("EXISTS")
+        .arg(&outputs)
+        .query_async(&mut store.connection())
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the record of the session's outputs goes with it");
     log.delete().await.unwrap();
     log.acquire_lease("other", Duration::from_secs(5)).await.unwrap();
 }
