@@ -40,10 +40,13 @@ pub fn file_resource_path_ok(path: &str) -> bool {
 /// The directory whose files become the session's outputs: Files scoped to the session (docs/files.md).
 pub const OUTPUTS_DIR: &str = "/mnt/session/outputs";
 
-/// Whether `path` may name an output: a relative path of plain segments (no empty, `.` or `..` one), at most 512
-/// bytes.
+/// Whether `path` may name an output: a relative path of plain segments (no empty, `.` or `..` one) without control
+/// characters, at most 512 bytes (it becomes the File's `filename`).
 pub fn output_path_ok(path: &str) -> bool {
-    !path.is_empty() && path.len() <= 512 && path.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+    !path.is_empty()
+        && path.len() <= 512
+        && !path.chars().any(char::is_control)
+        && path.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 
 /// The port the daemon listens on in a sandbox pod (its `host:port` endpoint is published in the Session status).
@@ -168,5 +171,13 @@ mod tests {
     #[test]
     fn a_session_sandbox_is_named_after_the_session() {
         assert_eq!(sandbox_name("s1"), "sandbox-s1");
+    }
+
+    #[test]
+    fn output_paths_are_plain_relative_segments() {
+        assert!(output_path_ok("report.md") && output_path_ok("charts/q1 final.csv"));
+        for bad in ["", "/abs", "a//b", "./a", "a/..", "a\nb", &"a".repeat(513)] {
+            assert!(!output_path_ok(bad), "{bad:?}");
+        }
     }
 }
