@@ -49,8 +49,8 @@ pub trait Blobs: Send + Sync + fmt::Debug {
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BlobError>>;
 }
 
-/// [`Blobs`] over an `object_store` store. Uploads go out as multipart uploads in 8 MiB parts, at most two in
-/// flight: the gateway holds about 24 MiB per upload, whatever the file's size.
+/// [`Blobs`] over an `object_store` store. A blob under 8 MiB is one `PUT`; a larger one goes out as a multipart
+/// upload in 8 MiB parts, at most two in flight: the gateway holds about 24 MiB per upload, whatever the file's size.
 #[derive(Debug, Clone)]
 pub struct ObjectBlobs {
     store: Arc<dyn ObjectStore>,
@@ -84,9 +84,35 @@ impl Blobs for ObjectBlobs {
     ) -> BoxFuture<'a, Result<u64, BlobError>> {
         Box::pin(async move {
             let path = Path::from(key);
+            // A blob smaller than one part (most files, every skill file) goes out in one PUT rather than a
+            // multipart upload's three requests; a larger one starts a multipart upload with what was read.
+            let mut head: Vec<Bytes> = Vec::new();
+            let mut size = 0u64;
+            loop {
+                match body.next().await {
+                    None => {
+                        let payload = object_store::PutPayload::from_iter(head);
+                        self.store.put(&path, payload).await.map_err(store_error)?;
+                        return Ok(size);
+                    }
+                    Some(Err(err)) => return Err(err),
+                    Some(Ok(chunk)) => {
+                        size += chunk.len() as u64;
+                        if size > max {
+                            return Err(BlobError::TooLarge(max));
+                        }
+                        head.push(chunk);
+                        if size >= PART_BYTES as u64 {
+                            break;
+                        }
+                    }
+                }
+            }
             let upload = self.store.put_multipart(&path).await.map_err(store_error)?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-            let mut size = 0u64;
+            for chunk in head {
+                writer.put(chunk);
+            }
             let failure = loop {
                 let chunk = match body.next().await {
                     None => break None,
@@ -164,5 +190,23 @@ mod tests {
             matches!(blobs.get("t/b").await, Err(BlobError::NotFound)),
             "nothing kept"
         );
+    }
+
+    #[tokio::test]
+    async fn a_blob_past_one_part_goes_out_in_parts_whole() {
+        let blobs = ObjectBlobs::new(Arc::new(InMemory::new()));
+        let chunk = Bytes::from(vec![7u8; 1 << 20]);
+        let chunks: Vec<Result<Bytes, BlobError>> = (0..(PART_BYTES >> 20) * 2 + 3)
+            .map(|_| Ok(chunk.clone()))
+            .collect();
+        let expected = chunks.len() as u64 * chunk.len() as u64;
+        let size = blobs
+            .put("t/big", futures::stream::iter(chunks).boxed(), u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(size, expected);
+        let read: Vec<Bytes> = blobs.get("t/big").await.unwrap().try_collect().await.unwrap();
+        assert_eq!(read.concat().len() as u64, expected);
+        assert!(read.concat().iter().all(|b| *b == 7));
     }
 }
