@@ -51,10 +51,12 @@ async fn save_all(
     session: &str,
     sandbox: &SandboxClient,
 ) -> Result<(), String> {
-    let listing = sandbox
-        .outputs()
-        .await
-        .map_err(|e| format!("the sandbox could not list them: {e}"))?;
+    let listing = match sandbox.outputs().await {
+        Ok(listing) => listing,
+        // A daemon older than session outputs (a pod from before an upgrade) has none to give.
+        Err(corral_sandbox_protocol::ClientError::Rejected { status: 404, .. }) => return Ok(()),
+        Err(e) => return Err(format!("the sandbox could not list them: {e}")),
+    };
     if listing.files.is_empty() {
         return Ok(());
     }
