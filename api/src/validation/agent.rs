@@ -46,6 +46,11 @@ pub fn validate_agent(spec: &AgentSpec) -> Result<(), SpecError> {
             || format!("spec.skills[{i}].skillId"),
             "skillId must not be empty",
         )?;
+        rule(
+            skill.kind != crate::agent::SkillType::ConfigMap || skill.version.is_none(),
+            || format!("spec.skills[{i}].version"),
+            "a configMap skill has no version: its ConfigMap is read as it is",
+        )?;
     }
     if let Some(budget) = &spec.budget {
         validate_budget("spec.budget", budget)?;

@@ -252,6 +252,10 @@ fn agent_cases() -> Vec<Case> {
             Cel("skillId must not be empty"),
         ),
         a(
+            json!({ "skills": [{ "type": "configMap", "skillId": "cm", "version": "1" }] }),
+            Cel("a configMap skill has no version: its ConfigMap is read as it is"),
+        ),
+        a(
             budget(json!({ "maxCost": { "amount": "-1" } })),
             Cel("amount must be a non-negative decimal number of cents, such as \"2500\" or \"0.42\""),
         ),
