@@ -162,7 +162,8 @@ impl AttachmentLoader {
                     } else {
                         Arc::new(self.fetch(namespace, &id).await?)
                     };
-                    self.remember(key, fetched.clone());
+                    // A URL that could not be had is not asked again at every model call of the session.
+                    self.remember(key, fetched.clone(), is_url);
                     fetched
                 }
             };
@@ -189,10 +190,11 @@ impl AttachmentLoader {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn remember(&self, key: (String, String), attachment: Arc<Attachment>) {
+    fn remember(&self, key: (String, String), attachment: Arc<Attachment>, even_unavailable: bool) {
         let size = match attachment.as_ref() {
             Attachment::Inline { data, .. } => data.len(),
             Attachment::Text(text) => text.len(),
+            Attachment::Unavailable(why) if even_unavailable => why.len(),
             // A missing file may be uploaded under no other id, but reading it again costs little.
             Attachment::Unavailable(_) => return,
         };

@@ -142,6 +142,10 @@ pub async fn open_in(root: &Path, path: &str) -> Result<(tokio::fs::File, u64), 
     if real != real_root.join(path) {
         return Err(missing());
     }
+    // Checked before opening: a FIFO swapped in after the listing would block the open.
+    if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+        return Err(missing());
+    }
     let opened = tokio::fs::File::open(&real).await.map_err(|_| missing())?;
     let meta = opened.metadata().await.map_err(|_| missing())?;
     if !meta.is_file() {

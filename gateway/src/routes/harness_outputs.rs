@@ -83,11 +83,13 @@ struct Output {
 async fn store(
     State(state): State<AppState>,
     Path((namespace, session)): Path<(String, String)>,
-    Query(output): Query<Output>,
+    query: Result<Query<Output>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
     harness_tenant(&state, &headers, &namespace).await?;
+    // Judged after the caller: a stranger learns nothing from the query's errors.
+    let Query(output) = query.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
     if !session_ok(&session) {
         return Err(ApiError::not_found("session", &session));
     }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use corral_api::events::{ContentBlock, EventBody, Source};
+use corral_api::events::{ContentBlock, DOCUMENT_MEDIA_TYPE, EventBody, IMAGE_MEDIA_TYPES, Source};
 use serde_json::Value;
 
 use super::events::{self as ev, Purpose};
@@ -220,10 +220,16 @@ fn user_block(block: &ContentBlock, files: &Attachments) -> Option<Block> {
             },
             Source::File { file_id: id } | Source::Url { url: id } => {
                 match files.get(id).map(AsRef::as_ref) {
-                    Some(Attachment::Inline { media_type, data }) => Block::Image {
-                        media_type: media_type.clone(),
-                        data: data.clone(),
-                    },
+                    // A URL says its own type: one the model does not take would fail every later request.
+                    Some(Attachment::Inline { media_type, data })
+                        if IMAGE_MEDIA_TYPES.contains(&media_type.as_str()) =>
+                    {
+                        Block::Image {
+                            media_type: media_type.clone(),
+                            data: data.clone(),
+                        }
+                    }
+                    Some(Attachment::Inline { media_type, .. }) => not_taken("image", id, media_type),
                     other => unavailable("image", id, other),
                 }
             }
@@ -241,11 +247,14 @@ fn user_block(block: &ContentBlock, files: &Attachments) -> Option<Block> {
             },
             Source::File { file_id: id } | Source::Url { url: id } => {
                 match files.get(id).map(AsRef::as_ref) {
-                    Some(Attachment::Inline { media_type, data }) => Block::Document {
-                        media_type: media_type.clone(),
-                        data: data.clone(),
-                        title: doc.title.clone(),
-                    },
+                    Some(Attachment::Inline { media_type, data }) if media_type == DOCUMENT_MEDIA_TYPE => {
+                        Block::Document {
+                            media_type: media_type.clone(),
+                            data: data.clone(),
+                            title: doc.title.clone(),
+                        }
+                    }
+                    Some(Attachment::Inline { media_type, .. }) => not_taken("document", id, media_type),
                     Some(Attachment::Text(text)) => Block::Text { text: text.clone() },
                     other => unavailable("document", id, other),
                 }
@@ -279,6 +288,13 @@ fn note(text: &str) -> Block {
 }
 
 /// The note standing for an attached file the model cannot have.
+/// The note for an attachment of a type the model does not take as that kind of block.
+fn not_taken(kind: &str, id: &str, media_type: &str) -> Block {
+    note(&format!(
+        "[an attached {kind} ({id}) of type {media_type}, which the model does not take as an {kind}]"
+    ))
+}
+
 fn unavailable(kind: &str, file_id: &str, attachment: Option<&Attachment>) -> Block {
     match attachment {
         Some(Attachment::Unavailable(why)) => note(&format!("[an attached {kind}: {why}]")),

@@ -319,6 +319,7 @@ fn attached_files_reach_the_model_inline_and_what_cannot_is_a_note_saying_why() 
             block(serde_json::json!({"type": "image", "source": {"type": "file", "file_id": "file_gone"}})),
             block(serde_json::json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}})),
             block(serde_json::json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}})),
+            block(serde_json::json!({"type": "image", "source": {"type": "url", "url": "https://example.com/blob"}})),
         ],
     }));
     assert_eq!(
@@ -328,7 +329,8 @@ fn attached_files_reach_the_model_inline_and_what_cannot_is_a_note_saying_why() 
             "file_pdf",
             "file_txt",
             "file_gone",
-            "https://example.com/a.png"
+            "https://example.com/a.png",
+            "https://example.com/blob"
         ]
     );
     let inline = |media_type: &str, data: &str| {
@@ -347,6 +349,10 @@ fn attached_files_reach_the_model_inline_and_what_cannot_is_a_note_saying_why() 
         (
             "https://example.com/a.png".to_owned(),
             inline("image/png", "AQID"),
+        ),
+        (
+            "https://example.com/blob".to_owned(),
+            inline("application/octet-stream", "AA=="),
         ),
         (
             "file_gone".to_owned(),
@@ -393,6 +399,11 @@ fn attached_files_reach_the_model_inline_and_what_cannot_is_a_note_saying_why() 
             data: "AQID".into()
         },
         "an image from a URL reaches the model as the fetched bytes"
+    );
+    assert!(
+        matches!(&content[6], Block::Text { text } if text.contains("application/octet-stream") && text.contains("does not take")),
+        "a URL of a type the model does not take is a note, not a request the provider refuses: {:?}",
+        content[6]
     );
     // Without the files (a compaction request), each stands as a note.
     let bare = &context::build(&log.0, log.0.len(), &a).messages[0].content;

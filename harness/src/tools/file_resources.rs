@@ -71,7 +71,8 @@ impl GatewayFiles {
             .await
     }
 
-    /// `PUT /internal/v1/namespaces/{namespace}/{segments...}?{query}` with `body` and this harness's token.
+    /// `PUT /internal/v1/namespaces/{namespace}/{segments...}?{query}` with `body` (of `length` bytes, when known)
+    /// and this harness's token.
     pub async fn put(
         &self,
         http: &reqwest::Client,
@@ -79,10 +80,15 @@ impl GatewayFiles {
         segments: &[&str],
         query: &[(&str, &str)],
         body: reqwest::Body,
+        length: Option<u64>,
     ) -> Result<reqwest::Response, String> {
         let mut url = internal_url(&self.url, namespace, segments)?;
         url.query_pairs_mut().extend_pairs(query);
-        self.send(http.put(url).body(body)).await
+        let mut request = http.put(url).body(body);
+        if let Some(length) = length {
+            request = request.header(reqwest::header::CONTENT_LENGTH, length);
+        }
+        self.send(request).await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {

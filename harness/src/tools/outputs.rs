@@ -62,6 +62,13 @@ async fn save_all(
     }
     let stored = stored(gateway, http, namespace, session).await?;
     let mut failed = Vec::new();
+    if listing.truncated {
+        failed.push(format!(
+            "only the first {} regular files (within {} directory levels, with UTF-8 names) are outputs",
+            corral_sandbox_protocol::wire::OutputsListing::MAX_FILES,
+            corral_sandbox_protocol::wire::OutputsListing::MAX_DEPTH
+        ));
+    }
     for file in listing
         .files
         .iter()
@@ -118,6 +125,8 @@ async fn save_one(
         Err(corral_sandbox_protocol::ClientError::Rejected { status: 404, .. }) => return Ok(()),
         Err(e) => return Err(format!("the sandbox could not read it: {e}")),
     };
+    // The length goes with the body, so the gateway refuses a file over its limits before any of it is sent.
+    let length = content.content_length();
     let body = reqwest::Body::wrap_stream(content.bytes_stream().map_err(std::io::Error::other));
     let response = gateway
         .put(
@@ -126,6 +135,7 @@ async fn save_one(
             &["sessions", session, "outputs"],
             &[("path", &file.path), ("fingerprint", &file.fingerprint)],
             body,
+            length,
         )
         .await?;
     let status = response.status();
