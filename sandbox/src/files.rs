@@ -56,6 +56,11 @@ fn manifest() -> std::sync::MutexGuard<'static, std::collections::BTreeMap<Strin
     MANIFEST.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The paths of the file resources in place (absolute, as the harness named them).
+pub fn resource_paths() -> Vec<String> {
+    manifest().keys().cloned().collect()
+}
+
 /// `GET /v1/files`: `{"files": {"<path>": "<id>"}}`, the file resources in place.
 pub async fn list() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "files": *manifest() }))

@@ -34,9 +34,17 @@ pub fn prepare() {
     }
 }
 
-/// `GET /v1/outputs`.
+/// `GET /v1/outputs`: a file resource the harness put under the directory is the session's input, not an output.
 pub async fn list() -> Response {
-    match tokio::task::spawn_blocking(|| list_in(Path::new(OUTPUTS_DIR))).await {
+    let resources = crate::files::resource_paths();
+    let listed = tokio::task::spawn_blocking(move || {
+        without_resources(
+            list_in(Path::new(OUTPUTS_DIR)),
+            Path::new(OUTPUTS_DIR),
+            &resources,
+        )
+    });
+    match listed.await {
         Ok(listing) => Json(listing).into_response(),
         Err(e) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -45,6 +53,14 @@ pub async fn list() -> Response {
         )
         .into_response(),
     }
+}
+
+/// `listing` of `root` without the files at `resources` (absolute paths of file resources).
+fn without_resources(mut listing: OutputsListing, root: &Path, resources: &[String]) -> OutputsListing {
+    listing
+        .files
+        .retain(|f| !resources.iter().any(|r| Path::new(r) == root.join(&f.path)));
+    listing
 }
 
 /// The regular files under `root` (none when it does not exist), sorted by path, at most
@@ -183,6 +199,17 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&file, "two").unwrap();
         assert_ne!(list_in(dir.path()).files[0].fingerprint, before);
+    }
+
+    #[test]
+    fn a_file_resource_under_the_outputs_directory_is_not_an_output() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("given.csv"), "in").unwrap();
+        std::fs::write(dir.path().join("made.csv"), "out").unwrap();
+        let given = dir.path().join("given.csv").display().to_string();
+        let listing = without_resources(list_in(dir.path()), dir.path(), &[given]);
+        let paths: Vec<_> = listing.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["made.csv"]);
     }
 
     #[test]
