@@ -171,6 +171,11 @@ impl FileIndex {
         }
     }
 
+    /// The namespace whose files these are.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// The bytes the namespace's files take.
     pub async fn usage(&self) -> redis::RedisResult<u64> {
         let used: Option<u64> = self.redis.clone().get(self.keys.usage()).await?;

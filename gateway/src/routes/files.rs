@@ -353,11 +353,6 @@ async fn store(
             "is required (a multipart part named \"file\")",
         ));
     };
-    let discard = || async {
-        if let Err(err) = files.blobs.delete(&key).await {
-            tracing::warn!(file = %id, error = %err, "could not delete the bytes of an upload that was not kept");
-        }
-    };
     let created_at = jiff::Timestamp::now();
     let meta = FileMeta {
         id: id.clone(),
@@ -369,31 +364,43 @@ async fn store(
         downloadable: true,
         scope: None,
     };
-    match index.insert(&meta, files.namespace_quota_bytes).await {
-        Ok(Inserted::Stored) => {}
+    index_stored(files, index, &meta).await?;
+    sweep(index, files, namespace).await;
+    Ok(meta)
+}
+
+/// Indexes `meta`, whose bytes are stored under its blob key already, charging them against the namespace's quota
+/// (one script, which checks the quota again). Over the quota, or surely not stored, its bytes are deleted. The
+/// script may have run before its reply was lost: a file that is there is the result; one whose state is unknown
+/// keeps its bytes (at worst an orphaned blob, never a listed file without them).
+pub(crate) async fn index_stored(files: &FileStorage, index: &FileIndex, meta: &FileMeta) -> ApiResult<()> {
+    let id = &meta.id;
+    let discard = || async {
+        if let Err(err) = files.blobs.delete(&blob_key(index.namespace(), id)).await {
+            tracing::warn!(file = %id, error = %err, "could not delete the bytes of a file that was not kept");
+        }
+    };
+    match index.insert(meta, files.namespace_quota_bytes).await {
+        Ok(Inserted::Stored) => Ok(()),
         Ok(Inserted::OverQuota) => {
             discard().await;
-            return Err(over_quota(files.namespace_quota_bytes));
+            Err(over_quota(files.namespace_quota_bytes))
         }
-        // The script may have run before the reply was lost: undo only what is surely not stored. A file that is
-        // there is the upload's result; one whose state is unknown keeps its bytes (at worst an orphaned blob,
-        // never a listed file without them).
-        Err(err) => match index.get(&id).await {
+        Err(err) => match index.get(id).await {
             Ok(Some(_)) => {
                 tracing::warn!(file = %id, error = %err, "Redis failed after storing a file's metadata; it is kept");
+                Ok(())
             }
             Ok(None) => {
                 discard().await;
-                return Err(redis_error(err));
+                Err(redis_error(err))
             }
             Err(again) => {
                 tracing::warn!(file = %id, error = %again, "could not tell whether a file was stored; its bytes are kept");
-                return Err(redis_error(err));
+                Err(redis_error(err))
             }
         },
     }
-    sweep(index, files, namespace).await;
-    Ok(meta)
 }
 
 /// `GET /v1/files`: newest first; `limit` (1 to 1000, default 20) and `page`, or `ids` (at most 100, one page);

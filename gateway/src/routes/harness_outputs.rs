@@ -21,13 +21,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::files::{blob_error, busy, over_quota, redis_error, storage};
+use super::files::{blob_error, busy, index_stored, over_quota, redis_error, storage};
 use super::harness_files::harness_tenant;
 use crate::{
     error::{ApiError, ApiResult},
     files::{
         BlobError,
-        meta::{FileIndex, FileMeta, Inserted, Scope, blob_key},
+        meta::{FileIndex, FileMeta, Scope, blob_key},
         sweep::forget,
     },
     state::AppState,
@@ -165,24 +165,7 @@ async fn store_output(
             id: session.to_owned(),
         }),
     };
-    let discard = || async {
-        if let Err(err) = files.blobs.delete(&key).await {
-            tracing::warn!(file = %id, error = %err, "could not delete the bytes of an output that was not kept");
-        }
-    };
-    match index.insert(&meta, files.namespace_quota_bytes).await {
-        Ok(Inserted::Stored) => {}
-        Ok(Inserted::OverQuota) => {
-            discard().await;
-            return Err(over_quota(files.namespace_quota_bytes));
-        }
-        Err(err) => {
-            if !matches!(index.get(&id).await, Ok(Some(_))) {
-                discard().await;
-            }
-            return Err(redis_error(err));
-        }
-    }
+    index_stored(files, index, &meta).await?;
     // A failure here leaves the new File listed and the path's record unchanged: the next sync stores the output
     // once more (two Files for it, never none).
     let replaced = index
