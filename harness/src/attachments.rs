@@ -245,9 +245,7 @@ impl AttachmentLoader {
         }
         Ok(attachment(id, media_type, &bytes))
     }
-}
 
-impl AttachmentLoader {
     /// Fetches a URL source under `policy`, the session's environment's network policy (or why it is not known);
     /// what cannot be had is a note.
     async fn fetch_url(&self, url: &str, policy: Result<Networking, String>) -> Attachment {
@@ -283,7 +281,7 @@ impl AttachmentLoader {
         }
         let response = match self.web.get(parsed).send().await {
             Ok(r) => r,
-            Err(e) => return refused(error_chain(&e)),
+            Err(e) => return refused(corral_runtime::error_chain(&e)),
         };
         let status = response.status();
         if !status.is_success() {
@@ -307,18 +305,6 @@ impl AttachmentLoader {
         }
         attachment(url, media_type, &bytes)
     }
-}
-
-/// An error with its causes (a refusal by the outbound wall is a cause of the request's error).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// The network policy of the session's environment.

@@ -360,26 +360,15 @@ impl SandboxClient {
         } else if error.is_connect() {
             ClientError::Refused {
                 url: self.base_url.clone(),
-                message: error_chain(&error),
+                message: corral_runtime::error_chain(&error),
             }
         } else {
             ClientError::Unreachable {
                 url: self.base_url.clone(),
-                message: error_chain(&error),
+                message: corral_runtime::error_chain(&error),
             }
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Exports the daemon's own time for the call as a span of service `corral-sandbox` under the caller's current span
