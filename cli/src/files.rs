@@ -214,13 +214,7 @@ async fn download(client: &Client, format: Output, args: FileDownloadArgs) -> Re
         .unwrap_or(0);
     let mut body = res.bytes_stream();
     if to_stdout {
-        // Blocking writes: the CLI does nothing else meanwhile, and a pipe's reader sets the pace.
-        let mut out = std::io::stdout().lock();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| CliError::Network(format!("downloading {id}: {e}")))?;
-            std::io::Write::write_all(&mut out, &chunk).map_err(stdout_error)?;
-        }
-        return std::io::Write::flush(&mut out).map_err(stdout_error);
+        return stream_to_stdout(&mut body, id).await;
     }
     let pb = progress(format, len, &format!("downloading {}", dest.display()));
     let part = partial(&dest);
@@ -252,6 +246,20 @@ async fn download(client: &Client, format: Output, args: FileDownloadArgs) -> Re
         let done = json!({ "id": id, "path": dest.display().to_string(), "size_bytes": written });
         output::data(format, &done)
     }
+}
+
+/// Writes a download's body to standard output; a reader that goes away (`| head`) ends it quietly.
+pub(crate) async fn stream_to_stdout(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    id: &str,
+) -> Result<()> {
+    // Blocking writes: the CLI does nothing else meanwhile, and a pipe's reader sets the pace.
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| CliError::Network(format!("downloading {id}: {e}")))?;
+        std::io::Write::write_all(&mut out, &chunk).map_err(stdout_error)?;
+    }
+    std::io::Write::flush(&mut out).map_err(stdout_error)
 }
 
 fn stdout_error(e: std::io::Error) -> CliError {

@@ -15,7 +15,7 @@ use crate::{
     args::{Output, SkillCommand, SkillDownloadArgs, SkillListArgs},
     client::Client,
     error::{CliError, Result},
-    files::{partial, write_stream},
+    files::{partial, stream_to_stdout, write_stream},
     output::{self, Column, age, field, time},
     resources::{deleted, id_segment},
 };
@@ -160,14 +160,7 @@ async fn download(client: &Client, format: Output, args: SkillDownloadArgs) -> R
         .await?;
     let mut body = res.bytes_stream();
     if args.dest.as_deref() == Some(Path::new("-")) {
-        use futures::StreamExt as _;
-        let mut out = std::io::stdout().lock();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| CliError::Network(format!("downloading {id}: {e}")))?;
-            std::io::Write::write_all(&mut out, &chunk)
-                .map_err(|e| CliError::Other(format!("writing to standard output: {e}")))?;
-        }
-        return Ok(());
+        return stream_to_stdout(&mut body, id).await;
     }
     let dest = args
         .dest
