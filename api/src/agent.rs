@@ -287,17 +287,35 @@ pub struct McpServer {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.type != 'configMap' || !has(self.version)").message("a configMap skill has no version: its ConfigMap is read as it is"))]
+#[x_kube(validation = Rule::new("self.type != 'gitRepository' || self.skillId.startsWith('https://') || self.skillId.startsWith('http://')").message("a gitRepository skill's skillId is the repository's http(s) URL"))]
+#[x_kube(validation = Rule::new("self.type == 'gitRepository' || (!has(self.path) && !has(self.authorizationSecretRef))").message("path and authorizationSecretRef belong to gitRepository skills"))]
 pub struct Skill {
-    /// `anthropic` (a published skill), `custom` (one uploaded to this installation) or `configMap` (a ConfigMap of
-    /// the Agent's namespace holding the skill's files, each key a file name, `SKILL.md` among them).
+    /// `anthropic` (a published skill), `custom` (one uploaded to this installation), `configMap` (a ConfigMap of
+    /// the Agent's namespace holding the skill's files, each key a file name, `SKILL.md` among them) or
+    /// `gitRepository` (a directory of a git repository, read over http(s) by the harness).
     #[serde(rename = "type")]
     pub kind: SkillType,
-    /// The skill's id, for example `xlsx` or `skill_01...`; for a `configMap` skill, the ConfigMap's name.
+    /// The skill's id, for example `xlsx` or `skill_01...`; for a `configMap` skill, the ConfigMap's name; for a
+    /// `gitRepository` skill, the repository's http(s) URL.
     #[x_kube(validation = Rule::new("self.size() > 0").message("skillId must not be empty"))]
+    #[schemars(length(max = 2048))]
     pub skill_id: String,
-    /// A pinned version. The latest when omitted.
+    /// A pinned version. The latest when omitted. For a `gitRepository` skill: the branch, tag or full commit id
+    /// to read (the repository's default branch when omitted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub version: Option<String>,
+    /// For a `gitRepository` skill: the directory holding its `SKILL.md`, relative to the repository's root (the
+    /// root when omitted).
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.contains('..')").message("path is relative to the repository's root and has no '..'"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub path: Option<String>,
+    /// For a `gitRepository` skill of a private repository: the Secret key holding a token, sent to the
+    /// repository's host only (HTTP basic authentication as `x-access-token`). The Secret must carry the label
+    /// `corral.dev/credential=repository`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Skill sources.
@@ -311,6 +329,9 @@ pub enum SkillType {
     /// A skill kept in a ConfigMap of the Agent's namespace (GitOps): its keys are the skill's files.
     #[serde(rename = "configMap")]
     ConfigMap,
+    /// A skill kept in a git repository (GitOps): a directory holding `SKILL.md`, read at a branch, tag or commit.
+    #[serde(rename = "gitRepository")]
+    GitRepository,
 }
 
 /// Observed state of an Agent.

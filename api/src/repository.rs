@@ -39,6 +39,13 @@ pub fn token_refusal(secret: &Secret, session: &str) -> Option<String> {
     model_key::credential_refusal(secret, CREDENTIAL_REPOSITORY, "repository token")
 }
 
+/// Why `secret` cannot be the token of an Agent's `gitRepository` skill, or `None` when it may: only a Secret
+/// labelled [`model_key::CREDENTIAL_LABEL`]`=`[`CREDENTIAL_REPOSITORY`] (never a session's token, a vault
+/// credential or a Secret Corral keeps for itself), since the token goes to a host the Agent's author names.
+pub fn skill_token_refusal(secret: &Secret) -> Option<String> {
+    model_key::credential_refusal(secret, CREDENTIAL_REPOSITORY, "repository token")
+}
+
 /// The name of the Secret holding the token of resource `index` of session `session`.
 pub fn token_secret_name(session: &str, index: usize) -> String {
     format!("{session}-repo-{index}")

@@ -277,3 +277,115 @@ async fn a_repository_is_cloned_and_pushed_to_through_the_proxy_and_its_token_ne
     })
     .await
 }
+
+/// Commits a skill under `skills/report` of the git server's repository (as its owner would push it).
+fn push_skill(ns: &TestNamespace) -> anyhow::Result<()> {
+    let script = format!(
+        "set -e; export HOME=/tmp; w=$(mktemp -d); git clone -q /tmp/git/{REPO}.git $w/w; \
+         mkdir -p $w/w/skills/report; \
+         printf '%s\\n' '---' 'name: git-report' 'description: Writes a report from a skill kept in git.' '---' \
+           'Run report.sh.' > $w/w/skills/report/SKILL.md; \
+         printf 'echo GIT-REPORT-READY\\n' > $w/w/skills/report/report.sh; \
+         cd $w/w && git add . && git -c user.name=Owner -c user.email=owner@corral.test commit -qm 'A skill' && \
+         git push -q origin main"
+    );
+    ns.cluster()
+        .kubectl(&["-n", &ns.name, "exec", "git-server", "--", "sh", "-c", &script])?;
+    Ok(())
+}
+
+/// An Agent custom resource named `name` whose skill is `skills/report` of `url` at `main`, its token in Secret
+/// `secret` (labelled as a repository token when `labelled`), on the OpenAI-compatible model at `base_url`.
+fn skill_agent(name: &str, url: &str, base_url: &str, secret: &str, token: &str, labelled: bool) -> String {
+    let label = if labelled {
+        "labels: {corral.dev/credential: repository}"
+    } else {
+        "labels: {}"
+    };
+    format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: {secret}, {label}}}
+stringData: {{token: "{token}"}}
+---
+apiVersion: corral.dev/v1alpha1
+kind: Agent
+metadata: {{name: {name}}}
+spec:
+  model: {{id: m, provider: {{type: openai, baseUrl: "{base_url}"}}}}
+  tools: [{{type: agent_toolset_20260401}}]
+  skills:
+  - {{type: gitRepository, skillId: "{url}", version: main, path: skills/report,
+      authorizationSecretRef: {{name: {secret}, key: token}}}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_skill_kept_in_a_git_repository_reaches_the_model_and_the_sandbox() -> anyhow::Result<()> {
+    let cluster = Cluster::connect().await?;
+    let (base, _gateway) = gateway_url(&cluster, "gitskill").await?;
+    TestNamespace::run(&cluster, "gitskill", |ns| {
+        let base = base.clone();
+        async move {
+            let token = format!("ghp_skill{}x{}", std::process::id(), ns.name.len());
+            let (address, _relays) = serve_git(&ns, &token).await?;
+            push_skill(&ns)?;
+            let url = format!("http://{address}/{REPO}.git");
+            let api = tenant(&base, ns.cluster(), &ns.name).await?;
+            let model = ModelServer::start(vec![
+                bash("cat /mnt/session/skills/git-report/SKILL.md && sh /mnt/session/skills/git-report/report.sh"),
+                Reply::Text("done".into()),
+            ])
+            .await?;
+            let forward = Forward::unique_name("skill-model");
+            let base_url = format!("http://{}", ns.cluster().forward_from_host(&forward, model.port)?);
+            let _model_forward = Forward::owned(forward);
+            ns.apply(&skill_agent("reporter", &url, &base_url, "skill-token", &token, true))?;
+            ns.apply(&skill_agent("unlabelled", &url, &base_url, "plain-token", &token, false))?;
+            let env = api
+                .create("/v1/environments", json!({"name": "skills", "config": {"type": "cloud"}}))
+                .await?;
+
+            let shown = api.ok(reqwest::Method::GET, "/v1/agents/reporter", None).await?;
+            assert_eq!(
+                shown["skills"][0],
+                json!({"type": "git_repository", "skill_id": url, "version": "main", "path": "skills/report"}),
+                "{shown}"
+            );
+
+            let session = api.create("/v1/sessions", json!({"agent": "reporter", "environment_id": env})).await?;
+            let mut stream = api.stream(&session, None).await?;
+            api.post(
+                &format!("/v1/sessions/{session}/events"),
+                json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "report"}]}]}),
+            )
+            .await?;
+            read_until(&mut stream, |e| e.event == "session.status_idle").await?;
+            let first = model.requests().first().cloned().unwrap_or_default().to_string();
+            assert!(
+                first.contains("Writes a report from a skill kept in git.")
+                    && first.contains("/mnt/session/skills/git-report/SKILL.md"),
+                "the system prompt names the skill: {first}"
+            );
+            let told = tool_results(&model).first().cloned().unwrap_or_default();
+            assert!(told.contains("Run report.sh."), "SKILL.md is in the sandbox: {told}");
+            assert!(told.contains("GIT-REPORT-READY"), "its script runs: {told}");
+
+            // A Secret not labelled as a repository token is never sent anywhere: the agent cannot run, saying why.
+            let session = api.create("/v1/sessions", json!({"agent": "unlabelled", "environment_id": env})).await?;
+            let mut stream = api.stream(&session, None).await?;
+            api.post(
+                &format!("/v1/sessions/{session}/events"),
+                json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "report"}]}]}),
+            )
+            .await?;
+            let events = read_until(&mut stream, |e| e.event == "session.error").await?;
+            let error = events.last().map(|e| e.data.clone()).unwrap_or_default();
+            assert!(error.contains("corral.dev/credential=repository"), "{error}");
+            Ok(())
+        }
+    })
+    .await
+}

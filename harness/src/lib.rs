@@ -14,6 +14,7 @@
 pub mod agent;
 pub mod attachments;
 pub mod engine;
+pub mod git_skills;
 pub mod liveness;
 pub mod local;
 pub mod log;

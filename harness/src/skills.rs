@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use corral_api::agent::{Skill, SkillType};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::Deserialize;
 
 use crate::tools::file_resources::GatewayFiles;
@@ -125,6 +125,7 @@ pub enum SkillError {
 pub struct SkillLoader {
     gateway: Option<GatewayFiles>,
     kube: Option<kube::Client>,
+    git: crate::git_skills::GitSkills,
     http: reqwest::Client,
     pinned: Mutex<HashMap<(String, String, String), Arc<LoadedSkill>>>,
 }
@@ -143,12 +144,14 @@ impl SkillLoader {
         Self {
             gateway,
             kube: None,
+            git: crate::git_skills::GitSkills::default(),
             http: GatewayFiles::client(Some(Duration::from_secs(30))),
             pinned: Mutex::default(),
         }
     }
 
-    /// Reads `configMap` skills through `client` (without one, an agent with such a skill cannot run, saying why).
+    /// Reads `configMap` skills, and the Secrets `gitRepository` skills name, through `client` (without one, an
+    /// agent with such a skill cannot run, saying why).
     #[must_use]
     pub fn with_config_maps(mut self, client: kube::Client) -> Self {
         self.kube = Some(client);
@@ -165,6 +168,7 @@ impl SkillLoader {
         for skill in skills.iter().filter(|s| s.kind != SkillType::Anthropic) {
             let loaded = match skill.kind {
                 SkillType::ConfigMap => Arc::new(self.load_config_map(namespace, &skill.skill_id).await?),
+                SkillType::GitRepository => self.load_git(namespace, skill).await?,
                 _ => self.load(namespace, skill).await?,
             };
             // An Agent written with kubectl is not checked by the gateway: two skills of one name would share a
@@ -220,6 +224,49 @@ impl SkillLoader {
             })?;
         config_map_skill(name, &map)
             .map_err(|why| SkillError::Missing(format!("skill ConfigMap {name}: {why}")))
+    }
+
+    /// A skill kept in a git repository (`skill_id` its URL, `version` the branch, tag or commit, `path` the
+    /// directory), fetched at every load of the agent unless pinned to a commit id (see [`crate::git_skills`]).
+    pub async fn load_git(&self, namespace: &str, skill: &Skill) -> Result<Arc<LoadedSkill>, SkillError> {
+        let token = match &skill.authorization_secret_ref {
+            Some(reference) => Some(self.git_token(namespace, reference).await?),
+            None => None,
+        };
+        let source = crate::git_skills::GitSkillSource {
+            url: skill.skill_id.clone(),
+            reference: skill.version.clone().filter(|v| !v.is_empty()),
+            path: skill.path.clone(),
+        };
+        self.git
+            .load(&source, token.as_deref(), &crate::outbound::current())
+            .await
+    }
+
+    /// The token a `gitRepository` skill names: only a Secret labelled as a repository token.
+    async fn git_token(
+        &self,
+        namespace: &str,
+        reference: &corral_api::common::SecretKeyRef,
+    ) -> Result<String, SkillError> {
+        let Some(client) = &self.kube else {
+            return Err(SkillError::Missing(
+                "a gitRepository skill names a Secret, and this harness does not read Secrets for skills"
+                    .into(),
+            ));
+        };
+        let name = &reference.name;
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| SkillError::Unavailable(format!("reading Secret {name}: {e}")))?
+            .ok_or_else(|| SkillError::Missing(format!("Secret {name} does not exist in {namespace}")))?;
+        if let Some(why) = corral_api::repository::skill_token_refusal(&secret) {
+            return Err(SkillError::Missing(why));
+        }
+        crate::agent::manifest::secret_value(&secret, &reference.key)
+            .ok_or_else(|| SkillError::Missing(format!("Secret {name} has no key {}", reference.key)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), Arc<LoadedSkill>>> {

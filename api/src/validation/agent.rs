@@ -51,6 +51,24 @@ pub fn validate_agent(spec: &AgentSpec) -> Result<(), SpecError> {
             || format!("spec.skills[{i}].version"),
             "a configMap skill has no version: its ConfigMap is read as it is",
         )?;
+        let git = skill.kind == crate::agent::SkillType::GitRepository;
+        rule(
+            !git || skill.skill_id.starts_with("https://") || skill.skill_id.starts_with("http://"),
+            || format!("spec.skills[{i}]"),
+            "a gitRepository skill's skillId is the repository's http(s) URL",
+        )?;
+        rule(
+            git || (skill.path.is_none() && skill.authorization_secret_ref.is_none()),
+            || format!("spec.skills[{i}]"),
+            "path and authorizationSecretRef belong to gitRepository skills",
+        )?;
+        if let Some(path) = &skill.path {
+            rule(
+                !path.starts_with('/') && !path.contains(".."),
+                || format!("spec.skills[{i}].path"),
+                "path is relative to the repository's root and has no '..'",
+            )?;
+        }
     }
     if let Some(budget) = &spec.budget {
         validate_budget("spec.budget", budget)?;

@@ -256,6 +256,18 @@ fn agent_cases() -> Vec<Case> {
             Cel("a configMap skill has no version: its ConfigMap is read as it is"),
         ),
         a(
+            json!({ "skills": [{ "type": "gitRepository", "skillId": "git@host:o/r.git" }] }),
+            Cel("a gitRepository skill's skillId is the repository's http(s) URL"),
+        ),
+        a(
+            json!({ "skills": [{ "type": "custom", "skillId": "skill_01", "path": "x" }] }),
+            Cel("path and authorizationSecretRef belong to gitRepository skills"),
+        ),
+        a(
+            json!({ "skills": [{ "type": "gitRepository", "skillId": "https://h/r.git", "path": "../x" }] }),
+            Cel("path is relative to the repository's root and has no '..'"),
+        ),
+        a(
             budget(json!({ "maxCost": { "amount": "-1" } })),
             Cel("amount must be a non-negative decimal number of cents, such as \"2500\" or \"0.42\""),
         ),

@@ -315,11 +315,11 @@ fn skills(params: Vec<SkillParam>) -> Result<Vec<Skill>, ApiError> {
     }
     let mut out: Vec<Skill> = Vec::with_capacity(params.len());
     for (i, p) in params.into_iter().enumerate() {
-        if p.kind == SkillType::ConfigMap {
+        if matches!(p.kind, SkillType::ConfigMap | SkillType::GitRepository) {
             return Err(ApiError::field(
                 &format!("skills[{i}].type"),
-                "skills kept in ConfigMaps are declared in the Agent custom resource (kubectl, GitOps), not through \
-                 the API; upload the skill with POST /v1/skills to name it here",
+                "skills kept in ConfigMaps or git repositories are declared in the Agent custom resource (kubectl, \
+                 GitOps), not through the API; upload the skill with POST /v1/skills to name it here",
             ));
         }
         if p.kind == SkillType::Anthropic {
@@ -348,9 +348,33 @@ fn skills(params: Vec<SkillParam>) -> Result<Vec<Skill>, ApiError> {
             kind: p.kind,
             skill_id: p.skill_id,
             version: p.version.filter(|v| !v.is_empty()),
+            path: None,
+            authorization_secret_ref: None,
         });
     }
     Ok(out)
+}
+
+/// A skill as the API shows it. Those declared in the custom resource only (a ConfigMap's, a git repository's)
+/// are shown as they are, though the API refuses to set them; a git repository's `version` is its branch, tag or
+/// commit (`null`: the default branch) and its `path` the skill's directory.
+fn skill_object(skill: &Skill) -> Value {
+    let kind = match skill.kind {
+        SkillType::Anthropic => "anthropic",
+        SkillType::Custom => "custom",
+        SkillType::ConfigMap => "config_map",
+        SkillType::GitRepository => "git_repository",
+    };
+    let version = match skill.kind {
+        SkillType::ConfigMap => None,
+        SkillType::GitRepository => skill.version.as_deref(),
+        _ => Some(skill.version.as_deref().unwrap_or("latest")),
+    };
+    let mut out = json!({ "type": kind, "skill_id": skill.skill_id, "version": version });
+    if skill.kind == SkillType::GitRepository {
+        out["path"] = json!(skill.path);
+    }
+    out
 }
 
 /// The definition part of an Agent object (what a Session's `agent` snapshot also carries): `name`,
@@ -376,26 +400,7 @@ pub fn definition(name: &str, spec: &AgentSpec) -> Map<String, Value> {
     );
     out.insert(
         "skills".into(),
-        Value::Array(
-            spec.skills
-                .iter()
-                .map(|s| {
-                    json!({
-                        "type": match s.kind {
-                            SkillType::Anthropic => "anthropic",
-                            SkillType::Custom => "custom",
-                            // Declared in the custom resource only; shown as it is (the API refuses to set it).
-                            SkillType::ConfigMap => "config_map",
-                        },
-                        "skill_id": s.skill_id,
-                        "version": match s.kind {
-                            SkillType::ConfigMap => None,
-                            _ => Some(s.version.as_deref().unwrap_or("latest")),
-                        },
-                    })
-                })
-                .collect(),
-        ),
+        Value::Array(spec.skills.iter().map(skill_object).collect()),
     );
     out.insert("multiagent".into(), Value::Null);
     out.insert("execution_identity".into(), json!({ "type": "service_account" }));
@@ -715,7 +720,7 @@ mod tests {
         .unwrap_err();
         assert!(err.message.starts_with("skills[0].type:"), "{}", err.message);
         // A ConfigMap's skill is declared in the custom resource only.
-        for kind in ["configMap", "config_map"] {
+        for kind in ["configMap", "config_map", "gitRepository", "git_repository"] {
             let err =
                 create(json!({ "name": "a", "model": "m", "skills": [{ "type": kind, "skill_id": "cm" }] }))
                     .unwrap_err();

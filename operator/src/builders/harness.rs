@@ -281,6 +281,26 @@ fn probe(path: &str, period: i32) -> Probe {
     }
 }
 
+/// The harness's only writable directory (its root filesystem is read-only): where it fetches skills kept in git
+/// repositories, one temporary directory per fetch, removed after it.
+pub const SCRATCH_DIR: &str = "/tmp";
+const SCRATCH_VOLUME: &str = "scratch";
+/// At most this much on the node's disk (a skill is at most 8 MiB; a shallow fetch of its repository more).
+const SCRATCH_SIZE: &str = "512Mi";
+
+fn scratch_volume() -> Volume {
+    Volume {
+        name: SCRATCH_VOLUME.into(),
+        empty_dir: Some(k8s_openapi::api::core::v1::EmptyDirVolumeSource {
+            size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                SCRATCH_SIZE.into(),
+            )),
+            ..Default::default()
+        }),
+        ..Volume::default()
+    }
+}
+
 fn gateway_token_volume() -> Volume {
     Volume {
         name: "gateway-token".into(),
@@ -353,13 +373,21 @@ fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantR
     }
     let container = Container {
         name: "harness".into(),
-        volume_mounts: with_gateway.then(|| {
-            vec![VolumeMount {
-                name: "gateway-token".into(),
-                mount_path: GATEWAY_TOKEN_DIR.into(),
-                read_only: Some(true),
+        volume_mounts: Some({
+            let mut mounts = vec![VolumeMount {
+                name: SCRATCH_VOLUME.into(),
+                mount_path: SCRATCH_DIR.into(),
                 ..VolumeMount::default()
-            }]
+            }];
+            if with_gateway {
+                mounts.push(VolumeMount {
+                    name: "gateway-token".into(),
+                    mount_path: GATEWAY_TOKEN_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                });
+            }
+            mounts
         }),
         image: Some(config.image.clone()),
         image_pull_policy: Some(config.image_pull_policy.clone()),
@@ -415,7 +443,11 @@ fn build_deployment(tenant: &str, config: &HarnessConfig, redis: Option<&TenantR
                     }),
                     containers: vec![container],
                     // A token only the gateway accepts (its audience), rotated by the kubelet.
-                    volumes: with_gateway.then(|| vec![gateway_token_volume()]),
+                    volumes: Some(
+                        std::iter::once(scratch_volume())
+                            .chain(with_gateway.then(gateway_token_volume))
+                            .collect(),
+                    ),
                     priority_class_name: config.priority_class.clone(),
                     ..PodSpec::default()
                 }),
@@ -500,13 +532,15 @@ mod tests {
             url.value.as_deref(),
             Some("http://corral-gateway.corral-system.svc:8080")
         );
-        let volume = &pod.volumes.unwrap()[0];
+        let volumes = pod.volumes.unwrap();
+        let volume = volumes.iter().find(|v| v.name == "gateway-token").unwrap();
         let token = volume.projected.as_ref().unwrap().sources.as_ref().unwrap()[0]
             .service_account_token
             .clone()
             .unwrap();
         assert_eq!(token.audience.as_deref(), Some(GATEWAY_TOKEN_AUDIENCE));
-        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+        let mount = mounts.iter().find(|m| m.name == "gateway-token").unwrap();
         assert_eq!(
             (mount.name.as_str(), mount.mount_path.as_str(), mount.read_only),
             (volume.name.as_str(), GATEWAY_TOKEN_DIR, Some(true))
@@ -517,7 +551,21 @@ mod tests {
         };
         let d = build_harness("team", &[agent("a", "u1")], &without, Some(&redis())).deployment;
         let pod = d.spec.unwrap().template.spec.unwrap();
-        assert!(pod.volumes.is_none() && pod.containers[0].volume_mounts.is_none());
+        let names = |v: Option<Vec<String>>| v.unwrap_or_default();
+        assert_eq!(
+            names(pod.volumes.map(|v| v.into_iter().map(|v| v.name).collect())),
+            ["scratch"],
+            "without a gateway only the scratch directory"
+        );
+        assert_eq!(
+            names(
+                pod.containers[0]
+                    .volume_mounts
+                    .clone()
+                    .map(|m| m.into_iter().map(|m| m.mount_path).collect())
+            ),
+            [SCRATCH_DIR]
+        );
     }
 
     #[test]
