@@ -384,6 +384,29 @@ async fn a_skill_kept_in_a_git_repository_reaches_the_model_and_the_sandbox() ->
             let events = read_until(&mut stream, |e| e.event == "session.error").await?;
             let error = events.last().map(|e| e.data.clone()).unwrap_or_default();
             assert!(error.contains("corral.dev/credential=repository"), "{error}");
+
+            // A repository inside the cluster that the platform operator did not open (here Corral's own gateway)
+            // is never fetched from: the harness's outbound wall refuses it.
+            let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+                kube::Api::namespaced(ns.cluster().client.clone(), &ns.cluster().corral_namespace);
+            let gateway_ip = services
+                .get("corral-gateway")
+                .await?
+                .spec
+                .and_then(|s| s.cluster_ip)
+                .unwrap_or_default();
+            let inside = format!("http://{gateway_ip}/skills.git");
+            ns.apply(&skill_agent("inside", &inside, &base_url, "skill-token", &token, true))?;
+            let session = api.create("/v1/sessions", json!({"agent": "inside", "environment_id": env})).await?;
+            let mut stream = api.stream(&session, None).await?;
+            api.post(
+                &format!("/v1/sessions/{session}/events"),
+                json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "report"}]}]}),
+            )
+            .await?;
+            let events = read_until(&mut stream, |e| e.event == "session.error").await?;
+            let error = events.last().map(|e| e.data.clone()).unwrap_or_default();
+            assert!(error.contains("internal address"), "{error}");
             Ok(())
         }
     })

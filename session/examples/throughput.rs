@@ -1,7 +1,8 @@
 //! Measures the session log on a local redis-server: fenced appends per second (one at a time, batched, and across
 //! concurrent sessions) and the delay from an append to a follower seeing it.
 //!
-//! `cargo run -p corral-session --features test-support --release --example throughput [always|everysec]`
+//! `cargo run -p corral-session --features test-support --release --example throughput [always|everysec]
+//! [SESSIONS] [EVENTS-PER-CALL]` (64 sessions, 4 events per call by default for the concurrent figures).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -52,32 +53,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         started.elapsed(),
     );
 
-    // 32 sessions appending at once, one event per call.
-    let sessions = 32;
-    let per = 250;
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..sessions)
-        .map(|s| {
-            let log = store.session("bench", &format!("concurrent-{s}"));
-            tokio::spawn(async move {
-                let lease = log
-                    .acquire_lease("bench", Duration::from_secs(600))
-                    .await
-                    .unwrap();
-                for i in 0..per {
-                    log.append(lease.token, [message(i)]).await.unwrap();
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await?;
+    // Many sessions appending at once: one event per call, then several (a turn's events as the harness appends
+    // them: a message, a tool call, their spans).
+    let sessions: usize = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(64);
+    let batch: usize = std::env::args().nth(3).and_then(|a| a.parse().ok()).unwrap_or(4);
+    for per_call in [1, batch] {
+        let events = concurrent(&store, sessions, per_call, 8000 / sessions.max(1)).await?;
+        report(
+            &format!("fenced append, {sessions} concurrent sessions, {per_call} events per call"),
+            events.0,
+            events.1,
+        );
     }
-    report(
-        "fenced append, 32 concurrent sessions",
-        sessions * per,
-        started.elapsed(),
-    );
 
     // Append-to-follower delay.
     let log = store.session("bench", "follow");
@@ -96,6 +83,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         delays[delays.len() * 99 / 100]
     );
     Ok(())
+}
+
+/// `sessions` writers appending `calls` times `per_call` events each, all at once: (events, time taken).
+async fn concurrent(
+    store: &Store,
+    sessions: usize,
+    per_call: usize,
+    calls: usize,
+) -> Result<(usize, Duration), Box<dyn std::error::Error>> {
+    let mut leases = Vec::with_capacity(sessions);
+    for s in 0..sessions {
+        let log = store.session("bench", &format!("concurrent-{per_call}-{s}"));
+        let lease = log.acquire_lease("bench", Duration::from_secs(600)).await?;
+        leases.push((log, lease.token));
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = leases
+        .into_iter()
+        .map(|(log, token)| {
+            tokio::spawn(async move {
+                for i in 0..calls {
+                    log.append(token, (0..per_call).map(|j| message(i * per_call + j)))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await?;
+    }
+    Ok((sessions * calls * per_call, started.elapsed()))
 }
 
 fn report(what: &str, events: usize, took: Duration) {
