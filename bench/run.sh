@@ -167,7 +167,7 @@ turns_cmd="\`target/debug/cluster_turns 30 8 3\` (installed gateway and harness 
   cpu=$(awk '/model name/ {sub(/.*: /, ""); print; exit}' /proc/cpuinfo)
   mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
   echo "Written by \`make bench\` (\`bench/run.sh\`) from one run on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse --short HEAD)\`:"
-  echo "$(nproc) cores ($cpu), $mem, Linux $(uname -r). Debug builds; the machine is shared with builds and other"
+  echo "$(nproc) cores ($cpu), $mem, Linux $(uname -r). Debug builds (release where a row says so); the machine is shared with builds and other"
   echo "processes (\`uptime\` load before the run: $load), so compare only figures of one run. Targets are Corral's own."
   echo
   echo "| figure | value | target | verdict | command |"
@@ -211,5 +211,8 @@ turns_cmd="\`target/debug/cluster_turns 30 8 3\` (installed gateway and harness 
   # The noisy-neighbour figures come from their own run (`make bench-noisy`, release build).
   [[ -f bench/noisy-neighbour.md ]] && cat bench/noisy-neighbour.md
   cat bench/local-cluster.md
-} >"$out"
+} >"$out.new"
+# Each row also shows its value in the table this run replaces (bench/previous.py).
+python3 bench/previous.py "$out" "$out.new"
+mv "$out.new" "$out"
 log "wrote $out"
