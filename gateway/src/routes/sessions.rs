@@ -305,6 +305,8 @@ impl ApiResource for Sessions {
     /// Appends `session.deleted` (which ends every open stream); the operator's finalizer removes the log.
     async fn deleting(cx: &Cx, session: &Session) -> ApiResult<()> {
         let id = session.metadata.name.clone().unwrap_or_default();
+        // From now until this replica's watch reports the delete, its sends and lists ask the API server.
+        cx.state.sessions.forget(&cx.tenant.namespace, &id);
         cx.state
             .log
             .session(&cx.tenant.namespace, &id)
