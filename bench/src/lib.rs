@@ -1,6 +1,8 @@
 //! Shared helpers of the benchmark binaries: order statistics over measured durations, and reading a session's
 //! SSE stream through the installed gateway.
 
+pub mod hops;
+
 use std::time::Duration;
 
 use anyhow::Context as _;

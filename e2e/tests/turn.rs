@@ -202,11 +202,11 @@ async fn a_warm_claim_reaches_the_harness_through_its_watch_without_reading_the_
             .unwrap_or_default();
         assert!(pod.starts_with("warm-box-"), "the call ran in a pod claimed from the pool: {pod:?}");
 
-        // The harness learned of the claimed pod, and read the session's resources, from its watch: not one read
-        // of the Session from the API server for the sandbox or its files.
+        // The harness read the session at its wake-up, learned of the claimed pod and read the session's resources
+        // from its watch: not one read of the Session from the API server for the agent, the sandbox or its files.
         let after = ns.harness_metrics().await?.join("\n");
         let reads = "corral_harness_session_api_reads_total";
-        for purpose in ["purpose=\"sandbox\"", "purpose=\"files\""] {
+        for purpose in ["purpose=\"agent\"", "purpose=\"sandbox\"", "purpose=\"files\""] {
             assert_eq!(
                 counter_sum(&after, reads, &[purpose]),
                 0.0,

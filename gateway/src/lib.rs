@@ -26,6 +26,7 @@ pub mod request_id;
 pub mod resource;
 pub mod routes;
 pub mod server;
+pub mod session_cache;
 pub mod skills;
 pub mod state;
 pub mod unsupported;

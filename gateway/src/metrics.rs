@@ -95,6 +95,9 @@ pub struct Metrics {
     pub follow_hub_forgotten_bytes: Family<ForgottenLabels, Counter>,
     /// Reads of Redis by event streams behind the follow hub's windows.
     pub follow_catch_up_reads: Counter,
+    /// Sessions looked up on the API server because the session cache could not tell, by reason
+    /// ([`crate::session_cache::ReadReason`]).
+    pub session_api_reads: Family<crate::session_cache::SessionReadLabels, Counter>,
     /// Such reads in flight now (each tenant has at most `--follow-catch-up-reads`).
     pub follow_catch_up_reads_in_flight: Gauge,
     /// The registry holding them (for `/metrics`).
@@ -125,6 +128,12 @@ impl Metrics {
         let follow_hub_forgotten_bytes = Family::<ForgottenLabels, Counter>::default();
         let follow_catch_up_reads = Counter::default();
         let follow_catch_up_reads_in_flight = Gauge::default();
+        let session_api_reads = Family::<crate::session_cache::SessionReadLabels, Counter>::default();
+        registry.register(
+            "session_api_reads",
+            "Sessions looked up on the API server because the watch-fed session cache could not tell, by reason",
+            session_api_reads.clone(),
+        );
         registry.register(
             "follow_hub_forgotten_bytes",
             "Bytes of events the follow hub forgot to keep within a tenant's cap or the process's budget",
@@ -186,6 +195,7 @@ impl Metrics {
             follow_hub_forgotten_bytes,
             follow_catch_up_reads,
             follow_catch_up_reads_in_flight,
+            session_api_reads,
             registry: Arc::new(Mutex::new(registry)),
         }
     }

@@ -19,6 +19,7 @@ use crate::{
     metrics::{self, Metrics},
     ratelimit::Limiter,
     request_id, routes,
+    session_cache::SessionCache,
     state::{AppState, Settings},
 };
 
@@ -90,7 +91,8 @@ pub fn metrics_server(state: &AppState, readiness: Readiness) -> HealthServer {
     HealthServer::new(state.metrics.registry.clone(), readiness)
 }
 
-/// Builds the shared state.
+/// Builds the shared state, and spawns the watch that keeps its session cache current (so it needs a Tokio
+/// runtime).
 pub fn state(
     kube: kube::Client,
     log: corral_session::Store,
@@ -98,12 +100,16 @@ pub fn state(
     limiter: Limiter,
     settings: Settings,
 ) -> AppState {
+    let metrics = Metrics::new();
+    let sessions = SessionCache::new(metrics.session_api_reads.clone());
+    tokio::spawn(sessions.watch(kube.clone()));
     AppState {
         kube,
         log,
         keys,
+        sessions,
         limiter,
-        metrics: Metrics::new(),
+        metrics,
         shutdown: CancellationToken::new(),
         settings: Arc::new(settings),
     }

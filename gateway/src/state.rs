@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{auth::KeyIndex, metrics::Metrics, ratelimit::Limiter};
+use crate::{auth::KeyIndex, metrics::Metrics, ratelimit::Limiter, session_cache::SessionCache};
 
 /// Settings of a running gateway.
 #[derive(Debug, Clone)]
@@ -48,6 +48,8 @@ pub struct AppState {
     pub log: corral_session::Store,
     /// Valid API keys and their tenants.
     pub keys: KeyIndex,
+    /// Which Sessions exist, kept by a watch: the hot path checks a session without the API server.
+    pub sessions: SessionCache,
     /// Per-key rate limits.
     pub limiter: Limiter,
     /// Metrics.

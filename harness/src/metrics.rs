@@ -17,7 +17,7 @@
 //! | `redis_errors_total` | | session runs stopped, and queue samples lost, by a failing session log (Redis) |
 //! | `wakeup_queue_depth` | | wake-ups of the namespace waiting or being worked on (sampled every 5 s) |
 //! | `wakeup_queue_oldest_age_seconds` | | age of the oldest of them (0 when there is none) |
-//! | `session_api_reads_total` | `purpose`, `reason` | Sessions read from the API server because the watch-fed cache could not answer (`purpose`: `sandbox`, `files`, `recover`; `reason`: `watch_down`, `not_cached`, `cache_behind`, `no_watch`); 0 on the hot path |
+//! | `session_api_reads_total` | `purpose`, `reason` | Sessions read from the API server because the watch-fed cache could not answer (`purpose`: `agent`, `sandbox`, `files`, `recover`; `reason`: `watch_down`, `not_cached`, `cache_behind`, `no_watch`); 0 on the hot path |
 //! | `session_watch_up` | | 1 while the watch of the namespace's Sessions is live, else 0 |
 
 use corral_api::events::ModelUsage;

@@ -30,6 +30,9 @@ use crate::liveness::{Liveness, Target, reap_one};
 use crate::log::LogView;
 use crate::metrics::Metrics;
 
+/// How long shutdown waits for the session status writes still under way.
+const STATUS_WRITES_GRACE: Duration = Duration::from_secs(10);
+
 /// Settings of the worker.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -167,6 +170,8 @@ impl Worker {
             abort.cancel();
             while tasks.join_next().await.is_some() {}
         }
+        // Runs end without waiting for their last status write: those still under way get a few seconds.
+        self.engine.finish_status_writes(STATUS_WRITES_GRACE).await;
         liveness.stop();
         // Whatever this replica still holds (a release that failed) and its pending wake-ups go back at once.
         let replicas = self.store.replicas(&self.config.namespace);

@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use corral_bench::hops::{self, Hops, TurnStamps};
 use corral_bench::{delete_session, next_event, p50_p95, until_idle};
 use corral_e2e::gateway::{Client, Events, gateway_url, tenant};
 use corral_e2e::{Cluster, TestNamespace, cluster::processes_of_pod};
@@ -65,17 +66,30 @@ spec: {{sandbox: {{provisioning: Eager}}}}
     )
 }
 
-/// Sends a user message and returns the time until the first `agent.*` event on `stream`, then reads to the end
-/// of the turn.
-async fn timed_turn(api: &Client, session: &str, stream: &mut Events) -> anyhow::Result<Duration> {
+/// Sends a user message and returns the time until the first `agent.*` event on `stream` with the turn's hops up
+/// to it (see [`hops`]), then reads to the end of the turn.
+async fn timed_turn(
+    api: &Client,
+    session: &str,
+    stream: &mut Events,
+) -> anyhow::Result<(Duration, Option<Hops>)> {
+    let mut stamps = TurnStamps {
+        sent: hops::wall_millis(),
+        ..TurnStamps::default()
+    };
     let start = Instant::now();
     send_message(api, session).await?;
+    stamps.answered = hops::wall_millis();
     loop {
         let event = next_event(stream).await?;
+        let arrived = hops::wall_millis();
+        if let Some(log) = hops::cursor_millis(&event.id) {
+            stamps.events.push((event.event.clone(), log, arrived));
+        }
         if event.event.starts_with("agent.") {
             let first = start.elapsed();
             until_idle(stream).await?;
-            return Ok(first);
+            return Ok((first, stamps.hops()));
         }
         anyhow::ensure!(
             event.event != "session.status_idle",
@@ -182,12 +196,15 @@ async fn main() -> anyhow::Result<()> {
         let session = new_session(&api, "quick", "lazy").await?;
         let mut stream = api.stream(&session, None).await?;
         timed_turn(&api, &session, &mut stream).await?;
-        let mut ttft = Vec::with_capacity(turns);
+        let (mut ttft, mut hops_of) = (Vec::with_capacity(turns), Vec::with_capacity(turns));
         for _ in 0..turns {
-            ttft.push(timed_turn(&api, &session, &mut stream).await?);
+            let (first, turn_hops) = timed_turn(&api, &session, &mut stream).await?;
+            ttft.push(first);
+            hops_of.extend(turn_hops);
         }
         drop(stream);
         report("time to first token through the gateway, runtime overhead", &ttft);
+        hops::report(&hops_of);
 
         // 2. A new session's first turn, lazy and eager alternately, each on a node without other sandboxes.
         let (mut lazy, mut eager) = (vec![], vec![]);
@@ -195,7 +212,7 @@ async fn main() -> anyhow::Result<()> {
             for (environment, samples) in [("lazy", &mut lazy), ("eager", &mut eager)] {
                 let session = new_session(&api, "quick", environment).await?;
                 let mut stream = api.stream(&session, None).await?;
-                samples.push(timed_turn(&api, &session, &mut stream).await?);
+                samples.push(timed_turn(&api, &session, &mut stream).await?.0);
                 drop(stream);
                 delete_session(&ns, &api, &session).await?;
             }

@@ -7,14 +7,10 @@ use axum::{
     http::HeaderMap,
 };
 use corral_api::events::{EventBody, KNOWN_EVENT_TYPES};
-use corral_api::{
-    Session,
-    events::{EventParam, parse_send_events},
-};
+use corral_api::events::{EventParam, parse_send_events};
 use corral_session::{Cursor, NewEvent, Order as LogOrder, StoredEvent};
 use serde_json::{Value, json};
 
-use super::objects::{self, api};
 use crate::{
     approval,
     auth::Tenant,
@@ -260,7 +256,7 @@ pub async fn send(
     if declared.is_none() {
         charge(body.len()).await?;
     }
-    objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
+    state.sessions.check(&state.kube, &tenant.namespace, &id).await?;
     refuse_unknown_top_level(&body)?;
     let params = parse_send_events(&body).map_err(|e| ApiError::field(&e.field, e.message))?;
     crate::attachments::check_files(&state, &tenant, &params, "events").await?;
@@ -311,7 +307,7 @@ pub async fn list(
         .filter(|p| !p.is_empty())
         .map(|p| page_cursor(p, order))
         .transpose()?;
-    objects::get(&api::<Session>(&state, &tenant), "session", &id).await?;
+    state.sessions.check(&state.kube, &tenant.namespace, &id).await?;
     let log = state.log.session(&tenant.namespace, &id);
     let (log_order, after) = match order {
         Order::Asc => (

@@ -120,20 +120,9 @@ async fn write_back(
 ) -> ApiResult<Option<Session>> {
     match objects::replace(&api::<Session>(state, tenant), id, changed).await {
         Ok(written) => {
-            // Before answering: a tool call that starts after this answer finds the harness's watch-fed copy of the
-            // Session older than this generation and reads the spec from the API server instead.
             // The change is made either way: a Redis failure here is logged, not answered as one (a retry of the
             // add would then be refused as a clash with itself).
-            if let Some(generation) = written.metadata.generation
-                && let Err(err) = state
-                    .log
-                    .session(&tenant.namespace, id)
-                    .raise_spec_generation(generation)
-                    .await
-            {
-                tracing::warn!(session = id, %err, "could not record the session's spec generation; the harness may \
-                    deliver this change of its resources one tool call late");
-            }
+            super::sessions::record_spec_generation(state, &tenant.namespace, &written).await;
             Ok(Some(written))
         }
         Err(err) if err.status == 409 => Ok(None),

@@ -35,6 +35,25 @@ use crate::{
     },
 };
 
+/// Records in Redis that the session's spec is now at `written`'s generation, before the change is answered: a turn
+/// or tool call that starts after the answer finds the harness's watch-fed copy of the Session older than that and
+/// reads the spec from the API server instead. A failure is logged, not answered (the change is made either way):
+/// the harness may then act on the previous spec until its watch catches up (milliseconds).
+pub(super) async fn record_spec_generation(state: &AppState, namespace: &str, written: &Session) {
+    let (Some(generation), Some(id)) = (written.metadata.generation, written.metadata.name.as_deref()) else {
+        return;
+    };
+    if let Err(err) = state
+        .log
+        .session(namespace, id)
+        .raise_spec_generation(generation)
+        .await
+    {
+        tracing::warn!(session = id, %err, "could not record the session's spec generation; the harness may act \
+            on its previous spec until its watch catches up");
+    }
+}
+
 /// The agents (and their versions) session snapshots are built from.
 #[derive(Default)]
 struct Agents {
@@ -284,8 +303,9 @@ impl ApiResource for Sessions {
         }))
     }
 
-    /// Appends `session.updated` with what changed.
+    /// Records the new spec generation, then appends `session.updated` with what changed.
     async fn updated(cx: &Cx, before: &Session, after: &Session) -> ApiResult<()> {
+        record_spec_generation(&cx.state, &cx.tenant.namespace, after).await;
         let changes = changes(&before.spec, &after.spec);
         let event = EventBody::SessionUpdated(SessionUpdated {
             title: changes.title,
@@ -305,6 +325,8 @@ impl ApiResource for Sessions {
     /// Appends `session.deleted` (which ends every open stream); the operator's finalizer removes the log.
     async fn deleting(cx: &Cx, session: &Session) -> ApiResult<()> {
         let id = session.metadata.name.clone().unwrap_or_default();
+        // From now until this replica's watch reports the delete, its sends and lists ask the API server.
+        cx.state.sessions.forget(&cx.tenant.namespace, &id);
         cx.state
             .log
             .session(&cx.tenant.namespace, &id)

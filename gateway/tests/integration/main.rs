@@ -19,6 +19,7 @@ mod platform;
 mod redis_restart;
 mod s3;
 mod sdk_fields;
+mod session_cache;
 mod session_resources;
 mod sessions;
 mod skills;

@@ -2,7 +2,9 @@
 //! Agent's ControllerRevision `<agent>-v<version>`; the provider's key and script come from the referenced Secret
 //! (only one meant as a model key, see [`corral_api::model_key`]) and ConfigMap. Built providers are cached per
 //! agent version for a minute, so keys rotate without a restart; an Environment's provisioning mode is cached for a
-//! minute too.
+//! minute too. With the namespace's Session watch ([`KubeAgentSource::with_sessions`]) the Session itself comes from
+//! its cache, no older than the spec generation the gateway recorded in Redis (see `docs/redis.md`): a wake-up then
+//! reads nothing from the API server.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +20,7 @@ use super::ResolvedAgent;
 use super::manifest::secret_value;
 use super::source::{AgentFuture, AgentSource, LoadError};
 use crate::providers::{self, ApiKey, ProviderInputs};
+use crate::tools::sessions::Sessions;
 
 /// How long a built agent is reused.
 const CACHE_TTL: Duration = Duration::from_secs(60);
@@ -33,6 +36,8 @@ type EagerCache = HashMap<(String, String), (Instant, bool)>;
 pub struct KubeAgentSource {
     client: Client,
     skills: Option<Arc<crate::skills::SkillLoader>>,
+    /// The Session watch's cache, and the session logs where the gateway records the spec generations it answered.
+    sessions: Option<(Sessions, corral_session::Store)>,
     cache: Arc<Mutex<Cache>>,
     eager: Arc<Mutex<EagerCache>>,
 }
@@ -56,6 +61,7 @@ impl KubeAgentSource {
         Self {
             client,
             skills: None,
+            sessions: None,
             cache: Arc::default(),
             eager: Arc::default(),
         }
@@ -68,13 +74,42 @@ impl KubeAgentSource {
         self
     }
 
-    async fn load_inner(&self, namespace: &str, session: &str) -> Result<Arc<ResolvedAgent>, LoadError> {
-        let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
-        let session_obj = sessions
-            .get_opt(session)
-            .await
+    /// Reads Sessions through `sessions` (the namespace's watch), no older than the spec generation the gateway
+    /// recorded in `log`.
+    #[must_use]
+    pub fn with_sessions(mut self, sessions: Sessions, log: corral_session::Store) -> Self {
+        self.sessions = Some((sessions, log));
+        self
+    }
+
+    /// The session: from the watch's cache when it has a spec as new as the gateway answered for, else from the API
+    /// server.
+    async fn session(&self, namespace: &str, session: &str) -> Result<Arc<Session>, LoadError> {
+        let found = match &self.sessions {
+            Some((sessions, log)) => {
+                let answered = log
+                    .session(namespace, session)
+                    .spec_generation()
+                    .await
+                    .map_err(|e| {
+                        LoadError::Unavailable(format!("cannot read the session's spec generation: {e}"))
+                    })?;
+                sessions
+                    .find_at_least(namespace, session, answered, "agent")
+                    .await
+            }
+            None => {
+                let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
+                sessions.get_opt(session).await.map(|s| s.map(Arc::new))
+            }
+        };
+        found
             .map_err(api_error)?
-            .ok_or_else(|| LoadError::NoSession(session.to_owned()))?;
+            .ok_or_else(|| LoadError::NoSession(session.to_owned()))
+    }
+
+    async fn load_inner(&self, namespace: &str, session: &str) -> Result<Arc<ResolvedAgent>, LoadError> {
+        let session_obj = self.session(namespace, session).await?;
         let agent = self.agent_of(namespace, &session_obj).await?;
         let sandbox_up_front = self.sandbox_up_front(namespace, &session_obj).await?;
         if session_obj.spec.budget.is_none() && !sandbox_up_front {

@@ -181,7 +181,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .context("connecting to the Kubernetes API")?;
             let writer = Arc::new(StatusWriter::new(client.clone()));
             kube_for_urls = Some(client.clone());
-            // One watch of the namespace's Sessions: sandbox waits wake on it and file resources are read from it.
+            // One watch of the namespace's Sessions: wake-ups read their session from it, sandbox waits wake on it and
+            // file resources are read from it.
             let cache = SessionCache::new(&args.namespace, &metrics);
             cache.spawn_watch(client.clone(), shutdown.clone());
             let sessions = Sessions::new(client.clone(), Some(cache), &metrics);
@@ -190,9 +191,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 token_file: args.gateway_token_file.clone(),
             });
             (
-                Arc::new(KubeAgentSource::new(client.clone()).with_skills(Arc::new(
-                    SkillLoader::new(gateway.clone()).with_config_maps(client.clone()),
-                ))),
+                Arc::new(
+                    KubeAgentSource::new(client.clone())
+                        .with_skills(Arc::new(
+                            SkillLoader::new(gateway.clone()).with_config_maps(client.clone()),
+                        ))
+                        .with_sessions(sessions.clone(), store.clone()),
+                ),
                 Arc::new(
                     ClusterToolRunner::new(
                         sessions.clone(),

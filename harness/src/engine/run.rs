@@ -100,6 +100,8 @@ pub struct Engine {
     config: EngineConfig,
     metrics: Metrics,
     mcp: McpHub,
+    /// Session status writes still under way, of runs that ended without waiting for them.
+    status_writes: tokio_util::task::TaskTracker,
 }
 
 impl std::fmt::Debug for Engine {
@@ -149,8 +151,6 @@ struct Run<'a> {
     /// Whether the client was told in this run that the session's sandbox cannot be scheduled (once per run: an
     /// eager `prepare` and the first tool call may both wait for the same pod).
     sandbox_wait_told: std::sync::atomic::AtomicBool,
-    /// The Session status write under way: written in the background, so a turn does not wait for the API server.
-    status_report: Option<tokio::task::JoinHandle<()>>,
     /// This session's spend as last recorded in its agent's ledger (agents with a `totalBudget`).
     recorded_spend: Option<Spent>,
 }
@@ -171,6 +171,22 @@ impl Engine {
             config,
             metrics,
             mcp: McpHub::default(),
+            status_writes: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    /// Waits, at most `within`, for the session status writes still under way (on shutdown: a run ends without
+    /// waiting for its last one, so its lease goes back before the API server answers).
+    pub async fn finish_status_writes(&self, within: Duration) {
+        self.status_writes.close();
+        if tokio::time::timeout(within, self.status_writes.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.status_writes.len(),
+                "shutting down with session status writes under way"
+            );
         }
     }
 
@@ -248,14 +264,10 @@ impl Engine {
             turn: None,
             sandbox_prepared: false,
             sandbox_wait_told: std::sync::atomic::AtomicBool::new(false),
-            status_report: None,
             recorded_spend: None,
         };
         let span = tracing::info_span!("session", namespace, session);
         let result = run.run().instrument(span).await;
-        if let Some(report) = run.status_report.take() {
-            let _ = report.await;
-        }
         if agent.spec.total_budget.is_some() {
             self.report_agent_spent(namespace, &agent.name).await;
         }
@@ -283,7 +295,7 @@ impl Run<'_> {
             }
             if self.report_status {
                 self.report_status = false;
-                self.start_status_report().await;
+                self.start_status_report();
             }
             let scan = scan(self.view.entries(), &self.agent.tools);
             self.track_agent_spend(scan.spent).await?;
@@ -413,17 +425,15 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Starts writing the Session status the log shows now, after the previous write (so writes land in order).
-    async fn start_status_report(&mut self) {
-        if let Some(previous) = self.status_report.take() {
-            let _ = previous.await;
-        }
+    /// Starts writing the Session status the log shows now, in the background: neither the turn nor the run's end
+    /// waits for the API server (the writer keeps writes in log order, see `StatusWriter`).
+    fn start_status_report(&self) {
         let fields = compute(self.view.entries());
         let status = self.engine.status.clone();
         let (namespace, session) = (self.namespace.to_owned(), self.session.to_owned());
-        self.status_report = Some(tokio::spawn(
-            async move { status.report(&namespace, &session, fields).await }.in_current_span(),
-        ));
+        self.engine
+            .status_writes
+            .spawn(async move { status.report(&namespace, &session, fields).await }.in_current_span());
     }
 }
 

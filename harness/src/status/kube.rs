@@ -1,7 +1,11 @@
 //! Writing the harness's Session status fields with server-side apply.
 //!
 //! Server-side apply makes a field manager own exactly the fields of its last apply: a field left out is dropped.
-//! So every apply carries all the harness's fields, the ones not being changed read from the object first.
+//! So every apply carries all the harness's fields, the ones not being changed read from the object first, and the
+//! `resourceVersion` it read them at: a write that raced another fails with a conflict and is made again from a
+//! fresh read. Writes land in log order, whichever replica makes them and whenever they finish (a run does not wait
+//! for its last one): a write whose `lastEventTime` is older than the one the Session already shows is dropped, a
+//! later state of the log having been written already.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
@@ -16,6 +20,22 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use super::{StatusFields, StatusFuture, StatusSink};
+
+/// How many times a status write is tried when the Session changed between its read and its write.
+const APPLY_ATTEMPTS: u32 = 5;
+
+/// Whether `current` shows a later state of the log than `fields` (a newer `lastEventTime`): writing `fields` would
+/// go back in time.
+pub fn superseded(fields: &StatusFields, current: Option<&SessionStatus>) -> bool {
+    let time = |t: Option<&String>| t.and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    match (
+        time(fields.last_event_time.as_ref()),
+        time(current.and_then(|c| c.last_event_time.as_ref())),
+    ) {
+        (Some(ours), Some(shown)) => shown > ours,
+        _ => false,
+    }
+}
 
 /// A lock per (namespace, session) with a status write under way.
 type WriteLocks = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
@@ -125,11 +145,22 @@ impl StatusWriter {
         requested_at: Option<&str>,
     ) -> Result<(), kube::Error> {
         let api: Api<Session> = Api::namespaced(self.client.clone(), namespace);
-        let current = api.get_status(session).await?;
-        let body = apply_body(fields, current.status.as_ref(), requested_at);
         let params = PatchParams::apply(HARNESS_FIELD_MANAGER).force();
-        api.patch_status(session, &params, &Patch::Apply(&body)).await?;
-        Ok(())
+        let mut attempt = 1;
+        loop {
+            let current = api.get_status(session).await?;
+            if fields.is_some_and(|f| superseded(f, current.status.as_ref())) {
+                return Ok(());
+            }
+            let mut body = apply_body(fields, current.status.as_ref(), requested_at);
+            body["metadata"] = json!({ "resourceVersion": current.metadata.resource_version });
+            match api.patch_status(session, &params, &Patch::Apply(&body)).await {
+                Err(kube::Error::Api(status)) if status.code == 409 && attempt < APPLY_ATTEMPTS => {
+                    attempt += 1
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 
     /// Asks the operator for a (new) sandbox: `status.sandbox.requestedAt` = now.
@@ -176,6 +207,38 @@ mod tests {
     use corral_api::session::{SessionPhase, Usage};
 
     use super::*;
+
+    #[test]
+    fn a_status_of_an_earlier_log_state_is_not_written_over_a_later_one() {
+        let at = |t: &str| StatusFields {
+            phase: SessionPhase::Idle,
+            usage: Usage::default(),
+            list_cost: None,
+            active_seconds: 0.0,
+            last_event_time: Some(t.to_owned()),
+        };
+        let shown = |t: &str| SessionStatus {
+            last_event_time: Some(t.to_owned()),
+            ..SessionStatus::default()
+        };
+        let later = shown("2026-05-01T10:00:02.010Z");
+        assert!(superseded(&at("2026-05-01T10:00:01.999Z"), Some(&later)));
+        assert!(
+            !superseded(&at("2026-05-01T10:00:02.010Z"), Some(&later)),
+            "the same time is written"
+        );
+        assert!(!superseded(&at("2026-05-01T10:00:02.011Z"), Some(&later)));
+        // Compared as times, not as text.
+        assert!(superseded(
+            &at("2026-05-01T10:00:01.5Z"),
+            Some(&shown("2026-05-01T10:00:01.600Z"))
+        ));
+        assert!(!superseded(&at("2026-05-01T10:00:01.5Z"), None));
+        assert!(!superseded(
+            &at("2026-05-01T10:00:01.5Z"),
+            Some(&SessionStatus::default())
+        ));
+    }
 
     #[test]
     fn every_apply_carries_the_cost_and_keeps_the_last_one_when_only_the_sandbox_is_asked_for() {

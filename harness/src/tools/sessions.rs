@@ -321,18 +321,60 @@ impl Sessions {
         generation: i64,
         purpose: &'static str,
     ) -> Result<Arc<Session>, String> {
-        let reason = match self.cache_of(namespace) {
-            None => ReadReason::NoWatch,
-            Some(cache) if !cache.is_live() => ReadReason::WatchDown,
-            Some(cache) => match cache.get(session) {
-                None => ReadReason::NotCached,
-                Some(cached) if cached.metadata.generation.unwrap_or_default() < generation => {
-                    ReadReason::CacheBehind
-                }
-                Some(cached) => return Ok(cached),
-            },
+        match self.cached_at_least(namespace, session, generation) {
+            Ok(cached) => Ok(cached),
+            Err(reason) => self.read_from_api(namespace, session, purpose, reason).await,
+        }
+    }
+
+    /// Like [`Self::read_at_least`], but `None` when the API server says the session does not exist (a missing
+    /// session is never answered from the cache: it may have been created an instant ago).
+    pub async fn find_at_least(
+        &self,
+        namespace: &str,
+        session: &str,
+        generation: i64,
+        purpose: &'static str,
+    ) -> Result<Option<Arc<Session>>, kube::Error> {
+        match self.cached_at_least(namespace, session, generation) {
+            Ok(cached) => Ok(Some(cached)),
+            Err(reason) => {
+                self.count(purpose, reason);
+                let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
+                Ok(sessions.get_opt(session).await?.map(Arc::new))
+            }
+        }
+    }
+
+    /// The cached session when the cache can answer with a spec at least as new as `generation`, else why not.
+    fn cached_at_least(
+        &self,
+        namespace: &str,
+        session: &str,
+        generation: i64,
+    ) -> Result<Arc<Session>, ReadReason> {
+        let Some(cache) = self.cache_of(namespace) else {
+            return Err(ReadReason::NoWatch);
         };
-        self.read_from_api(namespace, session, purpose, reason).await
+        if !cache.is_live() {
+            return Err(ReadReason::WatchDown);
+        }
+        match cache.get(session) {
+            None => Err(ReadReason::NotCached),
+            Some(cached) if cached.metadata.generation.unwrap_or_default() < generation => {
+                Err(ReadReason::CacheBehind)
+            }
+            Some(cached) => Ok(cached),
+        }
+    }
+
+    fn count(&self, purpose: &'static str, reason: ReadReason) {
+        self.reads
+            .get_or_create(&SessionReadLabels {
+                purpose,
+                reason: reason.label(),
+            })
+            .inc();
     }
 
     /// The session from the API server, counted for `purpose` and `reason`.
@@ -343,12 +385,7 @@ impl Sessions {
         purpose: &'static str,
         reason: ReadReason,
     ) -> Result<Arc<Session>, String> {
-        self.reads
-            .get_or_create(&SessionReadLabels {
-                purpose,
-                reason: reason.label(),
-            })
-            .inc();
+        self.count(purpose, reason);
         let sessions: Api<Session> = Api::namespaced(self.client.clone(), namespace);
         sessions
             .get(session)

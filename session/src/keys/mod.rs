@@ -305,8 +305,8 @@ impl SessionKeys {
     }
 
     /// The newest `metadata.generation` of the Session custom resource the gateway wrote (string: integer), raised
-    /// before it answers a change of the spec (its resources): a harness reading Sessions from a watch-fed cache
-    /// reads the spec from the API server instead when its copy is older. Deleted with the session.
+    /// before it answers a change of the spec (its resources, an update): a harness reading Sessions from a
+    /// watch-fed cache reads the spec from the API server instead when its copy is older. Deleted with the session.
     pub fn spec_generation(&self) -> String {
         format!("{}spec", self.base)
     }

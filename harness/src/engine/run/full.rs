@@ -37,7 +37,7 @@ impl Run<'_> {
         match closed {
             Ok(_) => {
                 if self.view.refresh().await.is_ok() {
-                    self.start_status_report().await;
+                    self.start_status_report();
                 }
                 Stop::Outcome(Outcome::Idle)
             }
