@@ -141,6 +141,11 @@ impl SessionCache {
             .apply_watcher_event(event);
         match event {
             watcher::Event::Apply(session) | watcher::Event::Delete(session) => {
+                // After a transient failure the watcher resumes from the last resourceVersion it saw (a relist comes
+                // only after a 410), so the next change it reports means the cache follows again.
+                if !self.is_live() {
+                    self.set_live(true);
+                }
                 self.wake(&session.name_any());
             }
             watcher::Event::InitDone => {
@@ -480,10 +485,18 @@ mod tests {
         // Another namespace is not watched here.
         assert!(sessions.read("other", "s1", "test").await.is_err());
         assert_eq!(reads(&metrics, "no_watch"), 1);
-        // A failed watch sends reads to the API server until it lists again.
+        // A failed watch sends reads to the API server until it reports again (it resumes where it stopped).
         cache.failed(&"connection reset");
         assert_eq!(metrics.session_watch_up.get(), 0);
         assert!(sessions.read("team", "s1", "test").await.is_err());
+        assert_eq!(reads(&metrics, "watch_down"), 2);
+        cache.apply(&watcher::Event::Apply(session("s1", 3, "Ready")));
+        assert_eq!(
+            metrics.session_watch_up.get(),
+            1,
+            "the resumed watch is live again"
+        );
+        assert!(sessions.read_at_least("team", "s1", 3, "test").await.is_ok());
         assert_eq!(reads(&metrics, "watch_down"), 2);
     }
 
