@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// Local mode: keep each session's sandbox workspace under this directory.
     #[arg(long, env = "CORRAL_WORKSPACE_ROOT", requires = "agent_file")]
     workspace_root: Option<PathBuf>,
+    /// MiB of recently run sessions' logs (event JSON) kept between their turns, so a wake-up reads only what was
+    /// appended since (0: read each log whole at every wake-up).
+    #[arg(long, env = "CORRAL_LOG_CACHE_MIB", default_value_t = 32)]
+    log_cache_mib: usize,
     /// Cluster mode: how long to wait for a sandbox pod to become ready.
     #[arg(long, default_value = "180s", value_parser = humantime::parse_duration)]
     sandbox_ready_timeout: Duration,
@@ -245,7 +249,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
             metrics.clone(),
         )
-        .with_mcp(McpHub::new(credentials)),
+        .with_mcp(McpHub::new(credentials))
+        .with_log_cache(args.log_cache_mib << 20),
     );
     tokio::spawn(metrics.clone().watch_queue(
         store.clone(),

@@ -102,6 +102,8 @@ pub struct Engine {
     mcp: McpHub,
     /// Session status writes still under way, of runs that ended without waiting for them.
     status_writes: tokio_util::task::TaskTracker,
+    /// Logs of recently run sessions, so a wake-up reads only what was appended since.
+    logs: crate::log::LogCache,
 }
 
 impl std::fmt::Debug for Engine {
@@ -172,7 +174,20 @@ impl Engine {
             metrics,
             mcp: McpHub::default(),
             status_writes: tokio_util::task::TaskTracker::new(),
+            logs: crate::log::LogCache::default(),
         }
+    }
+
+    /// Keeps at most `bytes` of sessions' logs between their turns (default [`crate::log::DEFAULT_BUDGET`]).
+    #[must_use]
+    pub fn with_log_cache(mut self, bytes: usize) -> Self {
+        self.logs = crate::log::LogCache::new(bytes);
+        self
+    }
+
+    /// The logs kept between turns.
+    pub fn log_cache(&self) -> &crate::log::LogCache {
+        &self.logs
     }
 
     /// Waits, at most `within`, for the session status writes still under way (on shutdown: a run ends without
@@ -237,7 +252,10 @@ impl Engine {
         cancel: &CancellationToken,
         gate: &dyn ToolGate,
     ) -> Outcome {
-        let mut view = LogView::new(&self.store, namespace, session);
+        let mut view = self
+            .logs
+            .take(namespace, session)
+            .unwrap_or_else(|| LogView::new(&self.store, namespace, session));
         if let Err(err) = view.refresh().await {
             self.metrics.redis_errors.inc();
             return Outcome::Failed(err.to_string());
@@ -275,7 +293,11 @@ impl Engine {
             connections.close().await;
         }
         match result {
-            Ok(()) => Outcome::Idle,
+            Ok(()) => {
+                // Only a run that ended well: its view holds exactly the log up to its last entry.
+                self.logs.put(namespace, session, run.view);
+                Outcome::Idle
+            }
             Err(Stop::Outcome(outcome)) => {
                 if matches!(outcome, Outcome::Failed(_)) {
                     self.metrics.redis_errors.inc();

@@ -7,7 +7,9 @@
 //! unknown fields, so anything that reads events through `corral_api` (the gateway) never shows them to clients;
 //! the harness reads the raw entries here to get them back.
 
+mod cache;
 pub mod hidden;
 mod view;
 
+pub use cache::{DEFAULT_BUDGET, LogCache};
 pub use view::{LogEntry, LogView};

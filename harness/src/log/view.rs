@@ -61,6 +61,10 @@ pub struct LogView {
     store: Store,
     log: SessionLog,
     entries: Vec<LogEntry>,
+    /// Bytes of event JSON read (what [`super::LogCache`] budgets).
+    approx_bytes: usize,
+    /// The entries were read by an earlier run: check that the log still starts where they start.
+    pub(super) kept: bool,
 }
 
 /// Entries read per round trip.
@@ -73,6 +77,8 @@ impl LogView {
             store: store.clone(),
             log: store.session(namespace, session),
             entries: Vec::new(),
+            approx_bytes: 0,
+            kept: false,
         }
     }
 
@@ -91,8 +97,33 @@ impl LogView {
         self.entries.last().map(|e| e.cursor)
     }
 
-    /// Reads every entry appended after the newest one read so far. Returns how many were new.
+    /// Bytes of event JSON read so far.
+    pub fn approx_bytes(&self) -> usize {
+        self.approx_bytes
+    }
+
+    /// Reads every entry appended after the newest one read so far. Returns how many were new. A view kept from
+    /// an earlier run is first checked against the log's first entry, and read again whole when the log is not the
+    /// one it read (the session was deleted and created again under its name).
     pub async fn refresh(&mut self) -> Result<usize, Error> {
+        if std::mem::take(&mut self.kept)
+            && let Some(first) = self.entries.first().map(|e| e.cursor)
+        {
+            let mut conn = self.log_connection();
+            let reply: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(self.log.keys().events())
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .map_err(Error::from)?;
+            if reply.ids.first().and_then(|e| e.id.parse::<Cursor>().ok()) != Some(first) {
+                self.entries.clear();
+                self.approx_bytes = 0;
+            }
+        }
         let before = self.entries.len();
         loop {
             let start = self
@@ -111,7 +142,10 @@ impl LogView {
             let n = reply.ids.len();
             for entry in &reply.ids {
                 match decode(entry) {
-                    Some(decoded) => self.entries.push(decoded),
+                    Some((decoded, size)) => {
+                        self.approx_bytes += size;
+                        self.entries.push(decoded);
+                    }
                     None => tracing::warn!(entry = %entry.id, "skipping a log entry that is not an event"),
                 }
             }
@@ -126,7 +160,8 @@ impl LogView {
     }
 }
 
-fn decode(entry: &redis::streams::StreamId) -> Option<LogEntry> {
+/// The entry and the size of its JSON.
+fn decode(entry: &redis::streams::StreamId) -> Option<(LogEntry, usize)> {
     let field = |name: &str| match entry.map.get(name) {
         Some(RedisValue::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
         Some(RedisValue::SimpleString(s)) => Some(s.clone()),
@@ -134,13 +169,17 @@ fn decode(entry: &redis::streams::StreamId) -> Option<LogEntry> {
     };
     let cursor: Cursor = entry.id.parse().ok()?;
     let id: EventId = field("id")?.parse().ok()?;
-    let raw: Value = serde_json::from_str(&field("data")?).ok()?;
+    let data = field("data")?;
+    let raw: Value = serde_json::from_str(&data).ok()?;
     let hidden = raw.get(hidden::KEY).cloned().unwrap_or(Value::Null);
     let body: EventBody = serde_json::from_value(raw).ok()?;
-    Some(LogEntry {
-        cursor,
-        id,
-        body,
-        hidden,
-    })
+    Some((
+        LogEntry {
+            cursor,
+            id,
+            body,
+            hidden,
+        },
+        data.len(),
+    ))
 }
