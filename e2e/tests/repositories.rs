@@ -322,6 +322,21 @@ spec:
     )
 }
 
+/// The `session.error` a new session of `agent` reports for its first message.
+async fn session_error(api: &Client, agent: &str, env: &str) -> anyhow::Result<String> {
+    let session = api
+        .create("/v1/sessions", json!({"agent": agent, "environment_id": env}))
+        .await?;
+    let mut stream = api.stream(&session, None).await?;
+    api.post(
+        &format!("/v1/sessions/{session}/events"),
+        json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "report"}]}]}),
+    )
+    .await?;
+    let events = read_until(&mut stream, |e| e.event == "session.error").await?;
+    Ok(events.last().map(|e| e.data.clone()).unwrap_or_default())
+}
+
 #[tokio::test]
 async fn a_skill_kept_in_a_git_repository_reaches_the_model_and_the_sandbox() -> anyhow::Result<()> {
     let cluster = Cluster::connect().await?;
@@ -374,15 +389,7 @@ async fn a_skill_kept_in_a_git_repository_reaches_the_model_and_the_sandbox() ->
             assert!(told.contains("GIT-REPORT-READY"), "its script runs: {told}");
 
             // A Secret not labelled as a repository token is never sent anywhere: the agent cannot run, saying why.
-            let session = api.create("/v1/sessions", json!({"agent": "unlabelled", "environment_id": env})).await?;
-            let mut stream = api.stream(&session, None).await?;
-            api.post(
-                &format!("/v1/sessions/{session}/events"),
-                json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "report"}]}]}),
-            )
-            .await?;
-            let events = read_until(&mut stream, |e| e.event == "session.error").await?;
-            let error = events.last().map(|e| e.data.clone()).unwrap_or_default();
+            let error = session_error(&api, "unlabelled", &env).await?;
             assert!(error.contains("corral.dev/credential=repository"), "{error}");
 
             // A repository inside the cluster that the platform operator did not open (here Corral's own gateway)
@@ -397,15 +404,7 @@ async fn a_skill_kept_in_a_git_repository_reaches_the_model_and_the_sandbox() ->
                 .unwrap_or_default();
             let inside = format!("http://{gateway_ip}/skills.git");
             ns.apply(&skill_agent("inside", &inside, &base_url, "skill-token", &token, true))?;
-            let session = api.create("/v1/sessions", json!({"agent": "inside", "environment_id": env})).await?;
-            let mut stream = api.stream(&session, None).await?;
-            api.post(
-                &format!("/v1/sessions/{session}/events"),
-                json!({"events": [{"type": "user.message", "content": [{"type": "text", "text": "report"}]}]}),
-            )
-            .await?;
-            let events = read_until(&mut stream, |e| e.event == "session.error").await?;
-            let error = events.last().map(|e| e.data.clone()).unwrap_or_default();
+            let error = session_error(&api, "inside", &env).await?;
             assert!(error.contains("internal address"), "{error}");
             Ok(())
         }

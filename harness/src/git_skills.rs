@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::{
     outbound::OutboundWall,
-    skills::{LoadedSkill, SkillError, SkillFile},
+    skills::{LoadedSkill, SkillError},
 };
 
 /// Most files one skill may hold (as an uploaded skill).
@@ -441,36 +441,22 @@ fn skill_from_files(
     commit: &str,
     files: BTreeMap<String, bytes::Bytes>,
 ) -> Result<LoadedSkill, String> {
-    let skill_md = files.get("SKILL.md").ok_or_else(|| {
-        format!(
+    if !files.contains_key("SKILL.md") {
+        return Err(format!(
             "no SKILL.md in {}",
             if source.dir().is_empty() {
                 "the repository's root".to_owned()
             } else {
                 format!("{:?}", source.dir())
             }
-        )
-    })?;
-    let text = std::str::from_utf8(skill_md).map_err(|_| "SKILL.md is not UTF-8 text".to_owned())?;
-    let header = corral_api::skill_md::parse(text)?;
-    let name = header.name.unwrap_or_else(|| source.default_name());
-    if !corral_api::skill_md::slug_ok(&name) {
-        return Err(corral_api::skill_md::bad_slug(&name));
+        ));
     }
-    Ok(LoadedSkill {
-        skill_id: source.skill_id(),
-        version: commit.to_owned(),
-        name,
-        description: header.description,
-        files: files
-            .iter()
-            .map(|(path, bytes)| SkillFile {
-                path: path.clone(),
-                size: bytes.len() as u64,
-            })
-            .collect(),
-        inline: Some(Arc::new(files)),
-    })
+    crate::skills::inline_skill(
+        source.skill_id(),
+        commit.to_owned(),
+        &source.default_name(),
+        files,
+    )
 }
 
 #[cfg(test)]

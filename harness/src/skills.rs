@@ -311,28 +311,45 @@ pub fn config_map_skill(name: &str, map: &ConfigMap) -> Result<LoadedSkill, Stri
     for (key, data) in map.binary_data.iter().flatten() {
         inline.insert(key.clone(), bytes::Bytes::from(data.0.clone()));
     }
-    let skill_md = inline
-        .get("SKILL.md")
-        .ok_or("it has no key SKILL.md (each key is a file of the skill's directory)")?;
+    if !inline.contains_key("SKILL.md") {
+        return Err("it has no key SKILL.md (each key is a file of the skill's directory)".into());
+    }
+    inline_skill(
+        config_map_skill_id(name),
+        map.metadata.resource_version.clone().unwrap_or_default(),
+        name,
+        inline,
+    )
+}
+
+/// The skill whose files (path → bytes, `SKILL.md` among them) a ConfigMap or a git repository holds, known as
+/// `skill_id` at `version`; named by its `SKILL.md` frontmatter, else `default_name`.
+pub fn inline_skill(
+    skill_id: String,
+    version: String,
+    default_name: &str,
+    files: BTreeMap<String, bytes::Bytes>,
+) -> Result<LoadedSkill, String> {
+    let skill_md = files.get("SKILL.md").ok_or("there is no SKILL.md")?;
     let text = std::str::from_utf8(skill_md).map_err(|_| "SKILL.md is not UTF-8 text".to_owned())?;
     let header = corral_api::skill_md::parse(text)?;
-    let slug = header.name.unwrap_or_else(|| name.to_owned());
-    if !corral_api::skill_md::slug_ok(&slug) {
-        return Err(corral_api::skill_md::bad_slug(&slug));
+    let name = header.name.unwrap_or_else(|| default_name.to_owned());
+    if !corral_api::skill_md::slug_ok(&name) {
+        return Err(corral_api::skill_md::bad_slug(&name));
     }
     Ok(LoadedSkill {
-        skill_id: config_map_skill_id(name),
-        version: map.metadata.resource_version.clone().unwrap_or_default(),
-        name: slug,
+        skill_id,
+        version,
+        name,
         description: header.description,
-        files: inline
+        files: files
             .iter()
             .map(|(path, bytes)| SkillFile {
                 path: path.clone(),
                 size: bytes.len() as u64,
             })
             .collect(),
-        inline: Some(Arc::new(inline)),
+        inline: Some(Arc::new(files)),
     })
 }
 
