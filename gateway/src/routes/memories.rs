@@ -4,24 +4,18 @@
 //! precondition is a 409 `memory_precondition_failed_error`, a taken path a 409 `memory_path_conflict_error`, both
 //! with `x-should-retry: false`.
 
-use axum::{
-    Extension, Json, Router,
-    body::Bytes,
-    extract::{Path, RawQuery, State},
-    routing::get,
-};
+use axum::{Json, Router, body::Bytes, routing::get};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::memory_stores::{archived, find, limit, only, redis_error, stores, view};
+use super::memory_call::{Call, archived, redis_error};
 use crate::{
-    auth::Tenant,
     body::{nullable, parse},
     error::{ApiError, ApiResult},
     memory::{
-        MAX_CONTENT_BYTES, MAX_MEMORIES, MAX_STORE_BYTES, MEMORY_PREFIX, VERSION_PREFIX, View, api_actor,
-        memory_object, new_id,
+        MAX_CONTENT_BYTES, MAX_MEMORIES, MAX_STORE_BYTES, MEMORY_PREFIX, VERSION_PREFIX, View, memory_object,
+        new_id,
         paths::{Listed, check_path, check_prefix, listed},
         store::{Fields, MemoryStores, Write, Written},
         valid_id, valid_sha256,
@@ -163,68 +157,67 @@ fn object(store: &str, id: &str, mut fields: Fields) -> Value {
     memory_object(store, id, &fields, content.as_deref())
 }
 
-async fn create(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(store): Path<String>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    only(&query, &["view"])?;
-    let view = view(&query, View::Basic)?;
+/// Checks the store (and, unless creating, the memory) the path names, then writes with a new version by the caller.
+async fn apply(call: &Call, mode: &str, memory: &str, change: Change<'_>) -> ApiResult<Written> {
+    let (store, _) = call.store().await?;
+    if mode != "create" {
+        find_memory(&call.stores, store, memory, false).await?;
+    }
+    let write = Write {
+        mode,
+        memory,
+        path: change.path,
+        content: change.content,
+        expected: change.expected,
+        actor: &call.actor,
+    };
+    call.stores
+        .write(store, &new_id(VERSION_PREFIX), write)
+        .await
+        .map_err(redis_error)
+}
+
+/// What a write changes.
+#[derive(Default)]
+struct Change<'a> {
+    path: Option<&'a str>,
+    content: Option<&'a str>,
+    expected: Option<&'a str>,
+}
+
+async fn create(call: Call, body: Bytes) -> ApiResult<Json<Value>> {
+    call.only(&["view"])?;
+    let view = call.view(View::Basic)?;
     let req: CreateMemory = parse(&body)?;
     let path = required("path", req.path)?;
     let content = required("content", req.content)?;
     check_path("path", &path)?;
     check_content(&content)?;
-    let stores = stores(&state, &tenant);
-    find(&stores, &store).await?;
     let memory = new_id(MEMORY_PREFIX);
-    let actor = api_actor(&tenant.key_id).to_string();
-    let write = Write {
-        mode: "create",
-        memory: &memory,
+    let change = Change {
         path: Some(&path),
         content: Some(&content),
         expected: None,
-        actor: &actor,
     };
-    let outcome = stores
-        .write(&store, &new_id(VERSION_PREFIX), write)
-        .await
-        .map_err(redis_error)?;
-    match written(outcome, &store, &memory, "", view)? {
+    let outcome = apply(&call, "create", &memory, change).await?;
+    match written(outcome, call.id(0), &memory, "", view)? {
         Some(object) => Ok(Json(object)),
         None => Err(ApiError::internal("a new memory was not stored")),
     }
 }
 
-async fn retrieve(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path((store, id)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    only(&query, &["view"])?;
-    let view = view(&query, View::Full)?;
-    let stores = stores(&state, &tenant);
-    find(&stores, &store).await?;
-    let fields = find_memory(&stores, &store, &id, view == View::Full).await?;
-    Ok(Json(object(&store, &id, fields)))
+async fn retrieve(call: Call) -> ApiResult<Json<Value>> {
+    call.only(&["view"])?;
+    let view = call.view(View::Full)?;
+    let (store, _) = call.store().await?;
+    let id = call.id(1);
+    let fields = find_memory(&call.stores, store, id, view == View::Full).await?;
+    Ok(Json(object(store, id, fields)))
 }
 
-async fn update(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path((store, id)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    only(&query, &["view"])?;
-    let view = view(&query, View::Basic)?;
+async fn update(call: Call, body: Bytes) -> ApiResult<Json<Value>> {
+    call.only(&["view"])?;
+    let view = call.view(View::Basic)?;
     let req: UpdateMemory = parse(&body)?;
     if let Some(path) = &req.path {
         check_path("path", path)?;
@@ -239,60 +232,35 @@ async fn update(
         }
         None => None,
     };
-    let stores = stores(&state, &tenant);
-    find(&stores, &store).await?;
-    find_memory(&stores, &store, &id, false).await?;
-    let actor = api_actor(&tenant.key_id).to_string();
-    let write = Write {
-        mode: "update",
-        memory: &id,
+    let (store, id) = (call.id(0), call.id(1));
+    let change = Change {
         path: req.path.as_deref(),
         content: req.content.as_deref(),
         expected,
-        actor: &actor,
     };
-    let outcome = stores
-        .write(&store, &new_id(VERSION_PREFIX), write)
-        .await
-        .map_err(redis_error)?;
-    match written(outcome, &store, &id, "precondition.content_sha256", view)? {
+    let outcome = apply(&call, "update", id, change).await?;
+    match written(outcome, store, id, "precondition.content_sha256", view)? {
         Some(object) => Ok(Json(object)),
         None => {
-            let fields = find_memory(&stores, &store, &id, view == View::Full).await?;
-            Ok(Json(object(&store, &id, fields)))
+            let fields = find_memory(&call.stores, store, id, view == View::Full).await?;
+            Ok(Json(object(store, id, fields)))
         }
     }
 }
 
-async fn delete(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path((store, id)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    only(&query, &["expected_content_sha256"])?;
-    let expected = query.get("expected_content_sha256");
+async fn delete(call: Call) -> ApiResult<Json<Value>> {
+    call.only(&["expected_content_sha256"])?;
+    let expected = call.query.get("expected_content_sha256");
     if let Some(sha) = expected {
         check_sha("expected_content_sha256", sha)?;
     }
-    let stores = stores(&state, &tenant);
-    find(&stores, &store).await?;
-    find_memory(&stores, &store, &id, false).await?;
-    let actor = api_actor(&tenant.key_id).to_string();
-    let write = Write {
-        mode: "delete",
-        memory: &id,
-        path: None,
-        content: None,
+    let (store, id) = (call.id(0), call.id(1));
+    let change = Change {
         expected,
-        actor: &actor,
+        ..Change::default()
     };
-    let outcome = stores
-        .write(&store, &new_id(VERSION_PREFIX), write)
-        .await
-        .map_err(redis_error)?;
-    written(outcome, &store, &id, "expected_content_sha256", View::Basic)?;
+    let outcome = apply(&call, "delete", id, change).await?;
+    written(outcome, store, id, "expected_content_sha256", View::Basic)?;
     Ok(Json(json!({ "id": id, "type": "memory_deleted" })))
 }
 
@@ -326,28 +294,23 @@ enum Item {
 }
 
 /// `GET .../memories`: path order; `path_prefix` (ends with `/`), `depth`, `view`, `limit`, `page`.
-async fn list(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(store): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    only(&query, &["path_prefix", "depth", "view", "limit", "page"])?;
-    let view = view(&query, View::Basic)?;
-    let limit = limit(&query, view)?;
-    let depth = depth(&query)?;
+async fn list(call: Call) -> ApiResult<Json<Value>> {
+    call.only(&["path_prefix", "depth", "view", "limit", "page"])?;
+    let query = &call.query;
+    let view = call.view(View::Basic)?;
+    let limit = call.limit(view)?;
+    let depth = depth(query)?;
     let prefix = query.get("path_prefix").unwrap_or("/");
     check_prefix(prefix)?;
-    let mut after = page_bound(&query)?;
-    let stores = stores(&state, &tenant);
-    find(&stores, &store).await?;
+    let mut after = page_bound(query)?;
+    let (store, _) = call.store().await?;
+    let stores = &call.stores;
 
     let mut items = Vec::new();
     let mut more = false;
     'fill: loop {
         let batch = stores
-            .paths(&store, prefix, after.as_deref(), 100)
+            .paths(store, prefix, after.as_deref(), 100)
             .await
             .map_err(redis_error)?;
         if batch.is_empty() {
@@ -382,7 +345,7 @@ async fn list(
             Item::Prefix(_) => None,
         })
         .collect();
-    let ids = stores.ids_of(&store, &paths).await.map_err(redis_error)?;
+    let ids = stores.ids_of(store, &paths).await.map_err(redis_error)?;
     let mut ids = ids.into_iter();
     let mut data = Vec::with_capacity(items.len());
     for item in items {
@@ -391,11 +354,11 @@ async fn list(
             Item::Memory(_) => {
                 let Some(Some(id)) = ids.next() else { continue };
                 let fields = stores
-                    .memory(&store, &id, view == View::Full)
+                    .memory(store, &id, view == View::Full)
                     .await
                     .map_err(redis_error)?;
                 if let Some(fields) = fields {
-                    data.push(object(&store, &id, fields));
+                    data.push(object(store, &id, fields));
                 }
             }
         }

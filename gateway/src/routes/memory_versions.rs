@@ -4,22 +4,20 @@
 //! current content cannot be redacted (update or delete the memory first).
 
 use axum::{
-    Extension, Json, Router,
-    extract::{Path, RawQuery, State},
+    Json, Router,
     routing::{get, post},
 };
 use serde_json::{Value, json};
 
-use super::memory_stores::{MAX_SCAN, find, limit, only, redis_error, stores, view};
+use super::memory_call::{Call, MAX_SCAN, redis_error};
 use crate::{
-    auth::Tenant,
     error::{ApiError, ApiResult},
     memory::{
-        MEMORY_PREFIX, VERSION_PREFIX, View, api_actor,
+        MEMORY_PREFIX, VERSION_PREFIX, View,
         store::{Fields, MemoryStores, Redacted},
         valid_id, version_object,
     },
-    query::{Query, TimeRange},
+    query::TimeRange,
     state::AppState,
 };
 
@@ -50,35 +48,28 @@ async fn find_version(stores: &MemoryStores, store: &str, id: &str) -> ApiResult
         .ok_or_else(missing)
 }
 
-async fn retrieve(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path((store, id)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    only(&query, &["view"])?;
-    let view = view(&query, View::Full)?;
-    let stores = stores(&state, &tenant);
-    find(&stores, &store).await?;
-    let fields = find_version(&stores, &store, &id).await?;
-    Ok(Json(version_object(&store, &id, &fields, view)))
+async fn retrieve(call: Call) -> ApiResult<Json<Value>> {
+    call.only(&["view"])?;
+    let view = call.view(View::Full)?;
+    let (store, _) = call.store().await?;
+    let id = call.id(1);
+    let fields = find_version(&call.stores, store, id).await?;
+    Ok(Json(version_object(store, id, &fields, view)))
 }
 
-async fn redact(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path((store, id)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
-    only(&Query::parse(raw.as_deref()), &[])?;
-    let stores = stores(&state, &tenant);
-    find(&stores, &store).await?;
-    find_version(&stores, &store, &id).await?;
-    let actor = api_actor(&tenant.key_id).to_string();
-    match stores.redact(&store, &id, &actor).await.map_err(redis_error)? {
+async fn redact(call: Call) -> ApiResult<Json<Value>> {
+    call.only(&[])?;
+    let (store, _) = call.store().await?;
+    let id = call.id(1);
+    find_version(&call.stores, store, id).await?;
+    match call
+        .stores
+        .redact(store, id, &call.actor)
+        .await
+        .map_err(redis_error)?
+    {
         Redacted::Done => {}
-        Redacted::Missing => return Err(ApiError::not_found("memory version", &id)),
+        Redacted::Missing => return Err(ApiError::not_found("memory version", id)),
         Redacted::Current => {
             return Err(ApiError::invalid(format!(
                 "memory version {id:?} holds its memory's current content; update or delete the memory first, then redact this version"
@@ -86,8 +77,8 @@ async fn redact(
             .with_code("memory_version_is_current"));
         }
     }
-    let fields = find_version(&stores, &store, &id).await?;
-    Ok(Json(version_object(&store, &id, &fields, View::Full)))
+    let fields = find_version(&call.stores, store, id).await?;
+    Ok(Json(version_object(store, id, &fields, View::Full)))
 }
 
 /// The list's filters on a version's own fields.
@@ -115,30 +106,22 @@ impl Filter<'_> {
 }
 
 /// `GET .../memory_versions`.
-async fn list(
-    State(state): State<AppState>,
-    Extension(tenant): Extension<Tenant>,
-    Path(store): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let query = Query::parse(raw.as_deref());
-    only(
-        &query,
-        &[
-            "memory_id",
-            "operation",
-            "session_id",
-            "api_key_id",
-            "service_account_id",
-            "created_at[gte]",
-            "created_at[lte]",
-            "view",
-            "limit",
-            "page",
-        ],
-    )?;
-    let view = view(&query, View::Basic)?;
-    let limit = limit(&query, view)?;
+async fn list(call: Call) -> ApiResult<Json<Value>> {
+    let query = &call.query;
+    call.only(&[
+        "memory_id",
+        "operation",
+        "session_id",
+        "api_key_id",
+        "service_account_id",
+        "created_at[gte]",
+        "created_at[lte]",
+        "view",
+        "limit",
+        "page",
+    ])?;
+    let view = call.view(View::Basic)?;
+    let limit = call.limit(view)?;
     let operation = query.get("operation");
     if let Some(op) = operation
         && !matches!(op, "created" | "modified" | "deleted")
@@ -179,15 +162,15 @@ async fn list(
                 .ok_or_else(|| ApiError::field("page", "invalid page token"))?,
         ),
     };
-    let stores = stores(&state, &tenant);
-    find(&stores, &store).await?;
+    let (store, _) = call.store().await?;
+    let stores = &call.stores;
     let mut data = Vec::new();
     let mut more = false;
     if memory.is_none_or(|m| valid_id(m, MEMORY_PREFIX)) {
         let mut scanned = 0;
         'pages: loop {
             let ids = stores
-                .version_ids(&store, memory, before, 100)
+                .version_ids(store, memory, before, 100)
                 .await
                 .map_err(redis_error)?;
             if ids.is_empty() {
@@ -200,8 +183,8 @@ async fn list(
                 }
                 scanned += 1;
                 before = Some(seq);
-                if let Some(fields) = stores.version(&store, &id).await.map_err(redis_error)? {
-                    let object = version_object(&store, &id, &fields, view);
+                if let Some(fields) = stores.version(store, &id).await.map_err(redis_error)? {
+                    let object = version_object(store, &id, &fields, view);
                     if filter.matches(&object) {
                         data.push(object);
                     }

@@ -9,6 +9,7 @@ pub mod harness_files;
 pub mod harness_outputs;
 pub mod harness_skills;
 pub mod memories;
+pub mod memory_call;
 pub mod memory_stores;
 pub mod memory_versions;
 pub mod objects;
