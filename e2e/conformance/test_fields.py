@@ -178,7 +178,7 @@ HONOURED: dict[str, dict[str, str]] = {
         "agent_version": "filters sessions by agent version",
         "statuses": "filters sessions by status",
         "deployment_id": "matches nothing: Corral has no deployments",
-        "memory_store_id": "matches nothing: Corral has no memory stores",
+        "memory_store_id": "matches nothing: sessions cannot attach memory stores yet",
     },
     "events.send": {
         **_USER_MESSAGE_CONTENT,
@@ -291,7 +291,7 @@ REFUSED: dict[str, dict[str, str]] = {
     "environments.update": {"config:self_hosted": "no self-hosted environments"},
     "sessions.create": {
         "agent:agent_with_overrides": "create an agent version instead",
-        "resources:memory_store": "no memory stores",
+        "resources:memory_store": "sessions cannot attach memory stores yet (the memory API is served)",
         **_CONTENT_REFUSED,
     },
     "sessions.update": {"agent": "a session's agent cannot change", "vault_ids": "fixed at create"},

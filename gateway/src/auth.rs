@@ -33,6 +33,8 @@ pub struct Tenant {
     pub key_name: String,
     /// The key's hash (the rate limiter's key).
     pub key_hash: String,
+    /// The key's stable id ([`crate::keys::key_id`]): who made a change, in memory versions.
+    pub key_id: String,
 }
 
 /// The watched set of API key Secrets.
@@ -81,6 +83,7 @@ impl KeyIndex {
                     namespace: s.namespace()?,
                     key_name: s.name_any(),
                     key_hash: hash.clone(),
+                    key_id: crate::keys::key_id(&hash),
                 })
             })
     }

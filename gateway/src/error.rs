@@ -74,6 +74,16 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict_error", message)
     }
 
+    /// 409 `memory_precondition_failed_error`: a memory's content is not the one a write expected (never retried).
+    pub fn memory_precondition_failed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "memory_precondition_failed_error", message)
+    }
+
+    /// 409 `memory_path_conflict_error`: another memory of the store has the path (never retried).
+    pub fn memory_path_conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "memory_path_conflict_error", message)
+    }
+
     /// 429 `rate_limit_error` with `retry-after`.
     pub fn rate_limited(retry_after: u64) -> Self {
         Self {

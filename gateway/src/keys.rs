@@ -20,6 +20,14 @@ pub fn hash_key(key: &str) -> String {
         .collect()
 }
 
+/// A key's stable id (`apikey_` and 24 hex characters), as the API names the key that made a change (the
+/// `api_key_id` of an `api_actor`): derived from the key's hash, so every gateway replica gives a key the same id
+/// for as long as it exists, and the id tells nothing about the key.
+pub fn key_id(key_hash: &str) -> String {
+    let digest = hash_key(&format!("corral api key id\0{key_hash}"));
+    format!("apikey_{}", &digest[..24])
+}
+
 /// A new random key: `sk-corral-` and 64 hex characters (256 bits from the OS's generator).
 pub fn generate_key() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
@@ -85,6 +93,16 @@ mod tests {
             "the key itself is never stored"
         );
         assert_eq!(secret.metadata.labels.unwrap()[API_KEY_LABEL], "true");
+    }
+
+    #[test]
+    fn a_keys_id_is_stable_and_distinct_from_its_hash() {
+        let hash = hash_key("sk-corral-a");
+        let id = key_id(&hash);
+        assert_eq!(id, key_id(&hash));
+        assert_ne!(id, key_id(&hash_key("sk-corral-b")));
+        assert!(id.starts_with("apikey_") && id.len() == 31, "{id}");
+        assert!(!hash.contains(&id["apikey_".len()..]));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod error;
 pub mod files;
 pub mod keys;
 pub mod mapping;
+pub mod memory;
 pub mod metrics;
 pub mod pagination;
 pub mod query;

@@ -22,8 +22,9 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("connecting to Kubernetes: {e}"))?;
             let (key, name) = admin::create_key(&client, &args.namespace, args.name.as_deref()).await?;
+            let id = corral_gateway::keys::key_id(&corral_gateway::keys::hash_key(&key));
             eprintln!(
-                "stored the key's hash in Secret {}/{name}; the key is shown only now:",
+                "stored the key's hash in Secret {}/{name} (key id {id}, as memory versions name it); the key is shown only now:",
                 args.namespace
             );
             println!("{key}");

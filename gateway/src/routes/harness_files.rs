@@ -164,6 +164,7 @@ pub(crate) async fn harness_tenant(
         namespace: namespace.to_owned(),
         key_name: String::new(),
         key_hash: String::new(),
+        key_id: String::new(),
     })
 }
 

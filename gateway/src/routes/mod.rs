@@ -8,6 +8,10 @@ pub mod files;
 pub mod harness_files;
 pub mod harness_outputs;
 pub mod harness_skills;
+pub mod memories;
+pub mod memory_call;
+pub mod memory_stores;
+pub mod memory_versions;
 pub mod objects;
 pub mod session_disk;
 pub mod session_resources;
@@ -37,4 +41,7 @@ pub fn v1() -> Router<AppState> {
         )
         .route("/v1/sessions/{session_id}/events/stream", get(stream::stream))
         .merge(session_resources::routes())
+        .merge(memory_stores::routes())
+        .merge(memories::routes())
+        .merge(memory_versions::routes())
 }

@@ -14,6 +14,7 @@ mod files_limits;
 mod harness;
 mod limits;
 mod lost_answers;
+mod memory;
 mod outputs;
 mod platform;
 mod redis_restart;

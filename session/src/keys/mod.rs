@@ -241,6 +241,12 @@ impl Tenant {
         }
     }
 
+    /// The namespace's memory stores in creation order (sorted set, all scores 0: store ids are ULIDs), under the
+    /// tag `{<namespace>:memstores}`.
+    pub fn memory_stores(&self) -> String {
+        format!("{}{{{}:memstores}}:index", self.prefix, self.namespace)
+    }
+
     /// The keys of memory store `store`.
     pub fn memory_store(&self, store: &str) -> MemoryStoreKeys {
         MemoryStoreKeys {
@@ -477,27 +483,55 @@ impl SkillKeys {
     }
 }
 
-/// Reserved (memory issue): the keys of one memory store, under the tag `{<namespace>:mem:<store>}`, so an
-/// optimistic update (check the precondition, write the memory, append its version) is one script.
+/// The keys of one memory store, under the tag `{<namespace>:mem:<store>}`: a write (check the precondition,
+/// write the memory, add its version) and a store's deletion are each one script in one slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryStoreKeys {
     base: String,
 }
 
 impl MemoryStoreKeys {
+    /// The store itself (hash: name, description, metadata JSON, created_at, updated_at, archived_at, the version
+    /// counter `seq`, the memory count `memories` and `bytes`, the content bytes its versions hold).
+    pub fn store(&self) -> String {
+        format!("{}store", self.base)
+    }
+
     /// The store's memories by path (hash: path → memory id).
     pub fn paths(&self) -> String {
         format!("{}paths", self.base)
     }
 
-    /// One memory (hash: path, content, `content_sha256`, metadata, timestamps).
+    /// The store's paths in order (sorted set, all scores 0, so `ZRANGEBYLEX` lists a prefix in path order).
+    pub fn tree(&self) -> String {
+        format!("{}tree", self.base)
+    }
+
+    /// One memory (hash: path, content, `content_sha256`, `size`, `version`, created_at, updated_at).
     pub fn memory(&self, memory: &str) -> String {
         format!("{}memory:{memory}", self.base)
     }
 
-    /// One memory's versions (stream; redaction blanks a version's content and keeps its record).
+    /// One memory's versions (sorted set: version id → the store's sequence number when it was written); kept
+    /// after the memory is deleted.
     pub fn versions(&self, memory: &str) -> String {
         format!("{}memory:{memory}:versions", self.base)
+    }
+
+    /// Every version of the store (sorted set: version id → sequence number, increasing with each write).
+    pub fn all_versions(&self) -> String {
+        format!("{}versions", self.base)
+    }
+
+    /// One version (hash: memory_id, operation, path, content, `content_sha256`, `size`, created_at, created_by,
+    /// and once redacted redacted_at and redacted_by; redaction deletes path and content and keeps the rest).
+    pub fn version(&self, version: &str) -> String {
+        format!("{}version:{version}", self.base)
+    }
+
+    /// The prefix of every key of the store (a store's deletion removes the keys it lists under it).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 }
 

@@ -43,9 +43,7 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         env.work(),
         env.work_item("work_1"),
         env.warm_pool(),
-        mem.paths(),
-        mem.memory("mem_1"),
-        mem.versions("mem_1"),
+        tenant.memory_stores(),
         files.index(),
         files.scope("sesn_1"),
         files.expiring(),
@@ -56,7 +54,21 @@ fn tenant_keys(tenant: &Tenant) -> Vec<String> {
         skills.version("skill_1", "1759178010641129"),
     ]);
     keys.extend(tenant.wakeup_queues());
+    keys.extend(memory_store_keys(&mem));
     keys
+}
+
+/// Every key of one memory store.
+fn memory_store_keys(mem: &MemoryStoreKeys) -> Vec<String> {
+    vec![
+        mem.store(),
+        mem.paths(),
+        mem.tree(),
+        mem.memory("mem_1"),
+        mem.versions("mem_1"),
+        mem.all_versions(),
+        mem.version("memver_1"),
+    ]
 }
 
 #[test]
@@ -181,6 +193,18 @@ fn a_tenants_skill_keys_share_one_slot_under_its_prefix() {
         assert_eq!(hash_tag(&key), "team-a:skills", "{key}");
         assert!(key.starts_with("corral:t:team-a:"), "{key}");
     }
+}
+
+#[test]
+fn a_memory_stores_keys_share_one_slot_under_its_tenants_prefix() {
+    let tenant = Tenant::new("team-a");
+    let mem = tenant.memory_store("memstore_1");
+    for key in memory_store_keys(&mem) {
+        assert_eq!(hash_tag(&key), "team-a:mem:memstore_1", "{key}");
+        assert!(key.starts_with(mem.base()), "{key}");
+    }
+    assert_eq!(hash_tag(&tenant.memory_stores()), "team-a:memstores");
+    assert!(tenant.memory_stores().starts_with("corral:t:team-a:"));
 }
 
 #[test]
