@@ -16,7 +16,9 @@ Runs in the conformance suite (run.sh, on a cluster) and in the gateway's integr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,6 +28,9 @@ from anthropic.types.beta import (
     agent_create_params,
     file_list_params,
     file_upload_params,
+    memory_store_create_params,
+    memory_store_list_params,
+    memory_store_update_params,
     skill_create_params,
     skill_list_params,
     agent_list_params,
@@ -39,6 +44,15 @@ from anthropic.types.beta import (
     vault_create_params,
     vault_list_params,
     vault_update_params,
+)
+from anthropic.types.beta.memory_stores import (
+    memory_create_params,
+    memory_delete_params,
+    memory_list_params,
+    memory_retrieve_params,
+    memory_update_params,
+    memory_version_list_params,
+    memory_version_retrieve_params,
 )
 from anthropic.types.beta.sessions import (
     event_list_params,
@@ -138,6 +152,9 @@ _USER_MESSAGE_CONTENT = {
     "*:user.message.content:document.source:text.*": "text documents reach the model as text",
     "*:user.message.content:redacted.type": "a redacted block is kept out of the model's context",
 }
+
+_MEMORY_VIEW = "basic leaves content null, full includes it (gateway memory.rs, test_memory.py)"
+_PRECONDITION = "the update applies only while the content has that hash, else 409 (test_memory.py)"
 
 HONOURED: dict[str, dict[str, str]] = {
     "agents.create": _AGENT,
@@ -256,6 +273,50 @@ HONOURED: dict[str, dict[str, str]] = {
     },
     "skill_versions.create": {"files": "stored; the version's archive holds them (test_skills.py)"},
     "skill_versions.list": {"limit": "page size", "page": "the cursor of the next page"},
+    "memory_stores.create": {"name": RT, "description": RT, "metadata": RT},
+    "memory_stores.update": {
+        "name": RT,
+        "description": RT,
+        "metadata": "patches the metadata: a null value removes a key (gateway memory.rs)",
+    },
+    "memory_stores.list": _LIST,
+    "memories.create": {
+        "path": RT,
+        "content": "stored as the memory's first version; content_sha256 and a view=full read show it (test_memory.py)",
+        "view": _MEMORY_VIEW,
+    },
+    "memories.update": {
+        "memory_store_id": "the path's store",
+        "path": RT,
+        "content": "stored as a new version; content_sha256 and a view=full read show it (test_memory.py)",
+        "precondition.type": _PRECONDITION,
+        "precondition.content_sha256": _PRECONDITION,
+        "view": _MEMORY_VIEW,
+    },
+    "memories.list": {
+        "limit": "page size (gateway memory.rs: a_list_follows_path_order_prefixes_and_depth)",
+        "page": "the cursor of the next page (gateway memory.rs: a_list_follows_path_order_prefixes_and_depth)",
+        "path_prefix": "only memories below the prefix, whole segments (gateway memory.rs, test_memory.py)",
+        "depth": "deeper memories roll up into memory_prefix items (gateway memory.rs)",
+        "view": _MEMORY_VIEW,
+    },
+    "memories.retrieve": {"memory_store_id": "the path's store", "view": _MEMORY_VIEW},
+    "memories.delete": {
+        "memory_store_id": "the path's store",
+        "expected_content_sha256": "deletes only while the content has that hash, else 409 (test_memory.py)",
+    },
+    "memory_versions.list": {
+        "limit": "page size",
+        "page": "the cursor of the next page",
+        "created_at_*": "filters on created_at (gateway memory.rs)",
+        "memory_id": "only that memory's versions, also after it is deleted (gateway memory.rs, test_memory.py)",
+        "operation": "only versions of that operation (gateway memory.rs)",
+        "api_key_id": "only versions written with that key (gateway memory.rs)",
+        "session_id": "only versions a session wrote: none yet, sessions cannot attach stores (gateway memory.rs)",
+        "service_account_id": "matches nothing: Corral writes no service-account versions (gateway memory.rs)",
+        "view": _MEMORY_VIEW,
+    },
+    "memory_versions.retrieve": {"memory_store_id": "the path's store", "view": _MEMORY_VIEW},
 }
 
 # Headers every method takes.
@@ -346,6 +407,13 @@ LEAVES: dict[str, Any] = {
     ".expires_in_seconds": 3600,
     ".ids": ["file_00000000000000000000000000"],
     "**session_thread_id": None,
+    ".memory_store_id": lambda c: c.memory_store,
+    # Each memory written gets a path of its own (a taken path is a 409), and every content is "fields", so that
+    # the hash a precondition expects is known.
+    ".path": lambda c: f"/fields/{uuid.uuid4().hex}.md",
+    ".content": "fields",
+    "**content_sha256": hashlib.sha256(b"fields").hexdigest(),
+    ".path_prefix": "/fields/",
 }
 
 
@@ -440,6 +508,9 @@ class Context:
     skill: str
     skill_version: str
     image_file: str
+    memory_store: str
+    memory: str
+    memory_version: str
 
 
 def _dump(response: Any) -> Any:
@@ -458,6 +529,21 @@ def _add_resource(client: anthropic.Anthropic, ctx: Context, kw: dict[str, Any])
     added = client.beta.sessions.resources.add(ctx.session, **kw)
     client.beta.sessions.resources.delete(added.id, session_id=ctx.session)
     return added
+
+
+def _create_memory(client: anthropic.Anthropic, ctx: Context, kw: dict[str, Any]) -> Any:
+    """Creates a memory and deletes it again, so that the store does not fill up."""
+    made = client.beta.memory_stores.memories.create(ctx.memory_store, **kw)
+    client.beta.memory_stores.memories.delete(made.id, memory_store_id=ctx.memory_store)
+    return made
+
+
+def _delete_memory(client: anthropic.Anthropic, ctx: Context, kw: dict[str, Any]) -> Any:
+    """Deletes a memory made for the purpose (with the content the expected hash is of)."""
+    made = client.beta.memory_stores.memories.create(
+        ctx.memory_store, path=f"/fields/{uuid.uuid4().hex}.md", content=LEAVES[".content"]
+    )
+    return client.beta.memory_stores.memories.delete(made.id, **kw)
 
 
 def _scripted(name: str = "fields") -> dict[str, Any]:
@@ -520,6 +606,25 @@ ENDPOINTS = [
              lambda cl, c, kw: cl.beta.skills.versions.create(c.skill, **kw)),
     Endpoint("skill_versions.list", version_list_params.VersionListParams, lambda c: {},
              lambda cl, c, kw: cl.beta.skills.versions.list(c.skill, **kw)),
+    # memory_stores.retrieve, archive and delete and memory_versions.redact take no parameters but the path's ids.
+    Endpoint("memory_stores.create", memory_store_create_params.MemoryStoreCreateParams, lambda c: {"name": "fields"},
+             lambda cl, c, kw: cl.beta.memory_stores.create(**kw)),
+    Endpoint("memory_stores.update", memory_store_update_params.MemoryStoreUpdateParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.memory_stores.update(c.memory_store, **kw)),
+    Endpoint("memory_stores.list", memory_store_list_params.MemoryStoreListParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.memory_stores.list(**kw)),
+    Endpoint("memories.create", memory_create_params.MemoryCreateParams, lambda c: {}, _create_memory),
+    Endpoint("memories.update", memory_update_params.MemoryUpdateParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.memory_stores.memories.update(c.memory, **kw)),
+    Endpoint("memories.list", memory_list_params.MemoryListParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.memory_stores.memories.list(c.memory_store, **kw)),
+    Endpoint("memories.retrieve", memory_retrieve_params.MemoryRetrieveParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.memory_stores.memories.retrieve(c.memory, **kw)),
+    Endpoint("memories.delete", memory_delete_params.MemoryDeleteParams, lambda c: {}, _delete_memory),
+    Endpoint("memory_versions.list", memory_version_list_params.MemoryVersionListParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.memory_stores.memory_versions.list(c.memory_store, **kw)),
+    Endpoint("memory_versions.retrieve", memory_version_retrieve_params.MemoryVersionRetrieveParams, lambda c: {},
+             lambda cl, c, kw: cl.beta.memory_stores.memory_versions.retrieve(c.memory_version, **kw)),
 ]
 
 # Paths whose request needs a companion field to be valid at all (an MCP server must be used by a toolset).
@@ -551,6 +656,9 @@ def _request(endpoint: Endpoint, ctx: Context, path: str) -> dict[str, Any]:
         kw["config"]["networking"] = {"type": "unrestricted"}
     if endpoint.name == "sessions.list" and path == "agent_version":
         kw["agent_id"] = ctx.agent
+    if endpoint.name == "memories.update" and "precondition" in kw:
+        # The SDK types the hash as optional; a precondition without it is a 400 naming it.
+        kw["precondition"].setdefault("content_sha256", LEAVES["**content_sha256"])
     return {k: v for k, v in kw.items() if v is not None}
 
 
@@ -611,6 +719,8 @@ def ctx(client: anthropic.Anthropic) -> Context:
     file = client.beta.files.upload(file=("fields.txt", b"fields", "text/plain"))
     skill = client.beta.skills.create(files=LEAVES[".files"])
     image = client.beta.files.upload(file=("fields.png", PNG, "image/png"))
+    store = client.beta.memory_stores.create(name="fields-store")
+    memory = client.beta.memory_stores.memories.create(store.id, path="/fields/memory.md", content=LEAVES[".content"])
     return Context(
         agent.id,
         environment.id,
@@ -621,6 +731,9 @@ def ctx(client: anthropic.Anthropic) -> Context:
         skill.id,
         skill.latest_version_id,
         image.id,
+        store.id,
+        memory.id,
+        memory.memory_version_id,
     )
 
 

@@ -111,6 +111,22 @@ async fn a_store_is_its_tenants_alone_and_keeps_its_fields() {
         .await
         .ok();
     assert_eq!(all["data"][0]["id"], other.as_str(), "newest first");
+    let later = gw
+        .get(
+            "/v1/memory_stores?include_archived=true&created_at%5Bgte%5D=2999-01-01T00:00:00Z",
+            &t,
+        )
+        .await
+        .ok();
+    assert_eq!(later["data"], json!([]));
+    let earlier = gw
+        .get(
+            "/v1/memory_stores?include_archived=true&created_at%5Blte%5D=2999-01-01T00:00:00Z",
+            &t,
+        )
+        .await
+        .ok();
+    assert_eq!(earlier["data"].as_array().unwrap().len(), 2, "{earlier}");
     let next = all["next_page"].as_str().unwrap();
     let rest = gw
         .get(
@@ -338,6 +354,31 @@ async fn every_write_is_a_version_and_redaction_keeps_the_record() {
     assert_eq!(mine["data"].as_array().unwrap().len(), 1);
     let nobody = gw.get(&format!("{versions}?session_id=sesn_x"), &t).await.ok();
     assert_eq!(nobody["data"], json!([]));
+    let robots = gw
+        .get(&format!("{versions}?service_account_id=svac_x"), &t)
+        .await
+        .ok();
+    assert_eq!(
+        robots["data"],
+        json!([]),
+        "Corral writes no service-account versions"
+    );
+    let later = gw
+        .get(
+            &format!("{versions}?created_at%5Bgte%5D=2999-01-01T00:00:00Z"),
+            &t,
+        )
+        .await
+        .ok();
+    assert_eq!(later["data"], json!([]));
+    let earlier = gw
+        .get(
+            &format!("{versions}?memory_id={id}&created_at%5Blte%5D=2999-01-01T00:00:00Z"),
+            &t,
+        )
+        .await
+        .ok();
+    assert_eq!(earlier["data"].as_array().unwrap().len(), 2, "{earlier}");
     let full = gw.get(&format!("{versions}/{first}"), &t).await.ok();
     assert_eq!(full["content"], "password=hunter2", "retrieve answers view=full");
 
