@@ -19,6 +19,9 @@
 //! | `wakeup_queue_oldest_age_seconds` | | age of the oldest of them (0 when there is none) |
 //! | `session_api_reads_total` | `purpose`, `reason` | Sessions read from the API server because the watch-fed cache could not answer (`purpose`: `agent`, `sandbox`, `files`, `recover`; `reason`: `watch_down`, `not_cached`, `cache_behind`, `no_watch`); 0 on the hot path |
 //! | `session_watch_up` | | 1 while the watch of the namespace's Sessions is live, else 0 |
+//! | `log_cache_bytes` | | bytes of event JSON of sessions' logs kept between their turns (`--log-cache-mib`) |
+//! | `log_cache_sessions` | | sessions whose log is kept |
+//! | `log_cache_lookups_total` | `result` | wake-ups that found their session's log kept (`hit`: only new entries read) or not (`miss`: read whole) |
 
 use corral_api::events::ModelUsage;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -146,6 +149,19 @@ pub struct Metrics {
     pub session_api_reads: Family<SessionReadLabels, Counter>,
     /// 1 while the watch of the namespace's Sessions is live.
     pub session_watch_up: Gauge,
+    /// Bytes of event JSON kept between turns.
+    pub log_cache_bytes: Gauge,
+    /// Sessions whose log is kept between turns.
+    pub log_cache_sessions: Gauge,
+    /// Runs that found their session's log kept, by `result` (`hit`, `miss`).
+    pub log_cache_lookups: Family<ResultLabel, Counter>,
+}
+
+/// Labels of [`Metrics::log_cache_lookups`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `hit` or `miss`.
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -171,6 +187,9 @@ impl Default for Metrics {
             self_fenced: Counter::default(),
             session_api_reads: Family::default(),
             session_watch_up: Gauge::default(),
+            log_cache_bytes: Gauge::default(),
+            log_cache_sessions: Gauge::default(),
+            log_cache_lookups: Family::default(),
         }
     }
 }
@@ -269,6 +288,21 @@ impl Metrics {
             "session_watch_up",
             "1 while the watch of the namespace's Sessions is live",
             self.session_watch_up.clone(),
+        );
+        registry.register(
+            "log_cache_bytes",
+            "Bytes of event JSON of sessions' logs kept between their turns",
+            self.log_cache_bytes.clone(),
+        );
+        registry.register(
+            "log_cache_sessions",
+            "Sessions whose log is kept between their turns",
+            self.log_cache_sessions.clone(),
+        );
+        registry.register(
+            "log_cache_lookups",
+            "Session runs that found their log kept (hit: only new entries read) or not (miss: read whole)",
+            self.log_cache_lookups.clone(),
         );
     }
 

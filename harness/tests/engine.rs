@@ -52,6 +52,16 @@ async fn a_multi_turn_session_with_tool_calls_runs_end_to_end() {
     assert_eq!(h.run("s1").await, Outcome::Idle);
     // Nothing left to do: a third run appends nothing.
     assert_eq!(h.run("s1").await, Outcome::Idle);
+    // The first run read the log whole; the next two only what was appended since (the log kept between turns).
+    let lookups = |result| {
+        h.metrics
+            .log_cache_lookups
+            .get_or_create(&corral_harness::metrics::ResultLabel { result })
+            .get()
+    };
+    assert_eq!((lookups("miss"), lookups("hit")), (1, 2));
+    assert_eq!(h.metrics.log_cache_sessions.get(), 1);
+    assert!(h.metrics.log_cache_bytes.get() > 0);
 
     let entries = h.entries("s1").await;
     let types: Vec<String> = entries.iter().map(|e| e.type_name().to_owned()).collect();

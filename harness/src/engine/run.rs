@@ -190,6 +190,15 @@ impl Engine {
         &self.logs
     }
 
+    fn count_log_cache(&self) {
+        self.metrics
+            .log_cache_bytes
+            .set(i64::try_from(self.logs.bytes()).unwrap_or(i64::MAX));
+        self.metrics
+            .log_cache_sessions
+            .set(i64::try_from(self.logs.len()).unwrap_or(i64::MAX));
+    }
+
     /// Waits, at most `within`, for the session status writes still under way (on shutdown: a run ends without
     /// waiting for its last one, so its lease goes back before the API server answers).
     pub async fn finish_status_writes(&self, within: Duration) {
@@ -252,10 +261,15 @@ impl Engine {
         cancel: &CancellationToken,
         gate: &dyn ToolGate,
     ) -> Outcome {
-        let mut view = self
-            .logs
-            .take(namespace, session)
-            .unwrap_or_else(|| LogView::new(&self.store, namespace, session));
+        let kept = self.logs.take(namespace, session);
+        self.metrics
+            .log_cache_lookups
+            .get_or_create(&crate::metrics::ResultLabel {
+                result: if kept.is_some() { "hit" } else { "miss" },
+            })
+            .inc();
+        self.count_log_cache();
+        let mut view = kept.unwrap_or_else(|| LogView::new(&self.store, namespace, session));
         if let Err(err) = view.refresh().await {
             self.metrics.redis_errors.inc();
             return Outcome::Failed(err.to_string());
@@ -296,6 +310,7 @@ impl Engine {
             Ok(()) => {
                 // Only a run that ended well: its view holds exactly the log up to its last entry.
                 self.logs.put(namespace, session, run.view);
+                self.count_log_cache();
                 Outcome::Idle
             }
             Err(Stop::Outcome(outcome)) => {
