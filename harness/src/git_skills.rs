@@ -11,7 +11,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     path::Path,
     process::Stdio,
     sync::{Arc, Mutex, PoisonError},
@@ -20,7 +20,7 @@ use std::{
 
 use base64::Engine as _;
 use sha2::Digest as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::{
     outbound::OutboundWall,
@@ -139,17 +139,10 @@ async fn resolve(url: &url::Url, wall: &OutboundWall) -> Result<(String, u16, Ve
         .trim_matches(['[', ']'])
         .to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
-    let addresses: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| SkillError::Unavailable(format!("resolving {host}: {e}")))?
-        .map(|a: SocketAddr| a.ip())
-        .collect();
-    if addresses.is_empty() {
-        return Err(SkillError::Unavailable(format!("{host} resolves to no address")));
-    }
-    if let Some(reason) = wall.check_addresses(&host, &addresses) {
-        return Err(SkillError::Missing(reason));
-    }
+    let addresses = wall.resolve(&host, port).await.map_err(|e| match e {
+        crate::outbound::Unreachable::Lookup(why) => SkillError::Unavailable(why),
+        crate::outbound::Unreachable::Closed(why) => SkillError::Missing(why),
+    })?;
     Ok((host, port, addresses))
 }
 
@@ -225,24 +218,11 @@ async fn git(
             let _ = pipe.write_all(&bytes).await;
         })
     });
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let (mut stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-    let read_out = async {
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.take(u64::from(u32::MAX)).read_to_end(&mut out).await;
-        }
-    };
-    let read_err = async {
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.take(16 << 10).read_to_end(&mut err).await;
-        }
-    };
-    tokio::join!(read_out, read_err);
-    let status = child.wait().await.map_err(|e| format!("git: {e}"))?;
+    let output = child.wait_with_output().await.map_err(|e| format!("git: {e}"))?;
     if let Some(writer) = writer {
         let _ = writer.await;
     }
+    let (status, out, err) = (output.status, output.stdout, output.stderr);
     if status.success() {
         Ok(out)
     } else {

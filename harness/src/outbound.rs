@@ -88,6 +88,23 @@ impl OutboundWall {
         ))
     }
 
+    /// The addresses of `host` (at `port`), resolved with the system resolver, when the wall lets them all be
+    /// reached: what the harness's HTTP clients connect to, and what other clients (git) are pinned to.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, Unreachable> {
+        let addresses: Vec<IpAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| Unreachable::Lookup(format!("resolving {host}: {e}")))?
+            .map(|a| a.ip())
+            .collect();
+        if addresses.is_empty() {
+            return Err(Unreachable::Lookup(format!("{host} resolves to no address")));
+        }
+        match self.check_addresses(host, &addresses) {
+            Some(reason) => Err(Unreachable::Closed(reason)),
+            None => Ok(addresses),
+        }
+    }
+
     /// The refusal of `url` by its host when that host is a literal address (names are judged when they resolve).
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
@@ -103,6 +120,25 @@ impl OutboundWall {
     }
 }
 
+/// Why a host cannot be reached, as a sentence naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The name did not resolve (perhaps for now).
+    Lookup(String),
+    /// It resolves to an address the wall closes.
+    Closed(String),
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Lookup(why) | Self::Closed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
 /// Resolves names with the system resolver and refuses those that land on a closed address.
 struct WallResolver(Arc<OutboundWall>);
 
@@ -111,12 +147,8 @@ impl Resolve for WallResolver {
         let wall = self.0.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let ips: Vec<IpAddr> = addresses.iter().map(SocketAddr::ip).collect();
-            if let Some(reason) = wall.check_addresses(&host, &ips) {
-                return Err(reason.into());
-            }
-            Ok(Box::new(addresses.into_iter()) as Addrs)
+            let addresses = wall.resolve(&host, 0).await?;
+            Ok(Box::new(addresses.into_iter().map(|ip| SocketAddr::new(ip, 0))) as Addrs)
         })
     }
 }
